@@ -1,0 +1,1 @@
+"""TrailScope analytics: ingest, store and pure DataFrame-in/DataFrame-out analyses."""

@@ -1,0 +1,275 @@
+"""The workspace store: one DuckDB file holding every dataset and a registry describing them.
+
+Layout inside ``$TRAILSCOPE_HOME/trailscope.duckdb`` (default ``~/.trailscope``):
+
+* ``datasets``: one row per dataset (name, source, format, counts, time span, bounding box,
+  import time, import report as JSON);
+* ``"events__<name>"``: the dataset's events in the canonical schema (analytics/schema.py).
+
+Each dataset gets its own events table rather than sharing one table with a ``dataset``
+column: dropping or replacing a dataset is then a cheap ``DROP TABLE`` inside the same
+transaction as the registry update, and queries need no extra filter. A dataset appears whole
+or not at all: ``save_dataset`` writes the table and the registry row in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+import pandas as pd
+
+from analytics import schema
+
+DB_FILENAME = "trailscope.duckdb"
+
+_REGISTRY_SQL = """
+CREATE TABLE IF NOT EXISTS datasets (
+    name VARCHAR PRIMARY KEY,
+    source VARCHAR,
+    format VARCHAR,
+    rows BIGINT,
+    users BIGINT,
+    items BIGINT,
+    time_min TIMESTAMP,
+    time_max TIMESTAMP,
+    min_lat DOUBLE, max_lat DOUBLE, min_lon DOUBLE, max_lon DOUBLE,
+    has_coordinates BOOLEAN,
+    imported_at TIMESTAMP,
+    report VARCHAR
+)
+"""
+
+
+class StoreError(RuntimeError):
+    """A store operation that cannot proceed; the message says why and what to do."""
+
+
+class DatasetNotFound(StoreError, KeyError):
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0])
+
+
+def home_dir() -> Path:
+    """The workspace folder: ``$TRAILSCOPE_HOME`` or ``~/.trailscope``."""
+    return Path(os.environ.get("TRAILSCOPE_HOME") or Path.home() / ".trailscope").expanduser()
+
+
+def events_table(name: str) -> str:
+    """Quoted SQL identifier of a dataset's events table."""
+    schema.check_dataset_name(name)
+    return f'"events__{name}"'
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    source: str
+    format: str
+    rows: int
+    users: int
+    items: int
+    time_min: datetime | None
+    time_max: datetime | None
+    bbox: tuple[float, float, float, float] | None  # (min_lat, max_lat, min_lon, max_lon)
+    has_coordinates: bool
+    imported_at: datetime
+    report: dict[str, Any]
+
+
+class Store:
+    """A DuckDB workspace. Safe to share between threads: each call uses its own cursor."""
+
+    def __init__(self, path: str | Path | None = None, read_only: bool = False) -> None:
+        if path is None:
+            home = home_dir()
+            home.mkdir(parents=True, exist_ok=True)
+            path = home / DB_FILENAME
+        self.path = Path(path)
+        self.read_only = read_only
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"cannot open the workspace {self.path}: {exc}. Another TrailScope process "
+                "(a running dashboard?) may hold it; stop it or import through the dashboard."
+            ) from exc
+        self._lock = threading.Lock()
+        if not read_only:
+            self._con.execute(_REGISTRY_SQL)
+
+    # -- connections -------------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the workspace connection, for one thread's queries."""
+        with self._lock:
+            return self._con.cursor()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def query_df(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        cur = self.cursor()
+        try:
+            return cur.execute(sql, params or []).df()
+        finally:
+            cur.close()
+
+    # -- registry ----------------------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        cur = self.cursor()
+        try:
+            row = cur.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()
+        finally:
+            cur.close()
+        return bool(row and row[0])
+
+    def list_datasets(self) -> pd.DataFrame:
+        """One row per dataset with its stats, newest import first (no report column)."""
+        return self.query_df(
+            "SELECT name, source, format, rows, users, items, time_min, time_max, "
+            "min_lat, max_lat, min_lon, max_lon, has_coordinates, imported_at "
+            "FROM datasets ORDER BY imported_at DESC, name"
+        )
+
+    def info(self, name: str) -> DatasetInfo:
+        cur = self.cursor()
+        try:
+            row = cur.execute(
+                "SELECT name, source, format, rows, users, items, time_min, time_max, min_lat, "
+                "max_lat, min_lon, max_lon, has_coordinates, imported_at, report "
+                "FROM datasets WHERE name = ?",
+                [name],
+            ).fetchone()
+        finally:
+            cur.close()
+        if row is None:
+            raise DatasetNotFound(
+                f"no dataset named {name!r}; `trailscope datasets` lists the ones imported"
+            )
+        bbox = None if row[8] is None else (row[8], row[9], row[10], row[11])
+        return DatasetInfo(
+            name=row[0], source=row[1], format=row[2], rows=row[3], users=row[4], items=row[5],
+            time_min=row[6], time_max=row[7], bbox=bbox, has_coordinates=bool(row[12]),
+            imported_at=row[13], report=json.loads(row[14] or "{}"),
+        )
+
+    def table(self, name: str) -> str:
+        """Quoted events table of an existing dataset (raises DatasetNotFound)."""
+        if not self.exists(name):
+            self.info(name)  # raises with the helpful message
+        return events_table(name)
+
+    def events(self, name: str, columns: list[str] | None = None,
+               where: str | None = None, params: list | None = None) -> pd.DataFrame:
+        """A dataset's events as a DataFrame ordered by user and time."""
+        cols = ", ".join(columns or schema.COLUMNS)
+        sql = f"SELECT {cols} FROM {self.table(name)}"
+        if where:
+            sql += f" WHERE {where}"
+        sql += f" ORDER BY {schema.USER}, {schema.TS}"
+        return self.query_df(sql, params)
+
+    # -- writing -----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor inside BEGIN/COMMIT; any exception rolls everything back."""
+        if self.read_only:
+            raise StoreError(f"the workspace {self.path} is open read-only")
+        cur = self.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            cur.close()
+            raise
+        cur.execute("COMMIT")
+        cur.close()
+
+    def save_dataset(self, name: str, select_sql: str, *, source: str, fmt: str,
+                     report: dict[str, Any], replace: bool = False,
+                     params: list | None = None,
+                     con: duckdb.DuckDBPyConnection | None = None) -> DatasetInfo:
+        """Create dataset ``name`` from ``select_sql`` (canonical columns, in order) atomically.
+
+        ``con`` lets a caller run the select on the cursor where its staging temp tables live;
+        the whole write then happens inside one transaction on that cursor.
+        """
+        schema.check_dataset_name(name)
+        if self.read_only:
+            raise StoreError(f"the workspace {self.path} is open read-only")
+        table = events_table(name)
+        cur = con if con is not None else self.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            exists = cur.execute(
+                "SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()[0]
+            if exists and not replace:
+                raise StoreError(
+                    f"dataset {name!r} already exists; pass --replace to overwrite it "
+                    "or --name to import under another name"
+                )
+            if exists:
+                cur.execute(f"DROP TABLE IF EXISTS {table}")
+                cur.execute("DELETE FROM datasets WHERE name = ?", [name])
+            cur.execute(schema.create_table_sql(table))
+            cur.execute(f"INSERT INTO {table} {select_sql}", params or [])
+            s = cur.execute(
+                f"SELECT count(*), count(DISTINCT {schema.USER}), count(DISTINCT {schema.ITEM}), "
+                f"min({schema.TS}), max({schema.TS}), min({schema.LAT}), max({schema.LAT}), "
+                f"min({schema.LON}), max({schema.LON}) FROM {table}"
+            ).fetchone()
+            if not s[0]:
+                raise StoreError(
+                    f"no usable rows to import into {name!r}; the import report says why "
+                    f"each row was rejected: {json.dumps(report.get('rejected_by_reason', {}))}"
+                )
+            has_coords = s[5] is not None
+            cur.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [name, source, fmt, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8],
+                 has_coords, datetime.now(timezone.utc).replace(tzinfo=None),
+                 json.dumps(report, default=str)],
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            if con is None:
+                cur.close()
+        return self.info(name)
+
+    def drop(self, name: str) -> None:
+        self.info(name)  # raises DatasetNotFound with a helpful message
+        with self.transaction() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {events_table(name)}")
+            cur.execute("DELETE FROM datasets WHERE name = ?", [name])
+
+    def fingerprint(self, name: str) -> str:
+        """A short content hash of a dataset (rows, span, id hashes) to bind models to data."""
+        cur = self.cursor()
+        try:
+            row = cur.execute(
+                f"SELECT count(*), min({schema.TS}), max({schema.TS}), "
+                f"sum(hash({schema.USER}) % 1000003), sum(hash({schema.ITEM}) % 1000003) "
+                f"FROM {self.table(name)}"
+            ).fetchone()
+        finally:
+            cur.close()
+        import hashlib
+
+        return hashlib.sha1(repr(row).encode()).hexdigest()[:16]

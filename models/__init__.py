@@ -1,0 +1,1 @@
+"""TrailScope models: per-user sequences, next-item recommenders, evaluation, explanations."""
