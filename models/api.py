@@ -1,0 +1,165 @@
+"""The models service API: what the CLI and the dashboard call.
+
+``train`` (re-exported from models.train), ``evaluate``, ``list_models`` and ``recommend``.
+Loaded models are cached per checkpoint file (keyed by path and modification time).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from analytics import schema
+from analytics.store import Store
+from models import checkpoint as ckpt
+from models.data import build_dataset
+from models.evaluate import evaluate_model
+from models.inference import history_batch, user_index
+from models.train import TrainResult, train
+
+__all__ = ["train", "TrainResult", "evaluate", "list_models", "recommend"]
+
+METRIC_KEYS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr",
+               "coverage@10", "popularity@10")
+_CACHE: dict[tuple[str, float], ckpt.Loaded] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 4
+
+
+def _load(store: Store, path: Path) -> ckpt.Loaded:
+    key = (str(path), path.stat().st_mtime)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    loaded = ckpt.load(path, store)
+    with _CACHE_LOCK:
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = loaded
+    return loaded
+
+
+def list_models(store: Store, name: str) -> list[dict[str, Any]]:
+    """Trained models of dataset ``name``, newest first.
+
+    Each: model_id, model, split, created, train_seconds, test metrics (flat), ``stale``
+    (the dataset changed since training: such a model refuses to load) and path.
+    """
+    store.info(name)  # raises DatasetNotFound with a helpful message
+    fp = store.fingerprint(name)
+    out = []
+    for info in ckpt.list_checkpoints(store, name):
+        test = (info.get("metrics") or {}).get("test", {})
+        out.append({"model_id": info["model_id"], "model": info["model"],
+                    "split": info["split"], "created": info.get("created"),
+                    "train_seconds": info.get("train_seconds"),
+                    "cancelled": bool(info.get("cancelled")),
+                    "stale": info.get("fingerprint") != fp, "path": info["path"],
+                    "config": info.get("config", {}),
+                    **{k: test.get(k) for k in METRIC_KEYS}})
+    return out
+
+
+def _row(info: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
+    return {"model": info["model"], "model_id": info["model_id"], "split": info["split"],
+            **{k: test.get(k) for k in METRIC_KEYS}, "n": test.get("n"),
+            "train_seconds": info.get("train_seconds"), "slices": test.get("slices", {})}
+
+
+def evaluate(store: Store, name: str, model_id: str = "all",
+             recompute: bool = False) -> list[dict[str, Any]]:
+    """Test metrics (with slices) of one model or all of a dataset's current models.
+
+    By default the metrics computed at the end of training are returned (stale models, whose
+    dataset changed, are left out). ``recompute=True`` reloads each model and re-runs the
+    evaluation on the current data.
+    """
+    fp = store.fingerprint(name)
+    if model_id == "all":
+        infos = [i for i in ckpt.list_checkpoints(store, name) if i.get("fingerprint") == fp]
+    else:
+        path = ckpt.find(store, name, model_id)
+        infos = [{**ckpt.read_info(path), "path": str(path)}]
+    rows = []
+    for info in infos:
+        if recompute:
+            loaded = _load(store, Path(info["path"]))
+            p = info.get("data_params", {})
+            ds = build_dataset(store, name, info["split"], p.get("max_len", 50),
+                               p.get("min_user", 5), p.get("min_item", 5),
+                               p.get("exclude_seen", "auto"))
+            test = evaluate_model(loaded.model, ds, "test")
+        else:
+            test = (info.get("metrics") or {}).get("test", {})
+        rows.append(_row(info, test))
+    return rows
+
+
+def _default_model(store: Store, name: str) -> str:
+    models = [m for m in list_models(store, name) if not m["stale"]]
+    if not models:
+        raise ckpt.CheckpointError(
+            f"no trained model for dataset {name!r}; train one first (e.g. "
+            f"`trailscope train {name} --model markov`)")
+    best = max(models, key=lambda m: -math.inf if m["ndcg@10"] is None else m["ndcg@10"])
+    return best["model_id"]
+
+
+def _finite(x: float) -> float | None:
+    """Coordinates rounded to 1e-6 degrees (~0.1 m; they are stored as float32)."""
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+
+@torch.no_grad()
+def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | None = None,
+              at: datetime | str | float | None = None, lat: float | None = None,
+              lon: float | None = None) -> dict[str, Any]:
+    """Top-``k`` next items for ``user`` from their full history.
+
+    ``at`` is the time to recommend for (default: the user's last event), which sets the
+    target hour/weekday; ``lat``/``lon`` is an optional current position, used by models
+    with a ``score_near`` method (the distance-aware baselines). Default model: the
+    best test NDCG@10 among the dataset's current models.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if (lat is None) != (lon is None):
+        raise ValueError("give both lat and lon for a current position, or neither")
+    model_id = model_id or _default_model(store, name)
+    loaded = _load(store, ckpt.find(store, name, model_id))
+    model, meta = loaded.model, loaded.meta
+    user_index(meta, user)  # unknown users fail before touching the store
+    events = store.events(name, where=f"{schema.USER} = ?", params=[str(user)])
+    hist = history_batch(events, meta, user, at, lat, lon)
+    dev = next(iter(model.buffers()), torch.zeros(0)).device
+    batch = {key: v.to(dev) for key, v in hist.batch.items()}
+    if lat is not None and hasattr(model, "score_near"):
+        scores = model.score_near(batch, float(lat), float(lon))
+    else:
+        scores = model.score(batch)
+    scores = scores.float().clone()[0]                                  # (n_items + 1,)
+    scores[0] = float("-inf")
+    if meta.extra.get("exclude_seen"):
+        scores[torch.from_numpy(hist.items).to(scores.device)] = float("-inf")
+    scores = scores.masked_fill(torch.isnan(scores), float("-inf"))
+    top = scores.topk(min(k, meta.n_items))
+    cats = meta.extra.get("category_names", ())
+    coords = meta.item_coords()
+    items = []
+    for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+        if not math.isfinite(s):
+            break
+        c = meta.item_category[i - 1] if meta.item_category else 0
+        items.append({"item_id": meta.item_ids[i - 1], "score": float(s),
+                      "category": cats[c - 1] if c > 0 else None,
+                      "lat": _finite(coords[i, 0]), "lon": _finite(coords[i, 1])})
+    return {"user": str(user), "model": model.name, "model_id": model_id,
+            "at": datetime.fromtimestamp(hist.at, UTC).replace(tzinfo=None).isoformat(),
+            "history_used": int(hist.batch["len"].item()),
+            "unknown_items_skipped": hist.skipped, "items": items}

@@ -1,0 +1,95 @@
+"""The workspace store: atomic dataset writes, registry, replace and drop."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from analytics import schema
+from analytics.store import DatasetNotFound, Store, StoreError
+
+ROWS = (
+    "SELECT * FROM (VALUES "
+    "('u1', 'i1', TIMESTAMP '2020-01-01 10:00', 40.7, -74.0, 'visit', 'Cafe', NULL, -240), "
+    "('u1', 'i2', TIMESTAMP '2020-01-02 10:00', 40.8, -73.9, 'visit', NULL, NULL, -240), "
+    "('u2', 'i1', TIMESTAMP '2020-01-03 10:00', NULL, NULL, 'buy', NULL, 3.5, NULL))"
+)
+
+
+def _save(store: Store, name: str = "d", sql: str = ROWS, replace: bool = False):
+    return store.save_dataset(name, sql, source="test", fmt="generic",
+                              report={"rows_read": 3}, replace=replace)
+
+
+def test_save_registers_stats_and_events(store: Store) -> None:
+    info = _save(store)
+    assert (info.rows, info.users, info.items) == (3, 2, 2)
+    assert info.has_coordinates and info.bbox == (40.7, 40.8, -74.0, -73.9)
+    assert info.report == {"rows_read": 3}
+    ev = store.events("d")
+    assert list(ev.columns) == list(schema.COLUMNS)
+    assert ev[schema.USER].tolist() == ["u1", "u1", "u2"]
+    assert store.list_datasets()["name"].tolist() == ["d"]
+
+
+def test_existing_name_refused_without_replace_and_kept(store: Store) -> None:
+    _save(store)
+    with pytest.raises(StoreError, match="--replace"):
+        _save(store, sql=ROWS.replace("u2", "u9"))
+    assert sorted(store.events("d")[schema.USER].unique()) == ["u1", "u2"]
+    info = _save(store, sql=ROWS.replace("u2", "u9"), replace=True)
+    assert sorted(store.events("d")[schema.USER].unique()) == ["u1", "u9"]
+    assert info.users == 2
+
+
+def test_failed_write_leaves_store_untouched(store: Store) -> None:
+    _save(store)
+    bad = "SELECT 'u', 'i', CAST('not a time' AS TIMESTAMP), NULL, NULL, NULL, NULL, NULL, NULL"
+    with pytest.raises(duckdb.Error):
+        _save(store, "d", bad, replace=True)  # replace of an existing dataset fails mid-way
+    with pytest.raises(duckdb.Error):
+        _save(store, "other", bad)
+    assert store.info("d").rows == 3 and len(store.events("d")) == 3
+    assert not store.exists("other")
+    tables = store.query_df("SELECT table_name FROM information_schema.tables")["table_name"]
+    assert "events__other" not in set(tables)
+
+
+def test_empty_result_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="no usable rows"):
+        _save(store, sql=ROWS + " WHERE false")
+    assert not store.exists("d")
+
+
+def test_drop_and_missing(store: Store) -> None:
+    _save(store)
+    store.drop("d")
+    assert not store.exists("d")
+    with pytest.raises(DatasetNotFound, match="trailscope datasets"):
+        store.drop("d")
+    with pytest.raises(DatasetNotFound):
+        store.events("d")
+
+
+def test_invalid_names_rejected(store: Store) -> None:
+    for bad in ["", "a b", "x;drop", "-lead", "a" * 65, 'q"uote']:
+        with pytest.raises(ValueError, match="invalid dataset name"):
+            _save(store, bad)
+
+
+def test_fingerprint_changes_with_content(store: Store) -> None:
+    _save(store)
+    fp = store.fingerprint("d")
+    assert fp == store.fingerprint("d")
+    _save(store, sql=ROWS.replace("'i2'", "'i3'"), replace=True)
+    assert store.fingerprint("d") != fp
+
+
+def test_persists_across_reopen(tmp_path) -> None:
+    path = tmp_path / "w.duckdb"
+    with Store(path) as s:
+        _save(s)
+    with Store(path, read_only=True) as s:
+        assert s.info("d").rows == 3
+        with pytest.raises(StoreError, match="read-only"):
+            s.drop("d")

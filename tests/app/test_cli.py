@@ -1,0 +1,94 @@
+"""The `trailscope` command line, run as a real subprocess on a real workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MOVIELENS, NYC
+
+
+def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRAILSCOPE_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cli-home")
+
+
+def test_import_nyc_json_report(home: Path, shared_data) -> None:
+    r = run_cli(home, "import", str(NYC), "--name", "nyc", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["name"] == "nyc"
+    assert rep["rows_read"] == 147_938
+    assert rep["rejected_by_reason"].get("duplicate") == 458
+    assert rep["rows_kept"] == 147_938 - rep["rows_rejected"]
+    assert (rep["users"], rep["items"]) == (1_083, 5_135)
+    assert rep["has_coordinates"] is True
+    assert rep["time_min"].startswith("2012-04-0") and rep["time_max"].startswith("2013-02-1")
+
+
+def test_reimport_refused_without_replace(home: Path) -> None:
+    r = run_cli(home, "import", str(NYC), "--name", "nyc")
+    assert r.returncode != 0
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "--replace" in r.stderr
+    r = run_cli(home, "datasets", "--json")
+    assert [d["rows"] for d in json.loads(r.stdout) if d["name"] == "nyc"] == [147_938 - 458]
+
+
+def test_keep_duplicates_and_replace(home: Path) -> None:
+    r = run_cli(home, "import", str(NYC), "--name", "nyc", "--replace", "--keep-duplicates",
+                "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rows_kept"] == 147_938
+
+
+def test_movielens_and_datasets_listing(home: Path) -> None:
+    r = run_cli(home, "import", str(MOVIELENS), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert (rep["rows_kept"], rep["users"], rep["items"]) == (100_000, 943, 1_682)
+    assert rep["has_coordinates"] is False
+    listing = json.loads(run_cli(home, "datasets", "--json").stdout)
+    assert {d["name"] for d in listing} >= {"nyc", rep["name"]}
+    text = run_cli(home, "datasets").stdout
+    assert "nyc" in text and "100,000" in text
+
+
+def test_broken_file_fails_with_one_line(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "garbage.csv"
+    bad.write_bytes(bytes(range(256)) * 40)
+    r = run_cli(home, "import", str(bad), "--name", "garbage")
+    assert r.returncode != 0
+    assert len(r.stderr.strip().splitlines()) == 1 and "garbage" in r.stderr
+    missing = run_cli(home, "import", str(tmp_path / "nope.csv"))
+    assert missing.returncode != 0 and "nope.csv" in missing.stderr
+    names = {d["name"] for d in json.loads(run_cli(home, "datasets", "--json").stdout)}
+    assert "garbage" not in names and "nyc" in names
+
+
+def test_bad_map_argument(home: Path) -> None:
+    r = run_cli(home, "import", str(MOVIELENS), "--map", "usr=0", "--name", "x")
+    assert r.returncode != 0 and "unknown field 'usr'" in r.stderr
+
+
+def test_sample_and_drop(home: Path) -> None:
+    r = run_cli(home, "sample", "--users", "30", "--seed", "3", "--name", "tiny", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["users"] == 30 and rep["rows_kept"] > 100
+    assert run_cli(home, "drop", "tiny").returncode == 0
+    names = {d["name"] for d in json.loads(run_cli(home, "datasets", "--json").stdout)}
+    assert "tiny" not in names
+    r = run_cli(home, "drop", "tiny")
+    assert r.returncode != 0 and "no dataset named 'tiny'" in r.stderr

@@ -1,0 +1,124 @@
+"""Checkpoints (round trip, fingerprint refusal) and the service API on real data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from analytics import schema
+from models import api, registry
+from models import checkpoint as ckpt
+from models.data import build_dataset
+from models.inference import UnknownUser
+from tests.models.realdata import real_workspace, slice_dataset
+from tests.models.tiny import TinyRec
+
+QUIET = {"log": lambda _m: None}
+ITEM_KEYS = {"item_id", "score", "category", "lat", "lon"}
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    store = real_workspace(tmp_path_factory.mktemp("ckpt"), "nyc", "ml")
+    slice_dataset(store, "nyc", "nyc80", 80)
+    slice_dataset(store, "ml", "ml80", 80)
+    yield store
+    store.close()
+
+
+def _same_scores(a, b, ds) -> None:
+    batch = next(ds.batches("test", 32))
+    a.eval()
+    b.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(a.score(batch), b.score(batch))
+
+
+def test_markov_round_trip_and_layout(ws):
+    res = api.train(ws, "nyc80", model="markov", **QUIET)
+    assert res.path.parent == ws.path.parent / "models" / "nyc80"
+    assert res.path.stem == res.model_id and res.model_id.startswith("markov-")
+    side = json.loads(res.path.with_suffix(".json").read_text())
+    assert side["fingerprint"] == ws.fingerprint("nyc80") and side["split"] == "leave-last"
+    assert side["config"] == {"min_transitions": 5.0, "bandwidth_km": 1.0}
+    loaded = ckpt.load(res.path, ws)
+    ds = build_dataset(ws, "nyc80", "leave-last")
+    assert loaded.meta.item_ids == ds.meta.item_ids
+    fresh = registry.build_model("markov", ds.meta)
+    fresh.fit_counts(list(ds.batches("train", 512)))
+    _same_scores(loaded.model, fresh, ds)
+
+
+def test_neural_round_trip(ws, monkeypatch):
+    monkeypatch.setitem(registry.MODELS, "tiny", TinyRec)
+    res = api.train(ws, "nyc80", model="tiny", epochs=1, batch_size=64, max_len=20,
+                    hidden=12, resume=False, **QUIET)
+    loaded = ckpt.load(res.path, ws)
+    assert loaded.model.config == TinyRec.Config(hidden=12)
+    assert loaded.meta.max_len == 20
+    ds = build_dataset(ws, "nyc80", "leave-last", max_len=20)
+    again = api.evaluate(ws, "nyc80", res.model_id, recompute=True)[0]
+    assert again["ndcg@10"] == pytest.approx(res.metrics["test"]["ndcg@10"])
+    assert loaded.model.emb.weight.shape == (ds.meta.n_items + 1, 12)
+
+
+def test_fingerprint_change_is_refused(ws):
+    slice_dataset(ws, "nyc", "moving", 30)
+    res = api.train(ws, "moving", model="pop", **QUIET)
+    assert api.list_models(ws, "moving")[0]["stale"] is False
+    slice_dataset(ws, "nyc", "moving", 31)                   # re-import: different data
+    with pytest.raises(ckpt.CheckpointError, match="fingerprint.*Retrain"):
+        ckpt.load(res.path, ws)
+    assert api.list_models(ws, "moving")[0]["stale"] is True
+    assert api.evaluate(ws, "moving") == []                  # stale models are left out
+    with pytest.raises(ckpt.CheckpointError, match="changed since"):
+        api.recommend(ws, "moving", "1", model_id=res.model_id)
+    with pytest.raises(ckpt.CheckpointError, match="no trained model"):
+        api.recommend(ws, "moving", "1")
+    with pytest.raises(ckpt.CheckpointError, match="no model 'nope'"):
+        api.evaluate(ws, "moving", "nope")
+
+
+def test_evaluate_rows_and_default_model(ws):
+    api.train(ws, "nyc80", model="pop", **QUIET)
+    api.train(ws, "nyc80", model="repeat", **QUIET)
+    rows = api.evaluate(ws, "nyc80")
+    keys = {"model", "model_id", "split", "hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5",
+            "ndcg@10", "ndcg@20", "mrr", "coverage@10", "popularity@10", "train_seconds",
+            "slices"}
+    assert rows and all(keys <= set(r) for r in rows)
+    assert {"hour", "weekday", "activity", "cold"} <= set(rows[0]["slices"])
+    best = max(rows, key=lambda r: r["ndcg@10"])
+    out = api.recommend(ws, "nyc80", "1", k=5)
+    assert out["model_id"] == best["model_id"]
+
+
+def test_recommend_shape_position_and_errors(ws):
+    res = api.train(ws, "nyc80", model="markov", **QUIET)
+    out = api.recommend(ws, "nyc80", "1", k=7, model_id=res.model_id)
+    assert out["user"] == "1" and out["model"] == "markov" and len(out["items"]) == 7
+    assert all(set(i) == ITEM_KEYS for i in out["items"])
+    scores = [i["score"] for i in out["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(i["lat"] is not None and 40 < i["lat"] < 41.5 for i in out["items"])
+    assert any(i["category"] for i in out["items"])
+    # a current position far from the user's last place changes the fallback's suggestions
+    here = api.recommend(ws, "nyc80", "1", k=7, model_id=res.model_id, lat=40.58, lon=-73.81,
+                         at="2013-01-05 09:00")
+    assert here["at"] == "2013-01-05T09:00:00"
+    assert [i["item_id"] for i in here["items"]] != [i["item_id"] for i in out["items"]]
+    with pytest.raises(UnknownUser, match="not among the 80 users"):
+        api.recommend(ws, "nyc80", "no-such-user", model_id=res.model_id)
+    with pytest.raises(ValueError, match="both lat and lon"):
+        api.recommend(ws, "nyc80", "1", lat=40.7)
+
+
+def test_recommend_excludes_seen_movies(ws):
+    res = api.train(ws, "ml80", model="markov", **QUIET)
+    user = ws.query_df(f"SELECT min({schema.USER}) AS u FROM {ws.table('ml80')}")["u"][0]
+    out = api.recommend(ws, "ml80", user, k=20, model_id=res.model_id)
+    seen = set(ws.events("ml80", where=f"{schema.USER} = ?", params=[user])[schema.ITEM])
+    assert len(out["items"]) == 20 and not seen & {i["item_id"] for i in out["items"]}
+    assert all(i["lat"] is None for i in out["items"])

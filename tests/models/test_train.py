@@ -1,0 +1,144 @@
+"""The training loop: reproducible, early stopping, progress, cancel + resume, pre-training."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+import torch
+
+from models import checkpoint as ckpt
+from models import registry
+from models.train import resolve_device, train
+from tests.models.realdata import real_workspace, slice_dataset
+from tests.models.tiny import TinyRec
+
+FAST = {"split": "leave-last", "batch_size": 64, "max_len": 20, "log": lambda _m: None}
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    store = real_workspace(tmp_path_factory.mktemp("train"), "nyc")
+    slice_dataset(store, "nyc", "nyc60", 60)
+    yield store
+    store.close()
+
+
+@pytest.fixture()
+def tiny(monkeypatch):
+    monkeypatch.setitem(registry.MODELS, "tiny", TinyRec)
+    return "tiny"
+
+
+def test_device_selection():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_same_seed_same_metrics(ws, tiny):
+    a = train(ws, "nyc60", model=tiny, epochs=2, seed=3, resume=False, **FAST)
+    b = train(ws, "nyc60", model=tiny, epochs=2, seed=3, resume=False, **FAST)
+    c = train(ws, "nyc60", model=tiny, epochs=2, seed=4, resume=False, **FAST)
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert a.metrics["test"]["ndcg@10"] == b.metrics["test"]["ndcg@10"]
+    assert a.metrics["test"]["mrr"] == b.metrics["test"]["mrr"]
+    assert [h["loss"] for h in a.history] != [h["loss"] for h in c.history]
+    assert set(a.history[0]) == {"epoch", "loss", "valid ndcg@10", "seconds"}
+
+
+def test_progress_and_early_stopping(ws, tiny):
+    events: list[dict] = []
+    res = train(ws, "nyc60", model=tiny, epochs=6, lr=0.0, patience=2, resume=False,
+                progress=events.append, **FAST)
+    # lr 0: validation never improves after epoch 1 -> stops after 1 + patience epochs
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+    phases = [e["phase"] for e in events]
+    assert phases[0] == "data" and phases[-1] == "done" and "valid" in phases
+    step = next(e for e in events if e["phase"] == "train")
+    assert {"phase", "epoch", "step", "steps", "loss", "valid"} <= set(step)
+    assert all(e["steps"] == step["steps"] for e in events if e["phase"] == "train")
+    assert max(e["step"] for e in events if e["phase"] == "train") == step["steps"]
+    assert events[-1]["model_id"] == res.model_id
+
+
+def test_cancel_then_resume_matches_an_uninterrupted_run(ws, tiny):
+    args = dict(model=tiny, epochs=3, patience=10, seed=7, **FAST)
+    full = train(ws, "nyc60", resume=False, **args)
+
+    cancel = threading.Event()
+
+    def stop_in_epoch_2(p: dict) -> None:
+        if p["phase"] == "train" and p["epoch"] == 2 and p["step"] == 2:
+            cancel.set()
+
+    cut = train(ws, "nyc60", resume=True, progress=stop_in_epoch_2, cancel=cancel, **args)
+    assert cut.cancelled and len(cut.history) == 1
+    assert cut.path is not None and cut.path.exists()               # best epoch kept
+    assert ckpt.read_info(cut.path)["cancelled"] is True
+    partial = list(ckpt.models_dir(ws, "nyc60").glob("_resume-tiny-*.pt"))
+    assert len(partial) == 1
+
+    resumed = train(ws, "nyc60", resume=True, **args)
+    assert resumed.resumed_from_epoch == 1 and not resumed.cancelled
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    assert resumed.metrics["test"]["ndcg@10"] == full.metrics["test"]["ndcg@10"]
+    assert not partial[0].exists()                                  # finished: state removed
+
+
+def test_pretraining_phase_runs_first(ws, tiny):
+    events: list[dict] = []
+    train(ws, "nyc60", model=tiny, epochs=1, resume=False, progress=events.append,
+          pretrain_epochs=1, **FAST)
+    assert "pretrain" not in [e["phase"] for e in events]         # the config did not ask
+    events.clear()
+    res = train(ws, "nyc60", model=tiny, epochs=1, resume=False, progress=events.append,
+                pretrain_epochs=2, pretrain=True, **FAST)
+    phases = [e["phase"] for e in events]
+    assert phases.index("pretrain") < phases.index("train")
+    assert {e["epoch"] for e in events if e["phase"] == "pretrain"} == {1, 2}
+    assert res.model_id and ckpt.read_info(res.path)["config"]["pretrain"] is True
+
+
+def test_baseline_through_train(ws):
+    res = train(ws, "nyc60", model="markov", **FAST)
+    assert res.history == [] and res.path.exists()
+    assert 0 < res.metrics["test"]["ndcg@10"] < 1
+    assert "slices" in res.metrics["test"] and "hour" in res.metrics["test"]["slices"]
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("gru", {"hidden": 16}),
+    ("st-transformer", {"hidden": 16, "n_layers": 1, "n_heads": 2, "pretrain": True}),
+])
+def test_neural_smoke(ws, name, overrides):
+    if name not in registry.MODELS:
+        pytest.skip(f"{name}: {registry.MISSING.get(name)}")
+    events: list[dict] = []
+    res = train(ws, "nyc60", model=name, epochs=1, resume=False, pretrain_epochs=1,
+                progress=events.append, **FAST, **overrides)
+    assert math.isfinite(res.history[0]["loss"])
+    assert 0 <= res.metrics["test"]["ndcg@10"] <= 1
+    if overrides.get("pretrain"):
+        phases = [e["phase"] for e in events]
+        assert phases.index("pretrain") < phases.index("train")
+    loaded = ckpt.load(res.path, ws)
+    assert loaded.model.name == name
+
+
+def test_result_to_json(ws):
+    import json
+
+    out = train(ws, "nyc60", model="pop", **FAST).to_json()
+    json.dumps(out)
+    assert out["metrics"]["ndcg@10"] > 0 and "slices" not in out["metrics"]
+    assert any("repeat rate" in m for m in out["messages"])
+
+
+def test_temporal_split_reports_next_window(ws):
+    res = train(ws, "nyc60", model="repeat", **{**FAST, "split": "temporal"})
+    nw = res.metrics["next_window"]
+    assert nw["users"] > 5 and 0 < nw["recall@10"] <= 1 and 0 < nw["precision@10"] <= 1
