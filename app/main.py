@@ -1,0 +1,100 @@
+"""The TrailScope dashboard: ``create_app`` builds the Dash app; ``main`` serves it.
+
+Run it with ``python -m app.main [--host H] [--port P] [--dataset NAME]``, ``trailscope serve``
+or ``gunicorn -w 1 --threads 8 app.main:server`` (one worker: the DuckDB workspace file admits
+a single writing process; threads share it safely). The default dataset comes from the
+``dataset`` argument, else ``$TRAILSCOPE_DEFAULT_DATASET``, else the newest import.
+
+Dash keeps page callbacks (``@callback`` in app/pages) in process-wide lists that the first
+app to serve a request takes over, so create one app per process: ``app`` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import dash
+from flask import Response, redirect, request
+
+from app import layout, services, upload
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+PAGES = Path(__file__).resolve().parent / "pages"
+
+_INDEX = """<!DOCTYPE html>
+<html lang="en">
+  <head>
+    {%metas%}
+    <title>{%title%}</title>
+    <link rel="icon" type="image/svg+xml" href="/assets/logo.svg">
+    {%css%}
+  </head>
+  <body>
+    {%app_entry%}
+    <footer>{%config%}{%scripts%}{%renderer%}</footer>
+  </body>
+</html>"""
+
+
+def create_app(default_dataset: str | None = None) -> dash.Dash:
+    """The multi-page TrailScope app; pages come from app/pages, assets from ./assets."""
+    services.set_default_dataset(default_dataset)
+    app = dash.Dash(
+        "app.main",
+        use_pages=True,
+        pages_folder=str(PAGES),
+        assets_folder=str(ASSETS),
+        serve_locally=True,  # the browser may have no internet: no CDN
+        title="TrailScope",
+        update_title=None,
+        index_string=_INDEX,
+        suppress_callback_exceptions=True,  # page components exist only while shown
+        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+    )
+    app.layout = layout.shell_layout
+    layout.register_shell_callbacks(app)
+    server = app.server
+    server.register_blueprint(upload.blueprint)
+
+    @server.before_request
+    def _root_to_overview() -> Response | None:
+        if request.path == "/" and request.method == "GET":
+            query = request.query_string.decode("ascii", "replace")
+            return redirect("/overview" + (f"?{query}" if query else ""), code=302)
+        return None
+
+    return app
+
+
+if __name__ == "__main__":  # `python -m app.main`: let `import app.main` find this module
+    sys.modules.setdefault("app.main", sys.modules[__name__])
+
+app = create_app(os.environ.get("TRAILSCOPE_DEFAULT_DATASET") or None)
+server = app.server
+
+
+def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
+         debug: bool = False) -> None:
+    """Serve the dashboard at http://host:port (blocking)."""
+    if dataset:
+        services.set_default_dataset(dataset)
+    app.run(host=host, port=port, debug=debug, use_reloader=False)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m app.main", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8050)
+    p.add_argument("--dataset", default=None, help="dataset shown when the URL names none")
+    p.add_argument("--debug", action="store_true", help="Dash dev tools and tracebacks")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    _args = _parse(sys.argv[1:])
+    main(host=_args.host, port=_args.port, dataset=_args.dataset, debug=_args.debug)

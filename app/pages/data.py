@@ -1,0 +1,236 @@
+"""Data page: the workspace's datasets, and importing a new file (chunked upload -> sniff ->
+column mapping -> import report).
+
+The upload itself runs in the browser (assets/upload.js posts the file in chunks to the routes
+in app/upload.py) and ends by setting ``ids.UPLOAD_STORE`` to the upload's id; the callbacks
+below take it from there. The browser names uploads by id only, never by path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import dash
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from analytics.store import StoreError
+from app import data_views, ids, pagekit, services, ui, upload
+
+dash.register_page(__name__, path="/data", name="Data", title="Data · TrailScope", order=0)
+
+_HIDDEN = {"display": "none"}
+log = logging.getLogger(__name__)
+_UNEXPECTED = ("This is a bug in TrailScope, not in your file; the server log has the details. "
+               "Try another format or mapping, or import the file with `trailscope import`.")
+
+
+def _upload_card() -> html.Section:
+    return ui.card(title="Import a file", children=[
+        html.Div(id=ids.UPLOAD_ZONE, className="dropzone", children=[
+            html.Div("⇪", className="dropzone-icon"),
+            html.Div([html.Strong("Drop an event log here"), " or click to choose a file"],
+                     className="dropzone-text"),
+            html.Div("CSV, TSV, JSON lines, Parquet, optionally gzipped: check-ins, clicks, "
+                     "purchases, ratings or GPS fixes. Large files are sent in 8 MB chunks.",
+                     className="dropzone-hint"),
+            html.Div(id=ids.UPLOAD_SLOT, className="upload-slot"),
+        ]),
+        html.Div(id=ids.UPLOAD_PROGRESS, className="progress", style=_HIDDEN,
+                 children=html.Div(id=ids.UPLOAD_PROGRESS_BAR, className="progress-bar",
+                                   style={"width": "0%"})),
+        html.Div(className="upload-status-row", children=[
+            html.Div(id=ids.UPLOAD_STATUS, className="upload-status"),
+            html.Button("Cancel upload", id=ids.UPLOAD_CANCEL, className="btn btn-small",
+                        style=_HIDDEN),
+        ]),
+        dcc.Store(id=ids.UPLOAD_STORE),
+        html.Div(id=ids.SNIFF_ERROR),
+        html.Div(id=ids.SNIFF_PANEL, style=_HIDDEN, className="sniff-panel", children=[
+            html.Div(id=ids.SNIFF_SUMMARY),
+            html.Div(className="form-row", children=[
+                html.Label("Format", htmlFor=ids.FORMAT_DROPDOWN, className="form-label"),
+                dcc.Dropdown(id=ids.FORMAT_DROPDOWN, clearable=False,
+                             options=data_views.format_options(services.formats()),
+                             className="format-dropdown"),
+                html.Span("Change it if the guess is wrong; the preview and mapping follow.",
+                          className="muted"),
+            ]),
+            html.H3("Preview"),
+            html.Div(id=ids.PREVIEW_TABLE),
+            html.H3("Column mapping"),
+            html.P("Pick the column of the file that holds each field. Fields marked * are "
+                   "required; leave the others empty if the file has no such column.",
+                   className="muted"),
+            html.Div(id=ids.MAPPING_FORM),
+            html.Div(className="form-row import-row", children=[
+                html.Label("Dataset name", htmlFor=ids.NAME_INPUT, className="form-label"),
+                dcc.Input(id=ids.NAME_INPUT, type="text", debounce=False, maxLength=64,
+                          className="text-input", placeholder="e.g. nyc_checkins"),
+                dcc.Checklist(id=ids.IMPORT_OPTIONS, className="checklist", value=[],
+                              options=[{"label": " Replace an existing dataset",
+                                        "value": "replace"},
+                                       {"label": " Keep duplicate events",
+                                        "value": "keep_duplicates"}]),
+                html.Button("Import", id=ids.IMPORT_BUTTON, className="btn btn-primary",
+                            n_clicks=0),
+            ]),
+        ]),
+        dcc.Loading(html.Div(id=ids.IMPORT_RESULT), type="dot", color="#2563eb"),
+    ])
+
+
+def layout(dataset: Any = None, **_query: Any) -> html.Div:
+    selected, notes = pagekit.resolve(dataset)
+    return html.Div([
+        ui.page_header("Data", "Import event logs and manage the datasets of this workspace.",
+                       selected),
+        *notes,
+        ui.card(title="Datasets", children=[
+            html.Div(data_views.datasets_table(services.list_datasets(), selected),
+                     id=ids.DATASETS_TABLE),
+            html.Div(id=ids.DROP_MESSAGE),
+            dcc.ConfirmDialog(id=ids.DROP_CONFIRM),
+            dcc.Store(id=ids.DROP_PENDING),
+        ]),
+        _upload_card(),
+    ])
+
+
+# -- datasets table ------------------------------------------------------------------------
+@callback(
+    Output(ids.DATASETS_TABLE, "children"),
+    Input(ids.CATALOG_VERSION, "data"),
+    State(ids.DATASET_STORE, "data"),
+    prevent_initial_call=True,
+)
+def refresh_table(_version: Any, selected: str | None) -> Any:
+    return data_views.datasets_table(services.list_datasets(), selected)
+
+
+@callback(
+    Output(ids.DROP_CONFIRM, "displayed"),
+    Output(ids.DROP_CONFIRM, "message"),
+    Output(ids.DROP_PENDING, "data"),
+    Input({"type": ids.DROP_BUTTON, "name": ALL}, "n_clicks"),
+    prevent_initial_call=True,
+)
+def ask_drop(_clicks: list[int | None]) -> tuple[Any, Any, Any]:
+    trigger = ctx.triggered_id
+    if not isinstance(trigger, dict) or not (ctx.triggered and ctx.triggered[0]["value"]):
+        return no_update, no_update, no_update  # buttons re-rendered, not clicked
+    name = trigger["name"]
+    try:
+        rows = ui.fmt_int(services.dataset_info(name).rows)
+    except StoreError:
+        rows = "all"
+    return True, (f"Drop dataset '{name}'? This deletes its {rows} events from the "
+                  "workspace and cannot be undone."), name
+
+
+@callback(
+    Output(ids.DROP_MESSAGE, "children"),
+    Output(ids.CATALOG_VERSION, "data", allow_duplicate=True),
+    Input(ids.DROP_CONFIRM, "submit_n_clicks"),
+    State(ids.DROP_PENDING, "data"),
+    prevent_initial_call=True,
+)
+def do_drop(_submit: int | None, name: str | None) -> tuple[Any, Any]:
+    if not name:
+        return no_update, no_update
+    try:
+        services.drop_dataset(name)
+    except StoreError as exc:
+        return ui.error_box("Could not drop the dataset", str(exc)), time.time()
+    return ui.notice(f"Dropped dataset '{name}'.", "ok"), time.time()
+
+
+# -- upload -> sniff -----------------------------------------------------------------------
+@callback(
+    Output(ids.SNIFF_PANEL, "style"),
+    Output(ids.SNIFF_ERROR, "children"),
+    Output(ids.SNIFF_SUMMARY, "children"),
+    Output(ids.PREVIEW_TABLE, "children"),
+    Output(ids.MAPPING_FORM, "children"),
+    Output(ids.NAME_INPUT, "value"),
+    Output(ids.FORMAT_DROPDOWN, "value"),
+    Output(ids.IMPORT_RESULT, "children"),
+    Input(ids.UPLOAD_STORE, "data"),
+    Input(ids.FORMAT_DROPDOWN, "value"),
+    State(ids.NAME_INPUT, "value"),
+    prevent_initial_call=True,
+)
+def on_upload(uploaded: dict | None, fmt: str | None, name: str | None) -> tuple[Any, ...]:
+    from analytics.ingest import IngestError
+
+    keep = (no_update,) * 8
+    if not uploaded:
+        return keep
+    fresh = ctx.triggered_id == ids.UPLOAD_STORE
+    try:
+        path = upload.resolve_upload(str(uploaded.get("upload_id", "")))
+        sn = services.sniff(path, "auto" if fresh else (fmt or "auto"))
+    except (upload.UploadError, IngestError) as exc:
+        title = "Upload problem" if isinstance(exc, upload.UploadError) else \
+            "Could not read this file"
+        # After a format change keep the panel, so the format can be changed back.
+        return (_HIDDEN if fresh else {}, ui.error_box(title, str(exc)), None, None, None,
+                no_update, no_update, None)
+    except Exception:  # shown to the user instead of a silent failed callback
+        log.exception("sniffing upload %s failed", uploaded)
+        return (_HIDDEN, ui.error_box("Unexpected error while reading the file", _UNEXPECTED),
+                None, None, None, no_update, no_update, None)
+    filename = path.name
+    if fresh or not name:
+        name = data_views.suggest_name(filename, services.dataset_names())
+    return (
+        {},
+        None,
+        data_views.sniff_summary(sn, filename, int(uploaded.get("size") or path.stat().st_size)),
+        data_views.preview_table(sn.preview, sn.mapping),
+        data_views.mapping_form([str(c) for c in sn.columns], sn.mapping),
+        name,
+        sn.format,
+        None,
+    )
+
+
+# -- import --------------------------------------------------------------------------------
+@callback(
+    Output(ids.IMPORT_RESULT, "children", allow_duplicate=True),
+    Output(ids.CATALOG_VERSION, "data", allow_duplicate=True),
+    Input(ids.IMPORT_BUTTON, "n_clicks"),
+    State(ids.UPLOAD_STORE, "data"),
+    State(ids.FORMAT_DROPDOWN, "value"),
+    State({"type": ids.MAP_FIELD, "field": ALL}, "value"),
+    State({"type": ids.MAP_FIELD, "field": ALL}, "id"),
+    State(ids.NAME_INPUT, "value"),
+    State(ids.IMPORT_OPTIONS, "value"),
+    running=[(Output(ids.IMPORT_BUTTON, "disabled"), True, False)],
+    prevent_initial_call=True,
+)
+def do_import(n_clicks: int, uploaded: dict | None, fmt: str | None, values: list[Any],
+              field_ids: list[dict], name: str | None,
+              options: list[str] | None) -> tuple[Any, Any]:
+    from analytics.ingest import IngestError
+
+    if not n_clicks:
+        return no_update, no_update
+    if not uploaded:
+        return ui.error_box("Nothing to import", "Upload a file first."), no_update
+    mapping = {fid["field"]: v for fid, v in zip(field_ids, values, strict=True) if v}
+    opts = set(options or [])
+    try:
+        path = upload.resolve_upload(str(uploaded.get("upload_id", "")))
+        report = services.import_uploaded(
+            path, name or "", fmt or "auto", mapping, replace="replace" in opts,
+            keep_duplicates="keep_duplicates" in opts)
+    except upload.UploadError as exc:
+        return ui.error_box("Upload problem", str(exc)), no_update
+    except (IngestError, services.ServiceError, StoreError) as exc:
+        return ui.error_box("Import failed", str(exc)), no_update
+    except Exception:  # shown to the user instead of a silent failed callback
+        log.exception("importing upload %s failed", uploaded)
+        return ui.error_box("Unexpected error while importing", _UNEXPECTED), no_update
+    return data_views.import_report(report), time.time()

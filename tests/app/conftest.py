@@ -1,0 +1,18 @@
+"""Fixtures of the app tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import services
+
+
+@pytest.fixture()
+def workspace(tmp_path, monkeypatch):
+    """A fresh TRAILSCOPE_HOME; the services' process-wide Store is reopened inside it."""
+    monkeypatch.setenv("TRAILSCOPE_HOME", str(tmp_path / "home"))
+    services.close_store()
+    services.set_default_dataset(None)
+    yield services.get_store()
+    services.close_store()
+    services.set_default_dataset(None)

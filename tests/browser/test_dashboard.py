@@ -1,0 +1,239 @@
+"""End-to-end: the real server and headless chromium, on slices of the real shared datasets.
+
+The tests run in file order against one server (session fixture): empty workspace first, then
+imports through the Data page, then views of the imported data, then dropping a dataset.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from app import ids
+from tests.conftest import MOVIELENS, TAOBAO
+
+PATHS = [path for _, _, path in ids.PAGES]
+LINES = 2000
+
+
+def _slice(src: Path, dst: Path, n: int = LINES) -> Path:
+    with open(src, encoding="latin-1") as fh:
+        dst.write_text("".join(line for _, line in zip(range(n), fh, strict=False)),
+                       encoding="latin-1")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, shared_data) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("slices")
+    return {"ml": _slice(MOVIELENS, d / "u_2k.data"), "tb": _slice(TAOBAO, d / "taobao_2k.csv")}
+
+
+def _goto(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector(f"#{ids.NAVBAR}")
+    page.wait_for_load_state("networkidle")
+
+
+def _selected(page) -> str:
+    return page.inner_text(f"#{ids.DATASET_DROPDOWN} .dash-dropdown-value").strip()
+
+
+def _options(page) -> list[str]:
+    page.click(f"#{ids.DATASET_DROPDOWN}")
+    opts = page.locator(".dash-dropdown-option")
+    opts.first.wait_for()
+    texts = [t.strip() for t in opts.all_inner_texts()]
+    page.keyboard.press("Escape")
+    return texts
+
+
+def _choose(page, dropdown_id: str, label: str) -> None:
+    page.click(f"#{dropdown_id}")
+    page.locator(".dash-dropdown-option", has_text=label).click()
+
+
+def _kpi(scope, label: str) -> str:
+    """Value of the KPI card labelled ``label`` inside ``scope`` (a page or a locator)."""
+    for card in scope.locator(".kpi").all():
+        if card.locator(".kpi-label").text_content().strip() == label:
+            return card.locator(".kpi-value").text_content().strip()
+    raise AssertionError(f"no KPI card {label!r}")
+
+
+def _upload(page, path: Path) -> None:
+    page.set_input_files(f"#{ids.UPLOAD_INPUT}", str(path))
+    page.wait_for_selector(f"#{ids.SNIFF_PANEL}", state="visible")
+    page.wait_for_selector(f"#{ids.MAPPING_FORM} .map-field")
+
+
+def _import(page, name: str) -> None:
+    page.fill(f"#{ids.NAME_INPUT}", name)
+    page.click(f"#{ids.IMPORT_BUTTON}")
+    page.wait_for_selector(f"#{ids.IMPORT_RESULT} .report, #{ids.IMPORT_RESULT} .alert-error",
+                           timeout=60_000)
+
+
+def test_every_page_loads_on_an_empty_workspace(server_url, page):
+    for path in PATHS:
+        _goto(page, server_url + path)
+        assert page.locator(".page-header h1").inner_text() == dict(
+            (p, label) for _, label, p in ids.PAGES)[path]
+        if path != "/data":
+            assert page.locator(".empty-state").count() == 1
+        assert "active" in page.get_attribute(f"#{ids.nav_link(path.strip('/'))}", "class")
+    assert page.console.errors == []
+
+
+def test_root_redirects_to_overview(server_url, page):
+    _goto(page, server_url + "/")
+    assert page.url.endswith("/overview")
+
+
+def test_upload_and_import_movielens(server_url, page, files, artifacts):
+    data = files["ml"].read_text(encoding="latin-1").splitlines()
+    users = len({line.split("\t")[0] for line in data})
+    _goto(page, server_url + "/data")
+    _upload(page, files["ml"])
+    summary = page.inner_text(f"#{ids.SNIFF_SUMMARY}")
+    assert "Detected format" in summary and "MovieLens" in summary
+    assert page.locator(f"#{ids.PREVIEW_TABLE} tbody tr").count() > 0
+    assert page.locator(f"#{ids.MAPPING_FORM} .map-field").count() == 9
+    user_field = page.locator(f"#{ids.MAPPING_FORM} .map-field",
+                              has=page.locator("code", has_text=re.compile("^user_id$")))
+    assert user_field.locator(".dash-dropdown-value").inner_text().strip() != ""
+    assert page.input_value(f"#{ids.NAME_INPUT}") == "u_2k"  # suggested from the file name
+
+    # A wrong format override is explained, and the format can be set back.
+    _choose(page, ids.FORMAT_DROPDOWN, "Taobao UserBehavior")
+    page.wait_for_selector(f"#{ids.SNIFF_ERROR} .alert-error")
+    assert "does not look like the taobao format" in page.inner_text(f"#{ids.SNIFF_ERROR}")
+    assert page.locator(f"#{ids.MAPPING_FORM} .map-field").count() == 0
+    _choose(page, ids.FORMAT_DROPDOWN, "MovieLens ratings")
+    page.wait_for_selector(f"#{ids.MAPPING_FORM} .map-field")
+    assert page.locator(f"#{ids.SNIFF_ERROR} .alert-error").count() == 0
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(artifacts / "data-mapping.png"), full_page=True)
+    _import(page, "ml2k")
+    report = page.locator(f"#{ids.IMPORT_RESULT} .report")
+    assert report.count() == 1, page.inner_text(f"#{ids.IMPORT_RESULT}")
+    assert _kpi(report, "Rows read") == f"{len(data):,}"
+    assert _kpi(report, "Rows kept") == f"{len(data):,}"
+    assert _kpi(report, "Rows rejected") == "0"
+    assert _kpi(report, "Users") == f"{users:,}"
+    table = page.inner_text(f"#{ids.DATASETS_TABLE}")
+    assert "ml2k" in table and f"{len(data):,}" in table
+    assert "ml2k" in _options(page)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(artifacts / "data-report.png"), full_page=True)
+    assert page.console.errors == []
+
+
+def test_second_import_and_dataset_query_parameter(server_url, page, files):
+    _goto(page, server_url + "/data")
+    _upload(page, files["tb"])
+    assert "Taobao" in page.inner_text(f"#{ids.SNIFF_SUMMARY}")
+    _import(page, "tb2k")
+    report = page.locator(f"#{ids.IMPORT_RESULT} .report")
+    assert report.count() == 1, page.inner_text(f"#{ids.IMPORT_RESULT}")
+    read = int(_kpi(report, "Rows read").replace(",", ""))
+    kept = int(_kpi(report, "Rows kept").replace(",", ""))
+    rejected = int(_kpi(report, "Rows rejected").replace(",", ""))
+    assert read == LINES and kept + rejected == read and kept > 0.9 * read
+    assert sorted(_options(page)) == ["ml2k", "tb2k"]
+
+    _goto(page, server_url + "/overview?dataset=ml2k")
+    assert _selected(page) == "ml2k"
+    assert _kpi(page, "Events") == f"{LINES:,}"
+    assert "ml2k" in page.inner_text(".dataset-badge")
+    assert "dataset=ml2k" in page.get_attribute(f"#{ids.nav_link('map')}", "href")
+
+    _goto(page, server_url + "/overview?dataset=tb2k")
+    assert _selected(page) == "tb2k"
+    assert _kpi(page, "Events") == f"{kept:,}"
+
+    _goto(page, server_url + "/overview")  # no parameter: the newest import
+    assert _selected(page) == "tb2k"
+
+    _goto(page, server_url + "/overview?dataset=nope")
+    assert "no dataset named 'nope'" in page.inner_text(".alert-warning")
+    assert page.console.errors == []
+
+
+def test_name_clash_shows_a_clear_error(server_url, page, files):
+    _goto(page, server_url + "/data")
+    _upload(page, files["ml"])
+    _import(page, "ml2k")
+    box = page.locator(f"#{ids.IMPORT_RESULT} .alert-error")
+    assert box.count() == 1
+    assert "already exists" in box.inner_text() and "Replace" in box.inner_text()
+
+
+def test_every_page_with_data_and_screenshots(server_url, page, artifacts):
+    for key, label, path in ids.PAGES:
+        _goto(page, f"{server_url}{path}?dataset=ml2k")
+        assert page.locator(".page-header h1").inner_text() == label
+        assert _selected(page) == "ml2k"
+        assert "ml2k" in page.inner_text(".dataset-badge")
+        assert "active" in page.get_attribute(f"#{ids.nav_link(key)}", "class")
+        page.screenshot(path=str(artifacts / f"page-{key}.png"), full_page=True)
+    assert page.console.errors == []
+
+
+def test_choosing_a_dataset_updates_url_and_page(server_url, page):
+    _goto(page, server_url + "/overview?dataset=ml2k")
+    _choose(page, ids.DATASET_DROPDOWN, "tb2k")
+    page.wait_for_url(re.compile(r"dataset=tb2k"))
+    page.wait_for_function("document.querySelector('.dataset-badge')"
+                           " && document.querySelector('.dataset-badge').innerText"
+                           ".includes('tb2k')")
+    assert _selected(page) == "tb2k"
+    page.go_back()
+    page.wait_for_url(re.compile(r"dataset=ml2k"))
+    page.wait_for_function("document.querySelector('.dataset-badge').innerText"
+                           ".includes('ml2k')")
+    assert page.console.errors == []
+
+
+def test_cancel_an_upload(server_url, server_home, page, tmp_path):
+    big = tmp_path / "two_chunks.csv"
+    big.write_bytes(b"1,2,3,4,1511544070\n" * 500_000)  # 9.5 MB: two 8 MB chunks
+    held = []
+    page.route("**/api/upload/*/chunk*", lambda route: held.append(route))  # hold chunks
+    _goto(page, server_url + "/data")
+    page.set_input_files(f"#{ids.UPLOAD_INPUT}", str(big))
+    page.wait_for_selector(f"#{ids.UPLOAD_CANCEL}", state="visible")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    uploads = server_home / "uploads"
+    started = [p for p in uploads.iterdir() if (p / "two_chunks.csv.part").exists()]
+    assert len(started) == 1
+    page.click(f"#{ids.UPLOAD_CANCEL}")
+    held[0].continue_()
+    page.wait_for_function(f"document.getElementById('{ids.UPLOAD_STATUS}').innerText"
+                           ".includes('cancelled')")
+    for _ in range(100):
+        if not started[0].exists():
+            break
+        page.wait_for_timeout(50)
+    assert not started[0].exists()  # the browser asked the server to delete it
+    assert len(held) == 1  # chunk 1 was never sent
+    assert page.is_hidden(f"#{ids.UPLOAD_CANCEL}")
+    assert page.console.errors == []
+
+
+def test_drop_dataset_after_confirm(server_url, page):
+    _goto(page, server_url + "/data?dataset=tb2k")
+    page.once("dialog", lambda d: d.accept())
+    page.click(f"#{ids.DATASETS_TABLE} tr:has-text('tb2k') button")
+    page.wait_for_selector(f"#{ids.DROP_MESSAGE} .alert-ok")
+    page.wait_for_function(f"!document.querySelector('#{ids.DATASETS_TABLE}')"
+                           ".innerText.includes('tb2k')")
+    assert _options(page) == ["ml2k"]
+    assert _selected(page) == "ml2k"  # the selection moved off the dropped dataset
+    assert page.console.errors == []
