@@ -21,6 +21,7 @@ import dash
 from flask import Response, redirect, request
 
 from app import layout, services, upload
+from app.deckmap import register_deckmap
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
@@ -58,6 +59,7 @@ def create_app(default_dataset: str | None = None) -> dash.Dash:
     )
     app.layout = layout.shell_layout
     layout.register_shell_callbacks(app)
+    register_deckmap(app)  # offline deck.gl bundle route + clientside map rendering
     server = app.server
     server.register_blueprint(upload.blueprint)
 
