@@ -1,0 +1,164 @@
+"""Time windows and local time for the spatial analytics (density, zones, mobility).
+
+A *window* splits the time axis into bins; every windowed result carries the bin's start in
+a ``window_start`` column (UTC, naive, like ``ts``). Accepted specs:
+
+* a calendar name: ``"hour"``, ``"day"``, ``"week"`` (ISO, starting Monday), ``"month"``,
+  ``"quarter"``, ``"year"``;
+* a fixed width: a ``pd.Timedelta`` or a string pandas reads as one (``"6h"``, ``"2D"``),
+  counted from 1970-01-01 00:00;
+* custom bins: a sorted sequence of at least two edges; bin i is [edge_i, edge_i+1) and
+  events outside [first, last) belong to no window (dropped by windowed aggregations).
+
+Each spec has a pandas form (:func:`window_start`) and a DuckDB form (:func:`window_sql`)
+that put every timestamp in the same bin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from analytics.schema import LON, TS, TZ_OFFSET
+
+WINDOW = "window_start"
+
+Window = str | pd.Timedelta | Sequence | None
+
+CALENDAR: dict[str, tuple[str, str]] = {
+    # name: (numpy unit used to floor, pandas frequency of consecutive starts)
+    "hour": ("h", "h"),
+    "day": ("D", "D"),
+    "week": ("W", "W-MON"),
+    "month": ("M", "MS"),
+    "quarter": ("Q", "QS"),
+    "year": ("Y", "YS"),
+}
+
+
+def _parse(window: Window) -> tuple[str, object]:
+    """('calendar', name) | ('fixed', Timedelta) | ('edges', DatetimeIndex)."""
+    if isinstance(window, str):
+        key = window.strip().lower()
+        if key in CALENDAR:
+            return "calendar", key
+        try:
+            width = pd.Timedelta(window)
+        except ValueError as exc:
+            raise ValueError(
+                f"unknown time window {window!r}: use one of {', '.join(CALENDAR)}, a fixed "
+                "width such as '6h' or '2D', or a list of bin edges"
+            ) from exc
+        window = width
+    if isinstance(window, pd.Timedelta):
+        if window <= pd.Timedelta(0):
+            raise ValueError(f"time window width must be positive, got {window}")
+        return "fixed", window
+    if isinstance(window, Sequence | np.ndarray | pd.Index | pd.Series):
+        edges = pd.DatetimeIndex(pd.to_datetime(list(window)))
+        if edges.tz is not None:
+            edges = edges.tz_convert("UTC").tz_localize(None)
+        if len(edges) < 2 or not edges.is_monotonic_increasing or edges.has_duplicates:
+            raise ValueError(
+                "custom time bins need at least two strictly increasing edges, "
+                f"got {list(window)!r}"
+            )
+        return "edges", edges.astype("datetime64[us]")
+    raise ValueError(f"unsupported time window {window!r}: pass a name, a width or edges")
+
+
+def utc_naive(ts: pd.Series) -> np.ndarray:
+    """Timestamps as a naive UTC ``datetime64[us]`` numpy array (tz-aware input converted)."""
+    s = pd.to_datetime(ts)
+    if getattr(s.dt, "tz", None) is not None:
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    return s.to_numpy(dtype="datetime64[us]")
+
+
+def window_start(ts: pd.Series, window: Window) -> pd.Series:
+    """Start of the window containing each timestamp (NaT outside custom edges or for NaT)."""
+    kind, spec = _parse(window)
+    t = utc_naive(ts)
+    nat = np.isnat(t)
+    if kind == "calendar":
+        unit = CALENDAR[spec][0]
+        if unit == "W":  # ISO weeks start Monday; 1970-01-01 was a Thursday (weekday 3)
+            d = t.astype("datetime64[D]").astype("int64")
+            out = (d - (d + 3) % 7).astype("datetime64[D]")
+        elif unit == "Q":
+            m = t.astype("datetime64[M]").astype("int64")
+            out = (m - m % 3).astype("datetime64[M]")
+        else:
+            out = t.astype(f"datetime64[{unit}]")
+        out = out.astype("datetime64[us]")
+    elif kind == "fixed":
+        w = int(spec / pd.Timedelta(microseconds=1))
+        us = t.astype("int64")
+        out = ((us // w) * w).astype("datetime64[us]")
+    else:
+        edges = spec.to_numpy(dtype="datetime64[us]")
+        i = np.searchsorted(edges, t, side="right") - 1
+        inside = (i >= 0) & (i < len(edges) - 1)
+        out = np.where(inside, edges[np.clip(i, 0, len(edges) - 1)], np.datetime64("NaT"))
+        nat |= ~inside
+    out = np.where(nat, np.datetime64("NaT"), out).astype("datetime64[us]")
+    return pd.Series(out, index=ts.index, name=WINDOW)
+
+
+def _ts_literal(t: pd.Timestamp) -> str:
+    return f"TIMESTAMP '{t.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+def window_sql(window: Window, ts: str = TS) -> tuple[str, str]:
+    """(DuckDB expression of the window start, condition selecting rows inside a window)."""
+    kind, spec = _parse(window)
+    if kind == "calendar":
+        return f"CAST(date_trunc('{spec}', {ts}) AS TIMESTAMP)", "TRUE"
+    if kind == "fixed":
+        w = int(spec / pd.Timedelta(microseconds=1))
+        # exact integer floor division (// truncates toward zero for pre-1970 times)
+        return (f"make_timestamp((epoch_us({ts}) - (((epoch_us({ts}) % {w}) + {w}) % {w})))",
+                "TRUE")
+    edges = list(spec)
+    whens = " ".join(
+        f"WHEN {ts} < {_ts_literal(hi)} THEN {_ts_literal(lo)}"
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+    )
+    cond = f"({ts} >= {_ts_literal(edges[0])} AND {ts} < {_ts_literal(edges[-1])})"
+    return f"(CASE {whens} END)", cond
+
+
+def all_windows(first: pd.Timestamp, last: pd.Timestamp, window: Window) -> pd.DatetimeIndex:
+    """Every window start from the window of ``first`` to the window of ``last`` inclusive."""
+    kind, spec = _parse(window)
+    if kind == "edges":
+        return pd.DatetimeIndex(spec[:-1])
+    lo, hi = window_start(pd.Series([first, last]), window)
+    if pd.isna(lo):
+        return pd.DatetimeIndex([], dtype="datetime64[us]")
+    freq = CALENDAR[spec][1] if kind == "calendar" else spec
+    return pd.date_range(lo, hi, freq=freq).astype("datetime64[us]")
+
+
+def local_time(df: pd.DataFrame,
+               fallback: Literal["longitude", "utc"] = "longitude") -> pd.Series:
+    """Local wall-clock time of each event: ``ts`` shifted by ``tz_offset_min`` when known.
+
+    Where the offset is unknown, ``fallback="longitude"`` uses the solar-time zone
+    round(lon / 15) hours (right within an hour for most places; no DST), ``"utc"`` keeps UTC.
+    """
+    t = utc_naive(df[TS])
+    offset = np.full(len(df), np.nan)
+    if TZ_OFFSET in df.columns:
+        offset = pd.to_numeric(df[TZ_OFFSET]).to_numpy(dtype="float64", na_value=np.nan)
+    if fallback == "longitude" and LON in df.columns:
+        lon = pd.to_numeric(df[LON]).to_numpy(dtype="float64", na_value=np.nan)
+        offset = np.where(np.isnan(offset), np.round(lon / 15.0) * 60.0, offset)
+    elif fallback not in ("longitude", "utc"):
+        raise ValueError(f"unknown local-time fallback {fallback!r}: use 'longitude' or 'utc'")
+    offset = np.nan_to_num(offset, nan=0.0).astype("int64")
+    local = t + offset.astype("timedelta64[m]")
+    return pd.Series(local, index=df.index, name="local_ts")

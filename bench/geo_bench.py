@@ -1,0 +1,110 @@
+"""Spatial analytics benchmark: DuckDB versions against their plain-pandas baselines.
+
+    python -m bench.geo_bench [--copies 10] [--repeat 3]
+
+Data: the NYC check-ins (../shared/data) imported into a temporary workspace, then copied
+``--copies`` times inside DuckDB with renamed users and times shifted by the copy number in
+minutes, so density, zones and flows keep NYC's shape at ``copies x 147k`` events.
+
+Each entry times the function that runs the group-by inside DuckDB on the stored table
+against the pandas function on the same events already in memory (the baseline a notebook
+would use), checks both return the same rows, and prints seconds (best of ``--repeat``), the
+speed ratio baseline / DuckDB, and the same ratio when the baseline also pays for loading
+the table into pandas (what a page holding only a store table would pay). ``entries()`` is
+importable, for bench/analytics_bench.py to run alongside its own entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+NYC = (ROOT / ".." / "shared" / "data" / "foursquare-nyc"
+       / "NYC_checkins_reconstructed.csv.gz").resolve()
+
+Fn = Callable[[Any, str, pd.DataFrame, dict], Any]
+
+
+def _zones_for(ctx: dict, events: pd.DataFrame) -> pd.DataFrame:
+    from analytics import zones
+
+    if "zones" not in ctx:  # flows need zones; built once, outside the timed calls
+        ctx["zones"] = zones.find_zones(events, eps_m=150, min_visits=100 * ctx["copies"]).zones
+    return ctx["zones"]
+
+
+def entries() -> list[tuple[str, Fn, Fn]]:
+    """(name, DuckDB function, pandas baseline); each takes (connection, table, events, ctx)."""
+    from analytics import flows, space, zones, zones_sql
+
+    return [
+        ("grid density 500 m / week",
+         lambda con, t, ev, c: space.grid_density_sql(con, t, 500, window="week"),
+         lambda con, t, ev, c: space.grid_density(ev, 500, window="week")),
+        ("hex density res 8 / month",
+         lambda con, t, ev, c: space.hex_density_sql(con, t, 8, window="month"),
+         lambda con, t, ev, c: space.hex_density(ev, 8, window="month")),
+        ("zones dbscan + monthly trend",
+         lambda con, t, ev, c: zones_sql.find_zones_sql(
+             con, t, min_visits=50 * c["copies"], window="month").zones,
+         lambda con, t, ev, c: zones.find_zones(
+             ev, min_visits=50 * c["copies"], window="month").zones),
+        ("zone-to-zone flows, 6 h gap",
+         lambda con, t, ev, c: flows.od_flows_sql(con, t, _zones_for(c, ev), max_gap="6h"),
+         lambda con, t, ev, c: flows.od_flows(ev, _zones_for(c, ev), max_gap="6h")),
+    ]
+
+
+def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def run(copies: int = 10, repeat: int = 3) -> pd.DataFrame:
+    """Time every entry on ``copies`` x NYC; one row per entry."""
+    from analytics.ingest import import_file
+    from analytics.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.duckdb") as store:
+        import_file(store, NYC, name="nyc")
+        con = store.cursor()
+        con.execute(
+            "CREATE TABLE big AS SELECT user_id || '_' || CAST(r AS VARCHAR) AS user_id, "
+            "item_id, ts + to_minutes(CAST(r AS BIGINT)) AS ts, lat, lon, behavior, category, "
+            f"value, tz_offset_min FROM {store.table('nyc')}, range({copies}) t(r)")
+        events = con.execute("SELECT * FROM big").df()
+        ctx: dict[str, Any] = {"copies": copies}
+        rows = []
+        t_load, _ = _best(lambda: con.execute("SELECT * FROM big").df(), repeat)
+        for name, duck, base in entries():
+            t_duck, got = _best(lambda d=duck: d(con, "big", events, ctx), repeat)
+            t_base, want = _best(lambda b=base: b(con, "big", events, ctx), repeat)
+            pd.testing.assert_frame_equal(got, want)
+            rows.append({"entry": name, "events": len(events), "duckdb_s": round(t_duck, 3),
+                         "pandas_s": round(t_base, 3), "ratio": round(t_base / t_duck, 2),
+                         "ratio_with_load": round((t_base + t_load) / t_duck, 2)})
+        con.close()
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--copies", type=int, default=10, help="NYC copies (147k events each)")
+    ap.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    args = ap.parse_args()
+    print(run(args.copies, args.repeat).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
