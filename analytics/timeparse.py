@@ -1,0 +1,133 @@
+"""Timestamp recognition: guess a column's time format from samples, then parse it in DuckDB SQL.
+
+Stored timestamps are naive UTC (analytics/schema.py). Recognised forms:
+
+* ``unix``: seconds or milliseconds since 1970, decided per value by magnitude (a value of
+  1e11 or more is milliseconds: 1e11 s would be the year 5138, 1e11 ms is 1973);
+* ``iso``: ISO 8601 / SQL, e.g. ``2012-04-07 17:42``, ``2012-04-03T18:00:09Z``,
+  ``2012-04-03 18:00:09.5+02:00`` (an offset or ``Z`` is converted to UTC; without one the
+  time is taken as UTC);
+* ``tsmc``: Foursquare TSMC2014's ``Tue Apr 03 18:00:09 +0000 2012``;
+* ``date_hour``: Tianchi's ``2014-12-06 02`` (date and hour);
+* ``auto``: try all of the above, in that order, row by row (slower; used for mixed columns).
+
+The SQL needs the session time zone pinned to UTC (:data:`SESSION_SQL`) so that converting a
+``TIMESTAMPTZ`` to ``TIMESTAMP`` yields UTC wall time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+#: Run once on the cursor that evaluates the expressions below.
+SESSION_SQL = "SET TimeZone = 'UTC'"
+
+TIME_KINDS: tuple[str, ...] = ("unix", "iso", "tsmc", "date_hour", "auto")
+
+TSMC_FORMAT = "%a %b %d %H:%M:%S %z %Y"
+DATE_HOUR_FORMAT = "%Y-%m-%d %H"
+#: Extra layouts tried by ``auto`` after the ones above.
+OTHER_FORMATS: tuple[str, ...] = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d",
+                                  "%d.%m.%Y %H:%M:%S", "%Y%m%dT%H%M%S")
+
+#: A number at or above this is milliseconds, below it seconds.
+MS_THRESHOLD = 1e11
+#: Numbers at or above this are not accepted as times at all (microseconds, garbage).
+MAX_UNIX_MS = 1e14
+
+_PATTERNS: dict[str, re.Pattern[str]] = {
+    "unix": re.compile(r"^[+-]?\d+(\.\d+)?$"),
+    "iso": re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?"
+                      r"\s*(Z|z|[+-]\d{2}(:?\d{2})?)?)?$"),
+    "tsmc": re.compile(r"^[A-Za-z]{3} [A-Za-z]{3} \d{1,2} \d{2}:\d{2}:\d{2} [+-]\d{4} \d{4}$"),
+    "date_hour": re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{1,2}$"),
+}
+_OFFSET_RE = re.compile(r"[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*[+-]\d{2}(:?\d{2})?$")
+
+
+def matches(kind: str, value: str) -> bool:
+    """True if ``value`` looks like time form ``kind`` (one of :data:`TIME_KINDS` but auto)."""
+    return bool(_PATTERNS[kind].match(value.strip()))
+
+
+def detect_kind(values: Iterable[str | None]) -> str:
+    """The time form most of the non-empty ``values`` have, or ``"auto"`` if none dominates."""
+    vals = [v.strip() for v in values if v is not None and str(v).strip()]
+    if not vals:
+        return "auto"
+    best, best_n = "auto", 0
+    for kind in ("unix", "iso", "tsmc", "date_hour"):
+        n = sum(1 for v in vals if _PATTERNS[kind].match(v))
+        if n > best_n:
+            best, best_n = kind, n
+    return best if best_n == len(vals) else "auto"
+
+
+def has_numeric_offsets(values: Iterable[str | None]) -> bool:
+    """True if some ISO values carry an explicit ``+hh:mm``/``-hhmm`` offset (not ``Z``)."""
+    return any(v is not None and _OFFSET_RE.search(str(v).strip()) for v in values)
+
+
+def _q(fmt: str) -> str:
+    return "'" + fmt.replace("'", "''") + "'"
+
+
+def unix_sql(x: str) -> str:
+    """SQL: unix seconds/milliseconds text ``x`` -> naive UTC TIMESTAMP (NULL if not a time)."""
+    d = f"TRY_CAST({x} AS DOUBLE)"
+    return (f"(CASE WHEN abs({d}) < {MS_THRESHOLD:.0f} "
+            f"THEN make_timestamp(CAST(round({d} * 1000000) AS BIGINT)) "
+            f"WHEN abs({d}) < {MAX_UNIX_MS:.0f} "
+            f"THEN make_timestamp(CAST(round({d} * 1000) AS BIGINT)) END)")
+
+
+def iso_sql(x: str) -> str:
+    """SQL: ISO 8601 text -> naive UTC TIMESTAMP. Values with an offset or Z (a '+', a final
+    Z, or a '-' after the first ':') take the slower time-zone-aware cast; plain ones (the
+    common case) the fast one."""
+    return (f"(CASE WHEN contains({x}, '+') OR ends_with({x}, 'Z') OR ends_with({x}, 'z') "
+            f"OR {x} LIKE '%:%-%' THEN CAST(TRY_CAST({x} AS TIMESTAMPTZ) AS TIMESTAMP) "
+            f"ELSE TRY_CAST({x} AS TIMESTAMP) END)")
+
+
+def tsmc_sql(x: str) -> str:
+    return f"CAST(try_strptime({x}, {_q(TSMC_FORMAT)}) AS TIMESTAMP)"
+
+
+def date_hour_sql(x: str) -> str:
+    return f"try_strptime({x}, {_q(DATE_HOUR_FORMAT)})"
+
+
+def other_sql(x: str) -> str:
+    fmts = ", ".join(_q(f) for f in OTHER_FORMATS)
+    return f"try_strptime({x}, [{fmts}])"
+
+
+def ts_sql(x: str, kind: str = "auto") -> str:
+    """SQL turning text expression ``x`` into a naive UTC TIMESTAMP, NULL when unparseable."""
+    if kind == "unix":
+        return unix_sql(x)
+    if kind == "iso":
+        return iso_sql(x)
+    if kind == "tsmc":
+        return tsmc_sql(x)
+    if kind == "date_hour":
+        return date_hour_sql(x)
+    if kind != "auto":
+        raise ValueError(f"unknown time kind {kind!r}; use one of {', '.join(TIME_KINDS)}")
+    parts = [iso_sql(x), tsmc_sql(x), date_hour_sql(x), other_sql(x), unix_sql(x)]
+    return "COALESCE(" + ", ".join(parts) + ")"
+
+
+def offset_minutes_sql(x: str) -> str:
+    """SQL: the ``+hh:mm`` / ``-hhmm`` offset at the end of ISO text ``x`` in minutes east of
+    UTC (NULL when there is none; ``Z`` gives NULL too: UTC says nothing of local time)."""
+    pat = "'[T ][0-9:.]+ *([+-])([0-9]{2}):?([0-9]{2})?$'"
+
+    def grp(i: int) -> str:
+        return f"regexp_extract({x}, {pat}, {i})"
+
+    return (f"(CASE WHEN regexp_matches({x}, {pat}) THEN "
+            f"(CASE WHEN {grp(1)} = '-' THEN -1 ELSE 1 END) * (CAST({grp(2)} AS INTEGER) * 60 "
+            f"+ coalesce(TRY_CAST(nullif({grp(3)}, '') AS INTEGER), 0)) END)")

@@ -1,0 +1,232 @@
+"""Import cleaning (reject reasons with line numbers, flags), broken files, and atomicity."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from analytics import schema
+from analytics.ingest import IngestError, default_name, import_file
+from analytics.ingest_lines import rows_to_lines
+from analytics.store import Store, StoreError
+
+HEADER = "user_id,item_id,ts,lat,lon"
+# (line text, reason it must be rejected for, or None when kept). A blank line sits in the
+# middle: it is no row, but it still counts for the line numbers after it.
+ROWS: list[tuple[str, str | None]] = [
+    ("u1,i1,2020-01-01 10:00:00,40.0,-73.0", None),
+    (",i2,2020-01-01 11:00:00,40.0,-73.0", "missing_user"),
+    ("u2,,2020-01-01 12:00:00,40.0,-73.0", "missing_item"),
+    ("u3,i3,,40.0,-73.0", "missing_time"),
+    ("u4,i4,not-a-time,40.0,-73.0", "bad_time"),
+    ("", None),  # blank line
+    ("u5,i5,2020-01-01 13:00:00,95.0,-73.0", "bad_coordinates"),  # lat > 90
+    ("u6,i6,2020-01-01 13:00:00,0,0", "bad_coordinates"),  # exactly (0, 0)
+    ("u7,i7,2020-01-01 13:00:00,abc,-73.0", "bad_coordinates"),  # not a number
+    ("u8,i8,2020-01-01 13:00:00,40.0,-190", "bad_coordinates"),  # lon < -180
+    ("u1,i1,2020-01-01 10:00:00,40.0,-73.0", "duplicate"),  # repeats the first row
+    ("u9,i9,2020-01-01 14:00:00,,", None),  # no coordinates: fine
+    ("u9,i9,2020-01-01 14:00:00,,", "duplicate"),  # NULL coordinates compare equal
+    ("u10,i10,1985-06-01 00:00:00,40.0,-73.0", None),  # flagged ts_before_1990
+    ("u11,i11,2100-01-01 00:00:00,40.0,-73.0", None),  # flagged ts_in_future
+    ("u12,i12,2020-01-01 15:00:00,40.5,", "bad_coordinates"),  # lat without lon
+    ("u13,i13,2020-01-01 15:00:00,40.5,-73.1,extra", "malformed"),  # one field too many
+    ("u14,i14,2020-01-01 16:00:00,40.6,-73.2", None),
+]
+
+
+def _write_rows(path: Path) -> dict[str, list[int]]:
+    """Write HEADER + ROWS; returns the expected 1-based line numbers per reason."""
+    path.write_text("\n".join([HEADER] + [r for r, _ in ROWS]) + "\n")
+    expected: dict[str, list[int]] = {}
+    for k, (_, reason) in enumerate(ROWS):
+        if reason:
+            expected.setdefault(reason, []).append(k + 2)  # line 1 is the header
+    return expected
+
+
+def test_every_reason_counted_with_line_numbers(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    expected = _write_rows(path)
+    r = import_file(store, path, name="clean")
+    assert r.rows_read == len([x for x in ROWS if x[0]])  # the blank line is not a row
+    for reason, lines in expected.items():
+        assert r.rejected_by_reason[reason] == len(lines), reason
+        assert r.examples[reason] == lines[:5], reason
+    assert r.rows_rejected == sum(len(v) for v in expected.values())
+    kept = [t for t, reason in ROWS if t and reason is None]
+    assert r.rows_kept == len(kept) == store.info("clean").rows
+    assert r.flags["ts_before_1990"] == 1 and r.flags["ts_in_future"] == 1
+    assert r.time_min == datetime(1985, 6, 1) and r.time_max == datetime(2100, 1, 1)
+    js = r.to_json()
+    for key in ("name", "rows_read", "rows_kept", "rows_rejected", "rejected_by_reason",
+                "users", "items", "time_min", "time_max", "has_coordinates"):
+        assert key in js
+    assert js["time_min"] == "1985-06-01T00:00:00"
+    # the registry keeps the final report, users and items included
+    assert store.info("clean").report["users"] == r.users == len({t.split(",")[0] for t in kept})
+
+
+def test_keep_duplicates(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    expected = _write_rows(path)
+    r = import_file(store, path, name="dups", keep_duplicates=True)
+    assert r.rejected_by_reason.get("duplicate", 0) == 0
+    assert r.rows_kept == r.rows_read - sum(len(v) for k, v in expected.items()
+                                            if k != "duplicate")
+
+
+def test_rows_to_lines_skips_excluded_lines() -> None:
+    # data starts at line 2; line 4 is blank and line 6 was malformed
+    assert rows_to_lines([0, 1, 2, 3], 2, [4, 6]) == [2, 3, 5, 7]
+
+
+def test_timestamps_seconds_vs_milliseconds(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "unix.csv"
+    path.write_text("user,item,timestamp\na,x,1333476009\nb,y,1333476009123\n")
+    import_file(store, path, name="unix")
+    ev = store.events("unix").set_index(schema.USER)
+    assert ev.loc["a", schema.TS] == datetime(2012, 4, 3, 18, 0, 9)
+    assert ev.loc["b", schema.TS] == datetime(2012, 4, 3, 18, 0, 9, 123000)
+
+
+def test_iso_offsets_to_utc_and_tz_kept(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "iso.csv"
+    path.write_text("user,item,time\na,x,2012-04-03T18:00:09Z\nb,y,2012-04-03 18:00:09+02:00\n"
+                    "c,z,2012-04-03T18:00:09-05:30\n")
+    import_file(store, path, name="iso")
+    ev = store.events("iso").set_index(schema.USER)
+    assert ev.loc["a", schema.TS] == datetime(2012, 4, 3, 18, 0, 9)
+    assert ev.loc["b", schema.TS] == datetime(2012, 4, 3, 16, 0, 9)
+    assert ev.loc["c", schema.TS] == datetime(2012, 4, 3, 23, 30, 9)
+    assert ev.loc["b", schema.TZ_OFFSET] == 120 and ev.loc["c", schema.TZ_OFFSET] == -330
+
+
+# -- broken files ---------------------------------------------------------------------------
+def test_empty_file(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(IngestError, match="empty"):
+        import_file(store, path)
+
+
+def test_binary_garbage(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "garbage.csv"
+    path.write_bytes(bytes(range(256)) * 64 + os.urandom(4096))
+    with pytest.raises(IngestError, match="binary"):
+        import_file(store, path)
+
+
+def test_single_column(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "words.txt"
+    path.write_text("hello\nworld\nagain\n")
+    with pytest.raises(IngestError, match="single column") as exc:
+        import_file(store, path)
+    assert "words.txt" in str(exc.value)
+
+
+def test_wrong_delimiter_for_named_format(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "tabs.tsv"
+    path.write_text("1\t2\t3\tpv\t1511544070\n2\t3\t4\tbuy\t1511544071\n")
+    with pytest.raises(IngestError, match="does not look like the taobao format") as exc:
+        import_file(store, path, fmt="taobao")
+    assert "tab-separated" in str(exc.value)
+
+
+def test_no_usable_columns_lists_columns(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text("foo,bar,baz\nx,y,z\nq,r,s\n")
+    with pytest.raises(IngestError, match="user_id, item_id, ts") as exc:
+        import_file(store, path)
+    msg = str(exc.value)
+    assert "'foo', 'bar', 'baz'" in msg and "--map" in msg
+    assert exc.value.columns == ["foo", "bar", "baz"]
+
+
+def test_unreadable_gzip(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "broken.csv.gz"
+    good = gzip.compress(b"user,item,ts\n" + b"a,b,2020-01-01\n" * 2000)
+    path.write_bytes(good[: len(good) // 2] + os.urandom(64))
+    with pytest.raises(IngestError, match="decompress"):
+        import_file(store, path)
+
+
+def test_bad_mapping_names_the_columns(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "ev.csv"
+    path.write_text("uid,item,time\na,b,2020-01-01\n")
+    with pytest.raises(IngestError, match="no column 'userid'|does not have") as exc:
+        import_file(store, path, mapping={schema.USER: "userid"})
+    assert "'uid'" in str(exc.value)
+    with pytest.raises(IngestError, match="unknown field"):
+        import_file(store, path, mapping={"person": "uid"})
+
+
+def test_all_rows_rejected(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("user,item,time\na,b,nope\nc,d,never\n")
+    with pytest.raises(IngestError, match="2 bad_time") as exc:
+        import_file(store, path)
+    assert "line 2" in str(exc.value)
+    assert not store.exists("bad")
+
+
+# -- atomicity and names ---------------------------------------------------------------------
+def test_failed_import_leaves_existing_dataset(store: Store, tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("user,item,time\na,x,2020-01-01\nb,y,2020-01-02\n")
+    import_file(store, good, name="ds")
+    before = store.info("ds")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,time\na,x,nope\n")
+    with pytest.raises(IngestError):
+        import_file(store, bad, name="ds", replace=True)
+    after = store.info("ds")
+    assert (after.rows, after.imported_at) == (before.rows, before.imported_at)
+    assert after.rows == 2
+    assert len(store.events("ds")) == 2
+
+
+def test_reimport_needs_replace(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "ev.csv"
+    path.write_text("user,item,time\na,x,2020-01-01\n")
+    import_file(store, path, name="ev")
+    with pytest.raises(StoreError, match="already exists"):
+        import_file(store, path, name="ev")
+    path.write_text("user,item,time\na,x,2020-01-01\nb,y,2020-01-02\nc,z,2020-01-03\n")
+    r = import_file(store, path, name="ev", replace=True)
+    assert r.rows_kept == 3 == store.info("ev").rows
+
+
+def test_default_name_and_bad_name(store: Store, tmp_path: Path) -> None:
+    assert default_name("/x/NYC checkins (v2).csv.gz") == "NYC_checkins_v2"
+    assert default_name("u.data") == "u"
+    path = tmp_path / "ev.csv"
+    path.write_text("user,item,time\na,x,2020-01-01\n")
+    with pytest.raises(IngestError, match="invalid dataset name"):
+        import_file(store, path, name="bad name!")
+
+
+def test_mixed_line_endings_are_read(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(b"user,item,ts\r\na,x,2020-01-01\nb,y,2020-01-02\r\n\r\nc,z,2020-01-03\n")
+    r = import_file(store, path)
+    assert r.rows_kept == 3 and not r.rejected_by_reason
+    assert any("strict" in n for n in r.extra["notes"])
+
+
+def test_memory_limit_restored(store: Store, tmp_path: Path) -> None:
+    cur = store.cursor()
+    cur.execute("SET memory_limit = '3GiB'")
+    path = tmp_path / "ev.csv"
+    path.write_text(GOOD_CSV)
+    import_file(store, path)
+    assert cur.execute("SELECT current_setting('memory_limit')").fetchone()[0] in (
+        "3.0 GiB", "3 GiB")
+    cur.close()
+
+
+GOOD_CSV = "user,item,time\na,x,2020-01-01\nb,y,2020-01-02\n"
