@@ -102,6 +102,8 @@ class Store:
                 "(a running dashboard?) may hold it; stop it or import through the dashboard."
             ) from exc
         self._lock = threading.Lock()
+        # DuckDB draws a progress bar on long queries; it would garble CLI output and logs.
+        self._con.execute("SET enable_progress_bar = false")
         if not read_only:
             self._con.execute(_REGISTRY_SQL)
 

@@ -91,8 +91,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from analytics.sample import import_sample
 
     with _store() as store:
-        report = import_sample(store, name=args.name, users=args.users, seed=args.seed,
-                               replace=args.replace)
+        info = import_sample(store, name=args.name, users=args.users, seed=args.seed,
+                             replace=args.replace)
+    report = info.report
     if args.json:
         _print_json(report)
     else:
