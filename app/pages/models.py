@@ -1,21 +1,312 @@
-"""Models page: a placeholder until the view is built (no charts are faked)."""
+"""Models page: train next-item models in the background, compare them, inspect one.
+
+Training runs as a thread job (app/jobs.py, started through app/model_service.py); a
+``dcc.Interval`` polls its snapshot for the progress bar, the status line and the live
+loss / validation NDCG@10 curve, and is switched off when the job ends, which bumps a version
+store that refreshes the comparison table and the model pickers. A page reload finds a still
+running job of the dataset and follows it again. Rendering lives in app/model_views.py.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dash
-from dash import html
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from app import pagekit
+from app import deckmap, model_service, pagekit, ui
+from app import model_views as mv
 
 dash.register_page(__name__, path="/models", name="Models", title="Models · TrailScope",
                    order=4)
 
+log = logging.getLogger(__name__)
+_HIDDEN = {"display": "none"}
+_POLL_MS = 700
+_UNEXPECTED = "This is a bug in TrailScope; the server log has the details."
+
+
+def _field(label: str, control: Any, width: str = "150px") -> html.Div:
+    return html.Div([html.Label(label, htmlFor=control.id, className="form-label"), control],
+                    style={"display": "flex", "flexDirection": "column", "gap": "4px",
+                           "width": width})
+
+
+def _train_card(choices: list[dict[str, Any]], active: dict[str, Any] | None) -> html.Section:
+    names = [c["name"] for c in choices if not c["missing"]]
+    cuda = model_service.cuda_available()
+    return ui.card(title="Train a model", children=[
+        html.Div(className="form-row", style={"alignItems": "flex-end"}, children=[
+            _field("Model", dcc.Dropdown(id=mv.MODEL_PICK, options=mv.model_options(choices),
+                                         value="markov" if "markov" in names else names[0],
+                                         clearable=False), "260px"),
+            _field("Split", dcc.Dropdown(id=mv.SPLIT_PICK, clearable=False, value="leave-last",
+                                         options=list(model_service.SPLITS))),
+            _field("Epochs", dcc.Input(id=mv.EPOCHS, type="number", min=1, max=500, step=1,
+                                       value=10, className="text-input",
+                                       style={"width": "90px"}), "100px"),
+            _field("Max length", dcc.Input(id=mv.MAX_LEN, type="number", min=2, max=500,
+                                           step=1, value=50, className="text-input",
+                                           style={"width": "90px"}), "100px"),
+            _field("Hidden size", dcc.Input(id=mv.HIDDEN, type="number", min=8, max=1024,
+                                            step=8, value=64, className="text-input",
+                                            style={"width": "90px"}), "100px"),
+            _field("Device", dcc.RadioItems(
+                id=mv.DEVICE, value="auto", inline=True, className="checklist",
+                options=[{"label": " auto", "value": "auto"}, {"label": " cpu", "value": "cpu"},
+                         {"label": " cuda", "value": "cuda", "disabled": not cuda}]), "220px"),
+        ]),
+        html.P(id=mv.SETTINGS_HINT, className="muted"),
+        html.Div(className="form-row", children=[
+            html.Button("Train", id=mv.TRAIN, n_clicks=0, className="btn btn-primary",
+                        disabled=active is not None),
+            html.Button("Cancel", id=mv.CANCEL, n_clicks=0, className="btn btn-danger",
+                        disabled=active is None,
+                        title="Stop the training; the best epoch so far is kept"),
+        ]),
+        html.Div(id=mv.TRAIN_ERROR),
+        html.Div(id=mv.PROGRESS, className="progress", style={} if active else _HIDDEN,
+                 children=html.Div(id=mv.PROGRESS_BAR, className="progress-bar",
+                                   style=mv.progress_width(active))),
+        html.Div(mv.status_text(active), id=mv.STATUS, className="upload-status"),
+        html.Div(dcc.Graph(id=mv.CURVE, figure=mv.curve_figure(active),
+                           config={"displaylogo": False}),
+                 id=mv.CURVE_WRAP, style={} if active else _HIDDEN),
+        html.Div(mv.messages_view(active), id=mv.MESSAGES),
+        dcc.Store(id=mv.JOB_STORE, data=active["id"] if active else None),
+        dcc.Interval(id=mv.POLL, interval=_POLL_MS, disabled=active is None),
+    ])
+
+
+def _inspect_cards(name: str, models: list[dict[str, Any]], coords: bool) -> list[Any]:
+    opts = mv.inspect_options(models)
+    first = next((o["value"] for o in opts if not o["disabled"]), None)
+    where = (deckmap.DeckMap(mv.MAP, height=420) if coords else ui.notice(
+        f"Dataset {name!r} has no coordinates (lat/lon), so there is no map of the user's "
+        "path and the recommended places; re-import it with latitude/longitude columns "
+        "mapped to see one.", "info"))
+    return [
+        ui.card(title="Per-slice quality", children=[
+            html.Div(className="form-row", children=[
+                _field("Model", dcc.Dropdown(id=mv.INSPECT_PICK, options=opts, value=first,
+                                             clearable=False,
+                                             placeholder="Train a model first"), "420px"),
+                _field("Slice by", dcc.Dropdown(
+                    id=mv.SLICE_KIND, clearable=False, value="hour",
+                    options=[{"label": v, "value": k} for k, v in mv.SLICE_KINDS.items()]),
+                    "260px"),
+                _field("Metric", dcc.Dropdown(
+                    id=mv.SLICE_METRIC, clearable=False, value="ndcg@10",
+                    options=[{"label": v, "value": k} for k, v in mv.SLICE_METRICS.items()])),
+            ]),
+            dcc.Loading(dcc.Graph(id=mv.SLICE_GRAPH, config={"displaylogo": False}),
+                        type="dot", color="#2563eb"),
+        ]),
+        ui.card(title="Top-K recommendations", children=[
+            html.P("For the model picked above: the items it would recommend next to a user, "
+                   "from their full history.", className="muted"),
+            html.Div(className="form-row", children=[
+                _field("User", dcc.Dropdown(id=mv.USER_PICK, clearable=False,
+                                            placeholder="Pick a user"), "300px"),
+                _field("K", dcc.Input(id=mv.TOPK, type="number", min=1, max=100, step=1,
+                                      value=10, debounce=True, className="text-input",
+                                      style={"width": "80px"}), "90px"),
+            ]),
+            html.Div(id=mv.RECS_NOTE, className="muted"),
+            html.Div(style={"display": "flex", "gap": "18px", "flexWrap": "wrap"}, children=[
+                html.Div(dcc.Loading(html.Div(id=mv.RECS), type="dot", color="#2563eb"),
+                         style={"flex": "1 1 380px", "minWidth": "320px"}),
+                html.Div(where, style={"flex": "1 1 460px", "minWidth": "320px"}),
+            ]),
+        ]),
+    ]
+
 
 def layout(dataset: Any = None, **_query: Any) -> html.Div:
-    return pagekit.planned_page(
-        "Models", "Train and evaluate next-item models.",
-        "Train sequence recommenders on this dataset, compare their accuracy (HR@K, "
-        "NDCG@K) and manage checkpoints.",
-        dataset)
+    name, notes = pagekit.resolve(dataset)
+    header = ui.page_header("Models", "Train next-item models, compare them and inspect their "
+                            "recommendations.", name)
+    if name is None:
+        return html.Div([header, *notes, ui.no_dataset()])
+    try:
+        models = model_service.trained_models(name)
+    except model_service.user_errors() as exc:
+        models = []
+        notes.append(ui.error_box("Could not list the trained models", str(exc)))
+    active = model_service.active_job(name)
+    return html.Div([
+        header, *notes,
+        dcc.Store(id=mv.DATASET, data=name),
+        dcc.Store(id=mv.VERSION, data=0),
+        _train_card(model_service.model_choices(), active),
+        ui.card(title="Trained models", children=[
+            html.P("Test metrics over all items (leave-last or time split as trained). "
+                   "HR@K: the next item is in the top K; NDCG@10 and MRR reward ranking it "
+                   "high; coverage is the share of items ever recommended; popularity the "
+                   "mean training count of recommended items.", className="muted"),
+            dcc.Loading(html.Div(mv.comparison_table(models, name), id=mv.TABLE), type="dot",
+                        color="#2563eb"),
+        ]),
+        *_inspect_cards(name, models, model_service.has_coordinates(name)),
+    ])
+
+
+# -- training ------------------------------------------------------------------------------
+@callback(
+    Output(mv.HIDDEN, "disabled"), Output(mv.HIDDEN, "value"), Output(mv.EPOCHS, "disabled"),
+    Output(mv.SETTINGS_HINT, "children"),
+    Input(mv.MODEL_PICK, "value"),
+)
+def on_model(model: str | None) -> tuple[Any, ...]:
+    choice = next((c for c in model_service.model_choices() if c["name"] == model), None)
+    if choice is None:
+        return True, None, True, mv.settings_hint(None)
+    hidden = choice["defaults"].get("hidden") if choice["has_hidden"] else None
+    return (not choice["has_hidden"], hidden, not choice["trainable"],
+            mv.settings_hint(choice))
+
+
+@callback(
+    Output(mv.JOB_STORE, "data"), Output(mv.TRAIN_ERROR, "children"),
+    Input(mv.TRAIN, "n_clicks"),
+    State(mv.DATASET, "data"), State(mv.MODEL_PICK, "value"), State(mv.SPLIT_PICK, "value"),
+    State(mv.EPOCHS, "value"), State(mv.MAX_LEN, "value"), State(mv.HIDDEN, "value"),
+    State(mv.DEVICE, "value"),
+    prevent_initial_call=True,
+)
+def start_training(n_clicks: int, dataset: str | None, model: str | None, split: str,
+                   epochs: Any, max_len: Any, hidden: Any, device: str) -> tuple[Any, Any]:
+    if not n_clicks:
+        return no_update, no_update
+    running = model_service.active_job(dataset)
+    if running is not None:
+        return running["id"], ui.notice(
+            f"A training of {running['meta'].get('model')} on this dataset is already running; "
+            "wait for it or cancel it first.", "warning")
+    try:
+        job_id = model_service.start_training(dataset, model, split, epochs, max_len, hidden,
+                                              device or "auto")
+    except model_service.user_errors() as exc:
+        return no_update, ui.error_box("Cannot start the training", str(exc))
+    return job_id, None
+
+
+@callback(
+    Output(mv.CANCEL, "disabled", allow_duplicate=True),
+    Input(mv.CANCEL, "n_clicks"), State(mv.JOB_STORE, "data"),
+    prevent_initial_call=True,
+)
+def cancel_training(n_clicks: int, job_id: str | None) -> Any:
+    if not n_clicks or not job_id:
+        return no_update
+    try:
+        model_service.cancel_job(job_id)
+    except KeyError:
+        pass  # the job is gone (server restarted); the next poll says so
+    return True
+
+
+@callback(
+    Output(mv.PROGRESS, "style"), Output(mv.PROGRESS_BAR, "style"), Output(mv.STATUS, "children"),
+    Output(mv.CURVE_WRAP, "style"), Output(mv.CURVE, "figure"), Output(mv.MESSAGES, "children"),
+    Output(mv.POLL, "disabled"),
+    Output(mv.TRAIN, "disabled"), Output(mv.CANCEL, "disabled"), Output(mv.VERSION, "data"),
+    Input(mv.POLL, "n_intervals"), Input(mv.JOB_STORE, "data"), State(mv.VERSION, "data"),
+    prevent_initial_call=True,
+)
+def poll(_n: int | None, job_id: str | None, version: int | None) -> tuple[Any, ...]:
+    if not job_id:
+        return (no_update,) * 10
+    try:
+        snap = model_service.job_snapshot(job_id)
+    except KeyError as exc:
+        return (_HIDDEN, no_update, str(exc), _HIDDEN, no_update, None, True, False, True,
+                no_update)
+    active = bool(snap["active"])
+    bump = no_update if active else int(version or 0) + 1
+    return ({}, mv.progress_width(snap), mv.status_text(snap), {}, mv.curve_figure(snap),
+            mv.messages_view(snap), not active, active,
+            not active or bool(snap["cancel_requested"]), bump)
+
+
+# -- comparison and inspection -------------------------------------------------------------
+@callback(
+    Output(mv.TABLE, "children"), Output(mv.INSPECT_PICK, "options"),
+    Output(mv.INSPECT_PICK, "value"),
+    Input(mv.VERSION, "data"), State(mv.DATASET, "data"), State(mv.INSPECT_PICK, "value"),
+    prevent_initial_call=True,
+)
+def refresh_models(_version: int, dataset: str | None, current: str | None) -> tuple[Any, ...]:
+    if not dataset:
+        return no_update, no_update, no_update
+    try:
+        models = model_service.trained_models(dataset)
+    except model_service.user_errors() as exc:
+        return ui.error_box("Could not list the trained models", str(exc)), [], None
+    opts = mv.inspect_options(models)
+    usable = [o["value"] for o in opts if not o["disabled"]]
+    return (mv.comparison_table(models, dataset), opts,
+            current if current in usable else (usable[0] if usable else None))
+
+
+@callback(
+    Output(mv.SLICE_GRAPH, "figure"),
+    Input(mv.INSPECT_PICK, "value"), Input(mv.SLICE_KIND, "value"),
+    Input(mv.SLICE_METRIC, "value"), State(mv.DATASET, "data"),
+)
+def draw_slices(model_id: str | None, kind: str, metric: str, dataset: str | None) -> Any:
+    if not model_id or not dataset:
+        return mv.slice_figure({}, kind, metric)
+    try:
+        slices = model_service.model_slices(dataset, model_id)
+    except model_service.user_errors():
+        slices = {}
+    return mv.slice_figure(slices, kind or "hour", metric or "ndcg@10")
+
+
+@callback(
+    Output(mv.USER_PICK, "options"), Output(mv.USER_PICK, "value"),
+    Input(mv.INSPECT_PICK, "value"), State(mv.DATASET, "data"), State(mv.USER_PICK, "value"),
+)
+def user_options(model_id: str | None, dataset: str | None,
+                 current: str | None) -> tuple[Any, Any]:
+    if not model_id or not dataset:
+        return [], None
+    try:
+        users = model_service.model_users(dataset, model_id)
+    except model_service.user_errors():
+        return [], None
+    opts = [{"label": f"{u['user']}  ({u['events']} events)", "value": u["user"]}
+            for u in users]
+    values = {u["user"] for u in users}
+    return opts, current if current in values else (users[0]["user"] if users else None)
+
+
+@callback(
+    Output(mv.RECS, "children"), Output(mv.RECS_NOTE, "children"),
+    Output({**deckmap.spec_id(mv.MAP), "id": ALL}, "data"),
+    Input(mv.USER_PICK, "value"), Input(mv.TOPK, "value"), State(mv.INSPECT_PICK, "value"),
+    State(mv.DATASET, "data"),
+)
+def show_recs(user: str | None, k: Any, model_id: str | None,
+              dataset: str | None) -> tuple[Any, Any, list[Any]]:
+    n_maps = len(ctx.outputs_list[2]) if ctx.outputs_list else 0
+    empty = [None] * n_maps
+    if not dataset or not model_id:
+        return (ui.empty_state("No recommendations yet", "Train a model above; its top-K "
+                               "items for any user appear here."), None, empty)
+    if not user:
+        return None, "Pick a user.", empty
+    try:
+        rec = model_service.recommend(dataset, user, k, model_id)
+    except model_service.user_errors() as exc:
+        return ui.error_box("Cannot recommend", str(exc)), None, empty
+    except Exception:  # shown to the user instead of a silent failed callback
+        log.exception("recommend failed for %s / %s / %s", dataset, model_id, user)
+        return ui.error_box("Unexpected error", _UNEXPECTED), None, empty
+    spec = None
+    if n_maps:
+        spec = mv.recs_map_spec(rec, model_service.recent_events(dataset, user))
+    return (mv.recs_table(rec, with_coords=bool(n_maps)), mv.recs_summary(rec),
+            [spec] * n_maps)

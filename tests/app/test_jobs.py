@@ -1,0 +1,161 @@
+"""app/jobs.py: real short trainings on the first 3,000 MovieLens ratings in a temp workspace.
+
+Each test uses its own JobRunner so jobs of one test never queue behind another's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app import jobs
+from tests.app.helpers import slice_file
+from tests.conftest import MOVIELENS
+
+ROWS = 3000
+GRU = {"hidden": 16, "batch_size": 16}   # ~96 training windows -> 6 steps an epoch
+
+
+@pytest.fixture()
+def ml(store, shared_data, tmp_path):
+    """The workspace with dataset ``ml``: the first 3,000 ratings of MovieLens 100K."""
+    from analytics.ingest import import_file
+
+    path = slice_file(MOVIELENS, tmp_path / "u_3k.data", ROWS)
+    report = import_file(store, path, name="ml")
+    assert store.info("ml").rows == ROWS, report
+    return store
+
+
+def _poll(runner: jobs.JobRunner, job_id: str, until, timeout: float = 60.0) -> list[dict]:
+    """Snapshots taken every 20 ms until ``until(snapshot)`` holds; fails on timeout."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        snap = runner.snapshot(job_id)
+        seen.append(snap)
+        if until(snap):
+            return seen
+        time.sleep(0.02)
+    raise AssertionError(f"condition not reached in {timeout} s; last snapshot {seen[-1]}")
+
+
+def test_markov_job_finishes_with_a_checkpoint_and_the_data_report(ml):
+    from models import api
+
+    runner = jobs.JobRunner()
+    job_id = runner.start(jobs.training_job(ml, "ml", "markov"))
+    snap = runner.wait(job_id, timeout=60)
+    assert snap["status"] == jobs.DONE and not snap["active"], snap
+    assert snap["fraction"] == 1.0 and snap["plan"] == {}   # a count model has no epochs
+    assert snap["loss"] == [] and snap["valid"] == []
+    assert sum("iterative filter" in m for m in snap["messages"]) == 1, snap["messages"]
+    assert any(m.startswith("saved markov-") for m in snap["messages"])
+    mid = snap["summary"]["model_id"]
+    listed = api.list_models(ml, "ml")
+    assert [m["model_id"] for m in listed] == [mid]
+    assert snap["summary"]["metrics"]["ndcg@10"] == pytest.approx(listed[0]["ndcg@10"])
+    assert snap["meta"]["dataset"] == "ml" and snap["meta"]["model"] == "markov"
+    assert runner.result(job_id).model_id == mid
+    assert runner.cancel(job_id) is False          # nothing left to cancel
+    assert runner.jobs(dataset="ml")[0]["id"] == job_id
+    assert runner.jobs(dataset="other") == [] and runner.jobs(active_only=True) == []
+
+
+def test_gru_one_epoch_reports_steps_loss_and_validation(ml):
+    runner = jobs.JobRunner()
+    job_id = runner.start(jobs.training_job(ml, "ml", "gru", epochs=1, **GRU))
+    seen = _poll(runner, job_id, lambda s: not s["active"])
+    snap = seen[-1]
+    assert snap["status"] == jobs.DONE, snap
+    assert snap["plan"] == {"train": 1} and snap["meta"]["hidden"] == 16
+    xs = [p[0] for p in snap["loss"]]
+    steps = len(xs)
+    assert steps >= 3 and xs == sorted(xs) and 0 < xs[0] < xs[-1] == pytest.approx(1.0)
+    assert all(p[1] > 0 for p in snap["loss"])     # a softmax loss over ~100 items
+    assert len(snap["valid"]) == 1 and snap["valid"][0][0] == 1.0
+    # the validation point of the curve is the metric the checkpoint kept
+    assert snap["valid"][0][1] == pytest.approx(snap["summary"]["valid"]["ndcg@10"])
+    fractions = [s["fraction"] for s in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert runner.result(job_id).history[0]["epoch"] == 1
+
+
+def test_cancel_stops_a_running_gru_and_keeps_its_best_epoch(ml):
+    from models import api
+
+    runner = jobs.JobRunner()
+    job = jobs.training_job(ml, "ml", "gru", epochs=300, patience=1000, hidden=16,
+                            batch_size=4)
+    job_id = runner.start(job)
+    _poll(runner, job_id, lambda s: len(s["valid"]) >= 1)   # one epoch done, more to come
+    assert runner.snapshot(job_id)["status"] == jobs.RUNNING
+    t0 = time.monotonic()
+    assert runner.cancel(job_id) is True
+    assert runner.snapshot(job_id)["cancel_requested"] is True
+    snap = runner.wait(job_id, timeout=60)
+    assert snap["status"] == jobs.CANCELLED and not snap["active"], snap
+    assert time.monotonic() - t0 < 30                       # stopped, not trained to the end
+    epochs_done = len(snap["valid"])
+    assert 1 <= epochs_done < 300
+    assert snap["fraction"] < 1.0
+    res = runner.result(job_id)
+    assert res.cancelled and res.model_id == snap["summary"]["model_id"]
+    listed = {m["model_id"]: m for m in api.list_models(ml, "ml")}
+    assert listed[res.model_id]["cancelled"] is True
+    assert len(res.history) == epochs_done
+    # nothing is still training in the background
+    assert not any(t.name == f"trailscope-job-{job_id}" for t in threading.enumerate())
+
+
+def test_a_queued_job_waits_and_a_cancelled_queued_job_never_runs(ml):
+    from models import api
+
+    runner = jobs.JobRunner(max_running=1)
+    long_id = runner.start(jobs.training_job(ml, "ml", "gru", epochs=300, patience=1000,
+                                             hidden=16, batch_size=4))
+    _poll(runner, long_id, lambda s: s["status"] == jobs.RUNNING and s["loss"])
+    queued = runner.start(jobs.training_job(ml, "ml", "pop"))
+    dropped = runner.start(jobs.training_job(ml, "ml", "markov"))
+    time.sleep(0.3)
+    assert runner.snapshot(queued)["status"] == jobs.QUEUED
+    assert {s["id"] for s in runner.jobs(active_only=True)} == {long_id, queued, dropped}
+    assert runner.cancel(dropped) is True
+    runner.cancel(long_id)
+    assert runner.wait(long_id, 60)["status"] == jobs.CANCELLED
+    after = runner.wait(queued, 60)
+    assert after["status"] == jobs.DONE and after["summary"]["model_id"].startswith("pop-")
+    gone = runner.wait(dropped, 60)
+    assert gone["status"] == jobs.CANCELLED and gone["events"] == 0 and gone["started"] is None
+    assert not any(m["model"] == "markov" for m in api.list_models(ml, "ml"))
+
+
+def test_failures_are_reported_not_raised(ml):
+    runner = jobs.JobRunner()
+    job_id = runner.start(jobs.training_job(ml, "no_such_data", "pop"))
+    snap = runner.wait(job_id, 60)
+    assert snap["status"] == jobs.FAILED and "no_such_data" in snap["error"]
+    with pytest.raises(KeyError, match="unknown model 'nope'"):
+        jobs.training_job(ml, "ml", "nope")
+    with pytest.raises(jobs.JobNotFound, match="start the training again"):
+        runner.snapshot("feedbeef")
+
+
+def test_the_loss_curve_stays_bounded():
+    """A job with many steps keeps at most MAX_POINTS loss points, merged in order."""
+    def target(progress, cancel, log):
+        for step in range(1, 5001):
+            progress({"phase": "train", "epoch": 1, "step": step, "steps": 5000,
+                      "loss": 10.0 - step / 1000, "valid": None})
+        log("finished")
+        return "ok"
+
+    runner = jobs.JobRunner()
+    snap = runner.wait(runner.start(jobs.Job(target, plan={"train": 1})), 30)
+    assert snap["status"] == jobs.DONE and snap["messages"] == ["finished"]
+    assert jobs.MAX_POINTS // 2 <= len(snap["loss"]) <= jobs.MAX_POINTS
+    xs, ys = [p[0] for p in snap["loss"]], [p[1] for p in snap["loss"]]
+    assert xs == sorted(xs) and ys == sorted(ys, reverse=True)
+    assert runner.result(snap["id"]) == "ok" and snap["events"] == 5000

@@ -1,0 +1,199 @@
+"""End-to-end Models page: the real server (tests/browser/conftest.py) and headless chromium.
+
+Two small real slices (8,000 MovieLens ratings, ~4,000 NYC check-ins) are imported straight
+into the server's workspace before the server starts. When the session's server is already
+running (another browser module started it, holding the DuckDB file), they are imported
+through the Data page instead. Tests run in file order against that one server.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from app import ids
+from app import model_views as mv
+from tests.app.helpers import slice_file
+from tests.conftest import MOVIELENS, NYC
+
+ML, GEO = "ml_models", "nyc_models"
+TRAIN_TIMEOUT = 120_000   # ms; the machine is shared, keep generous limits
+
+
+@pytest.fixture(scope="module")
+def slices(tmp_path_factory, shared_data) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("models_slices")
+    nyc = d / "nyc_4k.csv"
+    with gzip.open(NYC, "rt") as src, open(nyc, "w") as dst:
+        dst.writelines(line for _, line in zip(range(4001), src, strict=False))
+    return {ML: slice_file(MOVIELENS, d / "u_8k.data", 8000), GEO: nyc}
+
+
+def _import_via_data_page(browser, url: str, path: Path, name: str) -> None:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.goto(url + "/data")
+    page.set_input_files(f"#{ids.UPLOAD_INPUT}", str(path))
+    page.wait_for_selector(f"#{ids.MAPPING_FORM} .map-field", timeout=60_000)
+    page.fill(f"#{ids.NAME_INPUT}", name)
+    page.click(f"#{ids.IMPORT_BUTTON}")
+    page.wait_for_selector(f"#{ids.IMPORT_RESULT} .report", timeout=60_000)
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def url(request, server_home, slices, browser) -> str:
+    """The server's URL, with both slices imported (before it starts, when possible)."""
+    from analytics.ingest import import_file
+    from analytics.store import DB_FILENAME, Store, StoreError
+
+    try:
+        store = Store(server_home / DB_FILENAME)
+    except StoreError:   # the session's server already holds the workspace
+        store = None
+    if store is not None:
+        with store:
+            for name, path in slices.items():
+                import_file(store, path, name=name)
+    base = request.getfixturevalue("server_url")
+    if store is None:
+        for name, path in slices.items():
+            _import_via_data_page(browser, base, path, name)
+    return base
+
+
+def _open(page, url: str, dataset: str) -> None:
+    page.goto(f"{url}/models?dataset={dataset}")
+    page.wait_for_selector(f"#{mv.TRAIN}")
+    page.wait_for_load_state("networkidle")
+
+
+def _choose(page, dropdown_id: str, label: str) -> None:
+    page.click(f"#{dropdown_id}")
+    page.locator(".dash-dropdown-option", has_text=label).first.click()
+
+
+def _train(page, model: str, epochs: int | None = None, hidden: int | None = None) -> None:
+    _choose(page, mv.MODEL_PICK, f"{model} (")
+    hint = "counts the training data" if model in ("pop", "repeat", "markov") else "early stopping"
+    expect(page.locator(f"#{mv.SETTINGS_HINT}")).to_contain_text(hint)
+    if epochs is not None:
+        page.fill(f"#{mv.EPOCHS}", str(epochs))
+    if hidden is not None:
+        page.fill(f"#{mv.HIDDEN}", str(hidden))
+    page.click(f"#{mv.TRAIN}")
+    expect(page.locator(f"#{mv.PROGRESS}")).to_be_visible()
+
+
+def _map_key(map_id: str) -> str:
+    return json.dumps({"id": map_id, "type": "trailscope-deck-canvas"}, separators=(",", ":"),
+                      sort_keys=True)
+
+
+def test_empty_state_says_how_to_train(url, page):
+    _open(page, url, ML)
+    table = page.locator(f"#{mv.TABLE}")
+    expect(table).to_contain_text("No trained model yet")
+    expect(table).to_contain_text(f"trailscope train {ML} --model markov")
+    expect(page.locator(".alert-info")).to_contain_text("has no coordinates")
+    expect(page.locator(f"#{mv.CANCEL}")).to_be_disabled()
+    expect(page.locator(f"#{mv.CURVE_WRAP}")).to_be_hidden()
+    assert page.console.errors == []
+
+
+def test_train_markov_and_a_one_epoch_gru_from_the_page(url, page):
+    _open(page, url, ML)
+    _train(page, "markov")
+    status = page.locator(f"#{mv.STATUS}")
+    expect(status).to_contain_text("Finished markov", timeout=TRAIN_TIMEOUT)
+    assert "width: 100" in page.get_attribute(f"#{mv.PROGRESS_BAR}", "style")
+    expect(page.locator(f"#{mv.TABLE} tbody tr")).to_have_count(1)
+    expect(page.locator(f"#{mv.TRAIN}")).to_be_enabled()
+
+    _train(page, "gru", epochs=1, hidden=16)
+    expect(status).to_contain_text("Finished gru", timeout=TRAIN_TIMEOUT)
+    assert "width: 100" in page.get_attribute(f"#{mv.PROGRESS_BAR}", "style")
+    rows = page.locator(f"#{mv.TABLE} tbody tr")
+    expect(rows).to_have_count(2)
+    text = page.inner_text(f"#{mv.TABLE}")
+    assert "markov" in text and "gru" in text and "best" in text
+    # the live curve: loss per step and the validation point of the single epoch
+    expect(page.locator(f"#{mv.CURVE} .scatterlayer .trace")).to_have_count(2)
+    expect(page.locator(f"#{mv.CURVE} .legend")).to_contain_text("validation NDCG@10")
+    assert page.console.errors == []
+
+
+def test_slices_and_recommendations_for_a_user(url, page, artifacts):
+    _open(page, url, ML)
+    expect(page.locator(f"#{mv.TABLE} tbody tr")).to_have_count(2)
+    recs = page.locator(f"#{mv.RECS} tbody tr")
+    expect(recs).to_have_count(10, timeout=30_000)
+    note = page.locator(f"#{mv.RECS_NOTE}")
+    expect(note).to_contain_text("Top 10 for user")
+    user = re.search(r"for user (\S+) by", note.inner_text()).group(1)
+    expect(page.locator(f"#{mv.SLICE_GRAPH} .barlayer .point").first).to_be_visible()
+    page.fill(f"#{mv.TOPK}", "5")
+    page.press(f"#{mv.TOPK}", "Enter")
+    expect(recs).to_have_count(5, timeout=30_000)
+    expect(note).to_contain_text(f"Top 5 for user {user}")
+    _choose(page, mv.SLICE_KIND, "Cold vs warm")
+    expect(page.locator(f"#{mv.SLICE_GRAPH} .xtick").first).to_be_visible()
+    page.screenshot(path=str(artifacts / "models_page.png"), full_page=True)
+    assert page.console.errors == []
+
+
+def test_cancel_a_running_training(url, page):
+    _open(page, url, ML)
+    _train(page, "gru", epochs=500, hidden=16)
+    status = page.locator(f"#{mv.STATUS}")
+    expect(status).to_contain_text(f"gru on {ML}", timeout=TRAIN_TIMEOUT)
+    _open(page, url, ML)   # a reload finds the running job and follows it again
+    expect(page.locator(f"#{mv.PROGRESS}")).to_be_visible()
+    expect(page.locator(f"#{mv.TRAIN}")).to_be_disabled()
+    expect(page.locator(f"#{mv.CANCEL}")).to_be_enabled()
+    # epoch 2 running: epoch 1 is kept, and early stopping cannot end it before epoch 4
+    expect(status).to_have_text(re.compile(r"epoch [23]/500"), timeout=TRAIN_TIMEOUT)
+    page.click(f"#{mv.CANCEL}")
+    expect(status).to_contain_text("Cancelled gru", timeout=60_000)
+    expect(status).to_contain_text("kept the best epoch so far")
+    assert "width: 100" not in page.get_attribute(f"#{mv.PROGRESS_BAR}", "style")
+    expect(page.locator(f"#{mv.TABLE} tbody tr")).to_have_count(3)
+    expect(page.locator(f"#{mv.TABLE} .tag", has_text="cancelled")).to_have_count(1)
+    expect(page.locator(f"#{mv.TRAIN}")).to_be_enabled()
+    expect(page.locator(f"#{mv.CANCEL}")).to_be_disabled()
+    assert page.console.errors == []
+
+
+def test_recommendations_on_the_map_beside_the_users_path(url, page, artifacts):
+    _open(page, url, GEO)
+    _train(page, "markov")
+    expect(page.locator(f"#{mv.STATUS}")).to_contain_text("Finished markov",
+                                                          timeout=TRAIN_TIMEOUT)
+    expect(page.locator(f"#{mv.RECS} tbody tr")).to_have_count(10, timeout=30_000)
+    key = _map_key(mv.MAP)
+    page.wait_for_function(
+        "k => { const m = window.trailscopeDeck && window.trailscopeDeck.maps[k]; "
+        "return m && m.base && m.base.some(l => l.id === 'recommended'); }",
+        arg=key, timeout=30_000)
+    ids_ = page.evaluate("k => window.trailscopeDeck.maps[k].base.map(l => l.id)", key)
+    assert ids_ == ["user-path", "user-events", "recommended"]
+    first_item = page.inner_text(f"#{mv.RECS} tbody tr >> nth=0 >> td >> nth=1").strip()
+    page.locator(f"[id='{key}']").scroll_into_view_if_needed()
+    page.wait_for_timeout(800)  # let the view settle before projecting a point
+    x, y = page.evaluate("""k => { const m = window.trailscopeDeck.maps[k];
+        const r = m.container.getBoundingClientRect();
+        const d = m.base.find(l => l.id === 'recommended').props.data
+            .find(p => p.rank_text === '1');
+        const [px, py] = m.deck.getViewports()[0].project(d.position);
+        return [r.left + px, r.top + py]; }""", key)
+    page.mouse.move(x, y)
+    tip = page.locator(".deck-tooltip").first
+    tip.wait_for(state="visible", timeout=10_000)
+    assert tip.inner_text().startswith(f"#1 {first_item}")
+    page.screenshot(path=str(artifacts / "models_page_map.png"), full_page=True)
+    assert page.console.errors == []
