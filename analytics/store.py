@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -116,7 +117,7 @@ class Store:
     def close(self) -> None:
         self._con.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -243,7 +244,7 @@ class Store:
             cur.execute(
                 "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [name, source, fmt, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8],
-                 has_coords, datetime.now(timezone.utc).replace(tzinfo=None),
+                 has_coords, datetime.now(UTC).replace(tzinfo=None),
                  json.dumps(report, default=str)],
             )
             cur.execute("COMMIT")

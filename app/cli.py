@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 class CliError(Exception):
@@ -37,7 +38,8 @@ def _parse_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
         if not sep or not field or not column:
             raise CliError(f"--map takes FIELD=COLUMN, got {pair!r}")
         if field not in schema.COLUMNS:
-            raise CliError(f"--map: unknown field {field!r}; fields are {', '.join(schema.COLUMNS)}")
+            raise CliError(f"--map: unknown field {field!r}; "
+                           f"fields are {', '.join(schema.COLUMNS)}")
         mapping[field] = column
     return mapping
 
@@ -210,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a next-item model on a dataset")
     s.add_argument("name")
     s.add_argument("--model", default="st-transformer")
-    s.add_argument("--split", default="leave-last", choices=["leave-last", "temporal", "trajectory"])
+    s.add_argument("--split", default="leave-last",
+                   choices=["leave-last", "temporal", "trajectory"])
     s.add_argument("--epochs", type=int)
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--json", action="store_true")

@@ -35,6 +35,49 @@ def nav_link(page: str) -> str:
 
 # -- Overview page -----------------------------------------------------------------------
 OVERVIEW_KPIS = "overview-kpis"
+OVERVIEW_DATASET = "overview-dataset"  # page-local store: the dataset the page shows
+OVERVIEW_FREQ = "overview-freq"
+OVERVIEW_SPLIT = "overview-split"
+OVERVIEW_METRIC = "overview-metric"
+OVERVIEW_TREND = "overview-trend"
+OVERVIEW_RANGE_NOTE = "overview-range-note"
+OVERVIEW_RANGE_CLEAR = "overview-range-clear"
+OVERVIEW_RHYTHM = "overview-rhythm"
+OVERVIEW_RHYTHM_NOTE = "overview-rhythm-note"
+OVERVIEW_FORECAST_FREQ = "overview-forecast-freq"
+OVERVIEW_FORECAST = "overview-forecast"
+OVERVIEW_BACKTEST = "overview-backtest"
+OVERVIEW_COHORTS = "overview-cohorts"
+#: Cross-filter shared by Overview and Map: {"dataset", "start", "end"} (session storage).
+TIME_RANGE = "shared-time-range"
+
+# -- Map page ------------------------------------------------------------------------------
+MAP_DATASET = "map-dataset"  # page-local store: the dataset the page shows
+MAP_URL_RANGE = "map-url-range"  # page-local store: ?start=&end= of the URL, if any
+MAP_DECK = "map-deck"  # app.deckmap.DeckMap id (its stores use pattern-matching ids)
+MAP_REPLAY = "map-replay"  # container of the replay controls
+MAP_LAYERS = "map-layers"
+MAP_CATEGORY = "map-category"
+MAP_BEHAVIOR = "map-behavior"
+MAP_SEGMENT = "map-segment"
+MAP_WINDOW = "map-window"
+MAP_SUMMARY = "map-summary"
+MAP_RANGE_NOTE = "map-range-note"
+MAP_RANGE_CLEAR = "map-range-clear"
+MAP_ZONE_TREND = "map-zone-trend"
+MAP_ZONE_TABLE = "map-zone-table"
+
+# -- Users page ----------------------------------------------------------------------------
+USERS_DATASET = "users-dataset"  # page-local store: the dataset the page shows
+USERS_PICK = "users-pick"
+USERS_SUMMARY = "users-summary"
+USERS_TIMELINE = "users-timeline"
+USERS_DRIFT = "users-drift"
+USERS_MOBILITY = "users-mobility"
+USERS_DECK = "users-deck"  # app.deckmap.DeckMap id
+USERS_MAP_BOX = "users-map-box"
+USERS_CHURN = "users-churn"
+USERS_CHANGERS = "users-changers"
 
 # -- Data page: datasets table ---------------------------------------------------------
 DATASETS_TABLE = "data-datasets-table"

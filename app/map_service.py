@@ -1,0 +1,200 @@
+"""Memoised spatial analytics for the Map and Users pages (heat points, hexagons, zones, flows,
+paths), each computed inside DuckDB on the stored events table with the page's filter.
+
+Everything here needs coordinates: :func:`coordinates_note` says politely why a dataset has no
+map (MovieLens, Taobao) and pages show that instead of calling the rest. Drawing-sized
+results are sampled deterministically (a hash of user and time), so the same filter always
+draws the same points and the browser never receives millions of rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analytics import flows as fl
+from analytics import mobility, space, zones_sql
+from analytics.geo import has_coords_sql
+from analytics.schema import CATEGORY, ITEM, LAT, LON, TS, USER
+from analytics.zones import Zones
+from app.analytics_service import EventFilter, sql_where
+from app.services import dataset_info, get_store, memoize_dataset
+
+#: Most points a heat layer draws; beyond this the events are sampled.
+MAX_HEAT_POINTS = 25_000
+#: Users whose movement paths the map replays, and points per path.
+PATH_USERS = 25
+PATH_POINTS = 120
+
+
+def coordinates_note(name: str) -> str | None:
+    """None when the dataset has coordinates, else the sentence a page shows instead."""
+    info = dataset_info(name)
+    if info.has_coordinates:
+        return None
+    return (f"{name!r} has no coordinates: its events carry no latitude/longitude "
+            f"(ratings, clicks or purchases such as MovieLens or Taobao), so there is nothing "
+            f"to put on a map. Its time patterns are on the Overview page and per-user "
+            f"behaviour on the Users page. To see maps, import check-ins or GPS fixes with "
+            f"latitude/longitude columns on the Data page, or try the built-in sample.")
+
+
+def _window_clause(where: str | None) -> str:
+    return has_coords_sql() + (f" AND ({where})" if where else "")
+
+
+@memoize_dataset
+def located_span(name: str, flt: EventFilter | None = None) -> tuple[pd.Timestamp | None,
+                                                                      pd.Timestamp | None, int]:
+    """(first time, last time, number) of the filtered events that have coordinates."""
+    table, where, params = sql_where(name, flt)
+    cur = get_store().cursor()
+    try:
+        lo, hi, n = cur.execute(f"SELECT min({TS}), max({TS}), count(*) FROM {table} WHERE "
+                                f"{_window_clause(where)}", params).fetchone()
+    finally:
+        cur.close()
+    return (pd.Timestamp(lo) if lo is not None else None,
+            pd.Timestamp(hi) if hi is not None else None, int(n))
+
+
+@memoize_dataset
+def heat_points(name: str, flt: EventFilter | None = None,
+                limit: int = MAX_HEAT_POINTS) -> pd.DataFrame:
+    """Located events to draw (``lat, lon, ts, category``), a deterministic sample of at most
+    ``limit``; ``attrs["total"]`` is how many matched before sampling."""
+    table, where, params = sql_where(name, flt)
+    sql = (f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {table} WHERE {_window_clause(where)} "
+           f"ORDER BY hash({USER}, {TS}, {ITEM}) LIMIT {int(limit)}")
+    out = get_store().query_df(sql, params)
+    out.attrs["total"] = located_span(name, flt)[2]
+    return out
+
+
+def hex_resolution(name: str) -> int:
+    """An H3 resolution giving a few hundred cells over the dataset's bounding box."""
+    bbox = dataset_info(name).bbox
+    if bbox is None:
+        return 8
+    min_lat, max_lat, min_lon, max_lon = bbox
+    mid = math.radians((min_lat + max_lat) / 2)
+    km = max((max_lat - min_lat) * 111.2, (max_lon - min_lon) * 111.2 * math.cos(mid), 0.1)
+    # H3 edge lengths (km) by resolution: 4 ~22.6, 5 ~8.5, 6 ~3.2, 7 ~1.2, 8 ~0.46, 9 ~0.17
+    for res, edge in ((9, 0.17), (8, 0.46), (7, 1.2), (6, 3.2), (5, 8.5)):
+        if km / edge <= 120:
+            return res
+    return 4
+
+
+@memoize_dataset
+def hex_cells(name: str, flt: EventFilter | None = None,
+              resolution: int | None = None) -> pd.DataFrame:
+    """Events and users per H3 hexagon with the cell polygon (``analytics.space``)."""
+    table, where, params = sql_where(name, flt)
+    res = resolution or hex_resolution(name)
+    con = get_store().cursor()
+    try:
+        out = space.hex_density_sql(con, table, res, where=where, params=params, polygons=True)
+    finally:
+        con.close()
+    out.attrs["resolution"] = res
+    return out
+
+
+def zone_window(start: pd.Timestamp | None, end: pd.Timestamp | None) -> str:
+    """The window of the zones' trend: weeks for a few months of data, months beyond."""
+    if start is None or end is None:
+        return "month"
+    days = (end - start).days
+    return "day" if days <= 28 else "week" if days <= 210 else "month"
+
+
+@dataclass(frozen=True)
+class ZoneResult:
+    zones: pd.DataFrame       # zone_id, lat, lon, n_places, visits, users, radius_km, polygon,
+    #                           wkt, trend columns (see analytics.zones)
+    activity: pd.DataFrame    # zone_id, window_start, visits, users, share
+    window: str
+    eps_m: float
+    min_visits: int
+
+
+@memoize_dataset
+def zones(name: str, flt: EventFilter | None = None) -> ZoneResult:
+    """Aggregation zones (DBSCAN of visited places) with per-window visits and trend labels.
+
+    ``min_visits`` scales with the number of located events so a zone is a place many people
+    go, at 1M events as at 10k; zones visited by fewer than 3 users are dropped.
+    """
+    start, end, n = located_span(name, flt)
+    window = zone_window(start, end)
+    eps_m = 100.0
+    min_visits = int(max(15, min(1000, n * 0.001)))
+    table, where, params = sql_where(name, flt)
+    con = get_store().cursor()
+    try:
+        if n == 0:
+            found = Zones(zones=pd.DataFrame(), places=pd.DataFrame(),
+                          activity=pd.DataFrame())
+        else:
+            found = zones_sql.find_zones_sql(con, table, eps_m=eps_m, min_visits=min_visits,
+                                             window=window, min_users=3, where=where,
+                                             params=params)
+    finally:
+        con.close()
+    return ZoneResult(zones=found.zones, activity=found.activity, window=window, eps_m=eps_m,
+                      min_visits=min_visits)
+
+
+@memoize_dataset
+def flows(name: str, flt: EventFilter | None = None, top: int = 200) -> pd.DataFrame:
+    """The ``top`` zone-to-zone flows (consecutive events of a user at most 12 h apart)."""
+    z = zones(name, flt).zones
+    if z.empty:
+        return pd.DataFrame(columns=[fl.ORIGIN, fl.DEST, fl.TRIPS, fl.USERS])
+    table, where, params = sql_where(name, flt)
+    con = get_store().cursor()
+    try:
+        out = fl.od_flows_sql(con, table, z, max_gap="12h", where=where, params=params)
+    finally:
+        con.close()
+    return out.head(top).reset_index(drop=True)
+
+
+@memoize_dataset
+def paths(name: str, flt: EventFilter | None = None, users: int = PATH_USERS,
+          max_points: int = PATH_POINTS) -> pd.DataFrame:
+    """Movement paths (``analytics.mobility.user_paths``) of a deterministic sample of up to
+    ``users`` users with at least 3 located events, for replay. ``timestamps`` are seconds
+    since the first located event of the filter (``located_span(name, flt)[0]``)."""
+    table, where, params = sql_where(name, flt)
+    cond = _window_clause(where)
+    sql = (f"SELECT {USER}, {TS}, {LAT}, {LON} FROM {table} WHERE {cond} AND {USER} IN ("
+           f"SELECT {USER} FROM {table} WHERE {cond} GROUP BY {USER} HAVING count(*) >= 3 "
+           f"ORDER BY hash({USER}) LIMIT {int(users)}) ORDER BY {USER}, {TS}")
+    ev = get_store().query_df(sql, params + params)
+    if ev.empty:
+        return _no_paths()
+    start = located_span(name, flt)[0]
+    return mobility.user_paths(ev, idle_gap="12h", max_points=max_points, reference=start)
+
+
+@memoize_dataset
+def user_paths(name: str, user: str, max_points: int = 400) -> pd.DataFrame:
+    """All movement paths of one user (each trip thinned to ``max_points``); ``timestamps``
+    are seconds since the user's first located event."""
+    ev = get_store().events(name, columns=[USER, TS, LAT, LON],
+                            where=f"{USER} = ? AND {has_coords_sql()}", params=[user])
+    if ev.empty:
+        return _no_paths()
+    return mobility.user_paths(ev, idle_gap="12h", max_points=max_points,
+                               reference=ev[TS].min())
+
+
+def _no_paths() -> pd.DataFrame:
+    return pd.DataFrame({USER: pd.Series(dtype="string"),
+                         mobility.TRIP: pd.Series(dtype="int64"),
+                         mobility.PATH: pd.Series(dtype="object"),
+                         mobility.TIMESTAMPS: pd.Series(dtype="object")})

@@ -1,0 +1,178 @@
+"""Memoised per-user analytics for the Users page: finding users, their events, interest drift,
+mobility over time, churn risk, and the users whose interests changed most.
+
+Dataset-wide results (drift of every user, churn model) are computed once per dataset in the
+DuckDB engine and memoised; per-user results read one user's events (a filtered scan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analytics import churn as ch
+from analytics import evolution as ev
+from analytics.schema import CATEGORY, ITEM, TS, USER
+from app.analytics_service import events_table, robust_span
+from app.services import ServiceError, get_store, memoize_dataset
+
+MAX_OPTIONS = 50
+
+
+@memoize_dataset
+def active_users(name: str, limit: int = MAX_OPTIONS) -> pd.DataFrame:
+    """The ``limit`` most active users: ``user_id, events``."""
+    table = get_store().table(name)
+    return get_store().query_df(
+        f"SELECT {USER}, count(*) AS events FROM {table} GROUP BY 1 ORDER BY 2 DESC, 1 "
+        f"LIMIT {int(limit)}")
+
+
+def search_users(name: str, text: str | None, limit: int = MAX_OPTIONS) -> pd.DataFrame:
+    """Users whose id contains ``text`` (case-insensitive), most active first; the most
+    active users when ``text`` is empty. Columns ``user_id, events``."""
+    if not text or not text.strip():
+        return active_users(name, limit)
+    table = get_store().table(name)
+    return get_store().query_df(
+        f"SELECT {USER}, count(*) AS events FROM {table} WHERE contains(lower({USER}), ?) "
+        f"GROUP BY 1 ORDER BY (lower({USER}) = ?) DESC, 2 DESC, 1 LIMIT {int(limit)}",
+        [text.strip().lower(), text.strip().lower()])
+
+
+def user_exists(name: str, user: str | None) -> bool:
+    if not user:
+        return False
+    cur = get_store().cursor()
+    try:
+        row = cur.execute(f"SELECT 1 FROM {get_store().table(name)} WHERE {USER} = ? LIMIT 1",
+                          [str(user)]).fetchone()
+    finally:
+        cur.close()
+    return row is not None
+
+
+@memoize_dataset
+def user_events(name: str, user: str) -> pd.DataFrame:
+    """All events of one user in time order (canonical columns)."""
+    out = get_store().events(name, where=f"{USER} = ?", params=[str(user)])
+    if out.empty:
+        raise ServiceError(f"{name!r} has no user {user!r}; pick one from the list or search "
+                           "for part of the id")
+    return out
+
+
+def drift_freq(name: str) -> str:
+    """Windows of interest profiles: weeks for up to ~4 months of data, months beyond."""
+    lo, hi = robust_span(name)
+    days = (hi - lo).days
+    return "day" if days <= 21 else "week" if days <= 120 else "month"
+
+
+def has_categories(name: str) -> bool:
+    cur = get_store().cursor()
+    try:
+        row = cur.execute(f"SELECT count({CATEGORY}) FROM {get_store().table(name)}").fetchone()
+    finally:
+        cur.close()
+    return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    profiles: pd.DataFrame    # user_id, period, category, events, share
+    drift: pd.DataFrame       # user_id, prev_period, period, prev_events, events, js
+    reference: pd.DataFrame   # period, median_js, users (all users)
+    freq: str
+
+
+@memoize_dataset
+def drift(name: str) -> DriftResult:
+    """Category mix per user per window and the JS divergence between consecutive windows,
+    for every user (``analytics.evolution``); windows with under 3 events are skipped."""
+    freq = drift_freq(name)
+    with events_table(name) as t:
+        profiles = ev.interest_profiles(t, freq)
+    if profiles.empty:  # no categorised events: nothing to compare
+        empty = pd.DataFrame({USER: pd.Series(dtype="string"),
+                              ev.PERIOD: pd.Series(dtype="datetime64[us]"),
+                              ev.JS: pd.Series(dtype="float64")})
+        return DriftResult(profiles=profiles, drift=empty, reference=pd.DataFrame(
+            columns=[ev.PERIOD, ev.MEDIAN_JS, ev.USERS]), freq=freq)
+    dr = ev.interest_drift(profiles, min_events=3)
+    ref = dr.groupby(ev.PERIOD, as_index=False).agg(
+        **{ev.MEDIAN_JS: (ev.JS, "median"), ev.USERS: (USER, "nunique")})
+    return DriftResult(profiles=profiles, drift=dr, reference=ref, freq=freq)
+
+
+@memoize_dataset
+def top_changers(name: str, n: int = 12) -> pd.DataFrame:
+    """The users whose interests changed most (mean JS over at least 2 window pairs)."""
+    d = drift(name)
+    if d.drift.empty:
+        return pd.DataFrame(columns=[USER, ev.PAIRS, ev.MEAN_JS, ev.MAX_JS, ev.GAINED,
+                                     ev.LOST])
+    out = ev.top_changers(d.drift, d.profiles, n=n, min_pairs=2)
+    if out.empty:
+        out = ev.top_changers(d.drift, d.profiles, n=n, min_pairs=1)
+    return out
+
+
+def user_drift(name: str, user: str) -> DriftResult:
+    """The drift result restricted to one user (the reference stays dataset-wide)."""
+    d = drift(name)
+    return DriftResult(profiles=d.profiles[d.profiles[USER] == user].reset_index(drop=True),
+                       drift=d.drift[d.drift[USER] == user].reset_index(drop=True),
+                       reference=d.reference, freq=d.freq)
+
+
+@memoize_dataset
+def user_mobility(name: str, user: str) -> pd.DataFrame:
+    """Events, distinct places, radius of gyration and travel per window for one user
+    (``analytics.mobility.user_mobility``); rg/travel are NaN without coordinates."""
+    from analytics import mobility
+
+    events = user_events(name, user)
+    return mobility.user_mobility(events, window=drift_freq(name))
+
+
+@dataclass(frozen=True)
+class ChurnResult:
+    risk: pd.DataFrame        # user_id, features, risk, rank (1 = riskiest), percentile
+    backtest: pd.DataFrame    # model, roc_auc, users, churn_rate, train_cut, test_cut
+    window: str
+    note: str                 # why churn could not be computed, else ""
+
+
+@memoize_dataset
+def churn(name: str) -> ChurnResult:
+    """Churn risk of every user at the end of the data and the temporal backtest (ROC-AUC of
+    the model and of recency alone). The window is a tenth of the span (1 to 30 days); when
+    a cut leaves every user in one class a shorter window is tried."""
+    lo, hi = robust_span(name)
+    days = max(1, min(30, round((hi - lo).days / 10)))
+    last_error = ""
+    for d in dict.fromkeys((days, max(1, days // 2), 1)):
+        window = f"{d}D"
+        try:
+            with events_table(name) as t:
+                risk = ch.churn_risk(t, window=window)
+                bt, _ = ch.churn_backtest(t, window=window)
+        except ValueError as exc:
+            last_error = str(exc)
+            continue
+        risk = risk.assign(rank=range(1, len(risk) + 1))
+        risk["percentile"] = 100.0 * risk[ch.RISK].rank(pct=True)
+        return ChurnResult(risk=risk, backtest=bt, window=window, note="")
+    return ChurnResult(risk=pd.DataFrame(), backtest=pd.DataFrame(), window="",
+                       note=f"Churn risk cannot be estimated on this dataset: {last_error}")
+
+
+def user_summary(name: str, user: str) -> dict[str, object]:
+    """Headline facts of one user: events, distinct items, first/last time, top category."""
+    e = user_events(name, user)
+    cats = e[CATEGORY].dropna()
+    return {"events": len(e), "items": int(e[ITEM].nunique()), "first": e[TS].min(),
+            "last": e[TS].max(),
+            "top_category": str(cats.value_counts().index[0]) if len(cats) else None}

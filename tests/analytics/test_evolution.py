@@ -1,0 +1,112 @@
+"""Interest profiles and their drift: hand-computed JS divergences, then the NYC check-ins."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics import evolution as E
+from analytics import schema
+from analytics.engine import EVENTS, PERIOD, duckdb_backend, events_table
+from tests.analytics.realdata import import_nyc, open_store
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:(ibis|pyspark).*")
+
+
+def test_js_divergence_by_hand():
+    assert E.js_divergence([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert E.js_divergence([3, 1], [3, 1]) == pytest.approx(0.0)
+    # p = (1/2, 1/2), q = (1, 0), m = (3/4, 1/4):
+    # KL(p||m) = 1 - log2(3)/2, KL(q||m) = 2 - log2(3), JS = 3/2 - 3/4 log2(3)
+    assert E.js_divergence([1, 1], [2, 0]) == pytest.approx(1.5 - 0.75 * math.log2(3))
+    with pytest.raises(ValueError):
+        E.js_divergence([0, 0], [1, 0])
+
+
+def test_js_matches_scipy_on_random_mixes():
+    from scipy.spatial.distance import jensenshannon
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        p, q = rng.random(6), rng.random(6)
+        assert E.js_divergence(p, q) == pytest.approx(jensenshannon(p, q, base=2) ** 2)
+
+
+@pytest.fixture()
+def tiny() -> pd.DataFrame:
+    """a: Jan bar+cafe, Feb bar, Mar gym. b: Jan bar, Feb bar and one uncategorised event."""
+    return pd.DataFrame({
+        schema.USER: ["a"] * 4 + ["b"] * 3,
+        schema.ITEM: "x",
+        schema.TS: pd.to_datetime(["2024-01-05", "2024-01-06", "2024-02-03", "2024-03-01",
+                                   "2024-01-01", "2024-02-01", "2024-02-02"]),
+        schema.CATEGORY: ["bar", "cafe", "bar", "gym", "bar", "bar", None],
+    })
+
+
+def test_profiles_are_shares_per_window(tiny):
+    p = E.interest_profiles(tiny, "month")
+    a_jan = p[(p[schema.USER] == "a") & (p[PERIOD] == pd.Timestamp("2024-01-01"))]
+    assert a_jan[schema.CATEGORY].tolist() == ["bar", "cafe"]
+    assert a_jan[E.SHARE].tolist() == [0.5, 0.5]
+    assert p.groupby([schema.USER, PERIOD])[E.SHARE].sum().round(12).eq(1.0).all()
+    assert p[EVENTS].sum() == 6                     # the null category is dropped ...
+    kept = E.interest_profiles(tiny, "month", missing="(unknown)")
+    assert kept[EVENTS].sum() == 7                  # ... unless it gets a label
+    b_feb = kept[(kept[schema.USER] == "b") & (kept[PERIOD] == pd.Timestamp("2024-02-01"))]
+    assert b_feb[E.SHARE].tolist() == [0.5, 0.5]
+
+
+def test_drift_between_consecutive_windows(tiny):
+    d = E.interest_drift(E.interest_profiles(tiny, "month"))
+    got = {(u, str(p.date())): js for u, p, js in zip(d[schema.USER], d[PERIOD], d[E.JS],
+                                                        strict=True)}
+    assert got == pytest.approx({("a", "2024-02-01"): 1.5 - 0.75 * math.log2(3),
+                                 ("a", "2024-03-01"): 1.0, ("b", "2024-02-01"): 0.0})
+    assert d[E.PREV_PERIOD].min() == pd.Timestamp("2024-01-01")
+    # windows with fewer than 2 categorised events are skipped: only a's Jan remains
+    assert E.interest_drift(E.interest_profiles(tiny, "month"), min_events=2).empty
+
+
+def test_segments_and_top_changers(tiny):
+    extra = pd.DataFrame({schema.USER: "c", schema.ITEM: "x", schema.CATEGORY: "bar",
+                          schema.TS: pd.to_datetime(["2024-01-01"] * 9 + ["2024-02-01"])})
+    prof = E.interest_profiles(pd.concat([tiny, extra]), "month")
+    seg = E.activity_segments(prof).set_index(schema.USER)[E.SEGMENT]
+    assert seg.to_dict() == {"a": "medium", "b": "light", "c": "heavy"}
+    drift = E.interest_drift(prof)
+    sd = E.segment_drift(drift, E.activity_segments(prof))
+    assert sd[E.SEGMENT].tolist() == ["light", "medium", "medium", "heavy"]
+    top = E.top_changers(drift, prof, n=2)
+    assert top[schema.USER].tolist() == ["a", "b"]
+    first = top.iloc[0]
+    assert (first[E.GAINED], first[E.LOST], first[E.PAIRS]) == ("gym", "bar", 2)
+    assert pd.isna(top.iloc[1][E.GAINED])           # b's mix never changed
+
+
+@pytest.fixture(scope="module")
+def nyc_profiles(tmp_path_factory) -> pd.DataFrame:
+    store = open_store(tmp_path_factory.mktemp("evolution_ws"))
+    name = import_nyc(store)
+    prof = E.interest_profiles(events_table(duckdb_backend(store), name), "month")
+    store.close()
+    return prof
+
+
+def test_nyc_drift(nyc_profiles):
+    drift = E.interest_drift(nyc_profiles, min_events=5)
+    assert len(drift) > 1000
+    assert drift[E.JS].between(0, 1).all()
+    active = nyc_profiles.groupby([schema.USER, PERIOD])[EVENTS].sum()
+    windows = (active >= 5).groupby(level=0).sum()
+    assert len(drift) == int((windows - 1).clip(lower=0).sum())
+    # users with many check-ins have steadier monthly mixes than occasional users
+    seg = E.segment_drift(drift, E.activity_segments(nyc_profiles))
+    mean = seg.groupby(E.SEGMENT)[E.MEAN_JS].mean()
+    assert mean["heavy"] < mean["light"]
+    top = E.top_changers(drift, nyc_profiles, n=10, min_pairs=3)
+    assert len(top) == 10 and top[E.MEAN_JS].is_monotonic_decreasing
+    assert (top[E.PAIRS] >= 3).all() and top[E.GAINED].notna().all()
