@@ -235,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lon", type=float)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_recommend)
+
+    from app.cli_engine import add_engine_parsers
+
+    add_engine_parsers(sub)
     return p
 
 
