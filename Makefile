@@ -22,11 +22,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# Debian's chromium + chromium-driver for the browser tests (no browser downloads).
+# Debian's chromium + chromium-driver for the browser tests and PDF reports (no browser
+# downloads), and poppler-utils (pdftoppm) to check the PDFs.
 browser:
-	@test -x /usr/bin/chromium || { \
+	@test -x /usr/bin/chromium -a -x /usr/bin/pdftoppm || { \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver poppler-utils; }
 
 run: setup
 	@$(VENV)/bin/trailscope datasets --json | $(PY) -c "import json,sys; sys.exit(0 if any(d['name']=='sample' for d in json.load(sys.stdin)) else 1)" \

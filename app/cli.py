@@ -237,8 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_recommend)
 
     from app.cli_engine import add_engine_parsers
+    from app.cli_explain import add_explain_parser
 
     add_engine_parsers(sub)
+    add_explain_parser(sub)
     return p
 
 

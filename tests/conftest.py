@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Tests train tiny models: one BLAS/OpenMP thread is many times faster than two fighting over
+# a loaded 2-core machine. Set before torch is imported; server subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

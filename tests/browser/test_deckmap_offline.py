@@ -165,14 +165,8 @@ def drawn(img: np.ndarray) -> int:
     return int((np.abs(img - np.array(BACKGROUND)).max(axis=2) > 12).sum())
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        yield b
-        b.close()
+# `browser` is the session-wide chromium of tests/browser/conftest.py: Playwright's sync API
+# allows one running instance per thread, so modules must not start their own.
 
 
 def test_map_renders_offline_with_escaped_tooltips_and_replay(browser, monkeypatch):

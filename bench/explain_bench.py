@@ -1,0 +1,133 @@
+"""Explanation benchmark on Foursquare NYC: time per explanation and deletion faithfulness.
+
+    .venv/bin/python -m bench.explain_bench [--epochs 3] [--users 200] [--home DIR]
+
+1. Imports NYC into a workspace (``--home``, default a new folder under bench/out) and trains
+   an st-transformer (max_len 50) unless that workspace already holds one (reused).
+2. Time: Layer Integrated Gradients with exactly 32 steps at L = 50 for ``--time-users``
+   users (goal: under 1 s each on CPU), and the full ``explain`` (IG with the adaptive
+   delta check, attention, deletion test). Also the convergence delta relative to
+   f(x) - f(baseline) at 32 steps.
+3. Faithfulness: for ``--users`` users, delete the top-k events by IG, by last-layer
+   attention and k random events (mean of 8 draws); report the mean rank drop of each
+   method's top recommendation (baseline: random).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analytics.schema import USER
+from analytics.store import Store
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _workspace(home: Path, epochs: int, log) -> tuple[Store, str]:
+    from models import checkpoint as ckpt
+    from models.api import train
+    from tests.conftest import NYC
+    from tests.models.realdata import load
+
+    store = Store(home / "trailscope.duckdb")
+    if not store.exists("nyc"):
+        t0 = time.perf_counter()
+        load(store, NYC, "nyc")
+        log(f"imported NYC in {time.perf_counter() - t0:.1f} s")
+    fp = store.fingerprint("nyc")
+    done = [i for i in ckpt.list_checkpoints(store, "nyc")
+            if i["model"] == "st-transformer" and i.get("fingerprint") == fp]
+    if done:
+        log(f"reusing {done[0]['model_id']}")
+        return store, done[0]["model_id"]
+    t0 = time.perf_counter()
+    res = train(store, "nyc", model="st-transformer", epochs=epochs, max_len=50,
+                pretrain_epochs=0, log=lambda m: None)
+    log(f"trained st-transformer for {epochs} epochs in {time.perf_counter() - t0:.0f} s: "
+        f"test ndcg@10 {res.metrics['test'].get('ndcg@10'):.4f}")
+    return store, res.model_id
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--users", type=int, default=200)
+    p.add_argument("--time-users", type=int, default=30)
+    p.add_argument("--k", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--home", type=Path, default=None)
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    from models import api
+    from models import checkpoint as ckpt
+    from models.explain import explain, integrated_gradients
+    from models.explain_attention import attention_frame, attention_importance
+    from models.explain_deletion import deletion_test, faithfulness
+    from models.inference import history_batch
+
+    OUT.mkdir(exist_ok=True)
+    home = a.home or Path(tempfile.mkdtemp(prefix="explain-home-", dir=OUT))
+    home.mkdir(parents=True, exist_ok=True)
+    print(f"workspace {home}; torch threads {torch.get_num_threads()}")
+    store, model_id = _workspace(home, a.epochs, print)
+    loaded = api._load(store, ckpt.find(store, "nyc", model_id))
+    model, meta = loaded.model, loaded.meta
+    users = [str(u) for u in store.query_df(
+        f"SELECT DISTINCT {USER} AS u FROM {store.table('nyc')} ORDER BY 1")["u"]]
+    users = [u for u in users if u in set(meta.extra["user_ids"])][: a.users]
+    events = store.events("nyc")
+    by_user = dict(tuple(events.groupby(USER, sort=False)))
+
+    ig_times, full_times, rel_delta, lens, rows = [], [], [], [], []
+    for i, u in enumerate(users):
+        hist = history_batch(by_user[u], meta, u)
+        batch = hist.batch
+        exclude = hist.items if meta.extra.get("exclude_seen") else None
+        with torch.no_grad():
+            s = model.score(batch)[0].float()
+        s[0] = float("-inf")
+        if exclude is not None:
+            s[torch.from_numpy(exclude)] = float("-inf")
+        item = int(s.argmax())
+        if i < a.time_users:
+            t0 = time.perf_counter()
+            ig = integrated_gradients(model, batch, item, n_steps=32, max_steps=32)
+            ig_times.append(time.perf_counter() - t0)
+            diff = abs(ig.score - ig.baseline_score)
+            rel_delta.append(abs(ig.delta) / diff if diff > 0 else 0.0)
+            lens.append(int(batch["len"][0]))
+            t0 = time.perf_counter()
+            explain(model, meta, batch, item, exclude=exclude, deletion_k=a.k)
+            full_times.append(time.perf_counter() - t0)
+        ig = integrated_gradients(model, batch, item, n_steps=32)
+        importance = sum(ig.per_group.values())
+        att = attention_importance(attention_frame(model, batch), len(importance))
+        if len(importance) > a.k:
+            rows.append(deletion_test(model, batch, item, importance, k=a.k, n_random=8,
+                                      exclude=exclude, seed=i, attention=att))
+    t = np.asarray(ig_times)
+    print(f"\nIG, 32 steps, st-transformer (hidden {model.config.hidden}, L = {meta.max_len}, "
+          f"{meta.n_items} items), {len(t)} users, history length median "
+          f"{int(np.median(lens))}:")
+    print(f"  seconds per explanation: median {np.median(t):.3f}, p90 "
+          f"{np.quantile(t, 0.9):.3f}, max {t.max():.3f} (goal < 1 s)")
+    print(f"  |delta| / |f(x) - f(baseline)| at 32 steps: median {np.median(rel_delta):.4f}, "
+          f"p90 {np.quantile(rel_delta, 0.9):.4f}")
+    f = np.asarray(full_times)
+    print(f"  full explain (adaptive steps, attention, deletion test): median "
+          f"{np.median(f):.3f} s, p90 {np.quantile(f, 0.9):.3f} s")
+    print(f"\nDeletion faithfulness, top-{a.k} events removed, {len(rows)} users "
+          "(rank drop of the top recommendation; higher = more faithful):")
+    print(faithfulness(rows).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    store.close()
+
+
+if __name__ == "__main__":
+    main()

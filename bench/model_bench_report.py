@@ -1,0 +1,200 @@
+"""Printing for bench.model_bench: per-run lines, result tables, peers and the issue's goals."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr",
+           "coverage@10")
+FLAGSHIP = "st-transformer"
+STHGCN = {"hr@1": 0.2734, "mrr": 0.3915}
+GETNEXT = {"hr@1": 0.2435, "mrr": 0.3621}
+CEILING_SHARE = 0.95
+EPOCH_RATIO = 0.5
+LATENCY_MS = 20.0
+
+
+def _f(x: Any, nd: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{nd}f}"
+
+
+def mean_epoch(run: dict[str, Any]) -> float | None:
+    ep = run.get("epoch_seconds") or []
+    return sum(ep) / len(ep) if ep else None
+
+
+def print_run(run: dict[str, Any]) -> None:
+    if "error" in run:
+        return
+    t = run["test"]
+    print(f"     test ndcg@10 {t['ndcg@10']:.4f} hr@10 {t['hr@10']:.4f} mrr {t['mrr']:.4f}; "
+          f"epochs {len(run['history'])}, train s/epoch {_f(mean_epoch(run), 1)}, "
+          f"total {run['total_seconds']:.0f}s, peak RSS {run['rss_mb_peak']:.0f} MB",
+          flush=True)
+
+
+def _table(runs: list[dict[str, Any]]) -> None:
+    head = (f"  {'model':15s}" + "".join(f"{m:>8s}" for m in METRICS)
+            + f"{'s/ep':>7s}{'pre s':>7s}{'ep':>4s}{'best':>5s}{'s>best':>8s}{'rec ms':>8s}"
+            + f"{'scr ms':>8s}{'RSS MB':>8s}")
+    print(head)
+    for r in runs:
+        name = r["job"]["model"]
+        if "error" in r:
+            print(f"  {name:15s} FAILED: {r['error']}")
+            continue
+        lat = r.get("latency", {})
+        print(f"  {name:15s}" + "".join(f"{_f(r['test'].get(m)):>8s}" for m in METRICS)
+              + f"{_f(mean_epoch(r), 1):>7s}{_f(r.get('pretrain_seconds'), 0):>7s}"
+              + f"{len(r['history']):>4d}{r.get('best_epoch', 0):>5d}"
+              + f"{_f(r.get('seconds_to_best'), 0):>8s}"
+              + f"{_f(lat.get('recommend_ms_median'), 1):>8s}"
+              + f"{_f(lat.get('score_ms_median'), 1):>8s}{_f(r.get('rss_mb_peak'), 0):>8s}")
+
+
+def _runs(results: dict, dataset: str, split: str) -> list[dict[str, Any]]:
+    return [r for r in results["runs"]
+            if r["job"]["dataset"] == dataset and r["job"]["split"] == split]
+
+
+def _ok(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["job"]["model"]: r for r in runs if "error" not in r}
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    args = results["args"]
+    print("\n" + "=" * 100)
+    print("test metrics (full ranking, pessimistic ties); s/ep = training seconds per epoch "
+          "(validation excluded); pre s = pre-training seconds; ep = epochs run; best = best "
+          "validation epoch; s>best = seconds from training start to the end of the best "
+          "epoch; rec ms / scr ms = median top-10 latency for one user via models.api.recommend"
+          " / model.score+topk; RSS MB = peak RSS of the run's own process (ru_maxrss, "
+          "includes the ~interpreter+torch baseline)")
+    seen = []
+    for r in results["runs"]:
+        key = (r["job"]["dataset"], r["job"]["split"])
+        if key not in seen:
+            seen.append(key)
+    for dataset, split in seen:
+        print(f"\n{dataset} / {split}:")
+        _table(_runs(results, dataset, split))
+        if dataset == "nyc" and split == "trajectory":
+            print(f"  published (own runs of the papers): STHGCN Acc@1 {STHGCN['hr@1']} MRR "
+                  f"{STHGCN['mrr']}; GETNext Acc@1 {GETNEXT['hr@1']} MRR {GETNEXT['mrr']}")
+        if dataset == "planted" and results.get("ceiling"):
+            c = results["ceiling"]
+            d, raw = c["dataset"], c["raw_draw"]
+            print(f"  generator ceiling on these test targets: ndcg@10 {d['ndcg@10']:.4f} "
+                  f"hr@10 {d['hr@10']:.4f} mrr {d['mrr']:.4f} (n={d['n']}); on the raw draw "
+                  f"ndcg@10 {raw['ndcg@10']:.4f} hr@10 {raw['hr@10']:.4f}")
+    _print_peers(results)
+    if results.get("merged"):
+        print(f"\nGOALS (measured in the merged runs above; epochs per run in column 'ep', "
+              f"threads {args['threads']}):")
+    else:
+        print(f"\nGOALS (measured in this run; epochs <= {args['epochs']}, "
+              f"threads {args['threads']}):")
+    for status, text in goals(results):
+        print(f"  [{status}] {text}")
+
+
+def _print_peers(results: dict[str, Any]) -> None:
+    peers = results.get("peers") or []
+    if not peers:
+        return
+    print("\nRecBole 1.2.1 peers on the same leave-last split (benchmark files exported from "
+          "ours; full ranking; MRR = MRR@n_items):")
+    print(f"  {'dataset':8s} {'model':16s}{'ndcg@10':>9s}{'hr@10':>8s}{'mrr':>8s}"
+          f"{'s/ep':>8s}{'epochs':>7s}")
+    for p in peers:
+        if "error" in p:
+            print(f"  {p['dataset']:8s} RecBole {p['model']:8s} FAILED: {p['error']}")
+            continue
+        ep = p["epoch_seconds"]
+        print(f"  {p['dataset']:8s} RecBole {p['model']:8s}{p['ndcg@10']:9.4f}{p['hr@10']:8.4f}"
+              f"{p['mrr']:8.4f}{sum(ep) / len(ep):8.1f}{len(ep):7d}")
+        for m, r in _ok(_runs(results, p["dataset"], "leave-last")).items():
+            if m in ("sasrec", FLAGSHIP, "gru") and p["model"] == "GRU4Rec":
+                continue   # ours are listed once, under the SASRec row
+            if p["model"] == "SASRec" and m in ("sasrec", "gru", FLAGSHIP):
+                t = r["test"]
+                ratio = (mean_epoch(r) or math.nan) / (sum(ep) / len(ep))
+                extra = f"  ours/RecBole-SASRec epoch = {ratio:.2f}x" if m != "gru" else ""
+                print(f"  {p['dataset']:8s} ours {m:11s}{t['ndcg@10']:9.4f}{t['hr@10']:8.4f}"
+                      f"{t['mrr']:8.4f}{_f(mean_epoch(r), 1):>8s}{len(r['history']):7d}{extra}")
+
+
+def goals(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """(PASS/MISS/NOT RUN, description with the measured numbers) for each goal of the issue."""
+    out: list[tuple[str, str]] = []
+
+    def add(ok: bool | None, text: str) -> None:
+        out.append(("NOT RUN" if ok is None else "PASS" if ok else "MISS", text))
+
+    for ds in ("nyc", "ml100k"):
+        runs = _ok(_runs(results, ds, "leave-last"))
+        if FLAGSHIP not in runs or len(runs) < 2:
+            add(None, f"{FLAGSHIP} best NDCG@10 and MRR of our models on {ds}")
+            continue
+        best_n = max(runs, key=lambda m: runs[m]["test"]["ndcg@10"])
+        best_m = max(runs, key=lambda m: runs[m]["test"]["mrr"])
+        add(best_n == FLAGSHIP and best_m == FLAGSHIP,
+            f"{FLAGSHIP} best NDCG@10 and MRR of our models on {ds}: best NDCG@10 {best_n} "
+            f"{runs[best_n]['test']['ndcg@10']:.4f}, best MRR {best_m} "
+            f"{runs[best_m]['test']['mrr']:.4f} ({FLAGSHIP}: "
+            f"{runs[FLAGSHIP]['test']['ndcg@10']:.4f} / {runs[FLAGSHIP]['test']['mrr']:.4f})")
+    peers = [p for p in results.get("peers") or [] if "error" not in p]
+    if not peers:
+        add(None, f"{FLAGSHIP} beats RecBole SASRec and GRU4Rec on the same split (--peers)")
+    for ds in dict.fromkeys(p["dataset"] for p in peers):
+        ours = _ok(_runs(results, ds, "leave-last")).get(FLAGSHIP)
+        theirs = {p["model"]: p for p in peers if p["dataset"] == ds}
+        if ours is None:
+            add(None, f"{FLAGSHIP} beats RecBole peers on {ds}")
+            continue
+        t = ours["test"]
+        ok = all(t["ndcg@10"] > p["ndcg@10"] and t["mrr"] > p["mrr"] for p in theirs.values())
+        add(ok, f"{FLAGSHIP} beats RecBole {'/'.join(theirs)} on {ds} leave-last (NDCG@10 and "
+            f"MRR): ours {t['ndcg@10']:.4f}/{t['mrr']:.4f} vs "
+            + ", ".join(f"{m} {p['ndcg@10']:.4f}/{p['mrr']:.4f}" for m, p in theirs.items()))
+    traj = _ok(_runs(results, "nyc", "trajectory")).get(FLAGSHIP)
+    if traj is None:
+        add(None, "NYC trajectory: beats STHGCN's published Acc@1 0.2734 and MRR 0.3915")
+    else:
+        t = traj["test"]
+        add(t["hr@1"] > STHGCN["hr@1"] and t["mrr"] > STHGCN["mrr"],
+            f"NYC trajectory: {FLAGSHIP} Acc@1 {t['hr@1']:.4f} (STHGCN 0.2734), MRR "
+            f"{t['mrr']:.4f} (STHGCN 0.3915)")
+    planted = _ok(_runs(results, "planted", "leave-last")).get(FLAGSHIP)
+    ceil = results.get("ceiling")
+    if planted is None or not ceil:
+        add(None, f"planted: {FLAGSHIP} reaches >= 95% of the generator's NDCG@10")
+    else:
+        got, top = planted["test"]["ndcg@10"], ceil["dataset"]["ndcg@10"]
+        add(got >= CEILING_SHARE * top, f"planted: {FLAGSHIP} NDCG@10 {got:.4f} = "
+            f"{got / top:.1%} of the generator's {top:.4f} (goal >= 95%)")
+    sas = [p for p in peers if p["model"] == "SASRec"]
+    for p in sas:
+        ours = _ok(_runs(results, p["dataset"], "leave-last")).get(FLAGSHIP)
+        their = sum(p["epoch_seconds"]) / len(p["epoch_seconds"])
+        if ours is None or mean_epoch(ours) is None:
+            add(None, f"epoch <= 0.5x RecBole SASRec's on {p['dataset']}")
+            continue
+        ratio = mean_epoch(ours) / their
+        add(ratio <= EPOCH_RATIO, f"{FLAGSHIP} epoch {mean_epoch(ours):.1f}s = {ratio:.2f}x "
+            f"RecBole SASRec's {their:.1f}s on {p['dataset']} (goal <= 0.5x)")
+    if not sas:
+        add(None, "epoch <= 0.5x RecBole SASRec's (--peers)")
+    lat = [(r["job"]["dataset"], r["latency"]) for r in results["runs"]
+           if r["job"]["model"] == FLAGSHIP and r.get("latency")]
+    if not lat:
+        add(None, f"{FLAGSHIP} top-10 < 20 ms on CPU")
+    for ds, la in lat:
+        add(la["recommend_ms_median"] < LATENCY_MS,
+            f"{FLAGSHIP} top-10 on CPU, {ds}: median {la['recommend_ms_median']:.1f} ms end to "
+            f"end via models.api.recommend (model.score+topk alone "
+            f"{la['score_ms_median']:.1f} ms) (goal < 20 ms)")
+    return out

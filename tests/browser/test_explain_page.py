@@ -1,0 +1,136 @@
+"""The Explain page in a real browser: pick an item, see every view, export both report
+formats and a batch. Its own server runs on a workspace holding a real NYC slice and a tiny
+trained st-transformer (the shared session server starts empty)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.browser.conftest import ROOT, _free_port
+
+
+@pytest.fixture(scope="module")
+def explain_server(tmp_path_factory, shared_data):
+    import torch
+
+    from analytics.schema import USER
+    from analytics.store import Store
+    from models.api import train
+    from tests.models.realdata import real_workspace, slice_dataset
+
+    home = tmp_path_factory.mktemp("explain_home")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    store = real_workspace(home, "nyc")
+    slice_dataset(store, "nyc", "nyc40", 40)
+    res = train(store, "nyc40", model="st-transformer", epochs=1, pretrain_epochs=0,
+                hidden=16, batch_size=128, max_len=20, log=lambda _m: None)
+    users = store.query_df(f"SELECT DISTINCT {USER} AS u FROM {store.table('nyc40')} "
+                           "ORDER BY 1 LIMIT 3")["u"].tolist()
+    store.close()
+    torch.set_num_threads(before)
+    assert isinstance(store, Store)
+    port = _free_port()
+    env = {**os.environ, "TRAILSCOPE_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    env.pop("TRAILSCOPE_DEFAULT_DATASET", None)
+    log = open(home / "server.log", "w")  # closed in teardown
+    proc = subprocess.Popen([sys.executable, "-m", "app.main", "--host", "127.0.0.1",
+                             "--port", str(port)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{(home / 'server.log').read_text()}")
+        try:
+            with urllib.request.urlopen(url + "/data", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"no answer in 60 s:\n{(home / 'server.log').read_text()}")
+        time.sleep(0.3)
+    yield {"url": url, "model_id": res.model_id, "users": [str(u) for u in users],
+           "home": home}
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def _save(download, path: Path) -> Path:
+    download.save_as(str(path))
+    return path
+
+
+def test_explain_page_views_and_exports(explain_server, page, artifacts, tmp_path):
+    s = explain_server
+    user = s["users"][0]
+    q = urlencode({"dataset": "nyc40", "user": user, "model": s["model_id"]})
+    page.goto(f"{s['url']}/explain?{q}")
+    recs = page.locator(".explain-rec-item")
+    recs.first.wait_for(timeout=30_000)
+    assert recs.count() == 10
+    second = recs.nth(1)
+    item = second.locator("strong").inner_text()
+    second.click()
+    summary = page.locator("#explain-summary")
+    summary.wait_for(timeout=60_000)
+    assert summary.inner_text().startswith(("Recommended", "Nothing in this history"))
+    assert item in page.locator(".card-title", has_text="Why").inner_text()
+    for fig in ("attribution", "groups", "counterfactual", "attention"):
+        page.locator(f"#explain-fig-{fig} .main-svg").first.wait_for(timeout=20_000)
+    page.wait_for_function(
+        "() => { const c = document.querySelector('.trailscope-deckmap canvas');"
+        " return c && c.width > 0; }", timeout=30_000)
+    page.screenshot(path=str(artifacts / "explain_page.png"), full_page=True)
+    assert page.console.errors == []
+
+    with page.expect_download(timeout=60_000) as dl:
+        page.click("#explain-export-html")
+    html_path = _save(dl.value, tmp_path / "report.html")
+    text = html_path.read_text(encoding="utf-8")
+    assert dl.value.suggested_filename.endswith(".html")
+    assert "Plotly.newPlot" in text and f"Why {item} for user {user}?" in text
+    for name in ("trend", "rhythm", "drift", "path", "attribution", "groups", "attention",
+                 "counterfactual"):
+        assert f"id='fig-{name}'" in text
+    assert "<iframe" in text  # the deck map, inlined
+
+    with page.expect_download(timeout=90_000) as dl:
+        page.click("#explain-export-pdf")
+    pdf = _save(dl.value, tmp_path / "report.pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(pdf),
+                    str(tmp_path / "page")], check=True)
+    assert next(tmp_path.glob("page*.png")).stat().st_size > 5_000
+
+
+def test_batch_export_zip(explain_server, page, tmp_path):
+    s = explain_server
+    page.goto(f"{s['url']}/explain?dataset=nyc40&model={s['model_id']}")
+    page.locator(".explain-rec-item").first.wait_for(timeout=30_000)
+    page.fill("#explain-batch-users", "\n".join([*s["users"][:2], "no-such-user"]))
+    with page.expect_download(timeout=90_000) as dl:
+        page.click("#explain-batch-button")
+    data = Path(_save(dl.value, tmp_path / "batch.zip")).read_bytes()
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert sorted(n for n in names if n.endswith(".html")) == sorted(
+        f"nyc40-{u}.html" for u in s["users"][:2])
+    assert "failures.txt" in names
+    assert "failed" in page.locator("#explain-batch-status").inner_text()
