@@ -124,8 +124,10 @@ def cmd_train(args: argparse.Namespace) -> None:
             print(msg, end="", file=sys.stderr, flush=True)
 
     with _store() as store:
+        # stdout carries only the result (one JSON object with --json); the log goes to stderr
         kwargs: dict[str, Any] = {"model": args.model, "split": args.split,
-                                  "device": args.device, "progress": progress}
+                                  "device": args.device, "progress": progress,
+                                  "log": lambda msg: print(msg, file=sys.stderr)}
         if args.epochs is not None:
             kwargs["epochs"] = args.epochs
         result = api.train(store, args.name, **kwargs)

@@ -92,3 +92,37 @@ def test_sample_and_drop(home: Path) -> None:
     assert "tiny" not in names
     r = run_cli(home, "drop", "tiny")
     assert r.returncode != 0 and "no dataset named 'tiny'" in r.stderr
+
+
+def test_train_evaluate_recommend_explain_json(home: Path) -> None:
+    r = run_cli(home, "train", "nyc", "--model", "repeat", "--json")
+    assert r.returncode == 0, r.stderr
+    trained = json.loads(r.stdout)  # stdout holds exactly one JSON object; the log is on stderr
+    assert "filter" in r.stderr and trained["model_id"].startswith("repeat-")
+    assert 0.2 < trained["metrics"]["ndcg@10"] <= 1.0
+
+    r = run_cli(home, "evaluate", "nyc", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["model_id"] for row in rows] == [trained["model_id"]]
+    assert {"model", "split", "hr@10", "ndcg@10", "mrr", "train_seconds"} <= set(rows[0])
+    assert rows[0]["split"] == "leave-last" and rows[0]["hr@10"] >= rows[0]["ndcg@10"]
+
+    r = run_cli(home, "recommend", "nyc", "42", "--k", "5", "--at", "2012-06-01T19:00",
+                "--json")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert rec["user"] == "42" and rec["model"] == "repeat" and len(rec["items"]) == 5
+    scores = [it["score"] for it in rec["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert {"item_id", "score", "category", "lat", "lon"} <= set(rec["items"][0])
+
+    r = run_cli(home, "explain", "nyc", "42", "--json")
+    assert r.returncode == 0, r.stderr
+    ex = json.loads(r.stdout)
+    assert {"user", "item", "model", "score", "delta", "events", "groups", "summary"} <= set(ex)
+    top = json.loads(run_cli(home, "recommend", "nyc", "42", "--json").stdout)["items"][0]
+    assert ex["item"] == top["item_id"]
+
+    r = run_cli(home, "recommend", "nyc", "no-such-user")
+    assert r.returncode != 0 and "no-such-user" in r.stderr
