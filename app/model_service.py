@@ -22,7 +22,7 @@ from app.services import ServiceError
 SPLITS: tuple[str, ...] = ("leave-last", "temporal", "trajectory")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LIMITS: dict[str, tuple[int, int]] = {"epochs": (1, 500), "max_len": (2, 500),
-                                      "hidden": (8, 1024)}
+                                      "hidden": (8, 1024), "patience": (1, 1000)}
 MAX_USERS = 5000   # users offered in the recommendation picker (most active first)
 
 
@@ -73,7 +73,7 @@ def _bounded(what: str, value: Any) -> int:
 
 def start_training(dataset: str | None, model: str | None, split: str = "leave-last",
                    epochs: Any = 10, max_len: Any = 50, hidden: Any = None,
-                   device: str = "auto", **train_kwargs: Any) -> str:
+                   device: str = "auto", patience: Any = 3, **train_kwargs: Any) -> str:
     """Validate the settings and start a background training job; returns the job id."""
     if not dataset:
         raise ServiceError("no dataset selected: import one on the Data page first")
@@ -93,6 +93,7 @@ def start_training(dataset: str | None, model: str | None, split: str = "leave-l
     job = jobs.training_job(services.get_store(), dataset, model, split=split,
                             epochs=_bounded("epochs", epochs),
                             max_len=_bounded("max_len", max_len), device=device,
+                            patience=_bounded("patience", patience if patience else 3),
                             **train_kwargs)
     return jobs.start(job)
 

@@ -24,6 +24,7 @@ P = "models-"
 MODEL_PICK, SPLIT_PICK, EPOCHS, MAX_LEN, HIDDEN, DEVICE = (
     P + "model-pick", P + "split-pick", P + "epochs", P + "max-len", P + "hidden",
     P + "device")
+PATIENCE = P + "patience"
 SETTINGS_HINT, TRAIN, CANCEL, TRAIN_ERROR = (P + "settings-hint", P + "train", P + "cancel",
                                              P + "train-error")
 JOB_STORE, POLL, PROGRESS, PROGRESS_BAR, STATUS = (
@@ -85,7 +86,8 @@ def settings_hint(choice: dict[str, Any] | None) -> str:
         return (f"{choice['name']} counts the training data in one pass: epochs and hidden "
                 "size do not apply; it trains in seconds.")
     text = f"{choice['name']} trains by gradient descent with early stopping on validation " \
-           "NDCG@10; Cancel keeps the best epoch so far."
+           "NDCG@10 (Patience: epochs without improvement before it stops); Cancel keeps " \
+           "the best epoch so far."
     if choice.get("pretrains"):
         text += " It first pre-trains (masked events) for 2 epochs."
     return text

@@ -66,7 +66,7 @@ class STTransformer(Recommender):
         use_target_time: bool = True    # condition on the target slot's gap/hour/weekday
         use_candidate_distance: bool = True  # distance-to-candidate bias in the scores
         use_positions: bool = True
-        pretrain: bool = True           # whether train() should run pretrain_loss first
+        pretrain: bool = False          # run pretrain_loss first (off: on NYC it slowed learning)
         mask_prob: float = 0.2          # share of events masked in pre-training
         use_text: bool = True           # fuse text embeddings when some are given
         text_embeddings: str | None = None  # .npy file (n_items + 1, d_text), row 0 = padding

@@ -52,6 +52,9 @@ def _train_card(choices: list[dict[str, Any]], active: dict[str, Any] | None) ->
             _field("Hidden size", dcc.Input(id=mv.HIDDEN, type="number", min=8, max=1024,
                                             step=8, value=64, className="text-input",
                                             style={"width": "90px"}), "100px"),
+            _field("Patience", dcc.Input(id=mv.PATIENCE, type="number", min=1, max=1000,
+                                         step=1, value=3, className="text-input",
+                                         style={"width": "90px"}), "100px"),
             _field("Device", dcc.RadioItems(
                 id=mv.DEVICE, value="auto", inline=True, className="checklist",
                 options=[{"label": " auto", "value": "auto"}, {"label": " cpu", "value": "cpu"},
@@ -155,16 +158,16 @@ def layout(dataset: Any = None, **_query: Any) -> html.Div:
 # -- training ------------------------------------------------------------------------------
 @callback(
     Output(mv.HIDDEN, "disabled"), Output(mv.HIDDEN, "value"), Output(mv.EPOCHS, "disabled"),
-    Output(mv.SETTINGS_HINT, "children"),
+    Output(mv.PATIENCE, "disabled"), Output(mv.SETTINGS_HINT, "children"),
     Input(mv.MODEL_PICK, "value"),
 )
 def on_model(model: str | None) -> tuple[Any, ...]:
     choice = next((c for c in model_service.model_choices() if c["name"] == model), None)
     if choice is None:
-        return True, None, True, mv.settings_hint(None)
+        return True, None, True, True, mv.settings_hint(None)
     hidden = choice["defaults"].get("hidden") if choice["has_hidden"] else None
     return (not choice["has_hidden"], hidden, not choice["trainable"],
-            mv.settings_hint(choice))
+            not choice["trainable"], mv.settings_hint(choice))
 
 
 @callback(
@@ -172,11 +175,12 @@ def on_model(model: str | None) -> tuple[Any, ...]:
     Input(mv.TRAIN, "n_clicks"),
     State(mv.DATASET, "data"), State(mv.MODEL_PICK, "value"), State(mv.SPLIT_PICK, "value"),
     State(mv.EPOCHS, "value"), State(mv.MAX_LEN, "value"), State(mv.HIDDEN, "value"),
-    State(mv.DEVICE, "value"),
+    State(mv.DEVICE, "value"), State(mv.PATIENCE, "value"),
     prevent_initial_call=True,
 )
 def start_training(n_clicks: int, dataset: str | None, model: str | None, split: str,
-                   epochs: Any, max_len: Any, hidden: Any, device: str) -> tuple[Any, Any]:
+                   epochs: Any, max_len: Any, hidden: Any, device: str,
+                   patience: Any = 3) -> tuple[Any, Any]:
     if not n_clicks:
         return no_update, no_update
     running = model_service.active_job(dataset)
@@ -186,7 +190,7 @@ def start_training(n_clicks: int, dataset: str | None, model: str | None, split:
             "wait for it or cancel it first.", "warning")
     try:
         job_id = model_service.start_training(dataset, model, split, epochs, max_len, hidden,
-                                              device or "auto")
+                                              device or "auto", patience=patience)
     except model_service.user_errors() as exc:
         return no_update, ui.error_box("Cannot start the training", str(exc))
     return job_id, None

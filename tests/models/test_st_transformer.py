@@ -129,8 +129,8 @@ def test_target_item_is_never_read():
 def test_pretrain_loss_decreases_then_fine_tunes():
     torch.manual_seed(0)
     meta = make_meta()
-    model = small(meta)
-    assert model.wants_pretraining
+    model = small(meta, pretrain=True)
+    assert model.wants_pretraining and not small(meta).wants_pretraining
     batches = [make_batch(meta, seed=s) for s in range(4)]
     held_out = make_batch(meta, seed=50, batch_size=64)
 
