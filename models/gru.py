@@ -55,6 +55,11 @@ class GRU4Rec(Recommender):
                        dropout=config.dropout if config.n_layers > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)
         init_weights(self)
+        # the GRU state is tanh-bounded, so logits = state . item embedding stay tiny with
+        # GPT-style 0.02 embeddings and learning crawls; 1/sqrt(d) gives usable logits at once
+        nn.init.normal_(self.item_emb.weight, 0.0, d**-0.5)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) recurrent state after each event (zeros on padding)."""

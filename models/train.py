@@ -110,8 +110,8 @@ def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *,
 
 
 def train(store: Store, name: str, model: str = "st-transformer", split: str = "leave-last",
-          epochs: int = 20, device: str | torch.device = "auto", batch_size: int = 256,
-          lr: float = 1e-3, seed: int = 0, max_len: int = 50, patience: int = 3,
+          epochs: int = 20, device: str | torch.device = "auto", batch_size: int = 128,
+          lr: float = 3e-3, seed: int = 0, max_len: int = 50, patience: int = 3,
           progress: Progress | None = None, cancel: threading.Event | None = None,
           resume: bool = True, min_user: int = 5, min_item: int = 5,
           exclude_seen: ExcludeSeen = "auto", weight_decay: float = 0.0,
