@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from analytics import schema
 from analytics.store import DatasetInfo, Store
@@ -27,3 +28,18 @@ def slice_file(src: Path, dst: Path, n: int) -> Path:
         dst.write_text("".join(line for _, line in zip(range(n), fh, strict=False)),
                        encoding="latin-1")
     return dst
+
+
+def texts(component: Any) -> list[str]:
+    """Every string in a Dash component tree (what the user would read)."""
+    out: list[str] = []
+    stack = [component]
+    while stack:
+        c = stack.pop()
+        if isinstance(c, str | int | float):
+            out.append(str(c))
+        elif isinstance(c, list | tuple):
+            stack.extend(c)
+        elif c is not None and hasattr(c, "children"):
+            stack.append(c.children)
+    return out

@@ -10,6 +10,7 @@ import pytest
 
 from app import data_views, ids, layout
 from tests.app.helpers import save_movielens as _save_movielens
+from tests.app.helpers import texts
 
 
 @pytest.fixture()
@@ -20,18 +21,7 @@ def client(workspace):
 
 
 def _texts(component: Any) -> list[str]:
-    """Every string in a Dash component tree (what the user would read)."""
-    out: list[str] = []
-    stack = [component]
-    while stack:
-        c = stack.pop()
-        if isinstance(c, str | int | float):
-            out.append(str(c))
-        elif isinstance(c, list | tuple):
-            stack.extend(c)
-        elif c is not None and hasattr(c, "children"):
-            stack.append(c.children)
-    return out
+    return texts(component)
 
 
 def _page(path: str) -> dict:

@@ -12,23 +12,12 @@ import pytest
 from analytics import schema
 from app import jobs, model_service, services
 from app import model_views as mv
-from tests.app.helpers import slice_file
+from tests.app.helpers import slice_file, texts
 from tests.conftest import MOVIELENS, NYC
 
 
 def _texts(component: Any) -> list[str]:
-    """Every string in a Dash component tree (what the user would read)."""
-    out: list[str] = []
-    stack = [component]
-    while stack:
-        c = stack.pop()
-        if isinstance(c, str | int | float):
-            out.append(str(c))
-        elif isinstance(c, list | tuple):
-            stack.extend(c)
-        elif c is not None and hasattr(c, "children"):
-            stack.append(c.children)
-    return out
+    return texts(component)
 
 
 def _text(component: Any) -> str:

@@ -21,7 +21,7 @@ from analytics.schema import BEHAVIOR, CATEGORY, LAT, TS, USER
 from app import analytics_service as svc
 from app import charts, map_service, map_views, services
 from app import users_service as users
-from tests.app.helpers import save_movielens
+from tests.app.helpers import save_movielens, texts
 from tests.conftest import MOVIELENS, NYC
 
 NYC_ROWS = 6000
@@ -57,17 +57,7 @@ def nyc_events(ws) -> pd.DataFrame:
 
 
 def _texts(component: Any) -> str:
-    out: list[str] = []
-    stack = [component]
-    while stack:
-        c = stack.pop()
-        if isinstance(c, str | int | float):
-            out.append(str(c))
-        elif isinstance(c, list | tuple):
-            stack.extend(c)
-        elif c is not None and hasattr(c, "children"):
-            stack.append(c.children)
-    return " ".join(out)
+    return " ".join(texts(component))
 
 
 # -- filter ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,41 +39,51 @@ def server_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("trailscope_home")
 
 
-@pytest.fixture(scope="session")
-def server_url(server_home) -> Iterator[str]:
-    """Base URL of a real TrailScope server on an empty temporary workspace."""
-    home = server_home
+@contextmanager
+def serve(home: Path, env_extra: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``python -m app.main`` on a free port over workspace ``home``; yields its URL.
+
+    Modules that need data in place before the server opens the DuckDB file import it into
+    their own ``home`` and call this; the rest share the ``server_url`` fixture.
+    """
     port = _free_port()
-    env = {**os.environ, "TRAILSCOPE_HOME": str(home)}
+    env = {**os.environ, "TRAILSCOPE_HOME": str(home), **(env_extra or {})}
     env.pop("TRAILSCOPE_DEFAULT_DATASET", None)
-    log = open(home / "server.log", "w")  # closed in teardown
+    log = open(home / "server.log", "w")  # closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.main", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            log.close()
-            raise RuntimeError(f"server exited early:\n{(home / 'server.log').read_text()}")
-        try:
-            with urllib.request.urlopen(url + "/data", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(
-                f"server did not answer in 60 s:\n{(home / 'server.log').read_text()}")
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{(home / 'server.log').read_text()}")
+            try:
+                with urllib.request.urlopen(url + "/data", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"server did not answer in 60 s:\n{(home / 'server.log').read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def server_url(server_home) -> Iterator[str]:
+    """Base URL of a real TrailScope server on an empty temporary workspace."""
+    with serve(server_home) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

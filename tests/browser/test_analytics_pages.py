@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from contextlib import suppress
 
 import numpy as np
 import pytest
@@ -39,11 +38,8 @@ def url(tmp_path_factory, shared_data) -> Iterator[str]:
             import_sample(store, "sample", users=60)
             ingest.import_file(store, NYC, name="nyc")
             save_movielens(store, "ml", 3000)
-    serve = browser_conftest.server_url.__wrapped__(home)  # the conftest's server, our home
-    base = next(serve)
-    yield base
-    with suppress(StopIteration):
-        next(serve)
+    with browser_conftest.serve(home) as base:
+        yield base
 
 
 def _key(map_id: str) -> str:

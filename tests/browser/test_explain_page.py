@@ -5,19 +5,14 @@ trained st-transformer (the shared session server starts empty)."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from tests.browser.conftest import ROOT, _free_port
+from tests.browser.conftest import serve
 
 
 @pytest.fixture(scope="module")
@@ -41,36 +36,9 @@ def explain_server(tmp_path_factory, shared_data):
     store.close()
     torch.set_num_threads(before)
     assert isinstance(store, Store)
-    port = _free_port()
-    env = {**os.environ, "TRAILSCOPE_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    env.pop("TRAILSCOPE_DEFAULT_DATASET", None)
-    log = open(home / "server.log", "w")  # closed in teardown
-    proc = subprocess.Popen([sys.executable, "-m", "app.main", "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited:\n{(home / 'server.log').read_text()}")
-        try:
-            with urllib.request.urlopen(url + "/data", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"no answer in 60 s:\n{(home / 'server.log').read_text()}")
-        time.sleep(0.3)
-    yield {"url": url, "model_id": res.model_id, "users": [str(u) for u in users],
-           "home": home}
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve(home, {"OMP_NUM_THREADS": "1"}) as url:
+        yield {"url": url, "model_id": res.model_id, "users": [str(u) for u in users],
+               "home": home}
 
 
 def _save(download, path: Path) -> Path:
