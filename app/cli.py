@@ -130,6 +130,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                                   "log": lambda msg: print(msg, file=sys.stderr)}
         if args.epochs is not None:
             kwargs["epochs"] = args.epochs
+        if args.text:
+            kwargs["text_embeddings"] = args.text
         result = api.train(store, args.name, **kwargs)
     if not args.json:
         print(file=sys.stderr)
@@ -218,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["leave-last", "temporal", "trajectory"])
     s.add_argument("--epochs", type=int)
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--text", metavar="category|PATH.npy",
+                   help="st-transformer: fuse sentence-encoder embeddings of each item's "
+                        "category name, or of your own (n_items + 1, d) array")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_train)
 

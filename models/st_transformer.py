@@ -69,7 +69,7 @@ class STTransformer(Recommender):
         pretrain: bool = False          # run pretrain_loss first (off: on NYC it slowed learning)
         mask_prob: float = 0.2          # share of events masked in pre-training
         use_text: bool = True           # fuse text embeddings when some are given
-        text_embeddings: str | None = None  # .npy file (n_items + 1, d_text), row 0 = padding
+        text_embeddings: str | None = None  # "category", or .npy (n_items + 1, d_text), row 0 pad
         text_dim: int = 0               # set automatically when text embeddings are given
         n_time_buckets: int = 32
         time_min_s: float = 60.0        # gaps under a minute share the first bucket
@@ -122,6 +122,12 @@ class STTransformer(Recommender):
 
     @staticmethod
     def _load_text(meta: DataMeta, config: Config, given) -> torch.Tensor | None:
+        if given is None and config.text_embeddings == "category":
+            if config.text_dim:  # rebuilt from a checkpoint: the buffer is in its weights
+                return None
+            from models.text import item_text_matrix  # the sentence encoder, offline
+
+            given = item_text_matrix(meta)  # each item's category name, encoded
         if given is None and config.text_embeddings:
             path = Path(config.text_embeddings)
             if not path.is_file():

@@ -67,3 +67,17 @@ def test_missing_package_is_explained(monkeypatch):
 def test_wrong_number_of_texts_is_explained():
     with pytest.raises(ValueError, match="one text per item"):
         text.item_text_matrix(make_meta(), ["a", "b"])
+
+
+def test_config_category_builds_text_and_rebuilds_from_checkpoint():
+    meta = make_meta()
+    model = STTransformer(meta, STTransformer.Config(hidden=16, text_embeddings="category"))
+    assert model.config.text_dim == text.EMBEDDING_DIM  # the encoder ran on category names
+    batch = make_batch(meta, batch_size=2)
+    # a checkpoint stores the (replaced) config and the weights: rebuilding needs no encoder
+    again = STTransformer(meta, model.config)
+    again.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval().score(batch), again.eval().score(batch))
+    plain = STTransformer(meta, STTransformer.Config(hidden=16))
+    assert plain.config.text_dim == 0
