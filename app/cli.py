@@ -56,6 +56,10 @@ def cmd_import(args: argparse.Namespace) -> None:
     if args.json:
         _print_json(data)
         return
+    extra = data.get("extra") or {}
+    if "stay_points" in extra:  # GPS fixes become stay-point events at clustered places
+        print(f"{extra.get('fixes_kept', data['rows_read']):,} GPS fixes grouped into "
+              f"{extra['stay_points']:,} stay points at {extra.get('places', 0):,} places")
     print(f"imported {data['name']!r} ({data.get('format', args.format)}): "
           f"{data['rows_kept']:,} of {data['rows_read']:,} rows kept, "
           f"{data['users']:,} users, {data['items']:,} items, "
