@@ -19,7 +19,6 @@ first line numbers of each), suspicious times are flagged, and the kept rows are
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 import threading
@@ -246,9 +245,4 @@ def _cleanup(cur: duckdb.DuckDBPyConnection, st: ingest_sql.Staged, view: str) -
 
 def _save_report(store: Store, name: str, report: ImportReport) -> None:
     """Put the final report (with users, items and span) into the dataset's registry row."""
-    cur = store.cursor()
-    try:
-        cur.execute("UPDATE datasets SET report = ? WHERE name = ?",
-                    [json.dumps(report.to_json()), name])
-    finally:
-        cur.close()
+    store.update_report(name, report.to_json())

@@ -256,6 +256,16 @@ class Store:
                 cur.close()
         return self.info(name)
 
+    def update_report(self, name: str, report: dict[str, Any]) -> None:
+        """Replace the import report kept in dataset ``name``'s registry row."""
+        self.info(name)  # raises DatasetNotFound with a helpful message
+        cur = self.cursor()
+        try:
+            cur.execute("UPDATE datasets SET report = ? WHERE name = ?",
+                        [json.dumps(report, default=str), name])
+        finally:
+            cur.close()
+
     def drop(self, name: str) -> None:
         self.info(name)  # raises DatasetNotFound with a helpful message
         with self.transaction() as cur:
