@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from models.base import Batch, DataMeta, Recommender
-from models.layers import crop_batch, full_softmax_loss, init_weights, score_all
+from models.base import Batch, DataMeta
+from models.layers import EncoderRecommender, init_weights
 
 
 def left_to_right(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -32,7 +32,7 @@ def right_to_left(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand_as(x))
 
 
-class GRU4Rec(Recommender):
+class GRU4Rec(EncoderRecommender):
     name = "gru"
 
     @dataclass(frozen=True)
@@ -73,16 +73,3 @@ class GRU4Rec(Recommender):
         out, _ = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)  # (B, L, D)
         return self.drop(right_to_left(out, lengths))  # (B, L, D) left-padded again
-
-    def hidden(self, batch: Batch) -> torch.Tensor:
-        """(B, L, D) state at every position, the one scored against the items."""
-        return self.encode(crop_batch(batch, self.meta.max_len))
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        batch = crop_batch(batch, self.meta.max_len)
-        return full_softmax_loss(self.encode(batch), batch["target_seq"], self.item_emb.weight)
-
-    def score(self, batch: Batch) -> torch.Tensor:
-        batch = crop_batch(batch, self.meta.max_len)
-        h = self.encode(batch)[:, -1]  # (B, D) state after the most recent event
-        return score_all(h, self.item_emb.weight, self.meta.n_items)

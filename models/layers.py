@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.base import Batch
+from models.base import Batch, Recommender
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -315,3 +315,29 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             if m.padding_idx is not None:
                 with torch.no_grad():
                     m.weight[m.padding_idx].zero_()
+
+
+class EncoderRecommender(Recommender):
+    """A model whose ``encode(batch) -> (B, L, D)`` states are scored against ``item_emb``.
+
+    GRU4Rec and SASRec differ only in the encoder; training (full softmax over every
+    position) and scoring (the state after the most recent event) are shared here.
+    """
+
+    item_emb: nn.Embedding
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def hidden(self, batch: Batch) -> torch.Tensor:
+        """(B, L, D) state at every position, the one scored against the items."""
+        return self.encode(crop_batch(batch, self.meta.max_len))
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        batch = crop_batch(batch, self.meta.max_len)
+        return full_softmax_loss(self.encode(batch), batch["target_seq"], self.item_emb.weight)
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        batch = crop_batch(batch, self.meta.max_len)
+        h = self.encode(batch)[:, -1]  # (B, D) state after the most recent event
+        return score_all(h, self.item_emb.weight, self.meta.n_items)

@@ -14,20 +14,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.base import Batch, DataMeta, Recommender
+from models.base import Batch, DataMeta
 from models.layers import (
     Block,
+    EncoderRecommender,
     attention_mask,
-    crop_batch,
-    full_softmax_loss,
     init_weights,
     mask_to_bias,
     positions,
-    score_all,
 )
 
 
-class SASRec(Recommender):
+class SASRec(EncoderRecommender):
     name = "sasrec"
 
     @dataclass(frozen=True)
@@ -65,16 +63,3 @@ class SASRec(Recommender):
         for block in self.blocks:
             x = block(x, bias)
         return self.ln_f(x)
-
-    def hidden(self, batch: Batch) -> torch.Tensor:
-        """(B, L, D) state at every position, the one scored against the items."""
-        return self.encode(crop_batch(batch, self.meta.max_len))
-
-    def loss(self, batch: Batch) -> torch.Tensor:
-        batch = crop_batch(batch, self.meta.max_len)
-        return full_softmax_loss(self.encode(batch), batch["target_seq"], self.item_emb.weight)
-
-    def score(self, batch: Batch) -> torch.Tensor:
-        batch = crop_batch(batch, self.meta.max_len)
-        h = self.encode(batch)[:, -1]  # (B, D) the most recent event
-        return score_all(h, self.item_emb.weight, self.meta.n_items)
