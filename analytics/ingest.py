@@ -11,10 +11,11 @@ UserBehavior, Tianchi mobile, MovieLens (u.data, ratings.dat, ratings.csv), GeoL
 (-> stay-point events) and generic CSV/TSV/Parquet/JSON lines (plain, .gz or .zip) whose
 columns are guessed from their names or given by ``mapping`` (canonical field -> column).
 
-The whole file is parsed, validated, de-duplicated and counted in DuckDB SQL
-(analytics/ingest_sql.py): rows are rejected per reason (``REASONS``; the report keeps the
-first line numbers of each), suspicious times are flagged, and the kept rows are written with
-``Store.save_dataset`` in one transaction, so a dataset appears whole or not at all.
+The file is parsed once, in DuckDB SQL, into a staging table of the workspace
+(analytics/ingest_sql.py); rows are rejected per reason (``REASONS``; the report keeps the
+first line numbers of each), repeats found, suspicious times flagged and the registry stats
+computed from it, and ``Store.save_dataset`` turns it into the dataset, registry row and final
+report included, in one transaction, so a dataset appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -104,46 +105,48 @@ def import_file(store: Store, path: str | Path, name: str | None = None, fmt: st
             rpath = stack.enter_context(readable_path(path, sn.compression, sn.member,
                                                       Path(tmp)))
             ingest_sql.prepare(cur)
+            ingest_sql.drop_orphans(cur)
             stack.enter_context(_memory_cap(cur, path.stat().st_size))
-            ingest_sql.profile(cur, sn, plan, rpath, st, dedup=not keep_duplicates)
-            if not keep_duplicates:
-                ingest_sql.find_duplicates(cur, sn, plan, rpath, st)
+            ingest_sql.stage(cur, sn, plan, rpath, st)
+            ingest_sql.profile(cur, st, dedup=not keep_duplicates)
             if plan.genres_sql:
                 ingest_sql.load_genres(cur, st, plan.genres_sql)
             examples = _examples(st, sn, rpath)
             rejected = sum(st.rejected.values())
             extra = _extra(sn, plan, st)
-            select_sql = ingest_sql.kept_select(sn, plan, rpath, st)
+            stats, flags = st.stats, st.flags
             if plan.stay_points:
                 fixes = cur.execute(
                     f"SELECT {schema.USER}, {schema.TS}, {schema.LAT}, {schema.LON} FROM "
-                    f"({select_sql}) ORDER BY {schema.USER}, {schema.TS}").df()
+                    f"{st.stage} WHERE {ingest_sql.kept_where(st)} "
+                    f"ORDER BY {schema.USER}, {schema.TS}").df()
                 events, summary = events_from_fixes(fixes, params or StayParams())
                 extra.update(summary)
                 cur.register(view, events)
-                select_sql = f"SELECT {', '.join(schema.COLUMNS)} FROM {view}"
-                kept = len(events)
-            else:
-                kept = st.rows_read - rejected
-            if kept == 0:
+                stats, flags = ingest_sql.table_stats(cur, view)
+            if stats["rows"] == 0:
                 raise _nothing_kept(path, sn, st, examples, plan.stay_points)
             report = ImportReport(
                 name=name, source=str(path), format=sn.format, rows_read=st.rows_read,
-                rows_kept=kept, rows_rejected=rejected,
+                rows_kept=stats["rows"], rows_rejected=rejected,
                 rejected_by_reason={k: v for k, v in st.rejected.items() if v},
-                examples=examples, flags={}, users=0, items=0, time_min=None, time_max=None,
-                has_coordinates=False, seconds=0.0, mapping=dict(plan.mapping), extra=extra)
-            info = store.save_dataset(name, select_sql, source=str(path), fmt=sn.format,
-                                      report=report.to_json(), replace=replace, con=cur)
-        report.flags = ingest_sql.flags(cur, store.table(name))
+                examples=examples, flags=flags, users=stats["users"], items=stats["items"],
+                time_min=stats["time_min"], time_max=stats["time_max"],
+                has_coordinates=stats["min_lat"] is not None,
+                seconds=time.perf_counter() - t0, mapping=dict(plan.mapping), extra=extra)
+            if plan.stay_points:
+                info = store.save_dataset(
+                    name, f"SELECT {', '.join(schema.COLUMNS)} FROM {view}", source=str(path),
+                    fmt=sn.format, report=report.to_json(), replace=replace, con=cur,
+                    stats=stats)
+            else:
+                info = store.save_dataset(
+                    name, staged=st.stage, prepare=lambda c: ingest_sql.prune(c, st),
+                    source=str(path), fmt=sn.format, report=report.to_json(),
+                    replace=replace, con=cur, stats=stats)
     finally:
         _cleanup(cur, st, view)
     report.rows_kept = info.rows
-    report.users, report.items = info.users, info.items
-    report.time_min, report.time_max = info.time_min, info.time_max
-    report.has_coordinates = info.has_coordinates
-    report.seconds = time.perf_counter() - t0
-    _save_report(store, name, report)
     return report
 
 
@@ -213,12 +216,6 @@ def _examples(st: ingest_sql.Staged, sn: Sniff, rpath: Path) -> dict[str, list[i
     return {r: out[r] for r in REASONS if r in out}
 
 
-def _fixes(cur: duckdb.DuckDBPyConnection, st: ingest_sql.Staged) -> Any:
-    cols = ", ".join((schema.USER, schema.TS, schema.LAT, schema.LON))
-    return cur.execute(f"SELECT {cols} FROM {st.stage} WHERE reason IS NULL "
-                       f"ORDER BY {schema.USER}, {schema.TS}").df()
-
-
 def _nothing_kept(path: Path, sn: Sniff, st: ingest_sql.Staged,
                   examples: dict[str, list[int]], stays: bool) -> IngestError:
     if stays and st.rows_read > sum(st.rejected.values()):
@@ -234,15 +231,16 @@ def _nothing_kept(path: Path, sn: Sniff, st: ingest_sql.Staged,
 
 
 def _cleanup(cur: duckdb.DuckDBPyConnection, st: ingest_sql.Staged, view: str) -> None:
+    """Drop the import's temp tables and its staging table (unless it became the dataset).
+    A staging table that cannot be dropped now is dropped by the next import."""
     try:
-        cur.unregister(view)
         ingest_sql.drop(cur, st)
     except duckdb.Error:
-        pass  # temp objects vanish with the cursor anyway
+        pass  # temp tables vanish with the cursor, a staging table with the next import
+    try:
+        cur.unregister(view)
+    except duckdb.Error:
+        pass
     finally:
         cur.close()
 
-
-def _save_report(store: Store, name: str, report: ImportReport) -> None:
-    """Put the final report (with users, items and span) into the dataset's registry row."""
-    store.update_report(name, report.to_json())

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -202,18 +203,34 @@ class Store:
         cur.execute("COMMIT")
         cur.close()
 
-    def save_dataset(self, name: str, select_sql: str, *, source: str, fmt: str,
+    def save_dataset(self, name: str, select_sql: str | None = None, *, source: str, fmt: str,
                      report: dict[str, Any], replace: bool = False,
                      params: list | None = None,
-                     con: duckdb.DuckDBPyConnection | None = None) -> DatasetInfo:
+                     con: duckdb.DuckDBPyConnection | None = None,
+                     staged: str | None = None,
+                     prepare: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+                     stats: dict[str, Any] | None = None) -> DatasetInfo:
         """Create dataset ``name`` from ``select_sql`` (canonical columns, in order) atomically.
 
         ``con`` lets a caller run the select on the cursor where its staging temp tables live;
         the whole write then happens inside one transaction on that cursor.
+
+        Instead of ``select_sql``, ``staged`` may name a committed table of this workspace that
+        already holds the rows (the importer's staging table): inside the transaction
+        ``prepare(cur)`` runs first (e.g. deletes rejected rows, drops helper columns), then
+        the table, which must now have exactly the canonical columns, is renamed to the
+        dataset's table. On failure it is left as it was, for the caller to drop.
+
+        ``stats`` (keys rows, users, items, time_min, time_max, min_lat, max_lat, min_lon,
+        max_lon, as computed over the final rows) spares the scan that computes them.
         """
         schema.check_dataset_name(name)
         if self.read_only:
             raise StoreError(f"the workspace {self.path} is open read-only")
+        if (select_sql is None) == (staged is None):
+            raise ValueError("pass exactly one of select_sql and staged")
+        if staged is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", staged):
+            raise ValueError(f"staged must be a plain table name, not {staged!r}")
         table = events_table(name)
         cur = con if con is not None else self.cursor()
         cur.execute("BEGIN TRANSACTION")
@@ -228,13 +245,31 @@ class Store:
             if exists:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
                 cur.execute("DELETE FROM datasets WHERE name = ?", [name])
-            cur.execute(schema.create_table_sql(table))
-            cur.execute(f"INSERT INTO {table} {select_sql}", params or [])
-            s = cur.execute(
-                f"SELECT count(*), count(DISTINCT {schema.USER}), count(DISTINCT {schema.ITEM}), "
-                f"min({schema.TS}), max({schema.TS}), min({schema.LAT}), max({schema.LAT}), "
-                f"min({schema.LON}), max({schema.LON}) FROM {table}"
-            ).fetchone()
+            if staged is None:
+                cur.execute(schema.create_table_sql(table))
+                cur.execute(f"INSERT INTO {table} {select_sql}", params or [])
+            else:
+                if prepare is not None:
+                    prepare(cur)
+                cols = cur.execute(
+                    "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? "
+                    "AND schema_name = 'main' ORDER BY column_index", [staged]).fetchall()
+                want = [(c, schema.DUCKDB_TYPES[c]) for c in schema.COLUMNS]
+                if cols != want:
+                    raise StoreError(f"staged table {staged} has columns {cols}, not the "
+                                     f"canonical {want}")
+                cur.execute(f"ALTER TABLE {staged} RENAME TO {table}")
+            keys = ("rows", "users", "items", "time_min", "time_max", "min_lat", "max_lat",
+                    "min_lon", "max_lon")
+            if stats is not None:
+                s = [stats[k] for k in keys]
+            else:
+                s = cur.execute(
+                    f"SELECT count(*), count(DISTINCT {schema.USER}), "
+                    f"count(DISTINCT {schema.ITEM}), min({schema.TS}), max({schema.TS}), "
+                    f"min({schema.LAT}), max({schema.LAT}), min({schema.LON}), "
+                    f"max({schema.LON}) FROM {table}"
+                ).fetchone()
             if not s[0]:
                 raise StoreError(
                     f"no usable rows to import into {name!r}; the import report says why "
@@ -267,10 +302,15 @@ class Store:
             cur.close()
 
     def drop(self, name: str) -> None:
+        """Delete dataset ``name``: its events, registry row and summary tables (one
+        transaction)."""
+        from analytics import rollup
+
         self.info(name)  # raises DatasetNotFound with a helpful message
         with self.transaction() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {events_table(name)}")
             cur.execute("DELETE FROM datasets WHERE name = ?", [name])
+            rollup.drop_tables(cur, name)
 
     def fingerprint(self, name: str) -> str:
         """A short content hash of a dataset (rows, span, id hashes) to bind models to data."""

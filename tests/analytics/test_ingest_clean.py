@@ -230,3 +230,72 @@ def test_memory_limit_restored(store: Store, tmp_path: Path) -> None:
 
 
 GOOD_CSV = "user,item,time\na,x,2020-01-01\nb,y,2020-01-02\n"
+KEPT = [t for t, reason in ROWS if t and reason is None]
+
+
+# -- the staging table ------------------------------------------------------------------------
+def _stage_tables(store: Store) -> list[str]:
+    return store.query_df("SELECT table_name FROM duckdb_tables() WHERE "
+                          "starts_with(table_name, '_ts_')")["table_name"].tolist()
+
+
+def test_no_staging_table_left_behind(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    _write_rows(path)
+    import_file(store, path, name="ok")
+    with pytest.raises(StoreError):
+        import_file(store, path, name="ok")  # refused before staging
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,time\na,b,nope\n")
+    with pytest.raises(IngestError):
+        import_file(store, bad, name="ok", replace=True)  # every row rejected
+    assert _stage_tables(store) == []
+    assert store.info("ok").rows == len(KEPT)
+
+
+def test_orphan_staging_table_dropped_by_next_import(store: Store, tmp_path: Path) -> None:
+    cur = store.cursor()
+    cur.execute("CREATE TABLE _ts_stage_0123456789 (x INTEGER)")  # as left by a crash
+    cur.close()
+    path = tmp_path / "ev.csv"
+    path.write_text(GOOD_CSV)
+    import_file(store, path)
+    assert _stage_tables(store) == []
+
+
+def test_failure_while_publishing_keeps_the_old_dataset(store: Store, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from analytics import ingest_sql
+
+    path = tmp_path / "events.csv"
+    _write_rows(path)
+    import_file(store, path, name="ds")
+    before = store.info("ds")
+    real_prune = ingest_sql.prune
+
+    def failing_prune(cur, st) -> None:  # noqa: ANN001
+        real_prune(cur, st)  # rows deleted, column dropped: all of it must roll back
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ingest_sql, "prune", failing_prune)
+    path.write_text(GOOD_CSV)
+    with pytest.raises(RuntimeError, match="disk full"):
+        import_file(store, path, name="ds", replace=True)
+    after = store.info("ds")
+    assert (after.rows, after.imported_at, after.report) == (
+        before.rows, before.imported_at, before.report)
+    assert len(store.events("ds")) == len(KEPT) and _stage_tables(store) == []
+
+
+def test_replace_with_rejects_and_repeats(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "ev.csv"
+    path.write_text(GOOD_CSV)
+    import_file(store, path, name="ds")
+    path = tmp_path / "events.csv"
+    _write_rows(path)
+    r = import_file(store, path, name="ds", replace=True)
+    ev = store.events("ds")
+    assert list(ev.columns) == list(schema.COLUMNS)
+    assert len(ev) == r.rows_kept == len(KEPT) == store.info("ds").rows
+    assert sorted(ev[schema.USER]) == sorted(t.split(",")[0] for t in KEPT)
+    assert store.info("ds").report["rejected_by_reason"] == r.rejected_by_reason

@@ -93,3 +93,59 @@ def test_persists_across_reopen(tmp_path) -> None:
         assert s.info("d").rows == 3
         with pytest.raises(StoreError, match="read-only"):
             s.drop("d")
+
+
+# -- staged writes (the importer's path) -------------------------------------------------------
+def _stage(store: Store, table: str = "_stage_x", extra: bool = True) -> None:
+    cur = store.cursor()
+    cols = ", ".join(f"{c} {schema.DUCKDB_TYPES[c]}" for c in schema.COLUMNS)
+    cur.execute(f"CREATE TABLE {table} ({cols}{', junk VARCHAR' if extra else ''})")
+    cur.execute(f"INSERT INTO {table} SELECT *{', NULL' if extra else ''} FROM ({ROWS})")
+    cur.close()
+
+
+def _tables(store: Store) -> set[str]:
+    return set(store.query_df("SELECT table_name FROM duckdb_tables()")["table_name"])
+
+
+def test_staged_table_is_pruned_and_renamed_with_given_stats(store: Store) -> None:
+    _stage(store)
+    stats = {"rows": 2, "users": 1, "items": 2, "time_min": None, "time_max": None,
+             "min_lat": 40.7, "max_lat": 40.8, "min_lon": -74.0, "max_lon": -73.9}
+
+    def prune(cur: duckdb.DuckDBPyConnection) -> None:
+        cur.execute(f"DELETE FROM _stage_x WHERE {schema.USER} = 'u2'")
+        cur.execute("ALTER TABLE _stage_x DROP COLUMN junk")
+
+    info = store.save_dataset("d", staged="_stage_x", prepare=prune, stats=stats,
+                              source="test", fmt="generic", report={})
+    assert (info.rows, info.users, info.items) == (2, 1, 2)  # taken from stats, not scanned
+    assert info.bbox == (40.7, 40.8, -74.0, -73.9)
+    assert len(store.events("d")) == 2 and "_stage_x" not in _tables(store)
+
+
+def test_staged_table_with_wrong_columns_is_refused_and_left_as_it_was(store: Store) -> None:
+    _save(store)
+    _stage(store)  # still has the junk column
+    with pytest.raises(StoreError, match="canonical"):
+        store.save_dataset("d", staged="_stage_x", source="test", fmt="generic", report={},
+                           replace=True)
+    assert store.info("d").rows == 3 and len(store.events("d")) == 3
+    assert store.query_df("SELECT count(*) AS n FROM _stage_x")["n"][0] == 3
+    with pytest.raises(ValueError, match="exactly one"):
+        store.save_dataset("e", ROWS, staged="_stage_x", source="t", fmt="g", report={})
+    with pytest.raises(ValueError, match="plain table name"):
+        store.save_dataset("e", staged='"x"; DROP TABLE datasets', source="t", fmt="g",
+                           report={})
+
+
+def test_staged_replace_swaps_the_table(store: Store) -> None:
+    _save(store)
+    _stage(store, extra=False)
+    cur = store.cursor()
+    cur.execute(f"UPDATE _stage_x SET {schema.USER} = 'z'")
+    cur.close()
+    info = store.save_dataset("d", staged="_stage_x", source="test", fmt="generic",
+                              report={}, replace=True)
+    assert (info.rows, info.users) == (3, 1)  # stats scanned from the renamed table
+    assert set(store.events("d")[schema.USER]) == {"z"}
