@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics import schema
+from analytics import rollup, schema
 from analytics.engine import as_table, epoch_seconds, execute
 
 RECENCY = "recency_days"
@@ -76,15 +76,20 @@ def churn_features(events: Any, cut: Any, window: str | pd.Timedelta = "14D",
         raise ValueError(f"windows must be at least 2 (a trend needs two points), got {windows}")
     w = _window_seconds(window)
     cut_s = _epoch(cut)
-    t = as_table(events)
-    t = t.mutate(_s=epoch_seconds(t))
-    before = t.filter(t._s < cut_s)
-    aggs: dict[str, Any] = {
-        "_last": before._s.max(), "_first": before._s.min(), TOTAL: before.count()}
-    for i in range(1, windows + 1):
-        in_window = (before._s >= cut_s - i * w) & (before._s < cut_s - (i - 1) * w)
-        aggs[freq_col(i)] = in_window.cast("int64").sum()
-    out = execute(before.group_by(schema.USER).aggregate(**aggs))
+    ru = rollup.for_events(events)
+    if ru is not None:
+        out = _features_from_rollup(ru, cut_s, w, windows)
+        after = out.pop("_after")
+    else:
+        t = as_table(events)
+        t = t.mutate(_s=epoch_seconds(t))
+        before = t.filter(t._s < cut_s)
+        aggs: dict[str, Any] = {
+            "_last": before._s.max(), "_first": before._s.min(), TOTAL: before.count()}
+        for i in range(1, windows + 1):
+            in_window = (before._s >= cut_s - i * w) & (before._s < cut_s - (i - 1) * w)
+            aggs[freq_col(i)] = in_window.cast("int64").sum()
+        out = execute(before.group_by(schema.USER).aggregate(**aggs))
     out[RECENCY] = (cut_s - out["_last"].astype("int64")) / 86400.0
     out[TENURE] = (cut_s - out["_first"].astype("int64")) / 86400.0
     counts = out[[freq_col(i) for i in range(windows, 0, -1)]].to_numpy(dtype=float)
@@ -96,11 +101,29 @@ def churn_features(events: Any, cut: Any, window: str | pd.Timedelta = "14D",
     cols = [schema.USER, RECENCY, TENURE, TOTAL] + [freq_col(i) for i in range(1, windows + 1)]
     cols.append(TREND)
     out = out[cols]
-    if label:
+    if label and ru is not None:
+        out[CHURNED] = (after == 0).astype("int64").to_numpy()
+    elif label:
         after = t.filter((t._s >= cut_s) & (t._s < cut_s + w))
         active = set(execute(after.select(schema.USER).distinct())[schema.USER])
         out[CHURNED] = (~out[schema.USER].isin(active)).astype("int64")
     return out.sort_values(schema.USER).reset_index(drop=True)
+
+
+def _features_from_rollup(ru: rollup.Rollup, cut_s: int, w: int, windows: int) -> pd.DataFrame:
+    """The per-user aggregates of ``churn_features`` over the rollup's event table (integer
+    user ids and precomputed epoch seconds), with user ids joined back, plus ``_after``:
+    the user's events in the label window. One scan serves features and labels."""
+    before = f"FILTER (WHERE s < {cut_s})"
+    counts = "".join(
+        f", count(*) FILTER (WHERE s >= {cut_s - i * w} AND s < {cut_s - (i - 1) * w}) "
+        f"AS {freq_col(i)}" for i in range(1, windows + 1))
+    return ru.df(
+        f"SELECT u.{schema.USER}, f.* EXCLUDE (user_idx) FROM (SELECT user_idx, max(s) {before} "
+        f"AS _last, min(s) {before} AS _first, count(*) {before} AS {TOTAL}{counts}, count(*) "
+        f"FILTER (WHERE s >= {cut_s} AND s < {cut_s + w}) AS _after FROM {ru.t('ev')} "
+        f"GROUP BY user_idx HAVING count(*) {before} > 0) f JOIN {ru.t('users')} u "
+        "ON f.user_idx = u.user_idx")
 
 
 def _design(features: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -156,6 +179,9 @@ def fit_churn_model(features: pd.DataFrame) -> ChurnModel:
 
 
 def _last_ts(events: Any) -> pd.Timestamp:
+    ru = rollup.for_events(events)
+    if ru is not None:
+        return pd.Timestamp(ru.summary()["last_ts"])
     t = as_table(events)
     return pd.Timestamp(t[schema.TS].max().execute())
 

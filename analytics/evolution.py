@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics import schema
+from analytics import rollup, schema
 from analytics.engine import EVENTS, PERIOD, USERS, as_table, check_freq, execute, period_start
 
 SHARE = "share"
@@ -57,14 +57,21 @@ def _kl_terms(p: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 def interest_profiles(events: Any, freq: str = "month", column: str = schema.CATEGORY,
-                      missing: str | None = None) -> pd.DataFrame:
+                      missing: str | None = None, user: str | None = None) -> pd.DataFrame:
     """Each user's category mix per window: ``user_id, period, <column>, events, share``.
 
     Events with a null ``column`` are dropped (unknown interest), unless ``missing`` names a
-    label to count them under. ``share`` sums to 1 per (user, period).
+    label to count them under. ``share`` sums to 1 per (user, period). ``user`` keeps one
+    user's rows (a profile page need not profile everyone).
     """
     check_freq(freq)
+    ru = rollup.for_events(events)
+    if ru is not None and freq in rollup.PROFILE_FREQS and column == schema.CATEGORY \
+            and missing is None:
+        return _profiles_from_rollup(ru, freq, user)
     t = as_table(events)
+    if user is not None:
+        t = t.filter(t[schema.USER] == str(user))
     if column not in t.columns:
         raise ValueError(f"cannot profile by {column!r}: the events have no such column")
     key = t[column]
@@ -80,6 +87,51 @@ def interest_profiles(events: Any, freq: str = "month", column: str = schema.CAT
     out[EVENTS] = out[EVENTS].astype("int64")
     out[SHARE] = out[EVENTS] / out.groupby([schema.USER, PERIOD])[EVENTS].transform("sum")
     return out.sort_values([schema.USER, PERIOD, column]).reset_index(drop=True)
+
+
+def _profiles_from_rollup(ru: rollup.Rollup, freq: str, user: str | None) -> pd.DataFrame:
+    """The stored profile table, already in (user, period, category) order with its shares;
+    integer user and category ids are turned back into names with one vectorised take."""
+    where, params = "", []
+    if user is not None:
+        idx = ru.user_idx(user)
+        where, params = "WHERE user_idx = ?", [-1 if idx is None else idx]
+    prof = ru.df(f"SELECT user_idx, {PERIOD}, cat_idx, {EVENTS}, {SHARE} FROM "
+                 f"{ru.t('profiles_' + freq)} {where}", params)
+    cats = ru.df(f"SELECT {schema.CATEGORY} FROM {ru.t('categories')}")[schema.CATEGORY]
+    names = ru.user_ids() if user is None else pd.Series([str(user)] * len(prof),
+                                                         dtype=cats.dtype)
+    return pd.DataFrame({
+        schema.USER: (names.take(prof["user_idx"].to_numpy()) if user is None else names
+                      ).reset_index(drop=True),
+        PERIOD: prof[PERIOD].astype("datetime64[us]"),
+        schema.CATEGORY: cats.take(prof["cat_idx"].to_numpy()).reset_index(drop=True),
+        EVENTS: prof[EVENTS].astype("int64"), SHARE: prof[SHARE]})
+
+
+def drift(events: Any, freq: str = "month", min_events: int = 1,
+          user: str | None = None) -> pd.DataFrame:
+    """``interest_drift(interest_profiles(events, freq), min_events=min_events)``, for one
+    ``user`` or everyone; read from the dataset's rollup when it stores that drift
+    (``rollup.DRIFT``)."""
+    ru = rollup.for_events(events)
+    if ru is not None and (freq, min_events) == rollup.DRIFT:
+        return _drift_from_rollup(ru, freq, user)
+    return interest_drift(interest_profiles(events, freq, user=user), min_events=min_events)
+
+
+def _drift_from_rollup(ru: rollup.Rollup, freq: str, user: str | None) -> pd.DataFrame:
+    where, params = "", []
+    if user is not None:
+        idx = ru.user_idx(user)
+        where, params = "WHERE user_idx = ?", [-1 if idx is None else idx]
+    got = ru.df(f"SELECT * FROM {ru.t('drift_' + freq)} {where}", params)
+    names = ru.user_ids()
+    out = got.drop(columns="user_idx")
+    out.insert(0, schema.USER, names.take(got["user_idx"].to_numpy()).reset_index(drop=True))
+    for col in (PREV_PERIOD, PERIOD):
+        out[col] = out[col].astype("datetime64[us]")
+    return out
 
 
 def interest_drift(profiles: pd.DataFrame, column: str = schema.CATEGORY,

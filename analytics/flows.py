@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics import rollup
 from analytics.geo import has_coords_sql
 from analytics.schema import ITEM, LAT, LON, TS, USER
 from analytics.space import registered
@@ -81,6 +82,9 @@ def od_flows_sql(con: duckdb.DuckDBPyConnection, table: str, zones: pd.DataFrame
     Zones are looked up once per distinct coordinate (shapely, in Python) and joined back;
     the per-user ordering (a LAG window) and the counting run in DuckDB.
     """
+    ru = rollup.for_sql(con, table, where)
+    if ru is not None:
+        return _finish(_rollup_counts(ru, zones, max_gap, include_self), zones)
     filt = f"WHERE {where}" if where else ""
     coords = con.execute(
         f"SELECT DISTINCT {LAT}, {LON} FROM {table} WHERE {has_coords_sql()}"
@@ -113,6 +117,26 @@ def od_flows_sql(con: duckdb.DuckDBPyConnection, table: str, zones: pd.DataFrame
         """
         counts = con.execute(sql, params or []).df()
     return _finish(counts, zones)
+
+
+def _rollup_counts(ru: rollup.Rollup, zones: pd.DataFrame,
+                   max_gap: str | pd.Timedelta | None, include_self: bool) -> pd.DataFrame:
+    """The moves of :func:`od_flows_sql` from the rollup's event table, whose rows already
+    carry the previous event's place and time in the same order (no window to run)."""
+    places = ru.df(f"SELECT * FROM {ru.t('places')}")
+    lookup = places.assign(**{ZONE: assign_zones(places, zones).to_numpy("int64")})
+    lookup = lookup.loc[lookup[ZONE] != NOISE, ["coord_idx", ZONE]]
+    conds = ["TRUE" if include_self else f"o.{ZONE} <> d.{ZONE}"]
+    gap = _gap_us(max_gap)
+    if gap is not None:
+        conds.append(f"e.us - e.prev_us <= {gap}")
+    with registered(ru.con, lookup, "zone_lookup") as view:
+        return ru.df(
+            f"SELECT o.{ZONE} AS {ORIGIN}, d.{ZONE} AS {DEST}, count(*) AS {TRIPS}, "
+            f"count(DISTINCT e.user_idx) AS {USERS} FROM {ru.t('ev')} e "
+            f"JOIN {view} d ON e.coord_idx = d.coord_idx "
+            f"JOIN {view} o ON e.prev_coord = o.coord_idx "
+            f"WHERE {' AND '.join(conds)} GROUP BY 1, 2")
 
 
 def flow_matrix(flows: pd.DataFrame, n_zones: int) -> np.ndarray:

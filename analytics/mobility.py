@@ -13,13 +13,20 @@ mass (spherical mean) and ``d`` the haversine distance; every event is one visit
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from analytics.geo import group_centroids, haversine_km, require_coords, with_coords
-from analytics.schema import ITEM, LAT, LON, TS, USER
+from analytics import rollup
+from analytics.geo import (
+    group_centroids,
+    has_coords_sql,
+    haversine_km,
+    require_coords,
+    with_coords,
+)
+from analytics.schema import COLUMNS, ITEM, LAT, LON, TS, USER
 from analytics.spacetime import WINDOW, Window, local_time, utc_naive, window_start
 
 TRIP = "trip"
@@ -160,6 +167,41 @@ def _empty_paths() -> pd.DataFrame:
                          "length_km": pd.Series(dtype="float64"),
                          "duration_s": pd.Series(dtype="float64"),
                          PATH: pd.Series(dtype="object"), TIMESTAMPS: pd.Series(dtype="object")})
+
+
+# -- reading events from the store ------------------------------------------------------------
+def user_events_sql(con: Any, table: str, user: str,
+                    columns: list[str] | None = None) -> pd.DataFrame:
+    """One user's events of stored ``table`` (``Store.table(name)``) in time order.
+
+    From the dataset's rollup (events sorted by user: one or two row groups are read,
+    whatever order the file was imported in) when it has one, else a filtered scan.
+    """
+    ru = rollup.for_sql(con, table)
+    if ru is not None:
+        return ru.user_events(user, columns)
+    cols = ", ".join(columns or COLUMNS)
+    return con.execute(f"SELECT {cols} FROM {table} WHERE {USER} = ? ORDER BY {TS}",
+                       [str(user)]).df()
+
+
+def path_events_sql(con: Any, table: str, users: int, where: str | None = None,
+                    params: list | None = None) -> pd.DataFrame:
+    """Located events (``user_id, ts, lat, lon``, by user and time) of a deterministic sample
+    of ``users`` users with at least 3 located events: the first by a hash of the user id."""
+    ru = rollup.for_sql(con, table, where)
+    if ru is not None:  # the per-user table knows who has 3 located events
+        ids = ru.df(f"SELECT user_idx FROM {ru.t('users')} WHERE located >= 3 "
+                    f"ORDER BY hash({USER}) LIMIT {int(users)}")["user_idx"].tolist()
+        return ru.df(f"SELECT {USER}, {TS}, {LAT}, {LON} FROM {ru.t('ev')} WHERE user_idx IN "
+                     f"({', '.join(map(str, ids)) or 'NULL'}) AND coord_idx IS NOT NULL "
+                     f"ORDER BY user_idx, us, item_idx")
+    cond = has_coords_sql() + (f" AND ({where})" if where else "")
+    return con.execute(
+        f"SELECT {USER}, {TS}, {LAT}, {LON} FROM {table} WHERE {cond} AND {USER} IN ("
+        f"SELECT {USER} FROM {table} WHERE {cond} GROUP BY {USER} HAVING count(*) >= 3 "
+        f"ORDER BY hash({USER}) LIMIT {int(users)}) ORDER BY {USER}, {TS}",
+        (params or []) * 2).df()
 
 
 # -- per-user metrics ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics import schema
+from analytics import rollup, schema
 from analytics.engine import EVENTS, as_table, epoch_seconds, execute
 
 GAP_S = "gap_s"
@@ -95,13 +95,20 @@ def interval_histogram(events: Any, bins_per_decade: int = 4,
     """
     if bins_per_decade < 1:
         raise ValueError(f"bins_per_decade must be at least 1, got {bins_per_decade}")
-    t = _with_gaps(events)
-    g = t.filter(t[GAP_S].notnull())
-    gap = g[GAP_S].cast("float64")
-    k = (gap < 1).ifelse(-1, (gap.log10() * bins_per_decade).floor().cast("int64"))
-    g = g.mutate(_k=k)
-    keys = [schema.USER, "_k"] if per_user else ["_k"]
-    out = execute(g.group_by(keys).aggregate(**{COUNT: g.count()}))
+    ru = None if per_user else rollup.for_events(events)
+    if ru is not None:  # the stored histogram of exact gaps, binned the same way
+        gap = "CAST(gap AS DOUBLE)"
+        out = ru.df(f"SELECT CASE WHEN {gap} < 1 THEN -1 ELSE CAST(floor(log10({gap}) * "
+                    f"{int(bins_per_decade)}) AS BIGINT) END AS _k, CAST(sum(n) AS BIGINT) AS "
+                    f"{COUNT} FROM {ru.t('gaps')} GROUP BY 1")
+    else:
+        t = _with_gaps(events)
+        g = t.filter(t[GAP_S].notnull())
+        gap = g[GAP_S].cast("float64")
+        k = (gap < 1).ifelse(-1, (gap.log10() * bins_per_decade).floor().cast("int64"))
+        g = g.mutate(_k=k)
+        keys = [schema.USER, "_k"] if per_user else ["_k"]
+        out = execute(g.group_by(keys).aggregate(**{COUNT: g.count()}))
     out["_k"] = out["_k"].astype("int64")
     out[COUNT] = out[COUNT].astype("int64")
     lo = np.where(out["_k"] < 0, 0.0, 10.0 ** (out["_k"] / bins_per_decade))
@@ -200,6 +207,9 @@ def session_summary(events: Any, gap: str | float | int | pd.Timedelta = "30min"
     import ibis
 
     limit = _gap_seconds(gap)
+    ru = rollup.for_events(events) if limit in rollup.SESSION_GAPS else None
+    if ru is not None:
+        return _summary_from_rollup(ru, limit)
     t = _with_gaps(events)
     t = t.mutate(_new=(t[GAP_S].isnull() | (t[GAP_S] > limit)).cast("int64"))
     ordered = ibis.window(group_by=t[schema.USER], order_by=[t._s])
@@ -220,4 +230,32 @@ def session_summary(events: Any, gap: str | float | int | pd.Timedelta = "30min"
         EVENTS_PER_SESSION: n_events / n if n else 0.0,
         MEDIAN_DURATION_S: float(row[MEDIAN_DURATION_S]) if n else 0.0,
         SINGLE_EVENT_SHARE: float(row["_single"]) / n if n else 0.0,
+    }])
+
+
+def _summary_from_rollup(ru: rollup.Rollup, limit: int) -> pd.DataFrame:
+    """``session_summary`` from the stored histogram of session durations for this gap; the
+    median is interpolated between the two middle sessions exactly as DuckDB's quantile_cont
+    does."""
+    hist = ru.df(f"SELECT duration, single, n FROM {ru.t('sessions')} WHERE gap_limit = ?",
+                 [limit])
+    s = ru.summary()
+    by_duration = hist.groupby("duration", sort=True)["n"].sum()
+    n = int(by_duration.sum())
+    users = int(s["users"])
+    median = 0.0
+    if n:
+        ends = by_duration.cumsum().to_numpy()     # rank (0-based) of each duration's last
+        values = by_duration.index.to_numpy()
+        pos = 0.5 * (n - 1)
+        lo = float(values[np.searchsorted(ends, int(np.floor(pos)), side="right")])
+        hi = float(values[np.searchsorted(ends, int(np.ceil(pos)), side="right")])
+        median = lo if lo == hi else lo + (hi - lo) * (pos - np.floor(pos))
+    single = int(hist.loc[hist["single"], "n"].sum())
+    return pd.DataFrame([{
+        SESSIONS: n, USERS: users,
+        SESSIONS_PER_USER: n / users if users else 0.0,
+        EVENTS_PER_SESSION: int(s["events"]) / n if n else 0.0,
+        MEDIAN_DURATION_S: float(median),
+        SINGLE_EVENT_SHARE: single / n if n else 0.0,
     }])

@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analytics import rollup
 from analytics.geo import (
     M_PER_DEG,
     has_coords_sql,
@@ -35,7 +36,7 @@ from analytics.geo import (
     with_coords,
 )
 from analytics.schema import LAT, LON, TS, USER
-from analytics.spacetime import WINDOW, Window, window_sql, window_start
+from analytics.spacetime import CALENDAR, WINDOW, Window, window_sql, window_start
 
 CELL = "cell_id"
 COUNT = "count"
@@ -186,7 +187,11 @@ def grid_density_sql(con: duckdb.DuckDBPyConnection, table: str, cell_m: float =
 
     ``where`` is an extra SQL condition on the events (with ``?`` placeholders in ``params``).
     """
-    out = _sql_density(con, table, grid_cell_ids_sql(cell_m), window, where, params)
+    ru = rollup.for_sql(con, table, where)
+    if ru is not None:
+        out = rollup_density(ru, "grid", cell_m, window)
+    else:
+        out = _sql_density(con, table, grid_cell_ids_sql(cell_m), window, where, params)
     return _finish(out, _grid_centers(out[CELL].unique(), cell_m, polygons), window)
 
 
@@ -259,15 +264,79 @@ def hex_density_sql(con: duckdb.DuckDBPyConnection, table: str, resolution: int 
     cond = has_coords_sql()
     if where:
         cond += f" AND ({where})"
-    coords = con.execute(
-        f"SELECT DISTINCT {LAT}, {LON} FROM {table} WHERE {cond}", params or []).df()
+    ru = rollup.for_sql(con, table, where)
+    if ru is not None:
+        out = rollup_density(ru, "hex", resolution, window)
+    else:
+        coords = con.execute(
+            f"SELECT DISTINCT {LAT}, {LON} FROM {table} WHERE {cond}", params or []).df()
+        with registered(con, _hex_lookup(coords, resolution), "hex_lookup") as view:
+            joined = (f"(SELECT e.{USER}, e.{TS}, e.{LAT}, e.{LON}, h.{CELL} FROM "
+                      f"(SELECT {USER}, {TS}, {LAT}, {LON} FROM {table} WHERE {cond}) e "
+                      f"JOIN {view} h ON e.{LAT} = h.{LAT} AND e.{LON} = h.{LON})")
+            out = _sql_density(con, joined, CELL, window, None, params)
+    out[CELL] = out[CELL].astype("string")
+    return _finish(out, _hex_centers(out[CELL].unique(), polygons), window)
+
+
+def _hex_lookup(coords: pd.DataFrame, resolution: int) -> pd.DataFrame:
     lookup = coords.assign(**{CELL: hex_cells_of(coords[LAT].to_numpy("float64"),
                                                  coords[LON].to_numpy("float64"), resolution)})
     lookup[CELL] = lookup[CELL].astype("string")
-    with registered(con, lookup, "hex_lookup") as view:
-        joined = (f"(SELECT e.{USER}, e.{TS}, e.{LAT}, e.{LON}, h.{CELL} FROM "
-                  f"(SELECT {USER}, {TS}, {LAT}, {LON} FROM {table} WHERE {cond}) e "
-                  f"JOIN {view} h ON e.{LAT} = h.{LAT} AND e.{LON} = h.{LON})")
-        out = _sql_density(con, joined, CELL, window, None, params)
+    return lookup
+
+
+# -- from a dataset's rollup -----------------------------------------------------------------
+def density_key(kind: str, size: float, window: Window) -> str | None:
+    """The key of a stored density (``kind:size:window``), None for custom windows."""
+    if window is not None and not (isinstance(window, str) and window.strip().lower()
+                                   in CALENDAR):
+        return None
+    win = "all" if window is None else str(window).strip().lower()
+    return f"{kind}:{float(size):g}:{win}"
+
+
+def rollup_density(ru: rollup.Rollup, kind: str, size: float, window: Window,
+                   stored: bool = True) -> pd.DataFrame:
+    """``_sql_density``'s rows for the whole dataset of rollup ``ru``: read from its stored
+    densities (the map's standard grids, ``rollup.DENSITY_SPECS``) when ``stored`` and there,
+    else counted over its event table, each distinct place's cell looked up once and users
+    counted as integers."""
+    key = density_key(kind, size, window)
+    if stored and key is not None:
+        got = ru.df(f"SELECT {WINDOW}, {CELL}, {COUNT}, {USERS} FROM {ru.t('density')} "
+                    "WHERE spec = ?", [key])
+        if len(got):
+            got[CELL] = got[CELL].astype("int64" if kind == "grid" else "string")
+            got[WINDOW] = got[WINDOW].astype("datetime64[us]")
+            return got if window is not None else got.drop(columns=WINDOW)
+    if kind == "grid":
+        lookup = f"(SELECT coord_idx, {grid_cell_ids_sql(size)} AS {CELL} FROM {ru.t('places')})"
+        return _sql_density(ru.con, _rollup_cells(ru, lookup), CELL, window, None, None)
+    places = ru.df(f"SELECT * FROM {ru.t('places')}")
+    with registered(ru.con, _hex_lookup(places, int(size)), "hex_lookup") as view:
+        out = _sql_density(ru.con, _rollup_cells(ru, view), CELL, window, None, None)
     out[CELL] = out[CELL].astype("string")
-    return _finish(out, _hex_centers(out[CELL].unique(), polygons), window)
+    return out
+
+
+def _rollup_cells(ru: rollup.Rollup, lookup: str) -> str:
+    """The located events of a rollup with the cell of their place (``lookup``: coord_idx,
+    cell_id) and integer user ids: what ``_sql_density`` groups, without a string hash."""
+    return (f"(SELECT e.user_idx AS {USER}, e.{TS}, e.{LAT}, e.{LON}, c.{CELL} FROM "
+            f"{ru.t('ev')} e JOIN {lookup} c ON e.coord_idx = c.coord_idx)")
+
+
+def auto_hex_resolution(bbox: tuple[float, float, float, float] | None) -> int:
+    """An H3 resolution giving a few hundred cells over ``bbox`` (min_lat, max_lat, min_lon,
+    max_lon): what the Map page draws."""
+    if bbox is None:
+        return 8
+    min_lat, max_lat, min_lon, max_lon = bbox
+    mid = np.radians((min_lat + max_lat) / 2)
+    km = max((max_lat - min_lat) * 111.2, (max_lon - min_lon) * 111.2 * np.cos(mid), 0.1)
+    # H3 edge lengths (km) by resolution: 4 ~22.6, 5 ~8.5, 6 ~3.2, 7 ~1.2, 8 ~0.46, 9 ~0.17
+    for res, edge in ((9, 0.17), (8, 0.46), (7, 1.2), (6, 3.2), (5, 8.5)):
+        if km / edge <= 120:
+            return res
+    return 4

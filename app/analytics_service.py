@@ -127,8 +127,34 @@ def _iso(value: Any) -> str | None:
 
 
 @contextmanager
+def rollup_of(name: str) -> Iterator[Any]:
+    """The dataset's fresh rollup (``analytics.rollup.Rollup``, built on first use) on its own
+    DuckDB cursor, or None where there can be none (read-only workspace)."""
+    from analytics import rollup
+
+    cur = get_store().cursor()
+    try:
+        get_store().table(name)  # DatasetNotFound with a helpful message
+        yield rollup.ensure(cur, name) if rollup.enabled() else None
+    finally:
+        cur.close()
+
+
+def ensure_rollups(name: str) -> bool:
+    """Build the dataset's summary tables now unless they are fresh (one small query when
+    they are); True when the dataset has them. Call after an import or when a dataset is
+    opened; every analytics call below does it too."""
+    with rollup_of(name) as ru:
+        return ru is not None
+
+
+@contextmanager
 def events_table(name: str, flt: EventFilter | None = None) -> Iterator[Any]:
-    """An Ibis table of a dataset's stored events (filtered), on its own DuckDB cursor."""
+    """An Ibis table of a dataset's stored events (filtered), on its own DuckDB cursor.
+
+    Unfiltered, the analytics functions answer from the dataset's rollup, built here on
+    first use."""
+    ensure_rollups(name)
     backend = engine.duckdb_backend(get_store())
     try:
         t = engine.events_table(backend, name)
@@ -141,6 +167,7 @@ def sql_where(name: str, flt: EventFilter | None) -> tuple[str, str | None, list
     """(quoted events table, WHERE condition or None, parameters) of a filtered dataset."""
     table = get_store().table(name)
     if flt is None or flt.is_empty:
+        ensure_rollups(name)
         return table, None, []
     where, params = flt.where(table)
     return table, where, params
@@ -161,6 +188,10 @@ def auto_freq(start: Any, end: Any, target: int = 120) -> str:
 @memoize_dataset
 def robust_span(name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The 1st and 99th percentile of event times: the span without stray timestamps."""
+    with rollup_of(name) as ru:
+        if ru is not None:
+            s = ru.summary()
+            return pd.Timestamp(s["ts_p01"]), pd.Timestamp(s["ts_p99"])
     cur = get_store().cursor()
     try:
         lo, hi = cur.execute(f"SELECT quantile_disc({TS}, 0.01), quantile_disc({TS}, 0.99) "
@@ -192,6 +223,10 @@ def top_values(name: str, column: str, n: int = 30) -> pd.DataFrame:
     their event counts, most frequent first: columns ``value, events``."""
     if column not in (CATEGORY, BEHAVIOR):
         raise ServiceError(f"cannot list values of {column!r}; use {CATEGORY!r} or {BEHAVIOR!r}")
+    with rollup_of(name) as ru:
+        if ru is not None:
+            return ru.df(f"SELECT value, events FROM {ru.t('values')} WHERE col = ? AND value "
+                         f"IS NOT NULL ORDER BY 2 DESC, 1 LIMIT {int(n)}", [column])
     table = get_store().table(name)
     return get_store().query_df(
         f"SELECT {column} AS value, count(*) AS events FROM {table} WHERE {column} IS NOT NULL "
@@ -222,6 +257,16 @@ def trend(name: str, freq: str = "day", split: str = "none", flt: EventFilter | 
 
 
 @memoize_dataset
+def event_series(name: str, freq: str = "day", flt: EventFilter | None = None) -> pd.DataFrame:
+    """Events per period, every period present (no distinct users: what forecasts and
+    periodicity need, answered from the hourly rollup without counting users)."""
+    from analytics import temporal
+
+    with events_table(name, flt) as t:
+        return temporal.activity_series(t, check_freq(freq), users=None)
+
+
+@memoize_dataset
 def user_activity(name: str, freq: str = "day", flt: EventFilter | None = None) -> pd.DataFrame:
     """Active, new and returning users per period (``analytics.temporal.active_users``)."""
     from analytics import temporal
@@ -236,14 +281,17 @@ def tz_fallback(name: str) -> tuple[int | None, str]:
     Datasets with offsets use them; datasets with coordinates but no offsets use the solar
     time zone of their median longitude (New York: UTC-5), others stay in UTC.
     """
-    store = get_store()
-    table = store.table(name)
-    cur = store.cursor()
-    try:
-        known, lon = cur.execute(f"SELECT count({TZ_OFFSET}), median({LON}) FROM {table}"
-                                 ).fetchone()
-    finally:
-        cur.close()
+    with rollup_of(name) as ru:
+        known, lon = ru.one(f"SELECT tz_known, lon_median FROM {ru.t('summary')}") \
+            if ru is not None else (None, None)
+    if ru is None:
+        store = get_store()
+        cur = store.cursor()
+        try:
+            known, lon = cur.execute(f"SELECT count({TZ_OFFSET}), median({LON}) FROM "
+                                     f"{store.table(name)}").fetchone()
+        finally:
+            cur.close()
     if known:
         return None, "local time (from the events' time-zone offsets)"
     if lon is not None:
@@ -270,7 +318,7 @@ def dominant_periods(name: str, freq: str = "hour", flt: EventFilter | None = No
     """The strongest periods of the activity series (empty when it is too short)."""
     from analytics import temporal
 
-    series = trend(name, freq, "none", flt)
+    series = event_series(name, freq, flt)
     try:
         return temporal.dominant_periods(series, top=top)
     except ValueError:
@@ -300,7 +348,7 @@ def forecast(name: str, freq: str = "day", horizon: int | None = None,
 
     check_freq(freq)
     horizon = int(horizon or HORIZONS[freq])
-    series = trend(name, freq, "none")
+    series = event_series(name, freq)
     fitted = HISTORY[freq]
     # hourly: AR(1) with a seasonal MA at lag 24 fits ~5x faster than the default ARMA(1,1)
     # part, with the same backtest error on the shared datasets

@@ -9,17 +9,16 @@ draws the same points and the browser never receives millions of rows.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from analytics import flows as fl
 from analytics import mobility, space, zones_sql
-from analytics.geo import has_coords_sql
+from analytics.geo import has_coords_sql, with_coords
 from analytics.schema import CATEGORY, ITEM, LAT, LON, TS, USER
 from analytics.zones import Zones
-from app.analytics_service import EventFilter, sql_where
+from app.analytics_service import EventFilter, rollup_of, sql_where
 from app.services import dataset_info, get_store, memoize_dataset
 
 #: Most points a heat layer draws; beyond this the events are sampled.
@@ -50,12 +49,17 @@ def located_span(name: str, flt: EventFilter | None = None) -> tuple[pd.Timestam
                                                                       pd.Timestamp | None, int]:
     """(first time, last time, number) of the filtered events that have coordinates."""
     table, where, params = sql_where(name, flt)
-    cur = get_store().cursor()
-    try:
-        lo, hi, n = cur.execute(f"SELECT min({TS}), max({TS}), count(*) FROM {table} WHERE "
-                                f"{_window_clause(where)}", params).fetchone()
-    finally:
-        cur.close()
+    with rollup_of(name) as ru:
+        row = ru.one(f"SELECT located_first, located_last, located FROM {ru.t('summary')}") \
+            if ru is not None and where is None else None
+    if row is None:
+        cur = get_store().cursor()
+        try:
+            row = cur.execute(f"SELECT min({TS}), max({TS}), count(*) FROM {table} WHERE "
+                              f"{_window_clause(where)}", params).fetchall()[0]
+        finally:
+            cur.close()
+    lo, hi, n = row
     return (pd.Timestamp(lo) if lo is not None else None,
             pd.Timestamp(hi) if hi is not None else None, int(n))
 
@@ -66,26 +70,22 @@ def heat_points(name: str, flt: EventFilter | None = None,
     """Located events to draw (``lat, lon, ts, category``), a deterministic sample of at most
     ``limit``; ``attrs["total"]`` is how many matched before sampling."""
     table, where, params = sql_where(name, flt)
-    sql = (f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {table} WHERE {_window_clause(where)} "
-           f"ORDER BY hash({USER}, {TS}, {ITEM}) LIMIT {int(limit)}")
-    out = get_store().query_df(sql, params)
+    with rollup_of(name) as ru:
+        if ru is not None and where is None:  # the draw order is a stored column there
+            out = ru.df(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('ev')} WHERE "
+                        f"coord_idx IS NOT NULL ORDER BY h LIMIT {int(limit)}")
+        else:
+            out = get_store().query_df(
+                f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {table} WHERE "
+                f"{_window_clause(where)} ORDER BY hash({USER}, {TS}, {ITEM}) "
+                f"LIMIT {int(limit)}", params)
     out.attrs["total"] = located_span(name, flt)[2]
     return out
 
 
 def hex_resolution(name: str) -> int:
     """An H3 resolution giving a few hundred cells over the dataset's bounding box."""
-    bbox = dataset_info(name).bbox
-    if bbox is None:
-        return 8
-    min_lat, max_lat, min_lon, max_lon = bbox
-    mid = math.radians((min_lat + max_lat) / 2)
-    km = max((max_lat - min_lat) * 111.2, (max_lon - min_lon) * 111.2 * math.cos(mid), 0.1)
-    # H3 edge lengths (km) by resolution: 4 ~22.6, 5 ~8.5, 6 ~3.2, 7 ~1.2, 8 ~0.46, 9 ~0.17
-    for res, edge in ((9, 0.17), (8, 0.46), (7, 1.2), (6, 3.2), (5, 8.5)):
-        if km / edge <= 120:
-            return res
-    return 4
+    return space.auto_hex_resolution(dataset_info(name).bbox)
 
 
 @memoize_dataset
@@ -170,11 +170,11 @@ def paths(name: str, flt: EventFilter | None = None, users: int = PATH_USERS,
     ``users`` users with at least 3 located events, for replay. ``timestamps`` are seconds
     since the first located event of the filter (``located_span(name, flt)[0]``)."""
     table, where, params = sql_where(name, flt)
-    cond = _window_clause(where)
-    sql = (f"SELECT {USER}, {TS}, {LAT}, {LON} FROM {table} WHERE {cond} AND {USER} IN ("
-           f"SELECT {USER} FROM {table} WHERE {cond} GROUP BY {USER} HAVING count(*) >= 3 "
-           f"ORDER BY hash({USER}) LIMIT {int(users)}) ORDER BY {USER}, {TS}")
-    ev = get_store().query_df(sql, params + params)
+    con = get_store().cursor()
+    try:
+        ev = mobility.path_events_sql(con, table, users, where, params)
+    finally:
+        con.close()
     if ev.empty:
         return _no_paths()
     start = located_span(name, flt)[0]
@@ -185,8 +185,12 @@ def paths(name: str, flt: EventFilter | None = None, users: int = PATH_USERS,
 def user_paths(name: str, user: str, max_points: int = 400) -> pd.DataFrame:
     """All movement paths of one user (each trip thinned to ``max_points``); ``timestamps``
     are seconds since the user's first located event."""
-    ev = get_store().events(name, columns=[USER, TS, LAT, LON],
-                            where=f"{USER} = ? AND {has_coords_sql()}", params=[user])
+    con = get_store().cursor()
+    try:
+        ev = with_coords(mobility.user_events_sql(con, get_store().table(name), user,
+                                                  [USER, TS, LAT, LON]))
+    finally:
+        con.close()
     if ev.empty:
         return _no_paths()
     return mobility.user_paths(ev, idle_gap="12h", max_points=max_points,

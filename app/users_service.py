@@ -13,20 +13,31 @@ import pandas as pd
 
 from analytics import churn as ch
 from analytics import evolution as ev
+from analytics import mobility
 from analytics.schema import CATEGORY, ITEM, TS, USER
-from app.analytics_service import events_table, robust_span
+from app.analytics_service import events_table, robust_span, rollup_of
 from app.services import ServiceError, get_store, memoize_dataset
 
 MAX_OPTIONS = 50
+#: Windows with fewer categorised events are skipped by the drift (one check-in says little).
+DRIFT_MIN_EVENTS = 3
 
 
 @memoize_dataset
 def active_users(name: str, limit: int = MAX_OPTIONS) -> pd.DataFrame:
     """The ``limit`` most active users: ``user_id, events``."""
+    return _per_user(name, "", [], f"ORDER BY 2 DESC, 1 LIMIT {int(limit)}")
+
+
+def _per_user(name: str, where: str, params: list, tail: str) -> pd.DataFrame:
+    """``user_id, events`` of the users matching ``where`` (on ``user_id``), ``tail`` for
+    order and limit: from the rollup's per-user table, else grouping the events."""
+    with rollup_of(name) as ru:
+        if ru is not None:
+            return ru.df(f"SELECT {USER}, events FROM {ru.t('users')} {where} {tail}", params)
     table = get_store().table(name)
     return get_store().query_df(
-        f"SELECT {USER}, count(*) AS events FROM {table} GROUP BY 1 ORDER BY 2 DESC, 1 "
-        f"LIMIT {int(limit)}")
+        f"SELECT {USER}, count(*) AS events FROM {table} {where} GROUP BY 1 {tail}", params)
 
 
 def search_users(name: str, text: str | None, limit: int = MAX_OPTIONS) -> pd.DataFrame:
@@ -34,16 +45,17 @@ def search_users(name: str, text: str | None, limit: int = MAX_OPTIONS) -> pd.Da
     active users when ``text`` is empty. Columns ``user_id, events``."""
     if not text or not text.strip():
         return active_users(name, limit)
-    table = get_store().table(name)
-    return get_store().query_df(
-        f"SELECT {USER}, count(*) AS events FROM {table} WHERE contains(lower({USER}), ?) "
-        f"GROUP BY 1 ORDER BY (lower({USER}) = ?) DESC, 2 DESC, 1 LIMIT {int(limit)}",
-        [text.strip().lower(), text.strip().lower()])
+    text = text.strip().lower()
+    return _per_user(name, f"WHERE contains(lower({USER}), ?)", [text, text],
+                     f"ORDER BY (lower({USER}) = ?) DESC, 2 DESC, 1 LIMIT {int(limit)}")
 
 
 def user_exists(name: str, user: str | None) -> bool:
     if not user:
         return False
+    with rollup_of(name) as ru:
+        if ru is not None:
+            return ru.user_idx(str(user)) is not None
     cur = get_store().cursor()
     try:
         row = cur.execute(f"SELECT 1 FROM {get_store().table(name)} WHERE {USER} = ? LIMIT 1",
@@ -55,8 +67,13 @@ def user_exists(name: str, user: str | None) -> bool:
 
 @memoize_dataset
 def user_events(name: str, user: str) -> pd.DataFrame:
-    """All events of one user in time order (canonical columns)."""
-    out = get_store().events(name, where=f"{USER} = ?", params=[str(user)])
+    """All events of one user in time order (canonical columns); from the rollup's events
+    sorted by user when the dataset has one (a row group or two), else a filtered scan."""
+    con = get_store().cursor()
+    try:
+        out = mobility.user_events_sql(con, get_store().table(name), str(user))
+    finally:
+        con.close()
     if out.empty:
         raise ServiceError(f"{name!r} has no user {user!r}; pick one from the list or search "
                            "for part of the id")
@@ -71,6 +88,9 @@ def drift_freq(name: str) -> str:
 
 
 def has_categories(name: str) -> bool:
+    with rollup_of(name) as ru:
+        if ru is not None:
+            return bool(ru.summary()["categorised"])
     cur = get_store().cursor()
     try:
         row = cur.execute(f"SELECT count({CATEGORY}) FROM {get_store().table(name)}").fetchone()
@@ -90,20 +110,34 @@ class DriftResult:
 @memoize_dataset
 def drift(name: str) -> DriftResult:
     """Category mix per user per window and the JS divergence between consecutive windows,
-    for every user (``analytics.evolution``); windows with under 3 events are skipped."""
+    for every user (``analytics.evolution``); windows with under 3 events are skipped.
+    Both come from the dataset's rollup when it stores that window's drift."""
     freq = drift_freq(name)
     with events_table(name) as t:
         profiles = ev.interest_profiles(t, freq)
-    if profiles.empty:  # no categorised events: nothing to compare
+        dr = ev.drift(t, freq, DRIFT_MIN_EVENTS) if not profiles.empty else None
+    return _drift_result(profiles, dr, freq, None)
+
+
+def _drift_result(profiles: pd.DataFrame, dr: pd.DataFrame | None, freq: str,
+                  reference: pd.DataFrame | None) -> DriftResult:
+    if profiles.empty or dr is None:  # no categorised events: nothing to compare
         empty = pd.DataFrame({USER: pd.Series(dtype="string"),
                               ev.PERIOD: pd.Series(dtype="datetime64[us]"),
                               ev.JS: pd.Series(dtype="float64")})
         return DriftResult(profiles=profiles, drift=empty, reference=pd.DataFrame(
-            columns=[ev.PERIOD, ev.MEDIAN_JS, ev.USERS]), freq=freq)
-    dr = ev.interest_drift(profiles, min_events=3)
-    ref = dr.groupby(ev.PERIOD, as_index=False).agg(
-        **{ev.MEDIAN_JS: (ev.JS, "median"), ev.USERS: (USER, "nunique")})
-    return DriftResult(profiles=profiles, drift=dr, reference=ref, freq=freq)
+            columns=[ev.PERIOD, ev.MEDIAN_JS, ev.USERS]) if reference is None else reference,
+            freq=freq)
+    if reference is None:
+        reference = dr.groupby(ev.PERIOD, as_index=False).agg(
+            **{ev.MEDIAN_JS: (ev.JS, "median"), ev.USERS: (USER, "nunique")})
+    return DriftResult(profiles=profiles, drift=dr, reference=reference, freq=freq)
+
+
+@memoize_dataset
+def drift_reference(name: str) -> pd.DataFrame:
+    """Median drift of all users per window (``period, median_js, users``)."""
+    return drift(name).reference
 
 
 @memoize_dataset
@@ -120,11 +154,13 @@ def top_changers(name: str, n: int = 12) -> pd.DataFrame:
 
 
 def user_drift(name: str, user: str) -> DriftResult:
-    """The drift result restricted to one user (the reference stays dataset-wide)."""
-    d = drift(name)
-    return DriftResult(profiles=d.profiles[d.profiles[USER] == user].reset_index(drop=True),
-                       drift=d.drift[d.drift[USER] == user].reset_index(drop=True),
-                       reference=d.reference, freq=d.freq)
+    """The drift result of one user (the reference stays dataset-wide): only that user's
+    profiles and drift are read."""
+    freq = drift_freq(name)
+    with events_table(name) as t:
+        profiles = ev.interest_profiles(t, freq, user=str(user))
+        dr = ev.drift(t, freq, DRIFT_MIN_EVENTS, user=str(user))
+    return _drift_result(profiles, dr, freq, drift_reference(name))
 
 
 @memoize_dataset

@@ -1,0 +1,427 @@
+"""Per-dataset summary tables (pre-aggregations) kept next to the events in the DuckDB file.
+
+The dashboard asks the same questions of a dataset again and again (daily activity, distinct
+users per week, cohorts, the 7 x 24 rhythm, interest profiles, the map's density), and at 10M
+events each answer from the raw table costs a full scan with a hash on string user ids. So,
+as BI tools do, each dataset gets small summary tables, built once per dataset version in
+one transaction and named ``"rollup__<name>__<part>"``:
+
+* ``users``: one row per user (dense ``user_idx`` in user-id order, events, located events,
+  first/last time); ``items``, ``places`` (distinct usable coordinates), ``categories``;
+* ``ev``: every event sorted by (user, time) with precomputed integer columns (``user_idx``,
+  epoch seconds ``s``, ``us``, ``gap`` to the user's previous event, ``item_idx``,
+  ``coord_idx``, the previous event's ``prev_us``/``prev_coord`` and a draw-order ``h``),
+  so per-user reads touch one row group and scans group by integers, not strings;
+* ``user_day`` / ``user_week`` / ``user_month``: events per (period, user): exact distinct
+  users, new/returning and cohorts are counts over these;
+* ``hourly`` (events per UTC hour), ``rhythm`` (events per user, time-zone offset and UTC
+  hour of the week), ``profiles_week`` / ``profiles_month`` (events and share per user,
+  period and category), ``gaps`` (histogram of inter-event seconds), ``sessions``
+  (session durations for the standard idle gaps), ``places_items`` (visited places for
+  zones), ``summary`` (one row of headline numbers) and ``values`` (events per category and
+  behaviour).
+
+The registry table ``rollups`` says which dataset version each set describes: its
+``Store.fingerprint`` plus the registry's import time and row count. A set is fresh when
+the latter two still match the ``datasets`` row (checked on every use, one tiny query); when
+they do not, the fingerprint is computed and the set is rebuilt unless it still matches.
+
+The analytics functions call :func:`for_events` (Ibis tables) or :func:`for_sql` (SQL
+table names) and answer from the rollup whenever the request is answerable from it (the whole
+stored dataset on DuckDB, no filter, supported parameters), else from the raw table. Spark,
+DataFrames, filtered tables and read-only workspaces always take the raw path.
+:func:`disabled` forces the raw path (tests compare both).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from analytics import schema
+from analytics.geo import has_coords_sql
+
+#: Bump when the tables or their meaning change: every set is rebuilt on next use.
+VERSION = 4
+#: Idle gaps (seconds) whose session durations are pre-aggregated.
+SESSION_GAPS = (1800,)
+#: Periods with a per-user activity table / a profile table.
+USER_FREQS = ("day", "week", "month")
+PROFILE_FREQS = ("week", "month")
+#: (freq, min_events) of the stored interest drift: what the Users page shows.
+DRIFT = ("month", 3)
+#: Densities stored per (kind, cell size or H3 resolution, window) for the map; the Map
+#: page's own hexagons (resolution from the bounding box, all time) are stored as well.
+DENSITY_SPECS: tuple[tuple[str, float, str | None], ...] = (("grid", 500, "week"),
+                                                            ("hex", 8, "month"))
+
+_REGISTRY_SQL = """
+CREATE TABLE IF NOT EXISTS rollups (
+    name VARCHAR PRIMARY KEY, version INTEGER, fingerprint VARCHAR, imported_at TIMESTAMP,
+    rows BIGINT, built_at TIMESTAMP, build_s DOUBLE
+)
+"""
+_PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week",
+          "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
+          "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month")
+
+_off: contextvars.ContextVar[bool] = contextvars.ContextVar("rollups_off", default=False)
+_build_lock = threading.Lock()
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Inside the block every analytics function uses the raw events table."""
+    token = _off.set(True)
+    try:
+        yield
+    finally:
+        _off.reset(token)
+
+
+def enabled() -> bool:
+    return not _off.get() and os.environ.get("TRAILSCOPE_ROLLUPS", "1") != "0"
+
+
+def part(name: str, what: str) -> str:
+    """Quoted name of one summary table of dataset ``name``."""
+    schema.check_dataset_name(name)
+    return f'"rollup__{name}__{what}"'
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """A fresh set of summary tables of dataset ``name``, read through ``con``."""
+
+    con: Any
+    name: str
+
+    def t(self, what: str) -> str:
+        return part(self.name, what)
+
+    def df(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        return self.con.execute(sql, params or []).df()
+
+    def one(self, sql: str, params: list | None = None) -> tuple:
+        rows = self.con.execute(sql, params or []).fetchall()  # fetch all: frees the cursor
+        return rows[0] if rows else None
+
+    def summary(self) -> dict[str, Any]:
+        cur = self.con.execute(f"SELECT * FROM {self.t('summary')}")
+        cols = [d[0] for d in cur.description]
+        return dict(zip(cols, cur.fetchall()[0], strict=True))
+
+    def user_ids(self) -> pd.Series:
+        """``user_id`` of every ``user_idx`` (position = index)."""
+        return self.df(f"SELECT {schema.USER} FROM {self.t('users')}")[schema.USER]
+
+    def user_idx(self, user: str) -> int | None:
+        row = self.one(f"SELECT user_idx FROM {self.t('users')} WHERE {schema.USER} = ?",
+                       [str(user)])
+        return None if row is None else int(row[0])
+
+    def user_events(self, user: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """One user's events in time order (the ``ev`` table is sorted by user, so this reads
+        one or two row groups whatever the import order)."""
+        idx = self.user_idx(user)
+        cols = ", ".join(columns or schema.COLUMNS)
+        return self.df(f"SELECT {cols} FROM {self.t('ev')} WHERE user_idx = ? "
+                       f"ORDER BY us, item_idx, {schema.LAT} NULLS LAST, "
+                       f"{schema.LON} NULLS LAST", [-1 if idx is None else idx])
+
+
+# -- finding the rollup of a request ----------------------------------------------------------
+def stored_name(events: Any) -> tuple[Any, str] | None:
+    """(DuckDB connection, dataset name) when ``events`` is exactly a stored dataset's table
+    on DuckDB (no filter, no derived columns), else None."""
+    import ibis
+
+    if not isinstance(events, ibis.expr.types.Table):
+        return None
+    op = events.op()
+    if type(op).__name__ != "DatabaseTable" or getattr(op.source, "name", "") != "duckdb":
+        return None
+    m = re.fullmatch(r"events__([\w-]+)", str(op.name))
+    return (op.source.con, m.group(1)) if m else None
+
+
+def for_events(events: Any) -> Rollup | None:
+    """The fresh rollup answering for Ibis table ``events`` (built if missing), or None."""
+    if not enabled():
+        return None
+    found = stored_name(events)
+    return None if found is None else ensure(*found)
+
+
+def for_sql(con: Any, table: str, where: str | None = None) -> Rollup | None:
+    """The fresh rollup for the SQL table ``table`` (``Store.table(name)``) when no ``where``
+    narrows it, or None."""
+    if not enabled() or where:
+        return None
+    m = re.fullmatch(r'"events__([\w-]+)"', table.strip())
+    return None if m is None else ensure(con, m.group(1))
+
+
+def _fresh(con: Any, name: str) -> bool:
+    try:
+        row = con.execute(
+            "SELECT count(*) FROM rollups r JOIN datasets d ON r.name = d.name "
+            "AND r.imported_at = d.imported_at AND r.rows = d.rows "
+            "WHERE r.name = ? AND r.version = ?", [name, VERSION]).fetchall()[0]
+    except duckdb.CatalogException:  # no registry yet
+        return False
+    return bool(row[0])
+
+
+def ensure(con: Any, name: str, build: bool = True) -> Rollup | None:
+    """The fresh rollup of dataset ``name``: checked, (re)built when stale and ``build``.
+
+    None when the dataset does not exist, the workspace is read-only or another writer
+    conflicts: callers then answer from the raw table.
+    """
+    if _fresh(con, name):
+        return Rollup(con, name)
+    if not build:
+        return None
+    with _build_lock:  # one builder per process; the others wait and then read its tables
+        if _fresh(con, name):
+            return Rollup(con, name)
+        try:
+            rebuild(con, name)
+        except (duckdb.Error, LookupError):
+            return None
+    return Rollup(con, name) if _fresh(con, name) else None
+
+
+def info(con: Any, name: str) -> dict[str, Any] | None:
+    """The registry row of dataset ``name``'s rollup (fingerprint, build_s, ...) or None."""
+    try:
+        cur = con.execute("SELECT * FROM rollups WHERE name = ?", [name])
+    except duckdb.CatalogException:
+        return None
+    rows = cur.fetchall()
+    return dict(zip([d[0] for d in cur.description], rows[0], strict=True)) if rows else None
+
+
+class _Workspace:
+    """The two Store methods ``Store.fingerprint`` uses, on an open connection."""
+
+    def __init__(self, con: Any) -> None:
+        self._con = con
+
+    def cursor(self) -> Any:
+        return self._con.cursor()
+
+    def table(self, name: str) -> str:
+        from analytics.store import events_table
+
+        return events_table(name)
+
+
+def fingerprint(con: Any, name: str) -> str:
+    """``Store.fingerprint(name)`` computed on connection ``con``."""
+    from analytics.store import Store
+
+    return Store.fingerprint(_Workspace(con), name)  # type: ignore[arg-type]
+
+
+# -- building ---------------------------------------------------------------------------------
+def rebuild(con: Any, name: str) -> float:
+    """(Re)build dataset ``name``'s summary tables atomically; returns the seconds it took.
+
+    Skips the work (and only refreshes the registry) when the stored set already describes
+    the same content (same fingerprint, e.g. the same file imported again).
+    """
+    t0 = time.perf_counter()
+    cur = con.cursor()
+    try:
+        cur.execute(_REGISTRY_SQL)
+        reg = cur.execute("SELECT imported_at, rows FROM datasets WHERE name = ?",
+                          [name]).fetchall()
+        reg = reg[0] if reg else None
+        if reg is None:
+            raise LookupError(f"no dataset named {name!r}")
+        fp = fingerprint(cur, name)
+        old = info(cur, name)
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            if not (old and old["fingerprint"] == fp and old["version"] == VERSION):
+                drop_tables(cur, name)
+                for sql in build_sql(name, cur):
+                    cur.execute(sql)
+                _build_density(cur, name)
+                _build_drift(cur, name)
+            cur.execute("DELETE FROM rollups WHERE name = ?", [name])
+            cur.execute("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
+                        [name, VERSION, fp, reg[0], reg[1], time.perf_counter() - t0])
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+    finally:
+        cur.close()
+    return time.perf_counter() - t0
+
+
+def drop_tables(cur: Any, name: str) -> None:
+    """Drop dataset ``name``'s summary tables and registry row (inside the caller's
+    transaction; ``Store.drop`` calls this)."""
+    for what in _PARTS:
+        cur.execute(f"DROP TABLE IF EXISTS {part(name, what)}")
+    # no try/except: a failed statement would abort the caller's transaction
+    if cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'rollups' "
+                   "AND schema_name = current_schema()").fetchall()[0][0]:
+        cur.execute("DELETE FROM rollups WHERE name = ?", [name])
+
+
+def _build_density(cur: Any, name: str) -> None:
+    """The ``density`` table: ``space.rollup_density`` of every spec, cell ids as text."""
+    from analytics import space
+    from analytics.spacetime import WINDOW
+
+    bbox = cur.execute("SELECT min_lat, max_lat, min_lon, max_lon FROM datasets WHERE name = ?",
+                       [name]).fetchall()[0]
+    specs = DENSITY_SPECS + (("hex", space.auto_hex_resolution(
+        None if bbox[0] is None else bbox), None),)
+    frames = []
+    for kind, size, window in dict.fromkeys(specs):
+        out = space.rollup_density(Rollup(cur, name), kind, size, window, stored=False)
+        if window is None:
+            out.insert(0, WINDOW, pd.Series(pd.NaT, index=out.index, dtype="datetime64[us]"))
+        frames.append(out.assign(spec=space.density_key(kind, size, window),
+                                 **{space.CELL: out[space.CELL].astype(str)}))
+    cur.execute(f"CREATE TABLE {part(name, 'density')} (spec VARCHAR, {WINDOW} TIMESTAMP, "
+                f"{space.CELL} VARCHAR, {space.COUNT} BIGINT, {space.USERS} BIGINT)")
+    rows = pd.concat(frames, ignore_index=True)
+    if len(rows):
+        cur.register("_density_rows", rows)
+        try:
+            cur.execute(f"INSERT INTO {part(name, 'density')} SELECT spec, {WINDOW}, "
+                        f"{space.CELL}, {space.COUNT}, {space.USERS} FROM _density_rows "
+                        f"ORDER BY spec, {WINDOW}, {space.CELL}")
+        finally:
+            cur.unregister("_density_rows")
+
+
+def _build_drift(cur: Any, name: str) -> None:
+    """``drift_<freq>``: ``evolution.interest_drift`` of every user's stored profiles (the
+    pandas function itself, so the numbers are the ones it gives), keyed by user_idx."""
+    from analytics import evolution
+
+    freq, min_events = DRIFT
+    ru = Rollup(cur, name)
+    table = part(name, "drift_" + freq)
+    cur.execute(f"CREATE TABLE {table} (user_idx INTEGER, {evolution.PREV_PERIOD} TIMESTAMP, "
+                f"{evolution.PERIOD} TIMESTAMP, {evolution.PREV_EVENTS} BIGINT, "
+                f"{evolution.EVENTS} BIGINT, {evolution.JS} DOUBLE)")
+    profiles = evolution._profiles_from_rollup(ru, freq, None)
+    if profiles.empty:
+        return
+    got = evolution.interest_drift(profiles, min_events=min_events)
+    idx = pd.Series(range(len(names := ru.user_ids())), index=names.to_numpy())
+    got.insert(0, "user_idx", idx.reindex(got.pop(schema.USER).to_numpy()).to_numpy("int32"))
+    cur.register("_drift_rows", got)
+    try:
+        cur.execute(f"INSERT INTO {table} SELECT * FROM _drift_rows ORDER BY user_idx, "
+                    f"{evolution.PERIOD}")
+    finally:
+        cur.unregister("_drift_rows")
+
+
+def _rhythm_modes(cur: Any, src: str) -> list[tuple[str, int, str]]:
+    """The rhythm variants stored with their distinct users: UTC, local time with unknown
+    offsets as UTC, and local time with the solar zone of the median longitude (what the
+    dashboard uses for datasets without offsets). (mode, fallback minutes, shift SQL)."""
+    lon = cur.execute(f"SELECT median({schema.LON}) FROM {src}").fetchall()[0][0]
+    fallbacks = dict.fromkeys([0] + ([] if lon is None else [int(round(float(lon) / 15.0)) * 60]))
+    return [("utc", 0, "0")] + [
+        ("local", fb, f"coalesce({schema.TZ_OFFSET}, {fb}) * 60") for fb in fallbacks]
+
+
+def build_sql(name: str, cur: Any) -> list[str]:
+    """The CREATE TABLE statements of dataset ``name``'s summary tables, in order."""
+    from analytics.store import events_table
+    from analytics.zones_sql import places_query
+
+    src = events_table(name)
+    p = {w: part(name, w) for w in _PARTS}
+    u, i, ts, lat, lon, cat = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
+                               schema.CATEGORY)
+    located = has_coords_sql()
+    canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS)
+    order = f"us, item_idx, {lat} NULLS LAST, {lon} NULLS LAST"
+    out = [
+        f"CREATE TABLE {p['users']} AS SELECT CAST(row_number() OVER (ORDER BY {u}) - 1 "
+        f"AS INTEGER) AS user_idx, {u}, events, located, first_ts, last_ts FROM (SELECT {u}, "
+        f"count(*) AS events, count(*) FILTER (WHERE {located}) AS located, min({ts}) AS "
+        f"first_ts, max({ts}) AS last_ts FROM {src} GROUP BY {u}) ORDER BY user_idx",
+        f"CREATE TABLE {p['items']} AS SELECT CAST(row_number() OVER (ORDER BY {i}) - 1 AS "
+        f"INTEGER) AS item_idx, {i} FROM (SELECT DISTINCT {i} FROM {src}) ORDER BY item_idx",
+        f"CREATE TABLE {p['places']} AS SELECT CAST(row_number() OVER (ORDER BY {lat}, {lon}) "
+        f"- 1 AS INTEGER) AS coord_idx, {lat}, {lon} FROM (SELECT DISTINCT {lat}, {lon} FROM "
+        f"{src} WHERE {located}) ORDER BY coord_idx",
+        f"CREATE TABLE {p['categories']} AS SELECT CAST(row_number() OVER (ORDER BY {cat}) - 1 "
+        f"AS INTEGER) AS cat_idx, {cat} FROM (SELECT DISTINCT {cat} FROM {src} WHERE {cat} "
+        f"IS NOT NULL) ORDER BY cat_idx",
+        # every event, sorted by user and time, with the integer columns the queries use
+        f"CREATE TABLE {p['ev']} AS SELECT *, s - lag(s) OVER w AS gap, lag(us) OVER w AS "
+        f"prev_us, lag(coord_idx) OVER w AS prev_coord FROM (SELECT {canonical}, uu.user_idx, "
+        f"CAST(EPOCH({ts}) AS BIGINT) AS s, epoch_us({ts}) AS us, it.item_idx, pl.coord_idx, "
+        f"c.cat_idx, hash(e.{u}, e.{ts}, e.{i}) AS h FROM {src} e "
+        f"JOIN {p['users']} uu ON e.{u} = uu.{u} JOIN {p['items']} it ON e.{i} = it.{i} "
+        f"LEFT JOIN {p['places']} pl ON e.{lat} = pl.{lat} AND e.{lon} = pl.{lon} "
+        f"LEFT JOIN {p['categories']} c ON e.{cat} = c.{cat}) "
+        f"WINDOW w AS (PARTITION BY user_idx ORDER BY {order}) ORDER BY user_idx, {order}",
+    ]
+    for f in USER_FREQS:
+        out.append(f"CREATE TABLE {p['user_' + f]} AS SELECT date_trunc('{f}', {ts}) AS period, "
+                   f"user_idx, count(*) AS events FROM {p['ev']} GROUP BY ALL "
+                   "ORDER BY period, user_idx")
+    for f in PROFILE_FREQS:
+        out.append(
+            f"CREATE TABLE {p['profiles_' + f]} AS SELECT *, events / sum(events) OVER "
+            "(PARTITION BY user_idx, period) AS share FROM (SELECT user_idx, "
+            f"date_trunc('{f}', {ts}) AS period, cat_idx, count(*) AS events FROM {p['ev']} "
+            "WHERE cat_idx IS NOT NULL GROUP BY ALL) ORDER BY user_idx, period, cat_idx")
+    out += [
+        f"CREATE TABLE {p['hourly']} AS SELECT date_trunc('hour', {ts}) AS period, count(*) AS "
+        f"events FROM {p['ev']} GROUP BY ALL ORDER BY period",
+        f"CREATE TABLE {p['rhythm']} AS SELECT user_idx, {schema.TZ_OFFSET}, (s // 3600) % 168 "
+        f"AS how, count(*) AS events FROM {p['ev']} GROUP BY ALL",
+        f"CREATE TABLE {p['rhythm_cells']} AS " + " UNION ALL ".join(
+            f"SELECT '{mode}' AS mode, {fb} AS fallback, (x // 86400 + 3) % 7 AS weekday, "
+            "(x % 86400) // 3600 AS hour, count(*) AS events, count(DISTINCT user_idx) AS users "
+            f"FROM (SELECT user_idx, s + {shift} AS x FROM {p['ev']}) GROUP BY ALL"
+            for mode, fb, shift in _rhythm_modes(cur, src)),
+        f"CREATE TABLE {p['gaps']} AS SELECT gap, count(*) AS n FROM {p['ev']} WHERE gap IS NOT "
+        "NULL GROUP BY gap ORDER BY gap",
+        f"CREATE TABLE {p['sessions']} AS " + " UNION ALL ".join(
+            f"SELECT {g} AS gap_limit, duration, single, count(*) AS n FROM (SELECT max(s) - "
+            "min(s) AS duration, count(*) = 1 AS single FROM (SELECT user_idx, s, sum(CASE WHEN "
+            f"gap IS NULL OR gap > {g} THEN 1 ELSE 0 END) OVER (PARTITION BY user_idx ORDER BY "
+            f"s RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM {p['ev']}) "
+            "GROUP BY user_idx, sid) GROUP BY ALL" for g in SESSION_GAPS),
+        f"CREATE TABLE {p['places_items']} AS {places_query(f'{src} WHERE {located}')}",
+        f"CREATE TABLE {p['values']} AS SELECT '{cat}' AS col, {cat} AS value, count(*) AS "
+        f"events FROM {src} GROUP BY 1, 2 UNION ALL SELECT '{schema.BEHAVIOR}', "
+        f"{schema.BEHAVIOR}, count(*) FROM {src} GROUP BY 1, 2",
+        f"CREATE TABLE {p['summary']} AS SELECT count(*) AS events, count(DISTINCT {u}) AS "
+        f"users, count(DISTINCT {i}) AS items, min({ts}) AS first_ts, max({ts}) AS last_ts, "
+        f"count(*) FILTER (WHERE {located}) AS located, min({ts}) FILTER (WHERE {located}) AS "
+        f"located_first, max({ts}) FILTER (WHERE {located}) AS located_last, "
+        f"quantile_disc({ts}, 0.01) AS ts_p01, quantile_disc({ts}, 0.99) AS ts_p99, "
+        f"count({schema.TZ_OFFSET}) AS tz_known, median({lon}) AS lon_median, "
+        f"coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE) AS tz_whole_hours, "
+        f"count({cat}) AS categorised FROM {src}",
+    ]
+    return out
