@@ -1,0 +1,228 @@
+"""The rollup answers every question it takes exactly as the raw events table does.
+
+Each case runs twice on the same stored dataset: once as the dashboard does (the analytics
+function finds the dataset's rollup and reads its summary tables) and once with
+``rollup.disabled()`` (the raw table, the path that existed before). The frames must be equal,
+dtypes included. Datasets: the real NYC check-ins (no time-zone offsets, coordinates,
+categories) and the built-in sample city (offsets, behaviours, drift, churn).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from analytics import (
+    churn,
+    cohorts,
+    evolution,
+    flows,
+    mobility,
+    rollup,
+    schema,
+    sessions,
+    space,
+    temporal,
+    zones_sql,
+)
+from analytics.engine import duckdb_backend, events_table
+from analytics.sample import import_sample
+from analytics.store import Store
+from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, import_nyc, open_store
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:(ibis|pyspark).*"),
+    pytest.mark.filterwarnings("ignore::FutureWarning:(ibis|pyspark).*"),
+]
+
+
+class Data:
+    """A stored dataset: its store, SQL table, Ibis table and a few parameters."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store, self.name = store, name
+        self.con = store.cursor()
+        self.table = store.table(name)
+        self.t = events_table(duckdb_backend(store), name)
+        last, user = self.con.execute(
+            f"SELECT max({schema.TS}), arg_max({schema.USER}, n) FROM (SELECT {schema.USER}, "
+            f"max({schema.TS}) AS {schema.TS}, count(*) AS n FROM {self.table} GROUP BY 1)"
+        ).fetchall()[0]
+        self.cut = pd.Timestamp(last) - pd.Timedelta(days=14)
+        self.user = str(user)
+        with rollup.disabled():
+            self.zones = zones_sql.find_zones_sql(self.con, self.table, eps_m=150,
+                                                  min_visits=200).zones
+
+
+@pytest.fixture(scope="module", params=["nyc", "sample"])
+def data(request, tmp_path_factory):
+    store = open_store(tmp_path_factory.mktemp(f"rollup_{request.param}"))
+    if request.param == "nyc":
+        name = import_nyc(store)
+    else:
+        name = import_sample(store, "sample", users=400, seed=3).name
+    d = Data(store, name)
+    assert rollup.ensure(d.con, name) is not None
+    yield d
+    d.con.close()
+    store.close()
+
+
+CASES = {
+    "kpis": lambda d: temporal.kpis(d.t),
+    "events per hour": lambda d: temporal.activity_series(d.t, "hour", users=None),
+    "events and users per day": lambda d: temporal.activity_series(d.t, "day"),
+    "events and users per week": lambda d: temporal.activity_series(d.t, "week", fill=False),
+    "events and users per month": lambda d: temporal.activity_series(d.t, "month"),
+    "active/new/returning per day": lambda d: temporal.active_users(d.t, "day"),
+    "active/new/returning per week": lambda d: temporal.active_users(d.t, "week"),
+    "active/new/returning per month": lambda d: temporal.active_users(d.t, "month"),
+    "rhythm, local": lambda d: temporal.rhythm_matrix(d.t),
+    "rhythm, UTC, events only": lambda d: temporal.rhythm_matrix(d.t, local=False, users=None),
+    "rhythm, New York fallback": lambda d: temporal.rhythm_matrix(
+        d.t, tz_fallback_min=NYC_TZ_FALLBACK_MIN),
+    "rhythm, solar fallback": lambda d: temporal.rhythm_matrix(d.t, tz_fallback_min=-300),
+    "cohorts per day": lambda d: cohorts.cohort_retention(d.t, "day"),
+    "cohorts per week": lambda d: cohorts.cohort_retention(d.t, "week"),
+    "cohorts per month, 4 periods": lambda d: cohorts.cohort_retention(d.t, "month", 4),
+    "profiles per week": lambda d: evolution.interest_profiles(d.t, "week"),
+    "profiles per month": lambda d: evolution.interest_profiles(d.t, "month"),
+    "one user's profiles": lambda d: evolution.interest_profiles(d.t, "month", user=d.user),
+    "drift per month": lambda d: evolution.drift(d.t, "month", 3),
+    "one user's drift": lambda d: evolution.drift(d.t, "month", 3, user=d.user),
+    "interval histogram": lambda d: sessions.interval_histogram(d.t),
+    "interval histogram, 2 bins/decade": lambda d: sessions.interval_histogram(d.t, 2),
+    "session summary, 30 min": lambda d: sessions.session_summary(d.t, "30min"),
+    "churn features and labels": lambda d: churn.churn_features(d.t, d.cut, "14D"),
+    "churn features, 7 d x 3": lambda d: churn.churn_features(d.t, d.cut, "7D", 3, False),
+    "churn risk": lambda d: churn.churn_risk(d.t, window="14D"),
+    "grid density 500 m per week": lambda d: space.grid_density_sql(d.con, d.table, 500,
+                                                                    window="week"),
+    "grid density 300 m, polygons": lambda d: space.grid_density_sql(d.con, d.table, 300,
+                                                                     polygons=True),
+    "hex density res 8 per month": lambda d: space.hex_density_sql(d.con, d.table, 8,
+                                                                   window="month"),
+    "hex density res 7 per day": lambda d: space.hex_density_sql(d.con, d.table, 7,
+                                                                 window="day"),
+    "hex density, the map's": lambda d: space.hex_density_sql(
+        d.con, d.table, space.auto_hex_resolution(d.store.info(d.name).bbox), polygons=True),
+    "zones with weekly trend": lambda d: zones_sql.find_zones_sql(
+        d.con, d.table, min_visits=200, window="week", min_users=3).zones,
+    "zone activity per month": lambda d: zones_sql.find_zones_sql(
+        d.con, d.table, min_visits=200, window="month").activity,
+    "flows, 12 h": lambda d: flows.od_flows_sql(d.con, d.table, d.zones, max_gap="12h"),
+    "flows, within zones too": lambda d: flows.od_flows_sql(d.con, d.table, d.zones,
+                                                            include_self=True),
+}
+#: Results whose row order among equal keys the raw SQL leaves open: compared sorted.
+UNORDERED = {
+    "paths' events": lambda d: mobility.path_events_sql(d.con, d.table, 10),
+    "one user's events": lambda d: mobility.user_events_sql(d.con, d.table, d.user),
+}
+
+
+def _answers(d: Data, case) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(answer as the dashboard gets it, answer from the raw table, rollup reads made)."""
+    reads = []
+    real_df = rollup.Rollup.df
+
+    def counting(self, sql, params=None):
+        reads.append(sql)
+        return real_df(self, sql, params)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rollup.Rollup, "df", counting)
+        fast = case(d)
+    with rollup.disabled():
+        raw = case(d)
+    return fast, raw, reads
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_rollup_equals_raw(data, case):
+    fast, raw, reads = _answers(data, CASES[case])
+    assert reads, f"{case}: the rollup was not used"
+    assert len(raw) > 0
+    pd.testing.assert_frame_equal(fast, raw)
+
+
+@pytest.mark.parametrize("case", list(UNORDERED))
+def test_rollup_equals_raw_rows(data, case):
+    fast, raw, reads = _answers(data, UNORDERED[case])
+    assert reads and len(raw) > 0
+    cols = list(raw.columns)
+    pd.testing.assert_frame_equal(fast.sort_values(cols, ignore_index=True),
+                                  raw.sort_values(cols, ignore_index=True))
+
+
+def test_approx_users_come_exact_from_the_rollup(data):
+    got = temporal.activity_series(data.t, "week", users="approx")
+    with rollup.disabled():
+        exact = temporal.activity_series(data.t, "week")
+    pd.testing.assert_frame_equal(got, exact)
+
+
+def test_what_the_rollup_cannot_answer_takes_the_raw_table(data):
+    """Filters, hourly distinct users, other gaps and columns: no rollup read, same answer."""
+    first = pd.Timestamp(temporal.kpis(data.t)["first_ts"][0]) + pd.Timedelta(days=30)
+    filtered = data.t.filter(data.t[schema.TS] >= first.to_pydatetime())
+    assert rollup.for_events(filtered) is None
+    assert rollup.for_sql(data.con, data.table, f"{schema.TS} >= '{first}'") is None
+    for case in (lambda d: temporal.activity_series(d.t, "hour"),
+                 lambda d: sessions.session_summary(d.t, "10min"),
+                 lambda d: evolution.interest_profiles(d.t, "month", missing="?")):
+        fast, raw, reads = _answers(data, case)
+        pd.testing.assert_frame_equal(fast, raw)
+        assert reads == []
+
+
+def test_stale_rollup_is_rebuilt_and_dropped_with_the_dataset(tmp_path):
+    store = open_store(tmp_path / "ws")
+    con = store.cursor()
+    name = import_sample(store, "s", users=60, seed=1).name
+    t = events_table(duckdb_backend(store), name)
+    n1 = int(temporal.kpis(t)["events"][0])
+    first = rollup.info(con, name)
+    assert first is not None and first["fingerprint"] == store.fingerprint(name)
+    import_sample(store, "s", users=90, seed=2, replace=True)   # new content, same name
+    assert not rollup._fresh(con, name)
+    n2 = int(temporal.kpis(t)["events"][0])                     # rebuilt on use
+    assert n2 != n1 and n2 == store.info(name).rows
+    assert rollup.info(con, name)["fingerprint"] == store.fingerprint(name) != first[
+        "fingerprint"]
+    store.drop(name)
+    left = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE "
+                       "'rollup__s__%'").fetchall()[0][0]
+    assert left == 0 and rollup.info(con, name) is None
+    con.close()
+    store.close()
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
+    store = open_store(tmp_path / "ws")
+    con = store.cursor()
+    name = import_sample(store, "s", users=40, seed=1).name
+    real = rollup.build_sql
+    monkeypatch.setattr(rollup, "build_sql",
+                        lambda n, cur: real(n, cur) + ["SELECT no_such_column FROM datasets"])
+    t = events_table(duckdb_backend(store), name)
+    assert rollup.for_events(t) is None                 # build failed: raw path
+    assert int(temporal.kpis(t)["events"][0]) == store.info(name).rows
+    left = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE "
+                       "'rollup__s__%'").fetchall()[0][0]
+    assert left == 0 and rollup.info(con, name) is None
+    con.close()
+    store.close()
+
+
+def test_read_only_workspace_answers_from_the_raw_table(tmp_path):
+    path = tmp_path / "ws"
+    store = open_store(path)
+    import_sample(store, "s", users=40, seed=1)
+    store.close()
+    ro = Store(path / "trailscope.duckdb", read_only=True)
+    t = events_table(duckdb_backend(ro), "s")
+    assert rollup.for_events(t) is None
+    assert int(temporal.kpis(t)["events"][0]) == ro.info("s").rows
+    ro.close()
