@@ -112,6 +112,8 @@ class Plan:
     inner: dict[str, str]
     typed: dict[str, str]
     ts_kind: str
+    #: strptime format of a plain ISO time column (timeparse.PLAIN_ISO), else None
+    ts_format: str | None = None
     genres_sql: str | None = None
     stay_points: bool = False
     notes: list[str] = field(default_factory=list)
@@ -253,6 +255,8 @@ def build_plan(sn: Sniff, path: Path, user_mapping: dict[str, str] | None = None
     else:
         plan.ts_kind = timeparse.detect_kind(samples)
         typed[T] = timeparse.ts_sql("t", plan.ts_kind)
+        if plan.ts_kind == "iso":
+            plan.ts_format = timeparse.plain_iso_format(samples)
         if (TZ not in mapping and plan.ts_kind in ("iso", "auto")
                 and timeparse.has_numeric_offsets(samples)):
             typed[TZ] = timeparse.offset_minutes_sql("t")

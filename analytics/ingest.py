@@ -187,6 +187,8 @@ def _memory_cap(cur: duckdb.DuckDBPyConnection, file_bytes: int) -> Iterator[Non
 
 def _extra(sn: Sniff, plan: Any, st: ingest_sql.Staged) -> dict[str, Any]:
     extra: dict[str, Any] = {"variant": sn.variant, "time_format": plan.ts_kind}
+    if st.native:
+        extra["read_natively"] = st.native  # parsed by DuckDB's CSV reader, not SQL casts
     notes = list(plan.notes)
     if not st.strict:
         notes.append("read with strict CSV parsing off (mixed line endings or similar): "

@@ -43,6 +43,15 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     "tsmc": re.compile(r"^[A-Za-z]{3} [A-Za-z]{3} \d{1,2} \d{2}:\d{2}:\d{2} [+-]\d{4} \d{4}$"),
     "date_hour": re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{1,2}$"),
 }
+#: Plain ISO layouts (no offset, no fraction, two-digit fields) -> the strptime format with
+#: which DuckDB's CSV reader parses them natively. The reader refuses any value that does not
+#: fit the format exactly, and every value it takes gets the same time as :func:`iso_sql`.
+PLAIN_ISO: dict[str, re.Pattern[str]] = {
+    "%Y-%m-%d %H:%M:%S": re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"),
+    "%Y-%m-%dT%H:%M:%S": re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$"),
+    "%Y-%m-%d %H:%M": re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$"),
+    "%Y-%m-%d": re.compile(r"^\d{4}-\d{2}-\d{2}$"),
+}
 _OFFSET_RE = re.compile(r"[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*[+-]\d{2}(:?\d{2})?$")
 
 
@@ -62,6 +71,15 @@ def detect_kind(values: Iterable[str | None]) -> str:
         if n > best_n:
             best, best_n = kind, n
     return best if best_n == len(vals) else "auto"
+
+
+def plain_iso_format(values: Iterable[str | None]) -> str | None:
+    """The :data:`PLAIN_ISO` format every non-empty value has, or None."""
+    vals = [str(v) for v in values if v is not None and str(v) != ""]
+    for fmt, pattern in PLAIN_ISO.items():
+        if vals and all(pattern.match(v) for v in vals):
+            return fmt
+    return None
 
 
 def has_numeric_offsets(values: Iterable[str | None]) -> bool:

@@ -250,3 +250,66 @@ def test_time_kind_detection() -> None:
     assert timeparse.detect_kind(["2014-12-06 02", "2014-12-06 13"]) == "date_hour"
     assert timeparse.detect_kind(["2012-04-07 17:42", "2012-04-03T18:00:09Z"]) == "iso"
     assert timeparse.detect_kind(["2012-04-07 17:42", "yesterday"]) == "auto"
+
+
+# -- typed CSV reading (analytics.ingest_sql.native_types) -------------------------------------
+def _typed_vs_text(store: Store, path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    from analytics import ingest_sql
+
+    typed = import_file(store, path, name="typed")
+    monkeypatch.setattr(ingest_sql, "NATIVE", False)
+    text = import_file(store, path, name="text")
+    assert "read_natively" not in text.extra
+    a, b = typed.to_json(), text.to_json()
+    for k in ("name", "seconds", "extra"):
+        a.pop(k), b.pop(k)
+    assert a == b
+    ev_typed, ev_text = store.events("typed"), store.events("text")
+    assert ev_typed.equals(ev_text)
+    return typed, ev_typed
+
+
+def test_typed_read_matches_text_read(store: Store, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "plain.csv"
+    rows = ["user,item,ts,lat,lon,value",
+            "a,x,2020-01-01 10:00:00,52.5,13.4,1",
+            "b,y,2020-01-02 11:30:59,52.25,+13.5,.5",  # (spaces would mean trimming: text)
+            "c,z,2020-01-03 00:00:00,,,1e1",  # no coordinates: fine
+            ",z,2020-01-03 00:00:00,52.5,13.4,5.",  # missing user
+            "d,z,,52.5,13.4,",  # missing time
+            "e,z,2020-01-04 00:00:00,95,13.4,",  # bad coordinates
+            "f,z,2020-01-05 00:00:00,52.5,,-0",  # lat without lon
+            "a,x,2020-01-01 10:00:00,52.5,13.4,1"]  # a repeat
+    path.write_text("\n".join(rows) + "\n")
+    r, ev = _typed_vs_text(store, path, monkeypatch)
+    assert r.extra["read_natively"] == ["lat", "lon", "ts", "value"]
+    assert r.rejected_by_reason == {"missing_user": 1, "missing_time": 1,
+                                    "bad_coordinates": 2, "duplicate": 1}
+    assert r.examples["bad_coordinates"] == [7, 8] and r.examples["duplicate"] == [9]
+    assert ev[schema.VALUE].tolist()[:3] == [1.0, 0.5, 10.0]
+
+
+def test_typed_read_falls_back_to_text(store: Store, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # the sniffed head is plain, later lines are not: the typed reader refuses them, so the
+    # file is read as text (offsets converted to UTC, fractions and odd numbers kept)
+    head = [f"u{k},i{k},2020-01-01 10:00:{k % 60:02d},52.5,13.4,{k}" for k in range(600)]
+    tail = ["v1,j1,2020-01-02 10:00:00+02:00,52.5,13.4,1", "v2,j2,2020-01-02 10:00:00.5,,,n/a",
+            "v3,j3,2020-01-02 10:00:00,1,5,0x10", "v4,j4,soon,52.5,13.4,1"]
+    path = tmp_path / "late.csv"
+    path.write_text("\n".join(["user,item,ts,lat,lon,value", *head, *tail]) + "\n")
+    from analytics.formats_specs import build_plan
+    from analytics.ingest_sql import native_types
+
+    sn = sniff(path)
+    assert native_types(sn, build_plan(sn, path)) == {
+        "ts": "TIMESTAMP", "lat": "DOUBLE", "lon": "DOUBLE", "value": "DOUBLE"}  # tried first
+    r, ev = _typed_vs_text(store, path, monkeypatch)
+    assert "read_natively" not in r.extra
+    assert r.rows_kept == 603 and r.rejected_by_reason == {"bad_time": 1}
+    assert r.examples["bad_time"] == [605]
+    ev = ev.set_index(schema.USER)
+    assert ev.loc["v1", schema.TS] == datetime(2020, 1, 2, 8, 0)
+    assert ev.loc["v2", schema.TS] == datetime(2020, 1, 2, 10, 0, 0, 500000)
+    assert pd.isna(ev.loc["v2", schema.VALUE]) and pd.isna(ev.loc["v3", schema.VALUE])
