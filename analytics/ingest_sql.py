@@ -211,6 +211,10 @@ def _as_ingest(exc: Exception, sn: Sniff, path: Path) -> IngestError:
 def stage(cur: duckdb.DuckDBPyConnection, sn: Sniff, plan: Plan, path: Path,
           st: Staged) -> None:
     """Parse every row of ``path`` into the staging table (committed: autocommit cursor)."""
+    if not cur.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]:
+        raise IngestError("the workspace connection has preserve_insertion_order off, so rows "
+                          "would not be staged in file order; turn it back on to import",
+                          path=path)
     cols = ", ".join(f"{c} {schema.DUCKDB_TYPES[c]}" for c in C)
     cur.execute(f"CREATE TABLE {st.stage} ({cols}, {REASON} VARCHAR)")
     native = native_types(sn, plan)

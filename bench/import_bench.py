@@ -203,6 +203,12 @@ def make_csv(rows: int, seed: int, folder: Path, reuse: bool) -> tuple[Path, flo
     return path, time.perf_counter() - t0
 
 
+def _load() -> str:
+    """The machine's load average: wall times are only comparable at similar loads."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
 def _fmt(x: float | None, spec: str) -> str:
     return "n/a" if x is None else format(x, spec)
 
@@ -282,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# import benchmark {datetime.now():%Y-%m-%d %H:%M}, {platform.node()}, "
           f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-          f"pandas {pd.__version__}, duckdb {duckdb.__version__}")
+          f"pandas {pd.__version__}, duckdb {duckdb.__version__}, {_load()}")
     print(f"# command: python -m bench.import_bench --rows {' '.join(map(str, a.rows))}"
           f"{' --keep' if a.keep else ''}{f' --repeat {a.repeat}' if a.repeat > 1 else ''}"
           f"{' --pandas-store' if a.pandas_store else ''}{'' if a.floor else ' --no-floor'}")
@@ -309,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{r['min_cpu_s']:.2f}s CPU (best run), rows kept {r['rows']:,} of "
                           f"{r['rows_read']:,}, peak {r['peak_mb']:,.0f} MB (after imports, "
                           f"before work: {r['rss_ready_mb']:,.0f} MB)", flush=True)
+            print(f"#   {_load()}")
             if "error" not in imp and imp["rows"] != rows:
                 print(f"#   WARNING: the importer kept {imp['rows']:,} of {rows:,} rows")
             results.append({"rows": rows, "file_mb": mb, "importer": imp, "baseline": base,

@@ -299,3 +299,15 @@ def test_replace_with_rejects_and_repeats(store: Store, tmp_path: Path) -> None:
     assert len(ev) == r.rows_kept == len(KEPT) == store.info("ds").rows
     assert sorted(ev[schema.USER]) == sorted(t.split(",")[0] for t in KEPT)
     assert store.info("ds").report["rejected_by_reason"] == r.rejected_by_reason
+
+
+def test_insertion_order_needed(store: Store, tmp_path: Path) -> None:
+    cur = store.cursor()
+    cur.execute("SET preserve_insertion_order = false")
+    path = tmp_path / "ev.csv"
+    path.write_text(GOOD_CSV)
+    with pytest.raises(IngestError, match="preserve_insertion_order"):
+        import_file(store, path)
+    cur.execute("SET preserve_insertion_order = true")
+    cur.close()
+    assert import_file(store, path).rows_kept == 2 and _stage_tables(store) == []
