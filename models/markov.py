@@ -17,6 +17,7 @@ import torch
 
 from models.base import Batch, DataMeta
 from models.pop import CountModel, item_coords_tensor, proximity, transitions
+from models.transitions import csr_counts, csr_entries
 
 
 class MarkovRec(CountModel):
@@ -42,26 +43,13 @@ class MarkovRec(CountModel):
 
     def fit_counts(self, batches: list[Batch]) -> None:
         prev, nxt, _ = transitions(batches)
-        n = self.meta.n_items + 1
-        key = prev * n + nxt
-        uniq, counts = torch.unique(key, return_counts=True)      # sorted by (prev, next)
-        rows = uniq // n
-        self.col = (uniq % n).long()
-        self.val = counts.float()
-        self.ptr = torch.cat([torch.zeros(1, dtype=torch.long),
-                              torch.cumsum(torch.bincount(rows, minlength=n), 0)])
+        self.ptr, self.col, self.val = csr_counts(prev, nxt, self.meta.n_items + 1)
 
     def _transition_counts(self, last: torch.Tensor) -> torch.Tensor:
         """Dense (B, n_items + 1) successor counts of each row's last item."""
-        dev = last.device
-        start, end = self.ptr[last], self.ptr[last + 1]
-        lens = end - start
-        rows = torch.repeat_interleave(torch.arange(len(last), device=dev), lens)
-        first = torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
-        idx = torch.repeat_interleave(start, lens) + torch.arange(int(lens.sum()),
-                                                                  device=dev) - first
-        out = torch.zeros(len(last), self.meta.n_items + 1, device=dev)
-        out[rows, self.col[idx]] = self.val[idx]
+        rows, col, val = csr_entries(self.ptr, self.col, self.val, last)
+        out = torch.zeros(len(last), self.meta.n_items + 1, device=last.device)
+        out[rows, col] = val
         return out
 
     def _fallback(self, lat: torch.Tensor, lon: torch.Tensor) -> torch.Tensor:

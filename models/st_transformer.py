@@ -40,6 +40,7 @@ from models.layers import (
     positions,
     score_all,
 )
+from models.pop import transitions as training_transitions
 from models.st_features import (
     CandidateDistance,
     RelationBias,
@@ -47,6 +48,7 @@ from models.st_features import (
     target_gap_buckets,
     target_slot,
 )
+from models.transitions import TransitionPrior
 
 
 class STTransformer(Recommender):
@@ -65,6 +67,7 @@ class STTransformer(Recommender):
         use_context: bool = True        # hour/weekday/category/behaviour input embeddings
         use_target_time: bool = True    # condition on the target slot's gap/hour/weekday
         use_candidate_distance: bool = True  # distance-to-candidate bias in the scores
+        use_transitions: bool = True    # learned bias from the last item's training transitions
         use_positions: bool = True
         pretrain: bool = False          # run pretrain_loss first (off: on NYC it slowed learning)
         mask_prob: float = 0.2          # share of events masked in pre-training
@@ -119,6 +122,15 @@ class STTransformer(Recommender):
         if c.use_candidate_distance and meta.has_coordinates:
             self.candidate = CandidateDistance(meta.item_coords(), c.n_dist_buckets,
                                                c.dist_min_km, c.dist_max_km, c.n_time_buckets)
+        self.transitions = None
+        if c.use_transitions:
+            pop = torch.zeros(meta.n_items + 1)
+            if len(meta.item_popularity) == meta.n_items:
+                pop[1:] = torch.tensor(meta.item_popularity, dtype=torch.float32)
+            self.transitions = TransitionPrior(meta.n_items, pop)
+            # with the prior, a per-item output bias (starting at log popularity) carries the
+            # base rate the transition evidence is weighed against
+            self.item_bias = nn.Parameter(torch.log1p(pop[1:]))
 
     @staticmethod
     def _load_text(meta: DataMeta, config: Config, given) -> torch.Tensor | None:
@@ -206,6 +218,12 @@ class STTransformer(Recommender):
 
     # ------------------------------------------------------------------ contract
 
+    def fit_counts(self, batches: list[Batch]) -> None:
+        """Count the training transitions behind the first-order prior (if configured)."""
+        if self.transitions is not None:
+            prev, nxt, _ = training_transitions(batches)
+            self.transitions.fit(prev, nxt)
+
     def hidden(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) target-conditioned state at every position (before the distance bias)."""
         return self._forward(crop_batch(batch, self.meta.max_len))[0]
@@ -213,7 +231,7 @@ class STTransformer(Recommender):
     def loss(self, batch: Batch) -> torch.Tensor:
         batch = crop_batch(batch, self.meta.max_len)
         h, gap, table = self._forward(batch)
-        bias_fn = None
+        bias_fn = sparse_fn = None
         if self.candidate is not None:
             xyz, known = self.candidate.last_known(batch, batch["geo_mask"])  # (B, L, 3)
 
@@ -221,8 +239,16 @@ class STTransformer(Recommender):
                 b, pos = rows[:, 0], rows[:, 1]
                 return self.candidate(xyz[b, pos], known[b, pos], gap[b, pos])
 
+        if self.transitions is not None:
+            items, targets = batch["item_seq"], batch["target_seq"]
+
+            def sparse_fn(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                b, pos = rows[:, 0], rows[:, 1]  # leave each row's own transition out
+                return self.transitions.entries(items[b, pos], exclude=targets[b, pos])
+
         return full_softmax_loss(h, batch["target_seq"], table, n_items=self.meta.n_items,
-                                 bias_fn=bias_fn)
+                                 bias_fn=bias_fn, sparse_bias_fn=sparse_fn,
+                                 item_bias=self.item_bias if sparse_fn is not None else None)
 
     def score(self, batch: Batch) -> torch.Tensor:
         batch = crop_batch(batch, self.meta.max_len)
@@ -231,6 +257,9 @@ class STTransformer(Recommender):
         if self.candidate is not None:
             xyz, known = self.candidate.last_known(batch, batch["geo_mask"])
             scores[:, 1:] += self.candidate(xyz[:, -1], known[:, -1], gap[:, -1]).float()
+        if self.transitions is not None:
+            prior = self.transitions(batch["item_seq"][:, -1]) + self.item_bias
+            scores[:, 1:] += prior.float()
         return scores
 
     # ------------------------------------------------------------------ pre-training

@@ -1,0 +1,150 @@
+"""Sparse item-to-item transition counts, and a learned score bias built on them.
+
+``TransitionCounts`` keeps the training transitions (previous item -> next item) as CSR
+buffers, so they travel in checkpoints like weights; ``csr_entries`` (shared with the
+first-order Markov baseline) reads the rows of a batch's previous items.
+
+``TransitionPrior`` is the ST-Transformer's explicit first-order path. A dot product
+``h . e_j`` with hidden size 64 is a rank-64 map from the last item to the candidates; a
+catalogue whose items each have a handful of arbitrary successors is not low-rank, and
+sparse data makes such a map slow to learn. The prior adds, for every candidate ``j`` that
+followed the last item ``i`` in training, a learned function of the evidence: ``log1p`` of
+the count ``c_ij``, of the row total ``n_i`` and of ``j``'s popularity. The dependence on
+popularity matters: a transition to a very popular item is weak evidence (it happens by
+chance), one to a rare item strong evidence. Candidates never seen after ``i`` get 0.
+
+Training counts include the very transition a training example predicts, so in ``loss``
+each row's own transition is taken out first (leave-one-out): otherwise every training
+target would have a count of at least 1 and the model would learn to trust counts of 1
+that, at test time, are as often noise as signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def csr_counts(prev: torch.Tensor, nxt: torch.Tensor,
+               n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CSR (ptr, col, val) of the counts of (prev, next) index pairs, rows 0..n-1."""
+    key = prev.long().cpu() * n + nxt.long().cpu()
+    uniq, counts = torch.unique(key, return_counts=True)  # sorted by (prev, next)
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long),
+                     torch.cumsum(torch.bincount(uniq // n, minlength=n), 0)])
+    return ptr, (uniq % n).long(), counts.float()
+
+
+def csr_positions(ptr: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stored entries of CSR rows ``last``: (position in ``last``, entry index), flat."""
+    dev = last.device
+    start, end = ptr[last], ptr[last + 1]
+    lens = end - start
+    rows = torch.repeat_interleave(torch.arange(len(last), device=dev), lens)
+    first = torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
+    idx = torch.repeat_interleave(start, lens) + torch.arange(int(lens.sum()), device=dev) - first
+    return rows, idx
+
+
+def csr_entries(ptr: torch.Tensor, col: torch.Tensor, val: torch.Tensor,
+                last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Entries of CSR rows ``last``: (position in ``last``, column, value), flat."""
+    rows, idx = csr_positions(ptr, last)
+    return rows, col[idx], val[idx]
+
+
+class TransitionCounts(nn.Module):
+    """CSR transition counts over item indices 0..n_items (row = previous item)."""
+
+    def __init__(self, n_items: int) -> None:
+        super().__init__()
+        self.n = n_items + 1
+        self.register_buffer("ptr", torch.zeros(self.n + 1, dtype=torch.long))
+        self.register_buffer("col", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("val", torch.zeros(0))
+
+    def fit(self, prev: torch.Tensor, nxt: torch.Tensor) -> None:
+        """Count the (prev, next) pairs; replaces earlier counts."""
+        dev = self.ptr.device
+        self.ptr, self.col, self.val = (t.to(dev) for t in csr_counts(prev, nxt, self.n))
+
+    def row_totals(self) -> torch.Tensor:
+        """(n_items + 1,) number of training transitions out of each item."""
+        sums = torch.zeros(self.n, device=self.val.device)
+        rows = torch.repeat_interleave(torch.arange(self.n, device=self.ptr.device),
+                                       self.ptr[1:] - self.ptr[:-1])
+        return sums.index_add_(0, rows.to(sums.device), self.val)
+
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        # the number of stored transitions is only known after fitting: take the saved shapes
+        for name in ("ptr", "col", "val"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                self._buffers[name] = torch.empty_like(saved, device=self.ptr.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class TransitionPrior(nn.Module):
+    """Learned bias over candidates from the last item's training transitions."""
+
+    def __init__(self, n_items: int, popularity: torch.Tensor, hidden: int = 16) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.counts = TransitionCounts(n_items)
+        pop = torch.as_tensor(popularity, dtype=torch.float32).reshape(-1)
+        if pop.shape[0] != n_items + 1:
+            pop = torch.zeros(n_items + 1)
+        self.register_buffer("log_pop", torch.log1p(pop))           # (n_items + 1,)
+        self.register_buffer("log_out", torch.zeros(n_items + 1))    # log1p(row totals)
+        self.gain = nn.Parameter(torch.ones(()))                     # starts as log1p(count)
+        self.mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def fit(self, prev: torch.Tensor, nxt: torch.Tensor) -> None:
+        self.counts.fit(prev, nxt)
+        self.log_out = torch.log1p(self.counts.row_totals()).to(self.log_out.device)
+
+    def _values(self, leave_one_out: bool) -> torch.Tensor:
+        """The bias of every stored transition (E,), optionally with one occurrence removed.
+
+        Computed once per call over the stored transitions rather than per batch row, so its
+        cost does not grow with how often a popular item is someone's last event. Leaving one
+        out lowers the count and the row total by one (a count of 0 gives no bias).
+        """
+        c = self.counts
+        rows = torch.repeat_interleave(torch.arange(c.n, device=c.ptr.device),
+                                       c.ptr[1:] - c.ptr[:-1])
+        val, total = c.val, self.log_out[rows].expm1()
+        if leave_one_out:
+            val, total = val - 1.0, total - 1.0
+        feats = torch.stack([torch.log1p(val), torch.log1p(total.clamp(min=0)),
+                             self.log_pop[c.col]], dim=1)           # (E, 3)
+        value = self.gain * feats[:, 0] + self.mlp(feats).squeeze(1)
+        return torch.where(val > 0, value, torch.zeros_like(value))
+
+    def entries(self, last: torch.Tensor, exclude: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The bias as sparse entries (row in ``last``, candidate column 0..n_items-1, value).
+
+        ``exclude`` (N,) takes the transition last -> exclude[r] out of row r's evidence once
+        (leave-one-out for training rows; 0 excludes nothing). The other entries of such a
+        row keep the full row total, a small approximation.
+        """
+        rows, idx = csr_positions(self.counts.ptr, last)
+        col = self.counts.col[idx]
+        value = self._values(False)[idx]
+        if exclude is not None:
+            own = (col == exclude[rows]) & (exclude[rows] > 0)
+            value = torch.where(own, self._values(True)[idx], value)
+        return rows, col - 1, value
+
+    def forward(self, last: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, n_items) dense bias over candidates 1..n_items given each row's last item."""
+        rows, col, value = self.entries(last, exclude)
+        dense = torch.zeros(len(last), self.n_items, device=last.device, dtype=value.dtype)
+        return dense.index_put((rows, col), value)

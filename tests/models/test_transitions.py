@@ -1,0 +1,108 @@
+"""Transition counts (CSR) and the ST-Transformer's learned first-order prior."""
+
+from __future__ import annotations
+
+import torch
+
+from models.markov import MarkovRec
+from models.pop import transitions
+from models.st_transformer import STTransformer
+from models.transitions import TransitionCounts, TransitionPrior, csr_counts, csr_entries
+from tests.models.neural_synth import make_batch, make_meta, train_steps
+
+
+def dense_counts(prev: torch.Tensor, nxt: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.zeros(n, n)
+    out.index_put_((prev, nxt), torch.ones(len(prev)), accumulate=True)
+    return out
+
+
+def test_csr_counts_equal_a_dense_count():
+    g = torch.Generator().manual_seed(0)
+    prev, nxt = torch.randint(1, 9, (300,), generator=g), torch.randint(1, 9, (300,), generator=g)
+    ptr, col, val = csr_counts(prev, nxt, 9)
+    want = dense_counts(prev, nxt, 9)
+    last = torch.tensor([3, 0, 3, 8, 1])  # repeated rows and the padding row
+    rows, cols, vals = csr_entries(ptr, col, val, last)
+    got = torch.zeros(len(last), 9)
+    got[rows, cols] = vals
+    torch.testing.assert_close(got, want[last])
+    assert int(val.sum()) == 300 and ptr[-1] == len(col)
+
+
+def prior_from(pairs: list[tuple[int, int]], n_items: int = 6) -> TransitionPrior:
+    torch.manual_seed(0)
+    prior = TransitionPrior(n_items, torch.arange(n_items + 1, dtype=torch.float32))
+    with torch.no_grad():  # a non-trivial learned part, so that every feature matters
+        for p in prior.mlp.parameters():
+            p.copy_(torch.randn(p.shape))
+    prev, nxt = (torch.tensor(x) for x in zip(*pairs, strict=True))
+    prior.fit(prev, nxt)
+    return prior
+
+
+def test_prior_is_zero_for_unseen_transitions_and_leaves_one_out():
+    pairs = [(1, 2), (1, 2), (1, 3), (2, 4)]
+    prior = prior_from(pairs)
+    bias = prior(torch.tensor([1, 2, 5]))  # (3, n_items), column c is item c + 1
+    assert bias.shape == (3, 6)
+    assert set(torch.nonzero(bias[0]).flatten().tolist()) == {1, 2}   # items 2 and 3
+    assert set(torch.nonzero(bias[1]).flatten().tolist()) == {3}      # item 4
+    assert not bias[2].any()                                          # item 5: no transitions
+    # leaving out the only 1 -> 3 transition removes its evidence entirely ...
+    loo = prior(torch.tensor([1]), exclude=torch.tensor([3]))
+    assert loo[0, 2] == 0 and loo[0, 1] == bias[0, 1]
+    # ... and leaving out one of two 1 -> 2 transitions scores it like a single one would be
+    # scored in a row with one transition fewer
+    loo2 = prior(torch.tensor([1]), exclude=torch.tensor([2]))
+    once = prior_from([(1, 2), (1, 3), (2, 4)])
+    once.load_state_dict({**prior.state_dict(), **{k: v for k, v in once.state_dict().items()
+                                                   if k.startswith("counts.") or k == "log_out"}})
+    assert torch.isclose(loo2[0, 1], once(torch.tensor([1]))[0, 1])
+    assert loo2[0, 1] != bias[0, 1]
+
+
+def test_counts_reload_with_their_own_shape():
+    counts = TransitionCounts(5)
+    counts.fit(torch.tensor([1, 1, 2]), torch.tensor([2, 3, 3]))
+    twin = TransitionCounts(5)  # empty buffers of other shapes
+    twin.load_state_dict(counts.state_dict())
+    assert torch.equal(twin.col, counts.col) and torch.equal(twin.val, counts.val)
+
+
+def test_st_transformer_uses_the_prior_and_round_trips():
+    meta = make_meta()
+    batch = make_batch(meta)
+    torch.manual_seed(0)
+    model = STTransformer(meta, STTransformer.Config(hidden=32, dropout=0.0))
+    model.fit_counts([batch])
+    prev, nxt, _ = transitions([batch])
+    assert int(model.transitions.counts.val.sum()) == len(prev) > 0
+    train_steps(model, [batch], 5)
+    twin = STTransformer(meta, model.config)  # unfitted: its count buffers are empty
+    twin.load_state_dict(model.state_dict())
+    model.eval(), twin.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.score(batch), twin.score(batch))
+        # the prior only touches candidates that followed the last item in training
+        without = STTransformer(meta, model.config)
+        without.load_state_dict(model.state_dict())
+        without.transitions.counts.fit(torch.zeros(0, dtype=torch.long),
+                                       torch.zeros(0, dtype=torch.long))
+        diff = (model.score(batch) - without.eval().score(batch))[:, 1:]
+    seen = torch.zeros_like(diff, dtype=torch.bool)
+    last = batch["item_seq"][:, -1]
+    for r, item in enumerate(last.tolist()):
+        seen[r, nxt[prev == item] - 1] = True
+    assert (diff[~seen] == 0).all() and (diff[seen] != 0).any()
+
+
+def test_markov_scores_are_unchanged_by_the_shared_csr_code():
+    meta = make_meta()
+    batch = make_batch(meta)
+    markov = MarkovRec(meta)
+    markov.fit_counts([batch])
+    prev, nxt, _ = transitions([batch])
+    dense = dense_counts(prev, nxt, meta.n_items + 1)
+    last = batch["item_seq"][:, -1]
+    torch.testing.assert_close(markov._transition_counts(last), dense[last])
