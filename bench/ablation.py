@@ -32,6 +32,7 @@ VARIANTS: dict[str, dict] = {
     "no-distance": {"use_distance": False, "use_candidate_distance": False},
     "no-time-no-distance": {"use_time": False, "use_target_time": False,
                             "use_distance": False, "use_candidate_distance": False},
+    "no-transitions": {"use_transitions": False},
     "pretrain": {"pretrain": True},
     "text": {"text_embeddings": "auto"},
 }
