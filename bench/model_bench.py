@@ -139,7 +139,11 @@ def planted_ceiling(store: Any, draw: Any, args: argparse.Namespace) -> dict[str
         masked = np.zeros((len(ex), draw.config.n_items), dtype=bool)
         masked[rows, to_gen[items - 1]] = True
         masked[np.arange(len(ex)), target] = False   # never happens: the target is unseen
+    seq = draw.sequences()  # training transitions: all but each user's last two targets
+    bound = pl.learnable_bound(draw, seq[:, :-3].ravel(), seq[:, 1:-2].ravel(), prev, target,
+                               candidates=to_gen)
     out = {"dataset": pl.ceiling(draw, prev, target, candidates=to_gen, masked=masked),
+           "learnable": bound,
            "raw_draw": pl.leave_last_ceiling(draw), "exclude_seen": bool(ds.exclude_seen),
            "messages": ds.messages}
     return out

@@ -90,6 +90,11 @@ def print_summary(results: dict[str, Any]) -> None:
             print(f"  generator ceiling on these test targets: ndcg@10 {d['ndcg@10']:.4f} "
                   f"hr@10 {d['hr@10']:.4f} mrr {d['mrr']:.4f} (n={d['n']}); on the raw draw "
                   f"ndcg@10 {raw['ndcg@10']:.4f} hr@10 {raw['hr@10']:.4f}")
+            if c.get("learnable"):
+                b = c["learnable"]
+                print(f"  learnable bound (Bayes posterior from the training transitions, true "
+                      f"popularity given): ndcg@10 {b['ndcg@10']:.4f} = "
+                      f"{b['ndcg@10'] / d['ndcg@10']:.1%} of the ceiling, mrr {b['mrr']:.4f}")
     _print_peers(results)
     if results.get("merged"):
         print(f"\nGOALS (measured in the merged runs above; epochs per run in column 'ep', "

@@ -208,6 +208,49 @@ def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
     return out
 
 
+def learnable_bound(p: Planted, train_prev: np.ndarray, train_next: np.ndarray,
+                    prev: np.ndarray, target: np.ndarray,
+                    candidates: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics of the Bayes posterior ranking from the training transitions alone.
+
+    The ceiling knows each item's true successors; a model only sees transitions. Knowing the
+    generator's law (follow probability, successor count, the popularity of every item), the
+    posterior that ``j`` is a successor of ``i`` after ``c_ij`` of ``n_i`` observed transitions
+    is, treating items independently with Poisson counts, prior odds times
+    ``((f + g z_j) / (g z_j)) ** c_ij * exp(-n_i f)`` with ``f = follow_prob / n_successors``
+    and ``g = 1 - follow_prob``; ranking by ``f * posterior + g * z_j`` is about the best any
+    model can do from this data (it is also given the true popularity, which models are not).
+    ``candidates`` restricts the ranking as in ``ceiling``.
+    """
+    from scipy.special import expit
+
+    c = p.config
+    n_items = c.n_items
+    counts: dict[int, dict[int, int]] = {}
+    for a, b in zip(np.asarray(train_prev).tolist(), np.asarray(train_next).tolist(),
+                    strict=True):
+        row = counts.setdefault(a, {})
+        row[b] = row.get(b, 0) + 1
+    f, g, z = c.follow_prob / c.n_successors, 1.0 - c.follow_prob, p.popularity
+    log_prior = np.log(c.n_successors / (n_items - 1 - c.n_successors))
+    log_lr = np.log((f + g * z) / (g * z))
+    base = g * z
+    if candidates is not None:
+        base = np.full(n_items, -np.inf)
+        base[np.asarray(candidates, np.int64)] = (g * z)[np.asarray(candidates, np.int64)]
+    ranks = []
+    for i, t in zip(np.asarray(prev).tolist(), np.asarray(target).tolist(), strict=True):
+        row = counts.get(i, {})
+        post = np.zeros(n_items)
+        n = sum(row.values())
+        for j, k in row.items():
+            post[j] = expit(log_prior + k * log_lr[j] - n * f)
+        score = f * post + base
+        score[i] = -np.inf  # successors are never the item itself
+        ranks.append(int((score >= score[t]).sum()))
+    return rank_metrics(np.asarray(ranks))
+
+
 def leave_last_ceiling(p: Planted) -> dict[str, float]:
     """The ceiling on the raw draw: each user's last item given the one before it."""
     seq = p.sequences()

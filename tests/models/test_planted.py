@@ -84,3 +84,21 @@ def test_saved_dataset_round_trips(draw: pl.Planted, store) -> None:
     assert pl.item_index(first[schema.ITEM].to_numpy()).tolist() == draw.sequences()[0].tolist()
     gaps = first[schema.TS].diff().dt.total_seconds().to_numpy()[1:]
     assert np.allclose(gaps, np.diff(draw.ts[:draw.config.events_per_user]), atol=1e-3)
+
+
+def test_learnable_bound_lies_between_popularity_and_the_ceiling() -> None:
+    p = pl.generate(pl.PlantedConfig(n_users=400, events_per_user=30, n_items=120, seed=3))
+    seq = p.sequences()
+    prev, target = seq[:, -2], seq[:, -1]
+    ceil = pl.ceiling(p, prev, target)["ndcg@10"]
+    bound = pl.learnable_bound(p, seq[:, :-3].ravel(), seq[:, 1:-2].ravel(), prev, target)
+    # with no transitions at all the posterior is flat: popularity order, the item itself last
+    empty = np.zeros(0, dtype=np.int64)
+    flat = pl.learnable_bound(p, empty, empty, prev, target)["ndcg@10"]
+    pop_scores = np.tile(p.popularity, (len(prev), 1))
+    pop_scores[np.arange(len(prev)), prev] = -np.inf
+    popular = pl.rank_metrics(pl.pessimistic_ranks(pop_scores, target))["ndcg@10"]
+    assert flat == pytest.approx(popular)
+    assert popular + 0.1 < bound["ndcg@10"] <= ceil + 1e-9
+    # about 140 transitions per item here: the posterior finds nearly every successor
+    assert bound["ndcg@10"] > 0.97 * ceil
