@@ -126,9 +126,10 @@ def _drift_from_rollup(ru: rollup.Rollup, freq: str, user: str | None) -> pd.Dat
         idx = ru.user_idx(user)
         where, params = "WHERE user_idx = ?", [-1 if idx is None else idx]
     got = ru.df(f"SELECT * FROM {ru.t('drift_' + freq)} {where}", params)
-    names = ru.user_ids()
     out = got.drop(columns="user_idx")
-    out.insert(0, schema.USER, names.take(got["user_idx"].to_numpy()).reset_index(drop=True))
+    names = ru.user_ids().take(got["user_idx"].to_numpy()) if user is None else \
+        pd.Series([str(user)] * len(got), dtype=ru.user_ids().dtype)
+    out.insert(0, schema.USER, names.reset_index(drop=True))
     for col in (PREV_PERIOD, PERIOD):
         out[col] = out[col].astype("datetime64[us]")
     return out

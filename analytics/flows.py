@@ -84,7 +84,12 @@ def od_flows_sql(con: duckdb.DuckDBPyConnection, table: str, zones: pd.DataFrame
     """
     ru = rollup.for_sql(con, table, where)
     if ru is not None:
-        return _finish(_rollup_counts(ru, zones, max_gap, include_self), zones)
+        from analytics.zones_sql import stored_flows
+
+        counts = stored_flows(ru, zones, max_gap, include_self)
+        if counts is None:
+            counts = _rollup_counts(ru, zones, max_gap, include_self)
+        return _finish(counts, zones)
     filt = f"WHERE {where}" if where else ""
     coords = con.execute(
         f"SELECT DISTINCT {LAT}, {LON} FROM {table} WHERE {has_coords_sql()}"

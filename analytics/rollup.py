@@ -52,12 +52,14 @@ from analytics import schema
 from analytics.geo import has_coords_sql
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 4
+VERSION = 6
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.
 USER_FREQS = ("day", "week", "month")
 PROFILE_FREQS = ("week", "month")
+#: Located events kept in draw order (a hash of user, time and item) for the map's heat layer.
+HEAT_ROWS = 100_000
 #: (freq, min_events) of the stored interest drift: what the Users page shows.
 DRIFT = ("month", 3)
 #: Densities stored per (kind, cell size or H3 resolution, window) for the map; the Map
@@ -73,9 +75,13 @@ CREATE TABLE IF NOT EXISTS rollups (
 """
 _PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week",
           "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
-          "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month")
+          "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
+          "heat", "zones", "zone_activity", "zone_places", "zone_flows")
 
 _off: contextvars.ContextVar[bool] = contextvars.ContextVar("rollups_off", default=False)
+#: (cursor, name) of the set being built: its finished tables answer the later build steps.
+_building: contextvars.ContextVar[tuple[Any, str] | None] = contextvars.ContextVar(
+    "rollup_building", default=None)
 _build_lock = threading.Lock()
 
 
@@ -115,6 +121,12 @@ class Rollup:
     def one(self, sql: str, params: list | None = None) -> tuple:
         rows = self.con.execute(sql, params or []).fetchall()  # fetch all: frees the cursor
         return rows[0] if rows else None
+
+    def has(self, what: str) -> bool:
+        """Whether the summary table ``what`` exists (optional ones: the page's zones)."""
+        return bool(self.one("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND "
+                             "schema_name = current_schema()",
+                             [part(self.name, what).strip('"')])[0])
 
     def summary(self) -> dict[str, Any]:
         cur = self.con.execute(f"SELECT * FROM {self.t('summary')}")
@@ -189,6 +201,9 @@ def ensure(con: Any, name: str, build: bool = True) -> Rollup | None:
     None when the dataset does not exist, the workspace is read-only or another writer
     conflicts: callers then answer from the raw table.
     """
+    building = _building.get()
+    if building is not None and building[1] == name:
+        return Rollup(building[0], name)
     if _fresh(con, name):
         return Rollup(con, name)
     if not build:
@@ -261,6 +276,13 @@ def rebuild(con: Any, name: str) -> float:
                     cur.execute(sql)
                 _build_density(cur, name)
                 _build_drift(cur, name)
+                token = _building.set((cur, name))
+                try:
+                    from analytics.zones_sql import build_page_zones
+
+                    build_page_zones(cur, name)
+                finally:
+                    _building.reset(token)
             cur.execute("DELETE FROM rollups WHERE name = ?", [name])
             cur.execute("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
                         [name, VERSION, fp, reg[0], reg[1], time.perf_counter() - t0])
@@ -403,6 +425,9 @@ def build_sql(name: str, cur: Any) -> list[str]:
             "(x % 86400) // 3600 AS hour, count(*) AS events, count(DISTINCT user_idx) AS users "
             f"FROM (SELECT user_idx, s + {shift} AS x FROM {p['ev']}) GROUP BY ALL"
             for mode, fb, shift in _rhythm_modes(cur, src)),
+        f"CREATE TABLE {p['heat']} AS SELECT row_number() OVER (ORDER BY h) - 1 AS r, {lat}, "
+        f"{lon}, {ts}, {cat} FROM {p['ev']} WHERE coord_idx IS NOT NULL ORDER BY h "
+        f"LIMIT {HEAT_ROWS}",
         f"CREATE TABLE {p['gaps']} AS SELECT gap, count(*) AS n FROM {p['ev']} WHERE gap IS NOT "
         "NULL GROUP BY gap ORDER BY gap",
         f"CREATE TABLE {p['sessions']} AS " + " UNION ALL ".join(

@@ -35,7 +35,7 @@ from analytics.geo import (
     unique_points,
     with_coords,
 )
-from analytics.schema import LAT, LON, TS, USER
+from analytics.schema import CATEGORY, ITEM, LAT, LON, TS, USER
 from analytics.spacetime import CALENDAR, WINDOW, Window, window_sql, window_start
 
 CELL = "cell_id"
@@ -277,6 +277,23 @@ def hex_density_sql(con: duckdb.DuckDBPyConnection, table: str, resolution: int 
             out = _sql_density(con, joined, CELL, window, None, params)
     out[CELL] = out[CELL].astype("string")
     return _finish(out, _hex_centers(out[CELL].unique(), polygons), window)
+
+
+def sample_points_sql(con: duckdb.DuckDBPyConnection, table: str, limit: int,
+                      where: str | None = None, params: list | None = None) -> pd.DataFrame:
+    """Up to ``limit`` located events (``lat, lon, ts, category``) to draw, the same ones
+    every time: the first by a hash of (user, time, item). The rollup stores that hash."""
+    ru = rollup.for_sql(con, table, where)
+    if ru is not None:
+        small = int(limit) <= rollup.HEAT_ROWS  # the first rows in that order are stored
+        return ru.df(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('heat')} WHERE r < "
+                     f"{int(limit)} ORDER BY r" if small else
+                     f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('ev')} WHERE coord_idx "
+                     f"IS NOT NULL ORDER BY h LIMIT {int(limit)}")
+    cond = has_coords_sql() + (f" AND ({where})" if where else "")
+    return con.execute(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {table} WHERE {cond} "
+                       f"ORDER BY hash({USER}, {TS}, {ITEM}) LIMIT {int(limit)}",
+                       params or []).df()
 
 
 def _hex_lookup(coords: pd.DataFrame, resolution: int) -> pd.DataFrame:

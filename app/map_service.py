@@ -16,7 +16,7 @@ import pandas as pd
 from analytics import flows as fl
 from analytics import mobility, space, zones_sql
 from analytics.geo import has_coords_sql, with_coords
-from analytics.schema import CATEGORY, ITEM, LAT, LON, TS, USER
+from analytics.schema import LAT, LON, TS, USER
 from analytics.zones import Zones
 from app.analytics_service import EventFilter, rollup_of, sql_where
 from app.services import dataset_info, get_store, memoize_dataset
@@ -70,15 +70,11 @@ def heat_points(name: str, flt: EventFilter | None = None,
     """Located events to draw (``lat, lon, ts, category``), a deterministic sample of at most
     ``limit``; ``attrs["total"]`` is how many matched before sampling."""
     table, where, params = sql_where(name, flt)
-    with rollup_of(name) as ru:
-        if ru is not None and where is None:  # the draw order is a stored column there
-            out = ru.df(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('ev')} WHERE "
-                        f"coord_idx IS NOT NULL ORDER BY h LIMIT {int(limit)}")
-        else:
-            out = get_store().query_df(
-                f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {table} WHERE "
-                f"{_window_clause(where)} ORDER BY hash({USER}, {TS}, {ITEM}) "
-                f"LIMIT {int(limit)}", params)
+    con = get_store().cursor()
+    try:
+        out = space.sample_points_sql(con, table, limit, where, params)
+    finally:
+        con.close()
     out.attrs["total"] = located_span(name, flt)[2]
     return out
 
@@ -103,14 +99,6 @@ def hex_cells(name: str, flt: EventFilter | None = None,
     return out
 
 
-def zone_window(start: pd.Timestamp | None, end: pd.Timestamp | None) -> str:
-    """The window of the zones' trend: weeks for a few months of data, months beyond."""
-    if start is None or end is None:
-        return "month"
-    days = (end - start).days
-    return "day" if days <= 28 else "week" if days <= 210 else "month"
-
-
 @dataclass(frozen=True)
 class ZoneResult:
     zones: pd.DataFrame       # zone_id, lat, lon, n_places, visits, users, radius_km, polygon,
@@ -123,15 +111,13 @@ class ZoneResult:
 
 @memoize_dataset
 def zones(name: str, flt: EventFilter | None = None) -> ZoneResult:
-    """Aggregation zones (DBSCAN of visited places) with per-window visits and trend labels.
-
-    ``min_visits`` scales with the number of located events so a zone is a place many people
-    go, at 1M events as at 10k; zones visited by fewer than 3 users are dropped.
-    """
+    """Aggregation zones (DBSCAN of visited places) with per-window visits and trend labels,
+    with the page's parameters (``analytics.zones_sql.page_zone_params``: ``min_visits``
+    scales with the located events, zones of fewer than 3 users are dropped). Unfiltered,
+    they come stored with the dataset's rollup."""
     start, end, n = located_span(name, flt)
-    window = zone_window(start, end)
-    eps_m = 100.0
-    min_visits = int(max(15, min(1000, n * 0.001)))
+    spec = zones_sql.page_zone_params(n, start, end)
+    window, eps_m, min_visits = spec["window"], spec["eps_m"], spec["min_visits"]
     table, where, params = sql_where(name, flt)
     con = get_store().cursor()
     try:
@@ -139,9 +125,7 @@ def zones(name: str, flt: EventFilter | None = None) -> ZoneResult:
             found = Zones(zones=pd.DataFrame(), places=pd.DataFrame(),
                           activity=pd.DataFrame())
         else:
-            found = zones_sql.find_zones_sql(con, table, eps_m=eps_m, min_visits=min_visits,
-                                             window=window, min_users=3, where=where,
-                                             params=params)
+            found = zones_sql.find_zones_sql(con, table, **spec, where=where, params=params)
     finally:
         con.close()
     return ZoneResult(zones=found.zones, activity=found.activity, window=window, eps_m=eps_m,
@@ -157,7 +141,8 @@ def flows(name: str, flt: EventFilter | None = None, top: int = 200) -> pd.DataF
     table, where, params = sql_where(name, flt)
     con = get_store().cursor()
     try:
-        out = fl.od_flows_sql(con, table, z, max_gap="12h", where=where, params=params)
+        out = fl.od_flows_sql(con, table, z, max_gap=zones_sql.PAGE_FLOW_GAP, where=where,
+                              params=params)
     finally:
         con.close()
     return out.head(top).reset_index(drop=True)

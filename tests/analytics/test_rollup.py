@@ -26,6 +26,7 @@ from analytics import (
     zones_sql,
 )
 from analytics.engine import duckdb_backend, events_table
+from analytics.geo import has_coords_sql
 from analytics.sample import import_sample
 from analytics.store import Store
 from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, import_nyc, open_store
@@ -50,9 +51,16 @@ class Data:
         ).fetchall()[0]
         self.cut = pd.Timestamp(last) - pd.Timedelta(days=14)
         self.user = str(user)
+        info = store.info(name)
         with rollup.disabled():
             self.zones = zones_sql.find_zones_sql(self.con, self.table, eps_m=150,
                                                   min_visits=200).zones
+            n, first, last = self.con.execute(
+                f"SELECT count(*), min({schema.TS}), max({schema.TS}) FROM {self.table} "
+                f"WHERE {has_coords_sql()}").fetchall()[0]
+            self.page = zones_sql.page_zone_params(n, first, last)   # the Map page's zones
+            self.page_zones = zones_sql.find_zones_sql(self.con, self.table, **self.page).zones
+        assert info.has_coordinates and len(self.page_zones) > 0
 
 
 @pytest.fixture(scope="module", params=["nyc", "sample"])
@@ -111,6 +119,16 @@ CASES = {
         d.con, d.table, min_visits=200, window="week", min_users=3).zones,
     "zone activity per month": lambda d: zones_sql.find_zones_sql(
         d.con, d.table, min_visits=200, window="month").activity,
+    "heat points in draw order": lambda d: space.sample_points_sql(d.con, d.table, 2000),
+    "heat points beyond the stored": lambda d: space.sample_points_sql(
+        d.con, d.table, rollup.HEAT_ROWS + 1),
+    "the Map page's zones": lambda d: zones_sql.find_zones_sql(d.con, d.table, **d.page).zones,
+    "the Map page's zone activity": lambda d: zones_sql.find_zones_sql(
+        d.con, d.table, **d.page).activity,
+    "the Map page's places": lambda d: zones_sql.find_zones_sql(d.con, d.table,
+                                                                **d.page).places,
+    "the Map page's flows": lambda d: flows.od_flows_sql(d.con, d.table, d.page_zones,
+                                                         max_gap=zones_sql.PAGE_FLOW_GAP),
     "flows, 12 h": lambda d: flows.od_flows_sql(d.con, d.table, d.zones, max_gap="12h"),
     "flows, within zones too": lambda d: flows.od_flows_sql(d.con, d.table, d.zones,
                                                             include_self=True),
