@@ -36,13 +36,34 @@ def _zones_for(ctx: dict, events: pd.DataFrame) -> pd.DataFrame:
     from analytics import zones
 
     if "zones" not in ctx:  # flows need zones; built once, outside the timed calls
-        ctx["zones"] = zones.find_zones(events, eps_m=150, min_visits=100 * ctx["copies"]).zones
+        ctx["zones"] = zones.find_zones(events, **ctx["zone_params"]).zones
     return ctx["zones"]
 
 
+def _pd_path_events(events: pd.DataFrame, users: list[str]) -> pd.DataFrame:
+    """The located events of ``users`` among those with >= 3 located events (pandas)."""
+    from analytics.geo import has_coords
+    from analytics.schema import LAT, LON, TS, USER
+
+    located = events[has_coords(events)]
+    n = located.groupby(USER).size()
+    keep = [u for u in users if n.get(u, 0) >= 3]
+    return located.loc[located[USER].isin(keep), [USER, TS, LAT, LON]]
+
+
 def entries() -> list[tuple[str, Fn, Fn]]:
-    """(name, DuckDB function, pandas baseline); each takes (connection, table, events, ctx)."""
-    from analytics import flows, space, zones, zones_sql
+    """(name, DuckDB function, pandas baseline); each takes (connection, table, events, ctx).
+
+    ``ctx`` holds ``zone_params`` (``find_zones`` keyword arguments), ``zones`` (optional:
+    the zones flows run between, else found with ``zone_params``), ``flow_gap`` and
+    ``path_users`` (the user ids whose paths are replayed; the DuckDB side picks them, as the
+    Map page does, by a hash of the id).
+    """
+    from analytics import flows, mobility, space, zones, zones_sql
+
+    def paths(con: Any, t: str, ev: pd.DataFrame, c: dict) -> pd.DataFrame:
+        got = mobility.path_events_sql(con, t, len(c["path_users"]))
+        return mobility.user_paths(got, idle_gap="12h", max_points=120)
 
     return [
         ("grid density 500 m / week",
@@ -51,15 +72,25 @@ def entries() -> list[tuple[str, Fn, Fn]]:
         ("hex density res 8 / month",
          lambda con, t, ev, c: space.hex_density_sql(con, t, 8, window="month"),
          lambda con, t, ev, c: space.hex_density(ev, 8, window="month")),
-        ("zones dbscan + monthly trend",
-         lambda con, t, ev, c: zones_sql.find_zones_sql(
-             con, t, min_visits=50 * c["copies"], window="month").zones,
-         lambda con, t, ev, c: zones.find_zones(
-             ev, min_visits=50 * c["copies"], window="month").zones),
-        ("zone-to-zone flows, 6 h gap",
-         lambda con, t, ev, c: flows.od_flows_sql(con, t, _zones_for(c, ev), max_gap="6h"),
-         lambda con, t, ev, c: flows.od_flows(ev, _zones_for(c, ev), max_gap="6h")),
+        ("zones dbscan + trend",
+         lambda con, t, ev, c: zones_sql.find_zones_sql(con, t, **c["zone_params"]).zones,
+         lambda con, t, ev, c: zones.find_zones(ev, **c["zone_params"]).zones),
+        ("zone-to-zone flows",
+         lambda con, t, ev, c: flows.od_flows_sql(con, t, _zones_for(c, ev),
+                                                  max_gap=c["flow_gap"]),
+         lambda con, t, ev, c: flows.od_flows(ev, _zones_for(c, ev), max_gap=c["flow_gap"])),
+        ("paths for replay (25 users)", paths,
+         lambda con, t, ev, c: mobility.user_paths(_pd_path_events(ev, c["path_users"]),
+                                                   idle_gap="12h", max_points=120)),
     ]
+
+
+def path_users(con: Any, table: str, n: int = 25) -> list[str]:
+    """The ``n`` users the Map page replays (hash order among users with >= 3 located
+    events), picked once so both sides draw the same people."""
+    from analytics import mobility
+
+    return sorted(mobility.path_events_sql(con, table, n)["user_id"].unique().tolist())
 
 
 def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
@@ -84,7 +115,8 @@ def run(copies: int = 10, repeat: int = 3) -> pd.DataFrame:
             "item_id, ts + to_minutes(CAST(r AS BIGINT)) AS ts, lat, lon, behavior, category, "
             f"value, tz_offset_min FROM {store.table('nyc')}, range({copies}) t(r)")
         events = con.execute("SELECT * FROM big").df()
-        ctx: dict[str, Any] = {"copies": copies}
+        ctx: dict[str, Any] = {"zone_params": {"min_visits": 50 * copies, "window": "month"},
+                               "flow_gap": "6h", "path_users": path_users(con, "big")}
         rows = []
         t_load, _ = _best(lambda: con.execute("SELECT * FROM big").df(), repeat)
         for name, duck, base in entries():

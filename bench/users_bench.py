@@ -1,0 +1,127 @@
+"""The Users page's queries for bench/analytics_bench.py: one user's timeline, drift and
+mobility, the top changers and the churn panel, each against the same work in pandas.
+
+``queries()`` returns ``BenchQuery`` entries (see bench/analytics_bench.py); the per-user ones
+use ``ctx.extra["user"]``, the most active user of the generated events.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analytics import schema
+from bench.analytics_bench import (
+    BenchQuery,
+    Context,
+    _frames_equal,
+    _same_rows,
+    pd_churn_features,
+    pd_profiles,
+)
+
+
+def pd_user_events(df: pd.DataFrame, user: str) -> pd.DataFrame:
+    return df[df[schema.USER] == user].sort_values(schema.TS, kind="mergesort")
+
+
+def _pd_features(df: pd.DataFrame, cut: pd.Timestamp, window: pd.Timedelta,
+                 windows: int = 4) -> pd.DataFrame:
+    """``analytics.churn.churn_features``'s frame, computed with ``pd_churn_features``."""
+    from analytics import churn
+
+    raw = pd_churn_features(df, cut, window, windows)
+    out = pd.DataFrame({schema.USER: raw[schema.USER],
+                        churn.RECENCY: (cut - raw["last"]).dt.total_seconds() / 86400.0,
+                        churn.TENURE: (cut - raw["first"]).dt.total_seconds() / 86400.0,
+                        churn.TOTAL: raw["n"].astype("int64")})
+    for i in range(1, windows + 1):
+        out[f"freq_{i}"] = raw[f"freq_{i}"].astype("int64")
+    x = np.arange(windows, dtype=float) - (windows - 1) / 2
+    counts = out[[f"freq_{i}" for i in range(windows, 0, -1)]].to_numpy(dtype=float)
+    out[churn.TREND] = counts @ x / (x @ x)
+    out[churn.CHURNED] = raw["churned"].astype("int64")
+    return out.sort_values(schema.USER).reset_index(drop=True)
+
+
+def pd_churn_panel(df: pd.DataFrame, window: pd.Timedelta) -> tuple[pd.DataFrame, float]:
+    """The Users page's churn panel in pandas: risk at the end (model fitted one window
+    earlier) and the backtest's ROC-AUC one window before the end."""
+    from sklearn.metrics import roc_auc_score
+
+    from analytics import churn
+
+    last = pd.Timestamp(df[schema.TS].max())
+    at = last + pd.Timedelta(seconds=1)
+    model = churn.fit_churn_model(_pd_features(df, at - window, window))
+    risk = model.predict(_pd_features(df, at, window).drop(columns=churn.CHURNED))
+    test_cut = last - window
+    bt_model = churn.fit_churn_model(_pd_features(df, test_cut - window, window))
+    test = _pd_features(df, test_cut, window)
+    auc = roc_auc_score(test[churn.CHURNED], bt_model.predict(test)[churn.RISK])
+    return risk.sort_values([churn.RISK, schema.USER], ascending=[False, True]), float(auc)
+
+
+def _pd_top_changers(df: pd.DataFrame) -> pd.DataFrame:
+    from analytics import evolution
+
+    profiles = pd_profiles(df)
+    profiles["period"] = profiles["period"].astype("datetime64[us]")
+    drift = evolution.interest_drift(profiles, min_events=3)
+    return evolution.top_changers(drift, profiles, n=12, min_pairs=2)
+
+
+def _churn_panel(c: Context, window: str) -> tuple[pd.DataFrame, float]:
+    from analytics import churn
+
+    risk = churn.churn_risk(c.events, window=window)
+    bt, _ = churn.churn_backtest(c.events, window=window)
+    return risk, float(bt.loc[bt[churn.MODEL] == churn.LOGISTIC, churn.ROC_AUC].iloc[0])
+
+
+def _same_churn(a: tuple[pd.DataFrame, float], b: tuple[pd.DataFrame, float]) -> bool:
+    from analytics import churn
+
+    ra, rb = (x.set_index(schema.USER)[churn.RISK] for x in (a[0], b[0]))
+    return len(ra) == len(rb) and bool(np.allclose(ra, rb.reindex(ra.index))) \
+        and abs(a[1] - b[1]) < 1e-9
+
+
+def _same_drift(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    return len(a) == len(b) and bool(np.allclose(a["js"], b["js"]))
+
+
+def queries() -> list[BenchQuery]:
+    from analytics import evolution, mobility
+
+    def user(c: Context) -> str:
+        return c.extra["user"]
+
+    def events(c: Context) -> pd.DataFrame:
+        return mobility.user_events_sql(c.con, c.table, user(c))
+
+    return [
+        BenchQuery("one user's timeline", "Users", events,
+                   lambda c: pd_user_events(c.df, user(c)), _same_rows,
+                   note="the most active user"),
+        BenchQuery("one user's profiles + interest drift (monthly)", "Users",
+                   lambda c: (evolution.interest_profiles(c.events, "month", user=user(c)),
+                              evolution.drift(c.events, "month", 3, user=user(c)))[1],
+                   lambda c: evolution.interest_drift(
+                       pd_profiles(pd_user_events(c.df, user(c))), min_events=3),
+                   _same_drift),
+        BenchQuery("top changers (all users' drift)", "Users",
+                   lambda c: evolution.top_changers(
+                       evolution.drift(c.events, "month", 3),
+                       evolution.interest_profiles(c.events, "month"), n=12, min_pairs=2),
+                   lambda c: _pd_top_changers(c.df), _frames_equal,
+                   note="the page's reference drift comes from the same frames"),
+        BenchQuery("one user's mobility (monthly)", "Users",
+                   lambda c: mobility.user_mobility(events(c), window="month"),
+                   lambda c: mobility.user_mobility(pd_user_events(c.df, user(c)),
+                                                    window="month"), _frames_equal),
+        BenchQuery("churn risk + backtest (14 d)", "Users",
+                   lambda c: _churn_panel(c, "14D"),
+                   lambda c: pd_churn_panel(c.df, pd.Timedelta(days=14)), _same_churn,
+                   note="same sklearn fits both ways"),
+    ]
