@@ -187,7 +187,7 @@ def user_events_sql(con: Any, table: str, user: str,
 
 def path_events_sql(con: Any, table: str, users: int, where: str | None = None,
                     params: list | None = None) -> pd.DataFrame:
-    """Located events (``user_id, ts, lat, lon``, by user and time) of a deterministic sample
+    """Located events (``user_id, ts, lat, lon``, sorted by all four) of a deterministic sample
     of ``users`` users with at least 3 located events: the first by a hash of the user id."""
     ru = rollup.for_sql(con, table, where)
     if ru is not None:  # the per-user table knows who has 3 located events
@@ -195,12 +195,12 @@ def path_events_sql(con: Any, table: str, users: int, where: str | None = None,
                     f"ORDER BY hash({USER}) LIMIT {int(users)}")["user_idx"].tolist()
         return ru.df(f"SELECT {USER}, {TS}, {LAT}, {LON} FROM {ru.t('ev')} WHERE user_idx IN "
                      f"({', '.join(map(str, ids)) or 'NULL'}) AND coord_idx IS NOT NULL "
-                     f"ORDER BY user_idx, us, item_idx")
+                     f"ORDER BY user_idx, us, {LAT}, {LON}")
     cond = has_coords_sql() + (f" AND ({where})" if where else "")
     return con.execute(
         f"SELECT {USER}, {TS}, {LAT}, {LON} FROM {table} WHERE {cond} AND {USER} IN ("
         f"SELECT {USER} FROM {table} WHERE {cond} GROUP BY {USER} HAVING count(*) >= 3 "
-        f"ORDER BY hash({USER}) LIMIT {int(users)}) ORDER BY {USER}, {TS}",
+        f"ORDER BY hash({USER}) LIMIT {int(users)}) ORDER BY {USER}, {TS}, {LAT}, {LON}",
         (params or []) * 2).df()
 
 

@@ -48,7 +48,8 @@ def _pd_path_events(events: pd.DataFrame, users: list[str]) -> pd.DataFrame:
     located = events[has_coords(events)]
     n = located.groupby(USER).size()
     keep = [u for u in users if n.get(u, 0) >= 3]
-    return located.loc[located[USER].isin(keep), [USER, TS, LAT, LON]]
+    out = located.loc[located[USER].isin(keep), [USER, TS, LAT, LON]]
+    return out.sort_values([USER, TS, LAT, LON], kind="mergesort")  # the SQL's order
 
 
 def entries() -> list[tuple[str, Fn, Fn]]:
