@@ -19,6 +19,7 @@ from analytics import (
     flows,
     mobility,
     rollup,
+    rollup_build,
     schema,
     sessions,
     space,
@@ -221,8 +222,8 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
     store = open_store(tmp_path / "ws")
     con = store.cursor()
     name = import_sample(store, "s", users=40, seed=1).name
-    real = rollup.build_sql
-    monkeypatch.setattr(rollup, "build_sql",
+    real = rollup_build.build_sql
+    monkeypatch.setattr(rollup_build, "build_sql",
                         lambda n, cur: real(n, cur) + ["SELECT no_such_column FROM datasets"])
     t = events_table(duckdb_backend(store), name)
     assert rollup.for_events(t) is None                 # build failed: raw path
