@@ -57,12 +57,13 @@ def _kl_terms(p: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 def interest_profiles(events: Any, freq: str = "month", column: str = schema.CATEGORY,
-                      missing: str | None = None, user: str | None = None) -> pd.DataFrame:
+                      missing: str | None = None,
+                      user: str | list[str] | None = None) -> pd.DataFrame:
     """Each user's category mix per window: ``user_id, period, <column>, events, share``.
 
     Events with a null ``column`` are dropped (unknown interest), unless ``missing`` names a
     label to count them under. ``share`` sums to 1 per (user, period). ``user`` keeps one
-    user's rows (a profile page need not profile everyone).
+    user's rows, or those of a list of users (a profile page need not profile everyone).
     """
     check_freq(freq)
     ru = rollup.for_events(events)
@@ -71,7 +72,7 @@ def interest_profiles(events: Any, freq: str = "month", column: str = schema.CAT
         return _profiles_from_rollup(ru, freq, user)
     t = as_table(events)
     if user is not None:
-        t = t.filter(t[schema.USER] == str(user))
+        t = t.filter(t[schema.USER].isin(_user_list(user)))
     if column not in t.columns:
         raise ValueError(f"cannot profile by {column!r}: the events have no such column")
     key = t[column]
@@ -89,21 +90,28 @@ def interest_profiles(events: Any, freq: str = "month", column: str = schema.CAT
     return out.sort_values([schema.USER, PERIOD, column]).reset_index(drop=True)
 
 
-def _profiles_from_rollup(ru: rollup.Rollup, freq: str, user: str | None) -> pd.DataFrame:
+def _user_list(user: str | list[str]) -> list[str]:
+    return [str(user)] if isinstance(user, str) else [str(u) for u in user]
+
+
+def _profiles_from_rollup(ru: rollup.Rollup, freq: str,
+                          user: str | list[str] | None) -> pd.DataFrame:
     """The stored profile table, already in (user, period, category) order with its shares;
     integer user and category ids are turned back into names with one vectorised take."""
-    where, params = "", []
+    where, params, names = "", [], None
     if user is not None:
-        idx = ru.user_idx(user)
-        where, params = "WHERE user_idx = ?", [-1 if idx is None else idx]
+        names = ru.df(f"SELECT user_idx, {schema.USER} FROM {ru.t('users')} WHERE "
+                      f"{schema.USER} IN (SELECT unnest(?)) ORDER BY user_idx",
+                      [_user_list(user)])
+        where = f"WHERE user_idx IN ({', '.join(map(str, names['user_idx'])) or 'NULL'})"
+        names = names.set_index("user_idx")[schema.USER]
     prof = ru.df(f"SELECT user_idx, {PERIOD}, cat_idx, {EVENTS}, {SHARE} FROM "
                  f"{ru.t('profiles_' + freq)} {where}", params)
     cats = ru.df(f"SELECT {schema.CATEGORY} FROM {ru.t('categories')}")[schema.CATEGORY]
-    names = ru.user_ids() if user is None else pd.Series([str(user)] * len(prof),
-                                                         dtype=cats.dtype)
+    ids = prof["user_idx"].to_numpy()
+    users = ru.user_ids().take(ids) if names is None else names.loc[ids]
     return pd.DataFrame({
-        schema.USER: (names.take(prof["user_idx"].to_numpy()) if user is None else names
-                      ).reset_index(drop=True),
+        schema.USER: users.reset_index(drop=True),
         PERIOD: prof[PERIOD].astype("datetime64[us]"),
         schema.CATEGORY: cats.take(prof["cat_idx"].to_numpy()).reset_index(drop=True),
         EVENTS: prof[EVENTS].astype("int64"), SHARE: prof[SHARE]})
@@ -194,6 +202,16 @@ def segment_drift(drift: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["_o", PERIOD]).drop(columns="_o").reset_index(drop=True)
 
 
+def top_users(drift: pd.DataFrame, n: int = 10, min_pairs: int = 1) -> pd.DataFrame:
+    """``user_id, pairs, mean_js, max_js`` of the ``n`` users with the highest mean drift over
+    at least ``min_pairs`` window pairs, highest first (ties by user id). ``top_changers``
+    needs the profiles of these users only."""
+    per_user = drift.groupby(schema.USER, as_index=False).agg(
+        **{PAIRS: (JS, "size"), MEAN_JS: (JS, "mean"), MAX_JS: (JS, "max")})
+    per_user = per_user[per_user[PAIRS] >= min_pairs]
+    return per_user.sort_values([MEAN_JS, schema.USER], ascending=[False, True]).head(n)
+
+
 def top_changers(drift: pd.DataFrame, profiles: pd.DataFrame, n: int = 10,
                  column: str = schema.CATEGORY, min_pairs: int = 1) -> pd.DataFrame:
     """The ``n`` users with the highest mean drift over at least ``min_pairs`` window pairs.
@@ -202,10 +220,7 @@ def top_changers(drift: pd.DataFrame, profiles: pd.DataFrame, n: int = 10,
     categories whose share rose / fell most between the user's first and last window (null
     when nothing rose / fell).
     """
-    per_user = drift.groupby(schema.USER, as_index=False).agg(
-        **{PAIRS: (JS, "size"), MEAN_JS: (JS, "mean"), MAX_JS: (JS, "max")})
-    per_user = per_user[per_user[PAIRS] >= min_pairs]
-    top = per_user.sort_values([MEAN_JS, schema.USER], ascending=[False, True]).head(n)
+    top = top_users(drift, n, min_pairs)
     prof = profiles[profiles[schema.USER].isin(top[schema.USER])]
     first = prof[PERIOD] == prof.groupby(schema.USER)[PERIOD].transform("min")
     last = prof[PERIOD] == prof.groupby(schema.USER)[PERIOD].transform("max")

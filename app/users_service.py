@@ -125,32 +125,46 @@ def _drift_result(profiles: pd.DataFrame, dr: pd.DataFrame | None, freq: str,
         empty = pd.DataFrame({USER: pd.Series(dtype="string"),
                               ev.PERIOD: pd.Series(dtype="datetime64[us]"),
                               ev.JS: pd.Series(dtype="float64")})
-        return DriftResult(profiles=profiles, drift=empty, reference=pd.DataFrame(
-            columns=[ev.PERIOD, ev.MEDIAN_JS, ev.USERS]) if reference is None else reference,
-            freq=freq)
-    if reference is None:
-        reference = dr.groupby(ev.PERIOD, as_index=False).agg(
-            **{ev.MEDIAN_JS: (ev.JS, "median"), ev.USERS: (USER, "nunique")})
-    return DriftResult(profiles=profiles, drift=dr, reference=reference, freq=freq)
+        return DriftResult(profiles=profiles, drift=empty,
+                           reference=_reference(None) if reference is None else reference,
+                           freq=freq)
+    return DriftResult(profiles=profiles, drift=dr,
+                       reference=_reference(dr) if reference is None else reference, freq=freq)
+
+
+def _reference(dr: pd.DataFrame | None) -> pd.DataFrame:
+    """Median drift and users per window of all users' drift ``dr``."""
+    if dr is None:
+        return pd.DataFrame(columns=[ev.PERIOD, ev.MEDIAN_JS, ev.USERS])
+    return dr.groupby(ev.PERIOD, as_index=False).agg(
+        **{ev.MEDIAN_JS: (ev.JS, "median"), ev.USERS: (USER, "nunique")})
 
 
 @memoize_dataset
 def drift_reference(name: str) -> pd.DataFrame:
     """Median drift of all users per window (``period, median_js, users``)."""
-    return drift(name).reference
+    if not has_categories(name):
+        return _reference(None)
+    with events_table(name) as t:
+        return _reference(ev.drift(t, drift_freq(name), DRIFT_MIN_EVENTS))
 
 
 @memoize_dataset
 def top_changers(name: str, n: int = 12) -> pd.DataFrame:
-    """The users whose interests changed most (mean JS over at least 2 window pairs)."""
-    d = drift(name)
-    if d.drift.empty:
-        return pd.DataFrame(columns=[USER, ev.PAIRS, ev.MEAN_JS, ev.MAX_JS, ev.GAINED,
-                                     ev.LOST])
-    out = ev.top_changers(d.drift, d.profiles, n=n, min_pairs=2)
-    if out.empty:
-        out = ev.top_changers(d.drift, d.profiles, n=n, min_pairs=1)
-    return out
+    """The users whose interests changed most (mean JS over at least 2 window pairs, else 1);
+    only those users' profiles are read."""
+    empty = pd.DataFrame(columns=[USER, ev.PAIRS, ev.MEAN_JS, ev.MAX_JS, ev.GAINED, ev.LOST])
+    if not has_categories(name):
+        return empty
+    freq = drift_freq(name)
+    with events_table(name) as t:
+        dr = ev.drift(t, freq, DRIFT_MIN_EVENTS)
+        for min_pairs in (2, 1):
+            top = ev.top_users(dr, n, min_pairs)
+            if len(top):
+                profiles = ev.interest_profiles(t, freq, user=top[USER].tolist())
+                return ev.top_changers(dr, profiles, n=n, min_pairs=min_pairs)
+    return empty
 
 
 def user_drift(name: str, user: str) -> DriftResult:

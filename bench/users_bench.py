@@ -71,6 +71,16 @@ def _pd_top_changers(df: pd.DataFrame) -> pd.DataFrame:
     return evolution.top_changers(drift, profiles, n=12, min_pairs=2)
 
 
+def _top_changers(c: Context) -> pd.DataFrame:
+    from analytics import evolution
+
+    drift = evolution.drift(c.events, "month", 3)
+    top = evolution.top_users(drift, 12, 2)[schema.USER].tolist()
+    return evolution.top_changers(drift, evolution.interest_profiles(c.events, "month",
+                                                                     user=top), 12,
+                                  min_pairs=2)
+
+
 def _churn_panel(c: Context, window: str) -> tuple[pd.DataFrame, float]:
     from analytics import churn
 
@@ -110,12 +120,9 @@ def queries() -> list[BenchQuery]:
                    lambda c: evolution.interest_drift(
                        pd_profiles(pd_user_events(c.df, user(c))), min_events=3),
                    _same_drift),
-        BenchQuery("top changers (all users' drift)", "Users",
-                   lambda c: evolution.top_changers(
-                       evolution.drift(c.events, "month", 3),
-                       evolution.interest_profiles(c.events, "month"), n=12, min_pairs=2),
+        BenchQuery("top changers (all users' drift)", "Users", _top_changers,
                    lambda c: _pd_top_changers(c.df), _frames_equal,
-                   note="the page's reference drift comes from the same frames"),
+                   note="as app/users_service.py: drift of all, profiles of the top 12"),
         BenchQuery("one user's mobility (monthly)", "Users",
                    lambda c: mobility.user_mobility(events(c), window="month"),
                    lambda c: mobility.user_mobility(pd_user_events(c.df, user(c)),

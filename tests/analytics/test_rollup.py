@@ -52,6 +52,8 @@ class Data:
         ).fetchall()[0]
         self.cut = pd.Timestamp(last) - pd.Timedelta(days=14)
         self.user = str(user)
+        self.some_users = [str(u) for (u,) in self.con.execute(
+            f"SELECT DISTINCT {schema.USER} FROM {self.table} ORDER BY 1 LIMIT 3").fetchall()]
         info = store.info(name)
         with rollup.disabled():
             self.zones = zones_sql.find_zones_sql(self.con, self.table, eps_m=150,
@@ -98,6 +100,8 @@ CASES = {
     "profiles per week": lambda d: evolution.interest_profiles(d.t, "week"),
     "profiles per month": lambda d: evolution.interest_profiles(d.t, "month"),
     "one user's profiles": lambda d: evolution.interest_profiles(d.t, "month", user=d.user),
+    "profiles of a few users": lambda d: evolution.interest_profiles(
+        d.t, "week", user=[d.user, "no such user", *d.some_users]),
     "drift per month": lambda d: evolution.drift(d.t, "month", 3),
     "one user's drift": lambda d: evolution.drift(d.t, "month", 3, user=d.user),
     "interval histogram": lambda d: sessions.interval_histogram(d.t),
