@@ -13,7 +13,8 @@ the planted generator's own ceiling; with ``--peers`` RecBole 1.2.1 SASRec/GRU4R
 very same split (bench.recbole_export -> bench/recbole_peer.py in bench/.recbole-venv);
 and the issue's goals with PASS/MISS measured in this run (bench.model_bench_report).
 
-The RecBole venv (gitignored) is made once with:
+With ``--peers`` the script makes RecBole's own virtual environment (gitignored) when it is
+missing, the way ../shared/PEERS.md says RecBole installs here:
     python3.11 -m venv bench/.recbole-venv
     bench/.recbole-venv/bin/pip install torch==2.13.0 && \
         bench/.recbole-venv/bin/pip install recbole==1.2.1
@@ -57,8 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="datasets the peers run on (default: all of --datasets)")
     p.add_argument("--no-trajectory", action="store_true", help="skip NYC trajectory runs")
     p.add_argument("--splits", nargs="+", default=["leave-last", "trajectory"],
-                   choices=["leave-last", "trajectory"],
-                   help="splits to run (trajectory only on nyc)")
+                   choices=["leave-last", "temporal", "trajectory"],
+                   help="splits to run (trajectory only on nyc, temporal not on planted)")
     p.add_argument("--quick", action="store_true", help="1 epoch on small slices")
     p.add_argument("--threads", type=int, default=1, help="torch threads (and OMP) per run")
     p.add_argument("--batch-size", type=int, default=128)
@@ -147,6 +148,21 @@ def planted_ceiling(store: Any, draw: Any, args: argparse.Namespace) -> dict[str
            "raw_draw": pl.leave_last_ceiling(draw), "exclude_seen": bool(ds.exclude_seen),
            "messages": ds.messages}
     return out
+
+
+def ensure_recbole_venv() -> None:
+    """Create bench/.recbole-venv with RecBole 1.2.1 (CPU torch first) unless it exists."""
+    if RECBOLE_PY.exists():
+        return
+    venv = RECBOLE_PY.parents[1]
+    print(f"creating RecBole's virtual environment in {venv} (once)", flush=True)
+    steps = [[sys.executable, "-m", "venv", str(venv)],
+             [str(RECBOLE_PY), "-m", "pip", "install", "--quiet", "torch==2.13.0"],
+             [str(RECBOLE_PY), "-m", "pip", "install", "--quiet", "recbole==1.2.1"]]
+    for cmd in steps:
+        if subprocess.run(cmd).returncode != 0:
+            raise SystemExit(f"could not set up RecBole ({' '.join(cmd)} failed); remove "
+                             f"{venv} and retry, or run without --peers")
 
 
 def export_peers(store: Any, args: argparse.Namespace, folder: Path) -> list[str]:
@@ -248,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
         extra = import_datasets(store, args)
         ceiling = (planted_ceiling(store, extra["planted"], args)
                    if extra["planted"] is not None else None)
+        if args.peers:
+            ensure_recbole_venv()
         peer_sets = export_peers(store, args, peer_dir) if args.peers else []
     finally:
         store.close()     # the runs open the workspace read-only in their own processes
@@ -255,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="runs-", dir=home))
     for name in args.datasets:
         splits = [s for s in args.splits
-                  if s == "leave-last" or (name == "nyc" and not args.no_trajectory)]
+                  if s == "leave-last" or (s == "temporal" and name != "planted")
+                  or (s == "trajectory" and name == "nyc" and not args.no_trajectory)]
         for split in splits:
             print(f"\n== {name} / {split} ==", flush=True)
             for m in models:
