@@ -72,13 +72,21 @@ def churn_features(events: Any, cut: Any, window: str | pd.Timedelta = "14D",
     ``cut`` is a UTC timestamp (anything ``pd.Timestamp`` accepts). Columns: ``user_id,
     recency_days, tenure_days, events_before, freq_1..freq_k, trend[, churned]``.
     """
+    return _features(events, cut, window, windows, label, None)
+
+
+def _features(events: Any, cut: Any, window: str | pd.Timedelta, windows: int, label: bool,
+              times: _UserTimes | None) -> pd.DataFrame:
+    """``churn_features``; ``times`` (one read of a rollup's sorted event times) answers
+    any number of cuts without another scan."""
     if windows < 2:
         raise ValueError(f"windows must be at least 2 (a trend needs two points), got {windows}")
     w = _window_seconds(window)
     cut_s = _epoch(cut)
-    ru = rollup.for_events(events)
-    if ru is not None:
-        out = _features_from_rollup(ru, cut_s, w, windows)
+    ru = None if times is not None else rollup.for_events(events)
+    if times is not None or ru is not None:
+        out = times.counts(cut_s, w, windows) if times is not None else \
+            _features_from_rollup(ru, cut_s, w, windows)
         after = out.pop("_after")
     else:
         t = as_table(events)
@@ -101,7 +109,7 @@ def churn_features(events: Any, cut: Any, window: str | pd.Timedelta = "14D",
     cols = [schema.USER, RECENCY, TENURE, TOTAL] + [freq_col(i) for i in range(1, windows + 1)]
     cols.append(TREND)
     out = out[cols]
-    if label and ru is not None:
+    if label and (times is not None or ru is not None):
         out[CHURNED] = (after == 0).astype("int64").to_numpy()
     elif label:
         after = t.filter((t._s >= cut_s) & (t._s < cut_s + w))
@@ -124,6 +132,50 @@ def _features_from_rollup(ru: rollup.Rollup, cut_s: int, w: int, windows: int) -
         f"FILTER (WHERE s >= {cut_s} AND s < {cut_s + w}) AS _after FROM {ru.t('ev')} "
         f"GROUP BY user_idx HAVING count(*) {before} > 0) f JOIN {ru.t('users')} u "
         "ON f.user_idx = u.user_idx")
+
+
+class _UserTimes:
+    """Every event's (user, epoch second) from a rollup's event table, read once in its
+    (user, time) order: the counts before any cut are binary searches, so the four cuts of
+    a churn panel cost one read instead of four aggregations."""
+
+    def __init__(self, ru: rollup.Rollup) -> None:
+        got = ru.con.execute(f"SELECT user_idx, s FROM {ru.t('ev')}").fetchnumpy()
+        self.s = np.asarray(got["s"], dtype="int64")
+        self.s0 = int(self.s.min()) if len(self.s) else 0
+        users = np.asarray(got["user_idx"], dtype="int64")
+        self.key = (users << 32) | (self.s - self.s0)          # sorted: user, then time
+        if len(self.key) > 1 and not bool((np.diff(self.key) >= 0).all()):
+            raise ValueError("the rollup's events did not come back in (user, time) order")
+        self.ids = ru.user_ids()
+        self.users = np.arange(len(self.ids), dtype="int64")
+        self.start = np.searchsorted(self.key, self.users << 32)
+
+    @classmethod
+    def of(cls, events: Any) -> _UserTimes | None:
+        ru = rollup.for_events(events)
+        try:
+            return None if ru is None else cls(ru)
+        except ValueError:
+            return None
+
+    def before(self, x: int) -> np.ndarray:
+        """Per user (by user_idx): events with ``s < x``."""
+        off = min(max(int(x) - self.s0, 0), 2**32 - 1)
+        return np.searchsorted(self.key, (self.users << 32) | off) - self.start
+
+    def counts(self, cut_s: int, w: int, windows: int) -> pd.DataFrame:
+        """What ``_features_from_rollup`` returns, from the sorted times."""
+        n = self.before(cut_s)
+        keep = n > 0
+        out = pd.DataFrame({schema.USER: self.ids[keep].reset_index(drop=True),
+                            "_last": self.s[(self.start + n - 1)[keep]],
+                            "_first": self.s[self.start[keep]], TOTAL: n[keep]})
+        edges = [self.before(cut_s - i * w) for i in range(windows + 1)]
+        for i in range(1, windows + 1):
+            out[freq_col(i)] = (edges[i - 1] - edges[i])[keep]
+        out["_after"] = (self.before(cut_s + w) - n)[keep]
+        return out
 
 
 def _design(features: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -197,13 +249,18 @@ def churn_backtest(events: Any, cut: Any = None, window: str | pd.Timedelta = "1
     observed. Returns (one row per scorer: ``model, roc_auc, users, churn_rate, train_cut,
     test_cut``; the fitted model).
     """
+    return _backtest(events, cut, window, windows, _UserTimes.of(events))
+
+
+def _backtest(events: Any, cut: Any, window: str | pd.Timedelta, windows: int,
+              times: _UserTimes | None) -> tuple[pd.DataFrame, ChurnModel]:
     from sklearn.metrics import roc_auc_score
 
     step = pd.Timedelta(seconds=_window_seconds(window))
     test_cut = pd.Timestamp(cut) if cut is not None else _last_ts(events) - step
     train_cut = test_cut - step
-    train = churn_features(events, train_cut, window, windows)
-    test = churn_features(events, test_cut, window, windows)
+    train = _features(events, train_cut, window, windows, True, times)
+    test = _features(events, test_cut, window, windows, True, times)
     if test[CHURNED].nunique() < 2:
         raise ValueError(f"at {test_cut} every user is in one class; ROC-AUC is undefined. "
                          "Pick another cut or window")
@@ -229,8 +286,23 @@ def churn_risk(events: Any, at: Any = None, window: str | pd.Timedelta = "14D",
     The model is fitted at ``at - window``, the latest cut whose labels are known at ``at``.
     Columns: the features of ``churn_features`` plus ``risk``.
     """
+    return _risk(events, at, window, windows, _UserTimes.of(events))
+
+
+def _risk(events: Any, at: Any, window: str | pd.Timedelta, windows: int,
+          times: _UserTimes | None) -> pd.DataFrame:
     at = pd.Timestamp(at) if at is not None else _last_ts(events) + pd.Timedelta(seconds=1)
     step = pd.Timedelta(seconds=_window_seconds(window))
-    model = fit_churn_model(churn_features(events, at - step, window, windows))
-    scored = model.predict(churn_features(events, at, window, windows, label=False))
+    model = fit_churn_model(_features(events, at - step, window, windows, True, times))
+    scored = model.predict(_features(events, at, window, windows, False, times))
     return scored.sort_values([RISK, schema.USER], ascending=[False, True]).reset_index(drop=True)
+
+
+def churn_panel(events: Any, window: str | pd.Timedelta = "14D",
+                windows: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``churn_risk`` at the end of the data and ``churn_backtest`` one window earlier, as
+    the Users page shows them: (risk, backtest). On a rollup one read of the event times
+    serves all four cuts."""
+    times = _UserTimes.of(events)
+    return (_risk(events, None, window, windows, times),
+            _backtest(events, None, window, windows, times)[0])

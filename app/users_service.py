@@ -207,8 +207,7 @@ def churn(name: str) -> ChurnResult:
         window = f"{d}D"
         try:
             with events_table(name) as t:
-                risk = ch.churn_risk(t, window=window)
-                bt, _ = ch.churn_backtest(t, window=window)
+                risk, bt = ch.churn_panel(t, window=window)
         except ValueError as exc:
             last_error = str(exc)
             continue

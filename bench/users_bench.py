@@ -84,8 +84,7 @@ def _top_changers(c: Context) -> pd.DataFrame:
 def _churn_panel(c: Context, window: str) -> tuple[pd.DataFrame, float]:
     from analytics import churn
 
-    risk = churn.churn_risk(c.events, window=window)
-    bt, _ = churn.churn_backtest(c.events, window=window)
+    risk, bt = churn.churn_panel(c.events, window=window)
     return risk, float(bt.loc[bt[churn.MODEL] == churn.LOGISTIC, churn.ROC_AUC].iloc[0])
 
 
