@@ -136,7 +136,7 @@ def _drift_from_rollup(ru: rollup.Rollup, freq: str, user: str | None) -> pd.Dat
     got = ru.df(f"SELECT * FROM {ru.t('drift_' + freq)} {where}", params)
     out = got.drop(columns="user_idx")
     names = ru.user_ids().take(got["user_idx"].to_numpy()) if user is None else \
-        pd.Series([str(user)] * len(got), dtype=ru.user_ids().dtype)
+        pd.Series([str(user)] * len(got), dtype="str")  # DuckDB's VARCHAR dtype
     out.insert(0, schema.USER, names.reset_index(drop=True))
     for col in (PREV_PERIOD, PERIOD):
         out[col] = out[col].astype("datetime64[us]")
