@@ -285,14 +285,13 @@ def full_softmax_loss(
     rows = torch.nonzero(keep, as_tuple=False) if want_rows else None
 
     def chunk_loss(hc: torch.Tensor, yc: torch.Tensor, rc: torch.Tensor | None) -> torch.Tensor:
-        logits = hc @ w.T  # (n, n_items)
-        if item_bias is not None:
-            logits = logits + item_bias
+        # (n, n_items); the extra terms are added in place: no copy of the logit matrix
+        logits = hc @ w.T if item_bias is None else torch.addmm(item_bias, hc, w.T)
         if bias_fn is not None:
-            logits = logits + bias_fn(rc)
+            logits.add_(bias_fn(rc))
         if sparse_bias_fn is not None:
             r, c, v = sparse_bias_fn(rc)
-            logits = logits.index_put((r, c), v.to(logits.dtype), accumulate=True)
+            logits.index_put_((r, c), v.to(logits.dtype), accumulate=True)
         return F.cross_entropy(logits.float(), yc, reduction="sum")
 
     N = h.shape[0]
