@@ -45,6 +45,31 @@ def _parse_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
 
 
 # -- data -------------------------------------------------------------------------------
+def _build_summaries(store: Any, name: str, skip: bool) -> float | None:
+    """Build the dataset's dashboard summary tables (``analytics.rollup``) now, so the first
+    page view does not pay for them; seconds taken, or None when skipped or not possible."""
+    if skip:
+        return None
+    import time
+
+    from analytics import rollup
+
+    t0 = time.perf_counter()
+    cur = store.cursor()
+    try:
+        built = rollup.ensure(cur, name) is not None
+    finally:
+        cur.close()
+    return time.perf_counter() - t0 if built else None
+
+
+def _print_summaries(seconds: float | None, skip: bool) -> None:
+    if seconds is not None:
+        print(f"dashboard summaries built in {seconds:.1f} s")
+    elif not skip:
+        print("dashboard summaries not built now (the dashboard builds them on first use)")
+
+
 def cmd_import(args: argparse.Namespace) -> None:
     from analytics.ingest import import_file
 
@@ -52,9 +77,10 @@ def cmd_import(args: argparse.Namespace) -> None:
         report = import_file(store, args.path, name=args.name, fmt=args.format,
                              mapping=_parse_map(args.map), replace=args.replace,
                              keep_duplicates=args.keep_duplicates)
-    data = report.to_json()
+        data = report.to_json()
+        summaries_s = _build_summaries(store, data["name"], args.no_summaries)
     if args.json:
-        _print_json(data)
+        _print_json({**data, "summaries_s": summaries_s})
         return
     extra = data.get("extra") or {}
     if "stay_points" in extra:  # GPS fixes become stay-point events at clustered places
@@ -71,6 +97,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     for flag, count in sorted((data.get("flags") or {}).items()):
         if count:
             print(f"  flagged {count:,} rows: {flag}")
+    _print_summaries(summaries_s, args.no_summaries)
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -99,12 +126,14 @@ def cmd_sample(args: argparse.Namespace) -> None:
     with _store() as store:
         info = import_sample(store, name=args.name, users=args.users, seed=args.seed,
                              replace=args.replace)
+        summaries_s = _build_summaries(store, args.name, args.no_summaries)
     report = info.report
     if args.json:
-        _print_json(report)
+        _print_json({**report, "summaries_s": summaries_s})
     else:
         print(f"generated and imported {args.name!r}: {report['rows_kept']:,} events, "
               f"{report['users']:,} users, {report['items']:,} places")
+        _print_summaries(summaries_s, args.no_summaries)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -191,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replace", action="store_true", help="overwrite a dataset of that name")
     s.add_argument("--keep-duplicates", action="store_true",
                    help="keep exact repeats of an earlier row")
+    s.add_argument("--no-summaries", action="store_true",
+                   help="skip building the dashboard's summary tables now (built on first use)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_import)
 
@@ -207,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--name", default="sample")
     s.add_argument("--replace", action="store_true")
+    s.add_argument("--no-summaries", action="store_true",
+                   help="skip building the dashboard's summary tables now (built on first use)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_sample)
 

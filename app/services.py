@@ -159,7 +159,8 @@ def formats() -> tuple[str, ...]:
 def import_uploaded(path: str | Path, name: str, fmt: str = "auto",
                     mapping: dict[str, str] | None = None, replace: bool = False,
                     keep_duplicates: bool = False) -> dict[str, Any]:
-    """Import a file into the workspace; returns the import report as a dict.
+    """Import a file into the workspace and build its dashboard summaries; returns the import
+    report as a dict (``summaries_s``: the summaries' build time, None when not built).
 
     Raises ``analytics.ingest.IngestError`` for bad input and :class:`ServiceError` for a bad
     name or a name clash, each with a message meant for the user.
@@ -185,4 +186,23 @@ def import_uploaded(path: str | Path, name: str, fmt: str = "auto",
     except StoreError as exc:
         raise ServiceError(str(exc)) from exc
     data = report.to_json()
-    return json.loads(data) if isinstance(data, str) else dict(data)
+    data = json.loads(data) if isinstance(data, str) else dict(data)
+    data["summaries_s"] = build_summaries(name)
+    return data
+
+
+def build_summaries(name: str) -> float | None:
+    """Build the dataset's dashboard summary tables (``analytics.rollup``) right after its
+    import, so the first page view does not pay for them; the seconds taken, or None where
+    the workspace cannot hold them (read-only: pages then read the raw table)."""
+    import time
+
+    from analytics import rollup
+
+    t0 = time.perf_counter()
+    cur = get_store().cursor()
+    try:
+        built = rollup.ensure(cur, name) is not None
+    finally:
+        cur.close()
+    return time.perf_counter() - t0 if built else None

@@ -35,6 +35,17 @@ def test_import_nyc_json_report(home: Path, shared_data) -> None:
     assert (rep["users"], rep["items"]) == (1_083, 5_135)
     assert rep["has_coordinates"] is True
     assert rep["time_min"].startswith("2012-04-0") and rep["time_max"].startswith("2013-02-1")
+    assert rep["summaries_s"] > 0 and _rollup_tables(home, "nyc")[0] is not None
+
+
+def test_import_prints_summaries_line_or_skips_them(home: Path) -> None:
+    r = run_cli(home, "sample", "--users", "20", "--name", "tiny2")
+    assert r.returncode == 0, r.stderr
+    assert "dashboard summaries built in " in r.stdout
+    r = run_cli(home, "sample", "--users", "20", "--name", "tiny3", "--no-summaries")
+    assert r.returncode == 0, r.stderr
+    assert "summaries" not in r.stdout
+    assert _rollup_tables(home, "tiny3") == (None, 0)
 
 
 def test_reimport_refused_without_replace(home: Path) -> None:
@@ -82,11 +93,27 @@ def test_bad_map_argument(home: Path) -> None:
     assert r.returncode != 0 and "unknown field 'usr'" in r.stderr
 
 
+def _rollup_tables(home: Path, name: str) -> tuple[dict | None, int]:
+    """(registry row of the dataset's summary tables, how many of its tables exist)."""
+    from analytics import rollup
+    from analytics.store import DB_FILENAME, Store
+
+    with Store(home / DB_FILENAME, read_only=True) as store:
+        cur = store.cursor()
+        n = cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE ?",
+                        [f"rollup__{name}__%"]).fetchall()[0][0]
+        return rollup.info(cur, name), n
+
+
 def test_sample_and_drop(home: Path) -> None:
     r = run_cli(home, "sample", "--users", "30", "--seed", "3", "--name", "tiny", "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["users"] == 30 and rep["rows_kept"] > 100
+    # the dashboard's summary tables are built by the import, not by the first page view
+    assert rep["summaries_s"] > 0
+    reg, tables = _rollup_tables(home, "tiny")
+    assert reg is not None and tables >= 20
     assert run_cli(home, "drop", "tiny").returncode == 0
     names = {d["name"] for d in json.loads(run_cli(home, "datasets", "--json").stdout)}
     assert "tiny" not in names

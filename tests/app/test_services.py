@@ -79,6 +79,10 @@ def test_import_uploaded_movielens_slice(workspace, shared_data, tmp_path):
     assert report["rows_read"] == report["rows_kept"] == len(lines)
     assert report["users"] == len({ln.split("\t")[0] for ln in lines})
     assert services.dataset_info("ml2k").rows == len(lines)
+    assert report["summaries_s"] > 0  # built by the import: the first page view reads them
+    from analytics import rollup
+    with services.get_store().cursor() as cur:
+        assert rollup.info(cur, "ml2k")["rows"] == len(lines)
     assert services.default_dataset() == "ml2k"
 
     with pytest.raises(services.ServiceError, match="already exists.*Replace"):
