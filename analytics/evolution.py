@@ -99,6 +99,8 @@ def _profiles_from_rollup(ru: rollup.Rollup, freq: str,
     """The stored profile table, already in (user, period, category) order with its shares;
     integer user and category ids are turned back into names with one vectorised take."""
     where, params, names = "", [], None
+    if isinstance(user, str):
+        return _user_profiles(ru, freq, ru.user_idx(user), user)
     if user is not None:
         names = ru.df(f"SELECT user_idx, {schema.USER} FROM {ru.t('users')} WHERE "
                       f"{schema.USER} IN (SELECT unnest(?)) ORDER BY user_idx",
@@ -117,6 +119,34 @@ def _profiles_from_rollup(ru: rollup.Rollup, freq: str,
         EVENTS: prof[EVENTS].astype("int64"), SHARE: prof[SHARE]})
 
 
+def _user_profiles(ru: rollup.Rollup, freq: str, idx: int | None, user: str) -> pd.DataFrame:
+    """One user's stored profiles (``idx``: their user_idx, None when unknown): one query,
+    the category names joined in the engine."""
+    prof = ru.df(f"SELECT p.{PERIOD}, c.{schema.CATEGORY}, p.{EVENTS}, p.{SHARE} FROM "
+                 f"{ru.t('profiles_' + freq)} p JOIN {ru.t('categories')} c USING (cat_idx) "
+                 f"WHERE p.user_idx = ? ORDER BY p.{PERIOD}, p.cat_idx",
+                 [-1 if idx is None else idx])
+    return pd.DataFrame({
+        schema.USER: pd.Series([str(user)] * len(prof), dtype="str"),
+        PERIOD: prof[PERIOD].astype("datetime64[us]"),
+        schema.CATEGORY: prof[schema.CATEGORY], EVENTS: prof[EVENTS].astype("int64"),
+        SHARE: prof[SHARE]})
+
+
+def user_interest(events: Any, user: str, freq: str = "month",
+                  min_events: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(interest_profiles(events, freq, user=user), drift(events, freq, min_events,
+    user=user))``: what the Users page shows for one user, from the rollup in three small
+    reads (freshness, the user's index, profiles, drift) when it stores them."""
+    ru = rollup.for_events(events)
+    if ru is not None and freq in rollup.PROFILE_FREQS and (freq, min_events) == rollup.DRIFT:
+        idx = ru.user_idx(user)
+        return (_user_profiles(ru, freq, idx, user),
+                _drift_from_rollup(ru, freq, str(user), idx))
+    return (interest_profiles(events, freq, user=str(user)),
+            drift(events, freq, min_events, user=str(user)))
+
+
 def drift(events: Any, freq: str = "month", min_events: int = 1,
           user: str | None = None) -> pd.DataFrame:
     """``interest_drift(interest_profiles(events, freq), min_events=min_events)``, for one
@@ -128,10 +158,12 @@ def drift(events: Any, freq: str = "month", min_events: int = 1,
     return interest_drift(interest_profiles(events, freq, user=user), min_events=min_events)
 
 
-def _drift_from_rollup(ru: rollup.Rollup, freq: str, user: str | None) -> pd.DataFrame:
+def _drift_from_rollup(ru: rollup.Rollup, freq: str, user: str | None,
+                      idx: int | None = None) -> pd.DataFrame:
+    """The stored drift of everyone, or of ``user`` (``idx``: their user_idx when known)."""
     where, params = "", []
     if user is not None:
-        idx = ru.user_idx(user)
+        idx = ru.user_idx(user) if idx is None else idx
         where, params = "WHERE user_idx = ?", [-1 if idx is None else idx]
     got = ru.df(f"SELECT * FROM {ru.t('drift_' + freq)} {where}", params)
     out = got.drop(columns="user_idx")

@@ -185,6 +185,39 @@ def user_events_sql(con: Any, table: str, user: str,
                        [str(user)]).df()
 
 
+def page_window(first: Any, last: Any) -> str:
+    """The window the Users page cuts a dataset spanning [first, last] into (its interest
+    drift and mobility): days up to three weeks, weeks up to ~4 months, months beyond."""
+    days = (pd.Timestamp(last) - pd.Timestamp(first)).days
+    return "day" if days <= 21 else "week" if days <= 120 else "month"
+
+
+def user_mobility_sql(con: Any, table: str, user: str, window: Window = None) -> pd.DataFrame:
+    """``user_mobility(user_events_sql(con, table, user), window)``: from the dataset's rollup
+    in one read when it stores that window (``page_window``), else computed on the events."""
+    ru = rollup.for_sql(con, table)
+    if ru is None:
+        return user_mobility(user_events_sql(con, table, user), window)
+    if window is not None:
+        got = _mobility_from_rollup(ru, str(user), window)
+        if got is not None:
+            return got
+    return user_mobility(ru.user_events(str(user)), window)
+
+
+def _mobility_from_rollup(ru: rollup.Rollup, user: str, window: str) -> pd.DataFrame | None:
+    """The stored rows of ``user`` for ``window``, None when that window is not stored or
+    the user is unknown (the caller then computes, as the raw path does)."""
+    got = ru.df(f"SELECT m.* EXCLUDE (freq, user_idx) FROM (SELECT user_idx FROM "
+                f"{ru.t('users')} WHERE {USER} = ?) u LEFT JOIN {ru.t('mobility')} m ON "
+                f"m.user_idx = u.user_idx AND m.freq = ? ORDER BY m.{WINDOW}", [user, window])
+    if got.empty or got[WINDOW].isna().any():
+        return None
+    got.insert(0, USER, pd.Series([user] * len(got), dtype="str"))
+    return got.astype({WINDOW: "datetime64[us]", EVENTS: "int64", PLACES: "int64",
+                       "home_visits": "Int64", "work_visits": "Int64"})
+
+
 def path_events_sql(con: Any, table: str, users: int, where: str | None = None,
                     params: list | None = None) -> pd.DataFrame:
     """Located events (``user_id, ts, lat, lon``, sorted by all four) of a deterministic sample
@@ -225,9 +258,12 @@ def radius_of_gyration(events: pd.DataFrame, window: Window = None) -> pd.DataFr
 
 
 def travel_distance(events: pd.DataFrame, window: Window = None) -> pd.DataFrame:
-    """Sum of great-circle steps between consecutive located events, per user (and window)."""
+    """Sum of great-circle steps between consecutive located events, per user (and window).
+
+    Events at the same time are taken in (item, lat, lon) order, so the sum does not depend
+    on the order the rows came in (a store returns ties in any order)."""
     pts, keys = _keys(with_coords(events), window)
-    pts = pts.sort_values(keys + [TS], kind="mergesort", ignore_index=True)
+    pts = pts.sort_values(keys + [TS, ITEM, LAT, LON], kind="mergesort", ignore_index=True)
     grp = pts.groupby(keys, sort=False).ngroup().to_numpy()
     d = np.zeros(len(pts))
     if len(pts) > 1:

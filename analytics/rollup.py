@@ -22,8 +22,9 @@ one transaction and named ``"rollup__<name>__<part>"``:
   standard idle gaps), ``places_items`` (visited places), ``density`` (the map's standard
   grids), ``heat`` (the first located events in the heat layer's draw order), ``zones`` /
   ``zone_activity`` / ``zone_places`` / ``zone_flows`` (the Map page's zones of the whole
-  dataset), ``summary`` (one row of headline numbers) and ``values`` (events per category
-  and behaviour). analytics/rollup_build.py builds them.
+  dataset), ``summary`` (one row of headline numbers), ``values`` (events per category
+  and behaviour) and ``mobility`` (``mobility.user_mobility`` of every user per window of
+  the Users page, ``mobility.page_window``). analytics/rollup_build.py builds them.
 
 The registry table ``rollups`` says which dataset version each set describes: its
 ``Store.fingerprint`` plus the registry's import time and row count. A set is fresh when
@@ -55,7 +56,7 @@ import pandas as pd
 from analytics import schema
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 6
+VERSION = 7
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.
@@ -80,7 +81,9 @@ CREATE TABLE IF NOT EXISTS rollups (
 PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week",
           "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
-          "heat", "zones", "zone_activity", "zone_places", "zone_flows")
+          "heat", "zones", "zone_activity", "zone_places", "zone_flows", "mobility")
+#: Events per pandas batch when the per-user mobility is computed (bounds the build's memory).
+MOBILITY_BATCH = 1_000_000
 
 _off: contextvars.ContextVar[bool] = contextvars.ContextVar("rollups_off", default=False)
 #: (cursor, name) of the set being built: its finished tables answer the later build steps.

@@ -18,6 +18,7 @@ from analytics.rollup import (
     DENSITY_SPECS,
     DRIFT,
     HEAT_ROWS,
+    MOBILITY_BATCH,
     PARTS,
     PROFILE_FREQS,
     SESSION_GAPS,
@@ -35,6 +36,7 @@ def build_all(cur: Any, name: str) -> None:
         cur.execute(sql)
     _build_density(cur, name)
     _build_drift(cur, name)
+    _build_mobility(cur, name)
     build_page_zones(cur, name)
 
 
@@ -90,6 +92,46 @@ def _build_drift(cur: Any, name: str) -> None:
                     f"{evolution.PERIOD}")
     finally:
         cur.unregister("_drift_rows")
+
+
+def _build_mobility(cur: Any, name: str) -> None:
+    """``mobility``: ``mobility.user_mobility`` (the pandas function itself) of every user per
+    window of the Users page for this dataset's span, on the events in the order one user's
+    read gives them, in batches of whole users; keyed by user_idx, ``freq`` the window."""
+    import numpy as np
+
+    from analytics import mobility
+    from analytics.spacetime import WINDOW
+
+    ru = Rollup(cur, name)
+    s = ru.summary()
+    freq = mobility.page_window(s["ts_p01"], s["ts_p99"])
+    table = part(name, "mobility")
+    anchors = ", ".join(f"{a}_item VARCHAR, {a}_lat DOUBLE, {a}_lon DOUBLE, {a}_visits BIGINT"
+                        for a in ("home", "work"))
+    cur.execute(f"CREATE TABLE {table} (freq VARCHAR, user_idx INTEGER, {WINDOW} TIMESTAMP, "
+                f"{mobility.EVENTS} BIGINT, {mobility.PLACES} BIGINT, {mobility.RG} DOUBLE, "
+                f"{mobility.TRAVEL} DOUBLE, {anchors})")
+    if s["ts_p01"] is None:
+        return
+    counts = ru.df(f"SELECT events FROM {ru.t('users')} ORDER BY user_idx")["events"].to_numpy()
+    batch = np.cumsum(counts) // MOBILITY_BATCH  # whole users per batch
+    cols = ", ".join(schema.COLUMNS)
+    for b in np.unique(batch):
+        lo, hi = np.flatnonzero(batch == b)[[0, -1]]
+        ev = ru.df(f"SELECT user_idx, {cols} FROM {ru.t('ev')} WHERE user_idx BETWEEN ? AND ? "
+                   f"ORDER BY user_idx, us, item_idx, {schema.LAT} NULLS LAST, "
+                   f"{schema.LON} NULLS LAST", [int(lo), int(hi)])
+        idx = pd.Series(ev["user_idx"].to_numpy(), index=ev[schema.USER].to_numpy())
+        got = mobility.user_mobility(ev.drop(columns="user_idx"), window=freq)
+        user = got.pop(schema.USER).to_numpy()
+        got.insert(0, "user_idx", idx[~idx.index.duplicated()].reindex(user).to_numpy("int32"))
+        got.insert(0, "freq", freq)
+        cur.register("_mobility_rows", got)
+        try:
+            cur.execute(f"INSERT INTO {table} SELECT * FROM _mobility_rows")
+        finally:
+            cur.unregister("_mobility_rows")
 
 
 def _rhythm_modes(cur: Any, src: str) -> list[tuple[str, int, str]]:

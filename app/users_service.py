@@ -82,9 +82,7 @@ def user_events(name: str, user: str) -> pd.DataFrame:
 
 def drift_freq(name: str) -> str:
     """Windows of interest profiles: weeks for up to ~4 months of data, months beyond."""
-    lo, hi = robust_span(name)
-    days = (hi - lo).days
-    return "day" if days <= 21 else "week" if days <= 120 else "month"
+    return mobility.page_window(*robust_span(name))
 
 
 def has_categories(name: str) -> bool:
@@ -172,19 +170,24 @@ def user_drift(name: str, user: str) -> DriftResult:
     profiles and drift are read."""
     freq = drift_freq(name)
     with events_table(name) as t:
-        profiles = ev.interest_profiles(t, freq, user=str(user))
-        dr = ev.drift(t, freq, DRIFT_MIN_EVENTS, user=str(user))
+        profiles, dr = ev.user_interest(t, str(user), freq, DRIFT_MIN_EVENTS)
     return _drift_result(profiles, dr, freq, drift_reference(name))
 
 
 @memoize_dataset
 def user_mobility(name: str, user: str) -> pd.DataFrame:
     """Events, distinct places, radius of gyration and travel per window for one user
-    (``analytics.mobility.user_mobility``); rg/travel are NaN without coordinates."""
-    from analytics import mobility
-
-    events = user_events(name, user)
-    return mobility.user_mobility(events, window=drift_freq(name))
+    (``analytics.mobility.user_mobility``, stored in the dataset's rollup for the page's
+    window); rg/travel are NaN without coordinates."""
+    if not user_exists(name, user):
+        raise ServiceError(f"{name!r} has no user {user!r}; pick one from the list or search "
+                           "for part of the id")
+    window = drift_freq(name)
+    con = get_store().cursor()
+    try:
+        return mobility.user_mobility_sql(con, get_store().table(name), str(user), window)
+    finally:
+        con.close()
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,7 @@ def queries() -> list[BenchQuery]:
                    lambda c: pd_user_events(c.df, user(c)), _same_rows,
                    note="the most active user"),
         BenchQuery("one user's profiles + interest drift (monthly)", "Users",
-                   lambda c: (evolution.interest_profiles(c.events, "month", user=user(c)),
-                              evolution.drift(c.events, "month", 3, user=user(c)))[1],
+                   lambda c: evolution.user_interest(c.events, user(c), "month", 3)[1],
                    lambda c: evolution.interest_drift(
                        pd_profiles(pd_user_events(c.df, user(c))), min_events=3),
                    _same_drift),
@@ -123,7 +122,7 @@ def queries() -> list[BenchQuery]:
                    lambda c: _pd_top_changers(c.df), _frames_equal,
                    note="as app/users_service.py: drift of all, profiles of the top 12"),
         BenchQuery("one user's mobility (monthly)", "Users",
-                   lambda c: mobility.user_mobility(events(c), window="month"),
+                   lambda c: mobility.user_mobility_sql(c.con, c.table, user(c), "month"),
                    lambda c: mobility.user_mobility(pd_user_events(c.df, user(c)),
                                                     window="month"), _frames_equal),
         BenchQuery("churn risk + backtest (14 d)", "Users",

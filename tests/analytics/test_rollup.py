@@ -104,6 +104,16 @@ CASES = {
         d.t, "week", user=[d.user, "no such user", *d.some_users]),
     "drift per month": lambda d: evolution.drift(d.t, "month", 3),
     "one user's drift": lambda d: evolution.drift(d.t, "month", 3, user=d.user),
+    "one user's profiles, the Users page's read": lambda d: evolution.user_interest(
+        d.t, d.user, "month", 3)[0],
+    "one user's drift, the Users page's read": lambda d: evolution.user_interest(
+        d.t, d.user, "month", 3)[1],
+    "one user's mobility per month (stored)": lambda d: mobility.user_mobility_sql(
+        d.con, d.table, d.user, "month"),
+    "another user's mobility per month": lambda d: mobility.user_mobility_sql(
+        d.con, d.table, d.some_users[0], "month"),
+    "one user's mobility per week (computed)": lambda d: mobility.user_mobility_sql(
+        d.con, d.table, d.user, "week"),
     "interval histogram": lambda d: sessions.interval_histogram(d.t),
     "interval histogram, 2 bins/decade": lambda d: sessions.interval_histogram(d.t, 2),
     "session summary, 30 min": lambda d: sessions.session_summary(d.t, "30min"),
@@ -180,6 +190,27 @@ def test_rollup_equals_raw_rows(data, case):
     cols = list(raw.columns)
     pd.testing.assert_frame_equal(fast.sort_values(cols, ignore_index=True),
                                   raw.sort_values(cols, ignore_index=True))
+
+
+def test_stored_mobility_of_every_user_equals_the_raw_path(data):
+    """The ``mobility`` table holds, for every user, what ``user_mobility`` gives on the
+    user's raw events for the Users page's window of this dataset."""
+    d = data
+    ru = rollup.ensure(d.con, d.name)
+    first, last = ru.one(f"SELECT ts_p01, ts_p99 FROM {ru.t('summary')}")
+    freq = mobility.page_window(first, last)
+    stored = ru.df(f"SELECT u.{schema.USER}, m.* EXCLUDE (freq, user_idx) FROM "
+                   f"{ru.t('mobility')} m JOIN {ru.t('users')} u USING (user_idx) "
+                   f"WHERE m.freq = ? ORDER BY u.{schema.USER}, m.window_start", [freq])
+    assert stored[schema.USER].nunique() == ru.one(f"SELECT count(*) FROM {ru.t('users')}")[0]
+    with rollup.disabled():
+        raw = d.con.execute(f"SELECT * FROM {d.table} ORDER BY {schema.USER}, {schema.TS}, "
+                            f"{schema.ITEM}, {schema.LAT} NULLS LAST, "
+                            f"{schema.LON} NULLS LAST").df()
+    want = mobility.user_mobility(raw, window=freq)
+    got = stored.astype({"window_start": "datetime64[us]", "home_visits": "Int64",
+                         "work_visits": "Int64"})
+    pd.testing.assert_frame_equal(got, want)
 
 
 def test_approx_users_come_exact_from_the_rollup(data):
