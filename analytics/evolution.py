@@ -122,15 +122,19 @@ def _profiles_from_rollup(ru: rollup.Rollup, freq: str,
 def _user_profiles(ru: rollup.Rollup, freq: str, idx: int | None, user: str) -> pd.DataFrame:
     """One user's stored profiles (``idx``: their user_idx, None when unknown): one query,
     the category names joined in the engine."""
-    prof = ru.df(f"SELECT p.{PERIOD}, c.{schema.CATEGORY}, p.{EVENTS}, p.{SHARE} FROM "
-                 f"{ru.t('profiles_' + freq)} p JOIN {ru.t('categories')} c USING (cat_idx) "
-                 f"WHERE p.user_idx = ? ORDER BY p.{PERIOD}, p.cat_idx",
-                 [-1 if idx is None else idx])
-    return pd.DataFrame({
-        schema.USER: pd.Series([str(user)] * len(prof), dtype="str"),
-        PERIOD: prof[PERIOD].astype("datetime64[us]"),
-        schema.CATEGORY: prof[schema.CATEGORY], EVENTS: prof[EVENTS].astype("int64"),
-        SHARE: prof[SHARE]})
+    return _timestamps(ru.df(
+        f"SELECT CAST(? AS VARCHAR) AS {schema.USER}, p.{PERIOD}, c.{schema.CATEGORY}, "
+        f"p.{EVENTS}, p.{SHARE} FROM {ru.t('profiles_' + freq)} p JOIN {ru.t('categories')} c "
+        f"USING (cat_idx) WHERE p.user_idx = ? ORDER BY p.{PERIOD}, p.cat_idx",
+        [str(user), -1 if idx is None else idx]), PERIOD)
+
+
+def _timestamps(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    """``cols`` as datetime64[us] (DuckDB's TIMESTAMP; converted only where it is not)."""
+    for col in cols:
+        if df[col].dtype != "datetime64[us]":
+            df[col] = df[col].astype("datetime64[us]")
+    return df
 
 
 def user_interest(events: Any, user: str, freq: str = "month",
@@ -161,15 +165,17 @@ def drift(events: Any, freq: str = "month", min_events: int = 1,
 def _drift_from_rollup(ru: rollup.Rollup, freq: str, user: str | None,
                       idx: int | None = None) -> pd.DataFrame:
     """The stored drift of everyone, or of ``user`` (``idx``: their user_idx when known)."""
-    where, params = "", []
-    if user is not None:
+    if user is not None:  # one read, the frame as the query returns it
         idx = ru.user_idx(user) if idx is None else idx
-        where, params = "WHERE user_idx = ?", [-1 if idx is None else idx]
-    got = ru.df(f"SELECT * FROM {ru.t('drift_' + freq)} {where}", params)
+        return _timestamps(ru.df(
+            f"SELECT CAST(? AS VARCHAR) AS {schema.USER}, * EXCLUDE (user_idx) FROM "
+            f"{ru.t('drift_' + freq)} WHERE user_idx = ? ORDER BY {PERIOD}",
+            [str(user), -1 if idx is None else idx]),
+            PREV_PERIOD, PERIOD)
+    got = ru.df(f"SELECT * FROM {ru.t('drift_' + freq)}")
     out = got.drop(columns="user_idx")
-    names = ru.user_ids().take(got["user_idx"].to_numpy()) if user is None else \
-        pd.Series([str(user)] * len(got), dtype="str")  # DuckDB's VARCHAR dtype
-    out.insert(0, schema.USER, names.reset_index(drop=True))
+    out.insert(0, schema.USER, ru.user_ids().take(got["user_idx"].to_numpy())
+               .reset_index(drop=True))
     for col in (PREV_PERIOD, PERIOD):
         out[col] = out[col].astype("datetime64[us]")
     return out
