@@ -223,11 +223,11 @@ def path_events_sql(con: Any, table: str, users: int, where: str | None = None,
     """Located events (``user_id, ts, lat, lon``, sorted by all four) of a deterministic sample
     of ``users`` users with at least 3 located events: the first by a hash of the user id."""
     ru = rollup.for_sql(con, table, where)
-    if ru is not None:  # the per-user table knows who has 3 located events
-        ids = ru.df(f"SELECT user_idx FROM {ru.t('users')} WHERE located >= 3 "
-                    f"ORDER BY hash({USER}) LIMIT {int(users)}")["user_idx"].tolist()
+    if ru is not None:  # the per-user table knows who has 3 located events; one query (a
+        # semi-join: three times faster here than a literal IN list of the users)
         return ru.df(f"SELECT {USER}, {TS}, {LAT}, {LON} FROM {ru.t('ev')} WHERE user_idx IN "
-                     f"({', '.join(map(str, ids)) or 'NULL'}) AND coord_idx IS NOT NULL "
+                     f"(SELECT user_idx FROM {ru.t('users')} WHERE located >= 3 ORDER BY "
+                     f"hash({USER}) LIMIT {int(users)}) AND coord_idx IS NOT NULL "
                      f"ORDER BY user_idx, us, {LAT}, {LON}")
     cond = has_coords_sql() + (f" AND ({where})" if where else "")
     return con.execute(
