@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from analytics import schema
+from analytics import forecast, schema
 from analytics.geo import has_coords_sql
 from analytics.rollup import (
     DENSITY_SPECS,
@@ -38,6 +38,7 @@ def build_all(cur: Any, name: str) -> None:
     _build_drift(cur, name)
     _build_mobility(cur, name)
     build_page_zones(cur, name)
+    forecast.build_page_forecast(Rollup(cur, name))
 
 
 def _build_density(cur: Any, name: str) -> None:
@@ -183,6 +184,10 @@ def build_sql(name: str, cur: Any) -> list[str]:
         out.append(f"CREATE TABLE {p['user_' + f]} AS SELECT date_trunc('{f}', {ts}) AS period, "
                    f"user_idx, count(*) AS events FROM {p['ev']} GROUP BY ALL "
                    "ORDER BY period, user_idx")
+    out.append(f"CREATE TABLE {p['periods']} AS " + " UNION ALL ".join(
+        f"SELECT '{f}' AS freq, period, CAST(sum(events) AS BIGINT) AS events, count(*) AS "
+        f"users FROM {p['user_' + f]} GROUP BY period" for f in USER_FREQS)
+        + " ORDER BY freq, period")
     for f in PROFILE_FREQS:
         out.append(
             f"CREATE TABLE {p['profiles_' + f]} AS SELECT *, events / sum(events) OVER "

@@ -289,7 +289,7 @@ def sample_points_sql(con: duckdb.DuckDBPyConnection, table: str, limit: int,
         return ru.df(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('heat')} WHERE r < "
                      f"{int(limit)} ORDER BY r" if small else
                      f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('ev')} WHERE coord_idx "
-                     f"IS NOT NULL ORDER BY h LIMIT {int(limit)}")
+                     f"IS NOT NULL ORDER BY h LIMIT {int(limit)}", arrow=True)
     cond = has_coords_sql() + (f" AND ({where})" if where else "")
     return con.execute(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {table} WHERE {cond} "
                        f"ORDER BY hash({USER}, {TS}, {ITEM}) LIMIT {int(limit)}",

@@ -82,6 +82,12 @@ def activity_series(events: Any, freq: str = "day", by: str | None = None,
                                  f"use one of {list(t.columns)}")
             keys[by] = t[by]
         out = execute(_events_and_users(t, keys, users))
+    return finish_series(out, freq, by, fill)
+
+
+def finish_series(out: pd.DataFrame, freq: str, by: str | None = None,
+                  fill: bool = True) -> pd.DataFrame:
+    """``activity_series``' last steps on its query's rows: types, missing periods, order."""
     out[PERIOD] = pd.to_datetime(out[PERIOD]).astype("datetime64[us]")
     out = _as_int(out, EVENTS, USERS)
     if fill and len(out):
@@ -103,8 +109,8 @@ def _series_from_rollup(ru: rollup.Rollup, freq: str, users: str | None) -> pd.D
                      f"AS BIGINT) AS {EVENTS} FROM {ru.t('hourly')} GROUP BY 1")
     if freq not in rollup.USER_FREQS:
         return None
-    return ru.df(f"SELECT {PERIOD}, CAST(sum({EVENTS}) AS BIGINT) AS {EVENTS}, count(*) AS "
-                 f"{USERS} FROM {ru.t('user_' + freq)} GROUP BY 1")
+    return ru.df(f"SELECT {PERIOD}, {EVENTS}, {USERS} FROM {ru.t('periods')} WHERE freq = "
+                 f"'{freq}'")
 
 
 def _events_and_users(t: Any, keys: dict[str, Any], users: str | None = "exact") -> Any:

@@ -354,21 +354,15 @@ def forecast(name: str, freq: str = "day", horizon: int | None = None,
     # part, with the same backtest error on the shared datasets
     spec = fc.ModelSpec(order=(1, 0, 0), seasonal_order=(0, 1, 1), season=24) \
         if freq == "hour" and len(series) >= 72 else None
+    got = None
+    if fc.is_page_default(freq, horizon, alpha, fitted, ORIGINS[freq], spec):
+        with rollup_of(name) as ru:  # the page's default: stored by the summary build
+            got = fc.stored_page_forecast(ru)
     try:
-        pred = fc.forecast(series, horizon=horizon, alpha=alpha, spec=spec, max_history=fitted)
+        pred, bt, note = got or fc.page_forecast(series, horizon, alpha, spec, fitted,
+                                                 ORIGINS[freq])
     except ValueError as exc:
         raise ServiceError(f"no {freq}ly forecast: {exc}") from exc
-    note = ""
-    bt = pd.DataFrame()
-    for origins in dict.fromkeys((ORIGINS[freq], 3)):
-        try:
-            bt = fc.backtest(series, horizon=horizon, origins=origins, spec=spec,
-                             max_history=fitted)
-            break
-        except ValueError as exc:
-            note = f"No backtest: {exc}"
-    if not bt.empty:
-        note = ""
     keep = min(max(4 * horizon, 60), fitted)
     history = series[[engine.PERIOD, engine.EVENTS]].iloc[-keep:].reset_index(drop=True)
     return ForecastResult(history=history, forecast=pred, backtest=bt, freq=freq,

@@ -17,6 +17,7 @@ from analytics import (
     cohorts,
     evolution,
     flows,
+    forecast,
     mobility,
     rollup,
     rollup_build,
@@ -163,9 +164,9 @@ def _answers(d: Data, case) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     reads = []
     real_df = rollup.Rollup.df
 
-    def counting(self, sql, params=None):
+    def counting(self, sql, params=None, **kw):
         reads.append(sql)
-        return real_df(self, sql, params)
+        return real_df(self, sql, params, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rollup.Rollup, "df", counting)
@@ -283,3 +284,19 @@ def test_read_only_workspace_answers_from_the_raw_table(tmp_path):
     assert rollup.for_events(t) is None
     assert int(temporal.kpis(t)["events"][0]) == ro.info("s").rows
     ro.close()
+
+
+def test_stored_page_forecast_equals_a_fresh_fit(data):
+    """The summary build stores the Overview's default forecast and backtest: exactly what
+    fitting the daily series of the raw table gives."""
+    ru = rollup.ensure(data.con, data.name)
+    stored = forecast.stored_page_forecast(ru)
+    assert stored is not None
+    with rollup.disabled():
+        series = temporal.activity_series(data.t, forecast.PAGE_FREQ, users=None)
+    fresh = forecast.page_forecast(series, forecast.PAGE_HORIZON, forecast.PAGE_ALPHA, None,
+                                   forecast.PAGE_HISTORY, forecast.PAGE_ORIGINS)
+    pd.testing.assert_frame_equal(stored[0], fresh[0], check_exact=True)
+    pd.testing.assert_frame_equal(stored[1], fresh[1], check_exact=True)
+    assert stored[2] == fresh[2]
+    assert len(stored[0]) == forecast.PAGE_HORIZON and not stored[1].empty
