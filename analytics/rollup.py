@@ -26,7 +26,8 @@ one transaction and named ``"rollup__<name>__<part>"``:
   dataset), ``summary`` (one row of headline numbers), ``values`` (events per category
   and behaviour) and ``mobility`` (``mobility.user_mobility`` of every user per window of
   the Users page, ``mobility.page_window``), ``forecast`` / ``forecast_backtest`` (the
-  Overview page's default forecast and backtest, ``forecast.page_forecast``).
+  Overview page's default forecast and backtest, ``forecast.page_forecast``), ``paths``
+  (the Map page's default replay paths, analytics/rollup_paths.py).
   analytics/rollup_build.py builds them.
 
 The registry table ``rollups`` says which dataset version each set describes: its
@@ -85,7 +86,7 @@ PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week"
           "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
           "heat", "zones", "zone_activity", "zone_places", "zone_flows", "mobility",
-          "forecast", "forecast_backtest", "periods")
+          "forecast", "forecast_backtest", "periods", "paths")
 #: Events per pandas batch when the per-user mobility is computed (bounds the build's memory).
 MOBILITY_BATCH = 1_000_000
 

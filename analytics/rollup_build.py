@@ -30,6 +30,7 @@ from analytics.rollup import (
 
 def build_all(cur: Any, name: str) -> None:
     """Create every summary table of dataset ``name`` (the caller holds the transaction)."""
+    from analytics.rollup_paths import build_page_paths
     from analytics.zones_sql import build_page_zones
 
     for sql in build_sql(name, cur):
@@ -39,6 +40,7 @@ def build_all(cur: Any, name: str) -> None:
     _build_mobility(cur, name)
     build_page_zones(cur, name)
     forecast.build_page_forecast(Rollup(cur, name))
+    build_page_paths(Rollup(cur, name))
 
 
 def _build_density(cur: Any, name: str) -> None:

@@ -154,7 +154,14 @@ def paths(name: str, flt: EventFilter | None = None, users: int = PATH_USERS,
     """Movement paths (``analytics.mobility.user_paths``) of a deterministic sample of up to
     ``users`` users with at least 3 located events, for replay. ``timestamps`` are seconds
     since the first located event of the filter (``located_span(name, flt)[0]``)."""
+    from analytics import rollup_paths as rp
+
     table, where, params = sql_where(name, flt)
+    if where is None and (users, max_points) == (rp.PAGE_PATH_USERS, rp.PAGE_PATH_POINTS):
+        with rollup_of(name) as ru:  # the page's default: stored by the summary build
+            got = rp.stored_page_paths(ru)
+        if got is not None:
+            return got
     con = get_store().cursor()
     try:
         ev = mobility.path_events_sql(con, table, users, where, params)

@@ -58,13 +58,17 @@ def entries() -> list[tuple[str, Fn, Fn]]:
     ``ctx`` holds ``zone_params`` (``find_zones`` keyword arguments), ``zones`` (optional:
     the zones flows run between, else found with ``zone_params``), ``flow_gap`` and
     ``path_users`` (the user ids whose paths are replayed; the DuckDB side picks them, as the
-    Map page does, by a hash of the id).
+    Map page does, by a hash of the id) and optionally ``located_first`` (the first located
+    event: the paths' time reference on the Map page).
     """
-    from analytics import flows, mobility, space, zones, zones_sql
+    from analytics import flows, mobility, rollup, rollup_paths, space, zones, zones_sql
 
     def paths(con: Any, t: str, ev: pd.DataFrame, c: dict) -> pd.DataFrame:
-        got = mobility.path_events_sql(con, t, len(c["path_users"]))
-        return mobility.user_paths(got, idle_gap="12h", max_points=120)
+        # a stored dataset's rollup holds the Map page's default paths (the summary build
+        # computes them); a plain table computes them here
+        got = rollup_paths.stored_page_paths(rollup.for_sql(con, t))
+        return got if got is not None else rollup_paths.page_paths(
+            con, t, len(c["path_users"]), 120, c.get("located_first"))
 
     return [
         ("grid density 500 m / week",
@@ -82,7 +86,8 @@ def entries() -> list[tuple[str, Fn, Fn]]:
          lambda con, t, ev, c: flows.od_flows(ev, _zones_for(c, ev), max_gap=c["flow_gap"])),
         ("paths for replay (25 users)", paths,
          lambda con, t, ev, c: mobility.user_paths(_pd_path_events(ev, c["path_users"]),
-                                                   idle_gap="12h", max_points=120)),
+                                                   idle_gap="12h", max_points=120,
+                                                   reference=c.get("located_first"))),
     ]
 
 

@@ -21,6 +21,7 @@ from analytics import (
     mobility,
     rollup,
     rollup_build,
+    rollup_paths,
     schema,
     sessions,
     space,
@@ -300,3 +301,18 @@ def test_stored_page_forecast_equals_a_fresh_fit(data):
     pd.testing.assert_frame_equal(stored[1], fresh[1], check_exact=True)
     assert stored[2] == fresh[2]
     assert len(stored[0]) == forecast.PAGE_HORIZON and not stored[1].empty
+
+
+def test_stored_page_paths_equal_a_fresh_computation(data):
+    """The summary build stores the Map page's default replay paths: exactly what
+    ``user_paths`` gives on the raw table's events of the sampled users."""
+    ru = rollup.ensure(data.con, data.name)
+    stored = rollup_paths.stored_page_paths(ru)
+    assert stored is not None and len(stored) > 0
+    with rollup.disabled():
+        first = data.con.execute(f"SELECT min({schema.TS}) FROM {data.table} WHERE "
+                                 f"{has_coords_sql()}").fetchall()[0][0]
+        fresh = rollup_paths.page_paths(data.con, data.table, rollup_paths.PAGE_PATH_USERS,
+                                        rollup_paths.PAGE_PATH_POINTS, pd.Timestamp(first))
+    pd.testing.assert_frame_equal(stored, fresh, check_exact=True)
+    assert stored.attrs["reference"] == fresh.attrs["reference"]
