@@ -60,7 +60,7 @@ import pandas as pd
 from analytics import schema
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 8
+VERSION = 9
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.
