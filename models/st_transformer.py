@@ -68,6 +68,7 @@ class STTransformer(Recommender):
         use_target_time: bool = True    # condition on the target slot's gap/hour/weekday
         use_candidate_distance: bool = True  # distance-to-candidate bias in the scores
         use_transitions: bool = True    # learned bias from the last item's training transitions
+        prior_epochs: int = 10          # epochs fitting that prior (and item bias) alone first
         use_positions: bool = True
         pretrain: bool = False          # run pretrain_loss first (off: on NYC it slowed learning)
         mask_prob: float = 0.2          # share of events masked in pre-training
@@ -223,6 +224,8 @@ class STTransformer(Recommender):
         if self.transitions is not None:
             prev, nxt, _ = training_transitions(batches)
             self.transitions.fit(prev, nxt)
+            if self.config.prior_epochs > 0 and len(prev):
+                self.transitions.prefit(prev, nxt, self.item_bias, self.config.prior_epochs)
 
     def hidden(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) target-conditioned state at every position (before the distance bias)."""

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -142,6 +143,35 @@ class TransitionPrior(nn.Module):
             own = (col == exclude[rows]) & (exclude[rows] > 0)
             value = torch.where(own, self._values(True)[idx], value)
         return rows, col - 1, value
+
+    def prefit(self, prev: torch.Tensor, nxt: torch.Tensor, item_bias: nn.Parameter,
+               epochs: int, batch_size: int = 4096, lr: float = 1e-2, seed: int = 0) -> float:
+        """Fit the prior and ``item_bias`` alone on the training transitions (leave-one-out).
+
+        A cheap first stage (no sequence encoder: one sparse bias plus one bias per item) so
+        that the sequence model starts from the first-order solution and only has to learn
+        what the last item does not say. Returns the last epoch's mean loss.
+        """
+        params = [*self.parameters(), item_bias]
+        opt = torch.optim.Adam(params, lr=lr)
+        g = torch.Generator().manual_seed(seed)
+        prev, nxt = prev.to(item_bias.device), nxt.to(item_bias.device)
+        mean = float("nan")
+        for _ in range(epochs):
+            order = torch.randperm(len(prev), generator=g).to(prev.device)
+            total = 0.0
+            for s in range(0, len(prev), batch_size):
+                idx = order[s:s + batch_size]
+                rows, col, value = self.entries(prev[idx], exclude=nxt[idx])
+                logits = item_bias.expand(len(idx), -1).index_put((rows, col), value,
+                                                                  accumulate=True)
+                loss = F.cross_entropy(logits, nxt[idx] - 1)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            mean = total / max(len(prev), 1)
+        return mean
 
     def forward(self, last: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """(N, n_items) dense bias over candidates 1..n_items given each row's last item."""

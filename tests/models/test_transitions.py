@@ -130,3 +130,20 @@ def test_distinct_rows_and_candidate_buckets_match_the_plain_computation():
                        unknown=~known[:, None] | coords[None, :, 0].isnan())
     assert (ids == want).float().mean() > 0.995  # float32 chords: a rare bucket-edge tie
     assert ((ids - want).abs() <= 1).all()
+
+
+def test_prefit_learns_the_first_order_law_alone():
+    # item i is followed by i + 1 (mod 6) twice as often as by anything else
+    g = torch.Generator().manual_seed(2)
+    prev = torch.randint(1, 7, (3000,), generator=g)
+    follow = torch.rand(3000, generator=g) < 0.6
+    nxt = torch.where(follow, prev % 6 + 1, torch.randint(1, 7, (3000,), generator=g))
+    prior = TransitionPrior(6, torch.zeros(7))
+    prior.fit(prev, nxt)
+    bias = torch.nn.Parameter(torch.zeros(6))
+    first = prior.prefit(prev, nxt, bias, epochs=1, batch_size=512)
+    last = prior.prefit(prev, nxt, bias, epochs=5, batch_size=512)
+    assert last < first
+    with torch.no_grad():
+        scores = bias + prior(torch.arange(1, 7))
+    assert torch.equal(scores.argmax(1) + 1, torch.arange(1, 7) % 6 + 1)
