@@ -11,14 +11,8 @@ import numpy as np
 import pandas as pd
 
 from analytics import schema
-from bench.analytics_bench import (
-    BenchQuery,
-    Context,
-    _frames_equal,
-    _same_rows,
-    pd_churn_features,
-    pd_profiles,
-)
+from bench.analytics_bench import BenchQuery, Context, _frames_equal, _same_rows
+from bench.analytics_pandas import pd_churn_features, pd_profiles
 
 
 def pd_user_events(df: pd.DataFrame, user: str) -> pd.DataFrame:
