@@ -66,23 +66,20 @@ class TransitionCounts(nn.Module):
         self.register_buffer("ptr", torch.zeros(self.n + 1, dtype=torch.long))
         self.register_buffer("col", torch.zeros(0, dtype=torch.long))
         self.register_buffer("val", torch.zeros(0))
+        self.register_buffer("tot", torch.zeros(0))  # each entry's row total (transitions out)
 
     def fit(self, prev: torch.Tensor, nxt: torch.Tensor) -> None:
         """Count the (prev, next) pairs; replaces earlier counts."""
         dev = self.ptr.device
         self.ptr, self.col, self.val = (t.to(dev) for t in csr_counts(prev, nxt, self.n))
-
-    def row_totals(self) -> torch.Tensor:
-        """(n_items + 1,) number of training transitions out of each item."""
-        sums = torch.zeros(self.n, device=self.val.device)
-        rows = torch.repeat_interleave(torch.arange(self.n, device=self.ptr.device),
+        rows = torch.repeat_interleave(torch.arange(self.n, device=dev),
                                        self.ptr[1:] - self.ptr[:-1])
-        return sums.index_add_(0, rows.to(sums.device), self.val)
+        self.tot = torch.bincount(rows, weights=self.val, minlength=self.n)[rows].float()
 
     def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any,
                               **kwargs: Any) -> None:
         # the number of stored transitions is only known after fitting: take the saved shapes
-        for name in ("ptr", "col", "val"):
+        for name in ("ptr", "col", "val", "tot"):
             saved = state_dict.get(prefix + name)
             if saved is not None:
                 self._buffers[name] = torch.empty_like(saved, device=self.ptr.device)
@@ -100,7 +97,6 @@ class TransitionPrior(nn.Module):
         if pop.shape[0] != n_items + 1:
             pop = torch.zeros(n_items + 1)
         self.register_buffer("log_pop", torch.log1p(pop))           # (n_items + 1,)
-        self.register_buffer("log_out", torch.zeros(n_items + 1))    # log1p(row totals)
         self.gain = nn.Parameter(torch.ones(()))                     # starts as log1p(count)
         self.mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, 1))
         nn.init.zeros_(self.mlp[2].weight)
@@ -108,40 +104,32 @@ class TransitionPrior(nn.Module):
 
     def fit(self, prev: torch.Tensor, nxt: torch.Tensor) -> None:
         self.counts.fit(prev, nxt)
-        self.log_out = torch.log1p(self.counts.row_totals()).to(self.log_out.device)
 
-    def _values(self, leave_one_out: bool) -> torch.Tensor:
-        """The bias of every stored transition (E,), optionally with one occurrence removed.
-
-        Computed once per call over the stored transitions rather than per batch row, so its
-        cost does not grow with how often a popular item is someone's last event. Leaving one
-        out lowers the count and the row total by one (a count of 0 gives no bias).
-        """
-        c = self.counts
-        rows = torch.repeat_interleave(torch.arange(c.n, device=c.ptr.device),
-                                       c.ptr[1:] - c.ptr[:-1])
-        val, total = c.val, self.log_out[rows].expm1()
-        if leave_one_out:
-            val, total = val - 1.0, total - 1.0
-        feats = torch.stack([torch.log1p(val), torch.log1p(total.clamp(min=0)),
-                             self.log_pop[c.col]], dim=1)           # (E, 3)
+    def _bias(self, val: torch.Tensor, total: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+        """Bias of transitions with counts ``val`` out of row totals ``total`` into ``col``."""
+        feats = torch.stack([torch.log1p(val.clamp(min=0)), torch.log1p(total.clamp(min=0)),
+                             self.log_pop[col]], dim=1)             # (E, 3)
         value = self.gain * feats[:, 0] + self.mlp(feats).squeeze(1)
-        return torch.where(val > 0, value, torch.zeros_like(value))
+        return torch.where(val > 0, value, torch.zeros_like(value))  # no evidence, no bias
 
     def entries(self, last: torch.Tensor, exclude: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The bias as sparse entries (row in ``last``, candidate column 0..n_items-1, value).
 
-        ``exclude`` (N,) takes the transition last -> exclude[r] out of row r's evidence once
-        (leave-one-out for training rows; 0 excludes nothing). The other entries of such a
-        row keep the full row total, a small approximation.
+        The bias is computed once per stored transition, not per batch row, so its cost does
+        not grow with how often a popular item is someone's last event. ``exclude`` (N,) takes
+        the transition last -> exclude[r] out of row r's evidence once (leave-one-out for
+        training rows; 0 excludes nothing): that entry's count and row total drop by one; the
+        row's other entries keep the full total, a small approximation.
         """
-        rows, idx = csr_positions(self.counts.ptr, last)
-        col = self.counts.col[idx]
-        value = self._values(False)[idx]
+        c = self.counts
+        rows, idx = csr_positions(c.ptr, last)
+        col = c.col[idx]
+        value = self._bias(c.val, c.tot, c.col)[idx]
         if exclude is not None:
             own = (col == exclude[rows]) & (exclude[rows] > 0)
-            value = torch.where(own, self._values(True)[idx], value)
+            j = idx[own]
+            value = value.masked_scatter(own, self._bias(c.val[j] - 1.0, c.tot[j] - 1.0, c.col[j]))
         return rows, col - 1, value
 
     def prefit(self, prev: torch.Tensor, nxt: torch.Tensor, item_bias: nn.Parameter,
