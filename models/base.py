@@ -86,6 +86,12 @@ class Recommender(nn.Module):
     def fit_counts(self, batches: list[Batch]) -> None:
         """Non-neural models: build statistics from training batches. Default: nothing."""
 
+    def calibrate(self, ds: Any, device: torch.device | str = "cpu") -> str | None:
+        """After training (best weights loaded): fit what must be fitted on held-out data,
+        from ``ds``'s validation part. Returns a line for the training log. Default: nothing.
+        """
+        return None
+
     @staticmethod
     def mask_padding(scores: torch.Tensor) -> torch.Tensor:
         scores[:, 0] = float("-inf")

@@ -152,7 +152,13 @@ def load(path: str | Path, store: Store, device: torch.device | str = "cpu",
     cls = get_class(blob["model"])
     meta = meta_from_dict(blob["meta"])
     model = cls(meta, make_config(cls, blob["config"]))
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:  # missing/unexpected weights: saved by another version
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise CheckpointError(
+            f"model {path.stem} was saved by a version of {blob['model']} with other weights "
+            f"than this TrailScope's ({first}); retrain the model") from exc
     model.to(torch.device(device))
     model.eval()
     info = {k: v for k, v in blob.items() if k not in ("state_dict", "meta")}

@@ -109,6 +109,9 @@ def activity_labels(train_len: np.ndarray, bins: int = ACTIVITY_BINS) -> np.ndar
         if sel.any():
             lo, hi = int(train_len[sel].min()), int(train_len[sel].max())
             labels[sel] = f"{lo}-{hi}"
+    rest = np.equal(labels, None)  # no bins at all: every user has the same history length
+    if rest.any():
+        labels[rest] = f"{int(train_len[rest].min())}-{int(train_len[rest].max())}"
     return labels
 
 

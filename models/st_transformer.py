@@ -68,7 +68,9 @@ class STTransformer(Recommender):
         use_target_time: bool = True    # condition on the target slot's gap/hour/weekday
         use_candidate_distance: bool = True  # distance-to-candidate bias in the scores
         use_transitions: bool = True    # learned bias from the last item's training transitions
-        prior_epochs: int = 10          # epochs fitting that prior (and item bias) alone first
+        prior_epochs: int = 10          # epochs fitting that prior (and its base rates) alone first
+        freeze_prior: bool = True       # keep the prefitted prior fixed while the encoder trains
+        blend: bool = True              # fit the encoder's weight against the prior on validation
         use_positions: bool = True
         pretrain: bool = False          # run pretrain_loss first (off: on NYC it slowed learning)
         mask_prob: float = 0.2          # share of events masked in pre-training
@@ -128,10 +130,10 @@ class STTransformer(Recommender):
             pop = torch.zeros(meta.n_items + 1)
             if len(meta.item_popularity) == meta.n_items:
                 pop[1:] = torch.tensor(meta.item_popularity, dtype=torch.float32)
+            # also carries a per-item output bias: the base rate the evidence is weighed against
             self.transitions = TransitionPrior(meta.n_items, pop)
-            # with the prior, a per-item output bias (starting at log popularity) carries the
-            # base rate the transition evidence is weighed against
-            self.item_bias = nn.Parameter(torch.log1p(pop[1:]))
+        # score = encoder_weight * (encoder + distance bias) + prior; fitted by calibrate()
+        self.register_buffer("encoder_weight", torch.ones(()))
 
     @staticmethod
     def _load_text(meta: DataMeta, config: Config, given) -> torch.Tensor | None:
@@ -225,7 +227,23 @@ class STTransformer(Recommender):
             prev, nxt, _ = training_transitions(batches)
             self.transitions.fit(prev, nxt)
             if self.config.prior_epochs > 0 and len(prev):
-                self.transitions.prefit(prev, nxt, self.item_bias, self.config.prior_epochs)
+                self.transitions.prefit(prev, nxt, self.config.prior_epochs)
+                # fitted leave-one-out, the prior is calibrated out of sample; trained on with
+                # the encoder, the two co-adapt to the training sequences instead
+                self.transitions.requires_grad_(not self.config.freeze_prior)
+
+    def calibrate(self, ds, device: torch.device | str = "cpu") -> str | None:
+        """Fit ``encoder_weight`` on the validation log-loss (models.blend)."""
+        if self.transitions is None or not self.config.blend:
+            return None
+        from models.blend import fit_weight
+
+        self.encoder_weight.fill_(1.0)
+        fit = fit_weight(self, ds, "valid", device=device)
+        if fit is None:
+            return None
+        self.encoder_weight.fill_(fit.weight)
+        return fit.message()
 
     def hidden(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) target-conditioned state at every position (before the distance bias)."""
@@ -249,21 +267,29 @@ class STTransformer(Recommender):
                 b, pos = rows[:, 0], rows[:, 1]  # leave each row's own transition out
                 return self.transitions.entries(items[b, pos], exclude=targets[b, pos])
 
+        base = self.transitions.base if self.transitions is not None else None
         return full_softmax_loss(h, batch["target_seq"], table, n_items=self.meta.n_items,
-                                 bias_fn=bias_fn, sparse_bias_fn=sparse_fn,
-                                 item_bias=self.item_bias if sparse_fn is not None else None)
+                                 bias_fn=bias_fn, sparse_bias_fn=sparse_fn, item_bias=base)
 
-    def score(self, batch: Batch) -> torch.Tensor:
+    def score_parts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, n_items + 1) encoder part (with the distance bias) and transition-prior part
+        (zeros without a prior); ``score`` is ``encoder_weight * encoder + prior``."""
         batch = crop_batch(batch, self.meta.max_len)
         h, gap, table = self._forward(batch)
         scores = score_all(h[:, -1], table, self.meta.n_items)  # (B, n_items + 1)
         if self.candidate is not None:
             xyz, known = self.candidate.last_known(batch, batch["geo_mask"])
             scores[:, 1:] += self.candidate(xyz[:, -1], known[:, -1], gap[:, -1]).float()
+        prior = torch.zeros_like(scores)
         if self.transitions is not None:
-            prior = self.transitions(batch["item_seq"][:, -1]) + self.item_bias
-            scores[:, 1:] += prior.float()
-        return scores
+            prior[:, 1:] = self.transitions(batch["item_seq"][:, -1]).float()
+        return scores, prior
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        enc, prior = self.score_parts(batch)
+        if self.transitions is None:
+            return enc
+        return self.mask_padding(enc * self.encoder_weight + prior)  # 0 x -inf is NaN
 
     # ------------------------------------------------------------------ pre-training
 

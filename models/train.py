@@ -236,6 +236,10 @@ def train(store: Store, name: str, model: str = "st-transformer", split: str = "
         return TrainResult(None, None, {}, state["history"], time.time() - t0, cancelled,
                            resumed, list(ds.messages))
     net.load_state_dict(state["best_state"])
+    note = net.calibrate(ds, dev)
+    if note:
+        log(note)
+        ds.messages.append(note)
     result = finish(state["history"], cancelled, resumed)
     if not cancelled and partial.exists():
         partial.unlink()

@@ -64,6 +64,17 @@ def test_neural_round_trip(ws, monkeypatch):
     assert loaded.model.emb.weight.shape == (ds.meta.n_items + 1, 12)
 
 
+def test_weights_of_another_version_are_refused(ws, monkeypatch):
+    monkeypatch.setitem(registry.MODELS, "tiny", TinyRec)
+    res = api.train(ws, "nyc80", model="tiny", epochs=1, batch_size=64, max_len=20,
+                    hidden=12, resume=False, **QUIET)
+    blob = torch.load(res.path, weights_only=True)
+    blob["state_dict"]["item_bias"] = torch.zeros(3)  # a weight this version does not have
+    torch.save(blob, res.path)
+    with pytest.raises(ckpt.CheckpointError, match="other weights.*item_bias.*retrain"):
+        ckpt.load(res.path, ws)
+
+
 def test_fingerprint_change_is_refused(ws):
     slice_dataset(ws, "nyc", "moving", 30)
     res = api.train(ws, "moving", model="pop", **QUIET)

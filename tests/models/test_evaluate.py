@@ -10,7 +10,7 @@ import torch
 from analytics import schema
 from models.base import Batch, DataMeta, Recommender
 from models.data import build_dataset
-from models.evaluate import evaluate_model, next_window_metrics, score_examples
+from models.evaluate import activity_labels, evaluate_model, next_window_metrics, score_examples
 from tests.models.realdata import save_frame
 
 
@@ -128,3 +128,9 @@ def test_next_window_task(store):
     ll = build_dataset(store, "nw", "leave-last", min_user=1, min_item=1)
     with pytest.raises(ValueError, match="split='temporal'"):
         next_window_metrics(Fixed(ll.meta, "history"), ll)
+
+
+def test_activity_bins_label_every_user_even_with_equal_histories():
+    assert activity_labels(np.full(5, 28)).tolist() == ["28-28"] * 5
+    mixed = activity_labels(np.array([1, 2, 3, 4, 50, 60, 70, 80]))
+    assert None not in mixed.tolist() and len(set(mixed.tolist())) == 4

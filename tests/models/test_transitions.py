@@ -44,22 +44,31 @@ def prior_from(pairs: list[tuple[int, int]], n_items: int = 6) -> TransitionPrio
 def test_prior_is_zero_for_unseen_transitions_and_leaves_one_out():
     pairs = [(1, 2), (1, 2), (1, 3), (2, 4)]
     prior = prior_from(pairs)
-    bias = prior(torch.tensor([1, 2, 5]))  # (3, n_items), column c is item c + 1
+    bias = prior(torch.tensor([1, 2, 5])) - prior.base  # (3, n_items), column c = item c + 1
     assert bias.shape == (3, 6)
     assert set(torch.nonzero(bias[0]).flatten().tolist()) == {1, 2}   # items 2 and 3
     assert set(torch.nonzero(bias[1]).flatten().tolist()) == {3}      # item 4
     assert not bias[2].any()                                          # item 5: no transitions
     # leaving out the only 1 -> 3 transition removes its evidence entirely ...
-    loo = prior(torch.tensor([1]), exclude=torch.tensor([3]))
+    loo = prior(torch.tensor([1]), exclude=torch.tensor([3])) - prior.base
     assert loo[0, 2] == 0 and loo[0, 1] == bias[0, 1]
     # ... and leaving out one of two 1 -> 2 transitions scores it like a single one would be
     # scored in a row with one transition fewer
-    loo2 = prior(torch.tensor([1]), exclude=torch.tensor([2]))
+    loo2 = prior(torch.tensor([1]), exclude=torch.tensor([2])) - prior.base
     once = prior_from([(1, 2), (1, 3), (2, 4)])
     once.load_state_dict({**prior.state_dict(), **{k: v for k, v in once.state_dict().items()
                                                    if k.startswith("counts.")}})
-    assert torch.isclose(loo2[0, 1], once(torch.tensor([1]))[0, 1])
+    assert torch.isclose(loo2[0, 1], (once(torch.tensor([1])) - once.base)[0, 1])
     assert loo2[0, 1] != bias[0, 1]
+
+
+def test_evidence_is_weighed_against_the_learned_base_rate():
+    prior = prior_from([(1, 2), (1, 3), (1, 3)])
+    evidence = prior(torch.tensor([1])) - prior.base
+    with torch.no_grad():
+        prior.base[2] += 3.0  # item 3 now counts as a common pick: its transitions say less
+    moved = prior(torch.tensor([1])) - prior.base
+    assert moved[0, 2] != evidence[0, 2] and moved[0, 1] == evidence[0, 1]
 
 
 def test_counts_reload_with_their_own_shape():
@@ -140,10 +149,28 @@ def test_prefit_learns_the_first_order_law_alone():
     nxt = torch.where(follow, prev % 6 + 1, torch.randint(1, 7, (3000,), generator=g))
     prior = TransitionPrior(6, torch.zeros(7))
     prior.fit(prev, nxt)
-    bias = torch.nn.Parameter(torch.zeros(6))
-    first = prior.prefit(prev, nxt, bias, epochs=1, batch_size=512)
-    last = prior.prefit(prev, nxt, bias, epochs=5, batch_size=512)
+    first = prior.prefit(prev, nxt, epochs=1, batch_size=512)
+    last = prior.prefit(prev, nxt, epochs=5, batch_size=512)
     assert last < first
     with torch.no_grad():
-        scores = bias + prior(torch.arange(1, 7))
+        scores = prior(torch.arange(1, 7))
     assert torch.equal(scores.argmax(1) + 1, torch.arange(1, 7) % 6 + 1)
+
+
+def test_prefitted_prior_stays_fixed_while_the_encoder_trains():
+    meta = make_meta()
+    batch = make_batch(meta)
+    torch.manual_seed(0)
+    frozen = STTransformer(meta, STTransformer.Config(hidden=32, dropout=0.0, prior_epochs=2))
+    frozen.fit_counts([batch])
+    before = {k: v.clone() for k, v in frozen.transitions.state_dict().items()}
+    enc = frozen.item_emb.weight.detach().clone()
+    train_steps(frozen, [batch], 3)
+    assert all(torch.equal(v, frozen.transitions.state_dict()[k]) for k, v in before.items())
+    assert not torch.equal(enc, frozen.item_emb.weight)
+    free = STTransformer(meta, STTransformer.Config(hidden=32, dropout=0.0, prior_epochs=2,
+                                                    freeze_prior=False))
+    free.fit_counts([batch])
+    base = free.transitions.base.detach().clone()
+    train_steps(free, [batch], 3)
+    assert not torch.equal(base, free.transitions.base)
