@@ -1,6 +1,8 @@
-"""Ablation of the st-transformer: what time, distance, pre-training and text fusion add.
+"""Ablation of the st-transformer: what time, distance, the transition prior, pre-training
+and text fusion add.
 
     python -m bench.ablation --dataset nyc --epochs 6 [--variants full,no-time,...]
+    python -m bench.ablation --dataset planted --epochs 40 --variants full,no-blend,no-transitions
 
 Every variant trains with the same seed, split (leave-last), epochs and defaults through
 ``models.train.train``; only the named switches differ. ``text`` fuses sentence-encoder
@@ -23,6 +25,7 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SOURCES = {
     "nyc": DATA / "foursquare-nyc" / "NYC_checkins_reconstructed.csv.gz",
     "ml100k": DATA / "movielens-100k" / "u.data",
+    "planted": None,  # bench.planted's draw (PEERS.md), generated in the workspace
 }
 
 #: variant -> st-transformer overrides (``text`` is filled in at run time)
@@ -33,6 +36,7 @@ VARIANTS: dict[str, dict] = {
     "no-time-no-distance": {"use_time": False, "use_target_time": False,
                             "use_distance": False, "use_candidate_distance": False},
     "no-transitions": {"use_transitions": False},
+    "no-blend": {"blend": False},                 # encoder and prior summed, not weighed
     "pretrain": {"pretrain": True},
     "text": {"text_embeddings": "auto"},
 }
@@ -67,7 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     home = Path(tempfile.mkdtemp(prefix="trailscope-ablation-"))
     os.environ["TRAILSCOPE_HOME"] = str(home)
     store = Store()
-    import_file(store, SOURCES[args.dataset], name=args.dataset)
+    if SOURCES[args.dataset] is None:
+        from bench import planted
+
+        planted.save(store, args.dataset, planted.generate())
+    else:
+        import_file(store, SOURCES[args.dataset], name=args.dataset)
     print(f"# ablation: st-transformer on {args.dataset}, leave-last, {args.epochs} epochs, "
           f"max_len {args.max_len}, seed 0, {args.threads} torch thread(s), "
           f"{os.cpu_count()} CPUs")
@@ -81,16 +90,20 @@ def main(argv: list[str] | None = None) -> None:
                     max_len=args.max_len, seed=0, resume=False, log=lambda _m: None,
                     **overrides)
         test = res.metrics["test"]
+        weight = next((m.split()[2] for m in res.messages if m.startswith("encoder weight")),
+                      "-")
         rows.append((variant, test["ndcg@10"], test["hr@10"], test["mrr"],
-                     res.metrics["valid"]["ndcg@10"], time.perf_counter() - t0))
+                     res.metrics["valid"]["ndcg@10"], weight, time.perf_counter() - t0))
         print(f"  {variant}: test ndcg@10 {test['ndcg@10']:.4f} ({rows[-1][-1]:.0f} s)",
               flush=True)
     base = next((r[1] for r in rows if r[0] == "full"), None)
-    print("\n| variant | test NDCG@10 | HR@10 | MRR | valid NDCG@10 | vs full | seconds |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for v, ndcg, hr, mrr, valid, secs in rows:
+    print("\n| variant | test NDCG@10 | HR@10 | MRR | valid NDCG@10 | encoder weight | vs full "
+          "| seconds |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for v, ndcg, hr, mrr, valid, weight, secs in rows:
         diff = "" if base is None else f"{ndcg - base:+.4f}"
-        print(f"| {v} | {ndcg:.4f} | {hr:.4f} | {mrr:.4f} | {valid:.4f} | {diff} | {secs:.0f} |")
+        print(f"| {v} | {ndcg:.4f} | {hr:.4f} | {mrr:.4f} | {valid:.4f} | {weight} | {diff} "
+              f"| {secs:.0f} |")
     store.close()
 
 

@@ -259,8 +259,6 @@ def full_softmax_loss(
     item_weight: torch.Tensor,
     n_items: int | None = None,
     bias_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    sparse_bias_fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]] | None = None,
-    item_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of the next item over ALL items, at every non-padding target.
 
@@ -270,9 +268,6 @@ def full_softmax_loss(
     (not sampled negatives) is the strongest objective for SASRec-type models (Klenitskiy &
     Vasilev 2023). ``bias_fn(rows) -> (len(rows), n_items)`` adds a per-row candidate bias
     (distance-to-candidate) computed chunk by chunk; ``rows`` are the (b, l) index pairs.
-    ``sparse_bias_fn(rows) -> (row, column, value)`` adds a bias to a few entries per row
-    (columns 0..n_items-1 are candidates 1..n_items) without a dense (rows, n_items) tensor.
-    ``item_bias`` (n_items,) is a learned per-candidate output bias.
     """
     keep = targets > 0
     h = h[keep]  # (N, D) only the positions that have a next item
@@ -281,17 +276,12 @@ def full_softmax_loss(
         return h.sum() * 0.0
     n_items = n_items or item_weight.shape[0] - 1
     w = item_weight[1 : n_items + 1]  # (n_items, D)
-    want_rows = bias_fn is not None or sparse_bias_fn is not None
-    rows = torch.nonzero(keep, as_tuple=False) if want_rows else None
+    rows = torch.nonzero(keep, as_tuple=False) if bias_fn is not None else None
 
     def chunk_loss(hc: torch.Tensor, yc: torch.Tensor, rc: torch.Tensor | None) -> torch.Tensor:
-        # (n, n_items); the extra terms are added in place: no copy of the logit matrix
-        logits = hc @ w.T if item_bias is None else torch.addmm(item_bias, hc, w.T)
+        logits = hc @ w.T  # (n, n_items); the bias is added in place: no copy
         if bias_fn is not None:
             logits.add_(bias_fn(rc))
-        if sparse_bias_fn is not None:
-            r, c, v = sparse_bias_fn(rc)
-            logits.index_put_((r, c), v.to(logits.dtype), accumulate=True)
         return F.cross_entropy(logits.float(), yc, reduction="sum")
 
     N = h.shape[0]

@@ -67,10 +67,9 @@ class STTransformer(Recommender):
         use_context: bool = True        # hour/weekday/category/behaviour input embeddings
         use_target_time: bool = True    # condition on the target slot's gap/hour/weekday
         use_candidate_distance: bool = True  # distance-to-candidate bias in the scores
-        use_transitions: bool = True    # learned bias from the last item's training transitions
-        prior_epochs: int = 10          # epochs fitting that prior (and its base rates) alone first
-        freeze_prior: bool = True       # keep the prefitted prior fixed while the encoder trains
-        blend: bool = True              # fit the encoder's weight against the prior on validation
+        use_transitions: bool = True    # a first-order prior from the training transitions
+        prior_epochs: int = 10          # epochs fitting that prior (on its own, leave-one-out)
+        blend: bool = True              # weigh encoder and prior on validation (else: sum them)
         use_positions: bool = True
         pretrain: bool = False          # run pretrain_loss first (off: on NYC it slowed learning)
         mask_prob: float = 0.2          # share of events masked in pre-training
@@ -132,8 +131,10 @@ class STTransformer(Recommender):
                 pop[1:] = torch.tensor(meta.item_popularity, dtype=torch.float32)
             # also carries a per-item output bias: the base rate the evidence is weighed against
             self.transitions = TransitionPrior(meta.n_items, pop)
-        # score = encoder_weight * (encoder + distance bias) + prior; fitted by calibrate()
+        # score = encoder_weight * (encoder + distance bias) + prior_weight * prior; the
+        # encoder alone while it trains, then weighed on validation by calibrate()
         self.register_buffer("encoder_weight", torch.ones(()))
+        self.register_buffer("prior_weight", torch.zeros(()))
 
     @staticmethod
     def _load_text(meta: DataMeta, config: Config, given) -> torch.Tensor | None:
@@ -222,27 +223,34 @@ class STTransformer(Recommender):
     # ------------------------------------------------------------------ contract
 
     def fit_counts(self, batches: list[Batch]) -> None:
-        """Count the training transitions behind the first-order prior (if configured)."""
+        """Count the training transitions and fit the first-order prior on them (if on).
+
+        The prior is a model of its own: fitted here, leave-one-out, and never trained with
+        the encoder (whose loss does not see it), so that the two are weighed on validation
+        data that neither was fitted to (``calibrate``).
+        """
         if self.transitions is not None:
             prev, nxt, _ = training_transitions(batches)
             self.transitions.fit(prev, nxt)
             if self.config.prior_epochs > 0 and len(prev):
                 self.transitions.prefit(prev, nxt, self.config.prior_epochs)
-                # fitted leave-one-out, the prior is calibrated out of sample; trained on with
-                # the encoder, the two co-adapt to the training sequences instead
-                self.transitions.requires_grad_(not self.config.freeze_prior)
+            self.transitions.requires_grad_(False)
 
     def calibrate(self, ds, device: torch.device | str = "cpu") -> str | None:
-        """Fit ``encoder_weight`` on the validation log-loss (models.blend)."""
-        if self.transitions is None or not self.config.blend:
+        """Weigh encoder and prior by the validation log-loss (models.blend)."""
+        if self.transitions is None:
             return None
-        from models.blend import fit_weight
+        if not self.config.blend:
+            self.encoder_weight.fill_(1.0)
+            self.prior_weight.fill_(1.0)
+            return "blend off: encoder and prior scores summed"
+        from models.blend import fit_weights
 
-        self.encoder_weight.fill_(1.0)
-        fit = fit_weight(self, ds, "valid", device=device)
+        fit = fit_weights(self, ds, "valid", device=device)
         if fit is None:
             return None
-        self.encoder_weight.fill_(fit.weight)
+        self.encoder_weight.fill_(fit.encoder)
+        self.prior_weight.fill_(fit.prior)
         return fit.message()
 
     def hidden(self, batch: Batch) -> torch.Tensor:
@@ -252,7 +260,7 @@ class STTransformer(Recommender):
     def loss(self, batch: Batch) -> torch.Tensor:
         batch = crop_batch(batch, self.meta.max_len)
         h, gap, table = self._forward(batch)
-        bias_fn = sparse_fn = None
+        bias_fn = None
         if self.candidate is not None:
             xyz, known = self.candidate.last_known(batch, batch["geo_mask"])  # (B, L, 3)
 
@@ -260,20 +268,14 @@ class STTransformer(Recommender):
                 b, pos = rows[:, 0], rows[:, 1]
                 return self.candidate(xyz[b, pos], known[b, pos], gap[b, pos])
 
-        if self.transitions is not None:
-            items, targets = batch["item_seq"], batch["target_seq"]
-
-            def sparse_fn(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-                b, pos = rows[:, 0], rows[:, 1]  # leave each row's own transition out
-                return self.transitions.entries(items[b, pos], exclude=targets[b, pos])
-
-        base = self.transitions.base if self.transitions is not None else None
         return full_softmax_loss(h, batch["target_seq"], table, n_items=self.meta.n_items,
-                                 bias_fn=bias_fn, sparse_bias_fn=sparse_fn, item_bias=base)
+                                 bias_fn=bias_fn)
 
-    def score_parts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_parts(self, batch: Batch,
+                    with_prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, n_items + 1) encoder part (with the distance bias) and transition-prior part
-        (zeros without a prior); ``score`` is ``encoder_weight * encoder + prior``."""
+        (zeros without a prior); ``score`` is ``encoder_weight * encoder + prior_weight *
+        prior``."""
         batch = crop_batch(batch, self.meta.max_len)
         h, gap, table = self._forward(batch)
         scores = score_all(h[:, -1], table, self.meta.n_items)  # (B, n_items + 1)
@@ -281,15 +283,16 @@ class STTransformer(Recommender):
             xyz, known = self.candidate.last_known(batch, batch["geo_mask"])
             scores[:, 1:] += self.candidate(xyz[:, -1], known[:, -1], gap[:, -1]).float()
         prior = torch.zeros_like(scores)
-        if self.transitions is not None:
+        if self.transitions is not None and with_prior:
             prior[:, 1:] = self.transitions(batch["item_seq"][:, -1]).float()
         return scores, prior
 
     def score(self, batch: Batch) -> torch.Tensor:
-        enc, prior = self.score_parts(batch)
+        use_prior = self.transitions is not None and bool(self.prior_weight != 0)
+        enc, prior = self.score_parts(batch, with_prior=use_prior)
         if self.transitions is None:
             return enc
-        return self.mask_padding(enc * self.encoder_weight + prior)  # 0 x -inf is NaN
+        return self.mask_padding(enc * self.encoder_weight + prior * self.prior_weight)
 
     # ------------------------------------------------------------------ pre-training
 

@@ -4,7 +4,8 @@
 buffers, so they travel in checkpoints like weights; ``csr_entries`` (shared with the
 first-order Markov baseline) reads the rows of a batch's previous items.
 
-``TransitionPrior`` is the ST-Transformer's explicit first-order path. A dot product
+``TransitionPrior`` is the ST-Transformer's explicit first-order model, fitted on its own and
+weighed against the sequence encoder on validation data (models.blend). A dot product
 ``h . e_j`` with hidden size 64 is a rank-64 map from the last item to the candidates; a
 catalogue whose items each have a handful of arbitrary successors is not low-rank, and
 sparse data makes such a map slow to learn. The prior holds a learned base rate ``base_j``
@@ -18,7 +19,7 @@ the visits its predecessors bring as well, and overstate how often it comes by c
 planted set of PEERS.md the prior alone scores NDCG@10 0.456 with the learned rate, 0.448
 with log frequency). Candidates never seen after ``i`` get their base rate only.
 
-Training counts include the very transition a training example predicts, so in ``loss``
+Training counts include the very transition a training example predicts, so in ``prefit``
 each row's own transition is taken out first (leave-one-out): otherwise every training
 target would have a count of at least 1 and the model would learn to trust counts of 1
 that, at test time, are as often noise as signal.
@@ -140,13 +141,11 @@ class TransitionPrior(nn.Module):
 
     def prefit(self, prev: torch.Tensor, nxt: torch.Tensor, epochs: int,
                batch_size: int | None = None, lr: float = 1e-2, seed: int = 0) -> float:
-        """Fit the prior alone on the training transitions (leave-one-out).
+        """Fit the prior on the training transitions (leave-one-out), with Adam.
 
-        A cheap first stage (no sequence encoder: the base rates plus one sparse bias) so
-        that the sequence model starts from the first-order solution and only has to learn
-        what the last item does not say. ``batch_size`` defaults to a 20th of the
-        transitions (256 to 4096), so that small data sets get enough steps too. Returns the
-        last epoch's mean loss.
+        Cheap: no sequence encoder, only the base rates and one sparse bias. ``batch_size``
+        defaults to a 20th of the transitions (256 to 4096), so that small data sets get
+        enough steps too. Returns the last epoch's mean loss.
         """
         batch_size = batch_size or min(4096, max(256, len(prev) // 20))
         opt = torch.optim.Adam(self.parameters(), lr=lr)

@@ -10,7 +10,7 @@ import torch
 from bench import planted as pl
 from models import checkpoint as ckpt
 from models.base import Batch, DataMeta, Recommender
-from models.blend import GRID, fit_weight
+from models.blend import fit_weights, mean_nll, validation_parts
 from models.data import build_dataset
 from models.train import train
 
@@ -46,35 +46,52 @@ class Parts(Recommender):
         return noise_a, signal + noise_b
 
 
-def test_the_weight_follows_the_part_that_carries_the_signal(planted):
+def test_the_weights_follow_the_part_that_carries_the_signal(planted):
     ds = build_dataset(planted, "planted", "leave-last")
-    to_encoder = fit_weight(Parts(ds.meta, Parts.Config("encoder")), ds)
-    to_prior = fit_weight(Parts(ds.meta, Parts.Config("prior")), ds)
+    to_encoder = fit_weights(Parts(ds.meta, Parts.Config("encoder")), ds)
+    to_prior = fit_weights(Parts(ds.meta, Parts.Config("prior")), ds)
     assert to_encoder.n == to_prior.n == len(ds.parts["valid"]) > 0
-    assert to_encoder.weight >= 1.5 and to_prior.weight == 0.0
-    assert set(to_prior.nll) == set(GRID)
-    assert to_prior.nll[0.0] < to_prior.nll[1.0] < to_prior.nll[2.0]
-    assert "encoder weight 0.0" in to_prior.message()
+    assert to_encoder.encoder > 1.0 and to_encoder.prior == 0.0
+    assert to_prior.prior > 1.0 and to_prior.encoder == 0.0
+    assert to_prior.nll < to_prior.nll_sum and to_encoder.nll < to_encoder.nll_sum
+    assert "encoder weight 0.00" in to_prior.message()
+
+
+def test_log_loss_by_hand_and_the_validation_subset(planted):
+    enc = torch.tensor([[0.0, 1.0, 2.0, 0.0], [0.0, 0.5, 0.0, 3.0]])
+    prior = torch.tensor([[float("-inf"), 0.0, 1.0, 0.0], [float("-inf"), 2.0, 0.0, -1.0]])
+    target = torch.tensor([2, 1])
+    logits = 0.5 * enc + 2.0 * prior
+    want = float(-torch.log_softmax(logits[:, 1:], 1)[[0, 1], [1, 0]].mean())
+    assert mean_nll(enc, prior, target, 0.5, 2.0) == pytest.approx(want, rel=1e-6)
+    assert mean_nll(enc, prior, target, 0.0, 2.0) == pytest.approx(
+        float(-torch.log_softmax(2.0 * prior[:, 1:], 1)[[0, 1], [1, 0]].mean()), rel=1e-6)
+    ds = build_dataset(planted, "planted", "leave-last")
+    model = Parts(ds.meta, Parts.Config("prior"))
+    full = validation_parts(model, ds)
+    part = validation_parts(model, ds, budget=100 * (ds.meta.n_items + 1))
+    assert len(full[2]) == len(ds.parts["valid"]) and len(part[2]) == 100
+    assert set(part[2].tolist()) <= set(full[2].tolist())
 
 
 def test_st_transformer_weighs_its_encoder_on_validation(planted):
     res = train(planted, "planted", model="st-transformer", epochs=2, batch_size=64,
                 max_len=20, hidden=16, resume=False, pretrain_epochs=0, **QUIET)
-    assert any(m.startswith("encoder weight") for m in res.messages)
+    assert any(m.startswith("blend fitted on") for m in res.messages)
     model = ckpt.load(res.path, planted).model
-    w = float(model.encoder_weight)
-    assert min(abs(w - g) for g in GRID) < 1e-6
-    # first-order data: the sequence encoder adds nothing the prior does not already say
-    assert w < 1.0
+    a, b = float(model.encoder_weight), float(model.prior_weight)
+    # first-order data: the prior carries the signal, the encoder can only re-learn it
+    assert b > 0.5 and a < b
     ds = build_dataset(planted, "planted", "leave-last", max_len=20)
     batch = next(ds.batches("test", 32))
     with torch.no_grad():
         enc, prior = model.score_parts(batch)
         scores = model.score(batch)
-        torch.testing.assert_close(scores[:, 1:], w * enc[:, 1:] + prior[:, 1:])
+        torch.testing.assert_close(scores[:, 1:], a * enc[:, 1:] + b * prior[:, 1:])
         assert torch.isneginf(scores[:, 0]).all()
-    # without the blend the weight stays at 1
+    # without the blend both parts count fully
     plain = train(planted, "planted", model="st-transformer", epochs=1, batch_size=64,
                   max_len=20, hidden=16, prior_epochs=3, blend=False, resume=False,
                   pretrain_epochs=0, **QUIET)
-    assert float(ckpt.load(plain.path, planted).model.encoder_weight) == 1.0
+    summed = ckpt.load(plain.path, planted).model
+    assert float(summed.encoder_weight) == float(summed.prior_weight) == 1.0
