@@ -143,6 +143,27 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 # -- models -----------------------------------------------------------------------------
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` model settings; true/false, integers and decimals are converted."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set hidden=128")
+        value: Any = raw.strip()
+        if value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(value)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = value
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from models import api
 
@@ -165,6 +186,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             kwargs["epochs"] = args.epochs
         if args.text:
             kwargs["text_embeddings"] = args.text
+        kwargs.update(parse_settings(args.set))
         result = api.train(store, args.name, **kwargs)
     if not args.json:
         print(file=sys.stderr)
@@ -260,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--text", metavar="category|PATH.npy",
                    help="st-transformer: fuse sentence-encoder embeddings of each item's "
                         "category name, or of your own (n_items + 1, d) array")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model or training setting (repeatable), e.g. --set hidden=128 "
+                        "--set blend=false --set lr=0.001")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_train)
 

@@ -153,3 +153,15 @@ def test_train_evaluate_recommend_explain_json(home: Path) -> None:
 
     r = run_cli(home, "recommend", "nyc", "no-such-user")
     assert r.returncode != 0 and "no-such-user" in r.stderr
+
+
+def test_train_settings_are_parsed_and_checked(home: Path) -> None:
+    from app.cli import CliError, parse_settings
+
+    assert parse_settings(["hidden=128", "blend=false", "lr=0.001", "relation=kv"]) == {
+        "hidden": 128, "blend": False, "lr": 0.001, "relation": "kv"}
+    with pytest.raises(CliError, match="KEY=VALUE"):
+        parse_settings(["hidden"])
+    r = run_cli(home, "train", "nyc", "--model", "sasrec", "--set", "hiden=3")
+    assert r.returncode != 0
+    assert "hiden" in r.stderr and "valid settings" in r.stderr and "hidden" in r.stderr
