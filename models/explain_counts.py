@@ -79,3 +79,30 @@ def explain_counts(model: Recommender, meta: DataMeta, batch: Batch, item: int) 
                        item_id=meta.item_ids[item - 1], score=score,
                        baseline_score=score - float(attr.sum()), delta=0.0, events=events,
                        groups=groups, details=details)
+
+
+@torch.no_grad()
+def prior_details(model: Recommender, meta: DataMeta, batch: Batch, item: int) -> dict | None:
+    """The ST-Transformer's first-order prior in ``item``'s score (None without one).
+
+    Integrated Gradients attribute the encoder's part only: the prior depends on the last
+    item's identity and the training counts, not on an embedding, so it is constant along
+    the integration path. This reports it apart: the weights of the blend, the prior's own
+    term for the item (weighted as in the score) and the counts behind it.
+    """
+    prior = getattr(model, "transitions", None)
+    if prior is None or not hasattr(model, "prior_weight"):
+        return None
+    last = batch["item_seq"][:1, -1]
+    row = prior(last)[0]                               # (n_items,) base rate + evidence
+    c = prior.counts
+    start, end = int(c.ptr[last[0]]), int(c.ptr[last[0] + 1])
+    cols, vals = c.col[start:end], c.val[start:end]
+    hit = vals[cols == item]
+    weight = float(model.prior_weight)
+    return {"encoder_weight": float(model.encoder_weight), "prior_weight": weight,
+            "prior_term": weight * float(row[item - 1]),
+            "transitions": int(hit.sum()) if len(hit) else 0,
+            "transitions_from_last": int(vals.sum()),
+            "last_item": meta.item_ids[int(last[0]) - 1] if int(last[0]) > 0 else None}
+

@@ -126,9 +126,24 @@ def counts_summary(ex: Explanation) -> str:
     return ""
 
 
+def prior_sentence(ex: Explanation) -> str:
+    """The ST-Transformer's transition prior, when the blend gives it weight."""
+    d = ex.details.get("transition_prior")
+    if not d or d["prior_weight"] <= 0:
+        return ""
+    text = (f"Besides these events, the model's first-order prior (weight "
+            f"{d['prior_weight']:.2f} against the encoder's {d['encoder_weight']:.2f}) adds "
+            f"{d['prior_term']:+.2f} to the score")
+    if d["transitions"]:
+        text += (f": after {d['last_item']}, your last event, users went to this item "
+                 f"{d['transitions']} of {d['transitions_from_last']} times in training")
+    return text + "."
+
+
 def finish_summary(ex: Explanation) -> str:
     """The explanation's summary: evidence, feature groups and the deletion test."""
     if ex.method == "counts":
         return counts_summary(ex)
-    parts = [evidence_sentence(ex), groups_sentence(ex), counterfactual_sentence(ex)]
+    parts = [evidence_sentence(ex), groups_sentence(ex), prior_sentence(ex),
+             counterfactual_sentence(ex)]
     return " ".join(p for p in parts if p)

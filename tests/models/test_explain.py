@@ -255,3 +255,34 @@ def test_explain_user_on_nyc(nyc) -> None:
     assert explain_user(store, "nyc40", user, other, model_id=model_id).item_id == other
     with pytest.raises(ValueError, match="not among"):
         explain_user(store, "nyc40", user, "no-such-item", model_id=model_id)
+
+
+def test_transition_prior_is_reported_apart_from_the_attributions(synth) -> None:
+    from models.pop import transitions
+
+    meta, batches = synth
+    torch.manual_seed(0)
+    m = build_model("st-transformer", meta, **SMALL["st-transformer"], prior_epochs=2)
+    m.fit_counts(batches)
+    train_steps(m, batches, 5)
+    m.encoder_weight.fill_(0.5)
+    m.prior_weight.fill_(0.7)
+    m.eval()
+    prev, nxt, _ = transitions(batches)
+    batch = _one(meta, 10)
+    last = int(batch["item_seq"][0, -1])
+    followers = nxt[prev == last]
+    assert len(followers), "the synthetic draw should hold transitions out of the last item"
+    item = int(torch.mode(followers).values)
+    ex = explain(m, meta, batch, item, counterfactual=False)
+    d = ex.details["transition_prior"]
+    assert d["transitions"] == int((followers == item).sum()) > 0
+    assert d["transitions_from_last"] == len(followers)
+    with torch.no_grad():
+        want = 0.7 * float(m.transitions(batch["item_seq"][:, -1])[0, item - 1])
+    assert d["prior_term"] == pytest.approx(want, rel=1e-5)
+    assert "first-order prior (weight 0.70 against the encoder's 0.50)" in ex.summary
+    assert f"{d['transitions']} of {d['transitions_from_last']} times" in ex.summary
+    # the prior is constant along the integration path: completeness still holds
+    total = float(ex.events[ATTRIBUTION].sum())
+    assert abs(total - (ex.score - ex.baseline_score)) <= abs(ex.delta) + 1e-4
