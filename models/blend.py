@@ -29,7 +29,7 @@ from models.base import Recommender
 from models.data import SeqDataset
 from models.evaluate import autocast, to_device
 
-COARSE = tuple(np.round(np.arange(0.0, 2.01, 0.2), 2))   # 0, 0.2, ..., 2
+COARSE = tuple(np.round(np.arange(0.0, 4.01, 0.25), 2))  # 0, 0.25, ..., 4
 FINE_STEP = 0.05
 BUDGET = 1 << 25  # floats kept per part (128 MB each for the encoder and the prior)
 
@@ -112,7 +112,7 @@ def fit_weights(model: Recommender, ds: SeqDataset, part: str = "valid",
 
     coarse = [(a, b) for a in COARSE for b in COARSE if a or b]
     a0, b0 = min(coarse, key=lambda k: (nll(*k), abs(k[0] - 1) + abs(k[1] - 1)))
-    offsets = FINE_STEP * np.arange(-3, 4)
+    offsets = FINE_STEP * np.arange(-4, 5)
     fine = [(a, b) for a in np.clip(a0 + offsets, 0, None) for b in np.clip(b0 + offsets, 0, None)
             if a or b]
     a, b = min(fine, key=lambda k: nll(*k))
