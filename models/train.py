@@ -158,9 +158,13 @@ def train(store: Store, name: str, model: str = "st-transformer", split: str = "
                            list(ds.messages))
 
     if not cls.trainable or type(net).fit_counts is not Recommender.fit_counts:
-        # count baselines, and neural models with data statistics (the graph's edges)
+        # count baselines, and neural models with data statistics (the graph's edges, the
+        # st-transformer's transition prior)
+        tc = time.time()
         net.fit_counts(list(ds.batches("train", batch_size)))
         net.to(dev)
+        if cls.trainable:
+            log(f"training statistics fitted in {time.time() - tc:.1f}s")
     if not cls.trainable:
         return finish([], False, 0)
 
