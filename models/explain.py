@@ -25,8 +25,9 @@ ever evaluates the forward function at the input and at the baseline; each attri
 is multiplied by a per-row presence flag (1 = input, 0 = baseline) through forward hooks
 and Captum interpolates between the two. Pairwise terms are split evenly between their two
 events; the distance-to-candidate bias goes to the event that gave the last known position.
-The ST-Transformer's transition prior (models.transitions) does not depend on any attributed
-layer, so it is reported apart, with its counts (``details["transition_prior"]``).
+The ST-Transformer's count-based score parts (transition prior, the user's history; see
+models.blend) do not depend on any attributed layer, so they are reported apart, with their
+counts (``details["blend"]``).
 
 Count baselines (pop, repeat, markov) explain themselves (models.explain_counts).
 """
@@ -47,7 +48,7 @@ from torch import nn
 from models.base import Batch, DataMeta, Recommender
 from models.explain_attention import attention_frame, attention_importance
 from models.explain_batch import events_frame, expand, real_positions
-from models.explain_counts import explain_counts, prior_details
+from models.explain_counts import blend_details, explain_counts
 from models.explain_deletion import deletion_test
 from models.explain_text import finish_summary
 from models.explain_types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, Explanation
@@ -233,6 +234,13 @@ def integrated_gradients(model: Recommender, batch: Batch, item: int, n_steps: i
     model.eval()
     batch = {k: v[:1] for k, v in batch.items()}
     f = score_fn(model, item)
+    if hasattr(model, "part_weight") and model.part_weight("encoder") == 0:
+        # the blend gave the encoder no weight: nothing in the score depends on the
+        # attributed layers, every attribution is 0 (the count parts are reported apart)
+        with torch.no_grad():
+            score = float(f(batch)[0])
+        pos = real_positions(batch)
+        return IGResult({g: np.zeros(len(pos)) for g in GROUPS}, score, score, 0.0, [], 0)
     inst = _Instrument(model)
     sites = inst.candidates()
     inst.items = batch["item_seq"]
@@ -316,9 +324,9 @@ def explain(model: Recommender, meta: DataMeta, batch: Batch, item: int, *,
                          baseline_score=ig.baseline_score, delta=ig.delta, events=events,
                          groups={g: float(ig.per_group[g].sum()) for g in GROUPS},
                          n_steps=ig.n_steps, details={"layers": ig.sites})
-        prior = prior_details(model, meta, batch, item)
-        if prior is not None:  # constant along the IG path: reported apart
-            ex.details["transition_prior"] = prior
+        blend = blend_details(model, meta, batch, item)
+        if blend is not None:  # constant along the IG path: reported apart
+            ex.details["blend"] = blend
         ex.attention = attention_frame(model, batch)
         if counterfactual and len(events) > 1:
             att = attention_importance(ex.attention, len(events))

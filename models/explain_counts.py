@@ -82,27 +82,33 @@ def explain_counts(model: Recommender, meta: DataMeta, batch: Batch, item: int) 
 
 
 @torch.no_grad()
-def prior_details(model: Recommender, meta: DataMeta, batch: Batch, item: int) -> dict | None:
-    """The ST-Transformer's first-order prior in ``item``'s score (None without one).
+def blend_details(model: Recommender, meta: DataMeta, batch: Batch, item: int) -> dict | None:
+    """The count-based parts of the ST-Transformer's score of ``item`` (None without any).
 
-    Integrated Gradients attribute the encoder's part only: the prior depends on the last
-    item's identity and the training counts, not on an embedding, so it is constant along
-    the integration path. This reports it apart: the weights of the blend, the prior's own
-    term for the item (weighted as in the score) and the counts behind it.
+    Integrated Gradients attribute the encoder's part only: the transition prior and the
+    history part depend on item identities, times and training counts, not on an embedding,
+    so they are constant along the integration path. This reports them apart: the blend's
+    weights, each part's weighted term in the score, and the counts behind them.
     """
-    prior = getattr(model, "transitions", None)
-    if prior is None or not hasattr(model, "prior_weight"):
+    names = getattr(model, "part_names", ("encoder",))
+    if len(names) == 1:
         return None
+    batch = {k: v[:1] for k, v in batch.items()}
+    parts = model.score_parts(batch)
+    out: dict = {"weights": {n: model.part_weight(n) for n in names}}
     last = batch["item_seq"][:1, -1]
-    row = prior(last)[0]                               # (n_items,) base rate + evidence
-    c = prior.counts
-    start, end = int(c.ptr[last[0]]), int(c.ptr[last[0] + 1])
-    cols, vals = c.col[start:end], c.val[start:end]
-    hit = vals[cols == item]
-    weight = float(model.prior_weight)
-    return {"encoder_weight": float(model.encoder_weight), "prior_weight": weight,
-            "prior_term": weight * float(row[item - 1]),
-            "transitions": int(hit.sum()) if len(hit) else 0,
-            "transitions_from_last": int(vals.sum()),
+    if "transitions" in names:
+        c = model.transitions.counts
+        start, end = int(c.ptr[last[0]]), int(c.ptr[last[0] + 1])
+        cols, vals = c.col[start:end], c.val[start:end]
+        out["transitions"] = {
+            "term": model.part_weight("transitions") * float(parts[names.index("transitions")]
+                                                             [0, item]),
+            "count": int(vals[cols == item].sum()), "from_last": int(vals.sum()),
             "last_item": meta.item_ids[int(last[0]) - 1] if int(last[0]) > 0 else None}
-
+    if "history" in names:
+        seq = batch["item_seq"][0, -meta.max_len:]
+        out["history"] = {
+            "term": model.part_weight("history") * float(parts[names.index("history")][0, item]),
+            "your_events": int((seq == item).sum())}
+    return out

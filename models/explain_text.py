@@ -127,17 +127,27 @@ def counts_summary(ex: Explanation) -> str:
 
 
 def prior_sentence(ex: Explanation) -> str:
-    """The ST-Transformer's transition prior, when the blend gives it weight."""
-    d = ex.details.get("transition_prior")
-    if not d or d["prior_weight"] <= 0:
+    """The ST-Transformer's count-based parts, when the blend gives them weight."""
+    d = ex.details.get("blend")
+    if not d:
         return ""
-    text = (f"Besides these events, the model's first-order prior (weight "
-            f"{d['prior_weight']:.2f} against the encoder's {d['encoder_weight']:.2f}) adds "
-            f"{d['prior_term']:+.2f} to the score")
-    if d["transitions"]:
-        text += (f": after {d['last_item']}, your last event, users went to this item "
-                 f"{d['transitions']} of {d['transitions_from_last']} times in training")
-    return text + "."
+    w = d["weights"]
+    said = []
+    t = d.get("transitions")
+    if t and w.get("transitions", 0) > 0:
+        text = f"the first-order prior (weight {w['transitions']:.2f}) adds {t['term']:+.2f}"
+        if t["count"]:
+            text += (f" (after {t['last_item']}, your last event, users went to this item "
+                     f"{t['count']} of {t['from_last']} times in training)")
+        said.append(text)
+    h = d.get("history")
+    if h and w.get("history", 0) > 0 and h["your_events"]:
+        said.append(f"your own history (weight {w['history']:.2f}; you had this item "
+                    f"{h['your_events']} time(s)) adds {h['term']:+.2f}")
+    if not said:
+        return ""
+    return (f"Besides these events (encoder weight {w['encoder']:.2f}), " + "; ".join(said)
+            + ".")
 
 
 def finish_summary(ex: Explanation) -> str:

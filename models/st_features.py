@@ -7,6 +7,8 @@
   next event, or ``target_*`` at the last position): "what next at time T".
 * ``CandidateDistance``: a learned bias over all candidate items as a function of their
   distance from the user's last known position (and of how far ahead the target is).
+* ``history_scores``: the user's own recent items, recency-weighted (a score part the blend
+  of models.blend weighs against the encoder).
 """
 
 from __future__ import annotations
@@ -25,6 +27,24 @@ from models.layers import (
     time_gap_buckets,
     unit_vectors,
 )
+
+
+def history_scores(batch: Batch, n_items: int, half_life_hours: float) -> torch.Tensor:
+    """(B, n_items + 1) ``log(1 + seen + sum of 0.5 ** (age / half-life))`` over the items of
+    each history (``seen`` = 1 for an item in it); 0 for every other item.
+
+    Ages run to the target time, so "what next at T" decays the history to T.
+    """
+    items = batch["item_seq"]                                          # (B, L)
+    real = items > 0
+    age = (batch["target_time"].view(-1, 1) - batch["time_seq"]).clamp(min=0.0)
+    w = torch.pow(0.5, age / (half_life_hours * 3600.0)).float() * real
+    out = torch.zeros(items.shape[0], n_items + 1, device=items.device)
+    out.scatter_add_(1, items, w)
+    seen = torch.zeros_like(out).scatter_(1, items, real.float())
+    out = torch.log1p(out + seen)
+    out[:, 0] = 0.0
+    return out
 
 
 class RelationBias(nn.Module):

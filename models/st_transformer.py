@@ -44,6 +44,7 @@ from models.pop import transitions as training_transitions
 from models.st_features import (
     CandidateDistance,
     RelationBias,
+    history_scores,
     relation_ids,
     target_gap_buckets,
     target_slot,
@@ -69,7 +70,9 @@ class STTransformer(Recommender):
         use_candidate_distance: bool = True  # distance-to-candidate bias in the scores
         use_transitions: bool = True    # a first-order prior from the training transitions
         prior_epochs: int = 10          # epochs fitting that prior (on its own, leave-one-out)
-        blend: bool = True              # weigh encoder and prior on validation (else: sum them)
+        use_history: bool = True        # the user's own recent items, recency-weighted
+        history_half_life_hours: float = 168.0
+        blend: bool = True              # weigh the score parts on validation (else: sum them)
         use_positions: bool = True
         pretrain: bool = False          # run pretrain_loss first (off: on NYC it slowed learning)
         mask_prob: float = 0.2          # share of events masked in pre-training
@@ -129,12 +132,16 @@ class STTransformer(Recommender):
             pop = torch.zeros(meta.n_items + 1)
             if len(meta.item_popularity) == meta.n_items:
                 pop[1:] = torch.tensor(meta.item_popularity, dtype=torch.float32)
-            # also carries a per-item output bias: the base rate the evidence is weighed against
+            # the first-order prior, with each candidate's learned base rate
             self.transitions = TransitionPrior(meta.n_items, pop)
-        # score = encoder_weight * (encoder + distance bias) + prior_weight * prior; the
-        # encoder alone while it trains, then weighed on validation by calibrate()
-        self.register_buffer("encoder_weight", torch.ones(()))
-        self.register_buffer("prior_weight", torch.zeros(()))
+        # score = sum of part weight x part: the encoder (with the distance bias), the
+        # transition prior, the user's history; the encoder alone while it trains, then
+        # weighed on validation by calibrate()
+        self.part_names = ("encoder", *(("transitions",) if self.transitions is not None else ()),
+                           *(("history",) if c.use_history else ()))
+        weights = torch.zeros(len(self.part_names))
+        weights[0] = 1.0
+        self.register_buffer("blend_weights", weights)
 
     @staticmethod
     def _load_text(meta: DataMeta, config: Config, given) -> torch.Tensor | None:
@@ -237,21 +244,25 @@ class STTransformer(Recommender):
             self.transitions.requires_grad_(False)
 
     def calibrate(self, ds, device: torch.device | str = "cpu") -> str | None:
-        """Weigh encoder and prior by the validation log-loss (models.blend)."""
-        if self.transitions is None:
+        """Weigh the score parts by the validation log-loss (models.blend)."""
+        if len(self.part_names) == 1:
             return None
         if not self.config.blend:
-            self.encoder_weight.fill_(1.0)
-            self.prior_weight.fill_(1.0)
-            return "blend off: encoder and prior scores summed"
+            self.blend_weights.fill_(1.0)
+            return f"blend off: {', '.join(self.part_names)} summed"
         from models.blend import fit_weights
 
-        fit = fit_weights(self, ds, "valid", device=device)
+        fit = fit_weights(self, ds, "valid", device=device, names=self.part_names)
         if fit is None:
             return None
-        self.encoder_weight.fill_(fit.encoder)
-        self.prior_weight.fill_(fit.prior)
+        self.blend_weights.copy_(torch.tensor(fit.weights))
         return fit.message()
+
+    def part_weight(self, name: str) -> float:
+        """The blend weight of score part ``name`` (0 for a part the model does not have)."""
+        if name not in self.part_names:
+            return 0.0
+        return float(self.blend_weights[self.part_names.index(name)])
 
     def hidden(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) target-conditioned state at every position (before the distance bias)."""
@@ -271,28 +282,36 @@ class STTransformer(Recommender):
         return full_softmax_loss(h, batch["target_seq"], table, n_items=self.meta.n_items,
                                  bias_fn=bias_fn)
 
-    def score_parts(self, batch: Batch,
-                    with_prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, n_items + 1) encoder part (with the distance bias) and transition-prior part
-        (zeros without a prior); ``score`` is ``encoder_weight * encoder + prior_weight *
-        prior``."""
+    def score_parts(self, batch: Batch, need: tuple[bool, ...] | None = None,
+                    ) -> tuple[torch.Tensor, ...]:
+        """(B, n_items + 1) score of each part of ``part_names``: the encoder (with the
+        distance bias), the transition prior, the history. ``need[k]`` False skips part k
+        (zeros); ``score`` is their sum weighted by ``blend_weights``."""
+        need = need or (True,) * len(self.part_names)
         batch = crop_batch(batch, self.meta.max_len)
         h, gap, table = self._forward(batch)
         scores = score_all(h[:, -1], table, self.meta.n_items)  # (B, n_items + 1)
         if self.candidate is not None:
             xyz, known = self.candidate.last_known(batch, batch["geo_mask"])
             scores[:, 1:] += self.candidate(xyz[:, -1], known[:, -1], gap[:, -1]).float()
-        prior = torch.zeros_like(scores)
-        if self.transitions is not None and with_prior:
-            prior[:, 1:] = self.transitions(batch["item_seq"][:, -1]).float()
-        return scores, prior
+        parts = [scores]
+        for name, want in zip(self.part_names[1:], need[1:], strict=True):
+            part = torch.zeros_like(scores)
+            if want and name == "transitions":
+                part[:, 1:] = self.transitions(batch["item_seq"][:, -1]).float()
+            elif want and name == "history":
+                part = history_scores(batch, self.meta.n_items,
+                                      self.config.history_half_life_hours)
+            parts.append(part)
+        return tuple(parts)
 
     def score(self, batch: Batch) -> torch.Tensor:
-        use_prior = self.transitions is not None and bool(self.prior_weight != 0)
-        enc, prior = self.score_parts(batch, with_prior=use_prior)
-        if self.transitions is None:
-            return enc
-        return self.mask_padding(enc * self.encoder_weight + prior * self.prior_weight)
+        w = self.blend_weights.tolist()
+        parts = self.score_parts(batch, need=tuple(x != 0 for x in w))
+        if len(parts) == 1:
+            return parts[0]
+        total = sum(x * p for x, p in zip(w, parts, strict=True) if x != 0)
+        return self.mask_padding(total if torch.is_tensor(total) else parts[0] * 0.0)
 
     # ------------------------------------------------------------------ pre-training
 

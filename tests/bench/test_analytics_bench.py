@@ -22,5 +22,4 @@ def test_every_page_query_runs_checks_and_prints_cold_and_warm(tmp_path, capsys)
     assert all(r["cold_s"] > 0 and r["duckdb_s"] > 0 and r["pandas_s"] > 0 for r in rows)
     # the first query built the rollup; its build time has a line of its own
     assert "rollup build: " in out and "(no rollup was built)" not in out
-    assert rows[0]["cold_s"] > rows[0]["duckdb_s"]
     assert "| page total |" in out and "< 1 s:" in out and "ratio goal" in out

@@ -10,7 +10,8 @@ import torch
 from bench import planted as pl
 from models import checkpoint as ckpt
 from models.base import Batch, DataMeta, Recommender
-from models.blend import fit_weights, mean_nll, validation_parts
+from models.blend import Parts as Cached
+from models.blend import fit_weights, validation_parts
 from models.data import build_dataset
 from models.train import train
 
@@ -51,10 +52,10 @@ def test_the_weights_follow_the_part_that_carries_the_signal(planted):
     to_encoder = fit_weights(Parts(ds.meta, Parts.Config("encoder")), ds)
     to_prior = fit_weights(Parts(ds.meta, Parts.Config("prior")), ds)
     assert to_encoder.n == to_prior.n == len(ds.parts["valid"]) > 0
-    assert to_encoder.encoder > 1.0 and to_encoder.prior == 0.0
-    assert to_prior.prior > 1.0 and to_prior.encoder == 0.0
+    assert to_encoder.weights[0] > 1.0 and to_encoder.weights[1] == 0.0
+    assert to_prior.weights[1] > 1.0 and to_prior.weights[0] == 0.0
     assert to_prior.nll < to_prior.nll_sum and to_encoder.nll < to_encoder.nll_sum
-    assert "encoder weight 0.00" in to_prior.message()
+    assert "part 0 weight 0.00" in to_prior.message()
 
 
 def test_log_loss_by_hand_and_the_validation_subset(planted):
@@ -63,15 +64,17 @@ def test_log_loss_by_hand_and_the_validation_subset(planted):
     target = torch.tensor([2, 1])
     logits = 0.5 * enc + 2.0 * prior
     want = float(-torch.log_softmax(logits[:, 1:], 1)[[0, 1], [1, 0]].mean())
-    assert mean_nll(enc, prior, target, 0.5, 2.0) == pytest.approx(want, rel=1e-6)
-    assert mean_nll(enc, prior, target, 0.0, 2.0) == pytest.approx(
+    mask = torch.isinf(prior)
+    cached = Cached([enc, prior.masked_fill(mask, 0.0)], mask, target)
+    assert cached.nll((0.5, 2.0)) == pytest.approx(want, rel=1e-6)
+    assert cached.nll((0.0, 2.0)) == pytest.approx(
         float(-torch.log_softmax(2.0 * prior[:, 1:], 1)[[0, 1], [1, 0]].mean()), rel=1e-6)
     ds = build_dataset(planted, "planted", "leave-last")
     model = Parts(ds.meta, Parts.Config("prior"))
     full = validation_parts(model, ds)
-    part = validation_parts(model, ds, budget=100 * (ds.meta.n_items + 1))
-    assert len(full[2]) == len(ds.parts["valid"]) and len(part[2]) == 100
-    assert set(part[2].tolist()) <= set(full[2].tolist())
+    part = validation_parts(model, ds, budget=2 * 100 * (ds.meta.n_items + 1))
+    assert len(full.target) == len(ds.parts["valid"]) and len(part.target) == 100
+    assert full.mask[:, 0].all() and len(full.scores) == 2
 
 
 def test_st_transformer_weighs_its_encoder_on_validation(planted):
@@ -79,19 +82,22 @@ def test_st_transformer_weighs_its_encoder_on_validation(planted):
                 max_len=20, hidden=16, resume=False, pretrain_epochs=0, **QUIET)
     assert any(m.startswith("blend fitted on") for m in res.messages)
     model = ckpt.load(res.path, planted).model
-    a, b = float(model.encoder_weight), float(model.prior_weight)
-    # first-order data: the prior carries the signal, the encoder can only re-learn it
-    assert b > 0.5 and a < b
+    assert model.part_names == ("encoder", "transitions", "history")
+    a, b, c = model.blend_weights.tolist()
+    # first-order data: the prior carries the signal, the encoder can only re-learn it,
+    # and a user's own past items say nothing about the next one
+    assert b > 0.5 and a < b and c < b
     ds = build_dataset(planted, "planted", "leave-last", max_len=20)
     batch = next(ds.batches("test", 32))
     with torch.no_grad():
-        enc, prior = model.score_parts(batch)
+        enc, prior, hist = model.score_parts(batch)
         scores = model.score(batch)
-        torch.testing.assert_close(scores[:, 1:], a * enc[:, 1:] + b * prior[:, 1:])
+        torch.testing.assert_close(scores[:, 1:], a * enc[:, 1:] + b * prior[:, 1:]
+                                   + c * hist[:, 1:])
         assert torch.isneginf(scores[:, 0]).all()
     # without the blend both parts count fully
     plain = train(planted, "planted", model="st-transformer", epochs=1, batch_size=64,
                   max_len=20, hidden=16, prior_epochs=3, blend=False, resume=False,
                   pretrain_epochs=0, **QUIET)
     summed = ckpt.load(plain.path, planted).model
-    assert float(summed.encoder_weight) == float(summed.prior_weight) == 1.0
+    assert summed.blend_weights.tolist() == [1.0, 1.0, 1.0]

@@ -265,8 +265,7 @@ def test_transition_prior_is_reported_apart_from_the_attributions(synth) -> None
     m = build_model("st-transformer", meta, **SMALL["st-transformer"], prior_epochs=2)
     m.fit_counts(batches)
     train_steps(m, batches, 5)
-    m.encoder_weight.fill_(0.5)
-    m.prior_weight.fill_(0.7)
+    m.blend_weights.copy_(torch.tensor([0.5, 0.7, 0.3]))
     m.eval()
     prev, nxt, _ = transitions(batches)
     batch = _one(meta, 10)
@@ -275,14 +274,32 @@ def test_transition_prior_is_reported_apart_from_the_attributions(synth) -> None
     assert len(followers), "the synthetic draw should hold transitions out of the last item"
     item = int(torch.mode(followers).values)
     ex = explain(m, meta, batch, item, counterfactual=False)
-    d = ex.details["transition_prior"]
-    assert d["transitions"] == int((followers == item).sum()) > 0
-    assert d["transitions_from_last"] == len(followers)
+    d = ex.details["blend"]
+    assert d["weights"] == pytest.approx({"encoder": 0.5, "transitions": 0.7, "history": 0.3})
+    t = d["transitions"]
+    assert t["count"] == int((followers == item).sum()) > 0
+    assert t["from_last"] == len(followers)
     with torch.no_grad():
         want = 0.7 * float(m.transitions(batch["item_seq"][:, -1])[0, item - 1])
-    assert d["prior_term"] == pytest.approx(want, rel=1e-5)
-    assert "first-order prior (weight 0.70 against the encoder's 0.50)" in ex.summary
-    assert f"{d['transitions']} of {d['transitions_from_last']} times" in ex.summary
+    assert t["term"] == pytest.approx(want, rel=1e-5)
+    assert d["history"]["your_events"] == int((batch["item_seq"][0] == item).sum())
+    assert "encoder weight 0.50), the first-order prior (weight 0.70)" in ex.summary
+    assert f"{t['count']} of {t['from_last']} times" in ex.summary
     # the prior is constant along the integration path: completeness still holds
     total = float(ex.events[ATTRIBUTION].sum())
     assert abs(total - (ex.score - ex.baseline_score)) <= abs(ex.delta) + 1e-4
+
+
+def test_an_encoder_without_weight_gets_no_attribution(synth) -> None:
+    meta, batches = synth
+    torch.manual_seed(0)
+    m = build_model("st-transformer", meta, **SMALL["st-transformer"], prior_epochs=2)
+    m.fit_counts(batches)
+    m.blend_weights.copy_(torch.tensor([0.0, 1.0, 0.5]))
+    m.eval()
+    batch = _one(meta, 10)
+    item = int(batch["item_seq"][0, -2])  # in the history: the history part is non-zero
+    ex = explain(m, meta, batch, item, counterfactual=False)
+    assert ex.score == pytest.approx(float(m.score(batch)[0, item]), rel=1e-5)
+    assert ex.events[ATTRIBUTION].abs().sum() == 0 and ex.delta == 0
+    assert "your own history (weight 0.50" in ex.summary

@@ -88,7 +88,7 @@ def test_st_transformer_uses_the_prior_and_round_trips():
     prev, nxt, _ = transitions([batch])
     assert int(model.transitions.counts.val.sum()) == len(prev) > 0
     train_steps(model, [batch], 5)
-    model.prior_weight.fill_(1.0)  # as if calibrated: the prior counts
+    model.blend_weights.copy_(torch.tensor([1.0, 1.0, 0.0]))  # as if calibrated
     twin = STTransformer(meta, model.config)  # unfitted: its count buffers are empty
     twin.load_state_dict(model.state_dict())
     model.eval(), twin.eval()
@@ -172,5 +172,5 @@ def test_prior_is_fitted_apart_from_the_encoder():
     # while it trains, the score is the encoder's alone
     model.eval()
     with torch.no_grad():
-        enc_part, _ = model.score_parts(batch)
+        enc_part = model.score_parts(batch)[0]
         torch.testing.assert_close(model.score(batch)[:, 1:], enc_part[:, 1:])
