@@ -15,13 +15,13 @@ a few numbers fitted on data none of the parts was trained on, as temperature sc
 ``ds.exclude_seen``). Log-loss rather than NDCG@10: it is smooth and convex in the weights and
 uses every target's probability, not only whether it made the top 10, so it is much less
 noisy on a few thousand validation users. The validation scores are computed once and kept
-(at most ``budget`` floats; a fixed random subset of the examples beyond that); the search is
-coordinate descent (each weight on a 0..4 grid, then finer around its best), which finds the
-minimum of a smooth convex function.
+(at most ``budget`` floats; a fixed random subset of the examples beyond that), then Newton's
+method finds the non-negative minimum (``fit_weights``).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,9 +31,6 @@ from models.base import Recommender
 from models.data import SeqDataset
 from models.evaluate import autocast, to_device
 
-COARSE = tuple(np.round(np.arange(0.0, 4.01, 0.25), 2))  # 0, 0.25, ..., 4
-FINE_STEP = 0.05
-ROUNDS = 4
 BUDGET = 1 << 26  # floats kept for all parts together (256 MB)
 
 
@@ -60,6 +57,35 @@ class Parts:
     scores: list[torch.Tensor]    # K x (N, n_items + 1)
     mask: torch.Tensor            # (N, n_items + 1) bool: not rankable
     target: torch.Tensor          # (N,)
+
+    def nll_grad_hess(self, weights: tuple[float, ...], chunk: int = 2048,
+                      ) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """Mean log-loss, its gradient (K,) and Hessian (K, K) in the weights.
+
+        With ``p`` the softmax over candidates: gradient ``E_p[part_k] - part_k[target]``,
+        Hessian ``Cov_p(part_k, part_l)``, averaged over the targets.
+        """
+        K = len(self.scores)
+        f = 0.0
+        g = torch.zeros(K, dtype=torch.float64)
+        h = torch.zeros(K, K, dtype=torch.float64)
+        for s in range(0, len(self.target), chunk):
+            ps = [p[s:s + chunk] for p in self.scores]
+            logits = sum(w * p for w, p in zip(weights, ps, strict=True))
+            logits = logits.masked_fill(self.mask[s:s + chunk], float("-inf"))
+            t = self.target[s:s + chunk, None]
+            lse = torch.logsumexp(logits, dim=1)
+            f += float((lse - logits.gather(1, t)[:, 0]).sum())
+            prob = torch.exp(logits - lse[:, None])                      # (n, n_items + 1)
+            mean = [(prob * p).sum(1) for p in ps]                       # E_p[part_k], (n,)
+            for k in range(K):
+                g[k] += float((mean[k] - ps[k].gather(1, t)[:, 0]).sum())
+                for m in range(k, K):
+                    cov = (prob * ps[k] * ps[m]).sum(1) - mean[k] * mean[m]
+                    h[k, m] += float(cov.sum())
+                    h[m, k] = h[k, m]
+        n = max(len(self.target), 1)
+        return f / n, g / n, h / n
 
     def nll(self, weights: tuple[float, ...], chunk: int = 4096) -> float:
         """Mean log-loss of the targets under ``softmax(sum_k w_k * part_k)``."""
@@ -108,42 +134,60 @@ def validation_parts(model: Recommender, ds: SeqDataset, part: str = "valid",
     return Parts([torch.cat(x) for x in scores], torch.cat(masks), torch.cat(targets))
 
 
-def _line_search(f, weights: list[float], k: int) -> float:
-    """The best value of weight ``k`` (others fixed): coarse grid, then finer around it."""
-    def at(v: float) -> float:
-        w = list(weights)
-        w[k] = float(v)
-        return f(tuple(w)) if any(w) else float("inf")
-
-    best = min(COARSE, key=lambda v: (at(v), abs(v - weights[k])))
-    fine = np.clip(best + FINE_STEP * np.arange(-4, 5), 0.0, None)
-    return float(min(fine, key=lambda v: (at(v), abs(v - best))))
+def _newton(parts: Parts, support: list[int], iters: int = 30,
+            cap: float = 50.0) -> tuple[float, ...] | None:
+    """Unconstrained damped Newton on the weights in ``support`` (the others 0); None when
+    it leaves the positive orthant (the optimum then lies on a smaller support)."""
+    K = len(parts.scores)
+    w = torch.zeros(K, dtype=torch.float64)
+    w[support] = 1.0
+    f, g, h = parts.nll_grad_hess(tuple(w.tolist()))
+    for _ in range(iters):
+        gs, hs = g[support], h[np.ix_(support, support)]
+        step = torch.linalg.solve(hs + 1e-9 * torch.eye(len(support), dtype=hs.dtype), gs)
+        t = 1.0
+        while t > 1e-6:
+            trial = w.clone()
+            trial[support] = w[support] - t * step
+            if (trial[support].abs() <= cap).all():
+                f2 = parts.nll(tuple(trial.tolist()))
+                if f2 <= f - 1e-4 * t * float(gs @ step):
+                    break
+            t /= 2
+        else:
+            break
+        moved = float((t * step).abs().max())
+        w = trial
+        f, g, h = parts.nll_grad_hess(tuple(w.tolist()))
+        if moved < 1e-5:
+            break
+    if (w[support] <= 0).any():
+        return None
+    return tuple(float(x) for x in w)
 
 
 def fit_weights(model: Recommender, ds: SeqDataset, part: str = "valid",
                 device: torch.device | str = "cpu",
                 names: tuple[str, ...] | None = None) -> BlendFit | None:
-    """Weights of least validation log-loss for ``model.score_parts``; None without data."""
+    """Non-negative weights of least validation log-loss for ``model.score_parts``.
+
+    The log-loss is convex in the weights, so the constrained minimum is the unconstrained
+    minimum over the right set of non-zero weights: Newton's method on every subset of the
+    parts (K is 2 or 3 here), keeping the best result that stays positive. None without data.
+    """
     parts = validation_parts(model, ds, part, device)
     if parts is None:
         return None
-    seen: dict[tuple[float, ...], float] = {}
-
-    def f(w: tuple[float, ...]) -> float:
-        key = tuple(round(x, 4) for x in w)
-        if key not in seen:
-            seen[key] = parts.nll(key)
-        return seen[key]
-
     K = len(parts.scores)
-    weights = [1.0] + [0.0] * (K - 1)  # start from the encoder alone
-    for _ in range(ROUNDS):
-        before = list(weights)
-        for k in range(K):
-            weights[k] = _line_search(f, weights, k)
-        if weights == before:
-            break
-    w = tuple(round(x, 4) for x in weights)
+    best: tuple[float, tuple[float, ...]] | None = None
+    for size in range(1, K + 1):
+        for support in itertools.combinations(range(K), size):
+            w = _newton(parts, list(support))
+            if w is not None:
+                f = parts.nll(w)
+                if best is None or f < best[0]:
+                    best = (f, w)
+    assert best is not None  # a single part always has a positive optimum or hits the cap
     names = names or tuple(f"part {k}" for k in range(K))
-    return BlendFit(w, names, f(w), f((1.0,) + (0.0,) * (K - 1)), f((1.0,) * K),
-                    len(parts.target))
+    return BlendFit(best[1], names, best[0], parts.nll((1.0,) + (0.0,) * (K - 1)),
+                    parts.nll((1.0,) * K), len(parts.target))

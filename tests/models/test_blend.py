@@ -101,3 +101,25 @@ def test_st_transformer_weighs_its_encoder_on_validation(planted):
                   pretrain_epochs=0, **QUIET)
     summed = ckpt.load(plain.path, planted).model
     assert summed.blend_weights.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_gradient_and_hessian_match_finite_differences():
+    g = torch.Generator().manual_seed(0)
+    scores = [torch.randn(40, 12, generator=g, dtype=torch.float64) for _ in range(3)]
+    mask = torch.zeros(40, 12, dtype=torch.bool)
+    mask[:, 0] = True
+    mask[::3, 5] = True
+    target = torch.randint(1, 5, (40,), generator=g)
+    cached = Cached(scores, mask, target)
+    w = (0.7, 0.3, 1.2)
+    f, grad, hess = cached.nll_grad_hess(w)
+    assert f == pytest.approx(cached.nll(w), rel=1e-9)
+    eps = 1e-5
+    for k in range(3):
+        up, down = list(w), list(w)
+        up[k] += eps
+        down[k] -= eps
+        assert float(grad[k]) == pytest.approx((cached.nll(tuple(up)) - cached.nll(tuple(down)))
+                                               / (2 * eps), abs=1e-6)
+        g_up, g_down = cached.nll_grad_hess(tuple(up))[1], cached.nll_grad_hess(tuple(down))[1]
+        torch.testing.assert_close(hess[k], (g_up - g_down) / (2 * eps), atol=1e-5, rtol=1e-4)
