@@ -2,7 +2,7 @@
 and text fusion add.
 
     python -m bench.ablation --dataset nyc --epochs 6 [--variants full,no-time,...]
-    python -m bench.ablation --dataset planted --epochs 40 --variants full,no-blend,no-transitions
+    python -m bench.ablation --dataset planted --epochs 40 --variants full,no-blend,no-history
 
 Every variant trains with the same seed, split (leave-last), epochs and defaults through
 ``models.train.train``; only the named switches differ. ``text`` fuses sentence-encoder
@@ -26,6 +26,7 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SOURCES = {
     "nyc": DATA / "foursquare-nyc" / "NYC_checkins_reconstructed.csv.gz",
     "ml100k": DATA / "movielens-100k" / "u.data",
+    "taobao": DATA / "taobao-userbehavior" / "UserBehavior_head84475.csv",
     "planted": None,  # bench.planted's draw (PEERS.md), generated in the workspace
 }
 
@@ -37,7 +38,8 @@ VARIANTS: dict[str, dict] = {
     "no-time-no-distance": {"use_time": False, "use_target_time": False,
                             "use_distance": False, "use_candidate_distance": False},
     "no-transitions": {"use_transitions": False},
-    "no-blend": {"blend": False},                 # encoder and prior summed, not weighed
+    "no-blend": {"blend": False},                 # the score parts summed, not weighed
+    "no-history": {"use_history": False},
     "pretrain": {"pretrain": True},
     "text": {"text_embeddings": "auto"},
 }
