@@ -93,15 +93,15 @@ def main(argv: list[str] | None = None) -> None:
                     max_len=args.max_len, seed=0, resume=False, log=lambda _m: None,
                     **overrides)
         test = res.metrics["test"]
-        fitted = [re.search(r"encoder weight ([\d.]+), prior weight ([\d.]+)", m)
-                  for m in res.messages]
-        weight = next((f"{f[1]} / {f[2]}" for f in fitted if f), "-")
+        fitted = [re.findall(r"(\w+) weight ([\d.]+)", m) for m in res.messages
+                  if m.startswith("blend fitted")]
+        weight = " / ".join(f"{n} {w}" for n, w in fitted[0]) if fitted else "-"
         rows.append((variant, test["ndcg@10"], test["hr@10"], test["mrr"],
                      res.metrics["valid"]["ndcg@10"], weight, time.perf_counter() - t0))
         print(f"  {variant}: test ndcg@10 {test['ndcg@10']:.4f} ({rows[-1][-1]:.0f} s)",
               flush=True)
     base = next((r[1] for r in rows if r[0] == "full"), None)
-    print("\n| variant | test NDCG@10 | HR@10 | MRR | valid NDCG@10 | encoder / prior weight "
+    print("\n| variant | test NDCG@10 | HR@10 | MRR | valid NDCG@10 | blend weights "
           "| vs full | seconds |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for v, ndcg, hr, mrr, valid, weight, secs in rows:
