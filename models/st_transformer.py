@@ -310,8 +310,11 @@ class STTransformer(Recommender):
         parts = self.score_parts(batch, need=tuple(x != 0 for x in w))
         if len(parts) == 1:
             return parts[0]
-        total = sum(x * p for x, p in zip(w, parts, strict=True) if x != 0)
-        return self.mask_padding(total if torch.is_tensor(total) else parts[0] * 0.0)
+        total = torch.zeros_like(parts[0])
+        for x, p in zip(w, parts, strict=True):
+            if x != 0:  # a skipped part is zeros, and 0 x -inf (padding) would be NaN
+                total += x * p
+        return self.mask_padding(total)
 
     # ------------------------------------------------------------------ pre-training
 
