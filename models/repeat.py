@@ -12,6 +12,22 @@ from models.pop import PopRec
 SECONDS_PER_HOUR = 3600.0
 
 
+def recency_counts(batch: Batch, n_items: int,
+                   half_life_hours: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, n_items + 1) each history's recency-weighted item counts (``sum of 0.5 ** (age /
+    half-life)``, ages up to the target time) and 1/0 for items in it; column 0 is 0."""
+    items = batch["item_seq"]                                         # (B, L)
+    real = items > 0
+    age = (batch["target_time"].view(-1, 1) - batch["time_seq"]).clamp(min=0.0)
+    w = torch.pow(0.5, age / (half_life_hours * SECONDS_PER_HOUR)).float()
+    w = torch.where(real, w, torch.zeros_like(w))
+    hist = torch.zeros(items.shape[0], n_items + 1, device=items.device)
+    hist.scatter_add_(1, items, w)
+    seen = torch.zeros_like(hist).scatter_(1, items, real.float())
+    hist[:, 0] = seen[:, 0] = 0.0
+    return hist, seen
+
+
 class RepeatRec(PopRec):
     """Score = 1 + sum over past occurrences of 0.5 ** (age / half-life) for history items.
 
@@ -34,14 +50,7 @@ class RepeatRec(PopRec):
     def score(self, batch: Batch) -> torch.Tensor:
         pop = super().score(batch)                                    # (B, n_items + 1)
         pop = 1e-3 * pop / pop[:, 1:].max().clamp(min=1.0)
-        items = batch["item_seq"]                                     # (B, L)
-        real = items > 0
-        age = (batch["target_time"].view(-1, 1) - batch["time_seq"]).clamp(min=0.0)
-        w = torch.pow(0.5, age / (self.config.half_life_hours * SECONDS_PER_HOUR)).float()
-        w = torch.where(real, w, torch.zeros_like(w))
-        hist = torch.zeros_like(pop).scatter_add_(1, items, w)        # recency-weighted
-        seen = torch.zeros_like(pop).scatter_(1, items, real.float())  # 1 for history items
-        seen[:, 0] = 0.0
+        hist, seen = recency_counts(batch, self.meta.n_items, self.config.half_life_hours)
         return self.mask_padding(pop + seen + hist)
 
     def score_near(self, batch: Batch, lat: float, lon: float) -> torch.Tensor:

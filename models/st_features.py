@@ -27,24 +27,14 @@ from models.layers import (
     time_gap_buckets,
     unit_vectors,
 )
+from models.repeat import recency_counts
 
 
 def history_scores(batch: Batch, n_items: int, half_life_hours: float) -> torch.Tensor:
-    """(B, n_items + 1) ``log(1 + seen + sum of 0.5 ** (age / half-life))`` over the items of
-    each history (``seen`` = 1 for an item in it); 0 for every other item.
-
-    Ages run to the target time, so "what next at T" decays the history to T.
-    """
-    items = batch["item_seq"]                                          # (B, L)
-    real = items > 0
-    age = (batch["target_time"].view(-1, 1) - batch["time_seq"]).clamp(min=0.0)
-    w = torch.pow(0.5, age / (half_life_hours * 3600.0)).float() * real
-    out = torch.zeros(items.shape[0], n_items + 1, device=items.device)
-    out.scatter_add_(1, items, w)
-    seen = torch.zeros_like(out).scatter_(1, items, real.float())
-    out = torch.log1p(out + seen)
-    out[:, 0] = 0.0
-    return out
+    """(B, n_items + 1) ``log(1 + seen + recency-weighted count)`` of each history's items
+    (models.repeat.recency_counts); 0 for every other item."""
+    hist, seen = recency_counts(batch, n_items, half_life_hours)
+    return torch.log1p(hist + seen)
 
 
 class RelationBias(nn.Module):
