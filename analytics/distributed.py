@@ -14,8 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from analytics import cohorts, engine, schema, temporal
-from analytics.store import Store
+from . import engine, schema
+from .store import Store
+from .temporal import activity as temporal
+from .temporal import cohorts
 
 #: name -> function(events table, freq) -> DataFrame; the aggregations the CLI exposes.
 AGGREGATIONS: dict[str, Callable[[Any, str], pd.DataFrame]] = {

@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from analytics import schema
+from . import schema
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import ibis.expr.types as ir
 
-    from analytics.store import Store
+    from .store import Store
 
 _view_ids = itertools.count()
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics.schema import LAT, LON, USER
+from .schema import LAT, LON, USER
 
 EARTH_RADIUS_KM = 6371.0088
 #: Length of one degree of latitude (and of longitude at the equator), in metres.

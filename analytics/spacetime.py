@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from analytics.schema import LON, TS, TZ_OFFSET
+from .schema import LON, TS, TZ_OFFSET
 
 WINDOW = "window_start"
 

@@ -28,7 +28,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from analytics import schema
+from . import schema
 
 DB_FILENAME = "trailscope.duckdb"
 
@@ -304,7 +304,7 @@ class Store:
     def drop(self, name: str) -> None:
         """Delete dataset ``name``: its events, registry row and summary tables (one
         transaction)."""
-        from analytics import rollup
+        from .rollups import tables as rollup
 
         self.info(name)  # raises DatasetNotFound with a helpful message
         with self.transaction() as cur:

@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, urlencode
 import dash
 from dash import Input, Output, ctx, dcc, html, no_update
 
-from app import ids, services
+from .services import workspace as services
+from .views import ids
 
 
 def _options(names: list[str]) -> list[dict[str, str]]:

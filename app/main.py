@@ -1,8 +1,8 @@
 """The TrailScope dashboard: ``create_app`` builds the Dash app; ``main`` serves it.
 
-Run it with ``python -m app.main [--host H] [--port P] [--dataset NAME]``, ``trailscope serve``
-or ``gunicorn -w 1 --threads 8 app.main:server`` (one worker: the DuckDB workspace file admits
-a single writing process; threads share it safely). The default dataset comes from the
+Run it with ``python -m trailscope.app.main [--host H] [--port P] [--dataset NAME]``,
+``trailscope serve`` or ``gunicorn -w 1 --threads 8 trailscope.app.main:server`` (one worker: the
+DuckDB workspace file admits a single writing process; threads share it safely). The default dataset comes from the
 ``dataset`` argument, else ``$TRAILSCOPE_DEFAULT_DATASET``, else the newest import.
 
 Dash keeps page callbacks (``@callback`` in app/pages) in process-wide lists that the first
@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dash
+import flask
 from flask import Response, redirect, request
 
-from app import layout, services, upload
-from app.deckmap import register_deckmap
+from . import ASSETS, layout
+from .deckgl.deckmap import register_deckmap
+from .services import upload
+from .services import workspace as services
 
-ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT / "assets"
 PAGES = Path(__file__).resolve().parent / "pages"
 
 _INDEX = """<!DOCTYPE html>
@@ -45,8 +46,12 @@ _INDEX = """<!DOCTYPE html>
 def create_app(default_dataset: str | None = None) -> dash.Dash:
     """The multi-page TrailScope app; pages come from app/pages, assets from ./assets."""
     services.set_default_dataset(default_dataset)
+    # Flask would look for an instance folder by walking the `trailscope` namespace package, which
+    # an editable install does not expose as a folder; the app keeps no instance files anyway.
+    server = flask.Flask("trailscope.app", instance_path=str(PAGES.parent / "instance"))
     app = dash.Dash(
-        "app.main",
+        "trailscope.app",  # a package name: Dash then imports pages as trailscope.app.pages.*
+        server=server,
         use_pages=True,
         pages_folder=str(PAGES),
         assets_folder=str(ASSETS),
@@ -60,7 +65,6 @@ def create_app(default_dataset: str | None = None) -> dash.Dash:
     app.layout = layout.shell_layout
     layout.register_shell_callbacks(app)
     register_deckmap(app)  # offline deck.gl bundle route + clientside map rendering
-    server = app.server
     server.register_blueprint(upload.blueprint)
 
     @server.before_request
@@ -73,8 +77,8 @@ def create_app(default_dataset: str | None = None) -> dash.Dash:
     return app
 
 
-if __name__ == "__main__":  # `python -m app.main`: let `import app.main` find this module
-    sys.modules.setdefault("app.main", sys.modules[__name__])
+if __name__ == "__main__":  # `python -m`: let `import trailscope.app.main` find this module
+    sys.modules.setdefault("trailscope.app.main", sys.modules[__name__])
 
 app = create_app(os.environ.get("TRAILSCOPE_DEFAULT_DATASET") or None)
 server = app.server
@@ -89,7 +93,8 @@ def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m app.main", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m trailscope.app.main",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8050)
     p.add_argument("--dataset", default=None, help="dataset shown when the URL names none")

@@ -46,8 +46,8 @@ VARIANTS: dict[str, dict] = {
 
 
 def _text_file(store, name: str, max_len: int, folder: Path) -> str:
-    from models.data import build_dataset
-    from models.text import item_text_matrix
+    from trailscope.models.data.dataset import build_dataset
+    from trailscope.models.data.text import item_text_matrix
 
     ds = build_dataset(store, name, "leave-last", max_len)
     path = folder / f"{name}-category-text.npy"
@@ -65,10 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     import torch
-
-    from analytics.ingest import import_file
-    from analytics.store import Store
-    from models.train import train
+    from trailscope.analytics.ingest.pipeline import import_file
+    from trailscope.analytics.store import Store
+    from trailscope.models.training.loop import train
 
     torch.set_num_threads(args.threads)
     home = Path(tempfile.mkdtemp(prefix="trailscope-ablation-"))

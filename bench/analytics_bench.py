@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from trailscope.analytics import schema
 
-from analytics import schema
 from bench.analytics_pandas import (
     SESSION_GAP,
     pd_active_users,
@@ -103,8 +103,9 @@ def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 
 def _map_queries() -> list[BenchQuery]:
-    from analytics import space
-    from analytics.geo import with_coords
+    from trailscope.analytics.geo import with_coords
+    from trailscope.analytics.spatial import density as space
+
     from bench import geo_bench
 
     return [
@@ -137,7 +138,11 @@ def _approx_users(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = 0.08) -> 
 
 
 def _queries() -> list[BenchQuery]:
-    from analytics import churn, cohorts, evolution, forecast, rollup, sessions, temporal
+    from trailscope.analytics.rollups import tables as rollup
+    from trailscope.analytics.temporal import activity as temporal
+    from trailscope.analytics.temporal import cohorts, forecast, sessions
+    from trailscope.analytics.users import churn, evolution
+
     from bench import users_bench
 
     def churn_cut(c: Context) -> tuple[pd.Timestamp, pd.Timedelta]:
@@ -204,9 +209,9 @@ QUERIES: list[BenchQuery] = []  # filled on first use (keeps `import bench...` l
 # -- running -------------------------------------------------------------------------------
 def load(n_events: int, seed: int, workdir: Path) -> tuple[Any, Context, float]:
     """Generate ``n_events`` sample events into a fresh workspace; returns (store, ctx, s)."""
-    from analytics.engine import duckdb_backend, events_table
-    from analytics.sample import iter_event_chunks
-    from analytics.store import Store
+    from trailscope.analytics.engine import duckdb_backend, events_table
+    from trailscope.analytics.sample.generate import iter_event_chunks
+    from trailscope.analytics.store import Store
 
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / f"analytics_bench_{n_events}_{seed}.duckdb"
@@ -223,7 +228,7 @@ def load(n_events: int, seed: int, workdir: Path) -> tuple[Any, Context, float]:
         cur.execute(f"INSERT INTO staging SELECT {cols} FROM chunk")
         cur.unregister("chunk")
     name = "bench"
-    store.save_dataset(name, f"SELECT {cols} FROM staging", source="analytics.sample",
+    store.save_dataset(name, f"SELECT {cols} FROM staging", source="trailscope.analytics.sample",
                        fmt="sample", report={"rows": n_events}, con=cur)
     cur.close()
     load_s = time.perf_counter() - t0
@@ -237,8 +242,11 @@ def load(n_events: int, seed: int, workdir: Path) -> tuple[Any, Context, float]:
 def _extras(ctx: Context) -> None:
     """Inputs some queries take (not timed), computed on the raw table (before the rollup
     is built)."""
-    from analytics import rollup, temporal, zones_sql
-    from analytics.geo import has_coords
+    from trailscope.analytics.geo import has_coords
+    from trailscope.analytics.rollups import tables as rollup
+    from trailscope.analytics.spatial import zones_sql
+    from trailscope.analytics.temporal import activity as temporal
+
     from bench import geo_bench
 
     df = ctx.df
@@ -273,7 +281,7 @@ def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
 
 
 def run(n_events: int, repeat: int, seed: int, workdir: Path) -> list[dict[str, Any]]:
-    from analytics import rollup
+    from trailscope.analytics.rollups import tables as rollup
 
     if not QUERIES:
         QUERIES.extend(_queries())

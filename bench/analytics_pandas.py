@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from analytics import schema
+from trailscope.analytics import schema
 
 SESSION_GAP = pd.Timedelta("30min")
 

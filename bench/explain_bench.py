@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from analytics.schema import USER
-from analytics.store import Store
+from trailscope.analytics.schema import USER
+from trailscope.analytics.store import Store
 
 OUT = Path(__file__).resolve().parent / "out"
 
 
 def _workspace(home: Path, epochs: int, log) -> tuple[Store, str]:
-    from models import checkpoint as ckpt
-    from models.api import train
+    from trailscope.models.api import train
+    from trailscope.models.training import checkpoint as ckpt
+
     from tests.conftest import NYC
     from tests.models.realdata import load
 
@@ -65,12 +65,12 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    from models import api
-    from models import checkpoint as ckpt
-    from models.explain import explain, integrated_gradients
-    from models.explain_attention import attention_frame, attention_importance
-    from models.explain_deletion import deletion_test, faithfulness
-    from models.inference import history_batch
+    from trailscope.models import api
+    from trailscope.models.data.history import history_batch
+    from trailscope.models.explain.attention import attention_frame, attention_importance
+    from trailscope.models.explain.attribution import explain, integrated_gradients
+    from trailscope.models.explain.deletion import deletion_test, faithfulness
+    from trailscope.models.training import checkpoint as ckpt
 
     OUT.mkdir(exist_ok=True)
     home = a.home or Path(tempfile.mkdtemp(prefix="explain-home-", dir=OUT))

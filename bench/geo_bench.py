@@ -33,7 +33,7 @@ Fn = Callable[[Any, str, pd.DataFrame, dict], Any]
 
 
 def _zones_for(ctx: dict, events: pd.DataFrame) -> pd.DataFrame:
-    from analytics import zones
+    from trailscope.analytics.spatial import zones
 
     if "zones" not in ctx:  # flows need zones; built once, outside the timed calls
         ctx["zones"] = zones.find_zones(events, **ctx["zone_params"]).zones
@@ -42,8 +42,8 @@ def _zones_for(ctx: dict, events: pd.DataFrame) -> pd.DataFrame:
 
 def _pd_path_events(events: pd.DataFrame, users: list[str]) -> pd.DataFrame:
     """The located events of ``users`` among those with >= 3 located events (pandas)."""
-    from analytics.geo import has_coords
-    from analytics.schema import LAT, LON, TS, USER
+    from trailscope.analytics.geo import has_coords
+    from trailscope.analytics.schema import LAT, LON, TS, USER
 
     located = events[has_coords(events)]
     n = located.groupby(USER).size()
@@ -61,7 +61,10 @@ def entries() -> list[tuple[str, Fn, Fn]]:
     Map page does, by a hash of the id) and optionally ``located_first`` (the first located
     event: the paths' time reference on the Map page).
     """
-    from analytics import flows, mobility, rollup, rollup_paths, space, zones, zones_sql
+    from trailscope.analytics.rollups import paths as rollup_paths
+    from trailscope.analytics.rollups import tables as rollup
+    from trailscope.analytics.spatial import density as space
+    from trailscope.analytics.spatial import flows, mobility, zones, zones_sql
 
     def paths(con: Any, t: str, ev: pd.DataFrame, c: dict) -> pd.DataFrame:
         # a stored dataset's rollup holds the Map page's default paths (the summary build
@@ -94,7 +97,7 @@ def entries() -> list[tuple[str, Fn, Fn]]:
 def path_users(con: Any, table: str, n: int = 25) -> list[str]:
     """The ``n`` users the Map page replays (hash order among users with >= 3 located
     events), picked once so both sides draw the same people."""
-    from analytics import mobility
+    from trailscope.analytics.spatial import mobility
 
     return sorted(mobility.path_events_sql(con, table, n)["user_id"].unique().tolist())
 
@@ -110,8 +113,8 @@ def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 def run(copies: int = 10, repeat: int = 3) -> pd.DataFrame:
     """Time every entry on ``copies`` x NYC; one row per entry."""
-    from analytics.ingest import import_file
-    from analytics.store import Store
+    from trailscope.analytics.ingest.pipeline import import_file
+    from trailscope.analytics.store import Store
 
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.duckdb") as store:
         import_file(store, NYC, name="nyc")

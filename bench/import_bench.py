@@ -54,8 +54,8 @@ def _self_rss_mb() -> float:
 
 def _work_importer(csv: Path, home: Path) -> dict[str, Any]:
     os.environ["TRAILSCOPE_HOME"] = str(home)
-    from analytics.ingest import import_file
-    from analytics.store import Store
+    from trailscope.analytics.ingest.pipeline import import_file
+    from trailscope.analytics.store import Store
 
     store = Store()
     rss_ready = _self_rss_mb()
@@ -70,9 +70,8 @@ def _work_importer(csv: Path, home: Path) -> dict[str, Any]:
 
 def _work_baseline(csv: Path, home: Path) -> dict[str, Any]:
     import pandas as pd
-
-    from analytics import schema
-    from analytics.sample import CSV_COLUMNS
+    from trailscope.analytics import schema
+    from trailscope.analytics.sample.generate import CSV_COLUMNS
 
     rss_ready = _self_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -90,10 +89,9 @@ def _work_pandas_store(csv: Path, home: Path) -> dict[str, Any]:
     DataFrame, i.e. what a pandas-based importer without validation would cost end to end."""
     os.environ["TRAILSCOPE_HOME"] = str(home)
     import pandas as pd
-
-    from analytics import schema
-    from analytics.sample import CSV_COLUMNS
-    from analytics.store import Store
+    from trailscope.analytics import schema
+    from trailscope.analytics.sample.generate import CSV_COLUMNS
+    from trailscope.analytics.store import Store
 
     store = Store()
     rss_ready = _self_rss_mb()
@@ -115,8 +113,7 @@ def _work_pandas_store(csv: Path, home: Path) -> dict[str, Any]:
 def _work_floor(csv: Path, home: Path) -> dict[str, Any]:
     """Reference, not a goal: plain DuckDB read_csv into a canonical table, no checks."""
     import duckdb
-
-    from analytics import schema
+    from trailscope.analytics import schema
 
     con = duckdb.connect(str(home / "floor.duckdb"))
     rss_ready = _self_rss_mb()
@@ -158,9 +155,9 @@ def importer_available() -> bool:
     """True when analytics.ingest.import_file exists (it is developed separately)."""
     import importlib.util
 
-    if importlib.util.find_spec("analytics.ingest") is None:
+    if importlib.util.find_spec("trailscope.analytics.ingest.pipeline") is None:
         return False
-    from analytics import ingest
+    from trailscope.analytics.ingest import pipeline as ingest
 
     return callable(getattr(ingest, "import_file", None))
 
@@ -193,7 +190,7 @@ def best_of(kind: str, csv: Path, workdir: Path, repeat: int) -> dict[str, Any]:
 
 def make_csv(rows: int, seed: int, folder: Path, reuse: bool) -> tuple[Path, float]:
     """The sample CSV for ``rows`` rows (reused from ``folder`` when asked) and its build time."""
-    from analytics.sample import write_csv
+    from trailscope.analytics.sample.generate import write_csv
 
     path = folder / f"sample_{rows}_seed{seed}.csv"
     if reuse and path.exists():

@@ -80,11 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def model_names(spec: str) -> list[str]:
-    from models.registry import MISSING, MODELS
+    from trailscope.models.recommenders.registry import MODELS
 
     if spec == "all":
-        for name, why in MISSING.items():
-            print(f"  (model {name} skipped: {why})")
         return list(MODELS)
     names = [s.strip() for s in spec.split(",") if s.strip()]
     unknown = [n for n in names if n not in MODELS]
@@ -95,8 +93,9 @@ def model_names(spec: str) -> list[str]:
 
 def import_datasets(store: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Import what --datasets asks for; returns the planted draw (or None)."""
-    from analytics import schema
-    from analytics.ingest import import_file
+    from trailscope.analytics import schema
+    from trailscope.analytics.ingest.pipeline import import_file
+
     from bench import planted as pl
 
     draw = None
@@ -126,9 +125,9 @@ def import_datasets(store: Any, args: argparse.Namespace) -> dict[str, Any]:
 def planted_ceiling(store: Any, draw: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The generator's metrics on exactly the test targets the models are scored on."""
     import numpy as np
+    from trailscope.models.data.dataset import build_dataset
 
     from bench import planted as pl
-    from models.data import build_dataset
 
     ds = build_dataset(store, "planted", "leave-last", args.max_len)
     ex, ev = ds.parts["test"], ds.events
@@ -166,8 +165,9 @@ def ensure_recbole_venv() -> None:
 
 
 def export_peers(store: Any, args: argparse.Namespace, folder: Path) -> list[str]:
+    from trailscope.models.data.dataset import build_dataset
+
     from bench.recbole_export import export
-    from models.data import build_dataset
 
     names = [d for d in (args.peer_datasets or args.datasets) if d in args.datasets]
     for name in names:
@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["TRAILSCOPE_HOME"] = str(home)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
            "MKL_NUM_THREADS": str(args.threads), "TRAILSCOPE_HOME": str(home)}
-    from analytics.store import Store
+    from trailscope.analytics.store import Store
+
     from bench import model_bench_report as rep
 
     t_all = time.perf_counter()

@@ -76,11 +76,10 @@ def latency(store: Any, dataset: str, model_id: str, path: Path, n: int) -> dict
     """
     import numpy as np
     import torch
-
-    from analytics import schema
-    from models import api
-    from models import checkpoint as ckpt
-    from models.inference import history_batch
+    from trailscope.analytics import schema
+    from trailscope.models import api
+    from trailscope.models.data.history import history_batch
+    from trailscope.models.training import checkpoint as ckpt
 
     loaded = ckpt.load(path, store)
     users = [str(u) for u in loaded.meta.extra["user_ids"][:n]]
@@ -113,8 +112,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(int(job["threads"]))
-    from analytics.store import Store
-    from models.train import train
+    from trailscope.analytics.store import Store
+    from trailscope.models.training.loop import train
 
     rss_before = _rss_mb()
     store = Store(read_only=True)

@@ -32,9 +32,10 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     os.environ.setdefault("TRAILSCOPE_HOME", tempfile.mkdtemp(prefix="trailscope-bench-"))
-    from analytics.store import Store
-    from models.data import build_dataset
-    from models.registry import build_model
+    from trailscope.analytics.store import Store
+    from trailscope.models.data.dataset import build_dataset
+    from trailscope.models.recommenders.registry import build_model
+
     from tests import conftest
     from tests.models.realdata import load
 

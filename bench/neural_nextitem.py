@@ -52,8 +52,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TRAILSCOPE_HOME", tempfile.mkdtemp(prefix="trailscope-bench-"))
 
-    from analytics.store import Store
-    from models.train import train
+    from trailscope.analytics.store import Store
+    from trailscope.models.training.loop import train
+
     from tests import conftest
     from tests.models.realdata import load
 

@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-
-from analytics import schema
-from analytics.store import DatasetInfo, Store
+from trailscope.analytics import schema
+from trailscope.analytics.store import DatasetInfo, Store
 
 START = np.datetime64("2024-01-01T00:00:00", "s")
 START_SPREAD_DAYS = 30.0  # users start at a uniform time in the first month

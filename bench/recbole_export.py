@@ -14,9 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from models.data import SeqDataset
-from models.splits import Examples
+from trailscope.models.data.dataset import SeqDataset
+from trailscope.models.data.splits import Examples
 
 HEADER = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from trailscope.analytics import schema
 
-from analytics import schema
 from bench.analytics_bench import BenchQuery, Context, _frames_equal, _same_rows
 from bench.analytics_pandas import pd_churn_features, pd_profiles
 
@@ -22,7 +22,7 @@ def pd_user_events(df: pd.DataFrame, user: str) -> pd.DataFrame:
 def _pd_features(df: pd.DataFrame, cut: pd.Timestamp, window: pd.Timedelta,
                  windows: int = 4) -> pd.DataFrame:
     """``analytics.churn.churn_features``'s frame, computed with ``pd_churn_features``."""
-    from analytics import churn
+    from trailscope.analytics.users import churn
 
     raw = pd_churn_features(df, cut, window, windows)
     out = pd.DataFrame({schema.USER: raw[schema.USER],
@@ -42,8 +42,7 @@ def pd_churn_panel(df: pd.DataFrame, window: pd.Timedelta) -> tuple[pd.DataFrame
     """The Users page's churn panel in pandas: risk at the end (model fitted one window
     earlier) and the backtest's ROC-AUC one window before the end."""
     from sklearn.metrics import roc_auc_score
-
-    from analytics import churn
+    from trailscope.analytics.users import churn
 
     last = pd.Timestamp(df[schema.TS].max())
     at = last + pd.Timedelta(seconds=1)
@@ -57,7 +56,7 @@ def pd_churn_panel(df: pd.DataFrame, window: pd.Timedelta) -> tuple[pd.DataFrame
 
 
 def _pd_top_changers(df: pd.DataFrame) -> pd.DataFrame:
-    from analytics import evolution
+    from trailscope.analytics.users import evolution
 
     profiles = pd_profiles(df)
     profiles["period"] = profiles["period"].astype("datetime64[us]")
@@ -66,7 +65,7 @@ def _pd_top_changers(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _top_changers(c: Context) -> pd.DataFrame:
-    from analytics import evolution
+    from trailscope.analytics.users import evolution
 
     drift = evolution.drift(c.events, "month", 3)
     top = evolution.top_users(drift, 12, 2)[schema.USER].tolist()
@@ -76,14 +75,14 @@ def _top_changers(c: Context) -> pd.DataFrame:
 
 
 def _churn_panel(c: Context, window: str) -> tuple[pd.DataFrame, float]:
-    from analytics import churn
+    from trailscope.analytics.users import churn
 
     risk, bt = churn.churn_panel(c.events, window=window)
     return risk, float(bt.loc[bt[churn.MODEL] == churn.LOGISTIC, churn.ROC_AUC].iloc[0])
 
 
 def _same_churn(a: tuple[pd.DataFrame, float], b: tuple[pd.DataFrame, float]) -> bool:
-    from analytics import churn
+    from trailscope.analytics.users import churn
 
     ra, rb = (x.set_index(schema.USER)[churn.RISK] for x in (a[0], b[0]))
     return len(ra) == len(rb) and bool(np.allclose(ra, rb.reindex(ra.index))) \
@@ -95,7 +94,8 @@ def _same_drift(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 
 def queries() -> list[BenchQuery]:
-    from analytics import evolution, mobility
+    from trailscope.analytics.spatial import mobility
+    from trailscope.analytics.users import evolution
 
     def user(c: Context) -> str:
         return c.extra["user"]

@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from analytics import schema
-from analytics.store import Store
-from models import checkpoint as ckpt
-from models.data import build_dataset
-from models.evaluate import evaluate_model
-from models.inference import history_batch, user_index
-from models.train import TrainResult, train
+from ..analytics import schema
+from ..analytics.store import Store
+from .data.dataset import build_dataset
+from .data.history import history_batch, user_index
+from .training import checkpoint as ckpt
+from .training.evaluate import evaluate_model
+from .training.loop import TrainResult, train
 
 __all__ = ["train", "TrainResult", "evaluate", "list_models", "recommend"]
 

@@ -96,7 +96,3 @@ class Recommender(nn.Module):
     def mask_padding(scores: torch.Tensor) -> torch.Tensor:
         scores[:, 0] = float("-inf")
         return scores
-
-
-#: name -> class; filled by models.registry (explicit, no import-time magic).
-REGISTRY: dict[str, type[Recommender]] = {}

@@ -31,7 +31,7 @@ def shared_data() -> Path:
 @pytest.fixture()
 def store(tmp_path, monkeypatch):
     """A fresh workspace in a temporary TRAILSCOPE_HOME."""
-    from analytics.store import Store
+    from trailscope.analytics.store import Store
 
     monkeypatch.setenv("TRAILSCOPE_HOME", str(tmp_path / "home"))
     s = Store()

@@ -15,8 +15,11 @@ from typing import Any
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from analytics.store import StoreError
-from app import data_views, ids, pagekit, services, ui, upload
+from ...analytics.store import StoreError
+from ..services import upload
+from ..services import workspace as services
+from ..views import data as data_views
+from ..views import ids, pagekit, ui
 
 dash.register_page(__name__, path="/data", name="Data", title="Data · TrailScope", order=0)
 
@@ -162,7 +165,7 @@ def do_drop(_submit: int | None, name: str | None) -> tuple[Any, Any]:
     prevent_initial_call=True,
 )
 def on_upload(uploaded: dict | None, fmt: str | None, name: str | None) -> tuple[Any, ...]:
-    from analytics.ingest import IngestError
+    from ...analytics.ingest.pipeline import IngestError
 
     keep = (no_update,) * 8
     if not uploaded:
@@ -213,7 +216,7 @@ def on_upload(uploaded: dict | None, fmt: str | None, name: str | None) -> tuple
 def do_import(n_clicks: int, uploaded: dict | None, fmt: str | None, values: list[Any],
               field_ids: list[dict], name: str | None,
               options: list[str] | None) -> tuple[Any, Any]:
-    from analytics.ingest import IngestError
+    from ...analytics.ingest.pipeline import IngestError
 
     if not n_clicks:
         return no_update, no_update

@@ -16,11 +16,11 @@ from typing import Any
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from app import explain_service as svc
-from app import explain_views as views
-from app import pagekit, ui
-from app.report import safe_filename
-from app.services import ServiceError
+from ..reports.report import safe_filename
+from ..services import explain as svc
+from ..services.workspace import ServiceError
+from ..views import explain as views
+from ..views import pagekit, ui
 
 dash.register_page(__name__, path="/explain", name="Explain", title="Explain · TrailScope",
                    order=5)

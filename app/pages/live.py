@@ -7,7 +7,7 @@ from typing import Any
 import dash
 from dash import html
 
-from app import pagekit
+from ..views import pagekit
 
 dash.register_page(__name__, path="/live", name="Live", title="Live · TrailScope",
                    order=6)

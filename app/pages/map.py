@@ -15,10 +15,13 @@ from typing import Any
 import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from analytics.schema import BEHAVIOR, CATEGORY
-from app import analytics_service as svc
-from app import analytics_views as views
-from app import charts, deckmap, ids, map_service, map_views, pagekit, ui
+from ...analytics.schema import BEHAVIOR, CATEGORY
+from ..deckgl import deckmap
+from ..services import analytics as svc
+from ..services import maps as map_service
+from ..views import analytics as views
+from ..views import charts, ids, pagekit, ui
+from ..views import maps as map_views
 
 dash.register_page(__name__, path="/map", name="Map", title="Map · TrailScope", order=2)
 

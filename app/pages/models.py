@@ -15,8 +15,10 @@ from typing import Any
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from app import deckmap, model_service, pagekit, ui
-from app import model_views as mv
+from ..deckgl import deckmap
+from ..services import models as model_service
+from ..views import models as mv
+from ..views import pagekit, ui
 
 dash.register_page(__name__, path="/models", name="Models", title="Models · TrailScope",
                    order=4)
@@ -34,7 +36,7 @@ def _field(label: str, control: Any, width: str = "150px") -> html.Div:
 
 
 def _train_card(choices: list[dict[str, Any]], active: dict[str, Any] | None) -> html.Section:
-    names = [c["name"] for c in choices if not c["missing"]]
+    names = [c["name"] for c in choices]
     cuda = model_service.cuda_available()
     return ui.card(title="Train a model", children=[
         html.Div(className="form-row", style={"alignItems": "flex-end"}, children=[

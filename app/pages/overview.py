@@ -15,10 +15,11 @@ import dash
 import pandas as pd
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from analytics.schema import BEHAVIOR, CATEGORY
-from app import analytics_service as svc
-from app import analytics_views as views
-from app import charts, ids, pagekit, services, ui
+from ...analytics.schema import BEHAVIOR, CATEGORY
+from ..services import analytics as svc
+from ..services import workspace as services
+from ..views import analytics as views
+from ..views import charts, ids, pagekit, ui
 
 dash.register_page(__name__, path="/overview", name="Overview", title="Overview · TrailScope",
                    order=1)

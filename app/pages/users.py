@@ -17,10 +17,13 @@ import dash
 import pandas as pd
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from analytics.schema import USER
-from app import analytics_views as views
-from app import charts, deckmap, ids, map_service, map_views, pagekit, ui
-from app import users_service as users
+from ...analytics.schema import USER
+from ..deckgl import deckmap
+from ..services import maps as map_service
+from ..services import users
+from ..views import analytics as views
+from ..views import charts, ids, pagekit, ui
+from ..views import maps as map_views
 
 dash.register_page(__name__, path="/users", name="Users", title="Users · TrailScope", order=3)
 

@@ -12,10 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+from trailscope.analytics import schema
+from trailscope.analytics.spatial.density import grid_cell_ids
+from trailscope.analytics.store import Store
 
-from analytics import schema
-from analytics.space import grid_cell_ids
-from analytics.store import Store
 from tests.analytics.realdata import import_nyc, open_store
 from tests.conftest import GEOLIFE
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analytics.ingest import import_file
-from analytics.store import Store
+from trailscope.analytics.ingest.pipeline import import_file
+from trailscope.analytics.store import Store
+
 from tests.conftest import NYC
 
 NYC_NAME = "nyc"

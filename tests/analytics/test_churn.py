@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from trailscope.analytics import schema
+from trailscope.analytics.engine import duckdb_backend, events_table
+from trailscope.analytics.users import churn as C
 
-from analytics import churn as C
-from analytics import schema
-from analytics.engine import duckdb_backend, events_table
 from tests.analytics.realdata import import_nyc, open_store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:(ibis|pyspark).*")

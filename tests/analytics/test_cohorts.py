@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from trailscope.analytics import schema
+from trailscope.analytics.engine import USERS, duckdb_backend, events_table
+from trailscope.analytics.temporal import cohorts
 
-from analytics import cohorts, schema
-from analytics.engine import USERS, duckdb_backend, events_table
 from tests.analytics.realdata import import_nyc, open_store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:(ibis|pyspark).*")

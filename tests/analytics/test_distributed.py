@@ -6,9 +6,9 @@ import shutil
 
 import pandas as pd
 import pytest
+from trailscope.analytics import schema
+from trailscope.analytics.distributed import AGGREGATIONS, export_parquet, run_aggregation
 
-from analytics import schema
-from analytics.distributed import AGGREGATIONS, export_parquet, run_aggregation
 from tests.analytics.realdata import import_nyc, open_store
 
 pytestmark = [

@@ -10,9 +10,11 @@ import shutil
 
 import pandas as pd
 import pytest
+from trailscope.analytics import schema
+from trailscope.analytics.engine import PERIOD, duckdb_backend, events_table, spark_backend
+from trailscope.analytics.temporal import activity as temporal
+from trailscope.analytics.temporal import cohorts
 
-from analytics import cohorts, schema, temporal
-from analytics.engine import PERIOD, duckdb_backend, events_table, spark_backend
 from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, import_nyc, open_store
 
 pytestmark = [

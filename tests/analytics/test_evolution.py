@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from trailscope.analytics import schema
+from trailscope.analytics.engine import EVENTS, PERIOD, duckdb_backend, events_table
+from trailscope.analytics.users import evolution as E
 
-from analytics import evolution as E
-from analytics import schema
-from analytics.engine import EVENTS, PERIOD, duckdb_backend, events_table
 from tests.analytics.realdata import import_nyc, open_store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:(ibis|pyspark).*")

@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from trailscope.analytics.engine import EVENTS, PERIOD, duckdb_backend, events_table
+from trailscope.analytics.temporal import activity as temporal
+from trailscope.analytics.temporal import forecast as F
 
-from analytics import forecast as F
-from analytics import temporal
-from analytics.engine import EVENTS, PERIOD, duckdb_backend, events_table
 from tests.analytics.realdata import import_nyc, open_store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:(ibis|pyspark).*")

@@ -8,9 +8,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-
-from analytics import geo, spacetime
-from analytics.schema import LAT, LON, TS, TZ_OFFSET, USER
+from trailscope.analytics import geo, spacetime
+from trailscope.analytics.schema import LAT, LON, TS, TZ_OFFSET, USER
 
 R = geo.EARTH_RADIUS_KM
 DEG_KM = R * math.pi / 180.0  # 111.195 km: one degree of latitude

@@ -8,11 +8,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
-from analytics import schema
-from analytics.ingest import IngestError, default_name, import_file
-from analytics.ingest_lines import rows_to_lines
-from analytics.store import Store, StoreError
+from trailscope.analytics import schema
+from trailscope.analytics.ingest.lines import rows_to_lines
+from trailscope.analytics.ingest.pipeline import IngestError, default_name, import_file
+from trailscope.analytics.store import Store, StoreError
 
 HEADER = "user_id,item_id,ts,lat,lon"
 # (line text, reason it must be rejected for, or None when kept). A blank line sits in the
@@ -265,7 +264,7 @@ def test_orphan_staging_table_dropped_by_next_import(store: Store, tmp_path: Pat
 
 def test_failure_while_publishing_keeps_the_old_dataset(store: Store, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from analytics import ingest_sql
+    from trailscope.analytics.ingest import stage as ingest_sql
 
     path = tmp_path / "events.csv"
     _write_rows(path)

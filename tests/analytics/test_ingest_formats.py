@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from analytics import schema, timeparse
-from analytics.formats_geohash import decode
-from analytics.ingest import FORMATS, import_file, sniff
-from analytics.store import Store
+from trailscope.analytics import schema
+from trailscope.analytics.ingest import timeparse
+from trailscope.analytics.ingest.formats.geohash import decode
+from trailscope.analytics.ingest.pipeline import FORMATS, import_file, sniff
+from trailscope.analytics.store import Store
 
 U, IT, T, LAT, LON = schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON
 BEH, CAT, VAL, TZ = schema.BEHAVIOR, schema.CATEGORY, schema.VALUE, schema.TZ_OFFSET
@@ -254,7 +254,7 @@ def test_time_kind_detection() -> None:
 
 # -- typed CSV reading (analytics.ingest_sql.native_types) -------------------------------------
 def _typed_vs_text(store: Store, path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
-    from analytics import ingest_sql
+    from trailscope.analytics.ingest import stage as ingest_sql
 
     typed = import_file(store, path, name="typed")
     monkeypatch.setattr(ingest_sql, "NATIVE", False)
@@ -299,8 +299,8 @@ def test_typed_read_falls_back_to_text(store: Store, tmp_path: Path,
             "v3,j3,2020-01-02 10:00:00,1,5,0x10", "v4,j4,soon,52.5,13.4,1"]
     path = tmp_path / "late.csv"
     path.write_text("\n".join(["user,item,ts,lat,lon,value", *head, *tail]) + "\n")
-    from analytics.formats_specs import build_plan
-    from analytics.ingest_sql import native_types
+    from trailscope.analytics.ingest.plans import build_plan
+    from trailscope.analytics.ingest.stage import native_types
 
     sn = sniff(path)
     assert native_types(sn, build_plan(sn, path)) == {

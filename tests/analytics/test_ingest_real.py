@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from trailscope.analytics import schema
+from trailscope.analytics.ingest.pipeline import import_file, sniff
+from trailscope.analytics.store import Store
 
-from analytics import schema
-from analytics.ingest import import_file, sniff
-from analytics.store import Store
 from tests.conftest import GEOLIFE, MOVIELENS, NYC, TAOBAO
 
 

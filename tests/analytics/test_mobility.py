@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from trailscope.analytics import geo
+from trailscope.analytics.schema import ITEM, LAT, LON, TS, TZ_OFFSET, USER
+from trailscope.analytics.spatial import flows, mobility, zones
 
-from analytics import flows, geo, mobility, zones
-from analytics.schema import ITEM, LAT, LON, TS, TZ_OFFSET, USER
 from tests.analytics.geodata import NYC_BOX, geolife_events, nyc_store
 from tests.conftest import GEOLIFE
 
@@ -167,8 +168,8 @@ def test_geolife_paths_are_continuous() -> None:
 
 def test_geolife_stay_point_paths_are_continuous(tmp_path) -> None:
     # the importer turns GeoLife fixes into stay points (arrival time, place centroid)
-    from analytics.ingest import import_file
-    from analytics.store import Store
+    from trailscope.analytics.ingest.pipeline import import_file
+    from trailscope.analytics.store import Store
 
     with Store(tmp_path / "ws.duckdb") as store:
         import_file(store, GEOLIFE, name="geolife")

@@ -11,27 +11,20 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from trailscope.analytics import schema
+from trailscope.analytics.engine import duckdb_backend, events_table
+from trailscope.analytics.geo import has_coords_sql
+from trailscope.analytics.rollups import build as rollup_build
+from trailscope.analytics.rollups import paths as rollup_paths
+from trailscope.analytics.rollups import tables as rollup
+from trailscope.analytics.sample.generate import import_sample
+from trailscope.analytics.spatial import density as space
+from trailscope.analytics.spatial import flows, mobility, zones_sql
+from trailscope.analytics.store import Store
+from trailscope.analytics.temporal import activity as temporal
+from trailscope.analytics.temporal import cohorts, forecast, sessions
+from trailscope.analytics.users import churn, evolution
 
-from analytics import (
-    churn,
-    cohorts,
-    evolution,
-    flows,
-    forecast,
-    mobility,
-    rollup,
-    rollup_build,
-    rollup_paths,
-    schema,
-    sessions,
-    space,
-    temporal,
-    zones_sql,
-)
-from analytics.engine import duckdb_backend, events_table
-from analytics.geo import has_coords_sql
-from analytics.sample import import_sample
-from analytics.store import Store
 from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, import_nyc, open_store
 
 pytestmark = [

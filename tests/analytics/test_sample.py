@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from analytics import schema
-from analytics.sample import (
+from trailscope.analytics import schema
+from trailscope.analytics.sample.city import CATEGORIES, KM_PER_DEG_LAT, KM_PER_DEG_LON, LEISURE
+from trailscope.analytics.sample.generate import (
     BBOX,
     CENTER,
     CSV_COLUMNS,
@@ -18,7 +18,6 @@ from analytics.sample import (
     iter_event_chunks,
     write_csv,
 )
-from analytics.sample_city import CATEGORIES, KM_PER_DEG_LAT, KM_PER_DEG_LON, LEISURE
 
 USERS = 200
 SEED = 11
@@ -205,7 +204,7 @@ def test_write_csv_streams_a_generic_csv(tmp_path) -> None:
 
 
 def test_import_sample_registers_dataset(store) -> None:
-    from analytics.store import StoreError
+    from trailscope.analytics.store import StoreError
 
     info = import_sample(store, name="demo", users=30, seed=3)
     expected = generate_events(users=30, seed=3)

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from trailscope.analytics import geo
+from trailscope.analytics.schema import ITEM, LAT, LON, TS, USER
+from trailscope.analytics.spacetime import WINDOW
+from trailscope.analytics.spatial import density as space
 
-from analytics import geo, space
-from analytics.schema import ITEM, LAT, LON, TS, USER
-from analytics.spacetime import WINDOW
 from tests.analytics.geodata import NYC_BOX, nyc_store
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-
-from analytics import schema
-from analytics.store import DatasetNotFound, Store, StoreError
+from trailscope.analytics import schema
+from trailscope.analytics.store import DatasetNotFound, Store, StoreError
 
 ROWS = (
     "SELECT * FROM (VALUES "

@@ -8,9 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from trailscope.analytics import schema
+from trailscope.analytics.engine import EVENTS, PERIOD, USERS, duckdb_backend, events_table
+from trailscope.analytics.temporal import activity as temporal
+from trailscope.analytics.temporal import sessions
 
-from analytics import schema, sessions, temporal
-from analytics.engine import EVENTS, PERIOD, USERS, duckdb_backend, events_table
 from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, import_nyc, open_store
 
 pytestmark = [
@@ -34,7 +36,7 @@ def tiny() -> pd.DataFrame:
 
 # -- engine --------------------------------------------------------------------------------
 def test_engine_tables_and_errors(store, tiny):
-    from analytics.engine import EngineError
+    from trailscope.analytics.engine import EngineError
 
     backend = duckdb_backend(store)
     with pytest.raises(EngineError, match="no dataset named 'absent'"):

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from trailscope.analytics import geo
+from trailscope.analytics.schema import ITEM, LAT, LON, TS, USER
+from trailscope.analytics.spacetime import WINDOW
+from trailscope.analytics.spatial import zones, zones_sql
+from trailscope.analytics.temporal import trend
 
-from analytics import geo, trend, zones, zones_sql
-from analytics.schema import ITEM, LAT, LON, TS, USER
-from analytics.spacetime import WINDOW
 from tests.analytics.geodata import MIDTOWN, nyc_store
 
 A = (40.0, -74.0)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from app import services
+from trailscope.app.services import workspace as services
 
 
 @pytest.fixture()

@@ -1,7 +1,8 @@
 """Keep the deckmap tests' throw-away Dash apps from taking the process-wide page callbacks.
 
 Dash hands callbacks registered with ``dash.callback`` (app/pages) to the first app that serves a
-request. A test app serving requests in the same pytest process as the real ``app.main`` would
+request. A test app serving requests in the same pytest process as the real
+``trailscope.app.main`` would
 take them, so these helpers park the global lists while a test app lives and put them back.
 """
 

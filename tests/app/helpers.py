@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from analytics import schema
-from analytics.store import DatasetInfo, Store
+from trailscope.analytics import schema
+from trailscope.analytics.store import DatasetInfo, Store
+
 from tests.conftest import MOVIELENS
 
 

@@ -7,15 +7,17 @@ from typing import Any
 
 import dash
 import pytest
+from trailscope.app import layout
+from trailscope.app.views import data as data_views
+from trailscope.app.views import ids
 
-from app import data_views, ids, layout
 from tests.app.helpers import save_movielens as _save_movielens
 from tests.app.helpers import texts
 
 
 @pytest.fixture()
 def client(workspace):
-    from app.main import server
+    from trailscope.app.main import server
 
     return server.test_client()
 
@@ -29,7 +31,7 @@ def _page(path: str) -> dict:
 
 
 def test_pages_are_registered_on_the_fixed_paths():
-    import app.main  # noqa: F401 (creates the app, which loads app/pages)
+    import trailscope.app.main  # noqa: F401 (creates the app, which loads app/pages)
 
     assert sorted(p["path"] for p in dash.page_registry.values()) == sorted(
         path for _, _, path in ids.PAGES)
@@ -107,7 +109,7 @@ def test_import_report_rendering_escapes_and_lists_reasons():
 
 
 def test_main_sets_default_dataset_and_runs(workspace, shared_data, monkeypatch):
-    import app.main as main_mod
+    import trailscope.app.main as main_mod
 
     _save_movielens(workspace, "older", 100)
     _save_movielens(workspace, "newer", 100)
@@ -116,6 +118,6 @@ def test_main_sets_default_dataset_and_runs(workspace, shared_data, monkeypatch)
     args = main_mod._parse(["--port", "8123", "--dataset", "older"])
     main_mod.main(host=args.host, port=args.port, dataset=args.dataset)
     assert runs == [{"host": "127.0.0.1", "port": 8123, "debug": False, "use_reloader": False}]
-    from app import services
+    from trailscope.app.services import workspace as services
 
     assert services.default_dataset() == "older"  # not the newest: the configured one

@@ -15,7 +15,7 @@ from tests.conftest import MOVIELENS, NYC
 
 def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TRAILSCOPE_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "trailscope.app.cli", *args], capture_output=True,
                           text=True, env=env, timeout=300)
 
 
@@ -95,8 +95,8 @@ def test_bad_map_argument(home: Path) -> None:
 
 def _rollup_tables(home: Path, name: str) -> tuple[dict | None, int]:
     """(registry row of the dataset's summary tables, how many of its tables exist)."""
-    from analytics import rollup
-    from analytics.store import DB_FILENAME, Store
+    from trailscope.analytics.rollups import tables as rollup
+    from trailscope.analytics.store import DB_FILENAME, Store
 
     with Store(home / DB_FILENAME, read_only=True) as store:
         cur = store.cursor()
@@ -156,7 +156,7 @@ def test_train_evaluate_recommend_explain_json(home: Path) -> None:
 
 
 def test_train_settings_are_parsed_and_checked(home: Path) -> None:
-    from app.cli import CliError, parse_settings
+    from trailscope.app.cli.main import CliError, parse_settings
 
     assert parse_settings(["hidden=128", "blend=false", "lr=0.001", "relation=kv"]) == {
         "hidden": 128, "blend": False, "lr": 0.001, "relation": "kv"}

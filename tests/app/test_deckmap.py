@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from shapely.geometry import MultiPolygon, Polygon
+from trailscope.analytics.schema import CATEGORY, ITEM, LAT, LON, TS, USER
+from trailscope.app.deckgl import deckmap as dm
+from trailscope.app.deckgl.colors import DIVERGING, SEQUENTIAL, TREND_COLORS
 
-from analytics.schema import CATEGORY, ITEM, LAT, LON, TS, USER
-from app import deckmap as dm
-from app.deck_colors import DIVERGING, SEQUENTIAL, TREND_COLORS
 from tests.app.deckmap_isolation import isolated_dash_callbacks
 from tests.conftest import NYC
 
@@ -281,8 +281,12 @@ def test_deckmap_and_replay_components():
 
 def test_bundle_route_serves_pydeck_deckgl(monkeypatch, tmp_path):
     from flask import Flask
-
-    from app.deck_assets import BUNDLE_ROUTE, ENV_BUNDLE, bundle_path, register_deck_routes
+    from trailscope.app.deckgl.assets import (
+        BUNDLE_ROUTE,
+        ENV_BUNDLE,
+        bundle_path,
+        register_deck_routes,
+    )
 
     monkeypatch.delenv(ENV_BUNDLE, raising=False)
     server = Flask(__name__)
@@ -306,8 +310,7 @@ def test_bundle_route_serves_pydeck_deckgl(monkeypatch, tmp_path):
 
 def test_register_deckmap_wires_each_app_once():
     from dash import Dash
-
-    from app.deck_assets import BUNDLE_ROUTE
+    from trailscope.app.deckgl.assets import BUNDLE_ROUTE
 
     for _ in range(2):  # a second app gets its own callbacks (Dash globals go to one app only)
         with isolated_dash_callbacks():

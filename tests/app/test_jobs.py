@@ -9,8 +9,8 @@ import threading
 import time
 
 import pytest
+from trailscope.app.services import jobs
 
-from app import jobs
 from tests.app.helpers import slice_file
 from tests.conftest import MOVIELENS
 
@@ -21,7 +21,7 @@ GRU = {"hidden": 16, "batch_size": 16}   # ~96 training windows -> 6 steps an ep
 @pytest.fixture()
 def ml(store, shared_data, tmp_path):
     """The workspace with dataset ``ml``: the first 3,000 ratings of MovieLens 100K."""
-    from analytics.ingest import import_file
+    from trailscope.analytics.ingest.pipeline import import_file
 
     path = slice_file(MOVIELENS, tmp_path / "u_3k.data", ROWS)
     report = import_file(store, path, name="ml")
@@ -43,7 +43,7 @@ def _poll(runner: jobs.JobRunner, job_id: str, until, timeout: float = 60.0) -> 
 
 
 def test_markov_job_finishes_with_a_checkpoint_and_the_data_report(ml):
-    from models import api
+    from trailscope.models import api
 
     runner = jobs.JobRunner()
     job_id = runner.start(jobs.training_job(ml, "ml", "markov"))
@@ -84,7 +84,7 @@ def test_gru_one_epoch_reports_steps_loss_and_validation(ml):
 
 
 def test_cancel_stops_a_running_gru_and_keeps_its_best_epoch(ml):
-    from models import api
+    from trailscope.models import api
 
     runner = jobs.JobRunner()
     job = jobs.training_job(ml, "ml", "gru", epochs=300, patience=1000, hidden=16,
@@ -111,7 +111,7 @@ def test_cancel_stops_a_running_gru_and_keeps_its_best_epoch(ml):
 
 
 def test_a_queued_job_waits_and_a_cancelled_queued_job_never_runs(ml):
-    from models import api
+    from trailscope.models import api
 
     runner = jobs.JobRunner(max_running=1)
     long_id = runner.start(jobs.training_job(ml, "ml", "gru", epochs=300, patience=1000,

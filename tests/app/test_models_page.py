@@ -8,10 +8,12 @@ from typing import Any
 
 import dash
 import pytest
+from trailscope.analytics import schema
+from trailscope.app.services import jobs
+from trailscope.app.services import models as model_service
+from trailscope.app.services import workspace as services
+from trailscope.app.views import models as mv
 
-from analytics import schema
-from app import jobs, model_service, services
-from app import model_views as mv
 from tests.app.helpers import slice_file, texts
 from tests.conftest import MOVIELENS, NYC
 
@@ -27,7 +29,7 @@ def _text(component: Any) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, shared_data) -> dict[str, Any]:
     """A services workspace with ``ml`` (markov + 1-epoch gru) and ``nyc`` (markov)."""
-    from analytics.ingest import import_file
+    from trailscope.analytics.ingest.pipeline import import_file
 
     tmp = tmp_path_factory.mktemp("models_page")
     nyc = tmp / "nyc_4k.csv"
@@ -70,7 +72,7 @@ def test_comparison_table_ranks_real_models_and_marks_the_best(trained):
 def test_empty_and_stale_states(trained):
     store = trained["store"]
     assert "trailscope train ml --model markov" in _text(mv.comparison_table([], "ml"))
-    from analytics.ingest import import_file
+    from trailscope.analytics.ingest.pipeline import import_file
 
     path = slice_file(MOVIELENS, store.path.parent / "u_3k.data", 3000)
     import_file(store, path, name="ml_old")
@@ -188,7 +190,7 @@ def test_training_settings_are_validated_with_fixes(trained):
 
 
 def test_page_layout_shows_models_and_the_no_map_reason(trained):
-    import app.main  # noqa: F401 (creates the app, which registers the pages)
+    import trailscope.app.main  # noqa: F401 (creates the app, which registers the pages)
 
     page = next(p for p in dash.page_registry.values() if p["path"] == "/models")
     ml = _text(page["layout"](dataset="ml"))

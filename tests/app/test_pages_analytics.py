@@ -14,13 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import trailscope.app.main  # noqa: F401 (creates the Dash app, which registers app/pages)
+from trailscope.analytics.schema import BEHAVIOR, CATEGORY, LAT, TS, USER
+from trailscope.analytics.users import evolution
+from trailscope.app.services import analytics as svc
+from trailscope.app.services import maps as map_service
+from trailscope.app.services import users
+from trailscope.app.services import workspace as services
+from trailscope.app.views import charts
+from trailscope.app.views import maps as map_views
 
-import app.main  # noqa: F401 (creates the Dash app, which registers app/pages)
-from analytics import evolution
-from analytics.schema import BEHAVIOR, CATEGORY, LAT, TS, USER
-from app import analytics_service as svc
-from app import charts, map_service, map_views, services
-from app import users_service as users
 from tests.app.helpers import save_movielens, texts
 from tests.conftest import MOVIELENS, NYC
 
@@ -36,7 +39,7 @@ def _nyc_slice(dst: Path, n: int = NYC_ROWS) -> Path:
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory, shared_data) -> Any:
     """A workspace with ``nyc`` (NYC slice, imported through the real importer) and ``ml``."""
-    from analytics import ingest
+    from trailscope.analytics.ingest import pipeline as ingest
 
     home = tmp_path_factory.mktemp("pages_home")
     with pytest.MonkeyPatch.context() as mp:
@@ -146,7 +149,7 @@ def test_cohort_retention_table(ws, nyc_events):
 
 
 def test_time_range_is_read_from_selection_and_zoom():
-    from app.pages import overview
+    from trailscope.app.pages import overview
 
     sel = {"range": {"x": ["2012-06-03 04:00", "2012-05-01"]}}
     assert overview.range_from_events(None, sel, {"selectedData"}) == (
@@ -161,7 +164,7 @@ def test_time_range_is_read_from_selection_and_zoom():
 
 # -- map ------------------------------------------------------------------------------------
 def test_no_coordinates_gives_the_polite_message(ws):
-    from app.pages import map as map_page
+    from trailscope.app.pages import map as map_page
 
     note = map_service.coordinates_note("ml")
     assert note and "no coordinates" in note and "Data page" in note
@@ -222,7 +225,7 @@ def test_most_changed_users_on_movielens(ws):
     top = users.top_changers("ml")
     assert len(top) > 0 and top["mean_js"].is_monotonic_decreasing
     assert top["mean_js"].between(0, 1).all() and (top["pairs"] >= 2).all()
-    from app.pages import users as users_page
+    from trailscope.app.pages import users as users_page
 
     assert users_page.user_href("ml", "42") == "/users?dataset=ml&user=42"
     assert users.top_changers("ml_plain").empty  # no categories: nothing to compare
@@ -261,9 +264,9 @@ def test_churn_risk_and_backtest(ws):
 # -- pages ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("dataset", ["nyc", "ml"])
 def test_page_layouts_render(ws, dataset):
-    from app.pages import map as map_page
-    from app.pages import overview
-    from app.pages import users as users_page
+    from trailscope.app.pages import map as map_page
+    from trailscope.app.pages import overview
+    from trailscope.app.pages import users as users_page
 
     assert "Activity over time" in _texts(overview.layout(dataset=dataset))
     assert "Most-changed users" in _texts(users_page.layout(dataset=dataset))
@@ -274,8 +277,8 @@ def test_page_layouts_render(ws, dataset):
 
 
 def test_callbacks_turn_errors_into_messages(ws):
-    from app import analytics_views
-    from app.pages import overview
+    from trailscope.app.pages import overview
+    from trailscope.app.views import analytics as analytics_views
 
     fig, table = overview.draw_forecast("fortnight", "nyc")
     assert "unknown granularity 'fortnight'" in fig.layout.annotations[0].text and table == ""

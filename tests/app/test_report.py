@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 import torch
+from trailscope.analytics import schema
+from trailscope.analytics.store import Store
 
-from analytics import schema
-from analytics.store import Store
 from tests.conftest import NYC
 
 EVIL_CAT = "<script>alert('cat')</script>"
@@ -28,7 +28,8 @@ def evil(tmp_path_factory, shared_data):
     """TRAILSCOPE_HOME with dataset ``nyc_evil`` (40 NYC users; one renamed to EVIL_USER,
     whose events all have category EVIL_CAT, and whose most visited item becomes EVIL_ITEM)
     and a tiny trained st-transformer."""
-    from models.api import train
+    from trailscope.models.api import train
+
     from tests.models.realdata import load, slice_dataset
 
     home = tmp_path_factory.mktemp("report_home")
@@ -77,7 +78,7 @@ def evil_store(evil, monkeypatch):
 
 
 def _html_report(evil, evil_store, tmp_path):
-    from app import report
+    from trailscope.app.reports import report
 
     data = report.collect(evil_store, "nyc_evil", EVIL_USER, EVIL_ITEM, evil["model_id"])
     path = report.write(data, tmp_path / "r.html")
@@ -111,8 +112,7 @@ def test_html_report_escapes_hostile_names_and_holds_the_charts(evil, evil_store
 
 def test_html_report_shows_hostile_names_as_text_in_a_browser(evil, evil_store, tmp_path):
     from playwright.sync_api import sync_playwright
-
-    from app.report import CHROMIUM, CHROMIUM_ARGS
+    from trailscope.app.reports.report import CHROMIUM, CHROMIUM_ARGS
 
     _, page_html = _html_report(evil, evil_store, tmp_path)
     with sync_playwright() as pw:
@@ -131,7 +131,7 @@ def test_html_report_shows_hostile_names_as_text_in_a_browser(evil, evil_store, 
 
 
 def test_pdf_report_renders(evil, evil_store, tmp_path):
-    from app import report
+    from trailscope.app.reports import report
 
     path = report.export(evil_store, "nyc_evil", EVIL_USER, tmp_path / "r.pdf",
                          model_id=evil["model_id"])
@@ -146,7 +146,7 @@ def test_pdf_report_renders(evil, evil_store, tmp_path):
 
 
 def test_batch_export_lists_failures(evil, evil_store, tmp_path):
-    from app import report
+    from trailscope.app.reports import report
 
     users = evil_store.query_df(f"SELECT DISTINCT {schema.USER} AS u FROM "
                                 f"{evil_store.table('nyc_evil')} ORDER BY 1 LIMIT 2")["u"]
@@ -159,7 +159,7 @@ def test_batch_export_lists_failures(evil, evil_store, tmp_path):
 
 
 def test_cli_explain_json_and_report(evil, evil_store, tmp_path, capsys):
-    from app.cli_explain import add_explain_parser
+    from trailscope.app.cli.explain import add_explain_parser
 
     evil_store.close()
     p = argparse.ArgumentParser()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from trailscope.analytics import schema
+from trailscope.app.services import workspace as services
 
-from analytics import schema
-from app import services
 from tests.app.helpers import save_movielens as _save_movielens
 from tests.app.helpers import slice_file as _slice
 from tests.conftest import MOVIELENS, TAOBAO
@@ -80,7 +80,7 @@ def test_import_uploaded_movielens_slice(workspace, shared_data, tmp_path):
     assert report["users"] == len({ln.split("\t")[0] for ln in lines})
     assert services.dataset_info("ml2k").rows == len(lines)
     assert report["summaries_s"] > 0  # built by the import: the first page view reads them
-    from analytics import rollup
+    from trailscope.analytics.rollups import tables as rollup
     with services.get_store().cursor() as cur:
         assert rollup.info(cur, "ml2k")["rows"] == len(lines)
     assert services.default_dataset() == "ml2k"
@@ -96,7 +96,7 @@ def test_import_uploaded_movielens_slice(workspace, shared_data, tmp_path):
 
 
 def test_import_uploaded_reports_rejections_and_bad_files(workspace, shared_data, tmp_path):
-    from analytics.ingest import IngestError
+    from trailscope.analytics.ingest.pipeline import IngestError
 
     lines = TAOBAO.read_text().splitlines()[:2000]
     # Damage two rows past the head the importer sniffs (500 rows), so the format is still

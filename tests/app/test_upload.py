@@ -7,8 +7,8 @@ import json
 import random
 
 import pytest
+from trailscope.app.services import upload
 
-from app import upload
 from tests.conftest import MOVIELENS
 
 HDR = {upload.UPLOAD_HEADER: "1"}
@@ -17,7 +17,7 @@ HDR = {upload.UPLOAD_HEADER: "1"}
 @pytest.fixture()
 def client(tmp_path, monkeypatch):
     monkeypatch.setenv("TRAILSCOPE_HOME", str(tmp_path / "home"))
-    from app.main import server
+    from trailscope.app.main import server
 
     return server.test_client()
 

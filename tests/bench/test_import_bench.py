@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from analytics.sample import write_csv
+from trailscope.analytics.sample.generate import write_csv
+
 from bench import import_bench
 
 

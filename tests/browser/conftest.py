@@ -1,6 +1,7 @@
 """Browser tests: the real dashboard in a subprocess, driven by headless Debian chromium.
 
-The server runs ``python -m app.main`` on a free port with TRAILSCOPE_HOME in a temp folder;
+The server runs ``python -m trailscope.app.main`` on a free port with TRAILSCOPE_HOME in a temp
+folder;
 Playwright drives /usr/bin/chromium (no browser downloads). Screenshots go to test-artifacts/.
 """
 
@@ -41,7 +42,7 @@ def server_home(tmp_path_factory) -> Path:
 
 @contextmanager
 def serve(home: Path, env_extra: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``python -m app.main`` on a free port over workspace ``home``; yields its URL.
+    """Run ``python -m trailscope.app.main`` on a free port over workspace ``home``; yields its URL.
 
     Modules that need data in place before the server opens the DuckDB file import it into
     their own ``home`` and call this; the rest share the ``server_url`` fixture.
@@ -51,7 +52,7 @@ def serve(home: Path, env_extra: dict[str, str] | None = None) -> Iterator[str]:
     env.pop("TRAILSCOPE_DEFAULT_DATASET", None)
     log = open(home / "server.log", "w")  # closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.main", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "trailscope.app.main", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from trailscope.app.views import ids
 
-from app import ids
 from tests.app.helpers import save_movielens
 from tests.browser import conftest as browser_conftest
 from tests.conftest import NYC
@@ -27,9 +27,9 @@ PAGES = ("overview", "map", "users")
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, shared_data) -> Iterator[str]:
     """A dashboard on a workspace holding ``sample``, ``nyc`` and ``ml``."""
-    from analytics import ingest
-    from analytics.sample import import_sample
-    from analytics.store import Store
+    from trailscope.analytics.ingest import pipeline as ingest
+    from trailscope.analytics.sample.generate import import_sample
+    from trailscope.analytics.store import Store
 
     home = tmp_path_factory.mktemp("analytics_home")
     with pytest.MonkeyPatch.context() as mp:

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
+from trailscope.app.views import ids
 
-from app import ids
 from tests.conftest import MOVIELENS, TAOBAO
 
 PATHS = [path for _, _, path in ids.PAGES]

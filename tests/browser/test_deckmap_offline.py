@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 import pytest
+from trailscope.analytics.schema import CATEGORY, ITEM, LAT, LON, TS, USER
 
-from analytics.schema import CATEGORY, ITEM, LAT, LON, TS, USER
 from tests.app.deckmap_isolation import isolated_dash_callbacks
 from tests.conftest import NYC, ROOT
 
@@ -51,8 +51,7 @@ def _checkins(n: int = 4000) -> pd.DataFrame:
 
 def _layout():
     from dash import html
-
-    from app import deckmap as dm
+    from trailscope.app.deckgl import deckmap as dm
 
     ev = _checkins()
     t0 = ev[TS].min()
@@ -82,8 +81,7 @@ def _layout():
 @contextmanager
 def _serve(layout, tiles: bool = False, pages: dict[str, str] | None = None) -> Iterator[str]:
     from dash import Dash
-
-    from app.deckmap import register_deckmap
+    from trailscope.app.deckgl.deckmap import register_deckmap
 
     with isolated_dash_callbacks():
         app = Dash(__name__, assets_folder=str(ROOT / "assets"),
@@ -237,8 +235,7 @@ def test_configured_tile_basemap_draws_under_layers(browser, monkeypatch):
     # A local tile server stands in for Carto/OSM: the tile code path without internet.
     monkeypatch.setenv("TRAILSCOPE_BASEMAP", "/tiles/{z}/{x}/{y}.png")
     from dash import html
-
-    from app import deckmap as dm
+    from trailscope.app.deckgl import deckmap as dm
 
     pts = _checkins(300).drop_duplicates(ITEM).head(20)
     spec = dm.deck_spec([dm.scatter_layer(pts, color=(200, 30, 30))],
@@ -271,8 +268,7 @@ def test_every_layer_builder_draws_in_a_standalone_page(browser, monkeypatch):
     """deck_html page (no Dash callbacks): h3 + polygon hexes, zones, paths, arcs all pick."""
     monkeypatch.delenv("TRAILSCOPE_BASEMAP", raising=False)
     from dash import html
-
-    from app import deckmap as dm
+    from trailscope.app.deckgl import deckmap as dm
 
     ev = _checkins(1500)
     view = dm.view_for(ev[LAT], ev[LON], quantile=0.05)

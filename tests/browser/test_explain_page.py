@@ -18,10 +18,10 @@ from tests.browser.conftest import serve
 @pytest.fixture(scope="module")
 def explain_server(tmp_path_factory, shared_data):
     import torch
+    from trailscope.analytics.schema import USER
+    from trailscope.analytics.store import Store
+    from trailscope.models.api import train
 
-    from analytics.schema import USER
-    from analytics.store import Store
-    from models.api import train
     from tests.models.realdata import real_workspace, slice_dataset
 
     home = tmp_path_factory.mktemp("explain_home")

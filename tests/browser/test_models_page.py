@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+from trailscope.app.views import ids
+from trailscope.app.views import models as mv
 
-from app import ids
-from app import model_views as mv
 from tests.app.helpers import slice_file
 from tests.conftest import MOVIELENS, NYC
 
@@ -49,8 +49,8 @@ def _import_via_data_page(browser, url: str, path: Path, name: str) -> None:
 @pytest.fixture(scope="module")
 def url(request, server_home, slices, browser) -> str:
     """The server's URL, with both slices imported (before it starts, when possible)."""
-    from analytics.ingest import import_file
-    from analytics.store import DB_FILENAME, Store, StoreError
+    from trailscope.analytics.ingest.pipeline import import_file
+    from trailscope.analytics.store import DB_FILENAME, Store, StoreError
 
     try:
         store = Store(server_home / DB_FILENAME)

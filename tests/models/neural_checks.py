@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from trailscope.models.base import Batch, DataMeta, Recommender
 
-from models.base import Batch, DataMeta, Recommender
 from tests.models.neural_synth import hit_at_1, left_pad, make_batch, make_meta, train_steps
 
 Factory = Callable[[DataMeta], Recommender]

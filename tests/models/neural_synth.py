@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from models.base import Batch, DataMeta
+from trailscope.models.base import Batch, DataMeta
 
 N_ITEMS = 12
 N_CATS = 4

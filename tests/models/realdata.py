@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analytics import schema
-from analytics.store import Store
+from trailscope.analytics import schema
+from trailscope.analytics.store import Store
+
 from tests.conftest import MOVIELENS, NYC, TAOBAO
 
 _COLS = ", ".join(schema.COLUMNS)
@@ -45,7 +46,7 @@ def _select(path: Path) -> tuple[str, str]:
 def load(store: Store, path: Path, name: str) -> str:
     """Import ``path`` as dataset ``name`` (via analytics.ingest if available)."""
     try:
-        from analytics.ingest import import_file
+        from trailscope.analytics.ingest.pipeline import import_file
     except ImportError:
         import_file = None
     if import_file is not None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from trailscope.models.base import DataMeta
+from trailscope.models.data.dataset import build_dataset
+from trailscope.models.recommenders.markov import MarkovRec
+from trailscope.models.recommenders.pop import PopRec
+from trailscope.models.recommenders.registry import MODELS, build_model
+from trailscope.models.recommenders.repeat import RepeatRec
+from trailscope.models.training.evaluate import evaluate_model
 
-from models.base import DataMeta
-from models.data import build_dataset
-from models.evaluate import evaluate_model
-from models.markov import MarkovRec
-from models.pop import PopRec
-from models.registry import MODELS, build_model
-from models.repeat import RepeatRec
 from tests.models.realdata import real_workspace
 
 DAY = 86400.0

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from trailscope.models.base import Batch, DataMeta, Recommender
+from trailscope.models.data.dataset import build_dataset
+from trailscope.models.training import checkpoint as ckpt
+from trailscope.models.training.blend import Parts as Cached
+from trailscope.models.training.blend import fit_weights, validation_parts
+from trailscope.models.training.loop import train
 
 from bench import planted as pl
-from models import checkpoint as ckpt
-from models.base import Batch, DataMeta, Recommender
-from models.blend import Parts as Cached
-from models.blend import fit_weights, validation_parts
-from models.data import build_dataset
-from models.train import train
 
 QUIET = {"log": lambda _m: None}
 

@@ -6,12 +6,13 @@ import json
 
 import pytest
 import torch
+from trailscope.analytics import schema
+from trailscope.models import api
+from trailscope.models.data.dataset import build_dataset
+from trailscope.models.data.history import UnknownUser
+from trailscope.models.recommenders import registry
+from trailscope.models.training import checkpoint as ckpt
 
-from analytics import schema
-from models import api, registry
-from models import checkpoint as ckpt
-from models.data import build_dataset
-from models.inference import UnknownUser
 from tests.models.realdata import real_workspace, slice_dataset
 from tests.models.tiny import TinyRec
 

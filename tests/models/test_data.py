@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from trailscope.analytics import schema
+from trailscope.models.data.dataset import build_dataset, encode, kcore_filter, load_events
+from trailscope.models.data.features import distance_matrix, haversine_km, time_interval_matrix
+from trailscope.models.data.splits import trajectory_ids
 
-from analytics import schema
-from models.data import build_dataset, encode, kcore_filter, load_events
-from models.features import distance_matrix, haversine_km, time_interval_matrix
-from models.splits import trajectory_ids
 from tests.models.realdata import real_workspace, save_frame
 
 BATCH_KEYS = {"user", "item_seq", "time_seq", "lat_seq", "lon_seq", "geo_mask", "hour_seq",

@@ -6,11 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from trailscope.analytics import schema
+from trailscope.models.base import Batch, DataMeta, Recommender
+from trailscope.models.data.dataset import build_dataset
+from trailscope.models.training.evaluate import (
+    activity_labels,
+    evaluate_model,
+    next_window_metrics,
+    score_examples,
+)
 
-from analytics import schema
-from models.base import Batch, DataMeta, Recommender
-from models.data import build_dataset
-from models.evaluate import activity_labels, evaluate_model, next_window_metrics, score_examples
 from tests.models.realdata import save_frame
 
 

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from trailscope.analytics import schema
+from trailscope.models.base import DataMeta
+from trailscope.models.explain.attribution import explain, integrated_gradients, score_fn
+from trailscope.models.explain.batch import real_positions, remove_events
+from trailscope.models.explain.types import ATTRIBUTION, GROUP_COLUMNS, GROUPS
+from trailscope.models.recommenders.registry import build_model
 
-from analytics import schema
-from models.base import DataMeta
-from models.explain import explain, integrated_gradients, score_fn
-from models.explain_batch import real_positions, remove_events
-from models.explain_types import ATTRIBUTION, GROUP_COLUMNS, GROUPS
-from models.registry import build_model
 from tests.models.neural_synth import make_batch, make_meta, train_steps
 
 NEURAL = ("st-transformer", "sasrec", "gru")
@@ -217,7 +217,8 @@ def test_baselines_explain_themselves(synth) -> None:
 # -- the store-level API on real data -------------------------------------------------------
 @pytest.fixture(scope="module")
 def nyc(tmp_path_factory, shared_data):
-    from models.api import train
+    from trailscope.models.api import train
+
     from tests.models.realdata import real_workspace, slice_dataset
 
     store = real_workspace(tmp_path_factory.mktemp("explain_nyc"), "nyc")
@@ -229,8 +230,8 @@ def nyc(tmp_path_factory, shared_data):
 
 
 def test_explain_user_on_nyc(nyc) -> None:
-    from models.api import recommend
-    from models.explain_user import explain_user
+    from trailscope.models.api import recommend
+    from trailscope.models.explain.user import explain_user
 
     store, model_id = nyc
     user = str(store.query_df(f"SELECT min({schema.USER}) AS u FROM {store.table('nyc40')}")
@@ -258,7 +259,7 @@ def test_explain_user_on_nyc(nyc) -> None:
 
 
 def test_transition_prior_is_reported_apart_from_the_attributions(synth) -> None:
-    from models.pop import transitions
+    from trailscope.models.recommenders.pop import transitions
 
     meta, batches = synth
     torch.manual_seed(0)

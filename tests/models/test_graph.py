@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from trailscope.models.base import DataMeta
+from trailscope.models.recommenders.graph import GraphRec, knn_edges, normalized_adjacency
 
-from models.base import DataMeta
-from models.graph import GraphRec, knn_edges, normalized_adjacency
 from tests.models import neural_checks as checks
 from tests.models.neural_synth import make_batch, make_meta
 

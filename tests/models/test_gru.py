@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from trailscope.models.recommenders.gru import GRU4Rec
 
-from models.gru import GRU4Rec
 from tests.models import neural_checks as checks
 
 

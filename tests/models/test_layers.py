@@ -7,8 +7,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from models.layers import (
+from trailscope.models.nn.layers import (
     Attention,
     attention_mask,
     distance_buckets,
@@ -20,7 +19,7 @@ from models.layers import (
     positions,
     time_gap_buckets,
 )
-from models.st_features import CandidateDistance
+from trailscope.models.nn.st_features import CandidateDistance
 
 
 def test_log_buckets_clip_and_unknown():
@@ -119,7 +118,7 @@ def test_full_softmax_loss_matches_cross_entropy_and_chunks(monkeypatch):
     got.backward()
     g1 = h.grad.clone()
     h.grad = None
-    monkeypatch.setattr("models.layers.LOSS_CHUNK_LOGITS", 16)  # 2 rows per chunk
+    monkeypatch.setattr("trailscope.models.nn.layers.LOSS_CHUNK_LOGITS", 16)  # 2 rows per chunk
     chunked = full_softmax_loss(h, targets, w)
     torch.testing.assert_close(chunked, want)
     chunked.backward()

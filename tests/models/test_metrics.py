@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from models import metrics as mt
+from trailscope.models.training import metrics as mt
 
 NEG = float("-inf")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from trailscope.analytics import schema
 
-from analytics import schema
 from bench import planted as pl
 
 TINY = pl.PlantedConfig(n_users=300, events_per_user=30, n_items=200, seed=3)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from trailscope.models.recommenders.sasrec import SASRec
 
-from models.sasrec import SASRec
 from tests.models import neural_checks as checks
 
 

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 import torch
+from trailscope.models.recommenders.st_transformer import STTransformer
 
-from models.st_transformer import STTransformer
 from tests.models import neural_checks as checks
 from tests.models.neural_synth import make_batch, make_meta, train_steps
 

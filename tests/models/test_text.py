@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from trailscope.models.data import text
+from trailscope.models.recommenders.st_transformer import STTransformer
 
-from models import text
-from models.st_transformer import STTransformer
 from tests.conftest import MOVIELENS
 from tests.models.neural_synth import make_batch, make_meta
 

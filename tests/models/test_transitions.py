@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import torch
+from trailscope.models.nn.transitions import (
+    TransitionCounts,
+    TransitionPrior,
+    csr_counts,
+    csr_entries,
+)
+from trailscope.models.recommenders.markov import MarkovRec
+from trailscope.models.recommenders.pop import transitions
+from trailscope.models.recommenders.st_transformer import STTransformer
 
-from models.markov import MarkovRec
-from models.pop import transitions
-from models.st_transformer import STTransformer
-from models.transitions import TransitionCounts, TransitionPrior, csr_counts, csr_entries
 from tests.models.neural_synth import make_batch, make_meta, train_steps
 
 
@@ -119,8 +124,8 @@ def test_markov_scores_are_unchanged_by_the_shared_csr_code():
 
 
 def test_distinct_rows_and_candidate_buckets_match_the_plain_computation():
-    from models.layers import haversine_km, log_buckets, unit_vectors
-    from models.st_features import CandidateDistance, distinct_rows
+    from trailscope.models.nn.layers import haversine_km, log_buckets, unit_vectors
+    from trailscope.models.nn.st_features import CandidateDistance, distinct_rows
 
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, 3, (200, 3), generator=g).float()

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from models.base import Batch, DataMeta, Recommender
+from trailscope.models.base import Batch, DataMeta, Recommender
 
 
 class TinyRec(Recommender):

@@ -1,0 +1,3 @@
+"""The importer: a file -> a dataset in the workspace, with a report.
+
+sniff -> plan -> stage -> publish."""

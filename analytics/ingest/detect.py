@@ -1,0 +1,292 @@
+"""File recognition for the importer: open the head of a file, find how it is laid out
+(CSV-like text, Parquet or JSON lines; delimiter, header, quoting, compression) and which of
+the known formats it is (``analytics.ingest.FORMATS``).
+
+Only the head of the file is read here (:data:`HEAD_BYTES`, decompressed); the import itself
+streams the whole file through DuckDB (analytics/ingest_sql.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import re
+import shutil
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import timeparse
+from .types import IngestError
+
+HEAD_BYTES = 256 * 1024
+SAMPLE_ROWS = 500
+PREVIEW_ROWS = 10
+#: Candidate delimiters, in order of preference when several fit equally well.
+DELIMITERS: tuple[str, ...] = ("::", "\t", ",", ";", "|")
+DELIMITER_NAMES = {"::": "'::'", "\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
+PLT_SKIP = 6  # GeoLife .plt files start with six lines of preamble
+
+TAOBAO_BEHAVIORS = {"pv", "cart", "fav", "buy"}
+_NUM_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_INT_RE = re.compile(r"^[+-]?\d+$")
+_IDENT_RE = re.compile(r"^[A-Za-z_][\w .\-()/#]*$")
+
+
+def norm(name: str) -> str:
+    """Column name normalised for matching: lower case, letters and digits only."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+@dataclass
+class Head:
+    """The decompressed first bytes of a file and how it is packed."""
+
+    data: bytes
+    compression: str  # none | gzip | zip
+    member: str | None  # the member read inside a zip
+    eof: bool  # True when ``data`` is the whole (decompressed) file
+
+
+def read_head(path: Path, limit: int = HEAD_BYTES) -> Head:
+    """Read (and decompress) up to ``limit`` bytes; IngestError for missing/empty/broken files."""
+    if not path.exists():
+        raise IngestError("file not found; check the path", path=path)
+    if path.is_dir():
+        raise IngestError("is a folder, not a file; give the path of a data file", path=path)
+    if path.stat().st_size == 0:
+        raise IngestError("the file is empty (0 bytes); nothing to import", path=path)
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    try:
+        if magic[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as fh:
+                data = fh.read(limit + 1)
+            head = Head(data[:limit], "gzip", None, len(data) <= limit)
+        elif magic == b"PK\x03\x04":
+            with zipfile.ZipFile(path) as zf:
+                member = zip_member(zf, path)
+                with zf.open(member) as fh:
+                    data = fh.read(limit + 1)
+            head = Head(data[:limit], "zip", member, len(data) <= limit)
+        else:
+            with path.open("rb") as fh:
+                data = fh.read(limit + 1)
+            head = Head(data[:limit], "none", None, len(data) <= limit)
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        kind = "zip" if magic == b"PK\x03\x04" else "gzip"
+        raise IngestError(f"cannot decompress it ({exc}); the {kind} file is damaged or "
+                          "incomplete: download or compress it again", path=path) from exc
+    if not head.data.strip():
+        raise IngestError("the file is empty (no data after decompressing)", path=path)
+    return head
+
+
+def zip_member(zf: zipfile.ZipFile, path: Path) -> str:
+    """The data file inside a zip: the largest member (folders and macOS metadata skipped)."""
+    members = [i for i in zf.infolist()
+               if not i.is_dir() and not i.filename.startswith("__MACOSX/")
+               and not Path(i.filename).name.startswith(".")]
+    if not members:
+        raise IngestError("the zip archive holds no file to import", path=path)
+    return max(members, key=lambda i: i.file_size).filename
+
+
+@contextmanager
+def readable_path(path: Path, compression: str, member: str | None,
+                  tmpdir: Path) -> Iterator[Path]:
+    """A path DuckDB can read: the file itself, or a zip member extracted into ``tmpdir``."""
+    if compression != "zip":
+        yield path
+        return
+    out = tmpdir / Path(member or "member").name
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(member or "") as src, out.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (OSError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+        raise IngestError(f"cannot extract {member!r} from the zip ({exc})", path=path) from exc
+    try:
+        yield out
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def content_kind(head: Head) -> str:
+    """csv, parquet or json, from the first bytes."""
+    if head.data[:4] == b"PAR1":
+        return "parquet"
+    start = head.data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if start in (b"{", b"["):
+        return "json"
+    return "csv"
+
+
+def decode_text(head: Head, path: Path) -> tuple[str, str]:
+    """(text, encoding) of a text head; IngestError when it looks binary."""
+    data = head.data
+    if not head.eof:  # drop the last, probably cut, line
+        cut = data.rfind(b"\n")
+        data = data[:cut + 1] if cut > 0 else data
+    sample = data[:65536]
+    controls = sum(1 for b in sample if b < 9 or 13 < b < 32 or b == 127)
+    if b"\x00" in sample or controls > max(2, len(sample) // 100):
+        raise IngestError(
+            "looks like a binary file, not text (CSV/TSV), Parquet or JSON lines; export the "
+            "data as CSV, or give the uncompressed/gzip/zip file itself", path=path)
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def split_line(line: str, delim: str, quote: str) -> list[str]:
+    if delim == "::":
+        return line.split("::")
+    if quote:
+        return next(csv.reader([line], delimiter=delim, quotechar=quote), [])
+    return line.split(delim)
+
+
+def choose_delimiter(lines: list[str], quote: str) -> tuple[str, int] | None:
+    """(delimiter, fields per row) that splits the lines consistently, or None."""
+    best: tuple[int, int] | None = None  # (fields per row, -preference rank)
+    for rank, delim in enumerate(DELIMITERS):
+        if delim == "::" and not all("::" in ln for ln in lines):
+            continue
+        counts = Counter(len(split_line(ln, delim, quote)) for ln in lines)
+        width, n = counts.most_common(1)[0]
+        if width < 2 or n < 0.9 * len(lines):
+            continue
+        if delim == "::":
+            return delim, width
+        if best is None or (width, -rank) > best:
+            best = (width, -rank)
+    if best is None:
+        return None
+    return DELIMITERS[-best[1]], best[0]
+
+
+def is_number(s: str) -> bool:
+    return bool(_NUM_RE.match(s.strip()))
+
+
+def looks_like_data(s: str) -> bool:
+    """A value that is data, not a column name: a number or a timestamp."""
+    s = s.strip()
+    return bool(s) and (is_number(s) or any(timeparse.matches(k, s)
+                                            for k in ("iso", "tsmc", "date_hour")))
+
+
+def has_header(rows: list[list[str]], known: set[str]) -> bool:
+    """Guess whether ``rows[0]`` names the columns (``known``: normalised familiar names)."""
+    first, rest = rows[0], rows[1:]
+    if any(looks_like_data(f) for f in first):
+        return False
+    if any(norm(f) in known for f in first):
+        return True
+    if not all(_IDENT_RE.match(f.strip()) for f in first if f.strip()):
+        return False
+    if not rest:
+        return True
+    for j in range(len(first)):
+        col = [r[j] for r in rest if j < len(r) and r[j].strip()]
+        if col and sum(looks_like_data(v) for v in col) >= 0.8 * len(col):
+            return True
+    return all(first[j] not in {r[j] for r in rest if j < len(r)} for j in range(len(first)))
+
+
+def column_names(header: list[str] | None, width: int) -> list[str]:
+    """Unique, non-empty column names (``column0``... when there is no header)."""
+    if header is None:
+        return [f"column{i}" for i in range(width)]
+    names: list[str] = []
+    for i, raw in enumerate(header[:width] + [""] * (width - len(header))):
+        name = raw.strip().strip('"') or f"column{i}"
+        base, k = name, 1
+        while name in names:
+            k += 1
+            name = f"{base}_{k}"
+        names.append(name)
+    return names
+
+
+@dataclass
+class TextLayout:
+    delimiter: str
+    has_header: bool
+    columns: list[str]
+    quote: str
+    encoding: str
+    skip: int
+    padded: bool  # some values carry leading/trailing blanks
+    rows: list[list[str]]  # sample data rows (header excluded)
+
+
+def text_layout(text: str, encoding: str, path: Path, known: set[str],
+                skip: int = 0) -> TextLayout:
+    """Delimiter, header and sample rows of a CSV-like head; IngestError when it has none."""
+    lines = [ln.rstrip("\r") for ln in text.split("\n")[skip:]]
+    lines = [ln for ln in lines if ln.strip()][: SAMPLE_ROWS + 1]
+    if not lines:
+        raise IngestError("has no data lines", path=path)
+    quote = '"' if any(re.search(r'(^|[,\t;|])"', ln) for ln in lines[:200]) else ""
+    found = choose_delimiter(lines[:200], quote)
+    if found is None:
+        raise IngestError(
+            "found a single column: no comma, tab, semicolon, pipe or '::' separates the "
+            f"values consistently (first line: {lines[0][:120]!r}). Save the file as CSV or "
+            "TSV with one event per line", path=path, columns=[lines[0][:60]])
+    delim, width = found
+    rows = [split_line(ln, delim, quote) for ln in lines]
+    header = has_header(rows, known) if len(rows[0]) == width else False
+    data = rows[1:] if header else rows
+    padded = any(v != v.strip() for r in data[:200] for v in r if v)
+    return TextLayout(delim, header, column_names(rows[0] if header else None, width),
+                      quote, encoding, skip, padded, data[:SAMPLE_ROWS])
+
+
+# -- which known format ------------------------------------------------------------------
+def _int(s: str) -> bool:
+    return bool(_INT_RE.match(s.strip()))
+
+
+def _all(rows: list[list[str]], j: int, pred) -> bool:
+    vals = [r[j] for r in rows[:50] if j < len(r) and r[j].strip()]
+    return bool(vals) and all(pred(v) for v in vals)
+
+
+def detect_text_format(lay: TextLayout, path: Path) -> tuple[str, str]:
+    """(format, variant) of a CSV-like file from its header names or field shapes."""
+    if path.suffix.lower() == ".plt":
+        return "geolife", "plt"
+    cols = {norm(c) for c in lay.columns}
+    if lay.has_header:
+        if {"stanpoiid", "utctimeminute"} <= cols:
+            return "tsmc", "reconstructed"
+        if ({"poiid", "utctime"} <= cols or {"venueid", "utctimestamp"} <= cols):
+            return "tsmc", "processed"
+        if {"userid", "movieid", "rating"} <= cols:
+            return "movielens", "csv"
+        if {"userid", "itemid", "behaviortype", "time"} <= cols:
+            return "tianchi", ""
+        if {"lat", "lng", "datetime", "uid"} <= cols:
+            return "geolife", "csv"
+        return "generic", ""
+    rows, width, d = lay.rows, len(lay.columns), lay.delimiter
+    if d == "::" and width >= 3 and _all(rows, 0, _int) and _all(rows, 1, _int):
+        return "movielens", "dat"
+    if d == "\t" and width == 8 and _all(rows, 7, lambda v: timeparse.matches("tsmc", v)):
+        return "tsmc", "raw"
+    if (d == "\t" and width == 5 and _all(rows, 1, lambda v: timeparse.matches("iso", v))
+            and _all(rows, 2, is_number) and _all(rows, 3, is_number)):
+        return "snap", ""
+    if d == "\t" and width == 4 and all(_all(rows, j, _int) for j in range(4)):
+        return "movielens", "udata"
+    if (d == "," and width == 5 and _all(rows, 3, lambda v: v.strip() in TAOBAO_BEHAVIORS)
+            and _all(rows, 4, _int)):
+        return "taobao", ""
+    return "generic", ""

@@ -1,0 +1,1 @@
+"""Format-specific readers and decoders the importer plans with (GeoLife stay points, geohashes)."""

@@ -1,0 +1,395 @@
+"""The importer's DuckDB pipeline. The file is parsed once:
+
+1. **stage** (the one scan of the file): every row is parsed into the canonical columns plus
+   its reject reason (a CASE over the parsed values; NULL for a valid row) and appended, in
+   file order, to a staging table of the workspace (``_ts_stage_<tag>``, committed on its
+   own). A staged row's ``rowid`` is its position among the rows DuckDB read (DuckDB keeps
+   insertion order); analytics/ingest_lines.py turns positions into line numbers. CSV
+   columns are read as text and cast in SQL, except that plain ISO times and decimal
+   numbers are first tried with DuckDB's typed reader (:func:`native_types`): it stops at
+   the first value or line it refuses, and the file is then read as text after all.
+2. **profile** (one aggregate over the staging table): rows per reason with the first
+   positions of each, and over the valid rows the registry stats (users, items, time span,
+   bounding box) and the time flags.
+3. **duplicates** (unless kept): hashes of valid rows seen more than once are candidates;
+   candidate rows are compared column by column (a window partitioned by every column), so a
+   hash collision never drops a row, and the positions of the repeats go to a temp table.
+4. **publish**: ``Store.save_dataset(staged=...)`` runs :func:`prune` (delete rejected and
+   repeated rows, apply MovieLens genres, drop the reason column) and renames the staging
+   table into place, registry row included, in one transaction.
+
+Why the staging table is committed before the publish transaction: deleting rows that were
+appended in the same transaction makes DuckDB rewrite the whole table at commit (+4.7 s CPU
+at 10M rows, BENCHMARKS.md "Import"); deleting from committed rows only marks them. If
+anything fails the importer drops the staging table, and one left behind by a crashed
+process is dropped by the next import (:func:`drop_orphans`).
+
+Everything runs on one cursor (temp tables are per connection) with the session time zone
+pinned to UTC (analytics/timeparse.py).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .. import schema
+from . import timeparse
+from .formats.geohash import MACROS_SQL
+from .plans import ALIAS, Plan, ident, lit
+from .types import EXAMPLES_PER_REASON, REASONS, IngestError, Sniff
+
+C = schema.COLUMNS
+U, IT, T, LA, LO = schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON
+#: The staging table's extra column: the row's reject reason (NULL = valid).
+REASON = "_reason"
+#: Reasons decided row by row while staging (malformed: by the CSV reader; duplicate: later).
+STAGE_PREFIX = "_ts_stage_"
+#: Let DuckDB's CSV reader parse plain ISO times and decimal numbers itself (native_types);
+#: ~10% less CPU than reading text and casting in SQL (BENCHMARKS.md "Import").
+NATIVE = True
+#: Flag times this far outside the central 99.8% of the data (or 5% of its span, if more).
+OUTLIER_MARGIN = timedelta(days=1)
+OUTLIER_SPAN_FRACTION = 0.05
+#: Registry stats, in the order Store.save_dataset takes them.
+STATS = ("rows", "users", "items", "time_min", "time_max", "min_lat", "max_lat", "min_lon",
+         "max_lon")
+
+_active_lock = threading.Lock()
+_active: set[str] = set()  # tags of the imports running in this process
+
+
+@dataclass
+class Staged:
+    """One import's table names and what the scans counted."""
+
+    tag: str
+    rows_read: int = 0
+    rejected: dict[str, int] = field(default_factory=lambda: {r: 0 for r in REASONS})
+    example_rows: dict[str, list[int]] = field(default_factory=dict)  # row positions
+    malformed_lines: list[int] = field(default_factory=list)
+    kept: int = 0  # valid rows that are no repeat
+    stats: dict[str, Any] = field(default_factory=dict)  # STATS of the kept rows
+    flags: dict[str, int] = field(default_factory=dict)
+    has_dups: bool = False
+    has_genres: bool = False
+    strict: bool = True
+    native: list[str] = field(default_factory=list)  # fields the CSV reader parsed itself
+    passes: int = 0
+    temp: list[str] = field(default_factory=list)
+
+    def name(self, what: str) -> str:
+        return f"_ts_{what}_{self.tag}"
+
+    @property
+    def stage(self) -> str:
+        return STAGE_PREFIX + self.tag
+
+
+def new_staged() -> Staged:
+    st = Staged(tag=uuid.uuid4().hex[:10])
+    with _active_lock:
+        _active.add(st.tag)
+    return st
+
+
+def prepare(cur: duckdb.DuckDBPyConnection) -> None:
+    """Session settings and macros the pipeline's SQL relies on."""
+    cur.execute(timeparse.SESSION_SQL)
+    for sql in MACROS_SQL:
+        cur.execute(sql)
+
+
+def drop_orphans(cur: duckdb.DuckDBPyConnection) -> None:
+    """Drop staging tables that no running import owns (left by a crashed process)."""
+    names = [r[0] for r in cur.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' "
+        f"AND starts_with(table_name, {lit(STAGE_PREFIX)})").fetchall()]
+    with _active_lock:
+        orphans = [n for n in names if n[len(STAGE_PREFIX):] not in _active]
+    for n in orphans:
+        try:
+            cur.execute(f'DROP TABLE IF EXISTS "{n}"')
+        except duckdb.Error:
+            pass  # e.g. dropped by another import at the same moment
+
+
+# -- SQL building blocks -------------------------------------------------------------------
+def source_sql(sn: Sniff, path: Path, st: Staged, native: dict[str, str] | None = None,
+               ts_format: str | None = None) -> str:
+    """The table function reading ``path``: CSV/JSON columns as VARCHAR, and each CSV read
+    records its malformed lines in a fresh rejects table. With ``native`` (column -> type,
+    :func:`native_types`) the CSV reader parses those columns itself and stops at the first
+    line it cannot take (no rejects table)."""
+    p = lit(str(path))
+    if sn.kind == "parquet":
+        return f"read_parquet({p})"
+    types = {c: (native or {}).get(c, "VARCHAR") for c in sn.columns}
+    cols = "{" + ", ".join(f"{lit(c)}: {lit(t)}" for c, t in types.items()) + "}"
+    if sn.kind == "json":
+        form = "array" if sn.variant == "array" else "newline_delimited"
+        return f"read_json({p}, format={lit(form)}, columns={cols})"
+    opts = [
+        f"delim={lit(sn.delimiter or ',')}", f"header={'true' if sn.has_header else 'false'}",
+        f"skip={sn.skip}", f"quote={lit(sn.quote)}", f"escape={lit(sn.quote)}",
+        f"columns={cols}", "auto_detect=false", "null_padding=true",
+        f"compression={lit('gzip' if sn.compression == 'gzip' else 'auto')}",
+        f"encoding={lit(sn.encoding)}",
+    ]
+    if native:
+        if ts_format:
+            opts.append(f"timestampformat={lit(ts_format)}")
+        return f"read_csv({p}, {', '.join(opts)})"
+    st.passes += 1
+    rejects = st.name(f"rejects{st.passes}")
+    st.temp += [rejects, rejects + "_scan"]
+    opts += ["store_rejects=true", f"rejects_table={lit(rejects)}",
+             f"rejects_scan={lit(rejects + '_scan')}"]
+    if not st.strict:
+        opts.append("strict_mode=false")
+    return f"read_csv({p}, {', '.join(opts)})"
+
+
+_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
+def native_types(sn: Sniff, plan: Plan) -> dict[str, str]:
+    """CSV columns DuckDB's reader may parse natively ({column: type}): a plain ISO time
+    column (``plan.ts_format``) and decimal lat/lon/value columns, each feeding one field
+    as is and looking the part in the sniffed sample. Whatever the reader accepts gets the
+    value the text path (``plan.typed``) would give it; it refuses the rest."""
+    if not NATIVE or sn.kind != "csv" or sn.padded:
+        return {}
+    wanted = {T: ("t", "TIMESTAMP", timeparse.ts_sql("t", "iso")),
+              LA: ("la", "DOUBLE", "TRY_CAST(la AS DOUBLE)"),
+              LO: ("lo", "DOUBLE", "TRY_CAST(lo AS DOUBLE)"),
+              schema.VALUE: ("v", "DOUBLE", "TRY_CAST(v AS DOUBLE)")}
+    out: dict[str, str] = {}
+    for fld, (alias, typ, text_sql) in wanted.items():
+        col = plan.mapping.get(fld)
+        if (col is None or plan.typed[fld] != text_sql or plan.inner[alias] != ident(col)
+                or sum(ident(col) in e for e in plan.inner.values()) != 1):
+            continue
+        samples = [r[sn.columns.index(col)] for r in sn.sample if len(r) == len(sn.columns)]
+        if typ == "DOUBLE" and not all(_NUMBER.match(v) for v in samples if v):
+            continue
+        if typ == "TIMESTAMP" and plan.ts_format is None:
+            continue
+        out[col] = typ
+    return out
+
+
+def scan_sql(plan: Plan, source: str) -> str:
+    """SELECT canonical columns, reason: every row of the file, parsed, in file order."""
+    inner = ", ".join(f"{sql} AS {alias}" for alias, sql in plan.inner.items())
+    typed = ", ".join(f"{plan.typed[c]} AS {c}" for c in C)
+    reason = (
+        f"CASE WHEN {U} IS NULL THEN 'missing_user' WHEN {IT} IS NULL THEN 'missing_item' "
+        f"WHEN t IS NULL THEN 'missing_time' WHEN {T} IS NULL THEN 'bad_time' "
+        f"WHEN (la IS NOT NULL OR lo IS NOT NULL) AND ({LA} IS NULL OR {LO} IS NULL "
+        f"OR NOT ({LA} BETWEEN -90 AND 90) OR NOT ({LO} BETWEEN -180 AND 180) "
+        f"OR ({LA} = 0 AND {LO} = 0)) THEN 'bad_coordinates' END")
+    return (f"SELECT {', '.join(C)}, {reason} AS {REASON} "
+            f"FROM (SELECT {typed}, t, la, lo FROM (SELECT {inner} FROM {source}))")
+
+
+def _as_ingest(exc: Exception, sn: Sniff, path: Path) -> IngestError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return IngestError(
+        f"DuckDB could not read it as {sn.kind} ({first}). Check that the file is complete "
+        "and uses one layout throughout, or name the format with --format",
+        path=path, columns=sn.columns)
+
+
+# -- 1. the one scan of the file -----------------------------------------------------------
+def stage(cur: duckdb.DuckDBPyConnection, sn: Sniff, plan: Plan, path: Path,
+          st: Staged) -> None:
+    """Parse every row of ``path`` into the staging table (committed: autocommit cursor)."""
+    if not cur.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]:
+        raise IngestError("the workspace connection has preserve_insertion_order off, so rows "
+                          "would not be staged in file order; turn it back on to import",
+                          path=path)
+    cols = ", ".join(f"{c} {schema.DUCKDB_TYPES[c]}" for c in C)
+    cur.execute(f"CREATE TABLE {st.stage} ({cols}, {REASON} VARCHAR)")
+    native = native_types(sn, plan)
+    if native:
+        fields = {col: fld for fld, col in plan.mapping.items() if col in native}
+        typed_plan = replace(plan, typed={**plan.typed, **{
+            f: ALIAS[f] for f in fields.values()}})
+        try:
+            cur.execute(f"INSERT INTO {st.stage} "
+                        f"{scan_sql(typed_plan, source_sql(sn, path, st, native, plan.ts_format))}")
+            st.native = sorted(fields.values())
+            return  # read strictly and without rejects: no malformed line either
+        except duckdb.Error:
+            pass  # a value or line the typed reader refuses: the statement appended nothing
+
+    def insert() -> None:
+        cur.execute(f"INSERT INTO {st.stage} {scan_sql(plan, source_sql(sn, path, st))}")
+
+    try:
+        insert()
+    except duckdb.InvalidInputException as exc:
+        if sn.kind != "csv" or "strict_mode" not in str(exc):
+            raise _as_ingest(exc, sn, path) from exc
+        st.strict = False  # e.g. mixed line endings: tolerate rows that break the CSV rules
+        try:
+            insert()  # the failed statement appended nothing
+        except duckdb.Error as exc2:
+            raise _as_ingest(exc2, sn, path) from exc2
+    except duckdb.Error as exc:
+        raise _as_ingest(exc, sn, path) from exc
+    if sn.kind == "csv":
+        rejects = st.name(f"rejects{st.passes}")  # the rejects of the scan that staged
+        st.malformed_lines = [int(r[0]) for r in cur.execute(
+            f"SELECT DISTINCT line FROM {rejects} ORDER BY line").fetchall()]
+        st.rejected["malformed"] = len(st.malformed_lines)
+        st.rows_read += len(st.malformed_lines)
+
+
+# -- 2. reasons, registry stats and flags ---------------------------------------------------
+def _future() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1)
+
+
+def _time_aggregates(where: str) -> list[str]:
+    """Rows before 1990 and in the future (a parameter), over the rows matching ``where``."""
+    return [f"count(*) FILTER ({where} AND {T} < TIMESTAMP '1990-01-01')",
+            f"count(*) FILTER ({where} AND {T} > ?)"]
+
+
+def _stats_sql(table: str, where: str) -> str:
+    """STATS and the two time counts of the rows of ``table`` matching ``where``. (Adding the
+    time quantiles to this query would make DuckDB take a slow path for the distinct counts:
+    1.6 s instead of 0.2 s at 10M rows.)"""
+    mm = ", ".join(f"{f}({c})" for c in (T, LA, LO) for f in ("min", "max"))
+    return (f"SELECT count(*), count(DISTINCT {U}), count(DISTINCT {IT}), {mm}, "
+            f"{', '.join(_time_aggregates('TRUE'))} FROM {table} WHERE {where}")
+
+
+def _outliers(cur: duckdb.DuckDBPyConnection, table: str, where: str, tmin: Any,
+              tmax: Any) -> int:
+    """Rows matching ``where`` far outside the central 99.8% of the times (OUTLIER_MARGIN).
+    The quantiles are exact (quantile_disc: deterministic, and cheaper than approx_quantile
+    in DuckDB); they are computed only when the time span is wider than the margin."""
+    if tmin is None or tmax - tmin <= OUTLIER_MARGIN:
+        return 0
+    q = cur.execute(f"SELECT quantile_disc({T}, [0.001, 0.999]) FROM {table} "
+                    f"WHERE {where}").fetchone()[0]
+    lo, hi = q
+    margin = max(OUTLIER_MARGIN, (hi - lo) * OUTLIER_SPAN_FRACTION)
+    if tmin >= lo - margin and tmax <= hi + margin:
+        return 0
+    return int(cur.execute(f"SELECT count(*) FROM {table} WHERE ({where}) AND ({T} < ? OR "
+                           f"{T} > ?)", [lo - margin, hi + margin]).fetchone()[0])
+
+
+def profile(cur: duckdb.DuckDBPyConnection, st: Staged, dedup: bool) -> None:
+    """Count rows per reason (with first positions), find repeats, compute stats and flags:
+    a few aggregates over the staging table, which is cheap next to parsing the file."""
+    s, ok = st.stage, f"{REASON} IS NULL"
+    for reason, n, first in cur.execute(
+            f"SELECT {REASON}, count(*), min_by(rowid, rowid, {EXAMPLES_PER_REASON}) "
+            f"FILTER ({REASON} IS NOT NULL) FROM {s} GROUP BY ALL").fetchall():
+        st.rows_read += int(n)
+        if reason is not None:
+            st.rejected[reason] = int(n)
+            st.example_rows[reason] = sorted(int(x) for x in first)
+    row = cur.execute(_stats_sql(s, ok), [_future()]).fetchone()
+    st.stats = dict(zip(STATS, row[:9], strict=True))
+    before, future = row[9:]
+    if dedup and st.stats["rows"]:
+        dup_before, dup_future = find_duplicates(cur, st)
+        st.stats["rows"] -= st.rejected["duplicate"]
+        before, future = before - dup_before, future - dup_future
+    st.kept = st.stats["rows"]
+    kept = kept_where(st)
+    st.flags = {"ts_before_1990": int(before), "ts_in_future": int(future),
+                "ts_outlier": _outliers(cur, s, kept, st.stats["time_min"],
+                                        st.stats["time_max"])}
+
+
+# -- 3. exact duplicates --------------------------------------------------------------------
+def find_duplicates(cur: duckdb.DuckDBPyConnection, st: Staged) -> tuple[int, int]:
+    """Positions of exact repeats of an earlier valid row, in a temp table. Returns how many
+    of the repeats are before 1990 and in the future (to take them off the flags)."""
+    s, cols, ok = st.stage, ", ".join(C), f"{REASON} IS NULL"
+    cands, dups = st.name("cands"), st.name("dups")
+    st.temp += [cands, dups]
+    cur.execute(f"CREATE TEMP TABLE {cands} AS SELECT h FROM (SELECT hash({cols}) AS h "
+                f"FROM {s} WHERE {ok}) GROUP BY h HAVING count(*) > 1")
+    if not cur.execute(f"SELECT count(*) FROM {cands}").fetchone()[0]:
+        return 0, 0
+    cur.execute(f"CREATE TEMP TABLE {dups} AS SELECT rid, {T} FROM (SELECT rowid AS rid, {T}, "
+                f"row_number() OVER (PARTITION BY {cols} ORDER BY rowid) AS k FROM {s} "
+                f"WHERE {ok} AND hash({cols}) IN (SELECT h FROM {cands})) WHERE k > 1")
+    aggs = ["count(*)", f"min_by(rid, rid, {EXAMPLES_PER_REASON})", *_time_aggregates("TRUE")]
+    n, first, before, future = cur.execute(
+        f"SELECT {', '.join(aggs)} FROM {dups}", [_future()]).fetchone()
+    st.rejected["duplicate"] = int(n)
+    st.has_dups = bool(n)
+    if n:
+        st.example_rows["duplicate"] = sorted(int(x) for x in first)
+    return int(before), int(future)
+
+
+def load_genres(cur: duckdb.DuckDBPyConnection, st: Staged, genres_sql: str) -> None:
+    """Temp (item, genre) table for MovieLens categories."""
+    name = st.name("genres")
+    st.temp.append(name)
+    cur.execute(f"CREATE TEMP TABLE {name} AS SELECT DISTINCT ON (item) item, genre "
+                f"FROM ({genres_sql}) WHERE item IS NOT NULL")
+    st.has_genres = True
+
+
+def kept_where(st: Staged) -> str:
+    """The condition selecting the kept rows of the staging table (before :func:`prune`)."""
+    where = f"{REASON} IS NULL"
+    if st.has_dups:
+        where += f" AND rowid NOT IN (SELECT rid FROM {st.name('dups')})"
+    return where
+
+
+# -- 4. publish -----------------------------------------------------------------------------
+def prune(cur: duckdb.DuckDBPyConnection, st: Staged) -> None:
+    """Turn the staging table into the dataset's rows (inside the publish transaction)."""
+    s = st.stage
+    drop = []
+    if any(n for r, n in st.rejected.items() if r not in ("malformed", "duplicate")):
+        drop.append(f"{REASON} IS NOT NULL")
+    if st.has_dups:
+        drop.append(f"rowid IN (SELECT rid FROM {st.name('dups')})")
+    if drop:
+        cur.execute(f"DELETE FROM {s} WHERE {' OR '.join(drop)}")
+    if st.has_genres:
+        g = st.name("genres")
+        cur.execute(f"UPDATE {s} SET {schema.CATEGORY} = {g}.genre FROM {g} "
+                    f"WHERE {s}.{IT} = {g}.item AND {g}.genre IS NOT NULL")
+    cur.execute(f"ALTER TABLE {s} DROP COLUMN {REASON}")
+
+
+def table_stats(cur: duckdb.DuckDBPyConnection, table: str) -> tuple[dict[str, Any],
+                                                                     dict[str, int]]:
+    """STATS and flags of every row of ``table`` (e.g. GeoLife's stay points)."""
+    row = cur.execute(_stats_sql(table, "TRUE"), [_future()]).fetchone()
+    stats = dict(zip(STATS, row[:9], strict=True))
+    flags = {"ts_before_1990": int(row[9]), "ts_in_future": int(row[10]),
+             "ts_outlier": _outliers(cur, table, "TRUE", stats["time_min"], stats["time_max"])}
+    return stats, flags
+
+
+def drop(cur: duckdb.DuckDBPyConnection, st: Staged) -> None:
+    """Drop the import's temp tables and (if still there) its staging table."""
+    try:
+        for name in [*reversed(st.temp), st.stage]:
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+    finally:
+        with _active_lock:
+            _active.discard(st.tag)

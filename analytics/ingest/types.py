@@ -1,0 +1,155 @@
+"""Types shared by the importer modules: the error, the sniff result and the import report.
+
+``analytics.ingest`` re-exports everything here; other code imports it from there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import schema
+
+#: The formats ``import_file(fmt=...)`` accepts besides ``"auto"``.
+FORMATS: tuple[str, ...] = ("tsmc", "snap", "taobao", "tianchi", "movielens", "geolife",
+                            "generic")
+
+#: Canonical fields a mapping may name (keys of ``mapping``).
+FIELDS: tuple[str, ...] = schema.COLUMNS
+
+#: Why a row can be rejected, in the order the checks run (the first failing check wins).
+#: ``malformed``: the line could not be split into the file's columns (too many fields, a
+#: broken quote); ``duplicate``: an exact repeat of an earlier kept row.
+REASONS: tuple[str, ...] = ("malformed", "missing_user", "missing_item", "missing_time",
+                            "bad_time", "bad_coordinates", "duplicate")
+
+#: Flags count kept rows that look suspicious but are not rejected.
+FLAGS: tuple[str, ...] = ("ts_before_1990", "ts_in_future", "ts_outlier")
+
+#: How many example line numbers the report keeps per reason.
+EXAMPLES_PER_REASON = 5
+
+
+class IngestError(ValueError):
+    """A file that cannot be imported as asked. The message says what was wrong and what to do.
+
+    It names the file and, where they apply, the 1-based line number, the column and the
+    columns that were found.
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None,
+                 line: int | None = None, column: str | None = None,
+                 columns: list[str] | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.column = column
+        self.columns = list(columns) if columns is not None else None
+        where = []
+        if self.path:
+            where.append(Path(self.path).name)
+        if line is not None:
+            where.append(f"line {line}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        text = (": ".join([", ".join(where), message]) if where else message)
+        if self.columns is not None:
+            shown = ", ".join(repr(c) for c in self.columns[:40])
+            more = f" (+{len(self.columns) - 40} more)" if len(self.columns) > 40 else ""
+            text += f" [columns found: {shown or 'none'}{more}]"
+        super().__init__(text)
+        self.message = message
+
+
+@dataclass
+class Sniff:
+    """What :func:`analytics.ingest.sniff` learnt from the head of a file.
+
+    ``mapping`` maps canonical field -> source column (the guess the import would use);
+    ``preview`` holds the first rows as strings; ``has_header`` is True when the first line of
+    a text file names the columns (False for Parquet / JSON, which name them anyway). The
+    last fields describe how the file is read (``kind`` is csv, parquet or json) and are used
+    by the importer itself.
+    """
+
+    format: str
+    columns: list[str]
+    mapping: dict[str, str]
+    preview: pd.DataFrame
+    delimiter: str | None
+    has_header: bool
+    kind: str = "csv"
+    variant: str = ""
+    encoding: str = "utf-8"
+    quote: str = ""
+    skip: int = 0
+    compression: str = "none"
+    member: str | None = None
+    padded: bool = False
+    column_types: dict[str, str] = field(default_factory=dict)
+    sample: list[list[str]] = field(default_factory=list, repr=False)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def first_data_line(self) -> int:
+        """1-based line number of the first data row."""
+        return self.skip + 1 + (1 if self.has_header else 0)
+
+
+def _iso(t: Any) -> str | None:
+    if t is None or (isinstance(t, float) and math.isnan(t)):
+        return None
+    if isinstance(t, datetime | pd.Timestamp):
+        return t.isoformat()
+    return str(t)
+
+
+@dataclass
+class ImportReport:
+    """The outcome of one import: what was read, kept and rejected (and why), and the result.
+
+    ``rejected_by_reason`` lists the reasons that occurred (``REASONS``; absent = none);
+    ``examples`` holds the first few 1-based line numbers (counting the header line) of each
+    rejection reason; ``flags`` counts kept rows that look suspicious. ``extra`` carries
+    format-specific numbers (GeoLife: fixes kept, stay points, places).
+    """
+
+    name: str
+    source: str
+    format: str
+    rows_read: int
+    rows_kept: int
+    rows_rejected: int
+    rejected_by_reason: dict[str, int]
+    examples: dict[str, list[int]]
+    flags: dict[str, int]
+    users: int
+    items: int
+    time_min: datetime | None
+    time_max: datetime | None
+    has_coordinates: bool
+    seconds: float
+    mapping: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as a JSON-safe dict (times as ISO strings)."""
+        return {
+            "name": self.name, "source": self.source, "format": self.format,
+            "rows_read": int(self.rows_read), "rows_kept": int(self.rows_kept),
+            "rows_rejected": int(self.rows_rejected),
+            "rejected_by_reason": {k: int(v) for k, v in self.rejected_by_reason.items()},
+            "examples": {k: [int(x) for x in v] for k, v in self.examples.items()},
+            "flags": {k: int(v) for k, v in self.flags.items()},
+            "users": int(self.users), "items": int(self.items),
+            "time_min": _iso(self.time_min), "time_max": _iso(self.time_max),
+            "has_coordinates": bool(self.has_coordinates),
+            "seconds": round(float(self.seconds), 3),
+            "mapping": dict(self.mapping),
+            "extra": {k: (v if isinstance(v, int | float | str | bool | None | list | dict)
+                          else str(v)) for k, v in self.extra.items()},
+        }

@@ -1,0 +1,234 @@
+"""Building a dataset's summary tables (analytics/rollup.py describes them and reads them).
+
+``build_all`` runs inside ``rollup.rebuild``'s transaction, on its cursor: first the SQL
+tables of ``build_sql`` (indexes, the sorted event table, then everything aggregated from
+it), then the steps that need Python: densities on H3 cells, interest drift (the pandas
+function itself) and the Map page's zones and flows (found from the tables built before).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .. import schema
+from ..geo import has_coords_sql
+from ..temporal import forecast
+from .tables import (
+    DENSITY_SPECS,
+    DRIFT,
+    HEAT_ROWS,
+    MOBILITY_BATCH,
+    PARTS,
+    PROFILE_FREQS,
+    SESSION_GAPS,
+    USER_FREQS,
+    Rollup,
+    part,
+)
+
+
+def build_all(cur: Any, name: str) -> None:
+    """Create every summary table of dataset ``name`` (the caller holds the transaction)."""
+    from ..spatial.zones_sql import build_page_zones
+    from .paths import build_page_paths
+
+    for sql in build_sql(name, cur):
+        cur.execute(sql)
+    _build_density(cur, name)
+    _build_drift(cur, name)
+    _build_mobility(cur, name)
+    build_page_zones(cur, name)
+    forecast.build_page_forecast(Rollup(cur, name))
+    build_page_paths(Rollup(cur, name))
+
+
+def _build_density(cur: Any, name: str) -> None:
+    """The ``density`` table: ``space.rollup_density`` of every spec, cell ids as text."""
+    from ..spacetime import WINDOW
+    from ..spatial import density as space
+
+    bbox = cur.execute("SELECT min_lat, max_lat, min_lon, max_lon FROM datasets WHERE name = ?",
+                       [name]).fetchall()[0]
+    specs = DENSITY_SPECS + (("hex", space.auto_hex_resolution(
+        None if bbox[0] is None else bbox), None),)
+    frames = []
+    for kind, size, window in dict.fromkeys(specs):
+        out = space.rollup_density(Rollup(cur, name), kind, size, window, stored=False)
+        if window is None:
+            out.insert(0, WINDOW, pd.Series(pd.NaT, index=out.index, dtype="datetime64[us]"))
+        frames.append(out.assign(spec=space.density_key(kind, size, window),
+                                 **{space.CELL: out[space.CELL].astype(str)}))
+    cur.execute(f"CREATE TABLE {part(name, 'density')} (spec VARCHAR, {WINDOW} TIMESTAMP, "
+                f"{space.CELL} VARCHAR, {space.COUNT} BIGINT, {space.USERS} BIGINT)")
+    rows = pd.concat(frames, ignore_index=True)
+    if len(rows):
+        cur.register("_density_rows", rows)
+        try:
+            cur.execute(f"INSERT INTO {part(name, 'density')} SELECT spec, {WINDOW}, "
+                        f"{space.CELL}, {space.COUNT}, {space.USERS} FROM _density_rows "
+                        f"ORDER BY spec, {WINDOW}, {space.CELL}")
+        finally:
+            cur.unregister("_density_rows")
+
+
+def _build_drift(cur: Any, name: str) -> None:
+    """``drift_<freq>``: ``evolution.interest_drift`` of every user's stored profiles (the
+    pandas function itself, so the numbers are the ones it gives), keyed by user_idx."""
+    from ..users import evolution
+
+    freq, min_events = DRIFT
+    ru = Rollup(cur, name)
+    table = part(name, "drift_" + freq)
+    cur.execute(f"CREATE TABLE {table} (user_idx INTEGER, {evolution.PREV_PERIOD} TIMESTAMP, "
+                f"{evolution.PERIOD} TIMESTAMP, {evolution.PREV_EVENTS} BIGINT, "
+                f"{evolution.EVENTS} BIGINT, {evolution.JS} DOUBLE)")
+    profiles = evolution._profiles_from_rollup(ru, freq, None)
+    if profiles.empty:
+        return
+    got = evolution.interest_drift(profiles, min_events=min_events)
+    idx = pd.Series(range(len(names := ru.user_ids())), index=names.to_numpy())
+    got.insert(0, "user_idx", idx.reindex(got.pop(schema.USER).to_numpy()).to_numpy("int32"))
+    cur.register("_drift_rows", got)
+    try:
+        cur.execute(f"INSERT INTO {table} SELECT * FROM _drift_rows ORDER BY user_idx, "
+                    f"{evolution.PERIOD}")
+    finally:
+        cur.unregister("_drift_rows")
+
+
+def _build_mobility(cur: Any, name: str) -> None:
+    """``mobility``: ``mobility.user_mobility`` (the pandas function itself) of every user per
+    window of the Users page for this dataset's span, on the events in the order one user's
+    read gives them, in batches of whole users; keyed by user_idx, ``freq`` the window."""
+    import numpy as np
+
+    from ..spacetime import WINDOW
+    from ..spatial import mobility
+
+    ru = Rollup(cur, name)
+    s = ru.summary()
+    freq = mobility.page_window(s["ts_p01"], s["ts_p99"])
+    table = part(name, "mobility")
+    anchors = ", ".join(f"{a}_item VARCHAR, {a}_lat DOUBLE, {a}_lon DOUBLE, {a}_visits BIGINT"
+                        for a in ("home", "work"))
+    cur.execute(f"CREATE TABLE {table} (freq VARCHAR, user_idx INTEGER, {WINDOW} TIMESTAMP, "
+                f"{mobility.EVENTS} BIGINT, {mobility.PLACES} BIGINT, {mobility.RG} DOUBLE, "
+                f"{mobility.TRAVEL} DOUBLE, {anchors})")
+    if s["ts_p01"] is None:
+        return
+    counts = ru.df(f"SELECT events FROM {ru.t('users')} ORDER BY user_idx")["events"].to_numpy()
+    batch = np.cumsum(counts) // MOBILITY_BATCH  # whole users per batch
+    cols = ", ".join(schema.COLUMNS)
+    for b in np.unique(batch):
+        lo, hi = np.flatnonzero(batch == b)[[0, -1]]
+        ev = ru.df(f"SELECT user_idx, {cols} FROM {ru.t('ev')} WHERE user_idx BETWEEN ? AND ? "
+                   f"ORDER BY user_idx, us, item_idx, {schema.LAT} NULLS LAST, "
+                   f"{schema.LON} NULLS LAST", [int(lo), int(hi)])
+        idx = pd.Series(ev["user_idx"].to_numpy(), index=ev[schema.USER].to_numpy())
+        got = mobility.user_mobility(ev.drop(columns="user_idx"), window=freq)
+        user = got.pop(schema.USER).to_numpy()
+        got.insert(0, "user_idx", idx[~idx.index.duplicated()].reindex(user).to_numpy("int32"))
+        got.insert(0, "freq", freq)
+        cur.register("_mobility_rows", got)
+        try:
+            cur.execute(f"INSERT INTO {table} SELECT * FROM _mobility_rows")
+        finally:
+            cur.unregister("_mobility_rows")
+
+
+def _rhythm_modes(cur: Any, src: str) -> list[tuple[str, int, str]]:
+    """The rhythm variants stored with their distinct users: UTC, local time with unknown
+    offsets as UTC, and local time with the solar zone of the median longitude (what the
+    dashboard uses for datasets without offsets). (mode, fallback minutes, shift SQL)."""
+    lon = cur.execute(f"SELECT median({schema.LON}) FROM {src}").fetchall()[0][0]
+    fallbacks = dict.fromkeys([0] + ([] if lon is None else [int(round(float(lon) / 15.0)) * 60]))
+    return [("utc", 0, "0")] + [
+        ("local", fb, f"coalesce({schema.TZ_OFFSET}, {fb}) * 60") for fb in fallbacks]
+
+
+def build_sql(name: str, cur: Any) -> list[str]:
+    """The CREATE TABLE statements of dataset ``name``'s summary tables, in order."""
+    from ..spatial.zones_sql import places_query
+    from ..store import events_table
+
+    src = events_table(name)
+    p = {w: part(name, w) for w in PARTS}
+    u, i, ts, lat, lon, cat = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
+                               schema.CATEGORY)
+    located = has_coords_sql()
+    canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS)
+    order = f"us, item_idx, {lat} NULLS LAST, {lon} NULLS LAST"
+    out = [
+        f"CREATE TABLE {p['users']} AS SELECT CAST(row_number() OVER (ORDER BY {u}) - 1 "
+        f"AS INTEGER) AS user_idx, {u}, events, located, first_ts, last_ts FROM (SELECT {u}, "
+        f"count(*) AS events, count(*) FILTER (WHERE {located}) AS located, min({ts}) AS "
+        f"first_ts, max({ts}) AS last_ts FROM {src} GROUP BY {u}) ORDER BY user_idx",
+        f"CREATE TABLE {p['items']} AS SELECT CAST(row_number() OVER (ORDER BY {i}) - 1 AS "
+        f"INTEGER) AS item_idx, {i} FROM (SELECT DISTINCT {i} FROM {src}) ORDER BY item_idx",
+        f"CREATE TABLE {p['places']} AS SELECT CAST(row_number() OVER (ORDER BY {lat}, {lon}) "
+        f"- 1 AS INTEGER) AS coord_idx, {lat}, {lon} FROM (SELECT DISTINCT {lat}, {lon} FROM "
+        f"{src} WHERE {located}) ORDER BY coord_idx",
+        f"CREATE TABLE {p['categories']} AS SELECT CAST(row_number() OVER (ORDER BY {cat}) - 1 "
+        f"AS INTEGER) AS cat_idx, {cat} FROM (SELECT DISTINCT {cat} FROM {src} WHERE {cat} "
+        f"IS NOT NULL) ORDER BY cat_idx",
+        # every event, sorted by user and time, with the integer columns the queries use
+        f"CREATE TABLE {p['ev']} AS SELECT *, s - lag(s) OVER w AS gap, lag(us) OVER w AS "
+        f"prev_us, lag(coord_idx) OVER w AS prev_coord FROM (SELECT {canonical}, uu.user_idx, "
+        f"CAST(EPOCH({ts}) AS BIGINT) AS s, epoch_us({ts}) AS us, it.item_idx, pl.coord_idx, "
+        f"c.cat_idx, hash(e.{u}, e.{ts}, e.{i}) AS h FROM {src} e "
+        f"JOIN {p['users']} uu ON e.{u} = uu.{u} JOIN {p['items']} it ON e.{i} = it.{i} "
+        f"LEFT JOIN {p['places']} pl ON e.{lat} = pl.{lat} AND e.{lon} = pl.{lon} "
+        f"LEFT JOIN {p['categories']} c ON e.{cat} = c.{cat}) "
+        f"WINDOW w AS (PARTITION BY user_idx ORDER BY {order}) ORDER BY user_idx, {order}",
+    ]
+    for f in USER_FREQS:
+        out.append(f"CREATE TABLE {p['user_' + f]} AS SELECT date_trunc('{f}', {ts}) AS period, "
+                   f"user_idx, count(*) AS events FROM {p['ev']} GROUP BY ALL "
+                   "ORDER BY period, user_idx")
+    out.append(f"CREATE TABLE {p['periods']} AS " + " UNION ALL ".join(
+        f"SELECT '{f}' AS freq, period, CAST(sum(events) AS BIGINT) AS events, count(*) AS "
+        f"users FROM {p['user_' + f]} GROUP BY period" for f in USER_FREQS)
+        + " ORDER BY freq, period")
+    for f in PROFILE_FREQS:
+        out.append(
+            f"CREATE TABLE {p['profiles_' + f]} AS SELECT *, events / sum(events) OVER "
+            "(PARTITION BY user_idx, period) AS share FROM (SELECT user_idx, "
+            f"date_trunc('{f}', {ts}) AS period, cat_idx, count(*) AS events FROM {p['ev']} "
+            "WHERE cat_idx IS NOT NULL GROUP BY ALL) ORDER BY user_idx, period, cat_idx")
+    out += [
+        f"CREATE TABLE {p['hourly']} AS SELECT date_trunc('hour', {ts}) AS period, count(*) AS "
+        f"events FROM {p['ev']} GROUP BY ALL ORDER BY period",
+        f"CREATE TABLE {p['rhythm']} AS SELECT user_idx, {schema.TZ_OFFSET}, (s // 3600) % 168 "
+        f"AS how, count(*) AS events FROM {p['ev']} GROUP BY ALL",
+        f"CREATE TABLE {p['rhythm_cells']} AS " + " UNION ALL ".join(
+            f"SELECT '{mode}' AS mode, {fb} AS fallback, (x // 86400 + 3) % 7 AS weekday, "
+            "(x % 86400) // 3600 AS hour, count(*) AS events, count(DISTINCT user_idx) AS users "
+            f"FROM (SELECT user_idx, s + {shift} AS x FROM {p['ev']}) GROUP BY ALL"
+            for mode, fb, shift in _rhythm_modes(cur, src)),
+        f"CREATE TABLE {p['heat']} AS SELECT row_number() OVER (ORDER BY h) - 1 AS r, {lat}, "
+        f"{lon}, {ts}, {cat} FROM {p['ev']} WHERE coord_idx IS NOT NULL ORDER BY h "
+        f"LIMIT {HEAT_ROWS}",
+        f"CREATE TABLE {p['gaps']} AS SELECT gap, count(*) AS n FROM {p['ev']} WHERE gap IS NOT "
+        "NULL GROUP BY gap ORDER BY gap",
+        f"CREATE TABLE {p['sessions']} AS " + " UNION ALL ".join(
+            f"SELECT {g} AS gap_limit, duration, single, count(*) AS n FROM (SELECT max(s) - "
+            "min(s) AS duration, count(*) = 1 AS single FROM (SELECT user_idx, s, sum(CASE WHEN "
+            f"gap IS NULL OR gap > {g} THEN 1 ELSE 0 END) OVER (PARTITION BY user_idx ORDER BY "
+            f"s RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM {p['ev']}) "
+            "GROUP BY user_idx, sid) GROUP BY ALL" for g in SESSION_GAPS),
+        f"CREATE TABLE {p['places_items']} AS {places_query(f'{src} WHERE {located}')}",
+        f"CREATE TABLE {p['values']} AS SELECT '{cat}' AS col, {cat} AS value, count(*) AS "
+        f"events FROM {src} GROUP BY 1, 2 UNION ALL SELECT '{schema.BEHAVIOR}', "
+        f"{schema.BEHAVIOR}, count(*) FROM {src} GROUP BY 1, 2",
+        f"CREATE TABLE {p['summary']} AS SELECT count(*) AS events, count(DISTINCT {u}) AS "
+        f"users, count(DISTINCT {i}) AS items, min({ts}) AS first_ts, max({ts}) AS last_ts, "
+        f"count(*) FILTER (WHERE {located}) AS located, min({ts}) FILTER (WHERE {located}) AS "
+        f"located_first, max({ts}) FILTER (WHERE {located}) AS located_last, "
+        f"quantile_disc({ts}, 0.01) AS ts_p01, quantile_disc({ts}, 0.99) AS ts_p99, "
+        f"count({schema.TZ_OFFSET}) AS tz_known, median({lon}) AS lon_median, "
+        f"coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE) AS tz_whole_hours, "
+        f"count({cat}) AS categorised FROM {src}",
+    ]
+    return out

@@ -1,0 +1,1 @@
+"""The built-in sample data: a generated city and its residents' events."""

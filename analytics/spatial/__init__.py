@@ -1,0 +1,1 @@
+"""Where behaviour happens: density grids, zones, flows between zones, mobility paths."""

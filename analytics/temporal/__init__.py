@@ -1,0 +1,1 @@
+"""When users are active: activity series, sessions, cohorts, forecasts, trend tests."""

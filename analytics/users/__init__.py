@@ -1,0 +1,1 @@
+"""How individual users change: interest drift and churn risk."""

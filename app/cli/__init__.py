@@ -1,0 +1,1 @@
+"""The ``trailscope`` command line."""

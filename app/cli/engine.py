@@ -1,0 +1,58 @@
+"""`trailscope export` and `trailscope aggregate`: move a dataset to Parquet, aggregate on Spark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from ...analytics.distributed import export_parquet
+    from ...analytics.store import Store
+
+    with Store() as store:
+        out = export_parquet(store, args.name, args.path)
+    print(f"wrote {out}")
+
+
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    from ...analytics.distributed import run_aggregation
+    from ...analytics.store import Store
+
+    store = Store() if args.engine == "duckdb" else None
+    try:
+        df = run_aggregation(args.what, args.source, engine_name=args.engine,
+                             master=args.master, freq=args.freq, store=store)
+    finally:
+        if store is not None:
+            store.close()
+    if args.out:
+        if args.out.endswith(".parquet"):
+            df.to_parquet(args.out, index=False)
+        else:
+            df.to_csv(args.out, index=False)
+        print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
+    elif args.json:
+        print(json.dumps(json.loads(df.to_json(orient="records", date_format="iso"))))
+    else:
+        print(df.to_string(index=False, max_rows=60))
+
+
+def add_engine_parsers(sub: argparse._SubParsersAction) -> None:
+    from ...analytics.distributed import AGGREGATIONS
+
+    s = sub.add_parser("export", help="write a dataset to Parquet (for Spark or other tools)")
+    s.add_argument("name")
+    s.add_argument("path")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("aggregate", help="run a heavy aggregation on DuckDB or Spark")
+    s.add_argument("what", choices=sorted(AGGREGATIONS))
+    s.add_argument("source", help="dataset name, or Parquet file/folder/glob (any URL Spark reads)")
+    s.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb")
+    s.add_argument("--master", help="Spark master URL, e.g. spark://host:7077 (default local[2])")
+    s.add_argument("--freq", default="day", help="hour, day, week or month")
+    s.add_argument("--out", help="write the result to .csv or .parquet instead of printing")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_aggregate)

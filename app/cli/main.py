@@ -1,0 +1,329 @@
+"""The ``trailscope`` command line. Heavy imports (torch, dash) happen inside the commands.
+
+Every command exits non-zero on failure with a one-line reason on stderr; ``--json`` prints
+exactly one JSON object (or list) on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr."""
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=str, ensure_ascii=False))
+
+
+def _store():
+    from ...analytics.store import Store
+
+    return Store()
+
+
+def _parse_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    from ...analytics import schema
+
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field or not column:
+            raise CliError(f"--map takes FIELD=COLUMN, got {pair!r}")
+        if field not in schema.COLUMNS:
+            raise CliError(f"--map: unknown field {field!r}; "
+                           f"fields are {', '.join(schema.COLUMNS)}")
+        mapping[field] = column
+    return mapping
+
+
+# -- data -------------------------------------------------------------------------------
+def _build_summaries(store: Any, name: str, skip: bool) -> float | None:
+    """Build the dataset's dashboard summary tables (``analytics.rollup``) now, so the first
+    page view does not pay for them; seconds taken, or None when skipped or not possible."""
+    if skip:
+        return None
+    import time
+
+    from ...analytics.rollups import tables as rollup
+
+    t0 = time.perf_counter()
+    cur = store.cursor()
+    try:
+        built = rollup.ensure(cur, name) is not None
+    finally:
+        cur.close()
+    return time.perf_counter() - t0 if built else None
+
+
+def _print_summaries(seconds: float | None, skip: bool) -> None:
+    if seconds is not None:
+        print(f"dashboard summaries built in {seconds:.1f} s")
+    elif not skip:
+        print("dashboard summaries not built now (the dashboard builds them on first use)")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from ...analytics.ingest.pipeline import import_file
+
+    with _store() as store:
+        report = import_file(store, args.path, name=args.name, fmt=args.format,
+                             mapping=_parse_map(args.map), replace=args.replace,
+                             keep_duplicates=args.keep_duplicates)
+        data = report.to_json()
+        summaries_s = _build_summaries(store, data["name"], args.no_summaries)
+    if args.json:
+        _print_json({**data, "summaries_s": summaries_s})
+        return
+    extra = data.get("extra") or {}
+    if "stay_points" in extra:  # GPS fixes become stay-point events at clustered places
+        print(f"{extra.get('fixes_kept', data['rows_read']):,} GPS fixes grouped into "
+              f"{extra['stay_points']:,} stay points at {extra.get('places', 0):,} places")
+    print(f"imported {data['name']!r} ({data.get('format', args.format)}): "
+          f"{data['rows_kept']:,} of {data['rows_read']:,} rows kept, "
+          f"{data['users']:,} users, {data['items']:,} items, "
+          f"{data['time_min']} .. {data['time_max']}")
+    for reason, count in sorted(data["rejected_by_reason"].items()):
+        lines = data.get("examples", {}).get(reason, [])
+        where = f" (e.g. lines {', '.join(map(str, lines))})" if lines else ""
+        print(f"  rejected {count:,} rows: {reason}{where}")
+    for flag, count in sorted((data.get("flags") or {}).items()):
+        if count:
+            print(f"  flagged {count:,} rows: {flag}")
+    _print_summaries(summaries_s, args.no_summaries)
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+    with _store() as store:
+        df = store.list_datasets()
+    if args.json:
+        _print_json(json.loads(df.to_json(orient="records", date_format="iso")))
+        return
+    if df.empty:
+        print("no datasets yet: `trailscope sample` or `trailscope import PATH`")
+        return
+    for r in df.itertuples(index=False):
+        print(f"{r.name:24} {r.format:10} {r.rows:>12,} rows {r.users:>9,} users "
+              f"{r.items:>9,} items  {r.time_min} .. {r.time_max}")
+
+
+def cmd_drop(args: argparse.Namespace) -> None:
+    with _store() as store:
+        store.drop(args.name)
+    print(f"dropped {args.name!r}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from ...analytics.sample.generate import import_sample
+
+    with _store() as store:
+        info = import_sample(store, name=args.name, users=args.users, seed=args.seed,
+                             replace=args.replace)
+        summaries_s = _build_summaries(store, args.name, args.no_summaries)
+    report = info.report
+    if args.json:
+        _print_json({**report, "summaries_s": summaries_s})
+    else:
+        print(f"generated and imported {args.name!r}: {report['rows_kept']:,} events, "
+              f"{report['users']:,} users, {report['items']:,} places")
+        _print_summaries(summaries_s, args.no_summaries)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from ..main import main
+
+    main(host=args.host, port=args.port, dataset=args.dataset, debug=args.debug)
+
+
+# -- models -----------------------------------------------------------------------------
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` model settings; true/false, integers and decimals are converted."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set hidden=128")
+        value: Any = raw.strip()
+        if value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(value)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = value
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from ...models import api
+
+    def progress(p: dict) -> None:
+        if not args.json:
+            phase = p.get("phase", "train")
+            msg = f"\r{phase} epoch {p.get('epoch', 0)} step {p.get('step', 0)}/{p.get('steps', 0)}"
+            if p.get("loss") is not None:
+                msg += f" loss {p['loss']:.4f}"
+            if p.get("valid") is not None:
+                msg += f" valid ndcg@10 {p['valid']:.4f}"
+            print(msg, end="", file=sys.stderr, flush=True)
+
+    with _store() as store:
+        # stdout carries only the result (one JSON object with --json); the log goes to stderr
+        kwargs: dict[str, Any] = {"model": args.model, "split": args.split,
+                                  "device": args.device, "progress": progress,
+                                  "log": lambda msg: print(msg, file=sys.stderr)}
+        if args.epochs is not None:
+            kwargs["epochs"] = args.epochs
+        if args.text:
+            kwargs["text_embeddings"] = args.text
+        kwargs.update(parse_settings(args.set))
+        result = api.train(store, args.name, **kwargs)
+    if not args.json:
+        print(file=sys.stderr)
+    out = result.to_json() if hasattr(result, "to_json") else dict(result)
+    if args.json:
+        _print_json(out)
+    else:
+        m = out.get("metrics", {})
+        print(f"trained {out.get('model_id')}: ndcg@10 {m.get('ndcg@10', float('nan')):.4f} "
+              f"hr@10 {m.get('hr@10', float('nan')):.4f} mrr {m.get('mrr', float('nan')):.4f}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from ...models import api
+
+    with _store() as store:
+        rows = api.evaluate(store, args.name, model_id=args.model)
+    for row in rows:
+        if args.json:
+            _print_json(row)
+        else:
+            print(f"{row['model_id']:40} {row['split']:11} hr@10 {row['hr@10']:.4f} "
+                  f"ndcg@10 {row['ndcg@10']:.4f} mrr {row['mrr']:.4f}")
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    from ...models import api
+
+    with _store() as store:
+        out = api.recommend(store, args.name, args.user, k=args.k, model_id=args.model,
+                            at=args.at, lat=args.lat, lon=args.lon)
+    if args.json:
+        _print_json(out)
+        return
+    print(f"top {args.k} for user {out['user']} ({out['model']}):")
+    for rank, it in enumerate(out["items"], 1):
+        print(f"{rank:3}. {it['item_id']:20} {it['score']:10.4f}  {it.get('category') or ''}")
+
+
+# -- parser -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trailscope", description=(
+        "Spatio-temporal user-behaviour analytics and next-item recommendation."))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("import", help="import an event log into the workspace")
+    s.add_argument("path")
+    s.add_argument("--name")
+    s.add_argument("--format", default="auto",
+                   help="auto, tsmc, snap, taobao, tianchi, movielens, geolife or generic")
+    s.add_argument("--map", action="append", metavar="FIELD=COLUMN",
+                   help="map a canonical field to a source column (repeatable)")
+    s.add_argument("--replace", action="store_true", help="overwrite a dataset of that name")
+    s.add_argument("--keep-duplicates", action="store_true",
+                   help="keep exact repeats of an earlier row")
+    s.add_argument("--no-summaries", action="store_true",
+                   help="skip building the dashboard's summary tables now (built on first use)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("datasets", help="list imported datasets")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_datasets)
+
+    s = sub.add_parser("drop", help="delete a dataset")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_drop)
+
+    s = sub.add_parser("sample", help="generate and import the built-in sample city")
+    s.add_argument("--users", type=int, default=500)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--name", default="sample")
+    s.add_argument("--replace", action="store_true")
+    s.add_argument("--no-summaries", action="store_true",
+                   help="skip building the dashboard's summary tables now (built on first use)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("serve", help="start the dashboard")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8050)
+    s.add_argument("--dataset", help="dataset selected when a page opens without ?dataset=")
+    s.add_argument("--debug", action="store_true")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("train", help="train a next-item model on a dataset")
+    s.add_argument("name")
+    s.add_argument("--model", default="st-transformer")
+    s.add_argument("--split", default="leave-last",
+                   choices=["leave-last", "temporal", "trajectory"])
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--text", metavar="category|PATH.npy",
+                   help="st-transformer: fuse sentence-encoder embeddings of each item's "
+                        "category name, or of your own (n_items + 1, d) array")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model or training setting (repeatable), e.g. --set hidden=128 "
+                        "--set blend=false --set lr=0.001")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="metrics of trained models")
+    s.add_argument("name")
+    s.add_argument("--model", default="all", help="a model id or 'all'")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("recommend", help="top-K next items for a user")
+    s.add_argument("name")
+    s.add_argument("user")
+    s.add_argument("--k", type=int, default=10)
+    s.add_argument("--model", help="model id (default: best trained)")
+    s.add_argument("--at", help="time of the next event (ISO 8601)")
+    s.add_argument("--lat", type=float)
+    s.add_argument("--lon", type=float)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_recommend)
+
+    from .engine import add_engine_parsers
+    from .explain import add_explain_parser
+
+    add_engine_parsers(sub)
+    add_explain_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except KeyboardInterrupt:
+        print("trailscope: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, KeyError, RuntimeError, OSError, LookupError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"trailscope {args.command}: {msg}", file=sys.stderr)
+        return 1
+    return 0
+

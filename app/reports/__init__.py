@@ -1,0 +1,1 @@
+"""Exportable explanation reports (HTML and PDF)."""

@@ -1,0 +1,392 @@
+"""Memoised analytics for the Overview page, plus the event filter every analytics page shares.
+
+Pages never aggregate themselves: they call these functions, which run the analytics of
+``analytics.temporal`` / ``.forecast`` / ``.cohorts`` on the dataset's stored events table
+through the DuckDB engine (``analytics.engine``; only aggregated rows come back to pandas) and
+are memoised per dataset, arguments and import time with ``services.memoize_dataset``.
+Results are shared between requests: treat returned frames as read-only.
+
+:class:`EventFilter` is the one description of "which events": a UTC time range (the Overview's
+cross-filter), categories, behaviours and an activity segment. It renders as a DuckDB WHERE
+clause with ``?`` parameters (for the spatial SQL functions) and as an Ibis filter (for the
+engine functions). It is a frozen dataclass, so its ``repr`` is a stable cache key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ...analytics import engine
+from ...analytics.schema import BEHAVIOR, CATEGORY, LON, TS, TZ_OFFSET, USER
+from .workspace import ServiceError, dataset_info, get_store, memoize_dataset
+
+FREQS = ("hour", "day", "week", "month")
+SPLITS = ("none", BEHAVIOR, CATEGORY)
+SEGMENTS = ("light", "medium", "heavy")
+OTHER = "other"
+UNKNOWN = "(none)"
+#: Forecast horizon per granularity (periods ahead).
+HORIZONS = {"hour": 24, "day": 14, "week": 8, "month": 6}
+#: Periods of history fitted per granularity: two weeks of hours keep hourly SARIMA (season
+#: 24) to a few seconds; the coarser series use up to two years.
+HISTORY = {"hour": 336, "day": 730, "week": 104, "month": 60}
+#: Rolling origins of the backtest per granularity.
+ORIGINS = {"hour": 4, "day": 8, "week": 8, "month": 6}
+
+
+# -- the shared filter ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events an analysis looks at; the default keeps every event.
+
+    ``start`` (inclusive) and ``end`` (exclusive) are ISO timestamps in UTC. ``segment`` is
+    one of SEGMENTS: users split into three equal-sized groups by their number of events (as
+    ``analytics.evolution.activity_segments`` does).
+    """
+
+    start: str | None = None
+    end: str | None = None
+    categories: tuple[str, ...] = field(default_factory=tuple)
+    behaviors: tuple[str, ...] = field(default_factory=tuple)
+    segment: str | None = None
+
+    @classmethod
+    def make(cls, start: Any = None, end: Any = None, categories: Any = None,
+             behaviors: Any = None, segment: Any = None) -> EventFilter:
+        """A filter from loose UI values (lists, empty strings, "all"), checked and sorted."""
+        seg = segment if segment not in (None, "", "all") else None
+        if seg is not None and seg not in SEGMENTS:
+            raise ServiceError(f"unknown user segment {seg!r}; pick one of {list(SEGMENTS)}")
+        return cls(start=_iso(start), end=_iso(end),
+                   categories=tuple(sorted({str(c) for c in categories or ()})),
+                   behaviors=tuple(sorted({str(b) for b in behaviors or ()})), segment=seg)
+
+    @property
+    def is_empty(self) -> bool:
+        return self == EventFilter()
+
+    def where(self, table: str) -> tuple[str | None, list[Any]]:
+        """A DuckDB condition on the events of ``table`` and its parameters (None: all)."""
+        conds: list[str] = []
+        params: list[Any] = []
+        if self.start:
+            conds.append(f"{TS} >= CAST(? AS TIMESTAMP)")
+            params.append(self.start)
+        if self.end:
+            conds.append(f"{TS} < CAST(? AS TIMESTAMP)")
+            params.append(self.end)
+        for col, values in ((CATEGORY, self.categories), (BEHAVIOR, self.behaviors)):
+            if values:
+                conds.append(f"{col} IN ({', '.join('?' for _ in values)})")
+                params.extend(values)
+        if self.segment:
+            conds.append(
+                f"{USER} IN (SELECT {USER} FROM (SELECT {USER}, ntile(3) OVER (ORDER BY "
+                f"count(*), {USER}) AS _seg FROM {table} GROUP BY {USER}) WHERE _seg = ?)")
+            params.append(SEGMENTS.index(self.segment) + 1)
+        return (" AND ".join(conds) or None), params
+
+    def apply(self, t: Any) -> Any:
+        """The same filter on an Ibis events table."""
+        import ibis
+
+        if self.start:
+            t = t.filter(t[TS] >= pd.Timestamp(self.start).to_pydatetime())
+        if self.end:
+            t = t.filter(t[TS] < pd.Timestamp(self.end).to_pydatetime())
+        if self.categories:
+            t = t.filter(t[CATEGORY].isin(list(self.categories)))
+        if self.behaviors:
+            t = t.filter(t[BEHAVIOR].isin(list(self.behaviors)))
+        if self.segment:
+            per_user = t.group_by(USER).aggregate(_n=t.count())
+            ranked = per_user.mutate(_seg=ibis.ntile(3).over(
+                order_by=[per_user._n, per_user[USER]]))
+            keep = ranked.filter(ranked._seg == SEGMENTS.index(self.segment))[USER]
+            t = t.filter(t[USER].isin(keep))
+        return t
+
+
+def _iso(value: Any) -> str | None:
+    """A timestamp-like UI value as ``YYYY-MM-DD HH:MM:SS`` (UTC, naive), None when empty."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ServiceError(f"{value!r} is not a date or time; use e.g. 2012-05-01 or "
+                           "2012-05-01 18:00") from exc
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@contextmanager
+def rollup_of(name: str) -> Iterator[Any]:
+    """The dataset's fresh rollup (``analytics.rollup.Rollup``, built on first use) on its own
+    DuckDB cursor, or None where there can be none (read-only workspace)."""
+    from ...analytics.rollups import tables as rollup
+
+    cur = get_store().cursor()
+    try:
+        get_store().table(name)  # DatasetNotFound with a helpful message
+        yield rollup.ensure(cur, name) if rollup.enabled() else None
+    finally:
+        cur.close()
+
+
+def ensure_rollups(name: str) -> bool:
+    """Build the dataset's summary tables now unless they are fresh (one small query when
+    they are); True when the dataset has them. Call after an import or when a dataset is
+    opened; every analytics call below does it too."""
+    with rollup_of(name) as ru:
+        return ru is not None
+
+
+@contextmanager
+def events_table(name: str, flt: EventFilter | None = None) -> Iterator[Any]:
+    """An Ibis table of a dataset's stored events (filtered), on its own DuckDB cursor.
+
+    Unfiltered, the analytics functions answer from the dataset's rollup, built here on
+    first use."""
+    ensure_rollups(name)
+    backend = engine.duckdb_backend(get_store())
+    try:
+        t = engine.events_table(backend, name)
+        yield flt.apply(t) if flt is not None and not flt.is_empty else t
+    finally:
+        backend.con.close()
+
+
+def sql_where(name: str, flt: EventFilter | None) -> tuple[str, str | None, list[Any]]:
+    """(quoted events table, WHERE condition or None, parameters) of a filtered dataset."""
+    table = get_store().table(name)
+    if flt is None or flt.is_empty:
+        ensure_rollups(name)
+        return table, None, []
+    where, params = flt.where(table)
+    return table, where, params
+
+
+def auto_freq(start: Any, end: Any, target: int = 120) -> str:
+    """The coarsest of hour/day/week/month that still gives about ``target`` periods or more
+    over [start, end] (day for a missing span)."""
+    if start is None or end is None or pd.isna(start) or pd.isna(end):
+        return "day"
+    hours = (pd.Timestamp(end) - pd.Timestamp(start)) / pd.Timedelta(hours=1)
+    for freq, h in (("month", 730.0), ("week", 168.0), ("day", 24.0)):
+        if hours / h >= target:
+            return freq
+    return "hour"
+
+
+@memoize_dataset
+def robust_span(name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The 1st and 99th percentile of event times: the span without stray timestamps."""
+    with rollup_of(name) as ru:
+        if ru is not None:
+            s = ru.summary()
+            return pd.Timestamp(s["ts_p01"]), pd.Timestamp(s["ts_p99"])
+    cur = get_store().cursor()
+    try:
+        lo, hi = cur.execute(f"SELECT quantile_disc({TS}, 0.01), quantile_disc({TS}, 0.99) "
+                             f"FROM {get_store().table(name)}").fetchone()
+    finally:
+        cur.close()
+    return pd.Timestamp(lo), pd.Timestamp(hi)
+
+
+def check_freq(freq: Any) -> str:
+    if freq not in FREQS:
+        raise ServiceError(f"unknown granularity {freq!r}; pick one of {list(FREQS)}")
+    return str(freq)
+
+
+# -- overview -------------------------------------------------------------------------------
+@memoize_dataset
+def kpis(name: str, flt: EventFilter | None = None) -> pd.DataFrame:
+    """Events, users, items, first/last time of the (filtered) dataset, in one row."""
+    from ...analytics.temporal import activity as temporal
+
+    with events_table(name, flt) as t:
+        return temporal.kpis(t)
+
+
+@memoize_dataset
+def top_values(name: str, column: str, n: int = 30) -> pd.DataFrame:
+    """The ``n`` most frequent non-null values of ``column`` (category or behavior) with
+    their event counts, most frequent first: columns ``value, events``."""
+    if column not in (CATEGORY, BEHAVIOR):
+        raise ServiceError(f"cannot list values of {column!r}; use {CATEGORY!r} or {BEHAVIOR!r}")
+    with rollup_of(name) as ru:
+        if ru is not None:
+            return ru.df(f"SELECT value, events FROM {ru.t('values')} WHERE col = ? AND value "
+                         f"IS NOT NULL ORDER BY 2 DESC, 1 LIMIT {int(n)}", [column])
+    table = get_store().table(name)
+    return get_store().query_df(
+        f"SELECT {column} AS value, count(*) AS events FROM {table} WHERE {column} IS NOT NULL "
+        f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {int(n)}")
+
+
+@memoize_dataset
+def trend(name: str, freq: str = "day", split: str = "none", flt: EventFilter | None = None,
+          top: int = 8) -> pd.DataFrame:
+    """Events and users per period, optionally split by behaviour or category.
+
+    With a split the ``top`` most frequent values keep their name and the rest are summed as
+    ``other``; events without a value count as ``(none)``. Columns: ``period, [split],
+    events, users`` with every period present (zeros where nothing happened).
+    """
+    from ...analytics.temporal import activity as temporal
+
+    check_freq(freq)
+    if split not in SPLITS:
+        raise ServiceError(f"cannot split the trend by {split!r}; pick one of {list(SPLITS)}")
+    with events_table(name, flt) as t:
+        if split == "none":
+            return temporal.activity_series(t, freq)
+        keep = top_values(name, split, top)["value"].astype(str).tolist()
+        col = t[split]
+        label = col.isnull().ifelse(UNKNOWN, col.isin(keep).ifelse(col, OTHER))
+        return temporal.activity_series(t.mutate(**{split: label}), freq, by=split)
+
+
+@memoize_dataset
+def event_series(name: str, freq: str = "day", flt: EventFilter | None = None) -> pd.DataFrame:
+    """Events per period, every period present (no distinct users: what forecasts and
+    periodicity need, answered from the hourly rollup without counting users)."""
+    from ...analytics.temporal import activity as temporal
+
+    with events_table(name, flt) as t:
+        return temporal.activity_series(t, check_freq(freq), users=None)
+
+
+@memoize_dataset
+def user_activity(name: str, freq: str = "day", flt: EventFilter | None = None) -> pd.DataFrame:
+    """Active, new and returning users per period (``analytics.temporal.active_users``)."""
+    from ...analytics.temporal import activity as temporal
+
+    with events_table(name, flt) as t:
+        return temporal.active_users(t, check_freq(freq))
+
+
+def tz_fallback(name: str) -> tuple[int | None, str]:
+    """(offset in minutes used where ``tz_offset_min`` is unknown, text saying which time).
+
+    Datasets with offsets use them; datasets with coordinates but no offsets use the solar
+    time zone of their median longitude (New York: UTC-5), others stay in UTC.
+    """
+    with rollup_of(name) as ru:
+        known, lon = ru.one(f"SELECT tz_known, lon_median FROM {ru.t('summary')}") \
+            if ru is not None else (None, None)
+    if ru is None:
+        store = get_store()
+        cur = store.cursor()
+        try:
+            known, lon = cur.execute(f"SELECT count({TZ_OFFSET}), median({LON}) FROM "
+                                     f"{store.table(name)}").fetchone()
+        finally:
+            cur.close()
+    if known:
+        return None, "local time (from the events' time-zone offsets)"
+    if lon is not None:
+        minutes = int(round(float(lon) / 15.0)) * 60
+        return minutes, f"local time estimated from longitude (UTC{minutes / 60:+.0f}, no DST)"
+    return None, "UTC (the dataset has no time-zone offsets or coordinates)"
+
+
+@memoize_dataset
+def rhythm(name: str, flt: EventFilter | None = None) -> pd.DataFrame:
+    """Events per weekday (0 = Monday) x hour in local time; ``attrs["clock"]`` says which."""
+    from ...analytics.temporal import activity as temporal
+
+    fallback, clock = tz_fallback(name)
+    with events_table(name, flt) as t:
+        out = temporal.rhythm_matrix(t, local=True, tz_fallback_min=fallback)
+    out.attrs["clock"] = clock
+    return out
+
+
+@memoize_dataset
+def dominant_periods(name: str, freq: str = "hour", flt: EventFilter | None = None,
+                     top: int = 3) -> pd.DataFrame:
+    """The strongest periods of the activity series (empty when it is too short)."""
+    from ...analytics.temporal import activity as temporal
+
+    series = event_series(name, freq, flt)
+    try:
+        return temporal.dominant_periods(series, top=top)
+    except ValueError:
+        return pd.DataFrame(columns=[temporal.LAG, temporal.PERIOD_LENGTH, temporal.STRENGTH,
+                                     temporal.METHOD])
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    """History, forecast with interval, and the rolling-origin backtest of both models."""
+
+    history: pd.DataFrame     # period, events (the fitted series, last periods)
+    forecast: pd.DataFrame    # period, forecast, lower, upper
+    backtest: pd.DataFrame    # model, origins, horizon, mae, mape, smape (may be empty)
+    freq: str
+    horizon: int
+    note: str                 # why the backtest is missing, else ""
+
+
+@memoize_dataset
+def forecast(name: str, freq: str = "day", horizon: int | None = None,
+             alpha: float = 0.05) -> ForecastResult:
+    """SARIMA forecast of events per ``freq`` with a 1 - alpha interval, and its backtest
+    against the seasonal-naive baseline (``analytics.forecast``). Raises ServiceError with
+    a hint when the series is too short."""
+    from ...analytics.temporal import forecast as fc
+
+    check_freq(freq)
+    horizon = int(horizon or HORIZONS[freq])
+    series = event_series(name, freq)
+    fitted = HISTORY[freq]
+    # hourly: AR(1) with a seasonal MA at lag 24 fits ~5x faster than the default ARMA(1,1)
+    # part, with the same backtest error on the shared datasets
+    spec = fc.ModelSpec(order=(1, 0, 0), seasonal_order=(0, 1, 1), season=24) \
+        if freq == "hour" and len(series) >= 72 else None
+    got = None
+    if fc.is_page_default(freq, horizon, alpha, fitted, ORIGINS[freq], spec):
+        with rollup_of(name) as ru:  # the page's default: stored by the summary build
+            got = fc.stored_page_forecast(ru)
+    try:
+        pred, bt, note = got or fc.page_forecast(series, horizon, alpha, spec, fitted,
+                                                 ORIGINS[freq])
+    except ValueError as exc:
+        raise ServiceError(f"no {freq}ly forecast: {exc}") from exc
+    keep = min(max(4 * horizon, 60), fitted)
+    history = series[[engine.PERIOD, engine.EVENTS]].iloc[-keep:].reset_index(drop=True)
+    return ForecastResult(history=history, forecast=pred, backtest=bt, freq=freq,
+                          horizon=horizon, note=note)
+
+
+@memoize_dataset
+def cohorts(name: str, freq: str = "week", max_periods: int = 26) -> pd.DataFrame:
+    """Cohort x periods-since retention table (rates; NaN where a cohort has not got there)."""
+    from ...analytics.temporal import cohorts as co
+
+    with events_table(name) as t:
+        long = co.cohort_retention(t, check_freq(freq), max_periods=max_periods)
+    table = co.retention_table(long)
+    if not table.empty:
+        table.attrs["sizes"] = long.groupby(co.COHORT)[co.COHORT_SIZE].first().reindex(
+            table.index).tolist()
+    return table
+
+
+def cohort_freq(name: str) -> str:
+    """Week cohorts for spans up to about a year, month cohorts beyond."""
+    info = dataset_info(name)
+    if info.time_min is None or info.time_max is None:
+        return "week"
+    days = (pd.Timestamp(info.time_max) - pd.Timestamp(info.time_min)).days
+    return "week" if days <= 400 else "month"

@@ -1,0 +1,196 @@
+"""The models part of the service layer: what the Models page calls (models.api + app.jobs).
+
+Kept beside app/services.py (same role: pages never import models/ directly). Everything reads
+and trains through the process-wide ``services.get_store()``; training runs as a background
+job of app/jobs.py. Errors a user can fix come out as :class:`services.ServiceError` (or the
+model layer's own ``CheckpointError``/``UnknownUser``) with a message saying what to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ...analytics import schema
+from . import jobs
+from . import workspace as services
+from .workspace import ServiceError
+
+SPLITS: tuple[str, ...] = ("leave-last", "temporal", "trajectory")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+LIMITS: dict[str, tuple[int, int]] = {"epochs": (1, 500), "max_len": (2, 500),
+                                      "hidden": (8, 1024), "patience": (1, 1000)}
+MAX_USERS = 5000   # users offered in the recommendation picker (most active first)
+
+
+def _class(name: str) -> Any:
+    from ...models.recommenders import registry
+
+    try:
+        return registry.get_class(name)
+    except KeyError as exc:
+        raise ServiceError(str(exc.args[0])) from None
+
+
+def model_choices() -> list[dict[str, Any]]:
+    """Every registered model: name, trainable and its Config defaults."""
+    from ...models.recommenders import registry
+
+    out = []
+    for name, cls in registry.MODELS.items():
+        defaults = {f.name: f.default for f in dataclasses.fields(cls.Config)
+                    if f.default is not dataclasses.MISSING}
+        out.append({"name": name, "trainable": bool(cls.trainable), "defaults": defaults,
+                    "has_hidden": "hidden" in defaults,
+                    "pretrains": bool(defaults.get("pretrain")) and hasattr(cls, "pretrain_loss")})
+    return out
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _bounded(what: str, value: Any) -> int:
+    lo, hi = LIMITS[what]
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise ServiceError(f"{what.replace('_', ' ')} must be a whole number between {lo} and "
+                           f"{hi}; got {value!r}") from None
+    if not lo <= v <= hi:
+        raise ServiceError(f"{what.replace('_', ' ')} must be between {lo} and {hi}; got {v}")
+    return v
+
+
+def start_training(dataset: str | None, model: str | None, split: str = "leave-last",
+                   epochs: Any = 10, max_len: Any = 50, hidden: Any = None,
+                   device: str = "auto", patience: Any = 3, **train_kwargs: Any) -> str:
+    """Validate the settings and start a background training job; returns the job id."""
+    if not dataset:
+        raise ServiceError("no dataset selected: import one on the Data page first")
+    services.dataset_info(dataset)  # DatasetNotFound with a helpful message
+    if not model:
+        raise ServiceError("pick a model to train")
+    cls = _class(model)
+    if split not in SPLITS:
+        raise ServiceError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if device not in DEVICES:
+        raise ServiceError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    if device == "cuda" and not cuda_available():
+        raise ServiceError("device 'cuda' needs a CUDA GPU and this server has none; "
+                           "choose 'auto' or 'cpu'")
+    if hidden not in (None, "") and "hidden" in {f.name for f in dataclasses.fields(cls.Config)}:
+        train_kwargs["hidden"] = _bounded("hidden", hidden)
+    job = jobs.training_job(services.get_store(), dataset, model, split=split,
+                            epochs=_bounded("epochs", epochs),
+                            max_len=_bounded("max_len", max_len), device=device,
+                            patience=_bounded("patience", patience if patience else 3),
+                            **train_kwargs)
+    return jobs.start(job)
+
+
+def active_job(dataset: str | None) -> dict[str, Any] | None:
+    """The newest queued or running job of ``dataset``, if any."""
+    if not dataset:
+        return None
+    found = jobs.jobs(active_only=True, dataset=dataset)
+    return found[0] if found else None
+
+
+def job_snapshot(job_id: str) -> dict[str, Any]:
+    """The job's state (app.jobs.JobRunner.snapshot); KeyError if the job is unknown."""
+    return jobs.snapshot(job_id)
+
+
+def cancel_job(job_id: str) -> bool:
+    """Ask a job to stop (keeps the best checkpoint so far); KeyError if unknown."""
+    return jobs.cancel(job_id)
+
+
+# -- trained models ------------------------------------------------------------------------
+def trained_models(dataset: str) -> list[dict[str, Any]]:
+    """``models.api.list_models``: every checkpoint of ``dataset``, newest first, with
+    flat test metrics and a ``stale`` flag (the dataset changed since training)."""
+    from ...models import api
+
+    return api.list_models(services.get_store(), dataset)
+
+
+def model_slices(dataset: str, model_id: str) -> dict[str, Any]:
+    """Per-slice test metrics of one model: ``{"hour": {...}, "weekday": ..., ...}``."""
+    from ...models import api
+
+    rows = api.evaluate(services.get_store(), dataset, model_id=model_id)
+    return dict(rows[0].get("slices") or {}) if rows else {}
+
+
+@functools.lru_cache(maxsize=8)
+def _model_users(path: str, mtime: float) -> tuple[str, ...]:
+    import torch
+
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return tuple(str(u) for u in blob["meta"].get("extra", {}).get("user_ids", ()))
+
+
+def model_users(dataset: str, model_id: str, limit: int = MAX_USERS) -> list[dict[str, Any]]:
+    """Users the model can recommend for, most active first: ``[{"user", "events"}]``."""
+    from ...models.training import checkpoint as ckpt
+
+    path = ckpt.find(services.get_store(), dataset, model_id)
+    known = set(_model_users(str(path), Path(path).stat().st_mtime))
+    counts = _user_counts(dataset)
+    counts = counts[counts[schema.USER].isin(known)].head(int(limit))
+    return [{"user": str(u), "events": int(n)}
+            for u, n in zip(counts[schema.USER], counts["events"], strict=True)]
+
+
+@services.memoize_dataset
+def _user_counts(dataset: str) -> pd.DataFrame:
+    store = services.get_store()
+    return store.query_df(
+        f"SELECT {schema.USER}, count(*) AS events FROM {store.table(dataset)} "
+        f"GROUP BY {schema.USER} ORDER BY events DESC, {schema.USER}")
+
+
+def recommend(dataset: str, user: str, k: int = 10,
+              model_id: str | None = None) -> dict[str, Any]:
+    """``models.api.recommend``: top-``k`` items for ``user`` with score/category/lat/lon."""
+    from ...models import api
+
+    if not user:
+        raise ServiceError("pick a user to recommend for")
+    try:
+        k = 10 if k in (None, "") else int(k)
+    except (TypeError, ValueError):
+        raise ServiceError(f"K must be a whole number between 1 and 100; got {k!r}") from None
+    if not 1 <= k <= 100:
+        raise ServiceError(f"K must be between 1 and 100; got {k}")
+    return api.recommend(services.get_store(), dataset, str(user), k=k, model_id=model_id)
+
+
+def recent_events(dataset: str, user: str, n: int = 50) -> pd.DataFrame:
+    """The user's ``n`` most recent events, oldest first (for their path on the map)."""
+    store = services.get_store()
+    df = store.query_df(
+        f"SELECT * FROM {store.table(dataset)} WHERE {schema.USER} = ? "
+        f"ORDER BY {schema.TS} DESC LIMIT {int(n)}", [str(user)])
+    return df.iloc[::-1].reset_index(drop=True)
+
+
+def has_coordinates(dataset: str) -> bool:
+    return bool(services.dataset_info(dataset).has_coordinates)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is meant for the user (shown in an error box)."""
+    from ...analytics.store import StoreError
+    from ...models.data.history import UnknownUser
+    from ...models.training.checkpoint import CheckpointError
+
+    return (ServiceError, StoreError, CheckpointError, UnknownUser, ValueError)

@@ -1,0 +1,315 @@
+"""Plotly figure builders for the analytics pages: tidy DataFrames in, ``go.Figure`` out.
+
+No data access here: the pages fetch frames from the service modules and hand them over.
+Every builder returns a figure in the same calm style (``_style``) and copes with an empty
+frame by returning :func:`empty_figure` with a sentence saying why there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ...analytics.schema import BEHAVIOR, CATEGORY, ITEM, TS
+
+PERIOD = "period"
+EVENTS = "events"
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: Categorical palette (colour-blind safe, muted), then grey for "other" / "(none)".
+PALETTE = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899",
+           "#84cc16", "#f97316", "#14b8a6", "#6366f1", "#a855f7")
+GREY = "#94a3b8"
+TREND_COLORS = {"emerging": "#16a34a", "stable": "#64748b", "declining": "#dc2626"}
+RETENTION_SCALE = [[0.0, "#f8fafc"], [0.05, "#dbeafe"], [0.25, "#93c5fd"], [0.5, "#3b82f6"],
+                   [1.0, "#1e3a8a"]]
+FONT = "system-ui, -apple-system, Segoe UI, Roboto, Helvetica Neue, Arial, sans-serif"
+
+
+def _style(fig: go.Figure, height: int = 340, legend: bool = True) -> go.Figure:
+    fig.update_layout(
+        template="plotly_white", height=height, font={"family": FONT, "size": 12.5,
+                                                       "color": "#334155"},
+        margin={"l": 56, "r": 16, "t": 16, "b": 44}, hovermode="closest",
+        showlegend=legend, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom",
+                                   "x": 0, "font": {"size": 11.5}},
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#ffffff")
+    fig.update_xaxes(showline=True, linecolor="#cbd5e1", gridcolor="#eef2f7")
+    fig.update_yaxes(gridcolor="#eef2f7", zerolinecolor="#e2e8f0")
+    return fig
+
+
+def _legend_below(fig: go.Figure) -> go.Figure:
+    fig.update_layout(legend={"orientation": "h", "y": -0.14, "yanchor": "top", "x": 0,
+                              "font": {"size": 11.5}})
+    return fig
+
+
+def empty_figure(message: str, height: int = 300) -> go.Figure:
+    """A blank chart with ``message`` in the middle (empty states)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper",
+                       yref="paper", font={"size": 14, "color": "#64748b"})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _style(fig, height, legend=False)
+
+
+def colors_for(labels: Sequence[object]) -> dict[object, str]:
+    """A stable colour per label; "other" and "(none)" are grey."""
+    out: dict[object, str] = {}
+    i = 0
+    for lab in labels:
+        if str(lab) in ("other", "(none)"):
+            out[lab] = GREY
+        else:
+            out[lab] = PALETTE[i % len(PALETTE)]
+            i += 1
+    return out
+
+
+def _order_groups(df: pd.DataFrame, by: str, value: str) -> list[object]:
+    """Groups by total ``value`` descending, with other / (none) last."""
+    totals = df.groupby(by, dropna=False)[value].sum().sort_values(ascending=False)
+    named = [g for g in totals.index if str(g) not in ("other", "(none)")]
+    return named + [g for g in totals.index if str(g) in ("other", "(none)")]
+
+
+# -- overview ----------------------------------------------------------------------------------
+def trend_figure(df: pd.DataFrame, split: str | None = None, value: str = EVENTS,
+                 freq: str = "day") -> go.Figure:
+    """Events (or users) per period; with ``split`` one stacked area per group.
+
+    Drag horizontally to select a time range (``dragmode="select"``): the page stores it as
+    the cross-filter of the other views.
+    """
+    if df.empty:
+        return empty_figure("No events in this selection.")
+    fig = go.Figure()
+    unit = {"hour": "hour", "day": "day", "week": "week", "month": "month"}.get(freq, freq)
+    if not split or split == "none" or split not in df.columns:
+        fig.add_trace(go.Scatter(
+            x=df[PERIOD], y=df[value], mode="lines", name=value, line={"color": PALETTE[0],
+                                                                       "width": 1.8},
+            fill="tozeroy", fillcolor="rgba(37,99,235,0.12)",
+            hovertemplate=f"%{{x}}<br>%{{y:,}} {value} per {unit}<extra></extra>"))
+    else:
+        groups = _order_groups(df, split, value)
+        colors = colors_for(groups)
+        for g in groups:
+            part = df[df[split] == g] if pd.notna(g) else df[df[split].isna()]
+            fig.add_trace(go.Scatter(
+                x=part[PERIOD], y=part[value], mode="lines", name=str(g), stackgroup="one",
+                line={"width": 0.6, "color": colors[g]},
+                hovertemplate=f"{g}: %{{y:,}}<extra></extra>"))
+        fig.update_layout(hovermode="x unified")
+    fig.update_layout(dragmode="select", selectdirection="h")
+    fig.update_yaxes(title_text=f"{value} per {unit}", rangemode="tozero")
+    return _style(fig, 340, legend=bool(split and split != "none"))
+
+
+def rhythm_figure(rhythm: pd.DataFrame, clock: str = "") -> go.Figure:
+    """Hour-of-day x day-of-week heatmap of events (weekday rows, Monday on top)."""
+    if rhythm.empty or rhythm[EVENTS].sum() == 0:
+        return empty_figure("No events in this selection.")
+    grid = rhythm.pivot(index="weekday", columns="hour", values=EVENTS).reindex(
+        index=range(7), columns=range(24), fill_value=0)
+    share = grid / max(int(grid.to_numpy().sum()), 1) * 100
+    fig = go.Figure(go.Heatmap(
+        z=grid.to_numpy(), x=[f"{h:02d}" for h in range(24)], y=list(WEEKDAYS),
+        customdata=share.to_numpy(), colorscale="Blues", xgap=1, ygap=1,
+        colorbar={"title": {"text": "events", "side": "right"}, "thickness": 12},
+        hovertemplate="%{y} %{x}:00<br>%{z:,} events (%{customdata:.1f}%)<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", showgrid=False)
+    fig.update_xaxes(title_text=f"hour of day — {clock}" if clock else "hour of day",
+                     showgrid=False, showline=False)
+    return _style(fig, 300, legend=False)
+
+
+def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, freq: str = "day",
+                    level: float = 0.95) -> go.Figure:
+    """Recent history, the forecast and its ``level`` interval as a shaded band."""
+    if history.empty:
+        return empty_figure("No history to forecast from.")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=history[PERIOD], y=history[EVENTS], mode="lines",
+                             name="observed", line={"color": "#334155", "width": 1.6},
+                             hovertemplate="%{x}<br>%{y:,} events<extra>observed</extra>"))
+    if not forecast.empty:
+        x = pd.concat([forecast[PERIOD], forecast[PERIOD][::-1]])
+        y = pd.concat([forecast["upper"], forecast["lower"][::-1]])
+        fig.add_trace(go.Scatter(x=x, y=y, fill="toself", fillcolor="rgba(37,99,235,0.15)",
+                                 line={"width": 0}, name=f"{level:.0%} interval",
+                                 hoverinfo="skip"))
+        # join the forecast to the last observation so the line is continuous
+        joined = pd.concat([history[[PERIOD, EVENTS]].tail(1).rename(
+            columns={EVENTS: "forecast"}), forecast[[PERIOD, "forecast"]]])
+        fig.add_trace(go.Scatter(x=joined[PERIOD], y=joined["forecast"], mode="lines",
+                                 name="forecast (SARIMA)",
+                                 line={"color": PALETTE[0], "width": 2, "dash": "dash"},
+                                 hovertemplate="%{x}<br>%{y:,.0f} expected<extra></extra>"))
+    fig.update_yaxes(title_text=f"events per {freq}", rangemode="tozero")
+    return _style(fig, 320)
+
+
+def cohort_figure(table: pd.DataFrame, freq: str = "week") -> go.Figure:
+    """Retention heatmap: cohorts (first active period) as rows, periods since as columns."""
+    if table.empty:
+        return empty_figure("No cohorts to show.")
+    z = table.to_numpy(dtype=float) * 100
+    fmt = "%Y-%m-%d" if freq != "month" else "%Y-%m"
+    rows = [pd.Timestamp(c).strftime(fmt) for c in table.index]
+    sizes = table.attrs.get("sizes") or [None] * len(rows)
+    labels = [f"{r} ({s:,})" if s is not None else r for r, s in zip(rows, sizes, strict=True)]
+    text = np.where(np.isnan(z), "", np.char.mod("%.0f", np.nan_to_num(z)))
+    show_text = z.shape[0] * z.shape[1] <= 600
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[str(c) for c in table.columns], y=labels, colorscale=RETENTION_SCALE, zmin=0,
+        zmax=100, xgap=1, ygap=1, text=text if show_text else None,
+        texttemplate="%{text}" if show_text else None, textfont={"size": 9},
+        colorbar={"title": {"text": "% retained", "side": "right"}, "thickness": 12},
+        hovertemplate=f"cohort %{{y}}<br>%{{x}} {freq}s later: %{{z:.1f}}%<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", showgrid=False, type="category")
+    fig.update_xaxes(title_text=f"{freq}s since first activity", showgrid=False,
+                     showline=False, type="category")
+    return _style(fig, max(300, min(720, 60 + 18 * len(rows))), legend=False)
+
+
+# -- map page ----------------------------------------------------------------------------------
+def zone_trend_figure(zones: pd.DataFrame, activity: pd.DataFrame, top: int = 6,
+                      window: str = "month") -> go.Figure:
+    """Visits per window of the ``top`` busiest zones as an index (100 = the zone's own mean
+    over the windows, so small and large zones share one axis), coloured by trend label."""
+    if zones.empty or activity.empty:
+        return empty_figure("No zones: too few repeated visits to the same places.", 280)
+    best = zones.nsmallest(top, "zone_id")
+    fig = go.Figure()
+    for _, z in best.iterrows():
+        a = activity[activity["zone_id"] == z["zone_id"]]
+        mean = float(a["visits"].mean()) or 1.0
+        label = str(z.get("trend", "stable"))
+        fig.add_trace(go.Scatter(
+            x=a["window_start"], y=a["visits"] / mean * 100, mode="lines+markers",
+            name=f"zone {z['zone_id']} · {label}", marker={"size": 5},
+            line={"color": TREND_COLORS.get(label, GREY),
+                  "width": 1.4 if label == "stable" else 2.4},
+            opacity=0.55 if label == "stable" else 1.0,
+            customdata=a["visits"],
+            hovertemplate=f"zone {z['zone_id']} ({label})<br>%{{x}}: %{{customdata:,}} visits"
+                          " (index %{y:.0f})<extra></extra>"))
+    fig.add_hline(y=100, line={"color": "#cbd5e1", "dash": "dot", "width": 1})
+    fig.update_yaxes(title_text=f"visits per {window}, index", rangemode="tozero")
+    return _legend_below(_style(fig, 340))
+
+
+# -- users page --------------------------------------------------------------------------------
+def timeline_figure(events: pd.DataFrame, top: int = 10) -> go.Figure:
+    """One marker per event: time on x, the event's category (top ``top``, else "other") on
+    y, colour by behaviour; hover shows item, category and behaviour."""
+    if events.empty:
+        return empty_figure("This user has no events.")
+    ev = events[[TS, ITEM, CATEGORY, BEHAVIOR]].copy()
+    cat = ev[CATEGORY].astype("string").fillna("(none)")
+    keep = cat.value_counts().index[:top]
+    ev["_row"] = cat.where(cat.isin(keep), "other")
+    order = [c for c in keep if c != "(none)"] + [c for c in ("other", "(none)")
+                                                   if (ev["_row"] == c).any()]
+    behaviours = ev[BEHAVIOR].astype("string").fillna("(none)")
+    colors = colors_for(behaviours.value_counts().index.tolist())
+    fig = go.Figure()
+    for b, color in colors.items():
+        part = ev[behaviours == b]
+        fig.add_trace(go.Scatter(
+            x=part[TS], y=part["_row"], mode="markers", name=str(b),
+            marker={"color": color, "size": 7, "opacity": 0.75, "symbol": "line-ns-open",
+                    "line": {"width": 2, "color": color}},
+            customdata=np.column_stack([part[ITEM].astype(str),
+                                        part[CATEGORY].astype("string").fillna("–")]),
+            hovertemplate="%{x}<br>item %{customdata[0]}<br>%{customdata[1]}"
+                          f"<extra>{b}</extra>"))
+    fig.update_yaxes(categoryorder="array", categoryarray=order[::-1], type="category",
+                     showgrid=True)
+    return _style(fig, max(260, 40 * len(order) + 90), legend=len(colors) > 1)
+
+
+def drift_figure(profiles: pd.DataFrame, drift: pd.DataFrame, reference: pd.DataFrame,
+                 freq: str = "month", top: int = 8) -> go.Figure:
+    """Category shares per window (stacked bars) and the Jensen-Shannon divergence from the
+    previous active window (line, right axis) next to the median of all users (dotted)."""
+    if profiles.empty:
+        return empty_figure("No categorised events for this user, so no interest profile.")
+    prof = profiles.copy()
+    keep = prof.groupby(CATEGORY)[EVENTS].sum().nlargest(top).index
+    prof[CATEGORY] = prof[CATEGORY].where(prof[CATEGORY].isin(keep), "other")
+    prof = prof.groupby([PERIOD, CATEGORY], as_index=False)["share"].sum()
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    groups = _order_groups(prof, CATEGORY, "share")
+    colors = colors_for(groups)
+    for g in groups:
+        part = prof[prof[CATEGORY] == g]
+        fig.add_trace(go.Bar(x=part[PERIOD], y=part["share"] * 100, name=str(g),
+                             marker_color=colors[g], opacity=0.85,
+                             hovertemplate=f"{g}: %{{y:.0f}}%<extra></extra>"),
+                      secondary_y=False)
+    if not drift.empty:
+        fig.add_trace(go.Scatter(x=drift[PERIOD], y=drift["js"], mode="lines+markers",
+                                 name="drift (JS)", line={"color": "#0f172a", "width": 2.2},
+                                 marker={"size": 7},
+                                 hovertemplate="drift %{y:.2f}<extra>this user</extra>"),
+                      secondary_y=True)
+    if not reference.empty:
+        ref = reference[(reference[PERIOD] >= prof[PERIOD].min())
+                        & (reference[PERIOD] <= prof[PERIOD].max())]
+        fig.add_trace(go.Scatter(x=ref[PERIOD], y=ref["median_js"], mode="lines",
+                                 name="median drift, all users",
+                                 line={"color": "#64748b", "width": 1.4, "dash": "dot"},
+                                 hovertemplate="median %{y:.2f}<extra>all users</extra>"),
+                      secondary_y=True)
+    fig.update_layout(barmode="stack", hovermode="x unified", bargap=0.25)
+    fig.update_yaxes(title_text=f"share of the {freq}'s events (%)", range=[0, 100],
+                     dtick=20, tickmode="linear", secondary_y=False)
+    fig.update_yaxes(title_text="drift (Jensen-Shannon)", range=[0, 1.02], dtick=0.2,
+                     tickmode="linear", secondary_y=True, showgrid=False)
+    return _legend_below(_style(fig, 420))
+
+
+def mobility_figure(mob: pd.DataFrame, window: str = "month") -> go.Figure:
+    """Per window: events and distinct places (bars), radius of gyration and travel distance
+    (lines) when the user's events have coordinates."""
+    if mob.empty:
+        return empty_figure("No events for this user.")
+    x = mob["window_start"]
+    geo = "rg_km" in mob.columns and mob["rg_km"].notna().any()
+    rows = 2 if geo else 1
+    titles = ("Activity", "Movement") if geo else ("Activity",)
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=titles, specs=[[{"secondary_y": True}]] * rows)
+    fig.add_trace(go.Bar(x=x, y=mob["events"], name="events", marker_color="#cbd5e1",
+                         hovertemplate="%{y:,} events<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=x, y=mob["places"], name="distinct places", mode="lines+markers",
+                             line={"color": PALETTE[0], "width": 2},
+                             hovertemplate="%{y:,} places<extra></extra>"),
+                  row=1, col=1, secondary_y=True)
+    if geo:
+        fig.add_trace(go.Scatter(x=x, y=mob["rg_km"], name="radius of gyration (km)",
+                                 mode="lines+markers", line={"color": PALETTE[2], "width": 2},
+                                 hovertemplate="r<sub>g</sub> %{y:.2f} km<extra></extra>"),
+                      row=2, col=1)
+        fig.add_trace(go.Scatter(x=x, y=mob["travel_km"], name="travel (km)",
+                                 mode="lines+markers", line={"color": PALETTE[1], "width": 2},
+                                 hovertemplate="travel %{y:,.1f} km<extra></extra>"),
+                      row=2, col=1, secondary_y=True)
+        fig.update_yaxes(title_text="r<sub>g</sub> km", row=2, col=1, rangemode="tozero")
+        fig.update_yaxes(title_text="travel km", row=2, col=1, secondary_y=True,
+                         rangemode="tozero", showgrid=False, tickmode="auto", nticks=5)
+    fig.update_yaxes(title_text=f"events / {window}", row=1, col=1, rangemode="tozero")
+    fig.update_yaxes(title_text="places", row=1, col=1, secondary_y=True, rangemode="tozero",
+                     showgrid=False, tickmode="auto", nticks=5)
+    fig.update_layout(hovermode="x unified", bargap=0.3)
+    _legend_below(_style(fig, 440 if geo else 300))
+    fig.update_layout(margin={"t": 28})
+    fig.update_annotations(font={"size": 12.5, "color": "#334155"})
+    return fig

@@ -1,0 +1,232 @@
+"""Rendering for the Data page: datasets table, sniff preview, mapping form, import report.
+
+Pure functions from plain data (DataFrames, dicts, the importer's Sniff) to Dash components;
+the callbacks in app/pages/data.py call them. Every user-provided string (file contents,
+column names, dataset names) goes through Dash components, which escape it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+from dash import dcc, html
+
+from ...analytics import schema
+from ..services.upload import fmt_bytes
+from . import ids, ui
+
+#: What each canonical field means, shown next to its mapping dropdown.
+FIELD_HELP: dict[str, str] = {
+    schema.USER: "who acted (required)",
+    schema.ITEM: "what: place, product, movie (required)",
+    schema.TS: "when: date/time or unix seconds (required)",
+    schema.LAT: "latitude, WGS84 degrees",
+    schema.LON: "longitude, WGS84 degrees",
+    schema.BEHAVIOR: f"pv, cart, buy, rate… (default {schema.DEFAULT_BEHAVIOR})",
+    schema.CATEGORY: "item category, venue type, genre",
+    schema.VALUE: "rating, amount, dwell time",
+    schema.TZ_OFFSET: "minutes east of UTC",
+}
+#: Friendly names of the importer's formats (analytics.ingest.FORMATS); unknown ones show as is.
+FORMAT_LABELS: dict[str, str] = {
+    "tsmc": "Foursquare TSMC check-ins",
+    "snap": "SNAP Gowalla / Brightkite",
+    "taobao": "Taobao UserBehavior",
+    "tianchi": "Tianchi mobile",
+    "movielens": "MovieLens ratings",
+    "geolife": "GeoLife GPS trajectories",
+    "generic": "Generic event table",
+}
+#: Plain-language rejection reasons and flags of the import report.
+REASON_TEXT: dict[str, str] = {
+    "malformed": "line could not be split into the file's columns",
+    "missing_user": "no user id",
+    "missing_item": "no item id",
+    "missing_time": "no timestamp",
+    "bad_time": "timestamp could not be read",
+    "bad_coordinates": "latitude/longitude out of range",
+    "duplicate": "exact repeat of an earlier row",
+}
+FLAG_TEXT: dict[str, str] = {
+    "ts_before_1990": "rows with a timestamp before 1990",
+    "ts_in_future": "rows with a timestamp in the future",
+    "ts_outlier": "rows with a timestamp far from the rest of the data",
+}
+PREVIEW_ROWS = 8
+_CELL_MAX = 48
+
+
+# -- datasets table ------------------------------------------------------------------------
+def datasets_table(df: pd.DataFrame, selected: str | None = None) -> html.Div:
+    """The workspace's datasets with their stats and a drop button each."""
+    if df.empty:
+        return ui.empty_state("No datasets yet",
+                              "Upload a file below to create the first dataset.")
+    head = html.Thead(html.Tr([html.Th(h) for h in (
+        "Name", "Rows", "Users", "Items", "Time span", "Bounding box", "Format",
+        "Imported (UTC)", "")]))
+    rows = []
+    for rec in df.to_dict("records"):
+        name = str(rec["name"])
+        rows.append(html.Tr(className="selected" if name == selected else None, children=[
+            html.Td(dcc.Link(name, href=f"/overview?dataset={name}", className="ds-name")),
+            html.Td(ui.fmt_int(rec["rows"]), className="num"),
+            html.Td(ui.fmt_int(rec["users"]), className="num"),
+            html.Td(ui.fmt_int(rec["items"]), className="num"),
+            html.Td(ui.fmt_span(rec["time_min"], rec["time_max"])),
+            html.Td(ui.fmt_bbox(rec["min_lat"], rec["max_lat"], rec["min_lon"], rec["max_lon"])),
+            html.Td(html.Span(str(rec["format"] or "–"), className="tag")),
+            html.Td(ui.fmt_time(rec["imported_at"])),
+            html.Td(html.Button("Drop", id={"type": ids.DROP_BUTTON, "name": name},
+                                className="btn btn-danger btn-small", n_clicks=0,
+                                title=f"Delete dataset {name} and its events")),
+        ]))
+    return html.Div(html.Table([head, html.Tbody(rows)], className="table"),
+                    className="table-wrap")
+
+
+# -- sniff ---------------------------------------------------------------------------------
+def format_options(formats: tuple[str, ...] | list[str]) -> list[dict[str, str]]:
+    return [{"label": FORMAT_LABELS.get(f, f), "value": f} for f in formats]
+
+
+def suggest_name(filename: str, taken: list[str]) -> str:
+    """A valid, unused dataset name from an uploaded file name (``u.data`` -> ``u``)."""
+    stem = filename.split(".")[0] if not filename.startswith(".") else filename
+    stem = re.sub(r"[^A-Za-z0-9_\-]+", "_", stem).strip("_-")[:56] or "dataset"
+    if not stem[0].isalnum():
+        stem = "d" + stem
+    name, n = stem, 2
+    while name in taken:
+        name, n = f"{stem}_{n}", n + 1
+    return name
+
+
+def sniff_summary(sn: Any, filename: str, size: int) -> html.Div:
+    """Detected format, delimiter, header and column count of an uploaded file."""
+    delim = getattr(sn, "delimiter", None)
+    delim_text = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}.get(
+        delim, repr(delim) if delim else "–")
+    header = getattr(sn, "has_header", None)
+    facts = [
+        ("File", f"{filename} ({fmt_bytes(size)})"),
+        ("Detected format", FORMAT_LABELS.get(str(sn.format), str(sn.format))),
+        ("Delimiter", delim_text),
+        ("Header row", "yes" if header else ("no" if header is not None else "–")),
+        ("Columns", str(len(sn.columns))),
+    ]
+    notes = [ui.notice(str(n), "info") for n in (getattr(sn, "notes", None) or [])]
+    return html.Div([html.Div(className="facts", children=[
+        html.Div([html.Span(k, className="fact-label"), html.Span(v, className="fact-value")],
+                 className="fact")
+        for k, v in facts]), *notes])
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    text = str(value)
+    return text if len(text) <= _CELL_MAX else text[: _CELL_MAX - 1] + "…"
+
+
+def preview_table(preview: pd.DataFrame, mapping: dict[str, str]) -> html.Div:
+    """First rows of the file; each header shows the canonical field it is mapped to."""
+    mapped = {src: canon for canon, src in (mapping or {}).items() if src}
+    cols = [str(c) for c in preview.columns]
+    head = html.Thead(html.Tr([html.Th([html.Div(c), html.Div(
+        f"→ {mapped[c]}" if c in mapped else "not used",
+        className="maps-to" if c in mapped else "maps-to unused")]) for c in cols]))
+    body = html.Tbody([html.Tr([html.Td(_cell(v)) for v in row])
+                       for row in preview.head(PREVIEW_ROWS).itertuples(index=False)])
+    return html.Div(html.Table([head, body], className="table table-compact"),
+                    className="table-wrap")
+
+
+def mapping_form(columns: list[str], mapping: dict[str, str]) -> html.Div:
+    """One dropdown per canonical field, pre-filled with the importer's guesses."""
+    options = [{"label": str(c), "value": str(c)} for c in columns]
+    fields = []
+    for field in schema.COLUMNS:
+        guess = (mapping or {}).get(field)
+        required = field in schema.REQUIRED
+        fields.append(html.Div(className="map-field", children=[
+            html.Label([html.Code(field), html.Span(" *", className="req") if required else None],
+                       className="map-label"),
+            dcc.Dropdown(id={"type": ids.MAP_FIELD, "field": field}, options=options,
+                         value=guess if guess in {o["value"] for o in options} else None,
+                         placeholder="— not in file —", clearable=True),
+            html.Div(FIELD_HELP.get(field, ""), className="map-help"),
+        ]))
+    return html.Div(fields, className="map-grid")
+
+
+# -- import report -------------------------------------------------------------------------
+def _examples_for(examples: Any, reason: str) -> str:
+    """Example line numbers of one rejection reason, whatever shape the report gives them."""
+    if isinstance(examples, dict):
+        found = examples.get(reason, [])
+    elif isinstance(examples, list):
+        found = [e.get("line", e) for e in examples
+                 if isinstance(e, dict) and e.get("reason") == reason]
+    else:
+        found = []
+    if isinstance(found, (int, str)):
+        found = [found]
+    items = [str(e.get("line", e)) if isinstance(e, dict) else str(e) for e in found][:8]
+    return ", ".join(items) if items else "–"
+
+
+def _reason_row(reason: str, count: Any, examples: Any) -> html.Tr:
+    return html.Tr([
+        html.Td([html.Code(reason), " ",
+                 html.Span(REASON_TEXT.get(reason, ""), className="muted")]),
+        html.Td(ui.fmt_int(count), className="num"),
+        html.Td(_examples_for(examples, reason), className="examples"),
+    ])
+
+
+def import_report(report: dict[str, Any]) -> html.Div:
+    """The importer's report: kept/rejected counts, reasons with example lines, flags, span."""
+    name = str(report.get("name", ""))
+    read, kept = report.get("rows_read"), report.get("rows_kept")
+    rejected = report.get("rows_rejected", 0) or 0
+    reasons = report.get("rejected_by_reason") or {}
+    flags = report.get("flags") or {}
+    dates, _, length = ui.fmt_span(report.get("time_min"), report.get("time_max")).partition(" (")
+    if isinstance(flags, dict):
+        flags = [f"{ui.fmt_int(n)} {FLAG_TEXT.get(k, k)} (kept; check them)"
+                 for k, n in flags.items() if n]
+    blocks: list[Any] = [
+        html.Div(className="report-head", children=[
+            html.H3(["Imported ", html.Span(name, className="report-name")]),
+            dcc.Link("Open in Overview →", href=f"/overview?dataset={name}",
+                     className="btn btn-primary"),
+        ]),
+        html.Div(className="kpi-row", children=[
+            ui.kpi("Rows read", ui.fmt_int(read)),
+            html.Div(ui.kpi("Rows kept", ui.fmt_int(kept)), className="report-kept"),
+            html.Div(ui.kpi("Rows rejected", ui.fmt_int(rejected)), className="report-rejected"),
+            ui.kpi("Users", ui.fmt_int(report.get("users"))),
+            ui.kpi("Items", ui.fmt_int(report.get("items"))),
+            ui.kpi("Time span", length.rstrip(")") or "–", dates),
+        ]),
+    ]
+    reasons = {r: n for r, n in reasons.items() if n}
+    if reasons:
+        examples = report.get("examples") or {}
+        blocks.append(html.H4("Rejected rows by reason"))
+        blocks.append(html.Table(className="table table-compact", children=[
+            html.Thead(html.Tr([html.Th("Reason"), html.Th("Rows"),
+                                html.Th("Example line numbers")])),
+            html.Tbody([_reason_row(str(r), n, examples) for r, n in reasons.items()]),
+        ]))
+    extra = report.get("extra") or {}
+    if isinstance(extra, dict) and extra:
+        flags = [*flags, *(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()
+                           if v not in (None, "", [], {})) ]
+    if flags:
+        blocks.append(html.H4("Notes from the importer"))
+        blocks.append(html.Ul([html.Li(str(f)) for f in flags], className="flags"))
+    return html.Div(blocks, className="report alert-ok-border")

@@ -1,0 +1,154 @@
+"""Components of the Explain page: its component ids, the recommendation list, progress, the
+result panels and the export card. Text goes through Dash components (escaped); figures come
+from app/explain_figures.py (which escapes user strings for plotly).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import dash_table, dcc, html
+
+from ..deckgl import deckmap
+from . import ui
+from .explain_figures import (
+    attention_figure,
+    attribution_figure,
+    counterfactual_figure,
+    events_map_spec,
+    groups_figure,
+)
+
+# -- component ids (the Explain page's own; app/ids.py belongs to the shell) ---------------
+DATASET = "explain-dataset"          # page-local store: the dataset shown
+MODEL = "explain-model"
+USER = "explain-user"
+RECS = "explain-recs"
+REC_BUTTON = "explain-rec"           # pattern-matching type: {"type": REC_BUTTON, "item": id}
+REQUEST = "explain-request"          # store: {"dataset", "user", "item", "model_id"}
+JOB = "explain-job"                  # store: {"job": id, **request}
+TICK = "explain-tick"
+PROGRESS = "explain-progress"
+PROGRESS_BAR = "explain-progress-bar"
+STATUS = "explain-status"
+RESULT = "explain-result"
+SUMMARY = "explain-summary"
+MAP = "explain-map"                  # app.deckmap.DeckMap id
+EXPORT_HTML = "explain-export-html"
+EXPORT_PDF = "explain-export-pdf"
+EXPORT_STATUS = "explain-export-status"
+DOWNLOAD = "explain-download"
+BATCH_USERS = "explain-batch-users"
+BATCH_FORMAT = "explain-batch-format"
+BATCH_BUTTON = "explain-batch-button"
+BATCH_STATUS = "explain-batch-status"
+BATCH_DOWNLOAD = "explain-batch-download"
+
+HIDDEN = {"display": "none"}
+_GRAPH = {"displaylogo": False}
+
+
+def model_options(models: list[dict[str, Any]]) -> list[dict[str, str]]:
+    out = []
+    for m in models:
+        ndcg = m.get("ndcg@10")
+        score = f", NDCG@10 {ndcg:.3f}" if isinstance(ndcg, float) else ""
+        out.append({"label": f"{m['model']} · {m['model_id']}{score}", "value": m["model_id"]})
+    return out
+
+
+def recommendation_list(recs: dict[str, Any], chosen: str | None = None) -> html.Div:
+    """Top-K as buttons; clicking one explains it."""
+    items = recs.get("items", [])
+    if not items:
+        return ui.notice("This model recommends nothing to this user.", "warning")
+    rows = []
+    for rank, it in enumerate(items, 1):
+        cls = "explain-rec-item" + (" is-chosen" if str(it["item_id"]) == chosen else "")
+        rows.append(html.Button(
+            [html.Span(f"{rank}.", className="explain-rec-rank"),
+             html.Strong(str(it["item_id"])),
+             html.Span(f" {it.get('category') or ''}", className="muted"),
+             html.Span(f"{it['score']:.4f}", className="explain-rec-score")],
+            id={"type": REC_BUTTON, "item": str(it["item_id"])}, n_clicks=0, className=cls,
+            title=f"Explain why {it['item_id']} is recommended"))
+    return html.Div([
+        html.P(f"Top {len(items)} from {recs['model']} for user {recs['user']} "
+               f"({recs['history_used']} recent events used). Click an item to explain it.",
+               className="muted"),
+        html.Div(rows, className="explain-rec-list")])
+
+
+def progress(fraction: float, message: str) -> tuple[dict, str]:
+    return {"width": f"{max(0.0, min(1.0, fraction)) * 100:.0f}%"}, message
+
+
+def result_panels(ex: Any) -> html.Div:
+    """Every view of one explanation."""
+    spec = events_map_spec(ex)
+    facts = (f"{ex.method}" + (f", {ex.n_steps} integration steps" if ex.n_steps else "")
+             + f" · score {ex.score:.4f} · baseline {ex.baseline_score:.4f} · convergence "
+             f"delta {ex.delta:.2e} · {ex.seconds:.2f} s")
+    cf = ex.counterfactual or {}
+    cf_rows = []
+    if cf.get("k"):
+        cf_rows = [{"history": "full", "rank": cf["rank_before"]},
+                   {"history": f"without top-{cf['k']} attributed", "rank": cf["rank_after_top"]}]
+        if "rank_after_attention" in cf:
+            cf_rows.append({"history": f"without top-{cf['k']} by attention",
+                            "rank": cf["rank_after_attention"]})
+        if "rank_after_random" in cf:
+            cf_rows.append({"history": f"without {cf['k']} random (mean)",
+                            "rank": round(cf["rank_after_random"], 1)})
+    return html.Div([
+        ui.card(title=f"Why {ex.item_id}?", children=[
+            html.P(ex.summary, id=SUMMARY, className="explain-summary"),
+            html.P(facts, className="muted")]),
+        ui.card(title="Per-event attribution over the timeline", children=[
+            dcc.Graph(id="explain-fig-attribution", figure=attribution_figure(ex),
+                      config=_GRAPH)]),
+        html.Div(className="grid-2", children=[
+            ui.card(title="Feature groups", children=[
+                dcc.Graph(id="explain-fig-groups", figure=groups_figure(ex), config=_GRAPH)]),
+            ui.card(title="Counterfactual: deleting events", children=[
+                dcc.Graph(id="explain-fig-counterfactual", figure=counterfactual_figure(ex),
+                          config=_GRAPH),
+                dash_table.DataTable(data=cf_rows, columns=[{"name": c, "id": c}
+                                                            for c in ("history", "rank")])
+                if cf_rows else html.Div()]),
+        ]),
+        ui.card(title="Attention of the scoring position", children=[
+            dcc.Graph(id="explain-fig-attention", figure=attention_figure(ex), config=_GRAPH)]),
+        ui.card(title="Events on the map, coloured by attribution", children=[
+            deckmap.DeckMap(MAP, spec=spec, height=420) if spec is not None else
+            ui.empty_state("No map", "None of these events has coordinates.")]),
+    ])
+
+
+def export_card() -> html.Section:
+    return ui.card(title="Export", children=[
+        html.P("A report holds provenance, the user's behaviour evolution, the "
+               "recommendations and every view above. HTML opens offline; PDF is printed "
+               "by Chromium.", className="muted"),
+        html.Div(className="form-row", children=[
+            html.Button("Export HTML report", id=EXPORT_HTML, n_clicks=0, className="btn",
+                        disabled=True),
+            html.Button("Export PDF report", id=EXPORT_PDF, n_clicks=0, className="btn",
+                        disabled=True),
+            dcc.Loading(html.Span(id=EXPORT_STATUS), type="dot"),
+        ]),
+        dcc.Download(id=DOWNLOAD),
+        html.H3("Batch export"),
+        html.P("Reports for a list of users (one per line or comma-separated), each "
+               "explaining its top recommendation, as one zip.", className="muted"),
+        dcc.Textarea(id=BATCH_USERS, placeholder="user ids", className="text-input",
+                     style={"width": "100%", "height": "80px"}),
+        html.Div(className="form-row", children=[
+            dcc.RadioItems(id=BATCH_FORMAT, value="html", inline=True,
+                           options=[{"label": " HTML ", "value": "html"},
+                                    {"label": " PDF ", "value": "pdf"}]),
+            html.Button("Export batch", id=BATCH_BUTTON, n_clicks=0, className="btn"),
+            dcc.Loading(html.Span(id=BATCH_STATUS), type="dot"),
+        ]),
+        dcc.Download(id=BATCH_DOWNLOAD),
+    ])

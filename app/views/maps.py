@@ -1,0 +1,156 @@
+"""deck.gl map specs of the Map and Users pages, built from the memoised spatial services.
+
+``map_spec`` assembles the Map page's layers (heat, hexagons, zones, paths replayed over time,
+flows) for a filter; ``user_map_spec`` draws one user's trips and places. Both return the spec
+plus what the replay controls need (origin and span in seconds). Layer builders come from
+app.deckmap (the offline deck.gl component); nothing here touches the browser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from dash import html
+
+from ...analytics.schema import ITEM, LAT, LON, TS, USER
+from ..deckgl import deckmap as dm
+from ..services import maps
+from ..services.analytics import EventFilter
+
+LAYERS = (("heat", "Heat"), ("hex", "Hexagons"), ("zones", "Zones"),
+          ("paths", "Paths (replay)"), ("flows", "Flows"))
+DEFAULT_LAYERS = ["heat", "zones", "paths"]
+WINDOWS = (("auto", "Auto"), ("day", "Day"), ("week", "Week"), ("month", "Month"),
+           ("all", "Cumulative"))
+_WINDOW_S = {"day": 86400.0, "week": 7 * 86400.0, "month": 30 * 86400.0}
+HEAT_COLORS = [[255, 255, 204], [254, 217, 118], [253, 141, 60], [240, 59, 32],
+               [189, 0, 38], [128, 0, 38]]
+
+
+def window_seconds(choice: str | None, span_s: float) -> tuple[float, str]:
+    """(seconds of the replay window, its label) for a WINDOWS choice over a span."""
+    if choice == "all":
+        return max(span_s, 1.0) + 1.0, "everything up to the slider time"
+    if choice not in _WINDOW_S:
+        days = span_s / 86400
+        choice = "month" if days > 180 else "week" if days > 21 else "day"
+    return _WINDOW_S[choice], f"the {choice} up to the slider time"
+
+
+@dataclass
+class MapSpec:
+    spec: dict[str, Any]
+    origin: pd.Timestamp | None          # replay time 0
+    span_s: float                        # replay runs from 0 to span_s
+    window_s: float
+    window_label: str
+    counts: dict[str, int] = field(default_factory=dict)   # what each layer draws
+
+
+def map_spec(name: str, flt: EventFilter | None, layers: list[str],
+             window: str | None) -> MapSpec:
+    """The Map page's spec for a filter; ``layers`` are keys of LAYERS."""
+    start, end, n = maps.located_span(name, flt)
+    if n == 0 or start is None or end is None:
+        raise ValueError("no events with coordinates match these filters; clear a filter or "
+                         "pick a wider time range")
+    span = max((end - start) / pd.Timedelta(seconds=1), 1.0)
+    win_s, win_label = window_seconds(window, span)
+    heat = maps.heat_points(name, flt)
+    view = dm.view_for(heat[LAT], heat[LON], width=1100, height=560, quantile=0.01)
+    out: list[dict] = []
+    counts: dict[str, int] = {"events": n, "drawn": len(heat)}
+    wanted = set(layers or [])
+    if "hex" in wanted:
+        cells = maps.hex_cells(name, flt)
+        if len(cells):
+            out.append(dm.hex_layer(cells, polygon="polygon", count="count", log=True,
+                                    opacity=0.55, tooltip="{count} events\n{users} users"))
+        counts["hexagons"] = len(cells)
+    if "heat" in wanted and len(heat):
+        layer = dm.heat_layer(heat, time=TS, window=win_s, origin=start, radius_pixels=28,
+                              intensity=1.2, threshold=0.04)
+        layer["colorRange"] = HEAT_COLORS
+        out.append(layer)
+    if "zones" in wanted:
+        z = maps.zones(name, flt).zones
+        if len(z) and "trend" in z.columns:
+            out.append(dm.zone_layer(z, opacity=0.35, tooltip=(
+                "Zone {zone_id} · {trend}\n{visits} visits by {users} users\n"
+                "{n_places} places")))
+        counts["zones"] = len(z)
+    if "flows" in wanted:
+        f = maps.flows(name, flt)
+        if len(f):
+            out.append(dm.arc_layer(f, "origin_lat", "origin_lon", "dest_lat", "dest_lon",
+                                    weight="trips", max_width_px=7,
+                                    source_color=(37, 99, 235), target_color=(219, 39, 119),
+                                    tooltip="zone {origin} → zone {destination}\n"
+                                            "{trips} trips by {users} users"))
+        counts["flows"] = len(f)
+    if "paths" in wanted:
+        p = maps.paths(name, flt)
+        if len(p):
+            out.append(dm.trips_layer(p, origin=0.0, current_time=span, trail_length=win_s,
+                                      color=(13, 148, 136), width_px=2,
+                                      tooltip="user {user_id}, trip {trip}"))
+        counts["paths"] = len(p)
+        counts["path_users"] = int(p[USER].nunique()) if len(p) else 0
+    spec = dm.deck_spec(out, view)
+    return MapSpec(spec=spec, origin=start, span_s=span, window_s=win_s,
+                   window_label=win_label, counts=counts)
+
+
+def user_map_spec(name: str, user: str, events: pd.DataFrame) -> MapSpec | None:
+    """One user's trips (replayed) and visited places sized by visits; None without
+    coordinates."""
+    located = events.dropna(subset=[LAT, LON])
+    if located.empty:
+        return None
+    start = located[TS].min()
+    span = max((located[TS].max() - start) / pd.Timedelta(seconds=1), 1.0)
+    places = located.groupby(ITEM, as_index=False).agg(
+        lat=(LAT, "mean"), lon=(LON, "mean"), visits=(TS, "size"))
+    places = places.rename(columns={"lat": LAT, "lon": LON})
+    view = dm.view_for(located[LAT], located[LON], width=600, height=440)
+    trips = maps.user_paths(name, user)
+    win_s, label = window_seconds(None, span)
+    layers: list[dict] = []
+    if len(trips):
+        layers.append(dm.path_layer(trips, color=(148, 163, 184), width_px=2))
+        layers.append(dm.trips_layer(trips, origin=0.0, current_time=span, trail_length=win_s,
+                                     color=(13, 148, 136), width_px=4,
+                                     tooltip="trip {trip}: {n_points} points"))
+    layers.append(dm.scatter_layer(places, color_by="visits", radius_px=5,
+                                   tooltip="{item_id}\n{visits} visits"))
+    return MapSpec(spec=dm.deck_spec(layers, view), origin=start, span_s=span,
+                   window_s=win_s, window_label=label,
+                   counts={"places": len(places), "trips": len(trips)})
+
+
+def legend(layers: list[str]) -> html.Div:
+    """A small legend for the drawn layers."""
+    items: list[Any] = []
+
+    def swatch(color: str, text: str, kind: str = "box") -> html.Span:
+        return html.Span([html.Span(className=f"swatch swatch-{kind}",
+                                    style={"background": color}), text],
+                         className="legend-item")
+
+    if "heat" in layers:
+        items.append(swatch("linear-gradient(90deg,#ffffcc,#fd8d3c,#bd0026)",
+                            "event density (replay window)", "ramp"))
+    if "hex" in layers:
+        items.append(swatch("linear-gradient(90deg,#440154,#21918c,#fde725)",
+                            "events per hexagon", "ramp"))
+    if "zones" in layers:
+        items += [swatch("#1a9850", "emerging zone"), swatch("#969696", "stable zone"),
+                  swatch("#d73027", "declining zone")]
+    if "paths" in layers:
+        items.append(swatch("#0d9488", "movement paths", "line"))
+    if "flows" in layers:
+        items.append(swatch("linear-gradient(90deg,#2563eb,#db2777)",
+                            "flows (origin → destination)", "line"))
+    return html.Div(items, className="legend")

@@ -1,0 +1,1 @@
+"""Why a model recommends an item: attributions, attention, deletion tests, plain text."""

@@ -1,0 +1,2 @@
+"""Neural building blocks shared by the models: attention layers, spatio-temporal features,
+transition statistics."""

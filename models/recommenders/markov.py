@@ -1,0 +1,85 @@
+"""First-order Markov baseline with a distance-aware popularity fallback.
+
+score(b | last item a) = (count(a -> b) + beta * fallback(b)) / (count(a -> .) + beta)
+
+``fallback`` sums to 1 over items: popularity, multiplied by exp(-distance / bandwidth) from
+the last place when coordinates exist ("popular places nearby"). With ``beta`` =
+``min_transitions`` an item with few observed transitions leans on the fallback, and a
+well-observed one keeps its transition probabilities (the fallback then only breaks ties).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..base import Batch, DataMeta
+from ..nn.transitions import csr_counts, csr_entries
+from .pop import CountModel, item_coords_tensor, proximity, transitions
+
+
+class MarkovRec(CountModel):
+    name = "markov"
+
+    @dataclass(frozen=True)
+    class Config:
+        min_transitions: float = 5.0    # beta: pseudo-count given to the fallback
+        bandwidth_km: float = 1.0       # distance scale of the nearby-popular fallback
+
+    def __init__(self, meta: DataMeta, config: Config | None = None) -> None:
+        super().__init__(meta, config or self.Config())
+        n = meta.n_items + 1
+        pop = np.r_[0, np.asarray(meta.item_popularity, dtype=np.float32)]
+        if pop.shape[0] != n:
+            pop = np.zeros(n, dtype=np.float32)
+        self.register_buffer("pop", torch.from_numpy(pop.astype(np.float32)))
+        # CSR transition counts: row a's successors are col[ptr[a]:ptr[a+1]]
+        self.register_buffer("ptr", torch.zeros(n + 1, dtype=torch.long))
+        self.register_buffer("col", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("val", torch.zeros(0))
+        self.register_buffer("coords", item_coords_tensor(meta))
+
+    def fit_counts(self, batches: list[Batch]) -> None:
+        prev, nxt, _ = transitions(batches)
+        self.ptr, self.col, self.val = csr_counts(prev, nxt, self.meta.n_items + 1)
+
+    def _transition_counts(self, last: torch.Tensor) -> torch.Tensor:
+        """Dense (B, n_items + 1) successor counts of each row's last item."""
+        rows, col, val = csr_entries(self.ptr, self.col, self.val, last)
+        out = torch.zeros(len(last), self.meta.n_items + 1, device=last.device)
+        out[rows, col] = val
+        return out
+
+    def _fallback(self, lat: torch.Tensor, lon: torch.Tensor) -> torch.Tensor:
+        """(B, n_items + 1) nearby-popular distribution (plain popularity without coords)."""
+        b = lat.shape[0]
+        fb = self.pop.unsqueeze(0).expand(b, -1).clone()
+        if self.meta.has_coordinates:
+            near = fb * proximity(self.coords, lat, lon, self.config.bandwidth_km).to(fb.device)
+            # anchors without coordinates (NaN) keep plain popularity
+            no_anchor = torch.isnan(lat).view(-1, 1) | (near.sum(1, keepdim=True) == 0)
+            fb = torch.where(no_anchor, fb, near + 1e-6 * fb)
+        fb[:, 0] = 0.0
+        return fb / fb.sum(1, keepdim=True).clamp(min=1e-12)
+
+    def _score(self, batch: Batch, lat: torch.Tensor, lon: torch.Tensor) -> torch.Tensor:
+        last = batch["item_seq"][:, -1]                                 # left-padded: newest
+        counts = self._transition_counts(last)                          # (B, n_items + 1)
+        beta = float(self.config.min_transitions)
+        fb = self._fallback(lat, lon).to(counts.device)
+        scores = (counts + beta * fb) / (counts.sum(1, keepdim=True) + beta)
+        return self.mask_padding(scores)
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        geo = batch["geo_mask"][:, -1]
+        nan = torch.full_like(batch["lat_seq"][:, -1], float("nan"))
+        lat = torch.where(geo, batch["lat_seq"][:, -1], nan)
+        lon = torch.where(geo, batch["lon_seq"][:, -1], nan)
+        return self._score(batch, lat, lon)
+
+    def score_near(self, batch: Batch, lat: float, lon: float) -> torch.Tensor:
+        """Like ``score`` but the fallback is anchored at the given current position."""
+        b = batch["item_seq"].shape[0]
+        return self._score(batch, torch.full((b,), float(lat)), torch.full((b,), float(lon)))

@@ -1,0 +1,116 @@
+"""Popularity baseline and the small base class shared by the count-based baselines.
+
+Count models are ``Recommender``s with ``trainable = False``: ``fit_counts`` turns training
+batches into buffers, so their statistics travel in the checkpoint's state dict like weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..base import Batch, DataMeta, Recommender
+from ..data.features import haversine_km
+
+SECONDS_PER_DAY = 86400.0
+
+
+class CountModel(Recommender):
+    """Base for non-neural baselines: buffers whose shapes depend on the data."""
+
+    trainable = False
+
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
+                        assign: bool = False):  # noqa: ANN201 - torch's own signature
+        # Buffer shapes (e.g. the number of transitions) are only known after fitting, so
+        # replace buffers instead of copying into same-shaped ones.
+        unknown = [k for k in state_dict if k not in self._buffers]
+        if strict and unknown:
+            raise KeyError(f"{self.name}: unexpected entries in the state dict: {unknown}")
+        for key, value in state_dict.items():
+            if key in self._buffers:
+                self._buffers[key] = value.detach().clone()
+        return torch.nn.modules.module._IncompatibleKeys([], unknown)
+
+
+def transitions(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(previous item, next item, time of next) for every training transition in batches.
+
+    With ``target_seq`` each position's next item is known; its time is the following
+    position's time, or ``target_time`` for the last position.
+    """
+    prev, nxt, when = [], [], []
+    for b in batches:
+        t_next = torch.cat([b["time_seq"][:, 1:], b["target_time"].view(-1, 1)], dim=1)
+        ok = (b["item_seq"] > 0) & (b["target_seq"] > 0)                 # (B, L)
+        prev.append(b["item_seq"][ok])
+        nxt.append(b["target_seq"][ok])
+        when.append(t_next[ok])
+    if not prev:
+        z = torch.zeros(0, dtype=torch.long)
+        return z, z, torch.zeros(0, dtype=torch.float64)
+    return torch.cat(prev), torch.cat(nxt), torch.cat(when)
+
+
+def item_coords_tensor(meta: DataMeta) -> torch.Tensor:
+    """(n_items + 1, 2) float64 item coordinates, NaN where unknown."""
+    return torch.from_numpy(meta.item_coords())
+
+
+def proximity(meta_coords: torch.Tensor, lat: torch.Tensor, lon: torch.Tensor,
+              bandwidth_km: float) -> torch.Tensor:
+    """exp(-distance / bandwidth) from each anchor (B,) to every item (B, n_items + 1).
+
+    Items without coordinates and anchors that are NaN get weight 0 (no spatial evidence).
+    """
+    d = haversine_km(lat.double().view(-1, 1), lon.double().view(-1, 1),
+                     meta_coords[:, 0].view(1, -1), meta_coords[:, 1].view(1, -1))
+    w = torch.exp(-d / bandwidth_km)
+    return torch.nan_to_num(w, nan=0.0).float()
+
+
+class PopRec(CountModel):
+    """Most popular items in training, optionally with exponential time decay."""
+
+    name = "pop"
+
+    @dataclass(frozen=True)
+    class Config:
+        half_life_days: float | None = None   # None: plain counts; else decayed counts
+        bandwidth_km: float = 2.0              # for score_near (popular places near a point)
+
+    def __init__(self, meta: DataMeta, config: Config | None = None) -> None:
+        super().__init__(meta, config or self.Config())
+        counts = np.r_[0, np.asarray(meta.item_popularity, dtype=np.float32)]
+        if counts.shape[0] != meta.n_items + 1:
+            counts = np.zeros(meta.n_items + 1, dtype=np.float32)
+        self.register_buffer("counts", torch.from_numpy(counts.astype(np.float32)))
+
+    def fit_counts(self, batches: list[Batch]) -> None:
+        if self.config.half_life_days is None:
+            return  # meta.item_popularity already holds every training event
+        _, nxt, when = transitions(batches)
+        age_days = (when.max() - when) / SECONDS_PER_DAY
+        w = torch.pow(0.5, age_days / self.config.half_life_days).float()
+        counts = torch.zeros(self.meta.n_items + 1)
+        counts.index_add_(0, nxt, w)
+        self.counts = counts.to(self.counts.device)
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        b = batch["item_seq"].shape[0]
+        return self.mask_padding(self.counts.unsqueeze(0).expand(b, -1).clone())
+
+    def score_near(self, batch: Batch, lat: float, lon: float) -> torch.Tensor:
+        """Popularity weighted by proximity to (lat, lon); plain popularity breaks ties."""
+        scores = self.score(batch)
+        if not self.meta.has_coordinates:
+            return scores
+        coords = item_coords_tensor(self.meta).to(scores.device)
+        b = scores.shape[0]
+        w = proximity(coords, torch.full((b,), lat), torch.full((b,), lon),
+                      self.config.bandwidth_km).to(scores.device)
+        top = self.counts.max().clamp(min=1.0)
+        return self.mask_padding(scores * w + 1e-3 * scores / top)

@@ -1,0 +1,350 @@
+"""ST-Transformer: the flagship spatio-temporal next-item model.
+
+Causal self-attention over the user's recent events in which attention knows
+  (a) the pairwise time gaps between events (log-bucketed, TiSASRec-style),
+  (b) the pairwise haversine distances between events (bucketed the same way; an "unknown"
+      bucket where an event has no coordinates),
+as a learned scalar bias per head and layer (fused attention) or as relation key/value
+embeddings (``relation="kv"``). Each event's input adds hour, weekday, category and
+behaviour embeddings to the item embedding. The output at each position is conditioned on
+the target slot (time gap, hour and weekday of the event to predict) so the model answers
+"what next at time T"; the score may add a learned bias over all candidates from their
+distance to the user's last known position, which matters a lot on check-in data.
+
+``pretrain_loss`` is masked-event modelling (mask ~20% of events, predict their item and
+category with bidirectional attention) for a pre-training phase before fine-tuning with
+``loss``. Item-text embeddings (e.g. from models/text.py) can be fused into the item
+embeddings through a learned projection. Every part has a config flag for ablations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..base import Batch, DataMeta, Recommender
+from ..nn.layers import (
+    MLP,
+    Block,
+    attention_mask,
+    crop_batch,
+    full_softmax_loss,
+    init_weights,
+    mask_to_bias,
+    positions,
+    score_all,
+)
+from ..nn.st_features import (
+    CandidateDistance,
+    RelationBias,
+    history_scores,
+    relation_ids,
+    target_gap_buckets,
+    target_slot,
+)
+from ..nn.transitions import TransitionPrior
+from .pop import transitions as training_transitions
+
+
+class STTransformer(Recommender):
+    name = "st-transformer"
+
+    @dataclass(frozen=True)
+    class Config:
+        hidden: int = 64
+        n_layers: int = 2
+        n_heads: int = 2
+        dropout: float = 0.2
+        mlp_ratio: int = 4
+        relation: str = "bias"          # "bias": per-head scalars (fused); "kv": TiSASRec tables
+        use_time: bool = True           # pairwise time-gap relations in attention
+        use_distance: bool = True       # pairwise distance relations in attention
+        use_context: bool = True        # hour/weekday/category/behaviour input embeddings
+        use_target_time: bool = True    # condition on the target slot's gap/hour/weekday
+        use_candidate_distance: bool = True  # distance-to-candidate bias in the scores
+        use_transitions: bool = True    # a first-order prior from the training transitions
+        prior_epochs: int = 10          # epochs fitting that prior (on its own, leave-one-out)
+        use_history: bool = True        # the user's own recent items, recency-weighted
+        history_half_life_hours: float = 168.0
+        blend: bool = True              # weigh the score parts on validation (else: sum them)
+        use_positions: bool = True
+        pretrain: bool = False          # run pretrain_loss first (off: on NYC it slowed learning)
+        mask_prob: float = 0.2          # share of events masked in pre-training
+        use_text: bool = True           # fuse text embeddings when some are given
+        text_embeddings: str | None = None  # "category", or .npy (n_items + 1, d_text), row 0 pad
+        text_dim: int = 0               # set automatically when text embeddings are given
+        n_time_buckets: int = 32
+        time_min_s: float = 60.0        # gaps under a minute share the first bucket
+        time_max_s: float = 180 * 86400.0
+        n_dist_buckets: int = 24
+        dist_min_km: float = 0.05       # 50 m
+        dist_max_km: float = 100.0
+
+    def __init__(self, meta: DataMeta, config: STTransformer.Config | None = None,
+                 text_embeddings: torch.Tensor | np.ndarray | None = None) -> None:
+        config = config or self.Config()
+        text = self._load_text(meta, config, text_embeddings)
+        if text is not None:
+            config = dataclasses.replace(config, text_dim=int(text.shape[1]))
+        super().__init__(meta, config)
+        c, d = config, config.hidden
+        self.mask_item = meta.n_items + 1  # extra embedding row used only in pre-training
+        self.mask_cat = meta.n_categories + 1
+        self.item_emb = nn.Embedding(meta.n_items + 2, d, padding_idx=0)
+        self.pos_emb = nn.Embedding(meta.max_len + 1, d, padding_idx=0)
+        self.hour_emb = nn.Embedding(25, d, padding_idx=0)
+        self.wday_emb = nn.Embedding(8, d, padding_idx=0)
+        self.cat_emb = nn.Embedding(meta.n_categories + 2, d, padding_idx=0)
+        self.beh_emb = nn.Embedding(meta.n_behaviors + 1, d, padding_idx=0)
+        self.item_scale = d**0.5
+        self.drop = nn.Dropout(c.dropout)
+        self.relations = RelationBias(c.n_layers, c.n_heads, d, c.relation, c.use_time,
+                                      c.use_distance, c.n_time_buckets, c.n_dist_buckets)
+        self.blocks = nn.ModuleList(
+            Block(d, c.n_heads, c.dropout, c.mlp_ratio) for _ in range(c.n_layers)
+        )
+        self.ln_f = nn.LayerNorm(d)
+        # query-side conditioning on the target slot
+        self.gap_emb = nn.Embedding(c.n_time_buckets + 2, d, padding_idx=0)
+        self.next_hour_emb = nn.Embedding(25, d, padding_idx=0)
+        self.next_wday_emb = nn.Embedding(8, d, padding_idx=0)
+        self.ln_t = nn.LayerNorm(d)
+        self.head = MLP(d, 2, c.dropout)
+        self.ln_out = nn.LayerNorm(d)
+        self.cat_head = nn.Linear(d, meta.n_categories + 1)  # pre-training only
+        if c.text_dim:
+            buf = text if text is not None else torch.zeros(meta.n_items + 1, c.text_dim)
+            self.register_buffer("text", buf)  # (n_items + 1, d_text), kept in checkpoints
+            self.text_proj = nn.Linear(c.text_dim, d, bias=False)  # row 0 stays zero
+        init_weights(self)
+        self.candidate = None
+        if c.use_candidate_distance and meta.has_coordinates:
+            self.candidate = CandidateDistance(meta.item_coords(), c.n_dist_buckets,
+                                               c.dist_min_km, c.dist_max_km, c.n_time_buckets)
+        self.transitions = None
+        if c.use_transitions:
+            pop = torch.zeros(meta.n_items + 1)
+            if len(meta.item_popularity) == meta.n_items:
+                pop[1:] = torch.tensor(meta.item_popularity, dtype=torch.float32)
+            # the first-order prior, with each candidate's learned base rate
+            self.transitions = TransitionPrior(meta.n_items, pop)
+        # score = sum of part weight x part: the encoder (with the distance bias), the
+        # transition prior, the user's history; the encoder alone while it trains, then
+        # weighed on validation by calibrate()
+        self.part_names = ("encoder", *(("transitions",) if self.transitions is not None else ()),
+                           *(("history",) if c.use_history else ()))
+        weights = torch.zeros(len(self.part_names))
+        weights[0] = 1.0
+        self.register_buffer("blend_weights", weights)
+
+    @staticmethod
+    def _load_text(meta: DataMeta, config: Config, given) -> torch.Tensor | None:
+        if given is None and config.text_embeddings == "category":
+            if config.text_dim:  # rebuilt from a checkpoint: the buffer is in its weights
+                return None
+            from ..data.text import item_text_matrix  # the sentence encoder, offline
+
+            given = item_text_matrix(meta)  # each item's category name, encoded
+        if given is None and config.text_embeddings:
+            path = Path(config.text_embeddings)
+            if not path.is_file():
+                if config.text_dim:  # rebuilt from a checkpoint: the buffer is in its weights
+                    return None
+                raise FileNotFoundError(
+                    f"text embeddings file {path} not found: save the array of "
+                    "models.text.item_text_embeddings with numpy.save, or set text_embeddings=None"
+                )
+            given = np.load(path)
+        if given is None:
+            return None
+        text = torch.as_tensor(np.asarray(given, dtype=np.float32))
+        if text.dim() != 2 or text.shape[0] != meta.n_items + 1:
+            raise ValueError(
+                f"text embeddings must have shape (n_items + 1, d) = ({meta.n_items + 1}, d) "
+                f"with row 0 for padding, got {tuple(text.shape)}: build one row per item index"
+            )
+        return text
+
+    # ------------------------------------------------------------------ embeddings and encoder
+
+    def item_table(self) -> torch.Tensor:
+        """(n_items + 2, D) item embeddings, text projection fused in when configured."""
+        w = self.item_emb.weight
+        if self.config.text_dim and self.config.use_text:
+            t = self.text_proj(self.text.to(w.dtype))  # (n_items + 1, D)
+            w = w + F.pad(t, (0, 0, 0, 1))  # the mask-token row gets no text
+        return w
+
+    def encode(self, batch: Batch, items: torch.Tensor, cats: torch.Tensor,
+               geo_mask: torch.Tensor, causal: bool, table: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) contextual representation of every event."""
+        c = self.config
+        valid = batch["item_seq"] > 0  # (B, L)
+        # sqrt(d) scaling as in SASRec keeps the item identity dominant over the added
+        # context; without it the model learns repeats and transitions markedly slower
+        x = F.embedding(items, table) * self.item_scale  # (B, L, D)
+        if c.use_positions:
+            x = x + self.pos_emb(positions(batch["item_seq"]))
+        if c.use_context:
+            x = x + self.hour_emb(batch["hour_seq"]) + self.wday_emb(batch["weekday_seq"])
+            x = x + self.cat_emb(cats) + self.beh_emb(batch["beh_seq"])
+        x = self.drop(x) * valid[..., None]  # padding stays exactly zero
+        mask_bias = mask_to_bias(attention_mask(valid, causal))  # (B, 1, L, L)
+        mask_bias = mask_bias.expand(-1, c.n_heads, -1, -1)  # (B, H, L, L)
+        ids = relation_ids(batch, valid, geo_mask, c.use_time, c.use_distance, c)
+        for block, (bias, rel) in zip(self.blocks, self.relations(ids, mask_bias), strict=True):
+            x = block(x, bias, rel)
+        return self.ln_f(x)
+
+    def condition(self, batch: Batch, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the target slot (gap, hour, weekday of the event to predict) to each position.
+
+        Returns the conditioned (B, L, D) states and the target-gap bucket ids (B, L).
+        """
+        c = self.config
+        valid = batch["item_seq"] > 0
+        if not c.use_target_time:
+            unknown = torch.full_like(batch["item_seq"], c.n_time_buckets + 1) * valid
+            return self.ln_out(h + self.head(self.ln_t(h))), unknown
+        next_t, next_h, next_w = target_slot(batch)
+        gap = target_gap_buckets(batch, next_t, valid, c.n_time_buckets, c.time_min_s,
+                                 c.time_max_s)  # (B, L)
+        slot = self.gap_emb(gap) + self.next_hour_emb(next_h) + self.next_wday_emb(next_w)
+        z = h + slot  # (B, L, D)
+        # a residual MLP lets the slot interact with the history, not just shift the scores
+        return self.ln_out(z + self.head(self.ln_t(z))), gap
+
+    def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        table = self.item_table()
+        h = self.encode(batch, batch["item_seq"], batch["cat_seq"], batch["geo_mask"],
+                        causal=True, table=table)
+        h, gap = self.condition(batch, h)
+        return h, gap, table
+
+    # ------------------------------------------------------------------ contract
+
+    def fit_counts(self, batches: list[Batch]) -> None:
+        """Count the training transitions and fit the first-order prior on them (if on).
+
+        The prior is a model of its own: fitted here, leave-one-out, and never trained with
+        the encoder (whose loss does not see it), so that the two are weighed on validation
+        data that neither was fitted to (``calibrate``).
+        """
+        if self.transitions is not None:
+            prev, nxt, _ = training_transitions(batches)
+            self.transitions.fit(prev, nxt)
+            if self.config.prior_epochs > 0 and len(prev):
+                self.transitions.prefit(prev, nxt, self.config.prior_epochs)
+            self.transitions.requires_grad_(False)
+
+    def calibrate(self, ds, device: torch.device | str = "cpu") -> str | None:
+        """Weigh the score parts by the validation log-loss (models.blend)."""
+        if len(self.part_names) == 1:
+            return None
+        if not self.config.blend:
+            self.blend_weights.fill_(1.0)
+            return f"blend off: {', '.join(self.part_names)} summed"
+        from ..training.blend import fit_weights
+
+        fit = fit_weights(self, ds, "valid", device=device, names=self.part_names)
+        if fit is None:
+            return None
+        self.blend_weights.copy_(torch.tensor(fit.weights))
+        return fit.message()
+
+    def part_weight(self, name: str) -> float:
+        """The blend weight of score part ``name`` (0 for a part the model does not have)."""
+        if name not in self.part_names:
+            return 0.0
+        return float(self.blend_weights[self.part_names.index(name)])
+
+    def hidden(self, batch: Batch) -> torch.Tensor:
+        """(B, L, D) target-conditioned state at every position (before the distance bias)."""
+        return self._forward(crop_batch(batch, self.meta.max_len))[0]
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        batch = crop_batch(batch, self.meta.max_len)
+        h, gap, table = self._forward(batch)
+        bias_fn = None
+        if self.candidate is not None:
+            xyz, known = self.candidate.last_known(batch, batch["geo_mask"])  # (B, L, 3)
+
+            def bias_fn(rows: torch.Tensor) -> torch.Tensor:
+                b, pos = rows[:, 0], rows[:, 1]
+                return self.candidate(xyz[b, pos], known[b, pos], gap[b, pos])
+
+        return full_softmax_loss(h, batch["target_seq"], table, n_items=self.meta.n_items,
+                                 bias_fn=bias_fn)
+
+    def score_parts(self, batch: Batch, need: tuple[bool, ...] | None = None,
+                    ) -> tuple[torch.Tensor, ...]:
+        """(B, n_items + 1) score of each part of ``part_names``: the encoder (with the
+        distance bias), the transition prior, the history. ``need[k]`` False skips part k
+        (zeros); ``score`` is their sum weighted by ``blend_weights``."""
+        need = need or (True,) * len(self.part_names)
+        batch = crop_batch(batch, self.meta.max_len)
+        h, gap, table = self._forward(batch)
+        scores = score_all(h[:, -1], table, self.meta.n_items)  # (B, n_items + 1)
+        if self.candidate is not None:
+            xyz, known = self.candidate.last_known(batch, batch["geo_mask"])
+            scores[:, 1:] += self.candidate(xyz[:, -1], known[:, -1], gap[:, -1]).float()
+        parts = [scores]
+        for name, want in zip(self.part_names[1:], need[1:], strict=True):
+            part = torch.zeros_like(scores)
+            if want and name == "transitions":
+                part[:, 1:] = self.transitions(batch["item_seq"][:, -1]).float()
+            elif want and name == "history":
+                part = history_scores(batch, self.meta.n_items,
+                                      self.config.history_half_life_hours)
+            parts.append(part)
+        return tuple(parts)
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        w = self.blend_weights.tolist()
+        parts = self.score_parts(batch, need=tuple(x != 0 for x in w))
+        if len(parts) == 1:
+            return parts[0]
+        total = torch.zeros_like(parts[0])
+        for x, p in zip(w, parts, strict=True):
+            if x != 0:  # a skipped part is zeros, and 0 x -inf (padding) would be NaN
+                total += x * p
+        return self.mask_padding(total)
+
+    # ------------------------------------------------------------------ pre-training
+
+    def pretrain_loss(self, batch: Batch) -> torch.Tensor:
+        """Masked-event modelling: hide ~``mask_prob`` of the events (item, category and
+        coordinates) and predict their item (full softmax) and category, attending both ways.
+        """
+        batch = crop_batch(batch, self.meta.max_len)
+        items, cats = batch["item_seq"], batch["cat_seq"]
+        real = items > 0
+        masked = (torch.rand(items.shape, device=items.device) < self.config.mask_prob) & real
+        # every sequence with events gets at least its most recent one masked
+        masked[:, -1] |= real[:, -1] & ~masked.any(dim=1)
+        table = self.item_table()
+        h = self.encode(
+            batch,
+            torch.where(masked, torch.full_like(items, self.mask_item), items),
+            torch.where(masked, torch.full_like(cats, self.mask_cat), cats),
+            batch["geo_mask"] & ~masked,  # a masked event's place would give its item away
+            causal=False,
+            table=table,
+        )  # (B, L, D)
+        loss = full_softmax_loss(h, torch.where(masked, items, 0), table, n_items=self.meta.n_items)
+        has_cat = masked & (cats > 0)
+        if has_cat.any():
+            logits = self.cat_head(h[has_cat]).float()  # (N, n_categories + 1)
+            loss = loss + F.cross_entropy(logits, cats[has_cat])
+        return loss
+
+    @property
+    def wants_pretraining(self) -> bool:
+        return bool(self.config.pretrain)
+

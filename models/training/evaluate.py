@@ -1,0 +1,192 @@
+"""Evaluation protocol: full ranking over all items, sliced by time, activity and coldness.
+
+``evaluate_model(model, ds, "test")`` scores every example of a split part against ALL items
+(ties pessimistic, see models.metrics), optionally masking items the user already had
+(``ds.exclude_seen``: the mask covers the user's whole history, not only the last ``L``),
+and returns the summary metrics plus ``slices``: by local hour and weekday of the target,
+by zone of the target item (when ``zones`` is given), by user activity (quantile bins of
+training history length) and cold vs warm users.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..base import Batch, Recommender
+from ..data.dataset import SeqDataset
+from ..data.splits import Examples
+from . import metrics as mt
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+COLD_THRESHOLD = 5       # users with fewer training events than this are "cold"
+ACTIVITY_BINS = 4
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower and less accurate)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Per-example output of one scoring pass."""
+
+    examples: Examples
+    ranks: np.ndarray   # (N,) pessimistic 1-based rank of the target among all items
+    top: np.ndarray     # (N, TOP_K) best item indices, best first; 0 = no item (masked)
+
+
+def _chunks(ex: Examples, batch_size: int) -> Iterator[np.ndarray]:
+    for i in range(0, len(ex), batch_size):
+        yield np.arange(i, min(i + batch_size, len(ex)))
+
+
+@torch.no_grad()
+def score_examples(model: Recommender, ds: SeqDataset, ex: Examples,
+                   exclude_seen: bool | None = None, batch_size: int = 256,
+                   device: torch.device | str = "cpu") -> Ranked:
+    """Rank each example's target among all items; keep the top ``mt.TOP_K`` items."""
+    device = torch.device(device)
+    excl = ds.exclude_seen if exclude_seen is None else exclude_seen
+    was_training = model.training
+    model.eval()
+    ranks, tops = [], []
+    k = min(mt.TOP_K, ds.meta.n_items)
+    for idx in _chunks(ex, batch_size):
+        sub = ex.subset(idx)
+        batch = to_device(ds.batch(sub), device)
+        with autocast(device):
+            scores = model.score(batch)
+        scores = scores.float()                                          # (B, n_items + 1)
+        scores = scores.masked_fill(torch.isnan(scores), float("-inf"))  # a copy: safe to edit
+        scores[:, 0] = float("-inf")
+        if excl:
+            rows, items = ds.history_items(sub)
+            scores[torch.from_numpy(rows).to(device),
+                   torch.from_numpy(items).to(device)] = float("-inf")
+        r = mt.full_ranks(scores, batch["target"], clean_nan=False).clamp(max=ds.meta.n_items)
+        ranks.append(r.cpu().numpy())
+        best = scores.topk(k, dim=1)
+        # fewer than k rankable items (all else masked): pad the list with 0, not -inf items
+        tops.append(torch.where(torch.isneginf(best.values), 0, best.indices).cpu().numpy())
+    model.train(was_training)
+    if not ranks:
+        return Ranked(ex, np.zeros(0, np.int64), np.zeros((0, k), np.int64))
+    return Ranked(ex, np.concatenate(ranks), np.concatenate(tops))
+
+
+def _group(labels: np.ndarray, ranked: Ranked, pop: np.ndarray,
+           n_items: int, order: list | None = None) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    keys = order if order is not None else sorted(pd.unique(labels).tolist(), key=str)
+    for key in keys:
+        sel = labels == key
+        if sel.any():
+            out[str(key)] = mt.summarize(ranked.ranks[sel], ranked.top[sel], pop, n_items)
+    return out
+
+
+def activity_labels(train_len: np.ndarray, bins: int = ACTIVITY_BINS) -> np.ndarray:
+    """Quantile bins of training history length, labelled by their ranges (``12-40``)."""
+    if train_len.size == 0:
+        return np.zeros(0, dtype=object)
+    cat = pd.qcut(pd.Series(train_len), q=bins, duplicates="drop")
+    labels = np.empty(len(train_len), dtype=object)
+    for c in cat.cat.categories:
+        sel = (cat == c).to_numpy()
+        if sel.any():
+            lo, hi = int(train_len[sel].min()), int(train_len[sel].max())
+            labels[sel] = f"{lo}-{hi}"
+    rest = np.equal(labels, None)  # no bins at all: every user has the same history length
+    if rest.any():
+        labels[rest] = f"{int(train_len[rest].min())}-{int(train_len[rest].max())}"
+    return labels
+
+
+def slice_metrics(ranked: Ranked, ds: SeqDataset, zones: np.ndarray | None = None,
+                  cold_threshold: int = COLD_THRESHOLD) -> dict[str, dict]:
+    """Every summary metric per slice: hour, weekday, zone, activity, cold/warm."""
+    ev, ex = ds.events, ranked.examples
+    pop = np.r_[0, np.asarray(ds.meta.item_popularity)]
+    n = ds.meta.n_items
+    hist = ds.train_len[ex.user]
+    out = {
+        "hour": _group(ev.hour[ex.pos] - 1, ranked, pop, n, order=list(range(24))),
+        "weekday": _group(np.array(WEEKDAYS)[ev.weekday[ex.pos] - 1], ranked, pop, n,
+                          order=list(WEEKDAYS)),
+        "activity": _group(activity_labels(hist), ranked, pop, n,
+                           order=sorted(set(activity_labels(hist).tolist()),
+                                        key=lambda s: int(str(s).split("-")[0]))),
+        "cold": _group(np.where(hist < cold_threshold, "cold", "warm"), ranked, pop, n,
+                       order=["cold", "warm"]),
+    }
+    if zones is not None:
+        zones = np.asarray(zones)
+        if zones.shape[0] != n + 1:
+            raise ValueError(f"zones must have one entry per item index (n_items + 1 = {n + 1})"
+                             f", got {zones.shape[0]}")
+        out["zone"] = _group(zones[ev.item[ex.pos]], ranked, pop, n)
+    return out
+
+
+def evaluate_model(model: Recommender, ds: SeqDataset, part: str = "test",
+                   zones: np.ndarray | None = None, exclude_seen: bool | None = None,
+                   batch_size: int = 256, device: torch.device | str = "cpu",
+                   with_slices: bool = True) -> dict:
+    """Summary metrics of ``part`` plus ``slices`` (see module docstring)."""
+    ranked = score_examples(model, ds, ds.parts[part], exclude_seen, batch_size, device)
+    pop = np.r_[0, np.asarray(ds.meta.item_popularity)]
+    out: dict = mt.summarize(ranked.ranks, ranked.top, pop, ds.meta.n_items)
+    if with_slices:
+        out["slices"] = slice_metrics(ranked, ds, zones)
+    return out
+
+
+def next_window_examples(ds: SeqDataset, days: float = 7.0) -> tuple[Examples, list[set[int]]]:
+    """Users with history before the test cut and events in the ``days`` after it.
+
+    Each example's input is the user's history before the cut; its truth is the set of items
+    the user interacted with in ``[cut, cut + days)``. Needs a time-cut split (temporal).
+    """
+    cuts = ds.split_report.cuts
+    if len(cuts) < 2:
+        raise ValueError(f"the next-window task needs a time-cut split; {ds.name!r} was split "
+                         f"{ds.split_report.split!r}: rebuild it with split='temporal'")
+    cut = cuts[1]
+    ev = ds.events
+    users = np.arange(1, ds.meta.n_users + 1)
+    lo = ev.user_start[users]
+    n = ds.meta.n_users + 1
+    # events are sorted by time within each user: position = start + events before the time
+    first_after = lo + np.bincount(ev.user[ev.ts < cut], minlength=n)[users]
+    end = lo + np.bincount(ev.user[ev.ts < cut + days * 86400.0], minlength=n)[users]
+    keep = (first_after > lo) & (end > first_after)
+    ex = Examples(users[keep].astype(np.int64), first_after[keep], lo[keep].astype(np.int64))
+    truth = [set(ev.item[a:b].tolist()) for a, b in zip(first_after[keep], end[keep], strict=True)]
+    return ex, truth
+
+
+def next_window_metrics(model: Recommender, ds: SeqDataset, days: float = 7.0,
+                        ks: tuple[int, ...] = (5, 10, 20), batch_size: int = 256,
+                        device: torch.device | str = "cpu") -> dict:
+    """Precision/Recall/F1@K of top-K lists against the items of each user's next ``days``."""
+    ex, truth = next_window_examples(ds, days)
+    ranked = score_examples(model, ds, ex, None, batch_size, device)
+    out: dict = {"days": days, "users": len(ex)}
+    for k in ks:
+        res = mt.precision_recall_f1(ranked.top, truth, k)
+        res.pop("users")
+        out.update(res)
+    return out

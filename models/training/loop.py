@@ -1,0 +1,250 @@
+"""The training loop: seeded, early-stopped on validation NDCG@10, cancellable, resumable.
+
+``train(store, "nyc", model="sasrec")`` builds the dataset (reports printed through ``log``),
+fits count baselines in one pass or trains neural models with AdamW (optionally after the
+model's own ``pretrain_loss`` phase), keeps the best epoch by validation NDCG@10, evaluates
+it on the test part and saves a checkpoint (models.checkpoint).
+
+Resume: after every epoch the run state (weights, optimiser, best weights, history, RNG) is
+written to ``_resume-<key>.pt`` in the dataset's model folder, ``key`` hashing everything
+that defines the run (model, settings, split, seed, dataset fingerprint). A later call with
+the same arguments and ``resume=True`` continues from there; a finished run deletes it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...analytics.store import Store
+from ..base import Recommender
+from ..data.dataset import ExcludeSeen, SeqDataset, build_dataset
+from ..recommenders.registry import get_class, make_config
+from . import checkpoint as ckpt
+from .evaluate import autocast, evaluate_model, next_window_metrics, to_device
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainResult:
+    model_id: str | None          # None when cancelled before the first epoch finished
+    path: Path | None
+    metrics: dict[str, Any]       # {"valid": {...}, "test": {..., "slices": {...}}}
+    history: list[dict[str, Any]]
+    seconds: float
+    cancelled: bool = False
+    resumed_from_epoch: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON summary (CLI): flat test metrics, no slices."""
+        def flat(d: dict) -> dict:
+            return {k: v for k, v in d.items() if k != "slices"}
+        return {"model_id": self.model_id, "path": str(self.path) if self.path else None,
+                "metrics": flat(self.metrics.get("test", {})),
+                "valid": flat(self.metrics.get("valid", {})), "history": self.history,
+                "seconds": self.seconds, "cancelled": self.cancelled,
+                "resumed_from_epoch": self.resumed_from_epoch, "messages": self.messages}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; "
+                         "use device='auto' or 'cpu'")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _run_key(parts: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *, phase: str,
+                epoch: int, batch_size: int, seed: int, dev: torch.device,
+                loss_fn: Callable, progress: Progress | None,
+                cancel: threading.Event | None) -> float | None:
+    """One pass over the training windows; returns the mean loss, None if cancelled."""
+    net.train()
+    steps = -(-len(ds.parts["train"]) // batch_size)
+    total, n = 0.0, 0
+    for step, batch in enumerate(ds.batches("train", batch_size, shuffle=True,
+                                            seed=seed * 100_003 + epoch)):
+        if cancel is not None and cancel.is_set():
+            return None
+        batch = to_device(batch, dev)
+        with autocast(dev):
+            loss = loss_fn(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{phase} loss became {loss.item()} at epoch {epoch} step "
+                                     f"{step}; lower the learning rate (lr) and retrain")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        total += float(loss.detach())
+        n += 1
+        if progress is not None:
+            progress({"phase": phase, "epoch": epoch, "step": step + 1, "steps": steps,
+                      "loss": float(loss.detach()), "valid": None})
+    return total / max(n, 1)
+
+
+def train(store: Store, name: str, model: str = "st-transformer", split: str = "leave-last",
+          epochs: int = 20, device: str | torch.device = "auto", batch_size: int = 128,
+          lr: float = 3e-3, seed: int = 0, max_len: int = 50, patience: int = 3,
+          progress: Progress | None = None, cancel: threading.Event | None = None,
+          resume: bool = True, min_user: int = 5, min_item: int = 5,
+          exclude_seen: ExcludeSeen = "auto", weight_decay: float = 0.0,
+          pretrain_epochs: int = 2, log: Callable[[str], None] = print,
+          **model_overrides: Any) -> TrainResult:
+    """Train ``model`` on dataset ``name``; see the module docstring.
+
+    ``model_overrides`` go to ``cls.Config``. A model with ``pretrain_loss`` that asks for
+    pre-training (its ``wants_pretraining`` property, else a config field ``pretrain``) first
+    gets ``pretrain_epochs`` epochs of it.
+    """
+    t0 = time.time()
+    dev = resolve_device(device)
+    seed_everything(seed)
+    cls = get_class(model)
+    config = make_config(cls, model_overrides)
+    ds = build_dataset(store, name, split, max_len, min_user, min_item, exclude_seen)
+    for m in ds.messages:
+        log(m)
+    log(f"training {model} on {name} ({split}) on {dev}")
+    net = cls(ds.meta, config).to(dev)
+    data_params = {"max_len": max_len, "min_user": min_user, "min_item": min_item,
+                   "exclude_seen": exclude_seen}
+    if progress is not None:
+        progress({"phase": "data", "epoch": 0, "step": 0, "steps": 0, "loss": None,
+                  "valid": None, "messages": list(ds.messages)})
+
+    def finish(history: list[dict], cancelled: bool, resumed: int) -> TrainResult:
+        valid = evaluate_model(net, ds, "valid", device=dev, with_slices=False)
+        test = evaluate_model(net, ds, "test", device=dev)
+        metrics = {"valid": valid, "test": test}
+        if split == "temporal":  # set metrics on the items of each user's next 7 days
+            metrics["next_window"] = next_window_metrics(net, ds, device=dev)
+        seconds = time.time() - t0
+        path = ckpt.save(store, name, net, split=split, data_params=data_params,
+                         metrics=metrics, history=history, train_seconds=seconds,
+                         extra={"seed": seed, "lr": lr, "batch_size": batch_size,
+                                "cancelled": cancelled, "device": str(dev)})
+        log(f"saved {path.stem}: test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f}")
+        if progress is not None:
+            progress({"phase": "done", "epoch": len(history), "step": 0, "steps": 0,
+                      "loss": None, "valid": valid["ndcg@10"], "model_id": path.stem})
+        return TrainResult(path.stem, path, metrics, history, seconds, cancelled, resumed,
+                           list(ds.messages))
+
+    if not cls.trainable or type(net).fit_counts is not Recommender.fit_counts:
+        # count baselines, and neural models with data statistics (the graph's edges, the
+        # st-transformer's transition prior)
+        tc = time.time()
+        net.fit_counts(list(ds.batches("train", batch_size)))
+        net.to(dev)
+        if cls.trainable:
+            log(f"training statistics fitted in {time.time() - tc:.1f}s")
+    if not cls.trainable:
+        return finish([], False, 0)
+
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    key = _run_key({"model": model, "config": asdict(config), "split": split,
+                    "pretrain_epochs": pretrain_epochs,
+                    "seed": seed, "lr": lr, "batch_size": batch_size, "epochs": epochs,
+                    "weight_decay": weight_decay, "data": data_params,
+                    "fingerprint": store.fingerprint(name)})
+    partial = ckpt.models_dir(store, name) / f"_resume-{model}-{key}.pt"
+    state = {"epoch": 0, "history": [], "best": -1.0, "best_state": None, "bad": 0,
+             "pretrained": False}
+    resumed = 0
+    if resume and partial.exists():
+        saved = torch.load(partial, map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        state = saved["state"]
+        resumed = state["epoch"]
+        log(f"resuming {model} from epoch {resumed} ({partial.name})")
+
+    def save_partial() -> None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        tmp = partial.with_suffix(".tmp")
+        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
+                    "rng": torch.get_rng_state(), "state": state}, tmp)
+        tmp.replace(partial)
+
+    wants = bool(getattr(net, "wants_pretraining", getattr(config, "pretrain", False)))
+    pre_epochs = int(pretrain_epochs)
+    if wants and pre_epochs > 0 and hasattr(net, "pretrain_loss") and not state["pretrained"]:
+        for ep in range(1, pre_epochs + 1):
+            loss = _epoch_loop(net, ds, opt, phase="pretrain", epoch=ep, batch_size=batch_size,
+                               seed=seed + 7, dev=dev, loss_fn=net.pretrain_loss,
+                               progress=progress, cancel=cancel)
+            if loss is None:
+                log("cancelled during pre-training; nothing saved")
+                return TrainResult(None, None, {}, state["history"], time.time() - t0, True, 0,
+                                   list(ds.messages))
+            log(f"pretrain epoch {ep}: loss {loss:.4f}")
+        state["pretrained"] = True
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+
+    cancelled = False
+    for epoch in range(state["epoch"] + 1, epochs + 1):
+        te = time.time()
+        loss = _epoch_loop(net, ds, opt, phase="train", epoch=epoch, batch_size=batch_size,
+                           seed=seed, dev=dev, loss_fn=net.loss, progress=progress,
+                           cancel=cancel)
+        if loss is None:
+            cancelled = True
+            log(f"cancelled in epoch {epoch}; keeping the best of {state['epoch']} epochs")
+            break
+        valid = evaluate_model(net, ds, "valid", device=dev, with_slices=False)["ndcg@10"]
+        state["history"].append({"epoch": epoch, "loss": loss, "valid ndcg@10": valid,
+                                 "seconds": time.time() - te})
+        log(f"epoch {epoch}: loss {loss:.4f} valid ndcg@10 {valid:.4f}")
+        if progress is not None:
+            progress({"phase": "valid", "epoch": epoch, "step": 0, "steps": 0, "loss": loss,
+                      "valid": valid})
+        if valid > state["best"]:
+            state.update(best=valid, bad=0, best_state=copy.deepcopy(
+                {k: v.detach().cpu() for k, v in net.state_dict().items()}))
+        else:
+            state["bad"] += 1
+        state["epoch"] = epoch
+        save_partial()
+        if state["bad"] >= patience:
+            log(f"early stop: no validation gain for {patience} epochs")
+            break
+    if state["best_state"] is None:
+        return TrainResult(None, None, {}, state["history"], time.time() - t0, cancelled,
+                           resumed, list(ds.messages))
+    net.load_state_dict(state["best_state"])
+    note = net.calibrate(ds, dev)
+    if note:
+        log(note)
+        ds.messages.append(note)
+    result = finish(state["history"], cancelled, resumed)
+    if not cancelled and partial.exists():
+        partial.unlink()
+    return result
