@@ -1,4 +1,4 @@
-"""The markup of an explanation report (app/report.py builds the data and writes files).
+"""The markup of an explanation report (report.py builds the data and writes files).
 
 Every value from the data goes through ``esc`` (HTML) or arrives pre-escaped as JSON
 (figures); the events table is also offered as CSV whose cells cannot start a spreadsheet
@@ -11,16 +11,14 @@ import base64
 import csv
 import io
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from ...analytics.schema import CATEGORY, ITEM, TS
 from ...models.explain.types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, HOUR, POSITION
 from ..views.explain_figures import esc
-
-if TYPE_CHECKING:
-    from .report import ReportData
+from .data import ReportData
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "|")
 

@@ -15,8 +15,6 @@ JSON with ``<``, ``>`` and ``&`` as ``\\u`` escapes, so nothing in the data beco
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from ...analytics.store import Store
 from ...models.explain.types import Explanation
 from .. import ASSETS
 from ..views.explain_figures import esc, events_map_spec, explanation_figures
+from .data import ReportData
 from .evolution import evolution_figures, path_figure
 from .html import page_html
 
@@ -40,18 +39,6 @@ FORMATS = ("html", "pdf")
 
 class ReportError(ValueError):
     """A report that cannot be written; the message says why and what to do."""
-
-
-@dataclass
-class ReportData:
-    """Everything one report shows."""
-
-    dataset: str
-    user: str
-    explanation: Explanation
-    events: pd.DataFrame                      # the user's full history (canonical columns)
-    generated: str = field(default_factory=lambda: datetime.now(UTC).strftime(
-        "%Y-%m-%d %H:%M UTC"))
 
 
 def collect(store: Store, name: str, user: str, item_id: str | None = None,
