@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import plotly.graph_objects as go
 
 from ...analytics.schema import USER
