@@ -1,9 +1,10 @@
 """The TrailScope dashboard: ``create_app`` builds the Dash app; ``main`` serves it.
 
 Run it with ``python -m trailscope.app.main [--host H] [--port P] [--dataset NAME]``,
-``trailscope serve`` or ``gunicorn -w 1 --threads 8 trailscope.app.main:server`` (one worker: the
-DuckDB workspace file admits a single writing process; threads share it safely). The default dataset comes from the
-``dataset`` argument, else ``$TRAILSCOPE_DEFAULT_DATASET``, else the newest import.
+``trailscope serve`` or ``gunicorn -w 1 --threads 8 trailscope.app.main:server`` (one worker:
+the DuckDB workspace file admits a single writing process; threads share it safely). The default
+dataset comes from the ``dataset`` argument, else ``$TRAILSCOPE_DEFAULT_DATASET``, else the
+newest import.
 
 Dash keeps page callbacks (``@callback`` in app/pages) in process-wide lists that the first
 app to serve a request takes over, so create one app per process: ``app`` below.

@@ -24,7 +24,6 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("users", "Users", "/users"),
     ("models", "Models", "/models"),
     ("explain", "Explain", "/explain"),
-    ("live", "Live", "/live"),
 )
 
 

@@ -1,4 +1,4 @@
-"""Helpers the pages share: resolving the dataset a page shows, and the not-yet-built pages.
+"""Helpers the pages share: resolving the dataset a page shows.
 
 Kept outside app/pages so Dash's page loader does not import it as a page.
 """
@@ -6,8 +6,6 @@ Kept outside app/pages so Dash's page loader does not import it as a page.
 from __future__ import annotations
 
 from typing import Any
-
-from dash import html
 
 from ..services import workspace as services
 from . import ui
@@ -23,13 +21,3 @@ def resolve(dataset: Any) -> tuple[str | None, list[Any]]:
     shown = services.resolve_dataset(requested)
     notes = [ui.dataset_not_found(requested, shown)] if requested and requested != shown else []
     return shown, notes
-
-
-def planned_page(title: str, subtitle: str, planned: str, dataset: Any) -> html.Div:
-    """An honest page for a view that is not built yet: header, dataset, what will come."""
-    name, notes = resolve(dataset)
-    body = ui.no_dataset() if name is None else ui.card(
-        [html.P(planned, className="muted"),
-         html.P("This view is being built; nothing on it is computed yet.", className="muted")],
-        title="Coming next")
-    return html.Div([ui.page_header(title, subtitle, name), *notes, body])
