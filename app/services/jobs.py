@@ -1,28 +1,39 @@
-"""A small thread-based background job runner for the dashboard (model training).
+"""The dashboard's one background-job runner: training, explanations, web imports (with their
+summary build) all run here, with progress, cancel and bounded resources.
 
 Why threads and not processes: DuckDB admits one writing process per workspace file and the
-dashboard holds it, so a training job must read its data through this process's ``Store``.
-Torch releases the GIL in its kernels, so the web server stays responsive while a job runs.
+dashboard holds it, so a job must read and write through this process's ``Store``. Torch and
+DuckDB release the GIL in their kernels, so the web server stays responsive while a job runs.
 
-A :class:`Job` wraps ``target(progress, cancel, log) -> result``. ``start(job)`` returns an
-id at once; the job waits for a free slot (``max_running`` jobs run at a time, the rest are
-``queued``), runs in a daemon thread and keeps in memory what the page polls:
+A :class:`Job` wraps ``target(progress, cancel, log) -> result`` and names its ``kind``. Each
+kind has a fixed pool of daemon worker threads (``limits``: one training at a time, two
+explanations, ...), so a long training never holds up an explanation and no click can start
+more threads than the pools hold; at most ``max_queued`` jobs of a kind wait. ``start(job)``
+returns an id at once and the runner keeps in memory what a page polls:
 
-* ``snapshot(id)``: status, the latest progress event, the overall fraction done, the loss
-  curve (per training step, x in epochs) and the validation curve (per epoch), log lines,
-  the result summary or the error -- a plain, JSON-safe dict copied under the lock;
-* ``cancel(id)``: sets the job's ``threading.Event``; models.train stops at the next step and
-  keeps the best checkpoint so far, a queued job never starts;
+* ``snapshot(id)``: status, the latest progress event, the overall fraction done (from the
+  job's ``plan`` of epochs per phase, or a ``fraction`` the event carries), the loss curve
+  (per training step, x in epochs) and the validation curve (per epoch), log lines, the result
+  summary or the error -- a plain, JSON-safe dict copied under the lock;
+* ``cancel(id)``: a queued job is cancelled at once and never starts; a running one gets its
+  ``threading.Event`` set (models.train stops at the next step and keeps the best checkpoint
+  so far; other targets check it between their steps);
 * finished jobs stay until ``keep_finished`` newer ones push them out.
 
+A failure is reported, never raised: errors of the job's ``expected`` types show their own
+message (it tells the user what to change); any other is logged with its traceback and shown
+as ``unexpected`` (when given) or as its type and message.
+
 ``training_job(store, dataset, model=..., epochs=..., ...)`` builds the Job that runs
-``models.api.train`` with these hooks.
+``models.api.train`` with these hooks; app/services/explain.py and app/services/imports.py
+build the explanation and import jobs.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
 import uuid
@@ -39,6 +50,8 @@ QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancell
 ACTIVE = (QUEUED, RUNNING)
 MAX_POINTS = 600      # loss points kept per job; older ones are merged pairwise beyond that
 MAX_MESSAGES = 200
+#: Worker threads per job kind; kinds not listed get ``JobRunner(max_running=...)``.
+LIMITS: dict[str, int] = {"train": 1, "explain": 2, "import": 1}
 
 
 class JobNotFound(KeyError):
@@ -46,17 +59,27 @@ class JobNotFound(KeyError):
         return str(self.args[0])
 
 
+class QueueFull(RuntimeError):
+    """Too many jobs of one kind are waiting; the message says what to do."""
+
+
 @dataclass
 class Job:
-    """What to run. ``plan`` maps progress phases to their planned epochs (for the fraction
-    done), e.g. ``{"pretrain": 2, "train": 10}``; ``meta`` is free, JSON-safe context (dataset,
-    model, settings) returned in snapshots and used to filter :meth:`JobRunner.jobs`."""
+    """What to run. ``kind`` picks the worker pool (``train``, ``explain``, ``import``);
+    ``plan`` maps progress phases to their planned epochs (for the fraction done), e.g.
+    ``{"pretrain": 2, "train": 10}``; ``meta`` is free, JSON-safe context (dataset, model,
+    settings) returned in snapshots and used to filter :meth:`JobRunner.jobs`. ``expected``:
+    error types whose message is meant for the user; ``unexpected``: the text shown for any
+    other error (``{kind}`` is replaced by its type name)."""
 
     target: Target
     label: str = "job"
     meta: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, int] = field(default_factory=dict)
     summarize: Callable[[Any], dict[str, Any]] | None = None
+    kind: str = "train"
+    expected: tuple[type[BaseException], ...] = ()
+    unexpected: str | None = None
 
 
 @dataclass
@@ -65,6 +88,7 @@ class _Record:
     job: Job
     cancel: threading.Event
     created: float
+    ended: threading.Event = field(default_factory=threading.Event)
     status: str = QUEUED
     started: float | None = None
     finished: float | None = None
@@ -97,60 +121,105 @@ def _merge_pairs(points: list[list[float]]) -> list[list[float]]:
     return out
 
 
-class JobRunner:
-    """Runs jobs in daemon threads, at most ``max_running`` at a time; see the module doc."""
+class _Pool:
+    """At most ``workers`` daemon threads taking records from one queue. A thread starts when
+    a job arrives while fewer than ``workers`` live; an idle one ends after ``IDLE_S``, so an
+    unused kind (or a test's runner) holds no thread."""
 
-    def __init__(self, max_running: int = 1, keep_finished: int = 50) -> None:
-        if max_running < 1:
-            raise ValueError(f"max_running must be >= 1, got {max_running}")
-        self._slots = threading.Semaphore(max_running)
+    IDLE_S = 30.0
+
+    def __init__(self, kind: str, workers: int, run: Callable[[_Record], None]) -> None:
+        self.kind, self.workers, self._run = kind, workers, run
+        self._queue: queue.SimpleQueue[_Record] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._live = 0
+        self._started = 0
+
+    def submit(self, rec: _Record) -> None:
+        with self._lock:
+            self._queue.put(rec)
+            if self._live < self.workers:
+                self._live += 1
+                self._started += 1
+                threading.Thread(target=self._work, daemon=True,
+                                 name=f"trailscope-{self.kind}-{self._started}").start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                rec = self._queue.get(timeout=self.IDLE_S)
+            except queue.Empty:
+                with self._lock:  # under the lock so a submit never counts a leaving thread
+                    if self._queue.empty():
+                        self._live -= 1
+                        return
+                continue
+            self._run(rec)
+
+
+class JobRunner:
+    """Runs jobs on a fixed pool of threads per kind; see the module doc."""
+
+    def __init__(self, max_running: int = 1, keep_finished: int = 50,
+                 limits: dict[str, int] | None = None, max_queued: int = 20) -> None:
+        if max_running < 1 or any(n < 1 for n in (limits or {}).values()):
+            raise ValueError(f"every kind needs at least one worker, got {max_running} / "
+                             f"{limits}")
+        self.max_running = max_running
+        self.limits = dict(limits or {})
+        self.keep_finished = keep_finished
+        self.max_queued = max_queued
         self._lock = threading.Lock()
         self._records: dict[str, _Record] = {}
-        self._threads: dict[str, threading.Thread] = {}
-        self.keep_finished = keep_finished
+        self._pools: dict[str, _Pool] = {}
 
     # -- starting ----------------------------------------------------------------------
     def start(self, job: Job) -> str:
-        """Queue ``job``; returns its id at once."""
+        """Queue ``job``; returns its id at once. Raises :class:`QueueFull` when
+        ``max_queued`` jobs of its kind already wait."""
         rec = _Record(id=uuid.uuid4().hex[:12], job=job, cancel=threading.Event(),
                       created=time.time())
-        thread = threading.Thread(target=self._run, args=(rec,), daemon=True,
-                                  name=f"trailscope-job-{rec.id}")
         with self._lock:
+            waiting = sum(r.status == QUEUED and r.job.kind == job.kind
+                          for r in self._records.values())
+            if waiting >= self.max_queued:
+                raise QueueFull(f"{waiting} {job.kind} jobs are already waiting; wait for "
+                                "them to finish or cancel some, then try again")
             self._records[rec.id] = rec
-            self._threads[rec.id] = thread
             self._prune()
-        thread.start()
+            pool = self._pools.get(job.kind)
+            if pool is None:
+                pool = self._pools[job.kind] = _Pool(
+                    job.kind, self.limits.get(job.kind, self.max_running), self._run)
+        pool.submit(rec)
         return rec.id
 
     def _run(self, rec: _Record) -> None:
-        while not self._slots.acquire(timeout=0.2):
-            if rec.cancel.is_set():
-                self._finish(rec, CANCELLED)
+        with self._lock:
+            if rec.status != QUEUED:  # cancelled while it waited
                 return
+            rec.status, rec.started = RUNNING, time.time()
+        job = rec.job
         try:
-            if rec.cancel.is_set():
-                self._finish(rec, CANCELLED)
-                return
-            with self._lock:
-                rec.status, rec.started = RUNNING, time.time()
+            result = job.target(lambda ev: self._progress(rec, ev), rec.cancel,
+                                lambda msg: self._log(rec, msg))
+        except job.expected as exc:
+            self._finish(rec, FAILED, error=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure is reported to the page
+            log.exception("job %s (%s) failed", rec.id, job.label)
+            kind = type(exc).__name__
+            self._finish(rec, FAILED, error=job.unexpected.format(kind=kind)
+                         if job.unexpected else f"{kind}: {exc}")
+            return
+        summary = None
+        if job.summarize is not None:
             try:
-                result = rec.job.target(lambda ev: self._progress(rec, ev), rec.cancel,
-                                        lambda msg: self._log(rec, msg))
-            except Exception as exc:  # noqa: BLE001 - any failure is reported to the page
-                log.exception("job %s (%s) failed", rec.id, rec.job.label)
-                self._finish(rec, FAILED, error=f"{type(exc).__name__}: {exc}")
-                return
-            summary = None
-            if rec.job.summarize is not None:
-                try:
-                    summary = rec.job.summarize(result)
-                except Exception:  # noqa: BLE001 - a summary bug must not lose the result
-                    log.exception("summarising job %s failed", rec.id)
-            cancelled = bool(getattr(result, "cancelled", rec.cancel.is_set()))
-            self._finish(rec, CANCELLED if cancelled else DONE, result=result, summary=summary)
-        finally:
-            self._slots.release()
+                summary = job.summarize(result)
+            except Exception:  # noqa: BLE001 - a summary bug must not lose the result
+                log.exception("summarising job %s failed", rec.id)
+        cancelled = bool(getattr(result, "cancelled", rec.cancel.is_set()))
+        self._finish(rec, CANCELLED if cancelled else DONE, result=result, summary=summary)
 
     def _finish(self, rec: _Record, status: str, *, result: Any = None,
                 summary: dict[str, Any] | None = None, error: str | None = None) -> None:
@@ -159,6 +228,7 @@ class JobRunner:
             rec.result, rec.summary, rec.error = result, summary, error
             if status == DONE:
                 rec.fraction = 1.0
+        rec.ended.set()
 
     def _prune(self) -> None:
         """Forget the oldest finished jobs beyond ``keep_finished`` (lock held)."""
@@ -166,13 +236,15 @@ class JobRunner:
                       key=lambda r: r.created)
         for r in done[:max(0, len(done) - self.keep_finished)]:
             self._records.pop(r.id, None)
-            self._threads.pop(r.id, None)
 
     # -- progress ------------------------------------------------------------------------
     def _fraction(self, plan: dict[str, int], ev: dict[str, Any], old: float) -> float:
         phase = ev.get("phase")
         if phase == "done":
             return 1.0
+        given = _num(ev.get("fraction"))
+        if given is not None:  # jobs without epochs say how far they are themselves
+            return min(max(given, old), 1.0)
         total = sum(max(int(v), 0) for v in plan.values())
         if phase not in plan or total <= 0:
             return old
@@ -234,7 +306,8 @@ class JobRunner:
             rec = self._get(job_id)
             now = rec.finished or time.time()
             return {
-                "id": rec.id, "label": rec.job.label, "meta": dict(rec.job.meta),
+                "id": rec.id, "kind": rec.job.kind, "label": rec.job.label,
+                "meta": dict(rec.job.meta),
                 "plan": dict(rec.job.plan), "status": rec.status,
                 "active": rec.status in ACTIVE, "cancel_requested": rec.cancel.is_set(),
                 "created": rec.created, "started": rec.started, "finished": rec.finished,
@@ -251,29 +324,34 @@ class JobRunner:
             return self._get(job_id).result
 
     def cancel(self, job_id: str) -> bool:
-        """Ask a job to stop; True if it was still queued or running."""
+        """Ask a job to stop; True if it was still queued or running. A queued job is
+        cancelled at once and never starts."""
         with self._lock:
             rec = self._get(job_id)
             if rec.status not in ACTIVE:
                 return False
             rec.cancel.set()
-            return True
+            queued = rec.status == QUEUED
+        if queued:
+            self._finish(rec, CANCELLED)
+        return True
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the job ends (or ``timeout`` seconds pass); returns its snapshot."""
         with self._lock:
-            self._get(job_id)
-            thread = self._threads.get(job_id)
-        if thread is not None:
-            thread.join(timeout)
+            rec = self._get(job_id)
+        rec.ended.wait(timeout)
         return self.snapshot(job_id)
 
-    def jobs(self, active_only: bool = False, **meta: Any) -> list[dict[str, Any]]:
-        """Snapshots of the jobs whose ``meta`` matches every given key, newest first."""
+    def jobs(self, active_only: bool = False, kind: str | None = None,
+             **meta: Any) -> list[dict[str, Any]]:
+        """Snapshots of the jobs of ``kind`` (any if None) whose ``meta`` matches every given
+        key, newest first."""
         with self._lock:
             ids = [r.id for r in sorted(self._records.values(), key=lambda r: r.created,
                                         reverse=True)
                    if all(r.job.meta.get(k) == v for k, v in meta.items())
+                   and (kind is None or r.job.kind == kind)
                    and (not active_only or r.status in ACTIVE)]
         out = []
         for i in ids:
@@ -285,7 +363,7 @@ class JobRunner:
 
 
 # -- the process-wide runner and the training job ---------------------------------------
-RUNNER = JobRunner(max_running=1)
+RUNNER = JobRunner(max_running=1, limits=LIMITS)
 
 
 def start(job: Job) -> str:
@@ -304,8 +382,13 @@ def result(job_id: str) -> Any:
     return RUNNER.result(job_id)
 
 
-def jobs(active_only: bool = False, **meta: Any) -> list[dict[str, Any]]:
-    return RUNNER.jobs(active_only, **meta)
+def wait(job_id: str, timeout: float | None = None) -> dict[str, Any]:
+    return RUNNER.wait(job_id, timeout)
+
+
+def jobs(active_only: bool = False, kind: str | None = None,
+         **meta: Any) -> list[dict[str, Any]]:
+    return RUNNER.jobs(active_only, kind, **meta)
 
 
 def _train_summary(res: Any) -> dict[str, Any]:

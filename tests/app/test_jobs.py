@@ -1,4 +1,5 @@
-"""app/jobs.py: real short trainings on the first 3,000 MovieLens ratings in a temp workspace.
+"""app/services/jobs.py: real short trainings on the first 3,000 MovieLens ratings in a temp
+workspace, and the runner's pools, errors and bounds on small plain targets.
 
 Each test uses its own JobRunner so jobs of one test never queue behind another's.
 """
@@ -107,7 +108,7 @@ def test_cancel_stops_a_running_gru_and_keeps_its_best_epoch(ml):
     assert listed[res.model_id]["cancelled"] is True
     assert len(res.history) == epochs_done
     # nothing is still training in the background
-    assert not any(t.name == f"trailscope-job-{job_id}" for t in threading.enumerate())
+    assert not runner.jobs(active_only=True)
 
 
 def test_a_queued_job_waits_and_a_cancelled_queued_job_never_runs(ml):
@@ -159,3 +160,44 @@ def test_the_loss_curve_stays_bounded():
     xs, ys = [p[0] for p in snap["loss"]], [p[1] for p in snap["loss"]]
     assert xs == sorted(xs) and ys == sorted(ys, reverse=True)
     assert runner.result(snap["id"]) == "ok" and snap["events"] == 5000
+
+
+def test_kinds_run_in_their_own_pools_and_a_full_queue_refuses():
+    """A running training does not hold up an explanation; waiting jobs are bounded."""
+    release = threading.Event()
+
+    def blocker(progress, cancel, log):
+        release.wait(30)
+        return "trained"
+
+    runner = jobs.JobRunner(limits={"train": 1, "explain": 2}, max_queued=2)
+    train_id = runner.start(jobs.Job(blocker, kind="train"))
+    _poll(runner, train_id, lambda s: s["status"] == jobs.RUNNING)
+    quick = runner.wait(runner.start(jobs.Job(lambda p, c, log: 1, kind="explain")), 30)
+    assert quick["status"] == jobs.DONE and quick["kind"] == "explain"
+    waiting = [runner.start(jobs.Job(blocker, kind="train")) for _ in range(2)]
+    with pytest.raises(jobs.QueueFull, match="already waiting"):
+        runner.start(jobs.Job(blocker, kind="train"))
+    assert [s["id"] for s in runner.jobs(kind="explain")] == [quick["id"]]
+    assert runner.cancel(waiting[1]) is True
+    assert runner.snapshot(waiting[1])["status"] == jobs.CANCELLED  # at once, never started
+    release.set()
+    assert runner.wait(waiting[0], 30)["status"] == jobs.DONE
+    assert runner.result(train_id) == "trained"
+
+
+def test_expected_errors_keep_their_message_and_others_are_hidden():
+    def fails(exc):
+        def target(progress, cancel, log):
+            progress({"phase": "explain", "fraction": 0.4, "message": "half way"})
+            raise exc
+        return target
+
+    runner = jobs.JobRunner()
+    mine = runner.wait(runner.start(jobs.Job(fails(ValueError("pick another item")),
+                                             expected=(ValueError,))), 30)
+    assert mine["status"] == jobs.FAILED and mine["error"] == "pick another item"
+    assert mine["fraction"] == pytest.approx(0.4) and mine["progress"]["message"] == "half way"
+    bug = runner.wait(runner.start(jobs.Job(fails(ZeroDivisionError("x")), expected=(ValueError,),
+                                            unexpected="unexpected error ({kind})")), 30)
+    assert bug["error"] == "unexpected error (ZeroDivisionError)"
