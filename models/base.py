@@ -26,14 +26,91 @@ Whether already-seen items are masked is the evaluator's job, not the model's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 Batch = dict[str, torch.Tensor]
+
+#: Feature groups every explanation reports, in this order (absent groups are 0).
+FEATURE_GROUPS: tuple[str, ...] = ("item", "time", "distance", "category")
+
+
+class ScorePart(StrEnum):
+    """A part of a model's score; ``score`` is their blend (models.training.blend).
+
+    Every model has the encoder part (its own score); the ST-Transformer may add count-based
+    parts, which its explanations report apart from the attributions.
+    """
+
+    ENCODER = "encoder"            # the trained network (with any distance-to-candidate bias)
+    TRANSITIONS = "transitions"    # first-order prior from the training transitions
+    HISTORY = "history"            # the user's own recent items, recency-weighted
+
+
+@dataclass(frozen=True)
+class EmbeddingInput:
+    """An embedding layer whose output carries one feature group of the past events."""
+
+    name: str                      # reported in Explanation.details["layers"]
+    group: str                     # one of FEATURE_GROUPS
+    layer: nn.Module               # called once per forward pass on a (B, L) index tensor
+    # "position": output row j is batch column j; "input": rows follow the layer's own input
+    # (the model reorders or crops before the lookup), mapped back through its non-zero ids
+    order: Literal["position", "input"] = "position"
+
+
+@dataclass(frozen=True)
+class ItemLookup:
+    """Item embeddings that enter without a module call: ``table()[item_seq] * scale`` is
+    added into the input of ``entry`` (the ST-Transformer's text-fused item table)."""
+
+    table: Callable[[], torch.Tensor]
+    scale: float
+    entry: nn.Module               # the first module the summed (B, L, D) input goes through
+
+
+@dataclass(frozen=True)
+class ExplainLayers:
+    """What a model's explanations attribute, declared by the model (the way Captum's
+    ``LayerIntegratedGradients`` is handed its layers): models.explain never looks a layer
+    up by name, so renaming a field breaks here, loudly, not in a silent zero attribution.
+    """
+
+    embeddings: tuple[EmbeddingInput, ...] = ()
+    item_lookup: ItemLookup | None = None
+    # pairwise attention biases (nn.st_features.RelationBias in "bias" mode: ``term`` and
+    # ``combine``); ``relation_groups`` maps each of its tables to a feature group
+    relations: nn.Module | None = None
+    relation_groups: tuple[tuple[str, str], ...] = ()
+    candidate: nn.Module | None = None   # distance-to-candidate score bias (B, n_items)
+    attention: tuple[nn.Module, ...] = ()  # nn.layers.Attention modules, first layer first
+    # (last item, item) -> (training transitions last -> item, all from last), for the
+    # TRANSITIONS score part
+    transition_counts: Callable[[int, int], tuple[int, int]] | None = None
+
+    def __post_init__(self) -> None:
+        groups = [e.group for e in self.embeddings] + [g for _, g in self.relation_groups]
+        bad = [g for g in groups if g not in FEATURE_GROUPS]
+        if bad:
+            raise ValueError(f"unknown feature groups {bad}; use one of {FEATURE_GROUPS}")
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every declared module by a readable name (checked by tests/models)."""
+        out = {e.name: e.layer for e in self.embeddings}
+        if self.item_lookup is not None:
+            out["item_lookup.entry"] = self.item_lookup.entry
+        if self.relations is not None:
+            out["relations"] = self.relations
+        if self.candidate is not None:
+            out["candidate"] = self.candidate
+        out.update({f"attention.{i}": a for i, a in enumerate(self.attention)})
+        return out
 
 
 @dataclass(frozen=True)
@@ -71,6 +148,8 @@ class Recommender(nn.Module):
 
     name: ClassVar[str] = "base"
     trainable: ClassVar[bool] = True
+    #: the parts of ``score`` (``score_parts`` returns one score per part, in this order)
+    parts: tuple[ScorePart, ...] = (ScorePart.ENCODER,)
 
     def __init__(self, meta: DataMeta, config: Any) -> None:
         super().__init__()
@@ -91,6 +170,19 @@ class Recommender(nn.Module):
         from ``ds``'s validation part. Returns a line for the training log. Default: nothing.
         """
         return None
+
+    def score_parts(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        """(B, n_items + 1) score of each of ``parts``. Default: the score is the one part."""
+        return (self.score(batch),)
+
+    def part_weight(self, part: ScorePart) -> float:
+        """The blend weight of ``part`` in ``score`` (0 for a part the model lacks)."""
+        return 1.0 if part == ScorePart.ENCODER else 0.0
+
+    def explain_layers(self) -> ExplainLayers:
+        """The layers Integrated Gradients attribute and the attention shown. Default: none
+        (count models explain themselves through ``count_evidence``)."""
+        return ExplainLayers()
 
     @staticmethod
     def mask_padding(scores: torch.Tensor) -> torch.Tensor:

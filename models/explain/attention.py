@@ -1,14 +1,13 @@
 """Attention weights of transformer recommenders, per layer and head, over past events.
 
-models.layers.Attention runs torch's fused attention, which never materialises the weights,
-so they are recomputed from each block's attention inputs captured with forward hooks:
-softmax(q k^T / sqrt(hd) + bias [+ relation key terms]), exactly as the module computes
-them (without dropout: models are explained in eval mode).
+The attention modules are those the model declares (``explain_layers().attention``).
+models.nn.layers.Attention runs torch's fused attention, which never materialises the
+weights, so they are recomputed (``Attention.probabilities``) from each module's inputs
+captured with forward hooks, exactly as the module computes them (without dropout: models
+are explained in eval mode).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
@@ -16,38 +15,14 @@ import torch
 from torch import nn
 
 from ..base import Batch, Recommender
-from .batch import real_positions
-from .types import ATTENTION_COLUMNS, POSITION
-
-
-def _attention_modules(model: Recommender) -> list[nn.Module]:
-    blocks = getattr(model, "blocks", None)
-    if not isinstance(blocks, nn.ModuleList):
-        return []
-    return [b.attn for b in blocks if hasattr(b, "attn") and hasattr(b.attn, "qkv")]
-
-
-def _weights(attn: nn.Module, x: torch.Tensor, bias: torch.Tensor,
-             rel: list | None) -> torch.Tensor:
-    """(B, H, L, L) attention probabilities of one Attention module for input x (B, L, D)."""
-    B, L, D = x.shape
-    H, hd = attn.n_heads, attn.head_dim
-    q, k, _ = attn.qkv(x).split(D, dim=2)
-    q = q.view(B, L, H, hd).transpose(1, 2)  # (B, H, L, hd)
-    k = k.view(B, L, H, hd).transpose(1, 2)  # (B, H, L, hd)
-    scale = 1.0 / math.sqrt(hd)
-    att = (q @ k.transpose(-2, -1)) * scale + bias.to(q.dtype)  # (B, H, L, L)
-    for ids, key_table, _ in rel or []:
-        qr = torch.einsum("bhld,nhd->bhln", q, key_table.to(q.dtype))  # (B, H, L, n)
-        att = att + qr.gather(-1, ids[:, None].expand(B, H, L, L)) * scale
-    return att.softmax(dim=-1)
+from .types import ATTENTION_COLUMNS, POSITION, real_positions
 
 
 @torch.no_grad()
 def attention_weights(model: Recommender, batch: Batch) -> np.ndarray | None:
     """(layers, heads, L, L) attention of row 0 of ``batch``; None for models without
     self-attention (GRU4Rec, the baselines)."""
-    mods = _attention_modules(model)
+    mods = model.explain_layers().attention
     if not mods:
         return None
     captured: dict[int, torch.Tensor] = {}
@@ -55,7 +30,7 @@ def attention_weights(model: Recommender, batch: Batch) -> np.ndarray | None:
     def hook_for(i: int):
         def hook(mod: nn.Module, args: tuple, _out: torch.Tensor) -> None:
             rel = args[2] if len(args) > 2 else None
-            captured[i] = _weights(mod, args[0], args[1], rel)[:1]
+            captured[i] = mod.probabilities(args[0], args[1], rel)[:1]
         return hook
 
     handles = [m.register_forward_hook(hook_for(i)) for i, m in enumerate(mods)]

@@ -1,15 +1,16 @@
-"""Why a model recommends an item: Captum Layer Integrated Gradients on its embedding layers.
+"""Why a model recommends an item: Captum Layer Integrated Gradients on its declared layers.
 
 ``explain(model, meta, batch, item)`` explains the score of ``item`` for the one-row history
-``batch`` (models.inference.history_batch). Neural models get Integrated Gradients through a
-plain scoring function ``f(batch) -> score of item`` (:func:`score_fn`), attributed at the
-outputs of the layers that carry each feature group of the past events:
+``batch`` (models.data.history.history_batch). Neural models get Integrated Gradients
+through a plain scoring function ``f(batch) -> score of item`` (:func:`score_fn`), attributed
+at the outputs of the layers the model declares in ``explain_layers()``
+(models.base.ExplainLayers), by feature group of the past events:
 
 ========== ===================================================================================
-group      layers (present in the model; an absent group is 0)
+group      declared layers (an absent group is 0)
 ========== ===================================================================================
-item       the item embedding of each past event (``item_emb``; for the ST-Transformer the
-           lookup in ``item_table()`` tapped where it enters the encoder)
+item       the item embedding of each past event (for the ST-Transformer the lookup in
+           ``item_table()``, tapped where it enters the encoder: ``ItemLookup``)
 time       hour and weekday embeddings, the gap-to-next-event embedding, and the pairwise
            time-gap attention biases
 distance   the pairwise distance attention biases and the distance-to-candidate score bias
@@ -25,11 +26,11 @@ ever evaluates the forward function at the input and at the baseline; each attri
 is multiplied by a per-row presence flag (1 = input, 0 = baseline) through forward hooks
 and Captum interpolates between the two. Pairwise terms are split evenly between their two
 events; the distance-to-candidate bias goes to the event that gave the last known position.
-The ST-Transformer's count-based score parts (transition prior, the user's history; see
-models.blend) do not depend on any attributed layer, so they are reported apart, with their
-counts (``details["blend"]``).
+The ST-Transformer's count-based score parts (``ScorePart.TRANSITIONS``, ``HISTORY``; see
+models.training.blend) do not depend on any attributed layer, so they are reported apart,
+with their counts (``details["blend"]``).
 
-Count baselines (pop, repeat, markov) explain themselves (models.explain_counts).
+Count baselines (pop, repeat, markov) explain themselves (models.explain.counts).
 """
 
 from __future__ import annotations
@@ -45,13 +46,12 @@ import torch
 from captum.attr import LayerIntegratedGradients
 from torch import nn
 
-from ..base import Batch, DataMeta, Recommender
+from ..base import Batch, DataMeta, ExplainLayers, Recommender, ScorePart
 from .attention import attention_frame, attention_importance
-from .batch import events_frame, expand, real_positions
 from .counts import blend_details, explain_counts
 from .deletion import deletion_test
 from .text import finish_summary
-from .types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, Explanation
+from .types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, Explanation, events_frame, real_positions
 
 __all__ = ["Explanation", "explain", "integrated_gradients", "score_fn", "IGResult"]
 
@@ -63,6 +63,11 @@ def score_fn(model: Recommender, item: int) -> Callable[[Batch], torch.Tensor]:
         return model.score(batch)[:, item].float()
 
     return f
+
+
+def expand(batch: Batch, n: int) -> Batch:
+    """Row 0 of ``batch`` repeated ``n`` times (views, no copies)."""
+    return {k: v[:1].expand(n, *v.shape[1:]) for k, v in batch.items()}
 
 
 class _Tap(nn.Module):
@@ -94,45 +99,41 @@ class _Flag:
 
 
 class _Instrument:
-    """Forward hooks that scale each feature group's layer output by the presence flag."""
+    """Forward hooks that scale each declared layer's output by the presence flag."""
 
-    def __init__(self, model: Recommender) -> None:
-        self.model = model
+    def __init__(self, layers: ExplainLayers) -> None:
+        self.layers = layers
         self.flag = _Flag()
         self.taps: dict[str, _Tap] = {}
         self.inputs: dict[str, torch.Tensor] = {}   # last index input of each embedding site
         self.fired: set[str] = set()
         self.items: torch.Tensor | None = None      # item_seq of the running batch
+        self.sites = self._sites()
 
     def _tap(self, name: str) -> _Tap:
         if name not in self.taps:
             self.taps[name] = _Tap()
         return self.taps[name]
 
-    def candidates(self) -> list[_Site]:
-        """Every site the model might have; those that never run are dropped later."""
-        m, out = self.model, []
-        for attr, name, group, kind in (
-                ("item_emb", "item", "item", "input_order"), ("hour_emb", "hour", "time", "seq"),
-                ("wday_emb", "weekday", "time", "seq"), ("gap_emb", "gap", "time", "seq"),
-                ("cat_emb", "category", "category", "seq")):
-            mod = getattr(m, attr, None)
-            if isinstance(mod, nn.Embedding):
-                out.append(_Site(name, group, mod, kind))
-        if callable(getattr(m, "item_table", None)) and isinstance(getattr(m, "drop", None),
-                                                                    nn.Module):
+    def _sites(self) -> list[_Site]:
+        """One site per declared layer; those that never run are dropped later."""
+        lay, out = self.layers, []
+        for e in lay.embeddings:
+            out.append(_Site(e.name, e.group, e.layer,
+                             "input_order" if e.order == "input" else "seq"))
+        if lay.item_lookup is not None:
             out.append(_Site("item_lookup", "item", self._tap("item_lookup"), "seq"))
-        rel = getattr(m, "relations", None)
-        if rel is not None and getattr(rel, "kind", None) == "bias":
-            out.append(_Site("rel_time", "time", self._tap("rel_time"), "pair"))
-            out.append(_Site("rel_dist", "distance", self._tap("rel_dist"), "pair"))
-        if isinstance(getattr(m, "candidate", None), nn.Module):
+        if lay.relations is not None:
+            for table, group in lay.relation_groups:
+                name = f"rel_{table}"
+                out.append(_Site(name, group, self._tap(name), "pair"))
+        if lay.candidate is not None:
             out.append(_Site("candidate", "distance", self._tap("candidate"), "candidate"))
         return out
 
     @contextmanager
     def hooks(self, sites: list[_Site]) -> Iterator[None]:
-        m, handles = self.model, []
+        lay, handles = self.layers, []
         names = {s.name for s in sites}
 
         def scaled(name: str):
@@ -146,11 +147,11 @@ class _Instrument:
             if s.kind in ("seq", "input_order") and not isinstance(s.layer, _Tap):
                 handles.append(s.layer.register_forward_hook(scaled(s.name)))
         if "item_lookup" in names:
-            handles.append(m.drop.register_forward_pre_hook(self._item_lookup_hook))
-        if names & {"rel_time", "rel_dist"}:
-            handles.append(m.relations.register_forward_hook(self._relation_hook))
+            handles.append(lay.item_lookup.entry.register_forward_pre_hook(self._item_lookup_hook))
+        if lay.relations is not None and any(s.kind == "pair" for s in sites):
+            handles.append(lay.relations.register_forward_hook(self._relation_hook))
         if "candidate" in names:
-            handles.append(m.candidate.register_forward_hook(self._candidate_hook))
+            handles.append(lay.candidate.register_forward_hook(self._candidate_hook))
         try:
             yield
         finally:
@@ -158,30 +159,28 @@ class _Instrument:
                 h.remove()
 
     def _item_lookup_hook(self, _mod: nn.Module, args: tuple) -> tuple:
-        # the ST-Transformer adds item_table()[items] * item_scale into x before dropout;
-        # swap that term for its tapped, flag-scaled copy (x - e + tap(e * flag) == x at 1)
-        x = args[0]
+        # the model adds table()[items] * scale into x before the entry module; swap that
+        # term for its tapped, flag-scaled copy (x - e + tap(e * flag) == x at 1)
+        x, lookup = args[0], self.layers.item_lookup
         if self.items is None or x.dim() != 3 or x.shape[:2] != self.items.shape:
             return args
         self.fired.add("item_lookup")
-        e = torch.nn.functional.embedding(self.items, self.model.item_table())
-        e = e * getattr(self.model, "item_scale", 1.0)
+        e = torch.nn.functional.embedding(self.items, lookup.table()) * lookup.scale
         return (x - e + self.taps["item_lookup"](e * self.flag.like(e)), *args[1:])
 
     def _relation_hook(self, mod: nn.Module, args: tuple, _out: list) -> list:
+        # recompute RelationBias.forward with each relation's term tapped and flag-scaled
         ids, mask_bias = args[0], args[1]
         total = None
         for name, b in ids.items():
-            tap = "rel_time" if name == "time" else "rel_dist"
+            tap = f"rel_{name}"
             self.fired.add(tap)
-            term = mod.tables[name][b]  # (B, L, L, n_layers * H)
+            term = mod.term(name, b)  # (B, L, L, n_layers * H)
             term = self.taps[tap](term * self.flag.like(term))
             total = term if total is None else total + term
         if total is None:
             return _out
-        B, L = total.shape[:2]
-        total = total.view(B, L, L, mod.n_layers, mod.n_heads).permute(3, 0, 4, 1, 2)
-        return [(mask_bias + total[i], None) for i in range(mod.n_layers)]
+        return mod.combine(total, mask_bias)
 
     def _candidate_hook(self, _mod: nn.Module, _args: tuple, out: torch.Tensor) -> torch.Tensor:
         self.fired.add("candidate")
@@ -234,22 +233,20 @@ def integrated_gradients(model: Recommender, batch: Batch, item: int, n_steps: i
     model.eval()
     batch = {k: v[:1] for k, v in batch.items()}
     f = score_fn(model, item)
-    if hasattr(model, "part_weight") and model.part_weight("encoder") == 0:
+    if model.part_weight(ScorePart.ENCODER) == 0:
         # the blend gave the encoder no weight: nothing in the score depends on the
         # attributed layers, every attribution is 0 (the count parts are reported apart)
         with torch.no_grad():
             score = float(f(batch)[0])
         pos = real_positions(batch)
         return IGResult({g: np.zeros(len(pos)) for g in GROUPS}, score, score, 0.0, [], 0)
-    inst = _Instrument(model)
-    sites = inst.candidates()
+    inst = _Instrument(model.explain_layers())
+    sites = inst.sites
     inst.items = batch["item_seq"]
     with inst.hooks(sites), torch.no_grad():  # dry run: which layers does this model use?
         inst.flag.value = torch.ones(1, device=batch["item_seq"].device)
         f(batch)
     sites = [s for s in sites if s.name in inst.fired]
-    if any(s.name == "item_lookup" for s in sites):   # item_emb is then never called
-        sites = [s for s in sites if s.name != "item"]
     if not sites:
         raise ValueError(f"model {model.name!r} has no embedding layers to attribute to; "
                          "only neural sequence models (st-transformer, sasrec, gru) and the "

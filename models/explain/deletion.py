@@ -16,7 +16,53 @@ import pandas as pd
 import torch
 
 from ..base import Batch, Recommender
-from .batch import ranks, real_positions, remove_events
+from .types import SEQ_KEYS, real_positions
+
+
+def remove_events(batch: Batch, drops: list[np.ndarray]) -> Batch:
+    """One row per entry of ``drops``: row 0's history without those events (0..n-1).
+
+    The kept events are left-padded again, ``target_seq`` is rebuilt from the kept order
+    and ``len`` updated; the target slot (time, hour, weekday) is unchanged.
+    """
+    pos = real_positions(batch)
+    n, L = len(pos), batch["item_seq"].shape[1]
+    rows: dict[str, list[torch.Tensor]] = {k: [] for k in SEQ_KEYS if k in batch}
+    lens = []
+    for drop in drops:
+        keep = np.setdiff1d(np.arange(n), np.asarray(drop, dtype=np.int64))
+        cols = torch.as_tensor(pos[keep], dtype=torch.long)
+        m = len(keep)
+        for k in rows:
+            src = batch[k][0]
+            out = torch.zeros_like(src)
+            if m:
+                if k == "target_seq":
+                    items = batch["item_seq"][0, cols]
+                    out[L - m:] = torch.cat([items[1:], items.new_zeros(1)])
+                else:
+                    out[L - m:] = src[cols]
+            rows[k].append(out)
+        lens.append(m)
+    out_batch = {k: torch.stack(v) for k, v in rows.items()}
+    for k, v in batch.items():
+        if k not in out_batch:
+            out_batch[k] = v[:1].expand(len(drops), *v.shape[1:]).clone()
+    out_batch["len"] = torch.tensor(lens, dtype=torch.long, device=batch["item_seq"].device)
+    return out_batch
+
+
+def ranks(scores: torch.Tensor, item: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """1-based rank of ``item`` in each row of (R, n_items + 1) scores (ties count against
+    it), over all items but padding and ``exclude`` (the item itself is never excluded)."""
+    s = scores.detach().float().clone()
+    s[:, 0] = float("-inf")
+    if exclude is not None and len(exclude):
+        ex = torch.as_tensor(np.setdiff1d(exclude, [item]), dtype=torch.long, device=s.device)
+        s[:, ex] = float("-inf")
+    s = torch.nan_to_num(s, nan=float("-inf"))
+    mine = s[:, item:item + 1]
+    return ((s > mine).sum(1) + 1).cpu().numpy().astype(np.int64)
 
 
 def _top(importance: np.ndarray, k: int) -> np.ndarray:

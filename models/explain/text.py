@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ...analytics import schema
+from ..base import ScorePart
 from .types import ATTRIBUTION, GROUPS, HOUR, Explanation
 
 GROUP_WORDS = {"item": "which places/items they were", "time": "when they happened",
@@ -133,20 +134,21 @@ def prior_sentence(ex: Explanation) -> str:
         return ""
     w = d["weights"]
     said = []
-    t = d.get("transitions")
-    if t and w.get("transitions", 0) > 0:
-        text = f"the first-order prior (weight {w['transitions']:.2f}) adds {t['term']:+.2f}"
+    t = d.get(ScorePart.TRANSITIONS)
+    if t and w.get(ScorePart.TRANSITIONS, 0) > 0:
+        text = (f"the first-order prior (weight {w[ScorePart.TRANSITIONS]:.2f}) adds "
+                f"{t['term']:+.2f}")
         if t["count"]:
             text += (f" (after {t['last_item']}, your last event, users went to this item "
                      f"{t['count']} of {t['from_last']} times in training)")
         said.append(text)
-    h = d.get("history")
-    if h and w.get("history", 0) > 0 and h["your_events"]:
-        said.append(f"your own history (weight {w['history']:.2f}; you had this item "
+    h = d.get(ScorePart.HISTORY)
+    if h and w.get(ScorePart.HISTORY, 0) > 0 and h["your_events"]:
+        said.append(f"your own history (weight {w[ScorePart.HISTORY]:.2f}; you had this item "
                     f"{h['your_events']} time(s)) adds {h['term']:+.2f}")
     if not said:
         return ""
-    return (f"Besides these events (encoder weight {w['encoder']:.2f}), " + "; ".join(said)
+    return (f"Besides these events (encoder weight {w[ScorePart.ENCODER]:.2f}), " + "; ".join(said)
             + ".")
 
 

@@ -3,6 +3,10 @@
 An :class:`Explanation` holds tidy frames (one row per past event, one row per attention
 weight) and plain dicts, so the app draws it and the CLI prints it without knowing how it
 was computed (Integrated Gradients for neural models, counts for the baselines).
+:func:`events_frame` turns the explained history into that per-event frame.
+
+A history batch has one row (B = 1), left-padded like every batch (models/base.py); "event
+j" is the j-th real event of that row, oldest first.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from ...analytics import schema
+from ..base import FEATURE_GROUPS, Batch, DataMeta
 
 #: Feature groups every explanation reports (absent groups are 0).
-GROUPS: tuple[str, ...] = ("item", "time", "distance", "category")
+GROUPS: tuple[str, ...] = FEATURE_GROUPS
 #: Per-event frame columns holding each group's attribution.
 GROUP_COLUMNS: dict[str, str] = {g: f"attr_{g}" for g in GROUPS}
 ATTRIBUTION = "attribution"
@@ -97,3 +102,46 @@ class Explanation:
 def empty_events() -> pd.DataFrame:
     """An events frame with the right columns and no rows."""
     return pd.DataFrame({c: [] for c in EVENT_COLUMNS})
+
+
+#: (B, L) keys of a batch (everything else is per row)
+SEQ_KEYS = ("item_seq", "time_seq", "lat_seq", "lon_seq", "geo_mask", "hour_seq",
+            "weekday_seq", "cat_seq", "beh_seq", "target_seq")
+
+
+def real_positions(batch: Batch) -> np.ndarray:
+    """Column indices of the real events of row 0, oldest first."""
+    return np.flatnonzero(batch["item_seq"][0].cpu().numpy() > 0)
+
+
+def _name(vocab: tuple, idx: int) -> str | None:
+    return str(vocab[idx - 1]) if 0 < idx <= len(vocab) else None
+
+
+def events_frame(batch: Batch, meta: DataMeta) -> pd.DataFrame:
+    """Row 0's real events as a frame (oldest first) with zero attribution columns."""
+    pos = real_positions(batch)
+    row = {k: batch[k][0].cpu().numpy() for k in SEQ_KEYS if k in batch}
+    items = row["item_seq"][pos]
+    cats = tuple(meta.extra.get("category_names", ()))
+    behs = tuple(meta.extra.get("behavior_names", ()))
+    geo = row["geo_mask"][pos].astype(bool)
+    ts = pd.to_datetime(np.round(row["time_seq"][pos] * 1e6).astype("int64"), unit="us")
+    out = pd.DataFrame({
+        POSITION: np.arange(len(pos), dtype=np.int64),
+        ITEM_INDEX: items.astype(np.int64),
+        schema.ITEM: [meta.item_ids[i - 1] if 0 < i <= len(meta.item_ids) else str(i)
+                      for i in items],
+        schema.TS: ts,
+        HOUR: (row["hour_seq"][pos] - 1).astype(np.int64),
+        schema.CATEGORY: [_name(cats, int(c)) for c in row["cat_seq"][pos]],
+        schema.BEHAVIOR: [_name(behs, int(b)) for b in row["beh_seq"][pos]],
+        schema.LAT: np.where(geo, row["lat_seq"][pos].astype(np.float64), np.nan),
+        schema.LON: np.where(geo, row["lon_seq"][pos].astype(np.float64), np.nan),
+        ATTRIBUTION: np.zeros(len(pos)),
+    })
+    for col in GROUP_COLUMNS.values():
+        out[col] = 0.0
+    out[schema.CATEGORY] = out[schema.CATEGORY].astype("string")
+    out[schema.BEHAVIOR] = out[schema.BEHAVIOR].astype("string")
+    return out

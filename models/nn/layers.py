@@ -198,17 +198,39 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(B, L, D)  # (B, L, D)
         return self.resid_drop(self.proj(y))
 
+    @staticmethod
+    def _logits(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor,
+                rel: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None,
+                ) -> torch.Tensor:
+        """(B, H, L, L) attention logits: q k^T / sqrt(hd) + bias [+ relation key terms]."""
+        B, H, L, hd = q.shape
+        scale = 1.0 / math.sqrt(hd)
+        att = (q @ k.transpose(-2, -1)) * scale + bias  # (B, H, L, L)
+        for ids, key_table, _ in rel or ():
+            qr = torch.einsum("bhld,nhd->bhln", q, key_table.to(q.dtype))  # (B, H, L, n)
+            idx = ids[:, None].expand(B, H, L, L)  # (B, H, L, L)
+            att = att + qr.gather(-1, idx) * scale
+        return att
+
+    def probabilities(self, x: torch.Tensor, bias: torch.Tensor,
+                      rel: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
+                      ) -> torch.Tensor:
+        """(B, H, L, L) attention probabilities for input x (B, L, D), exactly as ``forward``
+        computes them without dropout; the fused kernel never materialises them, so
+        explanations recompute them from the inputs they capture."""
+        B, L, D = x.shape
+        H, hd = self.n_heads, self.head_dim
+        q, k, _ = self.qkv(x).split(D, dim=2)
+        q = q.view(B, L, H, hd).transpose(1, 2)  # (B, H, L, hd)
+        k = k.view(B, L, H, hd).transpose(1, 2)  # (B, H, L, hd)
+        return self._logits(q, k, bias.to(q.dtype), rel).softmax(dim=-1)
+
     def _relational(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
                     rel: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
                     p: float) -> torch.Tensor:
         B, H, L, hd = q.shape
-        scale = 1.0 / math.sqrt(hd)
-        att = (q @ k.transpose(-2, -1)) * scale + bias  # (B, H, L, L)
-        for ids, key_table, _ in rel:
-            qr = torch.einsum("bhld,nhd->bhln", q, key_table.to(q.dtype))  # (B, H, L, n)
-            idx = ids[:, None].expand(B, H, L, L)  # (B, H, L, L)
-            att = att + qr.gather(-1, idx) * scale
-        att = F.dropout(att.softmax(dim=-1), p=p, training=p > 0)  # (B, H, L, L)
+        att = F.dropout(self._logits(q, k, bias, rel).softmax(dim=-1), p=p,
+                        training=p > 0)  # (B, H, L, L)
         y = att @ v  # (B, H, L, hd)
         for ids, _, value_table in rel:
             n = value_table.shape[0]

@@ -58,23 +58,41 @@ class RelationBias(nn.Module):
                 self.tables[name + "_v"] = nn.Parameter(torch.randn(n_layers, n + 2, n_heads, hd)
                                                         * 0.02)
 
+    #: feature group (models.base.FEATURE_GROUPS) of each relation an explanation attributes
+    FEATURE_GROUPS = {"time": "time", "dist": "distance"}
+
     @property
     def active(self) -> bool:
         return len(self.tables) > 0
+
+    def explained_groups(self) -> tuple[tuple[str, str], ...]:
+        """(relation, feature group) of each scalar bias table (``kind="bias"`` only: the
+        key/value tables act inside attention and are not attributed)."""
+        if self.kind != "bias":
+            return ()
+        return tuple((n, g) for n, g in self.FEATURE_GROUPS.items() if n in self.tables)
+
+    def term(self, name: str, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L, L, n_layers * H) bias of relation ``name`` for bucket ids (B, L, L)."""
+        return self.tables[name][ids]
+
+    def combine(self, total: torch.Tensor, mask_bias: torch.Tensor) -> list[tuple]:
+        """One (mask + relation bias (B, H, L, L), None) per layer from the summed terms."""
+        B, L = total.shape[:2]
+        total = total.view(B, L, L, self.n_layers, self.n_heads)  # (B, L, L, layers, H)
+        total = total.permute(3, 0, 4, 1, 2)  # (layers, B, H, L, L)
+        return [(mask_bias + total[i], None) for i in range(self.n_layers)]
 
     def forward(self, ids: dict[str, torch.Tensor], mask_bias: torch.Tensor) -> list[tuple]:
         """-> one (bias (B, H, L, L), rel list or None) per layer."""
         if self.kind == "bias":
             total = None
             for name, b in ids.items():
-                term = self.tables[name][b]  # (B, L, L, n_layers * H)
+                term = self.term(name, b)  # (B, L, L, n_layers * H)
                 total = term if total is None else total + term
             if total is None:
                 return [(mask_bias, None)] * self.n_layers
-            B, L = total.shape[:2]
-            total = total.view(B, L, L, self.n_layers, self.n_heads)  # (B, L, L, layers, H)
-            total = total.permute(3, 0, 4, 1, 2)  # (layers, B, H, L, L)
-            return [(mask_bias + total[i], None) for i in range(self.n_layers)]
+            return self.combine(total, mask_bias)
         out = []
         for i in range(self.n_layers):
             rel = [(b, self.tables[n + "_k"][i], self.tables[n + "_v"][i]) for n, b in ids.items()]

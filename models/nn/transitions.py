@@ -82,6 +82,12 @@ class TransitionCounts(nn.Module):
                                        self.ptr[1:] - self.ptr[:-1])
         self.tot = torch.bincount(rows, weights=self.val, minlength=self.n)[rows].float()
 
+    def observed(self, last: int, item: int) -> tuple[int, int]:
+        """(training transitions ``last -> item``, all transitions out of ``last``)."""
+        start, end = int(self.ptr[last]), int(self.ptr[last + 1])
+        cols, vals = self.col[start:end], self.val[start:end]
+        return int(vals[cols == item].sum()), int(vals.sum())
+
     def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any,
                               **kwargs: Any) -> None:
         # the number of stored transitions is only known after fitting: take the saved shapes

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..base import Batch, DataMeta
+from ..base import Batch, DataMeta, EmbeddingInput, ExplainLayers
 from ..nn.layers import EncoderRecommender, init_weights
 
 
@@ -73,3 +73,8 @@ class GRU4Rec(EncoderRecommender):
         out, _ = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)  # (B, L, D)
         return self.drop(right_to_left(out, lengths))  # (B, L, D) left-padded again
+
+    def explain_layers(self) -> ExplainLayers:
+        """The item embedding of each event; rows are rotated to right padding before the
+        lookup, so they map back to events in input order."""
+        return ExplainLayers(embeddings=(EmbeddingInput("item", "item", self.item_emb, "input"),))

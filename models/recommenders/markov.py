@@ -17,7 +17,7 @@ import torch
 
 from ..base import Batch, DataMeta
 from ..nn.transitions import csr_counts, csr_entries
-from .pop import CountModel, item_coords_tensor, proximity, transitions
+from .pop import CountEvidence, CountModel, item_coords_tensor, proximity, transitions
 
 
 class MarkovRec(CountModel):
@@ -72,12 +72,32 @@ class MarkovRec(CountModel):
         scores = (counts + beta * fb) / (counts.sum(1, keepdim=True) + beta)
         return self.mask_padding(scores)
 
-    def score(self, batch: Batch) -> torch.Tensor:
+    @staticmethod
+    def _last_position(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,) latitude and longitude of each row's last event, NaN where it has none."""
         geo = batch["geo_mask"][:, -1]
         nan = torch.full_like(batch["lat_seq"][:, -1], float("nan"))
-        lat = torch.where(geo, batch["lat_seq"][:, -1], nan)
-        lon = torch.where(geo, batch["lon_seq"][:, -1], nan)
-        return self._score(batch, lat, lon)
+        return (torch.where(geo, batch["lat_seq"][:, -1], nan),
+                torch.where(geo, batch["lon_seq"][:, -1], nan))
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        return self._score(batch, *self._last_position(batch))
+
+    def count_evidence(self, batch: Batch, item: int, positions: np.ndarray) -> CountEvidence:
+        """Everything above the fallback alone belongs to the last event."""
+        batch = {k: v[:1] for k, v in batch.items()}
+        last = batch["item_seq"][:, -1]
+        counts = self._transition_counts(last)[0]
+        fb = self._fallback(*self._last_position(batch))[0]
+        score = float(self.score(batch)[0, item])
+        attr = np.zeros(len(positions))
+        if len(positions):
+            attr[-1] = score - float(fb[item])
+        ids = self.meta.item_ids
+        return CountEvidence(attr, {
+            "transitions": int(counts[item]), "transitions_from_last": int(counts.sum()),
+            "last_item": ids[int(last[0]) - 1] if int(last[0]) > 0 else None,
+            "fallback": float(fb[item]), "beta": float(self.config.min_transitions)})
 
     def score_near(self, batch: Batch, lat: float, lon: float) -> torch.Tensor:
         """Like ``score`` but the fallback is anchored at the given current position."""

@@ -7,7 +7,8 @@ batches into buffers, so their statistics travel in the checkpoint's state dict 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,10 +19,30 @@ from ..data.features import haversine_km
 SECONDS_PER_DAY = 86400.0
 
 
+@dataclass
+class CountEvidence:
+    """What a count model's score of one item rests on, for one history (B = 1).
+
+    ``per_event`` splits ``score - score without any history`` exactly over the real past
+    events (oldest first); ``details`` are the counts behind it, shown by models.explain.
+    """
+
+    per_event: np.ndarray
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 class CountModel(Recommender):
-    """Base for non-neural baselines: buffers whose shapes depend on the data."""
+    """Base for non-neural baselines: buffers whose shapes depend on the data.
+
+    Their scores are sums of counts, so they explain themselves: ``count_evidence``.
+    """
 
     trainable = False
+
+    def count_evidence(self, batch: Batch, item: int, positions: np.ndarray) -> CountEvidence:
+        """The evidence for ``item`` in row 0 of ``batch``, whose real events sit at columns
+        ``positions`` (oldest first)."""
+        raise NotImplementedError(f"{self.name} does not explain its counts")
 
     def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
                         assign: bool = False):  # noqa: ANN201 - torch's own signature
@@ -102,6 +123,11 @@ class PopRec(CountModel):
     def score(self, batch: Batch) -> torch.Tensor:
         b = batch["item_seq"].shape[0]
         return self.mask_padding(self.counts.unsqueeze(0).expand(b, -1).clone())
+
+    def count_evidence(self, batch: Batch, item: int, positions: np.ndarray) -> CountEvidence:
+        """Popularity alone: the history plays no part."""
+        return CountEvidence(np.zeros(len(positions)),
+                             {"popularity": float(self.counts[item])})
 
     def score_near(self, batch: Batch, lat: float, lon: float) -> torch.Tensor:
         """Popularity weighted by proximity to (lat, lon); plain popularity breaks ties."""

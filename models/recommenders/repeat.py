@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import torch
 
 from ..base import Batch, DataMeta
-from .pop import PopRec
+from .pop import CountEvidence, PopRec
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -52,6 +54,25 @@ class RepeatRec(PopRec):
         pop = 1e-3 * pop / pop[:, 1:].max().clamp(min=1.0)
         hist, seen = recency_counts(batch, self.meta.n_items, self.config.half_life_hours)
         return self.mask_padding(pop + seen + hist)
+
+    def count_evidence(self, batch: Batch, item: int, positions: np.ndarray) -> CountEvidence:
+        """Each past occurrence of ``item`` gets its recency weight, and the 1 for "you had
+        it before" is shared among them; other events get 0."""
+        pos = positions
+        items = batch["item_seq"][0, pos].cpu().numpy()
+        times = batch["time_seq"][0, pos]
+        age = (batch["target_time"][0] - times).clamp(min=0.0)
+        w = torch.pow(0.5, age / (self.config.half_life_hours * SECONDS_PER_HOUR)).float()
+        w = w.cpu().numpy().astype(float)
+        mine = items == item
+        attr = np.where(mine, w + 1.0 / mine.sum(), 0.0) if mine.any() else np.zeros(len(pos))
+        last = None
+        if mine.any():  # the same microsecond rounding as the explanation's events frame
+            us = np.round(times.cpu().numpy()[mine] * 1e6).astype("int64")
+            last = pd.to_datetime(us, unit="us").max().isoformat()
+        return CountEvidence(attr, {
+            "your_events": int(mine.sum()), "recency_weight": float(w[mine].sum()),
+            "half_life_hours": float(self.config.half_life_hours), "last_time": last})
 
     def score_near(self, batch: Batch, lat: float, lon: float) -> torch.Tensor:
         return self.score(batch)  # the user's own history does not depend on where they are

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..base import Batch, DataMeta
+from ..base import Batch, DataMeta, EmbeddingInput, ExplainLayers
 from ..nn.layers import (
     Block,
     EncoderRecommender,
@@ -63,3 +63,9 @@ class SASRec(EncoderRecommender):
         for block in self.blocks:
             x = block(x, bias)
         return self.ln_f(x)
+
+    def explain_layers(self) -> ExplainLayers:
+        """The item embedding of each event (looked up on the cropped sequence), and the
+        attention of every block."""
+        return ExplainLayers(embeddings=(EmbeddingInput("item", "item", self.item_emb, "input"),),
+                             attention=tuple(b.attn for b in self.blocks))

@@ -28,7 +28,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..base import Batch, DataMeta, Recommender
+from ..base import (
+    Batch,
+    DataMeta,
+    EmbeddingInput,
+    ExplainLayers,
+    ItemLookup,
+    Recommender,
+    ScorePart,
+)
+from ..data.dataset import SeqDataset
+from ..data.text import item_text_matrix
 from ..nn.layers import (
     MLP,
     Block,
@@ -49,6 +59,7 @@ from ..nn.st_features import (
     target_slot,
 )
 from ..nn.transitions import TransitionPrior
+from ..training.blend import fit_weights
 from .pop import transitions as training_transitions
 
 
@@ -137,9 +148,11 @@ class STTransformer(Recommender):
         # score = sum of part weight x part: the encoder (with the distance bias), the
         # transition prior, the user's history; the encoder alone while it trains, then
         # weighed on validation by calibrate()
-        self.part_names = ("encoder", *(("transitions",) if self.transitions is not None else ()),
-                           *(("history",) if c.use_history else ()))
-        weights = torch.zeros(len(self.part_names))
+        self.parts: tuple[ScorePart, ...] = (
+            ScorePart.ENCODER,
+            *((ScorePart.TRANSITIONS,) if self.transitions is not None else ()),
+            *((ScorePart.HISTORY,) if c.use_history else ()))
+        weights = torch.zeros(len(self.parts))
         weights[0] = 1.0
         self.register_buffer("blend_weights", weights)
 
@@ -148,8 +161,6 @@ class STTransformer(Recommender):
         if given is None and config.text_embeddings == "category":
             if config.text_dim:  # rebuilt from a checkpoint: the buffer is in its weights
                 return None
-            from ..data.text import item_text_matrix  # the sentence encoder, offline
-
             given = item_text_matrix(meta)  # each item's category name, encoded
         if given is None and config.text_embeddings:
             path = Path(config.text_embeddings)
@@ -243,26 +254,48 @@ class STTransformer(Recommender):
                 self.transitions.prefit(prev, nxt, self.config.prior_epochs)
             self.transitions.requires_grad_(False)
 
-    def calibrate(self, ds, device: torch.device | str = "cpu") -> str | None:
-        """Weigh the score parts by the validation log-loss (models.blend)."""
-        if len(self.part_names) == 1:
+    def calibrate(self, ds: SeqDataset, device: torch.device | str = "cpu") -> str | None:
+        """Weigh the score parts by the validation log-loss (models.training.blend)."""
+        if len(self.parts) == 1:
             return None
         if not self.config.blend:
             self.blend_weights.fill_(1.0)
-            return f"blend off: {', '.join(self.part_names)} summed"
-        from ..training.blend import fit_weights
-
-        fit = fit_weights(self, ds, "valid", device=device, names=self.part_names)
+            return f"blend off: {', '.join(self.parts)} summed"
+        fit = fit_weights(self, ds, "valid", device=device, names=self.parts)
         if fit is None:
             return None
         self.blend_weights.copy_(torch.tensor(fit.weights))
         return fit.message()
 
-    def part_weight(self, name: str) -> float:
-        """The blend weight of score part ``name`` (0 for a part the model does not have)."""
-        if name not in self.part_names:
+    def part_weight(self, part: ScorePart) -> float:
+        """The blend weight of score part ``part`` (0 for a part the model does not have)."""
+        if part not in self.parts:
             return 0.0
-        return float(self.blend_weights[self.part_names.index(name)])
+        return float(self.blend_weights[self.parts.index(part)])
+
+    def explain_layers(self) -> ExplainLayers:
+        """Integrated Gradients attribute the encoder's inputs: the context embeddings, the
+        item lookup where it enters the encoder (``item_table()`` is indexed, not called, so
+        the sum going into ``drop`` is tapped), the pairwise attention biases and the
+        distance-to-candidate bias; the attention shown is that of every block."""
+        c = self.config
+        emb = []
+        if c.use_context:
+            emb += [EmbeddingInput("hour", "time", self.hour_emb),
+                    EmbeddingInput("weekday", "time", self.wday_emb)]
+        if c.use_target_time:
+            emb.append(EmbeddingInput("gap", "time", self.gap_emb))
+        if c.use_context:
+            emb.append(EmbeddingInput("category", "category", self.cat_emb))
+        groups = self.relations.explained_groups()
+        return ExplainLayers(
+            embeddings=tuple(emb),
+            item_lookup=ItemLookup(self.item_table, self.item_scale, self.drop),
+            relations=self.relations if groups else None, relation_groups=groups,
+            candidate=self.candidate,
+            attention=tuple(b.attn for b in self.blocks),
+            transition_counts=(self.transitions.counts.observed
+                               if self.transitions is not None else None))
 
     def hidden(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) target-conditioned state at every position (before the distance bias)."""
@@ -284,10 +317,10 @@ class STTransformer(Recommender):
 
     def score_parts(self, batch: Batch, need: tuple[bool, ...] | None = None,
                     ) -> tuple[torch.Tensor, ...]:
-        """(B, n_items + 1) score of each part of ``part_names``: the encoder (with the
-        distance bias), the transition prior, the history. ``need[k]`` False skips part k
-        (zeros); ``score`` is their sum weighted by ``blend_weights``."""
-        need = need or (True,) * len(self.part_names)
+        """(B, n_items + 1) score of each of ``parts``: the encoder (with the distance
+        bias), the transition prior, the history. ``need[k]`` False skips part k (zeros);
+        ``score`` is their sum weighted by ``blend_weights``."""
+        need = need or (True,) * len(self.parts)
         batch = crop_batch(batch, self.meta.max_len)
         h, gap, table = self._forward(batch)
         scores = score_all(h[:, -1], table, self.meta.n_items)  # (B, n_items + 1)
@@ -295,14 +328,18 @@ class STTransformer(Recommender):
             xyz, known = self.candidate.last_known(batch, batch["geo_mask"])
             scores[:, 1:] += self.candidate(xyz[:, -1], known[:, -1], gap[:, -1]).float()
         parts = [scores]
-        for name, want in zip(self.part_names[1:], need[1:], strict=True):
-            part = torch.zeros_like(scores)
-            if want and name == "transitions":
-                part[:, 1:] = self.transitions(batch["item_seq"][:, -1]).float()
-            elif want and name == "history":
-                part = history_scores(batch, self.meta.n_items,
-                                      self.config.history_half_life_hours)
-            parts.append(part)
+        for part, want in zip(self.parts[1:], need[1:], strict=True):
+            if not want:
+                parts.append(torch.zeros_like(scores))
+            elif part is ScorePart.TRANSITIONS:
+                prior = torch.zeros_like(scores)
+                prior[:, 1:] = self.transitions(batch["item_seq"][:, -1]).float()
+                parts.append(prior)
+            elif part is ScorePart.HISTORY:
+                parts.append(history_scores(batch, self.meta.n_items,
+                                            self.config.history_half_life_hours))
+            else:
+                raise ValueError(f"{self.name} has no score part {part!r}")
         return tuple(parts)
 
     def score(self, batch: Batch) -> torch.Tensor:

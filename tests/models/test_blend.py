@@ -82,7 +82,7 @@ def test_st_transformer_weighs_its_encoder_on_validation(planted):
                 max_len=20, hidden=16, resume=False, pretrain_epochs=0, **QUIET)
     assert any(m.startswith("blend fitted on") for m in res.messages)
     model = ckpt.load(res.path, planted).model
-    assert model.part_names == ("encoder", "transitions", "history")
+    assert model.parts == ("encoder", "transitions", "history")
     a, b, c = model.blend_weights.tolist()
     # first-order data: the prior carries the signal, the encoder can only re-learn it,
     # and a user's own past items say nothing about the next one

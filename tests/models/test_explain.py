@@ -11,8 +11,8 @@ import torch
 from trailscope.analytics import schema
 from trailscope.models.base import DataMeta
 from trailscope.models.explain.attribution import explain, integrated_gradients, score_fn
-from trailscope.models.explain.batch import real_positions, remove_events
-from trailscope.models.explain.types import ATTRIBUTION, GROUP_COLUMNS, GROUPS
+from trailscope.models.explain.deletion import remove_events
+from trailscope.models.explain.types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, real_positions
 from trailscope.models.recommenders.registry import build_model
 
 from tests.models.neural_synth import make_batch, make_meta, train_steps
