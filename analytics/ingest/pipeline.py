@@ -1,31 +1,36 @@
 """The importer: a file of events -> a dataset in the workspace, plus a report of what was kept,
-what was rejected and why.
+what was rejected and why. The public entry points live here:
 
     sn = sniff("checkins.csv.gz")                  # format, columns, mapping guess, preview
     report = import_file(store, "checkins.csv.gz", name="nyc")
     report.to_json()                               # rows read/kept/rejected by reason, ...
 
-Formats (``FORMATS``), recognised from the content or named with ``fmt``: Foursquare TSMC2014
+Formats (``FORMATS``, one module each in analytics/ingest/formats/, listed in
+formats/registry.py), recognised from the content or named with ``fmt``: Foursquare TSMC2014
 (raw TSV, processed CSVs, the reconstructed NYC file), SNAP Gowalla/Brightkite, Taobao
 UserBehavior, Tianchi mobile, MovieLens (u.data, ratings.dat, ratings.csv), GeoLife GPS fixes
 (-> stay-point events) and generic CSV/TSV/Parquet/JSON lines (plain, .gz or .zip) whose
 columns are guessed from their names or given by ``mapping`` (canonical field -> column).
 
-The file is parsed once, in DuckDB SQL, into a staging table of the workspace
-(analytics/ingest_sql.py); rows are rejected per reason (``REASONS``; the report keeps the
-first line numbers of each), repeats found, suspicious times flagged and the registry stats
-computed from it, and ``Store.save_dataset`` turns it into the dataset, registry row and final
-report included, in one transaction, so a dataset appears whole or not at all.
+One import opens the file once (:class:`~analytics.ingest.layout.Source`) and runs four steps,
+one module each:
+
+1. **sniff** (sniff.py): layout and format from the file's head;
+2. **plan** (plan.py): the column plan, source column and SQL per canonical field;
+3. **stage** (stage.py): the one DuckDB parse into a staging table, with reject reasons
+   (``REASONS``; the report keeps the first line numbers of each), repeats, time flags and
+   registry stats;
+4. **publish** (publish.py): ``Store.save_dataset`` turns it into the dataset, registry row and
+   final report included, in one transaction, so a dataset appears whole or not at all.
 """
 
 from __future__ import annotations
 
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +38,13 @@ import duckdb
 
 from .. import schema
 from ..store import Store, StoreError
-from . import stage as ingest_sql
-from .detect import readable_path
-from .formats.geolife import StayParams, events_from_fixes
-from .lines import lines_for
-from .plans import build_plan
-from .sniff import sniff
-from .types import FIELDS, FLAGS, FORMATS, REASONS, ImportReport, IngestError, Sniff
+from . import stage
+from .formats.registry import FORMATS, get
+from .layout import Source
+from .plan import build_plan
+from .publish import publish
+from .sniff import check_format, sniff, sniff_source
+from .types import FIELDS, FLAGS, REASONS, ImportReport, IngestError, Sniff
 
 __all__ = ["FORMATS", "FIELDS", "REASONS", "FLAGS", "IngestError", "Sniff", "ImportReport",
            "sniff", "import_file", "default_name"]
@@ -77,70 +82,32 @@ def import_file(store: Store, path: str | Path, name: str | None = None, fmt: st
     Raises IngestError for a file or mapping that cannot be imported, StoreError when the name
     is taken and ``replace`` is false; either way the workspace is left unchanged.
     """
-    t0 = time.perf_counter()
+    started = time.perf_counter()
     path = Path(path)
-    sn = sniff(path, fmt)
-    name = _check_name(name if name else default_name(path), path)
-    if store.exists(name) and not replace:
-        raise StoreError(f"dataset {name!r} already exists; pass --replace to overwrite it "
-                         "or --name to import under another name")
-    plan = build_plan(sn, path, mapping)
-    try:
-        params = StayParams.from_dict(stay_params) if plan.stay_points else None
-    except (TypeError, ValueError) as exc:
-        raise IngestError(str(exc), path=path) from exc
-    st = ingest_sql.new_staged()
-    cur = store.cursor()
-    view = st.name("events")
-    try:
-        with ExitStack() as stack:
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="trailscope-import-"))
-            rpath = stack.enter_context(readable_path(path, sn.compression, sn.member,
-                                                      Path(tmp)))
-            ingest_sql.prepare(cur)
-            ingest_sql.drop_orphans(cur)
-            stack.enter_context(_memory_cap(cur, path.stat().st_size))
-            ingest_sql.stage(cur, sn, plan, rpath, st)
-            ingest_sql.profile(cur, st, dedup=not keep_duplicates)
-            if plan.genres_sql:
-                ingest_sql.load_genres(cur, st, plan.genres_sql)
-            examples = _examples(st, sn, rpath)
-            rejected = sum(st.rejected.values())
-            extra = _extra(sn, plan, st)
-            stats, flags = st.stats, st.flags
-            if plan.stay_points:
-                fixes = cur.execute(
-                    f"SELECT {schema.USER}, {schema.TS}, {schema.LAT}, {schema.LON} FROM "
-                    f"{st.stage} WHERE {ingest_sql.kept_where(st)} "
-                    f"ORDER BY {schema.USER}, {schema.TS}").df()
-                events, summary = events_from_fixes(fixes, params or StayParams())
-                extra.update(summary)
-                cur.register(view, events)
-                stats, flags = ingest_sql.table_stats(cur, view)
-            if stats["rows"] == 0:
-                raise _nothing_kept(path, sn, st, examples, plan.stay_points)
-            report = ImportReport(
-                name=name, source=str(path), format=sn.format, rows_read=st.rows_read,
-                rows_kept=stats["rows"], rows_rejected=rejected,
-                rejected_by_reason={k: v for k, v in st.rejected.items() if v},
-                examples=examples, flags=flags, users=stats["users"], items=stats["items"],
-                time_min=stats["time_min"], time_max=stats["time_max"],
-                has_coordinates=stats["min_lat"] is not None,
-                seconds=time.perf_counter() - t0, mapping=dict(plan.mapping), extra=extra)
-            if plan.stay_points:
-                info = store.save_dataset(
-                    name, f"SELECT {', '.join(schema.COLUMNS)} FROM {view}", source=str(path),
-                    fmt=sn.format, report=report.to_json(), replace=replace, con=cur,
-                    stats=stats)
-            else:
-                info = store.save_dataset(
-                    name, staged=st.stage, prepare=lambda c: ingest_sql.prune(c, st),
-                    source=str(path), fmt=sn.format, report=report.to_json(),
-                    replace=replace, con=cur, stats=stats)
-    finally:
-        _cleanup(cur, st, view)
-    report.rows_kept = info.rows
-    return report
+    fmt = check_format(fmt)
+    with Source(path) as src:
+        sn = sniff_source(src, fmt)  # 1. sniff
+        name = _check_name(name if name else default_name(path), path)
+        if store.exists(name) and not replace:
+            raise StoreError(f"dataset {name!r} already exists; pass --replace to overwrite "
+                             "it or --name to import under another name")
+        form = get(sn.format)
+        plan = build_plan(sn, form, path, mapping)  # 2. plan
+        try:
+            params = form.derive.params(stay_params) if form.derive else None
+        except (TypeError, ValueError) as exc:
+            raise IngestError(str(exc), path=path) from exc
+        st = stage.new_staged()
+        cur = store.cursor()
+        try:
+            with _memory_cap(cur, path.stat().st_size):
+                stage.run(cur, st, sn, plan, src, dedup=not keep_duplicates)  # 3. stage
+                return publish(store, cur, st, sn, plan, name=name, source=path,  # 4. publish
+                               derive=form.derive, params=params, replace=replace,
+                               started=started)
+        finally:
+            stage.cleanup(cur, st)
+            cur.close()
 
 
 _UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20,
@@ -178,64 +145,8 @@ def _memory_cap(cur: duckdb.DuckDBPyConnection, file_bytes: int) -> Iterator[Non
                 _cap_state["saved"] = None
 
 
-def _extra(sn: Sniff, plan: Any, st: ingest_sql.Staged) -> dict[str, Any]:
-    extra: dict[str, Any] = {"variant": sn.variant, "time_format": plan.ts_kind}
-    if st.native:
-        extra["read_natively"] = st.native  # parsed by DuckDB's CSV reader, not SQL casts
-    notes = list(plan.notes)
-    if not st.strict:
-        notes.append("read with strict CSV parsing off (mixed line endings or similar): "
-                     "rows with too many fields were cut, not rejected")
-    if notes:
-        extra["notes"] = notes
-    return extra
-
-
 def _check_name(name: str, path: Path) -> str:
     try:
         return schema.check_dataset_name(name)
     except ValueError as exc:
         raise IngestError(f"{exc}; choose another name with --name", path=path) from exc
-
-
-def _examples(st: ingest_sql.Staged, sn: Sniff, rpath: Path) -> dict[str, list[int]]:
-    """First line numbers per reason (staged row positions mapped to file lines)."""
-    wanted = sorted({r for rows in st.example_rows.values() for r in rows})
-    lines = dict(zip(wanted, lines_for(
-        wanted, path=rpath, compression="gzip" if sn.compression == "gzip" else "none",
-        kind=sn.kind, first_data_line=sn.first_data_line, malformed=st.malformed_lines),
-        strict=True))
-    out = {reason: sorted(lines[r] for r in rows) for reason, rows in st.example_rows.items()}
-    if st.malformed_lines:
-        out["malformed"] = st.malformed_lines[:5]
-    return {r: out[r] for r in REASONS if r in out}
-
-
-def _nothing_kept(path: Path, sn: Sniff, st: ingest_sql.Staged,
-                  examples: dict[str, list[int]], stays: bool) -> IngestError:
-    if stays and st.rows_read > sum(st.rejected.values()):
-        return IngestError("no stay points found in the GPS fixes (nobody stayed within the "
-                           "distance for the minimum time); loosen stay_params", path=path)
-    if st.rows_read == 0:
-        return IngestError("has no data rows", path=path, columns=sn.columns)
-    why = ", ".join(f"{n:,} {r} (e.g. line {examples.get(r, ['?'])[0]})"
-                    for r, n in st.rejected.items() if n)
-    return IngestError(f"every one of the {st.rows_read:,} rows was rejected: {why}. Check "
-                       "the column mapping and the time format", path=path,
-                       columns=sn.columns)
-
-
-def _cleanup(cur: duckdb.DuckDBPyConnection, st: ingest_sql.Staged, view: str) -> None:
-    """Drop the import's temp tables and its staging table (unless it became the dataset).
-    A staging table that cannot be dropped now is dropped by the next import."""
-    try:
-        ingest_sql.drop(cur, st)
-    except duckdb.Error:
-        pass  # temp tables vanish with the cursor, a staging table with the next import
-    try:
-        cur.unregister(view)
-    except duckdb.Error:
-        pass
-    finally:
-        cur.close()
-

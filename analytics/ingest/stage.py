@@ -1,10 +1,12 @@
-"""The importer's DuckDB pipeline. The file is parsed once:
+"""Step 3 of an import, **stage**: the one DuckDB parse of the file into a staging table of the
+workspace, with each row's reject reason, the registry stats, the time flags, the repeats and
+the line numbers of the first rejected rows. The file is parsed once:
 
 1. **stage** (the one scan of the file): every row is parsed into the canonical columns plus
    its reject reason (a CASE over the parsed values; NULL for a valid row) and appended, in
    file order, to a staging table of the workspace (``_ts_stage_<tag>``, committed on its
    own). A staged row's ``rowid`` is its position among the rows DuckDB read (DuckDB keeps
-   insertion order); analytics/ingest_lines.py turns positions into line numbers. CSV
+   insertion order); analytics/ingest/lines.py turns positions into line numbers. CSV
    columns are read as text and cast in SQL, except that plain ISO times and decimal
    numbers are first tried with DuckDB's typed reader (:func:`native_types`): it stops at
    the first value or line it refuses, and the file is then read as text after all.
@@ -14,10 +16,8 @@
 3. **duplicates** (unless kept): hashes of valid rows seen more than once are candidates;
    candidate rows are compared column by column (a window partitioned by every column), so a
    hash collision never drops a row, and the positions of the repeats go to a temp table.
-4. **publish**: ``Store.save_dataset(staged=...)`` runs :func:`prune` (delete rejected and
-   repeated rows, apply MovieLens genres, drop the reason column) and renames the staging
-   table into place, registry row included, in one transaction.
 
+The publish step (analytics/ingest/publish.py) then turns the staging table into the dataset.
 Why the staging table is committed before the publish transaction: deleting rows that were
 appended in the same transaction makes DuckDB rewrite the whole table at commit (+4.7 s CPU
 at 10M rows, BENCHMARKS.md "Import"); deleting from committed rows only marks them. If
@@ -25,7 +25,7 @@ anything fails the importer drops the staging table, and one left behind by a cr
 process is dropped by the next import (:func:`drop_orphans`).
 
 Everything runs on one cursor (temp tables are per connection) with the session time zone
-pinned to UTC (analytics/timeparse.py).
+pinned to UTC (analytics/ingest/timeparse.py).
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ import duckdb
 
 from .. import schema
 from . import timeparse
-from .formats.geohash import MACROS_SQL
-from .plans import ALIAS, Plan, ident, lit
-from .types import EXAMPLES_PER_REASON, REASONS, IngestError, Sniff
+from .layout import Source
+from .lines import lines_for
+from .sql import ident, lit
+from .types import ALIAS, EXAMPLES_PER_REASON, REASONS, IngestError, Plan, Sniff
 
 C = schema.COLUMNS
 U, IT, T, LA, LO = schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON
@@ -75,6 +76,7 @@ class Staged:
     rejected: dict[str, int] = field(default_factory=lambda: {r: 0 for r in REASONS})
     example_rows: dict[str, list[int]] = field(default_factory=dict)  # row positions
     malformed_lines: list[int] = field(default_factory=list)
+    examples: dict[str, list[int]] = field(default_factory=dict)  # file line numbers
     kept: int = 0  # valid rows that are no repeat
     stats: dict[str, Any] = field(default_factory=dict)  # STATS of the kept rows
     flags: dict[str, int] = field(default_factory=dict)
@@ -100,10 +102,10 @@ def new_staged() -> Staged:
     return st
 
 
-def prepare(cur: duckdb.DuckDBPyConnection) -> None:
-    """Session settings and macros the pipeline's SQL relies on."""
+def prepare(cur: duckdb.DuckDBPyConnection, plan: Plan) -> None:
+    """Session settings and macros the plan's SQL relies on."""
     cur.execute(timeparse.SESSION_SQL)
-    for sql in MACROS_SQL:
+    for sql in plan.macros:
         cur.execute(sql)
 
 
@@ -119,6 +121,34 @@ def drop_orphans(cur: duckdb.DuckDBPyConnection) -> None:
             cur.execute(f'DROP TABLE IF EXISTS "{n}"')
         except duckdb.Error:
             pass  # e.g. dropped by another import at the same moment
+
+
+def run(cur: duckdb.DuckDBPyConnection, st: Staged, sn: Sniff, plan: Plan, src: Source,
+        dedup: bool) -> None:
+    """Stage the file as planned: parse, profile, find repeats (``dedup``), load the genres
+    and map the first rejected rows to line numbers (``st.examples``)."""
+    prepare(cur, plan)
+    drop_orphans(cur)
+    path = src.readable()
+    stage(cur, sn, plan, path, st)
+    profile(cur, st, dedup=dedup)
+    if plan.genres_sql:
+        load_genres(cur, st, plan.genres_sql)
+    st.examples = examples(st, sn, path)
+
+
+def examples(st: Staged, sn: Sniff, path: Path) -> dict[str, list[int]]:
+    """First line numbers per reason (staged row positions mapped to the lines of ``path``,
+    the file DuckDB read)."""
+    wanted = sorted({r for rows in st.example_rows.values() for r in rows})
+    lines = dict(zip(wanted, lines_for(
+        wanted, path=path, compression="gzip" if sn.compression == "gzip" else "none",
+        kind=sn.kind, first_data_line=sn.first_data_line, malformed=st.malformed_lines),
+        strict=True))
+    out = {reason: sorted(lines[r] for r in rows) for reason, rows in st.example_rows.items()}
+    if st.malformed_lines:
+        out["malformed"] = st.malformed_lines[:5]
+    return {r: out[r] for r in REASONS if r in out}
 
 
 # -- SQL building blocks -------------------------------------------------------------------
@@ -357,24 +387,7 @@ def kept_where(st: Staged) -> str:
     return where
 
 
-# -- 4. publish -----------------------------------------------------------------------------
-def prune(cur: duckdb.DuckDBPyConnection, st: Staged) -> None:
-    """Turn the staging table into the dataset's rows (inside the publish transaction)."""
-    s = st.stage
-    drop = []
-    if any(n for r, n in st.rejected.items() if r not in ("malformed", "duplicate")):
-        drop.append(f"{REASON} IS NOT NULL")
-    if st.has_dups:
-        drop.append(f"rowid IN (SELECT rid FROM {st.name('dups')})")
-    if drop:
-        cur.execute(f"DELETE FROM {s} WHERE {' OR '.join(drop)}")
-    if st.has_genres:
-        g = st.name("genres")
-        cur.execute(f"UPDATE {s} SET {schema.CATEGORY} = {g}.genre FROM {g} "
-                    f"WHERE {s}.{IT} = {g}.item AND {g}.genre IS NOT NULL")
-    cur.execute(f"ALTER TABLE {s} DROP COLUMN {REASON}")
-
-
+# -- stats of derived events and cleanup --------------------------------------------------
 def table_stats(cur: duckdb.DuckDBPyConnection, table: str) -> tuple[dict[str, Any],
                                                                      dict[str, int]]:
     """STATS and flags of every row of ``table`` (e.g. GeoLife's stay points)."""
@@ -393,3 +406,12 @@ def drop(cur: duckdb.DuckDBPyConnection, st: Staged) -> None:
     finally:
         with _active_lock:
             _active.discard(st.tag)
+
+
+def cleanup(cur: duckdb.DuckDBPyConnection, st: Staged) -> None:
+    """:func:`drop`, at the end of an import that may have failed: a staging table that
+    cannot be dropped now is dropped by the next import."""
+    try:
+        drop(cur, st)
+    except duckdb.Error:
+        pass  # temp tables vanish with the cursor, a staging table with the next import

@@ -1,6 +1,7 @@
-"""Types shared by the importer modules: the error, the sniff result and the import report.
+"""The importer's data contracts, shared by every step and every format module: the error,
+the sniff result (:class:`Sniff`), the column plan (:class:`Plan`) and the import report.
 
-``analytics.ingest`` re-exports everything here; other code imports it from there.
+``analytics.ingest.pipeline`` re-exports the public ones; other code imports them from there.
 """
 
 from __future__ import annotations
@@ -14,10 +15,6 @@ from typing import Any
 import pandas as pd
 
 from .. import schema
-
-#: The formats ``import_file(fmt=...)`` accepts besides ``"auto"``.
-FORMATS: tuple[str, ...] = ("tsmc", "snap", "taobao", "tianchi", "movielens", "geolife",
-                            "generic")
 
 #: Canonical fields a mapping may name (keys of ``mapping``).
 FIELDS: tuple[str, ...] = schema.COLUMNS
@@ -33,6 +30,11 @@ FLAGS: tuple[str, ...] = ("ts_before_1990", "ts_in_future", "ts_outlier")
 
 #: How many example line numbers the report keeps per reason.
 EXAMPLES_PER_REASON = 5
+
+#: Inner alias of each canonical field's source text in a :class:`Plan`.
+ALIAS: dict[str, str] = {schema.USER: "u", schema.ITEM: "i", schema.TS: "t", schema.LAT: "la",
+                         schema.LON: "lo", schema.BEHAVIOR: "b", schema.CATEGORY: "c",
+                         schema.VALUE: "v", schema.TZ_OFFSET: "z"}
 
 
 class IngestError(ValueError):
@@ -67,7 +69,7 @@ class IngestError(ValueError):
 
 @dataclass
 class Sniff:
-    """What :func:`analytics.ingest.sniff` learnt from the head of a file.
+    """What :func:`analytics.ingest.pipeline.sniff` learnt from the head of a file.
 
     ``mapping`` maps canonical field -> source column (the guess the import would use);
     ``preview`` holds the first rows as strings; ``has_header`` is True when the first line of
@@ -98,6 +100,34 @@ class Sniff:
     def first_data_line(self) -> int:
         """1-based line number of the first data row."""
         return self.skip + 1 + (1 if self.has_header else 0)
+
+
+@dataclass
+class Plan:
+    """How one sniffed file becomes canonical columns: two layers of DuckDB SQL, evaluated by
+    the stage step (analytics/ingest/stage.py).
+
+    * ``inner``: text-level values taken from the source columns, keyed by :data:`ALIAS`
+      (``u`` user, ``i`` item, ``t`` time, ``la``/``lo`` coordinates as given, ``b``
+      behaviour, ``c`` category, ``v`` value, ``z`` tz offset), empty strings as NULL;
+    * ``typed``: canonical columns computed from those aliases (parsed time, numbers, defaults).
+
+    A format module adjusts both (analytics/ingest/formats/) and may add ``macros`` (SQL run on
+    the import's cursor first, e.g. the geohash decoder) and ``genres_sql`` (SELECT item,
+    genre: a category per item from a file beside the data, applied when publishing).
+    """
+
+    fmt: str
+    variant: str
+    mapping: dict[str, str]
+    inner: dict[str, str]
+    typed: dict[str, str]
+    ts_kind: str
+    #: strptime format of a plain ISO time column (timeparse.PLAIN_ISO), else None
+    ts_format: str | None = None
+    genres_sql: str | None = None
+    macros: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _iso(t: Any) -> str | None:

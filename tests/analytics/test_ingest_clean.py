@@ -264,19 +264,19 @@ def test_orphan_staging_table_dropped_by_next_import(store: Store, tmp_path: Pat
 
 def test_failure_while_publishing_keeps_the_old_dataset(store: Store, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from trailscope.analytics.ingest import stage as ingest_sql
+    from trailscope.analytics.ingest import publish
 
     path = tmp_path / "events.csv"
     _write_rows(path)
     import_file(store, path, name="ds")
     before = store.info("ds")
-    real_prune = ingest_sql.prune
+    real_prune = publish.prune
 
     def failing_prune(cur, st) -> None:  # noqa: ANN001
         real_prune(cur, st)  # rows deleted, column dropped: all of it must roll back
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ingest_sql, "prune", failing_prune)
+    monkeypatch.setattr(publish, "prune", failing_prune)
     path.write_text(GOOD_CSV)
     with pytest.raises(RuntimeError, match="disk full"):
         import_file(store, path, name="ds", replace=True)

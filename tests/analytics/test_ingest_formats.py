@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from trailscope.analytics import schema
 from trailscope.analytics.ingest import timeparse
-from trailscope.analytics.ingest.formats.geohash import decode
+from trailscope.analytics.ingest.geohash import decode
 from trailscope.analytics.ingest.pipeline import FORMATS, import_file, sniff
 from trailscope.analytics.store import Store
 
@@ -252,12 +252,12 @@ def test_time_kind_detection() -> None:
     assert timeparse.detect_kind(["2012-04-07 17:42", "yesterday"]) == "auto"
 
 
-# -- typed CSV reading (analytics.ingest_sql.native_types) -------------------------------------
+# -- typed CSV reading (analytics.ingest.stage.native_types) ---------------------------------
 def _typed_vs_text(store: Store, path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
-    from trailscope.analytics.ingest import stage as ingest_sql
+    from trailscope.analytics.ingest import stage
 
     typed = import_file(store, path, name="typed")
-    monkeypatch.setattr(ingest_sql, "NATIVE", False)
+    monkeypatch.setattr(stage, "NATIVE", False)
     text = import_file(store, path, name="text")
     assert "read_natively" not in text.extra
     a, b = typed.to_json(), text.to_json()
@@ -299,11 +299,12 @@ def test_typed_read_falls_back_to_text(store: Store, tmp_path: Path,
             "v3,j3,2020-01-02 10:00:00,1,5,0x10", "v4,j4,soon,52.5,13.4,1"]
     path = tmp_path / "late.csv"
     path.write_text("\n".join(["user,item,ts,lat,lon,value", *head, *tail]) + "\n")
-    from trailscope.analytics.ingest.plans import build_plan
+    from trailscope.analytics.ingest.formats.registry import get
+    from trailscope.analytics.ingest.plan import build_plan
     from trailscope.analytics.ingest.stage import native_types
 
     sn = sniff(path)
-    assert native_types(sn, build_plan(sn, path)) == {
+    assert native_types(sn, build_plan(sn, get(sn.format), path)) == {
         "ts": "TIMESTAMP", "lat": "DOUBLE", "lon": "DOUBLE", "value": "DOUBLE"}  # tried first
     r, ev = _typed_vs_text(store, path, monkeypatch)
     assert "read_natively" not in r.extra

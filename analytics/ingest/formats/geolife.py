@@ -1,5 +1,10 @@
-"""GeoLife GPS fixes -> stay-point events (Li et al. 2008, "Mining user similarity based on
-location history").
+"""GeoLife GPS trajectories (format ``geolife``; Zheng et al.), imported as stay-point events.
+
+Variants: ``plt`` (one trajectory per ``.plt`` file: six lines of preamble, then lat, lon, 0,
+altitude, days, date, time; the user is the folder above ``Trajectory``, the time is date +
+time) and ``csv`` (a header ``lat,lng,datetime,uid``). The fixes are validated like events
+(user, time, coordinates; no item needed) and then turned into stay-point events (Li et al.
+2008, "Mining user similarity based on location history"):
 
 A stay point is a stretch of a user's trajectory that stays within ``dist_m`` metres of its
 first fix for at least ``min_minutes``; it is summarised by its mean position, arrival time
@@ -13,12 +18,19 @@ lat/lon = the place's centroid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ... import schema
+from ..layout import TextLayout, norm
+from ..sql import lit, source_text
+from ..types import Plan, Sniff
+from .base import Derive, Format
 
+U, IT, T, LAT, LON = schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON
+HEADER = {"lat", "lng", "datetime", "uid"}
 EARTH_RADIUS_M = 6_371_008.8
 
 
@@ -180,3 +192,64 @@ def events_from_fixes(fixes: pd.DataFrame, params: StayParams) -> tuple[pd.DataF
                "places": int(len(cent)), "stay_dist_m": params.dist_m,
                "stay_min_minutes": params.min_minutes, "place_cluster_m": params.cluster_m}
     return ev, summary
+
+
+# -- the format's rules ----------------------------------------------------------------------
+def _claim(path: Path, text: str | None) -> str | None:
+    """A .plt file (by name, or by its first line) is a GeoLife trajectory, whatever else."""
+    plt = path.suffix.lower() == ".plt" or (text is not None
+                                            and text.startswith("Geolife trajectory"))
+    return "plt" if plt else None
+
+
+def _recognise(lay: TextLayout, path: Path) -> str | None:
+    return "csv" if lay.has_header and HEADER <= lay.names else None
+
+
+def _fit(sn: Sniff) -> str | None:
+    return "csv" if HEADER <= {norm(c) for c in sn.columns} else None
+
+
+def _required(variant: str) -> tuple[str, ...]:
+    return (T,) if variant == "plt" else (U, T)
+
+
+def _complete(mapping: dict[str, str], sn: Sniff) -> None:
+    if sn.variant == "plt" and T not in mapping and "date" in sn.columns:
+        mapping[T] = "date"
+
+
+def _time_text(sn: Sniff, mapping: dict[str, str],
+               user_set: set[str]) -> tuple[str, list[str]] | None:
+    """A .plt file's time is its date and time columns together (unless the user mapped ts)."""
+    if sn.variant != "plt" or T in user_set or "time" not in sn.columns:
+        return None
+    tcol = mapping[T]
+    sql = f"nullif(concat_ws(' ', {source_text(sn, tcol)}, {source_text(sn, 'time')}), ' ')"
+    i, j = sn.columns.index(tcol), sn.columns.index("time")
+    return sql, [f"{r[i]} {r[j]}" for r in sn.sample if j < len(r)]
+
+
+def plt_user(path: Path) -> str:
+    """GeoLife's user id of a .plt file: the folder above ``Trajectory`` (Data/000/...)."""
+    return path.parent.parent.name if path.parent.name.lower() == "trajectory" else path.stem
+
+
+def _rules(plan: Plan, sn: Sniff, path: Path, user_set: set[str]) -> None:
+    if IT not in plan.mapping:
+        plan.inner["i"] = "'fix'"  # every fix is staged as an event of one item
+    if plan.variant == "plt" and U not in plan.mapping:
+        plan.inner["u"] = lit(plt_user(path))
+
+
+FORMAT = Format(
+    name="geolife", recognise=_recognise, fit=_fit,
+    expect="a header lat,lng,datetime,uid or a .plt trajectory file",
+    claim=_claim, preamble={"plt": 6},
+    names={"plt": ["lat", "lon", "zero", "altitude", "days", "date", "time"]},
+    columns={"csv": {U: ("uid",), T: ("datetime",), LAT: ("lat",), LON: ("lng",)},
+             "plt": {LAT: ("lat",), LON: ("lon",)}},
+    required=_required, complete=_complete, time_text=_time_text, rules=_rules,
+    derive=Derive(params=StayParams.from_dict, events=events_from_fixes,
+                  empty="no stay points found in the GPS fixes (nobody stayed within the "
+                        "distance for the minimum time); loosen stay_params"))

@@ -1,9 +1,10 @@
-"""File recognition for the importer: open the head of a file, find how it is laid out
-(CSV-like text, Parquet or JSON lines; delimiter, header, quoting, compression) and which of
-the known formats it is (``analytics.ingest.FORMATS``).
+"""How a file is laid out, before knowing which format it is: open it once (:class:`Source`:
+the decompressed head, and a path DuckDB can read), tell CSV-like text from Parquet and JSON
+lines, and find a text file's delimiter, header, quoting and sample rows (:class:`TextLayout`).
+Also the value-shape tests the format modules recognise their files with.
 
 Only the head of the file is read here (:data:`HEAD_BYTES`, decompressed); the import itself
-streams the whole file through DuckDB (analytics/ingest_sql.py).
+streams the whole file through DuckDB (analytics/ingest/stage.py).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import csv
 import gzip
 import re
 import shutil
+import tempfile
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 from . import timeparse
 from .types import IngestError
@@ -29,9 +32,6 @@ PREVIEW_ROWS = 10
 #: Candidate delimiters, in order of preference when several fit equally well.
 DELIMITERS: tuple[str, ...] = ("::", "\t", ",", ";", "|")
 DELIMITER_NAMES = {"::": "'::'", "\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
-PLT_SKIP = 6  # GeoLife .plt files start with six lines of preamble
-
-TAOBAO_BEHAVIORS = {"pv", "cart", "fav", "buy"}
 _NUM_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][\w .\-()/#]*$")
@@ -96,23 +96,54 @@ def zip_member(zf: zipfile.ZipFile, path: Path) -> str:
     return max(members, key=lambda i: i.file_size).filename
 
 
-@contextmanager
-def readable_path(path: Path, compression: str, member: str | None,
-                  tmpdir: Path) -> Iterator[Path]:
-    """A path DuckDB can read: the file itself, or a zip member extracted into ``tmpdir``."""
-    if compression != "zip":
-        yield path
-        return
-    out = tmpdir / Path(member or "member").name
-    try:
-        with zipfile.ZipFile(path) as zf, zf.open(member or "") as src, out.open("wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-    except (OSError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
-        raise IngestError(f"cannot extract {member!r} from the zip ({exc})", path=path) from exc
-    try:
-        yield out
-    finally:
-        out.unlink(missing_ok=True)
+class Source:
+    """One file to sniff or import, opened once: its path, its decompressed head (read here),
+    and on demand a path DuckDB can read: the file itself, or its zip member extracted once
+    into a temp folder that :meth:`close` removes. Use it as a context manager."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.head = read_head(self.path)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._readable: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        """csv, parquet or json (:func:`content_kind`)."""
+        return content_kind(self.head)
+
+    def readable(self) -> Path:
+        """A path DuckDB can read (a zip member is extracted on the first call only)."""
+        if self._readable is not None:
+            return self._readable
+        if self.head.compression != "zip":
+            self._readable = self.path
+            return self.path
+        member = self.head.member
+        self._tmp = tempfile.TemporaryDirectory(prefix="trailscope-import-")
+        out = Path(self._tmp.name) / Path(member or "member").name
+        try:
+            with zipfile.ZipFile(self.path) as zf, zf.open(member or "") as src, \
+                    out.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except (OSError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+            raise IngestError(f"cannot extract {member!r} from the zip ({exc})",
+                              path=self.path) from exc
+        self._readable = out
+        return out
+
+    def close(self) -> None:
+        """Remove an extracted zip member."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp, self._readable = None, None
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def content_kind(head: Head) -> str:
@@ -144,6 +175,7 @@ def decode_text(head: Head, path: Path) -> tuple[str, str]:
 
 
 def split_line(line: str, delim: str, quote: str) -> list[str]:
+    """One line's fields (``::`` is split plainly: DuckDB reads it without quoting)."""
     if delim == "::":
         return line.split("::")
     if quote:
@@ -171,7 +203,19 @@ def choose_delimiter(lines: list[str], quote: str) -> tuple[str, int] | None:
 
 
 def is_number(s: str) -> bool:
+    """A decimal or scientific number."""
     return bool(_NUM_RE.match(s.strip()))
+
+
+def is_int(s: str) -> bool:
+    """An integer."""
+    return bool(_INT_RE.match(s.strip()))
+
+
+def column_all(rows: list[list[str]], j: int, pred: Callable[[str], bool]) -> bool:
+    """True when column ``j`` has values in the first 50 sample rows and all fit ``pred``."""
+    vals = [r[j] for r in rows[:50] if j < len(r) and r[j].strip()]
+    return bool(vals) and all(pred(v) for v in vals)
 
 
 def looks_like_data(s: str) -> bool:
@@ -181,7 +225,7 @@ def looks_like_data(s: str) -> bool:
                                             for k in ("iso", "tsmc", "date_hour")))
 
 
-def has_header(rows: list[list[str]], known: set[str]) -> bool:
+def has_header(rows: list[list[str]], known: AbstractSet[str]) -> bool:
     """Guess whether ``rows[0]`` names the columns (``known``: normalised familiar names)."""
     first, rest = rows[0], rows[1:]
     if any(looks_like_data(f) for f in first):
@@ -216,6 +260,8 @@ def column_names(header: list[str] | None, width: int) -> list[str]:
 
 @dataclass
 class TextLayout:
+    """A CSV-like file's layout (or a Parquet/JSON file's columns and sample, as text)."""
+
     delimiter: str
     has_header: bool
     columns: list[str]
@@ -225,8 +271,13 @@ class TextLayout:
     padded: bool  # some values carry leading/trailing blanks
     rows: list[list[str]]  # sample data rows (header excluded)
 
+    @property
+    def names(self) -> set[str]:
+        """The column names, normalised (:func:`norm`)."""
+        return {norm(c) for c in self.columns}
 
-def text_layout(text: str, encoding: str, path: Path, known: set[str],
+
+def text_layout(text: str, encoding: str, path: Path, known: AbstractSet[str],
                 skip: int = 0) -> TextLayout:
     """Delimiter, header and sample rows of a CSV-like head; IngestError when it has none."""
     lines = [ln.rstrip("\r") for ln in text.split("\n")[skip:]]
@@ -247,46 +298,3 @@ def text_layout(text: str, encoding: str, path: Path, known: set[str],
     padded = any(v != v.strip() for r in data[:200] for v in r if v)
     return TextLayout(delim, header, column_names(rows[0] if header else None, width),
                       quote, encoding, skip, padded, data[:SAMPLE_ROWS])
-
-
-# -- which known format ------------------------------------------------------------------
-def _int(s: str) -> bool:
-    return bool(_INT_RE.match(s.strip()))
-
-
-def _all(rows: list[list[str]], j: int, pred) -> bool:
-    vals = [r[j] for r in rows[:50] if j < len(r) and r[j].strip()]
-    return bool(vals) and all(pred(v) for v in vals)
-
-
-def detect_text_format(lay: TextLayout, path: Path) -> tuple[str, str]:
-    """(format, variant) of a CSV-like file from its header names or field shapes."""
-    if path.suffix.lower() == ".plt":
-        return "geolife", "plt"
-    cols = {norm(c) for c in lay.columns}
-    if lay.has_header:
-        if {"stanpoiid", "utctimeminute"} <= cols:
-            return "tsmc", "reconstructed"
-        if ({"poiid", "utctime"} <= cols or {"venueid", "utctimestamp"} <= cols):
-            return "tsmc", "processed"
-        if {"userid", "movieid", "rating"} <= cols:
-            return "movielens", "csv"
-        if {"userid", "itemid", "behaviortype", "time"} <= cols:
-            return "tianchi", ""
-        if {"lat", "lng", "datetime", "uid"} <= cols:
-            return "geolife", "csv"
-        return "generic", ""
-    rows, width, d = lay.rows, len(lay.columns), lay.delimiter
-    if d == "::" and width >= 3 and _all(rows, 0, _int) and _all(rows, 1, _int):
-        return "movielens", "dat"
-    if d == "\t" and width == 8 and _all(rows, 7, lambda v: timeparse.matches("tsmc", v)):
-        return "tsmc", "raw"
-    if (d == "\t" and width == 5 and _all(rows, 1, lambda v: timeparse.matches("iso", v))
-            and _all(rows, 2, is_number) and _all(rows, 3, is_number)):
-        return "snap", ""
-    if d == "\t" and width == 4 and all(_all(rows, j, _int) for j in range(4)):
-        return "movielens", "udata"
-    if (d == "," and width == 5 and _all(rows, 3, lambda v: v.strip() in TAOBAO_BEHAVIORS)
-            and _all(rows, 4, _int)):
-        return "taobao", ""
-    return "generic", ""
