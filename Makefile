@@ -34,9 +34,11 @@ run: setup
 	  || $(VENV)/bin/trailscope sample --name sample
 	$(VENV)/bin/trailscope serve --host $(HOST) --port $(PORT) --dataset sample
 
+# Real-data tests read the slices in tests/data/; those marked full_data read the complete files
+# in $TRAILSCOPE_DATA (default ../shared/data) and are skipped, with the reason, without them.
 test: setup browser
 	$(VENV)/bin/ruff check app analytics models bench tests
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -ra --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check app analytics models bench tests

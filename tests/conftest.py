@@ -1,4 +1,14 @@
-"""Shared fixtures: the real datasets in ../shared/data and a throw-away workspace."""
+"""Shared fixtures: the real datasets and a throw-away workspace.
+
+Two kinds of real data (tests/data/README.md):
+
+- slices committed under ``tests/data/`` (Foursquare NYC, Taobao UserBehavior, GeoLife) in the
+  original file formats: ``NYC``, ``TAOBAO``, ``GEOLIFE``. Every test can use them, anywhere.
+- the complete files in ``$TRAILSCOPE_DATA`` (default ``../shared/data`` beside the repository):
+  ``FULL_NYC``, ``FULL_TAOBAO``, ``FULL_GEOLIFE`` and ``MOVIELENS`` (whose terms forbid
+  redistribution, so it has no slice). A test that reads them is marked ``full_data`` (or
+  requests the ``full_data`` fixture, which marks it) and is skipped when the folder is missing.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +22,51 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 
-NYC = SHARED_DATA / "foursquare-nyc" / "NYC_checkins_reconstructed.csv.gz"
-MOVIELENS = SHARED_DATA / "movielens-100k" / "u.data"
-TAOBAO = SHARED_DATA / "taobao-userbehavior" / "UserBehavior_head84475.csv"
-GEOLIFE = SHARED_DATA / "geolife" / "geolife_sample.txt.gz"
+#: Committed slices of the redistributable datasets (tests/data/make_slices.py cuts them).
+SLICES = ROOT / "tests" / "data"
+NYC = SLICES / "foursquare-nyc" / "NYC_checkins_reconstructed.csv.gz"
+TAOBAO = SLICES / "taobao-userbehavior" / "UserBehavior_head26222.csv"
+GEOLIFE = SLICES / "geolife" / "geolife_sample.txt.gz"
+
+#: The complete datasets: $TRAILSCOPE_DATA, else ../shared/data relative to the repository.
+FULL_DATA = Path(os.environ.get("TRAILSCOPE_DATA") or ROOT / ".." / "shared" / "data").resolve()
+FULL_NYC = FULL_DATA / "foursquare-nyc" / "NYC_checkins_reconstructed.csv.gz"
+FULL_TAOBAO = FULL_DATA / "taobao-userbehavior" / "UserBehavior_head84475.csv"
+FULL_GEOLIFE = FULL_DATA / "geolife" / "geolife_sample.txt.gz"
+MOVIELENS = FULL_DATA / "movielens-100k" / "u.data"
+
+FULL_DATA_REASON = (f"full_data: needs the complete datasets in {FULL_DATA} "
+                    "(set TRAILSCOPE_DATA; tests/data/README.md)")
+
+
+def has_full_data() -> bool:
+    return FULL_DATA.is_dir()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark tests that request ``full_data``; skip every marked test when the folder is missing."""
+    skip = pytest.mark.skip(reason=FULL_DATA_REASON)
+    available = has_full_data()
+    for item in items:
+        if {"full_data", "shared_data"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.full_data)
+        if not available and item.get_closest_marker("full_data"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Path of ../shared/data; the real data is required, so a missing folder is an error."""
-    if not SHARED_DATA.is_dir():
-        raise RuntimeError(f"{SHARED_DATA} is missing: tests need the shared real datasets")
-    return SHARED_DATA
+def full_data() -> Path:
+    """The folder of the complete datasets ($TRAILSCOPE_DATA); skips the test when missing."""
+    if not has_full_data():
+        pytest.skip(FULL_DATA_REASON)
+    return FULL_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data(full_data) -> Path:
+    """Old name of ``full_data``, kept while test files move over; remove once unused."""
+    return full_data
 
 
 @pytest.fixture()

@@ -1,4 +1,5 @@
-"""The importer on the shared real datasets: exact counts from data/README.md."""
+"""The importer on real datasets: exact counts of the committed slices (tests/data/README.md)
+and, marked full_data, of the complete files (the shared data README's numbers)."""
 
 from __future__ import annotations
 
@@ -9,31 +10,40 @@ from trailscope.analytics import schema
 from trailscope.analytics.ingest.pipeline import import_file, sniff
 from trailscope.analytics.store import Store
 
-from tests.conftest import GEOLIFE, MOVIELENS, NYC, TAOBAO
+from tests.conftest import FULL_GEOLIFE, FULL_NYC, FULL_TAOBAO, GEOLIFE, MOVIELENS, NYC, TAOBAO
+
+_full = pytest.mark.full_data
+# (file, rows, exact duplicates, users, items, first check-in): counted from the files
+NYC_CASES = [
+    pytest.param(NYC, 47_929, 91, 361, 3_565, datetime(2012, 4, 3, 18, 0), id="slice"),
+    pytest.param(FULL_NYC, 147_938, 458, 1_083, 5_135, datetime(2012, 4, 3, 18, 0), id="full",
+                 marks=_full),
+]
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory, shared_data) -> Store:
+def ws(tmp_path_factory) -> Store:
     s = Store(tmp_path_factory.mktemp("ws") / "trailscope.duckdb")
     yield s
     s.close()
 
 
-def test_nyc_reconstructed(ws: Store) -> None:
-    assert sniff(NYC).format == "tsmc"
-    r = import_file(ws, NYC, name="nyc")
+@pytest.mark.parametrize(("path", "rows", "dups", "users", "items", "first"), NYC_CASES)
+def test_nyc_reconstructed(ws: Store, path, rows, dups, users, items, first) -> None:
+    assert sniff(path).format == "tsmc"
+    r = import_file(ws, path, name="nyc", replace=True)
     assert r.format == "tsmc"
-    assert r.rows_read == 147_938
+    assert r.rows_read == rows
     # the file's times are to the minute, so some check-ins repeat exactly
-    assert r.rejected_by_reason.get("duplicate", 0) == 458
-    assert r.rows_rejected == 458 and r.rows_kept == 147_938 - 458
-    assert (r.users, r.items) == (1_083, 5_135)
+    assert r.rejected_by_reason.get("duplicate", 0) == dups
+    assert r.rows_rejected == dups and r.rows_kept == rows - dups
+    assert (r.users, r.items) == (users, items)
     assert r.has_coordinates
-    assert r.time_min == datetime(2012, 4, 3, 18, 0) and r.time_max.year == 2013
+    assert r.time_min == first and r.time_max.year == 2013
     # each example line really repeats an earlier line of the file
     import gzip
 
-    lines = gzip.open(NYC, "rt").read().splitlines()
+    lines = gzip.open(path, "rt").read().splitlines()
     for ln in r.examples["duplicate"]:
         assert lines[ln - 1] in lines[1:ln - 1]
     # venue category is known for ~70% of rows; rows without it are kept (NULL category)
@@ -41,16 +51,20 @@ def test_nyc_reconstructed(ws: Store) -> None:
                       f"count(*) AS n FROM {ws.table('nyc')}").iloc[0]
     assert 0.2 < cat["missing"] / cat["n"] < 0.4
     info = ws.info("nyc")
-    assert info.rows == r.rows_kept and info.report["users"] == 1_083
-    assert info.report["rejected_by_reason"]["duplicate"] == 458
+    assert info.rows == r.rows_kept and info.report["users"] == users
+    assert info.report["rejected_by_reason"]["duplicate"] == dups
 
 
-def test_nyc_keep_duplicates(ws: Store) -> None:
-    r = import_file(ws, NYC, name="nyc_all", keep_duplicates=True)
-    assert r.rows_kept == 147_938 and r.rows_rejected == 0
+@pytest.mark.parametrize(("path", "rows"), [pytest.param(NYC, 47_929, id="slice"),
+                                            pytest.param(FULL_NYC, 147_938, id="full",
+                                                         marks=_full)])
+def test_nyc_keep_duplicates(ws: Store, path, rows) -> None:
+    r = import_file(ws, path, name="nyc_all", keep_duplicates=True, replace=True)
+    assert r.rows_kept == rows and r.rows_rejected == 0
     assert r.rejected_by_reason.get("duplicate", 0) == 0
 
 
+@_full
 def test_movielens_100k(ws: Store) -> None:
     r = import_file(ws, MOVIELENS, name="ml100k")
     assert r.format == "movielens"
@@ -68,14 +82,18 @@ def test_movielens_100k(ws: Store) -> None:
     assert set(ev["beh"]) == {"rate"}
 
 
-def test_taobao_sample(ws: Store) -> None:
-    r = import_file(ws, TAOBAO, name="taobao")
+@pytest.mark.parametrize(("path", "rows", "users", "items"), [
+    pytest.param(TAOBAO, 26_222, 250, 18_624, id="slice"),
+    pytest.param(FULL_TAOBAO, 84_475, 815, 55_368, id="full", marks=_full)])
+def test_taobao_sample(ws: Store, path, rows, users, items) -> None:
+    r = import_file(ws, path, name="taobao", replace=True)
     assert r.format == "taobao"
-    assert r.rows_read == 84_475 and r.rows_kept == 84_475
-    assert r.users == 815
+    assert r.rows_read == rows and r.rows_kept == rows
+    assert r.users == users
     # Items are keyed by item id: 55,368, the README's number. (item, category) pairs number
-    # 55,369 because one item appears under two categories; nothing is rejected, so no gap.
-    assert r.items == 55_368
+    # 55,369 because one item appears under two categories (the slice: 18,624 and 18,625);
+    # nothing is rejected, so no gap.
+    assert r.items == items
     beh = ws.query_df(f"SELECT DISTINCT {schema.BEHAVIOR} AS b FROM {ws.table('taobao')}")
     assert set(beh["b"]) == {"pv", "cart", "fav", "buy"}
     # a few timestamps lie far before the 2017-11-25..12-03 window (as in the original):
@@ -87,10 +105,13 @@ def test_taobao_sample(ws: Store) -> None:
     assert list(tz["z"]) == [480]
 
 
-def test_geolife_sample(ws: Store) -> None:
-    r = import_file(ws, GEOLIFE, name="geolife")
+@pytest.mark.parametrize(("path", "fixes"), [
+    pytest.param(GEOLIFE, 121_458, id="slice"),
+    pytest.param(FULL_GEOLIFE, 217_653, id="full", marks=_full)])
+def test_geolife_sample(ws: Store, path, fixes) -> None:
+    r = import_file(ws, path, name="geolife", replace=True)
     assert r.format == "geolife"
-    assert r.rows_read == 217_653  # GPS fixes read
+    assert r.rows_read == fixes  # GPS fixes read
     assert r.has_coordinates and r.users == 2 and r.items > 1
     assert r.rows_kept == r.extra["stay_points"] > 10
     ev = ws.events("geolife")

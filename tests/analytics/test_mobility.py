@@ -226,7 +226,7 @@ def test_od_counts_by_hand() -> None:
 
 
 @pytest.fixture(scope="module")
-def nyc(tmp_path_factory, shared_data):
+def nyc(tmp_path_factory):
     store, name = nyc_store(tmp_path_factory.mktemp("nyc_mobility"))
     yield store, name, store.events(name)
     store.close()

@@ -117,7 +117,7 @@ def test_hex_density_by_hand() -> None:
 
 # -- real data: NYC, pandas == DuckDB -----------------------------------------------------
 @pytest.fixture(scope="module")
-def nyc(tmp_path_factory, shared_data):
+def nyc(tmp_path_factory):
     store, name = nyc_store(tmp_path_factory.mktemp("nyc_space"))
     yield store, name
     store.close()
@@ -136,7 +136,7 @@ def test_grid_density_sql_equals_pandas_on_nyc(nyc, window) -> None:
     want = space.grid_density(events, 500, window=window)
     pd.testing.assert_frame_equal(got, want)
     if window is None:
-        assert got["count"].sum() == int(geo.has_coords(events).sum()) > 100_000
+        assert got["count"].sum() == int(geo.has_coords(events).sum()) > 40_000  # slice: 47,838
 
 
 def test_hex_density_sql_equals_pandas_on_nyc(nyc) -> None:

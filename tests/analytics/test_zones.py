@@ -156,7 +156,7 @@ def test_trend_labels(series, label) -> None:
 
 # -- real data: NYC -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def nyc(tmp_path_factory, shared_data):
+def nyc(tmp_path_factory):
     store, name = nyc_store(tmp_path_factory.mktemp("nyc_zones"))
     yield store, name, store.events(name)
     store.close()
@@ -208,7 +208,7 @@ def test_find_zones_sql_equals_pandas_on_nyc(nyc, kw) -> None:
     pd.testing.assert_frame_equal(got.places, want.places, check_exact=True)
     pd.testing.assert_frame_equal(got.zones, want.zones)
     pd.testing.assert_frame_equal(got.activity, want.activity)
-    assert len(want.zones) > 20 and want.activity[zones.VISITS].sum() > 50_000
+    assert len(want.zones) > 20 and want.activity[zones.VISITS].sum() > 15_000  # slice: 19,020+
 
 
 def test_zones_sql_where_filter(nyc) -> None:

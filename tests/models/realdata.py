@@ -1,7 +1,8 @@
-"""Load the shared real datasets into a store for model tests.
+"""Load real datasets into a store for model tests, through the project's importer.
 
-Uses ``analytics.ingest.import_file`` when that module exists; until then each file is read
-straight into the canonical schema with DuckDB and saved with ``Store.save_dataset``.
+``nyc`` and ``taobao`` are the slices committed in tests/data/; ``ml`` is the complete
+MovieLens 100K from $TRAILSCOPE_DATA (no slice may be committed), so a test loading it is
+marked ``full_data``.
 """
 
 from __future__ import annotations
@@ -9,55 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from trailscope.analytics import schema
+from trailscope.analytics.ingest.pipeline import import_file
 from trailscope.analytics.store import Store
 
 from tests.conftest import MOVIELENS, NYC, TAOBAO
 
 _COLS = ", ".join(schema.COLUMNS)
 
-
-def _select(path: Path) -> tuple[str, str]:
-    """(SELECT in canonical column order, format name) for one of the shared files."""
-    if path == NYC:
-        poi = path.parent / "NYC_POI_raw.csv"
-        return (f"""SELECT CAST(c.user_id AS VARCHAR) AS {schema.USER},
-                   CAST(c.stan_poi_id AS VARCHAR) AS {schema.ITEM},
-                   CAST(c.utc_time_minute AS TIMESTAMP) AS {schema.TS},
-                   coalesce(c.latitude, p.latitude) AS {schema.LAT},
-                   coalesce(c.longitude, p.longitude) AS {schema.LON},
-                   'visit' AS {schema.BEHAVIOR}, c.venue_category AS {schema.CATEGORY},
-                   CAST(NULL AS DOUBLE) AS {schema.VALUE},
-                   CAST(NULL AS INTEGER) AS {schema.TZ_OFFSET}
-                FROM read_csv('{path}') c
-                LEFT JOIN read_csv('{poi}') p USING (stan_poi_id)""", "foursquare-nyc")
-    if path == MOVIELENS:
-        return (f"""SELECT CAST(column0 AS VARCHAR), CAST(column1 AS VARCHAR),
-                   to_timestamp(column3)::TIMESTAMP, NULL::DOUBLE, NULL::DOUBLE, 'rate',
-                   NULL::VARCHAR, CAST(column2 AS DOUBLE), NULL::INTEGER
-                FROM read_csv('{path}', delim='\t', header=false)""", "movielens")
-    if path == TAOBAO:
-        return (f"""SELECT CAST(column0 AS VARCHAR), CAST(column1 AS VARCHAR),
-                   to_timestamp(column4)::TIMESTAMP, NULL::DOUBLE, NULL::DOUBLE, column3,
-                   CAST(column2 AS VARCHAR), NULL::DOUBLE, 480
-                FROM read_csv('{path}', header=false)""", "taobao")
-    raise ValueError(f"no loader for {path}")
+#: The files ``real_workspace`` loads, by dataset name.
+PATHS = {"nyc": NYC, "ml": MOVIELENS, "taobao": TAOBAO}
 
 
 def load(store: Store, path: Path, name: str) -> str:
-    """Import ``path`` as dataset ``name`` (via analytics.ingest if available)."""
-    try:
-        from trailscope.analytics.ingest.pipeline import import_file
-    except ImportError:
-        import_file = None
-    if import_file is not None:
-        import_file(store, path, name=name)
-        return name
-    sql, fmt = _select(path)
-    # duckdb TIMESTAMPTZ -> naive UTC: to_timestamp is tz-aware; session tz pinned to UTC
-    con = store.cursor()
-    con.execute("SET TimeZone = 'UTC'")
-    store.save_dataset(name, sql, source=str(path), fmt=fmt, report={}, con=con)
-    con.close()
+    """Import ``path`` as dataset ``name`` with the project's importer."""
+    import_file(store, path, name=name)
     return name
 
 
@@ -86,9 +52,8 @@ def save_frame(store: Store, name: str, df, replace: bool = False) -> str:
 
 
 def real_workspace(folder: Path, *datasets: str) -> Store:
-    """A store in ``folder`` with the named shared datasets loaded ("nyc", "ml", "taobao")."""
-    paths = {"nyc": NYC, "ml": MOVIELENS, "taobao": TAOBAO}
+    """A store in ``folder`` with the named datasets loaded ("nyc", "taobao"; "ml" is full data)."""
     store = Store(Path(folder) / "trailscope.duckdb")
     for name in datasets:
-        load(store, paths[name], name)
+        load(store, PATHS[name], name)
     return store
