@@ -70,14 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     from trailscope.models.explain.attention import attention_frame, attention_importance
     from trailscope.models.explain.attribution import explain, integrated_gradients
     from trailscope.models.explain.deletion import deletion_test, faithfulness
-    from trailscope.models.training import checkpoint as ckpt
 
     OUT.mkdir(exist_ok=True)
     home = a.home or Path(tempfile.mkdtemp(prefix="explain-home-", dir=OUT))
     home.mkdir(parents=True, exist_ok=True)
     print(f"workspace {home}; torch threads {torch.get_num_threads()}")
     store, model_id = _workspace(home, a.epochs, print)
-    loaded = api._load(store, ckpt.find(store, "nyc", model_id))
+    loaded = api.load(store, "nyc", model_id)
     model, meta = loaded.model, loaded.meta
     users = [str(u) for u in store.query_df(
         f"SELECT DISTINCT {USER} AS u FROM {store.table('nyc')} ORDER BY 1")["u"]]

@@ -1,13 +1,14 @@
 """The models service API: what the CLI and the dashboard call.
 
-``train`` (re-exported from models.train), ``evaluate``, ``list_models`` and ``recommend``.
-Loaded models are cached per checkpoint file (keyed by path and modification time).
+``train`` (re-exported from models.train), ``evaluate``, ``list_models``, ``load`` and
+``recommend``. Nothing is cached here: ``load`` rebuilds a model from its file on every call,
+and a caller that serves many requests (the dashboard's service layer) memoises the loaded
+model and hands it to ``recommend(..., loaded=...)``.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,27 +23,11 @@ from .training import checkpoint as ckpt
 from .training.evaluate import evaluate_model
 from .training.loop import TrainResult, train
 
-__all__ = ["train", "TrainResult", "evaluate", "list_models", "recommend"]
+__all__ = ["train", "TrainResult", "evaluate", "list_models", "default_model", "load",
+           "recommend"]
 
 METRIC_KEYS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr",
                "coverage@10", "popularity@10")
-_CACHE: dict[tuple[str, float], ckpt.Loaded] = {}
-_CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 4
-
-
-def _load(store: Store, path: Path) -> ckpt.Loaded:
-    key = (str(path), path.stat().st_mtime)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-    if hit is not None:
-        return hit
-    loaded = ckpt.load(path, store)
-    with _CACHE_LOCK:
-        while len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = loaded
-    return loaded
 
 
 def list_models(store: Store, name: str) -> list[dict[str, Any]]:
@@ -89,7 +74,7 @@ def evaluate(store: Store, name: str, model_id: str = "all",
     rows = []
     for info in infos:
         if recompute:
-            loaded = _load(store, Path(info["path"]))
+            loaded = ckpt.load(Path(info["path"]), store)
             p = info.get("data_params", {})
             ds = build_dataset(store, name, info["split"], p.get("max_len", 50),
                                p.get("min_user", 5), p.get("min_item", 5),
@@ -101,7 +86,8 @@ def evaluate(store: Store, name: str, model_id: str = "all",
     return rows
 
 
-def _default_model(store: Store, name: str) -> str:
+def default_model(store: Store, name: str) -> str:
+    """The id of the dataset's current model with the best test NDCG@10."""
     models = [m for m in list_models(store, name) if not m["stale"]]
     if not models:
         raise ckpt.CheckpointError(
@@ -109,6 +95,12 @@ def _default_model(store: Store, name: str) -> str:
             f"`trailscope train {name} --model markov`)")
     best = max(models, key=lambda m: -math.inf if m["ndcg@10"] is None else m["ndcg@10"])
     return best["model_id"]
+
+
+def load(store: Store, name: str, model_id: str | None = None) -> ckpt.Loaded:
+    """Rebuild model ``model_id`` of dataset ``name`` (default: its best current model) from
+    its checkpoint; refuses a model whose dataset changed since training (CheckpointError)."""
+    return ckpt.load(ckpt.find(store, name, model_id or default_model(store, name)), store)
 
 
 def _finite(x: float) -> float | None:
@@ -119,20 +111,23 @@ def _finite(x: float) -> float | None:
 @torch.no_grad()
 def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | None = None,
               at: datetime | str | float | None = None, lat: float | None = None,
-              lon: float | None = None) -> dict[str, Any]:
+              lon: float | None = None, *, loaded: ckpt.Loaded | None = None) -> dict[str, Any]:
     """Top-``k`` next items for ``user`` from their full history.
 
     ``at`` is the time to recommend for (default: the user's last event), which sets the
     target hour/weekday; ``lat``/``lon`` is an optional current position, used by models
     with a ``score_near`` method (the distance-aware baselines). Default model: the
-    best test NDCG@10 among the dataset's current models.
+    best test NDCG@10 among the dataset's current models. ``loaded``: that model already
+    loaded (``load``), with ``model_id`` naming it.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if (lat is None) != (lon is None):
         raise ValueError("give both lat and lon for a current position, or neither")
-    model_id = model_id or _default_model(store, name)
-    loaded = _load(store, ckpt.find(store, name, model_id))
+    if loaded is not None and not model_id:
+        raise ValueError("recommend(loaded=...) needs the model_id of the loaded model")
+    model_id = model_id or default_model(store, name)
+    loaded = loaded or load(store, name, model_id)
     model, meta = loaded.model, loaded.meta
     user_index(meta, user)  # unknown users fail before touching the store
     events = store.events(name, where=f"{schema.USER} = ?", params=[str(user)])

@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 from ...analytics.schema import USER
 from ...analytics.store import Store
 from ...models.explain.types import Explanation
+from ...models.training.checkpoint import Loaded
 from .. import ASSETS
 from ..views.explain_figures import esc, events_map_spec, explanation_figures
 from .data import ReportData
@@ -42,11 +43,13 @@ class ReportError(ValueError):
 
 def collect(store: Store, name: str, user: str, item_id: str | None = None,
             model_id: str | None = None, *, n_steps: int = 32,
-            explanation: Explanation | None = None) -> ReportData:
-    """Explain (unless ``explanation`` is given) and gather a user's report data."""
+            explanation: Explanation | None = None, loaded: Loaded | None = None) -> ReportData:
+    """Explain (unless ``explanation`` is given) and gather a user's report data;
+    ``loaded``: the model already loaded (``models.api.load``)."""
     from ...models.explain.user import explain_user
 
-    ex = explanation or explain_user(store, name, user, item_id, model_id, n_steps=n_steps)
+    ex = explanation or explain_user(store, name, user, item_id, model_id, n_steps=n_steps,
+                                     loaded=loaded)
     events = store.events(name, where=f"{USER} = ?", params=[str(user)])
     return ReportData(dataset=name, user=str(user), explanation=ex, events=events)
 
@@ -126,9 +129,11 @@ def write(data: ReportData, path: str | Path) -> Path:
 
 
 def export(store: Store, name: str, user: str, path: str | Path, item_id: str | None = None,
-           model_id: str | None = None, *, explanation: Explanation | None = None) -> Path:
+           model_id: str | None = None, *, explanation: Explanation | None = None,
+           loaded: Loaded | None = None) -> Path:
     """Explain and write one user's report to ``path`` (.html or .pdf)."""
-    return write(collect(store, name, user, item_id, model_id, explanation=explanation), path)
+    return write(collect(store, name, user, item_id, model_id, explanation=explanation,
+                         loaded=loaded), path)
 
 
 def safe_filename(text: str) -> str:
@@ -138,11 +143,14 @@ def safe_filename(text: str) -> str:
 
 
 def export_batch(store: Store, name: str, users: list[str], folder: str | Path,
-                 fmt: str = "html", model_id: str | None = None) -> dict[str, Any]:
+                 fmt: str = "html", model_id: str | None = None,
+                 loaded: Loaded | None = None) -> dict[str, Any]:
     """One report per user into ``folder``; users that fail are listed with the reason.
+    The model is loaded once for all of them (or ``loaded`` is used, with ``model_id``).
 
     Returns ``{"written": [paths], "failed": {user: reason}}``.
     """
+    from ...models import api
     from ...models.data.history import UnknownUser
     from ...models.training.checkpoint import CheckpointError
 
@@ -156,8 +164,11 @@ def export_batch(store: Store, name: str, users: list[str], folder: str | Path,
             stem += "_"
         used.add(stem)
         try:
+            if loaded is None:  # a model that cannot load fails every user with its reason
+                model_id = model_id or api.default_model(store, name)
+                loaded = api.load(store, name, model_id)
             written.append(export(store, name, user, folder / f"{stem}.{fmt}",
-                                  model_id=model_id))
+                                  model_id=model_id, loaded=loaded))
         except (UnknownUser, CheckpointError, ValueError) as exc:
             failed[user] = str(exc)
     return {"written": [str(p) for p in written], "failed": failed}

@@ -1,32 +1,29 @@
-"""The Explain page's services: models, users, recommendations, explanations run in a
-background thread with progress, a result cache, and report downloads.
+"""The Explain page's services: models, users, recommendations, explanations run as
+background jobs (app/services/jobs.py, kind ``explain``) with progress, and report downloads.
 
-Explanations are cached per (dataset import stamp, model id, user, item), so re-importing a
-dataset invalidates them; a job for a cached explanation finishes at once.
+Finished explanations are memoised in ``cache.EXPLANATIONS`` per (dataset import stamp, model
+id, user, item), so re-importing a dataset invalidates them; a job for a memoised explanation
+finishes at once. Models come from ``models.loaded_model`` (memoised too).
 """
 
 from __future__ import annotations
 
 import io
 import tempfile
-import threading
-import uuid
 import zipfile
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from . import cache, jobs
+from . import models as model_service
 from . import workspace as services
 from .workspace import ServiceError, get_store
 
 #: models the Explain page can explain (neural: Integrated Gradients; baselines: counts)
 EXPLAINABLE = ("st-transformer", "sasrec", "gru", "pop", "repeat", "markov")
 MAX_BATCH_USERS = 50
-_CACHE_SIZE = 64
-
-_cache: OrderedDict[tuple, Any] = OrderedDict()
-_jobs: dict[str, dict[str, Any]] = {}
-_lock = threading.Lock()
+_UNEXPECTED = ("unexpected error ({kind}); the server log has the details. Try another item "
+               "or model.")
 
 
 def explainable_models(name: str) -> list[dict[str, Any]]:
@@ -46,83 +43,89 @@ def user_options(name: str, limit: int = 50) -> list[str]:
 
 
 def recommendations(name: str, user: str, model_id: str, k: int = 10) -> dict[str, Any]:
-    """Top-``k`` items for ``user`` (models.api.recommend), errors as ServiceError."""
-    from ...models import api
-    from ...models.data.history import UnknownUser
-    from ...models.training.checkpoint import CheckpointError
-
+    """Top-``k`` items for ``user`` (``models.recommend``), errors as ServiceError."""
     try:
-        return api.recommend(get_store(), name, user, k=k, model_id=model_id)
-    except (UnknownUser, CheckpointError, ValueError) as exc:
+        return model_service.recommend(name, user, k=k, model_id=model_id)
+    except _user_errors() as exc:
         raise ServiceError(str(exc)) from exc
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors of an explanation whose message tells the user what to change."""
+    from ...models.data.history import UnknownUser
+    from ...models.training.checkpoint import CheckpointError
+
+    return (UnknownUser, CheckpointError, ValueError, KeyError)
+
+
 def _key(name: str, model_id: str, user: str, item: str) -> tuple:
-    return (name, services._stamp(name), model_id, str(user), str(item))
+    return (name, services.dataset_stamp(name), model_id, str(user), str(item))
 
 
 def cached(name: str, model_id: str, user: str, item: str) -> Any | None:
-    """The cached explanation, or None."""
-    with _lock:
-        return _cache.get(_key(name, model_id, user, item))
-
-
-def _remember(key: tuple, ex: Any) -> None:
-    with _lock:
-        _cache[key] = ex
-        _cache.move_to_end(key)
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+    """The memoised explanation, or None."""
+    return cache.EXPLANATIONS.get(_key(name, model_id, user, item))
 
 
 def start(name: str, user: str, item: str, model_id: str, n_steps: int = 32) -> str:
-    """Start explaining in a background thread; returns a job id for :func:`job`."""
+    """Start explaining as a background job; returns a job id for :func:`job`."""
+    from ...models.explain.user import explain_user
+
     key = _key(name, model_id, user, item)
-    job_id = uuid.uuid4().hex
-    rec = {"status": "running", "progress": 0.0, "message": "queued", "error": None,
-           "request": {"dataset": name, "user": str(user), "item": str(item),
-                       "model_id": model_id}}
-    with _lock:
-        _jobs[job_id] = rec
-        hit = _cache.get(key)
-    if hit is not None:
-        rec.update(status="done", progress=1.0, message="from cache")
-        return job_id
 
-    def progress(frac: float, msg: str) -> None:
-        rec.update(progress=float(frac), message=msg)
+    def target(progress: jobs.Progress, cancel: Any, log: Any) -> Any:
+        def step(frac: float, msg: str) -> None:
+            if cancel.is_set():
+                raise jobs.Cancelled(msg)
+            progress({"phase": "explain", "fraction": float(frac), "message": msg})
 
-    def run() -> None:
-        from ...models.data.history import UnknownUser
-        from ...models.explain.user import explain_user
-        from ...models.training.checkpoint import CheckpointError
+        hit = cache.EXPLANATIONS.get(key)
+        if hit is not None:
+            step(1.0, "from cache")
+            return hit
+        ex = explain_user(get_store(), name, user, item, model_id, n_steps=n_steps,
+                          progress=step, loaded=model_service.loaded_model(name, model_id))
+        cache.EXPLANATIONS.put(key, ex)
+        step(1.0, f"done in {ex.seconds:.2f} s")
+        return ex
 
-        try:
-            ex = explain_user(get_store(), name, user, item, model_id, n_steps=n_steps,
-                              progress=progress)
-            _remember(key, ex)
-            rec.update(status="done", progress=1.0, message=f"done in {ex.seconds:.2f} s")
-        except (UnknownUser, CheckpointError, ValueError, KeyError) as exc:
-            rec.update(status="error", error=str(exc), message="failed")
-        except Exception as exc:  # noqa: BLE001 - shown to the user, logged below
-            import logging
-
-            logging.getLogger(__name__).exception("explaining %s failed", rec["request"])
-            rec.update(status="error", message="failed",
-                       error=f"unexpected error ({type(exc).__name__}); the server log has "
-                             "the details. Try another item or model.")
-
-    threading.Thread(target=run, name=f"explain-{job_id[:8]}", daemon=True).start()
-    return job_id
+    request = {"dataset": name, "user": str(user), "item": str(item), "model_id": model_id}
+    try:
+        return jobs.start(jobs.Job(target, label=f"explain {item} for user {user}",
+                                   kind="explain", meta=request, expected=_user_errors(),
+                                   unexpected=_UNEXPECTED))
+    except jobs.QueueFull as exc:
+        raise ServiceError(str(exc)) from exc
 
 
 def job(job_id: str) -> dict[str, Any]:
     """Snapshot of a job: status (running/done/error), progress 0..1, message, error."""
-    with _lock:
-        rec = _jobs.get(job_id)
-    if rec is None:
-        raise ServiceError(f"no explanation job {job_id!r}; click the item again")
-    return dict(rec)
+    try:
+        snap = jobs.snapshot(job_id)
+    except jobs.JobNotFound:
+        raise ServiceError(f"no explanation job {job_id!r}; click the item again") from None
+    status = {jobs.QUEUED: "running", jobs.RUNNING: "running", jobs.DONE: "done"}.get(
+        snap["status"], "error")
+    message = snap["progress"].get("message") or "queued"
+    error = snap["error"] or ("cancelled" if snap["status"] == jobs.CANCELLED else None)
+    return {"status": status, "progress": snap["fraction"],
+            "message": "failed" if status == "error" else message, "error": error,
+            "request": snap["meta"]}
+
+
+def cancel(job_id: str) -> bool:
+    """Stop an explanation at its next step; True if it was still queued or running."""
+    try:
+        return jobs.cancel(job_id)
+    except jobs.JobNotFound:
+        return False
+
+
+def download_name(*parts: str) -> str:
+    """A file-name-safe stem for a download (``reports.report.safe_filename``)."""
+    from ..reports.report import safe_filename
+
+    return safe_filename("-".join(str(p) for p in parts))
 
 
 def report_bytes(name: str, user: str, item: str, model_id: str, fmt: str) -> bytes:
@@ -130,8 +133,10 @@ def report_bytes(name: str, user: str, item: str, model_id: str, fmt: str) -> by
     from ..reports import report
 
     ex = cached(name, model_id, user, item)
+    loaded = None if ex is not None else model_service.loaded_model(name, model_id)
     with tempfile.TemporaryDirectory() as tmp:
-        data = report.collect(get_store(), name, user, item, model_id, explanation=ex)
+        data = report.collect(get_store(), name, user, item, model_id, explanation=ex,
+                              loaded=loaded)
         path = report.write(data, Path(tmp) / f"report.{fmt}")
         return path.read_bytes()
 
@@ -153,7 +158,8 @@ def batch_zip(name: str, users: list[str], fmt: str, model_id: str) -> tuple[byt
     from ..reports import report
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = report.export_batch(get_store(), name, users, tmp, fmt=fmt, model_id=model_id)
+        out = report.export_batch(get_store(), name, users, tmp, fmt=fmt, model_id=model_id,
+                                  loaded=_loaded_or_none(name, model_id))
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for p in out["written"]:
@@ -162,3 +168,11 @@ def batch_zip(name: str, users: list[str], fmt: str, model_id: str) -> tuple[byt
                 zf.writestr("failures.txt", "".join(f"{u}: {why}\n"
                                                     for u, why in out["failed"].items()))
     return buf.getvalue(), out
+
+
+def _loaded_or_none(name: str, model_id: str) -> Any | None:
+    """The memoised model, or None where it cannot load (each user's report then says why)."""
+    try:
+        return model_service.loaded_model(name, model_id)
+    except _user_errors():
+        return None

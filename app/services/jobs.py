@@ -63,6 +63,11 @@ class QueueFull(RuntimeError):
     """Too many jobs of one kind are waiting; the message says what to do."""
 
 
+class Cancelled(Exception):  # noqa: N818 - reads as what happened: ``raise Cancelled(step)``
+    """Raised by a target between its steps once its cancel event is set: the job ends as
+    cancelled (targets whose work has no cancel hook check the event in their progress)."""
+
+
 @dataclass
 class Job:
     """What to run. ``kind`` picks the worker pool (``train``, ``explain``, ``import``);
@@ -203,6 +208,9 @@ class JobRunner:
         try:
             result = job.target(lambda ev: self._progress(rec, ev), rec.cancel,
                                 lambda msg: self._log(rec, msg))
+        except Cancelled:
+            self._finish(rec, CANCELLED)
+            return
         except job.expected as exc:
             self._finish(rec, FAILED, error=str(exc))
             return
@@ -400,14 +408,17 @@ def _train_summary(res: Any) -> dict[str, Any]:
 def training_job(store: Any, dataset: str, model: str, *, epochs: int = 10,
                  split: str = "leave-last", device: str = "auto", max_len: int = 50,
                  pretrain_epochs: int = 2, **train_kwargs: Any) -> Job:
-    """A Job running ``models.api.train(store, dataset, model=..., ...)`` with progress,
-    cancel and log hooks. ``train_kwargs`` go to ``train`` (e.g. ``batch_size``, ``hidden``).
+    """A Job running ``models.api.train(store, dataset, model, settings, config)`` with
+    progress, cancel and log hooks. ``train_kwargs`` are further training or model settings
+    (e.g. ``batch_size``, ``hidden``), checked by models.training.settings.resolve.
     """
     from ...models.recommenders import registry
+    from ...models.training.settings import resolve
 
     cls = registry.get_class(model)  # unknown names fail here, before a thread starts
-    config = registry.make_config(
-        cls, {k: v for k, v in train_kwargs.items() if k in _config_fields(cls)})
+    settings, config = resolve(model, {"epochs": epochs, "split": split, "device": device,
+                                       "max_len": max_len, "pretrain_epochs": pretrain_epochs,
+                                       **train_kwargs})
     wants_pre = bool(getattr(config, "pretrain", False)) and hasattr(cls, "pretrain_loss")
     plan = {"pretrain": int(pretrain_epochs)} if wants_pre and pretrain_epochs > 0 else {}
     if cls.trainable:
@@ -416,18 +427,12 @@ def training_job(store: Any, dataset: str, model: str, *, epochs: int = 10,
     def target(progress: Progress, cancel: threading.Event, logger: Callable[[str], None]) -> Any:
         from ...models import api
 
-        return api.train(store, dataset, model=model, split=split, epochs=epochs, device=device,
-                         max_len=max_len, pretrain_epochs=pretrain_epochs, progress=progress,
-                         cancel=cancel, log=logger, **train_kwargs)
+        # the runner stores plain dicts: TrainEvent.to_dict
+        return api.train(store, dataset, model, settings, config,
+                         progress=lambda ev: progress(ev.to_dict()), cancel=cancel, log=logger)
 
     meta = {"dataset": dataset, "model": model, "split": split, "epochs": int(epochs),
             "device": device, "max_len": int(max_len),
             **{k: v for k, v in train_kwargs.items() if isinstance(v, (int, float, str, bool))}}
     return Job(target=target, label=f"train {model} on {dataset}", meta=meta, plan=plan,
                summarize=_train_summary)
-
-
-def _config_fields(cls: Any) -> set[str]:
-    import dataclasses
-
-    return {f.name for f in dataclasses.fields(cls.Config)}

@@ -1,22 +1,23 @@
-"""The models part of the service layer: what the Models page calls (models.api + app.jobs).
+"""The models part of the service layer: what the Models and Explain pages call (models.api
+through app/services/jobs.py and app/services/cache.py).
 
-Kept beside app/services.py (same role: pages never import models/ directly). Everything reads
-and trains through the process-wide ``services.get_store()``; training runs as a background
-job of app/jobs.py. Errors a user can fix come out as :class:`services.ServiceError` (or the
-model layer's own ``CheckpointError``/``UnknownUser``) with a message saying what to change.
+Pages never import models/ directly. Everything reads and trains through the process-wide
+``services.get_store()``; training runs as a background job (kind ``train``). Trained models
+are loaded once and memoised in ``cache.MODELS`` (:func:`loaded_model`), keyed by the
+checkpoint file's version and the dataset's import stamp. Errors a user can fix come out as
+:class:`services.ServiceError` (or the model layer's own ``CheckpointError``/``UnknownUser``)
+with a message saying what to change.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ...analytics import schema
-from . import jobs
+from . import cache, jobs
 from . import workspace as services
 from .workspace import ServiceError
 
@@ -99,12 +100,12 @@ def active_job(dataset: str | None) -> dict[str, Any] | None:
     """The newest queued or running job of ``dataset``, if any."""
     if not dataset:
         return None
-    found = jobs.jobs(active_only=True, dataset=dataset)
+    found = jobs.jobs(active_only=True, kind="train", dataset=dataset)
     return found[0] if found else None
 
 
 def job_snapshot(job_id: str) -> dict[str, Any]:
-    """The job's state (app.jobs.JobRunner.snapshot); KeyError if the job is unknown."""
+    """The job's state (jobs.JobRunner.snapshot); KeyError if the job is unknown."""
     return jobs.snapshot(job_id)
 
 
@@ -130,20 +131,36 @@ def model_slices(dataset: str, model_id: str) -> dict[str, Any]:
     return dict(rows[0].get("slices") or {}) if rows else {}
 
 
-@functools.lru_cache(maxsize=8)
-def _model_users(path: str, mtime: float) -> tuple[str, ...]:
-    import torch
+def loaded_model(dataset: str, model_id: str) -> Any:
+    """Model ``model_id`` of ``dataset`` rebuilt from its checkpoint (``models.api.load``),
+    memoised in ``cache.MODELS`` under the file's version and the dataset's import stamp (so a
+    re-imported dataset re-checks the model's fingerprint)."""
+    from ...models import api
+    from ...models.training import checkpoint as ckpt
 
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    return tuple(str(u) for u in blob["meta"].get("extra", {}).get("user_ids", ()))
+    store = services.get_store()
+    key = (cache.file_stamp(ckpt.find(store, dataset, model_id)),
+           services.dataset_stamp(dataset))
+    return cache.MODELS.get_or_compute(key, lambda: api.load(store, dataset, model_id))
+
+
+def _model_users(path: Any) -> tuple[str, ...]:
+    """The user ids a checkpoint knows, read from the file without building the model (a
+    stale model's users are listed too), memoised per file version."""
+    def read() -> tuple[str, ...]:
+        import torch
+
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        return tuple(str(u) for u in blob["meta"].get("extra", {}).get("user_ids", ()))
+
+    return cache.CHECKPOINT_USERS.get_or_compute(cache.file_stamp(path), read)
 
 
 def model_users(dataset: str, model_id: str, limit: int = MAX_USERS) -> list[dict[str, Any]]:
     """Users the model can recommend for, most active first: ``[{"user", "events"}]``."""
     from ...models.training import checkpoint as ckpt
 
-    path = ckpt.find(services.get_store(), dataset, model_id)
-    known = set(_model_users(str(path), Path(path).stat().st_mtime))
+    known = set(_model_users(ckpt.find(services.get_store(), dataset, model_id)))
     counts = _user_counts(dataset)
     counts = counts[counts[schema.USER].isin(known)].head(int(limit))
     return [{"user": str(u), "events": int(n)}
@@ -160,7 +177,8 @@ def _user_counts(dataset: str) -> pd.DataFrame:
 
 def recommend(dataset: str, user: str, k: int = 10,
               model_id: str | None = None) -> dict[str, Any]:
-    """``models.api.recommend``: top-``k`` items for ``user`` with score/category/lat/lon."""
+    """``models.api.recommend``: top-``k`` items for ``user`` with score/category/lat/lon,
+    from the memoised model (:func:`loaded_model`)."""
     from ...models import api
 
     if not user:
@@ -171,7 +189,17 @@ def recommend(dataset: str, user: str, k: int = 10,
         raise ServiceError(f"K must be a whole number between 1 and 100; got {k!r}") from None
     if not 1 <= k <= 100:
         raise ServiceError(f"K must be between 1 and 100; got {k}")
-    return api.recommend(services.get_store(), dataset, str(user), k=k, model_id=model_id)
+    store = services.get_store()
+    model_id = model_id or default_model(dataset)
+    return api.recommend(store, dataset, str(user), k=k, model_id=model_id,
+                         loaded=loaded_model(dataset, model_id))
+
+
+def default_model(dataset: str) -> str:
+    """The id of the dataset's best current model (``models.api``'s default)."""
+    from ...models import api
+
+    return api.default_model(services.get_store(), dataset)
 
 
 def recent_events(dataset: str, user: str, n: int = 50) -> pd.DataFrame:

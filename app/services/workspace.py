@@ -1,9 +1,10 @@
 """The thin service layer that Dash pages call: one workspace Store per process, plus caching.
 
 Pages never open DuckDB or import analytics/models directly; they call these functions. Heavy
-read-only calls are memoised with flask-caching (SimpleCache) under keys that include the
-dataset's import time, so re-importing a dataset under the same name invalidates them without
-any explicit cache busting. Use :func:`memoize_dataset` for new cached per-dataset calls::
+read-only calls are memoised in ``cache.ANALYTICS`` (app/services/cache.py, the one caching
+policy) under keys that include the dataset's import stamp, so re-importing a dataset under the
+same name invalidates them without any explicit cache busting. Use :func:`memoize_dataset` for
+new cached per-dataset calls::
 
     @memoize_dataset
     def daily_counts(name: str, freq: str = "D") -> pd.DataFrame: ...
@@ -19,21 +20,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
-from flask import Flask
-from flask_caching import Cache
 
-from ...analytics.store import DatasetInfo, DatasetNotFound, Store, StoreError
+from ...analytics.store import DatasetInfo, Store, StoreError
+from . import cache
 
 T = TypeVar("T")
 
 _store: Store | None = None
 _store_lock = threading.Lock()
 _default_dataset: str | None = None
-
-# A private Flask app owns the cache so services work with or without a request context.
-_cache_app = Flask("trailscope-services")
-cache = Cache(_cache_app, config={"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 3600,
-                                  "CACHE_THRESHOLD": 256})
 
 
 class ServiceError(ValueError):
@@ -58,8 +53,7 @@ def close_store() -> None:
         if _store is not None:
             _store.close()
             _store = None
-    with _cache_app.app_context():
-        cache.clear()
+    cache.clear_all()
 
 
 def set_default_dataset(name: str | None) -> None:
@@ -94,38 +88,23 @@ def resolve_dataset(requested: str | None) -> str | None:
     return default_dataset()
 
 
-def _stamp(name: str) -> str:
-    """A cheap version key of a dataset: its import time (changes on every re-import)."""
-    cur = get_store().cursor()
-    try:
-        row = cur.execute("SELECT imported_at, rows FROM datasets WHERE name = ?",
-                          [name]).fetchone()
-    finally:
-        cur.close()
-    if row is None:
-        raise DatasetNotFound(
-            f"no dataset named {name!r}; pick one from the selector or import it on the Data page")
-    return f"{row[0]}|{row[1]}"
+def dataset_stamp(name: str) -> str:
+    """The version of dataset ``name`` (``cache.dataset_stamp``: new on every re-import)."""
+    return cache.dataset_stamp(get_store(), name)
 
 
 def memoize_dataset(fn: Callable[..., T]) -> Callable[..., T]:
     """Memoise ``fn(name, *args, **kwargs)`` under a key holding the dataset's import time.
 
-    Arguments after ``name`` must have a stable ``repr``. Results are shared by all requests of
-    the process; return values must be treated as read-only (copy a DataFrame before changing).
+    Arguments after ``name`` must have a stable ``repr``. Every caller gets its own copy of
+    the result (``cache.ANALYTICS`` stores values pickled).
     """
     qualname = f"{fn.__module__}.{fn.__qualname__}"
 
     @functools.wraps(fn)
     def wrapper(name: str, *args: Any, **kwargs: Any) -> T:
-        key = f"{qualname}|{name}|{_stamp(name)}|{args!r}|{sorted(kwargs.items())!r}"
-        with _cache_app.app_context():
-            hit = cache.get(key)
-            if hit is not None:
-                return hit
-            value = fn(name, *args, **kwargs)
-            cache.set(key, value)
-            return value
+        key = f"{qualname}|{name}|{dataset_stamp(name)}|{args!r}|{sorted(kwargs.items())!r}"
+        return cache.ANALYTICS.get_or_compute(key, lambda: fn(name, *args, **kwargs))
 
     return wrapper
 
@@ -195,14 +174,6 @@ def build_summaries(name: str) -> float | None:
     """Build the dataset's dashboard summary tables (``analytics.rollup``) right after its
     import, so the first page view does not pay for them; the seconds taken, or None where
     the workspace cannot hold them (read-only: pages then read the raw table)."""
-    import time
+    from ...analytics.rollups import build
 
-    from ...analytics.rollups import tables as rollup
-
-    t0 = time.perf_counter()
-    cur = get_store().cursor()
-    try:
-        built = rollup.ensure(cur, name) is not None
-    finally:
-        cur.close()
-    return time.perf_counter() - t0 if built else None
+    return build.after_import(get_store(), name)

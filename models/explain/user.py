@@ -60,7 +60,7 @@ def explain_user(store: Store, name: str, user: str, item_id: str | None = None,
             progress(frac, msg)
 
     step(0.05, "loading the model")
-    model_id = model_id or api._default_model(store, name)
+    model_id = model_id or api.default_model(store, name)
     loaded = loaded or api.load(store, name, model_id)
     model, meta = loaded.model, loaded.meta
     user_index(meta, user)

@@ -1,0 +1,101 @@
+"""app/services/cache.py, the one caching policy, and the services memoising through it:
+loaded models (services.models) and explanations run as jobs (services.explain)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from trailscope.app.services import cache, jobs
+from trailscope.app.services import explain as explain_service
+from trailscope.app.services import models as model_service
+
+from tests.app.helpers import save_movielens
+
+
+def test_memo_is_bounded_least_recently_used_first():
+    memo = cache.Memo("test-lru", 2)
+    memo.put("a", 1)
+    memo.put("b", 2)
+    assert memo.get("a") == 1          # "a" is now the most recently used
+    memo.put("c", 3)
+    assert "b" not in memo and memo.get("a") == 1 and memo.get("c") == 3 and len(memo) == 2
+    calls = []
+    assert memo.get_or_compute("none", lambda: calls.append(1)) is None
+    assert memo.get_or_compute("none", lambda: calls.append(1)) is None
+    assert calls == [1]                 # a None result is remembered too
+    cache.clear_all()
+    assert len(memo) == 0
+    with pytest.raises(ValueError, match="at least one entry"):
+        cache.Memo("empty", 0)
+
+
+def test_isolated_memo_hands_out_copies():
+    memo = cache.Memo("test-isolated", 4, isolate=True)
+    first = memo.get_or_compute("k", lambda: pd.DataFrame({"x": [1, 2]}))
+    first.loc[0, "x"] = 99              # a caller changing its frame ...
+    again = memo.get("k")
+    assert again["x"].tolist() == [1, 2]  # ... never changes what the next caller gets
+    shared = cache.Memo("test-shared", 4)
+    obj = object()
+    assert shared.get_or_compute("k", lambda: obj) is obj and shared.get("k") is obj
+
+
+def test_file_stamp_follows_the_file(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"1")
+    before = cache.file_stamp(path)
+    path.write_bytes(b"22")
+    import os
+
+    os.utime(path, ns=(before[1] + 10**9, before[1] + 10**9))
+    assert cache.file_stamp(path) != before and cache.file_stamp(path)[0] == str(path)
+
+
+@pytest.fixture()
+def markov(workspace, shared_data, monkeypatch):
+    """Dataset ``ml`` (3,000 MovieLens ratings) with a trained markov model; counts loads."""
+    from trailscope.models import api
+
+    save_movielens(workspace, "ml", 3000)
+    model_id = api.train(workspace, "ml", model="markov", log=lambda _m: None).model_id
+    loads = []
+    real = api.load
+    monkeypatch.setattr(api, "load", lambda *a, **kw: loads.append(a[1:]) or real(*a, **kw))
+    return {"store": workspace, "model_id": model_id, "loads": loads}
+
+
+def test_models_load_once_and_reload_after_a_reimport(markov):
+    mid = markov["model_id"]
+    user = model_service.model_users("ml", mid, limit=1)[0]["user"]
+    first = model_service.recommend("ml", user, k=5, model_id=mid)
+    again = model_service.recommend("ml", user, k=5, model_id=mid)
+    assert first == again and len(first["items"]) == 5
+    assert markov["loads"] == [("ml", mid)]      # the second request used the memoised model
+    assert model_service.loaded_model("ml", mid) is model_service.loaded_model("ml", mid)
+    save_movielens(markov["store"], "ml", 2900, replace=True)  # other data
+    from trailscope.models.training.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="Retrain"):  # re-checked, not served stale
+        model_service.loaded_model("ml", mid)
+
+
+def test_explanations_run_as_jobs_and_are_memoised(markov):
+    mid = markov["model_id"]
+    user = model_service.model_users("ml", mid, limit=1)[0]["user"]
+    item = model_service.recommend("ml", user, k=3, model_id=mid)["items"][0]["item_id"]
+    job_id = explain_service.start("ml", user, item, mid)
+    snap = jobs.wait(job_id, 120)
+    assert snap["kind"] == "explain" and snap["status"] == jobs.DONE, snap
+    state = explain_service.job(job_id)
+    assert state["status"] == "done" and state["progress"] == 1.0
+    assert state["request"] == {"dataset": "ml", "user": user, "item": item, "model_id": mid}
+    ex = explain_service.cached("ml", mid, user, item)
+    assert ex is not None and ex.item_id == str(item)
+    again = jobs.wait(explain_service.start("ml", user, item, mid), 60)
+    assert again["progress"]["message"] == "from cache" and jobs.result(again["id"]) is ex
+    assert markov["loads"] == [("ml", mid)]      # one load for recommend and explanation
+    bad = explain_service.job(jobs.wait(explain_service.start("ml", "no-such-user", item,
+                                                              mid), 60)["id"])
+    assert bad["status"] == "error" and "no-such-user" in bad["error"]
+    with pytest.raises(explain_service.ServiceError, match="click the item again"):
+        explain_service.job("feedbeef")
