@@ -1,11 +1,11 @@
 """Explain: why a model recommends an item to a user.
 
 ``/explain?dataset=..&user=..&model=..``: pick a model and a user, see their top-K, click an
-item. Attribution runs in a background thread (app/explain_service.py) while a progress bar
-polls it; the result shows the summary, per-event attributions over the timeline, feature
-groups, the counterfactual deletion test, the attention heatmap and the events on the map
-coloured by attribution. Results are cached per model, user and item. The export card
-downloads HTML/PDF reports, one user or a batch.
+item. Attribution runs as a background job (app/services/explain.py on app/services/jobs.py)
+while a progress bar polls it; the result shows the summary, per-event attributions over the
+timeline, feature groups, the counterfactual deletion test, the attention heatmap and the
+events on the map coloured by attribution. Results are memoised per model, user and item
+(app/services/cache.py). The export card downloads HTML/PDF reports, one user or a batch.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from typing import Any
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from ..reports.report import safe_filename
 from ..services import explain as svc
 from ..services.workspace import ServiceError
 from ..views import explain as views
-from ..views import pagekit, ui
+from ..views import ids, pagekit, ui
 
 dash.register_page(__name__, path="/explain", name="Explain", title="Explain · TrailScope",
                    order=5)
@@ -45,42 +44,42 @@ def layout(dataset: Any = None, user: Any = None, model: Any = None, **_query: A
             f"Train a model on {name!r} first (st-transformer, sasrec, gru or a baseline).",
             "Go to Models", f"/models?dataset={name}")])
     wanted = _first(model)
-    ids = [m["model_id"] for m in models]
-    if wanted and wanted not in ids:
+    model_ids = [m["model_id"] for m in models]
+    if wanted and wanted not in model_ids:
         notes.append(ui.notice(f"There is no current model {wanted!r} for {name!r}; showing "
-                               f"{ids[0]} instead.", "warning"))
-    chosen_model = wanted if wanted in ids else ids[0]
+                               f"{model_ids[0]} instead.", "warning"))
+    chosen_model = wanted if wanted in model_ids else model_ids[0]
     users = svc.user_options(name)
     chosen_user = _first(user) or (users[0] if users else None)
     if chosen_user and chosen_user not in users:
         users = [chosen_user, *users]
     return html.Div([
         header, *notes,
-        dcc.Store(id=views.DATASET, data=name),
-        dcc.Store(id=views.JOB), dcc.Store(id=views.REQUEST),
-        dcc.Interval(id=views.TICK, interval=400, disabled=True, n_intervals=0),
+        dcc.Store(id=ids.EXPLAIN_DATASET, data=name),
+        dcc.Store(id=ids.EXPLAIN_JOB), dcc.Store(id=ids.EXPLAIN_REQUEST),
+        dcc.Interval(id=ids.EXPLAIN_TICK, interval=400, disabled=True, n_intervals=0),
         ui.card(className="card-filters", children=html.Div(className="form-row", children=[
-            html.Label("Model", htmlFor=views.MODEL, className="form-label"),
-            dcc.Dropdown(id=views.MODEL, options=views.model_options(models),
+            html.Label("Model", htmlFor=ids.EXPLAIN_MODEL, className="form-label"),
+            dcc.Dropdown(id=ids.EXPLAIN_MODEL, options=views.model_options(models),
                          value=chosen_model, clearable=False, style={"minWidth": "380px"}),
-            html.Label("User", htmlFor=views.USER, className="form-label"),
-            dcc.Dropdown(id=views.USER, options=[{"label": u, "value": u} for u in users],
+            html.Label("User", htmlFor=ids.EXPLAIN_USER, className="form-label"),
+            dcc.Dropdown(id=ids.EXPLAIN_USER, options=[{"label": u, "value": u} for u in users],
                          value=chosen_user, clearable=False, searchable=True,
                          style={"minWidth": "200px"}),
         ])),
-        ui.card(title="Recommendations", children=dcc.Loading(html.Div(id=views.RECS),
+        ui.card(title="Recommendations", children=dcc.Loading(html.Div(id=ids.EXPLAIN_RECS),
                                                              type="dot")),
-        html.Div(id=views.PROGRESS, className="progress", style=views.HIDDEN,
-                 children=html.Div(id=views.PROGRESS_BAR, className="progress-bar",
+        html.Div(id=ids.EXPLAIN_PROGRESS, className="progress", style=views.HIDDEN,
+                 children=html.Div(id=ids.EXPLAIN_PROGRESS_BAR, className="progress-bar",
                                    style={"width": "0%"})),
-        html.Div(id=views.STATUS, className="muted"),
-        html.Div(id=views.RESULT),
+        html.Div(id=ids.EXPLAIN_STATUS, className="muted"),
+        html.Div(id=ids.EXPLAIN_RESULT),
         views.export_card(),
     ])
 
 
-@callback(Output(views.RECS, "children"), Input(views.MODEL, "value"),
-          Input(views.USER, "value"), State(views.DATASET, "data"))
+@callback(Output(ids.EXPLAIN_RECS, "children"), Input(ids.EXPLAIN_MODEL, "value"),
+          Input(ids.EXPLAIN_USER, "value"), State(ids.EXPLAIN_DATASET, "data"))
 def show_recommendations(model_id: str | None, user: str | None, name: str | None) -> Any:
     if not (model_id and user and name):
         return ui.notice("Pick a model and a user.")
@@ -91,11 +90,12 @@ def show_recommendations(model_id: str | None, user: str | None, name: str | Non
 
 
 @callback(
-    Output(views.JOB, "data"), Output(views.TICK, "disabled"),
-    Output(views.PROGRESS, "style"), Output(views.STATUS, "children"),
-    Output(views.RESULT, "children", allow_duplicate=True),
-    Input({"type": views.REC_BUTTON, "item": ALL}, "n_clicks"),
-    State(views.MODEL, "value"), State(views.USER, "value"), State(views.DATASET, "data"),
+    Output(ids.EXPLAIN_JOB, "data"), Output(ids.EXPLAIN_TICK, "disabled"),
+    Output(ids.EXPLAIN_PROGRESS, "style"), Output(ids.EXPLAIN_STATUS, "children"),
+    Output(ids.EXPLAIN_RESULT, "children", allow_duplicate=True),
+    Input({"type": ids.EXPLAIN_REC_BUTTON, "item": ALL}, "n_clicks"),
+    State(ids.EXPLAIN_MODEL, "value"), State(ids.EXPLAIN_USER, "value"),
+    State(ids.EXPLAIN_DATASET, "data"),
     prevent_initial_call=True,
 )
 def start_explaining(clicks: list[int | None], model_id: str, user: str,
@@ -111,12 +111,14 @@ def start_explaining(clicks: list[int | None], model_id: str, user: str,
 
 
 @callback(
-    Output(views.PROGRESS_BAR, "style"), Output(views.STATUS, "children", allow_duplicate=True),
-    Output(views.TICK, "disabled", allow_duplicate=True),
-    Output(views.RESULT, "children"), Output(views.REQUEST, "data"),
-    Output(views.PROGRESS, "style", allow_duplicate=True),
-    Output(views.EXPORT_HTML, "disabled"), Output(views.EXPORT_PDF, "disabled"),
-    Input(views.TICK, "n_intervals"), State(views.JOB, "data"), prevent_initial_call=True,
+    Output(ids.EXPLAIN_PROGRESS_BAR, "style"),
+    Output(ids.EXPLAIN_STATUS, "children", allow_duplicate=True),
+    Output(ids.EXPLAIN_TICK, "disabled", allow_duplicate=True),
+    Output(ids.EXPLAIN_RESULT, "children"), Output(ids.EXPLAIN_REQUEST, "data"),
+    Output(ids.EXPLAIN_PROGRESS, "style", allow_duplicate=True),
+    Output(ids.EXPLAIN_EXPORT_HTML, "disabled"), Output(ids.EXPLAIN_EXPORT_PDF, "disabled"),
+    Input(ids.EXPLAIN_TICK, "n_intervals"),
+    State(ids.EXPLAIN_JOB, "data"), prevent_initial_call=True,
 )
 def poll(_n: int, job: dict | None) -> tuple[Any, ...]:
     if not job:
@@ -140,28 +142,28 @@ def poll(_n: int, job: dict | None) -> tuple[Any, ...]:
 
 
 @callback(
-    Output(views.DOWNLOAD, "data"), Output(views.EXPORT_STATUS, "children"),
-    Input(views.EXPORT_HTML, "n_clicks"), Input(views.EXPORT_PDF, "n_clicks"),
-    State(views.REQUEST, "data"), prevent_initial_call=True,
+    Output(ids.EXPLAIN_DOWNLOAD, "data"), Output(ids.EXPLAIN_EXPORT_STATUS, "children"),
+    Input(ids.EXPLAIN_EXPORT_HTML, "n_clicks"), Input(ids.EXPLAIN_EXPORT_PDF, "n_clicks"),
+    State(ids.EXPLAIN_REQUEST, "data"), prevent_initial_call=True,
 )
 def export_report(_h: int, _p: int, request: dict | None) -> tuple[Any, Any]:
     if not request or not ctx.triggered or not ctx.triggered[0]["value"]:
         return no_update, no_update
-    fmt = "pdf" if ctx.triggered_id == views.EXPORT_PDF else "html"
+    fmt = "pdf" if ctx.triggered_id == ids.EXPLAIN_EXPORT_PDF else "html"
     try:
         data = svc.report_bytes(request["dataset"], request["user"], request["item"],
                                 request["model_id"], fmt)
     except (ServiceError, ValueError, OSError) as exc:
         return no_update, ui.error_box("Export failed", str(exc))
-    fname = safe_filename(f"{request['dataset']}-{request['user']}-{request['item']}")
+    fname = svc.download_name(request["dataset"], request["user"], request["item"])
     return dcc.send_bytes(data, f"{fname}.{fmt}"), f"{fmt.upper()} report ready."
 
 
 @callback(
-    Output(views.BATCH_DOWNLOAD, "data"), Output(views.BATCH_STATUS, "children"),
-    Input(views.BATCH_BUTTON, "n_clicks"), State(views.BATCH_USERS, "value"),
-    State(views.BATCH_FORMAT, "value"), State(views.DATASET, "data"),
-    State(views.MODEL, "value"), prevent_initial_call=True,
+    Output(ids.EXPLAIN_BATCH_DOWNLOAD, "data"), Output(ids.EXPLAIN_BATCH_STATUS, "children"),
+    Input(ids.EXPLAIN_BATCH_BUTTON, "n_clicks"), State(ids.EXPLAIN_BATCH_USERS, "value"),
+    State(ids.EXPLAIN_BATCH_FORMAT, "value"), State(ids.EXPLAIN_DATASET, "data"),
+    State(ids.EXPLAIN_MODEL, "value"), prevent_initial_call=True,
 )
 def export_batch(n: int, text: str | None, fmt: str, name: str,
                  model_id: str) -> tuple[Any, Any]:
@@ -175,4 +177,4 @@ def export_batch(n: int, text: str | None, fmt: str, name: str,
     msg = f"{len(out['written'])} report(s) exported"
     if out["failed"]:
         msg += f"; {len(out['failed'])} failed (see failures.txt in the zip)"
-    return dcc.send_bytes(data, safe_filename(f"{name}-reports") + ".zip"), msg
+    return dcc.send_bytes(data, svc.download_name(name, "reports") + ".zip"), msg

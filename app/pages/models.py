@@ -17,8 +17,8 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from ..deckgl import deckmap
 from ..services import models as model_service
+from ..views import ids, pagekit, ui
 from ..views import models as mv
-from ..views import pagekit, ui
 
 dash.register_page(__name__, path="/models", name="Models", title="Models · TrailScope",
                    order=4)
@@ -40,87 +40,89 @@ def _train_card(choices: list[dict[str, Any]], active: dict[str, Any] | None) ->
     cuda = model_service.cuda_available()
     return ui.card(title="Train a model", children=[
         html.Div(className="form-row", style={"alignItems": "flex-end"}, children=[
-            _field("Model", dcc.Dropdown(id=mv.MODEL_PICK, options=mv.model_options(choices),
+            _field("Model", dcc.Dropdown(id=ids.MODELS_MODEL_PICK,
+                                         options=mv.model_options(choices),
                                          value="markov" if "markov" in names else names[0],
                                          clearable=False), "260px"),
-            _field("Split", dcc.Dropdown(id=mv.SPLIT_PICK, clearable=False, value="leave-last",
+            _field("Split", dcc.Dropdown(id=ids.MODELS_SPLIT_PICK, clearable=False,
+                                         value="leave-last",
                                          options=list(model_service.SPLITS))),
-            _field("Epochs", dcc.Input(id=mv.EPOCHS, type="number", min=1, max=500, step=1,
+            _field("Epochs", dcc.Input(id=ids.MODELS_EPOCHS, type="number", min=1, max=500, step=1,
                                        value=10, className="text-input",
                                        style={"width": "90px"}), "100px"),
-            _field("Max length", dcc.Input(id=mv.MAX_LEN, type="number", min=2, max=500,
+            _field("Max length", dcc.Input(id=ids.MODELS_MAX_LEN, type="number", min=2, max=500,
                                            step=1, value=50, className="text-input",
                                            style={"width": "90px"}), "100px"),
-            _field("Hidden size", dcc.Input(id=mv.HIDDEN, type="number", min=8, max=1024,
+            _field("Hidden size", dcc.Input(id=ids.MODELS_HIDDEN, type="number", min=8, max=1024,
                                             step=8, value=64, className="text-input",
                                             style={"width": "90px"}), "100px"),
-            _field("Patience", dcc.Input(id=mv.PATIENCE, type="number", min=1, max=1000,
+            _field("Patience", dcc.Input(id=ids.MODELS_PATIENCE, type="number", min=1, max=1000,
                                          step=1, value=3, className="text-input",
                                          style={"width": "90px"}), "100px"),
             _field("Device", dcc.RadioItems(
-                id=mv.DEVICE, value="auto", inline=True, className="checklist",
+                id=ids.MODELS_DEVICE, value="auto", inline=True, className="checklist",
                 options=[{"label": " auto", "value": "auto"}, {"label": " cpu", "value": "cpu"},
                          {"label": " cuda", "value": "cuda", "disabled": not cuda}]), "220px"),
         ]),
-        html.P(id=mv.SETTINGS_HINT, className="muted"),
+        html.P(id=ids.MODELS_SETTINGS_HINT, className="muted"),
         html.Div(className="form-row", children=[
-            html.Button("Train", id=mv.TRAIN, n_clicks=0, className="btn btn-primary",
+            html.Button("Train", id=ids.MODELS_TRAIN, n_clicks=0, className="btn btn-primary",
                         disabled=active is not None),
-            html.Button("Cancel", id=mv.CANCEL, n_clicks=0, className="btn btn-danger",
+            html.Button("Cancel", id=ids.MODELS_CANCEL, n_clicks=0, className="btn btn-danger",
                         disabled=active is None,
                         title="Stop the training; the best epoch so far is kept"),
         ]),
-        html.Div(id=mv.TRAIN_ERROR),
-        html.Div(id=mv.PROGRESS, className="progress", style={} if active else _HIDDEN,
-                 children=html.Div(id=mv.PROGRESS_BAR, className="progress-bar",
+        html.Div(id=ids.MODELS_TRAIN_ERROR),
+        html.Div(id=ids.MODELS_PROGRESS, className="progress", style={} if active else _HIDDEN,
+                 children=html.Div(id=ids.MODELS_PROGRESS_BAR, className="progress-bar",
                                    style=mv.progress_width(active))),
-        html.Div(mv.status_text(active), id=mv.STATUS, className="upload-status"),
-        html.Div(dcc.Graph(id=mv.CURVE, figure=mv.curve_figure(active),
+        html.Div(mv.status_text(active), id=ids.MODELS_STATUS, className="upload-status"),
+        html.Div(dcc.Graph(id=ids.MODELS_CURVE, figure=mv.curve_figure(active),
                            config={"displaylogo": False}),
-                 id=mv.CURVE_WRAP, style={} if active else _HIDDEN),
-        html.Div(mv.messages_view(active), id=mv.MESSAGES),
-        dcc.Store(id=mv.JOB_STORE, data=active["id"] if active else None),
-        dcc.Interval(id=mv.POLL, interval=_POLL_MS, disabled=active is None),
+                 id=ids.MODELS_CURVE_WRAP, style={} if active else _HIDDEN),
+        html.Div(mv.messages_view(active), id=ids.MODELS_MESSAGES),
+        dcc.Store(id=ids.MODELS_JOB_STORE, data=active["id"] if active else None),
+        dcc.Interval(id=ids.MODELS_POLL, interval=_POLL_MS, disabled=active is None),
     ])
 
 
 def _inspect_cards(name: str, models: list[dict[str, Any]], coords: bool) -> list[Any]:
     opts = mv.inspect_options(models)
     first = next((o["value"] for o in opts if not o["disabled"]), None)
-    where = (deckmap.DeckMap(mv.MAP, height=420) if coords else ui.notice(
+    where = (deckmap.DeckMap(ids.MODELS_MAP, height=420) if coords else ui.notice(
         f"Dataset {name!r} has no coordinates (lat/lon), so there is no map of the user's "
         "path and the recommended places; re-import it with latitude/longitude columns "
         "mapped to see one.", "info"))
     return [
         ui.card(title="Per-slice quality", children=[
             html.Div(className="form-row", children=[
-                _field("Model", dcc.Dropdown(id=mv.INSPECT_PICK, options=opts, value=first,
+                _field("Model", dcc.Dropdown(id=ids.MODELS_INSPECT_PICK, options=opts, value=first,
                                              clearable=False,
                                              placeholder="Train a model first"), "420px"),
                 _field("Slice by", dcc.Dropdown(
-                    id=mv.SLICE_KIND, clearable=False, value="hour",
+                    id=ids.MODELS_SLICE_KIND, clearable=False, value="hour",
                     options=[{"label": v, "value": k} for k, v in mv.SLICE_KINDS.items()]),
                     "260px"),
                 _field("Metric", dcc.Dropdown(
-                    id=mv.SLICE_METRIC, clearable=False, value="ndcg@10",
+                    id=ids.MODELS_SLICE_METRIC, clearable=False, value="ndcg@10",
                     options=[{"label": v, "value": k} for k, v in mv.SLICE_METRICS.items()])),
             ]),
-            dcc.Loading(dcc.Graph(id=mv.SLICE_GRAPH, config={"displaylogo": False}),
+            dcc.Loading(dcc.Graph(id=ids.MODELS_SLICE_GRAPH, config={"displaylogo": False}),
                         type="dot", color="#2563eb"),
         ]),
         ui.card(title="Top-K recommendations", children=[
             html.P("For the model picked above: the items it would recommend next to a user, "
                    "from their full history.", className="muted"),
             html.Div(className="form-row", children=[
-                _field("User", dcc.Dropdown(id=mv.USER_PICK, clearable=False,
+                _field("User", dcc.Dropdown(id=ids.MODELS_USER_PICK, clearable=False,
                                             placeholder="Pick a user"), "300px"),
-                _field("K", dcc.Input(id=mv.TOPK, type="number", min=1, max=100, step=1,
+                _field("K", dcc.Input(id=ids.MODELS_TOPK, type="number", min=1, max=100, step=1,
                                       value=10, debounce=True, className="text-input",
                                       style={"width": "80px"}), "90px"),
             ]),
-            html.Div(id=mv.RECS_NOTE, className="muted"),
+            html.Div(id=ids.MODELS_RECS_NOTE, className="muted"),
             html.Div(style={"display": "flex", "gap": "18px", "flexWrap": "wrap"}, children=[
-                html.Div(dcc.Loading(html.Div(id=mv.RECS), type="dot", color="#2563eb"),
+                html.Div(dcc.Loading(html.Div(id=ids.MODELS_RECS), type="dot", color="#2563eb"),
                          style={"flex": "1 1 380px", "minWidth": "320px"}),
                 html.Div(where, style={"flex": "1 1 460px", "minWidth": "320px"}),
             ]),
@@ -142,16 +144,16 @@ def layout(dataset: Any = None, **_query: Any) -> html.Div:
     active = model_service.active_job(name)
     return html.Div([
         header, *notes,
-        dcc.Store(id=mv.DATASET, data=name),
-        dcc.Store(id=mv.VERSION, data=0),
+        dcc.Store(id=ids.MODELS_DATASET, data=name),
+        dcc.Store(id=ids.MODELS_VERSION, data=0),
         _train_card(model_service.model_choices(), active),
         ui.card(title="Trained models", children=[
             html.P("Test metrics over all items (leave-last or time split as trained). "
                    "HR@K: the next item is in the top K; NDCG@10 and MRR reward ranking it "
                    "high; coverage is the share of items ever recommended; popularity the "
                    "mean training count of recommended items.", className="muted"),
-            dcc.Loading(html.Div(mv.comparison_table(models, name), id=mv.TABLE), type="dot",
-                        color="#2563eb"),
+            dcc.Loading(html.Div(mv.comparison_table(models, name), id=ids.MODELS_TABLE),
+                        type="dot", color="#2563eb"),
         ]),
         *_inspect_cards(name, models, model_service.has_coordinates(name)),
     ])
@@ -159,9 +161,10 @@ def layout(dataset: Any = None, **_query: Any) -> html.Div:
 
 # -- training ------------------------------------------------------------------------------
 @callback(
-    Output(mv.HIDDEN, "disabled"), Output(mv.HIDDEN, "value"), Output(mv.EPOCHS, "disabled"),
-    Output(mv.PATIENCE, "disabled"), Output(mv.SETTINGS_HINT, "children"),
-    Input(mv.MODEL_PICK, "value"),
+    Output(ids.MODELS_HIDDEN, "disabled"), Output(ids.MODELS_HIDDEN, "value"),
+    Output(ids.MODELS_EPOCHS, "disabled"),
+    Output(ids.MODELS_PATIENCE, "disabled"), Output(ids.MODELS_SETTINGS_HINT, "children"),
+    Input(ids.MODELS_MODEL_PICK, "value"),
 )
 def on_model(model: str | None) -> tuple[Any, ...]:
     choice = next((c for c in model_service.model_choices() if c["name"] == model), None)
@@ -173,11 +176,13 @@ def on_model(model: str | None) -> tuple[Any, ...]:
 
 
 @callback(
-    Output(mv.JOB_STORE, "data"), Output(mv.TRAIN_ERROR, "children"),
-    Input(mv.TRAIN, "n_clicks"),
-    State(mv.DATASET, "data"), State(mv.MODEL_PICK, "value"), State(mv.SPLIT_PICK, "value"),
-    State(mv.EPOCHS, "value"), State(mv.MAX_LEN, "value"), State(mv.HIDDEN, "value"),
-    State(mv.DEVICE, "value"), State(mv.PATIENCE, "value"),
+    Output(ids.MODELS_JOB_STORE, "data"), Output(ids.MODELS_TRAIN_ERROR, "children"),
+    Input(ids.MODELS_TRAIN, "n_clicks"),
+    State(ids.MODELS_DATASET, "data"), State(ids.MODELS_MODEL_PICK, "value"),
+    State(ids.MODELS_SPLIT_PICK, "value"),
+    State(ids.MODELS_EPOCHS, "value"), State(ids.MODELS_MAX_LEN, "value"),
+    State(ids.MODELS_HIDDEN, "value"),
+    State(ids.MODELS_DEVICE, "value"), State(ids.MODELS_PATIENCE, "value"),
     prevent_initial_call=True,
 )
 def start_training(n_clicks: int, dataset: str | None, model: str | None, split: str,
@@ -199,8 +204,8 @@ def start_training(n_clicks: int, dataset: str | None, model: str | None, split:
 
 
 @callback(
-    Output(mv.CANCEL, "disabled", allow_duplicate=True),
-    Input(mv.CANCEL, "n_clicks"), State(mv.JOB_STORE, "data"),
+    Output(ids.MODELS_CANCEL, "disabled", allow_duplicate=True),
+    Input(ids.MODELS_CANCEL, "n_clicks"), State(ids.MODELS_JOB_STORE, "data"),
     prevent_initial_call=True,
 )
 def cancel_training(n_clicks: int, job_id: str | None) -> Any:
@@ -214,11 +219,15 @@ def cancel_training(n_clicks: int, job_id: str | None) -> Any:
 
 
 @callback(
-    Output(mv.PROGRESS, "style"), Output(mv.PROGRESS_BAR, "style"), Output(mv.STATUS, "children"),
-    Output(mv.CURVE_WRAP, "style"), Output(mv.CURVE, "figure"), Output(mv.MESSAGES, "children"),
-    Output(mv.POLL, "disabled"),
-    Output(mv.TRAIN, "disabled"), Output(mv.CANCEL, "disabled"), Output(mv.VERSION, "data"),
-    Input(mv.POLL, "n_intervals"), Input(mv.JOB_STORE, "data"), State(mv.VERSION, "data"),
+    Output(ids.MODELS_PROGRESS, "style"), Output(ids.MODELS_PROGRESS_BAR, "style"),
+    Output(ids.MODELS_STATUS, "children"),
+    Output(ids.MODELS_CURVE_WRAP, "style"), Output(ids.MODELS_CURVE, "figure"),
+    Output(ids.MODELS_MESSAGES, "children"),
+    Output(ids.MODELS_POLL, "disabled"),
+    Output(ids.MODELS_TRAIN, "disabled"), Output(ids.MODELS_CANCEL, "disabled"),
+    Output(ids.MODELS_VERSION, "data"),
+    Input(ids.MODELS_POLL, "n_intervals"), Input(ids.MODELS_JOB_STORE, "data"),
+    State(ids.MODELS_VERSION, "data"),
     prevent_initial_call=True,
 )
 def poll(_n: int | None, job_id: str | None, version: int | None) -> tuple[Any, ...]:
@@ -238,9 +247,10 @@ def poll(_n: int | None, job_id: str | None, version: int | None) -> tuple[Any, 
 
 # -- comparison and inspection -------------------------------------------------------------
 @callback(
-    Output(mv.TABLE, "children"), Output(mv.INSPECT_PICK, "options"),
-    Output(mv.INSPECT_PICK, "value"),
-    Input(mv.VERSION, "data"), State(mv.DATASET, "data"), State(mv.INSPECT_PICK, "value"),
+    Output(ids.MODELS_TABLE, "children"), Output(ids.MODELS_INSPECT_PICK, "options"),
+    Output(ids.MODELS_INSPECT_PICK, "value"),
+    Input(ids.MODELS_VERSION, "data"), State(ids.MODELS_DATASET, "data"),
+    State(ids.MODELS_INSPECT_PICK, "value"),
     prevent_initial_call=True,
 )
 def refresh_models(_version: int, dataset: str | None, current: str | None) -> tuple[Any, ...]:
@@ -257,9 +267,9 @@ def refresh_models(_version: int, dataset: str | None, current: str | None) -> t
 
 
 @callback(
-    Output(mv.SLICE_GRAPH, "figure"),
-    Input(mv.INSPECT_PICK, "value"), Input(mv.SLICE_KIND, "value"),
-    Input(mv.SLICE_METRIC, "value"), State(mv.DATASET, "data"),
+    Output(ids.MODELS_SLICE_GRAPH, "figure"),
+    Input(ids.MODELS_INSPECT_PICK, "value"), Input(ids.MODELS_SLICE_KIND, "value"),
+    Input(ids.MODELS_SLICE_METRIC, "value"), State(ids.MODELS_DATASET, "data"),
 )
 def draw_slices(model_id: str | None, kind: str, metric: str, dataset: str | None) -> Any:
     if not model_id or not dataset:
@@ -272,8 +282,9 @@ def draw_slices(model_id: str | None, kind: str, metric: str, dataset: str | Non
 
 
 @callback(
-    Output(mv.USER_PICK, "options"), Output(mv.USER_PICK, "value"),
-    Input(mv.INSPECT_PICK, "value"), State(mv.DATASET, "data"), State(mv.USER_PICK, "value"),
+    Output(ids.MODELS_USER_PICK, "options"), Output(ids.MODELS_USER_PICK, "value"),
+    Input(ids.MODELS_INSPECT_PICK, "value"), State(ids.MODELS_DATASET, "data"),
+    State(ids.MODELS_USER_PICK, "value"),
 )
 def user_options(model_id: str | None, dataset: str | None,
                  current: str | None) -> tuple[Any, Any]:
@@ -290,10 +301,11 @@ def user_options(model_id: str | None, dataset: str | None,
 
 
 @callback(
-    Output(mv.RECS, "children"), Output(mv.RECS_NOTE, "children"),
-    Output({**deckmap.spec_id(mv.MAP), "id": ALL}, "data"),
-    Input(mv.USER_PICK, "value"), Input(mv.TOPK, "value"), State(mv.INSPECT_PICK, "value"),
-    State(mv.DATASET, "data"),
+    Output(ids.MODELS_RECS, "children"), Output(ids.MODELS_RECS_NOTE, "children"),
+    Output({**deckmap.spec_id(ids.MODELS_MAP), "id": ALL}, "data"),
+    Input(ids.MODELS_USER_PICK, "value"), Input(ids.MODELS_TOPK, "value"),
+    State(ids.MODELS_INSPECT_PICK, "value"),
+    State(ids.MODELS_DATASET, "data"),
 )
 def show_recs(user: str | None, k: Any, model_id: str | None,
               dataset: str | None) -> tuple[Any, Any, list[Any]]:

@@ -1,6 +1,6 @@
-"""Components of the Explain page: its component ids, the recommendation list, progress, the
-result panels and the export card. Text goes through Dash components (escaped); figures come
-from app/explain_figures.py (which escapes user strings for plotly).
+"""Components of the Explain page: the recommendation list, progress, the result panels and
+the export card (component ids: app/views/ids.py). Text goes through Dash components
+(escaped); figures come from explain_figures.py (which escapes user strings for plotly).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from dash import dash_table, dcc, html
 
 from ..deckgl import deckmap
-from . import ui
+from . import ids, ui
 from .explain_figures import (
     attention_figure,
     attribution_figure,
@@ -18,31 +18,6 @@ from .explain_figures import (
     events_map_spec,
     groups_figure,
 )
-
-# -- component ids (the Explain page's own; app/ids.py belongs to the shell) ---------------
-DATASET = "explain-dataset"          # page-local store: the dataset shown
-MODEL = "explain-model"
-USER = "explain-user"
-RECS = "explain-recs"
-REC_BUTTON = "explain-rec"           # pattern-matching type: {"type": REC_BUTTON, "item": id}
-REQUEST = "explain-request"          # store: {"dataset", "user", "item", "model_id"}
-JOB = "explain-job"                  # store: {"job": id, **request}
-TICK = "explain-tick"
-PROGRESS = "explain-progress"
-PROGRESS_BAR = "explain-progress-bar"
-STATUS = "explain-status"
-RESULT = "explain-result"
-SUMMARY = "explain-summary"
-MAP = "explain-map"                  # app.deckmap.DeckMap id
-EXPORT_HTML = "explain-export-html"
-EXPORT_PDF = "explain-export-pdf"
-EXPORT_STATUS = "explain-export-status"
-DOWNLOAD = "explain-download"
-BATCH_USERS = "explain-batch-users"
-BATCH_FORMAT = "explain-batch-format"
-BATCH_BUTTON = "explain-batch-button"
-BATCH_STATUS = "explain-batch-status"
-BATCH_DOWNLOAD = "explain-batch-download"
 
 HIDDEN = {"display": "none"}
 _GRAPH = {"displaylogo": False}
@@ -70,7 +45,8 @@ def recommendation_list(recs: dict[str, Any], chosen: str | None = None) -> html
              html.Strong(str(it["item_id"])),
              html.Span(f" {it.get('category') or ''}", className="muted"),
              html.Span(f"{it['score']:.4f}", className="explain-rec-score")],
-            id={"type": REC_BUTTON, "item": str(it["item_id"])}, n_clicks=0, className=cls,
+            id={"type": ids.EXPLAIN_REC_BUTTON, "item": str(it["item_id"])}, n_clicks=0,
+            className=cls,
             title=f"Explain why {it['item_id']} is recommended"))
     return html.Div([
         html.P(f"Top {len(items)} from {recs['model']} for user {recs['user']} "
@@ -102,25 +78,25 @@ def result_panels(ex: Any) -> html.Div:
                             "rank": round(cf["rank_after_random"], 1)})
     return html.Div([
         ui.card(title=f"Why {ex.item_id}?", children=[
-            html.P(ex.summary, id=SUMMARY, className="explain-summary"),
+            html.P(ex.summary, id=ids.EXPLAIN_SUMMARY, className="explain-summary"),
             html.P(facts, className="muted")]),
         ui.card(title="Per-event attribution over the timeline", children=[
-            dcc.Graph(id="explain-fig-attribution", figure=attribution_figure(ex),
+            dcc.Graph(id=ids.EXPLAIN_FIG_ATTRIBUTION, figure=attribution_figure(ex),
                       config=_GRAPH)]),
         html.Div(className="grid-2", children=[
             ui.card(title="Feature groups", children=[
-                dcc.Graph(id="explain-fig-groups", figure=groups_figure(ex), config=_GRAPH)]),
+                dcc.Graph(id=ids.EXPLAIN_FIG_GROUPS, figure=groups_figure(ex), config=_GRAPH)]),
             ui.card(title="Counterfactual: deleting events", children=[
-                dcc.Graph(id="explain-fig-counterfactual", figure=counterfactual_figure(ex),
+                dcc.Graph(id=ids.EXPLAIN_FIG_COUNTERFACTUAL, figure=counterfactual_figure(ex),
                           config=_GRAPH),
                 dash_table.DataTable(data=cf_rows, columns=[{"name": c, "id": c}
                                                             for c in ("history", "rank")])
                 if cf_rows else html.Div()]),
         ]),
         ui.card(title="Attention of the scoring position", children=[
-            dcc.Graph(id="explain-fig-attention", figure=attention_figure(ex), config=_GRAPH)]),
+            dcc.Graph(id=ids.EXPLAIN_FIG_ATTENTION, figure=attention_figure(ex), config=_GRAPH)]),
         ui.card(title="Events on the map, coloured by attribution", children=[
-            deckmap.DeckMap(MAP, spec=spec, height=420) if spec is not None else
+            deckmap.DeckMap(ids.EXPLAIN_MAP, spec=spec, height=420) if spec is not None else
             ui.empty_state("No map", "None of these events has coordinates.")]),
     ])
 
@@ -131,24 +107,24 @@ def export_card() -> html.Section:
                "recommendations and every view above. HTML opens offline; PDF is printed "
                "by Chromium.", className="muted"),
         html.Div(className="form-row", children=[
-            html.Button("Export HTML report", id=EXPORT_HTML, n_clicks=0, className="btn",
-                        disabled=True),
-            html.Button("Export PDF report", id=EXPORT_PDF, n_clicks=0, className="btn",
-                        disabled=True),
-            dcc.Loading(html.Span(id=EXPORT_STATUS), type="dot"),
+            html.Button("Export HTML report", id=ids.EXPLAIN_EXPORT_HTML, n_clicks=0,
+                        className="btn", disabled=True),
+            html.Button("Export PDF report", id=ids.EXPLAIN_EXPORT_PDF, n_clicks=0,
+                        className="btn", disabled=True),
+            dcc.Loading(html.Span(id=ids.EXPLAIN_EXPORT_STATUS), type="dot"),
         ]),
-        dcc.Download(id=DOWNLOAD),
+        dcc.Download(id=ids.EXPLAIN_DOWNLOAD),
         html.H3("Batch export"),
         html.P("Reports for a list of users (one per line or comma-separated), each "
                "explaining its top recommendation, as one zip.", className="muted"),
-        dcc.Textarea(id=BATCH_USERS, placeholder="user ids", className="text-input",
+        dcc.Textarea(id=ids.EXPLAIN_BATCH_USERS, placeholder="user ids", className="text-input",
                      style={"width": "100%", "height": "80px"}),
         html.Div(className="form-row", children=[
-            dcc.RadioItems(id=BATCH_FORMAT, value="html", inline=True,
+            dcc.RadioItems(id=ids.EXPLAIN_BATCH_FORMAT, value="html", inline=True,
                            options=[{"label": " HTML ", "value": "html"},
                                     {"label": " PDF ", "value": "pdf"}]),
-            html.Button("Export batch", id=BATCH_BUTTON, n_clicks=0, className="btn"),
-            dcc.Loading(html.Span(id=BATCH_STATUS), type="dot"),
+            html.Button("Export batch", id=ids.EXPLAIN_BATCH_BUTTON, n_clicks=0, className="btn"),
+            dcc.Loading(html.Span(id=ids.EXPLAIN_BATCH_STATUS), type="dot"),
         ]),
-        dcc.Download(id=BATCH_DOWNLOAD),
+        dcc.Download(id=ids.EXPLAIN_BATCH_DOWNLOAD),
     ])

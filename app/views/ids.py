@@ -1,4 +1,4 @@
-"""Every Dash component id used by the app shell and the pages, in one place.
+"""Every Dash component id of the app shell and of every page, in one place.
 
 Ids are plain strings (or the ``type`` part of a pattern-matching dict id) so a rename is a
 one-line change and the browser tests and assets/upload.js can refer to the same names.
@@ -107,3 +107,66 @@ NAME_INPUT = "data-name-input"
 IMPORT_OPTIONS = "data-import-options"  # checklist with "replace" / "keep_duplicates"
 IMPORT_BUTTON = "data-import-button"
 IMPORT_RESULT = "data-import-result"
+
+# -- Models page ---------------------------------------------------------------------------
+MODELS_MODEL_PICK = "models-model-pick"
+MODELS_SPLIT_PICK = "models-split-pick"
+MODELS_EPOCHS = "models-epochs"
+MODELS_MAX_LEN = "models-max-len"
+MODELS_HIDDEN = "models-hidden"  # the hidden-size input
+MODELS_DEVICE = "models-device"
+MODELS_PATIENCE = "models-patience"
+MODELS_SETTINGS_HINT = "models-settings-hint"
+MODELS_TRAIN = "models-train"  # the Train button
+MODELS_CANCEL = "models-cancel"
+MODELS_TRAIN_ERROR = "models-train-error"
+MODELS_JOB_STORE = "models-job"  # store: the followed job id
+MODELS_POLL = "models-poll"  # interval polling the job
+MODELS_PROGRESS = "models-progress"
+MODELS_PROGRESS_BAR = "models-progress-bar"
+MODELS_STATUS = "models-status"
+MODELS_CURVE = "models-curve"
+MODELS_CURVE_WRAP = "models-curve-wrap"
+MODELS_MESSAGES = "models-messages"
+MODELS_DATASET = "models-dataset"  # page-local store: the dataset the page shows
+MODELS_VERSION = "models-version"  # store: bumped when the model list changes
+MODELS_TABLE = "models-table"
+MODELS_INSPECT_PICK = "models-inspect-pick"
+MODELS_SLICE_KIND = "models-slice-kind"
+MODELS_SLICE_METRIC = "models-slice-metric"
+MODELS_SLICE_GRAPH = "models-slice-graph"
+MODELS_USER_PICK = "models-user-pick"
+MODELS_TOPK = "models-topk"
+MODELS_RECS = "models-recs"
+MODELS_RECS_NOTE = "models-recs-note"
+MODELS_MAP = "models-map"  # app.deckgl DeckMap id
+
+# -- Explain page --------------------------------------------------------------------------
+EXPLAIN_DATASET = "explain-dataset"  # page-local store: the dataset shown
+EXPLAIN_MODEL = "explain-model"
+EXPLAIN_USER = "explain-user"
+EXPLAIN_RECS = "explain-recs"
+#: pattern-matching type: {"type": EXPLAIN_REC_BUTTON, "item": item id}
+EXPLAIN_REC_BUTTON = "explain-rec"
+EXPLAIN_REQUEST = "explain-request"  # store: {"dataset", "user", "item", "model_id"}
+EXPLAIN_JOB = "explain-job"  # store: {"job": id, **request}
+EXPLAIN_TICK = "explain-tick"
+EXPLAIN_PROGRESS = "explain-progress"
+EXPLAIN_PROGRESS_BAR = "explain-progress-bar"
+EXPLAIN_STATUS = "explain-status"
+EXPLAIN_RESULT = "explain-result"
+EXPLAIN_SUMMARY = "explain-summary"
+EXPLAIN_FIG_ATTRIBUTION = "explain-fig-attribution"
+EXPLAIN_FIG_GROUPS = "explain-fig-groups"
+EXPLAIN_FIG_COUNTERFACTUAL = "explain-fig-counterfactual"
+EXPLAIN_FIG_ATTENTION = "explain-fig-attention"
+EXPLAIN_MAP = "explain-map"  # app.deckgl DeckMap id
+EXPLAIN_EXPORT_HTML = "explain-export-html"
+EXPLAIN_EXPORT_PDF = "explain-export-pdf"
+EXPLAIN_EXPORT_STATUS = "explain-export-status"
+EXPLAIN_DOWNLOAD = "explain-download"
+EXPLAIN_BATCH_USERS = "explain-batch-users"
+EXPLAIN_BATCH_FORMAT = "explain-batch-format"
+EXPLAIN_BATCH_BUTTON = "explain-batch-button"
+EXPLAIN_BATCH_STATUS = "explain-batch-status"
+EXPLAIN_BATCH_DOWNLOAD = "explain-batch-download"

@@ -1,5 +1,5 @@
-"""Rendering for the Models page: component ids, training progress, curves, comparison table,
-per-slice charts, recommendation table and map spec.
+"""Rendering for the Models page: training progress, curves, comparison table, per-slice
+charts, recommendation table and map spec (component ids: app/views/ids.py).
 
 Pure functions from plain data (job snapshots of app/jobs.py, rows of models.api.list_models /
 evaluate / recommend, event frames) to Dash components, plotly figures and deck.gl specs; the
@@ -19,23 +19,6 @@ from dash import html
 from ...analytics import schema
 from ..deckgl import deckmap
 from . import ui
-
-# -- component ids (page-local; kept here so tests can use them without loading the page) --
-P = "models-"
-MODEL_PICK, SPLIT_PICK, EPOCHS, MAX_LEN, HIDDEN, DEVICE = (
-    P + "model-pick", P + "split-pick", P + "epochs", P + "max-len", P + "hidden",
-    P + "device")
-PATIENCE = P + "patience"
-SETTINGS_HINT, TRAIN, CANCEL, TRAIN_ERROR = (P + "settings-hint", P + "train", P + "cancel",
-                                             P + "train-error")
-JOB_STORE, POLL, PROGRESS, PROGRESS_BAR, STATUS = (
-    P + "job", P + "poll", P + "progress", P + "progress-bar", P + "status")
-CURVE, CURVE_WRAP, MESSAGES, DATASET, VERSION = (
-    P + "curve", P + "curve-wrap", P + "messages", P + "dataset", P + "version")
-TABLE, INSPECT_PICK, SLICE_KIND, SLICE_METRIC, SLICE_GRAPH = (
-    P + "table", P + "inspect-pick", P + "slice-kind", P + "slice-metric", P + "slice-graph")
-USER_PICK, TOPK, RECS, RECS_NOTE, MAP = (P + "user-pick", P + "topk", P + "recs",
-                                          P + "recs-note", P + "map")
 
 #: Comparison table: (column key, header).
 COLUMNS: tuple[tuple[str, str], ...] = (

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 from trailscope.app.views import ids
-from trailscope.app.views import models as mv
 
 from tests.app.helpers import slice_file
 from tests.conftest import MOVIELENS, NYC
@@ -69,7 +68,7 @@ def url(request, server_home, slices, browser) -> str:
 
 def _open(page, url: str, dataset: str) -> None:
     page.goto(f"{url}/models?dataset={dataset}")
-    page.wait_for_selector(f"#{mv.TRAIN}")
+    page.wait_for_selector(f"#{ids.MODELS_TRAIN}")
     page.wait_for_load_state("networkidle")
 
 
@@ -80,17 +79,17 @@ def _choose(page, dropdown_id: str, label: str) -> None:
 
 def _train(page, model: str, epochs: int | None = None, hidden: int | None = None,
            patience: int | None = None) -> None:
-    _choose(page, mv.MODEL_PICK, f"{model} (")
+    _choose(page, ids.MODELS_MODEL_PICK, f"{model} (")
     hint = "counts the training data" if model in ("pop", "repeat", "markov") else "early stopping"
-    expect(page.locator(f"#{mv.SETTINGS_HINT}")).to_contain_text(hint)
+    expect(page.locator(f"#{ids.MODELS_SETTINGS_HINT}")).to_contain_text(hint)
     if epochs is not None:
-        page.fill(f"#{mv.EPOCHS}", str(epochs))
+        page.fill(f"#{ids.MODELS_EPOCHS}", str(epochs))
     if hidden is not None:
-        page.fill(f"#{mv.HIDDEN}", str(hidden))
+        page.fill(f"#{ids.MODELS_HIDDEN}", str(hidden))
     if patience is not None:
-        page.fill(f"#{mv.PATIENCE}", str(patience))
-    page.click(f"#{mv.TRAIN}")
-    expect(page.locator(f"#{mv.PROGRESS}")).to_be_visible()
+        page.fill(f"#{ids.MODELS_PATIENCE}", str(patience))
+    page.click(f"#{ids.MODELS_TRAIN}")
+    expect(page.locator(f"#{ids.MODELS_PROGRESS}")).to_be_visible()
 
 
 def _map_key(map_id: str) -> str:
@@ -100,94 +99,94 @@ def _map_key(map_id: str) -> str:
 
 def test_empty_state_says_how_to_train(url, page):
     _open(page, url, ML)
-    table = page.locator(f"#{mv.TABLE}")
+    table = page.locator(f"#{ids.MODELS_TABLE}")
     expect(table).to_contain_text("No trained model yet")
     expect(table).to_contain_text(f"trailscope train {ML} --model markov")
     expect(page.locator(".alert-info")).to_contain_text("has no coordinates")
-    expect(page.locator(f"#{mv.CANCEL}")).to_be_disabled()
-    expect(page.locator(f"#{mv.CURVE_WRAP}")).to_be_hidden()
+    expect(page.locator(f"#{ids.MODELS_CANCEL}")).to_be_disabled()
+    expect(page.locator(f"#{ids.MODELS_CURVE_WRAP}")).to_be_hidden()
     assert page.console.errors == []
 
 
 def test_train_markov_and_a_one_epoch_gru_from_the_page(url, page):
     _open(page, url, ML)
     _train(page, "markov")
-    status = page.locator(f"#{mv.STATUS}")
+    status = page.locator(f"#{ids.MODELS_STATUS}")
     expect(status).to_contain_text("Finished markov", timeout=TRAIN_TIMEOUT)
-    assert "width: 100" in page.get_attribute(f"#{mv.PROGRESS_BAR}", "style")
-    expect(page.locator(f"#{mv.TABLE} tbody tr")).to_have_count(1)
-    expect(page.locator(f"#{mv.TRAIN}")).to_be_enabled()
+    assert "width: 100" in page.get_attribute(f"#{ids.MODELS_PROGRESS_BAR}", "style")
+    expect(page.locator(f"#{ids.MODELS_TABLE} tbody tr")).to_have_count(1)
+    expect(page.locator(f"#{ids.MODELS_TRAIN}")).to_be_enabled()
 
     _train(page, "gru", epochs=1, hidden=16)
     expect(status).to_contain_text("Finished gru", timeout=TRAIN_TIMEOUT)
-    assert "width: 100" in page.get_attribute(f"#{mv.PROGRESS_BAR}", "style")
-    rows = page.locator(f"#{mv.TABLE} tbody tr")
+    assert "width: 100" in page.get_attribute(f"#{ids.MODELS_PROGRESS_BAR}", "style")
+    rows = page.locator(f"#{ids.MODELS_TABLE} tbody tr")
     expect(rows).to_have_count(2)
-    text = page.inner_text(f"#{mv.TABLE}")
+    text = page.inner_text(f"#{ids.MODELS_TABLE}")
     assert "markov" in text and "gru" in text and "best" in text
     # the live curve: loss per step and the validation point of the single epoch
-    expect(page.locator(f"#{mv.CURVE} .scatterlayer .trace")).to_have_count(2)
-    expect(page.locator(f"#{mv.CURVE} .legend")).to_contain_text("validation NDCG@10")
+    expect(page.locator(f"#{ids.MODELS_CURVE} .scatterlayer .trace")).to_have_count(2)
+    expect(page.locator(f"#{ids.MODELS_CURVE} .legend")).to_contain_text("validation NDCG@10")
     assert page.console.errors == []
 
 
 def test_slices_and_recommendations_for_a_user(url, page, artifacts):
     _open(page, url, ML)
-    expect(page.locator(f"#{mv.TABLE} tbody tr")).to_have_count(2)
-    recs = page.locator(f"#{mv.RECS} tbody tr")
+    expect(page.locator(f"#{ids.MODELS_TABLE} tbody tr")).to_have_count(2)
+    recs = page.locator(f"#{ids.MODELS_RECS} tbody tr")
     expect(recs).to_have_count(10, timeout=30_000)
-    note = page.locator(f"#{mv.RECS_NOTE}")
+    note = page.locator(f"#{ids.MODELS_RECS_NOTE}")
     expect(note).to_contain_text("Top 10 for user")
     user = re.search(r"for user (\S+) by", note.inner_text()).group(1)
-    expect(page.locator(f"#{mv.SLICE_GRAPH} .barlayer .point").first).to_be_visible()
-    page.fill(f"#{mv.TOPK}", "5")
-    page.press(f"#{mv.TOPK}", "Enter")
+    expect(page.locator(f"#{ids.MODELS_SLICE_GRAPH} .barlayer .point").first).to_be_visible()
+    page.fill(f"#{ids.MODELS_TOPK}", "5")
+    page.press(f"#{ids.MODELS_TOPK}", "Enter")
     expect(recs).to_have_count(5, timeout=30_000)
     expect(note).to_contain_text(f"Top 5 for user {user}")
-    _choose(page, mv.SLICE_KIND, "Cold vs warm")
-    expect(page.locator(f"#{mv.SLICE_GRAPH} .xtick").first).to_be_visible()
+    _choose(page, ids.MODELS_SLICE_KIND, "Cold vs warm")
+    expect(page.locator(f"#{ids.MODELS_SLICE_GRAPH} .xtick").first).to_be_visible()
     page.screenshot(path=str(artifacts / "models_page.png"), full_page=True)
     assert page.console.errors == []
 
 
 def test_cancel_a_running_training(url, page):
     _open(page, url, ML)
-    rows_before = page.locator(f"#{mv.TABLE} tbody tr").count()
+    rows_before = page.locator(f"#{ids.MODELS_TABLE} tbody tr").count()
     # patience 1000: early stopping must not end the run before the test cancels it
     _train(page, "gru", epochs=500, hidden=16, patience=1000)
-    status = page.locator(f"#{mv.STATUS}")
+    status = page.locator(f"#{ids.MODELS_STATUS}")
     expect(status).to_contain_text(f"gru on {ML}", timeout=TRAIN_TIMEOUT)
     _open(page, url, ML)   # a reload finds the running job and follows it again
-    expect(page.locator(f"#{mv.PROGRESS}")).to_be_visible()
-    expect(page.locator(f"#{mv.TRAIN}")).to_be_disabled()
-    expect(page.locator(f"#{mv.CANCEL}")).to_be_enabled()
+    expect(page.locator(f"#{ids.MODELS_PROGRESS}")).to_be_visible()
+    expect(page.locator(f"#{ids.MODELS_TRAIN}")).to_be_disabled()
+    expect(page.locator(f"#{ids.MODELS_CANCEL}")).to_be_enabled()
     # epoch 2 or later running: epoch 1 is kept
     expect(status).to_have_text(re.compile(r"epoch ([2-9]|\d\d+)/500"), timeout=TRAIN_TIMEOUT)
-    page.click(f"#{mv.CANCEL}")
+    page.click(f"#{ids.MODELS_CANCEL}")
     expect(status).to_contain_text("Cancelled gru", timeout=60_000)
     expect(status).to_contain_text("kept the best epoch so far")
-    assert "width: 100" not in page.get_attribute(f"#{mv.PROGRESS_BAR}", "style")
-    expect(page.locator(f"#{mv.TABLE} tbody tr")).to_have_count(rows_before + 1)
-    expect(page.locator(f"#{mv.TABLE} .tag", has_text="cancelled")).to_have_count(1)
-    expect(page.locator(f"#{mv.TRAIN}")).to_be_enabled()
-    expect(page.locator(f"#{mv.CANCEL}")).to_be_disabled()
+    assert "width: 100" not in page.get_attribute(f"#{ids.MODELS_PROGRESS_BAR}", "style")
+    expect(page.locator(f"#{ids.MODELS_TABLE} tbody tr")).to_have_count(rows_before + 1)
+    expect(page.locator(f"#{ids.MODELS_TABLE} .tag", has_text="cancelled")).to_have_count(1)
+    expect(page.locator(f"#{ids.MODELS_TRAIN}")).to_be_enabled()
+    expect(page.locator(f"#{ids.MODELS_CANCEL}")).to_be_disabled()
     assert page.console.errors == []
 
 
 def test_recommendations_on_the_map_beside_the_users_path(url, page, artifacts):
     _open(page, url, GEO)
     _train(page, "markov")
-    expect(page.locator(f"#{mv.STATUS}")).to_contain_text("Finished markov",
+    expect(page.locator(f"#{ids.MODELS_STATUS}")).to_contain_text("Finished markov",
                                                           timeout=TRAIN_TIMEOUT)
-    expect(page.locator(f"#{mv.RECS} tbody tr")).to_have_count(10, timeout=30_000)
-    key = _map_key(mv.MAP)
+    expect(page.locator(f"#{ids.MODELS_RECS} tbody tr")).to_have_count(10, timeout=30_000)
+    key = _map_key(ids.MODELS_MAP)
     page.wait_for_function(
         "k => { const m = window.trailscopeDeck && window.trailscopeDeck.maps[k]; "
         "return m && m.base && m.base.some(l => l.id === 'recommended'); }",
         arg=key, timeout=30_000)
     ids_ = page.evaluate("k => window.trailscopeDeck.maps[k].base.map(l => l.id)", key)
     assert ids_ == ["user-path", "user-events", "recommended"]
-    first_item = page.inner_text(f"#{mv.RECS} tbody tr >> nth=0 >> td >> nth=1").strip()
+    first_item = page.inner_text(f"#{ids.MODELS_RECS} tbody tr >> nth=0 >> td >> nth=1").strip()
     page.locator(f"[id='{key}']").scroll_into_view_if_needed()
     page.wait_for_timeout(800)  # let the view settle before projecting a point
     x, y = page.evaluate("""k => { const m = window.trailscopeDeck.maps[k];
