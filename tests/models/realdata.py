@@ -1,8 +1,9 @@
 """Load real datasets into a store for model tests, through the project's importer.
 
-``nyc`` and ``taobao`` are the slices committed in tests/data/; ``ml`` is the complete
-MovieLens 100K from $TRAILSCOPE_DATA (no slice may be committed), so a test loading it is
-marked ``full_data``.
+``nyc`` and ``taobao`` are the slices committed in tests/data/. ``ml`` (MovieLens 100K, of
+which no slice may be committed) and ``nyc_full`` are the complete files in $TRAILSCOPE_DATA:
+``real_workspace`` loads them only when that folder exists, so a module can share one workspace
+while its tests that use them are marked ``full_data`` (skipped without the folder).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from trailscope.analytics import schema
 from trailscope.analytics.ingest.pipeline import import_file
 from trailscope.analytics.store import Store
 
-from tests.conftest import MOVIELENS, NYC, TAOBAO
+from tests.conftest import FULL_NYC, MOVIELENS, NYC, TAOBAO, has_full_data
 
 _COLS = ", ".join(schema.COLUMNS)
 
 #: The files ``real_workspace`` loads, by dataset name.
-PATHS = {"nyc": NYC, "ml": MOVIELENS, "taobao": TAOBAO}
+PATHS = {"nyc": NYC, "ml": MOVIELENS, "taobao": TAOBAO, "nyc_full": FULL_NYC}
+#: Those read from $TRAILSCOPE_DATA (complete files), loaded only when it exists.
+FULL = {"ml", "nyc_full"}
 
 
 def load(store: Store, path: Path, name: str) -> str:
@@ -52,8 +55,10 @@ def save_frame(store: Store, name: str, df, replace: bool = False) -> str:
 
 
 def real_workspace(folder: Path, *datasets: str) -> Store:
-    """A store in ``folder`` with the named datasets loaded ("nyc", "taobao"; "ml" is full data)."""
+    """A store in ``folder`` with the named datasets of ``PATHS`` loaded; those in ``FULL``
+    only when $TRAILSCOPE_DATA exists (tests that use them are marked ``full_data``)."""
     store = Store(Path(folder) / "trailscope.duckdb")
     for name in datasets:
-        load(store, PATHS[name], name)
+        if name not in FULL or has_full_data():
+            load(store, PATHS[name], name)
     return store

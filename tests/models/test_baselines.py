@@ -129,6 +129,7 @@ def test_nyc_ordering(real, split):
     assert res["pop"]["popularity@10"] > res["markov"]["popularity@10"]
 
 
+@pytest.mark.full_data
 def test_movielens_ordering(real):
     ds = build_dataset(real, "ml", "leave-last")
     assert ds.exclude_seen                                   # MovieLens: no repeats

@@ -216,7 +216,7 @@ def test_baselines_explain_themselves(synth) -> None:
 
 # -- the store-level API on real data -------------------------------------------------------
 @pytest.fixture(scope="module")
-def nyc(tmp_path_factory, shared_data):
+def nyc(tmp_path_factory):
     from trailscope.models.api import train
 
     from tests.models.realdata import real_workspace, slice_dataset

@@ -31,7 +31,7 @@ def test_shape_norm_and_similarity():
     np.testing.assert_allclose(again[1], emb[0], atol=1e-5)
 
 
-def test_movielens_titles_and_item_matrix(shared_data):
+def test_movielens_titles_and_item_matrix(full_data):
     titles = text.movielens_titles(MOVIELENS.parent / "u.item")
     assert len(titles) == 1682 and titles["1"].startswith("Toy Story")
     meta = make_meta(n_items=5)
