@@ -60,27 +60,27 @@ def read_head(path: Path, limit: int = HEAD_BYTES) -> Head:
         raise IngestError("is a folder, not a file; give the path of a data file", path=path)
     if path.stat().st_size == 0:
         raise IngestError("the file is empty (0 bytes); nothing to import", path=path)
-    with path.open("rb") as fh:
-        magic = fh.read(4)
-    try:
-        if magic[:2] == b"\x1f\x8b":
-            with gzip.open(path, "rb") as fh:
-                data = fh.read(limit + 1)
-            head = Head(data[:limit], "gzip", None, len(data) <= limit)
-        elif magic == b"PK\x03\x04":
-            with zipfile.ZipFile(path) as zf:
-                member = zip_member(zf, path)
-                with zf.open(member) as fh:
+    with path.open("rb") as raw:  # opened once: the magic bytes, then the head itself
+        magic = raw.read(4)
+        raw.seek(0)
+        try:
+            if magic[:2] == b"\x1f\x8b":
+                with gzip.GzipFile(fileobj=raw, mode="rb") as fh:
                     data = fh.read(limit + 1)
-            head = Head(data[:limit], "zip", member, len(data) <= limit)
-        else:
-            with path.open("rb") as fh:
-                data = fh.read(limit + 1)
-            head = Head(data[:limit], "none", None, len(data) <= limit)
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
-        kind = "zip" if magic == b"PK\x03\x04" else "gzip"
-        raise IngestError(f"cannot decompress it ({exc}); the {kind} file is damaged or "
-                          "incomplete: download or compress it again", path=path) from exc
+                head = Head(data[:limit], "gzip", None, len(data) <= limit)
+            elif magic == b"PK\x03\x04":
+                with zipfile.ZipFile(raw) as zf:
+                    member = zip_member(zf, path)
+                    with zf.open(member) as fh:
+                        data = fh.read(limit + 1)
+                head = Head(data[:limit], "zip", member, len(data) <= limit)
+            else:
+                data = raw.read(limit + 1)
+                head = Head(data[:limit], "none", None, len(data) <= limit)
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+            kind = "zip" if magic == b"PK\x03\x04" else "gzip"
+            raise IngestError(f"cannot decompress it ({exc}); the {kind} file is damaged or "
+                              "incomplete: download or compress it again", path=path) from exc
     if not head.data.strip():
         raise IngestError("the file is empty (no data after decompressing)", path=path)
     return head

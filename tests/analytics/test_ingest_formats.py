@@ -28,6 +28,26 @@ def test_formats_constant() -> None:
     assert FORMATS == ("tsmc", "snap", "taobao", "tianchi", "movielens", "geolife", "generic")
 
 
+def test_registry_contract() -> None:
+    """Each format module's rules are well formed: canonical field names, normalised column
+    names, one name per format, and generic (which takes every file) last."""
+    from trailscope.analytics.ingest.formats import registry
+    from trailscope.analytics.ingest.layout import norm
+
+    assert [f.name for f in registry.ALL] == list(FORMATS) and FORMATS[-1] == "generic"
+    for form in registry.ALL:
+        assert registry.get(form.name) is form
+        assert all(norm(n) == n for n in form.header_names), form.name
+        for variant, table in form.columns.items():
+            assert set(table) <= set(schema.COLUMNS), (form.name, variant)
+            assert all(norm(c) == c for cands in table.values() for c in cands), form.name
+            assert set(form.required(variant)) <= set(schema.COLUMNS)
+        for variant, names in form.names.items():
+            assert variant in form.columns and len(set(names)) == len(names), form.name
+    with pytest.raises(ValueError, match="unknown format 'excel'; use auto or one of tsmc"):
+        registry.get("excel")
+
+
 def test_tsmc_raw_tsv(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "dataset_TSMC2014_NYC.txt"
     path.write_text(
