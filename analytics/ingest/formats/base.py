@@ -9,8 +9,10 @@ A format takes part in three steps of the importer:
   this format, and which variant; :attr:`Format.fit` does the same, more leniently, when the
   user names the format;
 * **plan**: :attr:`Format.columns` names the source column of each canonical field per variant
-  (headerless files get :attr:`Format.names` first); :attr:`Format.rules` then adjusts the
-  SQL of the :class:`~analytics.ingest.types.Plan` (time zone, behaviour codes, decoders);
+  (headerless files get :attr:`Format.names` first); :attr:`Format.required`,
+  :attr:`Format.complete` and :attr:`Format.time_text` change the defaults where they do not
+  fit (GeoLife's .plt files); :attr:`Format.rules` then adjusts the SQL of the
+  :class:`~analytics.ingest.types.Plan` (time zone, behaviour codes, decoders);
 * **publish**: :attr:`Format.derive`, when set, turns the kept rows into different events in
   Python before they are saved (GeoLife: GPS fixes -> stay points).
 """

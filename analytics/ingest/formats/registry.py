@@ -3,6 +3,12 @@ folder and one line here.
 
 The order is the order of ``--format`` choices and of recognition: the first format that
 recognises a file wins, and ``generic`` (which takes every file) comes last.
+
+To add a format: write ``formats/<name>.py`` with ``FORMAT = Format(name=..., recognise=...,
+fit=..., columns=..., rules=...)`` (formats/base.py explains each part; taobao.py is a short
+example), add it to :data:`ALL` before ``generic``, and test it on a small synthetic file in
+tests/analytics/test_ingest_formats.py. The dashboard shows its name as is unless
+app/views/data.py's ``FORMAT_LABELS`` gives it a friendlier one.
 """
 
 from __future__ import annotations
