@@ -143,12 +143,22 @@ def all_windows(first: pd.Timestamp, last: pd.Timestamp, window: Window) -> pd.D
     return pd.date_range(lo, hi, freq=freq).astype("datetime64[us]")
 
 
+def solar_offset_min(lon: float | np.ndarray) -> int | np.ndarray:
+    """Minutes east of UTC of the solar time zone at longitude ``lon``: round(lon / 15) hours
+    (halves to even). The local-time rule for events without ``tz_offset_min``: right within
+    an hour for most places, no DST. A scalar gives an int; an array a float array (NaN where
+    ``lon`` is NaN)."""
+    if np.ndim(lon) == 0:
+        return int(round(float(lon) / 15.0)) * 60
+    return np.round(np.asarray(lon, dtype="float64") / 15.0) * 60.0
+
+
 def local_time(df: pd.DataFrame,
                fallback: Literal["longitude", "utc"] = "longitude") -> pd.Series:
     """Local wall-clock time of each event: ``ts`` shifted by ``tz_offset_min`` when known.
 
     Where the offset is unknown, ``fallback="longitude"`` uses the solar-time zone
-    round(lon / 15) hours (right within an hour for most places; no DST), ``"utc"`` keeps UTC.
+    (:func:`solar_offset_min`), ``"utc"`` keeps UTC.
     """
     t = utc_naive(df[TS])
     offset = np.full(len(df), np.nan)
@@ -156,7 +166,7 @@ def local_time(df: pd.DataFrame,
         offset = pd.to_numeric(df[TZ_OFFSET]).to_numpy(dtype="float64", na_value=np.nan)
     if fallback == "longitude" and LON in df.columns:
         lon = pd.to_numeric(df[LON]).to_numpy(dtype="float64", na_value=np.nan)
-        offset = np.where(np.isnan(offset), np.round(lon / 15.0) * 60.0, offset)
+        offset = np.where(np.isnan(offset), solar_offset_min(lon), offset)
     elif fallback not in ("longitude", "utc"):
         raise ValueError(f"unknown local-time fallback {fallback!r}: use 'longitude' or 'utc'")
     offset = np.nan_to_num(offset, nan=0.0).astype("int64")

@@ -14,6 +14,7 @@ or not at all: ``save_dataset`` writes the table and the registry row in one tra
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -68,6 +69,47 @@ def events_table(name: str) -> str:
     """Quoted SQL identifier of a dataset's events table."""
     schema.check_dataset_name(name)
     return f'"events__{name}"'
+
+
+#: Kinds of tables derived from a dataset (the dashboard's summary tables). A derived table is
+#: named ``"<kind>__<dataset>__<part>"`` with no double underscore in the kind or the part, so
+#: the dataset of every derived table is unambiguous even for names holding ``__``; each kind
+#: keeps one row per dataset in its registry table ``<kind>s`` (column ``name``). The store owns
+#: this rule so that ``Store.drop`` removes whatever was derived without knowing who built it.
+DERIVED_KINDS = ("rollup",)
+
+
+def derived_table(kind: str, name: str, part: str) -> str:
+    """Quoted SQL identifier of table ``part`` derived from dataset ``name``."""
+    schema.check_dataset_name(name)
+    if kind not in DERIVED_KINDS or "__" in part or not part:
+        raise ValueError(f"not a derived table: kind {kind!r}, part {part!r}")
+    return f'"{kind}__{name}__{part}"'
+
+
+def drop_derived(cur: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop every table derived from dataset ``name`` and its registry rows, on ``cur``
+    (inside the caller's transaction: no statement here may fail)."""
+    tables = {t for (t,) in cur.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = current_schema()"
+    ).fetchall()}
+    for kind in DERIVED_KINDS:
+        head = f"{kind}__{name}__"
+        for t in sorted(tables):
+            if t.startswith(head) and "__" not in t[len(head):]:
+                cur.execute(f'DROP TABLE IF EXISTS "{t}"')
+        if f"{kind}s" in tables:
+            cur.execute(f"DELETE FROM {kind}s WHERE name = ?", [name])
+
+
+def content_fingerprint(cur: duckdb.DuckDBPyConnection, name: str) -> str:
+    """A short content hash of dataset ``name`` (rows, span, id hashes), on cursor ``cur``."""
+    row = cur.execute(
+        f"SELECT count(*), min({schema.TS}), max({schema.TS}), "
+        f"sum(hash({schema.USER}) % 1000003), sum(hash({schema.ITEM}) % 1000003) "
+        f"FROM {events_table(name)}"
+    ).fetchone()
+    return hashlib.sha1(repr(row).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -302,27 +344,18 @@ class Store:
             cur.close()
 
     def drop(self, name: str) -> None:
-        """Delete dataset ``name``: its events, registry row and summary tables (one
-        transaction)."""
-        from .rollups import tables as rollup
-
+        """Delete dataset ``name``: its events, registry row and every table derived from it
+        (``drop_derived``), in one transaction."""
         self.info(name)  # raises DatasetNotFound with a helpful message
         with self.transaction() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {events_table(name)}")
             cur.execute("DELETE FROM datasets WHERE name = ?", [name])
-            rollup.drop_tables(cur, name)
+            drop_derived(cur, name)
 
     def fingerprint(self, name: str) -> str:
         """A short content hash of a dataset (rows, span, id hashes) to bind models to data."""
         cur = self.cursor()
         try:
-            row = cur.execute(
-                f"SELECT count(*), min({schema.TS}), max({schema.TS}), "
-                f"sum(hash({schema.USER}) % 1000003), sum(hash({schema.ITEM}) % 1000003) "
-                f"FROM {self.table(name)}"
-            ).fetchone()
+            return content_fingerprint(cur, name)
         finally:
             cur.close()
-        import hashlib
-
-        return hashlib.sha1(repr(row).encode()).hexdigest()[:16]
