@@ -8,7 +8,7 @@ DataFrame, then times every entry of ``QUERIES`` both ways in the same process:
 
 * engine: the analytics function on the stored dataset (an Ibis table, or the SQL table name
   for the spatial functions), exactly what the dashboard runs; it answers from the dataset's
-  rollup (analytics/rollup.py) where it can, results back as pandas DataFrames;
+  rollup (analytics/rollups/) where it can, results back as pandas DataFrames;
 * baseline: the same computation written in plain pandas on the in-memory DataFrame (the
   load into memory is not timed, which favours the baseline).
 
@@ -104,13 +104,13 @@ def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 def _map_queries() -> list[BenchQuery]:
     from trailscope.analytics.geo import with_coords
-    from trailscope.analytics.spatial import density as space
+    from trailscope.analytics.rollups import spatial as r_space
 
     from bench import geo_bench
 
     return [
         BenchQuery("heat points (25,000 drawn)", "Map",
-                   lambda c: space.sample_points_sql(c.con, c.table, 25_000),
+                   lambda c: r_space.sample_points_sql(c.con, c.table, 25_000),
                    lambda c: with_coords(c.df)[[schema.LAT, schema.LON, schema.TS,
                                                 schema.CATEGORY]].sample(25_000, random_state=0),
                    lambda a, b: len(a) == len(b) == 25_000,
@@ -138,10 +138,10 @@ def _approx_users(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = 0.08) -> 
 
 
 def _queries() -> list[BenchQuery]:
-    from trailscope.analytics.rollups import tables as rollup
-    from trailscope.analytics.temporal import activity as temporal
-    from trailscope.analytics.temporal import cohorts, forecast, sessions
-    from trailscope.analytics.users import churn, evolution
+    from trailscope.analytics.rollups import defaults, lookup
+    from trailscope.analytics.rollups import temporal as r_time
+    from trailscope.analytics.rollups import users as r_users
+    from trailscope.analytics.temporal import forecast
 
     from bench import users_bench
 
@@ -149,52 +149,52 @@ def _queries() -> list[BenchQuery]:
         return c.extra["last_ts"] - pd.Timedelta(days=14), pd.Timedelta(days=14)
 
     return [
-        BenchQuery("kpis", "Overview", lambda c: temporal.kpis(c.events),
+        BenchQuery("kpis", "Overview", lambda c: r_time.kpis(c.events),
                    lambda c: pd_kpis(c.df),
                    lambda a, b: int(a["users"][0]) == int(b["users"][0])
                    and int(a["items"][0]) == int(b["items"][0])),
         BenchQuery("trend (daily events, users)", "Overview",
-                   lambda c: temporal.activity_series(c.events, "day", users="approx"),
+                   lambda c: r_time.activity_series(c.events, "day", users="approx"),
                    lambda c: pd_daily(c.df), _approx_users,
                    note="users='approx': exact from the rollup, HyperLogLog on raw tables"),
         BenchQuery("rhythm 7x24 (local time, events)", "Overview",
-                   lambda c: temporal.rhythm_matrix(c.events, users=None),
+                   lambda c: r_time.rhythm_matrix(c.events, users=None),
                    lambda c: pd_rhythm(c.df, users=False),
                    lambda a, b: a["events"].tolist() == b["events"].tolist()),
         BenchQuery(f"forecast SARIMA {FORECAST_HORIZON}d, stored at import", "Overview",
-                   lambda c: forecast.stored_page_forecast(rollup.for_events(c.events))[0],
+                   lambda c: defaults.stored_page_forecast(lookup.for_events(c.events))[0],
                    lambda c: forecast.forecast(c.extra["daily"], FORECAST_HORIZON),
                    lambda a, b: all(np.array_equal(a[k], b[k]) for k in b.columns),
                    note="DuckDB side: one read of the Overview's default forecast, fitted "
                         "by the summary build; pandas: the statsmodels fit on the daily "
                         "series"),
         BenchQuery("cohorts weekly", "Overview",
-                   lambda c: cohorts.cohort_retention(c.events, "week"),
+                   lambda c: r_time.cohort_retention(c.events, "week"),
                    lambda c: pd_cohorts(c.df), _eq_sum("users")),
         BenchQuery("trend, exact users", "Time",
-                   lambda c: temporal.activity_series(c.events, "day"),
+                   lambda c: r_time.activity_series(c.events, "day"),
                    lambda c: pd_daily(c.df), _eq_sum("users")),
         BenchQuery("rhythm 7x24, exact users", "Time",
-                   lambda c: temporal.rhythm_matrix(c.events),
+                   lambda c: r_time.rhythm_matrix(c.events),
                    lambda c: pd_rhythm(c.df),
                    lambda a, b: a["events"].tolist() == b["events"].tolist()
                    and a["users"].tolist() == b["users"].tolist()),
         BenchQuery("active/new/returning weekly", "Time",
-                   lambda c: temporal.active_users(c.events, "week", fill=False),
+                   lambda c: r_time.active_users(c.events, "week", fill=False),
                    lambda c: pd_active_users(c.df), _eq_sum("new_users", "new")),
         BenchQuery("session summary (30 min gap)", "Time",
-                   lambda c: sessions.session_summary(c.events, SESSION_GAP),
+                   lambda c: r_time.session_summary(c.events, SESSION_GAP),
                    lambda c: pd_session_summary(c.df),
                    lambda a, b: int(a["sessions"][0]) == int(b["sessions"][0])
                    and a["median_duration_s"][0] == b["median_duration_s"][0]),
         BenchQuery("interval histogram (log)", "Time",
-                   lambda c: sessions.interval_histogram(c.events),
+                   lambda c: r_time.interval_histogram(c.events),
                    lambda c: pd_interval_hist(c.df), _eq_sum("count")),
         BenchQuery("interest profiles monthly", "Evolution",
-                   lambda c: evolution.interest_profiles(c.events, "month"),
+                   lambda c: r_users.interest_profiles(c.events, "month"),
                    lambda c: pd_profiles(c.df), _eq_sum("events")),
         BenchQuery("churn features + labels", "Evolution",
-                   lambda c: churn.churn_features(c.events, *churn_cut(c)),
+                   lambda c: r_users.churn_features(c.events, *churn_cut(c)),
                    lambda c: pd_churn_features(c.df, *churn_cut(c)),
                    lambda a, b: len(a) == len(b)
                    and int(a["churned"].sum()) == int(b["churned"].sum())),
@@ -243,7 +243,7 @@ def _extras(ctx: Context) -> None:
     """Inputs some queries take (not timed), computed on the raw table (before the rollup
     is built)."""
     from trailscope.analytics.geo import has_coords
-    from trailscope.analytics.rollups import tables as rollup
+    from trailscope.analytics.rollups import lookup
     from trailscope.analytics.spatial import zones_sql
     from trailscope.analytics.temporal import activity as temporal
 
@@ -251,7 +251,7 @@ def _extras(ctx: Context) -> None:
 
     df = ctx.df
     located = df[has_coords(df)]
-    with rollup.disabled():
+    with lookup.disabled():
         ctx.extra["daily"] = temporal.activity_series(ctx.events, "day")
         # the Map page's parameters (app/map_service.py: zones, flows between them, paths)
         ctx.extra["zone_params"] = zones_sql.page_zone_params(
@@ -281,7 +281,7 @@ def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
 
 
 def run(n_events: int, repeat: int, seed: int, workdir: Path) -> list[dict[str, Any]]:
-    from trailscope.analytics.rollups import tables as rollup
+    from trailscope.analytics.rollups import build
 
     if not QUERIES:
         QUERIES.extend(_queries())
@@ -291,7 +291,7 @@ def run(n_events: int, repeat: int, seed: int, workdir: Path) -> list[dict[str, 
     rows = []
     try:
         t0 = time.perf_counter()  # what an import does after loading (app/cli.py, services)
-        built = rollup.ensure(ctx.con, "bench") is not None
+        built = build.ensure(ctx.con, "bench") is not None
         build_s = time.perf_counter() - t0
         for q in QUERIES:
             cold_s, _, eng = timed(lambda q=q: q.engine(ctx))

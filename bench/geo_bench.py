@@ -61,31 +61,31 @@ def entries() -> list[tuple[str, Fn, Fn]]:
     Map page does, by a hash of the id) and optionally ``located_first`` (the first located
     event: the paths' time reference on the Map page).
     """
-    from trailscope.analytics.rollups import paths as rollup_paths
-    from trailscope.analytics.rollups import tables as rollup
+    from trailscope.analytics.rollups import defaults, lookup
+    from trailscope.analytics.rollups import spatial as r_space
     from trailscope.analytics.spatial import density as space
-    from trailscope.analytics.spatial import flows, mobility, zones, zones_sql
+    from trailscope.analytics.spatial import flows, mobility, zones
 
     def paths(con: Any, t: str, ev: pd.DataFrame, c: dict) -> pd.DataFrame:
-        # a stored dataset's rollup holds the Map page's default paths (the summary build
-        # computes them); a plain table computes them here
-        got = rollup_paths.stored_page_paths(rollup.for_sql(con, t))
-        return got if got is not None else rollup_paths.page_paths(
-            con, t, len(c["path_users"]), 120, c.get("located_first"))
+        # a stored dataset's summary tables hold the Map page's default paths (the summary
+        # build computes them); a plain table computes them here
+        got = defaults.stored_page_paths(lookup.for_sql(con, t))
+        return got if got is not None else r_space.page_paths(
+            con, t, len(c["path_users"]), 120, c.get("located_first"), stored=False)
 
     return [
         ("grid density 500 m / week",
-         lambda con, t, ev, c: space.grid_density_sql(con, t, 500, window="week"),
+         lambda con, t, ev, c: r_space.grid_density_sql(con, t, 500, window="week"),
          lambda con, t, ev, c: space.grid_density(ev, 500, window="week")),
         ("hex density res 8 / month",
-         lambda con, t, ev, c: space.hex_density_sql(con, t, 8, window="month"),
+         lambda con, t, ev, c: r_space.hex_density_sql(con, t, 8, window="month"),
          lambda con, t, ev, c: space.hex_density(ev, 8, window="month")),
         ("zones dbscan + trend",
-         lambda con, t, ev, c: zones_sql.find_zones_sql(con, t, **c["zone_params"]).zones,
+         lambda con, t, ev, c: r_space.find_zones_sql(con, t, **c["zone_params"]).zones,
          lambda con, t, ev, c: zones.find_zones(ev, **c["zone_params"]).zones),
         ("zone-to-zone flows",
-         lambda con, t, ev, c: flows.od_flows_sql(con, t, _zones_for(c, ev),
-                                                  max_gap=c["flow_gap"]),
+         lambda con, t, ev, c: r_space.od_flows_sql(con, t, _zones_for(c, ev),
+                                                    max_gap=c["flow_gap"]),
          lambda con, t, ev, c: flows.od_flows(ev, _zones_for(c, ev), max_gap=c["flow_gap"])),
         ("paths for replay (25 users)", paths,
          lambda con, t, ev, c: mobility.user_paths(_pd_path_events(ev, c["path_users"]),

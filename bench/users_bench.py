@@ -65,19 +65,21 @@ def _pd_top_changers(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _top_changers(c: Context) -> pd.DataFrame:
+    from trailscope.analytics.rollups import users as r_users
     from trailscope.analytics.users import evolution
 
-    drift = evolution.drift(c.events, "month", 3)
+    drift = r_users.drift(c.events, "month", 3)
     top = evolution.top_users(drift, 12, 2)[schema.USER].tolist()
-    return evolution.top_changers(drift, evolution.interest_profiles(c.events, "month",
-                                                                     user=top), 12,
+    return evolution.top_changers(drift, r_users.interest_profiles(c.events, "month",
+                                                                   user=top), 12,
                                   min_pairs=2)
 
 
 def _churn_panel(c: Context, window: str) -> tuple[pd.DataFrame, float]:
+    from trailscope.analytics.rollups import users as r_users
     from trailscope.analytics.users import churn
 
-    risk, bt = churn.churn_panel(c.events, window=window)
+    risk, bt = r_users.churn_panel(c.events, window=window)
     return risk, float(bt.loc[bt[churn.MODEL] == churn.LOGISTIC, churn.ROC_AUC].iloc[0])
 
 
@@ -94,6 +96,7 @@ def _same_drift(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 
 def queries() -> list[BenchQuery]:
+    from trailscope.analytics.rollups import users as r_users
     from trailscope.analytics.spatial import mobility
     from trailscope.analytics.users import evolution
 
@@ -101,14 +104,14 @@ def queries() -> list[BenchQuery]:
         return c.extra["user"]
 
     def events(c: Context) -> pd.DataFrame:
-        return mobility.user_events_sql(c.con, c.table, user(c))
+        return r_users.user_events_sql(c.con, c.table, user(c))
 
     return [
         BenchQuery("one user's timeline", "Users", events,
                    lambda c: pd_user_events(c.df, user(c)), _same_rows,
                    note="the most active user"),
         BenchQuery("one user's profiles + interest drift (monthly)", "Users",
-                   lambda c: evolution.user_interest(c.events, user(c), "month", 3)[1],
+                   lambda c: r_users.user_interest(c.events, user(c), "month", 3)[1],
                    lambda c: evolution.interest_drift(
                        pd_profiles(pd_user_events(c.df, user(c))), min_events=3),
                    _same_drift),
@@ -116,7 +119,7 @@ def queries() -> list[BenchQuery]:
                    lambda c: _pd_top_changers(c.df), _frames_equal,
                    note="as app/users_service.py: drift of all, profiles of the top 12"),
         BenchQuery("one user's mobility (monthly)", "Users",
-                   lambda c: mobility.user_mobility_sql(c.con, c.table, user(c), "month"),
+                   lambda c: r_users.user_mobility_sql(c.con, c.table, user(c), "month"),
                    lambda c: mobility.user_mobility(pd_user_events(c.df, user(c)),
                                                     window="month"), _frames_equal),
         BenchQuery("churn risk + backtest (14 d)", "Users",

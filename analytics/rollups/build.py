@@ -1,61 +1,163 @@
-"""Building a dataset's summary tables (analytics/rollup.py describes them and reads them).
+"""Building a dataset's summary tables (tables.py describes them), explicitly.
 
-``build_all`` runs inside ``rollup.rebuild``'s transaction, on its cursor: first the SQL
-tables of ``build_sql`` (indexes, the sorted event table, then everything aggregated from
-it), then the steps that need Python: densities on H3 cells, interest drift (the pandas
-function itself) and the Map page's zones and flows (found from the tables built before).
+:func:`after_import` is what an import calls once the events are stored (the web upload in
+app/services/workspace.py and ``trailscope import`` in app/cli/main.py); :func:`ensure`
+builds a stale or missing set on demand (the services call it before answering, so a
+dataset imported before the tables existed, or under an older VERSION, gets them on first
+use). :func:`rebuild` does the work in one transaction: first the SQL tables of
+:func:`build_sql` (the sorted event table, then everything aggregated from it), then the
+steps that need Python: densities on H3 cells, interest drift and per-user mobility (the
+analyses themselves, so the numbers are the ones they give) and the pages' stored defaults
+(defaults.py: forecast, replay paths, zones and flows), each computed from the tables
+built before it.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from typing import Any
 
+import duckdb
+import numpy as np
 import pandas as pd
 
 from .. import schema
+from ..engine import PERIOD
 from ..geo import has_coords_sql
-from ..temporal import forecast
+from ..spacetime import WINDOW, solar_offset_min
+from ..spatial import density as space
+from ..spatial import mobility, zones_sql
+from ..spatial.zones import POLYGON
+from ..store import Store, content_fingerprint, drop_derived, events_table
+from ..temporal import activity, forecast
+from ..users import evolution
+from . import defaults, lookup
+from . import spatial as answers_spatial
+from . import temporal as answers_temporal
+from . import users as answers_users
 from .tables import (
     DENSITY_SPECS,
     DRIFT,
     HEAT_ROWS,
-    MOBILITY_BATCH,
     PARTS,
     PROFILE_FREQS,
+    REGISTRY_SQL,
     SESSION_GAPS,
     USER_FREQS,
+    VERSION,
     Rollup,
+    fresh,
+    info,
     part,
 )
+
+#: Events per pandas batch when the per-user mobility is computed (bounds the build's memory).
+MOBILITY_BATCH = 1_000_000
+
+_build_lock = threading.Lock()
+
+
+def after_import(store: Store, name: str) -> float | None:
+    """Build dataset ``name``'s summary tables right after its import, so the first page view
+    does not pay for them: the seconds taken, or None where the workspace cannot hold them
+    (read-only, or another writer: pages then read the raw table)."""
+    t0 = time.perf_counter()
+    cur = store.cursor()
+    try:
+        built = ensure(cur, name) is not None
+    finally:
+        cur.close()
+    return time.perf_counter() - t0 if built else None
+
+
+def ensure(con: Any, name: str) -> Rollup | None:
+    """The fresh summary tables of dataset ``name``, (re)built first when stale or missing.
+
+    None when the dataset does not exist, the workspace is read-only or another writer
+    conflicts: callers then answer from the raw table.
+    """
+    ru = lookup.of(con, name)
+    if ru is not None:
+        return ru
+    with _build_lock:  # one builder per process; the others wait and then read its tables
+        if fresh(con, name):
+            return Rollup(con, name)
+        try:
+            rebuild(con, name)
+        except (duckdb.Error, LookupError):
+            return None
+    return Rollup(con, name) if fresh(con, name) else None
+
+
+def rebuild(con: Any, name: str) -> float:
+    """(Re)build dataset ``name``'s summary tables atomically; returns the seconds it took.
+
+    Skips the work (and only refreshes the registry) when the stored set already describes
+    the same content (same fingerprint, e.g. the same file imported again).
+    """
+    t0 = time.perf_counter()
+    cur = con.cursor()
+    try:
+        cur.execute(REGISTRY_SQL)
+        reg = cur.execute("SELECT imported_at, rows FROM datasets WHERE name = ?",
+                          [name]).fetchall()
+        reg = reg[0] if reg else None
+        if reg is None:
+            raise LookupError(f"no dataset named {name!r}")
+        fp = content_fingerprint(cur, name)
+        old = info(cur, name)
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            if not (old and old["fingerprint"] == fp and old["version"] == VERSION):
+                drop_derived(cur, name)
+                with lookup.building(cur, name):  # later steps read the earlier tables
+                    build_all(cur, name)
+            cur.execute("DELETE FROM rollups WHERE name = ?", [name])
+            cur.execute("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
+                        [name, VERSION, fp, reg[0], reg[1], time.perf_counter() - t0])
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+    finally:
+        cur.close()
+    return time.perf_counter() - t0
 
 
 def build_all(cur: Any, name: str) -> None:
     """Create every summary table of dataset ``name`` (the caller holds the transaction)."""
-    from ..spatial.zones_sql import build_page_zones
-    from .paths import build_page_paths
-
     for sql in build_sql(name, cur):
         cur.execute(sql)
+    ru = Rollup(cur, name)
     _build_density(cur, name)
     _build_drift(cur, name)
     _build_mobility(cur, name)
-    build_page_zones(cur, name)
-    forecast.build_page_forecast(Rollup(cur, name))
-    build_page_paths(Rollup(cur, name))
+    _build_page_zones(ru)
+    _build_page_forecast(ru)
+    _build_page_paths(ru)
+
+
+def _insert(cur: Any, table: str, rows: pd.DataFrame, tail: str = "") -> None:
+    """Append ``rows`` (columns in the table's order) to ``table``; ``tail`` orders them."""
+    cur.register("_build_rows", rows)
+    try:
+        cur.execute(f"INSERT INTO {table} SELECT * FROM _build_rows {tail}")
+    finally:
+        cur.unregister("_build_rows")
 
 
 def _build_density(cur: Any, name: str) -> None:
     """The ``density`` table: ``space.rollup_density`` of every spec, cell ids as text."""
-    from ..spacetime import WINDOW
-    from ..spatial import density as space
-
     bbox = cur.execute("SELECT min_lat, max_lat, min_lon, max_lon FROM datasets WHERE name = ?",
                        [name]).fetchall()[0]
     specs = DENSITY_SPECS + (("hex", space.auto_hex_resolution(
         None if bbox[0] is None else bbox), None),)
     frames = []
     for kind, size, window in dict.fromkeys(specs):
-        out = space.rollup_density(Rollup(cur, name), kind, size, window, stored=False)
+        out = answers_spatial.density_rows(Rollup(cur, name), kind, size, window,
+                                           stored=False)
         if window is None:
             out.insert(0, WINDOW, pd.Series(pd.NaT, index=out.index, dtype="datetime64[us]"))
         frames.append(out.assign(spec=space.density_key(kind, size, window),
@@ -64,49 +166,33 @@ def _build_density(cur: Any, name: str) -> None:
                 f"{space.CELL} VARCHAR, {space.COUNT} BIGINT, {space.USERS} BIGINT)")
     rows = pd.concat(frames, ignore_index=True)
     if len(rows):
-        cur.register("_density_rows", rows)
-        try:
-            cur.execute(f"INSERT INTO {part(name, 'density')} SELECT spec, {WINDOW}, "
-                        f"{space.CELL}, {space.COUNT}, {space.USERS} FROM _density_rows "
-                        f"ORDER BY spec, {WINDOW}, {space.CELL}")
-        finally:
-            cur.unregister("_density_rows")
+        _insert(cur, part(name, "density"), rows[["spec", WINDOW, space.CELL, space.COUNT,
+                                                  space.USERS]],
+                f"ORDER BY spec, {WINDOW}, {space.CELL}")
 
 
 def _build_drift(cur: Any, name: str) -> None:
     """``drift_<freq>``: ``evolution.interest_drift`` of every user's stored profiles (the
     pandas function itself, so the numbers are the ones it gives), keyed by user_idx."""
-    from ..users import evolution
-
     freq, min_events = DRIFT
     ru = Rollup(cur, name)
     table = part(name, "drift_" + freq)
     cur.execute(f"CREATE TABLE {table} (user_idx INTEGER, {evolution.PREV_PERIOD} TIMESTAMP, "
                 f"{evolution.PERIOD} TIMESTAMP, {evolution.PREV_EVENTS} BIGINT, "
                 f"{evolution.EVENTS} BIGINT, {evolution.JS} DOUBLE)")
-    profiles = evolution._profiles_from_rollup(ru, freq, None)
+    profiles = answers_users.stored_profiles(ru, freq, None)
     if profiles.empty:
         return
     got = evolution.interest_drift(profiles, min_events=min_events)
     idx = pd.Series(range(len(names := ru.user_ids())), index=names.to_numpy())
     got.insert(0, "user_idx", idx.reindex(got.pop(schema.USER).to_numpy()).to_numpy("int32"))
-    cur.register("_drift_rows", got)
-    try:
-        cur.execute(f"INSERT INTO {table} SELECT * FROM _drift_rows ORDER BY user_idx, "
-                    f"{evolution.PERIOD}")
-    finally:
-        cur.unregister("_drift_rows")
+    _insert(cur, table, got, f"ORDER BY user_idx, {evolution.PERIOD}")
 
 
 def _build_mobility(cur: Any, name: str) -> None:
     """``mobility``: ``mobility.user_mobility`` (the pandas function itself) of every user per
     window of the Users page for this dataset's span, on the events in the order one user's
     read gives them, in batches of whole users; keyed by user_idx, ``freq`` the window."""
-    import numpy as np
-
-    from ..spacetime import WINDOW
-    from ..spatial import mobility
-
     ru = Rollup(cur, name)
     s = ru.summary()
     freq = mobility.page_window(s["ts_p01"], s["ts_p99"])
@@ -131,11 +217,71 @@ def _build_mobility(cur: Any, name: str) -> None:
         user = got.pop(schema.USER).to_numpy()
         got.insert(0, "user_idx", idx[~idx.index.duplicated()].reindex(user).to_numpy("int32"))
         got.insert(0, "freq", freq)
-        cur.register("_mobility_rows", got)
+        _insert(cur, table, got)
+
+
+def _build_page_zones(ru: Rollup) -> None:
+    """``zones`` / ``zone_activity`` / ``zone_places`` / ``zone_flows``: the Map page's zones
+    of the whole dataset, found from the tables built before, and their 12 h flows."""
+    params = defaults.page_params(ru)
+    found = zones_sql.find_zones_in(answers_spatial.StoredLocated(ru), **params) \
+        if params["min_visits"] and ru.one(f"SELECT located FROM {ru.t('summary')}")[0] \
+        else None
+    if found is None or found.zones.empty:
+        return
+    zones = found.zones.assign(**{POLYGON: [json.dumps(r) for r in found.zones[POLYGON]]})
+    moves = answers_spatial.flow_counts(ru, found.zones, zones_sql.PAGE_FLOW_GAP, False)
+    for what, frame in (("zones", zones), ("zone_activity", found.activity),
+                        ("zone_places", found.places), ("zone_flows", moves)):
+        ru.con.register("_rows", frame)  # rows come back in this order (insertion order)
         try:
-            cur.execute(f"INSERT INTO {table} SELECT * FROM _mobility_rows")
+            ru.con.execute(f"CREATE TABLE {ru.t(what)} AS SELECT * FROM _rows")
         finally:
-            cur.unregister("_mobility_rows")
+            ru.con.unregister("_rows")
+
+
+def _build_page_forecast(ru: Rollup) -> None:
+    """``forecast`` (the default forecast's rows and the backtest's note) and
+    ``forecast_backtest``: ``forecast.page_forecast`` of the daily events series read from
+    the tables built before (no rows: no forecast)."""
+    f, b = ru.t("forecast"), ru.t("forecast_backtest")
+    ru.con.execute(f"CREATE TABLE {f} ({PERIOD} TIMESTAMP, {forecast.FORECAST} DOUBLE, "
+                   f"{forecast.LOWER} DOUBLE, {forecast.UPPER} DOUBLE, {defaults.NOTE} VARCHAR)")
+    ru.con.execute(f"CREATE TABLE {b} ({forecast.MODEL} VARCHAR, {forecast.ORIGINS} BIGINT, "
+                   f"{forecast.HORIZON} BIGINT, {forecast.MAE} DOUBLE, {forecast.MAPE} DOUBLE, "
+                   f"{forecast.SMAPE} DOUBLE)")
+    series = activity.finish_series(
+        answers_temporal.series_rows(ru, defaults.PAGE_FREQ, None), defaults.PAGE_FREQ)
+    try:
+        pred, bt, note = forecast.page_forecast(series, defaults.PAGE_HORIZON,
+                                                defaults.PAGE_ALPHA, None,
+                                                defaults.PAGE_HISTORY, defaults.PAGE_ORIGINS)
+    except ValueError:
+        return
+    for table, rows in ((f, pred.assign(**{defaults.NOTE: note})), (b, bt)):
+        if len(rows):
+            _insert(ru.con, table, rows)
+
+
+def _build_page_paths(ru: Rollup) -> None:
+    """``paths``: the Map page's default replay paths, one row per trip (point lists as JSON
+    text)."""
+    table = ru.t("paths")
+    ru.con.execute(f"CREATE TABLE {table} ({schema.USER} VARCHAR, {mobility.TRIP} BIGINT, "
+                   f"start TIMESTAMP, \"end\" TIMESTAMP, n_points BIGINT, length_km DOUBLE, "
+                   f"duration_s DOUBLE, {mobility.PATH} VARCHAR, {mobility.TIMESTAMPS} VARCHAR, "
+                   "reference TIMESTAMP)")
+    first = ru.summary()["located_first"]
+    if first is None:
+        return
+    got = answers_spatial.page_paths(ru.con, events_table(ru.name), defaults.PAGE_PATH_USERS,
+                                     defaults.PAGE_PATH_POINTS, pd.Timestamp(first),
+                                     stored=False)
+    if got is None or got.empty:
+        return
+    _insert(ru.con, table, got.assign(**{c: [json.dumps(v) for v in got[c]]
+                                         for c in (mobility.PATH, mobility.TIMESTAMPS)},
+                                      reference=pd.Timestamp(first)))
 
 
 def _rhythm_modes(cur: Any, src: str) -> list[tuple[str, int, str]]:
@@ -143,16 +289,13 @@ def _rhythm_modes(cur: Any, src: str) -> list[tuple[str, int, str]]:
     offsets as UTC, and local time with the solar zone of the median longitude (what the
     dashboard uses for datasets without offsets). (mode, fallback minutes, shift SQL)."""
     lon = cur.execute(f"SELECT median({schema.LON}) FROM {src}").fetchall()[0][0]
-    fallbacks = dict.fromkeys([0] + ([] if lon is None else [int(round(float(lon) / 15.0)) * 60]))
+    fallbacks = dict.fromkeys([0] + ([] if lon is None else [solar_offset_min(lon)]))
     return [("utc", 0, "0")] + [
         ("local", fb, f"coalesce({schema.TZ_OFFSET}, {fb}) * 60") for fb in fallbacks]
 
 
 def build_sql(name: str, cur: Any) -> list[str]:
     """The CREATE TABLE statements of dataset ``name``'s summary tables, in order."""
-    from ..spatial.zones_sql import places_query
-    from ..store import events_table
-
     src = events_table(name)
     p = {w: part(name, w) for w in PARTS}
     u, i, ts, lat, lon, cat = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
@@ -218,7 +361,7 @@ def build_sql(name: str, cur: Any) -> list[str]:
             f"gap IS NULL OR gap > {g} THEN 1 ELSE 0 END) OVER (PARTITION BY user_idx ORDER BY "
             f"s RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM {p['ev']}) "
             "GROUP BY user_idx, sid) GROUP BY ALL" for g in SESSION_GAPS),
-        f"CREATE TABLE {p['places_items']} AS {places_query(f'{src} WHERE {located}')}",
+        f"CREATE TABLE {p['places_items']} AS {zones_sql.places_query(f'{src} WHERE {located}')}",
         f"CREATE TABLE {p['values']} AS SELECT '{cat}' AS col, {cat} AS value, count(*) AS "
         f"events FROM {src} GROUP BY 1, 2 UNION ALL SELECT '{schema.BEHAVIOR}', "
         f"{schema.BEHAVIOR}, count(*) FROM {src} GROUP BY 1, 2",

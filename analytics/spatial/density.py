@@ -19,18 +19,14 @@ centre latitude, so cells keep (nearly) equal area at every latitude. A cell id 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import duckdb
 import numpy as np
 import pandas as pd
 
 from ..geo import M_PER_DEG, has_coords_sql, require_coord_columns, unique_points, with_coords
-from ..rollups import tables as rollup
 from ..schema import CATEGORY, ITEM, LAT, LON, TS, USER
 from ..spacetime import CALENDAR, WINDOW, Window, window_sql, window_start
+from .sql import registered
 
 CELL = "cell_id"
 COUNT = "count"
@@ -38,21 +34,6 @@ USERS = "users"
 POLYGON = "polygon"
 
 _COL_SHIFT = 2**32
-
-
-@contextmanager
-def registered(con: duckdb.DuckDBPyConnection, df: pd.DataFrame,
-               prefix: str) -> Iterator[str]:
-    """Register ``df`` as a uniquely named view on ``con`` for the ``with`` block.
-
-    The unique name lets threads share a connection; the view is dropped afterwards.
-    """
-    view = f"_ts_{prefix}_{uuid.uuid4().hex}"
-    con.register(view, df)
-    try:
-        yield view
-    finally:
-        con.unregister(view)
 
 
 def _check_cell_m(cell_m: float) -> float:
@@ -152,8 +133,10 @@ def _grid_centers(cells: np.ndarray, cell_m: float, polygons: bool) -> pd.DataFr
     return centers
 
 
-def _sql_density(con: duckdb.DuckDBPyConnection, table: str, cell_expr: str,
-                 window: Window, where: str | None, params: list | None) -> pd.DataFrame:
+def sql_density(con: duckdb.DuckDBPyConnection, table: str, cell_expr: str,
+                window: Window, where: str | None, params: list | None) -> pd.DataFrame:
+    """Located events and distinct users per cell (``cell_expr`` over ``table``'s rows) and
+    window, counted in DuckDB: the rows the ``*_density_sql`` functions finish."""
     conds = [has_coords_sql()]
     sel_w, group = "", CELL
     if window is not None:
@@ -181,11 +164,14 @@ def grid_density_sql(con: duckdb.DuckDBPyConnection, table: str, cell_m: float =
 
     ``where`` is an extra SQL condition on the events (with ``?`` placeholders in ``params``).
     """
-    ru = rollup.for_sql(con, table, where)
-    if ru is not None:
-        out = rollup_density(ru, "grid", cell_m, window)
-    else:
-        out = _sql_density(con, table, grid_cell_ids_sql(cell_m), window, where, params)
+    out = sql_density(con, table, grid_cell_ids_sql(cell_m), window, where, params)
+    return finish_grid(out, cell_m, window, polygons)
+
+
+def finish_grid(out: pd.DataFrame, cell_m: float, window: Window,
+                polygons: bool) -> pd.DataFrame:
+    """``grid_density_sql``'s last step on the rows of :func:`sql_density`: cell centres
+    (and polygons), column order, sorting."""
     return _finish(out, _grid_centers(out[CELL].unique(), cell_m, polygons), window)
 
 
@@ -258,17 +244,19 @@ def hex_density_sql(con: duckdb.DuckDBPyConnection, table: str, resolution: int 
     cond = has_coords_sql()
     if where:
         cond += f" AND ({where})"
-    ru = rollup.for_sql(con, table, where)
-    if ru is not None:
-        out = rollup_density(ru, "hex", resolution, window)
-    else:
-        coords = con.execute(
-            f"SELECT DISTINCT {LAT}, {LON} FROM {table} WHERE {cond}", params or []).df()
-        with registered(con, _hex_lookup(coords, resolution), "hex_lookup") as view:
-            joined = (f"(SELECT e.{USER}, e.{TS}, e.{LAT}, e.{LON}, h.{CELL} FROM "
-                      f"(SELECT {USER}, {TS}, {LAT}, {LON} FROM {table} WHERE {cond}) e "
-                      f"JOIN {view} h ON e.{LAT} = h.{LAT} AND e.{LON} = h.{LON})")
-            out = _sql_density(con, joined, CELL, window, None, params)
+    coords = con.execute(
+        f"SELECT DISTINCT {LAT}, {LON} FROM {table} WHERE {cond}", params or []).df()
+    with registered(con, hex_lookup(coords, resolution), "hex_lookup") as view:
+        joined = (f"(SELECT e.{USER}, e.{TS}, e.{LAT}, e.{LON}, h.{CELL} FROM "
+                  f"(SELECT {USER}, {TS}, {LAT}, {LON} FROM {table} WHERE {cond}) e "
+                  f"JOIN {view} h ON e.{LAT} = h.{LAT} AND e.{LON} = h.{LON})")
+        out = sql_density(con, joined, CELL, window, None, params)
+    return finish_hex(out, window, polygons)
+
+
+def finish_hex(out: pd.DataFrame, window: Window, polygons: bool) -> pd.DataFrame:
+    """``hex_density_sql``'s last step on the rows of :func:`sql_density`: string cell ids,
+    cell centres (and polygons), column order, sorting."""
     out[CELL] = out[CELL].astype("string")
     return _finish(out, _hex_centers(out[CELL].unique(), polygons), window)
 
@@ -276,28 +264,22 @@ def hex_density_sql(con: duckdb.DuckDBPyConnection, table: str, resolution: int 
 def sample_points_sql(con: duckdb.DuckDBPyConnection, table: str, limit: int,
                       where: str | None = None, params: list | None = None) -> pd.DataFrame:
     """Up to ``limit`` located events (``lat, lon, ts, category``) to draw, the same ones
-    every time: the first by a hash of (user, time, item). The rollup stores that hash."""
-    ru = rollup.for_sql(con, table, where)
-    if ru is not None:
-        small = int(limit) <= rollup.HEAT_ROWS  # the first rows in that order are stored
-        return ru.df(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('heat')} WHERE r < "
-                     f"{int(limit)} ORDER BY r" if small else
-                     f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('ev')} WHERE coord_idx "
-                     f"IS NOT NULL ORDER BY h LIMIT {int(limit)}", arrow=True)
+    every time: the first by a hash of (user, time, item)."""
     cond = has_coords_sql() + (f" AND ({where})" if where else "")
     return con.execute(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {table} WHERE {cond} "
                        f"ORDER BY hash({USER}, {TS}, {ITEM}) LIMIT {int(limit)}",
                        params or []).df()
 
 
-def _hex_lookup(coords: pd.DataFrame, resolution: int) -> pd.DataFrame:
+def hex_lookup(coords: pd.DataFrame, resolution: int) -> pd.DataFrame:
+    """``coords`` (distinct ``lat, lon``) with the string H3 cell of each."""
     lookup = coords.assign(**{CELL: hex_cells_of(coords[LAT].to_numpy("float64"),
                                                  coords[LON].to_numpy("float64"), resolution)})
     lookup[CELL] = lookup[CELL].astype("string")
     return lookup
 
 
-# -- from a dataset's rollup -----------------------------------------------------------------
+# -- the stored densities' keys ------------------------------------------------------------
 def density_key(kind: str, size: float, window: Window) -> str | None:
     """The key of a stored density (``kind:size:window``), None for custom windows."""
     if window is not None and not (isinstance(window, str) and window.strip().lower()
@@ -305,37 +287,6 @@ def density_key(kind: str, size: float, window: Window) -> str | None:
         return None
     win = "all" if window is None else str(window).strip().lower()
     return f"{kind}:{float(size):g}:{win}"
-
-
-def rollup_density(ru: rollup.Rollup, kind: str, size: float, window: Window,
-                   stored: bool = True) -> pd.DataFrame:
-    """``_sql_density``'s rows for the whole dataset of rollup ``ru``: read from its stored
-    densities (the map's standard grids, ``rollup.DENSITY_SPECS``) when ``stored`` and there,
-    else counted over its event table, each distinct place's cell looked up once and users
-    counted as integers."""
-    key = density_key(kind, size, window)
-    if stored and key is not None:
-        got = ru.df(f"SELECT {WINDOW}, {CELL}, {COUNT}, {USERS} FROM {ru.t('density')} "
-                    "WHERE spec = ?", [key])
-        if len(got):
-            got[CELL] = got[CELL].astype("int64" if kind == "grid" else "string")
-            got[WINDOW] = got[WINDOW].astype("datetime64[us]")
-            return got if window is not None else got.drop(columns=WINDOW)
-    if kind == "grid":
-        lookup = f"(SELECT coord_idx, {grid_cell_ids_sql(size)} AS {CELL} FROM {ru.t('places')})"
-        return _sql_density(ru.con, _rollup_cells(ru, lookup), CELL, window, None, None)
-    places = ru.df(f"SELECT * FROM {ru.t('places')}")
-    with registered(ru.con, _hex_lookup(places, int(size)), "hex_lookup") as view:
-        out = _sql_density(ru.con, _rollup_cells(ru, view), CELL, window, None, None)
-    out[CELL] = out[CELL].astype("string")
-    return out
-
-
-def _rollup_cells(ru: rollup.Rollup, lookup: str) -> str:
-    """The located events of a rollup with the cell of their place (``lookup``: coord_idx,
-    cell_id) and integer user ids: what ``_sql_density`` groups, without a string hash."""
-    return (f"(SELECT e.user_idx AS {USER}, e.{TS}, e.{LAT}, e.{LON}, c.{CELL} FROM "
-            f"{ru.t('ev')} e JOIN {lookup} c ON e.coord_idx = c.coord_idx)")
 
 
 def auto_hex_resolution(bbox: tuple[float, float, float, float] | None) -> int:

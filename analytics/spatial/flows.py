@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..geo import has_coords_sql
-from ..rollups import tables as rollup
 from ..schema import ITEM, LAT, LON, TS, USER
 from ..spacetime import utc_naive
-from .density import registered
+from .sql import registered, zone_lookup
 from .zones import NOISE, ZONE, assign_zones
 
 ORIGIN = "origin"
@@ -32,7 +31,8 @@ USERS = "users"
 _ORDER = [USER, TS, ITEM, LAT, LON]
 
 
-def _gap_us(max_gap: str | pd.Timedelta | None) -> int | None:
+def gap_us(max_gap: str | pd.Timedelta | None) -> int | None:
+    """``max_gap`` in microseconds (None: no limit); raises on a gap that is not positive."""
     if max_gap is None:
         return None
     gap = pd.Timedelta(max_gap)
@@ -41,7 +41,9 @@ def _gap_us(max_gap: str | pd.Timedelta | None) -> int | None:
     return int(gap / pd.Timedelta(microseconds=1))
 
 
-def _finish(counts: pd.DataFrame, zones: pd.DataFrame) -> pd.DataFrame:
+def finish(counts: pd.DataFrame, zones: pd.DataFrame) -> pd.DataFrame:
+    """The flows from ``origin, destination, trips, users`` counts: zone centroids joined,
+    types, order (most trips first)."""
     c = zones[[ZONE, LAT, LON]]
     out = counts.merge(c.rename(columns={ZONE: ORIGIN, LAT: "origin_lat", LON: "origin_lon"}),
                        on=ORIGIN, how="left")
@@ -65,13 +67,13 @@ def od_flows(events: pd.DataFrame, zones: pd.DataFrame,
     ok = (user[1:] == user[:-1]) & (z[:-1] != NOISE) & (z[1:] != NOISE)
     if not include_self:
         ok &= z[:-1] != z[1:]
-    gap = _gap_us(max_gap)
+    gap = gap_us(max_gap)
     if gap is not None:
         ok &= (t[1:] - t[:-1]) <= gap
     moves = pd.DataFrame({ORIGIN: z[:-1][ok], DEST: z[1:][ok], USER: user[1:][ok]})
     g = moves.groupby([ORIGIN, DEST], sort=False)
     counts = pd.DataFrame({TRIPS: g.size(), USERS: g[USER].nunique()}).reset_index()
-    return _finish(counts, zones)
+    return finish(counts, zones)
 
 
 def od_flows_sql(con: duckdb.DuckDBPyConnection, table: str, zones: pd.DataFrame,
@@ -82,24 +84,15 @@ def od_flows_sql(con: duckdb.DuckDBPyConnection, table: str, zones: pd.DataFrame
     Zones are looked up once per distinct coordinate (shapely, in Python) and joined back;
     the per-user ordering (a LAG window) and the counting run in DuckDB.
     """
-    ru = rollup.for_sql(con, table, where)
-    if ru is not None:
-        from .zones_sql import stored_flows
-
-        counts = stored_flows(ru, zones, max_gap, include_self)
-        if counts is None:
-            counts = _rollup_counts(ru, zones, max_gap, include_self)
-        return _finish(counts, zones)
     filt = f"WHERE {where}" if where else ""
     coords = con.execute(
         f"SELECT DISTINCT {LAT}, {LON} FROM {table} WHERE {has_coords_sql()}"
         + (f" AND ({where})" if where else ""), params or []).df()
-    lookup = coords.assign(**{ZONE: assign_zones(coords, zones).to_numpy("int64")})
-    lookup = lookup[lookup[ZONE] != NOISE]
+    lookup = zone_lookup(coords, zones, [LAT, LON])
     conds = [f"origin <> {NOISE}", f"destination <> {NOISE}", "same_user"]
     if not include_self:
         conds.append("origin <> destination")
-    gap = _gap_us(max_gap)
+    gap = gap_us(max_gap)
     if gap is not None:
         conds.append(f"epoch_us({TS}) - epoch_us(prev_ts) <= {gap}")
     with registered(con, lookup, "zone_lookup") as view:
@@ -121,27 +114,7 @@ def od_flows_sql(con: duckdb.DuckDBPyConnection, table: str, zones: pd.DataFrame
             FROM m WHERE {" AND ".join(conds)} GROUP BY 1, 2
         """
         counts = con.execute(sql, params or []).df()
-    return _finish(counts, zones)
-
-
-def _rollup_counts(ru: rollup.Rollup, zones: pd.DataFrame,
-                   max_gap: str | pd.Timedelta | None, include_self: bool) -> pd.DataFrame:
-    """The moves of :func:`od_flows_sql` from the rollup's event table, whose rows already
-    carry the previous event's place and time in the same order (no window to run)."""
-    places = ru.df(f"SELECT * FROM {ru.t('places')}")
-    lookup = places.assign(**{ZONE: assign_zones(places, zones).to_numpy("int64")})
-    lookup = lookup.loc[lookup[ZONE] != NOISE, ["coord_idx", ZONE]]
-    conds = ["TRUE" if include_self else f"o.{ZONE} <> d.{ZONE}"]
-    gap = _gap_us(max_gap)
-    if gap is not None:
-        conds.append(f"e.us - e.prev_us <= {gap}")
-    with registered(ru.con, lookup, "zone_lookup") as view:
-        return ru.df(
-            f"SELECT o.{ZONE} AS {ORIGIN}, d.{ZONE} AS {DEST}, count(*) AS {TRIPS}, "
-            f"count(DISTINCT e.user_idx) AS {USERS} FROM {ru.t('ev')} e "
-            f"JOIN {view} d ON e.coord_idx = d.coord_idx "
-            f"JOIN {view} o ON e.prev_coord = o.coord_idx "
-            f"WHERE {' AND '.join(conds)} GROUP BY 1, 2")
+    return finish(counts, zones)
 
 
 def flow_matrix(flows: pd.DataFrame, n_zones: int) -> np.ndarray:

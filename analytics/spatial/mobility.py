@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from ..geo import group_centroids, has_coords_sql, haversine_km, require_coords, with_coords
-from ..rollups import tables as rollup
 from ..schema import COLUMNS, ITEM, LAT, LON, TS, USER
 from ..spacetime import WINDOW, Window, local_time, utc_naive, window_start
 
@@ -166,14 +165,8 @@ def _empty_paths() -> pd.DataFrame:
 # -- reading events from the store ------------------------------------------------------------
 def user_events_sql(con: Any, table: str, user: str,
                     columns: list[str] | None = None) -> pd.DataFrame:
-    """One user's events of stored ``table`` (``Store.table(name)``) in time order.
-
-    From the dataset's rollup (events sorted by user: one or two row groups are read,
-    whatever order the file was imported in) when it has one, else a filtered scan.
-    """
-    ru = rollup.for_sql(con, table)
-    if ru is not None:
-        return ru.user_events(user, columns)
+    """One user's events of stored ``table`` (``Store.table(name)``) in time order (a
+    filtered scan)."""
     cols = ", ".join(columns or COLUMNS)
     return con.execute(f"SELECT {cols} FROM {table} WHERE {USER} = ? ORDER BY {TS}",
                        [str(user)]).df()
@@ -187,42 +180,14 @@ def page_window(first: Any, last: Any) -> str:
 
 
 def user_mobility_sql(con: Any, table: str, user: str, window: Window = None) -> pd.DataFrame:
-    """``user_mobility(user_events_sql(con, table, user), window)``: from the dataset's rollup
-    in one read when it stores that window (``page_window``), else computed on the events."""
-    ru = rollup.for_sql(con, table)
-    if ru is None:
-        return user_mobility(user_events_sql(con, table, user), window)
-    if window is not None:
-        got = _mobility_from_rollup(ru, str(user), window)
-        if got is not None:
-            return got
-    return user_mobility(ru.user_events(str(user)), window)
-
-
-def _mobility_from_rollup(ru: rollup.Rollup, user: str, window: str) -> pd.DataFrame | None:
-    """The stored rows of ``user`` for ``window``, None when that window is not stored or
-    the user is unknown (the caller then computes, as the raw path does)."""
-    got = ru.df(f"SELECT m.* EXCLUDE (freq, user_idx) FROM (SELECT user_idx FROM "
-                f"{ru.t('users')} WHERE {USER} = ?) u LEFT JOIN {ru.t('mobility')} m ON "
-                f"m.user_idx = u.user_idx AND m.freq = ? ORDER BY m.{WINDOW}", [user, window])
-    if got.empty or got[WINDOW].isna().any():
-        return None
-    got.insert(0, USER, pd.Series([user] * len(got), dtype="str"))
-    return got.astype({WINDOW: "datetime64[us]", EVENTS: "int64", PLACES: "int64",
-                       "home_visits": "Int64", "work_visits": "Int64"})
+    """``user_mobility(user_events_sql(con, table, user), window)``."""
+    return user_mobility(user_events_sql(con, table, user), window)
 
 
 def path_events_sql(con: Any, table: str, users: int, where: str | None = None,
                     params: list | None = None) -> pd.DataFrame:
     """Located events (``user_id, ts, lat, lon``, sorted by all four) of a deterministic sample
     of ``users`` users with at least 3 located events: the first by a hash of the user id."""
-    ru = rollup.for_sql(con, table, where)
-    if ru is not None:  # the per-user table knows who has 3 located events; one query (a
-        # semi-join: three times faster here than a literal IN list of the users)
-        return ru.df(f"SELECT {USER}, {TS}, {LAT}, {LON} FROM {ru.t('ev')} WHERE user_idx IN "
-                     f"(SELECT user_idx FROM {ru.t('users')} WHERE located >= 3 ORDER BY "
-                     f"hash({USER}) LIMIT {int(users)}) AND coord_idx IS NOT NULL "
-                     f"ORDER BY user_idx, us, {LAT}, {LON}")
     cond = has_coords_sql() + (f" AND ({where})" if where else "")
     return con.execute(
         f"SELECT {USER}, {TS}, {LAT}, {LON} FROM {table} WHERE {cond} AND {USER} IN ("

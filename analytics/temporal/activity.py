@@ -25,7 +25,6 @@ from ..engine import (
     pandas_freq,
     period_start,
 )
-from ..rollups import tables as rollup
 
 ACTIVE_USERS = "active_users"
 NEW_USERS = "new_users"
@@ -46,15 +45,14 @@ EVENTS_PER_USER = "events_per_user"
 def kpis(events: Any) -> pd.DataFrame:
     """Headline numbers in one row: ``events, users, items, first_ts, last_ts,
     events_per_user``."""
-    ru = rollup.for_events(events)
-    if ru is not None:
-        out = ru.df(f"SELECT {EVENTS}, {USERS}, {ITEMS}, {FIRST_TS}, {LAST_TS} "
-                    f"FROM {ru.t('summary')}")
-    else:
-        t = as_table(events)
-        out = execute(t.aggregate(**{
-            EVENTS: t.count(), USERS: t[schema.USER].nunique(), ITEMS: t[schema.ITEM].nunique(),
-            FIRST_TS: t[schema.TS].min(), LAST_TS: t[schema.TS].max()}))
+    t = as_table(events)
+    return finish_kpis(execute(t.aggregate(**{
+        EVENTS: t.count(), USERS: t[schema.USER].nunique(), ITEMS: t[schema.ITEM].nunique(),
+        FIRST_TS: t[schema.TS].min(), LAST_TS: t[schema.TS].max()})))
+
+
+def finish_kpis(out: pd.DataFrame) -> pd.DataFrame:
+    """``kpis``' last step on its one row of ``events, users, items, first_ts, last_ts``."""
     for col in (EVENTS, USERS, ITEMS):
         out[col] = out[col].fillna(0).astype("int64")
     out[EVENTS_PER_USER] = out[EVENTS] / out[USERS].where(out[USERS] > 0)
@@ -72,18 +70,14 @@ def activity_series(events: Any, freq: str = "day", by: str | None = None,
     "approx" (HyperLogLog, much faster on millions of events) or None (no users column).
     """
     check_freq(freq)
-    ru = rollup.for_events(events) if by is None else None
-    out = _series_from_rollup(ru, freq, users) if ru is not None else None
-    if out is None:
-        t = as_table(events)
-        keys: dict[str, Any] = {PERIOD: period_start(t, freq)}
-        if by is not None:
-            if by not in t.columns:
-                raise ValueError(f"cannot split by {by!r}: the events have no such column; "
-                                 f"use one of {list(t.columns)}")
-            keys[by] = t[by]
-        out = execute(_events_and_users(t, keys, users))
-    return finish_series(out, freq, by, fill)
+    t = as_table(events)
+    keys: dict[str, Any] = {PERIOD: period_start(t, freq)}
+    if by is not None:
+        if by not in t.columns:
+            raise ValueError(f"cannot split by {by!r}: the events have no such column; "
+                             f"use one of {list(t.columns)}")
+        keys[by] = t[by]
+    return finish_series(execute(_events_and_users(t, keys, users)), freq, by, fill)
 
 
 def finish_series(out: pd.DataFrame, freq: str, by: str | None = None,
@@ -100,18 +94,10 @@ def finish_series(out: pd.DataFrame, freq: str, by: str | None = None,
 USER_COUNTS = ("exact", "approx", None)
 
 
-def _series_from_rollup(ru: rollup.Rollup, freq: str, users: str | None) -> pd.DataFrame | None:
-    """Events (and distinct users) per period from the hourly / per-user-period tables; None
-    when they cannot answer (hourly distinct users). Users asked for "approx" come exact."""
+def check_user_counts(users: str | None) -> None:
+    """Raise ValueError unless ``users`` is one of USER_COUNTS."""
     if users not in USER_COUNTS:
         raise ValueError(f"users must be one of {USER_COUNTS}, got {users!r}")
-    if users is None:
-        return ru.df(f"SELECT date_trunc('{freq}', {PERIOD}) AS {PERIOD}, CAST(sum({EVENTS}) "
-                     f"AS BIGINT) AS {EVENTS} FROM {ru.t('hourly')} GROUP BY 1")
-    if freq not in rollup.USER_FREQS:
-        return None
-    return ru.df(f"SELECT {PERIOD}, {EVENTS}, {USERS} FROM {ru.t('periods')} WHERE freq = "
-                 f"'{freq}'")
 
 
 def _events_and_users(t: Any, keys: dict[str, Any], users: str | None = "exact") -> Any:
@@ -123,8 +109,7 @@ def _events_and_users(t: Any, keys: dict[str, Any], users: str | None = "exact")
     up to 6% per day on the 1M-event sample; several times faster on millions of events;
     DuckDB and Spark differ slightly). ``None`` counts events only.
     """
-    if users not in USER_COUNTS:
-        raise ValueError(f"users must be one of {USER_COUNTS}, got {users!r}")
+    check_user_counts(users)
     if users is None:
         return t.group_by(**keys).aggregate(**{EVENTS: t.count()})
     if users == "approx":
@@ -162,22 +147,19 @@ def active_users(events: Any, freq: str = "day", fill: bool = True) -> pd.DataFr
     new_users, returning_users, events``.
     """
     check_freq(freq)
-    ru = rollup.for_events(events) if freq in rollup.USER_FREQS else None
-    if ru is not None:  # each user's first period is the period of their first event
-        out = ru.df(
-            f"SELECT p.{PERIOD}, count(*) AS {ACTIVE_USERS}, CAST(sum(CASE WHEN p.{PERIOD} = "
-            f"date_trunc('{freq}', u.first_ts) THEN 1 ELSE 0 END) AS BIGINT) AS {NEW_USERS}, "
-            f"CAST(sum(p.{EVENTS}) AS BIGINT) AS {EVENTS} FROM {ru.t('user_' + freq)} p "
-            f"JOIN {ru.t('users')} u ON p.user_idx = u.user_idx GROUP BY 1")
-    else:
-        t = as_table(events)
-        ua = t.group_by(**{schema.USER: t[schema.USER], PERIOD: period_start(t, freq)}
-                        ).aggregate(**{EVENTS: t.count()})
-        first = ua.group_by(schema.USER).aggregate(_first=ua[PERIOD].min())
-        j = ua.join(first, schema.USER)
-        is_new = (j[PERIOD] == j._first).cast("int64")
-        out = execute(j.group_by(PERIOD).aggregate(**{
-            ACTIVE_USERS: j.count(), NEW_USERS: is_new.sum(), EVENTS: j[EVENTS].sum()}))
+    t = as_table(events)
+    ua = t.group_by(**{schema.USER: t[schema.USER], PERIOD: period_start(t, freq)}
+                    ).aggregate(**{EVENTS: t.count()})
+    first = ua.group_by(schema.USER).aggregate(_first=ua[PERIOD].min())
+    j = ua.join(first, schema.USER)
+    is_new = (j[PERIOD] == j._first).cast("int64")
+    return finish_active_users(execute(j.group_by(PERIOD).aggregate(**{
+        ACTIVE_USERS: j.count(), NEW_USERS: is_new.sum(), EVENTS: j[EVENTS].sum()})), freq, fill)
+
+
+def finish_active_users(out: pd.DataFrame, freq: str, fill: bool = True) -> pd.DataFrame:
+    """``active_users``' last steps on its rows of ``period, active_users, new_users,
+    events``: types, the returning users, missing periods, order."""
     out[PERIOD] = pd.to_datetime(out[PERIOD]).astype("datetime64[us]")
     for col in (ACTIVE_USERS, NEW_USERS, EVENTS):
         out[col] = out[col].fillna(0).astype("int64")
@@ -197,13 +179,17 @@ def rhythm_matrix(events: Any, local: bool = True, tz_fallback_min: int | None =
     fallback is given. Columns: ``weekday`` (0 = Monday), ``hour``, ``events``, ``users``
     (see ``activity_series`` for the ``users`` choices), ``share`` (of all events).
     """
-    got = _rhythm_from_rollup(rollup.for_events(events), local, tz_fallback_min, users)
-    if got is None:
-        t = as_table(events)
-        secs = epoch_seconds(t, tz_fallback_min, local=local)
-        cells = t.select(schema.USER, _h=(secs % 86400) // 3600,
-                         _d=((secs // 86400) + 3) % 7)  # 1970-01-01 was a Thursday
-        got = execute(_events_and_users(cells, {WEEKDAY: cells._d, HOUR: cells._h}, users))
+    t = as_table(events)
+    secs = epoch_seconds(t, tz_fallback_min, local=local)
+    cells = t.select(schema.USER, _h=(secs % 86400) // 3600,
+                     _d=((secs // 86400) + 3) % 7)  # 1970-01-01 was a Thursday
+    return finish_rhythm(execute(_events_and_users(cells, {WEEKDAY: cells._d, HOUR: cells._h},
+                                                   users)))
+
+
+def finish_rhythm(got: pd.DataFrame) -> pd.DataFrame:
+    """``rhythm_matrix``' last steps on its non-empty cells (``weekday, hour, events[,
+    users]``): all 7 x 24 cells, types, shares."""
     got = _as_int(got, WEEKDAY, HOUR)
     grid = pd.MultiIndex.from_product([range(7), range(24)], names=[WEEKDAY, HOUR])
     out = got.set_index([WEEKDAY, HOUR]).reindex(grid, fill_value=0).reset_index()
@@ -211,29 +197,6 @@ def rhythm_matrix(events: Any, local: bool = True, tz_fallback_min: int | None =
     total = out[EVENTS].sum()
     out[SHARE] = out[EVENTS] / total if total else 0.0
     return out
-
-
-def _rhythm_from_rollup(ru: rollup.Rollup | None, local: bool, tz_fallback_min: int | None,
-                        users: str | None) -> pd.DataFrame | None:
-    """The rhythm cells: stored as they are for UTC and the usual local-time fallbacks, else
-    from the per (user, offset, UTC hour of week) table, which is exact when every shift is
-    whole hours (the local hour is then the UTC hour moved by whole hours); None otherwise.
-    Users asked for "approx" come exact."""
-    if users not in USER_COUNTS:
-        raise ValueError(f"users must be one of {USER_COUNTS}, got {users!r}")
-    fallback = int(tz_fallback_min or 0) if local else 0
-    if ru is None:
-        return None
-    count = "" if users is None else f", {USERS}"
-    got = ru.df(f"SELECT {WEEKDAY}, {HOUR}, {EVENTS}{count} FROM {ru.t('rhythm_cells')} "
-                "WHERE mode = ? AND fallback = ?", ["local" if local else "utc", fallback])
-    if len(got) or (local and (fallback % 60 or not ru.summary()["tz_whole_hours"])):
-        return got if len(got) else None
-    shift = f"coalesce({schema.TZ_OFFSET}, {fallback}) // 60" if local else "0"
-    count = "" if users is None else f", count(DISTINCT user_idx) AS {USERS}"
-    return ru.df(f"SELECT (lh // 24 + 3) % 7 AS {WEEKDAY}, lh % 24 AS {HOUR}, CAST(sum("
-                 f"{EVENTS}) AS BIGINT) AS {EVENTS}{count} FROM (SELECT *, ((how + {shift}) % "
-                 f"168 + 168) % 168 AS lh FROM {ru.t('rhythm')}) GROUP BY 1, 2")
 
 
 def rhythm_pivot(rhythm: pd.DataFrame, value: str = EVENTS) -> pd.DataFrame:

@@ -13,7 +13,6 @@ import pandas as pd
 from .. import schema
 from ..engine import (
     PERIOD,
-    SECONDS,
     USERS,
     as_table,
     check_freq,
@@ -21,7 +20,6 @@ from ..engine import (
     period_start,
     periods_between,
 )
-from ..rollups import tables as rollup
 
 COHORT = "cohort"                  # first active period of the users in the cohort
 PERIODS_SINCE = "periods_since"    # 0 = the cohort's own period
@@ -40,24 +38,31 @@ def cohort_retention(events: Any, freq: str = "week",
     only (cohort, period) pairs with active users appear (``retention_table`` fills zeros).
     ``max_periods`` keeps ``periods_since <= max_periods``.
     """
+    check_retention_args(freq, max_periods)
+    t = as_table(events)
+    ua = t.select(**{schema.USER: t[schema.USER], PERIOD: period_start(t, freq)}).distinct()
+    # a join back to each user's first period: DuckDB hashes this about twice as fast as
+    # a min() window partitioned by user (measured at 10M events)
+    first = ua.group_by(schema.USER).aggregate(**{COHORT: ua[PERIOD].min()})
+    j = ua.join(first, schema.USER)
+    j = j.mutate(**{PERIODS_SINCE: periods_between(j[COHORT], j[PERIOD], freq)})
+    if max_periods is not None:
+        j = j.filter(j[PERIODS_SINCE] <= max_periods)
+    out = execute(j.group_by([COHORT, PERIODS_SINCE]).aggregate(**{USERS: j.count()}))
+    last = ua[PERIOD].max().execute() if len(out) else None
+    return finish_retention(out, last, freq)
+
+
+def check_retention_args(freq: str, max_periods: int | None) -> None:
+    """Raise ValueError on an unknown ``freq`` or a negative ``max_periods``."""
     check_freq(freq)
     if max_periods is not None and max_periods < 0:
         raise ValueError(f"max_periods must be >= 0, got {max_periods}")
-    ru = rollup.for_events(events) if freq in rollup.USER_FREQS else None
-    if ru is not None:
-        out, last = _from_rollup(ru, freq, max_periods)
-    else:
-        t = as_table(events)
-        ua = t.select(**{schema.USER: t[schema.USER], PERIOD: period_start(t, freq)}).distinct()
-        # a join back to each user's first period: DuckDB hashes this about twice as fast as
-        # a min() window partitioned by user (measured at 10M events)
-        first = ua.group_by(schema.USER).aggregate(**{COHORT: ua[PERIOD].min()})
-        j = ua.join(first, schema.USER)
-        j = j.mutate(**{PERIODS_SINCE: periods_between(j[COHORT], j[PERIOD], freq)})
-        if max_periods is not None:
-            j = j.filter(j[PERIODS_SINCE] <= max_periods)
-        out = execute(j.group_by([COHORT, PERIODS_SINCE]).aggregate(**{USERS: j.count()}))
-        last = ua[PERIOD].max().execute() if len(out) else None
+
+
+def finish_retention(out: pd.DataFrame, last: Any, freq: str) -> pd.DataFrame:
+    """``cohort_retention``'s last steps on its ``cohort, periods_since, users`` rows and the
+    last active period ``last``: types, cohort sizes, rates, horizons, order."""
     out[COHORT] = pd.to_datetime(out[COHORT]).astype("datetime64[us]")
     out[PERIODS_SINCE] = out[PERIODS_SINCE].astype("int64")
     out[USERS] = out[USERS].astype("int64")
@@ -67,25 +72,6 @@ def cohort_retention(events: Any, freq: str = "week",
     last = pd.Timestamp(last) if len(out) else pd.NaT
     out[HORIZON] = _periods_to(out[COHORT], last, freq)
     return out.sort_values([COHORT, PERIODS_SINCE]).reset_index(drop=True)
-
-
-def _from_rollup(ru: rollup.Rollup, freq: str,
-                 max_periods: int | None) -> tuple[pd.DataFrame, Any]:
-    """(cohort, periods_since, users) and the last active period, from the per user-period
-    table: a user's cohort is the period of their first event."""
-    if freq == "month":
-        since = ("(year(p.period) - year(c.cohort)) * 12 + month(p.period) - "
-                 "month(c.cohort)")
-    else:
-        since = (f"(CAST(EPOCH(p.period) AS BIGINT) - CAST(EPOCH(c.cohort) AS BIGINT)) "
-                 f"// {SECONDS[freq]}")
-    keep = "" if max_periods is None else f"WHERE {since} <= {int(max_periods)}"
-    out = ru.df(
-        f"SELECT c.{COHORT}, CAST({since} AS BIGINT) AS {PERIODS_SINCE}, count(*) AS {USERS} "
-        f"FROM {ru.t('user_' + freq)} p JOIN (SELECT user_idx, date_trunc('{freq}', first_ts) "
-        f"AS {COHORT} FROM {ru.t('users')}) c ON p.user_idx = c.user_idx {keep} GROUP BY 1, 2")
-    last = ru.one(f"SELECT max(period) FROM {ru.t('user_' + freq)}")[0]
-    return out, last
 
 
 def retention_table(retention: pd.DataFrame, value: str = RETENTION) -> pd.DataFrame:

@@ -225,18 +225,7 @@ def backtest(series: pd.DataFrame | pd.Series, horizon: int = 7, origins: int = 
     return out.reset_index()
 
 
-# -- the Overview page's default forecast, stored with the dataset's summaries ----------------
-#: The Overview page's default request (``app.analytics_service.forecast(name)``: daily
-#: events, 14 days ahead, 95% interval, the last 730 days fitted, 8 backtest origins with 3 as
-#: the fallback). The summary build stores its answer; any other request is fitted.
-PAGE_FREQ = "day"
-PAGE_HORIZON = 14
-PAGE_ALPHA = 0.05
-PAGE_HISTORY = 730
-PAGE_ORIGINS = 8
-NOTE = "note"
-
-
+# -- the Overview page's forecast ---------------------------------------------------------------
 def page_forecast(series: pd.DataFrame | pd.Series, horizon: int, alpha: float,
                   spec: ModelSpec | None, max_history: int | None, origins: int,
                   ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -254,51 +243,3 @@ def page_forecast(series: pd.DataFrame | pd.Series, horizon: int, alpha: float,
         except ValueError as exc:
             note = f"No backtest: {exc}"
     return pred, bt, "" if not bt.empty else note
-
-
-def is_page_default(freq: str, horizon: int, alpha: float, max_history: int | None,
-                    origins: int, spec: ModelSpec | None) -> bool:
-    """Whether a request is the stored default (so ``stored_page_forecast`` answers it)."""
-    return (freq, horizon, alpha, max_history, origins, spec) == (
-        PAGE_FREQ, PAGE_HORIZON, PAGE_ALPHA, PAGE_HISTORY, PAGE_ORIGINS, None)
-
-
-def build_page_forecast(ru) -> None:
-    """Create the rollup's ``forecast`` (the default forecast's rows and the backtest's note)
-    and ``forecast_backtest`` tables from ``page_forecast`` on the daily events series that
-    ``temporal.activity_series`` answers from the same rollup (no rows: no forecast)."""
-    from . import activity as temporal
-
-    f, b = ru.t("forecast"), ru.t("forecast_backtest")
-    ru.con.execute(f"CREATE TABLE {f} ({PERIOD} TIMESTAMP, {FORECAST} DOUBLE, {LOWER} DOUBLE, "
-                   f"{UPPER} DOUBLE, {NOTE} VARCHAR)")
-    ru.con.execute(f"CREATE TABLE {b} ({MODEL} VARCHAR, {ORIGINS} BIGINT, {HORIZON} BIGINT, "
-                   f"{MAE} DOUBLE, {MAPE} DOUBLE, {SMAPE} DOUBLE)")
-    series = temporal.finish_series(temporal._series_from_rollup(ru, PAGE_FREQ, None),
-                                    PAGE_FREQ)
-    try:
-        pred, bt, note = page_forecast(series, PAGE_HORIZON, PAGE_ALPHA, None, PAGE_HISTORY,
-                                       PAGE_ORIGINS)
-    except ValueError:
-        return
-    for table, rows in ((f, pred.assign(**{NOTE: note})), (b, bt)):
-        if len(rows):
-            ru.con.register("_forecast_rows", rows)
-            try:
-                ru.con.execute(f"INSERT INTO {table} SELECT * FROM _forecast_rows")
-            finally:
-                ru.con.unregister("_forecast_rows")
-
-
-def stored_page_forecast(ru) -> tuple[pd.DataFrame, pd.DataFrame, str] | None:
-    """The default forecast stored in rollup ``ru`` as ``page_forecast`` returns it, or None
-    when it has none (a series too short to forecast, a rollup from before it was stored)."""
-    if ru is None or not ru.has("forecast"):
-        return None
-    pred = ru.df(f"SELECT * FROM {ru.t('forecast')} ORDER BY {PERIOD}")
-    if pred.empty:
-        return None
-    note = str(pred.pop(NOTE).iloc[0])
-    pred[PERIOD] = pred[PERIOD].astype("datetime64[us]")
-    bt = ru.df(f"SELECT * FROM {ru.t('forecast_backtest')} ORDER BY rowid")
-    return pred, (bt if len(bt) else pd.DataFrame()), note

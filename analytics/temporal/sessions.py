@@ -15,7 +15,6 @@ import pandas as pd
 
 from .. import schema
 from ..engine import EVENTS, as_table, epoch_seconds, execute
-from ..rollups import tables as rollup
 
 GAP_S = "gap_s"
 INTERVALS = "intervals"
@@ -94,22 +93,26 @@ def interval_histogram(events: Any, bins_per_decade: int = 4,
     Only non-empty bins are returned. Columns: ``[user_id,] bin_lo_s, bin_hi_s, count,
     share`` (share of all gaps, or of the user's gaps with ``per_user``).
     """
+    check_bins(bins_per_decade)
+    t = _with_gaps(events)
+    g = t.filter(t[GAP_S].notnull())
+    gap = g[GAP_S].cast("float64")
+    k = (gap < 1).ifelse(-1, (gap.log10() * bins_per_decade).floor().cast("int64"))
+    g = g.mutate(_k=k)
+    keys = [schema.USER, "_k"] if per_user else ["_k"]
+    out = execute(g.group_by(keys).aggregate(**{COUNT: g.count()}))
+    return finish_histogram(out, bins_per_decade, per_user)
+
+
+def check_bins(bins_per_decade: int) -> None:
     if bins_per_decade < 1:
         raise ValueError(f"bins_per_decade must be at least 1, got {bins_per_decade}")
-    ru = None if per_user else rollup.for_events(events)
-    if ru is not None:  # the stored histogram of exact gaps, binned the same way
-        gap = "CAST(gap AS DOUBLE)"
-        out = ru.df(f"SELECT CASE WHEN {gap} < 1 THEN -1 ELSE CAST(floor(log10({gap}) * "
-                    f"{int(bins_per_decade)}) AS BIGINT) END AS _k, CAST(sum(n) AS BIGINT) AS "
-                    f"{COUNT} FROM {ru.t('gaps')} GROUP BY 1")
-    else:
-        t = _with_gaps(events)
-        g = t.filter(t[GAP_S].notnull())
-        gap = g[GAP_S].cast("float64")
-        k = (gap < 1).ifelse(-1, (gap.log10() * bins_per_decade).floor().cast("int64"))
-        g = g.mutate(_k=k)
-        keys = [schema.USER, "_k"] if per_user else ["_k"]
-        out = execute(g.group_by(keys).aggregate(**{COUNT: g.count()}))
+
+
+def finish_histogram(out: pd.DataFrame, bins_per_decade: int,
+                     per_user: bool = False) -> pd.DataFrame:
+    """``interval_histogram``'s last steps on its ``[user_id,] _k, count`` rows (``_k``: the
+    bin index, -1 for gaps under a second): bin edges, shares, order."""
     out["_k"] = out["_k"].astype("int64")
     out[COUNT] = out[COUNT].astype("int64")
     lo = np.where(out["_k"] < 0, 0.0, 10.0 ** (out["_k"] / bins_per_decade))
@@ -125,7 +128,7 @@ def interval_histogram(events: Any, bins_per_decade: int = 4,
     return out.sort_values(sort)[cols].reset_index(drop=True)
 
 
-def _gap_seconds(gap: str | float | int | pd.Timedelta) -> int:
+def gap_seconds(gap: str | float | int | pd.Timedelta) -> int:
     seconds = pd.Timedelta(gap).total_seconds() if isinstance(gap, str | pd.Timedelta) \
         else float(gap)
     if seconds <= 0:
@@ -137,7 +140,7 @@ def _sessionized(events: Any, gap: str | float | int | pd.Timedelta,
                  columns: tuple[str, ...]) -> Any:
     import ibis
 
-    limit = _gap_seconds(gap)
+    limit = gap_seconds(gap)
     t = _with_gaps(events, columns)
     starts = (t[GAP_S].isnull() | (t[GAP_S] > limit)).cast("int64")
     t = t.mutate(_new=starts)
@@ -207,10 +210,7 @@ def session_summary(events: Any, gap: str | float | int | pd.Timedelta = "30min"
     """
     import ibis
 
-    limit = _gap_seconds(gap)
-    ru = rollup.for_events(events) if limit in rollup.SESSION_GAPS else None
-    if ru is not None:
-        return _summary_from_rollup(ru, limit)
+    limit = gap_seconds(gap)
     t = _with_gaps(events)
     t = t.mutate(_new=(t[GAP_S].isnull() | (t[GAP_S] > limit)).cast("int64"))
     ordered = ibis.window(group_by=t[schema.USER], order_by=[t._s])
@@ -224,39 +224,18 @@ def session_summary(events: Any, gap: str | float | int | pd.Timedelta = "30min"
         "_single": (ends._new == 1).cast("int64").sum()})).iloc[0]
     n_events = int(as_table(events).count().execute())
     n = int(row[SESSIONS])
-    users = int(row[USERS])
+    return summary_row(n, int(row[USERS]), n_events,
+                       float(row[MEDIAN_DURATION_S]) if n else 0.0, float(row["_single"]))
+
+
+def summary_row(sessions: int, users: int, events: int, median_duration_s: float,
+                single: float) -> pd.DataFrame:
+    """``session_summary``'s one row from its counts (``single``: single-event sessions)."""
+    n = sessions
     return pd.DataFrame([{
         SESSIONS: n, USERS: users,
         SESSIONS_PER_USER: n / users if users else 0.0,
-        EVENTS_PER_SESSION: n_events / n if n else 0.0,
-        MEDIAN_DURATION_S: float(row[MEDIAN_DURATION_S]) if n else 0.0,
-        SINGLE_EVENT_SHARE: float(row["_single"]) / n if n else 0.0,
-    }])
-
-
-def _summary_from_rollup(ru: rollup.Rollup, limit: int) -> pd.DataFrame:
-    """``session_summary`` from the stored histogram of session durations for this gap; the
-    median is interpolated between the two middle sessions exactly as DuckDB's quantile_cont
-    does."""
-    hist = ru.df(f"SELECT duration, single, n FROM {ru.t('sessions')} WHERE gap_limit = ?",
-                 [limit])
-    s = ru.summary()
-    by_duration = hist.groupby("duration", sort=True)["n"].sum()
-    n = int(by_duration.sum())
-    users = int(s["users"])
-    median = 0.0
-    if n:
-        ends = by_duration.cumsum().to_numpy()     # rank (0-based) of each duration's last
-        values = by_duration.index.to_numpy()
-        pos = 0.5 * (n - 1)
-        lo = float(values[np.searchsorted(ends, int(np.floor(pos)), side="right")])
-        hi = float(values[np.searchsorted(ends, int(np.ceil(pos)), side="right")])
-        median = lo if lo == hi else lo + (hi - lo) * (pos - np.floor(pos))
-    single = int(hist.loc[hist["single"], "n"].sum())
-    return pd.DataFrame([{
-        SESSIONS: n, USERS: users,
-        SESSIONS_PER_USER: n / users if users else 0.0,
-        EVENTS_PER_SESSION: int(s["events"]) / n if n else 0.0,
-        MEDIAN_DURATION_S: float(median),
-        SINGLE_EVENT_SHARE: single / n if n else 0.0,
+        EVENTS_PER_SESSION: events / n if n else 0.0,
+        MEDIAN_DURATION_S: float(median_duration_s) if n else 0.0,
+        SINGLE_EVENT_SHARE: float(single) / n if n else 0.0,
     }])

@@ -18,6 +18,7 @@ known by ``t``) and scores users at ``t`` against a recency-only baseline, by RO
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,6 @@ import pandas as pd
 
 from .. import schema
 from ..engine import as_table, epoch_seconds, execute
-from ..rollups import tables as rollup
 
 RECENCY = "recency_days"
 TENURE = "tenure_days"
@@ -44,6 +44,14 @@ TRAIN_CUT = "train_cut"
 TEST_CUT = "test_cut"
 LOGISTIC = "logistic"
 RECENCY_ONLY = "recency_only"
+
+
+#: Per-user counts at a cut: ``(cut_s, window_s, windows)`` -> one row per user with an event
+#: before the cut: ``user_id, _last, _first`` (epoch seconds of the last / first event before
+#: the cut), ``events_before``, ``freq_1..freq_k`` and ``_after`` (events in the label window).
+#: ``churn_features`` counts in the engine without one; a precomputed source (the sorted event
+#: times of :class:`UserTimes`, a summary table) answers faster with the same numbers.
+Counts = Callable[[int, int, int], pd.DataFrame]
 
 
 def freq_col(i: int) -> str:
@@ -67,27 +75,20 @@ def _epoch(ts: Any) -> int:
 
 
 def churn_features(events: Any, cut: Any, window: str | pd.Timedelta = "14D",
-                   windows: int = 4, label: bool = True) -> pd.DataFrame:
+                   windows: int = 4, label: bool = True,
+                   counts: Counts | None = None) -> pd.DataFrame:
     """Features (and with ``label`` the ``churned`` label) of every user active before ``cut``.
 
     ``cut`` is a UTC timestamp (anything ``pd.Timestamp`` accepts). Columns: ``user_id,
-    recency_days, tenure_days, events_before, freq_1..freq_k, trend[, churned]``.
+    recency_days, tenure_days, events_before, freq_1..freq_k, trend[, churned]``. ``counts``
+    (see :data:`Counts`) replaces the scan of ``events``.
     """
-    return _features(events, cut, window, windows, label, None)
-
-
-def _features(events: Any, cut: Any, window: str | pd.Timedelta, windows: int, label: bool,
-              times: _UserTimes | None) -> pd.DataFrame:
-    """``churn_features``; ``times`` (one read of a rollup's sorted event times) answers
-    any number of cuts without another scan."""
     if windows < 2:
         raise ValueError(f"windows must be at least 2 (a trend needs two points), got {windows}")
     w = _window_seconds(window)
     cut_s = _epoch(cut)
-    ru = None if times is not None else rollup.for_events(events)
-    if times is not None or ru is not None:
-        out = times.counts(cut_s, w, windows) if times is not None else \
-            _features_from_rollup(ru, cut_s, w, windows)
+    if counts is not None:
+        out = counts(cut_s, w, windows)
         after = out.pop("_after")
     else:
         t = as_table(events)
@@ -101,16 +102,16 @@ def _features(events: Any, cut: Any, window: str | pd.Timedelta, windows: int, l
         out = execute(before.group_by(schema.USER).aggregate(**aggs))
     out[RECENCY] = (cut_s - out["_last"].astype("int64")) / 86400.0
     out[TENURE] = (cut_s - out["_first"].astype("int64")) / 86400.0
-    counts = out[[freq_col(i) for i in range(windows, 0, -1)]].to_numpy(dtype=float)
+    per_window = out[[freq_col(i) for i in range(windows, 0, -1)]].to_numpy(dtype=float)
     x = np.arange(windows, dtype=float) - (windows - 1) / 2  # oldest .. newest, centred
-    out[TREND] = counts @ x / (x @ x)
+    out[TREND] = per_window @ x / (x @ x)
     for i in range(1, windows + 1):
         out[freq_col(i)] = out[freq_col(i)].astype("int64")
     out[TOTAL] = out[TOTAL].astype("int64")
     cols = [schema.USER, RECENCY, TENURE, TOTAL] + [freq_col(i) for i in range(1, windows + 1)]
     cols.append(TREND)
     out = out[cols]
-    if label and (times is not None or ru is not None):
+    if label and counts is not None:
         out[CHURNED] = (after == 0).astype("int64").to_numpy()
     elif label:
         after = t.filter((t._s >= cut_s) & (t._s < cut_s + w))
@@ -119,46 +120,23 @@ def _features(events: Any, cut: Any, window: str | pd.Timedelta, windows: int, l
     return out.sort_values(schema.USER).reset_index(drop=True)
 
 
-def _features_from_rollup(ru: rollup.Rollup, cut_s: int, w: int, windows: int) -> pd.DataFrame:
-    """The per-user aggregates of ``churn_features`` over the rollup's event table (integer
-    user ids and precomputed epoch seconds), with user ids joined back, plus ``_after``:
-    the user's events in the label window. One scan serves features and labels."""
-    before = f"FILTER (WHERE s < {cut_s})"
-    counts = "".join(
-        f", count(*) FILTER (WHERE s >= {cut_s - i * w} AND s < {cut_s - (i - 1) * w}) "
-        f"AS {freq_col(i)}" for i in range(1, windows + 1))
-    return ru.df(
-        f"SELECT u.{schema.USER}, f.* EXCLUDE (user_idx) FROM (SELECT user_idx, max(s) {before} "
-        f"AS _last, min(s) {before} AS _first, count(*) {before} AS {TOTAL}{counts}, count(*) "
-        f"FILTER (WHERE s >= {cut_s} AND s < {cut_s + w}) AS _after FROM {ru.t('ev')} "
-        f"GROUP BY user_idx HAVING count(*) {before} > 0) f JOIN {ru.t('users')} u "
-        "ON f.user_idx = u.user_idx")
+class UserTimes:
+    """Every event's (user, epoch second), sorted by user then time: the counts before any
+    cut are binary searches, so the four cuts of a churn panel cost one read of the times
+    instead of four aggregations. ``users``: each event's dense user index (0 .. len(ids)-1),
+    ``s``: its epoch second, ``ids``: the user id of each index. Its :meth:`counts` is a
+    :data:`Counts`."""
 
-
-class _UserTimes:
-    """Every event's (user, epoch second) from a rollup's event table, read once in its
-    (user, time) order: the counts before any cut are binary searches, so the four cuts of
-    a churn panel cost one read instead of four aggregations."""
-
-    def __init__(self, ru: rollup.Rollup) -> None:
-        got = ru.con.execute(f"SELECT user_idx, s FROM {ru.t('ev')}").fetchnumpy()
-        self.s = np.asarray(got["s"], dtype="int64")
+    def __init__(self, users: np.ndarray, s: np.ndarray, ids: pd.Series) -> None:
+        self.s = np.asarray(s, dtype="int64")
         self.s0 = int(self.s.min()) if len(self.s) else 0
-        users = np.asarray(got["user_idx"], dtype="int64")
+        users = np.asarray(users, dtype="int64")
         self.key = (users << 32) | (self.s - self.s0)          # sorted: user, then time
         if len(self.key) > 1 and not bool((np.diff(self.key) >= 0).all()):
-            raise ValueError("the rollup's events did not come back in (user, time) order")
-        self.ids = ru.user_ids()
+            raise ValueError("the events did not come in (user, time) order")
+        self.ids = ids
         self.users = np.arange(len(self.ids), dtype="int64")
         self.start = np.searchsorted(self.key, self.users << 32)
-
-    @classmethod
-    def of(cls, events: Any) -> _UserTimes | None:
-        ru = rollup.for_events(events)
-        try:
-            return None if ru is None else cls(ru)
-        except ValueError:
-            return None
 
     def before(self, x: int) -> np.ndarray:
         """Per user (by user_idx): events with ``s < x``."""
@@ -166,7 +144,7 @@ class _UserTimes:
         return np.searchsorted(self.key, (self.users << 32) | off) - self.start
 
     def counts(self, cut_s: int, w: int, windows: int) -> pd.DataFrame:
-        """What ``_features_from_rollup`` returns, from the sorted times."""
+        """The per-user counts at ``cut_s`` (a :data:`Counts`), from the sorted times."""
         n = self.before(cut_s)
         keep = n > 0
         out = pd.DataFrame({schema.USER: self.ids[keep].reset_index(drop=True),
@@ -234,34 +212,30 @@ def fit_churn_model(features: pd.DataFrame) -> ChurnModel:
     return ChurnModel(pipeline=pipe, features=names)
 
 
-def _last_ts(events: Any) -> pd.Timestamp:
-    ru = rollup.for_events(events)
-    if ru is not None:
-        return pd.Timestamp(ru.summary()["last_ts"])
+def _last_ts(events: Any, last_ts: Any = None) -> pd.Timestamp:
+    """The last event time: ``last_ts`` when the caller knows it, else one scan."""
+    if last_ts is not None:
+        return pd.Timestamp(last_ts)
     t = as_table(events)
     return pd.Timestamp(t[schema.TS].max().execute())
 
 
 def churn_backtest(events: Any, cut: Any = None, window: str | pd.Timedelta = "14D",
-                   windows: int = 4) -> tuple[pd.DataFrame, ChurnModel]:
+                   windows: int = 4, counts: Counts | None = None,
+                   last_ts: Any = None) -> tuple[pd.DataFrame, ChurnModel]:
     """Train at ``cut - window``, test at ``cut``; ROC-AUC of the model and of recency alone.
 
-    ``cut`` defaults to the last event time minus one window, so the test labels are fully
-    observed. Returns (one row per scorer: ``model, roc_auc, users, churn_rate, train_cut,
-    test_cut``; the fitted model).
+    ``cut`` defaults to the last event time (``last_ts`` when known) minus one window, so the
+    test labels are fully observed. Returns (one row per scorer: ``model, roc_auc, users,
+    churn_rate, train_cut, test_cut``; the fitted model). ``counts``: see churn_features.
     """
-    return _backtest(events, cut, window, windows, _UserTimes.of(events))
-
-
-def _backtest(events: Any, cut: Any, window: str | pd.Timedelta, windows: int,
-              times: _UserTimes | None) -> tuple[pd.DataFrame, ChurnModel]:
     from sklearn.metrics import roc_auc_score
 
     step = pd.Timedelta(seconds=_window_seconds(window))
-    test_cut = pd.Timestamp(cut) if cut is not None else _last_ts(events) - step
+    test_cut = pd.Timestamp(cut) if cut is not None else _last_ts(events, last_ts) - step
     train_cut = test_cut - step
-    train = _features(events, train_cut, window, windows, True, times)
-    test = _features(events, test_cut, window, windows, True, times)
+    train = churn_features(events, train_cut, window, windows, True, counts)
+    test = churn_features(events, test_cut, window, windows, True, counts)
     if test[CHURNED].nunique() < 2:
         raise ValueError(f"at {test_cut} every user is in one class; ROC-AUC is undefined. "
                          "Pick another cut or window")
@@ -281,29 +255,27 @@ def _backtest(events: Any, cut: Any, window: str | pd.Timedelta, windows: int,
 
 
 def churn_risk(events: Any, at: Any = None, window: str | pd.Timedelta = "14D",
-               windows: int = 4) -> pd.DataFrame:
+               windows: int = 4, counts: Counts | None = None,
+               last_ts: Any = None) -> pd.DataFrame:
     """Churn risk of every user at ``at`` (default: the last event time), highest first.
 
     The model is fitted at ``at - window``, the latest cut whose labels are known at ``at``.
-    Columns: the features of ``churn_features`` plus ``risk``.
+    Columns: the features of ``churn_features`` plus ``risk``. ``counts``, ``last_ts``: see
+    churn_backtest.
     """
-    return _risk(events, at, window, windows, _UserTimes.of(events))
-
-
-def _risk(events: Any, at: Any, window: str | pd.Timedelta, windows: int,
-          times: _UserTimes | None) -> pd.DataFrame:
-    at = pd.Timestamp(at) if at is not None else _last_ts(events) + pd.Timedelta(seconds=1)
+    at = pd.Timestamp(at) if at is not None else \
+        _last_ts(events, last_ts) + pd.Timedelta(seconds=1)
     step = pd.Timedelta(seconds=_window_seconds(window))
-    model = fit_churn_model(_features(events, at - step, window, windows, True, times))
-    scored = model.predict(_features(events, at, window, windows, False, times))
+    model = fit_churn_model(churn_features(events, at - step, window, windows, True, counts))
+    scored = model.predict(churn_features(events, at, window, windows, False, counts))
     return scored.sort_values([RISK, schema.USER], ascending=[False, True]).reset_index(drop=True)
 
 
-def churn_panel(events: Any, window: str | pd.Timedelta = "14D",
-                windows: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+def churn_panel(events: Any, window: str | pd.Timedelta = "14D", windows: int = 4,
+                counts: Counts | None = None,
+                last_ts: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``churn_risk`` at the end of the data and ``churn_backtest`` one window earlier, as
-    the Users page shows them: (risk, backtest). On a rollup one read of the event times
-    serves all four cuts."""
-    times = _UserTimes.of(events)
-    return (_risk(events, None, window, windows, times),
-            _backtest(events, None, window, windows, times)[0])
+    the Users page shows them: (risk, backtest). With ``counts`` from :class:`UserTimes` one
+    read of the event times serves all four cuts."""
+    return (churn_risk(events, None, window, windows, counts, last_ts),
+            churn_backtest(events, None, window, windows, counts, last_ts)[0])

@@ -17,7 +17,6 @@ import pandas as pd
 
 from .. import schema
 from ..engine import EVENTS, PERIOD, USERS, as_table, check_freq, execute, period_start
-from ..rollups import tables as rollup
 
 SHARE = "share"
 PREV_PERIOD = "prev_period"
@@ -67,13 +66,9 @@ def interest_profiles(events: Any, freq: str = "month", column: str = schema.CAT
     user's rows, or those of a list of users (a profile page need not profile everyone).
     """
     check_freq(freq)
-    ru = rollup.for_events(events)
-    if ru is not None and freq in rollup.PROFILE_FREQS and column == schema.CATEGORY \
-            and missing is None:
-        return _profiles_from_rollup(ru, freq, user)
     t = as_table(events)
     if user is not None:
-        t = t.filter(t[schema.USER].isin(_user_list(user)))
+        t = t.filter(t[schema.USER].isin(user_list(user)))
     if column not in t.columns:
         raise ValueError(f"cannot profile by {column!r}: the events have no such column")
     key = t[column]
@@ -91,63 +86,15 @@ def interest_profiles(events: Any, freq: str = "month", column: str = schema.CAT
     return out.sort_values([schema.USER, PERIOD, column]).reset_index(drop=True)
 
 
-def _user_list(user: str | list[str]) -> list[str]:
+def user_list(user: str | list[str]) -> list[str]:
+    """One user id or a list of them, as a list of strings."""
     return [str(user)] if isinstance(user, str) else [str(u) for u in user]
-
-
-def _profiles_from_rollup(ru: rollup.Rollup, freq: str,
-                          user: str | list[str] | None) -> pd.DataFrame:
-    """The stored profile table, already in (user, period, category) order with its shares;
-    integer user and category ids are turned back into names with one vectorised take."""
-    where, params, names = "", [], None
-    if isinstance(user, str):
-        return _user_profiles(ru, freq, ru.user_idx(user), user)
-    if user is not None:
-        names = ru.df(f"SELECT user_idx, {schema.USER} FROM {ru.t('users')} WHERE "
-                      f"{schema.USER} IN (SELECT unnest(?)) ORDER BY user_idx",
-                      [_user_list(user)])
-        where = f"WHERE user_idx IN ({', '.join(map(str, names['user_idx'])) or 'NULL'})"
-        names = names.set_index("user_idx")[schema.USER]
-    prof = ru.df(f"SELECT user_idx, {PERIOD}, cat_idx, {EVENTS}, {SHARE} FROM "
-                 f"{ru.t('profiles_' + freq)} {where}", params)
-    cats = ru.df(f"SELECT {schema.CATEGORY} FROM {ru.t('categories')}")[schema.CATEGORY]
-    ids = prof["user_idx"].to_numpy()
-    users = ru.user_ids().take(ids) if names is None else names.loc[ids]
-    return pd.DataFrame({
-        schema.USER: users.reset_index(drop=True),
-        PERIOD: prof[PERIOD].astype("datetime64[us]"),
-        schema.CATEGORY: cats.take(prof["cat_idx"].to_numpy()).reset_index(drop=True),
-        EVENTS: prof[EVENTS].astype("int64"), SHARE: prof[SHARE]})
-
-
-def _user_profiles(ru: rollup.Rollup, freq: str, idx: int | None, user: str) -> pd.DataFrame:
-    """One user's stored profiles (``idx``: their user_idx, None when unknown): one query,
-    the category names joined in the engine."""
-    return _timestamps(ru.df(
-        f"SELECT CAST(? AS VARCHAR) AS {schema.USER}, p.{PERIOD}, c.{schema.CATEGORY}, "
-        f"p.{EVENTS}, p.{SHARE} FROM {ru.t('profiles_' + freq)} p JOIN {ru.t('categories')} c "
-        f"USING (cat_idx) WHERE p.user_idx = ? ORDER BY p.{PERIOD}, p.cat_idx",
-        [str(user), -1 if idx is None else idx]), PERIOD)
-
-
-def _timestamps(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
-    """``cols`` as datetime64[us] (DuckDB's TIMESTAMP; converted only where it is not)."""
-    for col in cols:
-        if df[col].dtype != "datetime64[us]":
-            df[col] = df[col].astype("datetime64[us]")
-    return df
 
 
 def user_interest(events: Any, user: str, freq: str = "month",
                   min_events: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(interest_profiles(events, freq, user=user), drift(events, freq, min_events,
-    user=user))``: what the Users page shows for one user, from the rollup in three small
-    reads (freshness, the user's index, profiles, drift) when it stores them."""
-    ru = rollup.for_events(events)
-    if ru is not None and freq in rollup.PROFILE_FREQS and (freq, min_events) == rollup.DRIFT:
-        idx = ru.user_idx(user)
-        return (_user_profiles(ru, freq, idx, user),
-                _drift_from_rollup(ru, freq, str(user), idx))
+    user=user))``: what the Users page shows for one user."""
     return (interest_profiles(events, freq, user=str(user)),
             drift(events, freq, min_events, user=str(user)))
 
@@ -155,31 +102,8 @@ def user_interest(events: Any, user: str, freq: str = "month",
 def drift(events: Any, freq: str = "month", min_events: int = 1,
           user: str | None = None) -> pd.DataFrame:
     """``interest_drift(interest_profiles(events, freq), min_events=min_events)``, for one
-    ``user`` or everyone; read from the dataset's rollup when it stores that drift
-    (``rollup.DRIFT``)."""
-    ru = rollup.for_events(events)
-    if ru is not None and (freq, min_events) == rollup.DRIFT:
-        return _drift_from_rollup(ru, freq, user)
+    ``user`` or everyone."""
     return interest_drift(interest_profiles(events, freq, user=user), min_events=min_events)
-
-
-def _drift_from_rollup(ru: rollup.Rollup, freq: str, user: str | None,
-                      idx: int | None = None) -> pd.DataFrame:
-    """The stored drift of everyone, or of ``user`` (``idx``: their user_idx when known)."""
-    if user is not None:  # one read, the frame as the query returns it
-        idx = ru.user_idx(user) if idx is None else idx
-        return _timestamps(ru.df(
-            f"SELECT CAST(? AS VARCHAR) AS {schema.USER}, * EXCLUDE (user_idx) FROM "
-            f"{ru.t('drift_' + freq)} WHERE user_idx = ? ORDER BY {PERIOD}",
-            [str(user), -1 if idx is None else idx]),
-            PREV_PERIOD, PERIOD)
-    got = ru.df(f"SELECT * FROM {ru.t('drift_' + freq)}")
-    out = got.drop(columns="user_idx")
-    out.insert(0, schema.USER, ru.user_ids().take(got["user_idx"].to_numpy())
-               .reset_index(drop=True))
-    for col in (PREV_PERIOD, PERIOD):
-        out[col] = out[col].astype("datetime64[us]")
-    return out
 
 
 def interest_drift(profiles: pd.DataFrame, column: str = schema.CATEGORY,

@@ -22,7 +22,10 @@ from typing import Any
 import pandas as pd
 
 from ...analytics import engine
-from ...analytics.schema import BEHAVIOR, CATEGORY, LON, TS, TZ_OFFSET, USER
+from ...analytics.rollups import build, lookup
+from ...analytics.rollups import temporal as answers
+from ...analytics.schema import BEHAVIOR, CATEGORY, TS, USER
+from ...analytics.spacetime import solar_offset_min
 from .workspace import ServiceError, dataset_info, get_store, memoize_dataset
 
 FREQS = ("hour", "day", "week", "month")
@@ -127,15 +130,16 @@ def _iso(value: Any) -> str | None:
 
 
 @contextmanager
-def rollup_of(name: str) -> Iterator[Any]:
-    """The dataset's fresh rollup (``analytics.rollup.Rollup``, built on first use) on its own
-    DuckDB cursor, or None where there can be none (read-only workspace)."""
-    from ...analytics.rollups import tables as rollup
-
+def dataset_cursor(name: str) -> Iterator[tuple[Any, str]]:
+    """(a DuckDB cursor of its own, quoted events table) of dataset ``name`` for the block,
+    its summary tables made fresh first (``ensure_rollups``): the ``analytics.rollups``
+    answers then read them, or the raw table where there can be none (read-only)."""
+    table = get_store().table(name)  # DatasetNotFound with a helpful message
     cur = get_store().cursor()
     try:
-        get_store().table(name)  # DatasetNotFound with a helpful message
-        yield rollup.ensure(cur, name) if rollup.enabled() else None
+        if lookup.enabled():
+            build.ensure(cur, name)
+        yield cur, table
     finally:
         cur.close()
 
@@ -144,8 +148,14 @@ def ensure_rollups(name: str) -> bool:
     """Build the dataset's summary tables now unless they are fresh (one small query when
     they are); True when the dataset has them. Call after an import or when a dataset is
     opened; every analytics call below does it too."""
-    with rollup_of(name) as ru:
-        return ru is not None
+    get_store().table(name)  # DatasetNotFound with a helpful message
+    if not lookup.enabled():
+        return False
+    cur = get_store().cursor()
+    try:
+        return build.ensure(cur, name) is not None
+    finally:
+        cur.close()
 
 
 @contextmanager
@@ -188,17 +198,8 @@ def auto_freq(start: Any, end: Any, target: int = 120) -> str:
 @memoize_dataset
 def robust_span(name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The 1st and 99th percentile of event times: the span without stray timestamps."""
-    with rollup_of(name) as ru:
-        if ru is not None:
-            s = ru.summary()
-            return pd.Timestamp(s["ts_p01"]), pd.Timestamp(s["ts_p99"])
-    cur = get_store().cursor()
-    try:
-        lo, hi = cur.execute(f"SELECT quantile_disc({TS}, 0.01), quantile_disc({TS}, 0.99) "
-                             f"FROM {get_store().table(name)}").fetchone()
-    finally:
-        cur.close()
-    return pd.Timestamp(lo), pd.Timestamp(hi)
+    with dataset_cursor(name) as (cur, table):
+        return answers.robust_span(cur, table)
 
 
 def check_freq(freq: Any) -> str:
@@ -211,10 +212,8 @@ def check_freq(freq: Any) -> str:
 @memoize_dataset
 def kpis(name: str, flt: EventFilter | None = None) -> pd.DataFrame:
     """Events, users, items, first/last time of the (filtered) dataset, in one row."""
-    from ...analytics.temporal import activity as temporal
-
     with events_table(name, flt) as t:
-        return temporal.kpis(t)
+        return answers.kpis(t)
 
 
 @memoize_dataset
@@ -223,14 +222,8 @@ def top_values(name: str, column: str, n: int = 30) -> pd.DataFrame:
     their event counts, most frequent first: columns ``value, events``."""
     if column not in (CATEGORY, BEHAVIOR):
         raise ServiceError(f"cannot list values of {column!r}; use {CATEGORY!r} or {BEHAVIOR!r}")
-    with rollup_of(name) as ru:
-        if ru is not None:
-            return ru.df(f"SELECT value, events FROM {ru.t('values')} WHERE col = ? AND value "
-                         f"IS NOT NULL ORDER BY 2 DESC, 1 LIMIT {int(n)}", [column])
-    table = get_store().table(name)
-    return get_store().query_df(
-        f"SELECT {column} AS value, count(*) AS events FROM {table} WHERE {column} IS NOT NULL "
-        f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {int(n)}")
+    with dataset_cursor(name) as (cur, table):
+        return answers.top_values(cur, table, column, n)
 
 
 @memoize_dataset
@@ -242,37 +235,31 @@ def trend(name: str, freq: str = "day", split: str = "none", flt: EventFilter | 
     ``other``; events without a value count as ``(none)``. Columns: ``period, [split],
     events, users`` with every period present (zeros where nothing happened).
     """
-    from ...analytics.temporal import activity as temporal
-
     check_freq(freq)
     if split not in SPLITS:
         raise ServiceError(f"cannot split the trend by {split!r}; pick one of {list(SPLITS)}")
     with events_table(name, flt) as t:
         if split == "none":
-            return temporal.activity_series(t, freq)
+            return answers.activity_series(t, freq)
         keep = top_values(name, split, top)["value"].astype(str).tolist()
         col = t[split]
         label = col.isnull().ifelse(UNKNOWN, col.isin(keep).ifelse(col, OTHER))
-        return temporal.activity_series(t.mutate(**{split: label}), freq, by=split)
+        return answers.activity_series(t.mutate(**{split: label}), freq, by=split)
 
 
 @memoize_dataset
 def event_series(name: str, freq: str = "day", flt: EventFilter | None = None) -> pd.DataFrame:
     """Events per period, every period present (no distinct users: what forecasts and
     periodicity need, answered from the hourly rollup without counting users)."""
-    from ...analytics.temporal import activity as temporal
-
     with events_table(name, flt) as t:
-        return temporal.activity_series(t, check_freq(freq), users=None)
+        return answers.activity_series(t, check_freq(freq), users=None)
 
 
 @memoize_dataset
 def user_activity(name: str, freq: str = "day", flt: EventFilter | None = None) -> pd.DataFrame:
     """Active, new and returning users per period (``analytics.temporal.active_users``)."""
-    from ...analytics.temporal import activity as temporal
-
     with events_table(name, flt) as t:
-        return temporal.active_users(t, check_freq(freq))
+        return answers.active_users(t, check_freq(freq))
 
 
 def tz_fallback(name: str) -> tuple[int | None, str]:
@@ -281,21 +268,12 @@ def tz_fallback(name: str) -> tuple[int | None, str]:
     Datasets with offsets use them; datasets with coordinates but no offsets use the solar
     time zone of their median longitude (New York: UTC-5), others stay in UTC.
     """
-    with rollup_of(name) as ru:
-        known, lon = ru.one(f"SELECT tz_known, lon_median FROM {ru.t('summary')}") \
-            if ru is not None else (None, None)
-    if ru is None:
-        store = get_store()
-        cur = store.cursor()
-        try:
-            known, lon = cur.execute(f"SELECT count({TZ_OFFSET}), median({LON}) FROM "
-                                     f"{store.table(name)}").fetchone()
-        finally:
-            cur.close()
+    with dataset_cursor(name) as (cur, table):
+        known, lon = answers.tz_facts(cur, table)
     if known:
         return None, "local time (from the events' time-zone offsets)"
     if lon is not None:
-        minutes = int(round(float(lon) / 15.0)) * 60
+        minutes = solar_offset_min(lon)
         return minutes, f"local time estimated from longitude (UTC{minutes / 60:+.0f}, no DST)"
     return None, "UTC (the dataset has no time-zone offsets or coordinates)"
 
@@ -303,11 +281,9 @@ def tz_fallback(name: str) -> tuple[int | None, str]:
 @memoize_dataset
 def rhythm(name: str, flt: EventFilter | None = None) -> pd.DataFrame:
     """Events per weekday (0 = Monday) x hour in local time; ``attrs["clock"]`` says which."""
-    from ...analytics.temporal import activity as temporal
-
     fallback, clock = tz_fallback(name)
     with events_table(name, flt) as t:
-        out = temporal.rhythm_matrix(t, local=True, tz_fallback_min=fallback)
+        out = answers.rhythm_matrix(t, local=True, tz_fallback_min=fallback)
     out.attrs["clock"] = clock
     return out
 
@@ -354,13 +330,10 @@ def forecast(name: str, freq: str = "day", horizon: int | None = None,
     # part, with the same backtest error on the shared datasets
     spec = fc.ModelSpec(order=(1, 0, 0), seasonal_order=(0, 1, 1), season=24) \
         if freq == "hour" and len(series) >= 72 else None
-    got = None
-    if fc.is_page_default(freq, horizon, alpha, fitted, ORIGINS[freq], spec):
-        with rollup_of(name) as ru:  # the page's default: stored by the summary build
-            got = fc.stored_page_forecast(ru)
     try:
-        pred, bt, note = got or fc.page_forecast(series, horizon, alpha, spec, fitted,
-                                                 ORIGINS[freq])
+        with dataset_cursor(name) as (cur, table):  # the page's default comes stored
+            pred, bt, note = answers.page_forecast(cur, table, series, freq, horizon, alpha,
+                                                   spec, fitted, ORIGINS[freq])
     except ValueError as exc:
         raise ServiceError(f"no {freq}ly forecast: {exc}") from exc
     keep = min(max(4 * horizon, 60), fitted)
@@ -375,7 +348,7 @@ def cohorts(name: str, freq: str = "week", max_periods: int = 26) -> pd.DataFram
     from ...analytics.temporal import cohorts as co
 
     with events_table(name) as t:
-        long = co.cohort_retention(t, check_freq(freq), max_periods=max_periods)
+        long = answers.cohort_retention(t, check_freq(freq), max_periods=max_periods)
     table = co.retention_table(long)
     if not table.empty:
         table.attrs["sizes"] = long.groupby(co.COHORT)[co.COHORT_SIZE].first().reindex(

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ...analytics.geo import has_coords_sql, with_coords
+from ...analytics.geo import with_coords
+from ...analytics.rollups import spatial as answers
+from ...analytics.rollups import users as user_answers
 from ...analytics.schema import LAT, LON, TS, USER
 from ...analytics.spatial import density as space
 from ...analytics.spatial import flows as fl
 from ...analytics.spatial import mobility, zones_sql
 from ...analytics.spatial.zones import Zones
-from .analytics import EventFilter, rollup_of, sql_where
+from .analytics import EventFilter, sql_where
 from .workspace import dataset_info, get_store, memoize_dataset
 
 #: Most points a heat layer draws; beyond this the events are sampled.
@@ -41,26 +43,16 @@ def coordinates_note(name: str) -> str | None:
             f"latitude/longitude columns on the Data page, or try the built-in sample.")
 
 
-def _window_clause(where: str | None) -> str:
-    return has_coords_sql() + (f" AND ({where})" if where else "")
-
-
 @memoize_dataset
 def located_span(name: str, flt: EventFilter | None = None) -> tuple[pd.Timestamp | None,
                                                                       pd.Timestamp | None, int]:
     """(first time, last time, number) of the filtered events that have coordinates."""
     table, where, params = sql_where(name, flt)
-    with rollup_of(name) as ru:
-        row = ru.one(f"SELECT located_first, located_last, located FROM {ru.t('summary')}") \
-            if ru is not None and where is None else None
-    if row is None:
-        cur = get_store().cursor()
-        try:
-            row = cur.execute(f"SELECT min({TS}), max({TS}), count(*) FROM {table} WHERE "
-                              f"{_window_clause(where)}", params).fetchall()[0]
-        finally:
-            cur.close()
-    lo, hi, n = row
+    cur = get_store().cursor()
+    try:
+        lo, hi, n = answers.located_span(cur, table, where, params)
+    finally:
+        cur.close()
     return (pd.Timestamp(lo) if lo is not None else None,
             pd.Timestamp(hi) if hi is not None else None, int(n))
 
@@ -73,7 +65,7 @@ def heat_points(name: str, flt: EventFilter | None = None,
     table, where, params = sql_where(name, flt)
     con = get_store().cursor()
     try:
-        out = space.sample_points_sql(con, table, limit, where, params)
+        out = answers.sample_points_sql(con, table, limit, where, params)
     finally:
         con.close()
     out.attrs["total"] = located_span(name, flt)[2]
@@ -93,7 +85,8 @@ def hex_cells(name: str, flt: EventFilter | None = None,
     res = resolution or hex_resolution(name)
     con = get_store().cursor()
     try:
-        out = space.hex_density_sql(con, table, res, where=where, params=params, polygons=True)
+        out = answers.hex_density_sql(con, table, res, where=where, params=params,
+                                      polygons=True)
     finally:
         con.close()
     out.attrs["resolution"] = res
@@ -126,7 +119,7 @@ def zones(name: str, flt: EventFilter | None = None) -> ZoneResult:
             found = Zones(zones=pd.DataFrame(), places=pd.DataFrame(),
                           activity=pd.DataFrame())
         else:
-            found = zones_sql.find_zones_sql(con, table, **spec, where=where, params=params)
+            found = answers.find_zones_sql(con, table, **spec, where=where, params=params)
     finally:
         con.close()
     return ZoneResult(zones=found.zones, activity=found.activity, window=window, eps_m=eps_m,
@@ -142,8 +135,8 @@ def flows(name: str, flt: EventFilter | None = None, top: int = 200) -> pd.DataF
     table, where, params = sql_where(name, flt)
     con = get_store().cursor()
     try:
-        out = fl.od_flows_sql(con, table, z, max_gap=zones_sql.PAGE_FLOW_GAP, where=where,
-                              params=params)
+        out = answers.od_flows_sql(con, table, z, max_gap=zones_sql.PAGE_FLOW_GAP,
+                                   where=where, params=params)
     finally:
         con.close()
     return out.head(top).reset_index(drop=True)
@@ -154,24 +147,16 @@ def paths(name: str, flt: EventFilter | None = None, users: int = PATH_USERS,
           max_points: int = PATH_POINTS) -> pd.DataFrame:
     """Movement paths (``analytics.mobility.user_paths``) of a deterministic sample of up to
     ``users`` users with at least 3 located events, for replay. ``timestamps`` are seconds
-    since the first located event of the filter (``located_span(name, flt)[0]``)."""
-    from ...analytics.rollups import paths as rp
-
+    since the first located event of the filter (``located_span(name, flt)[0]``); the page's
+    default comes stored by the summary build."""
     table, where, params = sql_where(name, flt)
-    if where is None and (users, max_points) == (rp.PAGE_PATH_USERS, rp.PAGE_PATH_POINTS):
-        with rollup_of(name) as ru:  # the page's default: stored by the summary build
-            got = rp.stored_page_paths(ru)
-        if got is not None:
-            return got
+    start = located_span(name, flt)[0]
     con = get_store().cursor()
     try:
-        ev = mobility.path_events_sql(con, table, users, where, params)
+        got = answers.page_paths(con, table, users, max_points, start, where, params)
     finally:
         con.close()
-    if ev.empty:
-        return _no_paths()
-    start = located_span(name, flt)[0]
-    return mobility.user_paths(ev, idle_gap="12h", max_points=max_points, reference=start)
+    return _no_paths() if got is None else got
 
 
 @memoize_dataset
@@ -180,8 +165,8 @@ def user_paths(name: str, user: str, max_points: int = 400) -> pd.DataFrame:
     are seconds since the user's first located event."""
     con = get_store().cursor()
     try:
-        ev = with_coords(mobility.user_events_sql(con, get_store().table(name), user,
-                                                  [USER, TS, LAT, LON]))
+        ev = with_coords(user_answers.user_events_sql(con, get_store().table(name), user,
+                                                      [USER, TS, LAT, LON]))
     finally:
         con.close()
     if ev.empty:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ...analytics.rollups import users as answers
 from ...analytics.schema import CATEGORY, ITEM, TS, USER
 from ...analytics.spatial import mobility
 from ...analytics.users import churn as ch
 from ...analytics.users import evolution as ev
-from .analytics import events_table, robust_span, rollup_of
+from .analytics import dataset_cursor, events_table, robust_span
 from .workspace import ServiceError, get_store, memoize_dataset
 
 MAX_OPTIONS = 50
@@ -32,12 +33,8 @@ def active_users(name: str, limit: int = MAX_OPTIONS) -> pd.DataFrame:
 def _per_user(name: str, where: str, params: list, tail: str) -> pd.DataFrame:
     """``user_id, events`` of the users matching ``where`` (on ``user_id``), ``tail`` for
     order and limit: from the rollup's per-user table, else grouping the events."""
-    with rollup_of(name) as ru:
-        if ru is not None:
-            return ru.df(f"SELECT {USER}, events FROM {ru.t('users')} {where} {tail}", params)
-    table = get_store().table(name)
-    return get_store().query_df(
-        f"SELECT {USER}, count(*) AS events FROM {table} {where} GROUP BY 1 {tail}", params)
+    with dataset_cursor(name) as (cur, table):
+        return answers.per_user(cur, table, where, params, tail)
 
 
 def search_users(name: str, text: str | None, limit: int = MAX_OPTIONS) -> pd.DataFrame:
@@ -53,16 +50,8 @@ def search_users(name: str, text: str | None, limit: int = MAX_OPTIONS) -> pd.Da
 def user_exists(name: str, user: str | None) -> bool:
     if not user:
         return False
-    with rollup_of(name) as ru:
-        if ru is not None:
-            return ru.user_idx(str(user)) is not None
-    cur = get_store().cursor()
-    try:
-        row = cur.execute(f"SELECT 1 FROM {get_store().table(name)} WHERE {USER} = ? LIMIT 1",
-                          [str(user)]).fetchone()
-    finally:
-        cur.close()
-    return row is not None
+    with dataset_cursor(name) as (cur, table):
+        return answers.user_exists(cur, table, str(user))
 
 
 @memoize_dataset
@@ -71,7 +60,7 @@ def user_events(name: str, user: str) -> pd.DataFrame:
     sorted by user when the dataset has one (a row group or two), else a filtered scan."""
     con = get_store().cursor()
     try:
-        out = mobility.user_events_sql(con, get_store().table(name), str(user))
+        out = answers.user_events_sql(con, get_store().table(name), str(user))
     finally:
         con.close()
     if out.empty:
@@ -86,15 +75,8 @@ def drift_freq(name: str) -> str:
 
 
 def has_categories(name: str) -> bool:
-    with rollup_of(name) as ru:
-        if ru is not None:
-            return bool(ru.summary()["categorised"])
-    cur = get_store().cursor()
-    try:
-        row = cur.execute(f"SELECT count({CATEGORY}) FROM {get_store().table(name)}").fetchone()
-    finally:
-        cur.close()
-    return bool(row and row[0])
+    with dataset_cursor(name) as (cur, table):
+        return answers.has_categories(cur, table)
 
 
 @dataclass(frozen=True)
@@ -112,8 +94,8 @@ def drift(name: str) -> DriftResult:
     Both come from the dataset's rollup when it stores that window's drift."""
     freq = drift_freq(name)
     with events_table(name) as t:
-        profiles = ev.interest_profiles(t, freq)
-        dr = ev.drift(t, freq, DRIFT_MIN_EVENTS) if not profiles.empty else None
+        profiles = answers.interest_profiles(t, freq)
+        dr = answers.drift(t, freq, DRIFT_MIN_EVENTS) if not profiles.empty else None
     return _drift_result(profiles, dr, freq, None)
 
 
@@ -144,7 +126,7 @@ def drift_reference(name: str) -> pd.DataFrame:
     if not has_categories(name):
         return _reference(None)
     with events_table(name) as t:
-        return _reference(ev.drift(t, drift_freq(name), DRIFT_MIN_EVENTS))
+        return _reference(answers.drift(t, drift_freq(name), DRIFT_MIN_EVENTS))
 
 
 @memoize_dataset
@@ -156,11 +138,11 @@ def top_changers(name: str, n: int = 12) -> pd.DataFrame:
         return empty
     freq = drift_freq(name)
     with events_table(name) as t:
-        dr = ev.drift(t, freq, DRIFT_MIN_EVENTS)
+        dr = answers.drift(t, freq, DRIFT_MIN_EVENTS)
         for min_pairs in (2, 1):
             top = ev.top_users(dr, n, min_pairs)
             if len(top):
-                profiles = ev.interest_profiles(t, freq, user=top[USER].tolist())
+                profiles = answers.interest_profiles(t, freq, user=top[USER].tolist())
                 return ev.top_changers(dr, profiles, n=n, min_pairs=min_pairs)
     return empty
 
@@ -170,7 +152,7 @@ def user_drift(name: str, user: str) -> DriftResult:
     profiles and drift are read."""
     freq = drift_freq(name)
     with events_table(name) as t:
-        profiles, dr = ev.user_interest(t, str(user), freq, DRIFT_MIN_EVENTS)
+        profiles, dr = answers.user_interest(t, str(user), freq, DRIFT_MIN_EVENTS)
     return _drift_result(profiles, dr, freq, drift_reference(name))
 
 
@@ -185,7 +167,7 @@ def user_mobility(name: str, user: str) -> pd.DataFrame:
     window = drift_freq(name)
     con = get_store().cursor()
     try:
-        return mobility.user_mobility_sql(con, get_store().table(name), str(user), window)
+        return answers.user_mobility_sql(con, get_store().table(name), str(user), window)
     finally:
         con.close()
 
@@ -210,7 +192,7 @@ def churn(name: str) -> ChurnResult:
         window = f"{d}D"
         try:
             with events_table(name) as t:
-                risk, bt = ch.churn_panel(t, window=window)
+                risk, bt = answers.churn_panel(t, window=window)
         except ValueError as exc:
             last_error = str(exc)
             continue

@@ -1,9 +1,9 @@
 """The rollup answers every question it takes exactly as the raw events table does.
 
-Each case runs twice on the same stored dataset: once as the dashboard does (the analytics
-function finds the dataset's rollup and reads its summary tables) and once with
-``rollup.disabled()`` (the raw table, the path that existed before). The frames must be equal,
-dtypes included. Datasets: the real NYC check-ins (no time-zone offsets, coordinates,
+Each case runs twice on the same stored dataset: once as the dashboard does (the per-question
+function of ``analytics.rollups`` finds the dataset's fresh summary tables and reads them) and
+once with ``lookup.disabled()`` (it then calls the analysis on the raw table). The frames must
+be equal, dtypes included. Datasets: the real NYC check-ins (no time-zone offsets, coordinates,
 categories) and the built-in sample city (offsets, behaviours, drift, churn).
 """
 
@@ -15,15 +15,16 @@ from trailscope.analytics import schema
 from trailscope.analytics.engine import duckdb_backend, events_table
 from trailscope.analytics.geo import has_coords_sql
 from trailscope.analytics.rollups import build as rollup_build
-from trailscope.analytics.rollups import paths as rollup_paths
+from trailscope.analytics.rollups import defaults, lookup
+from trailscope.analytics.rollups import spatial as r_space
 from trailscope.analytics.rollups import tables as rollup
+from trailscope.analytics.rollups import temporal as r_time
+from trailscope.analytics.rollups import users as r_users
 from trailscope.analytics.sample.generate import import_sample
 from trailscope.analytics.spatial import density as space
-from trailscope.analytics.spatial import flows, mobility, zones_sql
+from trailscope.analytics.spatial import mobility, zones_sql
 from trailscope.analytics.store import Store
-from trailscope.analytics.temporal import activity as temporal
-from trailscope.analytics.temporal import cohorts, forecast, sessions
-from trailscope.analytics.users import churn, evolution
+from trailscope.analytics.temporal import forecast
 
 from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, import_nyc, open_store
 
@@ -50,7 +51,7 @@ class Data:
         self.some_users = [str(u) for (u,) in self.con.execute(
             f"SELECT DISTINCT {schema.USER} FROM {self.table} ORDER BY 1 LIMIT 3").fetchall()]
         info = store.info(name)
-        with rollup.disabled():
+        with lookup.disabled():
             self.zones = zones_sql.find_zones_sql(self.con, self.table, eps_m=150,
                                                   min_visits=200).zones
             n, first, last = self.con.execute(
@@ -69,87 +70,87 @@ def data(request, tmp_path_factory):
     else:
         name = import_sample(store, "sample", users=400, seed=3).name
     d = Data(store, name)
-    assert rollup.ensure(d.con, name) is not None
+    assert rollup_build.ensure(d.con, name) is not None
     yield d
     d.con.close()
     store.close()
 
 
 CASES = {
-    "kpis": lambda d: temporal.kpis(d.t),
-    "events per hour": lambda d: temporal.activity_series(d.t, "hour", users=None),
-    "events and users per day": lambda d: temporal.activity_series(d.t, "day"),
-    "events and users per week": lambda d: temporal.activity_series(d.t, "week", fill=False),
-    "events and users per month": lambda d: temporal.activity_series(d.t, "month"),
-    "active/new/returning per day": lambda d: temporal.active_users(d.t, "day"),
-    "active/new/returning per week": lambda d: temporal.active_users(d.t, "week"),
-    "active/new/returning per month": lambda d: temporal.active_users(d.t, "month"),
-    "rhythm, local": lambda d: temporal.rhythm_matrix(d.t),
-    "rhythm, UTC, events only": lambda d: temporal.rhythm_matrix(d.t, local=False, users=None),
-    "rhythm, New York fallback": lambda d: temporal.rhythm_matrix(
+    "kpis": lambda d: r_time.kpis(d.t),
+    "events per hour": lambda d: r_time.activity_series(d.t, "hour", users=None),
+    "events and users per day": lambda d: r_time.activity_series(d.t, "day"),
+    "events and users per week": lambda d: r_time.activity_series(d.t, "week", fill=False),
+    "events and users per month": lambda d: r_time.activity_series(d.t, "month"),
+    "active/new/returning per day": lambda d: r_time.active_users(d.t, "day"),
+    "active/new/returning per week": lambda d: r_time.active_users(d.t, "week"),
+    "active/new/returning per month": lambda d: r_time.active_users(d.t, "month"),
+    "rhythm, local": lambda d: r_time.rhythm_matrix(d.t),
+    "rhythm, UTC, events only": lambda d: r_time.rhythm_matrix(d.t, local=False, users=None),
+    "rhythm, New York fallback": lambda d: r_time.rhythm_matrix(
         d.t, tz_fallback_min=NYC_TZ_FALLBACK_MIN),
-    "rhythm, solar fallback": lambda d: temporal.rhythm_matrix(d.t, tz_fallback_min=-300),
-    "cohorts per day": lambda d: cohorts.cohort_retention(d.t, "day"),
-    "cohorts per week": lambda d: cohorts.cohort_retention(d.t, "week"),
-    "cohorts per month, 4 periods": lambda d: cohorts.cohort_retention(d.t, "month", 4),
-    "profiles per week": lambda d: evolution.interest_profiles(d.t, "week"),
-    "profiles per month": lambda d: evolution.interest_profiles(d.t, "month"),
-    "one user's profiles": lambda d: evolution.interest_profiles(d.t, "month", user=d.user),
-    "profiles of a few users": lambda d: evolution.interest_profiles(
+    "rhythm, solar fallback": lambda d: r_time.rhythm_matrix(d.t, tz_fallback_min=-300),
+    "cohorts per day": lambda d: r_time.cohort_retention(d.t, "day"),
+    "cohorts per week": lambda d: r_time.cohort_retention(d.t, "week"),
+    "cohorts per month, 4 periods": lambda d: r_time.cohort_retention(d.t, "month", 4),
+    "profiles per week": lambda d: r_users.interest_profiles(d.t, "week"),
+    "profiles per month": lambda d: r_users.interest_profiles(d.t, "month"),
+    "one user's profiles": lambda d: r_users.interest_profiles(d.t, "month", user=d.user),
+    "profiles of a few users": lambda d: r_users.interest_profiles(
         d.t, "week", user=[d.user, "no such user", *d.some_users]),
-    "drift per month": lambda d: evolution.drift(d.t, "month", 3),
-    "one user's drift": lambda d: evolution.drift(d.t, "month", 3, user=d.user),
-    "one user's profiles, the Users page's read": lambda d: evolution.user_interest(
+    "drift per month": lambda d: r_users.drift(d.t, "month", 3),
+    "one user's drift": lambda d: r_users.drift(d.t, "month", 3, user=d.user),
+    "one user's profiles, the Users page's read": lambda d: r_users.user_interest(
         d.t, d.user, "month", 3)[0],
-    "one user's drift, the Users page's read": lambda d: evolution.user_interest(
+    "one user's drift, the Users page's read": lambda d: r_users.user_interest(
         d.t, d.user, "month", 3)[1],
-    "one user's mobility per month (stored)": lambda d: mobility.user_mobility_sql(
+    "one user's mobility per month (stored)": lambda d: r_users.user_mobility_sql(
         d.con, d.table, d.user, "month"),
-    "another user's mobility per month": lambda d: mobility.user_mobility_sql(
+    "another user's mobility per month": lambda d: r_users.user_mobility_sql(
         d.con, d.table, d.some_users[0], "month"),
-    "one user's mobility per week (computed)": lambda d: mobility.user_mobility_sql(
+    "one user's mobility per week (computed)": lambda d: r_users.user_mobility_sql(
         d.con, d.table, d.user, "week"),
-    "interval histogram": lambda d: sessions.interval_histogram(d.t),
-    "interval histogram, 2 bins/decade": lambda d: sessions.interval_histogram(d.t, 2),
-    "session summary, 30 min": lambda d: sessions.session_summary(d.t, "30min"),
-    "churn features and labels": lambda d: churn.churn_features(d.t, d.cut, "14D"),
-    "churn features, 7 d x 3": lambda d: churn.churn_features(d.t, d.cut, "7D", 3, False),
-    "churn risk": lambda d: churn.churn_risk(d.t, window="14D"),
-    "churn backtest": lambda d: churn.churn_backtest(d.t, window="7D", windows=3)[0],
-    "churn panel's risk": lambda d: churn.churn_panel(d.t, "14D")[0],
-    "churn panel's backtest": lambda d: churn.churn_panel(d.t, "14D")[1],
-    "grid density 500 m per week": lambda d: space.grid_density_sql(d.con, d.table, 500,
+    "interval histogram": lambda d: r_time.interval_histogram(d.t),
+    "interval histogram, 2 bins/decade": lambda d: r_time.interval_histogram(d.t, 2),
+    "session summary, 30 min": lambda d: r_time.session_summary(d.t, "30min"),
+    "churn features and labels": lambda d: r_users.churn_features(d.t, d.cut, "14D"),
+    "churn features, 7 d x 3": lambda d: r_users.churn_features(d.t, d.cut, "7D", 3, False),
+    "churn risk": lambda d: r_users.churn_risk(d.t, window="14D"),
+    "churn backtest": lambda d: r_users.churn_backtest(d.t, window="7D", windows=3)[0],
+    "churn panel's risk": lambda d: r_users.churn_panel(d.t, "14D")[0],
+    "churn panel's backtest": lambda d: r_users.churn_panel(d.t, "14D")[1],
+    "grid density 500 m per week": lambda d: r_space.grid_density_sql(d.con, d.table, 500,
                                                                     window="week"),
-    "grid density 300 m, polygons": lambda d: space.grid_density_sql(d.con, d.table, 300,
+    "grid density 300 m, polygons": lambda d: r_space.grid_density_sql(d.con, d.table, 300,
                                                                      polygons=True),
-    "hex density res 8 per month": lambda d: space.hex_density_sql(d.con, d.table, 8,
+    "hex density res 8 per month": lambda d: r_space.hex_density_sql(d.con, d.table, 8,
                                                                    window="month"),
-    "hex density res 7 per day": lambda d: space.hex_density_sql(d.con, d.table, 7,
+    "hex density res 7 per day": lambda d: r_space.hex_density_sql(d.con, d.table, 7,
                                                                  window="day"),
-    "hex density, the map's": lambda d: space.hex_density_sql(
+    "hex density, the map's": lambda d: r_space.hex_density_sql(
         d.con, d.table, space.auto_hex_resolution(d.store.info(d.name).bbox), polygons=True),
-    "zones with weekly trend": lambda d: zones_sql.find_zones_sql(
+    "zones with weekly trend": lambda d: r_space.find_zones_sql(
         d.con, d.table, min_visits=200, window="week", min_users=3).zones,
-    "zone activity per month": lambda d: zones_sql.find_zones_sql(
+    "zone activity per month": lambda d: r_space.find_zones_sql(
         d.con, d.table, min_visits=200, window="month").activity,
-    "heat points in draw order": lambda d: space.sample_points_sql(d.con, d.table, 2000),
-    "heat points beyond the stored": lambda d: space.sample_points_sql(
+    "heat points in draw order": lambda d: r_space.sample_points_sql(d.con, d.table, 2000),
+    "heat points beyond the stored": lambda d: r_space.sample_points_sql(
         d.con, d.table, rollup.HEAT_ROWS + 1),
-    "the Map page's zones": lambda d: zones_sql.find_zones_sql(d.con, d.table, **d.page).zones,
-    "the Map page's zone activity": lambda d: zones_sql.find_zones_sql(
+    "the Map page's zones": lambda d: r_space.find_zones_sql(d.con, d.table, **d.page).zones,
+    "the Map page's zone activity": lambda d: r_space.find_zones_sql(
         d.con, d.table, **d.page).activity,
-    "the Map page's places": lambda d: zones_sql.find_zones_sql(d.con, d.table,
+    "the Map page's places": lambda d: r_space.find_zones_sql(d.con, d.table,
                                                                 **d.page).places,
-    "the Map page's flows": lambda d: flows.od_flows_sql(d.con, d.table, d.page_zones,
+    "the Map page's flows": lambda d: r_space.od_flows_sql(d.con, d.table, d.page_zones,
                                                          max_gap=zones_sql.PAGE_FLOW_GAP),
-    "flows, 12 h": lambda d: flows.od_flows_sql(d.con, d.table, d.zones, max_gap="12h"),
-    "flows, within zones too": lambda d: flows.od_flows_sql(d.con, d.table, d.zones,
+    "flows, 12 h": lambda d: r_space.od_flows_sql(d.con, d.table, d.zones, max_gap="12h"),
+    "flows, within zones too": lambda d: r_space.od_flows_sql(d.con, d.table, d.zones,
                                                             include_self=True),
 }
 #: Results whose row order among equal keys the raw SQL leaves open: compared sorted.
 UNORDERED = {
-    "paths' events": lambda d: mobility.path_events_sql(d.con, d.table, 10),
-    "one user's events": lambda d: mobility.user_events_sql(d.con, d.table, d.user),
+    "paths' events": lambda d: r_space.path_events_sql(d.con, d.table, 10),
+    "one user's events": lambda d: r_users.user_events_sql(d.con, d.table, d.user),
 }
 
 
@@ -165,7 +166,7 @@ def _answers(d: Data, case) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rollup.Rollup, "df", counting)
         fast = case(d)
-    with rollup.disabled():
+    with lookup.disabled():
         raw = case(d)
     return fast, raw, reads
 
@@ -191,14 +192,14 @@ def test_stored_mobility_of_every_user_equals_the_raw_path(data):
     """The ``mobility`` table holds, for every user, what ``user_mobility`` gives on the
     user's raw events for the Users page's window of this dataset."""
     d = data
-    ru = rollup.ensure(d.con, d.name)
+    ru = rollup_build.ensure(d.con, d.name)
     first, last = ru.one(f"SELECT ts_p01, ts_p99 FROM {ru.t('summary')}")
     freq = mobility.page_window(first, last)
     stored = ru.df(f"SELECT u.{schema.USER}, m.* EXCLUDE (freq, user_idx) FROM "
                    f"{ru.t('mobility')} m JOIN {ru.t('users')} u USING (user_idx) "
                    f"WHERE m.freq = ? ORDER BY u.{schema.USER}, m.window_start", [freq])
     assert stored[schema.USER].nunique() == ru.one(f"SELECT count(*) FROM {ru.t('users')}")[0]
-    with rollup.disabled():
+    with lookup.disabled():
         raw = d.con.execute(f"SELECT * FROM {d.table} ORDER BY {schema.USER}, {schema.TS}, "
                             f"{schema.ITEM}, {schema.LAT} NULLS LAST, "
                             f"{schema.LON} NULLS LAST").df()
@@ -209,38 +210,43 @@ def test_stored_mobility_of_every_user_equals_the_raw_path(data):
 
 
 def test_approx_users_come_exact_from_the_rollup(data):
-    got = temporal.activity_series(data.t, "week", users="approx")
-    with rollup.disabled():
-        exact = temporal.activity_series(data.t, "week")
+    got = r_time.activity_series(data.t, "week", users="approx")
+    with lookup.disabled():
+        exact = r_time.activity_series(data.t, "week")
     pd.testing.assert_frame_equal(got, exact)
 
 
 def test_what_the_rollup_cannot_answer_takes_the_raw_table(data):
     """Filters, hourly distinct users, other gaps and columns: no rollup read, same answer."""
-    first = pd.Timestamp(temporal.kpis(data.t)["first_ts"][0]) + pd.Timedelta(days=30)
+    first = pd.Timestamp(r_time.kpis(data.t)["first_ts"][0]) + pd.Timedelta(days=30)
     filtered = data.t.filter(data.t[schema.TS] >= first.to_pydatetime())
-    assert rollup.for_events(filtered) is None
-    assert rollup.for_sql(data.con, data.table, f"{schema.TS} >= '{first}'") is None
-    for case in (lambda d: temporal.activity_series(d.t, "hour"),
-                 lambda d: sessions.session_summary(d.t, "10min"),
-                 lambda d: evolution.interest_profiles(d.t, "month", missing="?")):
+    assert lookup.for_events(filtered) is None
+    assert lookup.for_sql(data.con, data.table, f"{schema.TS} >= '{first}'") is None
+    for case in (lambda d: r_time.activity_series(d.t, "hour"),
+                 lambda d: r_time.session_summary(d.t, "10min"),
+                 lambda d: r_users.interest_profiles(d.t, "month", missing="?")):
         fast, raw, reads = _answers(data, case)
         pd.testing.assert_frame_equal(fast, raw)
         assert reads == []
 
 
 def test_stale_rollup_is_rebuilt_and_dropped_with_the_dataset(tmp_path):
+    """A stale set is never read (the answer comes from the raw table); ``build.ensure``,
+    which the services call before answering, rebuilds it; ``Store.drop`` removes it."""
     store = open_store(tmp_path / "ws")
     con = store.cursor()
     name = import_sample(store, "s", users=60, seed=1).name
     t = events_table(duckdb_backend(store), name)
-    n1 = int(temporal.kpis(t)["events"][0])
+    assert rollup_build.ensure(con, name) is not None
+    n1 = int(r_time.kpis(t)["events"][0])
     first = rollup.info(con, name)
     assert first is not None and first["fingerprint"] == store.fingerprint(name)
     import_sample(store, "s", users=90, seed=2, replace=True)   # new content, same name
-    assert not rollup._fresh(con, name)
-    n2 = int(temporal.kpis(t)["events"][0])                     # rebuilt on use
+    assert not rollup.fresh(con, name) and lookup.for_events(t) is None
+    n2 = int(r_time.kpis(t)["events"][0])             # the raw table answers
     assert n2 != n1 and n2 == store.info(name).rows
+    assert rollup_build.ensure(con, name) is not None            # rebuilt on use
+    assert int(r_time.kpis(t)["events"][0]) == n2
     assert rollup.info(con, name)["fingerprint"] == store.fingerprint(name) != first[
         "fingerprint"]
     store.drop(name)
@@ -259,8 +265,9 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(rollup_build, "build_sql",
                         lambda n, cur: real(n, cur) + ["SELECT no_such_column FROM datasets"])
     t = events_table(duckdb_backend(store), name)
-    assert rollup.for_events(t) is None                 # build failed: raw path
-    assert int(temporal.kpis(t)["events"][0]) == store.info(name).rows
+    assert rollup_build.ensure(con, name) is None       # build failed: raw path
+    assert lookup.for_events(t) is None
+    assert int(r_time.kpis(t)["events"][0]) == store.info(name).rows
     left = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE "
                        "'rollup__s__%'").fetchall()[0][0]
     assert left == 0 and rollup.info(con, name) is None
@@ -275,37 +282,40 @@ def test_read_only_workspace_answers_from_the_raw_table(tmp_path):
     store.close()
     ro = Store(path / "trailscope.duckdb", read_only=True)
     t = events_table(duckdb_backend(ro), "s")
-    assert rollup.for_events(t) is None
-    assert int(temporal.kpis(t)["events"][0]) == ro.info("s").rows
+    con = ro.cursor()
+    assert rollup_build.ensure(con, "s") is None
+    con.close()
+    assert lookup.for_events(t) is None
+    assert int(r_time.kpis(t)["events"][0]) == ro.info("s").rows
     ro.close()
 
 
 def test_stored_page_forecast_equals_a_fresh_fit(data):
     """The summary build stores the Overview's default forecast and backtest: exactly what
     fitting the daily series of the raw table gives."""
-    ru = rollup.ensure(data.con, data.name)
-    stored = forecast.stored_page_forecast(ru)
+    ru = rollup_build.ensure(data.con, data.name)
+    stored = defaults.stored_page_forecast(ru)
     assert stored is not None
-    with rollup.disabled():
-        series = temporal.activity_series(data.t, forecast.PAGE_FREQ, users=None)
-    fresh = forecast.page_forecast(series, forecast.PAGE_HORIZON, forecast.PAGE_ALPHA, None,
-                                   forecast.PAGE_HISTORY, forecast.PAGE_ORIGINS)
+    with lookup.disabled():
+        series = r_time.activity_series(data.t, defaults.PAGE_FREQ, users=None)
+    fresh = forecast.page_forecast(series, defaults.PAGE_HORIZON, defaults.PAGE_ALPHA, None,
+                                   defaults.PAGE_HISTORY, defaults.PAGE_ORIGINS)
     pd.testing.assert_frame_equal(stored[0], fresh[0], check_exact=True)
     pd.testing.assert_frame_equal(stored[1], fresh[1], check_exact=True)
     assert stored[2] == fresh[2]
-    assert len(stored[0]) == forecast.PAGE_HORIZON and not stored[1].empty
+    assert len(stored[0]) == defaults.PAGE_HORIZON and not stored[1].empty
 
 
 def test_stored_page_paths_equal_a_fresh_computation(data):
     """The summary build stores the Map page's default replay paths: exactly what
     ``user_paths`` gives on the raw table's events of the sampled users."""
-    ru = rollup.ensure(data.con, data.name)
-    stored = rollup_paths.stored_page_paths(ru)
+    ru = rollup_build.ensure(data.con, data.name)
+    stored = defaults.stored_page_paths(ru)
     assert stored is not None and len(stored) > 0
-    with rollup.disabled():
+    with lookup.disabled():
         first = data.con.execute(f"SELECT min({schema.TS}) FROM {data.table} WHERE "
                                  f"{has_coords_sql()}").fetchall()[0][0]
-        fresh = rollup_paths.page_paths(data.con, data.table, rollup_paths.PAGE_PATH_USERS,
-                                        rollup_paths.PAGE_PATH_POINTS, pd.Timestamp(first))
+        fresh = r_space.page_paths(data.con, data.table, defaults.PAGE_PATH_USERS,
+                                           defaults.PAGE_PATH_POINTS, pd.Timestamp(first))
     pd.testing.assert_frame_equal(stored, fresh, check_exact=True)
     assert stored.attrs["reference"] == fresh.attrs["reference"]

@@ -1,0 +1,254 @@
+"""Per-user questions answered from the summary tables when they can, else by the analyses.
+
+Interest profiles and drift (``users.evolution``), churn (``users.churn``), one user's events
+and mobility (``spatial.mobility``) and the user lists of the Users page. Each function
+returns exactly what its analysis (or raw query) returns; see temporal.py for the rule.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import schema
+from ..engine import EVENTS, PERIOD, check_freq
+from ..spacetime import WINDOW
+from ..spatial import mobility
+from ..users import churn, evolution
+from . import lookup
+from .tables import DRIFT, PROFILE_FREQS, Rollup
+
+
+# -- interest profiles and drift -------------------------------------------------------------
+def interest_profiles(events: Any, freq: str = "month", column: str = schema.CATEGORY,
+                      missing: str | None = None,
+                      user: str | list[str] | None = None) -> pd.DataFrame:
+    """``evolution.interest_profiles``."""
+    check_freq(freq)
+    ru = lookup.for_events(events)
+    if ru is not None and freq in PROFILE_FREQS and column == schema.CATEGORY \
+            and missing is None:
+        return stored_profiles(ru, freq, user)
+    return evolution.interest_profiles(events, freq, column, missing, user)
+
+
+def stored_profiles(ru: Rollup, freq: str, user: str | list[str] | None) -> pd.DataFrame:
+    """The stored profile table, already in (user, period, category) order with its shares;
+    integer user and category ids are turned back into names with one vectorised take."""
+    where, names = "", None
+    if isinstance(user, str):
+        return _user_profiles(ru, freq, ru.user_idx(user), user)
+    if user is not None:
+        names = ru.df(f"SELECT user_idx, {schema.USER} FROM {ru.t('users')} WHERE "
+                      f"{schema.USER} IN (SELECT unnest(?)) ORDER BY user_idx",
+                      [evolution.user_list(user)])
+        where = f"WHERE user_idx IN ({', '.join(map(str, names['user_idx'])) or 'NULL'})"
+        names = names.set_index("user_idx")[schema.USER]
+    prof = ru.df(f"SELECT user_idx, {PERIOD}, cat_idx, {EVENTS}, {evolution.SHARE} FROM "
+                 f"{ru.t('profiles_' + freq)} {where}")
+    cats = ru.df(f"SELECT {schema.CATEGORY} FROM {ru.t('categories')}")[schema.CATEGORY]
+    ids = prof["user_idx"].to_numpy()
+    users = ru.user_ids().take(ids) if names is None else names.loc[ids]
+    return pd.DataFrame({
+        schema.USER: users.reset_index(drop=True),
+        PERIOD: prof[PERIOD].astype("datetime64[us]"),
+        schema.CATEGORY: cats.take(prof["cat_idx"].to_numpy()).reset_index(drop=True),
+        EVENTS: prof[EVENTS].astype("int64"), evolution.SHARE: prof[evolution.SHARE]})
+
+
+def _user_profiles(ru: Rollup, freq: str, idx: int | None, user: str) -> pd.DataFrame:
+    """One user's stored profiles (``idx``: their user_idx, None when unknown): one query,
+    the category names joined in the engine."""
+    return _timestamps(ru.df(
+        f"SELECT CAST(? AS VARCHAR) AS {schema.USER}, p.{PERIOD}, c.{schema.CATEGORY}, "
+        f"p.{EVENTS}, p.{evolution.SHARE} FROM {ru.t('profiles_' + freq)} p JOIN "
+        f"{ru.t('categories')} c USING (cat_idx) WHERE p.user_idx = ? ORDER BY p.{PERIOD}, "
+        "p.cat_idx", [str(user), -1 if idx is None else idx]), PERIOD)
+
+
+def _timestamps(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    """``cols`` as datetime64[us] (DuckDB's TIMESTAMP; converted only where it is not)."""
+    for col in cols:
+        if df[col].dtype != "datetime64[us]":
+            df[col] = df[col].astype("datetime64[us]")
+    return df
+
+
+def user_interest(events: Any, user: str, freq: str = "month",
+                  min_events: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``evolution.user_interest``: from the summary tables in three small reads (freshness,
+    the user's index, profiles, drift) when they store them."""
+    ru = lookup.for_events(events)
+    if ru is not None and freq in PROFILE_FREQS and (freq, min_events) == DRIFT:
+        idx = ru.user_idx(user)
+        return (_user_profiles(ru, freq, idx, user), _stored_drift(ru, freq, str(user), idx))
+    return (interest_profiles(events, freq, user=str(user)),
+            drift(events, freq, min_events, user=str(user)))
+
+
+def drift(events: Any, freq: str = "month", min_events: int = 1,
+          user: str | None = None) -> pd.DataFrame:
+    """``evolution.drift``: read from the summary tables when they store that drift
+    (``tables.DRIFT``), else the interest drift of the (stored or raw) profiles."""
+    ru = lookup.for_events(events)
+    if ru is not None and (freq, min_events) == DRIFT:
+        return _stored_drift(ru, freq, user)
+    return evolution.interest_drift(interest_profiles(events, freq, user=user),
+                                    min_events=min_events)
+
+
+def _stored_drift(ru: Rollup, freq: str, user: str | None,
+                  idx: int | None = None) -> pd.DataFrame:
+    """The stored drift of everyone, or of ``user`` (``idx``: their user_idx when known)."""
+    if user is not None:  # one read, the frame as the query returns it
+        idx = ru.user_idx(user) if idx is None else idx
+        return _timestamps(ru.df(
+            f"SELECT CAST(? AS VARCHAR) AS {schema.USER}, * EXCLUDE (user_idx) FROM "
+            f"{ru.t('drift_' + freq)} WHERE user_idx = ? ORDER BY {PERIOD}",
+            [str(user), -1 if idx is None else idx]),
+            evolution.PREV_PERIOD, PERIOD)
+    got = ru.df(f"SELECT * FROM {ru.t('drift_' + freq)}")
+    out = got.drop(columns="user_idx")
+    out.insert(0, schema.USER, ru.user_ids().take(got["user_idx"].to_numpy())
+               .reset_index(drop=True))
+    for col in (evolution.PREV_PERIOD, PERIOD):
+        out[col] = out[col].astype("datetime64[us]")
+    return out
+
+
+# -- churn ----------------------------------------------------------------------------------
+def _sql_counts(ru: Rollup, cut_s: int, w: int, windows: int) -> pd.DataFrame:
+    """``churn.Counts`` over the summary event table (integer user ids and precomputed epoch
+    seconds), user ids joined back: one scan serves features and labels."""
+    before = f"FILTER (WHERE s < {cut_s})"
+    counts = "".join(
+        f", count(*) FILTER (WHERE s >= {cut_s - i * w} AND s < {cut_s - (i - 1) * w}) "
+        f"AS {churn.freq_col(i)}" for i in range(1, windows + 1))
+    return ru.df(
+        f"SELECT u.{schema.USER}, f.* EXCLUDE (user_idx) FROM (SELECT user_idx, max(s) {before} "
+        f"AS _last, min(s) {before} AS _first, count(*) {before} AS {churn.TOTAL}{counts}, "
+        f"count(*) FILTER (WHERE s >= {cut_s} AND s < {cut_s + w}) AS _after FROM "
+        f"{ru.t('ev')} GROUP BY user_idx HAVING count(*) {before} > 0) f JOIN {ru.t('users')} "
+        "u ON f.user_idx = u.user_idx")
+
+
+def _user_times(ru: Rollup) -> churn.UserTimes | None:
+    """Every event's (user, second) read once from the sorted event table; None when the
+    rows did not come back in that order (the counts then come from SQL)."""
+    got = ru.con.execute(f"SELECT user_idx, s FROM {ru.t('ev')}").fetchnumpy()
+    try:
+        return churn.UserTimes(np.asarray(got["user_idx"]), np.asarray(got["s"]),
+                               ru.user_ids())
+    except ValueError:
+        return None
+
+
+def _panel_sources(events: Any) -> tuple[churn.Counts | None, Any]:
+    """(counts, last event time) for the churn functions that cut several times."""
+    ru = lookup.for_events(events)
+    if ru is None:
+        return None, None
+    times = _user_times(ru)
+    counts = times.counts if times is not None else partial(_sql_counts, ru)
+    return counts, ru.summary()["last_ts"]
+
+
+def churn_features(events: Any, cut: Any, window: str | pd.Timedelta = "14D",
+                   windows: int = 4, label: bool = True) -> pd.DataFrame:
+    """``churn.churn_features``."""
+    ru = lookup.for_events(events)
+    return churn.churn_features(events, cut, window, windows, label,
+                                None if ru is None else partial(_sql_counts, ru))
+
+
+def churn_backtest(events: Any, cut: Any = None, window: str | pd.Timedelta = "14D",
+                   windows: int = 4) -> tuple[pd.DataFrame, churn.ChurnModel]:
+    """``churn.churn_backtest``."""
+    counts, last = _panel_sources(events)
+    return churn.churn_backtest(events, cut, window, windows, counts, last)
+
+
+def churn_risk(events: Any, at: Any = None, window: str | pd.Timedelta = "14D",
+               windows: int = 4) -> pd.DataFrame:
+    """``churn.churn_risk``."""
+    counts, last = _panel_sources(events)
+    return churn.churn_risk(events, at, window, windows, counts, last)
+
+
+def churn_panel(events: Any, window: str | pd.Timedelta = "14D",
+                windows: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``churn.churn_panel``: one read of the event times serves all four cuts."""
+    counts, last = _panel_sources(events)
+    return churn.churn_panel(events, window, windows, counts, last)
+
+
+# -- one user's events and mobility ------------------------------------------------------------
+def user_events_sql(con: Any, table: str, user: str,
+                    columns: list[str] | None = None) -> pd.DataFrame:
+    """``mobility.user_events_sql``: from the summary event table sorted by user (one or two
+    row groups, whatever order the file was imported in) when there is one."""
+    ru = lookup.for_sql(con, table)
+    if ru is not None:
+        return ru.user_events(user, columns)
+    return mobility.user_events_sql(con, table, user, columns)
+
+
+def user_mobility_sql(con: Any, table: str, user: str, window: Any = None) -> pd.DataFrame:
+    """``mobility.user_mobility_sql``: the stored rows in one read when the summary tables
+    hold that window (``mobility.page_window``), else computed on the user's events."""
+    ru = lookup.for_sql(con, table)
+    if ru is None:
+        return mobility.user_mobility_sql(con, table, user, window)
+    if window is not None:
+        got = _stored_mobility(ru, str(user), window)
+        if got is not None:
+            return got
+    return mobility.user_mobility(ru.user_events(str(user)), window)
+
+
+def _stored_mobility(ru: Rollup, user: str, window: str) -> pd.DataFrame | None:
+    """The stored rows of ``user`` for ``window``, None when that window is not stored or
+    the user is unknown (the caller then computes, as the raw path does)."""
+    got = ru.df(f"SELECT m.* EXCLUDE (freq, user_idx) FROM (SELECT user_idx FROM "
+                f"{ru.t('users')} WHERE {schema.USER} = ?) u LEFT JOIN {ru.t('mobility')} m "
+                f"ON m.user_idx = u.user_idx AND m.freq = ? ORDER BY m.{WINDOW}",
+                [user, window])
+    if got.empty or got[WINDOW].isna().any():
+        return None
+    got.insert(0, schema.USER, pd.Series([user] * len(got), dtype="str"))
+    return got.astype({WINDOW: "datetime64[us]", mobility.EVENTS: "int64",
+                       mobility.PLACES: "int64", "home_visits": "Int64",
+                       "work_visits": "Int64"})
+
+
+# -- the Users page's user lists ---------------------------------------------------------------
+def per_user(con: Any, table: str, where: str, params: list, tail: str) -> pd.DataFrame:
+    """``user_id, events`` of the users matching ``where`` (a condition on ``user_id``),
+    ``tail`` for order and limit: from the per-user table, else grouping the events."""
+    ru = lookup.for_sql(con, table)
+    if ru is not None:
+        return ru.df(f"SELECT {schema.USER}, events FROM {ru.t('users')} {where} {tail}",
+                     params)
+    return con.execute(f"SELECT {schema.USER}, count(*) AS events FROM {table} {where} "
+                       f"GROUP BY 1 {tail}", params).df()
+
+
+def user_exists(con: Any, table: str, user: str) -> bool:
+    """Whether ``table`` has an event of ``user``."""
+    ru = lookup.for_sql(con, table)
+    if ru is not None:
+        return ru.user_idx(str(user)) is not None
+    return con.execute(f"SELECT 1 FROM {table} WHERE {schema.USER} = ? LIMIT 1",
+                       [str(user)]).fetchone() is not None
+
+
+def has_categories(con: Any, table: str) -> bool:
+    """Whether any event of ``table`` has a category."""
+    ru = lookup.for_sql(con, table)
+    if ru is not None:
+        return bool(ru.summary()["categorised"])
+    row = con.execute(f"SELECT count({schema.CATEGORY}) FROM {table}").fetchone()
+    return bool(row and row[0])
