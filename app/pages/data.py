@@ -1,9 +1,11 @@
 """Data page: the workspace's datasets, and importing a new file (chunked upload -> sniff ->
-column mapping -> import report).
+column mapping -> import job -> import report).
 
 The upload itself runs in the browser (assets/upload.js posts the file in chunks to the routes
-in app/upload.py) and ends by setting ``ids.UPLOAD_STORE`` to the upload's id; the callbacks
-below take it from there. The browser names uploads by id only, never by path.
+in app/services/upload.py) and ends by setting ``ids.UPLOAD_STORE`` to the upload's id; the
+callbacks below take it from there. The browser names uploads by id only, never by path. The
+import (and its summary build) runs as a background job (app/services/imports.py) that the page
+polls, so a long import never holds a request open.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from typing import Any
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from ...analytics.store import StoreError
-from ..services import upload
+from ..services import imports, upload
 from ..services import workspace as services
 from ..views import data as data_views
 from ..views import ids, pagekit, ui
@@ -24,6 +25,7 @@ from ..views import ids, pagekit, ui
 dash.register_page(__name__, path="/data", name="Data", title="Data · TrailScope", order=0)
 
 _HIDDEN = {"display": "none"}
+_POLL_MS = 400
 log = logging.getLogger(__name__)
 _UNEXPECTED = ("This is a bug in TrailScope, not in your file; the server log has the details. "
                "Try another format or mapping, or import the file with `trailscope import`.")
@@ -80,7 +82,10 @@ def _upload_card() -> html.Section:
                             n_clicks=0),
             ]),
         ]),
-        dcc.Loading(html.Div(id=ids.IMPORT_RESULT), type="dot", color="#2563eb"),
+        html.Div(id=ids.IMPORT_STATUS, className="upload-status"),
+        dcc.Store(id=ids.IMPORT_JOB),
+        dcc.Interval(id=ids.IMPORT_POLL, interval=_POLL_MS, disabled=True),
+        html.Div(id=ids.IMPORT_RESULT),
     ])
 
 
@@ -126,7 +131,7 @@ def ask_drop(_clicks: list[int | None]) -> tuple[Any, Any, Any]:
     name = trigger["name"]
     try:
         rows = ui.fmt_int(services.dataset_info(name).rows)
-    except StoreError:
+    except KeyError:  # DatasetNotFound: dropped meanwhile (another tab)
         rows = "all"
     return True, (f"Drop dataset '{name}'? This deletes its {rows} events from the "
                   "workspace and cannot be undone."), name
@@ -144,7 +149,7 @@ def do_drop(_submit: int | None, name: str | None) -> tuple[Any, Any]:
         return no_update, no_update
     try:
         services.drop_dataset(name)
-    except StoreError as exc:
+    except services.ServiceError as exc:
         return ui.error_box("Could not drop the dataset", str(exc)), time.time()
     return ui.notice(f"Dropped dataset '{name}'.", "ok"), time.time()
 
@@ -165,8 +170,6 @@ def do_drop(_submit: int | None, name: str | None) -> tuple[Any, Any]:
     prevent_initial_call=True,
 )
 def on_upload(uploaded: dict | None, fmt: str | None, name: str | None) -> tuple[Any, ...]:
-    from ...analytics.ingest.pipeline import IngestError
-
     keep = (no_update,) * 8
     if not uploaded:
         return keep
@@ -174,7 +177,7 @@ def on_upload(uploaded: dict | None, fmt: str | None, name: str | None) -> tuple
     try:
         path = upload.resolve_upload(str(uploaded.get("upload_id", "")))
         sn = services.sniff(path, "auto" if fresh else (fmt or "auto"))
-    except (upload.UploadError, IngestError) as exc:
+    except (upload.UploadError, services.ServiceError) as exc:
         title = "Upload problem" if isinstance(exc, upload.UploadError) else \
             "Could not read this file"
         # After a format change keep the panel, so the format can be changed back.
@@ -202,7 +205,10 @@ def on_upload(uploaded: dict | None, fmt: str | None, name: str | None) -> tuple
 # -- import --------------------------------------------------------------------------------
 @callback(
     Output(ids.IMPORT_RESULT, "children", allow_duplicate=True),
-    Output(ids.CATALOG_VERSION, "data", allow_duplicate=True),
+    Output(ids.IMPORT_JOB, "data"),
+    Output(ids.IMPORT_POLL, "disabled"),
+    Output(ids.IMPORT_STATUS, "children"),
+    Output(ids.IMPORT_BUTTON, "disabled"),
     Input(ids.IMPORT_BUTTON, "n_clicks"),
     State(ids.UPLOAD_STORE, "data"),
     State(ids.FORMAT_DROPDOWN, "value"),
@@ -210,30 +216,50 @@ def on_upload(uploaded: dict | None, fmt: str | None, name: str | None) -> tuple
     State({"type": ids.MAP_FIELD, "field": ALL}, "id"),
     State(ids.NAME_INPUT, "value"),
     State(ids.IMPORT_OPTIONS, "value"),
-    running=[(Output(ids.IMPORT_BUTTON, "disabled"), True, False)],
     prevent_initial_call=True,
 )
 def do_import(n_clicks: int, uploaded: dict | None, fmt: str | None, values: list[Any],
               field_ids: list[dict], name: str | None,
-              options: list[str] | None) -> tuple[Any, Any]:
-    from ...analytics.ingest.pipeline import IngestError
-
+              options: list[str] | None) -> tuple[Any, ...]:
     if not n_clicks:
-        return no_update, no_update
+        return (no_update,) * 5
     if not uploaded:
-        return ui.error_box("Nothing to import", "Upload a file first."), no_update
+        return ui.error_box("Nothing to import", "Upload a file first."), None, True, None, False
     mapping = {fid["field"]: v for fid, v in zip(field_ids, values, strict=True) if v}
     opts = set(options or [])
     try:
         path = upload.resolve_upload(str(uploaded.get("upload_id", "")))
-        report = services.import_uploaded(
+        job_id = imports.start_import(
             path, name or "", fmt or "auto", mapping, replace="replace" in opts,
             keep_duplicates="keep_duplicates" in opts)
     except upload.UploadError as exc:
-        return ui.error_box("Upload problem", str(exc)), no_update
-    except (IngestError, services.ServiceError, StoreError) as exc:
-        return ui.error_box("Import failed", str(exc)), no_update
-    except Exception:  # shown to the user instead of a silent failed callback
-        log.exception("importing upload %s failed", uploaded)
-        return ui.error_box("Unexpected error while importing", _UNEXPECTED), no_update
-    return data_views.import_report(report), time.time()
+        return ui.error_box("Upload problem", str(exc)), None, True, None, False
+    except services.ServiceError as exc:
+        return ui.error_box("Import failed", str(exc)), None, True, None, False
+    return None, job_id, False, "Importing…", True
+
+
+@callback(
+    Output(ids.IMPORT_RESULT, "children", allow_duplicate=True),
+    Output(ids.IMPORT_STATUS, "children", allow_duplicate=True),
+    Output(ids.IMPORT_POLL, "disabled", allow_duplicate=True),
+    Output(ids.IMPORT_BUTTON, "disabled", allow_duplicate=True),
+    Output(ids.CATALOG_VERSION, "data", allow_duplicate=True),
+    Input(ids.IMPORT_POLL, "n_intervals"),
+    State(ids.IMPORT_JOB, "data"),
+    prevent_initial_call=True,
+)
+def poll_import(_n: int, job_id: str | None) -> tuple[Any, ...]:
+    if not job_id:
+        return no_update, no_update, True, False, no_update
+    try:
+        state = imports.import_state(job_id)
+    except services.ServiceError as exc:
+        return ui.error_box("Import failed", str(exc)), None, True, False, no_update
+    if state["status"] == "running":
+        return no_update, state["message"], False, True, no_update
+    if state["status"] == "error":
+        box = (ui.error_box("Unexpected error while importing", _UNEXPECTED)
+               if state["unexpected"] else ui.error_box("Import failed", state["error"]))
+        return box, None, True, False, no_update
+    return data_views.import_report(state["report"]), None, True, False, time.time()

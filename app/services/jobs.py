@@ -106,6 +106,7 @@ class _Record:
     result: Any = None
     summary: dict[str, Any] | None = None
     error: str | None = None
+    unexpected: bool = False   # the error is a bug, not something the user can fix
 
 
 def _num(x: Any) -> float | None:
@@ -218,7 +219,7 @@ class JobRunner:
             log.exception("job %s (%s) failed", rec.id, job.label)
             kind = type(exc).__name__
             self._finish(rec, FAILED, error=job.unexpected.format(kind=kind)
-                         if job.unexpected else f"{kind}: {exc}")
+                         if job.unexpected else f"{kind}: {exc}", unexpected=True)
             return
         summary = None
         if job.summarize is not None:
@@ -230,10 +231,12 @@ class JobRunner:
         self._finish(rec, CANCELLED if cancelled else DONE, result=result, summary=summary)
 
     def _finish(self, rec: _Record, status: str, *, result: Any = None,
-                summary: dict[str, Any] | None = None, error: str | None = None) -> None:
+                summary: dict[str, Any] | None = None, error: str | None = None,
+                unexpected: bool = False) -> None:
         with self._lock:
             rec.status, rec.finished = status, time.time()
             rec.result, rec.summary, rec.error = result, summary, error
+            rec.unexpected = unexpected
             if status == DONE:
                 rec.fraction = 1.0
         rec.ended.set()
@@ -324,6 +327,7 @@ class JobRunner:
                 "loss": [list(p) for p in rec.loss], "valid": [list(p) for p in rec.valid],
                 "messages": list(rec.messages),
                 "summary": dict(rec.summary) if rec.summary else None, "error": rec.error,
+                "unexpected": rec.unexpected,
             }
 
     def result(self, job_id: str) -> Any:

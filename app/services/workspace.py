@@ -116,16 +116,23 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def drop_dataset(name: str) -> None:
-    """Delete a dataset and its events."""
-    get_store().drop(name)
+    """Delete a dataset and its events (a workspace that refuses says why, as ServiceError)."""
+    try:
+        get_store().drop(name)
+    except StoreError as exc:
+        raise ServiceError(str(exc)) from exc
 
 
 # -- import --------------------------------------------------------------------------------
 def sniff(path: str | Path, fmt: str = "auto") -> Any:
-    """Guess format, columns and mapping of a file: ``analytics.ingest.Sniff``."""
+    """Guess format, columns and mapping of a file: ``analytics.ingest.Sniff``. A file the
+    importer cannot read raises ServiceError saying why."""
     from ...analytics.ingest import pipeline as ingest
 
-    return ingest.sniff(path, fmt=fmt)
+    try:
+        return ingest.sniff(path, fmt=fmt)
+    except ingest.IngestError as exc:
+        raise ServiceError(str(exc)) from exc
 
 
 def formats() -> tuple[str, ...]:

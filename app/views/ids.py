@@ -107,6 +107,9 @@ NAME_INPUT = "data-name-input"
 IMPORT_OPTIONS = "data-import-options"  # checklist with "replace" / "keep_duplicates"
 IMPORT_BUTTON = "data-import-button"
 IMPORT_RESULT = "data-import-result"
+IMPORT_STATUS = "data-import-status"  # progress line of a running import
+IMPORT_JOB = "data-import-job"  # store: the id of the import job the page follows
+IMPORT_POLL = "data-import-poll"  # interval polling that job
 
 # -- Models page ---------------------------------------------------------------------------
 MODELS_MODEL_PICK = "models-model-pick"

@@ -200,4 +200,5 @@ def test_expected_errors_keep_their_message_and_others_are_hidden():
     assert mine["fraction"] == pytest.approx(0.4) and mine["progress"]["message"] == "half way"
     bug = runner.wait(runner.start(jobs.Job(fails(ZeroDivisionError("x")), expected=(ValueError,),
                                             unexpected="unexpected error ({kind})")), 30)
-    assert bug["error"] == "unexpected error (ZeroDivisionError)"
+    assert bug["error"] == "unexpected error (ZeroDivisionError)" and bug["unexpected"]
+    assert not mine["unexpected"]

@@ -129,3 +129,23 @@ def test_import_uploaded_reports_rejections_and_bad_files(workspace, shared_data
     with pytest.raises((IngestError, services.ServiceError)):
         services.import_uploaded(junk, "junk", "auto", None, False, False)
     assert "junk" not in services.dataset_names()
+
+
+def test_imports_run_as_jobs_with_their_report(workspace, shared_data, tmp_path):
+    from trailscope.app.services import imports, jobs
+
+    path = _slice(MOVIELENS, tmp_path / "u_1k.data", 1000)
+    job_id = imports.start_import(path, "ml1k", "auto", None)
+    assert jobs.wait(job_id, 120)["kind"] == "import"
+    state = imports.import_state(job_id)
+    assert state["status"] == "done" and state["fraction"] == 1.0, state
+    assert state["report"]["rows_kept"] == 1000 and state["report"]["name"] == "ml1k"
+    assert services.dataset_info("ml1k").rows == 1000
+    clash = imports.start_import(path, "ml1k", "auto", None)
+    jobs.wait(clash, 60)
+    state = imports.import_state(clash)
+    assert state["status"] == "error" and not state["unexpected"]
+    assert "already exists" in state["error"] and state["report"] is None
+    assert imports.cancel_import(clash) is False  # finished jobs cannot be cancelled
+    with pytest.raises(services.ServiceError, match="import the file again"):
+        imports.import_state("feedbeef")

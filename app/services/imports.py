@@ -1,0 +1,76 @@
+"""Web imports as background jobs (kind ``import``, app/services/jobs.py).
+
+The Data page hands over an uploaded file; the job imports it into the workspace and builds its
+dashboard summary tables (``workspace.import_uploaded``), while the page polls
+:func:`import_state` for progress and finally the import report. Errors a user can fix (a bad
+file, mapping or name) come back as their own message; anything else as ``unexpected`` (the
+server log has the traceback).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import jobs
+from . import workspace as services
+from .workspace import ServiceError
+
+
+def _expected() -> tuple[type[BaseException], ...]:
+    """Errors of an import whose message tells the user what to change."""
+    from ...analytics.ingest.pipeline import IngestError
+    from ...analytics.store import StoreError
+
+    return (IngestError, ServiceError, StoreError)
+
+
+def start_import(path: str | Path, name: str, fmt: str = "auto",
+                 mapping: dict[str, str] | None = None, replace: bool = False,
+                 keep_duplicates: bool = False) -> str:
+    """Queue the import of ``path`` as dataset ``name``; returns the job id at once."""
+    path = Path(path)
+
+    def target(progress: jobs.Progress, cancel: threading.Event, log: Any) -> dict[str, Any]:
+        if cancel.is_set():
+            raise jobs.Cancelled("before the import")
+        progress({"phase": "import", "fraction": 0.05,
+                  "message": f"Importing {path.name} and building its summaries…"})
+        return services.import_uploaded(path, name, fmt, mapping, replace=replace,
+                                        keep_duplicates=keep_duplicates)
+
+    job = jobs.Job(target, label=f"import {path.name} as {name}", kind="import",
+                   meta={"dataset": name, "file": path.name}, summarize=lambda report: report,
+                   expected=_expected())
+    try:
+        return jobs.start(job)
+    except jobs.QueueFull as exc:
+        raise ServiceError(str(exc)) from exc
+
+
+def import_state(job_id: str) -> dict[str, Any]:
+    """``{"status": "running" | "done" | "error", "message", "fraction", "report", "error",
+    "unexpected"}``: ``report`` is the import report (a dict) once done; ``unexpected`` marks
+    an error that is a bug rather than a problem of the file."""
+    try:
+        snap = jobs.snapshot(job_id)
+    except jobs.JobNotFound:
+        raise ServiceError(f"no import job {job_id!r}: the server restarted; import the file "
+                           "again") from None
+    status = {jobs.QUEUED: "running", jobs.RUNNING: "running", jobs.DONE: "done"}.get(
+        snap["status"], "error")
+    message = snap["progress"].get("message") or "Waiting for another import to finish…"
+    error = snap["error"] or ("cancelled" if snap["status"] == jobs.CANCELLED else None)
+    return {"status": status, "message": message, "fraction": snap["fraction"],
+            "report": snap["summary"] if status == "done" else None, "error": error,
+            "unexpected": snap["unexpected"]}
+
+
+def cancel_import(job_id: str) -> bool:
+    """Cancel an import that waits for another one; True if it was still queued. A running
+    import is not interrupted: the store publishes a dataset in one step."""
+    try:
+        return jobs.snapshot(job_id)["status"] == jobs.QUEUED and jobs.cancel(job_id)
+    except jobs.JobNotFound:
+        return False
