@@ -50,17 +50,9 @@ def _build_summaries(store: Any, name: str, skip: bool) -> float | None:
     page view does not pay for them; seconds taken, or None when skipped or not possible."""
     if skip:
         return None
-    import time
+    from ...analytics.rollups import build
 
-    from ...analytics.rollups import tables as rollup
-
-    t0 = time.perf_counter()
-    cur = store.cursor()
-    try:
-        built = rollup.ensure(cur, name) is not None
-    finally:
-        cur.close()
-    return time.perf_counter() - t0 if built else None
+    return build.after_import(store, name)
 
 
 def _print_summaries(seconds: float | None, skip: bool) -> None:
