@@ -10,6 +10,8 @@ import math
 import numpy as np
 import torch
 
+from ...analytics.spacetime import solar_offset_min
+
 EARTH_RADIUS_KM = 6371.0088
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
@@ -19,10 +21,10 @@ def estimate_offset_min(lon: np.ndarray) -> np.ndarray:
 
     Used only when an event has no ``tz_offset_min``: for a city dataset it lands within an
     hour of the civil time (New York: -300 vs -240/-300), far better than reading UTC hours.
+    The rule is ``analytics.spacetime.solar_offset_min``.
     """
-    lon = np.asarray(lon, dtype=np.float64)
-    off = np.round(np.nan_to_num(lon, nan=0.0) / 15.0) * 60.0
-    return off.astype(np.int64)
+    lon = np.nan_to_num(np.asarray(lon, dtype=np.float64), nan=0.0)
+    return np.asarray(solar_offset_min(lon), dtype=np.float64).astype(np.int64)
 
 
 def local_hour_weekday(ts_seconds: np.ndarray, offset_min: np.ndarray) -> tuple[np.ndarray,
