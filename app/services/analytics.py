@@ -1,9 +1,11 @@
 """Memoised analytics for the Overview page, plus the event filter every analytics page shares.
 
-Pages never aggregate themselves: they call these functions, which run the analytics of
-``analytics.temporal`` / ``.forecast`` / ``.cohorts`` on the dataset's stored events table
-through the DuckDB engine (``analytics.engine``; only aggregated rows come back to pandas) and
-are memoised per dataset, arguments and import time with ``services.memoize_dataset``.
+Pages never aggregate themselves: they call these functions, which ask ``analytics.rollups``
+(its per-question answers read the dataset's summary tables when they are fresh and can
+answer, else run the analyses of ``analytics.temporal`` on the stored events table through the
+DuckDB engine; only aggregated rows come back to pandas) and are memoised per dataset,
+arguments and import time with ``services.memoize_dataset``. Before answering, the services
+make the summary tables fresh (``ensure_rollups``: built on first use).
 Results are shared between requests: treat returned frames as read-only.
 
 :class:`EventFilter` is the one description of "which events": a UTC time range (the Overview's
@@ -162,8 +164,8 @@ def ensure_rollups(name: str) -> bool:
 def events_table(name: str, flt: EventFilter | None = None) -> Iterator[Any]:
     """An Ibis table of a dataset's stored events (filtered), on its own DuckDB cursor.
 
-    Unfiltered, the analytics functions answer from the dataset's rollup, built here on
-    first use."""
+    Unfiltered, the ``analytics.rollups`` answers read the dataset's summary tables, built
+    here on first use."""
     ensure_rollups(name)
     backend = engine.duckdb_backend(get_store())
     try:
