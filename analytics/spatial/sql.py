@@ -2,7 +2,7 @@
 
 * :func:`registered`: a DataFrame as a uniquely named view for one ``with`` block (lookup
   tables computed in Python, joined back in SQL);
-* :func:`located`: the subquery of a table's located events, optionally filtered;
+* :func:`located_sql`: the subquery of a table's located events, optionally filtered;
 * :func:`zone_lookup`: the zone of each distinct place, noise left out, ready to join.
 """
 
@@ -34,7 +34,7 @@ def registered(con: duckdb.DuckDBPyConnection, df: pd.DataFrame,
         con.unregister(view)
 
 
-def located(table: str, where: str | None, columns: list[str]) -> str:
+def located_sql(table: str, where: str | None, columns: list[str]) -> str:
     """Subquery of the located events of ``table`` (optionally filtered by ``where``)."""
     cond = has_coords_sql() + (f" AND ({where})" if where else "")
     return f"(SELECT {', '.join(columns)} FROM {table} WHERE {cond})"

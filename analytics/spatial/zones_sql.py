@@ -23,7 +23,7 @@ import pandas as pd
 from ..geo import latlon_from_xyz
 from ..schema import ITEM, LAT, LON, TS, USER
 from ..spacetime import WINDOW, Window, all_windows, window_sql
-from .sql import located, registered, zone_lookup
+from .sql import located_sql, registered, zone_lookup
 from .zones import (
     NOISE,
     PLACE_DECIMALS,
@@ -58,30 +58,29 @@ class LocatedEvents:
 
     def place_sums(self) -> pd.DataFrame:
         """One row per item: ``item_id, x, y, z`` (unit-vector sums), ``visits, users``."""
-        return self.con.execute(places_query(located(self.table, self.where,
-                                                     [USER, ITEM, LAT, LON])),
-                                self.params or []).df()
+        src = located_sql(self.table, self.where, [USER, ITEM, LAT, LON])
+        return self.con.execute(places_query(src), self.params or []).df()
 
     def user_items(self) -> tuple[str, list]:
         """(subquery of ``user_id, item_id`` per located event, its parameters)."""
-        return located(self.table, self.where, [USER, ITEM]), self.params or []
+        return located_sql(self.table, self.where, [USER, ITEM]), self.params or []
 
     def span(self) -> tuple[Any, Any]:
         """(first, last) time of the located events; (None, None) when there are none."""
-        src = located(self.table, self.where, [TS])
+        src = located_sql(self.table, self.where, [TS])
         return self.con.execute(f"SELECT min({TS}), max({TS}) FROM {src}",
                                 self.params or []).fetchone()
 
     def places(self) -> tuple[pd.DataFrame, list[str]]:
         """(distinct places: ``lat, lon`` plus key columns, the key joining them to
         :meth:`user_times`)."""
-        src = located(self.table, self.where, [LAT, LON])
+        src = located_sql(self.table, self.where, [LAT, LON])
         return (self.con.execute(f"SELECT DISTINCT {LAT}, {LON} FROM {src}",
                                  self.params or []).df(), [LAT, LON])
 
     def user_times(self) -> tuple[str, list]:
         """(subquery of ``user_id, ts`` and the place key per located event, parameters)."""
-        return located(self.table, self.where, [USER, TS, LAT, LON]), self.params or []
+        return located_sql(self.table, self.where, [USER, TS, LAT, LON]), self.params or []
 
 
 def visited_places_sql(con: duckdb.DuckDBPyConnection, table: str, where: str | None = None,

@@ -181,3 +181,11 @@ def test_local_time_offset_then_longitude_fallback() -> None:
     local = spacetime.local_time(df)
     assert local.dt.hour.tolist() == [23, 22, 3]  # -4h known, round(-74/15) = -5h, UTC
     assert spacetime.local_time(df, fallback="utc").dt.hour.tolist() == [23, 3, 3]
+
+
+def test_solar_offset_is_one_rule_for_scalars_and_arrays() -> None:
+    """round(lon / 15) hours, halves to even, the same for a scalar and an array."""
+    lons = [-74.0, -7.5, 7.5, 22.5, 0.0, 179.9]
+    assert [spacetime.solar_offset_min(x) for x in lons] == [-300, 0, 0, 120, 0, 720]
+    got = spacetime.solar_offset_min(np.array(lons + [np.nan]))
+    assert got[:-1].tolist() == [-300, 0, 0, 120, 0, 720] and np.isnan(got[-1])

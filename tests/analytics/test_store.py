@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 from trailscope.analytics import schema
-from trailscope.analytics.store import DatasetNotFound, Store, StoreError
+from trailscope.analytics.store import DatasetNotFound, Store, StoreError, derived_table
 
 ROWS = (
     "SELECT * FROM (VALUES "
@@ -68,6 +68,26 @@ def test_drop_and_missing(store: Store) -> None:
         store.drop("d")
     with pytest.raises(DatasetNotFound):
         store.events("d")
+
+
+def test_drop_removes_the_datasets_derived_tables_only(store: Store) -> None:
+    """Derived tables follow the store's naming rule, so dropping ``a`` takes its own and
+    its registry row, never those of ``a__b`` (whose names also start ``rollup__a__``)."""
+    _save(store, "a")
+    _save(store, "a__b")
+    cur = store.cursor()
+    cur.execute("CREATE TABLE rollups (name VARCHAR)")
+    cur.execute("INSERT INTO rollups VALUES ('a'), ('a__b')")
+    for name in ("a", "a__b"):
+        cur.execute(f"CREATE TABLE {derived_table('rollup', name, 'users')} AS SELECT 1 AS x")
+    store.drop("a")
+    left = [t for (t,) in cur.execute("SELECT table_name FROM duckdb_tables() WHERE table_name "
+                                      "LIKE 'rollup\\_\\_%' ESCAPE '\\' ORDER BY 1").fetchall()]
+    assert left == ["rollup__a__b__users"]
+    assert cur.execute("SELECT name FROM rollups").fetchall() == [("a__b",)]
+    with pytest.raises(ValueError, match="not a derived table"):
+        derived_table("rollup", "a", "x__y")
+    cur.close()
 
 
 def test_invalid_names_rejected(store: Store) -> None:
