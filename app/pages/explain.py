@@ -160,21 +160,44 @@ def export_report(_h: int, _p: int, request: dict | None) -> tuple[Any, Any]:
 
 
 @callback(
-    Output(ids.EXPLAIN_BATCH_DOWNLOAD, "data"), Output(ids.EXPLAIN_BATCH_STATUS, "children"),
+    Output(ids.EXPLAIN_BATCH_JOB, "data"), Output(ids.EXPLAIN_BATCH_POLL, "disabled"),
+    Output(ids.EXPLAIN_BATCH_STATUS, "children"), Output(ids.EXPLAIN_BATCH_BUTTON, "disabled"),
     Input(ids.EXPLAIN_BATCH_BUTTON, "n_clicks"), State(ids.EXPLAIN_BATCH_USERS, "value"),
     State(ids.EXPLAIN_BATCH_FORMAT, "value"), State(ids.EXPLAIN_DATASET, "data"),
     State(ids.EXPLAIN_MODEL, "value"), prevent_initial_call=True,
 )
 def export_batch(n: int, text: str | None, fmt: str, name: str,
-                 model_id: str) -> tuple[Any, Any]:
+                 model_id: str) -> tuple[Any, ...]:
     if not n:
-        return no_update, no_update
+        return (no_update,) * 4
     try:
-        users = svc.parse_users(text)
-        data, out = svc.batch_zip(name, users, fmt or "html", model_id)
-    except (ServiceError, ValueError, OSError) as exc:
-        return no_update, ui.error_box("Batch export failed", str(exc))
-    msg = f"{len(out['written'])} report(s) exported"
-    if out["failed"]:
-        msg += f"; {len(out['failed'])} failed (see failures.txt in the zip)"
-    return dcc.send_bytes(data, svc.download_name(name, "reports") + ".zip"), msg
+        job_id = svc.start_batch(name, text, fmt or "html", model_id)
+    except ServiceError as exc:
+        return None, True, ui.error_box("Batch export failed", str(exc)), False
+    return job_id, False, "Exporting…", True
+
+
+@callback(
+    Output(ids.EXPLAIN_BATCH_DOWNLOAD, "data"),
+    Output(ids.EXPLAIN_BATCH_STATUS, "children", allow_duplicate=True),
+    Output(ids.EXPLAIN_BATCH_POLL, "disabled", allow_duplicate=True),
+    Output(ids.EXPLAIN_BATCH_BUTTON, "disabled", allow_duplicate=True),
+    Input(ids.EXPLAIN_BATCH_POLL, "n_intervals"), State(ids.EXPLAIN_BATCH_JOB, "data"),
+    State(ids.EXPLAIN_DATASET, "data"), prevent_initial_call=True,
+)
+def poll_batch(_n: int, job_id: str | None, name: str | None) -> tuple[Any, ...]:
+    if not job_id:
+        return no_update, no_update, True, False
+    try:
+        state = svc.batch_state(job_id)
+    except ServiceError as exc:
+        return no_update, ui.error_box("Batch export failed", str(exc)), True, False
+    if state["status"] == "running":
+        return no_update, state["message"], False, True
+    if state["status"] == "error":
+        return no_update, ui.error_box("Batch export failed", state["error"]), True, False
+    msg = f"{state['written']} report(s) exported"
+    if state["failed"]:
+        msg += f"; {state['failed']} failed (see failures.txt in the zip)"
+    return (dcc.send_bytes(state["zip"], svc.download_name(name or "", "reports") + ".zip"),
+            msg, True, False)

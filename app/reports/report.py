@@ -15,6 +15,7 @@ JSON with ``<``, ``>`` and ``&`` as ``\\u`` escapes, so nothing in the data beco
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,9 +145,12 @@ def safe_filename(text: str) -> str:
 
 def export_batch(store: Store, name: str, users: list[str], folder: str | Path,
                  fmt: str = "html", model_id: str | None = None,
-                 loaded: Loaded | None = None) -> dict[str, Any]:
+                 loaded: Loaded | None = None,
+                 on_user: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """One report per user into ``folder``; users that fail are listed with the reason.
     The model is loaded once for all of them (or ``loaded`` is used, with ``model_id``).
+    ``on_user(i, n, user)`` is called before the ``i``-th of ``n`` users (progress; it may
+    raise to stop the batch).
 
     Returns ``{"written": [paths], "failed": {user: reason}}``.
     """
@@ -158,7 +162,10 @@ def export_batch(store: Store, name: str, users: list[str], folder: str | Path,
         raise ReportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     folder = Path(folder)
     written, failed, used = [], {}, set()
-    for user in dict.fromkeys(str(u).strip() for u in users if str(u).strip()):
+    todo = list(dict.fromkeys(str(u).strip() for u in users if str(u).strip()))
+    for i, user in enumerate(todo):
+        if on_user is not None:
+            on_user(i, len(todo), user)
         stem = safe_filename(f"{name}-{user}")
         while stem in used:
             stem += "_"

@@ -153,13 +153,14 @@ def parse_users(text: str | None) -> list[str]:
     return users
 
 
-def batch_zip(name: str, users: list[str], fmt: str, model_id: str) -> tuple[bytes, dict]:
+def batch_zip(name: str, users: list[str], fmt: str, model_id: str,
+              on_user: Any = None) -> tuple[bytes, dict]:
     """A zip of one report per user (plus failures.txt when some fail) and the summary."""
     from ..reports import report
 
     with tempfile.TemporaryDirectory() as tmp:
         out = report.export_batch(get_store(), name, users, tmp, fmt=fmt, model_id=model_id,
-                                  loaded=_loaded_or_none(name, model_id))
+                                  loaded=_loaded_or_none(name, model_id), on_user=on_user)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for p in out["written"]:
@@ -168,6 +169,52 @@ def batch_zip(name: str, users: list[str], fmt: str, model_id: str) -> tuple[byt
                 zf.writestr("failures.txt", "".join(f"{u}: {why}\n"
                                                     for u, why in out["failed"].items()))
     return buf.getvalue(), out
+
+
+def start_batch(name: str, text: str | None, fmt: str, model_id: str) -> str:
+    """Check the user list and start exporting their reports as a job (kind ``explain``);
+    returns the job id for :func:`batch_state`."""
+    users = parse_users(text)
+
+    def target(progress: jobs.Progress, cancel: Any, log: Any) -> tuple[bytes, dict]:
+        def on_user(i: int, n: int, user: str) -> None:
+            if cancel.is_set():
+                raise jobs.Cancelled(user)
+            progress({"phase": "batch", "fraction": i / max(n, 1),
+                      "message": f"Report {i + 1} of {n} (user {user})…"})
+
+        return batch_zip(name, users, fmt or "html", model_id, on_user=on_user)
+
+    def summarize(result: tuple[bytes, dict]) -> dict[str, Any]:
+        return {"written": len(result[1]["written"]), "failed": len(result[1]["failed"])}
+
+    try:
+        return jobs.start(jobs.Job(target, label=f"export {len(users)} reports of {name}",
+                                   kind="explain", meta={"dataset": name, "batch": True},
+                                   summarize=summarize, expected=(ValueError, OSError),
+                                   unexpected=_UNEXPECTED))
+    except jobs.QueueFull as exc:
+        raise ServiceError(str(exc)) from exc
+
+
+def batch_state(job_id: str) -> dict[str, Any]:
+    """``{"status": running/done/error, "message", "error", "zip": bytes | None, "written",
+    "failed"}``. The zip is handed out once: the job is forgotten after it is read, so
+    finished batches do not hold their reports in memory."""
+    try:
+        snap = jobs.snapshot(job_id)
+    except jobs.JobNotFound:
+        raise ServiceError(f"no batch export {job_id!r}: the server restarted; export the "
+                           "batch again") from None
+    out = {"status": {jobs.QUEUED: "running", jobs.RUNNING: "running", jobs.DONE: "done"}.get(
+               snap["status"], "error"),
+           "message": snap["progress"].get("message") or "Waiting for other explanations…",
+           "error": snap["error"] or ("cancelled" if snap["status"] == jobs.CANCELLED else None),
+           "zip": None, **(snap["summary"] or {"written": 0, "failed": 0})}
+    if out["status"] == "done":
+        out["zip"] = jobs.result(job_id)[0]
+        jobs.forget(job_id)
+    return out
 
 
 def _loaded_or_none(name: str, model_id: str) -> Any | None:

@@ -348,6 +348,13 @@ class JobRunner:
             self._finish(rec, CANCELLED)
         return True
 
+    def forget(self, job_id: str) -> None:
+        """Drop a finished job and its result now (a large result that was handed out)."""
+        with self._lock:
+            rec = self._records.get(str(job_id))
+            if rec is not None and rec.status not in ACTIVE:
+                del self._records[rec.id]
+
     def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the job ends (or ``timeout`` seconds pass); returns its snapshot."""
         with self._lock:
@@ -396,6 +403,10 @@ def result(job_id: str) -> Any:
 
 def wait(job_id: str, timeout: float | None = None) -> dict[str, Any]:
     return RUNNER.wait(job_id, timeout)
+
+
+def forget(job_id: str) -> None:
+    RUNNER.forget(job_id)
 
 
 def jobs(active_only: bool = False, kind: str | None = None,

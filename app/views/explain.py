@@ -124,7 +124,9 @@ def export_card() -> html.Section:
                            options=[{"label": " HTML ", "value": "html"},
                                     {"label": " PDF ", "value": "pdf"}]),
             html.Button("Export batch", id=ids.EXPLAIN_BATCH_BUTTON, n_clicks=0, className="btn"),
-            dcc.Loading(html.Span(id=ids.EXPLAIN_BATCH_STATUS), type="dot"),
+            html.Span(id=ids.EXPLAIN_BATCH_STATUS),
         ]),
         dcc.Download(id=ids.EXPLAIN_BATCH_DOWNLOAD),
+        dcc.Store(id=ids.EXPLAIN_BATCH_JOB),
+        dcc.Interval(id=ids.EXPLAIN_BATCH_POLL, interval=500, disabled=True),
     ])

@@ -99,3 +99,23 @@ def test_explanations_run_as_jobs_and_are_memoised(markov):
     assert bad["status"] == "error" and "no-such-user" in bad["error"]
     with pytest.raises(explain_service.ServiceError, match="click the item again"):
         explain_service.job("feedbeef")
+
+
+def test_batch_export_runs_as_a_job_and_hands_its_zip_out_once(markov):
+    import io
+    import zipfile
+
+    mid = markov["model_id"]
+    user = model_service.model_users("ml", mid, limit=1)[0]["user"]
+    with pytest.raises(explain_service.ServiceError, match="at least one user"):
+        explain_service.start_batch("ml", " ,\n", "html", mid)
+    job_id = explain_service.start_batch("ml", f"{user}, no-such-user", "html", mid)
+    snap = jobs.wait(job_id, 120)
+    assert snap["kind"] == "explain" and snap["status"] == jobs.DONE, snap
+    state = explain_service.batch_state(job_id)
+    assert state["status"] == "done" and (state["written"], state["failed"]) == (1, 1)
+    names = zipfile.ZipFile(io.BytesIO(state["zip"])).namelist()
+    assert sorted(names) == ["failures.txt", f"ml-{user}.html"]
+    assert markov["loads"] == [("ml", mid)]      # one load for the whole batch
+    with pytest.raises(explain_service.ServiceError, match="export the batch again"):
+        explain_service.batch_state(job_id)      # handed out once, then forgotten
