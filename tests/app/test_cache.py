@@ -9,8 +9,6 @@ from trailscope.app.services import cache, jobs
 from trailscope.app.services import explain as explain_service
 from trailscope.app.services import models as model_service
 
-from tests.app.helpers import save_movielens
-
 
 def test_memo_is_bounded_least_recently_used_first():
     memo = cache.Memo("test-lru", 2)
@@ -51,12 +49,19 @@ def test_file_stamp_follows_the_file(tmp_path):
     assert cache.file_stamp(path) != before and cache.file_stamp(path)[0] == str(path)
 
 
+def _city(store, seed: int = 7, replace: bool = False) -> None:
+    """Dataset ``ml``: the generated sample city, 30 users (no data files needed)."""
+    from trailscope.analytics.sample.generate import import_sample
+
+    import_sample(store, "ml", users=30, seed=seed, replace=replace)
+
+
 @pytest.fixture()
-def markov(workspace, shared_data, monkeypatch):
-    """Dataset ``ml`` (3,000 MovieLens ratings) with a trained markov model; counts loads."""
+def markov(workspace, monkeypatch):
+    """Dataset ``ml`` (the generated city) with a trained markov model; counts loads."""
     from trailscope.models import api
 
-    save_movielens(workspace, "ml", 3000)
+    _city(workspace)
     model_id = api.train(workspace, "ml", model="markov", log=lambda _m: None).model_id
     loads = []
     real = api.load
@@ -72,7 +77,7 @@ def test_models_load_once_and_reload_after_a_reimport(markov):
     assert first == again and len(first["items"]) == 5
     assert markov["loads"] == [("ml", mid)]      # the second request used the memoised model
     assert model_service.loaded_model("ml", mid) is model_service.loaded_model("ml", mid)
-    save_movielens(markov["store"], "ml", 2900, replace=True)  # other data
+    _city(markov["store"], seed=8, replace=True)  # other data under the same name
     from trailscope.models.training.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="Retrain"):  # re-checked, not served stale
