@@ -1,8 +1,14 @@
 """Browser tests: the real dashboard in a subprocess, driven by headless Debian chromium.
 
 The server runs ``python -m trailscope.app.main`` on a free port with TRAILSCOPE_HOME in a temp
-folder;
-Playwright drives /usr/bin/chromium (no browser downloads). Screenshots go to test-artifacts/.
+folder; Playwright drives /usr/bin/chromium (no browser downloads). Screenshots go to
+test-artifacts/.
+
+Tests wait for the state they check, never for a fixed time: every Playwright wait (``expect``,
+``wait_for``, ``wait_for_function``, ...) has ``WAIT_MS`` unless it names a longer one (a
+training), and a check Playwright cannot express (pixels of a map) polls with
+:func:`wait_until`. On an idle machine each wait returns as soon as its state holds; on a loaded
+2-core machine it has a minute.
 """
 
 from __future__ import annotations
@@ -14,18 +20,44 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from playwright.sync_api import expect
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
+#: How long any browser-test wait may take before it fails (ms); see the module doc.
+WAIT_MS = 60_000
+expect.set_options(timeout=WAIT_MS)
+
+
+def wait_until(check: Callable[[], T], ok: Callable[[T], bool], what: str,
+               timeout_ms: int = WAIT_MS, every_s: float = 0.25, page: object = None) -> T:
+    """Call ``check()`` until ``ok(result)`` holds; returns that result, or fails after
+    ``timeout_ms`` naming ``what`` and the last result. Pass ``page`` when the check reads
+    state that Playwright event handlers fill (routes, console): the pause between checks
+    then runs the page's event loop instead of sleeping."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        value = check()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout_ms / 1000:.0f} s "
+                                 f"(last: {value!r:.200})")
+        if page is not None:
+            page.wait_for_timeout(every_s * 1000)
+        else:
+            time.sleep(every_s)
 
 
 def _free_port() -> int:
@@ -114,7 +146,7 @@ def page(browser):
     """A fresh page (1360x900) with ``page.console`` collecting errors."""
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     pg = context.new_page()
-    pg.set_default_timeout(20_000)
+    pg.set_default_timeout(WAIT_MS)
     pg.console = ConsoleLog(pg)
     yield pg
     context.close()

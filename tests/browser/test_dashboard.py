@@ -10,8 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from trailscope.app.views import ids
 
+from tests.browser.conftest import wait_until
 from tests.conftest import MOVIELENS, TAOBAO
 
 PATHS = [path for _, _, path in ids.PAGES]
@@ -37,8 +39,9 @@ def _goto(page, url: str) -> None:
     page.wait_for_load_state("networkidle")
 
 
-def _selected(page) -> str:
-    return page.inner_text(f"#{ids.DATASET_DROPDOWN} .dash-dropdown-value").strip()
+def _expect_selected(page, name: str) -> None:
+    """Wait until the dataset selector shows ``name``."""
+    expect(page.locator(f"#{ids.DATASET_DROPDOWN} .dash-dropdown-value")).to_have_text(name)
 
 
 def _options(page) -> list[str]:
@@ -72,8 +75,7 @@ def _upload(page, path: Path) -> None:
 def _import(page, name: str) -> None:
     page.fill(f"#{ids.NAME_INPUT}", name)
     page.click(f"#{ids.IMPORT_BUTTON}")
-    page.wait_for_selector(f"#{ids.IMPORT_RESULT} .report, #{ids.IMPORT_RESULT} .alert-error",
-                           timeout=60_000)
+    page.wait_for_selector(f"#{ids.IMPORT_RESULT} .report, #{ids.IMPORT_RESULT} .alert-error")
 
 
 def test_every_page_loads_on_an_empty_workspace(server_url, page):
@@ -123,9 +125,10 @@ def test_upload_and_import_movielens(server_url, page, files, artifacts):
     assert _kpi(report, "Rows kept") == f"{len(data):,}"
     assert _kpi(report, "Rows rejected") == "0"
     assert _kpi(report, "Users") == f"{users:,}"
-    table = page.inner_text(f"#{ids.DATASETS_TABLE}")
-    assert "ml2k" in table and f"{len(data):,}" in table
-    assert "ml2k" in _options(page)
+    table = page.locator(f"#{ids.DATASETS_TABLE}")
+    expect(table).to_contain_text("ml2k")    # the table and selector follow the import
+    expect(table).to_contain_text(f"{len(data):,}")
+    wait_until(lambda: _options(page), lambda o: "ml2k" in o, "ml2k in the dataset selector")
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(artifacts / "data-report.png"), full_page=True)
     assert page.console.errors == []
@@ -142,20 +145,21 @@ def test_second_import_and_dataset_query_parameter(server_url, page, files):
     kept = int(_kpi(report, "Rows kept").replace(",", ""))
     rejected = int(_kpi(report, "Rows rejected").replace(",", ""))
     assert read == LINES and kept + rejected == read and kept > 0.9 * read
-    assert sorted(_options(page)) == ["ml2k", "tb2k"]
+    wait_until(lambda: sorted(_options(page)), lambda o: o == ["ml2k", "tb2k"],
+               "both datasets in the selector")
 
     _goto(page, server_url + "/overview?dataset=ml2k")
-    assert _selected(page) == "ml2k"
+    _expect_selected(page, "ml2k")
     assert _kpi(page, "Events") == f"{LINES:,}"
     assert "ml2k" in page.inner_text(".dataset-badge")
     assert "dataset=ml2k" in page.get_attribute(f"#{ids.nav_link('map')}", "href")
 
     _goto(page, server_url + "/overview?dataset=tb2k")
-    assert _selected(page) == "tb2k"
+    _expect_selected(page, "tb2k")
     assert _kpi(page, "Events") == f"{kept:,}"
 
     _goto(page, server_url + "/overview")  # no parameter: the newest import
-    assert _selected(page) == "tb2k"
+    _expect_selected(page, "tb2k")
 
     _goto(page, server_url + "/overview?dataset=nope")
     assert "no dataset named 'nope'" in page.inner_text(".alert-warning")
@@ -175,7 +179,7 @@ def test_every_page_with_data_and_screenshots(server_url, page, artifacts):
     for key, label, path in ids.PAGES:
         _goto(page, f"{server_url}{path}?dataset=ml2k")
         assert page.locator(".page-header h1").inner_text() == label
-        assert _selected(page) == "ml2k"
+        _expect_selected(page, "ml2k")
         assert "ml2k" in page.inner_text(".dataset-badge")
         assert "active" in page.get_attribute(f"#{ids.nav_link(key)}", "class")
         page.screenshot(path=str(artifacts / f"page-{key}.png"), full_page=True)
@@ -189,7 +193,7 @@ def test_choosing_a_dataset_updates_url_and_page(server_url, page):
     page.wait_for_function("document.querySelector('.dataset-badge')"
                            " && document.querySelector('.dataset-badge').innerText"
                            ".includes('tb2k')")
-    assert _selected(page) == "tb2k"
+    _expect_selected(page, "tb2k")
     page.go_back()
     page.wait_for_url(re.compile(r"dataset=ml2k"))
     page.wait_for_function("document.querySelector('.dataset-badge').innerText"
@@ -205,10 +209,7 @@ def test_cancel_an_upload(server_url, server_home, page, tmp_path):
     _goto(page, server_url + "/data")
     page.set_input_files(f"#{ids.UPLOAD_INPUT}", str(big))
     page.wait_for_selector(f"#{ids.UPLOAD_CANCEL}", state="visible")
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(50)
+    wait_until(lambda: len(held), bool, "the first chunk reaches the route", page=page)
     assert len(held) == 1
     uploads = server_home / "uploads"
     started = [p for p in uploads.iterdir() if (p / "two_chunks.csv.part").exists()]
@@ -217,11 +218,9 @@ def test_cancel_an_upload(server_url, server_home, page, tmp_path):
     held[0].continue_()
     page.wait_for_function(f"document.getElementById('{ids.UPLOAD_STATUS}').innerText"
                            ".includes('cancelled')")
-    for _ in range(100):
-        if not started[0].exists():
-            break
-        page.wait_for_timeout(50)
-    assert not started[0].exists()  # the browser asked the server to delete it
+    # the browser asks the server to delete it
+    wait_until(started[0].exists, lambda there: not there, "the partial upload is deleted",
+               page=page)
     assert len(held) == 1  # chunk 1 was never sent
     assert page.is_hidden(f"#{ids.UPLOAD_CANCEL}")
     assert page.console.errors == []
@@ -234,6 +233,7 @@ def test_drop_dataset_after_confirm(server_url, page):
     page.wait_for_selector(f"#{ids.DROP_MESSAGE} .alert-ok")
     page.wait_for_function(f"!document.querySelector('#{ids.DATASETS_TABLE}')"
                            ".innerText.includes('tb2k')")
-    assert _options(page) == ["ml2k"]
-    assert _selected(page) == "ml2k"  # the selection moved off the dropped dataset
+    wait_until(lambda: _options(page), lambda o: o == ["ml2k"], "tb2k leaves the selector")
+    # the selection moved off the dropped dataset
+    _expect_selected(page, "ml2k")
     assert page.console.errors == []

@@ -19,9 +19,11 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 import pytest
+from playwright.sync_api import expect
 from trailscope.analytics.schema import CATEGORY, ITEM, LAT, LON, TS, USER
 
 from tests.app.deckmap_isolation import isolated_dash_callbacks
+from tests.browser.conftest import WAIT_MS, wait_until
 from tests.conftest import NYC, ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -122,6 +124,7 @@ class Page:
 
     def __init__(self, browser):
         self.page = browser.new_page(viewport={"width": 1000, "height": 800})
+        self.page.set_default_timeout(WAIT_MS)
         self.blocked: list[str] = []
         self.errors: list[str] = []
         self.served: list[tuple[str, int]] = []
@@ -146,16 +149,13 @@ class Page:
         return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
     def wait_drawn(self, map_id: str, name: str, min_pixels: int = 300) -> np.ndarray:
-        """Screenshot until the map has ``min_pixels`` non-background pixels (10 s max)."""
+        """Screenshot until the map has ``min_pixels`` non-background pixels."""
         self.page.wait_for_function(
             "k => window.trailscopeDeck && window.trailscopeDeck.maps[k] && "
-            "window.trailscopeDeck.maps[k].base", arg=_key(map_id), timeout=20000)
-        for _ in range(20):
-            img = self.pixels(map_id, name)
-            if drawn(img) >= min_pixels:
-                return img
-            self.page.wait_for_timeout(500)
-        return img
+            "window.trailscopeDeck.maps[k].base", arg=_key(map_id))
+        return wait_until(lambda: self.pixels(map_id, name),
+                          lambda img: drawn(img) >= min_pixels,
+                          f"map {map_id} draws {min_pixels} pixels")
 
 
 def drawn(img: np.ndarray) -> int:
@@ -188,14 +188,23 @@ def test_map_renders_offline_with_escaped_tooltips_and_replay(browser, monkeypat
                              _key("replay")) == 4
 
         # tooltip: hover the injected point; its markup must show as text, never run
-        x, y = page.evaluate("""k => { const m = window.trailscopeDeck.maps[k];
-            const r = m.container.getBoundingClientRect();
-            const d = m.base.find(l => l.id === 'evil').props.data[0];
-            const [px, py] = m.deck.getViewports()[0].project(d.position);
-            return [r.left + px, r.top + py]; }""", _key("replay"))
-        page.mouse.move(x, y)
         tip = page.locator(".deck-tooltip").first
-        tip.wait_for(state="visible", timeout=5000)
+
+        def hover_evil() -> bool:
+            """True once the tooltip shows; else hover where the point is drawn now."""
+            if tip.is_visible():
+                return True
+            x, y = page.evaluate("""k => { const m = window.trailscopeDeck.maps[k];
+                const r = m.container.getBoundingClientRect();
+                const d = m.base.find(l => l.id === 'evil').props.data[0];
+                const [px, py] = m.deck.getViewports()[0].project(d.position);
+                return [r.left + px, r.top + py]; }""", _key("replay"))
+            page.mouse.move(5, 5)
+            page.mouse.move(x, y)
+            return False
+
+        wait_until(hover_evil, bool, "the tooltip of the injected point", every_s=0.5,
+                   page=page)
         page.screenshot(path=str(ARTIFACTS / "deckmap_tooltip.png"))
         assert tip.inner_text() == f"{EVIL} | <b>bold?</b>"
         assert tip.locator("img, script, b").count() == 0
@@ -207,11 +216,15 @@ def test_map_renders_offline_with_escaped_tooltips_and_replay(browser, monkeypat
         assert float(handle.get_attribute("aria-valuenow")) == pytest.approx(0.3 * span, rel=1e-3)
         handle.focus()
         page.keyboard.press("End")
-        page.wait_for_timeout(800)
-        assert float(handle.get_attribute("aria-valuenow")) == pytest.approx(span, rel=1e-3)
+        wait_until(lambda: float(handle.get_attribute("aria-valuenow")),
+                   lambda v: v == pytest.approx(span, rel=1e-3), "the slider at its end",
+                   page=page)
         end_label = (layout_t0 + pd.Timedelta(seconds=span)).strftime("%Y-%m-%d %H:%M")
-        assert page.locator(".trailscope-replay-label").inner_text() == end_label
-        after = pg.wait_drawn("replay", "deckmap_replayed.png")
+        expect(page.locator(".trailscope-replay-label")).to_have_text(end_label)
+        after = wait_until(
+            lambda: pg.pixels("replay", "deckmap_replayed.png"),
+            lambda img: int((np.abs(img - before).max(axis=2) > 30).sum()) > 1000,
+            "the map redraws for the new time")
         changed = int((np.abs(after - before).max(axis=2) > 30).sum())
         assert changed > 1000, f"moving the slider changed only {changed} pixels"
         # the time change re-used the converted layers (no re-conversion of the data)
@@ -223,9 +236,9 @@ def test_map_renders_offline_with_escaped_tooltips_and_replay(browser, monkeypat
         page.get_by_role("button", name="Play").dispatch_event("click")
         page.wait_for_function(
             "() => Number(document.querySelector('[role=slider]')"
-            ".getAttribute('aria-valuenow')) > 0", timeout=10000)
+            ".getAttribute('aria-valuenow')) > 0")
         page.get_by_role("button", name="Pause").dispatch_event("click")
-        page.get_by_role("button", name="Play").wait_for(timeout=5000)
+        page.get_by_role("button", name="Play").wait_for()
         assert not pg.errors, f"console errors: {pg.errors}"
         assert not pg.blocked, f"requests outside localhost: {pg.blocked}"
         page.close()
@@ -304,19 +317,20 @@ def test_every_layer_builder_draws_in_a_standalone_page(browser, monkeypatch):
         pg.page.goto(url + "standalone")
         pg.page.wait_for_function("() => window.trailscopeDeck && "
                                   "window.trailscopeDeck.maps.map && "
-                                  "window.trailscopeDeck.maps.map.base", timeout=20000)
-        pg.page.wait_for_timeout(1500)
-        pg.page.locator("#map").screenshot(path=str(ARTIFACTS / "deckmap_standalone.png"))
-        picked = pg.page.evaluate("""() => { const m = window.trailscopeDeck.maps.map;
-            const v = m.deck.getViewports()[0];
+                                  "window.trailscopeDeck.maps.map.base")
+        # every layer has something on screen once the map has drawn
+        picked = wait_until(lambda: pg.page.evaluate("""() => {
+            const m = window.trailscopeDeck.maps.map; const v = m.deck.getViewports()[0];
             return m.base.map(l => [l.id, m.deck.pickObjects({x: 0, y: 0, width: v.width,
-                height: v.height, layerIds: [l.id], maxObjects: 50}).length]); }""")
+                height: v.height, layerIds: [l.id], maxObjects: 50}).length]); }"""),
+            lambda got: all(n > 0 for _, n in got), "every layer drawn", page=pg.page)
+        pg.page.locator("#map").screenshot(path=str(ARTIFACTS / "deckmap_standalone.png"))
         assert dict(picked).keys() == {"zones", "hex", "grid", "paths", "flows"}
         assert all(n > 0 for _, n in picked), f"layers with nothing on screen: {picked}"
         assert not pg.errors and not pg.blocked
         # a broken spec says what is wrong inside the map instead of staying blank
         pg.page.goto(url + "bad")
         msg = pg.page.locator("#map .trailscope-deckmap-message")
-        msg.wait_for(timeout=20000)
+        msg.wait_for()
         assert 'layer "x" has unknown type "NoSuchLayer"' in msg.inner_text()
         pg.page.close()
