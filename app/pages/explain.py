@@ -105,7 +105,10 @@ def start_explaining(clicks: list[int | None], model_id: str, user: str,
             ctx.triggered and ctx.triggered[0]["value"]):
         return (no_update,) * 5
     item = str(trigger["item"])
-    job = svc.start(name, user, item, model_id)
+    try:
+        job = svc.start(name, user, item, model_id)
+    except ServiceError as exc:  # too many explanations waiting
+        return None, True, views.HIDDEN, "", ui.error_box("Could not explain this item", str(exc))
     request = {"job": job, "dataset": name, "user": user, "item": item, "model_id": model_id}
     return request, False, {}, f"Explaining {item}…", None
 

@@ -1,5 +1,6 @@
-"""The Explain page's services: models, users, recommendations, explanations run as
-background jobs (app/services/jobs.py, kind ``explain``) with progress, and report downloads.
+"""The Explain page's services: models, users, recommendations, explanations and report
+batches run as background jobs (app/services/jobs.py, kind ``explain``) with progress and
+cancel, and report downloads.
 
 Finished explanations are memoised in ``cache.EXPLANATIONS`` per (dataset import stamp, model
 id, user, item), so re-importing a dataset invalidates them; a job for a memoised explanation

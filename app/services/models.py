@@ -93,7 +93,10 @@ def start_training(dataset: str | None, model: str | None, split: str = "leave-l
                             max_len=_bounded("max_len", max_len), device=device,
                             patience=_bounded("patience", patience if patience else 3),
                             **train_kwargs)
-    return jobs.start(job)
+    try:
+        return jobs.start(job)
+    except jobs.QueueFull as exc:
+        raise ServiceError(str(exc)) from exc
 
 
 def active_job(dataset: str | None) -> dict[str, Any] | None:

@@ -11,8 +11,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from playwright.sync_api import expect
+from trailscope.app.views import ids
 
 from tests.browser.conftest import serve
+
+EXPORT_MS = 120_000  # a PDF is printed by Chromium and a batch explains several users
 
 
 @pytest.fixture(scope="module")
@@ -52,25 +56,26 @@ def test_explain_page_views_and_exports(explain_server, page, artifacts, tmp_pat
     q = urlencode({"dataset": "nyc40", "user": user, "model": s["model_id"]})
     page.goto(f"{s['url']}/explain?{q}")
     recs = page.locator(".explain-rec-item")
-    recs.first.wait_for(timeout=30_000)
+    recs.first.wait_for()
     assert recs.count() == 10
     second = recs.nth(1)
     item = second.locator("strong").inner_text()
     second.click()
-    summary = page.locator("#explain-summary")
-    summary.wait_for(timeout=60_000)
+    summary = page.locator(f"#{ids.EXPLAIN_SUMMARY}")
+    summary.wait_for()
     assert summary.inner_text().startswith(("Recommended", "Nothing in this history"))
     assert item in page.locator(".card-title", has_text="Why").inner_text()
-    for fig in ("attribution", "groups", "counterfactual", "attention"):
-        page.locator(f"#explain-fig-{fig} .main-svg").first.wait_for(timeout=20_000)
+    for fig in (ids.EXPLAIN_FIG_ATTRIBUTION, ids.EXPLAIN_FIG_GROUPS,
+                ids.EXPLAIN_FIG_COUNTERFACTUAL, ids.EXPLAIN_FIG_ATTENTION):
+        page.locator(f"#{fig} .main-svg").first.wait_for()
     page.wait_for_function(
         "() => { const c = document.querySelector('.trailscope-deckmap canvas');"
-        " return c && c.width > 0; }", timeout=30_000)
+        " return c && c.width > 0; }")
     page.screenshot(path=str(artifacts / "explain_page.png"), full_page=True)
     assert page.console.errors == []
 
-    with page.expect_download(timeout=60_000) as dl:
-        page.click("#explain-export-html")
+    with page.expect_download(timeout=EXPORT_MS) as dl:
+        page.click(f"#{ids.EXPLAIN_EXPORT_HTML}")
     html_path = _save(dl.value, tmp_path / "report.html")
     text = html_path.read_text(encoding="utf-8")
     assert dl.value.suggested_filename.endswith(".html")
@@ -80,8 +85,8 @@ def test_explain_page_views_and_exports(explain_server, page, artifacts, tmp_pat
         assert f"id='fig-{name}'" in text
     assert "<iframe" in text  # the deck map, inlined
 
-    with page.expect_download(timeout=90_000) as dl:
-        page.click("#explain-export-pdf")
+    with page.expect_download(timeout=EXPORT_MS) as dl:
+        page.click(f"#{ids.EXPLAIN_EXPORT_PDF}")
     pdf = _save(dl.value, tmp_path / "report.pdf")
     assert pdf.read_bytes()[:5] == b"%PDF-"
     subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(pdf),
@@ -92,13 +97,13 @@ def test_explain_page_views_and_exports(explain_server, page, artifacts, tmp_pat
 def test_batch_export_zip(explain_server, page, tmp_path):
     s = explain_server
     page.goto(f"{s['url']}/explain?dataset=nyc40&model={s['model_id']}")
-    page.locator(".explain-rec-item").first.wait_for(timeout=30_000)
-    page.fill("#explain-batch-users", "\n".join([*s["users"][:2], "no-such-user"]))
-    with page.expect_download(timeout=90_000) as dl:
-        page.click("#explain-batch-button")
+    page.locator(".explain-rec-item").first.wait_for()
+    page.fill(f"#{ids.EXPLAIN_BATCH_USERS}", "\n".join([*s["users"][:2], "no-such-user"]))
+    with page.expect_download(timeout=EXPORT_MS) as dl:
+        page.click(f"#{ids.EXPLAIN_BATCH_BUTTON}")
     data = Path(_save(dl.value, tmp_path / "batch.zip")).read_bytes()
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert sorted(n for n in names if n.endswith(".html")) == sorted(
         f"nyc40-{u}.html" for u in s["users"][:2])
     assert "failures.txt" in names
-    assert "failed" in page.locator("#explain-batch-status").inner_text()
+    expect(page.locator(f"#{ids.EXPLAIN_BATCH_STATUS}")).to_contain_text("failed")

@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 from trailscope.app.views import ids
 
 from tests.app.helpers import slice_file
+from tests.browser.conftest import wait_until
 from tests.conftest import MOVIELENS, NYC
 
 ML, GEO = "ml_models", "nyc_models"
@@ -38,10 +39,10 @@ def _import_via_data_page(browser, url: str, path: Path, name: str) -> None:
     page = context.new_page()
     page.goto(url + "/data")
     page.set_input_files(f"#{ids.UPLOAD_INPUT}", str(path))
-    page.wait_for_selector(f"#{ids.MAPPING_FORM} .map-field", timeout=60_000)
+    page.wait_for_selector(f"#{ids.MAPPING_FORM} .map-field")
     page.fill(f"#{ids.NAME_INPUT}", name)
     page.click(f"#{ids.IMPORT_BUTTON}")
-    page.wait_for_selector(f"#{ids.IMPORT_RESULT} .report", timeout=60_000)
+    page.wait_for_selector(f"#{ids.IMPORT_RESULT} .report")
     context.close()
 
 
@@ -134,14 +135,14 @@ def test_slices_and_recommendations_for_a_user(url, page, artifacts):
     _open(page, url, ML)
     expect(page.locator(f"#{ids.MODELS_TABLE} tbody tr")).to_have_count(2)
     recs = page.locator(f"#{ids.MODELS_RECS} tbody tr")
-    expect(recs).to_have_count(10, timeout=30_000)
+    expect(recs).to_have_count(10)
     note = page.locator(f"#{ids.MODELS_RECS_NOTE}")
     expect(note).to_contain_text("Top 10 for user")
     user = re.search(r"for user (\S+) by", note.inner_text()).group(1)
     expect(page.locator(f"#{ids.MODELS_SLICE_GRAPH} .barlayer .point").first).to_be_visible()
     page.fill(f"#{ids.MODELS_TOPK}", "5")
     page.press(f"#{ids.MODELS_TOPK}", "Enter")
-    expect(recs).to_have_count(5, timeout=30_000)
+    expect(recs).to_have_count(5)
     expect(note).to_contain_text(f"Top 5 for user {user}")
     _choose(page, ids.MODELS_SLICE_KIND, "Cold vs warm")
     expect(page.locator(f"#{ids.MODELS_SLICE_GRAPH} .xtick").first).to_be_visible()
@@ -163,7 +164,7 @@ def test_cancel_a_running_training(url, page):
     # epoch 2 or later running: epoch 1 is kept
     expect(status).to_have_text(re.compile(r"epoch ([2-9]|\d\d+)/500"), timeout=TRAIN_TIMEOUT)
     page.click(f"#{ids.MODELS_CANCEL}")
-    expect(status).to_contain_text("Cancelled gru", timeout=60_000)
+    expect(status).to_contain_text("Cancelled gru")
     expect(status).to_contain_text("kept the best epoch so far")
     assert "width: 100" not in page.get_attribute(f"#{ids.MODELS_PROGRESS_BAR}", "style")
     expect(page.locator(f"#{ids.MODELS_TABLE} tbody tr")).to_have_count(rows_before + 1)
@@ -177,27 +178,34 @@ def test_recommendations_on_the_map_beside_the_users_path(url, page, artifacts):
     _open(page, url, GEO)
     _train(page, "markov")
     expect(page.locator(f"#{ids.MODELS_STATUS}")).to_contain_text("Finished markov",
-                                                          timeout=TRAIN_TIMEOUT)
-    expect(page.locator(f"#{ids.MODELS_RECS} tbody tr")).to_have_count(10, timeout=30_000)
+                                                                 timeout=TRAIN_TIMEOUT)
+    expect(page.locator(f"#{ids.MODELS_RECS} tbody tr")).to_have_count(10)
     key = _map_key(ids.MODELS_MAP)
     page.wait_for_function(
         "k => { const m = window.trailscopeDeck && window.trailscopeDeck.maps[k]; "
         "return m && m.base && m.base.some(l => l.id === 'recommended'); }",
-        arg=key, timeout=30_000)
+        arg=key)
     ids_ = page.evaluate("k => window.trailscopeDeck.maps[k].base.map(l => l.id)", key)
     assert ids_ == ["user-path", "user-events", "recommended"]
     first_item = page.inner_text(f"#{ids.MODELS_RECS} tbody tr >> nth=0 >> td >> nth=1").strip()
     page.locator(f"[id='{key}']").scroll_into_view_if_needed()
-    page.wait_for_timeout(800)  # let the view settle before projecting a point
-    x, y = page.evaluate("""k => { const m = window.trailscopeDeck.maps[k];
-        const r = m.container.getBoundingClientRect();
-        const d = m.base.find(l => l.id === 'recommended').props.data
-            .find(p => p.rank_text === '1');
-        const [px, py] = m.deck.getViewports()[0].project(d.position);
-        return [r.left + px, r.top + py]; }""", key)
-    page.mouse.move(x, y)
     tip = page.locator(".deck-tooltip").first
-    tip.wait_for(state="visible", timeout=10_000)
-    assert tip.inner_text().startswith(f"#1 {first_item}")
+
+    def hover_first() -> bool:
+        """True once the #1 item's tooltip shows; else hover where the item is drawn now (the
+        view may still move while the page settles, so the point is projected each time)."""
+        if tip.is_visible() and tip.inner_text().startswith(f"#1 {first_item}"):
+            return True
+        x, y = page.evaluate("""k => { const m = window.trailscopeDeck.maps[k];
+            const r = m.container.getBoundingClientRect();
+            const d = m.base.find(l => l.id === 'recommended').props.data
+                .find(p => p.rank_text === '1');
+            const [px, py] = m.deck.getViewports()[0].project(d.position);
+            return [r.left + px, r.top + py]; }""", key)
+        page.mouse.move(5, 5)
+        page.mouse.move(x, y)
+        return False
+
+    wait_until(hover_first, bool, "the tooltip of the #1 recommendation", every_s=0.5, page=page)
     page.screenshot(path=str(artifacts / "models_page_map.png"), full_page=True)
     assert page.console.errors == []
