@@ -8,19 +8,40 @@ from typing import Any
 from trailscope.analytics import schema
 from trailscope.analytics.store import DatasetInfo, Store
 
-from tests.conftest import MOVIELENS
+from tests.conftest import MOVIELENS, TAOBAO
+
+
+def _save_head(store: Store, name: str, path: Path, fmt: str, columns: str, read: str, n: int,
+               replace: bool) -> DatasetInfo:
+    """Save the first ``n`` rows of CSV ``path`` (``read``: read_csv options) as dataset
+    ``name``; ``columns`` selects the canonical columns in order."""
+    select = f"SELECT {columns} FROM read_csv(?, {read}) LIMIT {int(n)}"
+    return store.save_dataset(name, select, source=str(path), fmt=fmt, report={},
+                              replace=replace, params=[str(path)])
 
 
 def save_movielens(store: Store, name: str, n: int, replace: bool = False) -> DatasetInfo:
     """Save the first ``n`` MovieLens ratings as a dataset, straight through the Store."""
-    select = (
-        f"SELECT CAST(u AS VARCHAR) AS {schema.USER}, CAST(i AS VARCHAR) AS {schema.ITEM}, "
+    return _save_head(
+        store, name, MOVIELENS, "movielens",
+        f"CAST(u AS VARCHAR) AS {schema.USER}, CAST(i AS VARCHAR) AS {schema.ITEM}, "
         f"to_timestamp(t)::TIMESTAMP AS {schema.TS}, NULL::DOUBLE, NULL::DOUBLE, 'rate', NULL, "
-        "CAST(r AS DOUBLE), NULL::INTEGER FROM read_csv(?, delim='\t', header=false, "
-        "columns={'u': 'BIGINT', 'i': 'BIGINT', 'r': 'BIGINT', 't': 'BIGINT'}) "
-        f"LIMIT {int(n)}")
-    return store.save_dataset(name, select, source=str(MOVIELENS), fmt="movielens",
-                              report={}, replace=replace, params=[str(MOVIELENS)])
+        "CAST(r AS DOUBLE), NULL::INTEGER",
+        "delim='\t', header=false, "
+        "columns={'u': 'BIGINT', 'i': 'BIGINT', 'r': 'BIGINT', 't': 'BIGINT'}", n, replace)
+
+
+def save_taobao(store: Store, name: str, n: int, replace: bool = False) -> DatasetInfo:
+    """Save the first ``n`` events of the committed Taobao slice as a dataset, straight through
+    the Store (no coordinates)."""
+    return _save_head(
+        store, name, TAOBAO, "taobao",
+        f"CAST(u AS VARCHAR) AS {schema.USER}, CAST(i AS VARCHAR) AS {schema.ITEM}, "
+        f"to_timestamp(t)::TIMESTAMP AS {schema.TS}, NULL::DOUBLE, NULL::DOUBLE, b, "
+        "CAST(c AS VARCHAR), NULL::DOUBLE, 480",
+        "header=false, "
+        "columns={'u': 'BIGINT', 'i': 'BIGINT', 'c': 'BIGINT', 'b': 'VARCHAR', 't': 'BIGINT'}",
+        n, replace)
 
 
 def slice_file(src: Path, dst: Path, n: int) -> Path:

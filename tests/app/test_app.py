@@ -11,7 +11,7 @@ from trailscope.app import layout
 from trailscope.app.views import data as data_views
 from trailscope.app.views import ids
 
-from tests.app.helpers import save_movielens as _save_movielens
+from tests.app.helpers import save_taobao as _save_events
 from tests.app.helpers import texts
 
 
@@ -74,9 +74,9 @@ def test_search_helpers():
     assert layout.search_with_dataset(None, "x y") == "?dataset=x+y"
 
 
-def test_overview_cards_show_registry_numbers(workspace, shared_data):
-    info = _save_movielens(workspace, "ml", 1500)
-    texts = _texts(_page("/overview")["layout"](dataset="ml"))
+def test_overview_cards_show_registry_numbers(workspace):
+    info = _save_events(workspace, "tb", 1500)
+    texts = _texts(_page("/overview")["layout"](dataset="tb"))
     assert f"{info.rows:,}" in texts and f"{info.users:,}" in texts
     assert f"{info.items:,}" in texts and "Time span" in texts
     missing = " ".join(_texts(_page("/overview")["layout"](dataset="nope")))
@@ -110,11 +110,11 @@ def test_import_report_rendering_escapes_and_lists_reasons():
     assert "ts_outlier" not in texts and "far from the rest" not in texts
 
 
-def test_main_sets_default_dataset_and_runs(workspace, shared_data, monkeypatch):
+def test_main_sets_default_dataset_and_runs(workspace, monkeypatch):
     import trailscope.app.main as main_mod
 
-    _save_movielens(workspace, "older", 100)
-    _save_movielens(workspace, "newer", 100)
+    _save_events(workspace, "older", 100)
+    _save_events(workspace, "newer", 100)
     runs = []
     monkeypatch.setattr(main_mod.app, "run", lambda **kw: runs.append(kw))
     args = main_mod._parse(["--port", "8123", "--dataset", "older"])

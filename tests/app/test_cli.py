@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MOVIELENS, NYC
+from tests.conftest import NYC, TAOBAO
 
 
 def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -24,15 +24,16 @@ def home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cli-home")
 
 
-def test_import_nyc_json_report(home: Path, shared_data) -> None:
+# the committed NYC slice (tests/data): 47,929 check-ins, 91 exact repeats, 361 users, 3,565 POIs
+def test_import_nyc_json_report(home: Path) -> None:
     r = run_cli(home, "import", str(NYC), "--name", "nyc", "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["name"] == "nyc"
-    assert rep["rows_read"] == 147_938
-    assert rep["rejected_by_reason"].get("duplicate") == 458
-    assert rep["rows_kept"] == 147_938 - rep["rows_rejected"]
-    assert (rep["users"], rep["items"]) == (1_083, 5_135)
+    assert rep["rows_read"] == 47_929
+    assert rep["rejected_by_reason"].get("duplicate") == 91
+    assert rep["rows_kept"] == 47_929 - rep["rows_rejected"]
+    assert (rep["users"], rep["items"]) == (361, 3_565)
     assert rep["has_coordinates"] is True
     assert rep["time_min"].startswith("2012-04-0") and rep["time_max"].startswith("2013-02-1")
     assert rep["summaries_s"] > 0 and _rollup_tables(home, "nyc")[0] is not None
@@ -54,26 +55,26 @@ def test_reimport_refused_without_replace(home: Path) -> None:
     assert len(r.stderr.strip().splitlines()) == 1
     assert "--replace" in r.stderr
     r = run_cli(home, "datasets", "--json")
-    assert [d["rows"] for d in json.loads(r.stdout) if d["name"] == "nyc"] == [147_938 - 458]
+    assert [d["rows"] for d in json.loads(r.stdout) if d["name"] == "nyc"] == [47_929 - 91]
 
 
 def test_keep_duplicates_and_replace(home: Path) -> None:
     r = run_cli(home, "import", str(NYC), "--name", "nyc", "--replace", "--keep-duplicates",
                 "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["rows_kept"] == 147_938
+    assert json.loads(r.stdout)["rows_kept"] == 47_929
 
 
-def test_movielens_and_datasets_listing(home: Path) -> None:
-    r = run_cli(home, "import", str(MOVIELENS), "--json")
+def test_taobao_and_datasets_listing(home: Path) -> None:
+    r = run_cli(home, "import", str(TAOBAO), "--json")  # the committed Taobao slice
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert (rep["rows_kept"], rep["users"], rep["items"]) == (100_000, 943, 1_682)
+    assert (rep["rows_kept"], rep["users"], rep["items"]) == (26_222, 250, 18_624)
     assert rep["has_coordinates"] is False
     listing = json.loads(run_cli(home, "datasets", "--json").stdout)
     assert {d["name"] for d in listing} >= {"nyc", rep["name"]}
     text = run_cli(home, "datasets").stdout
-    assert "nyc" in text and "100,000" in text
+    assert "nyc" in text and "26,222" in text
 
 
 def test_broken_file_fails_with_one_line(home: Path, tmp_path: Path) -> None:
@@ -89,7 +90,7 @@ def test_broken_file_fails_with_one_line(home: Path, tmp_path: Path) -> None:
 
 
 def test_bad_map_argument(home: Path) -> None:
-    r = run_cli(home, "import", str(MOVIELENS), "--map", "usr=0", "--name", "x")
+    r = run_cli(home, "import", str(TAOBAO), "--map", "usr=0", "--name", "x")
     assert r.returncode != 0 and "unknown field 'usr'" in r.stderr
 
 
@@ -121,7 +122,7 @@ def test_sample_and_drop(home: Path) -> None:
     assert r.returncode != 0 and "no dataset named 'tiny'" in r.stderr
 
 
-def test_train_evaluate_recommend_explain_json(home: Path) -> None:
+def test_train_evaluate_recommend_explain_json(home: Path) -> None:  # user 43: in the slice
     r = run_cli(home, "train", "nyc", "--model", "repeat", "--json")
     assert r.returncode == 0, r.stderr
     trained = json.loads(r.stdout)  # stdout holds exactly one JSON object; the log is on stderr
@@ -135,20 +136,20 @@ def test_train_evaluate_recommend_explain_json(home: Path) -> None:
     assert {"model", "split", "hr@10", "ndcg@10", "mrr", "train_seconds"} <= set(rows[0])
     assert rows[0]["split"] == "leave-last" and rows[0]["hr@10"] >= rows[0]["ndcg@10"]
 
-    r = run_cli(home, "recommend", "nyc", "42", "--k", "5", "--at", "2012-06-01T19:00",
+    r = run_cli(home, "recommend", "nyc", "43", "--k", "5", "--at", "2012-06-01T19:00",
                 "--json")
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
-    assert rec["user"] == "42" and rec["model"] == "repeat" and len(rec["items"]) == 5
+    assert rec["user"] == "43" and rec["model"] == "repeat" and len(rec["items"]) == 5
     scores = [it["score"] for it in rec["items"]]
     assert scores == sorted(scores, reverse=True)
     assert {"item_id", "score", "category", "lat", "lon"} <= set(rec["items"][0])
 
-    r = run_cli(home, "explain", "nyc", "42", "--json")
+    r = run_cli(home, "explain", "nyc", "43", "--json")
     assert r.returncode == 0, r.stderr
     ex = json.loads(r.stdout)
     assert {"user", "item", "model", "score", "delta", "events", "groups", "summary"} <= set(ex)
-    top = json.loads(run_cli(home, "recommend", "nyc", "42", "--json").stdout)["items"][0]
+    top = json.loads(run_cli(home, "recommend", "nyc", "43", "--json").stdout)["items"][0]
     assert ex["item"] == top["item_id"]
 
     r = run_cli(home, "recommend", "nyc", "no-such-user")

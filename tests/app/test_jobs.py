@@ -1,5 +1,6 @@
-"""app/services/jobs.py: real short trainings on the first 3,000 MovieLens ratings in a temp
-workspace, and the runner's pools, errors and bounds on small plain targets.
+"""app/services/jobs.py: real short trainings on the first 8,000 events of the Taobao slice
+(tests/data) in a temp workspace, and the runner's pools, errors and bounds on small plain
+targets.
 
 Each test uses its own JobRunner so jobs of one test never queue behind another's.
 """
@@ -13,20 +14,20 @@ import pytest
 from trailscope.app.services import jobs
 
 from tests.app.helpers import slice_file
-from tests.conftest import MOVIELENS
+from tests.conftest import TAOBAO
 
-ROWS = 3000
-GRU = {"hidden": 16, "batch_size": 16}   # ~96 training windows -> 6 steps an epoch
+ROWS = 8000  # 724 events of 35 users and 103 items after the 5-core filter
+GRU = {"hidden": 16, "batch_size": 16}   # 38 training windows -> 3 steps an epoch
 
 
 @pytest.fixture()
-def ml(store, shared_data, tmp_path):
-    """The workspace with dataset ``ml``: the first 3,000 ratings of MovieLens 100K."""
+def tb(store, tmp_path):
+    """The workspace with dataset ``tb``: the first 8,000 events of the Taobao slice."""
     from trailscope.analytics.ingest.pipeline import import_file
 
-    path = slice_file(MOVIELENS, tmp_path / "u_3k.data", ROWS)
-    report = import_file(store, path, name="ml")
-    assert store.info("ml").rows == ROWS, report
+    path = slice_file(TAOBAO, tmp_path / "taobao_8k.csv", ROWS)
+    report = import_file(store, path, name="tb")
+    assert store.info("tb").rows == ROWS, report
     return store
 
 
@@ -43,11 +44,11 @@ def _poll(runner: jobs.JobRunner, job_id: str, until, timeout: float = 60.0) -> 
     raise AssertionError(f"condition not reached in {timeout} s; last snapshot {seen[-1]}")
 
 
-def test_markov_job_finishes_with_a_checkpoint_and_the_data_report(ml):
+def test_markov_job_finishes_with_a_checkpoint_and_the_data_report(tb):
     from trailscope.models import api
 
     runner = jobs.JobRunner()
-    job_id = runner.start(jobs.training_job(ml, "ml", "markov"))
+    job_id = runner.start(jobs.training_job(tb, "tb", "markov"))
     snap = runner.wait(job_id, timeout=60)
     assert snap["status"] == jobs.DONE and not snap["active"], snap
     assert snap["fraction"] == 1.0 and snap["plan"] == {}   # a count model has no epochs
@@ -55,19 +56,19 @@ def test_markov_job_finishes_with_a_checkpoint_and_the_data_report(ml):
     assert sum("iterative filter" in m for m in snap["messages"]) == 1, snap["messages"]
     assert any(m.startswith("saved markov-") for m in snap["messages"])
     mid = snap["summary"]["model_id"]
-    listed = api.list_models(ml, "ml")
+    listed = api.list_models(tb, "tb")
     assert [m["model_id"] for m in listed] == [mid]
     assert snap["summary"]["metrics"]["ndcg@10"] == pytest.approx(listed[0]["ndcg@10"])
-    assert snap["meta"]["dataset"] == "ml" and snap["meta"]["model"] == "markov"
+    assert snap["meta"]["dataset"] == "tb" and snap["meta"]["model"] == "markov"
     assert runner.result(job_id).model_id == mid
     assert runner.cancel(job_id) is False          # nothing left to cancel
-    assert runner.jobs(dataset="ml")[0]["id"] == job_id
+    assert runner.jobs(dataset="tb")[0]["id"] == job_id
     assert runner.jobs(dataset="other") == [] and runner.jobs(active_only=True) == []
 
 
-def test_gru_one_epoch_reports_steps_loss_and_validation(ml):
+def test_gru_one_epoch_reports_steps_loss_and_validation(tb):
     runner = jobs.JobRunner()
-    job_id = runner.start(jobs.training_job(ml, "ml", "gru", epochs=1, **GRU))
+    job_id = runner.start(jobs.training_job(tb, "tb", "gru", epochs=1, **GRU))
     seen = _poll(runner, job_id, lambda s: not s["active"])
     snap = seen[-1]
     assert snap["status"] == jobs.DONE, snap
@@ -84,11 +85,11 @@ def test_gru_one_epoch_reports_steps_loss_and_validation(ml):
     assert runner.result(job_id).history[0]["epoch"] == 1
 
 
-def test_cancel_stops_a_running_gru_and_keeps_its_best_epoch(ml):
+def test_cancel_stops_a_running_gru_and_keeps_its_best_epoch(tb):
     from trailscope.models import api
 
     runner = jobs.JobRunner()
-    job = jobs.training_job(ml, "ml", "gru", epochs=300, patience=1000, hidden=16,
+    job = jobs.training_job(tb, "tb", "gru", epochs=300, patience=1000, hidden=16,
                             batch_size=4)
     job_id = runner.start(job)
     _poll(runner, job_id, lambda s: len(s["valid"]) >= 1)   # one epoch done, more to come
@@ -104,22 +105,22 @@ def test_cancel_stops_a_running_gru_and_keeps_its_best_epoch(ml):
     assert snap["fraction"] < 1.0
     res = runner.result(job_id)
     assert res.cancelled and res.model_id == snap["summary"]["model_id"]
-    listed = {m["model_id"]: m for m in api.list_models(ml, "ml")}
+    listed = {m["model_id"]: m for m in api.list_models(tb, "tb")}
     assert listed[res.model_id]["cancelled"] is True
     assert len(res.history) == epochs_done
     # nothing is still training in the background
     assert not runner.jobs(active_only=True)
 
 
-def test_a_queued_job_waits_and_a_cancelled_queued_job_never_runs(ml):
+def test_a_queued_job_waits_and_a_cancelled_queued_job_never_runs(tb):
     from trailscope.models import api
 
     runner = jobs.JobRunner(max_running=1)
-    long_id = runner.start(jobs.training_job(ml, "ml", "gru", epochs=300, patience=1000,
+    long_id = runner.start(jobs.training_job(tb, "tb", "gru", epochs=300, patience=1000,
                                              hidden=16, batch_size=4))
     _poll(runner, long_id, lambda s: s["status"] == jobs.RUNNING and s["loss"])
-    queued = runner.start(jobs.training_job(ml, "ml", "pop"))
-    dropped = runner.start(jobs.training_job(ml, "ml", "markov"))
+    queued = runner.start(jobs.training_job(tb, "tb", "pop"))
+    dropped = runner.start(jobs.training_job(tb, "tb", "markov"))
     time.sleep(0.3)
     assert runner.snapshot(queued)["status"] == jobs.QUEUED
     assert {s["id"] for s in runner.jobs(active_only=True)} == {long_id, queued, dropped}
@@ -130,16 +131,16 @@ def test_a_queued_job_waits_and_a_cancelled_queued_job_never_runs(ml):
     assert after["status"] == jobs.DONE and after["summary"]["model_id"].startswith("pop-")
     gone = runner.wait(dropped, 60)
     assert gone["status"] == jobs.CANCELLED and gone["events"] == 0 and gone["started"] is None
-    assert not any(m["model"] == "markov" for m in api.list_models(ml, "ml"))
+    assert not any(m["model"] == "markov" for m in api.list_models(tb, "tb"))
 
 
-def test_failures_are_reported_not_raised(ml):
+def test_failures_are_reported_not_raised(tb):
     runner = jobs.JobRunner()
-    job_id = runner.start(jobs.training_job(ml, "no_such_data", "pop"))
+    job_id = runner.start(jobs.training_job(tb, "no_such_data", "pop"))
     snap = runner.wait(job_id, 60)
     assert snap["status"] == jobs.FAILED and "no_such_data" in snap["error"]
     with pytest.raises(KeyError, match="unknown model 'nope'"):
-        jobs.training_job(ml, "ml", "nope")
+        jobs.training_job(tb, "tb", "nope")
     with pytest.raises(jobs.JobNotFound, match="start the training again"):
         runner.snapshot("feedbeef")
 

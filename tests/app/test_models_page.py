@@ -1,5 +1,6 @@
 """Models page: view builders (app/model_views.py), the service calls and the page layout, on
-real results: models trained on the first 3,000 MovieLens ratings and ~4,000 NYC check-ins."""
+real results: models trained on the first 3,000 events of the Taobao slice (no coordinates) and
+the first 4,000 check-ins of the NYC slice (tests/data)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from trailscope.app.services import workspace as services
 from trailscope.app.views import models as mv
 
 from tests.app.helpers import slice_file, texts
-from tests.conftest import MOVIELENS, NYC
+from tests.conftest import NYC, TAOBAO
 
 
 def _texts(component: Any) -> list[str]:
@@ -27,8 +28,8 @@ def _text(component: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, shared_data) -> dict[str, Any]:
-    """A services workspace with ``ml`` (markov + 1-epoch gru) and ``nyc`` (markov)."""
+def trained(tmp_path_factory) -> dict[str, Any]:
+    """A services workspace with ``tb`` (markov + 1-epoch gru) and ``nyc`` (markov)."""
     from trailscope.analytics.ingest.pipeline import import_file
 
     tmp = tmp_path_factory.mktemp("models_page")
@@ -39,11 +40,11 @@ def trained(tmp_path_factory, shared_data) -> dict[str, Any]:
         mp.setenv("TRAILSCOPE_HOME", str(tmp / "home"))
         services.close_store()
         store = services.get_store()
-        import_file(store, slice_file(MOVIELENS, tmp / "u_3k.data", 3000), name="ml")
+        import_file(store, slice_file(TAOBAO, tmp / "taobao_3k.csv", 3000), name="tb")
         import_file(store, nyc, name="nyc")
         runner = jobs.JobRunner()
         snaps = {}
-        for ds, model, kw in (("ml", "markov", {}), ("ml", "gru", {"epochs": 1, "hidden": 16,
+        for ds, model, kw in (("tb", "markov", {}), ("tb", "gru", {"epochs": 1, "hidden": 16,
                                                                      "batch_size": 16}),
                               ("nyc", "markov", {})):
             job_id = runner.start(jobs.training_job(store, ds, model, **kw))
@@ -54,12 +55,12 @@ def trained(tmp_path_factory, shared_data) -> dict[str, Any]:
 
 
 def test_comparison_table_ranks_real_models_and_marks_the_best(trained):
-    models = model_service.trained_models("ml")
+    models = model_service.trained_models("tb")
     assert sorted(m["model"] for m in models) == ["gru", "markov"]
     rows = mv.comparison_rows(models)
     assert [r["ndcg@10"] for r in rows] == sorted((m["ndcg@10"] for m in models), reverse=True)
     assert [r["best"] for r in rows] == [True, False]
-    text = _text(mv.comparison_table(models, "ml"))
+    text = _text(mv.comparison_table(models, "tb"))
     for m in models:
         assert m["model_id"] in text
         assert f"{m['ndcg@10']:.4f}" in text and f"{m['hr@20']:.4f}" in text
@@ -71,25 +72,25 @@ def test_comparison_table_ranks_real_models_and_marks_the_best(trained):
 
 def test_empty_and_stale_states(trained):
     store = trained["store"]
-    assert "trailscope train ml --model markov" in _text(mv.comparison_table([], "ml"))
+    assert "trailscope train tb --model markov" in _text(mv.comparison_table([], "tb"))
     from trailscope.analytics.ingest.pipeline import import_file
 
-    path = slice_file(MOVIELENS, store.path.parent / "u_3k.data", 3000)
-    import_file(store, path, name="ml_old")
+    path = slice_file(TAOBAO, store.path.parent / "taobao_3k.csv", 3000)
+    import_file(store, path, name="tb_old")
     job = jobs.JobRunner()
-    assert job.wait(job.start(jobs.training_job(store, "ml_old", "pop")), 60)["status"] == "done"
-    assert model_service.trained_models("ml_old")[0]["stale"] is False
-    import_file(store, slice_file(MOVIELENS, path, 1500), name="ml_old", replace=True)
-    models = model_service.trained_models("ml_old")
+    assert job.wait(job.start(jobs.training_job(store, "tb_old", "pop")), 60)["status"] == "done"
+    assert model_service.trained_models("tb_old")[0]["stale"] is False
+    import_file(store, slice_file(TAOBAO, path, 1500), name="tb_old", replace=True)
+    models = model_service.trained_models("tb_old")
     assert models[0]["stale"] is True
-    text = _text(mv.comparison_table(models, "ml_old"))
+    text = _text(mv.comparison_table(models, "tb_old"))
     assert "stale" in text and "best" not in text
     assert mv.inspect_options(models)[0]["disabled"] is True
 
 
 def test_slice_charts_cover_every_test_target(trained):
-    gru = next(m for m in model_service.trained_models("ml") if m["model"] == "gru")
-    slices = model_service.model_slices("ml", gru["model_id"])
+    gru = next(m for m in model_service.trained_models("tb") if m["model"] == "gru")
+    slices = model_service.model_slices("tb", gru["model_id"])
     assert set(slices) >= {"hour", "weekday", "activity", "cold"}
     n_test = sum(v["n"] for v in slices["cold"].values())
     assert n_test > 0
@@ -108,16 +109,16 @@ def test_slice_charts_cover_every_test_target(trained):
 
 
 def test_progress_views_from_real_job_snapshots(trained):
-    gru = trained["snaps"][("ml", "gru")]
+    gru = trained["snaps"][("tb", "gru")]
     assert mv.progress_width(gru) == {"width": "100.0%"}
     status = mv.status_text(gru)
-    assert status.startswith("Finished gru on ml") and gru["summary"]["model_id"] in status
+    assert status.startswith("Finished gru on tb") and gru["summary"]["model_id"] in status
     fig = mv.curve_figure(gru)
     names = [t.name for t in fig.data]
     assert names == ["training loss", "validation NDCG@10"]
     assert list(fig.data[0].y) == [p[1] for p in gru["loss"]]
     assert fig.data[1].yaxis == "y2" and list(fig.data[1].y) == [gru["valid"][0][1]]
-    markov = trained["snaps"][("ml", "markov")]
+    markov = trained["snaps"][("tb", "markov")]
     assert "one pass" in mv.curve_figure(markov).layout.annotations[0].text
     running = {**gru, "status": "running", "active": True, "fraction": 0.5,
                "progress": {"phase": "train", "epoch": 3, "step": 2, "steps": 6,
@@ -157,31 +158,31 @@ def test_recommendations_table_and_map_on_nyc(trained):
 
 
 def test_recommendations_without_coordinates_and_errors(trained):
-    mid = next(m["model_id"] for m in model_service.trained_models("ml")
+    mid = next(m["model_id"] for m in model_service.trained_models("tb")
                if m["model"] == "markov")
-    user = model_service.model_users("ml", mid)[0]["user"]
-    rec = model_service.recommend("ml", user, 10, mid)
+    user = model_service.model_users("tb", mid)[0]["user"]
+    rec = model_service.recommend("tb", user, 10, mid)
     assert len(rec["items"]) == 10 and all(it["lat"] is None for it in rec["items"])
-    assert mv.recs_map_spec(rec, model_service.recent_events("ml", user)) is None
+    assert mv.recs_map_spec(rec, model_service.recent_events("tb", user)) is None
     assert "Lat" not in _text(mv.recs_table(rec))
     with pytest.raises(model_service.user_errors(), match="not among the"):
-        model_service.recommend("ml", "no-such-user", 10, mid)
+        model_service.recommend("tb", "no-such-user", 10, mid)
     with pytest.raises(model_service.ServiceError, match="between 1 and 100"):
-        model_service.recommend("ml", user, 0, mid)
+        model_service.recommend("tb", user, 0, mid)
 
 
 def test_training_settings_are_validated_with_fixes(trained):
     with pytest.raises(model_service.ServiceError, match="epochs must be between 1 and 500"):
-        model_service.start_training("ml", "gru", epochs=0)
+        model_service.start_training("tb", "gru", epochs=0)
     with pytest.raises(model_service.ServiceError, match="unknown split"):
-        model_service.start_training("ml", "gru", split="random")
+        model_service.start_training("tb", "gru", split="random")
     with pytest.raises(model_service.ServiceError, match="unknown model 'nope'"):
-        model_service.start_training("ml", "nope")
+        model_service.start_training("tb", "nope")
     with pytest.raises(model_service.user_errors(), match="no dataset named"):
         model_service.start_training("missing", "pop")
     if not model_service.cuda_available():
         with pytest.raises(model_service.ServiceError, match="choose 'auto' or 'cpu'"):
-            model_service.start_training("ml", "pop", device="cuda")
+            model_service.start_training("tb", "pop", device="cuda")
     choices = {c["name"]: c for c in model_service.model_choices()}
     assert not choices["markov"]["trainable"] and choices["gru"]["has_hidden"]
     opts = {o["value"]: o for o in mv.model_options(list(choices.values()))}
@@ -193,8 +194,8 @@ def test_page_layout_shows_models_and_the_no_map_reason(trained):
     import trailscope.app.main  # noqa: F401 (creates the app, which registers the pages)
 
     page = next(p for p in dash.page_registry.values() if p["path"] == "/models")
-    ml = _text(page["layout"](dataset="ml"))
-    for m in model_service.trained_models("ml"):
+    ml = _text(page["layout"](dataset="tb"))
+    for m in model_service.trained_models("tb"):
         assert m["model_id"] in ml
     assert "has no coordinates" in ml and "Train a model" in ml
     nyc = page["layout"](dataset="nyc")

@@ -1,7 +1,9 @@
 """Services, figure builders and page layouts of Overview, Map and Users on real data: the first
-6,000 NYC check-ins (55 users over ten months), MovieLens 100K with its genres, and 5,000
-MovieLens ratings without genres (no coordinates, no categories). Service results are checked
-against the same numbers computed in pandas from the stored events, not against constants.
+6,000 check-ins of the NYC slice (52 users over ten months), the Taobao slice (no coordinates),
+and, with the complete files ($TRAILSCOPE_DATA, tests marked full_data), MovieLens 100K with
+its genres and 5,000 MovieLens ratings without genres (no coordinates, no categories). Service
+results are checked against the same numbers computed in pandas from the stored events, not
+against constants.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from trailscope.app.views import charts
 from trailscope.app.views import maps as map_views
 
 from tests.app.helpers import save_movielens, texts
-from tests.conftest import MOVIELENS, NYC
+from tests.conftest import MOVIELENS, NYC, TAOBAO, has_full_data
 
 NYC_ROWS = 6000
 
@@ -37,8 +39,9 @@ def _nyc_slice(dst: Path, n: int = NYC_ROWS) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory, shared_data) -> Any:
-    """A workspace with ``nyc`` (NYC slice, imported through the real importer) and ``ml``."""
+def ws(tmp_path_factory) -> Any:
+    """A workspace with ``nyc`` (NYC slice, imported through the real importer), ``tb`` (Taobao
+    slice) and, with the complete files, ``ml`` and ``ml_plain``."""
     from trailscope.analytics.ingest import pipeline as ingest
 
     home = tmp_path_factory.mktemp("pages_home")
@@ -48,8 +51,10 @@ def ws(tmp_path_factory, shared_data) -> Any:
         services.set_default_dataset(None)
         store = services.get_store()
         ingest.import_file(store, _nyc_slice(home / "nyc_slice.csv"), name="nyc")
-        ingest.import_file(store, MOVIELENS, name="ml")  # genres come from u.item next to it
-        save_movielens(store, "ml_plain", 5_000)  # no genres, no coordinates
+        ingest.import_file(store, TAOBAO, name="tb")  # no coordinates
+        if has_full_data():
+            ingest.import_file(store, MOVIELENS, name="ml")  # genres come from u.item next to it
+            save_movielens(store, "ml_plain", 5_000)  # no genres, no coordinates
         yield store
         services.close_store()
 
@@ -166,10 +171,10 @@ def test_time_range_is_read_from_selection_and_zoom():
 def test_no_coordinates_gives_the_polite_message(ws):
     from trailscope.app.pages import map as map_page
 
-    note = map_service.coordinates_note("ml")
+    note = map_service.coordinates_note("tb")
     assert note and "no coordinates" in note and "Data page" in note
     assert map_service.coordinates_note("nyc") is None
-    text = _texts(map_page.layout(dataset="ml"))
+    text = _texts(map_page.layout(dataset="tb"))
     assert "No map for this dataset" in text and "no coordinates" in text
 
 
@@ -221,6 +226,7 @@ def test_user_drift_matches_a_hand_computed_divergence(ws, nyc_events):
     assert list(js_trace.y) == pytest.approx(mine.drift["js"].tolist())
 
 
+@pytest.mark.full_data  # seven months of ratings with genres; the Taobao slice spans nine days
 def test_most_changed_users_on_movielens(ws):
     top = users.top_changers("ml")
     assert len(top) > 0 and top["mean_js"].is_monotonic_decreasing
@@ -232,7 +238,7 @@ def test_most_changed_users_on_movielens(ws):
     assert "no categories" in _texts(users_page.show_changers("ml_plain"))
 
 
-def test_user_panels_on_nyc_and_movielens(ws, nyc_events):
+def test_user_panels_on_nyc_and_taobao(ws, nyc_events):
     u = users.active_users("nyc")[USER][0]
     assert users.search_users("nyc", str(u))[USER].iloc[0] == u  # exact id ranks first
     mob = users.user_mobility("nyc", u)
@@ -245,12 +251,12 @@ def test_user_panels_on_nyc_and_movielens(ws, nyc_events):
     m = map_views.user_map_spec("nyc", u, users.user_events("nyc", u))
     assert m is not None and m.counts["places"] == nyc_events.loc[
         nyc_events[USER] == u, "item_id"].nunique()
-    ml_user = users.active_users("ml")[USER][0]
-    assert map_views.user_map_spec("ml", ml_user, users.user_events("ml", ml_user)) is None
-    geo = charts.mobility_figure(users.user_mobility("ml", ml_user))
+    tb_user = users.active_users("tb")[USER][0]
+    assert map_views.user_map_spec("tb", tb_user, users.user_events("tb", tb_user)) is None
+    geo = charts.mobility_figure(users.user_mobility("tb", tb_user))
     assert "radius of gyration (km)" not in {t.name for t in geo.data}
     with pytest.raises(services.ServiceError, match="no user"):
-        users.user_events("ml", "no-such-user")
+        users.user_events("tb", "no-such-user")
 
 
 def test_churn_risk_and_backtest(ws):
@@ -262,7 +268,7 @@ def test_churn_risk_and_backtest(ws):
 
 
 # -- pages ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("dataset", ["nyc", "ml"])
+@pytest.mark.parametrize("dataset", ["nyc", "tb", pytest.param("ml", marks=pytest.mark.full_data)])
 def test_page_layouts_render(ws, dataset):
     from trailscope.app.pages import map as map_page
     from trailscope.app.pages import overview

@@ -24,7 +24,7 @@ EVIL_ITEM = "=cmd|' /C notepad'!A1<script>alert('item')</script>"
 
 
 @pytest.fixture(scope="module")
-def evil(tmp_path_factory, shared_data):
+def evil(tmp_path_factory):
     """TRAILSCOPE_HOME with dataset ``nyc_evil`` (40 NYC users; one renamed to EVIL_USER,
     whose events all have category EVIL_CAT, and whose most visited item becomes EVIL_ITEM)
     and a tiny trained st-transformer."""

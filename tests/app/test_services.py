@@ -6,15 +6,15 @@ import pytest
 from trailscope.analytics import schema
 from trailscope.app.services import workspace as services
 
-from tests.app.helpers import save_movielens as _save_movielens
+from tests.app.helpers import save_taobao as _save_events
 from tests.app.helpers import slice_file as _slice
 from tests.conftest import MOVIELENS, TAOBAO
 
 
-def test_catalog_default_and_resolve(workspace, shared_data):
+def test_catalog_default_and_resolve(workspace):
     assert services.dataset_names() == [] and services.default_dataset() is None
-    _save_movielens(workspace, "first", 500)
-    _save_movielens(workspace, "second", 300)
+    _save_events(workspace, "first", 500)
+    _save_events(workspace, "second", 300)
     assert services.dataset_names() == ["second", "first"]  # newest first
     assert services.default_dataset() == "second"
     assert services.resolve_dataset(None) == "second"
@@ -28,9 +28,8 @@ def test_catalog_default_and_resolve(workspace, shared_data):
     assert frame.set_index("name").loc["first", "rows"] == 500
 
 
-def test_dataset_info_is_memoised_and_reimport_invalidates(workspace, shared_data,
-                                                           monkeypatch):
-    _save_movielens(workspace, "ml", 1000)
+def test_dataset_info_is_memoised_and_reimport_invalidates(workspace, monkeypatch):
+    _save_events(workspace, "ml", 1000)
     calls = []
     real_info = workspace.info
     monkeypatch.setattr(workspace, "info", lambda name: calls.append(name) or real_info(name))
@@ -39,14 +38,14 @@ def test_dataset_info_is_memoised_and_reimport_invalidates(workspace, shared_dat
     assert first.rows == again.rows == 1000
     assert calls == ["ml"]  # the second call came from the cache
     monkeypatch.setattr(workspace, "info", real_info)
-    _save_movielens(workspace, "ml", 400, replace=True)  # same name, new import time
+    _save_events(workspace, "ml", 400, replace=True)  # same name, new import time
     assert services.dataset_info("ml").rows == 400
     with pytest.raises(KeyError, match="no dataset named 'zzz'"):
         services.dataset_info("zzz")
 
 
-def test_memoize_dataset_keys_on_arguments(workspace, shared_data):
-    _save_movielens(workspace, "ml", 200)
+def test_memoize_dataset_keys_on_arguments(workspace):
+    _save_events(workspace, "ml", 200)
     calls = []
 
     @services.memoize_dataset
@@ -61,23 +60,27 @@ def test_memoize_dataset_keys_on_arguments(workspace, shared_data):
     assert calls == [1, 5]
 
 
-def test_drop(workspace, shared_data):
-    _save_movielens(workspace, "a", 100)
+def test_drop(workspace):
+    _save_events(workspace, "a", 100)
     services.drop_dataset("a")
     assert services.dataset_names() == []
 
 
-def test_import_uploaded_movielens_slice(workspace, shared_data, tmp_path):
-    path = _slice(MOVIELENS, tmp_path / "u_2k.data", 2000)
+# an upload of 2,000 lines of a real file: the Taobao slice, and MovieLens 100K (complete file)
+@pytest.mark.parametrize(("src", "fmt", "sep"), [
+    pytest.param(TAOBAO, "taobao", ",", id="taobao"),
+    pytest.param(MOVIELENS, "movielens", "\t", id="movielens", marks=pytest.mark.full_data)])
+def test_import_uploaded_slice(workspace, tmp_path, src, fmt, sep):
+    path = _slice(src, tmp_path / f"{fmt}_2k.data", 2000)
     lines = path.read_text(encoding="latin-1").splitlines()
     sn = services.sniff(path)
-    assert sn.format == "movielens"
+    assert sn.format == fmt
     assert {schema.USER, schema.ITEM, schema.TS} <= set(sn.mapping)
     assert len(sn.preview) > 0
     report = services.import_uploaded(path, "ml2k", "auto", sn.mapping, False, False)
     assert report["name"] == "ml2k"
     assert report["rows_read"] == report["rows_kept"] == len(lines)
-    assert report["users"] == len({ln.split("\t")[0] for ln in lines})
+    assert report["users"] == len({ln.split(sep)[0] for ln in lines})
     assert services.dataset_info("ml2k").rows == len(lines)
     assert report["summaries_s"] > 0  # built by the import: the first page view reads them
     from trailscope.analytics.rollups import tables as rollup
@@ -89,13 +92,13 @@ def test_import_uploaded_movielens_slice(workspace, shared_data, tmp_path):
         services.import_uploaded(path, "ml2k", "auto", sn.mapping, False, False)
     with pytest.raises(services.ServiceError, match="invalid dataset name"):
         services.import_uploaded(path, "../evil", "auto", sn.mapping, False, False)
-    small = _slice(MOVIELENS, tmp_path / "u_500.data", 500)
-    again = services.import_uploaded(small, "ml2k", "movielens", None, True, False)
+    small = _slice(src, tmp_path / f"{fmt}_500.data", 500)
+    again = services.import_uploaded(small, "ml2k", fmt, None, True, False)
     assert again["rows_kept"] == 500
     assert services.dataset_info("ml2k").rows == 500  # the cache followed the re-import
 
 
-def test_import_uploaded_reports_rejections_and_bad_files(workspace, shared_data, tmp_path):
+def test_import_uploaded_reports_rejections_and_bad_files(workspace, tmp_path):
     from trailscope.analytics.ingest.pipeline import IngestError
 
     lines = TAOBAO.read_text().splitlines()[:2000]
@@ -131,10 +134,10 @@ def test_import_uploaded_reports_rejections_and_bad_files(workspace, shared_data
     assert "junk" not in services.dataset_names()
 
 
-def test_imports_run_as_jobs_with_their_report(workspace, shared_data, tmp_path):
+def test_imports_run_as_jobs_with_their_report(workspace, tmp_path):
     from trailscope.app.services import imports, jobs
 
-    path = _slice(MOVIELENS, tmp_path / "u_1k.data", 1000)
+    path = _slice(TAOBAO, tmp_path / "taobao_1k.csv", 1000)
     job_id = imports.start_import(path, "ml1k", "auto", None)
     assert jobs.wait(job_id, 120)["kind"] == "import"
     state = imports.import_state(job_id)

@@ -9,7 +9,7 @@ import random
 import pytest
 from trailscope.app.services import upload
 
-from tests.conftest import MOVIELENS
+from tests.conftest import TAOBAO
 
 HDR = {upload.UPLOAD_HEADER: "1"}
 
@@ -27,8 +27,8 @@ def _new(client, filename: str, size: int, chunk_size: int):
                        json={"filename": filename, "size": size, "chunk_size": chunk_size})
 
 
-def test_chunks_reassemble_byte_identically_in_any_order(client, shared_data):
-    data = MOVIELENS.read_bytes()[:300_001]  # a real file, cut mid-line, odd length
+def test_chunks_reassemble_byte_identically_in_any_order(client):
+    data = TAOBAO.read_bytes()[:300_001]  # a real file (Taobao slice), cut mid-line, odd length
     chunk = 64 * 1024
     r = _new(client, "../../u.data", len(data), chunk)
     assert r.status_code == 201, r.json
