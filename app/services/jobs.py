@@ -160,7 +160,12 @@ class _Pool:
                         self._live -= 1
                         return
                 continue
-            self._run(rec)
+            try:
+                self._run(rec)
+            except BaseException:  # _run reports every Exception; this is the interpreter
+                with self._lock:   # leaving (KeyboardInterrupt, SystemExit): give the slot back
+                    self._live -= 1
+                raise
 
 
 class JobRunner:
@@ -344,8 +349,10 @@ class JobRunner:
                 return False
             rec.cancel.set()
             queued = rec.status == QUEUED
+            if queued:  # under the lock, so no worker starts it in between
+                rec.status, rec.finished = CANCELLED, time.time()
         if queued:
-            self._finish(rec, CANCELLED)
+            rec.ended.set()
         return True
 
     def forget(self, job_id: str) -> None:
