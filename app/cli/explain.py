@@ -3,7 +3,7 @@
 Explains why a trained model recommends an item (default: the top recommendation) to a
 user. ``--json`` prints one object: user, item, model, score, delta, events (item_id, ts,
 attribution), groups (item, time, distance, category) and summary. ``--report`` also writes
-an HTML or PDF report (by suffix). app/cli.py wires it in with ``add_explain_parser``.
+an HTML or PDF report (by suffix). app/cli/main.py wires it in with ``add_explain_parser``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    """Run the command; errors surface as ValueError/KeyError/RuntimeError for app/cli.py."""
+    """Run the command; errors surface as ValueError/KeyError/RuntimeError for app/cli/main.py."""
     from ...analytics.store import Store
     from ...models.explain.user import explain_user
 

@@ -2,8 +2,8 @@
 
 How a page uses it (the page callback returns a JSON spec; the browser draws it)::
 
-    from app.deckmap import (DeckMap, deck_spec, heat_layer, paths_from_events,
-                             replay_controls, spec_id, trips_layer, view_for)
+    from ..deckgl.deckmap import (DeckMap, deck_spec, heat_layer, paths_from_events,
+                                  replay_controls, spec_id, trips_layer, view_for)
 
     layout = html.Div([DeckMap("users-map", height=520),
                        replay_controls("users-map", start=0, end=span_s, origin=t0)])
@@ -146,7 +146,7 @@ def deck_spec(layers: list[dict], view: dict, tooltip: dict | None = None, *,
     for i, layer in enumerate(layers):
         if not isinstance(layer, dict) or "@@type" not in layer or "id" not in layer:
             raise ValueError(f"layer {i} is not a layer dict; build layers with the *_layer "
-                             f"functions of app.deckmap")
+                             f"functions of app/deckgl/deckmap.py")
         if layer["id"] in seen:
             raise ValueError(f"two layers share id {layer['id']!r}; pass id=... to tell apart")
         seen.add(layer["id"])
@@ -213,7 +213,7 @@ def DeckMap(id: str, spec: dict | None = None, height: int | str = 480) -> html.
         dcc.Store(id=time_id(id), data=None),
         dcc.Store(id=status_id(id), data=None),
         html.Div(html.Div("Loading map\u2026 (if this stays, the app did not call "
-                          "app.deckmap.register_deckmap(app))",
+                          "deckmap.register_deckmap(app))",
                           className="trailscope-deckmap-placeholder",
                           style={"position": "absolute", "left": "8px", "top": "8px",
                                  "font": "12px sans-serif", "color": "#666"}),

@@ -1,4 +1,4 @@
-"""deck.gl layer specs built from tidy DataFrames (JSON dicts for ``app.deckmap.deck_spec``).
+"""deck.gl layer specs built from tidy DataFrames (JSON dicts for ``deckgl.deckmap.deck_spec``).
 
 Every builder takes a DataFrame plus the names of the columns to read (defaults from
 ``analytics.schema``) and returns one JSON-safe layer dict in @deck.gl/json form

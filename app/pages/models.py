@@ -1,10 +1,10 @@
 """Models page: train next-item models in the background, compare them, inspect one.
 
-Training runs as a thread job (app/jobs.py, started through app/model_service.py); a
+Training runs as a thread job (app/services/jobs.py, started through app/services/models.py); a
 ``dcc.Interval`` polls its snapshot for the progress bar, the status line and the live
 loss / validation NDCG@10 curve, and is switched off when the job ends, which bumps a version
 store that refreshes the comparison table and the model pickers. A page reload finds a still
-running job of the dataset and follows it again. Rendering lives in app/model_views.py.
+running job of the dataset and follows it again. Rendering lives in app/views/models.py.
 """
 
 from __future__ import annotations

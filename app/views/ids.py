@@ -53,7 +53,7 @@ TIME_RANGE = "shared-time-range"
 # -- Map page ------------------------------------------------------------------------------
 MAP_DATASET = "map-dataset"  # page-local store: the dataset the page shows
 MAP_URL_RANGE = "map-url-range"  # page-local store: ?start=&end= of the URL, if any
-MAP_DECK = "map-deck"  # app.deckmap.DeckMap id (its stores use pattern-matching ids)
+MAP_DECK = "map-deck"  # app.deckgl DeckMap id (its stores use pattern-matching ids)
 MAP_REPLAY = "map-replay"  # container of the replay controls
 MAP_LAYERS = "map-layers"
 MAP_CATEGORY = "map-category"
@@ -73,7 +73,7 @@ USERS_SUMMARY = "users-summary"
 USERS_TIMELINE = "users-timeline"
 USERS_DRIFT = "users-drift"
 USERS_MOBILITY = "users-mobility"
-USERS_DECK = "users-deck"  # app.deckmap.DeckMap id
+USERS_DECK = "users-deck"  # app.deckgl DeckMap id
 USERS_MAP_BOX = "users-map-box"
 USERS_CHURN = "users-churn"
 USERS_CHANGERS = "users-changers"

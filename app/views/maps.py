@@ -3,7 +3,7 @@
 ``map_spec`` assembles the Map page's layers (heat, hexagons, zones, paths replayed over time,
 flows) for a filter; ``user_map_spec`` draws one user's trips and places. Both return the spec
 plus what the replay controls need (origin and span in seconds). Layer builders come from
-app.deckmap (the offline deck.gl component); nothing here touches the browser.
+app/deckgl (the offline deck.gl component); nothing here touches the browser.
 """
 
 from __future__ import annotations
