@@ -2,9 +2,9 @@
 charts, recommendation table and map spec (component ids: app/views/ids.py).
 
 Pure functions from plain data (job snapshots of app/services/jobs.py, rows of
-models.api.list_models / evaluate / recommend, event frames) to Dash components, plotly figures and deck.gl specs; the
-callbacks in app/pages/models.py call them. User strings only reach the page through Dash
-components (escaped) or deck.gl text tooltips (shown with innerText).
+models.api.list_models / evaluate / recommend, event frames) to Dash components, plotly figures
+and deck.gl specs; the callbacks in app/pages/models.py call them. User strings only reach the
+page through Dash components (escaped) or deck.gl text tooltips (shown with innerText).
 """
 
 from __future__ import annotations
