@@ -38,17 +38,17 @@ class Clock:
         self.first_step: dict[tuple[str, int], float] = {}
         self.valid_at: dict[int, float] = {}
 
-    def __call__(self, ev: dict[str, Any]) -> None:
+    def __call__(self, ev: Any) -> None:  # a models.training.settings.TrainEvent
         now = time.perf_counter()
-        phase = ev.get("phase")
+        phase = ev.phase
         if phase == "data":
             self.t_data = now
         elif phase in ("train", "pretrain"):
-            key = (phase, int(ev["epoch"]))
+            key = (phase, int(ev.epoch))
             self.first_step.setdefault(key, now)
             self.last_step[key] = now
         elif phase == "valid":
-            self.valid_at[int(ev["epoch"])] = now
+            self.valid_at[int(ev.epoch)] = now
 
     def pretrain_seconds(self) -> float:
         keys = [k for k in self.last_step if k[0] == "pretrain"]

@@ -158,28 +158,29 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from ...models import api
+    from ...models.training.settings import TrainEvent, resolve
 
-    def progress(p: dict) -> None:
+    def progress(p: TrainEvent) -> None:
         if not args.json:
-            phase = p.get("phase", "train")
-            msg = f"\r{phase} epoch {p.get('epoch', 0)} step {p.get('step', 0)}/{p.get('steps', 0)}"
-            if p.get("loss") is not None:
-                msg += f" loss {p['loss']:.4f}"
-            if p.get("valid") is not None:
-                msg += f" valid ndcg@10 {p['valid']:.4f}"
+            msg = f"\r{p.phase} epoch {p.epoch} step {p.step}/{p.steps}"
+            if p.loss is not None:
+                msg += f" loss {p.loss:.4f}"
+            if p.valid is not None:
+                msg += f" valid ndcg@10 {p.valid:.4f}"
             print(msg, end="", file=sys.stderr, flush=True)
 
+    # training settings and model settings in one mapping; typos fail before the store opens
+    values: dict[str, Any] = {"split": args.split, "device": args.device}
+    if args.epochs is not None:
+        values["epochs"] = args.epochs
+    if args.text:
+        values["text_embeddings"] = args.text
+    values.update(parse_settings(args.set))
+    settings, config = resolve(args.model, values)
     with _store() as store:
         # stdout carries only the result (one JSON object with --json); the log goes to stderr
-        kwargs: dict[str, Any] = {"model": args.model, "split": args.split,
-                                  "device": args.device, "progress": progress,
-                                  "log": lambda msg: print(msg, file=sys.stderr)}
-        if args.epochs is not None:
-            kwargs["epochs"] = args.epochs
-        if args.text:
-            kwargs["text_embeddings"] = args.text
-        kwargs.update(parse_settings(args.set))
-        result = api.train(store, args.name, **kwargs)
+        result = api.train(store, args.name, args.model, settings, config, progress=progress,
+                           log=lambda msg: print(msg, file=sys.stderr))
     if not args.json:
         print(file=sys.stderr)
     out = result.to_json() if hasattr(result, "to_json") else dict(result)

@@ -1,9 +1,11 @@
 """The training loop: seeded, early-stopped on validation NDCG@10, cancellable, resumable.
 
-``train(store, "nyc", model="sasrec")`` builds the dataset (reports printed through ``log``),
-fits count baselines in one pass or trains neural models with AdamW (optionally after the
-model's own ``pretrain_loss`` phase), keeps the best epoch by validation NDCG@10, evaluates
-it on the test part and saves a checkpoint (models.checkpoint).
+``train(store, "nyc", "sasrec", TrainSettings(epochs=5))`` builds the dataset (reports
+printed through ``log``), fits count baselines in one pass or trains neural models with
+AdamW (optionally after the model's own ``pretrain_loss`` phase), keeps the best epoch by
+validation NDCG@10, evaluates it on the test part and saves a checkpoint
+(models.training.checkpoint). Progress goes to ``progress`` as ``TrainEvent``s
+(models.training.settings).
 
 Resume: after every epoch the run state (weights, optimiser, best weights, history, RNG) is
 written to ``_resume-<key>.pt`` in the dataset's model folder, ``key`` hashing everything
@@ -29,12 +31,13 @@ import torch
 
 from ...analytics.store import Store
 from ..base import Recommender
-from ..data.dataset import ExcludeSeen, SeqDataset, build_dataset
+from ..data.dataset import SeqDataset, build_dataset
 from ..recommenders.registry import get_class, make_config
 from . import checkpoint as ckpt
 from .evaluate import autocast, evaluate_model, next_window_metrics, to_device
+from .settings import Phase, TrainEvent, TrainSettings, resolve
 
-Progress = Callable[[dict[str, Any]], None]
+Progress = Callable[[TrainEvent], None]
 
 
 @dataclass
@@ -79,7 +82,7 @@ def _run_key(parts: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *, phase: str,
+def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *, phase: Phase,
                 epoch: int, batch_size: int, seed: int, dev: torch.device,
                 loss_fn: Callable, progress: Progress | None,
                 cancel: threading.Event | None) -> float | None:
@@ -104,40 +107,42 @@ def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *,
         total += float(loss.detach())
         n += 1
         if progress is not None:
-            progress({"phase": phase, "epoch": epoch, "step": step + 1, "steps": steps,
-                      "loss": float(loss.detach()), "valid": None})
+            progress(TrainEvent(phase, epoch, step + 1, steps, float(loss.detach())))
     return total / max(n, 1)
 
 
-def train(store: Store, name: str, model: str = "st-transformer", split: str = "leave-last",
-          epochs: int = 20, device: str | torch.device = "auto", batch_size: int = 128,
-          lr: float = 3e-3, seed: int = 0, max_len: int = 50, patience: int = 3,
+def train(store: Store, name: str, model: str = "st-transformer",
+          settings: TrainSettings | None = None, config: Any = None, *,
           progress: Progress | None = None, cancel: threading.Event | None = None,
-          resume: bool = True, min_user: int = 5, min_item: int = 5,
-          exclude_seen: ExcludeSeen = "auto", weight_decay: float = 0.0,
-          pretrain_epochs: int = 2, log: Callable[[str], None] = print,
-          **model_overrides: Any) -> TrainResult:
-    """Train ``model`` on dataset ``name``; see the module docstring.
+          log: Callable[[str], None] = print, **overrides: Any) -> TrainResult:
+    """Train ``model`` on dataset ``name`` with ``settings``; see the module docstring.
 
-    ``model_overrides`` go to ``cls.Config``. A model with ``pretrain_loss`` that asks for
-    pre-training (its ``wants_pretraining`` property, else a config field ``pretrain``) first
-    gets ``pretrain_epochs`` epochs of it.
+    ``config`` is the model's ``Config`` (default: its defaults). ``overrides`` are named
+    training settings or model settings, as ``--set`` gives them (``epochs=1, hidden=16``),
+    applied over ``settings`` and ``config`` by :func:`models.training.settings.resolve`,
+    which rejects unknown names. A model with ``pretrain_loss`` that asks for pre-training
+    (its ``wants_pretraining`` property, else a config field ``pretrain``) first gets
+    ``settings.pretrain_epochs`` epochs of it.
     """
     t0 = time.time()
-    dev = resolve_device(device)
-    seed_everything(seed)
     cls = get_class(model)
-    config = make_config(cls, model_overrides)
-    ds = build_dataset(store, name, split, max_len, min_user, min_item, exclude_seen)
+    if config is None or overrides:
+        base = asdict(config) if config is not None else {}
+        settings, config = resolve(model, {**base, **overrides}, settings)
+    elif not isinstance(config, cls.Config):
+        config = make_config(cls, dict(config))
+    s = settings or TrainSettings()
+    split, seed, lr, batch_size = s.split, s.seed, s.lr, s.batch_size
+    dev = resolve_device(s.device)
+    seed_everything(seed)
+    ds = build_dataset(store, name, split, s.max_len, s.min_user, s.min_item, s.exclude_seen)
     for m in ds.messages:
         log(m)
     log(f"training {model} on {name} ({split}) on {dev}")
     net = cls(ds.meta, config).to(dev)
-    data_params = {"max_len": max_len, "min_user": min_user, "min_item": min_item,
-                   "exclude_seen": exclude_seen}
+    data_params = s.data_params()
     if progress is not None:
-        progress({"phase": "data", "epoch": 0, "step": 0, "steps": 0, "loss": None,
-                  "valid": None, "messages": list(ds.messages)})
+        progress(TrainEvent(Phase.DATA, messages=tuple(ds.messages)))
 
     def finish(history: list[dict], cancelled: bool, resumed: int) -> TrainResult:
         valid = evaluate_model(net, ds, "valid", device=dev, with_slices=False)
@@ -152,8 +157,8 @@ def train(store: Store, name: str, model: str = "st-transformer", split: str = "
                                 "cancelled": cancelled, "device": str(dev)})
         log(f"saved {path.stem}: test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f}")
         if progress is not None:
-            progress({"phase": "done", "epoch": len(history), "step": 0, "steps": 0,
-                      "loss": None, "valid": valid["ndcg@10"], "model_id": path.stem})
+            progress(TrainEvent(Phase.DONE, len(history), valid=valid["ndcg@10"],
+                                model_id=path.stem))
         return TrainResult(path.stem, path, metrics, history, seconds, cancelled, resumed,
                            list(ds.messages))
 
@@ -168,17 +173,18 @@ def train(store: Store, name: str, model: str = "st-transformer", split: str = "
     if not cls.trainable:
         return finish([], False, 0)
 
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=s.weight_decay)
+    # the same keys as before TrainSettings existed: interrupted runs still resume
     key = _run_key({"model": model, "config": asdict(config), "split": split,
-                    "pretrain_epochs": pretrain_epochs,
-                    "seed": seed, "lr": lr, "batch_size": batch_size, "epochs": epochs,
-                    "weight_decay": weight_decay, "data": data_params,
+                    "pretrain_epochs": s.pretrain_epochs,
+                    "seed": seed, "lr": lr, "batch_size": batch_size, "epochs": s.epochs,
+                    "weight_decay": s.weight_decay, "data": data_params,
                     "fingerprint": store.fingerprint(name)})
     partial = ckpt.models_dir(store, name) / f"_resume-{model}-{key}.pt"
     state = {"epoch": 0, "history": [], "best": -1.0, "best_state": None, "bad": 0,
              "pretrained": False}
     resumed = 0
-    if resume and partial.exists():
+    if s.resume and partial.exists():
         saved = torch.load(partial, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
@@ -195,10 +201,10 @@ def train(store: Store, name: str, model: str = "st-transformer", split: str = "
         tmp.replace(partial)
 
     wants = bool(getattr(net, "wants_pretraining", getattr(config, "pretrain", False)))
-    pre_epochs = int(pretrain_epochs)
+    pre_epochs = int(s.pretrain_epochs)
     if wants and pre_epochs > 0 and hasattr(net, "pretrain_loss") and not state["pretrained"]:
         for ep in range(1, pre_epochs + 1):
-            loss = _epoch_loop(net, ds, opt, phase="pretrain", epoch=ep, batch_size=batch_size,
+            loss = _epoch_loop(net, ds, opt, phase=Phase.PRETRAIN, epoch=ep, batch_size=batch_size,
                                seed=seed + 7, dev=dev, loss_fn=net.pretrain_loss,
                                progress=progress, cancel=cancel)
             if loss is None:
@@ -207,12 +213,12 @@ def train(store: Store, name: str, model: str = "st-transformer", split: str = "
                                    list(ds.messages))
             log(f"pretrain epoch {ep}: loss {loss:.4f}")
         state["pretrained"] = True
-        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=s.weight_decay)
 
     cancelled = False
-    for epoch in range(state["epoch"] + 1, epochs + 1):
+    for epoch in range(state["epoch"] + 1, s.epochs + 1):
         te = time.time()
-        loss = _epoch_loop(net, ds, opt, phase="train", epoch=epoch, batch_size=batch_size,
+        loss = _epoch_loop(net, ds, opt, phase=Phase.TRAIN, epoch=epoch, batch_size=batch_size,
                            seed=seed, dev=dev, loss_fn=net.loss, progress=progress,
                            cancel=cancel)
         if loss is None:
@@ -224,8 +230,7 @@ def train(store: Store, name: str, model: str = "st-transformer", split: str = "
                                  "seconds": time.time() - te})
         log(f"epoch {epoch}: loss {loss:.4f} valid ndcg@10 {valid:.4f}")
         if progress is not None:
-            progress({"phase": "valid", "epoch": epoch, "step": 0, "steps": 0, "loss": loss,
-                      "valid": valid})
+            progress(TrainEvent(Phase.VALID, epoch, loss=loss, valid=valid))
         if valid > state["best"]:
             state.update(best=valid, bad=0, best_state=copy.deepcopy(
                 {k: v.detach().cpu() for k, v in net.state_dict().items()}))
@@ -233,8 +238,8 @@ def train(store: Store, name: str, model: str = "st-transformer", split: str = "
             state["bad"] += 1
         state["epoch"] = epoch
         save_partial()
-        if state["bad"] >= patience:
-            log(f"early stop: no validation gain for {patience} epochs")
+        if state["bad"] >= s.patience:
+            log(f"early stop: no validation gain for {s.patience} epochs")
             break
     if state["best_state"] is None:
         return TrainResult(None, None, {}, state["history"], time.time() - t0, cancelled,
