@@ -165,6 +165,7 @@ def export_report(_h: int, _p: int, request: dict | None) -> tuple[Any, Any]:
 @callback(
     Output(ids.EXPLAIN_BATCH_JOB, "data"), Output(ids.EXPLAIN_BATCH_POLL, "disabled"),
     Output(ids.EXPLAIN_BATCH_STATUS, "children"), Output(ids.EXPLAIN_BATCH_BUTTON, "disabled"),
+    Output(ids.EXPLAIN_BATCH_CANCEL, "disabled"),
     Input(ids.EXPLAIN_BATCH_BUTTON, "n_clicks"), State(ids.EXPLAIN_BATCH_USERS, "value"),
     State(ids.EXPLAIN_BATCH_FORMAT, "value"), State(ids.EXPLAIN_DATASET, "data"),
     State(ids.EXPLAIN_MODEL, "value"), prevent_initial_call=True,
@@ -172,12 +173,24 @@ def export_report(_h: int, _p: int, request: dict | None) -> tuple[Any, Any]:
 def export_batch(n: int, text: str | None, fmt: str, name: str,
                  model_id: str) -> tuple[Any, ...]:
     if not n:
-        return (no_update,) * 4
+        return (no_update,) * 5
     try:
         job_id = svc.start_batch(name, text, fmt or "html", model_id)
     except ServiceError as exc:
-        return None, True, ui.error_box("Batch export failed", str(exc)), False
-    return job_id, False, "Exporting…", True
+        return None, True, ui.error_box("Batch export failed", str(exc)), False, True
+    return job_id, False, "Exporting…", True, False
+
+
+@callback(
+    Output(ids.EXPLAIN_BATCH_CANCEL, "disabled", allow_duplicate=True),
+    Output(ids.EXPLAIN_BATCH_STATUS, "children", allow_duplicate=True),
+    Input(ids.EXPLAIN_BATCH_CANCEL, "n_clicks"), State(ids.EXPLAIN_BATCH_JOB, "data"),
+    prevent_initial_call=True,
+)
+def cancel_batch(n: int, job_id: str | None) -> tuple[Any, Any]:
+    if not n or not job_id:
+        return no_update, no_update
+    return True, "Cancelling after the current report…" if svc.cancel(job_id) else no_update
 
 
 @callback(
@@ -185,22 +198,27 @@ def export_batch(n: int, text: str | None, fmt: str, name: str,
     Output(ids.EXPLAIN_BATCH_STATUS, "children", allow_duplicate=True),
     Output(ids.EXPLAIN_BATCH_POLL, "disabled", allow_duplicate=True),
     Output(ids.EXPLAIN_BATCH_BUTTON, "disabled", allow_duplicate=True),
+    Output(ids.EXPLAIN_BATCH_CANCEL, "disabled", allow_duplicate=True),
     Input(ids.EXPLAIN_BATCH_POLL, "n_intervals"), State(ids.EXPLAIN_BATCH_JOB, "data"),
     State(ids.EXPLAIN_DATASET, "data"), prevent_initial_call=True,
 )
 def poll_batch(_n: int, job_id: str | None, name: str | None) -> tuple[Any, ...]:
     if not job_id:
-        return no_update, no_update, True, False
+        return no_update, no_update, True, False, True
     try:
         state = svc.batch_state(job_id)
     except ServiceError as exc:
-        return no_update, ui.error_box("Batch export failed", str(exc)), True, False
+        return no_update, ui.error_box("Batch export failed", str(exc)), True, False, True
     if state["status"] == "running":
-        return no_update, state["message"], False, True
+        return no_update, no_update if state["cancelling"] else state["message"], False, \
+            True, no_update
+    if state["status"] == "cancelled":
+        return no_update, ui.notice("Batch export cancelled.", "warning"), True, False, True
     if state["status"] == "error":
-        return no_update, ui.error_box("Batch export failed", state["error"]), True, False
+        return (no_update, ui.error_box("Batch export failed", state["error"]), True, False,
+                True)
     msg = f"{state['written']} report(s) exported"
     if state["failed"]:
         msg += f"; {state['failed']} failed (see failures.txt in the zip)"
     return (dcc.send_bytes(state["zip"], svc.download_name(name or "", "reports") + ".zip"),
-            msg, True, False)
+            msg, True, False, True)

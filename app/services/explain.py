@@ -199,19 +199,20 @@ def start_batch(name: str, text: str | None, fmt: str, model_id: str) -> str:
 
 
 def batch_state(job_id: str) -> dict[str, Any]:
-    """``{"status": running/done/error, "message", "error", "zip": bytes | None, "written",
-    "failed"}``. The zip is handed out once: the job is forgotten after it is read, so
-    finished batches do not hold their reports in memory."""
+    """``{"status": running/done/cancelled/error, "message", "error", "cancelling", "zip":
+    bytes | None, "written", "failed"}``. The zip is handed out once: the job is forgotten
+    after it is read, so finished batches do not hold their reports in memory."""
     try:
         snap = jobs.snapshot(job_id)
     except jobs.JobNotFound:
         raise ServiceError(f"no batch export {job_id!r}: the server restarted; export the "
                            "batch again") from None
-    out = {"status": {jobs.QUEUED: "running", jobs.RUNNING: "running", jobs.DONE: "done"}.get(
-               snap["status"], "error"),
+    out = {"status": {jobs.QUEUED: "running", jobs.RUNNING: "running", jobs.DONE: "done",
+                      jobs.CANCELLED: "cancelled"}.get(snap["status"], "error"),
            "message": snap["progress"].get("message") or "Waiting for other explanations…",
            "error": snap["error"] or ("cancelled" if snap["status"] == jobs.CANCELLED else None),
-           "zip": None, **(snap["summary"] or {"written": 0, "failed": 0})}
+           "cancelling": snap["cancel_requested"], "zip": None,
+           **(snap["summary"] or {"written": 0, "failed": 0})}
     if out["status"] == "done":
         out["zip"] = jobs.result(job_id)[0]
         jobs.forget(job_id)

@@ -124,6 +124,8 @@ def export_card() -> html.Section:
                            options=[{"label": " HTML ", "value": "html"},
                                     {"label": " PDF ", "value": "pdf"}]),
             html.Button("Export batch", id=ids.EXPLAIN_BATCH_BUTTON, n_clicks=0, className="btn"),
+            html.Button("Cancel", id=ids.EXPLAIN_BATCH_CANCEL, n_clicks=0, className="btn",
+                        disabled=True, title="Stop after the report being written"),
             html.Span(id=ids.EXPLAIN_BATCH_STATUS),
         ]),
         dcc.Download(id=ids.EXPLAIN_BATCH_DOWNLOAD),

@@ -173,5 +173,6 @@ EXPLAIN_BATCH_FORMAT = "explain-batch-format"
 EXPLAIN_BATCH_BUTTON = "explain-batch-button"
 EXPLAIN_BATCH_STATUS = "explain-batch-status"
 EXPLAIN_BATCH_DOWNLOAD = "explain-batch-download"
+EXPLAIN_BATCH_CANCEL = "explain-batch-cancel"
 EXPLAIN_BATCH_JOB = "explain-batch-job"  # store: the id of the batch export job
 EXPLAIN_BATCH_POLL = "explain-batch-poll"  # interval polling that job

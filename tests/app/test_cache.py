@@ -124,3 +124,26 @@ def test_batch_export_runs_as_a_job_and_hands_its_zip_out_once(markov):
     assert markov["loads"] == [("ml", mid)]      # one load for the whole batch
     with pytest.raises(explain_service.ServiceError, match="export the batch again"):
         explain_service.batch_state(job_id)      # handed out once, then forgotten
+
+
+def test_a_batch_export_stops_when_cancelled(workspace, monkeypatch):
+    import threading
+    import time
+
+    started = threading.Event()
+
+    def slow_batch(name, users, fmt, model_id, on_user=None):
+        for i in range(1000):  # stands in for many slow reports
+            on_user(i, 1000, f"u{i}")
+            started.set()
+            time.sleep(0.01)
+        return b"", {"written": [], "failed": {}}
+
+    monkeypatch.setattr(explain_service, "batch_zip", slow_batch)
+    job_id = explain_service.start_batch("ml", "a, b", "html", "m")
+    assert started.wait(30)
+    assert explain_service.batch_state(job_id)["status"] == "running"
+    assert explain_service.cancel(job_id) is True
+    assert jobs.wait(job_id, 30)["status"] == jobs.CANCELLED
+    state = explain_service.batch_state(job_id)
+    assert state["status"] == "cancelled" and state["cancelling"] and state["zip"] is None

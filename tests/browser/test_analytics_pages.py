@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import pytest
 from trailscope.app.views import ids
 
@@ -55,14 +57,14 @@ def _open(page, url: str, graphs: int) -> None:
     page.wait_for_function(
         """n => { const g = [...document.querySelectorAll('.js-plotly-plot')];
                   return g.length >= n && g.every(e => e.querySelector('.main-svg')
-                      && !e.innerText.includes('Loading…')); }""", arg=graphs, timeout=60_000)
+                      && !e.innerText.includes('Loading…')); }""", arg=graphs)
     page.wait_for_load_state("networkidle")
 
 
 def _shot(page, path) -> None:
     """A full-page screenshot from the top (the sticky navbar stays where it belongs)."""
     page.evaluate("window.scrollTo(0, 0)")
-    page.wait_for_timeout(200)
+    page.wait_for_function("window.scrollY === 0")
     page.screenshot(path=str(path), full_page=True)
 
 
@@ -78,16 +80,12 @@ def _drawn(img: np.ndarray) -> int:
 
 
 def _wait_map(page, map_id: str, min_pixels: int = 500) -> np.ndarray:
+    """The map's pixels once it has drawn ``min_pixels`` non-background pixels."""
     page.wait_for_function("k => window.trailscopeDeck && window.trailscopeDeck.maps[k] && "
-                           "window.trailscopeDeck.maps[k].base", arg=_key(map_id),
-                           timeout=30_000)
-    img = _map_pixels(page, map_id)
-    for _ in range(20):
-        if _drawn(img) >= min_pixels:
-            break
-        page.wait_for_timeout(500)
-        img = _map_pixels(page, map_id)
-    return img
+                           "window.trailscopeDeck.maps[k].base", arg=_key(map_id))
+    return browser_conftest.wait_until(
+        lambda: _map_pixels(page, map_id), lambda img: _drawn(img) >= min_pixels,
+        f"map {map_id} draws {min_pixels} pixels")
 
 
 @pytest.mark.parametrize("dataset", ["sample", "nyc"])
@@ -125,8 +123,10 @@ def test_moving_the_time_slider_changes_the_map(url, page, artifacts):
         page.keyboard.press("PageDown")  # back in time by a tenth of the span each
     page.wait_for_function("t => document.querySelector('.trailscope-replay-label')"
                            ".innerText !== t", arg=start_label)
-    page.wait_for_timeout(800)
-    after = _map_pixels(page, ids.MAP_DECK)
+    after = browser_conftest.wait_until(
+        lambda: _map_pixels(page, ids.MAP_DECK),
+        lambda img: int((np.abs(img - before).max(axis=2) > 30).sum()) > 1000,
+        "the map redraws for the new time")
     changed = int((np.abs(after - before).max(axis=2) > 30).sum())
     page.locator(".card-map").screenshot(path=str(artifacts / "analytics-map-slider.png"))
     assert changed > 1000, f"moving the slider changed only {changed} pixels"
@@ -143,7 +143,7 @@ def test_time_range_picked_on_the_trend_filters_the_map(url, page):
     page.mouse.move(box["x"] + 0.35 * box["width"], y, steps=8)
     page.mouse.up()
     chip = page.locator(f"#{ids.OVERVIEW_RANGE_NOTE} .chip")
-    chip.wait_for(timeout=15_000)
+    chip.wait_for()
     picked = chip.locator("strong").inner_text()
     page.get_by_role("link", name="Open on the map →").click()
     page.wait_for_url("**/map?*start=*")
@@ -156,17 +156,24 @@ def test_time_range_picked_on_the_trend_filters_the_map(url, page):
     assert page.console.errors == []
 
 
+def _quiet_user() -> str:
+    """The least active user of the NYC file: never among the 50 the picker lists at first."""
+    counts = pd.read_csv(NYC, usecols=["user_id"], dtype=str)["user_id"].value_counts()
+    return str(counts.sort_values(kind="stable").index[0])
+
+
 def test_find_a_user_by_search(url, page):
+    user = _quiet_user()
     _open(page, f"{url}/users?dataset=nyc", graphs=3)
     listed = page.locator(f"#{ids.USERS_PICK}").inner_text()
     before = page.inner_text(f"#{ids.USERS_SUMMARY}")
     page.click(f"#{ids.USERS_PICK}")
-    page.fill(".dash-dropdown-search", "1023")  # not among the 50 most active: server search
-    option = page.locator(".dash-dropdown-option", has_text="1023").first
+    page.fill(".dash-dropdown-search", user)  # not among the 50 most active: server search
+    option = page.locator(".dash-dropdown-option", has_text=re.compile(rf"^\s*{user}\b")).first
     option.click()
     page.wait_for_function("([sel, t]) => document.querySelector(sel).innerText !== t",
-                           arg=[f"#{ids.USERS_SUMMARY}", before], timeout=30_000)
-    assert "1023" in page.locator(f"#{ids.USERS_PICK}").inner_text() != listed
+                           arg=[f"#{ids.USERS_SUMMARY}", before])
+    assert user in page.locator(f"#{ids.USERS_PICK}").inner_text() != listed
     assert page.console.errors == []
 
 
