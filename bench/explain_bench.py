@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             ig_times.append(time.perf_counter() - t0)
             diff = abs(ig.score - ig.baseline_score)
             rel_delta.append(abs(ig.delta) / diff if diff > 0 else 0.0)
-            lens.append(int(batch["len"][0]))
+            lens.append(int(batch.len[0]))
             t0 = time.perf_counter()
             explain(model, meta, batch, item, exclude=exclude, deletion_k=a.k)
             full_times.append(time.perf_counter() - t0)

@@ -133,7 +133,7 @@ def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | N
     events = store.events(name, where=f"{schema.USER} = ?", params=[str(user)])
     hist = history_batch(events, meta, user, at, lat, lon)
     dev = next(iter(model.buffers()), torch.zeros(0)).device
-    batch = {key: v.to(dev) for key, v in hist.batch.items()}
+    batch = hist.batch.to(dev)
     if lat is not None and hasattr(model, "score_near"):
         scores = model.score_near(batch, float(lat), float(lon))
     else:
@@ -156,5 +156,5 @@ def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | N
                       "lat": _finite(coords[i, 0]), "lon": _finite(coords[i, 1])})
     return {"user": str(user), "model": model.name, "model_id": model_id,
             "at": datetime.fromtimestamp(hist.at, UTC).replace(tzinfo=None).isoformat(),
-            "history_used": int(hist.batch["len"].item()),
+            "history_used": int(hist.batch.len.item()),
             "unknown_items_skipped": hist.skipped, "items": items}

@@ -1,24 +1,7 @@
 """The one contract every next-item model follows (RecBole-style, without its trainer).
 
-A batch is a plain ``dict[str, torch.Tensor]`` built by ``models.data``. Sequences are
+A :class:`Batch` is a dataclass of tensors built by ``models.data``. Sequences are
 left-padded: position ``L-1`` is the most recent event, index 0 is padding everywhere.
-
-Batch keys (B = batch size, L = max sequence length):
-    user         (B,)    long   user index (1..n_users)
-    item_seq     (B, L)  long   item indices, 0 = padding
-    time_seq     (B, L)  float64 unix seconds (0 where padded)
-    lat_seq      (B, L)  float32 latitude  (0 where unknown; see geo_mask)
-    lon_seq      (B, L)  float32 longitude
-    geo_mask     (B, L)  bool   True where the event has coordinates
-    hour_seq     (B, L)  long   local hour + 1 (1..24), 0 = padding
-    weekday_seq  (B, L)  long   local weekday + 1 (1..7, Monday = 1), 0 = padding
-    cat_seq      (B, L)  long   category index, 0 = padding/unknown
-    beh_seq      (B, L)  long   behaviour index, 0 = padding
-    target       (B,)    long   the next item (what is scored at evaluation)
-    target_time  (B,)    float64 unix seconds of the next event (known when asking "what next at T")
-    target_hour, target_weekday (B,) long, same encoding as above
-    target_seq   (B, L)  long   next item after each position (teacher forcing), 0 = none
-    len          (B,)    long   number of real events in item_seq
 
 ``score(batch)`` returns (B, n_items + 1) scores over ALL items; column 0 (padding) is -inf.
 Whether already-seen items are masked is the evaluator's job, not the model's.
@@ -26,6 +9,7 @@ Whether already-seen items are masked is the evaluator's job, not the model's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,7 +19,71 @@ import numpy as np
 import torch
 from torch import nn
 
-Batch = dict[str, torch.Tensor]
+
+@dataclass
+class Batch:
+    """A batch of left-padded histories (B = batch size, L = sequence length)."""
+
+    user: torch.Tensor            # (B,) long: user index (1..n_users)
+    item_seq: torch.Tensor        # (B, L) long: item indices, 0 = padding
+    time_seq: torch.Tensor        # (B, L) float64: unix seconds (0 where padded)
+    lat_seq: torch.Tensor         # (B, L) float32: latitude (0 where unknown; see geo_mask)
+    lon_seq: torch.Tensor         # (B, L) float32: longitude
+    geo_mask: torch.Tensor        # (B, L) bool: True where the event has coordinates
+    hour_seq: torch.Tensor        # (B, L) long: local hour + 1 (1..24), 0 = padding
+    weekday_seq: torch.Tensor     # (B, L) long: local weekday + 1 (1..7, Monday = 1), 0 = pad
+    cat_seq: torch.Tensor         # (B, L) long: category index, 0 = padding/unknown
+    beh_seq: torch.Tensor         # (B, L) long: behaviour index, 0 = padding
+    target: torch.Tensor          # (B,) long: the next item (what is scored at evaluation)
+    target_time: torch.Tensor     # (B,) float64: unix seconds of the next event ("at T")
+    target_hour: torch.Tensor     # (B,) long: same encoding as hour_seq
+    target_weekday: torch.Tensor  # (B,) long: same encoding as weekday_seq
+    target_seq: torch.Tensor      # (B, L) long: next item after each position, 0 = none
+    len: torch.Tensor             # (B,) long: number of real events in item_seq
+
+    #: the (B, L) fields: cropped, reordered and re-padded together
+    SEQ_FIELDS: ClassVar[tuple[str, ...]] = (
+        "item_seq", "time_seq", "lat_seq", "lon_seq", "geo_mask", "hour_seq", "weekday_seq",
+        "cat_seq", "beh_seq", "target_seq")
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every field by name (a shallow view, not a copy)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        """A new batch with ``fn`` applied to every tensor."""
+        return Batch(**{k: fn(v) for k, v in self.tensors().items()})
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return self.map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def rows(self, index: slice | torch.Tensor) -> Batch:
+        """The rows ``index`` of every tensor (``batch.rows(slice(0, 1))``: the first row)."""
+        return self.map(lambda t: t[index])
+
+    def expand(self, n: int) -> Batch:
+        """Row 0 repeated ``n`` times (views, no copies)."""
+        return self.map(lambda t: t[:1].expand(n, *t.shape[1:]))
+
+    def copy(self) -> Batch:
+        """A shallow copy whose fields can be reassigned without touching this batch."""
+        return dataclasses.replace(self)
+
+    def crop(self, max_len: int) -> Batch:
+        """Keep the most recent ``max_len`` positions of every sequence (left padding stays
+        left); the batch itself when it is not longer."""
+        if self.item_seq.shape[1] <= max_len:
+            return self
+        out = self.copy()
+        for name in self.SEQ_FIELDS:
+            setattr(out, name, getattr(self, name)[:, -max_len:])
+        out.len = self.len.clamp(max=max_len)
+        return out
+
+    @property
+    def size(self) -> int:
+        """B, the number of rows."""
+        return int(self.item_seq.shape[0])
 
 #: Feature groups every explanation reports, in this order (absent groups are 0).
 FEATURE_GROUPS: tuple[str, ...] = ("item", "time", "distance", "category")

@@ -202,24 +202,24 @@ class SeqDataset:
 
         nxt = np.where(real, ev.item[np.where(real, pos + 1, 0)], 0)   # pos + 1 <= target
         t = ex.pos
-        return {
-            "user": torch.from_numpy(ex.user.copy()),
-            "item_seq": torch.from_numpy(take(ev.item)),
-            "time_seq": torch.from_numpy(take(ev.ts).astype(np.float64)),
-            "lat_seq": torch.from_numpy(take(ev.lat).astype(np.float32)),
-            "lon_seq": torch.from_numpy(take(ev.lon).astype(np.float32)),
-            "geo_mask": torch.from_numpy(take(ev.geo, False).astype(bool)),
-            "hour_seq": torch.from_numpy(take(ev.hour)),
-            "weekday_seq": torch.from_numpy(take(ev.weekday)),
-            "cat_seq": torch.from_numpy(take(ev.cat)),
-            "beh_seq": torch.from_numpy(take(ev.beh)),
-            "target": torch.from_numpy(ev.item[t].copy()),
-            "target_time": torch.from_numpy(ev.ts[t].copy()),
-            "target_hour": torch.from_numpy(ev.hour[t].copy()),
-            "target_weekday": torch.from_numpy(ev.weekday[t].copy()),
-            "target_seq": torch.from_numpy(nxt),
-            "len": torch.from_numpy(real.sum(1).astype(np.int64)),
-        }
+        return Batch(
+            user=torch.from_numpy(ex.user.copy()),
+            item_seq=torch.from_numpy(take(ev.item)),
+            time_seq=torch.from_numpy(take(ev.ts).astype(np.float64)),
+            lat_seq=torch.from_numpy(take(ev.lat).astype(np.float32)),
+            lon_seq=torch.from_numpy(take(ev.lon).astype(np.float32)),
+            geo_mask=torch.from_numpy(take(ev.geo, False).astype(bool)),
+            hour_seq=torch.from_numpy(take(ev.hour)),
+            weekday_seq=torch.from_numpy(take(ev.weekday)),
+            cat_seq=torch.from_numpy(take(ev.cat)),
+            beh_seq=torch.from_numpy(take(ev.beh)),
+            target=torch.from_numpy(ev.item[t].copy()),
+            target_time=torch.from_numpy(ev.ts[t].copy()),
+            target_hour=torch.from_numpy(ev.hour[t].copy()),
+            target_weekday=torch.from_numpy(ev.weekday[t].copy()),
+            target_seq=torch.from_numpy(nxt),
+            len=torch.from_numpy(real.sum(1).astype(np.int64)),
+        )
 
     def batches(self, part: str, batch_size: int = 256, shuffle: bool = False,
                 seed: int = 0) -> Iterator[Batch]:

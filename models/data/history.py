@@ -99,22 +99,22 @@ def history_batch(events: pd.DataFrame, meta: DataMeta, user: str,
         return torch.from_numpy(out).to(dtype).unsqueeze(0)            # (1, L)
 
     nxt = np.r_[item[1:], 0]
-    batch = {
-        "user": torch.tensor([uidx]),
-        "item_seq": pad(item, torch.long),
-        "time_seq": pad(ts, torch.float64),
-        "lat_seq": pad(np.where(geo, elat, 0.0), torch.float32),
-        "lon_seq": pad(np.where(geo, elon, 0.0), torch.float32),
-        "geo_mask": pad(geo, torch.bool),
-        "hour_seq": pad(hour + 1, torch.long),
-        "weekday_seq": pad(wday + 1, torch.long),
-        "cat_seq": pad(cat, torch.long),
-        "beh_seq": pad(beh, torch.long),
-        "target": torch.tensor([int(item[-1])]),     # unknown; a valid index, never scored
-        "target_time": torch.tensor([t_at], dtype=torch.float64),
-        "target_hour": torch.tensor([int(t_hour[0]) + 1]),
-        "target_weekday": torch.tensor([int(t_wday[0]) + 1]),
-        "target_seq": pad(nxt, torch.long),
-        "len": torch.tensor([m]),
-    }
+    batch = Batch(
+        user=torch.tensor([uidx]),
+        item_seq=pad(item, torch.long),
+        time_seq=pad(ts, torch.float64),
+        lat_seq=pad(np.where(geo, elat, 0.0), torch.float32),
+        lon_seq=pad(np.where(geo, elon, 0.0), torch.float32),
+        geo_mask=pad(geo, torch.bool),
+        hour_seq=pad(hour + 1, torch.long),
+        weekday_seq=pad(wday + 1, torch.long),
+        cat_seq=pad(cat, torch.long),
+        beh_seq=pad(beh, torch.long),
+        target=torch.tensor([int(item[-1])]),     # unknown; a valid index, never scored
+        target_time=torch.tensor([t_at], dtype=torch.float64),
+        target_hour=torch.tensor([int(t_hour[0]) + 1]),
+        target_weekday=torch.tensor([int(t_wday[0]) + 1]),
+        target_seq=pad(nxt, torch.long),
+        len=torch.tensor([m]),
+    )
     return History(batch, np.unique(item), int((~known).sum()), t_at)

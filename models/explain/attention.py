@@ -36,7 +36,7 @@ def attention_weights(model: Recommender, batch: Batch) -> np.ndarray | None:
     handles = [m.register_forward_hook(hook_for(i)) for i, m in enumerate(mods)]
     model.eval()
     try:
-        model.score({k: v[:1] for k, v in batch.items()})
+        model.score(batch.rows(slice(0, 1)))
     finally:
         for h in handles:
             h.remove()
@@ -52,7 +52,7 @@ def attention_frame(model: Recommender, batch: Batch) -> pd.DataFrame | None:
     if w is None:
         return None
     pos = real_positions(batch)
-    offset = batch["item_seq"].shape[1] - w.shape[-1]  # models crop to their max_len
+    offset = batch.item_seq.shape[1] - w.shape[-1]  # models crop to their max_len
     keep = pos >= offset
     events = np.flatnonzero(keep)  # event indices (0 = oldest) the model saw
     last = w[:, :, -1, :][:, :, pos[keep] - offset]  # (layers, heads, n)

@@ -65,11 +65,6 @@ def score_fn(model: Recommender, item: int) -> Callable[[Batch], torch.Tensor]:
     return f
 
 
-def expand(batch: Batch, n: int) -> Batch:
-    """Row 0 of ``batch`` repeated ``n`` times (views, no copies)."""
-    return {k: v[:1].expand(n, *v.shape[1:]) for k, v in batch.items()}
-
-
 class _Tap(nn.Module):
     """Identity layer placed where a feature enters the model without a module call, so
     Captum has a layer output to interpolate."""
@@ -214,7 +209,7 @@ def _site_to_events(site: _Site, attr: torch.Tensor, inst: _Instrument, batch: B
         return (0.5 * (m.sum(0) + m.sum(1)))[pos]
     out = np.zeros(len(pos))         # candidate bias: the last event with a known position
     if len(pos):
-        geo = batch["geo_mask"][0].cpu().numpy()[pos]
+        geo = batch.geo_mask[0].cpu().numpy()[pos]
         j = int(np.flatnonzero(geo)[-1]) if geo.any() else len(pos) - 1
         out[j] = float(a.sum())
     return out
@@ -231,7 +226,7 @@ def integrated_gradients(model: Recommender, batch: Batch, item: int, n_steps: i
     if n_steps < 2:
         raise ValueError(f"n_steps must be >= 2, got {n_steps}")
     model.eval()
-    batch = {k: v[:1] for k, v in batch.items()}
+    batch = batch.rows(slice(0, 1))
     f = score_fn(model, item)
     if model.part_weight(ScorePart.ENCODER) == 0:
         # the blend gave the encoder no weight: nothing in the score depends on the
@@ -242,9 +237,9 @@ def integrated_gradients(model: Recommender, batch: Batch, item: int, n_steps: i
         return IGResult({g: np.zeros(len(pos)) for g in GROUPS}, score, score, 0.0, [], 0)
     inst = _Instrument(model.explain_layers())
     sites = inst.sites
-    inst.items = batch["item_seq"]
+    inst.items = batch.item_seq
     with inst.hooks(sites), torch.no_grad():  # dry run: which layers does this model use?
-        inst.flag.value = torch.ones(1, device=batch["item_seq"].device)
+        inst.flag.value = torch.ones(1, device=batch.item_seq.device)
         f(batch)
     sites = [s for s in sites if s.name in inst.fired]
     if not sites:
@@ -255,10 +250,10 @@ def integrated_gradients(model: Recommender, batch: Batch, item: int, n_steps: i
     def forward(present: torch.Tensor) -> torch.Tensor:
         n = present.shape[0]
         inst.flag.value = present.view(n)
-        inst.items = batch["item_seq"][:1].expand(n, -1)
-        return f(expand(batch, n))
+        inst.items = batch.item_seq[:1].expand(n, -1)
+        return f(batch.expand(n))
 
-    dev = batch["item_seq"].device
+    dev = batch.item_seq.device
     one, zero = torch.ones(1, 1, device=dev), torch.zeros(1, 1, device=dev)
     with warnings.catch_warnings():  # "multiple layers": ours are parallel, none feeds another
         warnings.simplefilter("ignore", UserWarning)
@@ -304,7 +299,7 @@ def explain(model: Recommender, meta: DataMeta, batch: Batch, item: int, *,
     """
     if not 0 < item <= meta.n_items:
         raise ValueError(f"item index {item} is outside 1..{meta.n_items}")
-    if int((batch["item_seq"][0] > 0).sum()) == 0:
+    if int((batch.item_seq[0] > 0).sum()) == 0:
         raise ValueError("the history is empty: there is nothing to explain")
     t0 = time.perf_counter()
     cat, lat, lon = _item_facts(meta, item)

@@ -38,7 +38,7 @@ def explain_counts(model: Recommender, meta: DataMeta, batch: Batch, item: int) 
     if not isinstance(model, CountModel):
         raise ValueError(f"no count explanation for model {model.name!r}; count models "
                          "explained here are pop, repeat and markov")
-    batch = {k: v[:1] for k, v in batch.items()}
+    batch = batch.rows(slice(0, 1))
     model.eval()
     scores = model.score(batch)[0].float()
     score = float(scores[item])
@@ -68,14 +68,14 @@ def blend_details(model: Recommender, meta: DataMeta, batch: Batch,
     parts = model.parts
     if len(parts) == 1:
         return None
-    batch = {k: v[:1] for k, v in batch.items()}
+    batch = batch.rows(slice(0, 1))
     scores = dict(zip(parts, model.score_parts(batch), strict=True))
     out: dict[str, Any] = {"weights": {p.value: model.part_weight(p) for p in parts}}
 
     def term(part: ScorePart) -> float:
         return model.part_weight(part) * float(scores[part][0, item])
 
-    last = int(batch["item_seq"][0, -1])
+    last = int(batch.item_seq[0, -1])
     if ScorePart.TRANSITIONS in scores:
         observed = model.explain_layers().transition_counts
         if observed is None:
@@ -86,7 +86,7 @@ def blend_details(model: Recommender, meta: DataMeta, batch: Batch,
                               "from_last": from_last,
                               "last_item": meta.item_ids[last - 1] if last > 0 else None}
     if ScorePart.HISTORY in scores:
-        seq = batch["item_seq"][0, -meta.max_len:]
+        seq = batch.item_seq[0, -meta.max_len:]
         out["history"] = {"term": term(ScorePart.HISTORY),
                           "your_events": int((seq == item).sum())}
     return out

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ..base import Batch, Recommender
-from .types import SEQ_KEYS, real_positions
+from .types import real_positions
 
 
 def remove_events(batch: Batch, drops: list[np.ndarray]) -> Batch:
@@ -26,29 +26,28 @@ def remove_events(batch: Batch, drops: list[np.ndarray]) -> Batch:
     and ``len`` updated; the target slot (time, hour, weekday) is unchanged.
     """
     pos = real_positions(batch)
-    n, L = len(pos), batch["item_seq"].shape[1]
-    rows: dict[str, list[torch.Tensor]] = {k: [] for k in SEQ_KEYS if k in batch}
+    n, L = len(pos), batch.item_seq.shape[1]
+    rows: dict[str, list[torch.Tensor]] = {k: [] for k in Batch.SEQ_FIELDS}
     lens = []
     for drop in drops:
         keep = np.setdiff1d(np.arange(n), np.asarray(drop, dtype=np.int64))
         cols = torch.as_tensor(pos[keep], dtype=torch.long)
         m = len(keep)
         for k in rows:
-            src = batch[k][0]
+            src = getattr(batch, k)[0]
             out = torch.zeros_like(src)
             if m:
                 if k == "target_seq":
-                    items = batch["item_seq"][0, cols]
+                    items = batch.item_seq[0, cols]
                     out[L - m:] = torch.cat([items[1:], items.new_zeros(1)])
                 else:
                     out[L - m:] = src[cols]
             rows[k].append(out)
         lens.append(m)
-    out_batch = {k: torch.stack(v) for k, v in rows.items()}
-    for k, v in batch.items():
-        if k not in out_batch:
-            out_batch[k] = v[:1].expand(len(drops), *v.shape[1:]).clone()
-    out_batch["len"] = torch.tensor(lens, dtype=torch.long, device=batch["item_seq"].device)
+    out_batch = batch.expand(len(drops)).map(torch.clone)  # the per-row fields, as they are
+    for k, v in rows.items():
+        setattr(out_batch, k, torch.stack(v))
+    out_batch.len = torch.tensor(lens, dtype=torch.long, device=batch.item_seq.device)
     return out_batch
 
 

@@ -104,14 +104,9 @@ def empty_events() -> pd.DataFrame:
     return pd.DataFrame({c: [] for c in EVENT_COLUMNS})
 
 
-#: (B, L) keys of a batch (everything else is per row)
-SEQ_KEYS = ("item_seq", "time_seq", "lat_seq", "lon_seq", "geo_mask", "hour_seq",
-            "weekday_seq", "cat_seq", "beh_seq", "target_seq")
-
-
 def real_positions(batch: Batch) -> np.ndarray:
     """Column indices of the real events of row 0, oldest first."""
-    return np.flatnonzero(batch["item_seq"][0].cpu().numpy() > 0)
+    return np.flatnonzero(batch.item_seq[0].cpu().numpy() > 0)
 
 
 def _name(vocab: tuple, idx: int) -> str | None:
@@ -121,7 +116,7 @@ def _name(vocab: tuple, idx: int) -> str | None:
 def events_frame(batch: Batch, meta: DataMeta) -> pd.DataFrame:
     """Row 0's real events as a frame (oldest first) with zero attribution columns."""
     pos = real_positions(batch)
-    row = {k: batch[k][0].cpu().numpy() for k in SEQ_KEYS if k in batch}
+    row = {k: getattr(batch, k)[0].cpu().numpy() for k in Batch.SEQ_FIELDS}
     items = row["item_seq"][pos]
     cats = tuple(meta.extra.get("category_names", ()))
     behs = tuple(meta.extra.get("behavior_names", ()))

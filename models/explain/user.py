@@ -78,7 +78,7 @@ def explain_user(store: Store, name: str, user: str, item_id: str | None = None,
     events = store.events(name, where=f"{schema.USER} = ?", params=[str(user)])
     hist = history_batch(events, meta, user)
     dev = next(iter(model.buffers()), None)
-    batch = {key: v.to(dev.device) if dev is not None else v for key, v in hist.batch.items()}
+    batch = hist.batch.to(dev.device) if dev is not None else hist.batch
     exclude = hist.items if meta.extra.get("exclude_seen") else None
     step(0.3, f"attributing the score of {item_id} ({model.name})")
     ex = explain(model, meta, batch, idx, n_steps=n_steps, deletion_k=deletion_k,

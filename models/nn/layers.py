@@ -29,27 +29,7 @@ from ..base import Batch, Recommender
 
 EARTH_RADIUS_KM = 6371.0088
 
-#: keys of a batch that are (B, L) sequences and so are cropped together
-SEQ_KEYS = (
-    "item_seq", "time_seq", "lat_seq", "lon_seq", "geo_mask", "hour_seq", "weekday_seq",
-    "cat_seq", "beh_seq", "target_seq",
-)
-
-
 # ----------------------------------------------------------------------------- batch helpers
-
-
-def crop_batch(batch: Batch, max_len: int) -> Batch:
-    """Keep the most recent ``max_len`` positions of every sequence (left padding stays left)."""
-    if batch["item_seq"].shape[1] <= max_len:
-        return batch
-    out = dict(batch)
-    for key in SEQ_KEYS:
-        if key in out:
-            out[key] = out[key][:, -max_len:]
-    if "len" in out:
-        out["len"] = out["len"].clamp(max=max_len)
-    return out
 
 
 def positions(item_seq: torch.Tensor) -> torch.Tensor:
@@ -353,13 +333,13 @@ class EncoderRecommender(Recommender):
 
     def hidden(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) state at every position, the one scored against the items."""
-        return self.encode(crop_batch(batch, self.meta.max_len))
+        return self.encode(batch.crop(self.meta.max_len))
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        batch = crop_batch(batch, self.meta.max_len)
-        return full_softmax_loss(self.encode(batch), batch["target_seq"], self.item_emb.weight)
+        batch = batch.crop(self.meta.max_len)
+        return full_softmax_loss(self.encode(batch), batch.target_seq, self.item_emb.weight)
 
     def score(self, batch: Batch) -> torch.Tensor:
-        batch = crop_batch(batch, self.meta.max_len)
+        batch = batch.crop(self.meta.max_len)
         h = self.encode(batch)[:, -1]  # (B, D) state after the most recent event
         return score_all(h, self.item_emb.weight, self.meta.n_items)

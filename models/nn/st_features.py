@@ -105,10 +105,10 @@ def relation_ids(batch: Batch, valid: torch.Tensor, geo_mask: torch.Tensor, use_
     """Pairwise bucket ids (B, L, L) for the relations that are switched on."""
     ids: dict[str, torch.Tensor] = {}
     if use_time:
-        ids["time"] = time_gap_buckets(batch["time_seq"], valid, cfg.n_time_buckets,
+        ids["time"] = time_gap_buckets(batch.time_seq, valid, cfg.n_time_buckets,
                                        cfg.time_min_s, cfg.time_max_s)
     if use_distance:
-        ids["dist"] = distance_buckets(batch["lat_seq"], batch["lon_seq"], geo_mask, valid,
+        ids["dist"] = distance_buckets(batch.lat_seq, batch.lon_seq, geo_mask, valid,
                                        cfg.n_dist_buckets, cfg.dist_min_km, cfg.dist_max_km)
     return ids
 
@@ -118,26 +118,19 @@ def target_slot(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
     Position i predicts event i + 1 (teacher forcing), the last position predicts the
     target, whose time is given at evaluation ("what next at time T"). The target ITEM is
-    never used. Missing ``target_*`` keys read as unknown (0).
+    never used.
     """
-    t, hour, wd = batch["time_seq"], batch["hour_seq"], batch["weekday_seq"]
-    B = t.shape[0]
-
-    def last(key: str, like: torch.Tensor) -> torch.Tensor:
-        v = batch.get(key)
-        return (torch.zeros(B, dtype=like.dtype, device=like.device) if v is None
-                else v.to(like.dtype))[:, None]
-
-    next_t = torch.cat((t[:, 1:], last("target_time", t)), dim=1)  # (B, L)
-    next_h = torch.cat((hour[:, 1:], last("target_hour", hour)), dim=1)  # (B, L)
-    next_w = torch.cat((wd[:, 1:], last("target_weekday", wd)), dim=1)  # (B, L)
+    t, hour, wd = batch.time_seq, batch.hour_seq, batch.weekday_seq
+    next_t = torch.cat((t[:, 1:], batch.target_time.to(t.dtype)[:, None]), dim=1)  # (B, L)
+    next_h = torch.cat((hour[:, 1:], batch.target_hour.to(hour.dtype)[:, None]), dim=1)
+    next_w = torch.cat((wd[:, 1:], batch.target_weekday.to(wd.dtype)[:, None]), dim=1)
     return next_t, next_h, next_w
 
 
 def target_gap_buckets(batch: Batch, next_t: torch.Tensor, valid: torch.Tensor,
                        n: int, lo: float, hi: float) -> torch.Tensor:
     """Bucket of (next event time - this event time); unknown (n + 1) when either is unset."""
-    t = batch["time_seq"]
+    t = batch.time_seq
     unknown = (next_t <= 0) | (t <= 0) | (next_t < t)
     return log_buckets((next_t - t).clamp(min=0), n, lo, hi, unknown=unknown) * valid
 
@@ -194,9 +187,10 @@ class CandidateDistance(nn.Module):
         known = query_known[:, None] & self.item_known[None, :]  # (N, n_items)
         return ids.masked_fill_(~known, self.n_dist + 1)
 
-    def last_known(self, batch: Batch, geo_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def last_known(self, lat_seq: torch.Tensor, lon_seq: torch.Tensor,
+                   geo_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Unit vector of the last known position at or before each position: (B, L, 3), (B, L)."""
-        xyz = unit_vectors(batch["lat_seq"], batch["lon_seq"]).float()  # (B, L, 3)
+        xyz = unit_vectors(lat_seq, lon_seq).float()  # (B, L, 3)
         return ffill_last_known(xyz, geo_mask)
 
     def forward(self, query_xyz: torch.Tensor, query_known: torch.Tensor,

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..base import Batch, DataMeta, Recommender
-from ..nn.layers import crop_batch, full_softmax_loss, haversine_km, init_weights, score_all
+from ..nn.layers import full_softmax_loss, haversine_km, init_weights, score_all
 from .gru import left_to_right, right_to_left
 
 
@@ -114,7 +114,7 @@ class GraphRec(Recommender):
     @staticmethod
     def batch_transitions(batch: Batch) -> torch.Tensor:
         """(2, E) (item, next item) pairs of a batch, from ``item_seq`` and ``target_seq``."""
-        src, dst = batch["item_seq"], batch["target_seq"]
+        src, dst = batch.item_seq, batch.target_seq
         keep = (src > 0) & (dst > 0)
         return torch.stack([src[keep], dst[keep]])
 
@@ -158,7 +158,7 @@ class GraphRec(Recommender):
 
     def encode(self, batch: Batch, table: torch.Tensor) -> torch.Tensor:
         """(B, L, D) user state after each event (padding rows are ignored downstream)."""
-        seq = batch["item_seq"]  # (B, L)
+        seq = batch.item_seq  # (B, L)
         x = self.drop(table[seq])  # (B, L, D)
         if self.config.encoder == "gru":
             lengths = (seq > 0).sum(dim=1)
@@ -179,14 +179,14 @@ class GraphRec(Recommender):
 
     def hidden(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) state at every position, the one scored against the items."""
-        return self.encode(crop_batch(batch, self.meta.max_len), self.propagate())
+        return self.encode(batch.crop(self.meta.max_len), self.propagate())
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        batch = crop_batch(batch, self.meta.max_len)
+        batch = batch.crop(self.meta.max_len)
         if not self.fitted:
             self.add_transitions(self.batch_transitions(batch))
         table = self.propagate()
-        return full_softmax_loss(self.encode(batch, table), batch["target_seq"], table)
+        return full_softmax_loss(self.encode(batch, table), batch.target_seq, table)
 
     def inference_table(self) -> torch.Tensor:
         """Propagated embeddings, cached between calls while the weights and graph are unchanged
@@ -200,7 +200,7 @@ class GraphRec(Recommender):
         return self._table_cache[1]
 
     def score(self, batch: Batch) -> torch.Tensor:
-        batch = crop_batch(batch, self.meta.max_len)
+        batch = batch.crop(self.meta.max_len)
         table = self.inference_table()
         h = self.encode(batch, table)[:, -1]  # (B, D)
         return score_all(h, table, self.meta.n_items)

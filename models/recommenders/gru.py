@@ -63,7 +63,7 @@ class GRU4Rec(EncoderRecommender):
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) recurrent state after each event (zeros on padding)."""
-        seq = batch["item_seq"]  # (B, L)
+        seq = batch.item_seq  # (B, L)
         B, L = seq.shape
         lengths = (seq > 0).sum(dim=1)  # (B,) recomputed: robust to a stale "len"
         x = self.emb_drop(self.item_emb(left_to_right(seq, lengths)))  # (B, L, D) right-padded

@@ -65,7 +65,7 @@ class MarkovRec(CountModel):
         return fb / fb.sum(1, keepdim=True).clamp(min=1e-12)
 
     def _score(self, batch: Batch, lat: torch.Tensor, lon: torch.Tensor) -> torch.Tensor:
-        last = batch["item_seq"][:, -1]                                 # left-padded: newest
+        last = batch.item_seq[:, -1]                                 # left-padded: newest
         counts = self._transition_counts(last)                          # (B, n_items + 1)
         beta = float(self.config.min_transitions)
         fb = self._fallback(lat, lon).to(counts.device)
@@ -75,18 +75,18 @@ class MarkovRec(CountModel):
     @staticmethod
     def _last_position(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(B,) latitude and longitude of each row's last event, NaN where it has none."""
-        geo = batch["geo_mask"][:, -1]
-        nan = torch.full_like(batch["lat_seq"][:, -1], float("nan"))
-        return (torch.where(geo, batch["lat_seq"][:, -1], nan),
-                torch.where(geo, batch["lon_seq"][:, -1], nan))
+        geo = batch.geo_mask[:, -1]
+        nan = torch.full_like(batch.lat_seq[:, -1], float("nan"))
+        return (torch.where(geo, batch.lat_seq[:, -1], nan),
+                torch.where(geo, batch.lon_seq[:, -1], nan))
 
     def score(self, batch: Batch) -> torch.Tensor:
         return self._score(batch, *self._last_position(batch))
 
     def count_evidence(self, batch: Batch, item: int, positions: np.ndarray) -> CountEvidence:
         """Everything above the fallback alone belongs to the last event."""
-        batch = {k: v[:1] for k, v in batch.items()}
-        last = batch["item_seq"][:, -1]
+        batch = batch.rows(slice(0, 1))
+        last = batch.item_seq[:, -1]
         counts = self._transition_counts(last)[0]
         fb = self._fallback(*self._last_position(batch))[0]
         score = float(self.score(batch)[0, item])
@@ -101,5 +101,5 @@ class MarkovRec(CountModel):
 
     def score_near(self, batch: Batch, lat: float, lon: float) -> torch.Tensor:
         """Like ``score`` but the fallback is anchored at the given current position."""
-        b = batch["item_seq"].shape[0]
+        b = batch.item_seq.shape[0]
         return self._score(batch, torch.full((b,), float(lat)), torch.full((b,), float(lon)))

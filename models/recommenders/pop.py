@@ -65,10 +65,10 @@ def transitions(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch
     """
     prev, nxt, when = [], [], []
     for b in batches:
-        t_next = torch.cat([b["time_seq"][:, 1:], b["target_time"].view(-1, 1)], dim=1)
-        ok = (b["item_seq"] > 0) & (b["target_seq"] > 0)                 # (B, L)
-        prev.append(b["item_seq"][ok])
-        nxt.append(b["target_seq"][ok])
+        t_next = torch.cat([b.time_seq[:, 1:], b.target_time.view(-1, 1)], dim=1)
+        ok = (b.item_seq > 0) & (b.target_seq > 0)                 # (B, L)
+        prev.append(b.item_seq[ok])
+        nxt.append(b.target_seq[ok])
         when.append(t_next[ok])
     if not prev:
         z = torch.zeros(0, dtype=torch.long)
@@ -121,7 +121,7 @@ class PopRec(CountModel):
         self.counts = counts.to(self.counts.device)
 
     def score(self, batch: Batch) -> torch.Tensor:
-        b = batch["item_seq"].shape[0]
+        b = batch.item_seq.shape[0]
         return self.mask_padding(self.counts.unsqueeze(0).expand(b, -1).clone())
 
     def count_evidence(self, batch: Batch, item: int, positions: np.ndarray) -> CountEvidence:

@@ -18,9 +18,9 @@ def recency_counts(batch: Batch, n_items: int,
                    half_life_hours: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, n_items + 1) each history's recency-weighted item counts (``sum of 0.5 ** (age /
     half-life)``, ages up to the target time) and 1/0 for items in it; column 0 is 0."""
-    items = batch["item_seq"]                                         # (B, L)
+    items = batch.item_seq                                         # (B, L)
     real = items > 0
-    age = (batch["target_time"].view(-1, 1) - batch["time_seq"]).clamp(min=0.0)
+    age = (batch.target_time.view(-1, 1) - batch.time_seq).clamp(min=0.0)
     w = torch.pow(0.5, age / (half_life_hours * SECONDS_PER_HOUR)).float()
     w = torch.where(real, w, torch.zeros_like(w))
     hist = torch.zeros(items.shape[0], n_items + 1, device=items.device)
@@ -59,9 +59,9 @@ class RepeatRec(PopRec):
         """Each past occurrence of ``item`` gets its recency weight, and the 1 for "you had
         it before" is shared among them; other events get 0."""
         pos = positions
-        items = batch["item_seq"][0, pos].cpu().numpy()
-        times = batch["time_seq"][0, pos]
-        age = (batch["target_time"][0] - times).clamp(min=0.0)
+        items = batch.item_seq[0, pos].cpu().numpy()
+        times = batch.time_seq[0, pos]
+        age = (batch.target_time[0] - times).clamp(min=0.0)
         w = torch.pow(0.5, age / (self.config.half_life_hours * SECONDS_PER_HOUR)).float()
         w = w.cpu().numpy().astype(float)
         mine = items == item

@@ -52,7 +52,7 @@ class SASRec(EncoderRecommender):
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) causal representation of every position."""
-        seq = batch["item_seq"]  # (B, L)
+        seq = batch.item_seq  # (B, L)
         valid = seq > 0
         # sqrt(d) scaling as in SASRec: keeps item identity dominant over the position signal
         x = self.item_emb(seq) * math.sqrt(self.config.hidden)  # (B, L, D)

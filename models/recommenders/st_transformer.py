@@ -43,7 +43,6 @@ from ..nn.layers import (
     MLP,
     Block,
     attention_mask,
-    crop_batch,
     full_softmax_loss,
     init_weights,
     mask_to_bias,
@@ -196,15 +195,15 @@ class STTransformer(Recommender):
                geo_mask: torch.Tensor, causal: bool, table: torch.Tensor) -> torch.Tensor:
         """(B, L, D) contextual representation of every event."""
         c = self.config
-        valid = batch["item_seq"] > 0  # (B, L)
+        valid = batch.item_seq > 0  # (B, L)
         # sqrt(d) scaling as in SASRec keeps the item identity dominant over the added
         # context; without it the model learns repeats and transitions markedly slower
         x = F.embedding(items, table) * self.item_scale  # (B, L, D)
         if c.use_positions:
-            x = x + self.pos_emb(positions(batch["item_seq"]))
+            x = x + self.pos_emb(positions(batch.item_seq))
         if c.use_context:
-            x = x + self.hour_emb(batch["hour_seq"]) + self.wday_emb(batch["weekday_seq"])
-            x = x + self.cat_emb(cats) + self.beh_emb(batch["beh_seq"])
+            x = x + self.hour_emb(batch.hour_seq) + self.wday_emb(batch.weekday_seq)
+            x = x + self.cat_emb(cats) + self.beh_emb(batch.beh_seq)
         x = self.drop(x) * valid[..., None]  # padding stays exactly zero
         mask_bias = mask_to_bias(attention_mask(valid, causal))  # (B, 1, L, L)
         mask_bias = mask_bias.expand(-1, c.n_heads, -1, -1)  # (B, H, L, L)
@@ -219,9 +218,9 @@ class STTransformer(Recommender):
         Returns the conditioned (B, L, D) states and the target-gap bucket ids (B, L).
         """
         c = self.config
-        valid = batch["item_seq"] > 0
+        valid = batch.item_seq > 0
         if not c.use_target_time:
-            unknown = torch.full_like(batch["item_seq"], c.n_time_buckets + 1) * valid
+            unknown = torch.full_like(batch.item_seq, c.n_time_buckets + 1) * valid
             return self.ln_out(h + self.head(self.ln_t(h))), unknown
         next_t, next_h, next_w = target_slot(batch)
         gap = target_gap_buckets(batch, next_t, valid, c.n_time_buckets, c.time_min_s,
@@ -233,7 +232,7 @@ class STTransformer(Recommender):
 
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         table = self.item_table()
-        h = self.encode(batch, batch["item_seq"], batch["cat_seq"], batch["geo_mask"],
+        h = self.encode(batch, batch.item_seq, batch.cat_seq, batch.geo_mask,
                         causal=True, table=table)
         h, gap = self.condition(batch, h)
         return h, gap, table
@@ -299,20 +298,21 @@ class STTransformer(Recommender):
 
     def hidden(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) target-conditioned state at every position (before the distance bias)."""
-        return self._forward(crop_batch(batch, self.meta.max_len))[0]
+        return self._forward(batch.crop(self.meta.max_len))[0]
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        batch = crop_batch(batch, self.meta.max_len)
+        batch = batch.crop(self.meta.max_len)
         h, gap, table = self._forward(batch)
         bias_fn = None
         if self.candidate is not None:
-            xyz, known = self.candidate.last_known(batch, batch["geo_mask"])  # (B, L, 3)
+            xyz, known = self.candidate.last_known(batch.lat_seq, batch.lon_seq,
+                                                   batch.geo_mask)  # (B, L, 3), (B, L)
 
             def bias_fn(rows: torch.Tensor) -> torch.Tensor:
                 b, pos = rows[:, 0], rows[:, 1]
                 return self.candidate(xyz[b, pos], known[b, pos], gap[b, pos])
 
-        return full_softmax_loss(h, batch["target_seq"], table, n_items=self.meta.n_items,
+        return full_softmax_loss(h, batch.target_seq, table, n_items=self.meta.n_items,
                                  bias_fn=bias_fn)
 
     def score_parts(self, batch: Batch, need: tuple[bool, ...] | None = None,
@@ -321,11 +321,11 @@ class STTransformer(Recommender):
         bias), the transition prior, the history. ``need[k]`` False skips part k (zeros);
         ``score`` is their sum weighted by ``blend_weights``."""
         need = need or (True,) * len(self.parts)
-        batch = crop_batch(batch, self.meta.max_len)
+        batch = batch.crop(self.meta.max_len)
         h, gap, table = self._forward(batch)
         scores = score_all(h[:, -1], table, self.meta.n_items)  # (B, n_items + 1)
         if self.candidate is not None:
-            xyz, known = self.candidate.last_known(batch, batch["geo_mask"])
+            xyz, known = self.candidate.last_known(batch.lat_seq, batch.lon_seq, batch.geo_mask)
             scores[:, 1:] += self.candidate(xyz[:, -1], known[:, -1], gap[:, -1]).float()
         parts = [scores]
         for part, want in zip(self.parts[1:], need[1:], strict=True):
@@ -333,7 +333,7 @@ class STTransformer(Recommender):
                 parts.append(torch.zeros_like(scores))
             elif part is ScorePart.TRANSITIONS:
                 prior = torch.zeros_like(scores)
-                prior[:, 1:] = self.transitions(batch["item_seq"][:, -1]).float()
+                prior[:, 1:] = self.transitions(batch.item_seq[:, -1]).float()
                 parts.append(prior)
             elif part is ScorePart.HISTORY:
                 parts.append(history_scores(batch, self.meta.n_items,
@@ -359,8 +359,8 @@ class STTransformer(Recommender):
         """Masked-event modelling: hide ~``mask_prob`` of the events (item, category and
         coordinates) and predict their item (full softmax) and category, attending both ways.
         """
-        batch = crop_batch(batch, self.meta.max_len)
-        items, cats = batch["item_seq"], batch["cat_seq"]
+        batch = batch.crop(self.meta.max_len)
+        items, cats = batch.item_seq, batch.cat_seq
         real = items > 0
         masked = (torch.rand(items.shape, device=items.device) < self.config.mask_prob) & real
         # every sequence with events gets at least its most recent one masked
@@ -370,7 +370,7 @@ class STTransformer(Recommender):
             batch,
             torch.where(masked, torch.full_like(items, self.mask_item), items),
             torch.where(masked, torch.full_like(cats, self.mask_cat), cats),
-            batch["geo_mask"] & ~masked,  # a masked event's place would give its item away
+            batch.geo_mask & ~masked,  # a masked event's place would give its item away
             causal=False,
             table=table,
         )  # (B, L, D)

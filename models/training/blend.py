@@ -29,7 +29,7 @@ import torch
 
 from ..base import Recommender
 from ..data.dataset import SeqDataset
-from .evaluate import autocast, to_device
+from .evaluate import autocast
 
 BUDGET = 1 << 26  # floats kept for all parts together (256 MB)
 
@@ -109,7 +109,8 @@ def validation_parts(model: Recommender, ds: SeqDataset, part: str = "valid",
         return None
     was_training = model.training
     model.eval()
-    n_parts = len(model.score_parts(to_device(ds.batch(ex.subset(np.arange(1))), device)))
+    first = ds.batch(ex.subset(np.arange(1))).to(device, non_blocking=True)
+    n_parts = len(model.score_parts(first))
     cap = max(1, budget // (n_parts * (ds.meta.n_items + 1)))
     rows = np.arange(len(ex))
     if len(ex) > cap:
@@ -118,7 +119,7 @@ def validation_parts(model: Recommender, ds: SeqDataset, part: str = "valid",
     masks, targets = [], []
     for s in range(0, len(rows), batch_size):
         sub = ex.subset(rows[s:s + batch_size])
-        batch = to_device(ds.batch(sub), device)
+        batch = ds.batch(sub).to(device, non_blocking=True)
         with autocast(device):
             parts = [p.float() for p in model.score_parts(batch)]
         mask = ~torch.isfinite(parts[0])
@@ -129,7 +130,7 @@ def validation_parts(model: Recommender, ds: SeqDataset, part: str = "valid",
         for k, p in enumerate(parts):
             scores[k].append(p.masked_fill(mask, 0.0))  # a weight of 0 must not meet -inf
         masks.append(mask)
-        targets.append(batch["target"])
+        targets.append(batch.target)
     model.train(was_training)
     return Parts([torch.cat(x) for x in scores], torch.cat(masks), torch.cat(targets))
 

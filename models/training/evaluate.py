@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..base import Batch, Recommender
+from ..base import Recommender
 from ..data.dataset import SeqDataset
 from ..data.splits import Examples
 from . import metrics as mt
@@ -33,10 +33,6 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,7 @@ def score_examples(model: Recommender, ds: SeqDataset, ex: Examples,
     k = min(mt.TOP_K, ds.meta.n_items)
     for idx in _chunks(ex, batch_size):
         sub = ex.subset(idx)
-        batch = to_device(ds.batch(sub), device)
+        batch = ds.batch(sub).to(device, non_blocking=True)
         with autocast(device):
             scores = model.score(batch)
         scores = scores.float()                                          # (B, n_items + 1)
@@ -76,7 +72,7 @@ def score_examples(model: Recommender, ds: SeqDataset, ex: Examples,
             rows, items = ds.history_items(sub)
             scores[torch.from_numpy(rows).to(device),
                    torch.from_numpy(items).to(device)] = float("-inf")
-        r = mt.full_ranks(scores, batch["target"], clean_nan=False).clamp(max=ds.meta.n_items)
+        r = mt.full_ranks(scores, batch.target, clean_nan=False).clamp(max=ds.meta.n_items)
         ranks.append(r.cpu().numpy())
         best = scores.topk(k, dim=1)
         # fewer than k rankable items (all else masked): pad the list with 0, not -inf items

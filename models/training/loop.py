@@ -34,7 +34,7 @@ from ..base import Recommender
 from ..data.dataset import SeqDataset, build_dataset
 from ..recommenders.registry import get_class, make_config
 from . import checkpoint as ckpt
-from .evaluate import autocast, evaluate_model, next_window_metrics, to_device
+from .evaluate import autocast, evaluate_model, next_window_metrics
 from .settings import Phase, TrainEvent, TrainSettings, resolve
 
 Progress = Callable[[TrainEvent], None]
@@ -94,7 +94,7 @@ def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *,
                                             seed=seed * 100_003 + epoch)):
         if cancel is not None and cancel.is_set():
             return None
-        batch = to_device(batch, dev)
+        batch = batch.to(dev, non_blocking=True)
         with autocast(dev):
             loss = loss_fn(batch)
         if not torch.isfinite(loss):

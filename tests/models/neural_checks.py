@@ -22,7 +22,7 @@ def check_shapes(factory: Factory) -> None:
     assert scores.dtype == torch.float32
     assert torch.isneginf(scores[:, 0]).all()
     assert torch.isfinite(scores[:, 1:]).all()
-    assert model.hidden(batch).shape[:2] == batch["item_seq"].shape
+    assert model.hidden(batch).shape[:2] == batch.item_seq.shape
     loss = model.loss(batch)
     assert loss.dim() == 0 and torch.isfinite(loss)
 
@@ -51,23 +51,23 @@ def check_causal(factory: Factory, pos: int = 4, future_times: bool = True) -> N
     meta = make_meta()
     model = factory(meta).eval()
     batch = make_batch(meta, batch_size=6, min_len=meta.max_len)
-    changed = dict(batch)
+    changed = batch.copy()
     g = torch.Generator().manual_seed(1)
-    L = batch["item_seq"].shape[1]
+    L = batch.item_seq.shape[1]
     fut = torch.zeros(L, dtype=torch.bool)
     fut[pos + 1:] = True
-    changed["item_seq"] = torch.where(
-        fut, torch.randint(1, meta.n_items + 1, batch["item_seq"].shape, generator=g),
-        batch["item_seq"])
-    changed["cat_seq"] = torch.where(fut, (batch["cat_seq"] % meta.n_categories) + 1,
-                                     batch["cat_seq"])
-    changed["lat_seq"] = torch.where(fut, batch["lat_seq"] + 0.05, batch["lat_seq"])
-    changed["geo_mask"] = torch.where(fut, ~batch["geo_mask"], batch["geo_mask"])
+    changed.item_seq = torch.where(
+        fut, torch.randint(1, meta.n_items + 1, batch.item_seq.shape, generator=g),
+        batch.item_seq)
+    changed.cat_seq = torch.where(fut, (batch.cat_seq % meta.n_categories) + 1,
+                                     batch.cat_seq)
+    changed.lat_seq = torch.where(fut, batch.lat_seq + 0.05, batch.lat_seq)
+    changed.geo_mask = torch.where(fut, ~batch.geo_mask, batch.geo_mask)
     tfut = fut.clone()
     if not future_times:
         tfut[pos + 1] = False
-    changed["time_seq"] = torch.where(tfut, batch["time_seq"] + 7777.0, batch["time_seq"])
-    changed["hour_seq"] = torch.where(tfut, batch["hour_seq"] % 24 + 1, batch["hour_seq"])
+    changed.time_seq = torch.where(tfut, batch.time_seq + 7777.0, batch.time_seq)
+    changed.hour_seq = torch.where(tfut, batch.hour_seq % 24 + 1, batch.hour_seq)
     with torch.no_grad():
         a = model.hidden(batch)
         b = model.hidden(changed)

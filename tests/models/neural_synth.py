@@ -59,32 +59,32 @@ def make_batch(meta: DataMeta, batch_size: int = 16, seq_len: int | None = None,
     lon = np.nan_to_num(lon_all[run[:, :L]]) if meta.has_coordinates else np.zeros((batch_size, L))
     geo = real & ~np.isnan(lat_all[run[:, :L]]) if meta.has_coordinates else np.zeros_like(real)
     cats = np.asarray((0,) + meta.item_category)[run]
-    return {
-        "user": torch.from_numpy(rng.integers(1, meta.n_users + 1, size=batch_size)),
-        "item_seq": torch.from_numpy(items.astype(np.int64)),
-        "time_seq": torch.from_numpy(t_seq.astype(np.float64)),
-        "lat_seq": torch.from_numpy(np.where(geo, lat, 0).astype(np.float32)),
-        "lon_seq": torch.from_numpy(np.where(geo, lon, 0).astype(np.float32)),
-        "geo_mask": torch.from_numpy(geo.astype(bool)),
-        "hour_seq": torch.from_numpy(np.where(real, hours[:, :L], 0)),
-        "weekday_seq": torch.from_numpy(np.where(real, wdays[:, :L], 0)),
-        "cat_seq": torch.from_numpy(np.where(real, cats[:, :L], 0).astype(np.int64)),
-        "beh_seq": torch.from_numpy(real.astype(np.int64)),
-        "target": torch.from_numpy(run[:, L].astype(np.int64)),
-        "target_time": torch.from_numpy(times[:, L].astype(np.float64)),
-        "target_hour": torch.from_numpy(hours[:, L]),
-        "target_weekday": torch.from_numpy(wdays[:, L]),
-        "target_seq": torch.from_numpy(nxt.astype(np.int64)),
-        "len": torch.from_numpy(lens.astype(np.int64)),
-    }
+    return Batch(
+        user=torch.from_numpy(rng.integers(1, meta.n_users + 1, size=batch_size)),
+        item_seq=torch.from_numpy(items.astype(np.int64)),
+        time_seq=torch.from_numpy(t_seq.astype(np.float64)),
+        lat_seq=torch.from_numpy(np.where(geo, lat, 0).astype(np.float32)),
+        lon_seq=torch.from_numpy(np.where(geo, lon, 0).astype(np.float32)),
+        geo_mask=torch.from_numpy(geo.astype(bool)),
+        hour_seq=torch.from_numpy(np.where(real, hours[:, :L], 0)),
+        weekday_seq=torch.from_numpy(np.where(real, wdays[:, :L], 0)),
+        cat_seq=torch.from_numpy(np.where(real, cats[:, :L], 0).astype(np.int64)),
+        beh_seq=torch.from_numpy(real.astype(np.int64)),
+        target=torch.from_numpy(run[:, L].astype(np.int64)),
+        target_time=torch.from_numpy(times[:, L].astype(np.float64)),
+        target_hour=torch.from_numpy(hours[:, L]),
+        target_weekday=torch.from_numpy(wdays[:, L]),
+        target_seq=torch.from_numpy(nxt.astype(np.int64)),
+        len=torch.from_numpy(lens.astype(np.int64)),
+    )
 
 
 def left_pad(batch: Batch, extra: int) -> Batch:
     """The same batch with ``extra`` more padding columns on the left."""
-    out = dict(batch)
-    for key, v in batch.items():
-        if v.dim() == 2:
-            out[key] = torch.cat([torch.zeros(v.shape[0], extra, dtype=v.dtype), v], dim=1)
+    out = batch.copy()
+    for key in Batch.SEQ_FIELDS:
+        v = getattr(batch, key)
+        setattr(out, key, torch.cat([torch.zeros(v.shape[0], extra, dtype=v.dtype), v], dim=1))
     return out
 
 
@@ -108,4 +108,4 @@ def hit_at_1(model: torch.nn.Module, batch: Batch) -> float:
     """Share of rows whose top-scored item is the planted next item."""
     with torch.no_grad():
         scores = model.score(batch)
-    return float((scores.argmax(dim=1) == batch["target"]).float().mean())
+    return float((scores.argmax(dim=1) == batch.target).float().mean())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from trailscope.models.base import DataMeta
+from trailscope.models.base import Batch, DataMeta
 from trailscope.models.data.dataset import build_dataset
 from trailscope.models.recommenders.markov import MarkovRec
 from trailscope.models.recommenders.pop import PopRec
@@ -28,7 +28,7 @@ def _meta(n: int = 6, coords: bool = False) -> DataMeta:
 
 def _batch(items: list[list[int]], times: list[list[float]] | None = None,
            target_time: list[float] | None = None, next_items: list[list[int]] | None = None,
-           meta: DataMeta | None = None) -> dict[str, torch.Tensor]:
+           meta: DataMeta | None = None) -> Batch:
     b, n = len(items), len(items[0])
     item_seq = torch.tensor(items)
     t = torch.tensor(times, dtype=torch.float64) if times else (item_seq > 0).double() * 1e9
@@ -40,13 +40,14 @@ def _batch(items: list[list[int]], times: list[list[float]] | None = None,
     if geo.any():
         lat = torch.where(geo, torch.tensor(coords[:, 0], dtype=torch.float32)[item_seq], 0.0)
         lon = torch.where(geo, torch.tensor(coords[:, 1], dtype=torch.float32)[item_seq], 0.0)
-    return {"user": torch.ones(b, dtype=torch.long), "item_seq": item_seq, "time_seq": t,
-            "lat_seq": lat, "lon_seq": lon, "geo_mask": geo,
-            "target": torch.ones(b, dtype=torch.long),
-            "target_time": torch.tensor(target_time or [2e9] * b, dtype=torch.float64),
-            "target_seq": torch.tensor(next_items) if next_items else torch.zeros(b, n,
-                                                                                   dtype=torch.long),
-            "len": (item_seq > 0).sum(1)}
+    zeros = torch.zeros(b, n, dtype=torch.long)  # context the count baselines never read
+    return Batch(user=torch.ones(b, dtype=torch.long), item_seq=item_seq, time_seq=t,
+                 lat_seq=lat, lon_seq=lon, geo_mask=geo, hour_seq=zeros, weekday_seq=zeros,
+                 cat_seq=zeros, beh_seq=zeros, target=torch.ones(b, dtype=torch.long),
+                 target_time=torch.tensor(target_time or [2e9] * b, dtype=torch.float64),
+                 target_hour=zeros[:, 0], target_weekday=zeros[:, 0],
+                 target_seq=torch.tensor(next_items) if next_items else zeros,
+                 len=(item_seq > 0).sum(1))
 
 
 def test_registry_names():

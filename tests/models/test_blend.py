@@ -38,9 +38,9 @@ class Parts(Recommender):
         super().__init__(meta, config)
 
     def score_parts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        g = torch.Generator().manual_seed(int(batch["user"].sum()))
-        shape = (len(batch["target"]), self.meta.n_items + 1)
-        signal = torch.zeros(shape).scatter_(1, batch["target"][:, None], 4.0)
+        g = torch.Generator().manual_seed(int(batch.user.sum()))
+        shape = (len(batch.target), self.meta.n_items + 1)
+        signal = torch.zeros(shape).scatter_(1, batch.target[:, None], 4.0)
         noise_a, noise_b = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
         if self.config.signal_in == "encoder":
             return signal + noise_a, noise_b

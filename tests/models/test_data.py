@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from trailscope.analytics import schema
+from trailscope.models.base import Batch
 from trailscope.models.data.dataset import build_dataset, encode, kcore_filter, load_events
 from trailscope.models.data.features import distance_matrix, haversine_km, time_interval_matrix
 from trailscope.models.data.splits import trajectory_ids
@@ -107,7 +108,7 @@ def test_leave_last_no_leakage(store):
     assert np.all(train_pos - ev.user_start[parts["train"].user] < ds.train_len[
         parts["train"].user])
     # every training transition is a teacher-forcing target exactly once
-    n_targets = sum(int((b["target_seq"] > 0).sum()) for b in ds.batches("train", 3))
+    n_targets = sum(int((b.target_seq > 0).sum()) for b in ds.batches("train", 3))
     assert n_targets == int((ds.train_len[1:] - 1).clip(min=0).sum())
 
 
@@ -115,18 +116,18 @@ def test_batches_are_left_padded_with_the_contract_keys(store):
     _toy(store)
     ds = build_dataset(store, "toy", "leave-last", max_len=12, min_user=1, min_item=1)
     b = next(ds.batches("test", 4))
-    assert set(b) == BATCH_KEYS
-    assert b["item_seq"].shape == (4, 12) and b["time_seq"].dtype == torch.float64
-    assert b["lat_seq"].dtype == torch.float32 and b["geo_mask"].dtype == torch.bool
+    assert isinstance(b, Batch) and set(b.tensors()) == BATCH_KEYS
+    assert b.item_seq.shape == (4, 12) and b.time_seq.dtype == torch.float64
+    assert b.lat_seq.dtype == torch.float32 and b.geo_mask.dtype == torch.bool
     for r in range(4):
-        n = int(b["len"][r])
+        n = int(b.len[r])
         assert n == 8                                    # 9 events: 8 before the last
-        assert (b["item_seq"][r, : 12 - n] == 0).all() and (b["item_seq"][r, 12 - n:] > 0).all()
-        assert (b["hour_seq"][r, 12 - n:] >= 1).all() and (b["hour_seq"][r, : 12 - n] == 0).all()
+        assert (b.item_seq[r, : 12 - n] == 0).all() and (b.item_seq[r, 12 - n:] > 0).all()
+        assert (b.hour_seq[r, 12 - n:] >= 1).all() and (b.hour_seq[r, : 12 - n] == 0).all()
         # target_seq is item_seq shifted by one, ending with the target
-        assert b["target_seq"][r, -1] == b["target"][r]
-        assert torch.equal(b["target_seq"][r, 12 - n:-1], b["item_seq"][r, 12 - n + 1:])
-        assert (b["time_seq"][r, 12 - n:] <= b["target_time"][r]).all()
+        assert b.target_seq[r, -1] == b.target[r]
+        assert torch.equal(b.target_seq[r, 12 - n:-1], b.item_seq[r, 12 - n + 1:])
+        assert (b.time_seq[r, 12 - n:] <= b.target_time[r]).all()
     # history never includes the target event itself or anything later
     ex = ds.parts["test"]
     assert (ex.pos > ex.start).all()
@@ -135,10 +136,10 @@ def test_batches_are_left_padded_with_the_contract_keys(store):
 def test_shuffle_is_seeded_and_complete(store):
     _toy(store)
     ds = build_dataset(store, "toy", "leave-last", max_len=3, min_user=1, min_item=1)
-    a = torch.cat([b["target"] for b in ds.batches("train", 4, shuffle=True, seed=1)])
-    b = torch.cat([b["target"] for b in ds.batches("train", 4, shuffle=True, seed=1)])
-    c = torch.cat([b["target"] for b in ds.batches("train", 4, shuffle=True, seed=2)])
-    plain = torch.cat([b["target"] for b in ds.batches("train", 4)])
+    a = torch.cat([b.target for b in ds.batches("train", 4, shuffle=True, seed=1)])
+    b = torch.cat([b.target for b in ds.batches("train", 4, shuffle=True, seed=1)])
+    c = torch.cat([b.target for b in ds.batches("train", 4, shuffle=True, seed=2)])
+    plain = torch.cat([b.target for b in ds.batches("train", 4)])
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert sorted(a.tolist()) == sorted(plain.tolist())
 

@@ -30,19 +30,19 @@ class Fixed(Recommender):
         self.rule = rule
 
     def score(self, batch: Batch) -> torch.Tensor:
-        b, n = batch["target"].shape[0], self.meta.n_items + 1
+        b, n = batch.target.shape[0], self.meta.n_items + 1
         if self.rule == "constant":
             s = torch.zeros(b, n)
         elif self.rule == "oracle-3":        # target ranked 3rd: two items strictly above it
             s = torch.zeros(b, n)
-            s.scatter_(1, batch["target"].view(-1, 1), 1.0)
-            above = (batch["target"].view(-1, 1) % (n - 1)) + 1          # some other item
+            s.scatter_(1, batch.target.view(-1, 1), 1.0)
+            above = (batch.target.view(-1, 1) % (n - 1)) + 1          # some other item
             above2 = (above % (n - 1)) + 1
             s.scatter_(1, above, 2.0)
             s.scatter_(1, above2, 3.0)
         elif self.rule == "history":        # the user's own last items first
             s = torch.zeros(b, n)
-            s.scatter_(1, batch["item_seq"], 5.0)
+            s.scatter_(1, batch.item_seq, 5.0)
         else:
             raise ValueError(self.rule)
         return self.mask_padding(s)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from trailscope.analytics import schema
-from trailscope.models.base import DataMeta
+from trailscope.models.base import Batch, DataMeta
 from trailscope.models.explain.attribution import explain, integrated_gradients, score_fn
 from trailscope.models.explain.deletion import remove_events
 from trailscope.models.explain.types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, real_positions
@@ -51,7 +51,7 @@ def trained(synth) -> dict:
 
 
 def _one(meta: DataMeta, seed: int) -> dict:
-    return {k: v[:1] for k, v in make_batch(meta, 1, seed=seed, min_len=5).items()}
+    return make_batch(meta, 1, seed=seed, min_len=5).rows(slice(0, 1))
 
 
 @pytest.mark.parametrize("name", NEURAL)
@@ -60,7 +60,7 @@ def test_attributions_sum_to_score_difference_within_delta(trained, synth, name)
     model = trained[name]
     for seed in (5, 6):
         batch = _one(meta, seed)
-        item = int(batch["target"][0])
+        item = int(batch.target[0])
         ig = integrated_gradients(model, batch, item, n_steps=32)
         total = sum(float(v.sum()) for v in ig.per_group.values())
         diff = ig.score - ig.baseline_score
@@ -77,7 +77,7 @@ def test_attributions_sum_to_score_difference_within_delta(trained, synth, name)
 def test_feature_groups_present_only_where_the_model_has_them(trained, synth) -> None:
     meta, _ = synth
     batch = _one(meta, 7)
-    item = int(batch["target"][0])
+    item = int(batch.target[0])
     st = integrated_gradients(trained["st-transformer"], batch, item)
     assert {"hour", "weekday", "category", "item_lookup", "rel_dist", "candidate"} <= set(st.sites)
     for g in GROUPS:
@@ -106,18 +106,17 @@ def _planted(n: int, seed: int) -> tuple[dict, np.ndarray]:
     t = 1_334_000_000.0 + np.cumsum(rng.uniform(600, 7200, size=(n, L)), axis=1)
     tgt_seq = np.zeros((n, L), dtype=np.int64)
     tgt_seq[:, -1] = target
-    batch = {
-        "user": torch.ones(n, dtype=torch.long), "item_seq": torch.from_numpy(items),
-        "time_seq": torch.from_numpy(t), "lat_seq": torch.zeros(n, L),
-        "lon_seq": torch.zeros(n, L), "geo_mask": torch.zeros(n, L, dtype=torch.bool),
-        "hour_seq": torch.from_numpy(((t // 3600) % 24 + 1).astype(np.int64)),
-        "weekday_seq": torch.from_numpy(((t // 86400 + 3) % 7 + 1).astype(np.int64)),
-        "cat_seq": torch.zeros(n, L, dtype=torch.long), "beh_seq": torch.ones(n, L,
-                                                                              dtype=torch.long),
-        "target": torch.from_numpy(target), "target_time": torch.from_numpy(t[:, -1] + 3600),
-        "target_hour": torch.full((n,), 12), "target_weekday": torch.full((n,), 3),
-        "target_seq": torch.from_numpy(tgt_seq), "len": torch.full((n,), L),
-    }
+    batch = Batch(
+        user=torch.ones(n, dtype=torch.long), item_seq=torch.from_numpy(items),
+        time_seq=torch.from_numpy(t), lat_seq=torch.zeros(n, L),
+        lon_seq=torch.zeros(n, L), geo_mask=torch.zeros(n, L, dtype=torch.bool),
+        hour_seq=torch.from_numpy(((t // 3600) % 24 + 1).astype(np.int64)),
+        weekday_seq=torch.from_numpy(((t // 86400 + 3) % 7 + 1).astype(np.int64)),
+        cat_seq=torch.zeros(n, L, dtype=torch.long), beh_seq=torch.ones(n, L, dtype=torch.long),
+        target=torch.from_numpy(target), target_time=torch.from_numpy(t[:, -1] + 3600),
+        target_hour=torch.full((n,), 12), target_weekday=torch.full((n,), 3),
+        target_seq=torch.from_numpy(tgt_seq), len=torch.full((n,), L),
+    )
     return batch, where
 
 
@@ -136,8 +135,8 @@ def test_planted_signal_gets_most_attribution(name) -> None:
     test, where = _planted(12, seed=99)
     hits, top_ok, drops = 0, 0, []
     for r in range(12):
-        b = {k: v[r:r + 1] for k, v in test.items()}
-        item = int(b["target"][0])
+        b = test.rows(slice(r, r + 1))
+        item = int(b.target[0])
         ex = explain(model, meta, b, item, n_steps=32, deletion_k=1, n_random=6, seed=r)
         top_ok += ex.counterfactual["rank_before"] == 1
         hits += int(ex.events[ATTRIBUTION].to_numpy().argmax()) == int(where[r])
@@ -152,7 +151,7 @@ def test_planted_signal_gets_most_attribution(name) -> None:
 def test_attention_weights_are_distributions_over_past_events(trained, synth) -> None:
     meta, _ = synth
     batch = _one(meta, 8)
-    ex = explain(trained["sasrec"], meta, batch, int(batch["target"][0]))
+    ex = explain(trained["sasrec"], meta, batch, int(batch.target[0]))
     att = ex.attention
     n = len(real_positions(batch))
     cfg = trained["sasrec"].config
@@ -160,7 +159,7 @@ def test_attention_weights_are_distributions_over_past_events(trained, synth) ->
     sums = att.groupby(["layer", "head"])["weight"].sum()
     assert np.allclose(sums.to_numpy(), 1.0, atol=1e-5)  # causal: the last query sees all
     assert ex.attention_matrix().shape == (cfg.n_layers * cfg.n_heads, n)
-    gru = explain(trained["gru"], meta, batch, int(batch["target"][0]))
+    gru = explain(trained["gru"], meta, batch, int(batch.target[0]))
     assert gru.attention is None and "rank_drop_attention" not in gru.counterfactual
 
 
@@ -169,16 +168,16 @@ def test_remove_events_rebuilds_left_padded_history(synth) -> None:
     batch = _one(meta, 9)
     pos = real_positions(batch)
     out = remove_events(batch, [np.array([0, len(pos) - 1])])
-    kept = batch["item_seq"][0, pos[1:-1]]
-    assert torch.equal(out["item_seq"][0, -len(kept):], kept)
-    assert int((out["item_seq"][0] > 0).sum()) == len(pos) - 2 == int(out["len"][0])
-    assert torch.equal(out["target_seq"][0, -len(kept):-1], kept[1:])
+    kept = batch.item_seq[0, pos[1:-1]]
+    assert torch.equal(out.item_seq[0, -len(kept):], kept)
+    assert int((out.item_seq[0] > 0).sum()) == len(pos) - 2 == int(out.len[0])
+    assert torch.equal(out.target_seq[0, -len(kept):-1], kept[1:])
 
 
 def test_summary_names_the_top_events(trained, synth) -> None:
     meta, _ = synth
     batch = _one(meta, 10)
-    ex = explain(trained["st-transformer"], meta, batch, int(batch["target"][0]))
+    ex = explain(trained["st-transformer"], meta, batch, int(batch.target[0]))
     top = ex.events.sort_values(ATTRIBUTION, ascending=False).iloc[0]
     assert ex.summary.startswith("Recommended mainly because of your")
     assert f"({top[schema.ITEM]})" in ex.summary
@@ -190,7 +189,7 @@ def test_summary_names_the_top_events(trained, synth) -> None:
 def test_baselines_explain_themselves(synth) -> None:
     meta, batches = synth
     batch = _one(meta, 11)
-    hist = batch["item_seq"][0][batch["item_seq"][0] > 0].tolist()
+    hist = batch.item_seq[0][batch.item_seq[0] > 0].tolist()
     for name in ("pop", "repeat", "markov"):
         m = build_model(name, meta)
         m.fit_counts(batches)
@@ -207,8 +206,8 @@ def test_baselines_explain_themselves(synth) -> None:
             assert (ex.events.loc[~mine, ATTRIBUTION] == 0).all()
             assert (ex.events.loc[mine, ATTRIBUTION] > 1.0 / mine.sum()).all()
         if name == "markov":
-            prev = torch.cat([b["item_seq"][b["target_seq"] > 0] for b in batches])
-            nxt = torch.cat([b["target_seq"][b["target_seq"] > 0] for b in batches])
+            prev = torch.cat([b.item_seq[b.target_seq > 0] for b in batches])
+            nxt = torch.cat([b.target_seq[b.target_seq > 0] for b in batches])
             expect = int(((prev == hist[-1]) & (nxt == item)).sum())
             assert ex.details["transitions"] == expect
             assert (ex.events[ATTRIBUTION].to_numpy()[:-1] == 0).all()
@@ -270,7 +269,7 @@ def test_transition_prior_is_reported_apart_from_the_attributions(synth) -> None
     m.eval()
     prev, nxt, _ = transitions(batches)
     batch = _one(meta, 10)
-    last = int(batch["item_seq"][0, -1])
+    last = int(batch.item_seq[0, -1])
     followers = nxt[prev == last]
     assert len(followers), "the synthetic draw should hold transitions out of the last item"
     item = int(torch.mode(followers).values)
@@ -281,9 +280,9 @@ def test_transition_prior_is_reported_apart_from_the_attributions(synth) -> None
     assert t["count"] == int((followers == item).sum()) > 0
     assert t["from_last"] == len(followers)
     with torch.no_grad():
-        want = 0.7 * float(m.transitions(batch["item_seq"][:, -1])[0, item - 1])
+        want = 0.7 * float(m.transitions(batch.item_seq[:, -1])[0, item - 1])
     assert t["term"] == pytest.approx(want, rel=1e-5)
-    assert d["history"]["your_events"] == int((batch["item_seq"][0] == item).sum())
+    assert d["history"]["your_events"] == int((batch.item_seq[0] == item).sum())
     assert "encoder weight 0.50), the first-order prior (weight 0.70)" in ex.summary
     assert f"{t['count']} of {t['from_last']} times" in ex.summary
     # the prior is constant along the integration path: completeness still holds
@@ -299,7 +298,7 @@ def test_an_encoder_without_weight_gets_no_attribution(synth) -> None:
     m.blend_weights.copy_(torch.tensor([0.0, 1.0, 0.5]))
     m.eval()
     batch = _one(meta, 10)
-    item = int(batch["item_seq"][0, -2])  # in the history: the history part is non-zero
+    item = int(batch.item_seq[0, -2])  # in the history: the history part is non-zero
     ex = explain(m, meta, batch, item, counterfactual=False)
     assert ex.score == pytest.approx(float(m.score(batch)[0, item]), rel=1e-5)
     assert ex.events[ATTRIBUTION].abs().sum() == 0 and ex.delta == 0

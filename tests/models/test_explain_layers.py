@@ -39,8 +39,8 @@ def test_declared_layers_exist_and_belong_to_the_model(meta, name) -> None:
 def test_every_declared_layer_is_attributed(meta, name) -> None:
     torch.manual_seed(0)
     model = build_model(name, meta, **SMALL[name]).eval()
-    batch = {k: v[:1] for k, v in make_batch(meta, 1, seed=3, min_len=5).items()}
-    ig = integrated_gradients(model, batch, int(batch["target"][0]), n_steps=4, max_steps=4)
+    batch = make_batch(meta, 1, seed=3, min_len=5).rows(slice(0, 1))
+    ig = integrated_gradients(model, batch, int(batch.target[0]), n_steps=4, max_steps=4)
     layers = model.explain_layers()
     declared = [e.name for e in layers.embeddings]
     declared += ["item_lookup"] if layers.item_lookup is not None else []

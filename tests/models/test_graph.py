@@ -74,8 +74,8 @@ def test_fit_counts_builds_transitions_and_loss_learns_them_otherwise():
     fitted.fit_counts(batches)
     pairs = set(map(tuple, fitted.transition_edges.T.tolist()))
     b = batches[0]
-    keep = (b["item_seq"] > 0) & (b["target_seq"] > 0)
-    assert {(int(i), int(j)) for i, j in zip(b["item_seq"][keep], b["target_seq"][keep],
+    keep = (b.item_seq > 0) & (b.target_seq > 0)
+    assert {(int(i), int(j)) for i, j in zip(b.item_seq[keep], b.target_seq[keep],
                                              strict=True)} <= pairs
     assert all(j == i % meta.n_items + 1 for i, j in pairs)  # only the planted transitions
     lazy = small(meta, use_geo=False)

@@ -135,8 +135,7 @@ def test_candidate_distance_buckets_match_haversine():
     with torch.no_grad():
         cd.table.copy_(torch.arange(5 * 14, dtype=torch.float32).view(5, 14))
     q_lat, q_lon = torch.tensor([40.7, 40.8]), torch.tensor([-74.0, -73.95])
-    batch = {"lat_seq": q_lat[:, None], "lon_seq": q_lon[:, None]}
-    xyz, known = cd.last_known(batch, torch.tensor([[True], [False]]))
+    xyz, known = cd.last_known(q_lat[:, None], q_lon[:, None], torch.tensor([[True], [False]]))
     out = cd(xyz[:, 0], known[:, 0], torch.tensor([1, 2]))  # (2, 40)
     d = haversine_km(q_lat[0], q_lon[0], torch.tensor(coords[1:, 0]), torch.tensor(coords[1:, 1]))
     want_ids = log_buckets(d, 12, 0.05, 100.0, unknown=torch.isnan(d))

@@ -61,19 +61,19 @@ def test_no_coordinates_dataset_works():
 
 def _shifted_times(batch, factor=3.0):
     """Same order, hours and weekdays, but every gap ``factor`` times as long (in days)."""
-    out = dict(batch)
-    t = batch["time_seq"]
+    out = batch.copy()
+    t = batch.time_seq
     t0 = t[t > 0].min()
     days = torch.where(t > 0, torch.round((t - t0) * factor / 86400) * 86400, 0.0)
-    out["time_seq"] = torch.where(t > 0, t + days, 0.0)
-    out["target_time"] = batch["target_time"] + torch.round(
-        (batch["target_time"] - t0) * factor / 86400) * 86400
+    out.time_seq = torch.where(t > 0, t + days, 0.0)
+    out.target_time = batch.target_time + torch.round(
+        (batch.target_time - t0) * factor / 86400) * 86400
     return out
 
 
 def _moved(batch, dlat=0.03):
-    out = dict(batch)
-    out["lat_seq"] = torch.where(batch["geo_mask"], batch["lat_seq"] + dlat, 0.0)
+    out = batch.copy()
+    out.lat_seq = torch.where(batch.geo_mask, batch.lat_seq + dlat, 0.0)
     return out
 
 
@@ -107,9 +107,9 @@ def test_target_time_conditions_the_score():
     """Asking "what next in 3 days" instead of "in 1 hour" changes the ranking input."""
     meta = make_meta()
     batch = make_batch(meta, batch_size=6)
-    later = dict(batch)
-    later["target_time"] = batch["target_time"] + 3 * 86400 + 5 * 3600
-    later["target_hour"] = (batch["target_hour"] + 4) % 24 + 1
+    later = batch.copy()
+    later.target_time = batch.target_time + 3 * 86400 + 5 * 3600
+    later.target_hour = (batch.target_hour + 4) % 24 + 1
     torch.manual_seed(0)
     model = randomize_zero_init(small(meta))
     assert not torch.allclose(checks.scores_of(model, batch), checks.scores_of(model, later))
@@ -120,8 +120,8 @@ def test_target_time_conditions_the_score():
 def test_target_item_is_never_read():
     meta = make_meta()
     batch = make_batch(meta, batch_size=6)
-    other = dict(batch)
-    other["target"] = batch["target"] % meta.n_items + 1
+    other = batch.copy()
+    other.target = batch.target % meta.n_items + 1
     model = randomize_zero_init(small(meta))
     torch.testing.assert_close(checks.scores_of(model, batch), checks.scores_of(model, other))
 

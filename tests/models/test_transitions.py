@@ -106,7 +106,7 @@ def test_st_transformer_uses_the_prior_and_round_trips():
                                        torch.zeros(0, dtype=torch.long))
         diff = (model.score(batch) - without.eval().score(batch))[:, 1:]
     seen = torch.zeros_like(diff, dtype=torch.bool)
-    last = batch["item_seq"][:, -1]
+    last = batch.item_seq[:, -1]
     for r, item in enumerate(last.tolist()):
         seen[r, nxt[prev == item] - 1] = True
     assert (diff[~seen] == 0).all() and (diff[seen] != 0).any()
@@ -119,7 +119,7 @@ def test_markov_scores_are_unchanged_by_the_shared_csr_code():
     markov.fit_counts([batch])
     prev, nxt, _ = transitions([batch])
     dense = dense_counts(prev, nxt, meta.n_items + 1)
-    last = batch["item_seq"][:, -1]
+    last = batch.item_seq[:, -1]
     torch.testing.assert_close(markov._transition_counts(last), dense[last])
 
 

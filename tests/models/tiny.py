@@ -32,16 +32,16 @@ class TinyRec(Recommender):
         return e.sum(1) / n                                              # (B, D)
 
     def score(self, batch: Batch) -> torch.Tensor:
-        s = self._user_vec(batch["item_seq"]) @ self.emb.weight.T        # (B, n_items + 1)
+        s = self._user_vec(batch.item_seq) @ self.emb.weight.T        # (B, n_items + 1)
         return self.mask_padding(s.float())
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        s = self._user_vec(batch["item_seq"]) @ self.emb.weight.T
-        return F.cross_entropy(s[:, 1:], batch["target"] - 1)
+        s = self._user_vec(batch.item_seq) @ self.emb.weight.T
+        return F.cross_entropy(s[:, 1:], batch.target - 1)
 
     def pretrain_loss(self, batch: Batch) -> torch.Tensor:
         """Predict the last history item from the rest (a stand-in for masked modelling)."""
-        items = batch["item_seq"]
+        items = batch.item_seq
         s = self._user_vec(items[:, :-1]) @ self.emb.weight.T
         keep = items[:, -1] > 0
         return F.cross_entropy(s[keep][:, 1:], items[keep, -1] - 1)
