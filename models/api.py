@@ -115,8 +115,8 @@ def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | N
     """Top-``k`` next items for ``user`` from their full history.
 
     ``at`` is the time to recommend for (default: the user's last event), which sets the
-    target hour/weekday; ``lat``/``lon`` is an optional current position, used by models
-    with a ``score_near`` method (the distance-aware baselines). Default model: the
+    target hour/weekday; ``lat``/``lon`` is an optional current position, passed to the
+    model's ``score_near`` (only the distance-aware baselines use it). Default model: the
     best test NDCG@10 among the dataset's current models. ``loaded``: that model already
     loaded (``load``), with ``model_id`` naming it.
     """
@@ -134,7 +134,7 @@ def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | N
     hist = history_batch(events, meta, user, at, lat, lon)
     dev = next(iter(model.buffers()), torch.zeros(0)).device
     batch = hist.batch.to(dev)
-    if lat is not None and hasattr(model, "score_near"):
+    if lat is not None:
         scores = model.score_near(batch, float(lat), float(lon))
     else:
         scores = model.score(batch)

@@ -210,6 +210,15 @@ class Recommender(nn.Module):
     def score(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
+    def pretrain_loss(self, batch: Batch) -> torch.Tensor:
+        """A self-supervised loss trained before ``loss`` when ``wants_pretraining``."""
+        raise NotImplementedError(f"{self.name} has no pre-training objective")
+
+    @property
+    def wants_pretraining(self) -> bool:
+        """Whether train() runs ``pretrain_loss`` epochs first. Default: no."""
+        return False
+
     def fit_counts(self, batches: list[Batch]) -> None:
         """Non-neural models: build statistics from training batches. Default: nothing."""
 
@@ -218,6 +227,11 @@ class Recommender(nn.Module):
         from ``ds``'s validation part. Returns a line for the training log. Default: nothing.
         """
         return None
+
+    def score_near(self, batch: Batch, lat: float, lon: float) -> torch.Tensor:
+        """Scores given the user's current position. Default: the position is not used
+        (the distance-aware baselines anchor their fallback there)."""
+        return self.score(batch)
 
     def score_parts(self, batch: Batch) -> tuple[torch.Tensor, ...]:
         """(B, n_items + 1) score of each of ``parts``. Default: the score is the one part."""

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,29 @@ class TrainResult:
                 "valid": flat(self.metrics.get("valid", {})), "history": self.history,
                 "seconds": self.seconds, "cancelled": self.cancelled,
                 "resumed_from_epoch": self.resumed_from_epoch, "messages": self.messages}
+
+
+@dataclass
+class RunState:
+    """What an interrupted run needs to go on (besides weights, optimiser and RNG).
+
+    Saved as a plain dict (``to_dict``) so the resume file loads with ``weights_only=True``.
+    """
+
+    epoch: int = 0                       # the last finished epoch
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+    best: float = -1.0                   # best validation NDCG@10 so far
+    best_state: dict[str, torch.Tensor] | None = None  # the weights that reached it (CPU)
+    bad: int = 0                         # epochs since the last gain (early stopping)
+    pretrained: bool = False             # the pre-training phase is done
+
+    def to_dict(self) -> dict[str, Any]:
+        # not dataclasses.asdict: it would deep-copy the best weights on every epoch
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunState:
+        return cls(**d)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -120,9 +143,8 @@ def train(store: Store, name: str, model: str = "st-transformer",
     ``config`` is the model's ``Config`` (default: its defaults). ``overrides`` are named
     training settings or model settings, as ``--set`` gives them (``epochs=1, hidden=16``),
     applied over ``settings`` and ``config`` by :func:`models.training.settings.resolve`,
-    which rejects unknown names. A model with ``pretrain_loss`` that asks for pre-training
-    (its ``wants_pretraining`` property, else a config field ``pretrain``) first gets
-    ``settings.pretrain_epochs`` epochs of it.
+    which rejects unknown names. A model whose ``wants_pretraining`` is true first gets
+    ``settings.pretrain_epochs`` epochs of its ``pretrain_loss``.
     """
     t0 = time.time()
     cls = get_class(model)
@@ -181,75 +203,74 @@ def train(store: Store, name: str, model: str = "st-transformer",
                     "weight_decay": s.weight_decay, "data": data_params,
                     "fingerprint": store.fingerprint(name)})
     partial = ckpt.models_dir(store, name) / f"_resume-{model}-{key}.pt"
-    state = {"epoch": 0, "history": [], "best": -1.0, "best_state": None, "bad": 0,
-             "pretrained": False}
+    state = RunState()
     resumed = 0
     if s.resume and partial.exists():
         saved = torch.load(partial, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"])
-        state = saved["state"]
-        resumed = state["epoch"]
+        state = RunState.from_dict(saved["state"])
+        resumed = state.epoch
         log(f"resuming {model} from epoch {resumed} ({partial.name})")
 
     def save_partial() -> None:
         partial.parent.mkdir(parents=True, exist_ok=True)
         tmp = partial.with_suffix(".tmp")
         torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
-                    "rng": torch.get_rng_state(), "state": state}, tmp)
+                    "rng": torch.get_rng_state(), "state": state.to_dict()}, tmp)
         tmp.replace(partial)
 
-    wants = bool(getattr(net, "wants_pretraining", getattr(config, "pretrain", False)))
     pre_epochs = int(s.pretrain_epochs)
-    if wants and pre_epochs > 0 and hasattr(net, "pretrain_loss") and not state["pretrained"]:
+    if net.wants_pretraining and pre_epochs > 0 and not state.pretrained:
         for ep in range(1, pre_epochs + 1):
             loss = _epoch_loop(net, ds, opt, phase=Phase.PRETRAIN, epoch=ep, batch_size=batch_size,
                                seed=seed + 7, dev=dev, loss_fn=net.pretrain_loss,
                                progress=progress, cancel=cancel)
             if loss is None:
                 log("cancelled during pre-training; nothing saved")
-                return TrainResult(None, None, {}, state["history"], time.time() - t0, True, 0,
+                return TrainResult(None, None, {}, state.history, time.time() - t0, True, 0,
                                    list(ds.messages))
             log(f"pretrain epoch {ep}: loss {loss:.4f}")
-        state["pretrained"] = True
+        state.pretrained = True
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=s.weight_decay)
 
     cancelled = False
-    for epoch in range(state["epoch"] + 1, s.epochs + 1):
+    for epoch in range(state.epoch + 1, s.epochs + 1):
         te = time.time()
         loss = _epoch_loop(net, ds, opt, phase=Phase.TRAIN, epoch=epoch, batch_size=batch_size,
                            seed=seed, dev=dev, loss_fn=net.loss, progress=progress,
                            cancel=cancel)
         if loss is None:
             cancelled = True
-            log(f"cancelled in epoch {epoch}; keeping the best of {state['epoch']} epochs")
+            log(f"cancelled in epoch {epoch}; keeping the best of {state.epoch} epochs")
             break
         valid = evaluate_model(net, ds, "valid", device=dev, with_slices=False)["ndcg@10"]
-        state["history"].append({"epoch": epoch, "loss": loss, "valid ndcg@10": valid,
+        state.history.append({"epoch": epoch, "loss": loss, "valid ndcg@10": valid,
                                  "seconds": time.time() - te})
         log(f"epoch {epoch}: loss {loss:.4f} valid ndcg@10 {valid:.4f}")
         if progress is not None:
             progress(TrainEvent(Phase.VALID, epoch, loss=loss, valid=valid))
-        if valid > state["best"]:
-            state.update(best=valid, bad=0, best_state=copy.deepcopy(
-                {k: v.detach().cpu() for k, v in net.state_dict().items()}))
+        if valid > state.best:
+            state.best, state.bad = valid, 0
+            state.best_state = copy.deepcopy(
+                {k: v.detach().cpu() for k, v in net.state_dict().items()})
         else:
-            state["bad"] += 1
-        state["epoch"] = epoch
+            state.bad += 1
+        state.epoch = epoch
         save_partial()
-        if state["bad"] >= s.patience:
+        if state.bad >= s.patience:
             log(f"early stop: no validation gain for {s.patience} epochs")
             break
-    if state["best_state"] is None:
-        return TrainResult(None, None, {}, state["history"], time.time() - t0, cancelled,
+    if state.best_state is None:
+        return TrainResult(None, None, {}, state.history, time.time() - t0, cancelled,
                            resumed, list(ds.messages))
-    net.load_state_dict(state["best_state"])
+    net.load_state_dict(state.best_state)
     note = net.calibrate(ds, dev)
     if note:
         log(note)
         ds.messages.append(note)
-    result = finish(state["history"], cancelled, resumed)
+    result = finish(state.history, cancelled, resumed)
     if not cancelled and partial.exists():
         partial.unlink()
     return result

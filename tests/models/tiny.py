@@ -39,6 +39,10 @@ class TinyRec(Recommender):
         s = self._user_vec(batch.item_seq) @ self.emb.weight.T
         return F.cross_entropy(s[:, 1:], batch.target - 1)
 
+    @property
+    def wants_pretraining(self) -> bool:
+        return self.config.pretrain
+
     def pretrain_loss(self, batch: Batch) -> torch.Tensor:
         """Predict the last history item from the rest (a stand-in for masked modelling)."""
         items = batch.item_seq
