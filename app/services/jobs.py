@@ -441,7 +441,7 @@ def training_job(store: Any, dataset: str, model: str, *, epochs: int = 10,
     settings, config = resolve(model, {"epochs": epochs, "split": split, "device": device,
                                        "max_len": max_len, "pretrain_epochs": pretrain_epochs,
                                        **train_kwargs})
-    wants_pre = bool(getattr(config, "pretrain", False)) and hasattr(cls, "pretrain_loss")
+    wants_pre = bool(getattr(config, "pretrain", False))
     plan = {"pretrain": int(pretrain_epochs)} if wants_pre and pretrain_epochs > 0 else {}
     if cls.trainable:
         plan["train"] = int(epochs)

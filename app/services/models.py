@@ -47,7 +47,7 @@ def model_choices() -> list[dict[str, Any]]:
                     if f.default is not dataclasses.MISSING}
         out.append({"name": name, "trainable": bool(cls.trainable), "defaults": defaults,
                     "has_hidden": "hidden" in defaults,
-                    "pretrains": bool(defaults.get("pretrain")) and hasattr(cls, "pretrain_loss")})
+                    "pretrains": bool(defaults.get("pretrain"))})
     return out
 
 
