@@ -49,7 +49,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     skip = pytest.mark.skip(reason=FULL_DATA_REASON)
     available = has_full_data()
     for item in items:
-        if {"full_data", "shared_data"} & set(getattr(item, "fixturenames", ())):
+        if "full_data" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.full_data)
         if not available and item.get_closest_marker("full_data"):
             item.add_marker(skip)
@@ -61,12 +61,6 @@ def full_data() -> Path:
     if not has_full_data():
         pytest.skip(FULL_DATA_REASON)
     return FULL_DATA
-
-
-@pytest.fixture(scope="session")
-def shared_data(full_data) -> Path:
-    """Old name of ``full_data``, kept while test files move over; remove once unused."""
-    return full_data
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ import json
 from bench import model_bench
 
 
-def test_count_baselines_on_two_splits(shared_data, tmp_path, capsys, monkeypatch) -> None:
+def test_count_baselines_on_two_splits(full_data, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(model_bench, "OUT", tmp_path / "out")
     model_bench.main(["--datasets", "ml100k", "--models", "pop,markov", "--splits",
                       "leave-last", "temporal", "trajectory", "--quick",

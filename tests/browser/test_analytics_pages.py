@@ -2,8 +2,8 @@
 
 The workspace is filled *before* its server starts (the DuckDB file admits one process), so
 this module runs its own server through the conftest's ``server_url`` fixture function on a
-fresh home: the sample (60 users), every NYC check-in (imported in about a second) and 3,000
-MovieLens ratings (no coordinates). Screenshots go to test-artifacts/analytics-*.png.
+fresh home: the sample (60 users), every check-in of the committed NYC slice (tests/data) and
+3,000 events of the Taobao slice (no coordinates). Screenshots go to test-artifacts/analytics-*.png.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from trailscope.app.views import ids
 
-from tests.app.helpers import save_movielens
+from tests.app.helpers import save_taobao
 from tests.browser import conftest as browser_conftest
 from tests.conftest import NYC
 
@@ -27,8 +27,8 @@ PAGES = ("overview", "map", "users")
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory, shared_data) -> Iterator[str]:
-    """A dashboard on a workspace holding ``sample``, ``nyc`` and ``ml``."""
+def url(tmp_path_factory) -> Iterator[str]:
+    """A dashboard on a workspace holding ``sample``, ``nyc`` and ``tb``."""
     from trailscope.analytics.ingest import pipeline as ingest
     from trailscope.analytics.sample.generate import import_sample
     from trailscope.analytics.store import Store
@@ -39,7 +39,7 @@ def url(tmp_path_factory, shared_data) -> Iterator[str]:
         with Store() as store:
             import_sample(store, "sample", users=60)
             ingest.import_file(store, NYC, name="nyc")
-            save_movielens(store, "ml", 3000)
+            save_taobao(store, "tb", 3000)
     with browser_conftest.serve(home) as base:
         yield base
 
@@ -178,7 +178,7 @@ def test_find_a_user_by_search(url, page):
 
 
 def test_no_coordinates_and_user_links(url, page):
-    page.goto(f"{url}/map?dataset=ml")
+    page.goto(f"{url}/map?dataset=tb")
     page.wait_for_selector(".no-map")
     assert "no coordinates" in page.inner_text(".no-map")
     _open(page, f"{url}/users?dataset=sample", graphs=3)

@@ -1,4 +1,5 @@
-"""End-to-end: the real server and headless chromium, on slices of the real shared datasets.
+"""End-to-end: the real server and headless chromium, on the committed slices of real datasets
+(tests/data): the first 2,000 lines of the NYC check-ins and of Taobao UserBehavior.
 
 The tests run in file order against one server (session fixture): empty workspace first, then
 imports through the Data page, then views of the imported data, then dropping a dataset.
@@ -6,6 +7,7 @@ imports through the Data page, then views of the imported data, then dropping a 
 
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from playwright.sync_api import expect
 from trailscope.app.views import ids
 
 from tests.browser.conftest import wait_until
-from tests.conftest import MOVIELENS, TAOBAO
+from tests.conftest import NYC, TAOBAO
 
 PATHS = [path for _, _, path in ids.PAGES]
 LINES = 2000
@@ -28,9 +30,12 @@ def _slice(src: Path, dst: Path, n: int = LINES) -> Path:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, shared_data) -> dict[str, Path]:
+def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("slices")
-    return {"ml": _slice(MOVIELENS, d / "u_2k.data"), "tb": _slice(TAOBAO, d / "taobao_2k.csv")}
+    nyc = d / "nyc_2k.csv"  # header + 1,999 check-ins, uncompressed
+    with gzip.open(NYC, "rt", encoding="utf-8") as src:
+        nyc.write_text("".join(line for _, line in zip(range(LINES), src, strict=False)))
+    return {"nyc": nyc, "tb": _slice(TAOBAO, d / "taobao_2k.csv")}
 
 
 def _goto(page, url: str) -> None:
@@ -94,41 +99,42 @@ def test_root_redirects_to_overview(server_url, page):
     assert page.url.endswith("/overview")
 
 
-def test_upload_and_import_movielens(server_url, page, files, artifacts):
-    data = files["ml"].read_text(encoding="latin-1").splitlines()
-    users = len({line.split("\t")[0] for line in data})
+def test_upload_and_import_nyc(server_url, page, files, artifacts):
+    data = files["nyc"].read_text().splitlines()[1:]
+    users = len({line.split(",")[0] for line in data})
+    repeats = len(data) - len(set(data))  # same user, place and minute: rejected as duplicates
     _goto(page, server_url + "/data")
-    _upload(page, files["ml"])
+    _upload(page, files["nyc"])
     summary = page.inner_text(f"#{ids.SNIFF_SUMMARY}")
-    assert "Detected format" in summary and "MovieLens" in summary
+    assert "Detected format" in summary and "Foursquare" in summary
     assert page.locator(f"#{ids.PREVIEW_TABLE} tbody tr").count() > 0
     assert page.locator(f"#{ids.MAPPING_FORM} .map-field").count() == 9
     user_field = page.locator(f"#{ids.MAPPING_FORM} .map-field",
                               has=page.locator("code", has_text=re.compile("^user_id$")))
     assert user_field.locator(".dash-dropdown-value").inner_text().strip() != ""
-    assert page.input_value(f"#{ids.NAME_INPUT}") == "u_2k"  # suggested from the file name
+    assert page.input_value(f"#{ids.NAME_INPUT}") == "nyc_2k"  # suggested from the file name
 
     # A wrong format override is explained, and the format can be set back.
     _choose(page, ids.FORMAT_DROPDOWN, "Taobao UserBehavior")
     page.wait_for_selector(f"#{ids.SNIFF_ERROR} .alert-error")
     assert "does not look like the taobao format" in page.inner_text(f"#{ids.SNIFF_ERROR}")
     assert page.locator(f"#{ids.MAPPING_FORM} .map-field").count() == 0
-    _choose(page, ids.FORMAT_DROPDOWN, "MovieLens ratings")
+    _choose(page, ids.FORMAT_DROPDOWN, "Foursquare TSMC check-ins")
     page.wait_for_selector(f"#{ids.MAPPING_FORM} .map-field")
     assert page.locator(f"#{ids.SNIFF_ERROR} .alert-error").count() == 0
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(artifacts / "data-mapping.png"), full_page=True)
-    _import(page, "ml2k")
+    _import(page, "nyc2k")
     report = page.locator(f"#{ids.IMPORT_RESULT} .report")
     assert report.count() == 1, page.inner_text(f"#{ids.IMPORT_RESULT}")
     assert _kpi(report, "Rows read") == f"{len(data):,}"
-    assert _kpi(report, "Rows kept") == f"{len(data):,}"
-    assert _kpi(report, "Rows rejected") == "0"
+    assert _kpi(report, "Rows kept") == f"{len(data) - repeats:,}"
+    assert _kpi(report, "Rows rejected") == f"{repeats:,}"
     assert _kpi(report, "Users") == f"{users:,}"
     table = page.locator(f"#{ids.DATASETS_TABLE}")
-    expect(table).to_contain_text("ml2k")    # the table and selector follow the import
-    expect(table).to_contain_text(f"{len(data):,}")
-    wait_until(lambda: _options(page), lambda o: "ml2k" in o, "ml2k in the dataset selector")
+    expect(table).to_contain_text("nyc2k")    # the table and selector follow the import
+    expect(table).to_contain_text(f"{len(data) - repeats:,}")
+    wait_until(lambda: _options(page), lambda o: "nyc2k" in o, "nyc2k in the dataset selector")
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(artifacts / "data-report.png"), full_page=True)
     assert page.console.errors == []
@@ -145,14 +151,14 @@ def test_second_import_and_dataset_query_parameter(server_url, page, files):
     kept = int(_kpi(report, "Rows kept").replace(",", ""))
     rejected = int(_kpi(report, "Rows rejected").replace(",", ""))
     assert read == LINES and kept + rejected == read and kept > 0.9 * read
-    wait_until(lambda: sorted(_options(page)), lambda o: o == ["ml2k", "tb2k"],
+    wait_until(lambda: sorted(_options(page)), lambda o: o == ["nyc2k", "tb2k"],
                "both datasets in the selector")
 
-    _goto(page, server_url + "/overview?dataset=ml2k")
-    _expect_selected(page, "ml2k")
-    assert _kpi(page, "Events") == f"{LINES:,}"
-    assert "ml2k" in page.inner_text(".dataset-badge")
-    assert "dataset=ml2k" in page.get_attribute(f"#{ids.nav_link('map')}", "href")
+    _goto(page, server_url + "/overview?dataset=nyc2k")
+    _expect_selected(page, "nyc2k")
+    assert _kpi(page, "Events") == f"{LINES - 1 - 4:,}"  # 1,999 check-ins, 4 repeats
+    assert "nyc2k" in page.inner_text(".dataset-badge")
+    assert "dataset=nyc2k" in page.get_attribute(f"#{ids.nav_link('map')}", "href")
 
     _goto(page, server_url + "/overview?dataset=tb2k")
     _expect_selected(page, "tb2k")
@@ -168,8 +174,8 @@ def test_second_import_and_dataset_query_parameter(server_url, page, files):
 
 def test_name_clash_shows_a_clear_error(server_url, page, files):
     _goto(page, server_url + "/data")
-    _upload(page, files["ml"])
-    _import(page, "ml2k")
+    _upload(page, files["nyc"])
+    _import(page, "nyc2k")
     box = page.locator(f"#{ids.IMPORT_RESULT} .alert-error")
     assert box.count() == 1
     assert "already exists" in box.inner_text() and "Replace" in box.inner_text()
@@ -177,17 +183,17 @@ def test_name_clash_shows_a_clear_error(server_url, page, files):
 
 def test_every_page_with_data_and_screenshots(server_url, page, artifacts):
     for key, label, path in ids.PAGES:
-        _goto(page, f"{server_url}{path}?dataset=ml2k")
+        _goto(page, f"{server_url}{path}?dataset=nyc2k")
         assert page.locator(".page-header h1").inner_text() == label
-        _expect_selected(page, "ml2k")
-        assert "ml2k" in page.inner_text(".dataset-badge")
+        _expect_selected(page, "nyc2k")
+        assert "nyc2k" in page.inner_text(".dataset-badge")
         assert "active" in page.get_attribute(f"#{ids.nav_link(key)}", "class")
         page.screenshot(path=str(artifacts / f"page-{key}.png"), full_page=True)
     assert page.console.errors == []
 
 
 def test_choosing_a_dataset_updates_url_and_page(server_url, page):
-    _goto(page, server_url + "/overview?dataset=ml2k")
+    _goto(page, server_url + "/overview?dataset=nyc2k")
     _choose(page, ids.DATASET_DROPDOWN, "tb2k")
     page.wait_for_url(re.compile(r"dataset=tb2k"))
     page.wait_for_function("document.querySelector('.dataset-badge')"
@@ -195,9 +201,9 @@ def test_choosing_a_dataset_updates_url_and_page(server_url, page):
                            ".includes('tb2k')")
     _expect_selected(page, "tb2k")
     page.go_back()
-    page.wait_for_url(re.compile(r"dataset=ml2k"))
+    page.wait_for_url(re.compile(r"dataset=nyc2k"))
     page.wait_for_function("document.querySelector('.dataset-badge').innerText"
-                           ".includes('ml2k')")
+                           ".includes('nyc2k')")
     assert page.console.errors == []
 
 
@@ -233,7 +239,7 @@ def test_drop_dataset_after_confirm(server_url, page):
     page.wait_for_selector(f"#{ids.DROP_MESSAGE} .alert-ok")
     page.wait_for_function(f"!document.querySelector('#{ids.DATASETS_TABLE}')"
                            ".innerText.includes('tb2k')")
-    wait_until(lambda: _options(page), lambda o: o == ["ml2k"], "tb2k leaves the selector")
+    wait_until(lambda: _options(page), lambda o: o == ["nyc2k"], "tb2k leaves the selector")
     # the selection moved off the dropped dataset
-    _expect_selected(page, "ml2k")
+    _expect_selected(page, "nyc2k")
     assert page.console.errors == []

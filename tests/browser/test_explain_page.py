@@ -20,7 +20,7 @@ EXPORT_MS = 120_000  # a PDF is printed by Chromium and a batch explains several
 
 
 @pytest.fixture(scope="module")
-def explain_server(tmp_path_factory, shared_data):
+def explain_server(tmp_path_factory):
     import torch
     from trailscope.analytics.schema import USER
     from trailscope.analytics.store import Store
