@@ -1,9 +1,9 @@
-"""Real located data for the spatial analytics tests: NYC check-ins and GeoLife GPS fixes.
+"""Real located data for the spatial analytics tests: NYC check-ins and GeoLife GPS fixes, from
+the slices committed in tests/data.
 
-NYC goes through the project's importer (tests/analytics/realdata.py falls back to a plain
-DuckDB load while analytics.ingest is missing). GeoLife is read as raw fixes
-(``lat,lng,datetime,uid``, times in GMT) and mapped to the canonical schema here, with the
-200 m grid cell of each fix as its item, the way raw GPS is stored (DESIGN.md).
+NYC goes through the project's importer (tests/analytics/realdata.py). GeoLife is read as raw
+fixes (``lat,lng,datetime,uid``, times in GMT) and mapped to the canonical schema here, with
+the 200 m grid cell of each fix as its item, the way raw GPS is stored (DESIGN.md).
 """
 
 from __future__ import annotations

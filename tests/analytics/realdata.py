@@ -1,4 +1,5 @@
-"""The real NYC check-ins, imported once per test module for the time/evolution analytics.
+"""The NYC check-ins (the committed slice, tests/data: a third of the users over the whole ten
+months), imported once per test module for the time/evolution analytics.
 
 Module-scoped fixtures cannot use the function-scoped ``store`` fixture (it relies on
 monkeypatch), so they open a workspace file in their own temporary folder.
