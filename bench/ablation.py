@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+from bench.datasets import FILES
+
 SOURCES = {
-    "nyc": DATA / "foursquare-nyc" / "NYC_checkins_reconstructed.csv.gz",
-    "ml100k": DATA / "movielens-100k" / "u.data",
-    "taobao": DATA / "taobao-userbehavior" / "UserBehavior_head84475.csv",
+    **FILES,
     "planted": None,  # bench.planted's draw (PEERS.md), generated in the workspace
 }
 

@@ -32,7 +32,7 @@ def _workspace(home: Path, epochs: int, log) -> tuple[Store, str]:
     from trailscope.models.api import train
     from trailscope.models.training import checkpoint as ckpt
 
-    from tests.conftest import NYC
+    from bench.datasets import NYC
     from tests.models.realdata import load
 
     store = Store(home / "trailscope.duckdb")

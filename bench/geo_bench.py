@@ -25,9 +25,9 @@ from typing import Any
 
 import pandas as pd
 
+from bench.datasets import NYC
+
 ROOT = Path(__file__).resolve().parents[1]
-NYC = (ROOT / ".." / "shared" / "data" / "foursquare-nyc"
-       / "NYC_checkins_reconstructed.csv.gz").resolve()
 
 Fn = Callable[[Any, str, pd.DataFrame, dict], Any]
 

@@ -33,11 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.datasets import FILES
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = (ROOT / ".." / "shared" / "data").resolve()
-FILES = {"nyc": DATA / "foursquare-nyc" / "NYC_checkins_reconstructed.csv.gz",
-         "ml100k": DATA / "movielens-100k" / "u.data",
-         "taobao": DATA / "taobao-userbehavior" / "UserBehavior_head84475.csv"}
 RECBOLE_PY = ROOT / "bench" / ".recbole-venv" / "bin" / "python"
 OUT = ROOT / "bench" / "out"
 QUICK_USERS = 120

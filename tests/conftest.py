@@ -21,6 +21,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
+# The complete datasets: $TRAILSCOPE_DATA, else ../shared/data relative to the repository
+# (bench/datasets.py is the one place that says so, for the benches and the tests).
+from bench.datasets import DATA as FULL_DATA
+from bench.datasets import GEOLIFE as FULL_GEOLIFE  # noqa: F401 (for the tests)
+from bench.datasets import MOVIELENS  # noqa: F401
+from bench.datasets import NYC as FULL_NYC  # noqa: F401
+from bench.datasets import TAOBAO as FULL_TAOBAO  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Committed slices of the redistributable datasets (tests/data/make_slices.py cuts them).
@@ -28,13 +36,6 @@ SLICES = ROOT / "tests" / "data"
 NYC = SLICES / "foursquare-nyc" / "NYC_checkins_reconstructed.csv.gz"
 TAOBAO = SLICES / "taobao-userbehavior" / "UserBehavior_head26222.csv"
 GEOLIFE = SLICES / "geolife" / "geolife_sample.txt.gz"
-
-#: The complete datasets: $TRAILSCOPE_DATA, else ../shared/data relative to the repository.
-FULL_DATA = Path(os.environ.get("TRAILSCOPE_DATA") or ROOT / ".." / "shared" / "data").resolve()
-FULL_NYC = FULL_DATA / "foursquare-nyc" / "NYC_checkins_reconstructed.csv.gz"
-FULL_TAOBAO = FULL_DATA / "taobao-userbehavior" / "UserBehavior_head84475.csv"
-FULL_GEOLIFE = FULL_DATA / "geolife" / "geolife_sample.txt.gz"
-MOVIELENS = FULL_DATA / "movielens-100k" / "u.data"
 
 FULL_DATA_REASON = (f"full_data: needs the complete datasets in {FULL_DATA} "
                     "(set TRAILSCOPE_DATA; tests/data/README.md)")
