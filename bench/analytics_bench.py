@@ -253,7 +253,7 @@ def _extras(ctx: Context) -> None:
     located = df[has_coords(df)]
     with lookup.disabled():
         ctx.extra["daily"] = temporal.activity_series(ctx.events, "day")
-        # the Map page's parameters (app/map_service.py: zones, flows between them, paths)
+        # the Map page's parameters (app/services/maps.py: zones, flows between them, paths)
         ctx.extra["zone_params"] = zones_sql.page_zone_params(
             len(located), located[schema.TS].min(), located[schema.TS].max())
         ctx.extra["flow_gap"] = zones_sql.PAGE_FLOW_GAP

@@ -6,8 +6,9 @@ For each size it writes a sample CSV (analytics.sample.write_csv; generic column
 times the importer and the baseline (plus references), each in a fresh child process so none
 shares another's memory high-water mark:
 
-* importer: ``analytics.ingest.import_file(store, path, name=..., fmt="generic")`` into a
-  fresh temporary workspace (the whole import: parse, validate, write to DuckDB);
+* importer: ``import_file(store, path, name=..., fmt="generic")``
+  (``trailscope.analytics.ingest.pipeline``) into a fresh temporary workspace (the whole
+  import: parse, validate, write to DuckDB);
 * baseline: ``pandas.read_csv`` of the same columns, ``pd.to_datetime`` on ts and numeric
   lat/lon/value (parse into memory only, nothing stored);
 * with --pandas-store, a second reference: the baseline's parsing plus saving the DataFrame
@@ -151,17 +152,6 @@ def _measure(kind: str, csv: Path, home: Path) -> None:
 
 
 # -- the driver ---------------------------------------------------------------------------
-def importer_available() -> bool:
-    """True when analytics.ingest.import_file exists (it is developed separately)."""
-    import importlib.util
-
-    if importlib.util.find_spec("trailscope.analytics.ingest.pipeline") is None:
-        return False
-    from trailscope.analytics.ingest import pipeline as ingest
-
-    return callable(getattr(ingest, "import_file", None))
-
-
 def run_one(kind: str, csv: Path, workdir: Path) -> dict[str, Any]:
     """Measure one worker of ``kind`` on ``csv`` in a fresh measure process."""
     home = Path(tempfile.mkdtemp(prefix=f"{kind}-home-", dir=workdir))
@@ -277,7 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     if any(n < 1 for n in a.rows) or a.repeat < 1:
         p.error("--rows and --repeat must be positive")
 
-    has_importer = importer_available()
     folder = OUT_DIR if a.keep else Path(tempfile.mkdtemp(prefix="trailscope-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     import duckdb
@@ -289,16 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# command: python -m bench.import_bench --rows {' '.join(map(str, a.rows))}"
           f"{' --keep' if a.keep else ''}{f' --repeat {a.repeat}' if a.repeat > 1 else ''}"
           f"{' --pandas-store' if a.pandas_store else ''}{'' if a.floor else ' --no-floor'}")
-    if not has_importer:
-        print("# analytics.ingest.import_file is not available yet: importer columns are n/a")
     results = []
     try:
         for rows in a.rows:
             csv, gen_s = make_csv(rows, a.seed, folder, reuse=a.keep)
             mb = csv.stat().st_size / 2**20
             print(f"# {rows:,} rows: {csv} ({mb:,.1f} MB, generated in {gen_s:.1f}s)", flush=True)
-            imp = (best_of("importer", csv, folder, a.repeat) if has_importer
-                   else {"error": "analytics.ingest.import_file not available"})
+            imp = best_of("importer", csv, folder, a.repeat)
             base = best_of("baseline", csv, folder, a.repeat)
             floor = best_of("floor", csv, folder, a.repeat) if a.floor else {"error": "skipped"}
             extra = {"pandas_store": best_of("pandas_store", csv, folder, a.repeat)

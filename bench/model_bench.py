@@ -3,15 +3,15 @@
     .venv/bin/python -m bench.model_bench [--datasets nyc ml100k taobao planted]
         [--models all|pop,repeat,...] [--epochs N] [--peers] [--quick] [--threads 1]
 
-Imports the shared datasets (analytics.ingest.import_file) and a planted-signal draw
-(bench.planted, via Store.save_dataset) into a throw-away workspace, then trains each model
-of models.registry with models.train.train on the leave-last split (NYC also on
-``trajectory``, the published next-POI protocol), each run in its own process
-(bench.model_bench_run) so its peak RSS is its own. Prints every metric, seconds per epoch
-(training only), time to the best validation epoch, top-10 latency and peak RSS per model;
-the planted generator's own ceiling; with ``--peers`` RecBole 1.2.1 SASRec/GRU4Rec on the
-very same split (bench.recbole_export -> bench/recbole_peer.py in bench/.recbole-venv);
-and the issue's goals with PASS/MISS measured in this run (bench.model_bench_report).
+Imports the shared datasets (``trailscope.analytics.ingest.pipeline.import_file``) and a
+planted-signal draw (bench.planted, via Store.save_dataset) into a throw-away workspace, then
+trains each model of models.recommenders.registry with models.training.loop.train on the leave-
+last split (NYC also on ``trajectory``, the published next-POI protocol), each run in its own
+process (bench.model_bench_run) so its peak RSS is its own. Prints every metric, seconds per
+epoch (training only), time to the best validation epoch, top-10 latency and peak RSS per model;
+the planted generator's own ceiling; with ``--peers`` RecBole 1.2.1 SASRec/GRU4Rec on the very
+same split (bench.recbole_export -> bench/recbole_peer.py in bench/.recbole-venv); and the
+issue's goals with PASS/MISS measured in this run (bench.model_bench_report).
 
 With ``--peers`` the script makes RecBole's own virtual environment (gitignored) when it is
 missing, the way ../shared/PEERS.md says RecBole installs here:

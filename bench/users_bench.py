@@ -117,7 +117,7 @@ def queries() -> list[BenchQuery]:
                    _same_drift),
         BenchQuery("top changers (all users' drift)", "Users", _top_changers,
                    lambda c: _pd_top_changers(c.df), _frames_equal,
-                   note="as app/users_service.py: drift of all, profiles of the top 12"),
+                   note="as app/services/users.py: drift of all, profiles of the top 12"),
         BenchQuery("one user's mobility (monthly)", "Users",
                    lambda c: r_users.user_mobility_sql(c.con, c.table, user(c), "month"),
                    lambda c: mobility.user_mobility(pd_user_events(c.df, user(c)),
