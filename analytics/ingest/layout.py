@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import re
 import shutil
 import tempfile
@@ -270,6 +271,7 @@ class TextLayout:
     skip: int
     padded: bool  # some values carry leading/trailing blanks
     rows: list[list[str]]  # sample data rows (header excluded)
+    multiline: bool = False  # a quoted field spans lines
 
     @property
     def names(self) -> set[str]:
@@ -292,9 +294,15 @@ def text_layout(text: str, encoding: str, path: Path, known: AbstractSet[str],
             f"values consistently (first line: {lines[0][:120]!r}). Save the file as CSV or "
             "TSV with one event per line", path=path, columns=[lines[0][:60]])
     delim, width = found
-    rows = [split_line(ln, delim, quote) for ln in lines]
+    # a line with an odd number of quotes opens (or closes) a field that spans lines
+    multiline = bool(quote) and delim != "::" and any(ln.count(quote) % 2 for ln in lines)
+    if multiline:
+        rows = [r for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=delim,
+                                      quotechar=quote) if r][: SAMPLE_ROWS + 1]
+    else:
+        rows = [split_line(ln, delim, quote) for ln in lines]
     header = has_header(rows, known) if len(rows[0]) == width else False
     data = rows[1:] if header else rows
     padded = any(v != v.strip() for r in data[:200] for v in r if v)
     return TextLayout(delim, header, column_names(rows[0] if header else None, width),
-                      quote, encoding, skip, padded, data[:SAMPLE_ROWS])
+                      quote, encoding, skip, padded, data[:SAMPLE_ROWS], multiline)

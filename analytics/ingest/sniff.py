@@ -55,7 +55,7 @@ def sniff_source(src: Source, fmt: str = "auto") -> Sniff:
                    preview=pd.DataFrame(), delimiter=lay.delimiter, has_header=lay.has_header,
                    kind="csv", encoding=encoding, quote=lay.quote, skip=lay.skip,
                    compression=head.compression, member=head.member, padded=lay.padded,
-                   sample=lay.rows)
+                   multiline=lay.multiline, sample=lay.rows)
     else:
         sn = _sniff_table(src, array=head.data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[")
     if fmt != "auto" and fmt != sn.format:

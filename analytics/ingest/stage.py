@@ -83,6 +83,7 @@ class Staged:
     has_dups: bool = False
     has_genres: bool = False
     strict: bool = True
+    serial: bool = False  # read with parallel=false (quoted newlines found past the head)
     native: list[str] = field(default_factory=list)  # fields the CSV reader parsed itself
     passes: int = 0
     temp: list[str] = field(default_factory=list)
@@ -173,6 +174,9 @@ def source_sql(sn: Sniff, path: Path, st: Staged, native: dict[str, str] | None 
         f"compression={lit('gzip' if sn.compression == 'gzip' else 'auto')}",
         f"encoding={lit(sn.encoding)}",
     ]
+    if sn.multiline or st.serial:
+        # DuckDB's parallel reader refuses null_padding with newlines inside quoted fields
+        opts.append("parallel=false")
     if native:
         if ts_format:
             opts.append(f"timestampformat={lit(ts_format)}")
@@ -223,6 +227,7 @@ def scan_sql(plan: Plan, source: str) -> str:
     reason = (
         f"CASE WHEN {U} IS NULL THEN 'missing_user' WHEN {IT} IS NULL THEN 'missing_item' "
         f"WHEN t IS NULL THEN 'missing_time' WHEN {T} IS NULL THEN 'bad_time' "
+        f"WHEN NOT {timeparse.in_range_sql(T)} THEN 'time_out_of_range' "
         f"WHEN (la IS NOT NULL OR lo IS NOT NULL) AND ({LA} IS NULL OR {LO} IS NULL "
         f"OR NOT ({LA} BETWEEN -90 AND 90) OR NOT ({LO} BETWEEN -180 AND 180) "
         f"OR ({LA} = 0 AND {LO} = 0)) THEN 'bad_coordinates' END")
@@ -264,18 +269,19 @@ def stage(cur: duckdb.DuckDBPyConnection, sn: Sniff, plan: Plan, path: Path,
     def insert() -> None:
         cur.execute(f"INSERT INTO {st.stage} {scan_sql(plan, source_sql(sn, path, st))}")
 
-    try:
-        insert()
-    except duckdb.InvalidInputException as exc:
-        if sn.kind != "csv" or "strict_mode" not in str(exc):
-            raise _as_ingest(exc, sn, path) from exc
-        st.strict = False  # e.g. mixed line endings: tolerate rows that break the CSV rules
+    for _ in range(3):  # at most: serial read, then strict mode off
         try:
-            insert()  # the failed statement appended nothing
-        except duckdb.Error as exc2:
-            raise _as_ingest(exc2, sn, path) from exc2
-    except duckdb.Error as exc:
-        raise _as_ingest(exc, sn, path) from exc
+            insert()  # a failed statement appends nothing
+            break
+        except duckdb.Error as exc:
+            text = str(exc)
+            if sn.kind == "csv" and "parallel=false" in text and not st.serial:
+                st.serial = True  # a quoted newline the head did not show
+            elif (sn.kind == "csv" and isinstance(exc, duckdb.InvalidInputException)
+                  and "strict_mode" in text and st.strict):
+                st.strict = False  # e.g. mixed line endings: tolerate rows that break the rules
+            else:
+                raise _as_ingest(exc, sn, path) from exc
     if sn.kind == "csv":
         rejects = st.name(f"rejects{st.passes}")  # the rejects of the scan that staged
         st.malformed_lines = [int(r[0]) for r in cur.execute(

@@ -31,6 +31,13 @@ DATE_HOUR_FORMAT = "%Y-%m-%d %H"
 OTHER_FORMATS: tuple[str, ...] = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d",
                                   "%d.%m.%Y %H:%M:%S", "%Y%m%dT%H%M%S")
 
+#: Times outside [TIME_MIN, TIME_MAX) are rejected row by row (reason ``time_out_of_range``):
+#: sentinels like ``0001-01-01``, ``9999-12-31 23:59:59`` or unix ``-62135596800`` are no
+#: events, and the bounds keep every kept time inside pandas' nanosecond range (1677-2262)
+#: and Python's ``datetime``, which the analyses and the report's arithmetic rely on.
+TIME_MIN = "1900-01-01"
+TIME_MAX = "2200-01-01"
+
 #: A number at or above this is milliseconds, below it seconds.
 MS_THRESHOLD = 1e11
 #: Numbers at or above this are not accepted as times at all (microseconds, garbage).
@@ -136,6 +143,11 @@ def ts_sql(x: str, kind: str = "auto") -> str:
         raise ValueError(f"unknown time kind {kind!r}; use one of {', '.join(TIME_KINDS)}")
     parts = [iso_sql(x), tsmc_sql(x), date_hour_sql(x), other_sql(x), unix_sql(x)]
     return "COALESCE(" + ", ".join(parts) + ")"
+
+
+def in_range_sql(x: str) -> str:
+    """SQL: TIMESTAMP ``x`` lies inside [TIME_MIN, TIME_MAX)."""
+    return f"({x} >= TIMESTAMP '{TIME_MIN}' AND {x} < TIMESTAMP '{TIME_MAX}')"
 
 
 def offset_minutes_sql(x: str) -> str:

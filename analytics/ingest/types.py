@@ -21,9 +21,11 @@ FIELDS: tuple[str, ...] = schema.COLUMNS
 
 #: Why a row can be rejected, in the order the checks run (the first failing check wins).
 #: ``malformed``: the line could not be split into the file's columns (too many fields, a
-#: broken quote); ``duplicate``: an exact repeat of an earlier kept row.
+#: broken quote); ``time_out_of_range``: a readable time outside the years the workspace
+#: accepts (timeparse.TIME_MIN .. TIME_MAX: sentinels such as 0001-01-01 or 9999-12-31);
+#: ``duplicate``: an exact repeat of an earlier kept row.
 REASONS: tuple[str, ...] = ("malformed", "missing_user", "missing_item", "missing_time",
-                            "bad_time", "bad_coordinates", "duplicate")
+                            "bad_time", "time_out_of_range", "bad_coordinates", "duplicate")
 
 #: Flags count kept rows that look suspicious but are not rejected.
 FLAGS: tuple[str, ...] = ("ts_before_1990", "ts_in_future", "ts_outlier")
@@ -92,6 +94,8 @@ class Sniff:
     compression: str = "none"
     member: str | None = None
     padded: bool = False
+    #: a quoted field of the head spans lines: DuckDB must read the file serially
+    multiline: bool = False
     column_types: dict[str, str] = field(default_factory=dict)
     sample: list[list[str]] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list)

@@ -46,6 +46,7 @@ REASON_TEXT: dict[str, str] = {
     "missing_item": "no item id",
     "missing_time": "no timestamp",
     "bad_time": "timestamp could not be read",
+    "time_out_of_range": "timestamp before 1900 or after 2199 (a placeholder date)",
     "bad_coordinates": "latitude/longitude out of range",
     "duplicate": "exact repeat of an earlier row",
 }
