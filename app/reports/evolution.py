@@ -13,7 +13,6 @@ from ...analytics.users import evolution
 from ...models.data.features import estimate_offset_min, local_hour_weekday
 from ..deckgl.deckmap import deck_spec, path_layer, scatter_layer, view_for
 from ..views.charts import _style, drift_figure, empty_figure, rhythm_figure
-from ..views.explain_figures import esc
 
 
 def trend_figure(events: pd.DataFrame) -> go.Figure:
@@ -54,7 +53,6 @@ def drift_of(events: pd.DataFrame) -> go.Figure:
     ev = events[events[CATEGORY].notna()]
     if ev.empty:
         return empty_figure("No categorised events, so no interest profile.")
-    ev = ev.assign(**{CATEGORY: [esc(c) for c in ev[CATEGORY]]})
     span = pd.to_datetime(ev[TS]).max() - pd.to_datetime(ev[TS]).min()
     freq = "week" if span < pd.Timedelta(days=120) else "month"
     profiles = evolution.interest_profiles(ev, freq)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ...analytics.schema import CATEGORY, ITEM, TS
 from ...models.explain.types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, HOUR, POSITION
-from ..views.explain_figures import esc
+from ..views.plotsafe import esc
 from .data import ReportData
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "|")

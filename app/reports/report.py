@@ -26,7 +26,8 @@ from ...analytics.store import Store
 from ...models.explain.types import Explanation
 from ...models.training.checkpoint import Loaded
 from .. import ASSETS
-from ..views.explain_figures import esc, events_map_spec, explanation_figures
+from ..views.explain_figures import events_map_spec, explanation_figures
+from ..views.plotsafe import esc
 from .data import ReportData
 from .evolution import evolution_figures, path_figure
 from .html import page_html

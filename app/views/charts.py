@@ -3,6 +3,8 @@
 No data access here: the pages fetch frames from the service modules and hand them over.
 Every builder returns a figure in the same calm style (``_style``) and copes with an empty
 frame by returning :func:`empty_figure` with a sentence saying why there is nothing to draw.
+Every builder is wrapped in ``plot_safe`` (app/views/plotsafe.py): the strings a figure shows
+are escaped there, and templates refer to data strings only through ``%{...}``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ...analytics.schema import BEHAVIOR, CATEGORY, ITEM, TS
+from .plotsafe import plot_safe
 
 PERIOD = "period"
 EVENTS = "events"
@@ -48,6 +51,7 @@ def _legend_below(fig: go.Figure) -> go.Figure:
     return fig
 
 
+@plot_safe
 def empty_figure(message: str, height: int = 300) -> go.Figure:
     """A blank chart with ``message`` in the middle (empty states)."""
     fig = go.Figure()
@@ -79,6 +83,7 @@ def _order_groups(df: pd.DataFrame, by: str, value: str) -> list[object]:
 
 
 # -- overview ----------------------------------------------------------------------------------
+@plot_safe
 def trend_figure(df: pd.DataFrame, split: str | None = None, value: str = EVENTS,
                  freq: str = "day") -> go.Figure:
     """Events (or users) per period; with ``split`` one stacked area per group.
@@ -104,13 +109,14 @@ def trend_figure(df: pd.DataFrame, split: str | None = None, value: str = EVENTS
             fig.add_trace(go.Scatter(
                 x=part[PERIOD], y=part[value], mode="lines", name=str(g), stackgroup="one",
                 line={"width": 0.6, "color": colors[g]},
-                hovertemplate=f"{g}: %{{y:,}}<extra></extra>"))
+                hovertemplate="%{fullData.name}: %{y:,}<extra></extra>"))
         fig.update_layout(hovermode="x unified")
     fig.update_layout(dragmode="select", selectdirection="h")
     fig.update_yaxes(title_text=f"{value} per {unit}", rangemode="tozero")
     return _style(fig, 340, legend=bool(split and split != "none"))
 
 
+@plot_safe
 def rhythm_figure(rhythm: pd.DataFrame, clock: str = "") -> go.Figure:
     """Hour-of-day x day-of-week heatmap of events (weekday rows, Monday on top)."""
     if rhythm.empty or rhythm[EVENTS].sum() == 0:
@@ -129,6 +135,7 @@ def rhythm_figure(rhythm: pd.DataFrame, clock: str = "") -> go.Figure:
     return _style(fig, 300, legend=False)
 
 
+@plot_safe
 def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, freq: str = "day",
                     level: float = 0.95) -> go.Figure:
     """Recent history, the forecast and its ``level`` interval as a shaded band."""
@@ -155,6 +162,7 @@ def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, freq: str = "
     return _style(fig, 320)
 
 
+@plot_safe
 def cohort_figure(table: pd.DataFrame, freq: str = "week") -> go.Figure:
     """Retention heatmap: cohorts (first active period) as rows, periods since as columns."""
     if table.empty:
@@ -179,6 +187,7 @@ def cohort_figure(table: pd.DataFrame, freq: str = "week") -> go.Figure:
 
 
 # -- map page ----------------------------------------------------------------------------------
+@plot_safe
 def zone_trend_figure(zones: pd.DataFrame, activity: pd.DataFrame, top: int = 6,
                       window: str = "month") -> go.Figure:
     """Visits per window of the ``top`` busiest zones as an index (100 = the zone's own mean
@@ -198,7 +207,7 @@ def zone_trend_figure(zones: pd.DataFrame, activity: pd.DataFrame, top: int = 6,
                   "width": 1.4 if label == "stable" else 2.4},
             opacity=0.55 if label == "stable" else 1.0,
             customdata=a["visits"],
-            hovertemplate=f"zone {z['zone_id']} ({label})<br>%{{x}}: %{{customdata:,}} visits"
+            hovertemplate="%{fullData.name}<br>%{x}: %{customdata:,} visits"
                           " (index %{y:.0f})<extra></extra>"))
     fig.add_hline(y=100, line={"color": "#cbd5e1", "dash": "dot", "width": 1})
     fig.update_yaxes(title_text=f"visits per {window}, index", rangemode="tozero")
@@ -206,6 +215,7 @@ def zone_trend_figure(zones: pd.DataFrame, activity: pd.DataFrame, top: int = 6,
 
 
 # -- users page --------------------------------------------------------------------------------
+@plot_safe
 def timeline_figure(events: pd.DataFrame, top: int = 10) -> go.Figure:
     """One marker per event: time on x, the event's category (top ``top``, else "other") on
     y, colour by behaviour; hover shows item, category and behaviour."""
@@ -229,12 +239,13 @@ def timeline_figure(events: pd.DataFrame, top: int = 10) -> go.Figure:
             customdata=np.column_stack([part[ITEM].astype(str),
                                         part[CATEGORY].astype("string").fillna("–")]),
             hovertemplate="%{x}<br>item %{customdata[0]}<br>%{customdata[1]}"
-                          f"<extra>{b}</extra>"))
+                          "<extra>%{fullData.name}</extra>"))
     fig.update_yaxes(categoryorder="array", categoryarray=order[::-1], type="category",
                      showgrid=True)
     return _style(fig, max(260, 40 * len(order) + 90), legend=len(colors) > 1)
 
 
+@plot_safe
 def drift_figure(profiles: pd.DataFrame, drift: pd.DataFrame, reference: pd.DataFrame,
                  freq: str = "month", top: int = 8) -> go.Figure:
     """Category shares per window (stacked bars) and the Jensen-Shannon divergence from the
@@ -252,7 +263,7 @@ def drift_figure(profiles: pd.DataFrame, drift: pd.DataFrame, reference: pd.Data
         part = prof[prof[CATEGORY] == g]
         fig.add_trace(go.Bar(x=part[PERIOD], y=part["share"] * 100, name=str(g),
                              marker_color=colors[g], opacity=0.85,
-                             hovertemplate=f"{g}: %{{y:.0f}}%<extra></extra>"),
+                             hovertemplate="%{fullData.name}: %{y:.0f}%<extra></extra>"),
                       secondary_y=False)
     if not drift.empty:
         fig.add_trace(go.Scatter(x=drift[PERIOD], y=drift["js"], mode="lines+markers",
@@ -276,6 +287,7 @@ def drift_figure(profiles: pd.DataFrame, drift: pd.DataFrame, reference: pd.Data
     return _legend_below(_style(fig, 420))
 
 
+@plot_safe
 def mobility_figure(mob: pd.DataFrame, window: str = "month") -> go.Figure:
     """Per window: events and distinct places (bars), radius of gyration and travel distance
     (lines) when the user's events have coordinates."""
@@ -302,7 +314,7 @@ def mobility_figure(mob: pd.DataFrame, window: str = "month") -> go.Figure:
                                  mode="lines+markers", line={"color": PALETTE[1], "width": 2},
                                  hovertemplate="travel %{y:,.1f} km<extra></extra>"),
                       row=2, col=1, secondary_y=True)
-        fig.update_yaxes(title_text="r<sub>g</sub> km", row=2, col=1, rangemode="tozero")
+        fig.update_yaxes(title_text="gyration km", row=2, col=1, rangemode="tozero")
         fig.update_yaxes(title_text="travel km", row=2, col=1, secondary_y=True,
                          rangemode="tozero", showgrid=False, tickmode="auto", nticks=5)
     fig.update_yaxes(title_text=f"events / {window}", row=1, col=1, rangemode="tozero")

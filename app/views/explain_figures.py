@@ -2,14 +2,11 @@
 the reports: per-event attributions over the timeline, feature groups, attention heatmap,
 counterfactual ranks, and the events on a map coloured by attribution.
 
-Every user-provided string (item ids, categories) is HTML-escaped before it reaches plotly,
-whose text rendering understands a few tags: escaped, ``<script>`` shows as text.
+Every builder is wrapped in ``plot_safe`` (app/views/plotsafe.py), which escapes the strings a
+figure shows (item ids, categories, model names); the map spec's tooltips are plain text.
 """
 
 from __future__ import annotations
-
-import html
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +16,7 @@ from ...analytics.schema import CATEGORY, ITEM, LAT, LON, TS
 from ...models.explain.types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, HOUR, POSITION, Explanation
 from ..deckgl.deckmap import deck_spec, path_layer, scatter_layer, view_for
 from .charts import _style, empty_figure
+from .plotsafe import plot_safe
 
 GROUP_COLORS = {"item": "#2563eb", "time": "#f59e0b", "distance": "#10b981",
                 "category": "#8b5cf6"}
@@ -26,16 +24,12 @@ GROUP_LABELS = {"item": "item", "time": "time", "distance": "distance",
                 "category": "category"}
 
 
-def esc(value: Any) -> str:
-    """A user string made safe for HTML and for plotly's text rendering."""
-    return html.escape("" if value is None or value is pd.NA else str(value), quote=True)
-
-
 def _labels(ev: pd.DataFrame) -> list[str]:
     ts = pd.to_datetime(ev[TS])
     return [f"#{int(p) + 1} {t:%Y-%m-%d %H:%M}" for p, t in zip(ev[POSITION], ts, strict=True)]
 
 
+@plot_safe
 def attribution_figure(ex: Explanation) -> go.Figure:
     """Per past event (oldest left): attribution stacked by feature group; hover names the
     item, category and local hour."""
@@ -43,8 +37,8 @@ def attribution_figure(ex: Explanation) -> go.Figure:
     if ev.empty:
         return empty_figure("This history has no events to attribute.")
     x = _labels(ev)
-    custom = np.column_stack([[esc(v) for v in ev[ITEM]],
-                              [esc(v) if isinstance(v, str) else "–" for v in ev[CATEGORY]],
+    custom = np.column_stack([[str(v) for v in ev[ITEM]],
+                              [v if isinstance(v, str) else "–" for v in ev[CATEGORY]],
                               ev[HOUR].astype(int), ev[ATTRIBUTION].round(4)])
     fig = go.Figure()
     for g in GROUPS:
@@ -62,6 +56,7 @@ def attribution_figure(ex: Explanation) -> go.Figure:
     return _style(fig, 360)
 
 
+@plot_safe
 def groups_figure(ex: Explanation) -> go.Figure:
     """Total attribution per feature group (item, time, distance, category)."""
     vals = [float(ex.groups.get(g, 0.0)) for g in GROUPS]
@@ -75,12 +70,13 @@ def groups_figure(ex: Explanation) -> go.Figure:
     return _style(fig, 240, legend=False)
 
 
+@plot_safe
 def attention_figure(ex: Explanation) -> go.Figure:
     """Heatmap: one row per layer and head, one column per past event, the weight the
     scoring position gives each event."""
     att = ex.attention
     if att is None or att.empty:
-        return empty_figure(f"{esc(ex.model)} has no self-attention to show.")
+        return empty_figure(f"{ex.model} has no self-attention to show.")
     wide = att.pivot_table(index=["layer", "head"], columns=POSITION, values="weight")
     ev = ex.events.set_index(POSITION)
     cols = [c for c in wide.columns if c in ev.index]
@@ -94,6 +90,7 @@ def attention_figure(ex: Explanation) -> go.Figure:
     return _style(fig, max(220, 40 * len(y) + 140), legend=False)
 
 
+@plot_safe
 def counterfactual_figure(ex: Explanation) -> go.Figure:
     """Rank of the item with its full history and after deleting k events chosen by the
     explanation, by attention, or at random (lower is better for the item)."""
@@ -120,8 +117,8 @@ def _geo_events(ex: Explanation) -> pd.DataFrame:
     ev = ex.events
     ok = ev[LAT].notna() & ev[LON].notna()
     out = ev.loc[ok, [POSITION, ITEM, CATEGORY, TS, LAT, LON, ATTRIBUTION]].copy()
-    out[ITEM] = [esc(v) for v in out[ITEM]]
-    out[CATEGORY] = [esc(v) if isinstance(v, str) else "–" for v in out[CATEGORY]]
+    out[ITEM] = [str(v) for v in out[ITEM]]
+    out[CATEGORY] = [v if isinstance(v, str) else "–" for v in out[CATEGORY]]
     out["attr"] = out[ATTRIBUTION].round(4)
     return out
 
@@ -140,7 +137,7 @@ def events_map_spec(ex: Explanation) -> dict | None:
                                 tooltip="{item_id} ({category}): attribution {attr}"))
     lats, lons = list(pts[LAT]), list(pts[LON])
     if ex.item_lat is not None and ex.item_lon is not None:
-        rec = pd.DataFrame({LAT: [ex.item_lat], LON: [ex.item_lon], ITEM: [esc(ex.item_id)]})
+        rec = pd.DataFrame({LAT: [ex.item_lat], LON: [ex.item_lon], ITEM: [str(ex.item_id)]})
         layers.append(scatter_layer(rec, id="recommended", color=[220, 38, 38], radius_px=11,
                                     tooltip="recommended: {item_id}"))
         lats.append(ex.item_lat)
@@ -148,6 +145,7 @@ def events_map_spec(ex: Explanation) -> dict | None:
     return deck_spec(layers, view_for(lats, lons), basemap="none")
 
 
+@plot_safe
 def events_map_figure(ex: Explanation) -> go.Figure:
     """A static stand-in for the map (reports, PDF): lon/lat scatter coloured by attribution,
     the path as a line, the recommended item as a red star. No tiles, no network."""
@@ -170,7 +168,8 @@ def events_map_figure(ex: Explanation) -> go.Figure:
         fig.add_trace(go.Scatter(x=[ex.item_lon], y=[ex.item_lat], mode="markers",
                                  name="recommended", marker={"symbol": "star", "size": 18,
                                                              "color": "#dc2626"},
-                                 hovertemplate=f"recommended {esc(ex.item_id)}<extra></extra>"))
+                                 text=[str(ex.item_id)],
+                                 hovertemplate="recommended %{text}<extra></extra>"))
     fig.update_xaxes(title_text="longitude")
     fig.update_yaxes(title_text="latitude", scaleanchor="x",
                      scaleratio=1 / max(np.cos(np.radians(float(pts[LAT].mean()))), 0.2))

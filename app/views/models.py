@@ -4,7 +4,8 @@ charts, recommendation table and map spec (component ids: app/views/ids.py).
 Pure functions from plain data (job snapshots of app/services/jobs.py, rows of
 models.api.list_models / evaluate / recommend, event frames) to Dash components, plotly figures
 and deck.gl specs; the callbacks in app/pages/models.py call them. User strings only reach the
-page through Dash components (escaped) or deck.gl text tooltips (shown with innerText).
+page through Dash components (escaped), figures wrapped in ``plot_safe`` (app/views/plotsafe.py)
+or deck.gl text tooltips (shown with innerText).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dash import html
 from ...analytics import schema
 from ..deckgl import deckmap
 from . import ui
+from .plotsafe import plot_safe
 
 #: Comparison table: (column key, header).
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -119,6 +121,7 @@ def status_text(snap: dict[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
+@plot_safe
 def curve_figure(snap: dict[str, Any] | None) -> go.Figure:
     """Training loss per step (left axis) and validation NDCG@10 per epoch (right axis)."""
     fig = go.Figure()
@@ -222,6 +225,7 @@ def slice_frame(slices: dict[str, Any], kind: str, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["slice", "n", "value"])
 
 
+@plot_safe
 def slice_figure(slices: dict[str, Any], kind: str, metric: str = "ndcg@10") -> go.Figure:
     """Bar chart of one test metric per slice; hover shows how many test targets each has."""
     df = slice_frame(slices, kind, metric)
@@ -234,8 +238,8 @@ def slice_figure(slices: dict[str, Any], kind: str, metric: str = "ndcg@10") -> 
         return _layout(fig)
     fig.add_trace(go.Bar(x=df["slice"], y=df["value"], customdata=df["n"],
                          marker_color=_ACCENT, name=label,
-                         hovertemplate="%{x}: " + label + " %{y:.4f}<br>%{customdata} test "
-                         "targets<extra></extra>"))
+                         hovertemplate="%{x}: %{fullData.name} %{y:.4f}<br>%{customdata} "
+                         "test targets<extra></extra>"))
     return _layout(fig, xaxis={"title": SLICE_KINDS.get(kind, kind), "type": "category"},
                    yaxis={"title": label, "rangemode": "tozero"}, showlegend=False)
 
