@@ -50,18 +50,30 @@ PANDAS_DTYPES: dict[str, str] = {
 
 DEFAULT_BEHAVIOR = "visit"
 
-#: Dataset names double as URL parameters and SQL identifiers, so they are kept plain.
-DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+#: Dataset names double as URL parameters, file names and SQL identifiers, so they are kept
+#: plain. SQL identifiers ignore case, so two names that differ only in case are one dataset:
+#: the store compares names case-insensitively (analytics/store.py).
+DATASET_NAME_MAX = 64
+DATASET_NAME_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_\-]{{0,{DATASET_NAME_MAX - 1}}}")
 
 
 def check_dataset_name(name: str) -> str:
-    """Return ``name`` if it is a valid dataset name, else raise ``ValueError`` saying why."""
-    if not isinstance(name, str) or not DATASET_NAME_RE.match(name):
+    """Return ``name`` if it is a valid dataset name, else raise ``ValueError`` saying why.
+    The one rule for dataset names; the whole string must match (no blank, no newline)."""
+    if not isinstance(name, str) or not DATASET_NAME_RE.fullmatch(name):
+        shown = repr(name if not isinstance(name, str) or len(name) <= 80 else name[:80] + "...")
         raise ValueError(
-            f"invalid dataset name {name!r}: use 1-64 letters, digits, '_' or '-', "
-            "starting with a letter or digit"
+            f"invalid dataset name {shown}: use 1-{DATASET_NAME_MAX} letters, digits, '_' or "
+            "'-', starting with a letter or digit (case does not matter: 'NYC' and 'nyc' are "
+            "the same dataset)"
         )
     return name
+
+
+def clean_dataset_name(name: str) -> str:
+    """A dataset name as typed (surrounding blanks and newlines stripped), checked by
+    :func:`check_dataset_name`: what the importer, the CLI and the services accept."""
+    return check_dataset_name(name.strip() if isinstance(name, str) else name)
 
 
 def create_table_sql(table: str) -> str:

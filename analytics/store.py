@@ -6,6 +6,12 @@ Layout inside ``$TRAILSCOPE_HOME/trailscope.duckdb`` (default ``~/.trailscope``)
   import time, import report as JSON);
 * ``"events__<name>"``: the dataset's events in the canonical schema (analytics/schema.py).
 
+Names are compared case-insensitively (DuckDB's identifiers ignore case, so ``NYC`` and ``nyc``
+would share one events table) and stripped of surrounding blanks. An import claims its name
+(:meth:`Store.claim`) so that a second import to the same name is told it is being imported.
+Files an import unpacks (zip members, transcoded text) go to the workspace's own temp folder,
+``<workspace folder>/tmp`` (:func:`make_work_dir`), which a writable Store cleans when it opens.
+
 Each dataset gets its own events table rather than sharing one table with a ``dataset``
 column: dropping or replacing a dataset is then a cheap ``DROP TABLE`` inside the same
 transaction as the registry update, and queries need no extra filter. A dataset appears whole
@@ -18,6 +24,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +40,15 @@ import pandas as pd
 from . import schema
 
 DB_FILENAME = "trailscope.duckdb"
+#: The workspace's temp folder (beside the workspace file) and the prefix of what imports
+#: unpack there; only entries with the prefix are ever removed.
+TMP_DIRNAME = "tmp"
+WORK_PREFIX = "import-"
+
+_claims_lock = threading.Lock()
+_claims: set[tuple[str, str]] = set()  # (workspace file, lower-case name) being imported
+_work_lock = threading.Lock()
+_work_dirs: set[str] = set()  # work folders of this process's running imports
 
 _REGISTRY_SQL = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -63,6 +80,51 @@ class DatasetNotFound(StoreError, KeyError):
 def home_dir() -> Path:
     """The workspace folder: ``$TRAILSCOPE_HOME`` or ``~/.trailscope``."""
     return Path(os.environ.get("TRAILSCOPE_HOME") or Path.home() / ".trailscope").expanduser()
+
+
+def temp_root(db_path: Path | None = None) -> Path:
+    """The workspace temp folder: beside ``db_path`` (default ``$TRAILSCOPE_HOME/tmp``)."""
+    if db_path is None or str(db_path) == ":memory:":
+        return home_dir() / TMP_DIRNAME
+    return Path(db_path).parent / TMP_DIRNAME
+
+
+def make_work_dir(root: Path | None = None) -> Path:
+    """A fresh folder for one import's unpacked files inside the temp folder ``root``
+    (:func:`temp_root` by default); remove it with :func:`remove_work_dir`."""
+    root = temp_root() if root is None else Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with _work_lock:
+        work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=root))
+        _work_dirs.add(str(work))
+    return work
+
+
+def remove_work_dir(work: Path) -> None:
+    """Delete an import's work folder and everything in it."""
+    try:
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        with _work_lock:
+            _work_dirs.discard(str(work))
+
+
+def clean_temp(root: Path) -> int:
+    """Remove what imports left in the temp folder ``root`` (a killed import's unpacked
+    member), except the work folders of imports running in this process; returns how many."""
+    if not root.is_dir():
+        return 0
+    removed = 0
+    with _work_lock:
+        for entry in root.iterdir():
+            if not entry.name.startswith(WORK_PREFIX) or str(entry) in _work_dirs:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def events_table(name: str) -> str:
@@ -150,6 +212,35 @@ class Store:
         self._con.execute("SET enable_progress_bar = false")
         if not read_only:
             self._con.execute(_REGISTRY_SQL)
+            clean_temp(self.temp_dir)  # a writer holds the file: no other process imports
+
+    @property
+    def temp_dir(self) -> Path:
+        """The workspace's temp folder, for the files an import unpacks."""
+        return temp_root(self.path)
+
+    # -- claims ------------------------------------------------------------------------
+    @contextmanager
+    def claim(self, name: str) -> Iterator[str]:
+        """Hold dataset ``name`` (case-insensitive) for one import; StoreError at once when
+        another import in this process holds it. Yields the name as cleaned."""
+        name = schema.clean_dataset_name(name)
+        key = (str(self.path), name.lower())
+        with _claims_lock:
+            if key in _claims:
+                raise StoreError(f"dataset {name!r} is being imported by another import right "
+                                 "now; wait for it to finish, or import under another name")
+            _claims.add(key)
+        try:
+            yield name
+        finally:
+            with _claims_lock:
+                _claims.discard(key)
+
+    def claimed(self, name: str) -> bool:
+        """True while an import holds dataset ``name``."""
+        with _claims_lock:
+            return (str(self.path), name.strip().lower()) in _claims
 
     # -- connections -------------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -175,12 +266,20 @@ class Store:
 
     # -- registry ----------------------------------------------------------------------
     def exists(self, name: str) -> bool:
+        """True if a dataset of that name exists (case-insensitive, blanks stripped)."""
+        return self._stored_name(name) is not None
+
+    def _stored_name(self, name: str) -> str | None:
+        """The registered spelling of dataset ``name`` (compared case-insensitively), or None."""
+        if not isinstance(name, str):
+            return None
         cur = self.cursor()
         try:
-            row = cur.execute("SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()
+            row = cur.execute("SELECT name FROM datasets WHERE lower(name) = lower(?)",
+                              [name.strip()]).fetchone()
         finally:
             cur.close()
-        return bool(row and row[0])
+        return None if row is None else str(row[0])
 
     def list_datasets(self) -> pd.DataFrame:
         """One row per dataset with its stats, newest import first (no report column)."""
@@ -196,8 +295,8 @@ class Store:
             row = cur.execute(
                 "SELECT name, source, format, rows, users, items, time_min, time_max, min_lat, "
                 "max_lat, min_lon, max_lon, has_coordinates, imported_at, report "
-                "FROM datasets WHERE name = ?",
-                [name],
+                "FROM datasets WHERE lower(name) = lower(?)",
+                [name.strip() if isinstance(name, str) else name],
             ).fetchone()
         finally:
             cur.close()
@@ -214,9 +313,10 @@ class Store:
 
     def table(self, name: str) -> str:
         """Quoted events table of an existing dataset (raises DatasetNotFound)."""
-        if not self.exists(name):
+        stored = self._stored_name(name)
+        if stored is None:
             self.info(name)  # raises with the helpful message
-        return events_table(name)
+        return events_table(stored or name)
 
     def events(self, name: str, columns: list[str] | None = None,
                where: str | None = None, params: list | None = None) -> pd.DataFrame:
@@ -266,7 +366,7 @@ class Store:
         ``stats`` (keys rows, users, items, time_min, time_max, min_lat, max_lat, min_lon,
         max_lon, as computed over the final rows) spares the scan that computes them.
         """
-        schema.check_dataset_name(name)
+        name = schema.clean_dataset_name(name)
         if self.read_only:
             raise StoreError(f"the workspace {self.path} is open read-only")
         if (select_sql is None) == (staged is None):
@@ -277,16 +377,20 @@ class Store:
         cur = con if con is not None else self.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
-            exists = cur.execute(
-                "SELECT count(*) FROM datasets WHERE name = ?", [name]).fetchone()[0]
-            if exists and not replace:
+            row = cur.execute("SELECT name FROM datasets WHERE lower(name) = lower(?)",
+                              [name]).fetchone()
+            old = None if row is None else str(row[0])
+            if old is not None and not replace:
+                same = "" if old == name else f" (as {old!r}: names ignore case)"
                 raise StoreError(
-                    f"dataset {name!r} already exists; pass --replace to overwrite it "
+                    f"dataset {name!r} already exists{same}; pass --replace to overwrite it "
                     "or --name to import under another name"
                 )
-            if exists:
-                cur.execute(f"DROP TABLE IF EXISTS {table}")
-                cur.execute("DELETE FROM datasets WHERE name = ?", [name])
+            if old is not None:
+                cur.execute(f"DROP TABLE IF EXISTS {events_table(old)}")
+                cur.execute("DELETE FROM datasets WHERE name = ?", [old])
+                if old != name:
+                    drop_derived(cur, old)
             if staged is None:
                 cur.execute(schema.create_table_sql(table))
                 cur.execute(f"INSERT INTO {table} {select_sql}", params or [])
@@ -325,8 +429,13 @@ class Store:
                  json.dumps(report, default=str)],
             )
             cur.execute("COMMIT")
+        except duckdb.Error as exc:
+            _rollback(cur)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"could not save dataset {name!r} ({first}); the workspace is "
+                             "unchanged: try the import again") from exc
         except BaseException:
-            cur.execute("ROLLBACK")
+            _rollback(cur)
             raise
         finally:
             if con is None:
@@ -343,14 +452,18 @@ class Store:
         finally:
             cur.close()
 
-    def drop(self, name: str) -> None:
-        """Delete dataset ``name``: its events, registry row and every table derived from it
-        (``drop_derived``), in one transaction."""
-        self.info(name)  # raises DatasetNotFound with a helpful message
+    def drop(self, name: str) -> str:
+        """Delete dataset ``name`` (case-insensitive): its events, registry row and every table
+        derived from it (``drop_derived``), in one transaction; returns the name dropped."""
+        name = self.info(name).name  # raises DatasetNotFound with a helpful message
+        if self.claimed(name):
+            raise StoreError(f"dataset {name!r} is being imported right now; drop it when the "
+                             "import has finished")
         with self.transaction() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {events_table(name)}")
             cur.execute("DELETE FROM datasets WHERE name = ?", [name])
             drop_derived(cur, name)
+        return name
 
     def fingerprint(self, name: str) -> str:
         """A short content hash of a dataset (rows, span, id hashes) to bind models to data."""
@@ -359,3 +472,11 @@ class Store:
             return content_fingerprint(cur, name)
         finally:
             cur.close()
+
+
+def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
+    """ROLLBACK, tolerating a transaction DuckDB already ended."""
+    try:
+        cur.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction left to roll back

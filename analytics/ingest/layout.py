@@ -5,25 +5,34 @@ Also the value-shape tests the format modules recognise their files with.
 
 Only the head of the file is read here (:data:`HEAD_BYTES`, decompressed); the import itself
 streams the whole file through DuckDB (analytics/ingest/stage.py).
+
+Hostile files: whatever is decompressed here (a zip member, a gzip file's counting pass, UTF-16
+text) is streamed through :func:`_checked` with a byte counter that stops at
+:data:`MAX_UNPACKED_BYTES` or at :data:`MAX_RATIO` times the packed size (a decompression
+bomb is refused after at most :data:`RATIO_FLOOR` bytes, within seconds). Unpacked files go to
+a work folder in the workspace's own temp folder (analytics/store.py ``make_work_dir``),
+removed when the :class:`Source` closes; a killed import's folder is removed when the
+workspace next opens.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
 import re
-import shutil
-import tempfile
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
+from ..store import make_work_dir, remove_work_dir, temp_root
 from . import timeparse
 from .types import IngestError
 
@@ -36,6 +45,19 @@ DELIMITER_NAMES = {"::": "'::'", "\t": "tab", ",": "comma", ";": "semicolon", "|
 _NUM_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][\w .\-()/#]*$")
+
+#: Decompression limits: unpacking stops as soon as the output passes MAX_UNPACKED_BYTES, or
+#: passes RATIO_FLOOR and MAX_RATIO times the packed size (real event logs pack 3-10 times:
+#: the NYC check-ins 5.9, GeoLife 5.5; a zip bomb of one repeated row packs 400 times).
+MAX_UNPACKED_BYTES = 32 * 2**30
+MAX_RATIO = 100
+RATIO_FLOOR = 128 * 2**20
+CHUNK = 1 << 20
+#: Byte-order marks of the Unicode encodings decoded to UTF-8 (longest first), with the codec
+#: that reads the mark itself (and drops it).
+BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
 
 
 def norm(name: str) -> str:
@@ -51,6 +73,9 @@ class Head:
     compression: str  # none | gzip | zip
     member: str | None  # the member read inside a zip
     eof: bool  # True when ``data`` is the whole (decompressed) file
+    #: UTF-16/32 text: its codec (utf-16, utf-32; utf-16-le/-be without a byte-order mark);
+    #: ``data`` then holds the head decoded to UTF-8
+    transcoded_from: str | None = None
 
 
 def read_head(path: Path, limit: int = HEAD_BYTES) -> Head:
@@ -84,7 +109,61 @@ def read_head(path: Path, limit: int = HEAD_BYTES) -> Head:
                               "incomplete: download or compress it again", path=path) from exc
     if not head.data.strip():
         raise IngestError("the file is empty (no data after decompressing)", path=path)
+    encoding = unicode_encoding(head.data)
+    if encoding is not None:
+        head.data = _decoder(encoding).decode(head.data, final=head.eof).encode("utf-8")
+        head.transcoded_from = encoding
     return head
+
+
+def unicode_encoding(data: bytes) -> str | None:
+    """The codec of UTF-16/32 text starting with ``data``: from its byte-order mark, or for
+    UTF-16 without one from its zero bytes (ASCII text has one in every other byte)."""
+    for bom, name in BOMS:
+        if data.startswith(bom):
+            return name
+    sample = data[:4096]
+    half = len(sample) // 2
+    if half < 8:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if odd > 0.3 * half and even < 0.01 * half:
+        return "utf-16-le"
+    if even > 0.3 * half and odd < 0.01 * half:
+        return "utf-16-be"
+    return None
+
+
+def _decoder(codec: str) -> codecs.IncrementalDecoder:
+    """An incremental decoder of ``codec`` (undecodable bytes become U+FFFD)."""
+    return codecs.getincrementaldecoder(codec)(errors="replace")
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.2f} MiB"
+
+
+def check_unpacked(n: int, packed: int, what: str, path: Path) -> None:
+    """IngestError when ``n`` unpacked bytes from ``packed`` bytes pass the limits."""
+    advice = ("If the data is genuine, unpack it yourself and import the uncompressed file, "
+              "or split it")
+    if n > MAX_UNPACKED_BYTES:
+        raise IngestError(f"{what} unpacks to more than {_mib(MAX_UNPACKED_BYTES)}, the most "
+                          f"one import unpacks. {advice}", path=path)
+    if n > RATIO_FLOOR and n > MAX_RATIO * max(packed, 1):
+        raise IngestError(
+            f"{what} unpacks to more than {MAX_RATIO} times its packed size ({_mib(packed)} "
+            f"packed; stopped after {_mib(n)}): refused as a decompression bomb. {advice}",
+            path=path)
+
+
+def _checked(stream: BinaryIO, packed: int, what: str, path: Path) -> Iterator[bytes]:
+    """The chunks of ``stream``, counted: IngestError as soon as they pass the limits."""
+    n = 0
+    while chunk := stream.read(CHUNK):
+        n += len(chunk)
+        check_unpacked(n, packed, what, path)
+        yield chunk
 
 
 def zip_member(zf: zipfile.ZipFile, path: Path) -> str:
@@ -94,50 +173,110 @@ def zip_member(zf: zipfile.ZipFile, path: Path) -> str:
                and not Path(i.filename).name.startswith(".")]
     if not members:
         raise IngestError("the zip archive holds no file to import", path=path)
-    return max(members, key=lambda i: i.file_size).filename
+    best = max(members, key=lambda i: i.file_size)
+    # the declared sizes refuse an honest bomb at once; _checked stops a lying one
+    check_unpacked(best.file_size, best.compress_size, f"the zip member {best.filename!r}",
+                   path)
+    return best.filename
 
 
 class Source:
     """One file to sniff or import, opened once: its path, its decompressed head (read here),
-    and on demand a path DuckDB can read: the file itself, or its zip member extracted once
-    into a temp folder that :meth:`close` removes. Use it as a context manager."""
+    and on demand a path DuckDB can read (:meth:`readable`): the file itself, or its zip
+    member / its text decoded from UTF-16 to UTF-8, unpacked once into a work folder of the
+    workspace temp folder ``tmp_root`` (default: ``$TRAILSCOPE_HOME/tmp``) that :meth:`close`
+    removes. Use it as a context manager."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, tmp_root: Path | None = None) -> None:
         self.path = Path(path)
         self.head = read_head(self.path)
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.tmp_root = temp_root() if tmp_root is None else Path(tmp_root)
+        self._work: Path | None = None
         self._readable: Path | None = None
+        self._size: int | None = None
 
     @property
     def kind(self) -> str:
         """csv, parquet or json (:func:`content_kind`)."""
         return content_kind(self.head)
 
+    @property
+    def compression(self) -> str:
+        """How the file :meth:`readable` returns is packed: ``none`` once decoded to UTF-8,
+        else as the head says (a zip member is unpacked either way)."""
+        return "none" if self.head.transcoded_from else self.head.compression
+
+    def size(self) -> int:
+        """The unpacked size in bytes (counts a gzip file through once, within the limits)."""
+        self.readable()
+        assert self._size is not None
+        return self._size
+
     def readable(self) -> Path:
-        """A path DuckDB can read (a zip member is extracted on the first call only)."""
+        """A path DuckDB can read; the first call unpacks (zip, UTF-16) or counts (gzip)."""
         if self._readable is not None:
             return self._readable
-        if self.head.compression != "zip":
+        head = self.head
+        if head.compression != "zip" and not head.transcoded_from:
+            if head.compression == "gzip":  # DuckDB decompresses it; count it first
+                with gzip.open(self.path, "rb") as fh:
+                    self._size = self._count(fh, None)
+            else:
+                self._size = self.path.stat().st_size
             self._readable = self.path
             return self.path
-        member = self.head.member
-        self._tmp = tempfile.TemporaryDirectory(prefix="trailscope-import-")
-        out = Path(self._tmp.name) / Path(member or "member").name
+        self._work = make_work_dir(self.tmp_root)
+        out = self._work / "unpacked.txt"
         try:
-            with zipfile.ZipFile(self.path) as zf, zf.open(member or "") as src, \
-                    out.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        except (OSError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
-            raise IngestError(f"cannot extract {member!r} from the zip ({exc})",
+            with self._open() as src, out.open("wb") as dst:
+                self._size = self._count(src, dst)
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+            self.close()
+            what = f"extract {head.member!r} from the zip" if head.member else "decompress it"
+            raise IngestError(f"cannot {what} ({exc}); the file is damaged or incomplete",
                               path=self.path) from exc
+        except BaseException:
+            self.close()
+            raise
         self._readable = out
         return out
 
+    def _open(self) -> BinaryIO:
+        head = self.head
+        if head.compression == "zip":
+            zf = zipfile.ZipFile(self.path)
+            try:
+                return zf.open(head.member or "")  # type: ignore[return-value]
+            finally:
+                zf.close()  # the member keeps its own handle of the file
+        if head.compression == "gzip":
+            return gzip.open(self.path, "rb")  # type: ignore[return-value]
+        return self.path.open("rb")
+
+    def _count(self, src: BinaryIO, dst: BinaryIO | None) -> int:
+        """Stream ``src`` (decoded to UTF-8 when the text is UTF-16/32) into ``dst``; the
+        unpacked bytes, checked against the limits while they stream."""
+        head, n = self.head, 0
+        packed = self.path.stat().st_size
+        if head.compression == "zip":
+            with zipfile.ZipFile(self.path) as zf:
+                packed = zf.getinfo(head.member or "").compress_size
+        what = (f"the zip member {head.member!r}" if head.member else
+                "the gzip file" if head.compression == "gzip" else "the file")
+        decoder = _decoder(head.transcoded_from) if head.transcoded_from else None
+        for chunk in _checked(src, packed, what, self.path):
+            n += len(chunk)
+            if dst is not None:
+                dst.write(decoder.decode(chunk).encode("utf-8") if decoder else chunk)
+        if dst is not None and decoder is not None:
+            dst.write(decoder.decode(b"", final=True).encode("utf-8"))
+        return n
+
     def close(self) -> None:
-        """Remove an extracted zip member."""
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp, self._readable = None, None
+        """Remove the work folder (an unpacked member, a decoded copy)."""
+        if self._work is not None:
+            remove_work_dir(self._work)
+            self._work, self._readable = None, None
 
     def __enter__(self) -> Source:
         return self

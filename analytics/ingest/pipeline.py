@@ -39,12 +39,13 @@ import duckdb
 from .. import schema
 from ..store import Store, StoreError
 from . import stage
+from .formats.base import Format
 from .formats.registry import FORMATS, get
 from .layout import Source
 from .plan import build_plan
 from .publish import publish
 from .sniff import check_format, sniff, sniff_source
-from .types import FIELDS, FLAGS, REASONS, ImportReport, IngestError, Sniff
+from .types import FIELDS, FLAGS, REASONS, ImportReport, IngestError, Plan, Sniff
 
 __all__ = ["FORMATS", "FIELDS", "REASONS", "FLAGS", "IngestError", "Sniff", "ImportReport",
            "sniff", "import_file", "default_name"]
@@ -85,29 +86,65 @@ def import_file(store: Store, path: str | Path, name: str | None = None, fmt: st
     started = time.perf_counter()
     path = Path(path)
     fmt = check_format(fmt)
-    with Source(path) as src:
+    with Source(path, store.temp_dir) as src:
         sn = sniff_source(src, fmt)  # 1. sniff
         name = _check_name(name if name else default_name(path), path)
-        if store.exists(name) and not replace:
-            raise StoreError(f"dataset {name!r} already exists; pass --replace to overwrite "
-                             "it or --name to import under another name")
-        form = get(sn.format)
-        plan = build_plan(sn, form, path, mapping)  # 2. plan
-        try:
-            params = form.derive.params(stay_params) if form.derive else None
-        except (TypeError, ValueError) as exc:
-            raise IngestError(str(exc), path=path) from exc
-        st = stage.new_staged()
-        cur = store.cursor()
-        try:
-            with _memory_cap(cur, path.stat().st_size):
-                stage.run(cur, st, sn, plan, src, dedup=not keep_duplicates)  # 3. stage
-                return publish(store, cur, st, sn, plan, name=name, source=path,  # 4. publish
-                               derive=form.derive, params=params, replace=replace,
-                               started=started)
-        finally:
-            stage.cleanup(cur, st)
-            cur.close()
+        with store.claim(name):  # a second import to this name is told it is being imported
+            if store.exists(name) and not replace:
+                raise StoreError(f"dataset {name!r} already exists (names ignore case); pass "
+                                 "--replace to overwrite it or --name to import under another "
+                                 "name")
+            form = get(sn.format)
+            plan = build_plan(sn, form, path, mapping)  # 2. plan
+            try:
+                params = form.derive.params(stay_params) if form.derive else None
+            except (TypeError, ValueError) as exc:
+                raise IngestError(str(exc), path=path) from exc
+            return _stage_and_publish(store, src, sn, plan, form, params, name=name,
+                                      replace=replace, keep_duplicates=keep_duplicates,
+                                      started=started)
+
+
+def _stage_and_publish(store: Store, src: Source, sn: Sniff, plan: Plan, form: Format,
+                       params: Any, *, name: str, replace: bool, keep_duplicates: bool,
+                       started: float) -> ImportReport:
+    """Steps 3 and 4 on one cursor under the import's memory cap. A failed import drops its
+    staging table and checkpoints, so the workspace file does not keep the space."""
+    path = src.path
+    st = stage.new_staged()
+    cur = store.cursor()
+    ok = False
+    try:
+        with _memory_cap(cur, src.size()):
+            stage.run(cur, st, sn, plan, src, dedup=not keep_duplicates)  # 3. stage
+            report = publish(store, cur, st, sn, plan, name=name, source=path,  # 4. publish
+                             derive=form.derive, params=params, replace=replace,
+                             started=started)
+        ok = True
+        return report
+    except duckdb.OutOfMemoryException as exc:
+        raise IngestError(
+            f"the import ran out of memory ({_first_line(exc)}); free memory or split the "
+            "file and import the parts under different names", path=path) from exc
+    finally:
+        stage.cleanup(cur, st)
+        if not ok:
+            _checkpoint(cur)
+        cur.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _checkpoint(cur: duckdb.DuckDBPyConnection) -> None:
+    """CHECKPOINT after a failed import, so the file gives back its staging table's blocks
+    (skipped, never forced, while another transaction writes)."""
+    try:
+        cur.execute("CHECKPOINT")
+    except duckdb.Error:
+        pass  # another writer is active: its own checkpoint reclaims the space
 
 
 _UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20,
@@ -147,6 +184,6 @@ def _memory_cap(cur: duckdb.DuckDBPyConnection, file_bytes: int) -> Iterator[Non
 
 def _check_name(name: str, path: Path) -> str:
     try:
-        return schema.check_dataset_name(name)
+        return schema.clean_dataset_name(name)
     except ValueError as exc:
         raise IngestError(f"{exc}; choose another name with --name", path=path) from exc

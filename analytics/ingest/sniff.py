@@ -35,10 +35,11 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def sniff(path: str | Path, fmt: str = "auto") -> Sniff:
-    """Recognise ``path`` (or check it fits the named format) from its head."""
+def sniff(path: str | Path, fmt: str = "auto", tmp_root: Path | None = None) -> Sniff:
+    """Recognise ``path`` (or check it fits the named format) from its head (``tmp_root``:
+    the workspace temp folder a zipped Parquet/JSON file is unpacked into, for its columns)."""
     fmt = check_format(fmt)
-    with Source(path) as src:
+    with Source(path, tmp_root) as src:
         return sniff_source(src, fmt)
 
 
@@ -54,7 +55,7 @@ def sniff_source(src: Source, fmt: str = "auto") -> Sniff:
         sn = Sniff(format=form.name, variant=variant, columns=lay.columns, mapping={},
                    preview=pd.DataFrame(), delimiter=lay.delimiter, has_header=lay.has_header,
                    kind="csv", encoding=encoding, quote=lay.quote, skip=lay.skip,
-                   compression=head.compression, member=head.member, padded=lay.padded,
+                   compression=src.compression, member=head.member, padded=lay.padded,
                    multiline=lay.multiline, sample=lay.rows)
     else:
         sn = _sniff_table(src, array=head.data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[")
@@ -62,7 +63,9 @@ def sniff_source(src: Source, fmt: str = "auto") -> Sniff:
         _coerce(sn, fmt, path)
     if sn.member:
         sn.notes.append(f"reading {sn.member!r}, the largest file in the zip archive")
-    if sn.encoding != "utf-8":
+    if head.transcoded_from:  # DuckDB reads the UTF-8 copy (Source.readable)
+        sn.notes.append(f"the file is {head.transcoded_from.upper()} text; decoded to UTF-8")
+    elif sn.encoding != "utf-8":
         sn.notes.append(f"the file is not UTF-8; read as {sn.encoding}")
     form = registry.get(sn.format)
     names = form.names.get(sn.variant)
@@ -77,7 +80,7 @@ def sniff_source(src: Source, fmt: str = "auto") -> Sniff:
 
 def _sniff_table(src: Source, array: bool) -> Sniff:
     """Columns, types and sample rows of a Parquet or JSON file, through DuckDB."""
-    path, kind, compression = src.path, src.kind, src.head.compression
+    path, kind, compression = src.path, src.kind, src.compression
     if kind == "parquet" and compression == "gzip":
         raise IngestError("a gzip-compressed Parquet file cannot be read; Parquet compresses "
                           "itself: give the .parquet file directly", path=path)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import tempfile
+import threading
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
 from trailscope.analytics import schema
-from trailscope.analytics.ingest.pipeline import import_file
-from trailscope.analytics.store import Store
+from trailscope.analytics.ingest.pipeline import IngestError, import_file
+from trailscope.analytics.store import Store, StoreError
 
 from tests.conftest import NYC, TAOBAO
 
@@ -85,3 +89,173 @@ def test_quoted_newline_imported(store: Store, tmp_path: Path, at: int) -> None:
     assert r.rows_read == len(rows) and r.rows_rejected == 0
     cats = store.query_df(f"SELECT {schema.CATEGORY} AS c FROM {store.table('nyc')}")["c"]
     assert (cats == "Coffee\nShop, the \"good\" one").sum() == 1
+
+
+# -- names --------------------------------------------------------------------------------
+def _small_csv(tmp_path: Path, n: int = 200, fname: str = "nyc.csv") -> Path:
+    header, rows = _nyc_rows(n)
+    return _write_csv(tmp_path / fname, header, rows)
+
+
+def test_names_compared_ignoring_case_and_blanks(store: Store, tmp_path: Path) -> None:
+    path = _small_csv(tmp_path)
+    import_file(store, path, name="datasets")
+    with pytest.raises(StoreError, match="already exists"):
+        import_file(store, path, name="DATASETS")
+    with pytest.raises(StoreError, match="already exists"):
+        import_file(store, path, name=" Datasets\n")
+    assert store.list_datasets()["name"].tolist() == ["datasets"]
+    r = import_file(store, _small_csv(tmp_path, 50, "b.csv"), name="DATASETS", replace=True)
+    assert r.rows_read == 50
+    assert store.list_datasets()["name"].tolist() == ["DATASETS"]
+    assert store.exists("datasets") and len(store.events("datasets")) == r.rows_kept
+    r = import_file(store, path, name="nyc\n")  # a CLI name ending in a newline
+    assert r.name == "nyc" and store.exists("nyc")
+    assert store.drop("NYC\n") == "nyc" and not store.exists("nyc")
+
+
+@pytest.mark.parametrize("bad", ["   ", "a b", "x" * 65, "-lead", "name;drop", "ü",
+                                 "a\nb", "../etc"])
+def test_invalid_names_refused_with_the_rule(store: Store, tmp_path: Path, bad: str) -> None:
+    with pytest.raises(IngestError, match="1-64 letters, digits"):
+        import_file(store, _small_csv(tmp_path), name=bad)
+    assert store.list_datasets().empty
+
+
+def test_import_to_a_claimed_name_is_told_it_is_being_imported(store: Store,
+                                                               tmp_path: Path) -> None:
+    path = _small_csv(tmp_path)
+    with store.claim("nyc"):
+        with pytest.raises(StoreError, match="is being imported"):
+            import_file(store, path, name="NYC")
+    import_file(store, path, name="nyc")  # the claim is released
+    with store.claim("nyc"), pytest.raises(StoreError, match="is being imported"):
+        store.drop("nyc")
+
+
+def test_concurrent_imports_to_one_name(store: Store, tmp_path: Path) -> None:
+    paths = [_small_csv(tmp_path, 2000, f"f{k}.csv") for k in range(4)]
+    barrier = threading.Barrier(len(paths))
+    outcomes: list[str] = []
+
+    def run(p: Path) -> None:
+        barrier.wait()
+        try:
+            import_file(store, p, name="same")
+            outcomes.append("ok")
+        except StoreError as exc:
+            outcomes.append("busy" if "being imported" in str(exc) else
+                            "exists" if "already exists" in str(exc) else str(exc))
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("ok") == 1 and set(outcomes) <= {"ok", "busy", "exists"}, outcomes
+    assert len(store.events("same")) > 0
+
+
+# -- decompression bombs and the workspace temp folder ---------------------------------------
+def _bomb_block() -> bytes:
+    row = TAOBAO.read_bytes().split(b"\n", 1)[0] + b"\n"
+    return row * ((1 << 20) // len(row))
+
+
+@pytest.fixture(scope="module")
+def zip_bomb(tmp_path_factory) -> Path:
+    """The issue's bomb: one Taobao row repeated to 1 GiB, zipped to about 2.6 MB."""
+    path = tmp_path_factory.mktemp("bomb") / "UserBehavior.zip"
+    block = _bomb_block()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf, \
+            zf.open("UserBehavior.csv", "w", force_zip64=True) as fh:
+        for _ in range(1024):
+            fh.write(block)
+    return path
+
+
+def _temp_leftovers() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("trailscope-import-*")}
+
+
+def _assert_no_temp(store: Store, before: set[str]) -> None:
+    assert not any(store.temp_dir.iterdir()) if store.temp_dir.exists() else True
+    assert _temp_leftovers() <= before
+
+
+def test_zip_bomb_refused_within_seconds(store: Store, zip_bomb: Path) -> None:
+    assert zip_bomb.stat().st_size < 4 * 2**20
+    before = _temp_leftovers()
+    t0 = time.perf_counter()
+    with pytest.raises(IngestError, match="decompression bomb") as err:
+        import_file(store, zip_bomb, name="bomb")
+    assert time.perf_counter() - t0 < 5
+    assert "Traceback" not in str(err.value) and "/" not in str(err.value)
+    assert store.list_datasets().empty
+    _assert_no_temp(store, before)
+
+
+def test_gzip_bomb_stopped_while_unpacking(store: Store, tmp_path: Path) -> None:
+    """gzip declares no trustworthy size: the counting pass stops it at the ratio."""
+    path = tmp_path / "UserBehavior.csv.gz"
+    block = _bomb_block()
+    with gzip.open(path, "wb", compresslevel=9) as fh:
+        for _ in range(400):
+            fh.write(block)
+    t0 = time.perf_counter()
+    with pytest.raises(IngestError, match=r"stopped after 129.00 MiB\): refused as a "
+                                          "decompression bomb"):
+        import_file(store, path, name="bomb")
+    assert time.perf_counter() - t0 < 5
+    assert store.list_datasets().empty
+
+
+def test_zip_member_unpacked_in_workspace_temp_and_removed(store: Store,
+                                                           tmp_path: Path) -> None:
+    path = tmp_path / "tb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(TAOBAO, "UserBehavior.csv")
+    before = _temp_leftovers()
+    r = import_file(store, path, name="tb")
+    assert r.rows_read == 26222 and r.format == "taobao"
+    assert store.temp_dir == store.path.parent / "tmp"
+    _assert_no_temp(store, before)
+
+
+def test_store_open_cleans_what_a_killed_import_left(tmp_path: Path) -> None:
+    db = tmp_path / "ws" / "trailscope.duckdb"
+    db.parent.mkdir()
+    Store(db).close()
+    left = db.parent / "tmp" / "import-deadbeef"
+    left.mkdir(parents=True)
+    (left / "unpacked.txt").write_bytes(b"x" * 1000)
+    other = db.parent / "tmp" / "notes.txt"  # not an import's: kept
+    other.write_text("mine")
+    with Store(db, read_only=True):
+        assert left.exists()  # a reader never cleans
+    with Store(db):
+        assert not left.exists() and other.exists()
+
+
+# -- UTF-16 -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("packed", ["none", "gzip"])
+def test_utf16_text_decoded(store: Store, tmp_path: Path, encoding: str, packed: str) -> None:
+    plain = _small_csv(tmp_path, 500)
+    text = plain.read_text(encoding="utf-8")
+    data = text.encode(encoding)  # "utf-16"/"utf-32" write a byte-order mark, -le/-be none
+    path = tmp_path / ("nyc16.csv.gz" if packed == "gzip" else "nyc16.csv")
+    path.write_bytes(gzip.compress(data) if packed == "gzip" else data)
+    want = import_file(store, plain, name="utf8")
+    r = import_file(store, path, name="utf16")
+    assert (r.rows_read, r.rows_kept, r.users, r.items) == (
+        want.rows_read, want.rows_kept, want.users, want.items)
+    assert store.fingerprint("utf16") == store.fingerprint("utf8")
+    assert not any(store.temp_dir.iterdir())
+
+
+def test_binary_file_still_refused(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(IngestError, match="binary"):
+        import_file(store, path, name="x")

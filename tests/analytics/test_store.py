@@ -44,9 +44,10 @@ def test_existing_name_refused_without_replace_and_kept(store: Store) -> None:
 def test_failed_write_leaves_store_untouched(store: Store) -> None:
     _save(store)
     bad = "SELECT 'u', 'i', CAST('not a time' AS TIMESTAMP), NULL, NULL, NULL, NULL, NULL, NULL"
-    with pytest.raises(duckdb.Error):
+    # a DuckDB error mid-way comes back as a StoreError saying nothing changed
+    with pytest.raises(StoreError, match="could not save dataset 'd'.*unchanged"):
         _save(store, "d", bad, replace=True)  # replace of an existing dataset fails mid-way
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(StoreError, match="could not save dataset 'other'"):
         _save(store, "other", bad)
     assert store.info("d").rows == 3 and len(store.events("d")) == 3
     assert not store.exists("other")
