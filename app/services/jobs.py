@@ -41,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .messages import public_message
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
@@ -218,13 +220,14 @@ class JobRunner:
             self._finish(rec, CANCELLED)
             return
         except job.expected as exc:
-            self._finish(rec, FAILED, error=str(exc))
+            self._finish(rec, FAILED, error=public_message(exc))
             return
         except Exception as exc:  # noqa: BLE001 - any failure is reported to the page
             log.exception("job %s (%s) failed", rec.id, job.label)
             kind = type(exc).__name__
             self._finish(rec, FAILED, error=job.unexpected.format(kind=kind)
-                         if job.unexpected else f"{kind}: {exc}", unexpected=True)
+                         if job.unexpected else public_message(f"{kind}: {exc}"),
+                         unexpected=True)
             return
         summary = None
         if job.summarize is not None:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ...analytics.store import DatasetInfo, Store, StoreError
 from . import cache
+from .messages import public_message
 
 T = TypeVar("T")
 
@@ -32,7 +33,11 @@ _default_dataset: str | None = None
 
 
 class ServiceError(ValueError):
-    """A request the dashboard cannot fulfil; the message says what to change."""
+    """A request the dashboard cannot fulfil; the message says what to change (without
+    server paths: ``messages.public_message``)."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(public_message(message))
 
 
 # -- the workspace -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pandas as pd
 from dash import dcc, html
 
 from ...analytics.store import StoreError
+from ..services.messages import public_message
 from ..services.workspace import ServiceError
 from . import charts, ui
 
@@ -35,11 +36,12 @@ def guarded(what: str, fn: Callable[[], T], fallback: Callable[[str], T]) -> T:
     try:
         return fn()
     except (ServiceError, StoreError, ValueError) as exc:
-        return fallback(f"Cannot show {what}: {exc}")
+        return fallback(public_message(f"Cannot show {what}: {exc}"))
     except Exception as exc:  # noqa: BLE001 - the page must keep working; the log has details
         log.exception("computing %s failed", what)
-        return fallback(f"Computing {what} failed ({type(exc).__name__}: {exc}). This is a bug "
-                        "in TrailScope, not in your data; the server log has the details.")
+        return fallback(public_message(
+            f"Computing {what} failed ({type(exc).__name__}: {exc}). This is a bug in "
+            "TrailScope, not in your data; the server log has the details."))
 
 
 def error_figure(message: str) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 from dash import dcc, html
 
 from ...analytics.store import DatasetInfo
+from ..services.messages import public_message
 
 
 # -- formatting ----------------------------------------------------------------------------
@@ -94,9 +95,10 @@ def kpi_row(info: DatasetInfo) -> html.Div:
 
 
 def error_box(title: str, message: str) -> html.Div:
-    """A red box for an error a user can fix; ``message`` says what was wrong and what to do."""
+    """A red box for an error a user can fix; ``message`` says what was wrong and what to do
+    (absolute server paths in it are shown as file names)."""
     return html.Div(className="alert alert-error", role="alert", children=[
-        html.Strong(title), html.Div(message, className="alert-body")])
+        html.Strong(title), html.Div(public_message(message), className="alert-body")])
 
 
 def notice(message: Any, kind: str = "info") -> html.Div:

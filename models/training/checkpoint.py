@@ -100,25 +100,35 @@ def read_info(path: Path) -> dict[str, Any]:
 
 
 def list_checkpoints(store: Store, dataset: str) -> list[dict[str, Any]]:
-    """Sidecars of a dataset's checkpoints, newest first, each with its ``path``."""
+    """Sidecars of a dataset's checkpoints (the registry of its saved models), newest first,
+    each with its ``path``; the model id is the file's stem, whatever the sidecar says."""
     folder = models_dir(store, dataset)
     out = []
     for side in sorted(folder.glob("*.json"), reverse=True):
         pt = side.with_suffix(".pt")
         if pt.exists():
             info = json.loads(side.read_text())
+            info["model_id"] = pt.stem
             info["path"] = str(pt)
             out.append(info)
     return sorted(out, key=lambda i: i.get("created", ""), reverse=True)
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
 def find(store: Store, dataset: str, model_id: str) -> Path:
-    path = models_dir(store, dataset) / f"{model_id}.pt"
-    if not path.exists():
-        ids = [i["model_id"] for i in list_checkpoints(store, dataset)]
-        raise CheckpointError(f"no model {model_id!r} for dataset {dataset!r}; trained models: "
-                              f"{', '.join(ids) or 'none (train one first)'}")
-    return path
+    """The checkpoint of ``model_id``, which must be one of the dataset's saved models
+    (:func:`list_checkpoints`): the id is looked up there, never joined into a path, so an id
+    such as ``../other/x`` names no file outside the dataset's folder."""
+    known = {i["model_id"]: Path(i["path"]) for i in list_checkpoints(store, dataset)}
+    if isinstance(model_id, str) and model_id in known:
+        return known[model_id]
+    ids = list(known)
+    listed = ", ".join(ids[:10]) + (f" (+{len(ids) - 10} more)" if len(ids) > 10 else "")
+    raise CheckpointError(f"no model {_shown(str(model_id))} for dataset {dataset!r}; trained "
+                          f"models: {listed or 'none (train one first)'}")
 
 
 @dataclass
@@ -133,7 +143,8 @@ def load(path: str | Path, store: Store, device: torch.device | str = "cpu",
     """Rebuild a model from ``path``; refuses if its dataset changed since training."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path.name} does not exist; list the trained "
+                              "models with `trailscope evaluate NAME`")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if blob.get("format") != FORMAT:
         raise CheckpointError(f"{path.name} has checkpoint format {blob.get('format')}, this "

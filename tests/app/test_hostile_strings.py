@@ -244,3 +244,127 @@ def test_deck_tooltips_are_text_templates():
     assert any(r.get(ITEM) == HOSTILE[4] for r in layers["events"]["data"])
     with pytest.raises(ValueError, match="HTML"):
         deck_spec([], view_for([40.7], [-74.0]), tooltip={"html": "<b>{item_id}</b>"})
+
+
+# -- model ids --------------------------------------------------------------------------------
+def _checkpoint_files(folder, model_id: str) -> None:
+    """A sidecar and a weights file, as checkpoint.save writes them (no model needed to find
+    one)."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{model_id}.pt").write_bytes(b"not read by find")
+    (folder / f"{model_id}.json").write_text(json.dumps(
+        {"model_id": model_id, "model": "markov", "split": "leave-last",
+         "created": "2026-01-01T00:00:00+00:00"}))
+
+
+@pytest.fixture()
+def model_home(tmp_path):
+    from trailscope.analytics.store import Store
+
+    store = Store(tmp_path / "trailscope.duckdb")
+    _checkpoint_files(tmp_path / "models" / "ds", "markov-1")
+    # a file the old code loaded for the id "../inject/evil"
+    _checkpoint_files(tmp_path / "models" / "inject", "evil")
+    yield store, tmp_path
+    store.close()
+
+
+@pytest.mark.parametrize("model_id", [
+    "../inject/evil", "../../models/inject/evil", "markov-1/../../inject/evil",
+    "/etc/passwd", "markov-1.pt", "", "markov-1\x00", "..", "./markov-1",
+    '<a href="https://evil.example/">x</a>'])
+def test_model_ids_outside_the_registry_are_refused(model_home, model_id):
+    from trailscope.models import api
+    from trailscope.models.training import checkpoint as ckpt
+
+    store, home = model_home
+    if "inject" in model_id:  # joined into a path, the id names a real checkpoint file
+        assert (home / "models" / "ds" / f"{model_id}.pt").resolve().exists()
+    with pytest.raises(ckpt.CheckpointError) as info:
+        ckpt.find(store, "ds", model_id)
+    message = str(info.value)
+    assert "trained models: markov-1" in message and str(home) not in message
+    if model_id:  # an empty id asks api.load for the dataset's best model
+        with pytest.raises(ckpt.CheckpointError):
+            api.load(store, "ds", model_id)
+
+
+def test_a_saved_model_id_is_found_in_its_folder(model_home):
+    from trailscope.models.training import checkpoint as ckpt
+
+    store, home = model_home
+    assert ckpt.find(store, "ds", "markov-1") == home / "models" / "ds" / "markov-1.pt"
+    # a sidecar naming another id does not widen the registry: the id is the file's stem
+    (home / "models" / "ds" / "markov-1.json").write_text(
+        '{"model_id": "../inject/evil", "created": "x"}')
+    assert [i["model_id"] for i in ckpt.list_checkpoints(store, "ds")] == ["markov-1"]
+    with pytest.raises(ckpt.CheckpointError):
+        ckpt.find(store, "ds", "../inject/evil")
+
+
+def test_a_missing_checkpoint_is_named_without_its_folder(model_home):
+    from trailscope.models.training import checkpoint as ckpt
+
+    store, home = model_home
+    with pytest.raises(ckpt.CheckpointError) as info:
+        ckpt.load(home / "models" / "ds" / "gone.pt", store)
+    assert "gone.pt" in str(info.value) and str(home) not in str(info.value)
+
+
+# -- messages without server paths --------------------------------------------------------
+@pytest.mark.parametrize(("text", "shown"), [
+    ("cannot open the workspace /srv/ts/.trailscope/trailscope.duckdb: IO Error",
+     "cannot open the workspace trailscope.duckdb: IO Error"),
+    ('IO Error: No files found that match the pattern "/tmp/trailscope-import-k2/v.csv"',
+     'IO Error: No files found that match the pattern "v.csv"'),
+    ("the workspace /home/u/.trailscope/trailscope.duckdb is open read-only.",
+     "the workspace trailscope.duckdb is open read-only."),
+    ("line 3 of /srv/ts/uploads/0123abcd/visits.csv:3 is bad", "line 3 of visits.csv:3 is bad"),
+    ("C:\\Users\\ana\\data\\visits.csv is locked", "visits.csv is locked"),
+    # not paths: URLs, dates, relative names, one-part strings of user data
+    ('<a href="https://evil.example/a/b">x</a>', '<a href="https://evil.example/a/b">x</a>'),
+    ("events/day since 2012/05/01", "events/day since 2012/05/01"),
+    ("no user \"=cmd|' /C calc'!A0\"", "no user \"=cmd|' /C calc'!A0\""),
+])
+def test_public_message_drops_folders(text, shown):
+    from trailscope.app.services.messages import public_message
+
+    assert public_message(text) == shown
+
+
+def test_messages_on_the_way_out_hold_no_server_path(tmp_path):
+    from trailscope.app.services import jobs
+    from trailscope.app.services.workspace import ServiceError
+    from trailscope.app.views import analytics as va
+    from trailscope.app.views import ui
+
+    secret = tmp_path / "uploads" / "0f" / "visits.csv"
+    assert str(tmp_path) not in str(ServiceError(f"cannot read {secret}"))
+    box = ui.error_box("Import failed", f"{secret}: bad")
+    assert str(tmp_path) not in str(box.children[1].children)
+    assert va.guarded("x", lambda: (_ for _ in ()).throw(ValueError(f"at {secret}")),
+                      lambda m: m) == "Cannot show x: at visits.csv"
+    unexpected = va.guarded("x", lambda: (_ for _ in ()).throw(KeyError(str(secret))),
+                            lambda m: m)
+    assert str(tmp_path) not in unexpected and "visits.csv" in unexpected
+
+    def fail(progress, cancel, log):
+        raise OSError(f"[Errno 2] No such file or directory: '{secret}'")
+
+    runner = jobs.JobRunner(limits={"import": 1})
+    for expected in ((OSError,), ()):
+        job_id = runner.start(jobs.Job(fail, kind="import", expected=expected))
+        snap = runner.wait(job_id, timeout=10)
+        assert snap["status"] == "failed" and "visits.csv" in snap["error"]
+        assert str(tmp_path) not in snap["error"]
+
+
+def test_sniffing_a_missing_upload_names_only_the_file(tmp_path):
+    from trailscope.app.services import workspace
+    from trailscope.app.services.workspace import ServiceError
+
+    with pytest.raises(ServiceError) as info:
+        workspace.sniff(tmp_path / "uploads" / "ab12" / "gone.csv")
+    assert "gone.csv" in str(info.value) and str(tmp_path) not in str(info.value)
