@@ -1,8 +1,8 @@
 """The TrailScope dashboard: ``create_app`` builds the Dash app; ``main`` serves it.
 
-Run it with ``python -m trailscope.app.main [--host H] [--port P] [--dataset NAME]``,
-``trailscope serve`` or ``gunicorn -w 1 --threads 8 trailscope.app.main:server`` (one worker:
-the DuckDB workspace file admits a single writing process; threads share it safely). The default
+Run it with ``python -m trailscope.app.main [--host H] [--port P] [--dataset NAME]`` or
+``trailscope serve`` (both serve with waitress, see :func:`server_settings`; one process: the
+DuckDB workspace file admits a single writing process; threads share it safely). The default
 dataset comes from the ``dataset`` argument, else ``$TRAILSCOPE_DEFAULT_DATASET``, else the
 newest import.
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dash
 import flask
+import waitress
 from flask import Response, redirect, request
 
 from . import ASSETS, layout
@@ -85,12 +86,51 @@ app = create_app(os.environ.get("TRAILSCOPE_DEFAULT_DATASET") or None)
 server = app.server
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return max(int(raw), 1) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r}: expected a whole number such as {default}") from None
+
+
+def server_settings() -> dict[str, int | bool]:
+    """waitress settings of the production server (each overridable by its variable).
+
+    waitress reads every request, body included, in its one I/O thread and hands a worker
+    thread only a complete request, so a client that sends a chunk body byte by byte holds a
+    socket, never a worker: slow uploads cannot starve the pages. A connection silent for
+    ``channel_timeout`` seconds is closed (the request-body read timeout); a body larger than
+    the biggest upload chunk is refused before it is read; past ``connection_limit`` open
+    connections new ones wait in the listen queue. Bodies over 512 KB are buffered in a temp
+    file, so held connections cost little memory.
+    """
+    return {
+        "threads": _env_int("TRAILSCOPE_THREADS", 8),
+        "channel_timeout": _env_int("TRAILSCOPE_CHANNEL_TIMEOUT_S", 30),
+        "cleanup_interval": 5,  # how often idle connections are looked for (seconds)
+        "connection_limit": _env_int("TRAILSCOPE_CONNECTION_LIMIT", 200),
+        "max_request_body_size": upload.MAX_CHUNK_SIZE + 1024 * 1024,
+        "asyncore_use_poll": True,  # poll(): no 1024-descriptor limit of select()
+    }
+
+
 def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
          debug: bool = False) -> None:
-    """Serve the dashboard at http://host:port (blocking)."""
+    """Serve the dashboard at http://host:port (blocking): the waitress production server
+    (:func:`server_settings`), or Flask's development server with Dash dev tools if ``debug``.
+    Unfinished uploads of an earlier run are removed first."""
     if dataset:
         services.set_default_dataset(dataset)
-    app.run(host=host, port=port, debug=debug, use_reloader=False)
+    upload.clean_at_start()
+    if debug:
+        app.run(host=host, port=port, debug=True, use_reloader=False)
+        return
+    settings = server_settings()
+    httpd = waitress.create_server(server, host=host, port=port, **settings)
+    print(f"TrailScope serving http://{host}:{port} (waitress, {settings['threads']} threads)",
+          file=sys.stderr, flush=True)
+    httpd.run()
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..services.messages import public_message
+
 
 class CliError(Exception):
     """A failure to report as one line on stderr."""
@@ -262,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8050)
     s.add_argument("--dataset", help="dataset selected when a page opens without ?dataset=")
-    s.add_argument("--debug", action="store_true")
+    s.add_argument("--debug", action="store_true",
+                   help="Flask's development server with Dash dev tools (default: waitress)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("train", help="train a next-item model on a dataset")
@@ -316,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (CliError, ValueError, KeyError, RuntimeError, OSError, LookupError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = public_message(msg)  # no absolute server paths (app/services/messages.py)
         print(f"trailscope {args.command}: {msg}", file=sys.stderr)
         return 1
     return 0

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from . import jobs
+from . import jobs, upload
 from . import workspace as services
 from .workspace import ServiceError
 
@@ -37,8 +37,11 @@ def start_import(path: str | Path, name: str, fmt: str = "auto",
             raise jobs.Cancelled("before the import")
         progress({"phase": "import", "fraction": 0.05,
                   "message": f"Importing {path.name} and building its summaries…"})
-        return services.import_uploaded(path, name, fmt, mapping, replace=replace,
-                                        keep_duplicates=keep_duplicates)
+        try:
+            return services.import_uploaded(path, name, fmt, mapping, replace=replace,
+                                            keep_duplicates=keep_duplicates)
+        finally:  # an upload is imported once, success or failure: its disk space goes back
+            upload.discard_after_import(path)
 
     job = jobs.Job(target, label=f"import {path.name} as {name}", kind="import",
                    meta={"dataset": name, "file": path.name}, summarize=lambda report: report,

@@ -9,7 +9,7 @@ import random
 import pytest
 from trailscope.app.services import upload
 
-from tests.conftest import TAOBAO
+from tests.conftest import NYC, TAOBAO
 
 HDR = {upload.UPLOAD_HEADER: "1"}
 
@@ -53,16 +53,23 @@ def test_chunks_reassemble_byte_identically_in_any_order(client):
 
 
 def test_finish_reports_missing_chunks_and_wrong_sizes(client):
-    start = _new(client, "events.csv", 10, 4).json
+    chunk = upload.MIN_CHUNK_SIZE
+    start = _new(client, "events.csv", 2 * chunk + 10, chunk).json
     uid = start["upload_id"]
-    ok = client.post(f"/api/upload/{uid}/chunk?index=0", headers=HDR, data=b"abcd")
+    ok = client.post(f"/api/upload/{uid}/chunk?index=0", headers=HDR, data=b"a" * chunk)
     assert ok.status_code == 200
     short = client.post(f"/api/upload/{uid}/chunk?index=1", headers=HDR, data=b"ab")
-    assert short.status_code == 400 and "must be 4 bytes" in short.json["error"]
+    assert short.status_code == 400 and f"must be {chunk} bytes" in short.json["error"]
+    last_long = client.post(f"/api/upload/{uid}/chunk?index=2", headers=HDR, data=b"a" * 11)
+    assert last_long.status_code == 400 and "must be 10 bytes" in last_long.json["error"]
     too_far = client.post(f"/api/upload/{uid}/chunk?index=3", headers=HDR, data=b"ab")
     assert too_far.status_code == 400 and "0..2" in too_far.json["error"]
     r = client.post(f"/api/upload/{uid}/finish", headers=HDR)
-    assert r.status_code == 409 and "2 of 3 chunks are missing" in r.json["error"]
+    assert r.status_code == 409 and "2 of 3 chunks are missing (first: 1)" in r.json["error"]
+    assert client.post(f"/api/upload/{uid}/chunk?index=2", headers=HDR,
+                       data=b"z" * 10).status_code == 200
+    r = client.post(f"/api/upload/{uid}/finish", headers=HDR)
+    assert r.status_code == 409 and "1 of 3 chunks are missing (first: 1)" in r.json["error"]
     with pytest.raises(upload.UploadError, match="not finished"):
         upload.resolve_upload(uid)
 
@@ -82,7 +89,7 @@ def test_bad_upload_ids_are_rejected(client, bad):
 
 def test_unknown_but_well_formed_id_is_404(client):
     r = client.post(f"/api/upload/{'0' * 32}/finish", headers=HDR)
-    assert r.status_code == 404 and "upload again" in r.json["error"]
+    assert r.status_code == 404 and "upload the file again" in r.json["error"]
 
 
 def test_header_is_required(client):
@@ -127,3 +134,50 @@ def test_meta_keeps_no_client_path(client):
     assert meta["filename"] == "y.csv"
     files = [p.name for p in (upload.uploads_dir() / uid).iterdir()]
     assert "y.csv.part" in files and all("/" not in f and ".." not in f for f in files)
+
+
+def _upload_file(client, data: bytes, name: str) -> str:
+    chunk = upload.MIN_CHUNK_SIZE
+    start = _new(client, name, len(data), chunk).json
+    for i in range(start["chunks"]):
+        r = client.post(f"/api/upload/{start['upload_id']}/chunk?index={i}", headers=HDR,
+                        data=data[i * chunk:(i + 1) * chunk])
+        assert r.status_code == 200, r.json
+    assert client.post(f"/api/upload/{start['upload_id']}/finish", headers=HDR).status_code == 200
+    return start["upload_id"]
+
+
+def test_uploads_are_removed_after_their_import(client, workspace, tmp_path):
+    from trailscope.app.services import imports, jobs
+
+    uid = _upload_file(client, NYC.read_bytes(), "nyc.csv.gz")
+    job = imports.start_import(upload.resolve_upload(uid), "nyc", "auto", None)
+    jobs.wait(job, 120)
+    assert imports.import_state(job)["status"] == "done"
+    assert not (upload.uploads_dir() / uid).exists()
+    with pytest.raises(upload.UploadError, match="imported, cancelled or expired"):
+        upload.resolve_upload(uid)
+
+    bad = _upload_file(client, bytes(range(256)) * 400, "junk.csv")  # a failed import too
+    job = imports.start_import(upload.resolve_upload(bad), "junk", "auto", None)
+    jobs.wait(job, 120)
+    assert imports.import_state(job)["status"] == "error"
+    assert list(upload.uploads_dir().iterdir()) == []
+
+    outside = tmp_path / "nyc_copy.csv.gz"  # a file that is no upload is never deleted
+    outside.write_bytes(NYC.read_bytes())
+    jobs.wait(imports.start_import(outside, "nyc_again", "auto", None), 120)
+    assert outside.is_file() and upload.discard_after_import(outside) is False
+
+
+def test_bitmap_counts_match_a_plain_reference():
+    rng = random.Random(11)
+    for chunks in (1, 7, 8, 9, 64, 1000, 4099):
+        for _ in range(20):
+            got = set(rng.sample(range(chunks), rng.randint(0, chunks)))
+            bits = bytearray((chunks + 7) // 8)
+            for i in got:
+                bits[i // 8] |= 0x80 >> (i % 8)
+            missing = [i for i in range(chunks) if i not in got]
+            assert upload._missing(bytes(bits), chunks) == (
+                len(missing), missing[0] if missing else -1)
