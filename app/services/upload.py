@@ -246,8 +246,12 @@ def discard_after_import(path: str | Path) -> bool:
 
 
 # -- operations (plain functions; the routes below only translate HTTP) --------------------
-def _check_request(size: Any, chunk_size: Any) -> None:
-    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+def _check_request(filename: Any, size: Any, chunk_size: Any) -> None:
+    if not isinstance(filename, str):
+        raise UploadError(f"filename must be text, got {type(filename).__name__}")
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise UploadError(f"size must be a whole number of bytes, got {size!r:.40}")
+    if size <= 0:
         raise UploadError("the file is empty (0 bytes): choose a file with data in it")
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
         raise UploadError(f"chunk_size must be a whole number of bytes, got {chunk_size!r:.40}")
@@ -302,7 +306,7 @@ def _reserve(size: int) -> None:
 
 def new_upload(filename: str, size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, Any]:
     """Start an upload; returns ``{"upload_id", "filename", "chunks", "chunk_size"}``."""
-    _check_request(size, chunk_size)
+    _check_request(filename, size, chunk_size)
     remove_stale_uploads()
     safe = sanitize_filename(filename)
     chunks = math.ceil(size / chunk_size)

@@ -181,3 +181,19 @@ def test_bitmap_counts_match_a_plain_reference():
             missing = [i for i in range(chunks) if i not in got]
             assert upload._missing(bytes(bits), chunks) == (
                 len(missing), missing[0] if missing else -1)
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"filename": "a.csv", "size": 1.5, "chunk_size": 65536}, "size must be a whole number"),
+    ({"filename": "a.csv", "size": "100", "chunk_size": 65536}, "size must be a whole number"),
+    ({"filename": "a.csv", "chunk_size": 65536}, "size must be a whole number"),
+    ({"filename": "a.csv", "size": -5, "chunk_size": 65536}, "empty"),
+    ({"filename": ["a.csv"], "size": 10, "chunk_size": 10}, "filename must be text"),
+    ({"filename": "a.csv", "size": 10, "chunk_size": None}, "chunk_size must be a whole"),
+    ({"filename": "a.csv", "size": 10, "chunk_size": 10**30}, "chunk_size must be 65,536"),
+    ([1, 2], "send JSON"),
+])
+def test_malformed_new_requests_are_400(client, body, message):
+    r = client.post("/api/upload/new", headers=HDR, json=body)
+    assert r.status_code == 400 and message in r.json["error"], r.json
+    assert list(upload.uploads_dir().iterdir()) == []

@@ -15,6 +15,7 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,30 @@ def test_concurrent_uploads_and_reserved_space_are_limited(server):
         for uid in ids:
             _call(url, "DELETE", f"/api/upload/{uid}")
     assert _open_uploads(home) == []
+
+
+def test_racing_requests_keep_the_limits_and_the_bitmap(server):
+    url, home = server
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: _new(url, 16 * CHUNK), range(10)))
+    accepted = [body["upload_id"] for status, body, _ in answers if status == 201]
+    assert len(accepted) == MAX_UPLOADS
+    assert sorted(status for status, _, _ in answers) == [201] * 3 + [429] * 7
+    uid = accepted[0]
+    try:  # 16 chunks at once: two bitmap bytes, written by racing threads
+        with ThreadPoolExecutor(16) as pool:
+            sent = list(pool.map(lambda i: _call(url, "POST", f"/api/upload/{uid}/chunk?index={i}",
+                                                 bytes([i]) * CHUNK)[0], range(16)))
+        assert sent == [200] * 16
+        with ThreadPoolExecutor(4) as pool:  # racing finishes: each one answers the same
+            done = list(pool.map(lambda _: _call(url, "POST", f"/api/upload/{uid}/finish"),
+                                 range(4)))
+        assert [status for status, _, _ in done] == [200] * 4, done
+        data = (home / "uploads" / uid / "e.csv").read_bytes()
+        assert data == b"".join(bytes([i]) * CHUNK for i in range(16))
+    finally:
+        for upload_id in accepted:
+            _call(url, "DELETE", f"/api/upload/{upload_id}")
 
 
 def test_errors_name_no_server_path(server):
