@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from trailscope.app.services import upload
 
-from tests.browser.conftest import serve
+from tests.browser.conftest import _free_port, serve
 
 HDR = {upload.UPLOAD_HEADER: "1"}
 CHUNK = upload.MIN_CHUNK_SIZE
@@ -121,3 +125,27 @@ def test_a_silent_body_is_closed_after_the_channel_timeout(url):
     assert answer == b"" and CHANNEL_TIMEOUT_S - 1 <= took <= CHANNEL_TIMEOUT_S + 12, (answer,
                                                                                      took)
     assert _get(url, "/overview")[0] == 200
+
+
+def test_trailscope_serve_runs_the_same_production_server(tmp_path):
+    """`trailscope serve` (and so the Procfile) serves with waitress, not Flask's dev server."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "TRAILSCOPE_HOME": str(tmp_path / "home")}
+    cli = Path(sys.executable).with_name("trailscope")
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(cli), "serve", "--port", str(port)], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while "serving" not in log.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert f"TrailScope serving {base} (waitress, 8 threads)" in log.read_text()
+        status, _, _ = _get(base, "/overview")
+        assert status == 200
+        assert "development server" not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
