@@ -226,7 +226,7 @@ class Source:
             self._readable = self.path
             return self.path
         self._work = make_work_dir(self.tmp_root)
-        out = self._work / "unpacked.txt"
+        out = self._work / unpacked_name(head.member or self.path.name)
         try:
             with self._open() as src, out.open("wb") as dst:
                 self._size = self._count(src, dst)
@@ -286,6 +286,14 @@ class Source:
         self.close()
 
 
+def unpacked_name(name: str) -> str:
+    """A plain file name for an unpacked copy of ``name`` (DuckDB's errors show it): its last
+    part, other characters as ``_``, a compression suffix dropped."""
+    base = re.sub(r"[^\w.\-]+", "_", Path(name).name)[-100:].lstrip(".")
+    base = re.sub(r"\.(gz|zip|zst|bz2|xz)$", "", base, flags=re.IGNORECASE)
+    return base or "unpacked.txt"
+
+
 def content_kind(head: Head) -> str:
     """csv, parquet or json, from the first bytes."""
     if head.data[:4] == b"PAR1":
@@ -319,7 +327,10 @@ def split_line(line: str, delim: str, quote: str) -> list[str]:
     if delim == "::":
         return line.split("::")
     if quote:
-        return next(csv.reader([line], delimiter=delim, quotechar=quote), [])
+        try:
+            return next(csv.reader([line], delimiter=delim, quotechar=quote), [])
+        except csv.Error:  # e.g. a lone carriage return inside the line
+            pass
     return line.split(delim)
 
 
@@ -435,11 +446,13 @@ def text_layout(text: str, encoding: str, path: Path, known: AbstractSet[str],
     delim, width = found
     # a line with an odd number of quotes opens (or closes) a field that spans lines
     multiline = bool(quote) and delim != "::" and any(ln.count(quote) % 2 for ln in lines)
+    rows = [split_line(ln, delim, quote) for ln in lines]
     if multiline:
-        rows = [r for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=delim,
-                                      quotechar=quote) if r][: SAMPLE_ROWS + 1]
-    else:
-        rows = [split_line(ln, delim, quote) for ln in lines]
+        try:
+            rows = [r for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=delim,
+                                          quotechar=quote) if r][: SAMPLE_ROWS + 1]
+        except csv.Error:  # not parseable as CSV after all: keep the rows line by line
+            multiline = False
     header = has_header(rows, known) if len(rows[0]) == width else False
     data = rows[1:] if header else rows
     padded = any(v != v.strip() for r in data[:200] for v in r if v)

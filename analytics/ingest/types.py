@@ -7,6 +7,7 @@ the sniff result (:class:`Sniff`), the column plan (:class:`Plan`) and the impor
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,16 +40,27 @@ ALIAS: dict[str, str] = {schema.USER: "u", schema.ITEM: "i", schema.TS: "t", sch
                          schema.VALUE: "v", schema.TZ_OFFSET: "z"}
 
 
+#: An absolute path of two or more parts (not a URL's): shown by its last part only.
+_ABS_PATH = re.compile(r"(?<![\w:/.~])/(?:[^\s/\"']+/)+([^\s/\"']+)")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with absolute server paths (DuckDB names the file it read, the workspace's
+    temp folder included) cut to their file names: a message names the file, not the server."""
+    return _ABS_PATH.sub(r"\1", text)
+
+
 class IngestError(ValueError):
     """A file that cannot be imported as asked. The message says what was wrong and what to do.
 
     It names the file and, where they apply, the 1-based line number, the column and the
-    columns that were found.
+    columns that were found; never a server path (:func:`without_paths`).
     """
 
     def __init__(self, message: str, *, path: str | Path | None = None,
                  line: int | None = None, column: str | None = None,
                  columns: list[str] | None = None) -> None:
+        message = without_paths(message)
         self.path = None if path is None else str(path)
         self.line = line
         self.column = column

@@ -16,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from trailscope.analytics import schema
 from trailscope.analytics.ingest.pipeline import IngestError, import_file
 from trailscope.analytics.store import Store, StoreError
@@ -259,3 +261,97 @@ def test_binary_file_still_refused(store: Store, tmp_path: Path) -> None:
     path.write_bytes(bytes(range(256)) * 40)
     with pytest.raises(IngestError, match="binary"):
         import_file(store, path, name="x")
+
+
+# -- a failed import gives its space back ---------------------------------------------------
+def test_failed_imports_do_not_grow_the_workspace_file(store: Store) -> None:
+    import_file(store, TAOBAO, name="tb")
+    cur = store.cursor()
+    cur.execute("CHECKPOINT")
+    cur.close()
+    wal = Path(str(store.path) + ".wal")
+
+    def size() -> int:
+        return store.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+    before = size()
+    for _ in range(3):  # every row staged, then all rejected: the staging table is dropped
+        with pytest.raises(IngestError, match="every one of the"):
+            import_file(store, NYC, name="nyc", mapping={"ts": "venue_category"})
+    assert size() <= before + 256 * 1024  # without the CHECKPOINT: +~600 KB per failure
+    assert store.list_datasets()["name"].tolist() == ["tb"]
+
+
+# -- property: random bytes and CSV mutations ---------------------------------------------------
+_NYC_HEAD = b"".join(gzip.open(NYC, "rb").readlines()[:40])
+_TAOBAO_HEAD = b"".join(TAOBAO.open("rb").readlines()[:40])
+_SPECIAL = [b'"', b",", b"\n", b"\r", b"\r\n", b"\x00", b"\t", b";", b"\xff\xfe", b"\xc3\xa9",
+            b"0001-01-01", b"9999-12-31 23:59:59", b"-62135596800", b"NaN", b"1e400",
+            b"\"\"", b"PK\x03\x04", b"\x1f\x8b", b"PAR1", b"{", b"::"]
+
+
+@st.composite
+def _hostile_file(draw) -> tuple[bytes, str]:
+    if draw(st.booleans()) and draw(st.booleans()):
+        data = draw(st.binary(min_size=1, max_size=3000))  # anything at all
+    else:
+        data = draw(st.sampled_from([_NYC_HEAD, _TAOBAO_HEAD]))
+        for _ in range(draw(st.integers(0, 6))):
+            at = draw(st.integers(0, len(data)))
+            op = draw(st.sampled_from(["insert", "delete", "truncate", "repeat_line"]))
+            if op == "insert":
+                data = data[:at] + draw(st.sampled_from(_SPECIAL)) + data[at:]
+            elif op == "delete":
+                data = data[:at] + data[at + draw(st.integers(1, 40)):]
+            elif op == "truncate":
+                data = data[:at]
+            else:
+                start = data.rfind(b"\n", 0, at) + 1
+                end = data.find(b"\n", at)
+                line = data[start:end + 1 if end >= 0 else len(data)]
+                data = data[:start] + line * draw(st.integers(2, 5)) + data[start:]
+    packing = draw(st.sampled_from(["none", "gzip", "zip", "utf-16"]))
+    return data, packing
+
+
+def _pack(data: bytes, packing: str, folder: Path) -> Path:
+    if packing == "gzip":
+        path = folder / "fuzz.csv.gz"
+        path.write_bytes(gzip.compress(data))
+    elif packing == "zip":
+        path = folder / "fuzz.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("fuzz.csv", data)
+    elif packing == "utf-16":
+        path = folder / "fuzz.csv"
+        path.write_bytes(data.decode("utf-8", errors="replace").encode("utf-16"))
+    else:
+        path = folder / "fuzz.csv"
+        path.write_bytes(data)
+    return path
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=_hostile_file())
+def test_random_files_end_in_a_message_or_a_dataset_that_adds_up(store: Store, tmp_path: Path,
+                                                                 case) -> None:
+    if not store.exists("keep"):
+        import_file(store, TAOBAO, name="keep")
+    keep = (store.fingerprint("keep"), store.info("keep").rows)
+    data, packing = case
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    path = _pack(data, packing, folder)
+    try:
+        r = import_file(store, path, name="fuzz")
+    except IngestError as exc:
+        text = str(exc)
+        assert text and "Traceback" not in text and str(store.temp_dir) not in text
+        assert not store.exists("fuzz")
+    else:
+        _adds_up(r)
+        assert r.rows_kept > 0 and len(store.events("fuzz")) == r.rows_kept
+        assert store.info("fuzz").rows == r.rows_kept
+        store.drop("fuzz")
+    assert (store.fingerprint("keep"), store.info("keep").rows) == keep
+    assert not store.temp_dir.exists() or not any(store.temp_dir.iterdir())
