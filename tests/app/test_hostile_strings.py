@@ -368,3 +368,18 @@ def test_sniffing_a_missing_upload_names_only_the_file(tmp_path):
     with pytest.raises(ServiceError) as info:
         workspace.sniff(tmp_path / "uploads" / "ab12" / "gone.csv")
     assert "gone.csv" in str(info.value) and str(tmp_path) not in str(info.value)
+
+
+def test_cli_errors_name_no_server_path(tmp_path, monkeypatch, capsys):
+    """A workspace file that is not a DuckDB database: the CLI's one line names the file,
+    not its folder."""
+    from trailscope.app.cli.main import main
+
+    home = tmp_path / "srv" / "home"
+    home.mkdir(parents=True)
+    (home / "trailscope.duckdb").write_bytes(b"not a database" * 100)
+    monkeypatch.setenv("TRAILSCOPE_HOME", str(home))
+    assert main(["datasets"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("trailscope datasets: ") and "trailscope.duckdb" in err
+    assert str(tmp_path) not in err
