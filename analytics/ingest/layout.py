@@ -107,6 +107,8 @@ def read_head(path: Path, limit: int = HEAD_BYTES) -> Head:
             kind = "zip" if magic == b"PK\x03\x04" else "gzip"
             raise IngestError(f"cannot decompress it ({exc}); the {kind} file is damaged or "
                               "incomplete: download or compress it again", path=path) from exc
+        except (RuntimeError, NotImplementedError) as exc:  # zipfile's refusals
+            raise unsupported_zip(exc, path) from exc
     if not head.data.strip():
         raise IngestError("the file is empty (no data after decompressing)", path=path)
     encoding = unicode_encoding(head.data)
@@ -164,6 +166,13 @@ def _checked(stream: BinaryIO, packed: int, what: str, path: Path) -> Iterator[b
         n += len(chunk)
         check_unpacked(n, packed, what, path)
         yield chunk
+
+
+def unsupported_zip(exc: BaseException, path: Path) -> IngestError:
+    """The error for a zip member Python's zipfile will not read (a password, a method)."""
+    return IngestError(f"cannot unpack it ({exc}): password-protected zip files and compression "
+                       "methods other than deflate, bzip2 and LZMA are not supported; unpack "
+                       "it yourself and import the data file", path=path)
 
 
 def zip_member(zf: zipfile.ZipFile, path: Path) -> str:
@@ -235,6 +244,9 @@ class Source:
             what = f"extract {head.member!r} from the zip" if head.member else "decompress it"
             raise IngestError(f"cannot {what} ({exc}); the file is damaged or incomplete",
                               path=self.path) from exc
+        except (RuntimeError, NotImplementedError) as exc:
+            self.close()
+            raise unsupported_zip(exc, self.path) from exc
         except BaseException:
             self.close()
             raise

@@ -50,9 +50,11 @@ from .types import FIELDS, FLAGS, REASONS, ImportReport, IngestError, Plan, Snif
 __all__ = ["FORMATS", "FIELDS", "REASONS", "FLAGS", "IngestError", "Sniff", "ImportReport",
            "sniff", "import_file", "default_name"]
 
-#: While an import runs, DuckDB may hold at most this fraction of the file's size in memory
-#: (but at least MIN_MEMORY_MB) and spills to the workspace's temp folder beyond that, so an
-#: import's peak memory stays below the file's size. The previous limit is restored after.
+#: While an import runs, DuckDB may hold at most this fraction of the file's unpacked size in
+#: memory (but at least MIN_MEMORY_MB) and spills to the workspace's temp folder beyond that,
+#: so an import's peak memory stays below the data's size (the unpacked size, counted within
+#: the decompression limits of layout.py: a zip's or gzip's packed size says little). The
+#: previous limit is restored after.
 MEMORY_FRACTION = 0.4
 MIN_MEMORY_MB = 256
 _cap_lock = threading.Lock()

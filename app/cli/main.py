@@ -110,8 +110,8 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 
 def cmd_drop(args: argparse.Namespace) -> None:
     with _store() as store:
-        store.drop(args.name)
-    print(f"dropped {args.name!r}")
+        name = store.drop(args.name)  # names are stripped and compared ignoring case
+    print(f"dropped {name!r}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:

@@ -355,3 +355,40 @@ def test_random_files_end_in_a_message_or_a_dataset_that_adds_up(store: Store, t
         store.drop("fuzz")
     assert (store.fingerprint("keep"), store.info("keep").rows) == keep
     assert not store.temp_dir.exists() or not any(store.temp_dir.iterdir())
+
+
+@pytest.mark.parametrize("flag", ["encrypted", "method99"])
+def test_unreadable_zip_members_get_a_message(store: Store, tmp_path: Path, flag: str) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("UserBehavior.csv", TAOBAO.read_bytes()[:5000])
+    data = bytearray(buf.getvalue())
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    if flag == "encrypted":  # general purpose bit 0: the member needs a password
+        data[local + 6] |= 1
+        data[central + 8] |= 1
+    else:  # compression method 99 (AES), which zipfile does not implement
+        data[local + 8] = data[central + 10] = 99
+    path = tmp_path / "tb.zip"
+    path.write_bytes(bytes(data))
+    with pytest.raises(IngestError, match="unpack it yourself"):
+        import_file(store, path, name="tb")
+
+
+# -- the command line ---------------------------------------------------------------------------
+def test_cli_names_and_hostile_files(store: Store, tmp_path: Path, capsys,
+                                     zip_bomb: Path) -> None:
+    from trailscope.app.cli.main import main
+
+    store.close()  # the CLI opens the workspace itself ($TRAILSCOPE_HOME of the fixture)
+    path = _small_csv(tmp_path)
+    assert main(["import", str(path), "--name", "datasets", "--no-summaries"]) == 0
+    assert main(["import", str(path), "--name", "DATASETS", "--no-summaries"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["import", str(path), "--name", "nyc\n", "--no-summaries"]) == 0
+    capsys.readouterr()
+    assert main(["drop", "NYC\n"]) == 0
+    assert capsys.readouterr().out.strip() == "dropped 'nyc'"
+    assert main(["import", str(zip_bomb), "--name", "bomb"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "decompression bomb" in err and "Traceback" not in err
