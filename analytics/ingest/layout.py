@@ -53,6 +53,9 @@ MAX_UNPACKED_BYTES = 32 * 2**30
 MAX_RATIO = 100
 RATIO_FLOOR = 128 * 2**20
 CHUNK = 1 << 20
+#: A zip's directory is parsed whole into Python objects (about 1 KB each): refuse archives
+#: listing more members than this before opening them (a GeoLife archive holds ~18,700).
+MAX_ZIP_MEMBERS = 100_000
 #: Byte-order marks of the Unicode encodings decoded to UTF-8 (longest first), with the codec
 #: that reads the mark itself (and drops it).
 BOMS: tuple[tuple[bytes, str], ...] = (
@@ -95,6 +98,7 @@ def read_head(path: Path, limit: int = HEAD_BYTES) -> Head:
                     data = fh.read(limit + 1)
                 head = Head(data[:limit], "gzip", None, len(data) <= limit)
             elif magic == b"PK\x03\x04":
+                check_zip_directory(raw, path)
                 with zipfile.ZipFile(raw) as zf:
                     member = zip_member(zf, path)
                     with zf.open(member) as fh:
@@ -166,6 +170,26 @@ def _checked(stream: BinaryIO, packed: int, what: str, path: Path) -> Iterator[b
         n += len(chunk)
         check_unpacked(n, packed, what, path)
         yield chunk
+
+
+def check_zip_directory(raw: BinaryIO, path: Path) -> None:
+    """IngestError when the zip's end record lists more than MAX_ZIP_MEMBERS members (read
+    from the last 64 KiB, before zipfile builds an object per member); leaves ``raw`` at 0."""
+    size = raw.seek(0, 2)
+    raw.seek(max(0, size - (1 << 16) - 22))
+    tail = raw.read()
+    raw.seek(0)
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or len(tail) < end + 22:
+        return  # no end record: zipfile says the archive is damaged
+    members = int.from_bytes(tail[end + 10:end + 12], "little")
+    z64 = tail.rfind(b"PK\x06\x06", 0, end)
+    if members == 0xFFFF and z64 >= 0 and len(tail) >= z64 + 40:
+        members = int.from_bytes(tail[z64 + 32:z64 + 40], "little")
+    if members > MAX_ZIP_MEMBERS:
+        raise IngestError(f"the zip archive lists {members:,} files, more than the "
+                          f"{MAX_ZIP_MEMBERS:,} an import opens; zip only the data file",
+                          path=path)
 
 
 def unsupported_zip(exc: BaseException, path: Path) -> IngestError:

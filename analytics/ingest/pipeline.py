@@ -45,7 +45,7 @@ from .layout import Source
 from .plan import build_plan
 from .publish import publish
 from .sniff import check_format, sniff, sniff_source
-from .types import FIELDS, FLAGS, REASONS, ImportReport, IngestError, Plan, Sniff
+from .types import FIELDS, FLAGS, REASONS, ImportReport, IngestError, Plan, Sniff, without_paths
 
 __all__ = ["FORMATS", "FIELDS", "REASONS", "FLAGS", "IngestError", "Sniff", "ImportReport",
            "sniff", "import_file", "default_name"]
@@ -128,6 +128,10 @@ def _stage_and_publish(store: Store, src: Source, sn: Sniff, plan: Plan, form: F
         raise IngestError(
             f"the import ran out of memory ({_first_line(exc)}); free memory or split the "
             "file and import the parts under different names", path=path) from exc
+    except duckdb.Error as exc:  # not the file's fault (those are IngestErrors): say so
+        why = without_paths(_first_line(exc))
+        raise StoreError(f"the import of {path.name} as {name!r} failed in the workspace "
+                         f"database ({why}); the workspace is unchanged: try again") from exc
     finally:
         stage.cleanup(cur, st)
         if not ok:

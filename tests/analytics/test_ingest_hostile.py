@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trailscope.analytics import schema
+from trailscope.analytics.ingest import layout
 from trailscope.analytics.ingest.pipeline import IngestError, import_file
 from trailscope.analytics.store import Store, StoreError
 
@@ -392,3 +393,27 @@ def test_cli_names_and_hostile_files(store: Store, tmp_path: Path, capsys,
     assert main(["import", str(zip_bomb), "--name", "bomb"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "decompression bomb" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("zip64", [False, True])
+def test_zip_listing_too_many_members_refused_before_parsing(store: Store, tmp_path: Path,
+                                                             monkeypatch, zip64: bool) -> None:
+    monkeypatch.setattr(layout, "MAX_ZIP_MEMBERS", 2000)  # the default, 100,000, is slow to build
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("UserBehavior.csv", TAOBAO.read_bytes()[:5000])
+        for k in range(2000):
+            zf.writestr(f"{k}", b"")
+    if zip64:  # the count lives in the zip64 end record when the classic one says 0xFFFF
+        data = bytearray(path.read_bytes())
+        end = data.rfind(b"PK\x05\x06")
+        data[end + 8:end + 12] = b"\xff\xff\xff\xff"
+        z64 = (b"PK\x06\x06" + (44).to_bytes(8, "little") + b"\x2d\x00\x2d\x00" + bytes(8)
+               + (2001).to_bytes(8, "little") * 2 + bytes(16))
+        data[end:end] = z64 + b"PK\x06\x07" + bytes(16)
+        path.write_bytes(bytes(data))
+    with pytest.raises(IngestError, match="lists 2,001 files, more than the 2,000"):
+        import_file(store, path, name="many")
+    monkeypatch.setattr(layout, "MAX_ZIP_MEMBERS", 2001)
+    if not zip64:
+        assert import_file(store, path, name="many").format == "taobao"
