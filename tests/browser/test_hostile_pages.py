@@ -56,17 +56,17 @@ FINDINGS_JS = """() => {
   }
   return out;
 }"""
-HOVER_JS = """({graph, names}) => {
-  const gd = document.querySelector('#' + graph + ' .js-plotly-plot')
-      || document.getElementById(graph);
+CURVES_JS = """graph => {
+  const gd = document.querySelector('#' + graph + ' .js-plotly-plot');
   const unescape = s => new DOMParser().parseFromString(s, 'text/html').body.textContent;
-  const curves = gd._fullData.filter(t => names.includes(unescape(t.name)));
-  let text = '';
-  for (const t of curves) {
-    Plotly.Fx.hover(gd, [{curveNumber: t.index, pointNumber: 0}]);
-    text += gd.querySelector('.hoverlayer').textContent + ' | ';
-  }
-  return text;
+  return gd._fullData.map(t => [t.index, unescape(t.name || ''), (t.x || []).length]);
+}"""
+HOVER_JS = """([graph, curve, point]) => Plotly.Fx.hover(
+  document.querySelector('#' + graph + ' .js-plotly-plot'),
+  [{curveNumber: curve, pointNumber: point}])"""
+HOVER_TEXT_JS = """graph => {
+  const layer = document.querySelector('#' + graph + ' .js-plotly-plot .hoverlayer');
+  return layer ? layer.textContent : '';
 }"""
 PLOT_TEXT_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
     .map(g => g.textContent).join('\\n')"""
@@ -133,6 +133,25 @@ def _drawn(page, graphs: int) -> None:
     page.wait_for_load_state("networkidle")
 
 
+def _hover(page, graph: str, names: list[str] | None = None, points: int = 1,
+           label: str = "") -> str:
+    """Hover the first ``points`` points of each curve of ``graph`` named in ``names`` (all
+    without): the hover texts, each waited for (``label`` + point number, when given, marks
+    the point's own label: plotly throttles hovers)."""
+    texts = []
+    for curve, name, n in page.evaluate(CURVES_JS, graph):
+        if names is not None and name not in names:
+            continue
+        for i in range(min(points, n)):
+            page.evaluate(HOVER_JS, [graph, curve, i])
+            want = f"{label}{i + 1} " if label else ""
+            texts.append(page.wait_for_function(
+                f"""graph => {{ const t = ({HOVER_TEXT_JS})(graph);
+                               return t && t.includes({want!r}) ? t : false; }}""",
+                arg=graph).json_value())
+    return " | ".join(texts)
+
+
 def _check(page, dialogs: list[str], artifacts, name: str) -> str:
     """Fails on any finding; returns the plots' text."""
     page.screenshot(path=str(artifacts / f"hostile-{name}.png"), full_page=True)
@@ -146,6 +165,14 @@ def test_overview_and_map_render_hostile_strings_as_text(url, page, dialogs, art
     page.goto(f"{url}/overview?dataset=evil")
     _drawn(page, 3)
     _check(page, dialogs, artifacts, "overview")
+    # the trend split by category: one legend entry and hover line per (hostile) category
+    page.locator(f"#{ids.OVERVIEW_SPLIT} label", has_text="Category").click()
+    page.wait_for_function(
+        """([graph, link]) => document.getElementById(graph).textContent.includes(link)""",
+        arg=[ids.OVERVIEW_TREND, LINK])
+    hovered = _hover(page, ids.OVERVIEW_TREND, CATEGORIES)
+    assert LINK in hovered, hovered
+    _check(page, dialogs, artifacts, "overview-split")
     page.goto(f"{url}/map?dataset=evil")
     _drawn(page, 1)
     _check(page, dialogs, artifacts, "map")
@@ -160,8 +187,7 @@ def test_users_page_of_a_hostile_user(url, page, dialogs, artifacts):
     assert USER in page.inner_text("body")
     # hover a timeline event of each hostile behaviour: its label shows item, category and
     # behaviour, and nothing in it becomes markup
-    hovered = page.evaluate(HOVER_JS, {"graph": ids.USERS_TIMELINE,
-                                       "names": [BEHAVIORS[1], BEHAVIORS[2]]})
+    hovered = _hover(page, ids.USERS_TIMELINE, [BEHAVIORS[1], BEHAVIORS[2]])
     assert BEHAVIORS[1] in hovered or BEHAVIORS[2] in hovered, hovered
     _check(page, dialogs, artifacts, "users-hover")
 
@@ -180,3 +206,8 @@ def test_models_and_explain_pages(url, page, dialogs, artifacts):
     _drawn(page, 4)
     _check(page, dialogs, artifacts, "explain")
     assert USER in page.inner_text(f"#{ids.EXPLAIN_RECS}")
+    # every past event's hover names its item and category: the user's categories are hostile
+    first = page.evaluate(CURVES_JS, ids.EXPLAIN_FIG_ATTRIBUTION)[0]
+    hovered = _hover(page, ids.EXPLAIN_FIG_ATTRIBUTION, [first[1]], points=60, label="#")
+    assert any(c in hovered for c in CATEGORIES), hovered[:500]
+    _check(page, dialogs, artifacts, "explain-hover")
