@@ -54,25 +54,34 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True).replace("&quot;", "&#34;")
 
 
+_SPECIAL = frozenset("&<>'\"")
+
+
 def _escape_values(value: Any) -> Any:
     """Every string in ``value`` (a string, a list or an array, nested) escaped; other values
-    (numbers, timestamps) as they are."""
+    (numbers, timestamps) as they are. ``value`` itself when no string needs escaping."""
     if isinstance(value, str):
-        return esc(value)
+        return esc(value) if not _SPECIAL.isdisjoint(value) else value
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "UO":
             return value
+        items = value.ravel().tolist()
+        escaped = [_escape_values(v) for v in items]
+        if all(a is b for a, b in zip(escaped, items, strict=True)):
+            return value
         out = np.empty(value.shape, dtype=object)
-        out.ravel()[:] = [_escape_values(v) for v in value.ravel().tolist()]
+        out.ravel()[:] = escaped
         return out
     if isinstance(value, (pd.Series, pd.Index)):
         return _escape_values(value.to_numpy())
     if isinstance(value, (list, tuple)):
-        return [_escape_values(v) for v in value]
+        escaped = [_escape_values(v) for v in value]
+        return value if all(a is b for a, b in zip(escaped, value, strict=True)) else escaped
     return value
 
 
 def _walk(node: Any) -> Any:
+    """A copy of ``node`` (plain JSON of a plotly object) with its texts escaped."""
     if isinstance(node, dict):
         return {k: v if k in _SKIP else _escape_values(v) if k in TEXT_KEYS else _walk(v)
                 for k, v in node.items()}
@@ -81,16 +90,36 @@ def _walk(node: Any) -> Any:
     return node
 
 
+def _patch(props: dict[str, Any]) -> dict[str, Any]:
+    """The text-holding parts of a plotly object's properties, escaped: an update that leaves
+    every other property (and the type of numeric arrays) as it is."""
+    out: dict[str, Any] = {}
+    for key, value in props.items():
+        if key in _SKIP:
+            continue
+        if key in TEXT_KEYS:
+            escaped = _escape_values(value)
+            if escaped is not value:
+                out[key] = escaped
+        elif isinstance(value, dict):
+            sub = _patch(value)
+            if sub:
+                out[key] = sub
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, dict) for v in value):
+            out[key] = _walk(value)   # annotations, shapes: replaced whole
+    return out
+
+
 def safe_figure(fig: go.Figure) -> go.Figure:
-    """``fig`` with every string it shows escaped for plotly (a new figure); a figure that
+    """``fig``, changed in place, with every string it shows escaped for plotly; a figure that
     already went through here is returned as it is, so nothing is escaped twice."""
     if getattr(fig, _MARK, False):
         return fig
-    spec = fig.to_plotly_json()
-    out = go.Figure({"data": _walk(spec.get("data", [])),
-                     "layout": _walk(spec.get("layout", {}))})
-    setattr(out, _MARK, True)
-    return out
+    for trace in fig.data:
+        trace.update(_patch(trace.to_plotly_json()))
+    fig.update_layout(_patch(fig.layout.to_plotly_json()))
+    setattr(fig, _MARK, True)
+    return fig
 
 
 def plot_safe(builder: Callable[P, go.Figure]) -> Callable[P, go.Figure]:

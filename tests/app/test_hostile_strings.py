@@ -244,6 +244,12 @@ def test_deck_tooltips_are_text_templates():
     assert any(r.get(ITEM) == HOSTILE[4] for r in layers["events"]["data"])
     with pytest.raises(ValueError, match="HTML"):
         deck_spec([], view_for([40.7], [-74.0]), tooltip={"html": "<b>{item_id}</b>"})
+    # the browser side fills the template and hands deck.gl plain text (innerText), no html
+    from trailscope.app import ASSETS  # the assets the dashboard serves
+
+    js = (ASSETS / "deckmap.js").read_text()
+    assert "return {text: text, style: TIP_STYLE};" in js
+    assert "html:" not in js and "innerHTML" not in js
 
 
 # -- model ids --------------------------------------------------------------------------------
