@@ -44,24 +44,30 @@ _MARK = "_trailscope_plot_safe"
 
 
 def esc(value: Any) -> str:
-    """``value`` as text safe in HTML (text and attributes) and in plotly labels.
+    """``value`` as text safe in HTML text and attributes (the reports' markup).
 
-    ``&``, ``<``, ``>``, ``'`` and ``"`` become entities; ``"`` as ``&#34;`` because plotly
-    decodes numeric entities but shows ``&quot;`` as it is. None and NA become ``""``.
+    ``&``, ``<``, ``>``, ``'`` and ``"`` become entities; ``"`` as ``&#34;``, which plotly
+    decodes too (it shows ``&quot;`` as it is). None and NA become ``""``.
     """
     if value is None or value is pd.NA:
         return ""
     return html.escape(str(value), quote=True).replace("&quot;", "&#34;")
 
 
-_SPECIAL = frozenset("&<>'\"")
+def plot_text(value: str) -> str:
+    """``value`` as a plotly label that shows exactly ``value``: ``&``, ``<`` and ``>`` as
+    entities, so no tag forms (quotes are harmless outside a tag and stay readable)."""
+    return html.escape(value, quote=False)
+
+
+_SPECIAL = frozenset("&<>")
 
 
 def _escape_values(value: Any) -> Any:
     """Every string in ``value`` (a string, a list or an array, nested) escaped; other values
     (numbers, timestamps) as they are. ``value`` itself when no string needs escaping."""
     if isinstance(value, str):
-        return esc(value) if not _SPECIAL.isdisjoint(value) else value
+        return plot_text(value) if not _SPECIAL.isdisjoint(value) else value
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "UO":
             return value

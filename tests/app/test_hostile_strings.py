@@ -63,11 +63,11 @@ def assert_safe(fig: go.Figure, hostile: str, shown: bool = True) -> None:
     texts = _texts(fig.to_plotly_json())
     for key, text in texts:
         if key in TEMPLATES:
-            assert hostile not in text and plotsafe.esc(hostile) not in text, (key, text)
+            assert hostile not in text and plotsafe.plot_text(hostile) not in text, (key, text)
         else:
             assert "<" not in text and ">" not in text, (key, text)
     if shown:
-        assert any(plotsafe.esc(hostile) in t for k, t in texts if k not in TEMPLATES), \
+        assert any(plotsafe.plot_text(hostile) in t for k, t in texts if k not in TEMPLATES), \
             f"{hostile!r} is not in the figure at all"
 
 
@@ -191,7 +191,7 @@ def test_an_unescaped_figure_fails_the_check():
     raw = go.Figure(go.Bar(x=[HOSTILE[0]], y=[1]))
     with pytest.raises(AssertionError):
         assert_safe(raw, HOSTILE[0])
-    templated = go.Figure(go.Bar(x=["a"], y=[1], hovertemplate=plotsafe.esc(HOSTILE[2])))
+    templated = go.Figure(go.Bar(x=["a"], y=[1], hovertemplate=plotsafe.plot_text(HOSTILE[2])))
     with pytest.raises(AssertionError):
         assert_safe(templated, HOSTILE[2], shown=False)
 
@@ -226,10 +226,10 @@ def test_escaping_is_done_once_and_shows_the_original_text():
     again = plotsafe.safe_figure(fig)
     assert again is fig
     names = {t.name for t in fig.data}
-    assert plotsafe.esc(HOSTILE[0]) in names          # escaped once, not &amp;lt;
-    assert html.unescape(plotsafe.esc(HOSTILE[0])) == HOSTILE[0]
+    assert plotsafe.plot_text(HOSTILE[0]) in names          # escaped once, not &amp;lt;
+    assert html.unescape(plotsafe.plot_text(HOSTILE[0])) == HOSTILE[0]
     # the category order on the axis matches the (escaped) data
-    assert plotsafe.esc(HOSTILE[0]) in fig.layout.yaxis.categoryarray
+    assert plotsafe.plot_text(HOSTILE[0]) in fig.layout.yaxis.categoryarray
 
 
 def test_deck_tooltips_are_text_templates():
