@@ -19,6 +19,7 @@ from dash import html
 
 from ...analytics import schema
 from ..deckgl import deckmap
+from ..services.messages import public_message
 from . import ui
 from .plotsafe import plot_safe
 
@@ -155,7 +156,8 @@ def messages_view(snap: dict[str, Any] | None) -> html.Details | None:
     if not msgs:
         return None
     return html.Details([html.Summary(f"Training log ({len(msgs)} lines)"),
-                         html.Ul([html.Li(m) for m in msgs[-40:]], className="muted")],
+                         html.Ul([html.Li(public_message(m)) for m in msgs[-40:]],
+                                 className="muted")],
                         className="details")
 
 

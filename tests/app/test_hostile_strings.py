@@ -350,6 +350,8 @@ def test_messages_on_the_way_out_hold_no_server_path(tmp_path):
     assert str(tmp_path) not in str(ServiceError(f"cannot read {secret}"))
     box = ui.error_box("Import failed", f"{secret}: bad")
     assert str(tmp_path) not in str(box.children[1].children)
+    log = models.messages_view({"messages": [f"read {secret}"]})
+    assert "read visits.csv" in str(log) and str(tmp_path) not in str(log)
     assert va.guarded("x", lambda: (_ for _ in ()).throw(ValueError(f"at {secret}")),
                       lambda m: m) == "Cannot show x: at visits.csv"
     unexpected = va.guarded("x", lambda: (_ for _ in ()).throw(KeyError(str(secret))),
