@@ -116,10 +116,19 @@ def test_main_sets_default_dataset_and_runs(workspace, monkeypatch):
     _save_events(workspace, "older", 100)
     _save_events(workspace, "newer", 100)
     runs = []
-    monkeypatch.setattr(main_mod.app, "run", lambda **kw: runs.append(kw))
+
+    class Server:  # what waitress.create_server returns; run() would block
+        def run(self) -> None:
+            runs.append("run")
+
+    def create_server(wsgi, **kw):
+        runs.append((wsgi, kw["host"], kw["port"]))
+        return Server()
+
+    monkeypatch.setattr(main_mod.waitress, "create_server", create_server)
     args = main_mod._parse(["--port", "8123", "--dataset", "older"])
     main_mod.main(host=args.host, port=args.port, dataset=args.dataset)
-    assert runs == [{"host": "127.0.0.1", "port": 8123, "debug": False, "use_reloader": False}]
+    assert runs == [(main_mod.server, "127.0.0.1", 8123), "run"]
     from trailscope.app.services import workspace as services
 
     assert services.default_dataset() == "older"  # not the newest: the configured one
