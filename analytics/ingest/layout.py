@@ -56,6 +56,8 @@ CHUNK = 1 << 20
 #: A zip's directory is parsed whole into Python objects (about 1 KB each): refuse archives
 #: listing more members than this before opening them (a GeoLife archive holds ~18,700).
 MAX_ZIP_MEMBERS = 100_000
+#: Columns one file may have (each becomes a column of the staging query).
+MAX_COLUMNS = 2000
 #: Byte-order marks of the Unicode encodings decoded to UTF-8 (longest first), with the codec
 #: that reads the mark itself (and drops it).
 BOMS: tuple[tuple[bytes, str], ...] = (
@@ -252,8 +254,13 @@ class Source:
         head = self.head
         if head.compression != "zip" and not head.transcoded_from:
             if head.compression == "gzip":  # DuckDB decompresses it; count it first
-                with gzip.open(self.path, "rb") as fh:
-                    self._size = self._count(fh, None)
+                try:
+                    with gzip.open(self.path, "rb") as fh:
+                        self._size = self._count(fh, None)
+                except (OSError, EOFError, zlib.error) as exc:
+                    raise IngestError(f"cannot decompress it ({exc}); the gzip file is damaged "
+                                      "or incomplete: download or compress it again",
+                                      path=self.path) from exc
             else:
                 self._size = self.path.stat().st_size
             self._readable = self.path
@@ -435,14 +442,26 @@ def column_names(header: list[str] | None, width: int) -> list[str]:
     if header is None:
         return [f"column{i}" for i in range(width)]
     names: list[str] = []
+    taken: set[str] = set()
+    last: dict[str, int] = {}  # base name -> the last suffix tried (linear, not quadratic)
     for i, raw in enumerate(header[:width] + [""] * (width - len(header))):
         name = raw.strip().strip('"') or f"column{i}"
-        base, k = name, 1
-        while name in names:
+        base, k = name, last.get(name, 1)
+        while name in taken:
             k += 1
             name = f"{base}_{k}"
+        last[base] = k
+        taken.add(name)
         names.append(name)
     return names
+
+
+def check_width(width: int, path: Path) -> None:
+    """IngestError for more columns than an import plans (:data:`MAX_COLUMNS`)."""
+    if width > MAX_COLUMNS:
+        raise IngestError(f"has {width:,} columns, more than the {MAX_COLUMNS:,} an import "
+                          "reads; keep the columns of the events (user, item, time, ...) and "
+                          "export again", path=path)
 
 
 @dataclass
@@ -480,6 +499,7 @@ def text_layout(text: str, encoding: str, path: Path, known: AbstractSet[str],
             f"values consistently (first line: {lines[0][:120]!r}). Save the file as CSV or "
             "TSV with one event per line", path=path, columns=[lines[0][:60]])
     delim, width = found
+    check_width(width, path)
     # a line with an odd number of quotes opens (or closes) a field that spans lines
     multiline = bool(quote) and delim != "::" and any(ln.count(quote) % 2 for ln in lines)
     rows = [split_line(ln, delim, quote) for ln in lines]

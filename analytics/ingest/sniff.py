@@ -19,6 +19,7 @@ from .layout import (
     SAMPLE_ROWS,
     Source,
     TextLayout,
+    check_width,
     decode_text,
     text_layout,
 )
@@ -103,6 +104,7 @@ def _sniff_table(src: Source, array: bool) -> Sniff:
         con.close()
     if not columns:
         raise IngestError(f"the {kind} file has no columns", path=path)
+    check_width(len(columns), path)
     rows = [["" if v is None else str(v) for v in r] for r in sample]
     lay = TextLayout(",", True, columns, "", "utf-8", 0, False, rows)
     found, variant = registry.claim(path, None) or registry.recognise(lay, path)

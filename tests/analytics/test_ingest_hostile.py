@@ -311,12 +311,16 @@ def _hostile_file(draw) -> tuple[bytes, str]:
                 end = data.find(b"\n", at)
                 line = data[start:end + 1 if end >= 0 else len(data)]
                 data = data[:start] + line * draw(st.integers(2, 5)) + data[start:]
-    packing = draw(st.sampled_from(["none", "gzip", "zip", "utf-16"]))
+    packing = draw(st.sampled_from(["none", "gzip", "zip", "utf-16", "gzip-cut", "zip-cut"]))
     return data, packing
 
 
 def _pack(data: bytes, packing: str, folder: Path) -> Path:
-    if packing == "gzip":
+    if packing.endswith("-cut"):  # the packed file cut in the middle (an aborted download)
+        path = _pack(data, packing[:-4], folder)
+        packed = path.read_bytes()
+        path.write_bytes(packed[:max(4, len(packed) // 2)])
+    elif packing == "gzip":
         path = folder / "fuzz.csv.gz"
         path.write_bytes(gzip.compress(data))
     elif packing == "zip":
@@ -417,3 +421,32 @@ def test_zip_listing_too_many_members_refused_before_parsing(store: Store, tmp_p
     monkeypatch.setattr(layout, "MAX_ZIP_MEMBERS", 2001)
     if not zip64:
         assert import_file(store, path, name="many").format == "taobao"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "trailing garbage"])
+def test_damaged_gzip_past_the_head_gets_a_message(store: Store, tmp_path: Path,
+                                                   damage: str) -> None:
+    packed = gzip.compress(TAOBAO.read_bytes())
+    data = packed[:len(packed) // 2] if damage == "truncated" else packed + b"garbage!"
+    path = tmp_path / "UserBehavior.csv.gz"
+    path.write_bytes(data)
+    with pytest.raises(IngestError, match="gzip file is damaged or incomplete"):
+        import_file(store, path, name="tb")
+    assert store.list_datasets().empty
+
+
+def test_wide_and_repetitive_headers_answer_fast(store: Store, tmp_path: Path) -> None:
+    """3,000 columns all named 'a' took minutes (a cubic renaming loop); 131,073 columns
+    would plan a query as wide: both answer at once now."""
+    path = tmp_path / "wide.csv"
+    path.write_bytes(b"a," * 3000)
+    t0 = time.perf_counter()
+    with pytest.raises(IngestError, match="3,001 columns, more than the 2,000"):
+        import_file(store, path, name="wide")
+    header = ",".join(["a"] * 1500 + ["user_id", "item_id", "behavior_type", "ts"])
+    lines = [",".join(["x"] * 1500 + line.split(",")[:1] + line.split(",")[1:2]
+                      + line.split(",")[3:5]) for line in TAOBAO.read_text().splitlines()[:50]]
+    path.write_text(header + "\n" + "\n".join(lines) + "\n")
+    r = import_file(store, path, name="wide")
+    assert r.rows_read == 50 and r.mapping["user_id"] == "user_id"
+    assert time.perf_counter() - t0 < 10
