@@ -200,6 +200,9 @@ class Store:
             path = home / DB_FILENAME
         self.path = Path(path)
         self.read_only = read_only
+        # claims are per database file, however its path is spelt (an in-memory one: per Store)
+        self._claim_root = (f":memory:{id(self)}" if str(path) == ":memory:"
+                            else str(self.path.resolve()))
         try:
             self._con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
@@ -225,7 +228,7 @@ class Store:
         """Hold dataset ``name`` (case-insensitive) for one import; StoreError at once when
         another import in this process holds it. Yields the name as cleaned."""
         name = schema.clean_dataset_name(name)
-        key = (str(self.path), name.lower())
+        key = (self._claim_root, name.lower())
         with _claims_lock:
             if key in _claims:
                 raise StoreError(f"dataset {name!r} is being imported by another import right "
@@ -240,7 +243,7 @@ class Store:
     def claimed(self, name: str) -> bool:
         """True while an import holds dataset ``name``."""
         with _claims_lock:
-            return (str(self.path), name.strip().lower()) in _claims
+            return (self._claim_root, name.strip().lower()) in _claims
 
     # -- connections -------------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:

@@ -169,3 +169,33 @@ def test_staged_replace_swaps_the_table(store: Store) -> None:
                               report={}, replace=True)
     assert (info.rows, info.users) == (3, 1)  # stats scanned from the renamed table
     assert set(store.events("d")[schema.USER]) == {"z"}
+
+
+def test_names_ignore_case_and_blanks(store: Store) -> None:
+    _save(store, "Trips")
+    with pytest.raises(StoreError, match="already exists.*as 'Trips': names ignore case"):
+        _save(store, "TRIPS")
+    assert store.exists(" trips\n") and store.info("TRIPS").name == "Trips"
+    assert len(store.events("tRiPs")) == 3
+    _save(store, "trips", sql=ROWS.replace("u2", "u9"), replace=True)  # replaces 'Trips'
+    assert store.list_datasets()["name"].tolist() == ["trips"]
+    tables = set(store.query_df("SELECT table_name FROM duckdb_tables()")["table_name"])
+    assert {t.lower() for t in tables if t.lower().startswith("events__")} == {"events__trips"}
+    assert store.drop("TRIPS\n") == "trips" and store.list_datasets().empty
+    with pytest.raises(ValueError, match="1-64 letters"):
+        _save(store, "bad\nname")
+
+
+def test_claim_holds_a_name_across_stores_of_one_file(store: Store, tmp_path,
+                                                      monkeypatch) -> None:
+    monkeypatch.chdir(store.path.parent)
+    other = Store(store.path.name)  # the same file, spelt as a relative path
+    try:
+        with store.claim(" NYC "), pytest.raises(StoreError, match="is being imported"):
+            with other.claim("nyc"):
+                pass
+        with other.claim("nyc"):  # released
+            assert store.claimed("NYC")
+        assert not store.claimed("nyc")
+    finally:
+        other.close()
