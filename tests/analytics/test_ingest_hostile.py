@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -450,3 +452,43 @@ def test_wide_and_repetitive_headers_answer_fast(store: Store, tmp_path: Path) -
     r = import_file(store, path, name="wide")
     assert r.rows_read == 50 and r.mapping["user_id"] == "user_id"
     assert time.perf_counter() - t0 < 10
+
+
+_KILLED_IMPORT = """
+import sys, time
+from pathlib import Path
+from trailscope.analytics.ingest import pipeline, stage
+from trailscope.analytics.store import Store
+
+def run(*args, **kwargs):  # the member is unpacked by now: say so, then wait to be killed
+    Path(sys.argv[2]).write_text("unpacked")
+    time.sleep(60)
+
+stage.run = run
+pipeline.import_file(Store(), sys.argv[1], name="tb")
+"""
+
+
+def test_kill_9_during_a_zip_import_leaves_nothing_after_the_next_open(
+        tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("TRAILSCOPE_HOME", str(home))
+    path = tmp_path / "tb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(TAOBAO, "UserBehavior.csv")
+    signal = tmp_path / "unpacked"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_IMPORT, str(path), str(signal)])
+    try:
+        for _ in range(300):
+            if signal.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert signal.exists(), "the import never reached the stage step"
+        left = list((home / "tmp").iterdir())
+        assert [p.name for p in left[0].iterdir()] == ["UserBehavior.csv"]
+    finally:
+        proc.kill()  # kill -9: no finally block of the import runs
+        proc.wait()
+    assert (home / "tmp").exists() and any((home / "tmp").iterdir())
+    with Store() as store:
+        assert not any(store.temp_dir.iterdir()) and store.list_datasets().empty
