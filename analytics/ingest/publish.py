@@ -91,6 +91,9 @@ def _extra(sn: Sniff, plan: Plan, st: Staged) -> dict[str, Any]:
     if st.native:
         extra["read_natively"] = st.native  # parsed by DuckDB's CSV reader, not SQL casts
     notes = list(plan.notes)
+    if sn.multiline or st.serial:
+        notes.append("some quoted values span lines (read serially); the example line numbers "
+                     "count one line per row, so after such a value they point too early")
     if not st.strict:
         notes.append("read with strict CSV parsing off (mixed line endings or similar): "
                      "rows with too many fields were cut, not rejected")
