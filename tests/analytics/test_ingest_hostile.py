@@ -493,3 +493,21 @@ def test_kill_9_during_a_zip_import_leaves_nothing_after_the_next_open(
     assert (home / "tmp").exists() and any((home / "tmp").iterdir())
     with Store() as store:
         assert not any(store.temp_dir.iterdir()) and store.list_datasets().empty
+
+
+def test_zip_lying_about_its_size_is_refused(store: Store, tmp_path: Path) -> None:
+    """A bomb whose directory declares a tiny member: zipfile stops at the declared size and
+    the checksum fails, so the lie ends as 'damaged', never as a long unpack."""
+    path = tmp_path / "UserBehavior.zip"
+    block = _bomb_block()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, \
+            zf.open("UserBehavior.csv", "w") as fh:
+        for _ in range(32):
+            fh.write(block)
+    data = bytearray(path.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    data[central + 24:central + 28] = (1000).to_bytes(4, "little")  # uncompressed size
+    path.write_bytes(bytes(data))
+    with pytest.raises(IngestError, match="damaged or incomplete"):
+        import_file(store, path, name="tb")
+    assert not any(store.temp_dir.iterdir()) if store.temp_dir.exists() else True
