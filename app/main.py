@@ -23,7 +23,7 @@ import flask
 import waitress
 from flask import Response, redirect, request
 
-from . import ASSETS, layout
+from . import ASSETS, layout, security
 from .deckgl.deckmap import register_deckmap
 from .services import upload
 from .services import workspace as services
@@ -68,6 +68,7 @@ def create_app(default_dataset: str | None = None) -> dash.Dash:
     layout.register_shell_callbacks(app)
     register_deckmap(app)  # offline deck.gl bundle route + clientside map rendering
     server.register_blueprint(upload.blueprint)
+    security.install(app)  # hosts, login, CSRF, headers: before every other request hook
 
     @server.before_request
     def _root_to_overview() -> Response | None:
@@ -119,7 +120,12 @@ def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
          debug: bool = False) -> None:
     """Serve the dashboard at http://host:port (blocking): the waitress production server
     (:func:`server_settings`), or Flask's development server with Dash dev tools if ``debug``.
-    Unfinished uploads of an earlier run are removed first."""
+    Unfinished uploads of an earlier run are removed first. An unsafe bind (another address
+    without a credential, see :func:`security.check_bind`) stops it with a one-line message."""
+    try:
+        security.check_bind(host, app.server)
+    except security.AccessError as exc:
+        raise SystemExit(f"trailscope: {exc}") from None
     if dataset:
         services.set_default_dataset(dataset)
     upload.clean_at_start()

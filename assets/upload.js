@@ -54,8 +54,15 @@
     return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
   }
 
+  // The server's CSRF check (app/security.py): repeat its cookie as a header, the same
+  // double submit dash-renderer does for callbacks.
+  function csrfToken() {
+    var match = document.cookie.match(/(?:^|;\s*)_csrf_token=([^;]*)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
   function headers(extra) {
-    var h = {};
+    var h = { "X-CSRFToken": csrfToken() };
     Object.keys(HEADER).forEach(function (k) { h[k] = HEADER[k]; });
     Object.keys(extra || {}).forEach(function (k) { h[k] = extra[k]; });
     return h;

@@ -64,7 +64,7 @@ def _open(page, url: str, graphs: int) -> None:
 def _shot(page, path) -> None:
     """A full-page screenshot from the top (the sticky navbar stays where it belongs)."""
     page.evaluate("window.scrollTo(0, 0)")
-    page.wait_for_function("window.scrollY === 0")
+    page.wait_for_function("() => window.scrollY === 0")  # a function: CSP forbids eval
     page.screenshot(path=str(path), full_page=True)
 
 

@@ -196,13 +196,13 @@ def test_choosing_a_dataset_updates_url_and_page(server_url, page):
     _goto(page, server_url + "/overview?dataset=nyc2k")
     _choose(page, ids.DATASET_DROPDOWN, "tb2k")
     page.wait_for_url(re.compile(r"dataset=tb2k"))
-    page.wait_for_function("document.querySelector('.dataset-badge')"
+    page.wait_for_function("() => document.querySelector('.dataset-badge')"
                            " && document.querySelector('.dataset-badge').innerText"
                            ".includes('tb2k')")
     _expect_selected(page, "tb2k")
     page.go_back()
     page.wait_for_url(re.compile(r"dataset=nyc2k"))
-    page.wait_for_function("document.querySelector('.dataset-badge').innerText"
+    page.wait_for_function("() => document.querySelector('.dataset-badge').innerText"
                            ".includes('nyc2k')")
     assert page.console.errors == []
 
@@ -222,7 +222,7 @@ def test_cancel_an_upload(server_url, server_home, page, tmp_path):
     assert len(started) == 1
     page.click(f"#{ids.UPLOAD_CANCEL}")
     held[0].continue_()
-    page.wait_for_function(f"document.getElementById('{ids.UPLOAD_STATUS}').innerText"
+    page.wait_for_function(f"() => document.getElementById('{ids.UPLOAD_STATUS}').innerText"
                            ".includes('cancelled')")
     # the browser asks the server to delete it
     wait_until(started[0].exists, lambda there: not there, "the partial upload is deleted",
@@ -237,7 +237,7 @@ def test_drop_dataset_after_confirm(server_url, page):
     page.once("dialog", lambda d: d.accept())
     page.click(f"#{ids.DATASETS_TABLE} tr:has-text('tb2k') button")
     page.wait_for_selector(f"#{ids.DROP_MESSAGE} .alert-ok")
-    page.wait_for_function(f"!document.querySelector('#{ids.DATASETS_TABLE}')"
+    page.wait_for_function(f"() => !document.querySelector('#{ids.DATASETS_TABLE}')"
                            ".innerText.includes('tb2k')")
     wait_until(lambda: _options(page), lambda o: o == ["nyc2k"], "tb2k leaves the selector")
     # the selection moved off the dropped dataset
