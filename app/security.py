@@ -151,7 +151,6 @@ class Access:
 
     config: AccessConfig
     bind_hosts: set[str] = field(default_factory=set)
-    csp_hashes: list[str] | None = None
 
     def __post_init__(self) -> None:
         secret = "\0".join((self.config.token, self.config.password))
@@ -361,10 +360,13 @@ def content_security_policy(script_hashes: list[str]) -> str:
 
 
 def _after(access: Access, app: object, response: Response) -> Response:
-    if access.csp_hashes is None:
-        access.csp_hashes = list(app.csp_hashes())  # type: ignore[attr-defined]
+    # Dash's inline scripts (the renderer, clientside callbacks) are hashed per HTML page: the
+    # pages' callbacks only exist once Dash has set itself up, after the first request it
+    # served (a login redirect may come first), and hashing a few KB costs microseconds.
+    html_page = response.mimetype == "text/html"
+    hashes = list(app.csp_hashes()) if html_page else []  # type: ignore[attr-defined]
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", content_security_policy(access.csp_hashes))
+    headers.setdefault("Content-Security-Policy", content_security_policy(hashes))
     headers["X-Frame-Options"] = "DENY"
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Referrer-Policy"] = "same-origin"
