@@ -42,7 +42,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import flask
 from flask import Response, request
@@ -323,7 +323,9 @@ def _before(access: Access) -> Response | None:
             return _refuse(401, "wrong API token in the Authorization header")
         if not access.session_ok():
             if not unsafe and not request.path.startswith(("/api/", "/_dash-")):
-                return flask.redirect(f"{LOGIN_PATH}?next={_safe_next(request.full_path)}")
+                query = request.query_string.decode("latin-1")
+                here = request.path + (f"?{query}" if query else "")
+                return flask.redirect(f"{LOGIN_PATH}?{urlencode({'next': _safe_next(here)})}")
             return _refuse(401, "log in first: open /login in the browser, or send "
                                 "'Authorization: Bearer <token>'")
     if unsafe and (cfg.protected or _is_browser()) and \

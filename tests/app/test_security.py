@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -137,8 +138,10 @@ def test_host_parsing_and_allowed_hosts():
 
 # -- a protected server --------------------------------------------------------------------
 def test_protected_refuses_without_credentials(protected):
-    r = requests.get(protected + "/data", allow_redirects=False, timeout=30)
-    assert r.status_code == 302 and r.headers["Location"].startswith("/login?next=/data")
+    r = requests.get(protected + "/data?dataset=a&x=%26", allow_redirects=False, timeout=30)
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login?")
+    back = parse_qs(urlsplit(r.headers["Location"]).query)["next"]
+    assert back == ["/data?dataset=a&x=%26"]  # the whole address survives the login
     r = requests.post(protected + "/api/upload/new", json=NEW_UPLOAD, headers=UPLOAD,
                       timeout=30)
     assert r.status_code == 401 and "log in" in r.json()["error"]
