@@ -11,7 +11,8 @@ POSTs to ``/_dash-update-component``, the upload routes ``/api/upload/*`` and an
   locations and purchases, and Dash delivers every chart through POST callbacks, so a reader
   without credentials would see the data. Browsers log in on ``/login`` (either secret) and get
   a signed session cookie (HttpOnly, SameSite=Strict, 12 h); API clients send
-  ``Authorization: Bearer <token>``. Secrets are compared in constant time.
+  ``Authorization: Bearer <token>``. Secrets are compared in constant time; five wrong
+  logins from one address within a minute lock it out for the rest of that minute (429).
 - **Trusted hosts.** The ``Host`` header must name this server (``TRAILSCOPE_ALLOWED_HOSTS``,
   comma-separated; default localhost, 127.0.0.1, ::1 plus the bind address), so a DNS-rebound
   name gets 400. With no credential only loopback names are ever trusted.
@@ -40,6 +41,8 @@ import ipaddress
 import logging
 import os
 import secrets
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
@@ -64,6 +67,8 @@ CSRF_HEADER = "X-CSRFToken"
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+LOGIN_FAILURES = 5  # wrong secrets from one address within LOGIN_WINDOW_S lock it out ...
+LOGIN_WINDOW_S = 60.0  # ... for the rest of the window
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +223,41 @@ class Access:
         if not (cookie and submitted and self.csrf_cookie_ok()):
             return False
         return hmac.compare_digest(cookie.encode(), submitted.encode("utf-8", "replace"))
+
+
+class LoginThrottle:
+    """Failed logins per client address: ``LOGIN_FAILURES`` within ``LOGIN_WINDOW_S`` seconds
+    lock that address out until the window has passed (bounded: at most ``max_clients``)."""
+
+    def __init__(self, failures: int = LOGIN_FAILURES, window_s: float = LOGIN_WINDOW_S,
+                 max_clients: int = 10_000) -> None:
+        self.failures, self.window_s, self.max_clients = failures, window_s, max_clients
+        self._seen: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> list[float]:
+        times = [t for t in self._seen.get(client, []) if now - t < self.window_s]
+        if times:
+            self._seen[client] = times
+        else:
+            self._seen.pop(client, None)
+        return times
+
+    def retry_after(self, client: str, now: float | None = None) -> int:
+        """Seconds until ``client`` may try again (0: now)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = self._recent(client, now)
+            if len(times) < self.failures:
+                return 0
+            return max(1, int(self.window_s - (now - times[0])) + 1)
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if client not in self._seen and len(self._seen) >= self.max_clients:
+                self._seen.pop(next(iter(self._seen)))  # the oldest client
+            self._seen[client] = [*self._recent(client, now), now][-self.failures:]
 
 
 def _access(server: flask.Flask) -> Access:
@@ -422,16 +462,25 @@ def _login_page(access: Access, next_path: str, error: str = "", status: int = 2
 
 
 def _register_login(server: flask.Flask, access: Access) -> None:
+    throttle = LoginThrottle()
+
     def login() -> Response:
         next_path = _safe_next(request.values.get("next"))
         if not access.config.protected:
             return flask.redirect(next_path)  # nothing to log in to on an open server
         if request.method == "GET":
             return _login_page(access, next_path)
+        client = request.remote_addr or "?"
+        if wait := throttle.retry_after(client):
+            resp = _login_page(access, next_path, f"Too many wrong attempts: try again in "
+                                                  f"{wait} s.", 429)
+            resp.headers["Retry-After"] = str(wait)
+            return resp
         if not access.csrf_matches(request.form.get("csrf_token")):
             return _login_page(access, next_path, "The form expired: try again.", 403)
         if not access.secret_matches(request.form.get("secret", "")):
-            log.warning("failed login from %s", request.remote_addr)
+            throttle.failed(client)
+            log.warning("failed login from %s", client)
             return _login_page(access, next_path, "Wrong token or password.", 401)
         resp = flask.redirect(next_path)
         resp.set_cookie(SESSION_COOKIE, access.new_session(), max_age=SESSION_MAX_AGE_S,

@@ -294,3 +294,28 @@ def test_open_server_browser_requests_need_csrf(open_server):
     # The login page of an open server just sends the browser on.
     r = requests.get(open_server + "/login?next=/map", allow_redirects=False, timeout=30)
     assert r.status_code == 302 and r.headers["Location"] == "/map"
+
+
+# -- guessing the password -----------------------------------------------------------------
+def test_login_throttle_window():
+    t = security.LoginThrottle(failures=3, window_s=60)
+    for i in range(3):
+        assert t.retry_after("a", now=100.0 + i) == 0
+        t.failed("a", now=100.0 + i)
+    assert t.retry_after("a", now=103.0) == 58  # until the first failure leaves the window
+    assert t.retry_after("b", now=103.0) == 0  # other clients are not affected
+    assert t.retry_after("a", now=160.5) == 0
+    small = security.LoginThrottle(failures=1, window_s=60, max_clients=2)
+    for client in ("x", "y", "z"):
+        small.failed(client, now=1.0)
+    assert small.retry_after("x", now=2.0) == 0 and small.retry_after("z", now=2.0) > 0
+
+
+def test_password_guessing_locked_out(tmp_path, monkeypatch_module):
+    with serve(tmp_path, {security.ENV_PASSWORD: PASSWORD}) as url:
+        for _ in range(security.LOGIN_FAILURES):
+            _, r = _login(url, "a wrong guess of the password")
+            assert r.status_code == 401
+        _, r = _login(url, PASSWORD)  # even the right one waits now
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+        assert "Too many wrong attempts" in r.text and security.SESSION_COOKIE not in r.cookies
