@@ -1,4 +1,5 @@
-"""`trailscope export` and `trailscope aggregate`: move a dataset to Parquet, aggregate on Spark."""
+"""`trailscope export` and `trailscope aggregate`: move a dataset to Parquet, aggregate on DuckDB or
+Spark; the analysis figures (zones, forecast, drift) are in app/cli/figures.py."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from ...analytics.distributed import run_aggregation
+    from .figures import FIGURES, cmd_figure
+
+    if args.what in FIGURES:
+        cmd_figure(args)
+        return
     from ...analytics.store import Store
 
     store = Store() if args.engine == "duckdb" else None
@@ -41,14 +47,17 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 
 def add_engine_parsers(sub: argparse._SubParsersAction) -> None:
     from ...analytics.distributed import AGGREGATIONS
+    from .figures import FIGURES
 
     s = sub.add_parser("export", help="write a dataset to Parquet (for Spark or other tools)")
     s.add_argument("name")
     s.add_argument("path")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("aggregate", help="run a heavy aggregation on DuckDB or Spark")
-    s.add_argument("what", choices=sorted(AGGREGATIONS))
+    s = sub.add_parser("aggregate", help="run a heavy aggregation on DuckDB or Spark, or print "
+                       "an analysis figure (zones, forecast, drift) of a dataset",
+                       epilog="figures: " + "; ".join(f"{k}: {v}" for k, v in FIGURES.items()))
+    s.add_argument("what", choices=sorted(AGGREGATIONS) + sorted(FIGURES))
     s.add_argument("source", help="dataset name, or Parquet file/folder/glob (any URL Spark reads)")
     s.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb")
     s.add_argument("--master", help="Spark master URL, e.g. spark://host:7077 (default local[2])")
