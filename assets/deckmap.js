@@ -228,6 +228,8 @@
       if (state && state.container !== container) { state.deck.finalize(); state = null; }
       if (!spec) {
         if (state) { state.deck.setProps({layers: []}); state.spec = {}; }
+        var waiting = container.querySelector('.trailscope-deckmap-placeholder');
+        if (waiting && !state) { waiting.textContent = 'Nothing to show on the map here.'; }
         return {ok: true, layers: 0, error: null};
       }
       var built;

@@ -212,8 +212,7 @@ def DeckMap(id: str, spec: dict | None = None, height: int | str = 480) -> html.
         dcc.Store(id=spec_id(id), data=spec),
         dcc.Store(id=time_id(id), data=None),
         dcc.Store(id=status_id(id), data=None),
-        html.Div(html.Div("Loading map\u2026 (if this stays, the app did not call "
-                          "deckmap.register_deckmap(app))",
+        html.Div(html.Div("Loading map\u2026",
                           className="trailscope-deckmap-placeholder",
                           style={"position": "absolute", "left": "8px", "top": "8px",
                                  "font": "12px sans-serif", "color": "#666"}),
