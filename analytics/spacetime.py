@@ -153,6 +153,12 @@ def solar_offset_min(lon: float | np.ndarray) -> int | np.ndarray:
     return np.round(np.asarray(lon, dtype="float64") / 15.0) * 60.0
 
 
+def solar_offset_sql(lon: str) -> str:
+    """SQL form of :func:`solar_offset_min` (INTEGER minutes, halves to even; NULL for a NULL
+    longitude): the same rule where DuckDB fills offsets (analytics/ingest/localtime.py)."""
+    return f"(CAST(round_even({lon} / 15.0, 0) AS INTEGER) * 60)"
+
+
 def local_time(df: pd.DataFrame,
                fallback: Literal["longitude", "utc"] = "longitude") -> pd.Series:
     """Local wall-clock time of each event: ``ts`` shifted by ``tz_offset_min`` when known.
@@ -172,3 +178,73 @@ def local_time(df: pd.DataFrame,
     offset = np.nan_to_num(offset, nan=0.0).astype("int64")
     local = t + offset.astype("timedelta64[m]")
     return pd.Series(local, index=df.index, name="local_ts")
+
+
+# -- which clock a dataset's local times follow ------------------------------------------------
+#: Where an event's ``tz_offset_min`` came from (keys of the import report's
+#: ``extra["local_time"]["events"]``, written by analytics/ingest/localtime.py):
+#: the file's own offsets (a tz column or ``+hh:mm`` in the times), the format's fixed zone
+#: (Taobao, Tianchi: China), the IANA time zone at the event's coordinates (with daylight
+#: saving), the solar zone of its longitude (coordinates in no zone: open sea), or none (no
+#: coordinates: the event stays in UTC).
+BASIS_FILE = "file offsets"
+BASIS_FORMAT = "format time zone"
+BASIS_ZONE = "time zone from coordinates"
+BASIS_LONGITUDE = "longitude estimate"
+BASIS_UTC = "UTC"
+BASES: tuple[str, ...] = (BASIS_FILE, BASIS_FORMAT, BASIS_ZONE, BASIS_LONGITUDE, BASIS_UTC)
+
+_BASIS_TEXT = {
+    BASIS_FILE: "local time from the time-zone offsets given in the file",
+    BASIS_FORMAT: "local time of the time zone the data comes from",
+    BASIS_ZONE: "local time from each event's time zone (looked up from its coordinates, "
+                "with daylight saving)",
+    BASIS_LONGITUDE: "local time estimated from each event's longitude (no daylight saving)",
+    BASIS_UTC: "UTC (the file gives no time-zone offsets and no coordinates)",
+}
+_BASIS_SHORT = {
+    BASIS_FILE: "local time from the file's offsets",
+    BASIS_FORMAT: "local time of the data's own time zone",
+    BASIS_ZONE: "local time from the time zone at their coordinates",
+    BASIS_LONGITUDE: "local time estimated from their longitude",
+    BASIS_UTC: "UTC, having neither an offset nor coordinates",
+}
+
+
+def _share(n: int, total: int) -> str:
+    pct = 100.0 * n / total
+    return f"{pct:.0f}%" if pct >= 1 else "under 1%"
+
+
+def clock_text(report_extra: dict | None, tz_known: int,
+               lon_median: float | None) -> tuple[int | None, str]:
+    """(offset in minutes for events whose ``tz_offset_min`` is unknown, or None for UTC;
+    the sentence saying which clock the dataset's local times show).
+
+    Datasets imported with the local-time step carry ``report_extra["local_time"]``: every
+    event with coordinates got its offset at import, the rest are UTC, so no fallback applies
+    and the sentence names the basis (and the share of any other basis). Older datasets
+    (no such key) keep the earlier rule: the events' own offsets when some are known, else
+    the solar zone of the median longitude ``lon_median``, else UTC.
+    """
+    info = (report_extra or {}).get("local_time")
+    raw = info.get("events") if isinstance(info, dict) else None
+    counts = {b: int(n) for b, n in (raw if isinstance(raw, dict) else {}).items()
+              if b in _BASIS_TEXT and int(n) > 0}
+    if counts:
+        total = sum(counts.values())
+        main = max(counts, key=lambda b: counts[b])
+        text = _BASIS_TEXT[main]
+        zones = [str(z) for z in info.get("zones") or []]
+        if main == BASIS_ZONE and zones:
+            text += (f": {zones[0]}" if len(zones) == 1
+                     else f", mostly {', '.join(zones[:3])}")
+        others = [f"{_share(n, total)} of events: {_BASIS_SHORT[b]}"
+                  for b, n in sorted(counts.items(), key=lambda kv: -kv[1]) if b != main]
+        return None, "; ".join([text, *others])
+    if tz_known:
+        return None, "local time (from the events' time-zone offsets)"
+    if lon_median is not None:
+        minutes = solar_offset_min(lon_median)
+        return minutes, f"local time estimated from longitude (UTC{minutes / 60:+.0f}, no DST)"
+    return None, "UTC (the dataset has no time-zone offsets or coordinates)"

@@ -38,11 +38,11 @@ import duckdb
 
 from .. import schema
 from ..store import Store, StoreError
-from . import stage
+from . import localtime, stage, timeparse
 from .formats.base import Format
 from .formats.registry import FORMATS, get
 from .layout import Source
-from .plan import build_plan
+from .plan import build_plan, offset_basis
 from .publish import publish
 from .sniff import check_format, sniff, sniff_source
 from .types import FIELDS, FLAGS, REASONS, ImportReport, IngestError, Plan, Sniff, without_paths
@@ -119,11 +119,13 @@ def _stage_and_publish(store: Store, src: Source, sn: Sniff, plan: Plan, form: F
     try:
         with _memory_cap(cur, src.size()):
             stage.run(cur, st, sn, plan, src, dedup=not keep_duplicates)  # 3. stage
+            _check_unix_times(st, plan, sn, path)
+            local = None if form.derive else localtime.fill(  # local time of each event
+                cur, st.stage, stage.kept_where(st), offset_basis(plan))
             report = publish(store, cur, st, sn, plan, name=name, source=path,  # 4. publish
                              derive=form.derive, params=params, replace=replace,
                              started=started)
         ok = True
-        return report
     except duckdb.OutOfMemoryException as exc:
         raise IngestError(
             f"the import ran out of memory ({_first_line(exc)}); free memory or split the "
@@ -137,6 +139,43 @@ def _stage_and_publish(store: Store, src: Source, sn: Sniff, plan: Plan, form: F
         if not ok:
             _checkpoint(cur)
         cur.close()
+    _record_local_time(store, report, local)
+    return report
+
+
+def _record_local_time(store: Store, report: ImportReport,
+                       local: dict[str, Any] | None) -> None:
+    """Put the local-time basis in the saved report (``extra["local_time"]``: what the pages
+    say about their clock, analytics.spacetime.clock_text). ``local`` is None for derived
+    events (GeoLife's stay points), which are made while publishing: theirs are filled in
+    the saved dataset here. Should that fail, they stay as they were (no offsets) and the
+    report has no ``local_time``, which the pages read as before this step."""
+    if local is None:
+        cur = store.cursor()
+        try:
+            local = localtime.fill(cur, store.table(report.name))
+        except duckdb.Error:
+            return
+        finally:
+            cur.close()
+    report.extra["local_time"] = local
+    store.update_report(report.name, report.to_json())
+
+
+def _check_unix_times(st: stage.Staged, plan: Plan, sn: Sniff, path: Path) -> None:
+    """IngestError when every kept time, read from numbers as unix time, is before 1990:
+    the mapped column holds something else (hours, weekdays, counts), which the sampled
+    head did not show (plan.check_is_time)."""
+    before = st.flags.get("ts_before_1990", 0)
+    if plan.ts_kind != "unix" or not st.kept or before < st.kept:
+        return
+    lo, hi = st.stats["time_min"], st.stats["time_max"]
+    col = plan.mapping.get(schema.TS)
+    raise IngestError(
+        f"read as unix time (seconds or milliseconds since 1970), every one of its "
+        f"{st.kept:,} times falls between {lo:%Y-%m-%d} and {hi:%Y-%m-%d}, before 1990: "
+        f"they look like counts or codes, not timestamps; {timeparse.not_a_time_help()}",
+        path=path, column=col, columns=sn.columns)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import schema
+from ..spacetime import BASIS_FILE, BASIS_FORMAT
 from . import timeparse
 from .formats.base import Format
 from .formats.generic import ALIASES
@@ -21,6 +22,8 @@ from .sql import ident, lit, samples, text_or_null
 from .types import ALIAS, FIELDS, IngestError, Plan, Sniff
 
 T, TZ = schema.TS, schema.TZ_OFFSET
+#: The SQL of tz_offset_min from its mapped column (NULL when none is mapped).
+TZ_FROM_COLUMN = "CAST(TRY_CAST(z AS DOUBLE) AS INTEGER)"
 
 
 def _find(columns: list[str], candidates: tuple[str, ...], used: set[str]) -> str | None:
@@ -102,7 +105,7 @@ def build_plan(sn: Sniff, form: Format, path: Path,
              schema.LON: "TRY_CAST(lo AS DOUBLE)",
              schema.BEHAVIOR: f"coalesce(b, {lit(schema.DEFAULT_BEHAVIOR)})",
              schema.CATEGORY: "c", schema.VALUE: "TRY_CAST(v AS DOUBLE)",
-             TZ: "CAST(TRY_CAST(z AS DOUBLE) AS INTEGER)"}
+             TZ: TZ_FROM_COLUMN}
     plan = Plan(sn.format, sn.variant, mapping, inner, typed, ts_kind="auto")
 
     # time: native timestamp columns (Parquet) as they are, text by its detected form
@@ -118,12 +121,33 @@ def build_plan(sn: Sniff, form: Format, path: Path,
         typed[T] = "CAST(t AS TIMESTAMP)"
     else:
         plan.ts_kind = timeparse.detect_kind(values)
+        if plan.ts_kind == "unix" and several is None:
+            check_is_time(tcol, values, sn, path)
         typed[T] = timeparse.ts_sql("t", plan.ts_kind)
         if plan.ts_kind == "iso":
             plan.ts_format = timeparse.plain_iso_format(values)
+        # +hh:mm offsets are the local offset of each event; Z / +00:00 on every time is a
+        # UTC marker, not a place: local time then comes from the coordinates (localtime.py)
         if (TZ not in mapping and plan.ts_kind in ("iso", "auto")
-                and timeparse.has_numeric_offsets(values)):
+                and timeparse.has_local_offsets(values)):
             typed[TZ] = timeparse.offset_minutes_sql("t")
             plan.notes.append("tz_offset_min taken from the offsets in the time column")
     form.rules(plan, sn, path, user_set)
     return plan
+
+
+def check_is_time(col: str, values: list[str], sn: Sniff, path: Path) -> None:
+    """IngestError when a numeric time column's sampled values cannot be timestamps (hours
+    of the day, weekdays, small counts): read as unix seconds they would all land in 1970."""
+    why = timeparse.not_a_time(values)
+    if why is not None:
+        raise IngestError(f"{why}: {timeparse.not_a_time_help()}", path=path, column=col,
+                          columns=sn.columns)
+
+
+def offset_basis(plan: Plan) -> str | None:
+    """Where the staged ``tz_offset_min`` values come from: the file (a mapped column or the
+    offsets in the times), the format's fixed zone, or nothing (None)."""
+    if TZ in plan.mapping or plan.typed[TZ] == timeparse.offset_minutes_sql("t"):
+        return BASIS_FILE
+    return None if plan.typed[TZ] == TZ_FROM_COLUMN else BASIS_FORMAT

@@ -17,8 +17,10 @@ The SQL needs the session time zone pinned to UTC (:data:`SESSION_SQL`) so that 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 #: Run once on the cursor that evaluates the expressions below.
 SESSION_SQL = "SET TimeZone = 'UTC'"
@@ -59,7 +61,7 @@ PLAIN_ISO: dict[str, re.Pattern[str]] = {
     "%Y-%m-%d %H:%M": re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$"),
     "%Y-%m-%d": re.compile(r"^\d{4}-\d{2}-\d{2}$"),
 }
-_OFFSET_RE = re.compile(r"[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*[+-]\d{2}(:?\d{2})?$")
+_OFFSET_RE = re.compile(r"[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(?P<off>[+-]\d{2}(:?\d{2})?)$")
 
 
 def matches(kind: str, value: str) -> bool:
@@ -89,9 +91,74 @@ def plain_iso_format(values: Iterable[str | None]) -> str | None:
     return None
 
 
-def has_numeric_offsets(values: Iterable[str | None]) -> bool:
-    """True if some ISO values carry an explicit ``+hh:mm``/``-hhmm`` offset (not ``Z``)."""
-    return any(v is not None and _OFFSET_RE.search(str(v).strip()) for v in values)
+def has_local_offsets(values: Iterable[str | None]) -> bool:
+    """True if some ISO values carry a non-zero ``+hh:mm``/``-hhmm`` offset: the offset of
+    where the event happened. ``Z`` and ``+00:00`` on every value are a UTC marker instead
+    (SNAP Gowalla's ``2010-10-19T23:55:27Z``, ``2012-04-03 18:00:09+00:00`` in GETNext's
+    CSVs): the times are UTC and say nothing of local time."""
+    for v in values:
+        m = _OFFSET_RE.search(str(v).strip()) if v is not None else None
+        if m and m.group("off").strip("+-:0"):
+            return True
+    return False
+
+
+#: Unix times before this (1990-01-01) in a whole numeric column are taken for something
+#: else (hours, weekdays, counts, codes) and refused: event logs of that age are rare, and
+#: those can give their times as dates.
+UNIX_MIN_S = 631152000
+
+
+def _unix_seconds(v: float) -> float:
+    return v / 1000.0 if abs(v) >= MS_THRESHOLD else v
+
+
+def _num(v: float) -> str:
+    return f"{v:.0f}" if v == int(v) else f"{v:g}"
+
+
+def _year(seconds: float) -> str:
+    try:
+        return str(datetime.fromtimestamp(seconds, UTC).year)
+    except (OverflowError, OSError, ValueError):
+        return "before 1900"
+
+
+def not_a_time(values: Iterable[str | None]) -> str | None:
+    """Why a numeric time column's sampled ``values`` cannot be timestamps (what they look
+    like, for the user), or None when they may be unix times."""
+    vals = [str(v).strip() for v in values if v is not None and str(v).strip()]
+    try:
+        nums = [float(v) for v in vals]
+    except ValueError:
+        return None
+    if not nums or not all(math.isfinite(x) for x in nums):
+        return None
+    lo, hi = min(nums), max(nums)
+
+    def held(kind: str) -> str:
+        return (f"holds {kind}s from {_num(lo)} to {_num(hi)}" if lo != hi
+                else f"holds only the {kind} {_num(lo)}")
+
+    if all(x == int(x) for x in nums) and lo >= 0 and hi <= 23:
+        like = ("days of the week (or hours of the day)" if hi <= 7
+                else "hours of the day")
+        return (f"{held('whole number')}, which {'look' if lo != hi else 'looks'} like {like}, "
+                "not timestamps")
+    if all(_unix_seconds(x) < UNIX_MIN_S for x in nums):
+        first, last = _year(_unix_seconds(lo)), _year(_unix_seconds(hi))
+        years = f"in {first}" if first == last else f"between {first} and {last}"
+        return (f"{held('number')}, which as unix time (seconds or milliseconds since "
+                f"1970) would all fall {years}: they look like counts or codes, not "
+                "timestamps")
+    return None
+
+
+def not_a_time_help() -> str:
+    """What a time column needs to hold (the end of a refusal by :func:`not_a_time`)."""
+    return ("map a column with a date and time (e.g. 2012-04-03 18:00:09) or unix seconds "
+            "(e.g. 1333476009) as the time; a file with times before 1990 needs them as "
+            "dates")
 
 
 def _q(fmt: str) -> str:

@@ -189,3 +189,30 @@ def test_solar_offset_is_one_rule_for_scalars_and_arrays() -> None:
     assert [spacetime.solar_offset_min(x) for x in lons] == [-300, 0, 0, 120, 0, 720]
     got = spacetime.solar_offset_min(np.array(lons + [np.nan]))
     assert got[:-1].tolist() == [-300, 0, 0, 120, 0, 720] and np.isnan(got[-1])
+    sql = duckdb.execute("SELECT " + ", ".join(
+        spacetime.solar_offset_sql(f"CAST({x} AS DOUBLE)") for x in lons) + ", "
+        + spacetime.solar_offset_sql("CAST(NULL AS DOUBLE)")).fetchone()
+    assert list(sql[:-1]) == [-300, 0, 0, 120, 0, 720] and sql[-1] is None  # same in DuckDB
+
+
+def test_clock_text_says_which_clock() -> None:
+    """Datasets imported before the local-time step (no ``local_time`` in the report) keep
+    the old rule; newer ones name the basis of most events and the share of the others."""
+    assert spacetime.clock_text(None, 10, -74.0) == (
+        None, "local time (from the events' time-zone offsets)")
+    fb, text = spacetime.clock_text({}, 0, -74.0)
+    assert fb == -300 and "longitude" in text and "UTC-5" in text
+    assert spacetime.clock_text({"variant": ""}, 0, None)[0] is None
+    zone = {"local_time": {"basis": spacetime.BASIS_ZONE, "zones": ["Asia/Tokyo"],
+                           "events": {spacetime.BASIS_ZONE: 990, spacetime.BASIS_UTC: 10}}}
+    fb, text = spacetime.clock_text(zone, 990, 139.7)
+    assert fb is None  # every event with coordinates has its offset; the rest are UTC
+    assert text.startswith("local time from each event's time zone (looked up from its "
+                           "coordinates, with daylight saving): Asia/Tokyo")
+    assert text.endswith("1% of events: UTC, having neither an offset nor coordinates")
+    file = {"local_time": {"basis": spacetime.BASIS_FILE,
+                           "events": {spacetime.BASIS_FILE: 5}}}
+    assert spacetime.clock_text(file, 5, None) == (
+        None, "local time from the time-zone offsets given in the file")
+    utc = {"local_time": {"basis": spacetime.BASIS_UTC, "events": {spacetime.BASIS_UTC: 3}}}
+    assert spacetime.clock_text(utc, 0, None)[1].startswith("UTC")

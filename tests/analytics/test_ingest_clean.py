@@ -105,6 +105,19 @@ def test_iso_offsets_to_utc_and_tz_kept(store: Store, tmp_path: Path) -> None:
     assert ev.loc["b", schema.TZ_OFFSET] == 120 and ev.loc["c", schema.TZ_OFFSET] == -330
 
 
+def test_utc_marker_is_no_local_offset(store: Store, tmp_path: Path) -> None:
+    """``+00:00`` on every time (GETNext's CSVs) says the times are UTC, not that the events
+    happened at UTC+0: no offset is stored, and without coordinates they stay UTC."""
+    path = tmp_path / "utc.csv"
+    path.write_text("user,item,time\na,x,2012-04-03 18:00:09+00:00\n"
+                    "b,y,2012-04-03 19:00:00+0000\nc,z,2012-04-03T20:00:00Z\n")
+    r = import_file(store, path, name="utc")
+    ev = store.events("utc").set_index(schema.USER)
+    assert ev.loc["b", schema.TS] == datetime(2012, 4, 3, 19, 0)
+    assert ev[schema.TZ_OFFSET].isna().all()
+    assert r.extra["local_time"]["events"] == {"UTC": 3}
+
+
 # -- broken files ---------------------------------------------------------------------------
 def test_empty_file(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
