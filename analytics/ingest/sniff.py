@@ -11,8 +11,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .. import schema
 from .formats import registry
-from .formats.base import TEXT_FILE
+from .formats.base import TEXT_FILE, Format
 from .layout import (
     DELIMITER_NAMES,
     PREVIEW_ROWS,
@@ -24,7 +25,8 @@ from .layout import (
     text_layout,
 )
 from .plan import guess_mapping
-from .sql import ident, lit
+from .sql import category_sql, ident, lit, samples
+from .stage import SWAP_SHARE, polar_swappable
 from .types import IngestError, Sniff
 
 
@@ -60,23 +62,104 @@ def sniff_source(src: Source, fmt: str = "auto") -> Sniff:
                    multiline=lay.multiline, sample=lay.rows)
     else:
         sn = _sniff_table(src, array=head.data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[")
+    detected = sn.format
     if fmt != "auto" and fmt != sn.format:
         _coerce(sn, fmt, path)
     if sn.member:
-        sn.notes.append(f"reading {sn.member!r}, the largest file in the zip archive")
+        sn.notes.append(f"Reading {sn.member}, the largest file in the zip archive.")
     if head.transcoded_from:  # DuckDB reads the UTF-8 copy (Source.readable)
-        sn.notes.append(f"the file is {head.transcoded_from.upper()} text; decoded to UTF-8")
+        sn.notes.append(f"The file is {head.transcoded_from.upper()} text, decoded to UTF-8.")
     elif sn.encoding != "utf-8":
-        sn.notes.append(f"the file is not UTF-8; read as {sn.encoding}")
+        sn.notes.append(f"The file is not UTF-8 text; it is read as {sn.encoding}.")
     form = registry.get(sn.format)
     names = form.names.get(sn.variant)
     if names and sn.kind == "csv" and not sn.has_header and len(names) == len(sn.columns):
         sn.columns = list(names)
     sn.mapping = guess_mapping(sn, form)
+    sn.notes.insert(0, recognition_note(sn, form, chosen=fmt != "auto",
+                                        detected=registry.get(detected)))
+    sn.notes.extend(category_notes(sn))
+    sn.warnings.extend(swap_warnings(sn))
     width = len(sn.columns)
     rows = [(r + [""] * width)[:width] for r in sn.sample[:PREVIEW_ROWS]]
     sn.preview = pd.DataFrame(rows, columns=sn.columns, dtype="string")
     return sn
+
+
+def recognition_note(sn: Sniff, form: Format, *, chosen: bool, detected: Format) -> str:
+    """What the file was recognised as, and from what, in the user's words."""
+    label = form.label or form.name
+    if chosen:
+        other = ("" if detected.name == form.name else
+                 f" (on its own it would be read as {detected.label or detected.name})")
+        return f"Read as {label}, as chosen{other}."
+    if form.name == "generic":
+        return ("No known format recognised: read as a generic event table, each field taken "
+                "from the column named like it.")
+    if sn.has_header or sn.kind != "csv":
+        used = set(sn.mapping.values())
+        return f"Recognised as {label} (columns {', '.join(c for c in sn.columns if c in used)})."
+    delim = DELIMITER_NAMES.get(sn.delimiter or "", "column")
+    return (f"Recognised as {label} from its {len(sn.columns)} {delim}-separated columns "
+            f"without a header, read as {', '.join(sn.columns)}.")
+
+
+def category_notes(sn: Sniff) -> list[str]:
+    """A note when the category column holds lists of dicts, which are read as their names
+    (the stage step's ``category_sql``, run here on one sampled value for the example)."""
+    col = sn.mapping.get(schema.CATEGORY)
+    if col is None or col not in sn.columns:
+        return []
+    lists = [v for v in samples(sn, col) if v.lstrip().startswith("[{")]
+    if not lists:
+        return []
+    con = duckdb.connect()
+    try:
+        name = con.execute(f"SELECT {category_sql('c')} FROM (SELECT ?::VARCHAR AS c)",
+                           [lists[0]]).fetchone()[0]
+    finally:
+        con.close()
+    if name == lists[0]:
+        return []
+    example = lists[0] if len(lists[0]) <= 80 else lists[0][:79] + "…"
+    return [f"The categories ({col}) are lists such as “{example}”: each event gets the "
+            f"names in its list (“{name}”)."]
+
+
+def _numbers(values: list[str]) -> list[float | None]:
+    out: list[float | None] = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def swap_warnings(sn: Sniff) -> list[str]:
+    """A warning when the sampled rows' latitude and longitude look swapped: most latitudes
+    beyond ±90° with longitudes that would be valid latitudes, or most points polar but not
+    when swapped (stage.polar_swappable). The same rules as the import report's."""
+    lat_col, lon_col = sn.mapping.get(schema.LAT), sn.mapping.get(schema.LON)
+    if not lat_col or not lon_col or lat_col == lon_col or not {lat_col, lon_col} <= set(
+            sn.columns):
+        return []
+    pairs = [(a, b) for a, b in zip(_numbers(samples(sn, lat_col)),
+                                    _numbers(samples(sn, lon_col)), strict=False)
+             if a is not None and b is not None and not (a == 0 and b == 0)]
+    if not pairs:
+        return []
+    beyond = [p for p in pairs if 90 < abs(p[0]) <= 180 and abs(p[1]) <= 90]
+    polar = [p for p in pairs if abs(p[0]) <= 90 and polar_swappable(*p)]
+    for found, where in ((beyond, "a latitude beyond ±90°"),
+                         (polar, "a point in Antarctica or the high Arctic")):
+        if len(found) >= SWAP_SHARE * len(pairs):
+            lat, lon = found[0]
+            return [f"Latitude and longitude look swapped: {len(found)} of the first "
+                    f"{len(pairs)} rows give {where} (latitude {lat:g} from column {lat_col}, "
+                    f"longitude {lon:g} from column {lon_col}). Swap the two columns in the "
+                    "mapping before importing."]
+    return []
 
 
 def _sniff_table(src: Source, array: bool) -> Sniff:

@@ -34,3 +34,26 @@ def samples(sn: Sniff, col: str) -> list[str]:
     """The sniffed sample values of column ``col``."""
     j = sn.columns.index(col)
     return [r[j] for r in sn.sample if j < len(r)]
+
+
+#: One ``'name': '...'`` / ``"name": "..."`` entry of a category list (Python or JSON quoting,
+#: backslash escapes allowed inside the value).
+_NAME_ENTRY = r"""['"]name['"]\s*:\s*(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+_NAME_PREFIX = r"""^['"]name['"]\s*:\s*['"]|['"]$"""
+
+
+def category_sql(expr: str) -> str:
+    """SQL of the category text ``expr`` with list-of-dict values read as their names.
+
+    Gowalla exports (and other API dumps) give a place's categories as one string holding a
+    Python or JSON list of dicts, e.g. ``[{'url': '/categories/45', 'name': 'Airport'}]``:
+    such a value becomes its ``name`` entries joined with ", " (``Airport``; ``Coffee Shop,
+    Bakery``). A value of another shape, or a list without any name, is kept as it is.
+    Vectorised: values not starting with ``[{`` only pay for the prefix test. ``expr`` is
+    repeated, so it should be a column (the plan's ``c``).
+    """
+    names = (f"array_to_string(list_transform(regexp_extract_all({expr}, {lit(_NAME_ENTRY)}), "
+             f"lambda _m: regexp_replace(regexp_replace(_m, {lit(_NAME_PREFIX)}, '', 'g'), "
+             r"'\\(.)', '\1', 'g')), ', ')")
+    return (f"CASE WHEN starts_with(ltrim({expr}), '[{{') THEN "
+            f"coalesce(nullif({names}, ''), {expr}) ELSE {expr} END")

@@ -44,13 +44,17 @@ from .. import schema
 from . import timeparse
 from .layout import Source
 from .lines import lines_for
-from .sql import ident, lit
+from .sql import category_sql, ident, lit
 from .types import ALIAS, EXAMPLES_PER_REASON, REASONS, IngestError, Plan, Sniff
 
 C = schema.COLUMNS
 U, IT, T, LA, LO = schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON
-#: The staging table's extra column: the row's reject reason (NULL = valid).
+#: The staging table's extra columns: the row's reject reason (NULL = valid), and what
+#: happened to its location (NULL: valid or none given; LOC_DROPPED: invalid, dropped;
+#: LOC_SWAPPED: dropped, but valid with latitude and longitude swapped).
 REASON = "_reason"
+LOC = "_loc"
+LOC_DROPPED, LOC_SWAPPED = "x", "s"
 #: Reasons decided row by row while staging (malformed: by the CSV reader; duplicate: later).
 STAGE_PREFIX = "_ts_stage_"
 #: Let DuckDB's CSV reader parse plain ISO times and decimal numbers itself (native_types);
@@ -81,6 +85,11 @@ class Staged:
     stats: dict[str, Any] = field(default_factory=dict)  # STATS of the kept rows
     flags: dict[str, int] = field(default_factory=dict)
     has_dups: bool = False
+    #: kept rows whose location was dropped, and those of them valid when swapped
+    loc_dropped: int = 0
+    loc_swapped: int = 0
+    #: where the kept located rows lie (:func:`located_profile`)
+    located: dict[str, Any] = field(default_factory=dict)
     has_genres: bool = False
     strict: bool = True
     serial: bool = False  # read with parallel=false (quoted newlines found past the head)
@@ -221,17 +230,27 @@ def native_types(sn: Sniff, plan: Plan) -> dict[str, str]:
 
 
 def scan_sql(plan: Plan, source: str) -> str:
-    """SELECT canonical columns, reason: every row of the file, parsed, in file order."""
+    """SELECT canonical columns, reason, location outcome: every row of the file, parsed, in
+    file order. A location is optional: invalid coordinates (not numbers, out of range, one
+    without the other, exactly 0,0, a string that is no geohash) are set NULL and marked in
+    :data:`LOC`; the row is kept. Category lists of dicts become their names
+    (:func:`~analytics.ingest.sql.category_sql`)."""
     inner = ", ".join(f"{sql} AS {alias}" for alias, sql in plan.inner.items())
     typed = ", ".join(f"{plan.typed[c]} AS {c}" for c in C)
     reason = (
         f"CASE WHEN {U} IS NULL THEN 'missing_user' WHEN {IT} IS NULL THEN 'missing_item' "
         f"WHEN t IS NULL THEN 'missing_time' WHEN {T} IS NULL THEN 'bad_time' "
-        f"WHEN NOT {timeparse.in_range_sql(T)} THEN 'time_out_of_range' "
-        f"WHEN (la IS NOT NULL OR lo IS NOT NULL) AND ({LA} IS NULL OR {LO} IS NULL "
-        f"OR NOT ({LA} BETWEEN -90 AND 90) OR NOT ({LO} BETWEEN -180 AND 180) "
-        f"OR ({LA} = 0 AND {LO} = 0)) THEN 'bad_coordinates' END")
-    return (f"SELECT {', '.join(C)}, {reason} AS {REASON} "
+        f"WHEN NOT {timeparse.in_range_sql(T)} THEN 'time_out_of_range' END")
+    ok = (f"({LA} BETWEEN -90 AND 90 AND {LO} BETWEEN -180 AND 180 "
+          f"AND NOT ({LA} = 0 AND {LO} = 0))")
+    swapped = f"(abs({LA}) BETWEEN 90 AND 180 AND abs({LO}) <= 90)"
+    loc = (f"CASE WHEN (la IS NOT NULL OR lo IS NOT NULL) AND NOT coalesce({ok}, false) "
+           f"THEN CASE WHEN coalesce({swapped}, false) THEN {lit(LOC_SWAPPED)} "
+           f"ELSE {lit(LOC_DROPPED)} END END")
+    outer = {LA: f"CASE WHEN {ok} THEN {LA} END", LO: f"CASE WHEN {ok} THEN {LO} END",
+             schema.CATEGORY: category_sql(schema.CATEGORY)}
+    cols = ", ".join(f"{outer[c]} AS {c}" if c in outer else c for c in C)
+    return (f"SELECT {cols}, {reason} AS {REASON}, {loc} AS {LOC} "
             f"FROM (SELECT {typed}, t, la, lo FROM (SELECT {inner} FROM {source}))")
 
 
@@ -252,7 +271,7 @@ def stage(cur: duckdb.DuckDBPyConnection, sn: Sniff, plan: Plan, path: Path,
                           "would not be staged in file order; turn it back on to import",
                           path=path)
     cols = ", ".join(f"{c} {schema.DUCKDB_TYPES[c]}" for c in C)
-    cur.execute(f"CREATE TABLE {st.stage} ({cols}, {REASON} VARCHAR)")
+    cur.execute(f"CREATE TABLE {st.stage} ({cols}, {REASON} VARCHAR, {LOC} VARCHAR)")
     native = native_types(sn, plan)
     if native:
         fields = {col: fld for fld, col in plan.mapping.items() if col in native}
@@ -331,49 +350,105 @@ def profile(cur: duckdb.DuckDBPyConnection, st: Staged, dedup: bool) -> None:
     """Count rows per reason (with first positions), find repeats, compute stats and flags:
     a few aggregates over the staging table, which is cheap next to parsing the file."""
     s, ok = st.stage, f"{REASON} IS NULL"
-    for reason, n, first in cur.execute(
+    for reason, n, first, dropped, swapped in cur.execute(
             f"SELECT {REASON}, count(*), min_by(rowid, rowid, {EXAMPLES_PER_REASON}) "
-            f"FILTER ({REASON} IS NOT NULL) FROM {s} GROUP BY ALL").fetchall():
+            f"FILTER ({REASON} IS NOT NULL), {_loc_counts()} FROM {s} GROUP BY ALL").fetchall():
         st.rows_read += int(n)
         if reason is not None:
             st.rejected[reason] = int(n)
             st.example_rows[reason] = sorted(int(x) for x in first)
+        else:
+            st.loc_dropped, st.loc_swapped = int(dropped), int(swapped)
     row = cur.execute(_stats_sql(s, ok), [_future()]).fetchone()
     st.stats = dict(zip(STATS, row[:9], strict=True))
     before, future = row[9:]
     if dedup and st.stats["rows"]:
-        dup_before, dup_future = find_duplicates(cur, st)
+        dup_before, dup_future, dup_dropped, dup_swapped = find_duplicates(cur, st)
         st.stats["rows"] -= st.rejected["duplicate"]
         before, future = before - dup_before, future - dup_future
+        st.loc_dropped -= dup_dropped
+        st.loc_swapped -= dup_swapped
     st.kept = st.stats["rows"]
     kept = kept_where(st)
     st.flags = {"ts_before_1990": int(before), "ts_in_future": int(future),
                 "ts_outlier": _outliers(cur, s, kept, st.stats["time_min"],
-                                        st.stats["time_max"])}
+                                        st.stats["time_max"]),
+                "location_dropped": st.loc_dropped}
+    st.located = located_profile(cur, s, kept, st.stats)
+
+
+def _loc_counts() -> str:
+    """Rows whose location was dropped, and those of them valid when swapped."""
+    return (f"count(*) FILTER ({LOC} IS NOT NULL), "
+            f"count(*) FILTER ({LOC} = {lit(LOC_SWAPPED)})")
+
+
+# -- where the located rows lie -------------------------------------------------------------
+#: Latitudes beyond these are polar: hardly any event log has most of its points there, but
+#: a log of the Americas' east or of India/Central Asia with latitude and longitude swapped
+#: does (New York: lat -74, lon 40.7 lands in Antarctica).
+POLAR_SOUTH, POLAR_NORTH = -60.0, 72.0
+#: Latitude and longitude are said to be swapped when at least this share of the rows with
+#: coordinates have a latitude beyond ±90 and a longitude that would be a valid latitude, or
+#: at least this share of the located rows is polar but would not be when swapped.
+SWAP_SHARE = 0.5
+#: The located points are summarised by these quantiles (the spread ignores the outer 1%).
+SPREAD_QUANTILES = (0.01, 0.5, 0.99)
+
+
+def polar_swappable_sql(lat: str, lon: str) -> str:
+    """SQL condition: the point is polar, and swapped it would not be."""
+    return (f"(({lat} < {POLAR_SOUTH} OR {lat} > {POLAR_NORTH}) "
+            f"AND {lon} BETWEEN {POLAR_SOUTH} AND {POLAR_NORTH})")
+
+
+def polar_swappable(lat: float, lon: float) -> bool:
+    """:func:`polar_swappable_sql` in Python (the sniff's check of the sampled rows)."""
+    return (lat < POLAR_SOUTH or lat > POLAR_NORTH) and POLAR_SOUTH <= lon <= POLAR_NORTH
+
+
+def located_profile(cur: duckdb.DuckDBPyConnection, table: str, where: str,
+                    stats: dict[str, Any]) -> dict[str, Any]:
+    """Where the located rows of ``table`` matching ``where`` lie: how many (``rows``), their
+    distinct items (``items``), the :data:`SPREAD_QUANTILES` of latitude and longitude
+    (``lat_q``, ``lon_q``) and how many are polar but not when swapped (``polar_swappable``).
+    Empty when ``stats`` (the rows' STATS) found no coordinates: then no scan is needed."""
+    if stats.get("min_lat") is None:
+        return {}
+    q = list(SPREAD_QUANTILES)
+    n, items, lat_q, lon_q, polar = cur.execute(
+        f"SELECT count(*), count(DISTINCT {IT}), quantile_disc({LA}, {q}), "
+        f"quantile_disc({LO}, {q}), count(*) FILTER ({polar_swappable_sql(LA, LO)}) "
+        f"FROM {table} WHERE ({where}) AND {LA} IS NOT NULL").fetchone()
+    return {"rows": int(n), "items": int(items), "lat_q": [float(x) for x in lat_q],
+            "lon_q": [float(x) for x in lon_q], "polar_swappable": int(polar)}
 
 
 # -- 3. exact duplicates --------------------------------------------------------------------
-def find_duplicates(cur: duckdb.DuckDBPyConnection, st: Staged) -> tuple[int, int]:
+def find_duplicates(cur: duckdb.DuckDBPyConnection,
+                    st: Staged) -> tuple[int, int, int, int]:
     """Positions of exact repeats of an earlier valid row, in a temp table. Returns how many
-    of the repeats are before 1990 and in the future (to take them off the flags)."""
+    of the repeats are before 1990, in the future, without their location and without a
+    location valid when swapped (to take them off the flags)."""
     s, cols, ok = st.stage, ", ".join(C), f"{REASON} IS NULL"
     cands, dups = st.name("cands"), st.name("dups")
     st.temp += [cands, dups]
     cur.execute(f"CREATE TEMP TABLE {cands} AS SELECT h FROM (SELECT hash({cols}) AS h "
                 f"FROM {s} WHERE {ok}) GROUP BY h HAVING count(*) > 1")
     if not cur.execute(f"SELECT count(*) FROM {cands}").fetchone()[0]:
-        return 0, 0
-    cur.execute(f"CREATE TEMP TABLE {dups} AS SELECT rid, {T} FROM (SELECT rowid AS rid, {T}, "
-                f"row_number() OVER (PARTITION BY {cols} ORDER BY rowid) AS k FROM {s} "
-                f"WHERE {ok} AND hash({cols}) IN (SELECT h FROM {cands})) WHERE k > 1")
-    aggs = ["count(*)", f"min_by(rid, rid, {EXAMPLES_PER_REASON})", *_time_aggregates("TRUE")]
-    n, first, before, future = cur.execute(
+        return 0, 0, 0, 0
+    cur.execute(f"CREATE TEMP TABLE {dups} AS SELECT rid, {T}, {LOC} FROM (SELECT rowid AS rid, "
+                f"{T}, {LOC}, row_number() OVER (PARTITION BY {cols} ORDER BY rowid) AS k "
+                f"FROM {s} WHERE {ok} AND hash({cols}) IN (SELECT h FROM {cands})) WHERE k > 1")
+    aggs = ["count(*)", f"min_by(rid, rid, {EXAMPLES_PER_REASON})", *_time_aggregates("TRUE"),
+            _loc_counts()]
+    n, first, before, future, dropped, swapped = cur.execute(
         f"SELECT {', '.join(aggs)} FROM {dups}", [_future()]).fetchone()
     st.rejected["duplicate"] = int(n)
     st.has_dups = bool(n)
     if n:
         st.example_rows["duplicate"] = sorted(int(x) for x in first)
-    return int(before), int(future)
+    return int(before), int(future), int(dropped), int(swapped)
 
 
 def load_genres(cur: duckdb.DuckDBPyConnection, st: Staged, genres_sql: str) -> None:

@@ -24,12 +24,15 @@ FIELDS: tuple[str, ...] = schema.COLUMNS
 #: ``malformed``: the line could not be split into the file's columns (too many fields, a
 #: broken quote); ``time_out_of_range``: a readable time outside the years the workspace
 #: accepts (timeparse.TIME_MIN .. TIME_MAX: sentinels such as 0001-01-01 or 9999-12-31);
-#: ``duplicate``: an exact repeat of an earlier kept row.
+#: ``duplicate``: an exact repeat of an earlier kept row. A location is optional: a row with
+#: invalid coordinates is kept without them (flag ``location_dropped``), never rejected.
 REASONS: tuple[str, ...] = ("malformed", "missing_user", "missing_item", "missing_time",
-                            "bad_time", "time_out_of_range", "bad_coordinates", "duplicate")
+                            "bad_time", "time_out_of_range", "duplicate")
 
-#: Flags count kept rows that look suspicious but are not rejected.
-FLAGS: tuple[str, ...] = ("ts_before_1990", "ts_in_future", "ts_outlier")
+#: Flags count kept rows that look suspicious but are not rejected. ``location_dropped``:
+#: rows whose coordinates were given but invalid (not numbers, out of range, only one of the
+#: two, exactly 0,0, not a geohash), kept without a location.
+FLAGS: tuple[str, ...] = ("ts_before_1990", "ts_in_future", "ts_outlier", "location_dropped")
 
 #: How many example line numbers the report keeps per reason.
 EXAMPLES_PER_REASON = 5
@@ -110,7 +113,10 @@ class Sniff:
     multiline: bool = False
     column_types: dict[str, str] = field(default_factory=dict)
     sample: list[list[str]] = field(default_factory=list, repr=False)
+    #: how the file was recognised and read, in the user's words
     notes: list[str] = field(default_factory=list)
+    #: what looks wrong in the head (e.g. latitude and longitude swapped), in the user's words
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def first_data_line(self) -> int:
@@ -160,8 +166,11 @@ class ImportReport:
 
     ``rejected_by_reason`` lists the reasons that occurred (``REASONS``; absent = none);
     ``examples`` holds the first few 1-based line numbers (counting the header line) of each
-    rejection reason; ``flags`` counts kept rows that look suspicious. ``extra`` carries
-    format-specific numbers (GeoLife: fixes kept, stay points, places).
+    rejection reason; ``flags`` counts kept rows that look suspicious. ``located_rows`` and
+    ``located_items`` count the kept events with coordinates and the items with at least one
+    of them. ``warnings`` (something is probably wrong: check it) and ``notes`` (how the file
+    was read) are sentences written for the user. ``extra`` carries format-specific numbers
+    (GeoLife: fixes kept, stay points, places) and details of how the file was read.
     """
 
     name: str
@@ -181,6 +190,10 @@ class ImportReport:
     seconds: float
     mapping: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    located_rows: int = 0
+    located_items: int = 0
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The report as a JSON-safe dict (times as ISO strings)."""
@@ -194,6 +207,8 @@ class ImportReport:
             "users": int(self.users), "items": int(self.items),
             "time_min": _iso(self.time_min), "time_max": _iso(self.time_max),
             "has_coordinates": bool(self.has_coordinates),
+            "located_rows": int(self.located_rows), "located_items": int(self.located_items),
+            "warnings": [str(w) for w in self.warnings], "notes": [str(n) for n in self.notes],
             "seconds": round(float(self.seconds), 3),
             "mapping": dict(self.mapping),
             "extra": {k: (v if isinstance(v, int | float | str | bool | None | list | dict)

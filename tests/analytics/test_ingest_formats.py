@@ -25,7 +25,8 @@ def _events(store: Store, name: str) -> pd.DataFrame:
 
 
 def test_formats_constant() -> None:
-    assert FORMATS == ("tsmc", "snap", "taobao", "tianchi", "movielens", "geolife", "generic")
+    assert FORMATS == ("gowalla", "tsmc", "snap", "taobao", "tianchi", "movielens", "geolife",
+                       "generic")
 
 
 def test_registry_contract() -> None:
@@ -37,6 +38,7 @@ def test_registry_contract() -> None:
     assert [f.name for f in registry.ALL] == list(FORMATS) and FORMATS[-1] == "generic"
     for form in registry.ALL:
         assert registry.get(form.name) is form
+        assert form.label and "_" not in form.label, form.name  # shown to the user
         assert all(norm(n) == n for n in form.header_names), form.name
         for variant, table in form.columns.items():
             assert set(table) <= set(schema.COLUMNS), (form.name, variant)
@@ -44,7 +46,7 @@ def test_registry_contract() -> None:
             assert set(form.required(variant)) <= set(schema.COLUMNS)
         for variant, names in form.names.items():
             assert variant in form.columns and len(set(names)) == len(names), form.name
-    with pytest.raises(ValueError, match="unknown format 'excel'; use auto or one of tsmc"):
+    with pytest.raises(ValueError, match="unknown format 'excel'; use auto or one of gowalla"):
         registry.get("excel")
 
 
@@ -89,11 +91,13 @@ def test_snap_gowalla(store: Store, tmp_path: Path) -> None:
                     "1\t2010-10-17T23:42:03Z\t0.0\t0.0\t316637\n")
     assert sniff(path).format == "snap"
     r = import_file(store, path, name="snap")
-    assert r.rejected_by_reason.get("bad_coordinates", 0) == 1
-    assert r.examples["bad_coordinates"] == [3]
+    # a location is optional: the check-in at (0, 0) is kept without one, and counted
+    assert not r.rejected_by_reason and r.flags["location_dropped"] == 1
+    assert r.located_rows == r.located_items == 2
     ev = _events(store, "snap")
-    assert set(ev[IT]) == {"22847", "420315"}
-    assert ev[T].min() == datetime(2010, 10, 18, 22, 17, 43)
+    assert set(ev[IT]) == {"22847", "420315", "316637"}
+    assert ev.set_index(IT).loc["316637", [LAT, LON]].isna().all()
+    assert ev[T].min() == datetime(2010, 10, 17, 23, 42, 3)
     assert set(ev[BEH]) == {schema.DEFAULT_BEHAVIOR}
 
 
@@ -107,8 +111,11 @@ def test_tianchi_with_geohash(store: Store, tmp_path: Path) -> None:
                     "10003,2005,1,aaaa,1863,2014-12-08 23\n")
     assert sniff(path).format == "tianchi"
     r = import_file(store, path, name="tianchi")
-    assert r.rejected_by_reason.get("bad_coordinates", 0) == 1  # 'aaaa' is not a geohash
+    # 'aaaa' is not a geohash: the event is kept without a location
+    assert not r.rejected_by_reason and r.flags["location_dropped"] == 1
+    assert r.located_rows == 2 and r.has_coordinates
     ev = _events(store, "tianchi").set_index(IT)
+    assert ev.loc["2005", [LAT, LON]].isna().all() and ev.loc["2005", BEH] == "pv"
     assert list(ev.loc[["2001", "2002", "2003", "2004"], BEH]) == ["pv", "fav", "cart", "buy"]
     # Beijing wall time 2014-12-06 02:00 is 2014-12-05 18:00 UTC
     assert ev.loc["2001", T] == datetime(2014, 12, 5, 18) and ev.loc["2001", TZ] == 480
@@ -304,9 +311,10 @@ def test_typed_read_matches_text_read(store: Store, tmp_path: Path,
     path.write_text("\n".join(rows) + "\n")
     r, ev = _typed_vs_text(store, path, monkeypatch)
     assert r.extra["read_natively"] == ["lat", "lon", "ts", "value"]
-    assert r.rejected_by_reason == {"missing_user": 1, "missing_time": 1,
-                                    "bad_coordinates": 2, "duplicate": 1}
-    assert r.examples["bad_coordinates"] == [7, 8] and r.examples["duplicate"] == [9]
+    assert r.rejected_by_reason == {"missing_user": 1, "missing_time": 1, "duplicate": 1}
+    assert r.examples["duplicate"] == [9]
+    assert r.flags["location_dropped"] == 2 and r.located_rows == 2  # e and f: no location
+    assert ev.set_index(schema.USER).loc[["e", "f"], [LAT, LON]].isna().all().all()
     assert ev[schema.VALUE].tolist()[:3] == [1.0, 0.5, 10.0]
 
 

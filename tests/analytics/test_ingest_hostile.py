@@ -94,7 +94,7 @@ def test_quoted_newline_imported(store: Store, tmp_path: Path, at: int) -> None:
     assert r.rows_read == len(rows) and r.rows_rejected == 0
     cats = store.query_df(f"SELECT {schema.CATEGORY} AS c FROM {store.table('nyc')}")["c"]
     assert (cats == "Coffee\nShop, the \"good\" one").sum() == 1
-    assert any("span lines" in n for n in r.extra["notes"])
+    assert any("span several lines" in n for n in r.notes)
 
 
 # -- names --------------------------------------------------------------------------------

@@ -78,6 +78,8 @@ class Format:
     """One file format: its name for ``--format`` and every rule the importer applies to it."""
 
     name: str
+    #: what the format is, in the user's words, to follow "Recognised as" (sniff notes)
+    label: str = ""
     #: sniff: variant from the text layout (header names, field shapes), None if not this one
     recognise: Callable[[TextLayout, Path], str | None] = _never
     #: sniff, named format: the variant the file can be read as, None if it does not fit

@@ -47,7 +47,7 @@ def _fit(sn: Sniff) -> str | None:
 
 
 FORMAT = Format(
-    name="tsmc", recognise=_recognise, fit=_fit,
+    name="tsmc", label="a Foursquare TSMC2014 check-in export", recognise=_recognise, fit=_fit,
     expect="8 tab-separated columns without a header, or a header with POI_id/UTC_time",
     header_names=frozenset({"poiid", "poicatid", "poicatname", "utctime", "venuecategoryid",
                             "stanpoiid", "utctimeminute", "minuteoffset"}),
@@ -58,7 +58,8 @@ FORMAT = Format(
                 LON: ("longitude",), CAT: ("venuecategory",), TZ: ("timezoneoffset",)},
         "processed": {U: ("userid",), IT: ("poiid", "venueid"), T: ("utctime", "utctimestamp"),
                       LAT: ("latitude",), LON: ("longitude",),
-                      CAT: ("poicatname", "venuecategory"), TZ: ("timezone", "timezoneoffset")},
+                      CAT: ("poicatname", "poicategoryname", "venuecategory"),
+                      TZ: ("timezone", "timezoneoffset")},
         "reconstructed": {U: ("userid",), IT: ("stanpoiid",), T: ("utctimeminute",),
                           LAT: ("latitude",), LON: ("longitude",), CAT: ("venuecategory",)},
     })

@@ -41,5 +41,5 @@ def _fit(sn: Sniff) -> str:
 
 
 FORMAT = Format(
-    name="generic", recognise=_recognise, fit=_fit, text_only=False,
+    name="generic", label="a generic event table", recognise=_recognise, fit=_fit, text_only=False,
     header_names=frozenset(norm(a) for names in ALIASES.values() for a in names))

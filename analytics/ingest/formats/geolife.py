@@ -243,7 +243,7 @@ def _rules(plan: Plan, sn: Sniff, path: Path, user_set: set[str]) -> None:
 
 
 FORMAT = Format(
-    name="geolife", recognise=_recognise, fit=_fit,
+    name="geolife", label="GeoLife GPS trajectories", recognise=_recognise, fit=_fit,
     expect="a header lat,lng,datetime,uid or a .plt trajectory file",
     claim=_claim, preamble={"plt": 6},
     names={"plt": ["lat", "lon", "zero", "altitude", "days", "date", "time"]},

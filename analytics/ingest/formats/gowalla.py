@@ -27,7 +27,7 @@ def _fit(sn: Sniff) -> str | None:
 
 
 FORMAT = Format(
-    name="snap", recognise=_recognise, fit=_fit,
+    name="snap", label="a SNAP Gowalla / Brightkite check-in file", recognise=_recognise, fit=_fit,
     expect="5 tab-separated columns (user, ISO time, lat, lon, location id), no header",
     names={"": ["user_id", "check_in_time", "latitude", "longitude", "location_id"]},
     columns={"": {schema.USER: ("userid",), schema.ITEM: ("locationid",),

@@ -50,8 +50,8 @@ def _rules(plan: Plan, sn: Sniff, path: Path, user_set: set[str]) -> None:
         plan.typed[schema.BEHAVIOR] = "'rate'"
     plan.genres_sql = genres_sql(path, plan.variant)
     if plan.genres_sql is None:
-        plan.notes.append("no u.item / movies.dat / movies.csv beside the ratings: "
-                          "no categories")
+        plan.notes.append("No movie list (u.item, movies.dat or movies.csv) lies beside the "
+                          "ratings, so the movies get no genre.")
 
 
 def genres_sql(ratings: Path, variant: str) -> str | None:
@@ -99,7 +99,7 @@ def _ugenre_names(path: Path) -> tuple[str, ...]:
 _RATINGS = ["user_id", "item_id", "rating", "timestamp"]
 
 FORMAT = Format(
-    name="movielens", recognise=_recognise, fit=_fit,
+    name="movielens", label="MovieLens ratings", recognise=_recognise, fit=_fit,
     expect=("u.data (user item rating time, tab), ratings.dat (::) or ratings.csv "
             "(userId,movieId,rating,timestamp)"),
     header_names=frozenset({"movieid"}),

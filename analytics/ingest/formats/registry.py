@@ -17,10 +17,11 @@ from pathlib import Path
 
 from ..layout import TextLayout
 from ..types import IngestError
-from . import foursquare, generic, geolife, gowalla, movielens, taobao, tianchi
+from . import foursquare, generic, geolife, gowalla, gowalla_export, movielens, taobao, tianchi
 from .base import Format
 
 ALL: tuple[Format, ...] = (
+    gowalla_export.FORMAT,  # gowalla: before tsmc, whose processed files share its column names
     foursquare.FORMAT,  # tsmc
     gowalla.FORMAT,  # snap
     taobao.FORMAT,

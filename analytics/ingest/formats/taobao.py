@@ -34,7 +34,7 @@ def _rules(plan: Plan, sn: Sniff, path: Path, user_set: set[str]) -> None:
 
 
 FORMAT = Format(
-    name="taobao", recognise=_recognise, fit=_fit,
+    name="taobao", label="Taobao UserBehavior (Alibaba)", recognise=_recognise, fit=_fit,
     expect="5 comma-separated columns (user, item, category, behavior, unix time)",
     names={"": ["user_id", "item_id", "category_id", "behavior", "timestamp"]},
     columns={"": {schema.USER: ("userid",), schema.ITEM: ("itemid",),

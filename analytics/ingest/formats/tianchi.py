@@ -5,7 +5,9 @@ the header ``user_id,item_id,behavior_type,user_geohash,item_category,time``.
 * ``time`` (``2014-12-06 02``, date and hour) is Beijing wall time: shifted by -8 h to UTC,
   and every event gets tz_offset_min = 480;
 * ``user_geohash`` feeds both lat and lon and is decoded to its cell centre (empty -> no
-  coordinates; not a geohash -> bad_coordinates) by the SQL macros of analytics/ingest/geohash.py.
+  coordinates; not a geohash -> kept without a location, flag ``location_dropped``) by the
+  SQL macros of analytics/ingest/geohash.py. Tianchi's geohashes are perturbed, so decoded
+  points may spread over continents: the report then warns (publish.location_warnings).
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ def _rules(plan: Plan, sn: Sniff, path: Path, user_set: set[str]) -> None:
     typed[BEH] = f"CASE b {cases} ELSE coalesce(b, {lit(schema.DEFAULT_BEHAVIOR)}) END"
     if T not in user_set or plan.ts_kind == "date_hour":
         typed[T] = f"({typed[T]}) - INTERVAL {CHINA_TZ_MIN} MINUTE"
-        plan.notes.append("Tianchi times are Beijing wall time: shifted by -8 h to UTC")
+        plan.notes.append("The times are Beijing time (UTC+8) and were converted to UTC.")
     if mapping.get(LAT) and mapping.get(LAT) == mapping.get(LON):
         typed[LAT], typed[LON] = "_ts_gh_lat(la)", "_ts_gh_lon(lo)"
         plan.macros.extend(geohash.MACROS_SQL)
 
 
 FORMAT = Format(
-    name="tianchi", recognise=_recognise, fit=_fit,
+    name="tianchi", label="Tianchi mobile recommendation (Alibaba)", recognise=_recognise, fit=_fit,
     expect="a header user_id,item_id,behavior_type,user_geohash,item_category,time",
     header_names=frozenset({"behaviortype", "usergeohash"}),
     columns={"": {schema.USER: ("userid",), schema.ITEM: ("itemid",), T: ("time",),
