@@ -77,27 +77,36 @@ def _timestamps(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
     return df
 
 
-def user_interest(events: Any, user: str, freq: str = "month",
-                  min_events: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def user_interest(events: Any, user: str, freq: str = "month", min_events: int = 1,
+                  column: str = schema.CATEGORY,
+                  prior: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``evolution.user_interest``: from the summary tables in three small reads (freshness,
-    the user's index, profiles, drift) when they store them."""
+    the user's index, profiles, drift) when they store that drift; else the drift of the
+    user's (stored or raw) profiles."""
     ru = lookup.for_events(events)
-    if ru is not None and freq in PROFILE_FREQS and (freq, min_events) == DRIFT:
+    if ru is not None and _drift_stored(freq, min_events, column, prior):
         idx = ru.user_idx(user)
         return (_user_profiles(ru, freq, idx, user), _stored_drift(ru, freq, str(user), idx))
-    return (interest_profiles(events, freq, user=str(user)),
-            drift(events, freq, min_events, user=str(user)))
+    profiles = interest_profiles(events, freq, column, user=str(user))
+    return profiles, evolution.interest_drift(profiles, column, min_events, prior)
 
 
 def drift(events: Any, freq: str = "month", min_events: int = 1,
-          user: str | None = None) -> pd.DataFrame:
+          user: str | None = None, column: str = schema.CATEGORY,
+          prior: float = 0.0) -> pd.DataFrame:
     """``evolution.drift``: read from the summary tables when they store that drift
-    (``tables.DRIFT``), else the interest drift of the (stored or raw) profiles."""
+    (``tables.DRIFT``: category basis, no prior), else the interest drift of the (stored or
+    raw) profiles."""
     ru = lookup.for_events(events)
-    if ru is not None and (freq, min_events) == DRIFT:
+    if ru is not None and _drift_stored(freq, min_events, column, prior):
         return _stored_drift(ru, freq, user)
-    return evolution.interest_drift(interest_profiles(events, freq, user=user),
-                                    min_events=min_events)
+    return evolution.interest_drift(interest_profiles(events, freq, column, user=user),
+                                    column, min_events, prior)
+
+
+def _drift_stored(freq: str, min_events: int, column: str, prior: float) -> bool:
+    """Whether the summary tables hold this drift (the stored one is unshrunk categories)."""
+    return (freq, min_events) == DRIFT and column == schema.CATEGORY and prior == 0
 
 
 def _stored_drift(ru: Rollup, freq: str, user: str | None,

@@ -1,10 +1,17 @@
-"""How users' interests move: category shares per user per window, and their drift.
+"""How users' interests move: shares per user per window, and their drift.
+
+Interests are profiled over a *basis*: the event categories (``category``) when the data has
+them, else the areas the user visits (``zone``: H3 cells of resolution ``ZONE_RESOLUTION``), so
+check-in logs without categories (SNAP Gowalla, Brightkite) still show how users move.
 
 * ``interest_profiles``: per user and window (hour/day/week/month), the share of the user's
-  events in each category (counted in the engine; shares in pandas);
+  events in each category or zone (counted in the engine; shares in pandas);
 * ``interest_drift``: Jensen-Shannon divergence (base 2, so 0 = same mix, 1 = disjoint
-  categories) between each user's consecutive active windows;
-* ``segment_drift``: drift summarised per activity segment (light / medium / heavy users);
+  mixes) between each user's consecutive active windows; with a ``prior`` also the divergence
+  of shares shrunk toward the user's overall mix, so windows of a few events drift little;
+* ``user_drift_table``: per user the windows, pairs and events behind the drift, ranked;
+* ``segment_drift`` / ``segment_summary``: drift per activity segment (light / medium /
+  heavy users);
 * ``top_changers``: the users whose interests changed most, with what they gained and lost.
 """
 
@@ -17,6 +24,14 @@ import pandas as pd
 
 from .. import schema
 from ..engine import EVENTS, PERIOD, USERS, as_table, check_freq, execute, period_start
+from ..geo import has_coords
+from ..spatial.density import hex_cells_of
+
+#: The zone basis: events counted per H3 cell of this resolution (about 5 km2, some 2.5 km
+#: across: a neighbourhood), for data without categories.
+ZONE = "zone"
+ZONE_RESOLUTION = 7
+BASES = (schema.CATEGORY, ZONE)
 
 SHARE = "share"
 PREV_PERIOD = "prev_period"
@@ -27,8 +42,11 @@ MEAN_JS = "mean_js"
 MEDIAN_JS = "median_js"
 MAX_JS = "max_js"
 PAIRS = "pairs"
-GAINED = "gained"      # category whose share grew most from the first to the last window
-LOST = "lost"          # category whose share shrank most
+WINDOWS = "windows"    # a user's compared windows (pairs + 1)
+SHRUNK_JS = "shrunk_js"  # JS of the shares shrunk toward the user's overall mix
+RAW_MEAN_JS = "raw_mean_js"  # a user's mean unshrunk JS (mean_js is the ranked, shrunk one)
+GAINED = "gained"      # category / zone whose share grew most from the first to the last
+LOST = "lost"          # compared window; the one whose share shrank most
 SEGMENT_LABELS = ("light", "medium", "heavy")
 
 
@@ -59,16 +77,24 @@ def _kl_terms(p: np.ndarray, m: np.ndarray) -> np.ndarray:
 def interest_profiles(events: Any, freq: str = "month", column: str = schema.CATEGORY,
                       missing: str | None = None,
                       user: str | list[str] | None = None) -> pd.DataFrame:
-    """Each user's category mix per window: ``user_id, period, <column>, events, share``.
+    """Each user's mix per window: ``user_id, period, <column>, events, share``.
 
-    Events with a null ``column`` are dropped (unknown interest), unless ``missing`` names a
-    label to count them under. ``share`` sums to 1 per (user, period). ``user`` keeps one
-    user's rows, or those of a list of users (a profile page need not profile everyone).
+    ``column`` is the basis: an event column (``category``) or ``ZONE``, the H3 cell of
+    resolution ``ZONE_RESOLUTION`` of the event's coordinates (events without usable
+    coordinates have no zone and are dropped). Events with a null ``column`` are dropped
+    (unknown interest), unless ``missing`` names a label to count them under (not for zones).
+    ``share`` sums to 1 per (user, period). ``user`` keeps one user's rows, or those of a
+    list of users (a profile page need not profile everyone).
     """
     check_freq(freq)
     t = as_table(events)
     if user is not None:
         t = t.filter(t[schema.USER].isin(user_list(user)))
+    if column == ZONE:
+        if missing is not None:
+            raise ValueError("zone profiles have no 'missing' label: an event without "
+                             "coordinates has no zone")
+        return _shares(_zone_counts(t, freq), column)
     if column not in t.columns:
         raise ValueError(f"cannot profile by {column!r}: the events have no such column")
     key = t[column]
@@ -79,10 +105,29 @@ def interest_profiles(events: Any, freq: str = "month", column: str = schema.CAT
         key = key.fill_null(missing)
     expr = t.group_by(**{schema.USER: t[schema.USER], PERIOD: period_start(t, freq),
                          column: key}).aggregate(**{EVENTS: t.count()})
-    out = execute(expr)
+    return _shares(execute(expr), column)
+
+
+def _zone_counts(t: Any, freq: str) -> pd.DataFrame:
+    """``user_id, period, zone, events``: events counted per place in the engine, the
+    distinct places turned into H3 cells once each, then summed per cell."""
+    t = t.filter(t[schema.LAT].notnull() & t[schema.LON].notnull())
+    got = execute(t.group_by(**{schema.USER: t[schema.USER], PERIOD: period_start(t, freq),
+                                schema.LAT: t[schema.LAT], schema.LON: t[schema.LON]})
+                  .aggregate(**{EVENTS: t.count()}))
+    got = got[has_coords(got).to_numpy()]
+    cells = hex_cells_of(got[schema.LAT].to_numpy("float64"),
+                         got[schema.LON].to_numpy("float64"), ZONE_RESOLUTION)
+    got = got[[schema.USER, PERIOD, EVENTS]].assign(**{ZONE: cells})
+    return got.groupby([schema.USER, PERIOD, ZONE], as_index=False, sort=False)[EVENTS].sum()
+
+
+def _shares(out: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Counts per (user, period, ``column``) with their share of the (user, period), sorted."""
     out[PERIOD] = pd.to_datetime(out[PERIOD]).astype("datetime64[us]")
     out[EVENTS] = out[EVENTS].astype("int64")
     out[SHARE] = out[EVENTS] / out.groupby([schema.USER, PERIOD])[EVENTS].transform("sum")
+    out = out[[schema.USER, PERIOD, column, EVENTS, SHARE]]
     return out.sort_values([schema.USER, PERIOD, column]).reset_index(drop=True)
 
 
@@ -91,54 +136,76 @@ def user_list(user: str | list[str]) -> list[str]:
     return [str(user)] if isinstance(user, str) else [str(u) for u in user]
 
 
-def user_interest(events: Any, user: str, freq: str = "month",
-                  min_events: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(interest_profiles(events, freq, user=user), drift(events, freq, min_events,
-    user=user))``: what the Users page shows for one user."""
-    return (interest_profiles(events, freq, user=str(user)),
-            drift(events, freq, min_events, user=str(user)))
+def user_interest(events: Any, user: str, freq: str = "month", min_events: int = 1,
+                  column: str = schema.CATEGORY,
+                  prior: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(interest_profiles(events, freq, column, user=user), interest_drift(those profiles,
+    column, min_events, prior))``: what the Users page shows for one user."""
+    profiles = interest_profiles(events, freq, column, user=str(user))
+    return profiles, interest_drift(profiles, column, min_events, prior)
 
 
 def drift(events: Any, freq: str = "month", min_events: int = 1,
-          user: str | None = None) -> pd.DataFrame:
-    """``interest_drift(interest_profiles(events, freq), min_events=min_events)``, for one
-    ``user`` or everyone."""
-    return interest_drift(interest_profiles(events, freq, user=user), min_events=min_events)
+          user: str | None = None, column: str = schema.CATEGORY,
+          prior: float = 0.0) -> pd.DataFrame:
+    """``interest_drift(interest_profiles(events, freq, column), column, min_events,
+    prior)``, for one ``user`` or everyone."""
+    return interest_drift(interest_profiles(events, freq, column, user=user), column,
+                          min_events, prior)
 
 
 def interest_drift(profiles: pd.DataFrame, column: str = schema.CATEGORY,
-                   min_events: int = 1) -> pd.DataFrame:
+                   min_events: int = 1, prior: float = 0.0) -> pd.DataFrame:
     """JS divergence between each user's consecutive active windows.
 
     One row per user and window after their first active one: ``user_id, prev_period,
-    period, prev_events, events, js``. Windows with fewer than ``min_events`` categorised
+    period, prev_events, events, js``. Windows with fewer than ``min_events`` profiled
     events are skipped (one check-in per month says little about a mix), so ``prev_period``
     is the user's previous active window, not necessarily the calendar one before.
+
+    With ``prior > 0`` a column ``shrunk_js`` follows: the divergence of additively smoothed
+    shares ``(count + prior * m) / (events + prior)``, ``m`` the user's overall mix (all their
+    profiled events), i.e. a Dirichlet prior worth ``prior`` events. A window of 5 events
+    with a prior of 10 keeps a third of its own mix, one of 500 keeps 98%: two tiny windows
+    of disjoint items no longer read as a complete change.
     """
+    if prior < 0:
+        raise ValueError(f"the prior is a number of pseudo-events (>= 0), got {prior!r}")
     totals = profiles.groupby([schema.USER, PERIOD], as_index=False)[EVENTS].sum()
-    totals = totals[totals[EVENTS] >= min_events]
-    totals = totals.sort_values([schema.USER, PERIOD])
+    totals = totals[totals[EVENTS] >= min_events].sort_values([schema.USER, PERIOD])
+    totals = totals[totals.groupby(schema.USER)[PERIOD].transform("size") >= 2]
     totals["_rank"] = totals.groupby(schema.USER).cumcount()
-    prof = profiles[[schema.USER, PERIOD, column, SHARE]].merge(
-        totals[[schema.USER, PERIOD, "_rank"]], on=[schema.USER, PERIOD])
-    prev = prof.assign(_rank=prof["_rank"] + 1)  # window k-1's shares, keyed as window k
-    pairs = prev.merge(prof, on=[schema.USER, "_rank", column], how="outer",
-                       suffixes=("_p", "_q"))
-    # keep only ranks where both windows exist
-    ranks = totals[[schema.USER, "_rank"]]
-    both = ranks.merge(ranks.assign(_rank=ranks["_rank"] + 1), on=[schema.USER, "_rank"])
-    pairs = pairs.merge(both, on=[schema.USER, "_rank"])
-    p = pairs[f"{SHARE}_p"].fillna(0.0).to_numpy()
-    q = pairs[f"{SHARE}_q"].fillna(0.0).to_numpy()
-    m = (p + q) / 2
-    pairs[JS] = 0.5 * _kl_terms(p, m) + 0.5 * _kl_terms(q, m)
-    js = pairs.groupby([schema.USER, "_rank"], as_index=False)[JS].sum()
-    js[JS] = js[JS].clip(0.0, 1.0)  # rounding can step a hair outside [0, 1]
+    mix = profiles.groupby([schema.USER, column], as_index=False)[EVENTS].sum()
+    mix["_m"] = mix[EVENTS] / mix.groupby(schema.USER)[EVENTS].transform("sum")
+    # every compared window x every category / zone of the user (smoothing gives them all mass)
+    grid = totals.merge(mix[[schema.USER, column, "_m"]], on=schema.USER).merge(
+        profiles[[schema.USER, PERIOD, column, EVENTS]].rename(columns={EVENTS: "_c"}),
+        on=[schema.USER, PERIOD, column], how="left")
+    c = grid["_c"].fillna(0).to_numpy("float64")
+    n = grid[EVENTS].to_numpy("float64")
+    grid["_p"] = c / n
+    grid["_s"] = (c + prior * grid["_m"].to_numpy("float64")) / (n + prior)
+    keys = [schema.USER, "_rank", column]
+    cur = grid[[*keys, "_p", "_s"]]
+    pairs = cur.assign(_rank=cur["_rank"] + 1).merge(cur, on=keys, suffixes=("_a", "_b"))
+    pairs[JS] = _js_terms(pairs["_p_a"].to_numpy(), pairs["_p_b"].to_numpy())
+    scores = [JS]
+    if prior > 0:
+        pairs[SHRUNK_JS] = _js_terms(pairs["_s_a"].to_numpy(), pairs["_s_b"].to_numpy())
+        scores.append(SHRUNK_JS)
+    js = pairs.groupby([schema.USER, "_rank"], as_index=False)[scores].sum()
+    js[scores] = js[scores].clip(0.0, 1.0)  # rounding can step a hair outside [0, 1]
     prv = totals.assign(_rank=totals["_rank"] + 1).rename(
         columns={PERIOD: PREV_PERIOD, EVENTS: PREV_EVENTS})
     out = js.merge(totals, on=[schema.USER, "_rank"]).merge(prv, on=[schema.USER, "_rank"])
-    cols = [schema.USER, PREV_PERIOD, PERIOD, PREV_EVENTS, EVENTS, JS]
+    cols = [schema.USER, PREV_PERIOD, PERIOD, PREV_EVENTS, EVENTS, *scores]
     return out.sort_values([schema.USER, PERIOD])[cols].reset_index(drop=True)
+
+
+def _js_terms(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per-element terms of the JS divergence of p and q (sum them per pair of windows)."""
+    m = (p + q) / 2
+    return 0.5 * _kl_terms(p, m) + 0.5 * _kl_terms(q, m)
 
 
 def activity_segments(profiles: pd.DataFrame,
@@ -154,47 +221,99 @@ def activity_segments(profiles: pd.DataFrame,
     return totals
 
 
+def drift_score(drift: pd.DataFrame) -> str:
+    """The column drift is ranked and summarised by: ``shrunk_js`` when the drift has it,
+    else ``js``."""
+    return SHRUNK_JS if SHRUNK_JS in drift.columns else JS
+
+
 def segment_drift(drift: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
     """Drift per activity segment and window: ``segment, period, users, mean_js,
     median_js``; ``segments`` comes from ``activity_segments``."""
+    return _by_segment(drift, segments, [PERIOD])
+
+
+def segment_summary(drift: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
+    """Drift per activity segment over all windows: ``segment, users, pairs, mean_js,
+    median_js`` (of ``drift_score``)."""
+    return _by_segment(drift, segments, [], pairs=True)
+
+
+def _by_segment(drift: pd.DataFrame, segments: pd.DataFrame, by: list[str],
+                pairs: bool = False) -> pd.DataFrame:
+    score = drift_score(drift)
     j = drift.merge(segments[[schema.USER, SEGMENT]], on=schema.USER)
-    out = j.groupby([SEGMENT, PERIOD], as_index=False).agg(
-        **{USERS: (schema.USER, "nunique"), MEAN_JS: (JS, "mean"), MEDIAN_JS: (JS, "median")})
+    aggs = {USERS: (schema.USER, "nunique"), **({PAIRS: (score, "size")} if pairs else {}),
+            MEAN_JS: (score, "mean"), MEDIAN_JS: (score, "median")}
+    out = j.groupby([SEGMENT, *by], as_index=False).agg(**aggs)
     order = {label: i for i, label in enumerate(SEGMENT_LABELS)}
     out["_o"] = out[SEGMENT].map(order).fillna(len(order))
-    return out.sort_values(["_o", PERIOD]).drop(columns="_o").reset_index(drop=True)
+    return out.sort_values(["_o", *by]).drop(columns="_o").reset_index(drop=True)
+
+
+def user_drift_table(drift: pd.DataFrame, min_pairs: int = 1) -> pd.DataFrame:
+    """Per user with at least ``min_pairs`` window pairs, most changed first (ties by id):
+    ``user_id, windows, pairs, events, mean_js, max_js, raw_mean_js``.
+
+    ``mean_js`` / ``max_js`` are of ``drift_score`` (the shrunk divergence when the drift
+    has it), ``raw_mean_js`` the mean unshrunk one; ``windows`` and ``events`` are the
+    compared windows and their events: the evidence behind the figure."""
+    score = drift_score(drift)
+    d = drift.sort_values([schema.USER, PERIOD])
+    g = d.groupby(schema.USER)
+    out = g.agg(**{PAIRS: (JS, "size"), MEAN_JS: (score, "mean"), MAX_JS: (score, "max"),
+                   RAW_MEAN_JS: (JS, "mean")})
+    out.insert(0, WINDOWS, out[PAIRS] + 1)
+    out.insert(2, EVENTS, (g[EVENTS].sum() + g[PREV_EVENTS].first()).astype("int64"))
+    out = out.reset_index()
+    out = out[out[PAIRS] >= min_pairs]
+    return out.sort_values([MEAN_JS, schema.USER], ascending=[False, True]).reset_index(
+        drop=True)
 
 
 def top_users(drift: pd.DataFrame, n: int = 10, min_pairs: int = 1) -> pd.DataFrame:
-    """``user_id, pairs, mean_js, max_js`` of the ``n`` users with the highest mean drift over
-    at least ``min_pairs`` window pairs, highest first (ties by user id). ``top_changers``
-    needs the profiles of these users only."""
-    per_user = drift.groupby(schema.USER, as_index=False).agg(
-        **{PAIRS: (JS, "size"), MEAN_JS: (JS, "mean"), MAX_JS: (JS, "max")})
-    per_user = per_user[per_user[PAIRS] >= min_pairs]
-    return per_user.sort_values([MEAN_JS, schema.USER], ascending=[False, True]).head(n)
+    """The first ``n`` rows of ``user_drift_table``: the users with the highest mean drift
+    over at least ``min_pairs`` window pairs. ``top_changers`` needs the profiles of these
+    users only."""
+    return user_drift_table(drift, min_pairs).head(n)
+
+
+def changes(drift: pd.DataFrame, profiles: pd.DataFrame,
+            column: str = schema.CATEGORY) -> pd.DataFrame:
+    """``user_id, gained, lost``: the category / zone whose share rose / fell most between
+    each user's first and last compared window of ``drift`` (null when nothing rose / fell);
+    ``profiles`` may hold only the users wanted."""
+    span = drift.groupby(schema.USER).agg(_a=(PREV_PERIOD, "min"), _b=(PERIOD, "max"))
+    prof = profiles.merge(span, left_on=schema.USER, right_index=True)
+    a = prof[prof[PERIOD] == prof["_a"]].set_index([schema.USER, column])[SHARE]
+    b = prof[prof[PERIOD] == prof["_b"]].set_index([schema.USER, column])[SHARE]
+    change = b.sub(a, fill_value=0.0).rename("delta").reset_index()
+    change = change.sort_values([schema.USER, "delta", column])
+    lost = change[change["delta"] < 0].groupby(schema.USER)[column].first().rename(LOST)
+    gained = change[change["delta"] > 0].groupby(schema.USER)[column].last().rename(GAINED)
+    users = pd.Index(span.index.unique(), name=schema.USER)
+    return pd.concat([gained.reindex(users), lost.reindex(users)], axis=1).reset_index()
 
 
 def top_changers(drift: pd.DataFrame, profiles: pd.DataFrame, n: int = 10,
                  column: str = schema.CATEGORY, min_pairs: int = 1) -> pd.DataFrame:
     """The ``n`` users with the highest mean drift over at least ``min_pairs`` window pairs.
 
-    Columns: ``user_id, pairs, mean_js, max_js, gained, lost`` where gained / lost are the
-    categories whose share rose / fell most between the user's first and last window (null
-    when nothing rose / fell).
+    Columns: those of ``user_drift_table`` and ``gained, lost`` (see ``changes``).
     """
     top = top_users(drift, n, min_pairs)
     prof = profiles[profiles[schema.USER].isin(top[schema.USER])]
-    first = prof[PERIOD] == prof.groupby(schema.USER)[PERIOD].transform("min")
-    last = prof[PERIOD] == prof.groupby(schema.USER)[PERIOD].transform("max")
-    a = prof[first].set_index([schema.USER, column])[SHARE]
-    b = prof[last].set_index([schema.USER, column])[SHARE]
-    change = b.sub(a, fill_value=0.0).rename("delta").reset_index()
-    change = change.sort_values([schema.USER, "delta", column])
-    lost = change[change["delta"] < 0].groupby(schema.USER).first()
-    gained = change[change["delta"] > 0].groupby(schema.USER).last()
-    top = top.merge(gained[[column]].rename(columns={column: GAINED}), left_on=schema.USER,
-                    right_index=True, how="left")
-    top = top.merge(lost[[column]].rename(columns={column: LOST}), left_on=schema.USER,
-                    right_index=True, how="left")
-    return top.reset_index(drop=True)
+    got = changes(drift[drift[schema.USER].isin(top[schema.USER])], prof, column)
+    return top.merge(got, on=schema.USER, how="left")
+
+
+def zone_labels(cells: Any) -> dict[str, str]:
+    """``{cell: "area at 40.758, -73.985"}``: the centre of each H3 cell (about 100 m
+    precision), a name people can read for the zone basis."""
+    import h3  # the 'h3' package (v4), as spatial.density uses it
+
+    out = {}
+    for cell in dict.fromkeys(str(c) for c in cells if c is not None and c == c):
+        lat, lon = h3.cell_to_latlng(cell)
+        out[cell] = f"area at {lat:.3f}, {lon:.3f}"
+    return out

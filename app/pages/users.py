@@ -1,8 +1,9 @@
 """Users: one user's behaviour over time and space, and the users whose interests changed most.
 
 Pick a user in the searchable dropdown (or link here with ``?user=ID``): their event timeline,
-interest drift (category mix per window and Jensen-Shannon divergence from the previous one,
-next to the median user), mobility metrics per window, their movement paths on the map (with
+interest drift (the mix per window over categories, or over areas when the data has none, and
+its Jensen-Shannon divergence from the previous window, shrunk for small windows, next to the
+median user), mobility metrics per window, their movement paths on the map (with
 replay), and their churn risk from the dataset's churn model with its backtest. The
 "most-changed users" list links back here. Heavy dataset-wide parts are memoised in
 app/users_service.py; each panel loads in its own callback behind a spinner.
@@ -17,12 +18,13 @@ import dash
 import pandas as pd
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from ...analytics.schema import USER
+from ...analytics.schema import CATEGORY, USER
 from ..deckgl import deckmap
 from ..services import maps as map_service
 from ..services import users
 from ..views import analytics as views
 from ..views import charts, ids, pagekit, ui
+from ..views import drift as drift_views
 from ..views import maps as map_views
 
 dash.register_page(__name__, path="/users", name="Users", title="Users · TrailScope", order=3)
@@ -50,6 +52,7 @@ def layout(dataset: Any = None, user: Any = None, **_query: Any) -> html.Div:
                                "warning"))
     chosen = chosen or (str(top[USER].iloc[0]) if len(top) else None)
     options = _options(top, chosen)
+    basis = users.drift_basis(name)
     no_map = map_service.coordinates_note(name)
     map_body: Any = (ui.empty_state("No map for this dataset", no_map) if no_map else html.Div([
         dcc.Loading(deckmap.DeckMap(ids.USERS_DECK, height=440), type="dot",
@@ -76,9 +79,9 @@ def layout(dataset: Any = None, user: Any = None, **_query: Any) -> html.Div:
                                  "shows the behaviour."),
                  views.graph(ids.USERS_TIMELINE, 300)]),
         html.Div(className="grid-2", children=[
-            ui.card([views.card_head("Interest drift", "Category mix per window, and how "
+            ui.card([views.card_head("Interest drift", "Interest mix per window, and how "
                                      "much it changed from the previous active window."),
-                     views.graph(ids.USERS_DRIFT, 360)]),
+                     views.graph(ids.USERS_DRIFT, 360), views.hint(_drift_note(basis.note))]),
             ui.card([views.card_head("Mobility over time", "Activity, distinct places, radius "
                                      "of gyration and distance travelled per window."),
                      views.graph(ids.USERS_MOBILITY, 420)]),
@@ -92,10 +95,20 @@ def layout(dataset: Any = None, user: Any = None, **_query: Any) -> html.Div:
                                  color=views.LOADING_COLOR)]),
         ]),
         ui.card([views.card_head("Most-changed users", "Highest mean drift between consecutive "
-                                 "windows; click a user to open them here."),
+                                 f"windows, over at least {users.DRIFT_MIN_PAIRS} pairs; "
+                                 "click a user to open them here."),
+                 views.hint(basis.note),
                  dcc.Loading(html.Div(id=ids.USERS_CHANGERS), type="dot",
                              color=views.LOADING_COLOR)]),
     ])
+
+
+def _drift_note(basis_note: str) -> str:
+    """The basis and the rules behind the drift figures, in a sentence or three."""
+    return (f"{basis_note} Windows with fewer than {users.DRIFT_MIN_EVENTS} events are not "
+            "compared, and each window's mix is shrunk toward the user's overall mix as if "
+            f"{users.DRIFT_PRIOR:g} of their usual events were added, so a few events cannot "
+            "read as a complete change; the dashed line is the unshrunk drift.")
 
 
 def _options(frame: pd.DataFrame, keep: str | None) -> list[dict[str, str]]:
@@ -197,11 +210,12 @@ def draw_drift(user: str | None, name: str | None) -> Any:
         return charts.empty_figure("Pick a user above.")
 
     def build() -> Any:
-        if not users.has_categories(name):
-            return charts.empty_figure("This dataset has no categories, so interests "
-                                       "cannot be profiled.")
         d = users.user_drift(name, user)
-        return charts.drift_figure(d.profiles, d.drift, d.reference, d.freq)
+        if d.basis.column is None:
+            return charts.empty_figure(d.basis.note)
+        return drift_views.drift_figure(d.profiles, d.drift, d.reference, d.freq,
+                                        d.basis.column, _labels(d.basis.column,
+                                                                d.profiles[d.basis.column]))
 
     return views.guarded("interest drift", build, views.error_figure)
 
@@ -246,6 +260,11 @@ def draw_user_map(user: str | None, name: str | None) -> tuple[Any, Any]:
                          lambda msg: (None, ui.notice(msg, "warning")))
 
 
+def _labels(column: str, values: pd.Series) -> dict[str, str] | None:
+    """Readable names of the zones among ``values`` (None for categories)."""
+    return None if column == CATEGORY else users.zone_labels(values.dropna().unique())
+
+
 # -- most-changed users ----------------------------------------------------------------------
 @callback(
     Output(ids.USERS_CHANGERS, "children"),
@@ -256,20 +275,15 @@ def show_changers(name: str | None) -> Any:
         return ""
 
     def build() -> Any:
-        if not users.has_categories(name):
-            return views.hint("This dataset has no categories, so interest changes cannot "
-                              "be measured.")
+        basis = users.drift_basis(name)
+        if basis.column is None:
+            return views.hint(basis.note)
         top = users.top_changers(name)
         if top.empty:
-            return views.hint("No user is active in two windows with enough categorised "
-                              "events to compare.")
-        top = top.assign(link=top[USER].astype(str))
-        return views.table(top, [("link", "User"), ("pairs", "Window pairs"),
-                                 ("mean_js", "Mean drift"), ("max_js", "Max drift"),
-                                 ("gained", "Gained most"), ("lost", "Lost most")],
-                           formats={"link": lambda u: dcc.Link(u, href=user_href(name, u)),
-                                    "pairs": views.num(0), "mean_js": views.num(2),
-                                    "max_js": views.num(2)},
-                           numeric=("pairs", "mean_js", "max_js"))
+            return views.hint(f"No user has {users.DRIFT_MIN_PAIRS + 1} windows with at least "
+                              f"{users.DRIFT_MIN_EVENTS} events each to compare.")
+        labels = _labels(basis.column, pd.concat([top["gained"], top["lost"]]))
+        return drift_views.changers_table(
+            top, lambda u: dcc.Link(u, href=user_href(name, u)), labels)
 
     return views.guarded("the most-changed users", build, lambda m: ui.notice(m, "warning"))

@@ -8,6 +8,7 @@ DuckDB engine and memoised; per-user results read one user's events (a filtered 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -17,11 +18,19 @@ from ...analytics.spatial import mobility
 from ...analytics.users import churn as ch
 from ...analytics.users import evolution as ev
 from .analytics import dataset_cursor, events_table, robust_span
-from .workspace import ServiceError, get_store, memoize_dataset
+from .workspace import ServiceError, dataset_info, get_store, memoize_dataset
 
 MAX_OPTIONS = 50
-#: Windows with fewer categorised events are skipped by the drift (one check-in says little).
-DRIFT_MIN_EVENTS = 3
+#: Drift settings. Windows with fewer profiled events are not compared (a handful of
+#: check-ins says little about a mix) ...
+DRIFT_MIN_EVENTS = 5
+#: ... each window's shares are shrunk toward the user's overall mix with this many
+#: pseudo-events (a window of 5 events keeps a third of its own mix, one of 500 keeps 98%) ...
+DRIFT_PRIOR = 10.0
+#: ... and the most-changed list needs this many window pairs.
+DRIFT_MIN_PAIRS = 2
+#: The zone basis's cells (``evolution.ZONE_RESOLUTION``) in words.
+ZONE_AREA = "areas of about 2.5 km across (H3 resolution 7, some 5 km²)"
 
 
 @memoize_dataset
@@ -80,80 +89,165 @@ def has_categories(name: str) -> bool:
 
 
 @dataclass(frozen=True)
+class DriftBasis:
+    column: str | None        # "category", "zone" (H3 cells) or None: no drift
+    note: str                 # the sentence the page and the CLI show about it
+
+
+@memoize_dataset
+def drift_basis(name: str) -> DriftBasis:
+    """What interests are profiled over: the categories when the data has them, else the
+    areas users visit (H3 cells) when it has coordinates, else nothing."""
+    if has_categories(name):
+        return DriftBasis(CATEGORY, "Interests are profiled over the event categories.")
+    if dataset_info(name).has_coordinates:
+        return DriftBasis(ev.ZONE, f"Interests are profiled over {ZONE_AREA} because the "
+                                   "data has no categories.")
+    return DriftBasis(None, "This dataset has no categories and no coordinates, so "
+                            "interests cannot be profiled and no drift is measured.")
+
+
+@dataclass(frozen=True)
 class DriftResult:
-    profiles: pd.DataFrame    # user_id, period, category, events, share
-    drift: pd.DataFrame       # user_id, prev_period, period, prev_events, events, js
-    reference: pd.DataFrame   # period, median_js, users (all users)
+    profiles: pd.DataFrame    # user_id, period, <basis>, events, share
+    drift: pd.DataFrame       # user_id, prev_period, period, prev_events, events, js, shrunk_js
+    reference: pd.DataFrame   # period, median_js (shrunk), users (all users)
     freq: str
+    basis: DriftBasis
 
 
 @memoize_dataset
 def drift(name: str) -> DriftResult:
-    """Category mix per user per window and the JS divergence between consecutive windows,
-    for every user (``analytics.evolution``); windows with under 3 events are skipped.
-    Both come from the dataset's rollup when it stores that window's drift."""
-    freq = drift_freq(name)
+    """Mix per user per window (over the basis) and the JS divergence between consecutive
+    windows, raw and shrunk, for every user (``analytics.evolution``); windows with under
+    ``DRIFT_MIN_EVENTS`` events are skipped."""
+    basis, freq = drift_basis(name), drift_freq(name)
+    if basis.column is None:
+        return _drift_result(_no_profiles(), None, freq, None, basis)
     with events_table(name) as t:
-        profiles = answers.interest_profiles(t, freq)
-        dr = answers.drift(t, freq, DRIFT_MIN_EVENTS) if not profiles.empty else None
-    return _drift_result(profiles, dr, freq, None)
+        profiles = answers.interest_profiles(t, freq, basis.column)
+    dr = ev.interest_drift(profiles, basis.column, DRIFT_MIN_EVENTS, DRIFT_PRIOR)
+    return _drift_result(profiles, dr, freq, None, basis)
+
+
+@memoize_dataset
+def _all_drift(name: str) -> pd.DataFrame | None:
+    """The drift of every user (None without a basis), from the summary layer."""
+    basis = drift_basis(name)
+    if basis.column is None:
+        return None
+    with events_table(name) as t:
+        return answers.drift(t, drift_freq(name), DRIFT_MIN_EVENTS, column=basis.column,
+                             prior=DRIFT_PRIOR)
+
+
+def _no_profiles() -> pd.DataFrame:
+    return pd.DataFrame({USER: pd.Series(dtype="string"),
+                         ev.PERIOD: pd.Series(dtype="datetime64[us]"),
+                         ev.EVENTS: pd.Series(dtype="int64"),
+                         ev.SHARE: pd.Series(dtype="float64")})
 
 
 def _drift_result(profiles: pd.DataFrame, dr: pd.DataFrame | None, freq: str,
-                  reference: pd.DataFrame | None) -> DriftResult:
-    if profiles.empty or dr is None:  # no categorised events: nothing to compare
-        empty = pd.DataFrame({USER: pd.Series(dtype="string"),
-                              ev.PERIOD: pd.Series(dtype="datetime64[us]"),
-                              ev.JS: pd.Series(dtype="float64")})
-        return DriftResult(profiles=profiles, drift=empty,
-                           reference=_reference(None) if reference is None else reference,
-                           freq=freq)
+                  reference: pd.DataFrame | None, basis: DriftBasis) -> DriftResult:
+    if profiles.empty or dr is None:  # no profiled events: nothing to compare
+        dr = pd.DataFrame({USER: pd.Series(dtype="string"),
+                           ev.PERIOD: pd.Series(dtype="datetime64[us]"),
+                           ev.JS: pd.Series(dtype="float64"),
+                           ev.SHRUNK_JS: pd.Series(dtype="float64")})
     return DriftResult(profiles=profiles, drift=dr,
-                       reference=_reference(dr) if reference is None else reference, freq=freq)
+                       reference=_reference(dr) if reference is None else reference,
+                       freq=freq, basis=basis)
 
 
 def _reference(dr: pd.DataFrame | None) -> pd.DataFrame:
-    """Median drift and users per window of all users' drift ``dr``."""
-    if dr is None:
+    """Median (shrunk) drift and users per window of all users' drift ``dr``."""
+    if dr is None or dr.empty:
         return pd.DataFrame(columns=[ev.PERIOD, ev.MEDIAN_JS, ev.USERS])
     return dr.groupby(ev.PERIOD, as_index=False).agg(
-        **{ev.MEDIAN_JS: (ev.JS, "median"), ev.USERS: (USER, "nunique")})
+        **{ev.MEDIAN_JS: (ev.drift_score(dr), "median"), ev.USERS: (USER, "nunique")})
 
 
 @memoize_dataset
 def drift_reference(name: str) -> pd.DataFrame:
     """Median drift of all users per window (``period, median_js, users``)."""
-    if not has_categories(name):
-        return _reference(None)
-    with events_table(name) as t:
-        return _reference(answers.drift(t, drift_freq(name), DRIFT_MIN_EVENTS))
+    return _reference(_all_drift(name))
 
 
 @memoize_dataset
 def top_changers(name: str, n: int = 12) -> pd.DataFrame:
-    """The users whose interests changed most (mean JS over at least 2 window pairs, else 1);
-    only those users' profiles are read."""
-    empty = pd.DataFrame(columns=[USER, ev.PAIRS, ev.MEAN_JS, ev.MAX_JS, ev.GAINED, ev.LOST])
-    if not has_categories(name):
-        return empty
-    freq = drift_freq(name)
+    """The users whose interests changed most: highest mean shrunk drift over at least
+    ``DRIFT_MIN_PAIRS`` window pairs, with the evidence (windows, pairs, events) and what
+    they gained and lost; only those users' profiles are read."""
+    dr, basis = _all_drift(name), drift_basis(name)
+    if dr is None:
+        return pd.DataFrame(columns=[USER, ev.WINDOWS, ev.PAIRS, ev.EVENTS, ev.MEAN_JS,
+                                     ev.MAX_JS, ev.RAW_MEAN_JS, ev.GAINED, ev.LOST])
+    top = ev.top_users(dr, n, DRIFT_MIN_PAIRS)
     with events_table(name) as t:
-        dr = answers.drift(t, freq, DRIFT_MIN_EVENTS)
-        for min_pairs in (2, 1):
-            top = ev.top_users(dr, n, min_pairs)
-            if len(top):
-                profiles = answers.interest_profiles(t, freq, user=top[USER].tolist())
-                return ev.top_changers(dr, profiles, n=n, min_pairs=min_pairs)
-    return empty
+        profiles = answers.interest_profiles(t, drift_freq(name), basis.column,
+                                             user=top[USER].tolist())
+    return ev.top_changers(dr, profiles, n=n, column=basis.column, min_pairs=DRIFT_MIN_PAIRS)
 
 
 def user_drift(name: str, user: str) -> DriftResult:
     """The drift result of one user (the reference stays dataset-wide): only that user's
     profiles and drift are read."""
-    freq = drift_freq(name)
+    basis, freq = drift_basis(name), drift_freq(name)
+    if basis.column is None:
+        return _drift_result(_no_profiles(), None, freq, _reference(None), basis)
     with events_table(name) as t:
-        profiles, dr = answers.user_interest(t, str(user), freq, DRIFT_MIN_EVENTS)
-    return _drift_result(profiles, dr, freq, drift_reference(name))
+        profiles, dr = answers.user_interest(t, str(user), freq, DRIFT_MIN_EVENTS,
+                                             basis.column, DRIFT_PRIOR)
+    return _drift_result(profiles, dr, freq, drift_reference(name), basis)
+
+
+def zone_labels(cells: Any) -> dict[str, str]:
+    """Readable names of H3 cells (the zone basis): ``area at lat, lon`` of their centres."""
+    return ev.zone_labels(cells)
+
+
+def drift_summary(name: str, limit: int | None = None) -> dict[str, Any]:
+    """The drift of dataset ``name`` as a JSON-safe dict (``trailscope aggregate drift``):
+    ``dataset, basis, basis_note, freq, min_events_per_window, prior_events, min_pairs``;
+    ``users``: every user with a measured drift, most changed first (``limit`` keeps the
+    first ones), each with ``user, windows, pairs, events, drift`` (mean shrunk JS),
+    ``raw_drift`` (mean JS of the unsmoothed shares), ``gained, lost``; ``most_changed``:
+    the Users page's list (at least ``min_pairs`` pairs); ``segments``: drift per activity
+    segment (light / medium / heavy users)."""
+    res = drift(name)
+    out: dict[str, Any] = {
+        "dataset": name, "basis": res.basis.column, "basis_note": res.basis.note,
+        "freq": res.freq, "min_events_per_window": DRIFT_MIN_EVENTS,
+        "prior_events": DRIFT_PRIOR, "min_pairs": DRIFT_MIN_PAIRS,
+        "users": [], "most_changed": [], "segments": []}
+    if res.basis.column is None or res.drift.empty:
+        return out
+    table = ev.user_drift_table(res.drift)
+    if limit is not None:
+        table = table.head(int(limit))
+    table = table.merge(ev.changes(res.drift[res.drift[USER].isin(table[USER])],
+                                   res.profiles, res.basis.column), on=USER, how="left")
+    out["users"] = [
+        {"user": str(r[USER]), "windows": int(r[ev.WINDOWS]), "pairs": int(r[ev.PAIRS]),
+         "events": int(r[ev.EVENTS]), "drift": _num(r[ev.MEAN_JS]),
+         "raw_drift": _num(r[ev.RAW_MEAN_JS]), "gained": _text(r[ev.GAINED]),
+         "lost": _text(r[ev.LOST])} for r in table.to_dict("records")]
+    out["most_changed"] = [str(u) for u in top_changers(name)[USER]]
+    seg = ev.segment_summary(res.drift, ev.activity_segments(res.profiles))
+    out["segments"] = [
+        {"segment": str(r[ev.SEGMENT]), "users": int(r[ev.USERS]), "pairs": int(r[ev.PAIRS]),
+         "mean_drift": _num(r[ev.MEAN_JS]), "median_drift": _num(r[ev.MEDIAN_JS])}
+        for r in seg.to_dict("records")]
+    return out
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or v != v else round(float(v), 6)
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None or v != v else str(v)
 
 
 @memoize_dataset

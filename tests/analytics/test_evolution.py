@@ -71,6 +71,41 @@ def test_drift_between_consecutive_windows(tiny):
     assert E.interest_drift(E.interest_profiles(tiny, "month"), min_events=2).empty
 
 
+def test_shrunk_drift_by_hand(tiny):
+    """Shares smoothed toward the user's overall mix with ``prior`` pseudo-events."""
+    d = E.interest_drift(E.interest_profiles(tiny, "month"), min_events=1, prior=2)
+    a = d[d[schema.USER] == "a"].set_index(PERIOD)
+    # a's mix over (bar, cafe, gym): 2/4, 1/4, 1/4; Jan counts (1, 1, 0) of 2 events,
+    # Feb (1, 0, 0) of 1, Mar (0, 0, 1) of 1; smoothed: (count + 2 * mix) / (events + 2)
+    mix = np.array([0.5, 0.25, 0.25])
+    jan, feb, mar = ((np.array(c) + 2 * mix) / (n + 2) for c, n in
+                     (((1, 1, 0), 2), ((1, 0, 0), 1), ((0, 0, 1), 1)))
+    assert a[E.SHRUNK_JS].tolist() == pytest.approx([E.js_divergence(jan, feb),
+                                                     E.js_divergence(feb, mar)])
+    assert a[E.JS].tolist() == pytest.approx([1.5 - 0.75 * math.log2(3), 1.0])  # unchanged
+    assert (a[E.SHRUNK_JS] < a[E.JS]).all()
+    # b's two windows are all bar: no change, shrunk or not
+    assert d.loc[d[schema.USER] == "b", [E.JS, E.SHRUNK_JS]].to_numpy().tolist() == [[0, 0]]
+    # without a prior there is no shrunk column (the stored drift table keeps its shape)
+    assert E.SHRUNK_JS not in E.interest_drift(E.interest_profiles(tiny, "month")).columns
+    with pytest.raises(ValueError, match="pseudo-events"):
+        E.interest_drift(E.interest_profiles(tiny, "month"), prior=-1)
+
+
+def test_user_drift_table_shows_the_evidence(tiny):
+    d = E.interest_drift(E.interest_profiles(tiny, "month"), prior=2)
+    t = E.user_drift_table(d).set_index(schema.USER)
+    # a: windows Jan (2 events), Feb (1), Mar (1); b: Jan (1), Feb (1 categorised)
+    assert t.loc["a", [E.WINDOWS, E.PAIRS, EVENTS]].tolist() == [3, 2, 4]
+    assert t.loc["b", [E.WINDOWS, E.PAIRS, EVENTS]].tolist() == [2, 1, 2]
+    assert t.index.tolist() == ["a", "b"]                   # most changed first
+    assert t.loc["a", E.MEAN_JS] == pytest.approx(d.loc[d[schema.USER] == "a",
+                                                        E.SHRUNK_JS].mean())
+    assert t.loc["a", E.RAW_MEAN_JS] == pytest.approx(d.loc[d[schema.USER] == "a",
+                                                            E.JS].mean())
+    assert E.user_drift_table(d, min_pairs=2).index.tolist() == [0]  # only a
+
+
 def test_segments_and_top_changers(tiny):
     extra = pd.DataFrame({schema.USER: "c", schema.ITEM: "x", schema.CATEGORY: "bar",
                           schema.TS: pd.to_datetime(["2024-01-01"] * 9 + ["2024-02-01"])})

@@ -8,6 +8,7 @@ from trailscope.app.services import workspace as services
 
 from tests.app.helpers import save_taobao as _save_events
 from tests.app.helpers import slice_file as _slice
+from tests.app.test_hostile_strings import HOSTILE, _drift, assert_safe
 from tests.conftest import MOVIELENS, TAOBAO
 
 
@@ -152,3 +153,111 @@ def test_imports_run_as_jobs_with_their_report(workspace, tmp_path):
     assert imports.cancel_import(clash) is False  # finished jobs cannot be cancelled
     with pytest.raises(services.ServiceError, match="import the file again"):
         imports.import_state("feedbeef")
+
+
+# -- interest drift (Users page, `trailscope aggregate drift`) -----------------------------
+@pytest.fixture()
+def drift_ws(workspace, tmp_path):
+    """``nyc`` (the NYC slice), ``nocat`` (the same check-ins with the category columns
+    dropped: a SNAP-like file, coordinates only) and ``plain`` (Taobao slice without
+    categories: neither)."""
+    from trailscope.analytics.ingest.pipeline import import_file
+
+    from tests.analytics.test_drift_basis import write_without_categories
+    from tests.conftest import NYC
+
+    import_file(workspace, NYC, name="nyc")
+    import_file(workspace, write_without_categories(tmp_path / "nocat.csv"), name="nocat")
+    workspace.save_dataset(
+        "plain", "SELECT CAST(u AS VARCHAR), CAST(i AS VARCHAR), to_timestamp(t)::TIMESTAMP, "
+        "NULL::DOUBLE, NULL::DOUBLE, b, NULL, NULL::DOUBLE, 480 FROM read_csv(?, header=false, "
+        "columns={'u': 'BIGINT', 'i': 'BIGINT', 'c': 'BIGINT', 'b': 'VARCHAR', 't': 'BIGINT'})",
+        source=str(TAOBAO), fmt="taobao", report={}, params=[str(TAOBAO)])
+    return workspace
+
+
+def test_drift_summary_says_its_basis_and_is_json(drift_ws):
+    import json
+
+    import h3
+    from trailscope.app.services import users
+
+    got = {name: users.drift_summary(name) for name in ("nyc", "nocat", "plain")}
+    for s in got.values():
+        assert json.loads(json.dumps(s, allow_nan=False)) == s
+    nyc, nocat, plain = got["nyc"], got["nocat"], got["plain"]
+    assert (nyc["basis"], nocat["basis"], plain["basis"]) == ("category", "zone", None)
+    assert "H3 resolution 7" in nocat["basis_note"] and "no categories" in nocat["basis_note"]
+    assert plain["users"] == [] and "no categories and no coordinates" in plain["basis_note"]
+    for s in (nyc, nocat):
+        assert s["min_events_per_window"] == users.DRIFT_MIN_EVENTS and s["freq"] == "month"
+        assert len(s["users"]) > 300                      # of the slice's 361 users
+        drift = [u["drift"] for u in s["users"]]
+        assert drift == sorted(drift, reverse=True) and 0 <= drift[-1] <= drift[0] <= 1
+        for u in s["users"]:
+            assert u["windows"] == u["pairs"] + 1
+            assert u["events"] >= u["windows"] * users.DRIFT_MIN_EVENTS
+        pairs = {u["user"]: u["pairs"] for u in s["users"]}
+        assert len(s["most_changed"]) == 12
+        assert all(pairs[u] >= users.DRIFT_MIN_PAIRS for u in s["most_changed"])
+        assert [x["segment"] for x in s["segments"]] == ["light", "medium", "heavy"]
+    cells = [u["gained"] for u in nocat["users"] if u["gained"]]
+    assert len(cells) > 300 and all(h3.get_resolution(c) == 7 for c in cells)
+    assert users.drift_summary("nyc", limit=5)["users"] == nyc["users"][:5]
+
+
+def test_most_changed_users_rest_on_enough_events(drift_ws):
+    """Each listed user's evidence, recounted from the stored events: their months with at
+    least the minimum of categorised events, and those months' events."""
+    from trailscope.app.services import users
+
+    top = users.top_changers("nyc")
+    ev = drift_ws.events("nyc").dropna(subset=[schema.CATEGORY])
+    month = ev[schema.TS].dt.to_period("M")
+    for r in top.itertuples():
+        counts = ev[ev[schema.USER] == r.user_id].groupby(month).size()
+        kept = counts[counts >= users.DRIFT_MIN_EVENTS]
+        assert (r.windows, r.pairs, r.events) == (len(kept), len(kept) - 1, kept.sum())
+        assert r.pairs >= users.DRIFT_MIN_PAIRS
+    assert top["mean_js"].is_monotonic_decreasing and top["mean_js"].between(0, 1).all()
+    d = users.drift("nyc").drift
+    assert d.loc[d[schema.USER].isin(top[schema.USER]), ["prev_events", "events"]].min().min() \
+        >= users.DRIFT_MIN_EVENTS
+
+
+def test_users_page_shows_the_basis_and_the_evidence(drift_ws):
+    import trailscope.app.main  # noqa: F401 (creates the Dash app, which registers app/pages)
+    from trailscope.app.pages import users as page
+    from trailscope.app.services import users
+
+    from tests.app.helpers import texts
+
+    text = " ".join(texts(page.layout(dataset="nocat")))
+    assert "H3 resolution 7" in text and "because the data has no categories" in text
+    assert "event categories" in " ".join(texts(page.layout(dataset="nyc")))
+    table = " ".join(texts(page.show_changers("nocat")))
+    first = users.top_changers("nocat").iloc[0]
+    assert f"{first['windows']} windows, {first['pairs']} pairs, {first['events']:,} events" \
+        in table
+    assert "area at 40." in table                          # zones named by their centres
+    fig = page.draw_drift(str(first[schema.USER]), "nocat")
+    names = {t.name for t in fig.data}
+    assert {"drift", "raw drift (unshrunk)", "median drift, all users"} <= names
+    assert any(n.startswith("area at 40.") for n in names)
+    assert "no categories and no coordinates" in " ".join(texts(page.show_changers("plain")))
+    fig = page.draw_drift(str(drift_ws.events("plain")[schema.USER].iloc[0]), "plain")
+    assert "no categories and no coordinates" in fig.layout.annotations[0].text
+
+
+@pytest.mark.parametrize("hostile", range(len(HOSTILE)))
+def test_drift_figure_escapes_hostile_strings(hostile):
+    """app/views/drift.py's builder, as tests/app/test_hostile_strings.py checks the others:
+    a hostile category or zone name is escaped wherever the figure shows it."""
+    from trailscope.app.views import drift as drift_views
+
+    s = HOSTILE[hostile]
+    prof, dr, ref = _drift(s)
+    assert_safe(drift_views.drift_figure(prof, dr, ref), s, True)
+    shrunk = dr.assign(shrunk_js=[0.05, 0.1], prev_events=[4, 4], events=[4, 4])
+    zones = prof.rename(columns={schema.CATEGORY: "zone"})
+    assert_safe(drift_views.drift_figure(zones, shrunk, ref, "week", "zone", {s: s}), s, True)
