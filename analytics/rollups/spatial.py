@@ -19,7 +19,7 @@ from ..schema import CATEGORY, ITEM, LAT, LON, TS, USER
 from ..spacetime import Window
 from ..spatial import density, flows, mobility, zones_sql
 from ..spatial.sql import registered, zone_lookup
-from ..spatial.zones import ZONE, Zones
+from ..spatial.zones import EXTENT, MAX_EXTENT_KM, MAX_SHARE, ZONE, Zones
 from ..store import events_table
 from . import defaults, lookup
 from .tables import HEAT_ROWS, Rollup
@@ -114,6 +114,11 @@ class StoredLocated(zones_sql.LocatedEvents):
                 f"{self.ru.t('items')} i ON e.item_idx = i.item_idx WHERE e.coord_idx IS NOT "
                 "NULL)", [])
 
+    def item_categories(self) -> tuple[str, list]:
+        return (f"(SELECT i.{ITEM}, e.{CATEGORY} FROM {self.ru.t('ev')} e JOIN "
+                f"{self.ru.t('items')} i ON e.item_idx = i.item_idx WHERE e.coord_idx IS NOT "
+                "NULL)", [])
+
     def span(self) -> tuple[Any, Any]:
         return self.ru.one(f"SELECT located_first, located_last FROM {self.ru.t('summary')}")
 
@@ -130,18 +135,31 @@ def find_zones_sql(con: duckdb.DuckDBPyConnection, table: str, eps_m: float = 10
                    min_cluster_size: int = 5, buffer_m: float | None = None,
                    window: Window = None, alpha: float = 0.05, min_change: float = 0.2,
                    relative: bool = True, min_users: int = 1, where: str | None = None,
-                   params: list | None = None) -> Zones:
+                   params: list | None = None, max_extent_km: float | None = MAX_EXTENT_KM,
+                   max_share: float | None = MAX_SHARE) -> Zones:
     """``zones_sql.find_zones_sql``: the Map page's zones of a whole dataset come stored
     (defaults.py); other unfiltered requests are found from the summary tables."""
     call = {"eps_m": eps_m, "min_visits": min_visits, "method": method,
             "min_cluster_size": min_cluster_size, "buffer_m": buffer_m, "window": window,
             "alpha": alpha, "min_change": min_change, "relative": relative,
-            "min_users": min_users}
+            "min_users": min_users, "max_extent_km": max_extent_km, "max_share": max_share}
     ru = lookup.for_sql(con, table, where)
     if ru is None:
         return zones_sql.find_zones_sql(con, table, **call, where=where, params=params)
     stored = defaults.stored_zones(ru, call)
-    return stored if stored is not None else zones_sql.find_zones_in(StoredLocated(ru), **call)
+    if stored is not None and EXTENT in stored.zones.columns:  # not a set from older zones
+        return stored
+    return zones_sql.find_zones_in(StoredLocated(ru), **call)
+
+
+def zones_for_subset_sql(con: duckdb.DuckDBPyConnection, table: str, whole: Zones,
+                         window: Window = None, alpha: float = 0.05, min_change: float = 0.2,
+                         relative: bool = True, where: str | None = None,
+                         params: list | None = None) -> Zones:
+    """``zones_sql.zones_for_subset_in``: the zones ``whole`` of the dataset recounted for
+    its events matching ``where`` (always from the raw table: a filter has no summary)."""
+    return zones_sql.zones_for_subset_in(zones_sql.LocatedEvents(con, table, where, params),
+                                         whole, window, alpha, min_change, relative)
 
 
 # -- flows ------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ from .. import schema
 from ..store import derived_table
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 9
+VERSION = 10
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.

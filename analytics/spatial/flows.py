@@ -7,8 +7,9 @@ noise are dropped, moves inside one zone only with ``include_self=True``, and mo
 events are more than ``max_gap`` apart with a ``max_gap``.
 
 Result columns: ``origin``, ``destination``, ``trips`` (moves), ``users`` (distinct users),
-``origin_lat``/``origin_lon``/``dest_lat``/``dest_lon`` (zone centroids, for arcs), sorted by
-trips descending. :func:`od_flows` works on a DataFrame, :func:`od_flows_sql` runs the
+``origin_lat``/``origin_lon``/``dest_lat``/``dest_lon`` (zone centroids, for arcs),
+``origin_name``/``dest_name`` (the zones' names, when the zones have them), sorted by trips
+descending. :func:`od_flows` works on a DataFrame, :func:`od_flows_sql` runs the
 ordering and the group-by inside DuckDB on a stored table; they return the same rows.
 """
 
@@ -22,7 +23,7 @@ from ..geo import has_coords_sql
 from ..schema import ITEM, LAT, LON, TS, USER
 from ..spacetime import utc_naive
 from .sql import registered, zone_lookup
-from .zones import NOISE, ZONE, assign_zones
+from .zones import NAME, NOISE, ZONE, assign_zones
 
 ORIGIN = "origin"
 DEST = "destination"
@@ -42,13 +43,13 @@ def gap_us(max_gap: str | pd.Timedelta | None) -> int | None:
 
 
 def finish(counts: pd.DataFrame, zones: pd.DataFrame) -> pd.DataFrame:
-    """The flows from ``origin, destination, trips, users`` counts: zone centroids joined,
-    types, order (most trips first)."""
-    c = zones[[ZONE, LAT, LON]]
-    out = counts.merge(c.rename(columns={ZONE: ORIGIN, LAT: "origin_lat", LON: "origin_lon"}),
-                       on=ORIGIN, how="left")
-    out = out.merge(c.rename(columns={ZONE: DEST, LAT: "dest_lat", LON: "dest_lon"}),
-                    on=DEST, how="left")
+    """The flows from ``origin, destination, trips, users`` counts: zone centroids (and
+    names) joined, types, order (most trips first)."""
+    c = zones[[ZONE, LAT, LON] + ([NAME] if NAME in zones.columns else [])]
+    out = counts.merge(c.rename(columns={ZONE: ORIGIN, LAT: "origin_lat", LON: "origin_lon",
+                                         NAME: "origin_name"}), on=ORIGIN, how="left")
+    out = out.merge(c.rename(columns={ZONE: DEST, LAT: "dest_lat", LON: "dest_lon",
+                                      NAME: "dest_name"}), on=DEST, how="left")
     out = out.astype({ORIGIN: "int64", DEST: "int64", TRIPS: "int64", USERS: "int64"})
     return out.sort_values([TRIPS, ORIGIN, DEST], ascending=[False, True, True],
                            ignore_index=True)

@@ -9,6 +9,10 @@ in Python on those, through the same code as the pandas version.
 Where those small tables come from is a :class:`LocatedEvents`: SQL over the stored table
 (filtered by ``where``); a caller holding faster equivalents (the summary tables) passes a
 subclass to :func:`find_zones_in` / :func:`zone_activity_in` and gets the same rows.
+
+:func:`zones_for_subset_in` recounts the zones of the whole dataset for filtered events (the
+Map page with a filter: filters never find new zones); :func:`page_zone_params` holds the
+Map page's settings.
 """
 
 from __future__ import annotations
@@ -21,18 +25,24 @@ import numpy as np
 import pandas as pd
 
 from ..geo import latlon_from_xyz
-from ..schema import ITEM, LAT, LON, TS, USER
+from ..schema import CATEGORY, ITEM, LAT, LON, TS, USER
 from ..spacetime import WINDOW, Window, all_windows, window_sql
 from .sql import located_sql, registered, zone_lookup
 from .zones import (
+    MAX_EXTENT_KM,
+    MAX_SHARE,
+    N_PLACES,
     NOISE,
     PLACE_DECIMALS,
+    TREND_COLUMNS,
     USERS,
     VISITS,
     ZONE,
     Zones,
+    complete_windows,
     empty_activity,
     fill_activity,
+    recount_zones,
     with_trends,
     zones_from_places,
 )
@@ -64,6 +74,10 @@ class LocatedEvents:
     def user_items(self) -> tuple[str, list]:
         """(subquery of ``user_id, item_id`` per located event, its parameters)."""
         return located_sql(self.table, self.where, [USER, ITEM]), self.params or []
+
+    def item_categories(self) -> tuple[str, list]:
+        """(subquery of ``item_id, category`` per located event, its parameters)."""
+        return located_sql(self.table, self.where, [ITEM, CATEGORY]), self.params or []
 
     def span(self) -> tuple[Any, Any]:
         """(first, last) time of the located events; (None, None) when there are none."""
@@ -129,8 +143,9 @@ def zone_activity_in(src: LocatedEvents, zones: pd.DataFrame, window: Window) ->
     df[WINDOW] = df[WINDOW].astype("datetime64[us]")
     totals = df.groupby(WINDOW)[VISITS].sum()
     counts = df[df[ZONE] != NOISE].set_index([ZONE, WINDOW])[[VISITS, USERS]]
-    return fill_activity(counts, totals, zones, all_windows(pd.Timestamp(lo), pd.Timestamp(hi),
-                                                            window))
+    starts = all_windows(pd.Timestamp(lo), pd.Timestamp(hi), window)
+    return fill_activity(counts, totals, zones, starts,
+                         complete_windows(starts, window, pd.Timestamp(lo), pd.Timestamp(hi)))
 
 
 def find_zones_sql(con: duckdb.DuckDBPyConnection, table: str, eps_m: float = 100.0,
@@ -138,35 +153,42 @@ def find_zones_sql(con: duckdb.DuckDBPyConnection, table: str, eps_m: float = 10
                    min_cluster_size: int = 5, buffer_m: float | None = None,
                    window: Window = None, alpha: float = 0.05, min_change: float = 0.2,
                    relative: bool = True, min_users: int = 1, where: str | None = None,
-                   params: list | None = None) -> Zones:
+                   params: list | None = None, max_extent_km: float | None = MAX_EXTENT_KM,
+                   max_share: float | None = MAX_SHARE) -> Zones:
     """:func:`analytics.zones.find_zones` on a DuckDB table; ``where``/``params`` filter it."""
     return find_zones_in(LocatedEvents(con, table, where, params), eps_m=eps_m,
                          min_visits=min_visits, method=method,
                          min_cluster_size=min_cluster_size, buffer_m=buffer_m, window=window,
                          alpha=alpha, min_change=min_change, relative=relative,
-                         min_users=min_users)
+                         min_users=min_users, max_extent_km=max_extent_km,
+                         max_share=max_share)
 
 
 def find_zones_in(src: LocatedEvents, eps_m: float = 100.0, min_visits: int = 50,
                   method: Literal["dbscan", "hdbscan"] = "dbscan", min_cluster_size: int = 5,
                   buffer_m: float | None = None, window: Window = None, alpha: float = 0.05,
-                  min_change: float = 0.2, relative: bool = True,
-                  min_users: int = 1) -> Zones:
+                  min_change: float = 0.2, relative: bool = True, min_users: int = 1,
+                  max_extent_km: float | None = MAX_EXTENT_KM,
+                  max_share: float | None = MAX_SHARE) -> Zones:
     """:func:`find_zones_sql` of the located events ``src``."""
     places = visited_places_in(src)
     events, params = src.user_items()
 
     def users_of(labelled: pd.DataFrame) -> pd.Series:
-        labels = labelled.loc[labelled[ZONE] != NOISE, [ITEM, ZONE]]
-        with registered(src.con, labels, "place_labels") as view:
-            df = src.con.execute(
-                f"SELECT m.{ZONE}, count(DISTINCT e.{USER}) AS n FROM {events} e "
-                f"JOIN {view} m ON e.{ITEM} = m.{ITEM} GROUP BY 1", params).df()
+        df = _per_zone(src, labelled, events, params, f"count(DISTINCT e.{USER}) AS n")
         return pd.Series(df["n"].to_numpy("int64"), index=df[ZONE].to_numpy(np.int64))
 
-    zones, places = zones_from_places(places, users_of, eps_m=eps_m, min_visits=min_visits,
-                                      method=method, min_cluster_size=min_cluster_size,
-                                      buffer_m=buffer_m, min_users=min_users)
+    def categories_of(labelled: pd.DataFrame) -> pd.DataFrame:
+        cats, cat_params = src.item_categories()
+        df = _per_zone(src, labelled, cats, cat_params, f"e.{CATEGORY}, count(*) AS {VISITS}",
+                       f"e.{CATEGORY} IS NOT NULL", 2)
+        return df.astype({ZONE: "int64", VISITS: "int64"})
+
+    zones, places = zones_from_places(places, users_of, categories_of, eps_m=eps_m,
+                                      min_visits=min_visits, method=method,
+                                      min_cluster_size=min_cluster_size, buffer_m=buffer_m,
+                                      min_users=min_users, max_extent_km=max_extent_km,
+                                      max_share=max_share)
     activity = empty_activity()
     if window is not None and not zones.empty:
         activity = zone_activity_in(src, zones, window)
@@ -174,19 +196,53 @@ def find_zones_in(src: LocatedEvents, eps_m: float = 100.0, min_visits: int = 50
     return Zones(zones=zones, places=places, activity=activity)
 
 
+def _per_zone(src: LocatedEvents, labelled: pd.DataFrame, events: str, params: list,
+              select: str, cond: str = "TRUE", keys: int = 1) -> pd.DataFrame:
+    """``zone_id`` and ``select`` (over ``e``, the rows of ``events`` at labelled places)
+    grouped by the first ``keys`` output columns."""
+    labels = labelled.loc[labelled[ZONE] != NOISE, [ITEM, ZONE]]
+    group = ", ".join(str(i + 1) for i in range(keys))
+    with registered(src.con, labels, "place_labels") as view:
+        return src.con.execute(
+            f"SELECT m.{ZONE}, {select} FROM {events} e JOIN {view} m "
+            f"ON e.{ITEM} = m.{ITEM} WHERE {cond} GROUP BY {group}", params).df()
+
+
+def zones_for_subset_in(src: LocatedEvents, whole: Zones, window: Window = None,
+                        alpha: float = 0.05, min_change: float = 0.2,
+                        relative: bool = True) -> Zones:
+    """:func:`analytics.spatial.zones.zones_for_subset` of the located events ``src`` (the
+    filtered events of a dataset whose zones are ``whole``)."""
+    events, params = src.user_items()
+    counts = _per_zone(src, whole.places, events, params,
+                       f"count(*) AS {VISITS}, count(DISTINCT e.{USER}) AS {USERS}, "
+                       f"count(DISTINCT e.{ITEM}) AS {N_PLACES}")
+    located = src.con.execute(f"SELECT count(*) FROM {events}", params).fetchone()[0]
+    zones = recount_zones(whole.zones.drop(columns=TREND_COLUMNS, errors="ignore"), counts, located)
+    activity = empty_activity()
+    if window is not None and not zones.empty:
+        activity = zone_activity_in(src, zones, window)
+        zones = with_trends(zones, activity, relative, alpha, min_change)
+    return Zones(zones=zones, places=whole.places, activity=activity)
+
+
+
 # -- the Map page's zones ------------------------------------------------------------------
 #: Largest gap between two events of a user that still makes a move, on the Map page.
 PAGE_FLOW_GAP = "12h"
 _PAGE_DEFAULTS = {"eps_m": 100.0, "method": "dbscan", "min_cluster_size": 5, "buffer_m": None,
-                  "alpha": 0.05, "min_change": 0.2, "relative": True, "min_users": 3}
+                  "alpha": 0.05, "min_change": 0.2, "relative": True, "min_users": 3,
+                  "max_extent_km": MAX_EXTENT_KM, "max_share": MAX_SHARE}
 
 
 def page_zone_params(located: int, first: pd.Timestamp | None,
                      last: pd.Timestamp | None) -> dict:
     """The Map page's zone parameters for ``located`` events between ``first`` and ``last``:
-    DBSCAN at 100 m; ``min_visits`` scales with the events (a zone is a place many people
-    go, at 10k events as at 1M), zones of fewer than 3 users dropped; the trend window is a
-    day for up to 4 weeks of data, a week up to 30 weeks, else a month."""
+    DBSCAN at 100 m, clusters split until none is wider than 1.5 km across or holds more
+    than 5% of the located events (unless one venue); ``min_visits`` scales with the events
+    (a zone is a place many people go, at 10k events as at 1M), zones of fewer than 3 users
+    dropped; the trend window is a day for up to 4 weeks of data, a week up to 30 weeks,
+    else a month."""
     days = None if first is None or last is None else (pd.Timestamp(last)
                                                        - pd.Timestamp(first)).days
     window = "month" if days is None else "day" if days <= 28 else "week" if days <= 210 \

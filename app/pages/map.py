@@ -90,11 +90,16 @@ def layout(dataset: Any = None, start: Any = None, end: Any = None,
             html.Div(id=ids.MAP_SUMMARY, className="map-summary"),
         ]),
         html.Div(className="grid-2", children=[
-            ui.card([views.card_head("Zone trends", "Visits per window of the busiest "
-                                     "aggregation zones, coloured by trend."),
+            ui.card([views.card_head("Zone trends", "Visits per complete window of the "
+                                     "busiest aggregation zones, coloured by trend."),
                      views.graph(ids.MAP_ZONE_TREND, 300)]),
-            ui.card([views.card_head("Zones", "Clusters of visited places (DBSCAN, 100 m); "
-                                     "trend by a Mann-Kendall test on their share of visits."),
+            ui.card([views.card_head("Zones", "Clusters of visited places (DBSCAN, 100 m), "
+                                     "split until none is wider than 1.5 km or holds over 5% "
+                                     "of the events unless it is one venue; found on the "
+                                     "whole dataset, recounted for the filters. Trend: a "
+                                     "Mann-Kendall test on each zone's share of visits over "
+                                     "complete windows; change: its Sen line, first to last "
+                                     "complete window."),
                      dcc.Loading(html.Div(id=ids.MAP_ZONE_TABLE), type="dot",
                                  color=views.LOADING_COLOR)]),
         ]),
@@ -165,7 +170,8 @@ def _summary(m: map_views.MapSpec, layers: list[str]) -> Any:
     if c["drawn"] < c["events"]:
         parts[0] += f" ({c['drawn']:,} sampled for the heat layer)"
     if "zones" in c:
-        parts.append(f"{c['zones']:,} zones")
+        parts.append(f"{c['zones']:,} zones holding {c.get('zone_coverage', 0.0):.0%} of "
+                     "the located events")
     if "hexagons" in c:
         parts.append(f"{c['hexagons']:,} hexagons")
     if "flows" in c:
@@ -209,7 +215,7 @@ def draw_zones(categories: list[str] | None, behaviors: list[str] | None, segmen
         flt = svc.EventFilter.make(start=picked.get("start"), end=picked.get("end"),
                                    categories=categories, behaviors=behaviors, segment=segment)
         z = map_service.zones(name, flt)
-        fig = charts.zone_trend_figure(z.zones, z.activity, window=z.window)
+        fig = charts.zone_trend_figure(z.zones, z.complete_activity(), window=z.window)
         return fig, _zone_table(z)
 
     return views.guarded("the zones", build, lambda m: (views.error_figure(m), ""))
@@ -217,19 +223,33 @@ def draw_zones(categories: list[str] | None, behaviors: list[str] | None, segmen
 
 def _zone_table(z: map_service.ZoneResult) -> Any:
     if z.zones.empty:
-        return views.hint(f"No zones: no place cluster reaches {z.min_visits} visits within "
-                          f"{z.eps_m:.0f} m by at least 3 users. Widen the filters.")
+        if z.filtered:
+            return views.hint("No zones here: the events these filters keep fall outside the "
+                              "dataset's zones. Widen the filters.")
+        return views.hint(f"No zones: no group of places reaches {z.min_visits} visits within "
+                          f"{z.eps_m:.0f} m by at least 3 users.")
     counts = z.zones["trend"].value_counts()
-    top = z.zones.nsmallest(10, "zone_id").assign(
-        change=lambda d: d["rel_change"] * 100 if "rel_change" in d else float("nan"))
+    top = map_views.zone_labels(z.zones.head(10)).assign(change=lambda d: d["rel_change"] * 100)
     summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("emerging", "stable", "declining"))
+    note = (f" Left out of the trend test as partial: {z.partial}." if z.partial else "")
     return html.Div([
-        html.P([html.Strong(f"{len(z.zones):,} zones"), f" ({summary}), trend per {z.window}."],
-               className="hint"),
-        views.table(top, [("zone_id", "Zone"), ("visits", "Visits"), ("users", "Users"),
-                          ("n_places", "Places"), ("change", "Change"), ("trend", "Trend")],
-                    formats={"visits": views.num(0), "users": views.num(0),
-                             "n_places": views.num(0), "change": views.num(0, "%"),
+        html.P([html.Strong(f"{len(z.zones):,} zones"),
+                f" hold {z.coverage:.0%} of the {z.located:,} located events ({summary}); "
+                f"trend per {z.window}.{note}"], className="hint"),
+        views.table(top, [("zone_id", "Zone"), ("name", "Name"), ("visits", "Visits"),
+                          ("share", "Share"), ("users", "Users"), ("n_places", "Places"),
+                          ("extent_km", "Across"), ("change", "Change"),
+                          ("p_value", "p"), ("trend", "Trend")],
+                    formats={"visits": views.num(0), "share": lambda v: f"{v:.1%}",
+                             "users": views.num(0), "n_places": views.num(0),
+                             "extent_km": views.num(2, " km"), "change": _change,
+                             "p_value": views.num(3),
                              "trend": lambda t: html.Span(t, className=f"trend trend-{t}")},
-                    numeric=("zone_id", "visits", "users", "n_places", "change")),
+                    numeric=("zone_id", "visits", "share", "users", "n_places", "extent_km",
+                             "change", "p_value")),
     ])
+
+
+def _change(value: Any) -> str:
+    """A zone's change in percent; a Sen line that starts at 0 has no relative change."""
+    return "new" if value != value else f"{float(value):+,.0f}%"

@@ -9,18 +9,23 @@ draws the same points and the browser never receives millions of rows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ...analytics.geo import with_coords
 from ...analytics.rollups import spatial as answers
 from ...analytics.rollups import users as user_answers
 from ...analytics.schema import LAT, LON, TS, USER
+from ...analytics.spacetime import WINDOW
 from ...analytics.spatial import density as space
 from ...analytics.spatial import flows as fl
 from ...analytics.spatial import mobility, zones_sql
-from ...analytics.spatial.zones import Zones
+from ...analytics.spatial import zones as zn
+from ...analytics.temporal import periods
 from .analytics import EventFilter, sql_where
 from .workspace import dataset_info, get_store, memoize_dataset
 
@@ -95,35 +100,109 @@ def hex_cells(name: str, flt: EventFilter | None = None,
 
 @dataclass(frozen=True)
 class ZoneResult:
-    zones: pd.DataFrame       # zone_id, lat, lon, n_places, visits, users, radius_km, polygon,
-    #                           wkt, trend columns (see analytics.zones)
-    activity: pd.DataFrame    # zone_id, window_start, visits, users, share
+    zones: pd.DataFrame       # zone_id, name, lat, lon, n_places, visits, users, share,
+    #                           radius_km, extent_km, polygon, wkt, trend columns
+    #                           (analytics.spatial.zones), most visited first
+    activity: pd.DataFrame    # zone_id, window_start, visits, users, share, complete
     window: str
     eps_m: float
     min_visits: int
+    located: int = 0          # located events of the filter
+    params: dict | None = None  # the settings the zones were found with (whole dataset)
+    partial: str = ""         # the partial windows left out of the trend test, for users
+    filtered: bool = False    # zones of the whole dataset recounted for a filter
+
+    @property
+    def coverage(self) -> float:
+        """Share of the filter's located events at the zones' places."""
+        return float(self.zones[zn.SHARE].sum()) if len(self.zones) else 0.0
+
+    def complete_activity(self) -> pd.DataFrame:
+        """The activity over the complete windows (the ones the trend test uses), or all of
+        it when fewer than two windows are complete."""
+        a = self.activity
+        if a.empty or zn.COMPLETE not in a.columns:
+            return a
+        done = a[a[zn.COMPLETE]]
+        return done if done[WINDOW].nunique() >= 2 else a
 
 
 @memoize_dataset
 def zones(name: str, flt: EventFilter | None = None) -> ZoneResult:
-    """Aggregation zones (DBSCAN of visited places) with per-window visits and trend labels,
-    with the page's parameters (``analytics.zones_sql.page_zone_params``: ``min_visits``
-    scales with the located events, zones of fewer than 3 users are dropped). Unfiltered,
-    they come stored with the dataset's rollup."""
+    """Aggregation zones with per-window visits and trend labels at the page's settings
+    (``analytics.spatial.zones_sql.page_zone_params``: DBSCAN at 100 m, no zone wider than
+    1.5 km or holding over 5% of the events unless one venue, ``min_visits`` scaled with the
+    located events, zones of fewer than 3 users dropped).
+
+    Zones are found on the whole dataset (stored with its summary tables); a filter only
+    recounts them (its visits, users and places, zones it never visits left out) and tests
+    its own trend, so a filter never has more zones than the whole data and a zone keeps its
+    id and name under every filter. The trend test leaves partial first and last windows
+    out (``analytics.temporal.periods``)."""
+    _, _, n_all = located_span(name)
+    if n_all == 0:
+        empty = zn.empty_activity()
+        return ZoneResult(zones=pd.DataFrame(), activity=empty, window="month", eps_m=0.0,
+                          min_visits=0)
+    whole_spec = zones_sql.page_zone_params(n_all, *located_span(name)[:2])
     start, end, n = located_span(name, flt)
-    spec = zones_sql.page_zone_params(n, start, end)
-    window, eps_m, min_visits = spec["window"], spec["eps_m"], spec["min_visits"]
+    window = zones_sql.page_zone_params(n, start, end)["window"]
     table, where, params = sql_where(name, flt)
     con = get_store().cursor()
     try:
-        if n == 0:
-            found = Zones(zones=pd.DataFrame(), places=pd.DataFrame(),
-                          activity=pd.DataFrame())
-        else:
-            found = answers.find_zones_sql(con, table, **spec, where=where, params=params)
+        found = answers.find_zones_sql(con, table, **whole_spec)
+        if where is not None:
+            found = zn.Zones(zones=pd.DataFrame(), places=found.places,
+                             activity=zn.empty_activity()) if n == 0 else \
+                answers.zones_for_subset_sql(
+                    con, table, found, window, whole_spec["alpha"], whole_spec["min_change"],
+                    whole_spec["relative"], where, params)
     finally:
         con.close()
-    return ZoneResult(zones=found.zones, activity=found.activity, window=window, eps_m=eps_m,
-                      min_visits=min_visits)
+    return ZoneResult(zones=found.zones, activity=found.activity, window=window,
+                      eps_m=whole_spec["eps_m"], min_visits=whole_spec["min_visits"],
+                      located=n, params={k: v for k, v in whole_spec.items() if k != "window"},
+                      partial=_partial_note(found.activity, window, start, end),
+                      filtered=where is not None)
+
+
+def _partial_note(activity: pd.DataFrame, window: str, start: Any, end: Any) -> str:
+    """The partial windows of the trend, as users read them ("" when none)."""
+    if activity.empty or start is None or window not in ("hour", "day", "week", "month"):
+        return ""
+    starts = pd.DatetimeIndex(sorted(activity[WINDOW].unique()))
+    return periods.describe(periods.partial_periods(starts, window, start, end), window)
+
+
+def zones_summary(name: str) -> dict[str, Any]:
+    """The Map page's zones of dataset ``name`` at its default settings as a JSON-safe dict
+    (``trailscope aggregate zones NAME --json``): ``dataset``, ``params``, ``window``,
+    ``located`` events, ``coverage`` (share of them in zones), ``partial_windows`` (left out
+    of the trend test) and one object per zone, most visited first: ``zone``, ``name``,
+    ``events``, ``users``, ``places``, ``extent_km``, ``share``, ``trend``, ``change`` (the
+    Sen line's relative change over the complete windows, >= -1; null when it starts at 0)
+    and ``p_value`` (the Mann-Kendall test the trend label comes from)."""
+    z = zones(name)
+    rows = []
+    for r in z.zones.itertuples(index=False):
+        rows.append({"zone": int(r.zone_id), "name": str(r.name), "events": int(r.visits),
+                     "users": int(r.users), "places": int(r.n_places),
+                     "extent_km": round(float(r.extent_km), 3), "share": _num(r.share, 5),
+                     "trend": getattr(r, "trend", None),
+                     "change": _num(getattr(r, zn.CHANGE, None), 4),
+                     "p_value": _num(getattr(r, zn.P_VALUE, None), 5)})
+    params = {k: (None if v is None else v if isinstance(v, str | bool) else float(v))
+              for k, v in (z.params or {}).items()}
+    return {"dataset": name, "params": params, "window": z.window, "located": z.located,
+            "coverage": round(z.coverage, 5), "partial_windows": z.partial, "zones": rows}
+
+
+def _num(value: Any, digits: int) -> float | None:
+    """A float rounded to ``digits``, None for a missing or non-finite value."""
+    if value is None or not isinstance(value, int | float | np.floating | np.integer):
+        return None
+    v = float(value)
+    return round(v, digits) if math.isfinite(v) else None
 
 
 @memoize_dataset

@@ -75,19 +75,22 @@ def map_spec(name: str, flt: EventFilter | None, layers: list[str],
         layer["colorRange"] = HEAT_COLORS
         out.append(layer)
     if "zones" in wanted:
-        z = maps.zones(name, flt).zones
+        found = maps.zones(name, flt)
+        z = found.zones
         if len(z) and "trend" in z.columns:
-            out.append(dm.zone_layer(z, opacity=0.35, tooltip=(
-                "Zone {zone_id} · {trend}\n{visits} visits by {users} users\n"
-                "{n_places} places")))
+            out.append(dm.zone_layer(zone_labels(z), opacity=0.35, tooltip=(
+                "{name}\nZone {zone_id} · {trend}\n{visits} visits ({share_pct}) by {users} "
+                "users\n{n_places} places, {across}")))
         counts["zones"] = len(z)
+        counts["zone_coverage"] = found.coverage
     if "flows" in wanted:
         f = maps.flows(name, flt)
         if len(f):
             out.append(dm.arc_layer(f, "origin_lat", "origin_lon", "dest_lat", "dest_lon",
                                     weight="trips", max_width_px=7,
                                     source_color=(37, 99, 235), target_color=(219, 39, 119),
-                                    tooltip="zone {origin} → zone {destination}\n"
+                                    tooltip="zone {origin} ({origin_name}) → zone "
+                                            "{destination} ({dest_name})\n"
                                             "{trips} trips by {users} users"))
         counts["flows"] = len(f)
     if "paths" in wanted:
@@ -101,6 +104,13 @@ def map_spec(name: str, flt: EventFilter | None, layers: list[str],
     spec = dm.deck_spec(out, view)
     return MapSpec(spec=spec, origin=start, span_s=span, window_s=win_s,
                    window_label=win_label, counts=counts)
+
+
+def zone_labels(zones: pd.DataFrame) -> pd.DataFrame:
+    """``zones`` plus the texts their tooltips and tables show: ``share_pct`` ("4.8% of
+    events") and ``across`` ("1.47 km across")."""
+    return zones.assign(share_pct=[f"{v:.1%} of events" for v in zones["share"]],
+                        across=[f"{v:.2f} km across" for v in zones["extent_km"]])
 
 
 def user_map_spec(name: str, user: str, events: pd.DataFrame) -> MapSpec | None:

@@ -110,21 +110,63 @@ def test_hdbscan_finds_the_two_clusters() -> None:
         zones.find_zones(_two_clusters(), method="kmeans")
 
 
+def _whole_months(ev: pd.DataFrame) -> pd.DataFrame:
+    """``ev`` plus one noise visit at the first and one at the last minute of its months, so
+    the data covers every month whole."""
+    first = ev[TS].min().to_period("M").start_time
+    last = ev[TS].max().to_period("M").end_time.floor("min")
+    edges = pd.DataFrame({USER: ["u5", "u5"], ITEM: ["noise", "noise"], TS: [first, last],
+                          LAT: [NOISE_PLACE[0]] * 2, LON: [NOISE_PLACE[1]] * 2})
+    return pd.concat([ev, edges.astype(ev.dtypes.to_dict())], ignore_index=True)
+
+
 def test_activity_is_zero_filled_and_trends_follow_the_counts() -> None:
-    ev = _two_clusters()
+    ev = _whole_months(_two_clusters())
     res = zones.find_zones(ev, eps_m=100, min_visits=20, window="month", relative=False)
     act = res.activity
     assert len(act) == 12  # 2 zones x 6 months, including zone 0's empty January
+    assert act[zones.COMPLETE].all()
     a = act[act[zones.ZONE] == 0]
     assert a[zones.VISITS].tolist() == [0, 2, 4, 6, 8, 10]
     assert a[WINDOW].dt.month.tolist() == [1, 2, 3, 4, 5, 6]
     assert act[act[zones.ZONE] == 1][zones.VISITS].tolist() == [4] * 6
     assert res.zones[trend.TREND].tolist() == [trend.EMERGING, trend.STABLE]
+    # zone A's Sen line (slope 2 a month) starts at 0: no relative change, still emerging
+    assert np.isnan(res.zones.loc[0, zones.CHANGE]) and res.zones.loc[1, zones.CHANGE] == 0
     # relative to all located visits (growing), B's constant 4 is a falling share
     rel = zones.find_zones(ev, eps_m=100, min_visits=20, window="month")
     assert rel.zones[trend.TREND].tolist() == [trend.EMERGING, trend.DECLINING]
+    assert -1.0 <= rel.zones.loc[1, zones.CHANGE] <= -0.2
     jan = rel.activity[(rel.activity[zones.ZONE] == 1)].iloc[0]
-    assert jan[zones.SHARE] == pytest.approx(4 / 7)  # 4 of B, 3 noise, 0 of A
+    assert jan[zones.SHARE] == pytest.approx(4 / 8)  # 4 of B, 4 noise, 0 of A
+
+
+def test_partial_first_and_last_windows_are_left_out_of_the_trend() -> None:
+    # the data starts on 2 January and ends on 2 June: both months are partial
+    res = zones.find_zones(_two_clusters(), eps_m=100, min_visits=20, window="month",
+                           relative=False)
+    act = res.activity
+    done = act.groupby(WINDOW)[zones.COMPLETE].first()
+    assert done.tolist() == [False, True, True, True, True, False]
+    assert res.zones["n_windows"].tolist() == [4, 4]
+    # A over February..May is 2, 4, 6, 8: rising, but 4 windows cannot reach p < 0.05
+    mk = trend.mann_kendall([2, 4, 6, 8])
+    assert res.zones.loc[0, zones.P_VALUE] == pytest.approx(mk.p_value)
+    assert res.zones[trend.TREND].tolist() == [trend.STABLE, trend.STABLE]
+    # Sen line 2 + 2t over 4 windows: from 2 to 8, +300%
+    assert res.zones.loc[0, zones.CHANGE] == pytest.approx(3.0)
+
+
+def test_sen_change_is_bounded_and_labels_follow_the_test() -> None:
+    assert zones.sen_change(np.array([10.0, 8, 4, 1, 0, 0]), -2.5) == -1.0  # line hits 0
+    assert zones.sen_change(np.array([4.0, 5, 6]), 1.0) == pytest.approx(0.5)
+    assert zones.sen_change(np.array([0.0, 0, 3, 6]), 2.0) != zones.sen_change(
+        np.array([0.0, 0, 3, 6]), 2.0)  # NaN: the line starts at 0
+    for p, s, change, want in [(0.01, 5, 0.5, trend.EMERGING), (0.01, 5, 0.1, trend.STABLE),
+                               (0.2, 5, 0.9, trend.STABLE), (0.01, -5, -0.4, trend.DECLINING),
+                               (0.01, -5, -0.1, trend.STABLE),
+                               (0.01, 5, float("nan"), trend.EMERGING)]:
+        assert zones.trend_of(p, s, change, 0.05, 0.2) == want
 
 
 # -- trend test by hand --------------------------------------------------------------------
