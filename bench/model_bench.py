@@ -39,6 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RECBOLE_PY = ROOT / "bench" / ".recbole-venv" / "bin" / "python"
 OUT = ROOT / "bench" / "out"
 QUICK_USERS = 120
+#: planted draws by name (bench.planted.PlantedConfig fields; the seed is --seed)
+PLANTED_SHAPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "issue17": {"n_users": 1500, "events_per_user": 40, "n_items": 1000, "n_successors": 7,
+                "follow_prob": 0.6},
+}
 PEER_MODELS = ("SASRec", "GRU4Rec")
 
 
@@ -63,7 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-len", type=int, default=50)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="training seed; also draws the planted set afresh (seed 0: the "
+                        "draw of earlier runs)")
+    p.add_argument("--planted-shape", choices=sorted(PLANTED_SHAPES), default="default",
+                   help="planted draw: 'default' (2,000 users x 50 events, 3,000 items, 5 "
+                        "successors, p 0.7) or 'issue17' (1,500 x 40, 1,000 items, 7, p 0.6)")
     p.add_argument("--latency-calls", type=int, default=200)
     p.add_argument("--home", default=None, help="workspace folder (default: a temp folder)")
     p.add_argument("--summarize", nargs="+", metavar="JSON", default=None,
@@ -100,8 +111,8 @@ def import_datasets(store: Any, args: argparse.Namespace) -> dict[str, Any]:
     for name in args.datasets:
         t = time.perf_counter()
         if name == "planted":
-            cfg = (pl.PlantedConfig(n_users=300, n_items=500) if args.quick
-                   else pl.PlantedConfig())
+            cfg = (pl.PlantedConfig(n_users=300, n_items=500, seed=args.seed) if args.quick
+                   else pl.PlantedConfig(**PLANTED_SHAPES[args.planted_shape], seed=args.seed))
             draw = pl.generate(cfg)
             info = pl.save(store, name, draw, replace=True)
         else:
@@ -171,8 +182,8 @@ def export_peers(store: Any, args: argparse.Namespace, folder: Path) -> list[str
     for name in names:
         ds = build_dataset(store, name, "leave-last", args.max_len)
         counts = export(ds, folder, name)
-        note = ("; NOTE ours masks seen items (exclude_seen), RecBole's sequential full "
-                "ranking does not" if ds.exclude_seen else "")
+        note = ("; seen items masked on both sides (exclude_seen; <name>.seen.json)"
+                if ds.exclude_seen else "")
         print(f"exported {name} for RecBole: {counts}{note}", flush=True)
     return names
 
@@ -212,7 +223,7 @@ def merge(paths: list[str]) -> dict[str, Any]:
     """Result files merged: runs (first of each dataset/split/model), peers, the ceiling."""
     merged: dict[str, Any] = {"runs": [], "peers": [], "ceiling": None, "seconds": 0.0,
                               "merged": True}
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, str, str, int]] = set()
     for path in paths:
         res = json.loads(Path(path).read_text())
         if "job" in res:   # one run's own file (bench.model_bench_run output)
@@ -222,11 +233,15 @@ def merge(paths: list[str]) -> dict[str, Any]:
         if res["args"] is not None:
             merged.setdefault("args", res["args"])
         for r in res["runs"]:
-            key = (r["job"]["dataset"], r["job"]["split"], r["job"]["model"])
+            key = (r["job"]["dataset"], r["job"]["split"], r["job"]["model"],
+                   int(r["job"].get("seed", 0)))
             if key not in seen:
                 seen.add(key)
                 merged["runs"].append(r)
         merged["peers"] += res.get("peers") or []
+        if res.get("ceiling"):   # the planted draw of each seed has its own ceiling
+            seed = int((res.get("args") or {}).get("seed", 0))
+            merged.setdefault("ceilings", {})[str(seed)] = res["ceiling"]
         merged["ceiling"] = merged["ceiling"] or res.get("ceiling")
         merged["seconds"] += res.get("seconds", 0.0)
     done = {(p["dataset"], p["model"]) for p in merged["peers"] if "error" not in p}
@@ -287,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
                 rep.print_run(runs[-1])
     peers = [run_peer(n, m, args, peer_dir, env) for n in peer_sets for m in PEER_MODELS]
     results = {"args": vars(args), "runs": runs, "peers": peers, "ceiling": ceiling,
+               "ceilings": {str(args.seed): ceiling} if ceiling else {},
                "seconds": time.perf_counter() - t_all}
     rep.print_summary(results)
     OUT.mkdir(parents=True, exist_ok=True)

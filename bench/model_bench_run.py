@@ -137,6 +137,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     test = {k: v for k, v in res.metrics["test"].items() if k != "slices"}
     out.update(test=test, valid={k: v for k, v in res.metrics["valid"].items()
                                  if k != "slices"})
+    out["chosen"] = res.metrics.get("chosen")       # settings chosen on validation
+    out["messages"] = res.messages                  # the data report, tuning and blend lines
     epochs = epoch_train_seconds(res.history, clock)
     out["epoch_seconds"] = epochs
     out["pretrain_seconds"] = clock.pretrain_seconds()

@@ -7,10 +7,16 @@ rows are every transition of each user's training prefix (what RecBole's own aug
 makes); valid/test rows are exactly our validation/test examples with their full inputs
 before the target (the test history therefore includes the validation item, as ours does).
 No value is missing (RecBole's NaN filling is a no-op under pandas 3).
+
+Seen items: where our evaluator masks every item of the user's whole history
+(``ds.exclude_seen``, e.g. MovieLens, where nobody rates a film twice), ``<name>.seen.json``
+lists those items per user for the validation and the test targets, and bench/recbole_peer.py
+masks the same items in RecBole's full ranking, so both sides follow one rule.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,4 +70,21 @@ def export(ds: SeqDataset, folder: Path, name: str, max_list_len: int = 20) -> d
         rows = _rows(ds, ex, max_list_len)
         (out_dir / f"{name}.{part}.inter").write_text(HEADER + "".join(rows))
         counts[part] = len(rows)
+    seen_file = out_dir / f"{name}.seen.json"
+    seen_file.unlink(missing_ok=True)
+    if ds.exclude_seen:
+        seen_file.write_text(json.dumps({part: seen_items(ds, ds.parts[part])
+                                         for part in ("valid", "test")}))
     return counts
+
+
+def seen_items(ds: SeqDataset, ex: Examples) -> dict[str, list[str]]:
+    """User id -> ids of every item in the history before the example's target (the items
+    our evaluator masks when ``ds.exclude_seen``)."""
+    item_ids = np.asarray(ds.meta.item_ids, dtype=object)
+    user_ids = np.asarray(ds.meta.extra["user_ids"], dtype=object)
+    rows, items = ds.history_items(ex)
+    out: dict[str, list[str]] = {}
+    for r, i in zip(rows.tolist(), items.tolist(), strict=True):
+        out.setdefault(user_ids[ex.user[r] - 1], []).append(item_ids[i - 1])
+    return out

@@ -13,6 +13,11 @@ detection, which importing recbole.model switches on, is switched off again. The
 comes as benchmark files (``benchmark_filename``) written by bench.recbole_export, so both
 sides train and test on identical examples; the evaluation is full ranking.
 
+Seen items: when the export wrote ``<name>.seen.json`` (our evaluator masks the user's whole
+history, ``exclude_seen``), the same items are masked here before RecBole ranks (its
+sequential full ranking masks nothing by itself), validation and test alike: one rule for
+both sides.
+
 Printed/written: test Hit@K / NDCG@K for K in 1, 5, 10, 20, MRR (MRR@n_items = the full-
 ranking MRR), training seconds of each epoch (the epoch loop only, evaluation excluded).
 """
@@ -108,6 +113,39 @@ def count_items(data_path: str, dataset: str) -> int:
     return len(items)
 
 
+def mask_seen(model, dataset, data_path: str, name: str) -> dict:  # noqa: ANN001 - RecBole's
+    """Mask each user's seen items (``<name>.seen.json``) in ``model.full_sort_predict``.
+
+    Returns the switch the caller flips from validation to test (``phase["part"]``) and
+    whether anything is masked (``phase["masked"]``).
+    """
+    phase = {"part": "valid", "masked": False}
+    path = os.path.join(data_path, name, f"{name}.seen.json")
+    if not os.path.exists(path):
+        return phase
+    with open(path) as fh:
+        raw = json.load(fh)
+    users = dataset.field2token_id[dataset.uid_field]
+    items = dataset.field2token_id[dataset.iid_field]
+    seen = {part: {users[u]: torch.tensor([items[i] for i in its if i in items])
+                   for u, its in per_user.items() if u in users}
+            for part, per_user in raw.items()}
+    inner = model.full_sort_predict
+
+    def masked(interaction):  # noqa: ANN001, ANN202 - RecBole's own signature
+        scores = inner(interaction).view(len(interaction), -1).clone()
+        table = seen[phase["part"]]
+        for r, u in enumerate(interaction[dataset.uid_field].tolist()):
+            idx = table.get(u)
+            if idx is not None and len(idx):
+                scores[r, idx] = float("-inf")
+        return scores
+
+    model.full_sort_predict = masked
+    phase["masked"] = True
+    return phase
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="RecBole peer run on exported benchmark files")
     p.add_argument("--data-path", required=True)
@@ -169,9 +207,11 @@ def main() -> None:
         return out
 
     trainer._train_epoch = timed_epoch
+    phase = mask_seen(model, dataset, args.data_path, args.dataset)
     t0 = time.perf_counter()
     best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     fit_seconds = time.perf_counter() - t0
+    phase["part"] = "test"
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     test = {k: float(v) for k, v in test.items()}
     result = {
@@ -183,6 +223,7 @@ def main() -> None:
         "hr@20": test["hit@20"], "ndcg@5": test["ndcg@5"], "ndcg@10": test["ndcg@10"],
         "ndcg@20": test["ndcg@20"], "mrr": test[f"mrr@{n_items}"], "mrr@20": test["mrr@20"],
         "threads": args.threads, "torch": torch.__version__,
+        "exclude_seen": phase["masked"],
     }
     with open(args.out, "w") as fh:
         json.dump(result, fh)

@@ -228,6 +228,11 @@ class Recommender(nn.Module):
         """
         return None
 
+    def chosen_settings(self) -> dict[str, Any]:
+        """Settings ``calibrate`` chose on validation data, by name (the training log, the
+        checkpoint's metrics and the bench show them). Default: none."""
+        return {}
+
     def score_near(self, batch: Batch, lat: float, lon: float) -> torch.Tensor:
         """Scores given the user's current position. Default: the position is not used
         (the distance-aware baselines anchor their fallback there)."""

@@ -114,9 +114,11 @@ def counts_summary(ex: Explanation) -> str:
         if not d.get("your_events"):
             return ("Recommended as a popular fallback: you have not had this item before, and "
                     "this model ranks your own past items first.")
+        hl = d.get("half_life_hours")
+        weigh = (f"recent repeats weigh most (half-life {hl:.0f} h)" if hl is not None
+                 else "every past repeat counts alike")
         return (f"Recommended because you had it {d['your_events']} time(s) before, most "
-                f"recently {str(d.get('last_time', ''))[:16].replace('T', ' ')}; recent "
-                f"repeats weigh most (half-life {d.get('half_life_hours', 0):.0f} h).")
+                f"recently {str(d.get('last_time', ''))[:16].replace('T', ' ')}; {weigh}.")
     if ex.model == "markov":
         if d.get("transitions"):
             return (f"Recommended because after {d.get('last_item')}, your last event, users "

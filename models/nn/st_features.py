@@ -7,8 +7,6 @@
   next event, or ``target_*`` at the last position): "what next at time T".
 * ``CandidateDistance``: a learned bias over all candidate items as a function of their
   distance from the user's last known position (and of how far ahead the target is).
-* ``history_scores``: the user's own recent items, recency-weighted (a score part the blend
-  of models.blend weighs against the encoder).
 """
 
 from __future__ import annotations
@@ -20,15 +18,7 @@ import torch
 from torch import nn
 
 from ..base import Batch
-from ..recommenders.repeat import recency_counts
 from .layers import distance_buckets, ffill_last_known, log_buckets, time_gap_buckets, unit_vectors
-
-
-def history_scores(batch: Batch, n_items: int, half_life_hours: float) -> torch.Tensor:
-    """(B, n_items + 1) ``log(1 + seen + recency-weighted count)`` of each history's items
-    (models.repeat.recency_counts); 0 for every other item."""
-    hist, seen = recency_counts(batch, n_items, half_life_hours)
-    return torch.log1p(hist + seen)
 
 
 class RelationBias(nn.Module):

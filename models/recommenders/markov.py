@@ -17,7 +17,14 @@ import torch
 
 from ..base import Batch, DataMeta
 from ..nn.transitions import csr_counts, csr_entries
-from .pop import CountEvidence, CountModel, item_coords_tensor, proximity, transitions
+from .pop import (
+    CountEvidence,
+    CountModel,
+    item_coords_tensor,
+    plain_popularity,
+    proximity,
+    transitions,
+)
 
 
 class MarkovRec(CountModel):
@@ -27,14 +34,21 @@ class MarkovRec(CountModel):
     class Config:
         min_transitions: float = 5.0    # beta: pseudo-count given to the fallback
         bandwidth_km: float = 1.0       # distance scale of the nearby-popular fallback
+        tune: bool = True               # choose both on validation
+
+    #: the fallback's pseudo-count, and (with coordinates) how near "nearby" is
+    GRID = {"min_transitions": (0.5, 2.0, 5.0, 20.0), "bandwidth_km": (0.5, 1.0, 3.0)}
+
+    @property
+    def grid(self) -> dict[str, tuple[float, ...]]:
+        if self.meta.has_coordinates:
+            return self.GRID
+        return {"min_transitions": self.GRID["min_transitions"]}
 
     def __init__(self, meta: DataMeta, config: Config | None = None) -> None:
         super().__init__(meta, config or self.Config())
         n = meta.n_items + 1
-        pop = np.r_[0, np.asarray(meta.item_popularity, dtype=np.float32)]
-        if pop.shape[0] != n:
-            pop = np.zeros(n, dtype=np.float32)
-        self.register_buffer("pop", torch.from_numpy(pop.astype(np.float32)))
+        self.register_buffer("pop", plain_popularity(meta))
         # CSR transition counts: row a's successors are col[ptr[a]:ptr[a+1]]
         self.register_buffer("ptr", torch.zeros(n + 1, dtype=torch.long))
         self.register_buffer("col", torch.zeros(0, dtype=torch.long))
@@ -44,6 +58,12 @@ class MarkovRec(CountModel):
     def fit_counts(self, batches: list[Batch]) -> None:
         prev, nxt, _ = transitions(batches)
         self.ptr, self.col, self.val = csr_counts(prev, nxt, self.meta.n_items + 1)
+
+    def observed(self, last: int, item: int) -> tuple[int, int]:
+        """(training transitions ``last -> item``, all transitions out of ``last``)."""
+        start, end = int(self.ptr[last]), int(self.ptr[last + 1])
+        cols, vals = self.col[start:end], self.val[start:end]
+        return int(vals[cols == item].sum()), int(vals.sum())
 
     def _transition_counts(self, last: torch.Tensor) -> torch.Tensor:
         """Dense (B, n_items + 1) successor counts of each row's last item."""

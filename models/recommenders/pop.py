@@ -15,6 +15,7 @@ import torch
 
 from ..base import Batch, DataMeta, Recommender
 from ..data.features import haversine_km
+from ..training.tuning import tune_on_validation
 
 SECONDS_PER_DAY = 86400.0
 
@@ -44,17 +45,37 @@ class CountModel(Recommender):
         ``positions`` (oldest first)."""
         raise NotImplementedError(f"{self.name} does not explain its counts")
 
-    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
-                        assign: bool = False):  # noqa: ANN201 - torch's own signature
-        # Buffer shapes (e.g. the number of transitions) are only known after fitting, so
-        # replace buffers instead of copying into same-shaped ones.
-        unknown = [k for k in state_dict if k not in self._buffers]
-        if strict and unknown:
-            raise KeyError(f"{self.name}: unexpected entries in the state dict: {unknown}")
-        for key, value in state_dict.items():
-            if key in self._buffers:
-                self._buffers[key] = value.detach().clone()
-        return torch.nn.modules.module._IncompatibleKeys([], unknown)
+    #: validation grid of ``calibrate`` (Config field -> values), tried when ``config.tune``
+    GRID: dict[str, tuple[Any, ...]] = {}
+
+    def refit(self) -> None:
+        """Recompute what the tuned settings change (after ``config`` was replaced)."""
+
+    def calibrate(self, ds: Any, device: torch.device | str = "cpu") -> str | None:
+        """Choose the ``GRID`` settings on the validation ranking (models.training.tuning)."""
+        if not getattr(self.config, "tune", False) or not self.grid:
+            return None
+        return tune_on_validation(self, ds, self.grid, device).message(self.name)
+
+    @property
+    def grid(self) -> dict[str, tuple[Any, ...]]:
+        """The settings ``calibrate`` tries (``GRID`` unless the data rules some out)."""
+        return self.GRID
+
+    def chosen_settings(self) -> dict[str, Any]:
+        """The values of the tuned settings (stored in the checkpoint's metrics)."""
+        return {k: getattr(self.config, k) for k in self.grid}
+
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        # buffer shapes (e.g. the number of transitions) are only known after fitting: take
+        # the saved shapes (also when the model is a part of the ST-Transformer)
+        for name in list(self._buffers):
+            saved = state_dict.get(prefix + name)
+            if saved is not None and self._buffers[name] is not None:
+                self._buffers[name] = torch.empty_like(saved,
+                                                       device=self._buffers[name].device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def transitions(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -74,6 +95,15 @@ def transitions(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch
         z = torch.zeros(0, dtype=torch.long)
         return z, z, torch.zeros(0, dtype=torch.float64)
     return torch.cat(prev), torch.cat(nxt), torch.cat(when)
+
+
+def plain_popularity(meta: DataMeta) -> torch.Tensor:
+    """(n_items + 1,) float training counts of each item (``meta.item_popularity``), 0 first;
+    zeros when the meta has none."""
+    counts = np.r_[0, np.asarray(meta.item_popularity, dtype=np.float32)]
+    if counts.shape[0] != meta.n_items + 1:
+        counts = np.zeros(meta.n_items + 1, dtype=np.float32)
+    return torch.from_numpy(counts.astype(np.float32))
 
 
 def item_coords_tensor(meta: DataMeta) -> torch.Tensor:
@@ -102,23 +132,33 @@ class PopRec(CountModel):
     class Config:
         half_life_days: float | None = None   # None: plain counts; else decayed counts
         bandwidth_km: float = 2.0              # for score_near (popular places near a point)
+        tune: bool = True                      # choose half_life_days on validation
 
     def __init__(self, meta: DataMeta, config: Config | None = None) -> None:
         super().__init__(meta, config or self.Config())
-        counts = np.r_[0, np.asarray(meta.item_popularity, dtype=np.float32)]
-        if counts.shape[0] != meta.n_items + 1:
-            counts = np.zeros(meta.n_items + 1, dtype=np.float32)
-        self.register_buffer("counts", torch.from_numpy(counts.astype(np.float32)))
+        self.register_buffer("counts", plain_popularity(meta))
+        self._train: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    #: global counts, or counts halved every 1 week / 1 month / half a year before the cut
+    GRID = {"half_life_days": (None, 7.0, 30.0, 180.0)}
 
     def fit_counts(self, batches: list[Batch]) -> None:
-        if self.config.half_life_days is None:
-            return  # meta.item_popularity already holds every training event
         _, nxt, when = transitions(batches)
+        self._train = (nxt, when)  # kept for refit (tuning), not saved
+        self.refit()
+
+    def refit(self) -> None:
+        dev = self.counts.device
+        if self.config.half_life_days is None or self._train is None or not len(self._train[0]):
+            # meta.item_popularity holds every training event
+            self.counts = plain_popularity(self.meta).to(dev)
+            return
+        nxt, when = self._train
         age_days = (when.max() - when) / SECONDS_PER_DAY
         w = torch.pow(0.5, age_days / self.config.half_life_days).float()
         counts = torch.zeros(self.meta.n_items + 1)
-        counts.index_add_(0, nxt, w)
-        self.counts = counts.to(self.counts.device)
+        counts.index_add_(0, nxt.cpu(), w.cpu())
+        self.counts = counts.to(dev)
 
     def score(self, batch: Batch) -> torch.Tensor:
         b = batch.item_seq.shape[0]

@@ -11,6 +11,12 @@ the target slot (time gap, hour and weekday of the event to predict) so the mode
 "what next at time T"; the score may add a learned bias over all candidates from their
 distance to the user's last known position, which matters a lot on check-in data.
 
+The score blends the encoder with two count parts, the baselines themselves: the first-order
+Markov model (log-probability; same smoothing and nearby-popular fallback) and the repeat
+model (log score; same window and half-life). Their settings are chosen on validation as the
+baselines' are, then the weights by validation NDCG@10 (models.training.blend), so the
+blend can fall back to its best part.
+
 ``pretrain_loss`` is masked-event modelling (mask ~20% of events, predict their item and
 category with bidirectional attention) for a pre-training phase before fine-tuning with
 ``loss``. Item-text embeddings (e.g. from models/text.py) can be fused into the item
@@ -52,14 +58,13 @@ from ..nn.layers import (
 from ..nn.st_features import (
     CandidateDistance,
     RelationBias,
-    history_scores,
     relation_ids,
     target_gap_buckets,
     target_slot,
 )
-from ..nn.transitions import TransitionPrior
-from ..training.blend import fit_weights
-from .pop import transitions as training_transitions
+from ..training.blend import choose_weights
+from .markov import MarkovRec
+from .repeat import RepeatRec
 
 
 class STTransformer(Recommender):
@@ -78,10 +83,13 @@ class STTransformer(Recommender):
         use_context: bool = True        # hour/weekday/category/behaviour input embeddings
         use_target_time: bool = True    # condition on the target slot's gap/hour/weekday
         use_candidate_distance: bool = True  # distance-to-candidate bias in the scores
-        use_transitions: bool = True    # a first-order prior from the training transitions
-        prior_epochs: int = 10          # epochs fitting that prior (on its own, leave-one-out)
-        use_history: bool = True        # the user's own recent items, recency-weighted
-        history_half_life_hours: float = 168.0
+        use_transitions: bool = True    # the first-order Markov model as a score part
+        prior_min_transitions: float = 5.0  # its fallback pseudo-count (markov min_transitions)
+        prior_bandwidth_km: float = 1.0     # its nearby-popular fallback (markov bandwidth_km)
+        use_history: bool = True        # the repeat model (the user's own items) as a part
+        history_window: int | None = 50          # its events used (repeat window; None: all)
+        history_half_life_hours: float | None = 168.0  # its recency half-life (None: counts)
+        tune_parts: bool = True         # choose the two parts' settings on validation
         blend: bool = True              # weigh the score parts on validation (else: sum them)
         use_positions: bool = True
         pretrain: bool = False          # run pretrain_loss first (off: on NYC it slowed learning)
@@ -137,20 +145,23 @@ class STTransformer(Recommender):
         if c.use_candidate_distance and meta.has_coordinates:
             self.candidate = CandidateDistance(meta.item_coords(), c.n_dist_buckets,
                                                c.dist_min_km, c.dist_max_km, c.n_time_buckets)
-        self.transitions = None
+        # the count parts are the baselines themselves, with the same smoothing, fallback,
+        # window and half-life (chosen on validation as theirs are)
+        self.prior = None
         if c.use_transitions:
-            pop = torch.zeros(meta.n_items + 1)
-            if len(meta.item_popularity) == meta.n_items:
-                pop[1:] = torch.tensor(meta.item_popularity, dtype=torch.float32)
-            # the first-order prior, with each candidate's learned base rate
-            self.transitions = TransitionPrior(meta.n_items, pop)
+            self.prior = MarkovRec(meta, MarkovRec.Config(
+                c.prior_min_transitions, c.prior_bandwidth_km, tune=c.tune_parts))
+        self.recent = None
+        if c.use_history:
+            self.recent = RepeatRec(meta, RepeatRec.Config(
+                c.history_half_life_hours, c.history_window, tune=c.tune_parts))
         # score = sum of part weight x part: the encoder (with the distance bias), the
-        # transition prior, the user's history; the encoder alone while it trains, then
-        # weighed on validation by calibrate()
+        # Markov model's log-probability, the repeat model's log score; the encoder alone
+        # while it trains, then weighed on validation by calibrate()
         self.parts: tuple[ScorePart, ...] = (
             ScorePart.ENCODER,
-            *((ScorePart.TRANSITIONS,) if self.transitions is not None else ()),
-            *((ScorePart.HISTORY,) if c.use_history else ()))
+            *((ScorePart.TRANSITIONS,) if self.prior is not None else ()),
+            *((ScorePart.HISTORY,) if self.recent is not None else ()))
         weights = torch.zeros(len(self.parts))
         weights[0] = 1.0
         self.register_buffer("blend_weights", weights)
@@ -240,31 +251,53 @@ class STTransformer(Recommender):
     # ------------------------------------------------------------------ contract
 
     def fit_counts(self, batches: list[Batch]) -> None:
-        """Count the training transitions and fit the first-order prior on them (if on).
-
-        The prior is a model of its own: fitted here, leave-one-out, and never trained with
-        the encoder (whose loss does not see it), so that the two are weighed on validation
-        data that neither was fitted to (``calibrate``).
-        """
-        if self.transitions is not None:
-            prev, nxt, _ = training_transitions(batches)
-            self.transitions.fit(prev, nxt)
-            if self.config.prior_epochs > 0 and len(prev):
-                self.transitions.prefit(prev, nxt, self.config.prior_epochs)
-            self.transitions.requires_grad_(False)
+        """Count the training transitions and popularity of the count parts (vectorised:
+        one ``torch.unique`` over the transitions). They are never trained with the encoder
+        (whose loss does not see them), so that the parts are weighed on validation data
+        that none of them was fitted to (``calibrate``)."""
+        for part in (self.prior, self.recent):
+            if part is not None:
+                part.fit_counts(batches)
 
     def calibrate(self, ds: SeqDataset, device: torch.device | str = "cpu") -> str | None:
-        """Weigh the score parts by the validation log-loss (models.training.blend)."""
-        if len(self.parts) == 1:
-            return None
-        if not self.config.blend:
+        """Tune the count parts on validation as the baselines are, then weigh the parts
+        by validation NDCG@10 (models.training.blend.choose_weights)."""
+        notes = []
+        if self.recent is not None:
+            notes.append(self.recent.calibrate(ds, device))  # also keeps the user histories
+            rc = self.recent.config
+            self.config = dataclasses.replace(self.config, history_window=rc.window,
+                                              history_half_life_hours=rc.half_life_hours)
+        if self.prior is not None:
+            notes.append(self.prior.calibrate(ds, device))
+            pc = self.prior.config
+            self.config = dataclasses.replace(self.config,
+                                              prior_min_transitions=pc.min_transitions,
+                                              prior_bandwidth_km=pc.bandwidth_km)
+        notes = [f"{self.name} part {n}" for n in notes if n]
+        if len(self.parts) > 1 and not self.config.blend:
             self.blend_weights.fill_(1.0)
-            return f"blend off: {', '.join(self.parts)} summed"
-        fit = fit_weights(self, ds, "valid", device=device, names=self.parts)
-        if fit is None:
-            return None
-        self.blend_weights.copy_(torch.tensor(fit.weights))
-        return fit.message()
+            notes.append(f"blend off: {', '.join(self.parts)} summed")
+        elif len(self.parts) > 1:
+            choice = choose_weights(self, ds, "valid", device=device, names=self.parts)
+            if choice is not None:
+                self.blend_weights.copy_(torch.tensor(choice.weights))
+                notes.append(choice.message())
+        return "\n".join(notes) or None
+
+    def chosen_settings(self) -> dict[str, object]:
+        """The count parts' settings and the blend weights chosen on validation."""
+        c = self.config
+        out: dict[str, object] = {}
+        if self.recent is not None:
+            out.update(history_window=c.history_window,
+                       history_half_life_hours=c.history_half_life_hours)
+        if self.prior is not None:
+            out.update(prior_min_transitions=c.prior_min_transitions,
+                       prior_bandwidth_km=c.prior_bandwidth_km)
+        if len(self.parts) > 1:
+            out["blend"] = {str(p): self.part_weight(p) for p in self.parts}
+        return out
 
     def part_weight(self, part: ScorePart) -> float:
         """The blend weight of score part ``part`` (0 for a part the model does not have)."""
@@ -293,8 +326,7 @@ class STTransformer(Recommender):
             relations=self.relations if groups else None, relation_groups=groups,
             candidate=self.candidate,
             attention=tuple(b.attn for b in self.blocks),
-            transition_counts=(self.transitions.counts.observed
-                               if self.transitions is not None else None))
+            transition_counts=self.prior.observed if self.prior is not None else None)
 
     def hidden(self, batch: Batch) -> torch.Tensor:
         """(B, L, D) target-conditioned state at every position (before the distance bias)."""
@@ -331,15 +363,15 @@ class STTransformer(Recommender):
         for part, want in zip(self.parts[1:], need[1:], strict=True):
             if not want:
                 parts.append(torch.zeros_like(scores))
-            elif part is ScorePart.TRANSITIONS:
-                prior = torch.zeros_like(scores)
-                prior[:, 1:] = self.transitions(batch.item_seq[:, -1]).float()
-                parts.append(prior)
-            elif part is ScorePart.HISTORY:
-                parts.append(history_scores(batch, self.meta.n_items,
-                                            self.config.history_half_life_hours))
+                continue
+            if part is ScorePart.TRANSITIONS:   # log P(item | last item), Markov model
+                p = self.prior.score(batch).float().clamp(min=1e-12).log()
+            elif part is ScorePart.HISTORY:     # log(1 + repeat score): the same ranking
+                p = torch.log1p(self.recent.score(batch).float().clamp(min=0.0))
             else:
                 raise ValueError(f"{self.name} has no score part {part!r}")
+            p[:, 0] = 0.0
+            parts.append(p.to(scores.dtype))
         return tuple(parts)
 
     def score(self, batch: Batch) -> torch.Tensor:

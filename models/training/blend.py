@@ -1,27 +1,29 @@
-"""Weigh a model's score parts (sequence encoder, count-based priors) on held-out data.
+"""Weigh a model's score parts (sequence encoder, count-based parts) on held-out data.
 
 The ST-Transformer's score is ``w_0 * encoder + w_1 * transition prior + w_2 * history``: a
-sequence encoder trained by gradient descent, a first-order transition prior fitted on its
-own (models.transitions, leave-one-out), and the user's own recency-weighted history. Which
-to trust is a property of the data: on Foursquare NYC the encoder already knows what the
-others say, on the planted set of PEERS.md (a pure first-order process) it can only re-learn
-the transitions from fewer examples, on the Taobao sample people mostly return to items they
-just viewed. Trained jointly, encoder and prior co-adapt to the training sequences, which no
-held-out check then undoes.
+sequence encoder trained by gradient descent, the first-order Markov model's log-probability
+and the repeat model's (log) score, both with settings tuned on validation. Which to trust is a
+property of the data: on Foursquare NYC the encoder adds to the user's history, on the planted
+set of PEERS.md (a pure first-order process) the encoder can only re-learn the transitions from
+fewer examples, on the Taobao sample people mostly return to items they just viewed.
 
-``fit_weights`` picks the weights after training by the log-loss of the validation targets:
-a few numbers fitted on data none of the parts was trained on, as temperature scaling does
-(Guo et al. 2017), with the evaluator's masking (already-seen items out when
-``ds.exclude_seen``). Log-loss rather than NDCG@10: it is smooth and convex in the weights and
-uses every target's probability, not only whether it made the top 10, so it is much less
-noisy on a few thousand validation users. The validation scores are computed once and kept
-(at most ``budget`` floats; a fixed random subset of the examples beyond that), then Newton's
-method finds the non-negative minimum (``fit_weights``).
+``choose_weights`` picks the weights after training by the ranking metric itself: every weight
+vector of a small grid (each part alone, every pair, all three, in ratios 1/16..16) and the
+log-loss optimum (``fit_weights``) is scored by validation NDCG@10 over all items with the
+evaluator's masking; the best wins, the validation log-loss breaks ties. Each part alone is a
+candidate, so on validation the blend is never worse than its best part. Ranking, not
+log-loss, decides: a part with the better log-loss can rank worse (on the planted set the
+log-loss put weight 0.03 on the encoder and still ranked below the Markov model it contains).
+
+``fit_weights`` is the log-loss fit: the validation scores are computed once and kept (at most
+``budget`` floats; a fixed random subset of the examples beyond that), then Newton's method
+finds the non-negative minimum, as temperature scaling does (Guo et al. 2017).
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +88,25 @@ class Parts:
                     h[m, k] = h[k, m]
         n = max(len(self.target), 1)
         return f / n, g / n, h / n
+
+    def logits(self, weights: tuple[float, ...], start: int, stop: int) -> torch.Tensor:
+        """Masked blend scores of rows ``start:stop`` (masked entries -inf)."""
+        out = sum(w * p[start:stop] for w, p in zip(weights, self.scores, strict=True)
+                  if w != 0)
+        if not isinstance(out, torch.Tensor):  # every weight 0
+            out = torch.zeros_like(self.scores[0][start:stop])
+        return out.masked_fill(self.mask[start:stop], float("-inf"))
+
+    def ndcg(self, weights: tuple[float, ...], k: int = 10, chunk: int = 4096) -> float:
+        """Mean NDCG@k of the targets under the blend (pessimistic ties, as the evaluator)."""
+        total = 0.0
+        for s in range(0, len(self.target), chunk):
+            logits = self.logits(weights, s, s + chunk)
+            t = logits.gather(1, self.target[s:s + chunk, None])
+            rank = (logits >= t).sum(1).double()
+            total += float(torch.where(rank <= k, 1.0 / torch.log2(rank + 1.0),
+                                       torch.zeros_like(rank)).sum())
+        return total / max(len(self.target), 1)
 
     def nll(self, weights: tuple[float, ...], chunk: int = 4096) -> float:
         """Mean log-loss of the targets under ``softmax(sum_k w_k * part_k)``."""
@@ -170,15 +191,23 @@ def _newton(parts: Parts, support: list[int], iters: int = 30,
 def fit_weights(model: Recommender, ds: SeqDataset, part: str = "valid",
                 device: torch.device | str = "cpu",
                 names: tuple[str, ...] | None = None) -> BlendFit | None:
-    """Non-negative weights of least validation log-loss for ``model.score_parts``.
-
-    The log-loss is convex in the weights, so the constrained minimum is the unconstrained
-    minimum over the right set of non-zero weights: Newton's method on every subset of the
-    parts (K is 2 or 3 here), keeping the best result that stays positive. None without data.
-    """
+    """Non-negative weights of least validation log-loss for ``model.score_parts``
+    (``loss_optimum``); None without data."""
     parts = validation_parts(model, ds, part, device)
     if parts is None:
         return None
+    K = len(parts.scores)
+    nll, w = loss_optimum(parts)
+    names = names or tuple(f"part {k}" for k in range(K))
+    return BlendFit(w, names, nll, parts.nll((1.0,) + (0.0,) * (K - 1)),
+                    parts.nll((1.0,) * K), len(parts.target))
+
+
+def loss_optimum(parts: Parts) -> tuple[float, tuple[float, ...]]:
+    """(log-loss, weights) of the non-negative weights of least log-loss: Newton's method on
+    every subset of the parts (K is 2 or 3 here), keeping the best result that stays positive
+    (the log-loss is convex, so the constrained minimum is an unconstrained one on the right
+    support)."""
     K = len(parts.scores)
     best: tuple[float, tuple[float, ...]] | None = None
     for size in range(1, K + 1):
@@ -189,6 +218,81 @@ def fit_weights(model: Recommender, ds: SeqDataset, part: str = "valid",
                 if best is None or f < best[0]:
                     best = (f, w)
     assert best is not None  # a single part always has a positive optimum or hits the cap
+    return best
+
+
+#: relative weights tried for every part after the first one kept (0 = dropped)
+RATIOS = (0.0, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
+TIE = 1e-4  # validation NDCG@10 differences below this are ties (log-loss decides)
+
+
+def candidate_weights(k: int, ratios: tuple[float, ...] = RATIOS) -> list[tuple[float, ...]]:
+    """Weight vectors of ``k`` parts up to scale (ranking ignores a common factor): the first
+    non-zero weight is 1, the later ones take every ratio; each part alone is among them."""
+    out = []
+    for lead in range(k):
+        for rest in itertools.product(ratios, repeat=k - lead - 1):
+            out.append((0.0,) * lead + (1.0,) + tuple(rest))
+    return out
+
+
+def show_weights(names: tuple[str, ...], weights: tuple[float, ...]) -> str:
+    kept = [f"{n} {w:.3g}" for n, w in zip(names, weights, strict=True) if w != 0]
+    return " + ".join(kept) if kept else "nothing"
+
+
+@dataclass(frozen=True)
+class BlendChoice:
+    weights: tuple[float, ...]    # one per part, the encoder's first
+    names: tuple[str, ...]
+    ndcg: float                   # validation NDCG@10 at ``weights``
+    nll: float                    # validation log-loss at ``weights``
+    alone: tuple[float, ...]      # validation NDCG@10 of each part alone
+    without: tuple[float, ...]    # best validation NDCG@10 without part k (with it if dropped)
+    tried: int
+    n: int                        # validation targets used
+    seconds: float
+
+    def message(self) -> str:
+        notes = []
+        for name, w, other in zip(self.names, self.weights, self.without, strict=True):
+            if w == 0:
+                notes.append(f"{name} dropped: {other:.4f} at best with it")
+            else:
+                notes.append(f"without {name} {other:.4f}")
+        alone = ", ".join(f"{n} {v:.4f}" for n, v in zip(self.names, self.alone, strict=True))
+        return (f"blend kept: {show_weights(self.names, self.weights)} (validation NDCG@10 "
+                f"{self.ndcg:.4f} on {self.n} targets, log-loss {self.nll:.4f}; "
+                f"{'; '.join(notes)}; parts alone: {alone}; {self.tried} weightings tried in "
+                f"{self.seconds:.1f}s)")
+
+
+def choose_weights(model: Recommender, ds: SeqDataset, part: str = "valid",
+                   device: torch.device | str = "cpu", names: tuple[str, ...] | None = None,
+                   ratios: tuple[float, ...] = RATIOS) -> BlendChoice | None:
+    """The weights of best validation NDCG@10 among ``candidate_weights`` and the log-loss
+    optimum; the log-loss breaks ties (within ``TIE``). None without validation data."""
+    t0 = time.perf_counter()
+    parts = validation_parts(model, ds, part, device)
+    if parts is None:
+        return None
+    K = len(parts.scores)
     names = names or tuple(f"part {k}" for k in range(K))
-    return BlendFit(best[1], names, best[0], parts.nll((1.0,) + (0.0,) * (K - 1)),
-                    parts.nll((1.0,) * K), len(parts.target))
+    cands = candidate_weights(K, ratios)
+    optimum = loss_optimum(parts)[1]
+    if optimum not in cands:
+        cands.append(optimum)
+    table = [(parts.ndcg(w), w) for w in cands]
+    top = max(v for v, _ in table)
+    tied = [w for v, w in table if v >= top - TIE]
+    losses = {w: parts.nll(w) for w in tied}
+    ndcg = {w: v for v, w in table}
+    best = min(tied, key=lambda w: (losses[w], -ndcg[w]))
+    alone = tuple(max(v for v, w in table if w == tuple(float(i == k) for i in range(K)))
+                  for k in range(K))
+    without = []
+    for k in range(K):
+        pool = [v for v, w in table if (w[k] != 0) == (best[k] == 0)]
+        without.append(max(pool) if pool else float("nan"))
+    return BlendChoice(best, names, ndcg[best], losses[best], alone, tuple(without),
+                       len(cands), len(parts.target), time.perf_counter() - t0)

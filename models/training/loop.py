@@ -134,6 +134,16 @@ def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *,
     return total / max(n, 1)
 
 
+def calibrate(net: Recommender, ds: SeqDataset, dev: torch.device,
+              log: Callable[[str], None]) -> None:
+    """``net.calibrate`` on the validation part; each line of its note is logged and kept
+    in the run's messages."""
+    note = net.calibrate(ds, dev)
+    for line in (note or "").splitlines():
+        log(line)
+        ds.messages.append(line)
+
+
 def train(store: Store, name: str, model: str = "st-transformer",
           settings: TrainSettings | None = None, config: Any = None, *,
           progress: Progress | None = None, cancel: threading.Event | None = None,
@@ -170,6 +180,8 @@ def train(store: Store, name: str, model: str = "st-transformer",
         valid = evaluate_model(net, ds, "valid", device=dev, with_slices=False)
         test = evaluate_model(net, ds, "test", device=dev)
         metrics = {"valid": valid, "test": test}
+        if net.chosen_settings():  # what calibrate chose on validation
+            metrics["chosen"] = net.chosen_settings()
         if split == "temporal":  # set metrics on the items of each user's next 7 days
             metrics["next_window"] = next_window_metrics(net, ds, device=dev)
         seconds = time.time() - t0
@@ -191,8 +203,11 @@ def train(store: Store, name: str, model: str = "st-transformer",
         net.fit_counts(list(ds.batches("train", batch_size)))
         net.to(dev)
         if cls.trainable:
-            log(f"training statistics fitted in {time.time() - tc:.1f}s")
+            line = f"training statistics fitted in {time.time() - tc:.2f}s"
+            log(line)
+            ds.messages.append(line)
     if not cls.trainable:
+        calibrate(net, ds, dev, log)  # the count models' settings, chosen on validation
         return finish([], False, 0)
 
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=s.weight_decay)
@@ -266,10 +281,7 @@ def train(store: Store, name: str, model: str = "st-transformer",
         return TrainResult(None, None, {}, state.history, time.time() - t0, cancelled,
                            resumed, list(ds.messages))
     net.load_state_dict(state.best_state)
-    note = net.calibrate(ds, dev)
-    if note:
-        log(note)
-        ds.messages.append(note)
+    calibrate(net, ds, dev, log)
     result = finish(state.history, cancelled, resumed)
     if not cancelled and partial.exists():
         partial.unlink()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from trailscope.models.base import Batch, DataMeta
@@ -9,7 +10,7 @@ from trailscope.models.data.dataset import build_dataset
 from trailscope.models.recommenders.markov import MarkovRec
 from trailscope.models.recommenders.pop import PopRec
 from trailscope.models.recommenders.registry import MODELS, build_model
-from trailscope.models.recommenders.repeat import RepeatRec
+from trailscope.models.recommenders.repeat import RepeatRec, history_counts
 from trailscope.models.training.evaluate import evaluate_model
 
 from tests.models.realdata import real_workspace
@@ -141,3 +142,45 @@ def test_movielens_ordering(real):
     assert res["pop"]["ndcg@10"] > 0.01                      # far above random (1/1349)
     # with seen items excluded, "repeat" has nothing of its own left: it is popularity
     assert res["repeat"]["ndcg@10"] == pytest.approx(res["pop"]["ndcg@10"])
+
+
+def test_repeat_whole_history_reaches_past_the_batch(real):
+    ds = build_dataset(real, "nyc", "leave-last", max_len=8)   # most histories are longer
+    model = RepeatRec(ds.meta, RepeatRec.Config(half_life_hours=None, window=None, tune=False))
+    model.fit_counts(list(ds.batches("train", 1024)))
+    assert model.calibrate(ds) is None                         # no tuning, histories kept
+    for part in ("valid", "test"):
+        ex = ds.parts[part]
+        hist, seen = history_counts(ds.batch(ex), ds.meta.n_items, None, None, model.memory)
+        rows, items = ds.history_items(ex)                     # every earlier event
+        want = torch.zeros_like(hist)
+        want.index_put_((torch.from_numpy(rows), torch.from_numpy(items)),
+                        torch.ones(len(rows)), accumulate=True)
+        assert (ex.pos - ex.start > 8).mean() > 0.5
+        torch.testing.assert_close(hist, want)
+        torch.testing.assert_close(seen, (want > 0).float())
+        # a window of 20 counts exactly the 20 most recent events
+        h20, _ = history_counts(ds.batch(ex), ds.meta.n_items, 20, None, model.memory)
+        n = np.minimum(ex.pos - ex.start, 20)
+        assert torch.equal(h20.sum(1), torch.from_numpy(n).float())
+
+
+def test_count_models_choose_their_settings_on_validation(real):
+    ds = build_dataset(real, "nyc", "leave-last")
+    for name in ("pop", "repeat", "markov"):
+        model = build_model(name, ds.meta)
+        model.fit_counts(list(ds.batches("train", 1024)))
+        default = evaluate_model(model, ds, "valid", with_slices=False)["ndcg@10"]
+        note = model.calibrate(ds)
+        chosen = model.chosen_settings()
+        assert note.startswith(f"{name} tuned on validation") and set(chosen) <= set(model.GRID)
+        assert all(v in model.GRID[k] for k, v in chosen.items())
+        tuned = evaluate_model(model, ds, "valid", with_slices=False)["ndcg@10"]
+        assert tuned >= default
+        # nothing in the grid does better on validation
+        for key, values in model.grid.items():
+            for v in values:
+                other = build_model(name, ds.meta, **{**chosen, key: v, "tune": False})
+                other.fit_counts(list(ds.batches("train", 1024)))
+                other.calibrate(ds)
+                assert evaluate_model(other, ds, "valid", with_slices=False)["ndcg@10"] <= tuned

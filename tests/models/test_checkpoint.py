@@ -44,11 +44,14 @@ def test_markov_round_trip_and_layout(ws):
     assert res.path.stem == res.model_id and res.model_id.startswith("markov-")
     side = json.loads(res.path.with_suffix(".json").read_text())
     assert side["fingerprint"] == ws.fingerprint("nyc80") and side["split"] == "leave-last"
-    assert side["config"] == {"min_transitions": 5.0, "bandwidth_km": 1.0}
+    # the settings chosen on validation are the checkpoint's config
+    chosen = res.metrics["chosen"]
+    assert set(chosen) == {"min_transitions", "bandwidth_km"}
+    assert side["config"] == {**chosen, "tune": True}
     loaded = ckpt.load(res.path, ws)
     ds = build_dataset(ws, "nyc80", "leave-last")
     assert loaded.meta.item_ids == ds.meta.item_ids
-    fresh = registry.build_model("markov", ds.meta)
+    fresh = registry.build_model("markov", ds.meta, **chosen)
     fresh.fit_counts(list(ds.batches("train", 512)))
     _same_scores(loaded.model, fresh, ds)
 

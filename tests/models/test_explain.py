@@ -262,7 +262,7 @@ def test_transition_prior_is_reported_apart_from_the_attributions(synth) -> None
 
     meta, batches = synth
     torch.manual_seed(0)
-    m = build_model("st-transformer", meta, **SMALL["st-transformer"], prior_epochs=2)
+    m = build_model("st-transformer", meta, **SMALL["st-transformer"])
     m.fit_counts(batches)
     train_steps(m, batches, 5)
     m.blend_weights.copy_(torch.tensor([0.5, 0.7, 0.3]))
@@ -280,7 +280,8 @@ def test_transition_prior_is_reported_apart_from_the_attributions(synth) -> None
     assert t["count"] == int((followers == item).sum()) > 0
     assert t["from_last"] == len(followers)
     with torch.no_grad():
-        want = 0.7 * float(m.transitions(batch.item_seq[:, -1])[0, item - 1])
+        # the Markov part's log-probability of the item after the last one
+        want = 0.7 * float(m.prior.score(batch)[0, item].log())
     assert t["term"] == pytest.approx(want, rel=1e-5)
     assert d["history"]["your_events"] == int((batch.item_seq[0] == item).sum())
     assert "encoder weight 0.50), the first-order prior (weight 0.70)" in ex.summary
@@ -293,7 +294,7 @@ def test_transition_prior_is_reported_apart_from_the_attributions(synth) -> None
 def test_an_encoder_without_weight_gets_no_attribution(synth) -> None:
     meta, batches = synth
     torch.manual_seed(0)
-    m = build_model("st-transformer", meta, **SMALL["st-transformer"], prior_epochs=2)
+    m = build_model("st-transformer", meta, **SMALL["st-transformer"])
     m.fit_counts(batches)
     m.blend_weights.copy_(torch.tensor([0.0, 1.0, 0.5]))
     m.eval()

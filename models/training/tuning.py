@@ -1,0 +1,78 @@
+"""Choose a count model's few settings on the validation split (never on test).
+
+``tune_on_validation(model, ds, {"window": (20, 50, None), ...})`` tries every combination of
+the grid: the model's frozen ``config`` is replaced, ``model.refit()`` recomputes what the
+settings change, and the validation part is ranked over all items with the evaluator's own
+masking (models.training.evaluate). The best validation NDCG@10 wins, MRR breaks ties, then
+the grid order (the first values are the simplest). The model keeps the chosen config, so the
+checkpoint stores the chosen values and a reloaded model scores the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..base import Recommender
+from ..data.dataset import SeqDataset
+from .evaluate import evaluate_model
+
+
+def show(value: Any) -> str:
+    """A setting's value for the log: ``all``/``none`` for None, numbers without noise."""
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Tuned:
+    chosen: dict[str, Any]                    # the winning values
+    ndcg: float                               # their validation NDCG@10
+    default_ndcg: float                       # the settings the model came with
+    tried: int                                # combinations evaluated
+    seconds: float
+
+    def message(self, name: str) -> str:
+        vals = ", ".join(f"{k} {show(v)}" for k, v in self.chosen.items())
+        return (f"{name} tuned on validation ({self.tried} settings, {self.seconds:.1f}s): "
+                f"{vals} (validation NDCG@10 {self.ndcg:.4f}; as configured "
+                f"{self.default_ndcg:.4f})")
+
+
+def tune_on_validation(model: Recommender, ds: SeqDataset,
+                       grid: Mapping[str, tuple[Any, ...]],
+                       device: torch.device | str = "cpu") -> Tuned:
+    """Set ``model.config`` to the grid point of best validation NDCG@10 (see module doc)."""
+    t0 = time.perf_counter()
+    base = model.config
+    refit = getattr(model, "refit", lambda: None)
+
+    def measure(config: Any) -> tuple[float, float]:
+        model.config = config
+        refit()
+        m = evaluate_model(model, ds, "valid", device=device, with_slices=False)
+        return float(m["ndcg@10"]), float(m["mrr"])
+
+    default = measure(base)
+    best: tuple[tuple[float, float], dict[str, Any]] | None = None
+    tried = 0
+    for values in itertools.product(*grid.values()):
+        cand = dict(zip(grid, values, strict=True))
+        now = {k: getattr(base, k) for k in grid}
+        score = default if cand == now else measure(dataclasses.replace(base, **cand))
+        tried += 1
+        if best is None or score > best[0]:
+            best = (score, cand)
+    assert best is not None, "an empty grid"
+    model.config = dataclasses.replace(base, **best[1])
+    refit()
+    return Tuned(best[1], best[0][0], default[0], tried, time.perf_counter() - t0)
