@@ -17,6 +17,7 @@ from typing import Any
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
+from ...analytics.schema import LAT, LON
 from ..services import imports, upload
 from ..services import workspace as services
 from ..views import data as data_views
@@ -69,6 +70,14 @@ def _upload_card() -> html.Section:
                    "required; leave the others empty if the file has no such column.",
                    className="muted"),
             html.Div(id=ids.MAPPING_FORM),
+            html.Div(className="form-row", children=[
+                html.Button("⇄ Swap latitude and longitude", id=ids.MAP_SWAP_BUTTON,
+                            className="btn btn-small", n_clicks=0,
+                            title="Exchange the columns mapped to latitude and longitude"),
+                html.Span("For a file whose latitude and longitude columns are the wrong way "
+                          "round (the importer warns above when they look swapped).",
+                          className="muted"),
+            ]),
             html.Div(className="form-row import-row", children=[
                 html.Label("Dataset name", htmlFor=ids.NAME_INPUT, className="form-label"),
                 dcc.Input(id=ids.NAME_INPUT, type="text", debounce=False, maxLength=64,
@@ -200,6 +209,21 @@ def on_upload(uploaded: dict | None, fmt: str | None, name: str | None) -> tuple
         sn.format,
         None,
     )
+
+
+@callback(
+    Output({"type": ids.MAP_FIELD, "field": LAT}, "value"),
+    Output({"type": ids.MAP_FIELD, "field": LON}, "value"),
+    Input(ids.MAP_SWAP_BUTTON, "n_clicks"),
+    State({"type": ids.MAP_FIELD, "field": LAT}, "value"),
+    State({"type": ids.MAP_FIELD, "field": LON}, "value"),
+    prevent_initial_call=True,
+)
+def swap_lat_lon(n_clicks: int | None, lat: str | None, lon: str | None) -> tuple[Any, Any]:
+    if not n_clicks:
+        return no_update, no_update
+    swapped = data_views.swap_lat_lon({LAT: lat, LON: lon})
+    return swapped[LAT], swapped[LON]
 
 
 # -- import --------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ FIELD_HELP: dict[str, str] = {
 }
 #: Friendly names of the importer's formats (analytics.ingest.FORMATS); unknown ones show as is.
 FORMAT_LABELS: dict[str, str] = {
+    "gowalla": "Gowalla check-in export",
     "tsmc": "Foursquare TSMC check-ins",
     "snap": "SNAP Gowalla / Brightkite",
     "taobao": "Taobao UserBehavior",
@@ -47,6 +48,7 @@ REASON_TEXT: dict[str, str] = {
     "missing_time": "no timestamp",
     "bad_time": "timestamp could not be read",
     "time_out_of_range": "timestamp before 1900 or after 2199 (a placeholder date)",
+    # not a reason since invalid locations are kept without one; in reports imported before
     "bad_coordinates": "latitude/longitude out of range",
     "duplicate": "exact repeat of an earlier row",
 }
@@ -55,6 +57,9 @@ FLAG_TEXT: dict[str, str] = {
     "ts_in_future": "rows with a timestamp in the future",
     "ts_outlier": "rows with a timestamp far from the rest of the data",
 }
+#: The importer's numbers of a GeoLife import (``extra``), in words.
+GEOLIFE_TEXT = ("{fixes_kept:,} GPS fixes grouped into {stay_points:,} stay points at "
+                "{places:,} places.")
 PREVIEW_ROWS = 8
 _CELL_MAX = 48
 
@@ -119,10 +124,11 @@ def sniff_summary(sn: Any, filename: str, size: int) -> html.Div:
         ("Columns", str(len(sn.columns))),
     ]
     notes = [ui.notice(str(n), "info") for n in (getattr(sn, "notes", None) or [])]
+    warnings = [ui.notice(str(w), "warning") for w in (getattr(sn, "warnings", None) or [])]
     return html.Div([html.Div(className="facts", children=[
         html.Div([html.Span(k, className="fact-label"), html.Span(v, className="fact-value")],
                  className="fact")
-        for k, v in facts]), *notes])
+        for k, v in facts]), *warnings, *notes])
 
 
 def _cell(value: Any) -> str:
@@ -143,6 +149,13 @@ def preview_table(preview: pd.DataFrame, mapping: dict[str, str]) -> html.Div:
                        for row in preview.head(PREVIEW_ROWS).itertuples(index=False)])
     return html.Div(html.Table([head, body], className="table table-compact"),
                     className="table-wrap")
+
+
+def swap_lat_lon(mapping: dict[str, str | None]) -> dict[str, str | None]:
+    """The mapping with the latitude and longitude columns exchanged (the Swap button)."""
+    out = dict(mapping)
+    out[schema.LAT], out[schema.LON] = mapping.get(schema.LON), mapping.get(schema.LAT)
+    return out
 
 
 def mapping_form(columns: list[str], mapping: dict[str, str]) -> html.Div:
@@ -197,8 +210,9 @@ def import_report(report: dict[str, Any]) -> html.Div:
     flags = report.get("flags") or {}
     dates, _, length = ui.fmt_span(report.get("time_min"), report.get("time_max")).partition(" (")
     if isinstance(flags, dict):
-        flags = [f"{ui.fmt_int(n)} {FLAG_TEXT.get(k, k)} (kept; check them)"
-                 for k, n in flags.items() if n]
+        # location_dropped is said in the report's notes, with what "invalid" means
+        flags = [f"{ui.fmt_int(n)} {FLAG_TEXT[k]} (kept; check them)"
+                 for k, n in flags.items() if n and k in FLAG_TEXT]
     blocks: list[Any] = [
         html.Div(className="report-head", children=[
             html.H3(["Imported ", html.Span(name, className="report-name")]),
@@ -223,11 +237,26 @@ def import_report(report: dict[str, Any]) -> html.Div:
                                 html.Th("Example line numbers")])),
             html.Tbody([_reason_row(str(r), n, examples) for r, n in reasons.items()]),
         ]))
-    extra = report.get("extra") or {}
-    if isinstance(extra, dict) and extra:
-        flags = [*flags, *(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()
-                           if v not in (None, "", [], {})) ]
-    if flags:
+    warnings = [str(w) for w in report.get("warnings") or []]
+    if warnings:
+        blocks.append(html.Div([ui.notice(w, "warning") for w in warnings],
+                               className="report-warnings"))
+    notes = [*flags, *report_notes(report)]
+    if notes:
         blocks.append(html.H4("Notes from the importer"))
-        blocks.append(html.Ul([html.Li(str(f)) for f in flags], className="flags"))
+        blocks.append(html.Ul([html.Li(str(f)) for f in notes], className="flags"))
     return html.Div(blocks, className="report alert-ok-border")
+
+
+def report_notes(report: dict[str, Any]) -> list[str]:
+    """The report's notes in sentences: how the file was read, what was kept, the located
+    events and items, GeoLife's stay points. Never the raw ``extra`` data (lists, keys)."""
+    extra = report.get("extra") if isinstance(report.get("extra"), dict) else {}
+    notes = [str(n) for n in report.get("notes") or extra.get("notes") or []]
+    if all(k in extra for k in ("fixes_kept", "stay_points", "places")):
+        notes.append(GEOLIFE_TEXT.format(**extra))
+    located, items = report.get("located_rows"), report.get("located_items")
+    if located and items is not None and located != report.get("rows_kept"):
+        notes.append(f"{ui.fmt_int(located)} of the events have coordinates, at "
+                     f"{ui.fmt_int(items)} items.")
+    return notes
