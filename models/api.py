@@ -34,7 +34,8 @@ def list_models(store: Store, name: str) -> list[dict[str, Any]]:
     """Trained models of dataset ``name``, newest first.
 
     Each: model_id, model, split, created, train_seconds, test metrics (flat), ``stale``
-    (the dataset changed since training: such a model refuses to load) and path.
+    (the dataset changed since training: such a model refuses to load), path, config and
+    ``chosen`` (the settings chosen on validation).
     """
     store.info(name)  # raises DatasetNotFound with a helpful message
     fp = store.fingerprint(name)
@@ -46,15 +47,22 @@ def list_models(store: Store, name: str) -> list[dict[str, Any]]:
                     "train_seconds": info.get("train_seconds"),
                     "cancelled": bool(info.get("cancelled")),
                     "stale": info.get("fingerprint") != fp, "path": info["path"],
-                    "config": info.get("config", {}),
+                    "config": info.get("config", {}), "chosen": chosen_settings(info),
                     **{k: test.get(k) for k in METRIC_KEYS}})
     return out
+
+
+def chosen_settings(info: dict[str, Any]) -> dict[str, Any]:
+    """The settings the model chose on validation (count parts' windows, half-lives and
+    smoothing, blend weights); empty for models that choose none or older checkpoints."""
+    return dict((info.get("metrics") or {}).get("chosen") or {})
 
 
 def _row(info: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
     return {"model": info["model"], "model_id": info["model_id"], "split": info["split"],
             **{k: test.get(k) for k in METRIC_KEYS}, "n": test.get("n"),
-            "train_seconds": info.get("train_seconds"), "slices": test.get("slices", {})}
+            "train_seconds": info.get("train_seconds"), "chosen": chosen_settings(info),
+            "slices": test.get("slices", {})}
 
 
 def evaluate(store: Store, name: str, model_id: str = "all",

@@ -48,6 +48,8 @@ def test_markov_round_trip_and_layout(ws):
     chosen = res.metrics["chosen"]
     assert set(chosen) == {"min_transitions", "bandwidth_km"}
     assert side["config"] == {**chosen, "tune": True}
+    assert api.evaluate(ws, "nyc80", res.model_id)[0]["chosen"] == chosen
+    assert api.list_models(ws, "nyc80")[0]["chosen"] == chosen
     loaded = ckpt.load(res.path, ws)
     ds = build_dataset(ws, "nyc80", "leave-last")
     assert loaded.meta.item_ids == ds.meta.item_ids
