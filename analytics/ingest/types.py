@@ -77,9 +77,9 @@ class IngestError(ValueError):
             where.append(f"column {column!r}")
         text = (": ".join([", ".join(where), message]) if where else message)
         if self.columns is not None:
-            shown = ", ".join(repr(c) for c in self.columns[:40])
-            more = f" (+{len(self.columns) - 40} more)" if len(self.columns) > 40 else ""
-            text += f" [columns found: {shown or 'none'}{more}]"
+            shown = ", ".join(str(c) for c in self.columns[:40])
+            more = f" and {len(self.columns) - 40} more" if len(self.columns) > 40 else ""
+            text += f" (columns found: {shown or 'none'}{more})"
         super().__init__(text)
         self.message = message
 
