@@ -24,6 +24,7 @@ from trailscope.analytics.schema import BEHAVIOR, CATEGORY, ITEM, LAT, LON, TS
 from trailscope.app import views
 from trailscope.app.views import analytics as views_analytics
 from trailscope.app.views import charts, explain_figures, models, plotsafe
+from trailscope.app.views import drift as drift_views
 from trailscope.models.explain.types import (
     ATTRIBUTION,
     GROUP_COLUMNS,
@@ -160,6 +161,7 @@ CASES: dict[str, tuple[Callable[[str], go.Figure], bool]] = {
     "charts.zone_trend_figure": (lambda s: charts.zone_trend_figure(*_zones(s)), True),
     "charts.timeline_figure": (lambda s: charts.timeline_figure(_events(s)), True),
     "charts.drift_figure": (lambda s: charts.drift_figure(*_drift(s)), True),
+    "drift.drift_figure": (lambda s: drift_views.drift_figure(*_drift(s)), True),
     "charts.mobility_figure": (lambda s: charts.mobility_figure(_mobility()), False),
     "explain_figures.attribution_figure":
         (lambda s: explain_figures.attribution_figure(_explanation(s)), True),
