@@ -229,25 +229,30 @@ def _zone_table(z: map_service.ZoneResult) -> Any:
         return views.hint(f"No zones: no group of places reaches {z.min_visits} visits within "
                           f"{z.eps_m:.0f} m by at least 3 users.")
     counts = z.zones["trend"].value_counts()
-    top = map_views.zone_labels(z.zones.head(10)).assign(change=lambda d: d["rel_change"] * 100)
+    top = map_views.zone_labels(z.zones.head(10)).assign(
+        change=lambda d: d["rel_change"] * 100,
+        test=lambda d: list(zip(d["trend"], d["p_value"], strict=True)))
     summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("emerging", "stable", "declining"))
     note = (f" Left out of the trend test as partial: {z.partial}." if z.partial else "")
     return html.Div([
         html.P([html.Strong(f"{len(z.zones):,} zones"),
                 f" hold {z.coverage:.0%} of the {z.located:,} located events ({summary}); "
-                f"trend per {z.window}.{note}"], className="hint"),
+                f"trend per {z.window}.{note} Stable: no significant trend (p ≥ 0.05) or a "
+                "change under 20%."], className="hint"),
         views.table(top, [("zone_id", "Zone"), ("name", "Name"), ("visits", "Visits"),
-                          ("share", "Share"), ("users", "Users"), ("n_places", "Places"),
-                          ("extent_km", "Across"), ("change", "Change"),
-                          ("p_value", "p"), ("trend", "Trend")],
+                          ("share", "Share"), ("extent_km", "Km across"), ("change", "Change"),
+                          ("test", "Trend (p)")],
                     formats={"visits": views.num(0), "share": lambda v: f"{v:.1%}",
-                             "users": views.num(0), "n_places": views.num(0),
-                             "extent_km": views.num(2, " km"), "change": _change,
-                             "p_value": views.num(3),
-                             "trend": lambda t: html.Span(t, className=f"trend trend-{t}")},
-                    numeric=("zone_id", "visits", "share", "users", "n_places", "extent_km",
-                             "change", "p_value")),
+                             "extent_km": views.num(2), "change": _change, "test": _trend},
+                    numeric=("zone_id", "visits", "share", "extent_km", "change")),
     ])
+
+
+def _trend(test: tuple[str, float]) -> html.Span:
+    """A zone's trend label and the p-value of the test it comes from."""
+    label, p = test
+    return html.Span([html.Span(label, className=f"trend trend-{label}"),
+                      f" {p:.2f}" if p == p else ""])
 
 
 def _change(value: Any) -> str:

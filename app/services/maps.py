@@ -191,7 +191,7 @@ def zones_summary(name: str) -> dict[str, Any]:
                      "trend": getattr(r, "trend", None),
                      "change": _num(getattr(r, zn.CHANGE, None), 4),
                      "p_value": _num(getattr(r, zn.P_VALUE, None), 5)})
-    params = {k: (None if v is None else v if isinstance(v, str | bool) else float(v))
+    params = {k: v if v is None or isinstance(v, str | bool | int) else float(v)
               for k, v in (z.params or {}).items()}
     return {"dataset": name, "params": params, "window": z.window, "located": z.located,
             "coverage": round(z.coverage, 5), "partial_windows": z.partial, "zones": rows}

@@ -152,6 +152,14 @@ def _page_checks(ws: Any) -> None:
     assert all(r["change"] is None or r["change"] >= -1 for r in summary["zones"])
     assert summary["params"]["max_extent_km"] == LIMIT_KM
     assert "last month" in summary["partial_windows"]  # the data ends mid-February 2013
+    # the Map page says what share of the events the zones hold, and what it left out
+    import trailscope.app.main  # noqa: F401 (registers the pages)
+    from trailscope.app.pages import map as map_page
+
+    text = str(map_page._zone_table(z))
+    share = z.zones[zones.VISITS].sum() / len(located)
+    assert f"hold {share:.0%} of the {len(located):,} located events" in text
+    assert summary["partial_windows"] in text
     # a zone's name is its busiest categories among the events at its places
     zp = store.events("nyc").merge(_zone_places(store), on=ITEM)
     top = zp[zp[zones.ZONE] == 0][CATEGORY].value_counts()
