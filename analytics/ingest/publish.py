@@ -24,6 +24,7 @@ from .stage import (
     LOC,
     POLAR_SOUTH,
     REASON,
+    SPREAD_KM,
     SWAP_SHARE,
     Staged,
     kept_where,
@@ -31,12 +32,6 @@ from .stage import (
     table_stats,
 )
 from .types import ImportReport, IngestError, Plan, Sniff
-
-#: Located points whose central 98% (a bounding box from the 1st to the 99th percentile of
-#: latitude and longitude) spans a diagonal longer than this get a warning: one city, region
-#: or country fits (the contiguous US: ~4,500 km coast to coast only at the extremes; the
-#: central 98% of a national log stays below), events spread over continents do not.
-SPREAD_KM = 3000.0
 
 
 def publish(store: Store, cur: duckdb.DuckDBPyConnection, st: Staged, sn: Sniff, plan: Plan,
@@ -61,7 +56,7 @@ def publish(store: Store, cur: duckdb.DuckDBPyConnection, st: Staged, sn: Sniff,
             cur.register(view, events)
             stats, flags = table_stats(cur, view)
             flags["location_dropped"] = st.loc_dropped  # input rows without a valid location
-            located = located_profile(cur, view, "TRUE", stats)
+            located = located_profile(cur, view, "TRUE", stats, SPREAD_KM)
         if stats["rows"] == 0:
             if warnings:  # e.g. every location dropped as latitude and longitude are swapped
                 raise IngestError(" ".join(warnings), path=source)
@@ -167,14 +162,14 @@ def location_warnings(located: dict[str, Any], dropped: int, swapped: int,
         out.append(f"Latitude and longitude look swapped: {swapped:,} of the {given:,} {rows} "
                    "with coordinates have a latitude beyond ±90° and a longitude that would be "
                    "a valid latitude; their locations were dropped. " + redo)
-    elif located_rows and located["polar_swappable"] >= SWAP_SHARE * located_rows:
+    elif located_rows and located.get("polar_swappable", 0) >= SWAP_SHARE * located_rows:
         lat, lon = located["lat_q"][1], located["lon_q"][1]
         out.append(f"Latitude and longitude look swapped: {located['polar_swappable']:,} of "
                    f"the {located_rows:,} located {_events(located_rows)} lie in "
                    f"{'Antarctica' if lat < POLAR_SOUTH else 'the high Arctic'} (typical "
                    f"point {_where(lat, lon)}); swapped they would lie around "
                    f"{_where(lon, lat)}. " + redo)
-    if located_rows:
+    if located_rows and "lat_q" in located:
         (la0, _, la1), (lo0, _, lo1) = located["lat_q"], located["lon_q"]
         km = float(haversine_km(la0, lo0, la1, lo1))
         if km > SPREAD_KM:

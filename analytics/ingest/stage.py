@@ -41,6 +41,7 @@ from typing import Any
 import duckdb
 
 from .. import schema
+from ..geo import haversine_km
 from . import timeparse
 from .layout import Source
 from .lines import lines_for
@@ -374,7 +375,7 @@ def profile(cur: duckdb.DuckDBPyConnection, st: Staged, dedup: bool) -> None:
                 "ts_outlier": _outliers(cur, s, kept, st.stats["time_min"],
                                         st.stats["time_max"]),
                 "location_dropped": st.loc_dropped}
-    st.located = located_profile(cur, s, kept, st.stats)
+    st.located = located_profile(cur, s, kept, st.stats, SPREAD_KM)
 
 
 def _loc_counts() -> str:
@@ -394,6 +395,11 @@ POLAR_SOUTH, POLAR_NORTH = -60.0, 72.0
 SWAP_SHARE = 0.5
 #: The located points are summarised by these quantiles (the spread ignores the outer 1%).
 SPREAD_QUANTILES = (0.01, 0.5, 0.99)
+#: Located points whose central 98% (a bounding box from the 1st to the 99th percentile of
+#: latitude and longitude) spans a diagonal longer than this get a warning: one city, region
+#: or country fits (the central 98% of a national log stays below), events spread over
+#: continents do not (publish.location_warnings).
+SPREAD_KM = 3000.0
 
 
 def polar_swappable_sql(lat: str, lon: str) -> str:
@@ -408,20 +414,31 @@ def polar_swappable(lat: float, lon: float) -> bool:
 
 
 def located_profile(cur: duckdb.DuckDBPyConnection, table: str, where: str,
-                    stats: dict[str, Any]) -> dict[str, Any]:
-    """Where the located rows of ``table`` matching ``where`` lie: how many (``rows``), their
-    distinct items (``items``), the :data:`SPREAD_QUANTILES` of latitude and longitude
-    (``lat_q``, ``lon_q``) and how many are polar but not when swapped (``polar_swappable``).
-    Empty when ``stats`` (the rows' STATS) found no coordinates: then no scan is needed."""
+                    stats: dict[str, Any], spread_km: float) -> dict[str, Any]:
+    """Where the located rows of ``table`` matching ``where`` lie: how many (``rows``) and
+    their distinct items (``items``); when the bounding box of ``stats`` (the rows' STATS)
+    is wider than ``spread_km`` or reaches a polar latitude, also the :data:`SPREAD_QUANTILES`
+    of latitude and longitude (``lat_q``, ``lon_q``) and how many points are polar but would
+    not be when swapped (``polar_swappable``). Empty without coordinates. Each scan is paid
+    only when needed: most files have one city, every row located."""
     if stats.get("min_lat") is None:
         return {}
-    q = list(SPREAD_QUANTILES)
-    n, items, lat_q, lon_q, polar = cur.execute(
-        f"SELECT count(*), count(DISTINCT {IT}), quantile_disc({LA}, {q}), "
-        f"quantile_disc({LO}, {q}), count(*) FILTER ({polar_swappable_sql(LA, LO)}) "
-        f"FROM {table} WHERE ({where}) AND {LA} IS NOT NULL").fetchone()
-    return {"rows": int(n), "items": int(items), "lat_q": [float(x) for x in lat_q],
-            "lon_q": [float(x) for x in lon_q], "polar_swappable": int(polar)}
+    located = f"({where}) AND {LA} IS NOT NULL"
+    n = int(cur.execute(f"SELECT count(*) FROM {table} WHERE {located}").fetchone()[0])
+    items = stats["items"] if n == stats["rows"] else int(cur.execute(
+        f"SELECT count(DISTINCT {IT}) FROM {table} WHERE {located}").fetchone()[0])
+    out: dict[str, Any] = {"rows": n, "items": items}
+    wide = float(haversine_km(stats["min_lat"], stats["min_lon"], stats["max_lat"],
+                              stats["max_lon"])) > spread_km
+    if wide or stats["min_lat"] < POLAR_SOUTH or stats["max_lat"] > POLAR_NORTH:
+        q = list(SPREAD_QUANTILES)
+        lat_q, lon_q, polar = cur.execute(
+            f"SELECT quantile_disc({LA}, {q}), quantile_disc({LO}, {q}), "
+            f"count(*) FILTER ({polar_swappable_sql(LA, LO)}) FROM {table} "
+            f"WHERE {located}").fetchone()
+        out.update(lat_q=[float(x) for x in lat_q], lon_q=[float(x) for x in lon_q],
+                   polar_swappable=int(polar))
+    return out
 
 
 # -- 3. exact duplicates --------------------------------------------------------------------
