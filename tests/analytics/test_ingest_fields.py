@@ -295,3 +295,19 @@ def test_swapped_beyond_90_degrees_named_before_and_at_import(ws: Store,
     r = import_file(ws, path, name="geo_swapped", replace=True,
                     mapping={LAT: "lng", LON: "lat"})
     assert r.extra["stay_points"] == 174 and not r.warnings  # as the original file (README)
+
+
+# -- what the sniff recognised, in the user's words ----------------------------------------
+def test_recognition_notes_name_the_format_and_its_evidence(tmp_path: Path) -> None:
+    assert sniff(TAOBAO).notes[0] == (
+        "Recognised as Taobao UserBehavior (Alibaba) from its 5 comma-separated columns "
+        "without a header, read as user_id, item_id, category_id, behavior, timestamp.")
+    assert sniff(NYC, fmt="generic").notes[0] == (
+        "Read as a generic event table, as chosen (on its own it would be read as a "
+        "Foursquare TSMC2014 check-in export).")
+    path = tmp_path / "events.csv"
+    path.write_text("visitor_id,sku,event_time\nv1,p1,2020-01-01 10:00\nv2,p2,2020-01-02 11:00\n")
+    sn = sniff(path)
+    assert sn.format == "generic" and sn.notes[0].startswith("No known format recognised")
+    for p in (NYC, TAOBAO, GEOLIFE):
+        _user_words(sniff(p).notes)
