@@ -240,19 +240,24 @@ def _zone_table(z: map_service.ZoneResult) -> Any:
                 f"trend per {z.window}.{note} Stable: no significant trend (p ≥ 0.05) or a "
                 "change under 20%."], className="hint"),
         views.table(top, [("zone_id", "Zone"), ("name", "Name"), ("visits", "Visits"),
-                          ("share", "Share"), ("extent_km", "Km across"), ("change", "Change"),
-                          ("test", "Trend (p)")],
-                    formats={"visits": views.num(0), "share": lambda v: f"{v:.1%}",
-                             "extent_km": views.num(2), "change": _change, "test": _trend},
-                    numeric=("zone_id", "visits", "share", "extent_km", "change")),
+                          ("extent_km", "Km"), ("change", "Change"), ("test", "Trend (p)")],
+                    formats={"name": _name, "visits": views.num(0), "extent_km": views.num(1),
+                             "change": _change, "test": _trend},
+                    numeric=("zone_id", "visits", "extent_km", "change")),
     ])
+
+
+def _name(name: str, width: int = 24) -> html.Span:
+    """A zone's name cut to ``width`` characters; the whole name on hover."""
+    text = str(name)
+    return html.Span(text if len(text) <= width else text[:width - 1] + "…", title=text)
 
 
 def _trend(test: tuple[str, float]) -> html.Span:
     """A zone's trend label and the p-value of the test it comes from."""
     label, p = test
     return html.Span([html.Span(label, className=f"trend trend-{label}"),
-                      f" {p:.2f}" if p == p else ""])
+                      f" {p:.3f}" if p == p else ""], style={"whiteSpace": "nowrap"})
 
 
 def _change(value: Any) -> str:
