@@ -76,7 +76,8 @@ def sniff_source(src: Source, fmt: str = "auto") -> Sniff:
     if names and sn.kind == "csv" and not sn.has_header and len(names) == len(sn.columns):
         sn.columns = list(names)
     sn.mapping = guess_mapping(sn, form)
-    sn.notes.insert(0, recognition_note(sn, form, chosen=fmt != "auto",
+    # a format named but also recognised (the Data page names the one it showed) is recognised
+    sn.notes.insert(0, recognition_note(sn, form, chosen=fmt not in ("auto", detected),
                                         detected=registry.get(detected)))
     sn.notes.extend(category_notes(sn))
     sn.warnings.extend(swap_warnings(sn))

@@ -302,6 +302,7 @@ def test_recognition_notes_name_the_format_and_its_evidence(tmp_path: Path) -> N
     assert sniff(TAOBAO).notes[0] == (
         "Recognised as Taobao UserBehavior (Alibaba) from its 5 comma-separated columns "
         "without a header, read as user_id, item_id, category_id, behavior, timestamp.")
+    assert sniff(NYC, fmt="tsmc").notes == sniff(NYC).notes  # named as it is recognised
     assert sniff(NYC, fmt="generic").notes[0] == (
         "Read as a generic event table, as chosen (on its own it would be read as a "
         "Foursquare TSMC2014 check-in export).")
