@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -91,9 +90,8 @@ def main(argv: list[str] | None = None) -> None:
                     max_len=args.max_len, seed=0, resume=False, log=lambda _m: None,
                     **overrides)
         test = res.metrics["test"]
-        fitted = [re.findall(r"(\w+) weight ([\d.]+)", m) for m in res.messages
-                  if m.startswith("blend fitted")]
-        weight = " / ".join(f"{n} {w}" for n, w in fitted[0]) if fitted else "-"
+        blend = (res.metrics.get("chosen") or {}).get("blend") or {}
+        weight = " / ".join(f"{n} {w:.3g}" for n, w in blend.items()) if blend else "-"
         rows.append((variant, test["ndcg@10"], test["hr@10"], test["mrr"],
                      res.metrics["valid"]["ndcg@10"], weight, time.perf_counter() - t0))
         print(f"  {variant}: test ndcg@10 {test['ndcg@10']:.4f} ({rows[-1][-1]:.0f} s)",
