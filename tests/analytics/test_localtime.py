@@ -213,3 +213,87 @@ def test_whole_file_before_1990_refused(store: Store, tmp_path: Path,
         import_file(store, path, name="late", mapping={T: "t"})
     assert "column 't'" in str(err.value)
     assert store.list_datasets().empty
+
+
+# -- the zone clocks: each change found to the minute, same offsets as ICU row by row ------
+ZONES = ["America/New_York", "America/St_Johns", "Australia/Adelaide", "Australia/Lord_Howe",
+         "Europe/Berlin", "Asia/Tehran", "Asia/Kathmandu", "Pacific/Chatham"]
+
+
+def test_clocks_find_every_change_to_the_minute() -> None:
+    import duckdb
+
+    cur = duckdb.connect()
+    lo, hi = pd.Timestamp("2011-12-30 07:13"), pd.Timestamp("2013-01-02 19:00")
+    got = localtime.clocks(cur, ZONES, lo, hi)
+    for zone, segments in zip(ZONES, got, strict=True):
+        tz = ZoneInfo(zone)
+        minutes = pd.date_range(lo.floor("D"), hi.ceil("D"), freq="min")
+
+        def off(t: pd.Timestamp, tz=tz) -> int:
+            return int(t.tz_localize("UTC").tz_convert(tz).utcoffset().total_seconds() // 60)
+
+        hourly = [off(t) for t in minutes[::60]]
+        changes = sum(a != b for a, b in zip(hourly, hourly[1:], strict=False))
+        assert len(segments) - 1 == changes, zone  # Kathmandu: none; the others: 2 a year
+        for start, o in segments[1:]:
+            t = pd.Timestamp(start)
+            assert off(t) == o and off(t - pd.Timedelta(minutes=1)) != o, (zone, t)
+    # the SQL of the clocks gives ICU's offset at every minute around each change
+    t = "CAST(t AS TIMESTAMP)"
+    probes = pd.DataFrame({"t": [pd.Timestamp(s) + pd.Timedelta(minutes=d)
+                                 for segs in got for s, _ in segs[1:] for d in (-1, 0, 1)]})
+    cur.register("probes", probes)
+    for zone, segments in zip(ZONES, got, strict=True):
+        a, b = cur.execute(
+            f"SELECT list({localtime._clock_sql(segments, t)} ORDER BY t), "
+            f"list({localtime.offset_sql(repr(zone), t)} ORDER BY t) FROM probes").fetchone()
+        assert a == b, zone
+
+
+CITIES = {"America/New_York": (40.75, -73.99), "America/Chicago": (41.88, -87.63),
+          "America/Denver": (39.74, -104.99), "America/Los_Angeles": (34.05, -118.24),
+          "America/Sao_Paulo": (-23.55, -46.63), "Europe/London": (51.51, -0.13),
+          "Europe/Paris": (48.86, 2.35), "Europe/Berlin": (52.52, 13.40),
+          "Europe/Moscow": (55.76, 37.62), "Africa/Cairo": (30.04, 31.24),
+          "Asia/Kolkata": (28.61, 77.21), "Asia/Shanghai": (39.90, 116.40),
+          "Asia/Tokyo": (35.68, 139.69), "Australia/Sydney": (-33.87, 151.21),
+          "Pacific/Auckland": (-36.85, 174.76), "Asia/Dubai": (25.20, 55.27),
+          "Africa/Johannesburg": (-26.20, 28.05), "America/Mexico_City": (19.43, -99.13),
+          "Asia/Singapore": (1.29, 103.85), "America/Halifax": (44.65, -63.57),
+          "Asia/Tehran": (35.69, 51.39), "Asia/Kathmandu": (27.72, 85.32),
+          "America/St_Johns": (47.56, -52.71), "Australia/Adelaide": (-34.93, 138.60)}
+
+
+@pytest.mark.parametrize(("n_cities", "probes"), [(8, None), (24, None), (24, 0)])
+def test_zones_of_many_cities(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              n_cities: int, probes: int | None) -> None:
+    """The real NYC times placed in 8 cities (a CASE over their clocks), 24 (more clocks than
+    MAX_CASE_CLOCKS: a join to the clocks' segments) or 24 with no probes allowed (DuckDB's
+    ICU converts each event): the offsets of Python's zoneinfo every way."""
+    import duckdb
+
+    if probes is not None:
+        monkeypatch.setattr(localtime, "MAX_PROBES", probes)
+    cities = dict(list(CITIES.items())[:n_cities])
+    times = pd.to_datetime(pd.read_csv(NYC, usecols=["utc_time_minute"])["utc_time_minute"])
+    names = list(cities)
+    rows = pd.DataFrame({"user_id": [f"u{k % 50}" for k in range(len(times))],
+                         "item_id": [names[k % len(names)] for k in range(len(times))],
+                         "ts": times.dt.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    rows["lat"] = [cities[z][0] for z in rows["item_id"]]
+    rows["lon"] = [cities[z][1] for z in rows["item_id"]]
+    path = tmp_path / "world.csv"
+    rows.to_csv(path, index=False)
+    clocks = localtime.clocks(duckdb.connect(), sorted(cities), times.min(), times.max())
+    if probes is None:
+        assert (len({tuple(c) for c in clocks}) > localtime.MAX_CASE_CLOCKS) == (n_cities > 8)
+    else:
+        assert clocks is None
+    import_file(store, path, name="world")
+    ev = store.events("world")
+    want = [int(t.tz_localize("UTC").tz_convert(ZoneInfo(z)).utcoffset().total_seconds()
+                // 60) for t, z in zip(ev[T], ev[IT], strict=True)]
+    assert ev[TZ].astype("int64").tolist() == want
+    zones = _local_time(store, "world")["zones"]
+    assert len(zones) == min(n_cities, localtime.TOP_ZONES) and set(zones) <= set(cities)
