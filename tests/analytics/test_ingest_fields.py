@@ -19,7 +19,7 @@ from trailscope.analytics import schema
 from trailscope.analytics.ingest.pipeline import IngestError, import_file, sniff
 from trailscope.analytics.store import Store
 
-from tests.conftest import GEOLIFE, NYC, TAOBAO
+from tests.conftest import FULL_GEOLIFE, FULL_NYC, FULL_TAOBAO, GEOLIFE, NYC, TAOBAO
 
 U, IT, T, LAT, LON, CAT, BEH = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
                                 schema.CATEGORY, schema.BEHAVIOR)
@@ -248,7 +248,11 @@ def test_points_spread_over_continents_warned(ws: Store, nyc: pd.DataFrame,
     _user_words(r.warnings)
 
 
-@pytest.mark.parametrize("path", [NYC, TAOBAO, GEOLIFE], ids=["nyc", "taobao", "geolife"])
+@pytest.mark.parametrize("path", [
+    pytest.param(NYC, id="nyc"), pytest.param(TAOBAO, id="taobao"),
+    pytest.param(GEOLIFE, id="geolife"),
+    *(pytest.param(p, id=f"full-{k}", marks=pytest.mark.full_data)
+      for k, p in (("nyc", FULL_NYC), ("taobao", FULL_TAOBAO), ("geolife", FULL_GEOLIFE)))])
 def test_real_slices_get_no_location_warning(ws: Store, path: Path) -> None:
     r = import_file(ws, path, name="plain", replace=True)
     assert not r.warnings and r.flags["location_dropped"] == 0
