@@ -67,6 +67,11 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _period(value: Any) -> str:
+    text = str(value)
+    return text[:-9] if text.endswith("T00:00:00") else text
+
+
 def _text(what: str, data: dict[str, Any]) -> str:
     if what == "zones":
         zones = data.get("zones") or []
@@ -82,20 +87,24 @@ def _text(what: str, data: dict[str, Any]) -> str:
     if what == "forecast":
         bt = data.get("backtest") or {}
         partial = data.get("partial_periods") or []
+        mape = (f"MAPE {bt['mape']:.1f}%" if bt.get("mape") is not None
+                else bt.get("mape_note") or "MAPE not shown")
         lines = [f"{data.get('model')} forecast, {len(data.get('forecast') or [])} "
                  f"{data.get('freq')} periods ahead",
-                 f"  backtest: MASE {_fmt(bt.get('mase'))}, sMAPE {_fmt(bt.get('smape'), '.1f')}%, "
-                 f"MAPE {_fmt(bt.get('mape'), '.1f')}" + ("%" if bt.get("mape") is not None
-                                                         else f" ({bt.get('mape_note', '')})")]
-        lines += [f"  left out as partial: {p.get('period')} ({_fmt(p.get('coverage'), '.0%')} "
-                  "covered)" for p in partial]
+                 f"  backtest: MASE {_fmt(bt.get('mase'))}, sMAPE {_fmt(bt.get('smape'), '.1f')}%; "
+                 + mape]
+        lines += [f"  left out as partial: {_period(p.get('period'))} "
+                  f"({_fmt(p.get('coverage'), '.0%')} covered)" for p in partial]
         return "\n".join(lines)
-    users = data.get("users") or []
-    lines = [f"drift over {data.get('basis')}: {data.get('basis_note', '')}",
-             f"{len(users)} users with at least {data.get('min_events_per_window')} events "
-             "in two windows"]
-    top = sorted(users, key=lambda u: -(u.get("drift") or 0))[:20]
+    users = {str(u.get("user")): u for u in data.get("users") or []}
+    listed = [users[str(u)] for u in data.get("most_changed") or [] if str(u) in users]
+    lines = [f"drift by {data.get('basis')}, per {data.get('freq')}: "
+             f"{data.get('basis_note', '')}",
+             f"{len(users)} users with drift (windows of at least "
+             f"{data.get('min_events_per_window')} events); most changed, over at least "
+             f"{data.get('min_pairs')} window pairs:"]
     lines += [f"  {str(u.get('user'))[:20]:20} drift {_fmt(u.get('drift'))} "
-              f"(raw {_fmt(u.get('raw_drift'))}, {u.get('pairs')} pairs, {u.get('events')} events)"
-              for u in top]
+              f"(raw {_fmt(u.get('raw_drift'))}; {u.get('windows')} windows, {u.get('pairs')} "
+              f"pairs, {u.get('events')} events; gained {u.get('gained')}, lost {u.get('lost')})"
+              for u in listed]
     return "\n".join(lines)

@@ -91,6 +91,14 @@ def cmd_import(args: argparse.Namespace) -> None:
     for flag, count in sorted((data.get("flags") or {}).items()):
         if count:
             print(f"  flagged {count:,} rows: {flag}")
+    if isinstance(extra.get("local_time"), dict):
+        from ...analytics.spacetime import clock_text
+
+        print(f"  times: {clock_text(extra, 0, None)[1]}")
+    for line in data.get("notes") or []:
+        print(f"  note: {line}")
+    for line in data.get("warnings") or []:
+        print(f"  warning: {line}")
     _print_summaries(summaries_s, args.no_summaries)
 
 
