@@ -18,7 +18,7 @@ import pandas as pd
 from .. import schema
 from ..engine import EVENTS, PERIOD, SECONDS, USERS, check_freq
 from ..temporal import activity, cohorts, forecast, sessions
-from . import defaults, lookup
+from . import lookup
 from .tables import SESSION_GAPS, USER_FREQS, Rollup
 
 
@@ -172,16 +172,14 @@ def session_summary(events: Any, gap: str | float | int | pd.Timedelta = "30min"
 
 
 # -- the Overview page's forecast ------------------------------------------------------------
-def page_forecast(con: Any, table: str, series: pd.DataFrame, freq: str, horizon: int,
-                  alpha: float, spec: forecast.ModelSpec | None, max_history: int | None,
-                  origins: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """``forecast.page_forecast(series, ...)`` of the ``freq`` events series of ``table``:
-    the stored answer when the request is the page's default (defaults.py), else fitted."""
-    if defaults.is_page_default(freq, horizon, alpha, max_history, origins, spec):
-        got = defaults.stored_page_forecast(lookup.for_sql(con, table))
-        if got is not None:
-            return got
-    return forecast.page_forecast(series, horizon, alpha, spec, max_history, origins)
+def complete_forecast(series: pd.DataFrame, freq: str, first: Any, last: Any, horizon: int,
+                      alpha: float, spec: forecast.ModelSpec | None, max_history: int | None,
+                      origins: int) -> forecast.CompleteForecast:
+    """``forecast.complete_forecast``: always fitted. The default forecast the summary build
+    stores (defaults.py) is fitted on every period, partial first and last ones included, so
+    it cannot answer this."""
+    return forecast.complete_forecast(series, freq, first, last, horizon, alpha, spec,
+                                      max_history, origins)
 
 
 # -- dataset facts the pages show -----------------------------------------------------------

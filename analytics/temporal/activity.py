@@ -8,6 +8,7 @@ day-of-week rhythm uses local time where ``tz_offset_min`` is known.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,13 @@ SHARE = "share"
 LAG = "lag"                  # in periods of the series
 PERIOD_LENGTH = "period_length"
 STRENGTH = "strength"
+BASELINE = "baseline"
+#: dominant_periods: shuffles of the series behind the significance baseline, its quantile, and
+#: the full cycles the series must span for a period to be reported.
+SHUFFLES = 20
+LEVEL = 0.99
+MIN_CYCLES = 3
+MIN_STRENGTH = 0.01
 METHOD = "method"
 ITEMS = "items"
 FIRST_TS = "first_ts"
@@ -213,48 +221,79 @@ def hourly_profile(rhythm: pd.DataFrame) -> pd.DataFrame:
 
 
 def dominant_periods(series: pd.DataFrame | pd.Series, value: str = EVENTS, top: int = 3,
-                     max_lag: int | None = None, method: str = "seasonal") -> pd.DataFrame:
-    """The strongest periods of an evenly spaced series, strongest first.
+                     max_lag: int | None = None, method: str = "seasonal",
+                     shuffles: int = SHUFFLES, level: float = LEVEL,
+                     seed: int = 0) -> pd.DataFrame:
+    """The significant periods of an evenly spaced series, strongest first (possibly none).
 
     ``series`` is an output of ``activity_series`` (``value`` is the column to use; period
     starts set the spacing) or a pandas Series with a DatetimeIndex. Candidate periods run
-    from 2 to ``max_lag`` (default: a quarter of the series, so a period repeats at least 4
-    times; at most 500).
+    from 2 to ``max_lag`` (default and at most: a third of the series, so the series spans at
+    least MIN_CYCLES (3) full cycles of any period reported; at most 500).
+
+    A period is reported only when its strength beats the shuffled baseline. ``shuffles``
+    random permutations of the series (seeded with ``seed``, so the answer is repeatable)
+    keep its values and lose their order: what pure chance gives on a series of this length
+    and spread. Long candidate periods fit more cycle means from fewer cycles, so chance
+    strengths spread wider there; each lag's strength is therefore standardised by the mean
+    and spread the shuffles give at that lag, and a lag counts when its standardised strength
+    beats the ``level`` quantile (0.99) of the largest standardised strength over all lags in
+    a shuffle (max-T: one threshold for the whole search, so testing hundreds of lags does
+    not make a chance period likely; the quantile is that of a Gumbel distribution fitted to
+    the shuffles' maxima, as 20 shuffles cannot show a 1% tail by themselves). The
+    ``baseline`` column is that threshold at the period's lag, as a strength. A period must
+    also explain at least MIN_STRENGTH (1%) of the variance: on a long series a negligible
+    cycle can be significant.
 
     * ``method="seasonal"`` (default): for each candidate P the series is detrended by a
       centred moving average of length P (which cancels a P-periodic pattern, not a level
       shift) and strength is the share of the remaining variance explained by the position in
-      the cycle (``1 - var(residual) / var(detrended)``, adjusted for the P means fitted, so
-      noise scores about 0 and a clean cycle 1). A period is reported as its smallest
-      divisor of nearly equal strength and multiples of listed periods are skipped, so a
-      weekly rhythm reads 7 days, not 14, 21 or 49.
+      the cycle (``seasonal_strength``: adjusted for the P means fitted, so noise scores about
+      0 and a clean cycle 1). Periods are picked one at a time: the strongest, reported as its
+      smallest divisor of nearly equal strength (a weekly rhythm reads 7 days, not 14), its
+      cycle is then removed from the series and the candidates are scored again on what is
+      left. So a later period is reported only for what it explains beyond the earlier ones
+      (its ``strength`` is that share): an hourly series shows 24 hours and then 168 hours
+      (weekdays differ from weekends), while the 12-hour harmonic of the daily cycle, or 479
+      hours (almost 20 days, a near-multiple of the day), explain nothing more.
     * ``method="acf"``: local maxima of the autocorrelation of the linearly detrended series;
-      strength is the autocorrelation there (-1..1). Level shifts (crawl gaps, growth) inflate
-      it at every lag, which is why it is not the default.
+      strength is the autocorrelation there (-1..1), the baseline the ``level`` quantile of
+      the largest autocorrelation of the shuffled series. Level shifts (crawl gaps, growth)
+      inflate it at every lag, which is why it is not the default.
 
     Columns: ``lag`` (in periods), ``period_length`` (a Timedelta, NaT when the spacing is
-    unknown), ``strength``, ``method``.
+    unknown), ``strength``, ``baseline``, ``method``.
     """
     values, step = _series_values(series, value)
     n = len(values)
     if n < 8:
         raise ValueError(f"a periodicity needs at least 8 periods of data, got {n}; "
                          "pick a finer granularity or a longer time range")
-    max_lag = max(2, min(max_lag or min(n // 4, 500), n // 2))
-    if method == "seasonal":
-        lags, strength = _seasonal_strengths(values, max_lag)
-        lags, strength = _fundamentals(lags, strength, top)
-    elif method == "acf":
-        x = values - np.polyval(np.polyfit(np.arange(n), values, 1), np.arange(n))
-        lags, strength = _acf_peaks(x, max_lag)
-        order = np.argsort(-strength, kind="stable")[:top]
-        lags, strength = lags[order], strength[order]
-    else:
+    cap = min(n // MIN_CYCLES, 500)
+    max_lag = min(max_lag or cap, cap)
+    if method not in ("seasonal", "acf"):
         raise ValueError(f"unknown method {method!r}; use 'seasonal' or 'acf'")
+    rng = np.random.default_rng(seed)
+    shuffled = np.array([rng.permutation(values) for _ in range(max(shuffles, 2))])
+    if max_lag < 2:
+        lags, strength, baseline = np.array([], dtype=int), np.array([]), np.array([])
+    elif method == "seasonal":
+        thresholds = _seasonal_baseline(shuffled, max_lag, level)
+        lags, strength = _significant_seasonal(values, max_lag, top, thresholds)
+        baseline = np.array([thresholds[int(lag)] for lag in lags])
+    else:
+        nulls = np.array([_max_acf(row, max_lag) for row in shuffled])
+        level_acf = float(np.quantile(nulls, level)) if len(nulls) else 0.0
+        lags, strength = _acf_peaks(_linear_detrend(values), max_lag)
+        order = np.argsort(-strength, kind="stable")
+        order = order[strength[order] > level_acf][:top]
+        lags, strength = lags[order], strength[order]
+        baseline = np.full(len(lags), level_acf)
     out = pd.DataFrame({LAG: lags.astype("int64"), STRENGTH: strength.astype(float)})
     out[PERIOD_LENGTH] = (out[LAG] * step) if step is not None else pd.NaT
+    out[BASELINE] = baseline.astype(float)
     out[METHOD] = method
-    return out[[LAG, PERIOD_LENGTH, STRENGTH, METHOD]].reset_index(drop=True)
+    return out[[LAG, PERIOD_LENGTH, STRENGTH, BASELINE, METHOD]].reset_index(drop=True)
 
 
 def _series_values(series: pd.DataFrame | pd.Series,
@@ -283,18 +322,11 @@ def seasonal_strength(values: np.ndarray, period: int) -> float:
     Detrending uses a centred moving average of length ``period`` (2 x ``period`` for an even
     period, as in classical decomposition); NaN when the series is too short for it.
     """
-    x = np.asarray(values, dtype=float)
-    if period % 2:
-        kernel = np.ones(period) / period
-    else:
-        kernel = np.r_[0.5, np.ones(period - 1), 0.5] / period
-    trend = np.convolve(x, kernel, mode="valid")
-    half = (len(kernel) - 1) // 2
-    d = x[half:half + len(trend)] - trend
-    m = len(d)
-    if m <= period + 1:
+    got = _detrended(np.asarray(values, dtype=float), period)
+    if got is None:
         return float("nan")
-    phase = np.arange(half, half + m) % period
+    d, phase = got
+    m = len(d)
     means = np.bincount(phase, d, minlength=period) / np.bincount(phase, minlength=period)
     resid = d - (means - means.mean())[phase]
     var_d = d.var()
@@ -303,37 +335,182 @@ def seasonal_strength(values: np.ndarray, period: int) -> float:
     return float(1.0 - resid.var() * (m - 1) / (m - period) / var_d)
 
 
+def _detrended(x: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(series minus its centred moving average, position in the ``period`` cycle of each
+    value) where the average is defined; None when too few values remain. The moving average
+    comes from cumulative sums: one pass per period, whatever its length."""
+    c = np.concatenate(([0.0], np.cumsum(x)))
+    if period % 2:
+        trend = (c[period:] - c[:-period]) / period
+    else:  # weights 1/2, 1, ..., 1, 1/2 over period + 1 values
+        span = c[period + 1:] - c[:-(period + 1)]
+        trend = (span - 0.5 * x[:len(span)] - 0.5 * x[period:period + len(span)]) / period
+    half = period // 2
+    d = x[half:half + len(trend)] - trend
+    if len(d) <= period + 1:
+        return None
+    return d, np.arange(half, half + len(d)) % period
+
+
+def _seasonal_pattern(x: np.ndarray, period: int) -> np.ndarray:
+    """The ``period`` cycle of ``x`` (centred phase means of the detrended series) laid over
+    every position of ``x``; zeros when the series is too short."""
+    got = _detrended(x, period)
+    if got is None:
+        return np.zeros_like(x)
+    d, phase = got
+    means = np.bincount(phase, d, minlength=period) / np.bincount(phase, minlength=period)
+    return (means - means.mean())[np.arange(len(x)) % period]
+
+
 def _seasonal_strengths(values: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
-    lags = np.arange(2, max_lag + 1)
-    strength = np.array([seasonal_strength(values, int(p)) for p in lags])
-    ok = np.isfinite(strength)
-    return lags[ok], strength[ok]
+    lags, strength = _strength_table(np.asarray(values, dtype=float)[None, :], max_lag)
+    ok = np.isfinite(strength[0])
+    return lags[ok], strength[0][ok]
 
 
-def _fundamentals(lags: np.ndarray, strength: np.ndarray, top: int,
-                  tolerance: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """The ``top`` strongest positive periods, each replaced by its smallest divisor that is
-    nearly as strong (within ``tolerance``), skipping multiples of periods already chosen.
-
-    A clean weekly cycle is also a perfect 14-, 21-, 49-day cycle; those score the same up to
-    noise, and the fundamental is the one worth reporting.
+def _strength_table(rows: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """``seasonal_strength`` of every row of ``rows`` (k series of one length) for every lag
+    2..max_lag: (lags, k x lags array, NaN where a series is too short). One pass per lag for
+    all rows together (the shuffles of ``dominant_periods``), with the variances from sums of
+    squares: the residual of the phase means has variance (sum d^2 - sum_phase n mean^2) / m.
     """
-    by_lag = dict(zip(lags.tolist(), strength.tolist(), strict=True))
-    chosen: list[int] = []
-    values: list[float] = []
-    for i in np.argsort(-strength, kind="stable"):
-        if strength[i] <= 0 or len(chosen) == top:
-            break
-        lag = int(lags[i])
-        for d in range(2, lag):
-            if lag % d == 0 and by_lag.get(d, -1.0) >= strength[i] - tolerance:
-                lag = d
-                break
-        if any(lag % c == 0 for c in chosen):
+    k, n = rows.shape
+    lags = np.arange(2, max(max_lag, 1) + 1)
+    out = np.full((k, len(lags)), np.nan)
+    c = np.concatenate((np.zeros((k, 1)), np.cumsum(rows, axis=1)), axis=1)
+    for j, p in enumerate(lags):
+        p = int(p)
+        if p % 2:
+            trend = (c[:, p:] - c[:, :-p]) / p
+        else:
+            span = c[:, p + 1:] - c[:, :-(p + 1)]
+            trend = (span - 0.5 * rows[:, :span.shape[1]]
+                     - 0.5 * rows[:, p:p + span.shape[1]]) / p
+        half, m = p // 2, trend.shape[1]
+        if m <= p + 1:
             continue
-        chosen.append(lag)
-        values.append(by_lag[lag])
-    return np.array(chosen, dtype=int), np.array(values, dtype=float)
+        d = rows[:, half:half + m] - trend
+        cycles = -(-(half + m) // p)
+        padded = np.zeros((k, cycles * p))
+        padded[:, half:half + m] = d
+        sums = padded.reshape(k, cycles, p).sum(axis=1)           # per phase
+        counts = np.bincount(np.arange(half, half + m) % p, minlength=p)
+        ss = (d * d).sum(axis=1)
+        var_resid = (ss - (sums * sums / counts).sum(axis=1)) / m
+        var_d = ss / m - (d.sum(axis=1) / m) ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = 1.0 - var_resid * (m - 1) / (m - p) / var_d
+        out[:, j] = np.where(var_d > 1e-12 * np.maximum(ss / m, 1e-300), s, 0.0)
+    return lags, out
+
+
+def _max_acf(values: np.ndarray, max_lag: int) -> float:
+    _, r = _acf_peaks(_linear_detrend(values), max_lag)
+    return float(np.max(r)) if len(r) else 0.0
+
+
+def _linear_detrend(values: np.ndarray) -> np.ndarray:
+    t = np.arange(len(values))
+    return values - np.polyval(np.polyfit(t, values, 1), t)
+
+
+def _seasonal_baseline(shuffled: np.ndarray, max_lag: int, level: float) -> dict[int, float]:
+    """The strength each lag 2..max_lag must beat (see ``dominant_periods``), from the
+    strengths of the ``shuffled`` series (k x n); never below MIN_STRENGTH."""
+    lags, table = _strength_table(shuffled, max_lag)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN lags (series too short)
+        mu = np.nanmean(table, axis=0)
+        sd = np.nanstd(table, axis=0, ddof=1)
+        sd = np.where(sd > 0, sd, np.inf)
+        z = np.nanmax((table - mu) / sd, axis=1)
+    z = z[np.isfinite(z)]
+    crit = _gumbel_quantile(z, level)
+    finite = np.isfinite(sd)
+    limit = np.nan_to_num(mu).copy()
+    limit[finite] = mu[finite] + crit * sd[finite]
+    limit = np.maximum(limit, MIN_STRENGTH)
+    return {int(p): float(v) for p, v in zip(lags, limit, strict=True)}
+
+
+def _gumbel_quantile(maxima: np.ndarray, level: float) -> float:
+    """The ``level`` quantile of a Gumbel distribution fitted to ``maxima`` by its mean and
+    spread: a few dozen shuffles then give a 99% point, where their own 99th percentile would
+    be little more than their largest value."""
+    if len(maxima) < 2:
+        return float(maxima[0]) if len(maxima) else 0.0
+    beta = float(np.std(maxima, ddof=1)) * np.sqrt(6.0) / np.pi
+    mode = float(np.mean(maxima)) - 0.5772156649 * beta
+    return mode - beta * np.log(-np.log(level))
+
+
+def _significant_seasonal(values: np.ndarray, max_lag: int, top: int,
+                          thresholds: dict[int, float],
+                          tolerance: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``top`` periods (see ``dominant_periods``): the main cycle, then cycles of cycles.
+
+    The main cycle is the strongest of the candidates that beat their ``thresholds``, as its
+    smallest divisor within ``tolerance`` of its strength that beats its own, whose cycle
+    repeats (``_replicates``: chance fits of a long cycle do not). Each further
+    period is an exact multiple of a period already found (a week of days, a week of hours):
+    with the cycles found so far removed from the series, the multiple with the largest
+    strength is kept when that strength beats its threshold and its cycle repeats
+    (``_replicates``). Other lengths are not
+    candidates once a cycle is found: on real activity data they are the main cycle drifting
+    (479 hours next to 20 days) or level changes fitted as a long cycle, and they beat a
+    shuffled series all the same, because level changes are not shuffled noise.
+    """
+    x = np.asarray(values, dtype=float)
+    lags, strength = _seasonal_strengths(x, max_lag)
+    by_lag = {lag: st for lag, st in zip(lags.tolist(), strength.tolist(), strict=True)
+              if st > thresholds.get(lag, np.inf)}
+    main = None
+    for best in sorted(by_lag, key=lambda lag: -by_lag[lag]):
+        main = next(d for d in range(2, best + 1) if best % d == 0
+                    and by_lag.get(d, -1.0) >= by_lag[best] - tolerance)
+        if _replicates(x, main):
+            break
+        main = None
+    if main is None:
+        return np.array([], dtype=int), np.array([])
+    chosen, found = [main], [by_lag[main]]
+    residual = x - _seasonal_pattern(x, main)
+    while len(chosen) < top:
+        multiples = sorted({k * c for c in chosen for k in range(2, max_lag // c + 1)}
+                           - set(chosen))
+        scored = [(seasonal_strength(residual, m), m) for m in multiples]
+        scored = [(st, m) for st, m in scored
+                  if st > thresholds.get(m, np.inf) and _replicates(residual, m)]
+        if not scored:
+            break
+        top_st, top_m = max(scored)
+        st, m = next((st, m) for st, m in sorted(scored, key=lambda sm: sm[1])
+                     if top_m % m == 0 and st >= top_st - tolerance)
+        chosen.append(m)
+        found.append(st)
+        residual = residual - _seasonal_pattern(residual, m)
+    return np.array(chosen, dtype=int), np.array(found, dtype=float)
+
+
+def _replicates(x: np.ndarray, period: int) -> bool:
+    """Whether the ``period`` cycle of ``x`` fitted on its even-numbered cycles predicts its
+    odd-numbered ones and the other way round: the squared error left is below the detrended
+    variance (a positive cross-validated share explained)."""
+    got = _detrended(x, period)
+    if got is None:
+        return False
+    d, phase = got
+    fold = ((np.arange(len(d)) + period // 2) // period) % 2 == 0
+    sse = 0.0
+    for train in (fold, ~fold):
+        counts = np.bincount(phase[train], minlength=period)
+        if (counts == 0).any():
+            return False
+        means = np.bincount(phase[train], d[train], minlength=period) / counts
+        test = ~train
+        sse += float(((d[test] - (means - means.mean())[phase[test]]) ** 2).sum())
+    return sse < float(((d - d.mean()) ** 2).sum())
 
 
 def _acf_peaks(x: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:

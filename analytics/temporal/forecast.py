@@ -11,11 +11,13 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..engine import EVENTS, PERIOD
+from . import periods
 
 FORECAST = "forecast"
 LOWER = "lower"
@@ -25,11 +27,16 @@ ORIGIN = "origin"
 ORIGINS = "origins"
 HORIZON = "horizon"
 MAE = "mae"
-MAPE = "mape"      # percent, over the actual values that are not zero
+MAPE = "mape"      # percent; NaN when an actual is near zero (see errors)
 SMAPE = "smape"    # percent, 0..200
+MASE = "mase"      # MAE over the in-sample seasonal-naive MAE of the fit window
+NEAR_ZERO = "near_zero"
 SARIMA = "sarima"
 SEASONAL_NAIVE = "seasonal_naive"
 
+#: An actual at or below this share of the fit window's mean counts as near zero, and MAPE is
+#: not reported for a backtest that has one.
+NEAR_ZERO_SHARE = 0.05
 #: Default seasonal period by spacing: a day in hours, a week in days, a year in weeks/months.
 SEASONS = {pd.Timedelta(hours=1): 24, pd.Timedelta(days=1): 7, pd.Timedelta(weeks=1): 52}
 
@@ -150,20 +157,50 @@ def forecast(series: pd.DataFrame | pd.Series, horizon: int = 14, value: str = E
     })
 
 
-def errors(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """MAE, MAPE (percent, over non-zero actuals; NaN when all are zero) and sMAPE (percent,
-    terms where actual and prediction are both 0 count as 0)."""
+def errors(actual: np.ndarray, predicted: np.ndarray, scale: float = float("nan"),
+           near_zero: float = 0.0) -> dict[str, float]:
+    """MAE, MASE, sMAPE and MAPE of one forecast.
+
+    * MASE is the MAE over ``scale``, the in-sample MAE of a naive forecast on the fitted
+      history (see ``naive_scale``): below 1 the forecast beats that naive rule; NaN when the
+      scale is 0 or unknown.
+    * sMAPE is in percent (0..200); a term whose actual and prediction are both 0 counts 0.
+    * MAPE is in percent, NaN when any actual is at or below ``near_zero`` (0: any zero
+      actual): a percentage of a near-zero actual explodes (one day with 3 events instead of
+      the usual 300 reads as 3,000%), so the metric is not reported then.
+    """
     a = np.asarray(actual, dtype=float)
     p = np.asarray(predicted, dtype=float)
     abs_err = np.abs(a - p)
-    nz = a != 0
     denom = np.abs(a) + np.abs(p)
     smape_terms = np.divide(2 * abs_err, denom, out=np.zeros_like(abs_err), where=denom > 0)
+    mae = float(abs_err.mean())
+    small = np.abs(a) <= near_zero
     return {
-        MAE: float(abs_err.mean()),
-        MAPE: float(100 * np.mean(abs_err[nz] / np.abs(a[nz]))) if nz.any() else float("nan"),
+        MAE: mae,
+        MASE: mae / scale if np.isfinite(scale) and scale > 0 else float("nan"),
         SMAPE: float(100 * smape_terms.mean()),
+        MAPE: float("nan") if small.any() else float(100 * np.mean(abs_err / np.abs(a))),
     }
+
+
+def naive_scale(history: np.ndarray, season: int) -> float:
+    """MASE's scale: the in-sample MAE of the seasonal-naive forecast (each value predicted
+    by the value one ``season`` earlier; the previous value when ``season`` is 0) over
+    ``history``, the window the model is fitted on (Hyndman and Koehler, 2006). NaN when the
+    history is not longer than a season."""
+    y = np.asarray(history, dtype=float)
+    lag = season or 1
+    if len(y) <= lag:
+        return float("nan")
+    return float(np.abs(y[lag:] - y[:-lag]).mean())
+
+
+def near_zero_level(history: np.ndarray) -> float:
+    """Actuals at or below this are "near zero" for MAPE: NEAR_ZERO_SHARE of the history's
+    mean."""
+    y = np.asarray(history, dtype=float)
+    return NEAR_ZERO_SHARE * float(y.mean()) if len(y) else 0.0
 
 
 def backtest_errors(series: pd.DataFrame | pd.Series, horizon: int = 7, origins: int = 8,
@@ -173,10 +210,12 @@ def backtest_errors(series: pd.DataFrame | pd.Series, horizon: int = 7, origins:
 
     The last origin leaves exactly ``horizon`` periods to predict; earlier origins move back
     by ``step`` periods (default: ``horizon``). The model's parameters are estimated once, on
-    the history before the first origin, then each origin re-filters the data up to itself
-    with those parameters, so no origin sees its future. The baseline repeats the last season
-    (the last value when there is no season). Columns: ``model, origin, horizon, mae, mape,
-    smape``.
+    the history before the first origin (the fit window), then each origin re-filters the
+    data up to itself with those parameters, so no origin sees its future. The baseline
+    repeats the last season (the last value when there is no season). MASE is scaled by the
+    in-sample seasonal-naive MAE of the fit window (``naive_scale`` with the model's season);
+    MAPE is NaN at an origin whose actuals include one at or below 5% of the fit window's
+    mean (``near_zero_level``). Columns: ``model, origin, horizon, mae, mase, smape, mape``.
     """
     s = _as_series(series, value)
     if max_history:
@@ -190,6 +229,7 @@ def backtest_errors(series: pd.DataFrame | pd.Series, horizon: int = 7, origins:
             f"(step {step}); use fewer origins, a shorter horizon or more history")
     y = s.to_numpy()
     res = _fit(y[:first], spec)
+    scale, floor = naive_scale(y[:first], spec.season), near_zero_level(y[:first])
     rows = []
     for k in range(origins):
         origin = first + k * step
@@ -198,10 +238,13 @@ def backtest_errors(series: pd.DataFrame | pd.Series, horizon: int = 7, origins:
             fitted = res if origin == first else res.apply(y[:origin])
             model_pred = np.clip(fitted.forecast(horizon), 0, None)
         rows.append({MODEL: SARIMA, ORIGIN: s.index[origin], HORIZON: horizon,
-                     **errors(actual, model_pred)})
+                     **errors(actual, model_pred, scale, floor)})
         rows.append({MODEL: SEASONAL_NAIVE, ORIGIN: s.index[origin], HORIZON: horizon,
-                     **errors(actual, seasonal_naive(y[:origin], horizon, spec.season))})
-    return pd.DataFrame(rows)
+                     **errors(actual, seasonal_naive(y[:origin], horizon, spec.season),
+                              scale, floor)})
+    out = pd.DataFrame(rows)
+    out.attrs[NEAR_ZERO] = floor
+    return out
 
 
 def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
@@ -216,22 +259,45 @@ def backtest(series: pd.DataFrame | pd.Series, horizon: int = 7, origins: int = 
              step: int | None = None, max_history: int | None = 730) -> pd.DataFrame:
     """Mean errors over the rolling origins, one row per model (SARIMA, seasonal naive).
 
-    Columns: ``model, origins, horizon, mae, mape, smape``; see ``backtest_errors``.
+    Columns: ``model, origins, horizon, mae, mape, smape, mase`` (see ``backtest_errors``);
+    MAPE is NaN when it is NaN at any origin (an actual near zero somewhere in the backtest
+    window). ``attrs["near_zero"]`` holds the level below which an actual counts as near zero.
     """
     per_origin = backtest_errors(series, horizon, origins, value, spec, step, max_history)
     out = per_origin.groupby(MODEL, sort=False).agg(
         **{ORIGINS: (ORIGIN, "count"), HORIZON: (HORIZON, "first"), MAE: (MAE, "mean"),
-           MAPE: (MAPE, "mean"), SMAPE: (SMAPE, "mean")})
-    return out.reset_index()
+           MAPE: (MAPE, _mean_or_nan), SMAPE: (SMAPE, "mean"), MASE: (MASE, "mean")})
+    out = out.reset_index()
+    out.attrs[NEAR_ZERO] = per_origin.attrs[NEAR_ZERO]
+    return out
+
+
+def _mean_or_nan(x: pd.Series) -> float:
+    return float(x.mean(skipna=False))
 
 
 # -- the Overview page's forecast ---------------------------------------------------------------
+#: The backtest columns of ``page_forecast``: the shape the summary build stores.
+PAGE_BACKTEST = (MODEL, ORIGINS, HORIZON, MAE, MAPE, SMAPE)
+
+
 def page_forecast(series: pd.DataFrame | pd.Series, horizon: int, alpha: float,
                   spec: ModelSpec | None, max_history: int | None, origins: int,
                   ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(forecast, backtest, note): ``forecast`` and then ``backtest`` with ``origins``
     origins, or 3 when the series is too short for them; the note says why there is no
-    backtest ("" when there is one). Raises ValueError when no forecast can be made."""
+    backtest ("" when there is one). Raises ValueError when no forecast can be made.
+
+    Fits ``series`` as given and returns the backtest columns PAGE_BACKTEST (no MASE): the
+    summary build stores this. ``complete_forecast`` leaves partial periods out first and
+    reports MASE; the dashboard and the CLI use that."""
+    pred, bt, note = _forecast_and_backtest(series, horizon, alpha, spec, max_history, origins)
+    return pred, (bt[list(PAGE_BACKTEST)] if len(bt) else bt), note
+
+
+def _forecast_and_backtest(series: pd.DataFrame | pd.Series, horizon: int, alpha: float,
+                           spec: ModelSpec | None, max_history: int | None, origins: int,
+                           ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     pred = forecast(series, horizon=horizon, alpha=alpha, spec=spec, max_history=max_history)
     note = ""
     bt = pd.DataFrame()
@@ -243,3 +309,60 @@ def page_forecast(series: pd.DataFrame | pd.Series, horizon: int, alpha: float,
         except ValueError as exc:
             note = f"No backtest: {exc}"
     return pred, bt, "" if not bt.empty else note
+
+
+@dataclass(frozen=True)
+class CompleteForecast:
+    """A forecast fitted on complete periods only (``complete_forecast``)."""
+
+    forecast: pd.DataFrame    # period, forecast, lower, upper
+    backtest: pd.DataFrame    # model, origins, horizon, mae, mape, smape, mase (may be empty)
+    note: str                 # why the backtest is missing, else ""
+    fitted: pd.DataFrame      # the complete periods the model saw: period, events
+    spec: ModelSpec           # the (S)ARIMA orders fitted
+    partial: pd.DataFrame     # the periods left out: period, coverage, edge, why
+    mape_note: str            # why MAPE is not reported, else ""
+
+
+def complete_forecast(series: pd.DataFrame, freq: str, first: Any, last: Any, horizon: int,
+                      alpha: float = 0.05, spec: ModelSpec | None = None,
+                      max_history: int | None = 730, origins: int = 8) -> CompleteForecast:
+    """``page_forecast`` of the complete periods of ``series`` (an ``activity_series`` at
+    ``freq`` of events from ``first`` to ``last``; periods outside that span, such as those
+    of stray timestamps, are dropped): the partial first and last periods
+    (``periods.partial_periods``) are left out of the fit, the backtest and MASE's scale, so
+    a day with a tenth of a day's data neither drags the forecast towards zero nor counts
+    as a miss. The forecast starts right after the last complete period, so it covers a
+    partial last period too. Raises ValueError when no forecast can be made, which includes
+    fewer complete periods than ``horizon`` (eight days do not tell the next fourteen)."""
+    series = periods.overlapping_rows(series, freq, first, last)
+    partial = periods.partial_periods(pd.DatetimeIndex(series[PERIOD]), freq, first, last)
+    fitted = periods.complete_rows(series, freq, first, last)[[PERIOD, EVENTS]]
+    if len(fitted) < max(8, horizon):
+        raise ValueError(f"a forecast {horizon} {freq}s ahead needs at least "
+                         f"{max(8, horizon)} complete {freq}s of history, got {len(fitted)}; "
+                         "pick a finer granularity or a longer time range")
+    if max_history:
+        fitted = fitted.iloc[-max_history:].reset_index(drop=True)
+    spec = spec or default_spec(_as_series(fitted, EVENTS))
+    pred, bt, note = _forecast_and_backtest(fitted, horizon, alpha, spec, None, origins)
+    return CompleteForecast(forecast=pred, backtest=bt, note=note, fitted=fitted, spec=spec,
+                            partial=partial, mape_note=mape_note(bt))
+
+
+def describe_spec(spec: ModelSpec) -> str:
+    """The model as users read it: "SARIMA(1,0,1)(0,1,1)[7]" or "ARIMA(1,0,1)"."""
+    order = ",".join(map(str, spec.order))
+    if not spec.season:
+        return f"ARIMA({order})"
+    return f"SARIMA({order})({','.join(map(str, spec.seasonal_order))})[{spec.season}]"
+
+
+def mape_note(bt: pd.DataFrame) -> str:
+    """Why a backtest reports no MAPE, for users; "" when it does (or has no rows)."""
+    if bt.empty or bt[MAPE].notna().all():
+        return ""
+    level = bt.attrs.get(NEAR_ZERO, 0.0)
+    return (f"MAPE is not shown: some actual values in the backtest are near zero (at most "
+            f"{level:,.1f}, {NEAR_ZERO_SHARE:.0%} of the mean), where percentage errors "
+            "explode; MASE and sMAPE stay meaningful.")

@@ -17,6 +17,13 @@ and the last event can be (periods wholly outside the span have coverage 0 and a
 too). Weeks start on Monday and months on the 1st, as ``analytics.engine.period_start``.
 
 ``coverage`` is the fraction of the period inside the span (0..1).
+
+**Stray timestamps.** Some files hold a few events far from the rest (Taobao's UserBehavior:
+one on 2017-09-11 and some thirty more before collection starts on 2017-11-24 16:00 UTC). A
+span from such a stray would make weeks of empty "complete" periods. ``bulk_hours`` finds the
+span without them: leading and trailing hours holding fewer than ``STRAY_SHARE`` (5%) of the
+median events of a non-empty hour are strays; the caller takes the first and last event
+inside the remaining hours as ``first`` and ``last``.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..engine import PERIOD, check_freq
+from ..engine import EVENTS, PERIOD, check_freq
 
 COVERAGE = "coverage"
 EDGE = "edge"
+END = "end"
 WHY = "why"
 
 #: The share of a period the data may miss and the period still count as complete.
@@ -37,6 +45,10 @@ MIN_COVERAGE = 0.99
 #: Missing time always tolerated at an edge (one finer unit, capped at an hour).
 SLACK = {"hour": pd.Timedelta(minutes=1), "day": pd.Timedelta(hours=1),
          "week": pd.Timedelta(hours=1), "month": pd.Timedelta(hours=1)}
+
+
+#: Leading and trailing hours below this share of a median non-empty hour are strays.
+STRAY_SHARE = 0.05
 
 
 def period_ends(starts: pd.DatetimeIndex, freq: str) -> pd.DatetimeIndex:
@@ -77,7 +89,7 @@ def partial_periods(starts: pd.DatetimeIndex, freq: str, first: Any, last: Any
     """The periods ``complete_mask`` leaves out, each with its coverage, which edge of the data
     it is on and a sentence for users saying why. Columns: ``period, coverage, edge`` ("first":
     the data starts inside it, "last": ends inside it, "both", or "outside" when the data
-    does not reach it) ``, why``, in period order."""
+    does not reach it) ``, why, end`` (the next period's start), in period order."""
     starts = pd.DatetimeIndex(starts)
     keep = complete_mask(starts, freq, first, last)
     cover = coverage(starts, freq, first, last)
@@ -87,9 +99,10 @@ def partial_periods(starts: pd.DatetimeIndex, freq: str, first: Any, last: Any
                              strict=True):
         edge = _edge(start, end, lo, hi, c)
         rows.append({PERIOD: start, COVERAGE: float(c), EDGE: edge,
-                     WHY: _why(edge, freq, lo, hi, c)})
-    out = pd.DataFrame(rows, columns=[PERIOD, COVERAGE, EDGE, WHY])
-    out[PERIOD] = pd.to_datetime(out[PERIOD]).astype("datetime64[us]")
+                     WHY: _why(edge, freq, lo, hi, c), END: end})
+    out = pd.DataFrame(rows, columns=[PERIOD, COVERAGE, EDGE, WHY, END])
+    for col in (PERIOD, END):
+        out[col] = pd.to_datetime(out[col]).astype("datetime64[us]")
     return out
 
 
@@ -98,6 +111,28 @@ def complete_rows(series: pd.DataFrame, freq: str, first: Any, last: Any) -> pd.
     ``activity_series`` returns) whose period is complete, in their order."""
     keep = complete_mask(pd.DatetimeIndex(series[PERIOD]), freq, first, last)
     return series.loc[keep].reset_index(drop=True)
+
+
+def overlapping_rows(series: pd.DataFrame, freq: str, first: Any, last: Any) -> pd.DataFrame:
+    """The rows of a period series whose period overlaps [``first``, ``last``] (complete or
+    partial), in their order: a series filled from a stray timestamp cut to the data's span."""
+    starts = pd.DatetimeIndex(series[PERIOD])
+    keep = (period_ends(starts, freq) > _naive(first)) & (starts <= _naive(last))
+    return series.loc[np.asarray(keep)].reset_index(drop=True)
+
+
+def bulk_hours(hourly: pd.DataFrame, value: str = EVENTS
+               ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """(start of the first hour, start of the last hour) of an hourly series (``period,
+    events``) without leading and trailing stray hours (see the module doc); None when the
+    series has no events."""
+    counts = hourly[value].to_numpy(dtype=float)
+    busy = counts[counts > 0]
+    if not len(busy):
+        return None
+    bulk = np.flatnonzero(counts >= max(STRAY_SHARE * float(np.median(busy)), 1.0))
+    hours = pd.DatetimeIndex(hourly[PERIOD])
+    return pd.Timestamp(hours[bulk[0]]), pd.Timestamp(hours[bulk[-1]])
 
 
 def describe(parts: pd.DataFrame, freq: str) -> str:

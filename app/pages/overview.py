@@ -59,6 +59,7 @@ def layout(dataset: Any = None, **_query: Any) -> html.Div:
                             className="btn btn-small btn-ghost", style={"display": "none"}),
             ]),
             views.graph(ids.OVERVIEW_TREND, 340),
+            html.Div(id=ids.OVERVIEW_TREND_NOTE, className="hint"),
         ]),
         html.Div(className="grid-2", children=[
             ui.card([views.card_head("Weekly rhythm", "Events by hour of day and weekday."),
@@ -97,20 +98,25 @@ def _filter(time_range: dict | None) -> svc.EventFilter | None:
 # -- trend and its time range ----------------------------------------------------------------
 @callback(
     Output(ids.OVERVIEW_TREND, "figure"),
+    Output(ids.OVERVIEW_TREND_NOTE, "children"),
     Input(ids.OVERVIEW_FREQ, "value"),
     Input(ids.OVERVIEW_SPLIT, "value"),
     Input(ids.OVERVIEW_METRIC, "value"),
     State(ids.OVERVIEW_DATASET, "data"),
 )
-def draw_trend(freq: str, split: str, metric: str, name: str | None) -> Any:
+def draw_trend(freq: str, split: str, metric: str, name: str | None) -> tuple[Any, Any]:
     if not name:
-        return no_update
+        return no_update, no_update
 
-    def build() -> Any:
+    def build() -> tuple[Any, Any]:
         df = svc.trend(name, freq, split)
-        return charts.trend_figure(df, split, "users" if metric == "users" else "events", freq)
+        partial = svc.partial_periods(name, freq)
+        fig = charts.trend_figure(df, split, "users" if metric == "users" else "events", freq,
+                                  partial=partial)
+        return fig, svc.partial_note(partial, freq, "shaded, and left out of the forecast "
+                                     "and of trend tests")
 
-    return views.guarded("the activity trend", build, views.error_figure)
+    return views.guarded("the activity trend", build, lambda m: (views.error_figure(m), ""))
 
 
 def range_from_events(relayout: dict | None, selected: dict | None,
@@ -197,8 +203,7 @@ def draw_rhythm(time_range: Any, name: str | None) -> tuple[Any, Any]:
 
 
 def _periods_note(name: str, flt: svc.EventFilter | None, rhythm: pd.DataFrame) -> Any:
-    periods = svc.dominant_periods(name, "hour", flt)
-    strong = periods[periods["strength"] >= 0.05] if len(periods) else periods
+    strong = svc.dominant_periods(name, "hour", flt)
     peak = rhythm.loc[rhythm["events"].idxmax()] if rhythm["events"].sum() else None
     parts: list[Any] = []
     if peak is not None:
@@ -208,9 +213,11 @@ def _periods_note(name: str, flt: svc.EventFilter | None, rhythm: pd.DataFrame) 
         text = ", ".join(f"{_fmt_period(p)} (strength {s:.2f})"
                          for p, s in zip(strong["period_length"], strong["strength"],
                                          strict=True))
-        parts += ["Repeating cycles in the hourly series: ", html.Strong(text), "."]
+        parts += ["Repeating cycles in the hourly series: ", html.Strong(text),
+                  " (each stronger than in any shuffled copy of the series and seen at least "
+                  "three times; a later cycle's strength is what it adds to the ones before)."]
     else:
-        parts.append("No clear repeating cycle in the hourly series.")
+        parts.append("No repeating cycle in the hourly series stands out from chance.")
     return parts
 
 
@@ -234,7 +241,7 @@ def draw_forecast(freq: str, name: str | None) -> tuple[Any, Any]:
 
     def build() -> tuple[Any, Any]:
         res = svc.forecast(name, freq)
-        fig = charts.forecast_figure(res.history, res.forecast, freq)
+        fig = charts.forecast_figure(res.history, res.forecast, freq, partial=res.partial)
         return fig, _backtest_table(res)
 
     return views.guarded("the forecast", build,
@@ -242,23 +249,30 @@ def draw_forecast(freq: str, name: str | None) -> tuple[Any, Any]:
 
 
 def _backtest_table(res: svc.ForecastResult) -> Any:
+    notes = [views.hint(n) for n in (res.partial_note,) if n]
     if res.backtest.empty:
-        return views.hint(res.note or "No backtest.")
-    names = {"sarima": "SARIMA", "seasonal_naive": "Seasonal naive (baseline)"}
+        return html.Div([views.hint(res.note or "No backtest."), *notes])
+    names = {"sarima": f"{res.model or 'SARIMA'}",
+             "seasonal_naive": "Seasonal naive (baseline)"}
     bt = res.backtest.assign(model=res.backtest["model"].map(names).fillna(res.backtest["model"]))
-    best = bt.loc[bt["mae"].idxmin(), "model"]
+    best = bt.loc[bt["mase"].fillna(bt["mae"]).idxmin(), "model"]
     origins = int(bt["origins"].iloc[0])
-    verdict = "beats" if best.startswith("SARIMA") else "does not beat"
+    verdict = "beats" if best == names["sarima"] else "does not beat"
+    columns = [("model", "Model"), ("mase", "MASE"), ("smape", "sMAPE")]
+    if bt["mape"].notna().all():
+        columns.append(("mape", "MAPE"))
+    columns.append(("mae", "MAE"))
     return html.Div([
-        views.table(bt, [("model", "Model"), ("mae", "MAE"), ("smape", "sMAPE"),
-                         ("mape", "MAPE")],
-                    formats={"mae": views.num(1), "smape": views.num(1, "%"),
-                             "mape": views.num(1, "%")},
-                    numeric=("mae", "smape", "mape"),
+        views.table(bt, columns,
+                    formats={"mase": views.num(2), "smape": views.num(1, "%"),
+                             "mape": views.num(1, "%"), "mae": views.num(1)},
+                    numeric=("mase", "smape", "mape", "mae"),
                     row_class=lambda r: "best" if r["model"] == best else ""),
-        views.hint(f"Rolling-origin backtest: {origins} origins, each predicting the next "
-                   f"{res.horizon} {res.freq}s from the data before it. Lower is better; "
-                   f"the model {verdict} the baseline on MAE."),
+        views.hint(f"Rolling-origin backtest on complete {res.freq}s: {origins} origins, each "
+                   f"predicting the next {res.horizon} {res.freq}s from the data before it. "
+                   "MASE is the error relative to repeating last season within the fitted "
+                   f"history (below 1 is better than that). The model {verdict} the baseline."),
+        *[views.hint(n) for n in (res.mape_note,) if n], *notes,
     ])
 
 

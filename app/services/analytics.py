@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -27,7 +27,7 @@ from ...analytics import engine
 from ...analytics.rollups import build, lookup
 from ...analytics.rollups import temporal as answers
 from ...analytics.schema import BEHAVIOR, CATEGORY, TS, USER
-from ...analytics.spacetime import solar_offset_min
+from ...analytics.spacetime import clock_text
 from .workspace import ServiceError, dataset_info, get_store, memoize_dataset
 
 FREQS = ("hour", "day", "week", "month")
@@ -267,17 +267,15 @@ def user_activity(name: str, freq: str = "day", flt: EventFilter | None = None) 
 def tz_fallback(name: str) -> tuple[int | None, str]:
     """(offset in minutes used where ``tz_offset_min`` is unknown, text saying which time).
 
-    Datasets with offsets use them; datasets with coordinates but no offsets use the solar
-    time zone of their median longitude (New York: UTC-5), others stay in UTC.
+    The one rule is ``analytics.spacetime.clock_text``: datasets imported with the local-time
+    step name their basis (the file's offsets, the time zone at each event's coordinates, the
+    longitude estimate at sea, UTC without coordinates); older datasets use their offsets, else
+    the solar time zone of their median longitude (New York: UTC-5), else UTC.
     """
     with dataset_cursor(name) as (cur, table):
         known, lon = answers.tz_facts(cur, table)
-    if known:
-        return None, "local time (from the events' time-zone offsets)"
-    if lon is not None:
-        minutes = solar_offset_min(lon)
-        return minutes, f"local time estimated from longitude (UTC{minutes / 60:+.0f}, no DST)"
-    return None, "UTC (the dataset has no time-zone offsets or coordinates)"
+    extra = (dataset_info(name).report or {}).get("extra")
+    return clock_text(extra if isinstance(extra, dict) else None, known, lon)
 
 
 @memoize_dataset
@@ -293,7 +291,9 @@ def rhythm(name: str, flt: EventFilter | None = None) -> pd.DataFrame:
 @memoize_dataset
 def dominant_periods(name: str, freq: str = "hour", flt: EventFilter | None = None,
                      top: int = 3) -> pd.DataFrame:
-    """The strongest periods of the activity series (empty when it is too short)."""
+    """The significant periods of the activity series, strongest first
+    (``analytics.temporal.activity.dominant_periods``: each beats a shuffled baseline and
+    fits at least three times; empty when there is none or the series is too short)."""
     from ...analytics.temporal import activity as temporal
 
     series = event_series(name, freq, flt)
@@ -301,27 +301,95 @@ def dominant_periods(name: str, freq: str = "hour", flt: EventFilter | None = No
         return temporal.dominant_periods(series, top=top)
     except ValueError:
         return pd.DataFrame(columns=[temporal.LAG, temporal.PERIOD_LENGTH, temporal.STRENGTH,
-                                     temporal.METHOD])
+                                     temporal.BASELINE, temporal.METHOD])
+
+
+class DataSpan(NamedTuple):
+    """First and last event time without strays, and the stray events left out."""
+
+    first: pd.Timestamp
+    last: pd.Timestamp
+    strays: int
 
 
 @dataclass(frozen=True)
 class ForecastResult:
-    """History, forecast with interval, and the rolling-origin backtest of both models."""
+    """History, forecast with interval, and the rolling-origin backtest of both models, fitted
+    on complete periods only (partial first and last periods are shown, flagged, never
+    fitted)."""
 
-    history: pd.DataFrame     # period, events (the fitted series, last periods)
+    history: pd.DataFrame     # period, events, partial: the fit window's last periods and a
+    #                           partial last period after them
     forecast: pd.DataFrame    # period, forecast, lower, upper
-    backtest: pd.DataFrame    # model, origins, horizon, mae, mape, smape (may be empty)
+    backtest: pd.DataFrame    # model, origins, horizon, mae, mape, smape, mase (may be empty)
     freq: str
     horizon: int
     note: str                 # why the backtest is missing, else ""
+    model: str = ""           # e.g. SARIMA(1,0,1)(0,1,1)[7]
+    partial: pd.DataFrame = field(default_factory=pd.DataFrame)  # period, coverage, edge, why
+    partial_note: str = ""    # the partial periods left out, for users; "" when none
+    span: DataSpan | None = None  # the events' span the partial periods are judged against
+    mape_note: str = ""       # why MAPE is not shown, else ""
+
+
+@memoize_dataset
+def data_span(name: str, flt: EventFilter | None = None) -> DataSpan:
+    """The span of the (filtered) dataset's events that partial periods are judged against:
+    from the first to the last event, leaving out stray timestamps at either end
+    (``analytics.temporal.periods.bulk_hours``). Raises ServiceError when there are no
+    events."""
+    from ...analytics.temporal import periods
+
+    row = kpis(name, flt).iloc[0]
+    if pd.isna(row["first_ts"]) or pd.isna(row["last_ts"]):
+        raise ServiceError("no events in this selection")
+    bulk = periods.bulk_hours(event_series(name, "hour", flt))
+    first, last = pd.Timestamp(row["first_ts"]), pd.Timestamp(row["last_ts"])
+    if bulk is None or (bulk[0] <= first and last < bulk[1] + pd.Timedelta(hours=1)):
+        return DataSpan(first, last, 0)
+    flt = flt or EventFilter()
+    start = max(pd.Timestamp(flt.start), bulk[0]) if flt.start else bulk[0]
+    end = bulk[1] + pd.Timedelta(hours=1)
+    end = min(pd.Timestamp(flt.end), end) if flt.end else end
+    inner = kpis(name, replace(flt, start=_iso(start), end=_iso(end))).iloc[0]
+    return DataSpan(pd.Timestamp(inner["first_ts"]), pd.Timestamp(inner["last_ts"]),
+                    int(row["events"]) - int(inner["events"]))
+
+
+@memoize_dataset
+def partial_periods(name: str, freq: str, flt: EventFilter | None = None) -> pd.DataFrame:
+    """The partial periods (``analytics.temporal.periods.partial_periods``) of dataset
+    ``name``'s (filtered) ``freq`` series within its span (``data_span``): ``period,
+    coverage, edge, why``."""
+    from ...analytics.temporal import periods
+
+    series = event_series(name, check_freq(freq), flt)
+    if series.empty:
+        return periods.partial_periods(pd.DatetimeIndex([]), freq, 0, 0)
+    first, last, _ = data_span(name, flt)
+    series = periods.overlapping_rows(series, freq, first, last)
+    return periods.partial_periods(pd.DatetimeIndex(series[engine.PERIOD]), freq, first, last)
+
+
+def partial_note(parts: pd.DataFrame, freq: str, left_out: str) -> str:
+    """A sentence for users on the partial periods, "" when there are none: "The last day
+    (2013-02-16, 10% covered) is partial: <left_out>."."""
+    from ...analytics.temporal import periods
+
+    text = periods.describe(parts, freq)
+    if not text:
+        return ""
+    verb = "is" if len(parts) == 1 else "are"
+    return f"{text[0].upper()}{text[1:]} {verb} partial: {left_out}."
 
 
 @memoize_dataset
 def forecast(name: str, freq: str = "day", horizon: int | None = None,
              alpha: float = 0.05) -> ForecastResult:
     """SARIMA forecast of events per ``freq`` with a 1 - alpha interval, and its backtest
-    against the seasonal-naive baseline (``analytics.forecast``). Raises ServiceError with
-    a hint when the series is too short."""
+    against the seasonal-naive baseline (``analytics.temporal.forecast.complete_forecast``),
+    both on complete periods only. Raises ServiceError with a hint when the series is too
+    short."""
     from ...analytics.temporal import forecast as fc
 
     check_freq(freq)
@@ -332,16 +400,68 @@ def forecast(name: str, freq: str = "day", horizon: int | None = None,
     # part, with the same backtest error on the shared datasets
     spec = fc.ModelSpec(order=(1, 0, 0), seasonal_order=(0, 1, 1), season=24) \
         if freq == "hour" and len(series) >= 72 else None
+    span = data_span(name)
     try:
-        with dataset_cursor(name) as (cur, table):  # the page's default comes stored
-            pred, bt, note = answers.page_forecast(cur, table, series, freq, horizon, alpha,
-                                                   spec, fitted, ORIGINS[freq])
+        got = answers.complete_forecast(series, freq, span.first, span.last, horizon, alpha, spec,
+                                        fitted, ORIGINS[freq])
     except ValueError as exc:
         raise ServiceError(f"no {freq}ly forecast: {exc}") from exc
     keep = min(max(4 * horizon, 60), fitted)
-    history = series[[engine.PERIOD, engine.EVENTS]].iloc[-keep:].reset_index(drop=True)
-    return ForecastResult(history=history, forecast=pred, backtest=bt, freq=freq,
-                          horizon=horizon, note=note)
+    shown = series[[engine.PERIOD, engine.EVENTS]]
+    shown = shown[shown[engine.PERIOD] >= got.fitted[engine.PERIOD].iloc[-keep:].min()]
+    history = shown.assign(partial=shown[engine.PERIOD].isin(got.partial[engine.PERIOD]))
+    return ForecastResult(
+        history=history.reset_index(drop=True), forecast=got.forecast, backtest=got.backtest,
+        freq=freq, horizon=horizon, note=got.note, model=fc.describe_spec(got.spec),
+        partial=got.partial, mape_note=got.mape_note, span=span,
+        partial_note=partial_note(got.partial, freq,
+                                  "left out of the forecast and its backtest"))
+
+
+def forecast_summary(name: str, freq: str = "day") -> dict[str, Any]:
+    """The Overview forecast of dataset ``name`` as one JSON-safe dict (``trailscope
+    aggregate forecast NAME --json``): ``dataset, freq, model, history`` (``period, events,
+    partial``), ``forecast`` (``period, yhat, lo, hi``), ``backtest`` (the model's ``mase,
+    smape, mape`` (null when an actual is near zero), ``mape_note, mae, horizon, origins``,
+    the seasonal-naive ``baseline`` and ``note``), ``partial_periods`` (``period, coverage,
+    why``) and ``partial_note``."""
+    res = forecast(name, check_freq(freq))
+    bt = res.backtest.set_index("model") if len(res.backtest) else pd.DataFrame()
+
+    def metrics(model: str) -> dict[str, Any]:
+        if model not in bt.index:
+            return {}
+        row = bt.loc[model]
+        return {k: _num(row[k]) for k in ("mase", "smape", "mape", "mae")}
+
+    backtest = {**metrics("sarima"), "mape_note": res.mape_note or None,
+                "horizon": res.horizon,
+                "origins": int(bt["origins"].iloc[0]) if len(bt) else 0,
+                "baseline": {"model": "seasonal_naive", **metrics("seasonal_naive")},
+                "note": res.note or None}
+    return {
+        "dataset": name, "freq": res.freq, "model": res.model,
+        "history": [{"period": _iso_period(p), "events": int(e), "partial": bool(q)}
+                    for p, e, q in res.history[["period", "events", "partial"]].itertuples(
+                        index=False)],
+        "forecast": [{"period": _iso_period(p), "yhat": _num(y), "lo": _num(lo),
+                      "hi": _num(hi)} for p, y, lo, hi in res.forecast[
+                          ["period", "forecast", "lower", "upper"]].itertuples(index=False)],
+        "backtest": backtest,
+        "partial_periods": [{"period": _iso_period(p), "coverage": round(float(c), 4),
+                             "why": str(w)} for p, c, w in res.partial[
+                                 ["period", "coverage", "why"]].itertuples(index=False)],
+        "partial_note": res.partial_note or None,
+    }
+
+
+def _num(x: Any) -> float | None:
+    """A float for JSON, None for NaN."""
+    return None if x is None or pd.isna(x) else round(float(x), 4)
+
+
+def _iso_period(p: Any) -> str:
+    return pd.Timestamp(p).isoformat()
 
 
 @memoize_dataset

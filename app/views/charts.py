@@ -85,11 +85,13 @@ def _order_groups(df: pd.DataFrame, by: str, value: str) -> list[object]:
 # -- overview ----------------------------------------------------------------------------------
 @plot_safe
 def trend_figure(df: pd.DataFrame, split: str | None = None, value: str = EVENTS,
-                 freq: str = "day") -> go.Figure:
+                 freq: str = "day", partial: pd.DataFrame | None = None) -> go.Figure:
     """Events (or users) per period; with ``split`` one stacked area per group.
 
-    Drag horizontally to select a time range (``dragmode="select"``): the page stores it as
-    the cross-filter of the other views.
+    ``partial`` (``period, coverage, end``: the service's partial periods) are shaded and
+    labelled with their coverage, so a last day holding a tenth of a day's events does not
+    read as a collapse. Drag horizontally to select a time range (``dragmode="select"``): the
+    page stores it as the cross-filter of the other views.
     """
     if df.empty:
         return empty_figure("No events in this selection.")
@@ -111,9 +113,34 @@ def trend_figure(df: pd.DataFrame, split: str | None = None, value: str = EVENTS
                 line={"width": 0.6, "color": colors[g]},
                 hovertemplate="%{fullData.name}: %{y:,}<extra></extra>"))
         fig.update_layout(hovermode="x unified")
+    _shade_partial(fig, partial)
     fig.update_layout(dragmode="select", selectdirection="h")
     fig.update_yaxes(title_text=f"{value} per {unit}", rangemode="tozero")
     return _style(fig, 340, legend=bool(split and split != "none"))
+
+
+PARTIAL_FILL = "rgba(148,163,184,0.18)"
+
+
+def _partial_segments(history: pd.DataFrame, flags: np.ndarray) -> pd.DataFrame:
+    """The partial rows of ``history`` each with its complete neighbours, as line segments
+    separated by a blank row (so the first and the last partial period are not joined)."""
+    parts = []
+    for i in np.flatnonzero(flags):
+        rows = history.iloc[max(i - 1, 0):i + 2][[PERIOD, EVENTS]]
+        parts += [rows, pd.DataFrame({PERIOD: [rows[PERIOD].iloc[-1]], EVENTS: [None]})]
+    return pd.concat(parts[:-1], ignore_index=True)
+
+
+def _shade_partial(fig: go.Figure, partial: pd.DataFrame | None) -> None:
+    """A grey band over each partial period, labelled "partial, 10% covered" at the top."""
+    if partial is None or partial.empty:
+        return
+    for start, end, cover in partial[[PERIOD, "end", "coverage"]].itertuples(index=False):
+        fig.add_vrect(x0=start, x1=end, fillcolor=PARTIAL_FILL, line_width=0, layer="below",
+                      annotation_text=f"partial, {cover:.0%} covered",
+                      annotation_position="top left",
+                      annotation_font={"size": 10.5, "color": "#64748b"})
 
 
 @plot_safe
@@ -137,22 +164,38 @@ def rhythm_figure(rhythm: pd.DataFrame, clock: str = "") -> go.Figure:
 
 @plot_safe
 def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, freq: str = "day",
-                    level: float = 0.95) -> go.Figure:
-    """Recent history, the forecast and its ``level`` interval as a shaded band."""
+                    level: float = 0.95, partial: pd.DataFrame | None = None) -> go.Figure:
+    """Recent history, the forecast and its ``level`` interval as a shaded band.
+
+    ``history`` may flag periods in a ``partial`` column: those were not fitted and show as a
+    dotted grey line in a grey band (``partial``: the service's partial periods, with their
+    coverage), the forecast joins the last complete period."""
     if history.empty:
         return empty_figure("No history to forecast from.")
+    flags = history["partial"] if "partial" in history.columns else pd.Series(
+        False, index=history.index)
+    complete = history[~flags.astype(bool)]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=history[PERIOD], y=history[EVENTS], mode="lines",
+    fig.add_trace(go.Scatter(x=complete[PERIOD], y=complete[EVENTS], mode="lines",
                              name="observed", line={"color": "#334155", "width": 1.6},
                              hovertemplate="%{x}<br>%{y:,} events<extra>observed</extra>"))
+    if flags.any():
+        part = _partial_segments(history, flags.astype(bool).to_numpy())
+        fig.add_trace(go.Scatter(
+            x=part[PERIOD], y=part[EVENTS], mode="lines+markers",
+            name="partial period (not fitted)", marker={"size": 6, "color": GREY},
+            line={"color": GREY, "width": 1.4, "dash": "dot"},
+            hovertemplate="%{x}<br>%{y:,} events<extra>partial period</extra>"))
+    _shade_partial(fig, partial)
     if not forecast.empty:
         x = pd.concat([forecast[PERIOD], forecast[PERIOD][::-1]])
         y = pd.concat([forecast["upper"], forecast["lower"][::-1]])
         fig.add_trace(go.Scatter(x=x, y=y, fill="toself", fillcolor="rgba(37,99,235,0.15)",
                                  line={"width": 0}, name=f"{level:.0%} interval",
                                  hoverinfo="skip"))
-        # join the forecast to the last observation so the line is continuous
-        joined = pd.concat([history[[PERIOD, EVENTS]].tail(1).rename(
+        # join the forecast to the last fitted observation so the line is continuous
+        before = complete[complete[PERIOD] < forecast[PERIOD].iloc[0]]
+        joined = pd.concat([before[[PERIOD, EVENTS]].tail(1).rename(
             columns={EVENTS: "forecast"}), forecast[[PERIOD, "forecast"]]])
         fig.add_trace(go.Scatter(x=joined[PERIOD], y=joined["forecast"], mode="lines",
                                  name="forecast (SARIMA)",

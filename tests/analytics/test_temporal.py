@@ -264,6 +264,62 @@ def test_nyc_weekly_and_daily_periods(nyc):
     assert hourly.iloc[0][temporal.PERIOD_LENGTH] == pd.Timedelta(days=1)
 
 
+def _nyc_hourly(ev) -> pd.DataFrame:
+    return temporal.activity_series(ev, "hour", users=None)
+
+
+def test_nyc_hourly_periods_are_significant_cycles_only(nyc):
+    """The Overview once printed "479 hours (strength 0.05)" as a cycle of the NYC check-ins:
+    479 hours is almost 20 days, the daily cycle drifting, and its strength comes from the
+    day, not from anything that repeats every 479 hours. Now: the day first, then only cycles
+    of days that explain more beyond it, each above the shuffled baseline."""
+    _, ev = nyc
+    hourly = _nyc_hourly(ev)
+    got = temporal.dominant_periods(hourly)
+    assert got.iloc[0][temporal.LAG] == 24
+    assert (got[temporal.LAG] % 24 == 0).all()              # 479, 12, 6 ... are gone
+    assert (got[temporal.STRENGTH] > got[temporal.BASELINE]).all()
+    values = hourly[EVENTS].to_numpy(dtype=float)
+    # what the old ranking saw: 479 hours scores well above the 1% floor on the raw series;
+    # with the daily cycle removed its phase means still fit level changes (so a shuffled
+    # series is no baseline for it alone), but they do not repeat: fitted on every other
+    # 479-hour cycle they predict the cycles between worse than the mean does
+    assert temporal.seasonal_strength(values, 479) > 2 * temporal.MIN_STRENGTH
+    without_day = values - temporal._seasonal_pattern(values, 24)
+    assert not temporal._replicates(without_day, 479)
+    assert temporal._replicates(values, 24)
+    # same answer again: the shuffles are seeded
+    pd.testing.assert_frame_equal(got, temporal.dominant_periods(hourly))
+
+
+def test_nyc_shuffled_or_short_series_has_no_period(nyc):
+    _, ev = nyc
+    hourly = _nyc_hourly(ev)
+    for seed in range(3):
+        shuffled = hourly.assign(**{EVENTS: np.random.default_rng(seed).permutation(
+            hourly[EVENTS].to_numpy())})
+        assert temporal.dominant_periods(shuffled).empty, seed
+    # 60 hours: a day does not fit three times, so it is not a candidate at all
+    assert temporal.dominant_periods(hourly.head(60)).empty
+    assert temporal.dominant_periods(hourly.head(71), max_lag=24).empty
+
+
+def test_full_nyc_hourly_day_and_week(full_data, tmp_path):
+    """The complete NYC file: a 24-hour cycle and, beyond it, a 168-hour one (weekdays differ
+    from weekends), nothing else."""
+    from trailscope.analytics.ingest.pipeline import import_file
+
+    from tests.conftest import FULL_NYC
+
+    store = open_store(tmp_path)
+    import_file(store, FULL_NYC, name="nyc")
+    hourly = _nyc_hourly(events_table(duckdb_backend(store), "nyc"))
+    store.close()
+    got = temporal.dominant_periods(hourly)
+    assert got[temporal.LAG].tolist() == [24, 168]
+    assert (got[temporal.STRENGTH] > got[temporal.BASELINE]).all()
+
+
 def test_nyc_sessions_and_intervals(nyc):
     store, ev = nyc
     stats = sessions.session_stats(ev, "2h")

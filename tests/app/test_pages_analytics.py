@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import trailscope.app.main  # noqa: F401 (creates the Dash app, which registers app/pages)
-from trailscope.analytics.schema import BEHAVIOR, CATEGORY, LAT, TS, USER
+from trailscope.analytics.schema import BEHAVIOR, CATEGORY, LAT, TS, TZ_OFFSET, USER
 from trailscope.analytics.users import evolution
 from trailscope.app.services import analytics as svc
 from trailscope.app.services import maps as map_service
@@ -102,14 +102,17 @@ def test_user_segments_partition_users_into_equal_groups(ws, nyc_events):
 def test_rhythm_heatmap_sums_to_the_number_of_events(ws, nyc_events):
     r = svc.rhythm("nyc")
     assert r["events"].sum() == len(nyc_events) == services.dataset_info("nyc").rows
-    assert "longitude" in r.attrs["clock"]  # NYC has no offsets: solar time of its longitude
+    # the slice has coordinates but no offsets: each event's New York time, daylight saving
+    assert "time zone" in r.attrs["clock"] and "daylight saving" in r.attrs["clock"]
     fig = charts.rhythm_figure(r, r.attrs["clock"])
     z = np.asarray(fig.data[0].z)
     assert z.shape == (7, 24) and z.sum() == len(nyc_events)
-    # local time is UTC-5 here: the cell Monday 08:00 holds the events at Monday 13:00 UTC
+    offsets = nyc_events[TZ_OFFSET].astype("int64")
+    assert set(offsets.unique()) == {-240, -300}  # EDT in summer, EST in winter
+    local = nyc_events[TS] + pd.to_timedelta(offsets, unit="min")
+    mon8 = ((local.dt.day_of_week == 0) & (local.dt.hour == 8)).sum()
+    assert z[0, 8] == mon8 > 0
     utc = nyc_events[TS]
-    mon13 = ((utc.dt.day_of_week == 0) & (utc.dt.hour == 13)).sum()
-    assert z[0, 8] == mon13
     flt = svc.EventFilter.make(start="2012-07-01", end="2012-08-01")
     part = svc.rhythm("nyc", flt)["events"].sum()
     assert part == ((utc >= "2012-07-01") & (utc < "2012-08-01")).sum() > 0
@@ -135,11 +138,19 @@ def test_forecast_has_intervals_and_a_backtest_against_the_baseline(ws):
     f = res.forecast
     assert len(f) == svc.HORIZONS["day"]
     assert (f["lower"] <= f["forecast"]).all() and (f["forecast"] <= f["upper"]).all()
-    assert f["period"].min() > res.history["period"].max()
+    # the slice's last day is partial: shown, flagged, never fitted; the forecast starts on it
+    complete = res.history[~res.history["partial"]]
+    assert res.history["partial"].iloc[-1]
+    assert res.partial["period"].iloc[-1] == res.history["period"].iloc[-1]
+    assert f["period"].min() == complete["period"].max() + pd.Timedelta(days=1)
+    assert "partial" in res.partial_note and "left out of the forecast" in res.partial_note
     assert set(res.backtest["model"]) == {"sarima", "seasonal_naive"}
     assert (res.backtest["mae"] >= 0).all() and res.note == ""
-    fig = charts.forecast_figure(res.history, res.forecast, "day")
-    assert [t.name for t in fig.data] == ["observed", "95% interval", "forecast (SARIMA)"]
+    assert res.backtest["mase"].notna().all() and res.model.startswith("SARIMA")
+    fig = charts.forecast_figure(res.history, res.forecast, "day", partial=res.partial)
+    assert [t.name for t in fig.data] == ["observed", "partial period (not fitted)",
+                                          "95% interval", "forecast (SARIMA)"]
+    assert len(fig.layout.shapes) == len(res.partial)   # one grey band per partial period
 
 
 def test_cohort_retention_table(ws, nyc_events):
@@ -288,8 +299,10 @@ def test_callbacks_turn_errors_into_messages(ws):
 
     fig, table = overview.draw_forecast("fortnight", "nyc")
     assert "unknown granularity 'fortnight'" in fig.layout.annotations[0].text and table == ""
-    fig = overview.draw_trend("day", "colour", "events", "nyc")
-    assert "cannot split the trend by 'colour'" in fig.layout.annotations[0].text
+    fig, note = overview.draw_trend("day", "colour", "events", "nyc")
+    assert "cannot split the trend by 'colour'" in fig.layout.annotations[0].text and note == ""
+    fig, note = overview.draw_trend("day", "none", "events", "nyc")
+    assert "the last day (" in note and "partial" in note   # the slice ends mid-day
 
     def broken() -> None:
         raise RuntimeError("boom")
