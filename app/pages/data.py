@@ -226,6 +226,28 @@ def swap_lat_lon(n_clicks: int | None, lat: str | None, lon: str | None) -> tupl
     return swapped[LAT], swapped[LON]
 
 
+@callback(
+    Output(ids.PREVIEW_TABLE, "children", allow_duplicate=True),
+    Input({"type": ids.MAP_FIELD, "field": ALL}, "value"),
+    State({"type": ids.MAP_FIELD, "field": ALL}, "id"),
+    State(ids.UPLOAD_STORE, "data"),
+    State(ids.FORMAT_DROPDOWN, "value"),
+    prevent_initial_call=True,
+)
+def preview_follows_mapping(values: list[Any], field_ids: list[dict], uploaded: dict | None,
+                            fmt: str | None) -> Any:
+    """The preview's "→ field" headers follow the mapping form (a change or the Swap)."""
+    if not uploaded or not field_ids:
+        return no_update
+    try:
+        path = upload.resolve_upload(str(uploaded.get("upload_id", "")))
+        sn = services.sniff(path, fmt or "auto")
+    except (upload.UploadError, services.ServiceError):
+        return no_update  # the sniff panel already says what is wrong
+    mapping = {fid["field"]: v for fid, v in zip(field_ids, values, strict=True) if v}
+    return data_views.preview_table(sn.preview, mapping)
+
+
 # -- import --------------------------------------------------------------------------------
 @callback(
     Output(ids.IMPORT_RESULT, "children", allow_duplicate=True),

@@ -103,3 +103,21 @@ def test_old_reports_render_their_notes_as_sentences() -> None:
     shown = " ".join(texts(data_views.import_report(old)))
     assert "the file is not UTF-8; read as latin-1" in shown
     _no_reprs(shown)
+
+
+def test_preview_headers_follow_the_swapped_mapping(workspace, swapped_nyc) -> None:
+    from trailscope.app.main import server
+    from trailscope.app.pages import data as data_page
+
+    from tests.app.test_upload import _upload_file
+
+    uid = _upload_file(server.test_client(), swapped_nyc.read_bytes(), swapped_nyc.name)
+    sn = services.sniff(swapped_nyc)
+    mapping = data_views.swap_lat_lon(sn.mapping)
+    fields = [{"type": "x", "field": f} for f in mapping]
+    table = data_page.preview_follows_mapping(list(mapping.values()), fields,
+                                              {"upload_id": uid}, sn.format)
+    thead = table.children.children[0]  # Div > Table > [Thead > Tr > Th..., Tbody]
+    pairs = {th.children[0].children: th.children[1].children for th in thead.children.children}
+    assert pairs["longitude"] == f"→ {schema.LAT}" and pairs["latitude"] == f"→ {schema.LON}"
+    assert pairs["user_id"] == f"→ {schema.USER}" and pairs["venue_id"] == "not used"
