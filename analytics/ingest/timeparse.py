@@ -124,6 +124,14 @@ def _year(seconds: float) -> str:
         return "before 1900"
 
 
+def _yyyymmdd(x: float) -> bool:
+    """``x`` reads as a date written YYYYMMDD (e.g. 20120403)."""
+    if x != int(x) or not 19000101 <= x < 22000101:
+        return False
+    month, day = int(x) // 100 % 100, int(x) % 100
+    return 1 <= month <= 12 and 1 <= day <= 31
+
+
 def not_a_time(values: Iterable[str | None]) -> str | None:
     """Why a numeric time column's sampled ``values`` cannot be timestamps (what they look
     like, for the user), or None when they may be unix times."""
@@ -146,6 +154,9 @@ def not_a_time(values: Iterable[str | None]) -> str | None:
         return (f"{held('whole number')}, which {'look' if lo != hi else 'looks'} like {like}, "
                 "not timestamps")
     if all(_unix_seconds(x) < UNIX_MIN_S for x in nums):
+        if all(_yyyymmdd(x) for x in nums):
+            return (f"{held('number')}, which look like dates written as YYYYMMDD, not "
+                    "timestamps: as unix time they would all fall in 1970")
         first, last = _year(_unix_seconds(lo)), _year(_unix_seconds(hi))
         years = f"in {first}" if first == last else f"between {first} and {last}"
         return (f"{held('number')}, which as unix time (seconds or milliseconds since "

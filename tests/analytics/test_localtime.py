@@ -191,6 +191,12 @@ def test_weekday_column_refused(store: Store, tmp_path: Path, nyc: pd.DataFrame)
     assert "from 0 to 6" in msg and "days of the week" in msg
 
 
+def test_yyyymmdd_column_refused(store: Store, tmp_path: Path, nyc: pd.DataFrame) -> None:
+    day = nyc["utc"].dt.strftime("%Y%m%d").astype(int)
+    path = _with_column(nyc, tmp_path / "days.csv", day=day)
+    assert "dates written as YYYYMMDD" in _refused(store, path, "day")
+
+
 def test_minute_counter_column_refused(store: Store, tmp_path: Path) -> None:
     """The real NYC file's ``minute_offset`` (minutes since its first check-in) mapped as
     the time: read as unix seconds it would all be January 1970."""
