@@ -35,18 +35,24 @@ U, IT, T, TZ = schema.USER, schema.ITEM, schema.TS, schema.TZ_OFFSET
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-@pytest.fixture(scope="module")
-def nyc() -> pd.DataFrame:
-    """The real check-ins: user, item (stan_poi_id), UTC time, coordinates, category."""
-    raw = pd.read_csv(NYC)
+def _checkins(path: Path) -> pd.DataFrame:
+    """The real check-ins of a reconstructed NYC file: user, item (stan_poi_id), UTC time,
+    coordinates, category and New York's legal offset at each check-in's instant."""
+    raw = pd.read_csv(path)
     utc = pd.to_datetime(raw["utc_time_minute"])
+    legal = utc.dt.tz_localize("UTC").dt.tz_convert(NEW_YORK)
     return pd.DataFrame({
         "user": raw["user_id"].astype(str), "item": raw["stan_poi_id"].astype(str),
         "utc": utc, "lat": raw["latitude"], "lon": raw["longitude"],
         "category": raw["venue_category"].fillna(""),
-        "legal_offset": [int(t.tz_localize("UTC").tz_convert(NEW_YORK).utcoffset()
-                             .total_seconds() // 60) for t in utc],
+        "legal_offset": ((legal.dt.tz_localize(None) - utc).dt.total_seconds() // 60)
+        .astype(int),
     })
+
+
+@pytest.fixture(scope="module")
+def nyc() -> pd.DataFrame:
+    return _checkins(NYC)
 
 
 def _write_tsmc(df: pd.DataFrame, path: Path) -> Path:
@@ -92,6 +98,17 @@ def _local_time(store: Store, name: str) -> dict:
 
 def test_utc_files_get_new_york_time_with_daylight_saving(store: Store, tmp_path: Path,
                                                           nyc: pd.DataFrame) -> None:
+    _same_clock_in_every_layout(store, tmp_path, nyc)
+
+
+def test_full_nyc_in_every_layout(store: Store, tmp_path: Path, full_data: Path) -> None:
+    """The same on all 147,938 check-ins of the full NYC file ($TRAILSCOPE_DATA)."""
+    from tests.conftest import FULL_NYC
+
+    _same_clock_in_every_layout(store, tmp_path, _checkins(FULL_NYC))
+
+
+def _same_clock_in_every_layout(store: Store, tmp_path: Path, nyc: pd.DataFrame) -> None:
     import_file(store, _write_tsmc(nyc, tmp_path / "dataset_TSMC2014_NYC.txt"), name="tsmc")
     import_file(store, _write_snap(nyc, tmp_path / "gowalla_nyc.txt"), name="snap")
     import_file(store, _write_getnext(nyc, tmp_path / "NYC_train.csv"), name="getnext")
