@@ -4,13 +4,18 @@ day (and week, and month) hold a fraction of a period's events."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
+from trailscope.analytics import schema
 from trailscope.analytics.engine import EVENTS, PERIOD, duckdb_backend, events_table
-from trailscope.analytics.temporal import activity
+from trailscope.analytics.ingest.pipeline import import_file
+from trailscope.analytics.temporal import activity, trend
 from trailscope.analytics.temporal import periods as P
 
 from tests.analytics.realdata import import_nyc, open_store
+from tests.conftest import TAOBAO
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:(ibis|pyspark).*")
 
@@ -87,3 +92,102 @@ def test_tolerance_edges():
     # time-zone aware bounds are read as UTC
     assert P.complete_mask(day, "day", pd.Timestamp("2013-02-15 01:00", tz="Europe/Berlin"),
                            pd.Timestamp("2013-02-16 00:30", tz="Europe/Berlin")).all()
+
+
+def test_nyc_category_trends_leave_partial_months_out(nyc):
+    """Monthly check-ins per category of the NYC slice: the last month (2013-02) holds half a
+    month, the first (2012-04) most of one. Tested with them, many categories read as
+    "declining" only because the data stops mid-month; without them those are stable."""
+    t, first, last = nyc
+    by = activity.activity_series(t, "month", by=schema.CATEGORY, users=None)
+    by = by[by[schema.CATEGORY].notna()]
+    busiest = by.groupby(schema.CATEGORY)[EVENTS].sum().nlargest(40).index
+    by = by[by[schema.CATEGORY].isin(busiest)]
+    parts = P.partial_periods(pd.DatetimeIndex(by[PERIOD].unique()), "month", first, last)
+    assert parts[PERIOD].dt.strftime("%Y-%m").tolist() == ["2012-04", "2013-02"]
+    naive = trend.trend_table(by, schema.CATEGORY, EVENTS, PERIOD).set_index(schema.CATEGORY)
+    fixed = trend.trend_table(by, schema.CATEGORY, EVENTS, PERIOD,
+                              partial=parts[PERIOD]).set_index(schema.CATEGORY)
+    assert (fixed["n_windows"] == naive["n_windows"] - 2).all()
+    flipped = naive.index[(naive[trend.TREND] == trend.DECLINING)
+                          & (fixed[trend.TREND] != trend.DECLINING)]
+    assert len(flipped) >= 5
+    # the same windows, tested by hand without the two partial months
+    for cat in flipped[:3]:
+        y = by[(by[schema.CATEGORY] == cat) & ~by[PERIOD].isin(parts[PERIOD])].sort_values(
+            PERIOD)[EVENTS]
+        assert trend.trend_label(y) == fixed.loc[cat, trend.TREND]
+
+
+def test_taobao_strays_are_outside_the_span(tmp_path):
+    """The Taobao slice has a few events weeks before collection starts (2017-11-24 16:00
+    UTC, midnight in Beijing): the span partial periods are judged against starts after
+    them, so their empty weeks are neither "complete" periods nor fitted."""
+    store = open_store(tmp_path)
+    import_file(store, TAOBAO, name="tb")
+    t = events_table(duckdb_backend(store), "tb")
+    hourly = activity.activity_series(t, "hour", users=None)
+    daily = activity.activity_series(t, "day", users=None)
+    store.close()
+    start, end = P.bulk_hours(hourly)
+    assert start == pd.Timestamp("2017-11-24 16:00") and end == pd.Timestamp("2017-12-03 15:00")
+    before = hourly[hourly[PERIOD] < start][EVENTS]
+    assert 0 < before.sum() < 0.001 * hourly[EVENTS].sum()     # a handful of strays
+    inside = P.overlapping_rows(daily, "day", start, end + pd.Timedelta(minutes=59))
+    assert inside[PERIOD].min() == pd.Timestamp("2017-11-24")
+    assert len(inside) == 10 and len(daily) > 80               # 2017-09-11 .. 12-03 filled
+    parts = P.partial_periods(pd.DatetimeIndex(inside[PERIOD]), "day", start,
+                              end + pd.Timedelta(minutes=59))
+    assert parts[P.COVERAGE].round(2).tolist() == [0.33, 0.67]  # 16:00-24:00, 00:00-16:00
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A workspace with the NYC and Taobao slices, for the services."""
+    from trailscope.app.services import workspace as services
+
+    home = tmp_path_factory.mktemp("partial_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRAILSCOPE_HOME", str(home))
+        services.close_store()
+        store = services.get_store()
+        import_nyc(store, "nyc")
+        import_file(store, TAOBAO, name="tb")
+        yield store
+        services.close_store()
+
+
+def test_forecast_summary_is_json_and_leaves_partial_days_out(workspace):
+    from trailscope.app.services import analytics as svc
+
+    got = svc.forecast_summary("nyc", "day")
+    again = json.loads(json.dumps(got, allow_nan=False))        # JSON-safe as it is
+    assert again == got and got["dataset"] == "nyc" and got["freq"] == "day"
+    assert got["model"] == "SARIMA(1,0,1)(0,1,1)[7]"
+    partial = [p["period"][:10] for p in got["partial_periods"]]
+    assert partial == ["2012-04-03", "2013-02-16"]
+    assert all(0 < p["coverage"] < 0.99 and p["why"] for p in got["partial_periods"])
+    flagged = [h["period"][:10] for h in got["history"] if h["partial"]]
+    assert flagged == ["2013-02-16"]                           # the first is before the window
+    assert got["forecast"][0]["period"][:10] == "2013-02-16"
+    assert all(f["lo"] <= f["yhat"] <= f["hi"] for f in got["forecast"])
+    bt = got["backtest"]
+    assert bt["mase"] > 0 and 0 <= bt["smape"] <= 200 and bt["horizon"] == 14
+    # the slice has near-empty days in the backtest window: no MAPE, and a note saying why
+    assert bt["mape"] is None and "near zero" in bt["mape_note"]
+    assert bt["baseline"]["mase"] > 0
+    assert "2013-02-16" in got["partial_note"] and "left out" in got["partial_note"]
+
+
+def test_forecast_summary_taobao(workspace):
+    from trailscope.app.services import analytics as svc
+    from trailscope.app.services.workspace import ServiceError
+
+    span = svc.data_span("tb")
+    assert span.first >= pd.Timestamp("2017-11-24 16:00") and span.strays > 0
+    hourly = svc.forecast_summary("tb", "hour")
+    assert hourly["history"][0]["period"] >= "2017-11-24T16:00:00"
+    assert hourly["backtest"]["mase"] is not None
+    # eight complete days cannot tell the next fourteen
+    with pytest.raises(ServiceError, match="complete days"):
+        svc.forecast_summary("tb", "day")
