@@ -89,7 +89,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         where = f" (e.g. lines {', '.join(map(str, lines))})" if lines else ""
         print(f"  rejected {count:,} rows: {reason}{where}")
     for flag, count in sorted((data.get("flags") or {}).items()):
-        if count:
+        if count and flag != "location_dropped":  # the report's notes say that one in words
             print(f"  flagged {count:,} rows: {flag}")
     if isinstance(extra.get("local_time"), dict):
         from ...analytics.spacetime import clock_text

@@ -88,10 +88,20 @@ def kpi_row(info: DatasetInfo) -> html.Div:
         kpi("Events", fmt_int(info.rows), f"format: {info.format}"),
         kpi("Users", fmt_int(info.users),
             f"{info.rows / info.users:,.1f} events per user" if info.users else None),
-        kpi("Items", fmt_int(info.items),
-            "with coordinates" if info.has_coordinates else "no coordinates"),
+        kpi("Items", fmt_int(info.items), _located_hint(info)),
         kpi("Time span", length.rstrip(")") or "–", dates),
     ])
+
+
+def _located_hint(info: DatasetInfo) -> str:
+    """How many items have coordinates (the import report counts the located ones; reports
+    from before that count say only whether there are any)."""
+    if not info.has_coordinates:
+        return "no coordinates"
+    located = (info.report or {}).get("located_items")
+    if located is None or located == info.items:
+        return "all with coordinates" if located is not None else "with coordinates"
+    return f"{fmt_int(located)} with coordinates"
 
 
 def error_box(title: str, message: str) -> html.Div:
