@@ -405,7 +405,8 @@ def forecast(name: str, freq: str = "day", horizon: int | None = None,
         got = answers.complete_forecast(series, freq, span.first, span.last, horizon, alpha, spec,
                                         fitted, ORIGINS[freq])
     except ValueError as exc:
-        raise ServiceError(f"no {freq}ly forecast: {exc}") from exc
+        adjective = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
+        raise ServiceError(f"no {adjective[freq]} forecast: {exc}") from exc
     keep = min(max(4 * horizon, 60), fitted)
     shown = series[[engine.PERIOD, engine.EVENTS]]
     shown = shown[shown[engine.PERIOD] >= got.fitted[engine.PERIOD].iloc[-keep:].min()]
