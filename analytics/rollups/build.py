@@ -174,16 +174,17 @@ def _build_density(cur: Any, name: str) -> None:
 def _build_drift(cur: Any, name: str) -> None:
     """``drift_<freq>``: ``evolution.interest_drift`` of every user's stored profiles (the
     pandas function itself, so the numbers are the ones it gives), keyed by user_idx."""
-    freq, min_events = DRIFT
+    freq, min_events, prior = DRIFT
     ru = Rollup(cur, name)
     table = part(name, "drift_" + freq)
     cur.execute(f"CREATE TABLE {table} (user_idx INTEGER, {evolution.PREV_PERIOD} TIMESTAMP, "
                 f"{evolution.PERIOD} TIMESTAMP, {evolution.PREV_EVENTS} BIGINT, "
-                f"{evolution.EVENTS} BIGINT, {evolution.JS} DOUBLE)")
+                f"{evolution.EVENTS} BIGINT, {evolution.JS} DOUBLE, "
+                f"{evolution.SHRUNK_JS} DOUBLE)")
     profiles = answers_users.stored_profiles(ru, freq, None)
     if profiles.empty:
         return
-    got = evolution.interest_drift(profiles, min_events=min_events)
+    got = evolution.interest_drift(profiles, min_events=min_events, prior=prior)
     idx = pd.Series(range(len(names := ru.user_ids())), index=names.to_numpy())
     got.insert(0, "user_idx", idx.reindex(got.pop(schema.USER).to_numpy()).to_numpy("int32"))
     _insert(cur, table, got, f"ORDER BY user_idx, {evolution.PERIOD}")

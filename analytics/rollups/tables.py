@@ -48,9 +48,10 @@ import pandas as pd
 
 from .. import schema
 from ..store import derived_table
+from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 10
+VERSION = 11
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.
@@ -58,8 +59,9 @@ USER_FREQS = ("day", "week", "month")
 PROFILE_FREQS = ("week", "month")
 #: Located events kept in draw order (a hash of user, time and item) for the map's heat layer.
 HEAT_ROWS = 100_000
-#: (freq, min_events) of the stored interest drift: what the Users page shows.
-DRIFT = ("month", 3)
+#: (freq, min_events, prior) of the stored interest drift (category basis): what the Users
+#: page shows for a dataset with categories spanning more than about four months.
+DRIFT = ("month", evolution.MIN_EVENTS_PER_WINDOW, evolution.PRIOR_EVENTS)
 #: Densities stored per (kind, cell size or H3 resolution, window) for the map; the Map
 #: page's own hexagons (resolution from the bounding box, all time) are stored as well.
 DENSITY_SPECS: tuple[tuple[str, float, str | None], ...] = (("grid", 500, "week"),

@@ -95,8 +95,8 @@ def drift(events: Any, freq: str = "month", min_events: int = 1,
           user: str | None = None, column: str = schema.CATEGORY,
           prior: float = 0.0) -> pd.DataFrame:
     """``evolution.drift``: read from the summary tables when they store that drift
-    (``tables.DRIFT``: category basis, no prior), else the interest drift of the (stored or
-    raw) profiles."""
+    (``tables.DRIFT``: category basis, its window and prior), else the interest drift of the
+    (stored or raw) profiles."""
     ru = lookup.for_events(events)
     if ru is not None and _drift_stored(freq, min_events, column, prior):
         return _stored_drift(ru, freq, user)
@@ -105,8 +105,8 @@ def drift(events: Any, freq: str = "month", min_events: int = 1,
 
 
 def _drift_stored(freq: str, min_events: int, column: str, prior: float) -> bool:
-    """Whether the summary tables hold this drift (the stored one is unshrunk categories)."""
-    return (freq, min_events) == DRIFT and column == schema.CATEGORY and prior == 0
+    """Whether the summary tables hold this drift (``tables.DRIFT``)."""
+    return (freq, min_events, prior) == DRIFT and column == schema.CATEGORY
 
 
 def _stored_drift(ru: Rollup, freq: str, user: str | None,

@@ -48,6 +48,13 @@ RAW_MEAN_JS = "raw_mean_js"  # a user's mean unshrunk JS (mean_js is the ranked,
 GAINED = "gained"      # category / zone whose share grew most from the first to the last
 LOST = "lost"          # compared window; the one whose share shrank most
 SEGMENT_LABELS = ("light", "medium", "heavy")
+#: The drift the pages show (app/services/users.py) and the summary tables store
+#: (analytics/rollups/tables.py): windows with fewer profiled events are not compared (a
+#: handful of check-ins says little about a mix), and each window's shares are shrunk toward
+#: the user's overall mix with this many pseudo-events (a window of 5 events keeps a third of
+#: its own mix, one of 500 keeps 98%).
+MIN_EVENTS_PER_WINDOW = 5
+PRIOR_EVENTS = 10.0
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> float:

@@ -21,12 +21,10 @@ from .analytics import dataset_cursor, events_table, robust_span
 from .workspace import ServiceError, dataset_info, get_store, memoize_dataset
 
 MAX_OPTIONS = 50
-#: Drift settings. Windows with fewer profiled events are not compared (a handful of
-#: check-ins says little about a mix) ...
-DRIFT_MIN_EVENTS = 5
-#: ... each window's shares are shrunk toward the user's overall mix with this many
-#: pseudo-events (a window of 5 events keeps a third of its own mix, one of 500 keeps 98%) ...
-DRIFT_PRIOR = 10.0
+#: Drift settings (``evolution.MIN_EVENTS_PER_WINDOW`` / ``PRIOR_EVENTS``: what the summary
+#: tables store too) ...
+DRIFT_MIN_EVENTS = ev.MIN_EVENTS_PER_WINDOW
+DRIFT_PRIOR = ev.PRIOR_EVENTS
 #: ... and the most-changed list needs this many window pairs.
 DRIFT_MIN_PAIRS = 2
 #: The zone basis's cells (``evolution.ZONE_RESOLUTION``) in words.

@@ -76,6 +76,9 @@ def data(request, tmp_path_factory):
     store.close()
 
 
+#: the drift the summary tables store (the Users page's settings)
+_DRIFT = dict(zip(("freq", "min_events", "prior"), rollup.DRIFT, strict=True))
+
 CASES = {
     "kpis": lambda d: r_time.kpis(d.t),
     "events per hour": lambda d: r_time.activity_series(d.t, "hour", users=None),
@@ -98,12 +101,13 @@ CASES = {
     "one user's profiles": lambda d: r_users.interest_profiles(d.t, "month", user=d.user),
     "profiles of a few users": lambda d: r_users.interest_profiles(
         d.t, "week", user=[d.user, "no such user", *d.some_users]),
-    "drift per month": lambda d: r_users.drift(d.t, "month", 3),
-    "one user's drift": lambda d: r_users.drift(d.t, "month", 3, user=d.user),
+    "drift per month (stored)": lambda d: r_users.drift(d.t, **_DRIFT),
+    "drift per month, unshrunk": lambda d: r_users.drift(d.t, "month", 3),
+    "one user's drift": lambda d: r_users.drift(d.t, **_DRIFT, user=d.user),
     "one user's profiles, the Users page's read": lambda d: r_users.user_interest(
-        d.t, d.user, "month", 3)[0],
+        d.t, d.user, **_DRIFT)[0],
     "one user's drift, the Users page's read": lambda d: r_users.user_interest(
-        d.t, d.user, "month", 3)[1],
+        d.t, d.user, **_DRIFT)[1],
     "one user's mobility per month (stored)": lambda d: r_users.user_mobility_sql(
         d.con, d.table, d.user, "month"),
     "another user's mobility per month": lambda d: r_users.user_mobility_sql(
