@@ -166,3 +166,55 @@ def test_train_settings_are_parsed_and_checked(home: Path) -> None:
     r = run_cli(home, "train", "nyc", "--model", "sasrec", "--set", "hiden=3")
     assert r.returncode != 0
     assert "hiden" in r.stderr and "valid settings" in r.stderr and "hidden" in r.stderr
+
+
+# -- analysis figures: trailscope aggregate zones|forecast|drift NAME --------------------------
+def test_import_says_which_clock_the_times_use(home: Path, tmp_path: Path) -> None:
+    r = run_cli(home, "import", str(NYC), "--name", "nyc_clock", "--no-summaries")
+    assert r.returncode == 0, r.stderr
+    # the slice has coordinates and UTC times: New York's zone, with daylight saving
+    assert "times: local time from each event's time zone" in r.stdout
+    assert "America/New_York" in r.stdout
+    assert "Recognised as a Foursquare" in r.stdout
+
+
+def test_aggregate_figures_json(home: Path) -> None:
+    info = {d["name"]: d for d in json.loads(run_cli(home, "datasets", "--json").stdout)}
+    assert "nyc" in info
+    r = run_cli(home, "aggregate", "zones", "nyc", "--json")
+    assert r.returncode == 0, r.stderr
+    zones = json.loads(r.stdout)
+    rows = zones["zones"]
+    assert rows and {"zone", "events", "users", "places", "extent_km", "trend"} <= set(rows[0])
+    in_zones = sum(z["events"] for z in rows)
+    assert in_zones <= info["nyc"]["rows"]
+    assert abs(zones["coverage"] - in_zones / info["nyc"]["rows"]) < 0.01  # all rows located
+    assert max(z["extent_km"] for z in rows) <= 1.5
+
+    r = run_cli(home, "aggregate", "forecast", "nyc", "--freq", "day", "--json")
+    assert r.returncode == 0, r.stderr
+    fc = json.loads(r.stdout)
+    # the slice ends at 02:29 on 2013-02-16 and starts at 18:00 on 2012-04-03: both partial
+    left_out = {str(p["period"])[:10] for p in fc["partial_periods"]}
+    assert {"2012-04-03", "2013-02-16"} <= left_out
+    assert all(p["coverage"] < 1 for p in fc["partial_periods"])
+    assert fc["forecast"] and fc["backtest"]["mase"] > 0 and fc["backtest"]["smape"] >= 0
+
+    r = run_cli(home, "aggregate", "drift", "nyc", "--json")
+    assert r.returncode == 0, r.stderr
+    drift = json.loads(r.stdout)
+    assert drift["basis"] == "category"
+    users = {u["user"]: u for u in drift["users"]}
+    assert drift["most_changed"]
+    assert all(users[u]["pairs"] >= drift["min_pairs"] for u in drift["most_changed"])
+
+
+def test_aggregate_figures_text_and_refusals(home: Path) -> None:
+    r = run_cli(home, "aggregate", "zones", "nyc")
+    assert r.returncode == 0, r.stderr
+    assert "zones covering" in r.stdout and "of the located events" in r.stdout
+    r = run_cli(home, "aggregate", "drift", "no_such_set")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "no dataset named 'no_such_set'" in r.stderr
+    r = run_cli(home, "aggregate", "forecast", "nyc", "--engine", "spark")
+    assert r.returncode == 1 and "DuckDB only" in r.stderr

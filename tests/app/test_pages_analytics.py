@@ -150,7 +150,11 @@ def test_forecast_has_intervals_and_a_backtest_against_the_baseline(ws):
     fig = charts.forecast_figure(res.history, res.forecast, "day", partial=res.partial)
     assert [t.name for t in fig.data] == ["observed", "partial period (not fitted)",
                                           "95% interval", "forecast (SARIMA)"]
-    assert len(fig.layout.shapes) == len(res.partial)   # one grey band per partial period
+    # one grey band per partial period in the window shown (the first day is long before it)
+    shown = res.partial[res.partial["period"] >= res.history["period"].min()]
+    assert len(fig.layout.shapes) == len(shown) == 1
+    assert pd.Timestamp(fig.layout.xaxis.range[0] if fig.layout.xaxis.range else
+                        res.history["period"].min()) >= res.history["period"].min()
 
 
 def test_cohort_retention_table(ws, nyc_events):
@@ -309,3 +313,16 @@ def test_callbacks_turn_errors_into_messages(ws):
 
     msg = analytics_views.guarded("the widget", broken, lambda m: m)
     assert "the widget" in msg and "boom" in msg and "bug" in msg
+
+
+def test_items_card_counts_the_located_items(ws) -> None:
+    from dataclasses import replace
+
+    from trailscope.app.views import ui
+
+    nyc = services.dataset_info("nyc")
+    assert nyc.report["located_items"] == nyc.items  # every check-in of the slice is located
+    assert "all with coordinates" in _texts(ui.kpi_row(nyc))
+    assert "no coordinates" in _texts(ui.kpi_row(services.dataset_info("tb")))
+    some = replace(nyc, report={**nyc.report, "located_items": 1234})
+    assert "1,234 with coordinates" in _texts(ui.kpi_row(some))
