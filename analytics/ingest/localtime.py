@@ -11,8 +11,10 @@ analytics/spacetime.py, ``BASIS_*``):
    format's fixed zone (Taobao, Tianchi): kept as staged;
 2. the IANA time zone at the event's coordinates, looked up offline in the time-zone polygons
    of ``tzfpy`` once per 0.01-degree cell (about 1 km), and its offset at the event's instant,
-   daylight saving included (DuckDB's ICU ``timezone``, over a join with the small
-   cell -> zone table);
+   daylight saving included. Each zone's clock over the data's span (its changes, found to
+   the minute by probing DuckDB's ICU ``timezone``: :func:`clocks`) becomes a CASE on the
+   time, so no event needs a time-zone conversion of its own (:func:`_update`; ICU converts
+   each event only where finding the clocks would cost more);
 3. the solar zone of the longitude (:func:`~analytics.spacetime.solar_offset_sql`) for points
    in no country's zone (open sea: tzfpy's nautical ``Etc/GMT+n`` bands);
 4. nothing: an event without coordinates keeps a NULL offset, shown in UTC.
