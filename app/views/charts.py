@@ -186,7 +186,8 @@ def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, freq: str = "
             name="partial period (not fitted)", marker={"size": 6, "color": GREY},
             line={"color": GREY, "width": 1.4, "dash": "dot"},
             hovertemplate="%{x}<br>%{y:,} events<extra>partial period</extra>"))
-    _shade_partial(fig, partial)
+    if partial is not None and len(partial):   # only those in the window shown
+        _shade_partial(fig, partial[partial[PERIOD] >= history[PERIOD].min()])
     if not forecast.empty:
         x = pd.concat([forecast[PERIOD], forecast[PERIOD][::-1]])
         y = pd.concat([forecast["upper"], forecast["lower"][::-1]])
