@@ -120,8 +120,9 @@ def _stage_and_publish(store: Store, src: Source, sn: Sniff, plan: Plan, form: F
         with _memory_cap(cur, src.size()):
             stage.run(cur, st, sn, plan, src, dedup=not keep_duplicates)  # 3. stage
             _check_unix_times(st, plan, sn, path)
-            local = None if form.derive else localtime.fill(  # local time of each event
-                cur, st.stage, stage.kept_where(st), offset_basis(plan))
+            if not form.derive:  # local time of each event, saved with the dataset
+                st.local_time = localtime.fill(cur, st.stage, stage.kept_where(st),
+                                               offset_basis(plan))
             report = publish(store, cur, st, sn, plan, name=name, source=path,  # 4. publish
                              derive=form.derive, params=params, replace=replace,
                              started=started)
@@ -139,25 +140,24 @@ def _stage_and_publish(store: Store, src: Source, sn: Sniff, plan: Plan, form: F
         if not ok:
             _checkpoint(cur)
         cur.close()
-    _record_local_time(store, report, local)
+    if form.derive:
+        _local_time_of_derived(store, report)
     return report
 
 
-def _record_local_time(store: Store, report: ImportReport,
-                       local: dict[str, Any] | None) -> None:
-    """Put the local-time basis in the saved report (``extra["local_time"]``: what the pages
-    say about their clock, analytics.spacetime.clock_text). ``local`` is None for derived
-    events (GeoLife's stay points), which are made while publishing: theirs are filled in
-    the saved dataset here. Should that fail, they stay as they were (no offsets) and the
-    report has no ``local_time``, which the pages read as before this step."""
-    if local is None:
-        cur = store.cursor()
-        try:
-            local = localtime.fill(cur, store.table(report.name))
-        except duckdb.Error:
-            return
-        finally:
-            cur.close()
+def _local_time_of_derived(store: Store, report: ImportReport) -> None:
+    """Local time of derived events (GeoLife's stay points), which are made while publishing:
+    filled in the saved dataset, the basis then put in its report (``extra["local_time"]``,
+    what the pages say about their clock: analytics.spacetime.clock_text). Should that fail,
+    the stay points stay in UTC and the report has no ``local_time``, which the pages read
+    as before this step. Other imports save their basis in the publish transaction."""
+    cur = store.cursor()
+    try:
+        local = localtime.fill(cur, store.table(report.name))
+    except duckdb.Error:
+        return
+    finally:
+        cur.close()
     report.extra["local_time"] = local
     store.update_report(report.name, report.to_json())
 

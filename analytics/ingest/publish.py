@@ -112,6 +112,8 @@ def _extra(sn: Sniff, plan: Plan, st: Staged) -> dict[str, Any]:
     extra: dict[str, Any] = {"variant": sn.variant, "time_format": plan.ts_kind}
     if st.native:
         extra["read_natively"] = st.native  # parsed by DuckDB's CSV reader, not SQL casts
+    if st.local_time is not None:
+        extra["local_time"] = st.local_time
     return extra
 
 

@@ -95,6 +95,9 @@ class Staged:
     strict: bool = True
     serial: bool = False  # read with parallel=false (quoted newlines found past the head)
     native: list[str] = field(default_factory=list)  # fields the CSV reader parsed itself
+    #: the local-time basis of the kept rows (analytics/ingest/localtime.py), saved in the
+    #: report's ``extra["local_time"]`` by the publish transaction
+    local_time: dict[str, Any] | None = None
     passes: int = 0
     temp: list[str] = field(default_factory=list)
 
