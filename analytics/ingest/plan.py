@@ -131,7 +131,8 @@ def build_plan(sn: Sniff, form: Format, path: Path,
         if (TZ not in mapping and plan.ts_kind in ("iso", "auto")
                 and timeparse.has_local_offsets(values)):
             typed[TZ] = timeparse.offset_minutes_sql("t")
-            plan.notes.append("tz_offset_min taken from the offsets in the time column")
+            plan.notes.append("The times carry their UTC offsets: each event's local time uses its "
+                              "own offset.")
     form.rules(plan, sn, path, user_set)
     return plan
 

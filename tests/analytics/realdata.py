@@ -15,8 +15,9 @@ from trailscope.analytics.store import Store
 from tests.conftest import NYC
 
 NYC_NAME = "nyc"
-#: New York is UTC-4 (EDT) for most of the file's span (April..early November 2012); the
-#: file has no per-event offset, so tests pass this as the rhythm's fallback.
+#: New York is UTC-4 (EDT) for most of the file's span (April..early November 2012). The file
+#: has no per-event offset; the importer fills each event's from its coordinates (UTC-4 or -5),
+#: so this fallback only matters for events without one (tests that clear the offsets).
 NYC_TZ_FALLBACK_MIN = -240
 
 
