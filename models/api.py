@@ -23,8 +23,8 @@ from .training import checkpoint as ckpt
 from .training.evaluate import evaluate_model
 from .training.loop import TrainResult, train
 
-__all__ = ["train", "TrainResult", "evaluate", "list_models", "default_model", "load",
-           "recommend"]
+__all__ = ["train", "TrainResult", "evaluate", "list_models", "best_model", "default_model",
+           "load", "recommend"]
 
 METRIC_KEYS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr",
                "coverage@10", "popularity@10")
@@ -33,21 +33,25 @@ METRIC_KEYS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20",
 def list_models(store: Store, name: str) -> list[dict[str, Any]]:
     """Trained models of dataset ``name``, newest first.
 
-    Each: model_id, model, split, created, train_seconds, test metrics (flat), ``stale``
-    (the dataset changed since training: such a model refuses to load), path, config and
-    ``chosen`` (the settings chosen on validation).
+    Each: model_id, model, split, created, train_seconds, test metrics (flat),
+    ``val_ndcg@10`` (validation NDCG@10, None for checkpoints without it), ``cancelled`` (its
+    training was cancelled: the best epoch so far was kept), ``stale`` (the dataset changed
+    since training: such a model refuses to load), path, config and ``chosen`` (the settings
+    chosen on validation).
     """
     store.info(name)  # raises DatasetNotFound with a helpful message
     fp = store.fingerprint(name)
     out = []
     for info in ckpt.list_checkpoints(store, name):
-        test = (info.get("metrics") or {}).get("test", {})
+        metrics = info.get("metrics") or {}
+        test = metrics.get("test", {})
         out.append({"model_id": info["model_id"], "model": info["model"],
                     "split": info["split"], "created": info.get("created"),
                     "train_seconds": info.get("train_seconds"),
                     "cancelled": bool(info.get("cancelled")),
                     "stale": info.get("fingerprint") != fp, "path": info["path"],
                     "config": info.get("config", {}), "chosen": chosen_settings(info),
+                    "val_ndcg@10": (metrics.get("valid") or {}).get("ndcg@10"),
                     **{k: test.get(k) for k in METRIC_KEYS}})
     return out
 
@@ -94,14 +98,26 @@ def evaluate(store: Store, name: str, model_id: str = "all",
     return rows
 
 
+def best_model(models: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row of ``list_models`` to use by default: the current (not stale) model with the
+    best validation NDCG@10 (the test part is for reporting, never for choosing), newest
+    first on a tie; a cancelled training only when no finished one is current."""
+    current = [m for m in models if not m["stale"]]
+    pool = [m for m in current if not m["cancelled"]] or current
+    if not pool:
+        return None
+    return max(pool, key=lambda m: -math.inf if m.get("val_ndcg@10") is None
+               else m["val_ndcg@10"])
+
+
 def default_model(store: Store, name: str) -> str:
-    """The id of the dataset's current model with the best test NDCG@10."""
-    models = [m for m in list_models(store, name) if not m["stale"]]
-    if not models:
+    """The id of the dataset's default model (:func:`best_model`: best validation NDCG@10,
+    cancelled trainings last)."""
+    best = best_model(list_models(store, name))
+    if best is None:
         raise ckpt.CheckpointError(
             f"no trained model for dataset {name!r}; train one first (e.g. "
             f"`trailscope train {name} --model markov`)")
-    best = max(models, key=lambda m: -math.inf if m["ndcg@10"] is None else m["ndcg@10"])
     return best["model_id"]
 
 
@@ -125,7 +141,7 @@ def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | N
     ``at`` is the time to recommend for (default: the user's last event), which sets the
     target hour/weekday; ``lat``/``lon`` is an optional current position, passed to the
     model's ``score_near`` (only the distance-aware baselines use it). Default model: the
-    best test NDCG@10 among the dataset's current models. ``loaded``: that model already
+    dataset's default model (:func:`best_model`). ``loaded``: that model already
     loaded (``load``), with ``model_id`` naming it.
     """
     if k < 1:
