@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     s.add_argument("--name")
     s.add_argument("--format", default="auto",
-                   help="auto, tsmc, snap, taobao, tianchi, movielens, geolife or generic")
+                   help="auto, gowalla, tsmc, snap, taobao, tianchi, movielens, geolife or generic")
     s.add_argument("--map", action="append", metavar="FIELD=COLUMN",
                    help="map a canonical field to a source column (repeatable)")
     s.add_argument("--replace", action="store_true", help="overwrite a dataset of that name")
