@@ -113,8 +113,9 @@ def draw_trend(freq: str, split: str, metric: str, name: str | None) -> tuple[An
         partial = svc.partial_periods(name, freq)
         fig = charts.trend_figure(df, split, "users" if metric == "users" else "events", freq,
                                   partial=partial)
-        return fig, svc.partial_note(partial, freq, "shaded, and left out of the forecast "
-                                     "and of trend tests")
+        note = svc.partial_note(partial, freq, "shaded, and left out of the forecast and of "
+                                "trend tests")
+        return fig, " ".join(n for n in (note, svc.stray_note(svc.data_span(name))) if n)
 
     return views.guarded("the activity trend", build, lambda m: (views.error_figure(m), ""))
 

@@ -371,6 +371,16 @@ def partial_periods(name: str, freq: str, flt: EventFilter | None = None) -> pd.
     return periods.partial_periods(pd.DatetimeIndex(series[engine.PERIOD]), freq, first, last)
 
 
+def stray_note(span: DataSpan) -> str:
+    """A sentence for users on the stray events left out of the span, "" when none."""
+    if not span.strays:
+        return ""
+    s = "s" if span.strays > 1 else ""
+    return (f"{span.strays:,} event{s} with times far from the rest (before "
+            f"{span.first:%Y-%m-%d %H:%M} or after {span.last:%Y-%m-%d %H:%M}) "
+            f"{'are' if s else 'is'} treated as stray and left out of the forecast.")
+
+
 def partial_note(parts: pd.DataFrame, freq: str, left_out: str) -> str:
     """A sentence for users on the partial periods, "" when there are none: "The last day
     (2013-02-16, 10% covered) is partial: <left_out>."."""
@@ -391,6 +401,7 @@ def forecast(name: str, freq: str = "day", horizon: int | None = None,
     both on complete periods only. Raises ServiceError with a hint when the series is too
     short."""
     from ...analytics.temporal import forecast as fc
+    from ...analytics.temporal import periods
 
     check_freq(freq)
     horizon = int(horizon or HORIZONS[freq])
@@ -408,15 +419,17 @@ def forecast(name: str, freq: str = "day", horizon: int | None = None,
         adjective = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
         raise ServiceError(f"no {adjective[freq]} forecast: {exc}") from exc
     keep = min(max(4 * horizon, 60), fitted)
-    shown = series[[engine.PERIOD, engine.EVENTS]]
+    shown = periods.overlapping_rows(series[[engine.PERIOD, engine.EVENTS]], freq,
+                                     span.first, span.last)
     shown = shown[shown[engine.PERIOD] >= got.fitted[engine.PERIOD].iloc[-keep:].min()]
     history = shown.assign(partial=shown[engine.PERIOD].isin(got.partial[engine.PERIOD]))
     return ForecastResult(
         history=history.reset_index(drop=True), forecast=got.forecast, backtest=got.backtest,
         freq=freq, horizon=horizon, note=got.note, model=fc.describe_spec(got.spec),
         partial=got.partial, mape_note=got.mape_note, span=span,
-        partial_note=partial_note(got.partial, freq,
-                                  "left out of the forecast and its backtest"))
+        partial_note=" ".join(n for n in (
+            partial_note(got.partial, freq, "left out of the forecast and its backtest"),
+            stray_note(span)) if n))
 
 
 def forecast_summary(name: str, freq: str = "day") -> dict[str, Any]:
@@ -425,7 +438,8 @@ def forecast_summary(name: str, freq: str = "day") -> dict[str, Any]:
     partial``), ``forecast`` (``period, yhat, lo, hi``), ``backtest`` (the model's ``mase,
     smape, mape`` (null when an actual is near zero), ``mape_note, mae, horizon, origins``,
     the seasonal-naive ``baseline`` and ``note``), ``partial_periods`` (``period, coverage,
-    why``) and ``partial_note``."""
+    why``), ``partial_note`` and ``span`` (``first, last`` event judged against and the
+    ``stray_events`` left out)."""
     res = forecast(name, check_freq(freq))
     bt = res.backtest.set_index("model") if len(res.backtest) else pd.DataFrame()
 
@@ -453,6 +467,9 @@ def forecast_summary(name: str, freq: str = "day") -> dict[str, Any]:
                              "why": str(w)} for p, c, w in res.partial[
                                  ["period", "coverage", "why"]].itertuples(index=False)],
         "partial_note": res.partial_note or None,
+        "span": None if res.span is None else {
+            "first": res.span.first.isoformat(), "last": res.span.last.isoformat(),
+            "stray_events": res.span.strays},
     }
 
 

@@ -188,6 +188,9 @@ def test_forecast_summary_taobao(workspace):
     hourly = svc.forecast_summary("tb", "hour")
     assert hourly["history"][0]["period"] >= "2017-11-24T16:00:00"
     assert hourly["backtest"]["mase"] is not None
+    assert hourly["span"]["stray_events"] == span.strays
+    assert hourly["partial_periods"] == []          # collection starts and ends on the hour
+    assert "stray" in hourly["partial_note"] and "2017-11-24 16:00" in hourly["partial_note"]
     # eight complete days cannot tell the next fourteen
     with pytest.raises(ServiceError, match="complete days"):
         svc.forecast_summary("tb", "day")
