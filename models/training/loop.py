@@ -36,6 +36,7 @@ from ..recommenders.registry import get_class, make_config
 from . import checkpoint as ckpt
 from .evaluate import autocast, evaluate_model, next_window_metrics
 from .settings import Phase, TrainEvent, TrainSettings, resolve
+from .transfer import load_matching
 
 Progress = Callable[[TrainEvent], None]
 
@@ -172,6 +173,8 @@ def train(store: Store, name: str, model: str = "st-transformer",
         log(m)
     log(f"training {model} on {name} ({split}) on {dev}")
     net = cls(ds.meta, config).to(dev)
+    if s.init_from:  # transfer: the matching item-independent weights of another run
+        log(load_matching(net, s.init_from, map_ids=s.init_ids).summary())
     data_params = s.data_params()
     if progress is not None:
         progress(TrainEvent(Phase.DATA, messages=tuple(ds.messages)))
@@ -214,6 +217,7 @@ def train(store: Store, name: str, model: str = "st-transformer",
     # the same keys as before TrainSettings existed: interrupted runs still resume
     key = _run_key({"model": model, "config": asdict(config), "split": split,
                     "pretrain_epochs": s.pretrain_epochs,
+                    **({"init": [s.init_from, s.init_ids]} if s.init_from else {}),
                     "seed": seed, "lr": lr, "batch_size": batch_size, "epochs": s.epochs,
                     "weight_decay": s.weight_decay, "data": data_params,
                     "fingerprint": store.fingerprint(name)})

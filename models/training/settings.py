@@ -36,6 +36,8 @@ class TrainSettings:
     max_len: int = 50                  # most recent events a model sees per sequence
     patience: int = 3                  # epochs without a validation NDCG@10 gain before stopping
     pretrain_epochs: int = 2           # epochs of pretrain_loss first, for models that ask
+    init_from: str = ""                # weights file to start from (models.training.transfer)
+    init_ids: bool = False             # with init_from: also copy rows of shared item ids
     resume: bool = True                # continue an interrupted run with the same settings
     min_user: int = 5                  # users with fewer events are left out
     min_item: int = 5                  # items with fewer events are left out
