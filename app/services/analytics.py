@@ -293,13 +293,19 @@ def dominant_periods(name: str, freq: str = "hour", flt: EventFilter | None = No
                      top: int = 3) -> pd.DataFrame:
     """The significant periods of the activity series, strongest first
     (``analytics.temporal.activity.dominant_periods``: each beats a shuffled baseline and
-    fits at least three times; empty when there is none or the series is too short)."""
+    fits at least three times; empty when there is none or the series is too short). Only
+    the complete periods inside the data's span count (``data_span``): weeks of empty hours
+    before a stray timestamp are no part of any cycle."""
     from ...analytics.temporal import activity as temporal
+    from ...analytics.temporal import periods
 
-    series = event_series(name, freq, flt)
+    series = event_series(name, check_freq(freq), flt)
     try:
-        return temporal.dominant_periods(series, top=top)
-    except ValueError:
+        span = data_span(name, flt)
+        inside = periods.overlapping_rows(series, freq, span.first, span.last)
+        return temporal.dominant_periods(
+            periods.complete_rows(inside, freq, span.first, span.last), top=top)
+    except (ValueError, ServiceError):
         return pd.DataFrame(columns=[temporal.LAG, temporal.PERIOD_LENGTH, temporal.STRENGTH,
                                      temporal.BASELINE, temporal.METHOD])
 

@@ -191,6 +191,9 @@ def test_forecast_summary_taobao(workspace):
     assert hourly["span"]["stray_events"] == span.strays
     assert hourly["partial_periods"] == []          # collection starts and ends on the hour
     assert "stray" in hourly["partial_note"] and "2017-11-24 16:00" in hourly["partial_note"]
+    # the cycles are those of the nine collected days, not of the empty weeks before them
+    cycles = svc.dominant_periods("tb", "hour")
+    assert cycles["lag"].tolist()[:1] == [24]
     # eight complete days cannot tell the next fourteen
     with pytest.raises(ServiceError, match="complete days"):
         svc.forecast_summary("tb", "day")
