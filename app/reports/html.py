@@ -25,14 +25,20 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "|")
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,Arial,sans-serif;color:#1e293b;
 margin:24px auto;max-width:1100px;padding:0 16px;line-height:1.45}
+body.print{margin:0;max-width:none;padding:0}
 h1{font-size:1.6em;margin-bottom:0}h2{border-bottom:1px solid #e2e8f0;padding-bottom:4px;
 margin-top:2em}.muted{color:#64748b}.summary{background:#eff6ff;border-left:4px solid #2563eb;
-padding:10px 14px;font-size:1.05em}table{border-collapse:collapse;font-size:.9em;margin:8px 0}
-td,th{border:1px solid #e2e8f0;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f8fafc}tr.chosen td{background:#fef3c7}.fig{min-height:200px;margin:6px 0 18px}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}iframe{border:1px solid #e2e8f0;
-width:100%;height:460px}code{font-size:.9em}
-@media print{.fig,.nobreak,table{break-inside:avoid}a.download{display:none}}
+padding:10px 14px;font-size:1.05em}table{border-collapse:collapse;font-size:.9em;margin:8px 0;
+width:100%}
+td,th{border:1px solid #e2e8f0;padding:4px 8px;text-align:left;vertical-align:top;
+overflow-wrap:break-word}td code{overflow-wrap:anywhere}th{background:#f8fafc}
+tr.chosen td{background:#fef3c7}
+.fig{min-height:200px;margin:6px 0 18px}.deckmap{position:relative;height:440px;
+border:1px solid #e2e8f0;margin:6px 0 18px}code{font-size:.9em}
+#nolib{display:none;background:#fef2f2;border-left:4px solid #dc2626;padding:10px 14px}
+h2,h3{break-after:avoid;page-break-after:avoid}
+@media print{.fig,.nobreak,table,tr{break-inside:avoid}a.download{display:none}
+table{font-size:.8em}td,th{padding:3px 5px}}
 """
 
 
@@ -134,53 +140,71 @@ def _fig(name: str, title: str) -> str:
             f"<div class='fig' id='fig-{name}'></div></div>")
 
 
-def page_html(data: ReportData, figs: dict[str, str], plotly_js: str, *,
-              deck_page: str | None, static: bool) -> str:
-    """The whole report page; ``figs`` maps names to escaped figure JSON."""
+def _keep(*parts: str) -> str:
+    """A heading and the block after it, kept on one page when printed."""
+    return "<div class='nobreak'>" + "".join(parts) + "</div>"
+
+
+NO_LIBRARY = ("The charts and the map of this report are drawn by plotly.min.js, deckgl.min.js "
+              "and deckmap.js, which came in the same zip: unpack the whole zip and keep those "
+              "files in the folder that holds this report.")
+
+
+def page_html(data: ReportData, figs: dict[str, str], scripts: str, *,
+              deck_spec: str | None, static: bool) -> str:
+    """The whole report page; ``figs`` maps names to escaped figure JSON, ``scripts`` is the
+    ``<script>`` markup that loads plotly.js (and deck.gl when ``deck_spec``, the escaped map
+    spec JSON, is given); ``static``: the print form (page-wide figures, no interaction)."""
     ex = data.explanation
     csv64 = base64.b64encode(events_csv(data).encode("utf-8")).decode("ascii")
     fname = esc(f"trailscope-{data.dataset}-explanation.csv")
-    if deck_page is not None:
-        the_map = (f"<h3>Events on the map, coloured by attribution</h3><iframe "
-                   f"title='map' sandbox='allow-scripts' srcdoc=\"{esc(deck_page)}\"></iframe>")
+    map_title = "Events on the map, coloured by attribution"
+    if deck_spec is not None:
+        the_map = _keep(f"<h3>{map_title}</h3>", "<div class='deckmap' id='deck-map'></div>")
     elif "map" in figs:
-        the_map = _fig("map", "Events on the map, coloured by attribution")
+        the_map = _fig("map", map_title)
     else:
         the_map = "<p class='muted'>These events have no coordinates.</p>"
     fig_js = "{" + ",".join(f"{json_key(k)}:{v}" for k, v in figs.items()) + "}"
     config = "{displaylogo:false,responsive:true" + (",staticPlot:true" if static else "") + "}"
+    draw_map = ("" if deck_spec is None else
+                "if(window.trailscopeDeck){window.trailscopeDeck.render("
+                f"document.getElementById('deck-map'),{deck_spec},null);}}")
     facts = (f"method {esc(ex.method)}" + (f", {ex.n_steps} integration steps" if ex.n_steps
                                            else "")
              + f"; score {_num(ex.score)}, baseline score {_num(ex.baseline_score)}, "
              f"convergence delta {_num(ex.delta, 6)}")
-    inline_js = plotly_js.replace("</script", "<\\/script")
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>TrailScope report: {esc(data.dataset)} / user {esc(data.user)}</title>
-<style>{CSS}</style><script>{inline_js}</script></head><body>
+<style>{CSS}</style>{scripts}</head><body{" class='print'" if static else ""}>
 <h1>Why {esc(ex.item_id)} for user {esc(data.user)}?</h1>
 <p class="muted">TrailScope explanation report · dataset {esc(data.dataset)} · generated
 {esc(data.generated)}</p>
+<div id="nolib">{esc(NO_LIBRARY)}</div>
 <div class="summary" id="summary">{esc(ex.summary)}</div>
 <p class="muted">{facts}</p>
-<h2>Provenance</h2>{_provenance(data)}
-<h2>Recommendations</h2>{_recommendations(data)}
-<h2>Behaviour evolution</h2>
-{_fig("trend", "Activity over time")}{_fig("rhythm", "Weekly rhythm (local time)")}
+{_keep("<h2>Provenance</h2>", _provenance(data))}
+{_keep("<h2>Recommendations</h2>", _recommendations(data))}
+{_keep("<h2>Behaviour evolution</h2>", _fig("trend", "Activity over time"))}
+{_fig("rhythm", "Weekly rhythm (local time)")}
 {_fig("drift", "Interest drift")}{_fig("path", "Path")}
-<h2>Explanation of {esc(ex.item_id)}</h2>
-{_fig("attribution", "Per-event attribution over the timeline")}
+{_keep(f"<h2>Explanation of {esc(ex.item_id)}</h2>",
+       _fig("attribution", "Per-event attribution over the timeline"))}
 {_fig("groups", "Feature groups")}{_fig("attention", "Attention (scoring position)")}
 {the_map}
-{_fig("counterfactual", "Counterfactual: deleting events")}{_counterfactual(data)}
-<h3>Events</h3>{_events(data)}
+{_keep(_fig("counterfactual", "Counterfactual: deleting events"), _counterfactual(data))}
+{_keep("<h3>Events</h3>", _events(data))}
 <p><a class="download" download="{fname}" href="data:text/csv;base64,{csv64}">Download the
 events as CSV</a></p>
 <script>
-(function(){{var figs={fig_js};var jobs=[];
+(function(){{var ready=function(){{window.trailscopeReady=true;}};
+if(typeof Plotly==='undefined'){{document.getElementById('nolib').style.display='block';
+ready();return;}}
+var figs={fig_js};var jobs=[];
 for(var k in figs){{var el=document.getElementById('fig-'+k);if(!el)continue;
 jobs.push(Plotly.newPlot(el,figs[k].data,figs[k].layout,{config}));}}
-Promise.all(jobs).then(function(){{window.trailscopeReady=true;}},
-function(){{window.trailscopeReady=true;}});}})();
+{draw_map}
+Promise.all(jobs).then(ready,ready);}})();
 </script></body></html>"""
 
 

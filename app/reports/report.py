@@ -6,8 +6,10 @@ view of the explanation of one recommended item (per-event attributions, feature
 attention, events on the map, counterfactual, summary).
 
 HTML: plotly.js and the deck.gl bundle are inlined, so the file opens without a network
-(``render_html``). PDF: the same page in its static form (plots drawn as static SVG, the map
-as a plotly scatter) printed by Debian's Chromium through Playwright (``write_pdf``).
+(``render_html``); a batch writes them once next to its reports, which load them from there
+(``shared``). PDF: the same page in its static form (plots drawn as static SVG as wide as the
+page's text, the map as a plotly scatter) printed on A4 by Debian's Chromium through
+Playwright (``html_to_pdf``).
 Every user string is escaped: in the markup with ``html.escape``, in figure and map data by
 JSON with ``<``, ``>`` and ``&`` as ``\\u`` escapes, so nothing in the data becomes markup.
 """
@@ -37,6 +39,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 FORMATS = ("html", "pdf")
+PAGE_MARGIN_MM = {"top": 12, "bottom": 12, "left": 10, "right": 10}
+#: The printed A4 page's text width in CSS pixels (96 per inch): figures are drawn this wide.
+PRINT_WIDTH_PX = int((210 - PAGE_MARGIN_MM["left"] - PAGE_MARGIN_MM["right"]) / 25.4 * 96)
 
 
 class ReportError(ValueError):
@@ -64,37 +69,65 @@ def safe_json(obj: Any) -> str:
 
 
 def figures(data: ReportData, static: bool) -> dict[str, go.Figure]:
-    """The report's figures in order; the static form draws the map as a plotly scatter."""
+    """The report's figures in order; the static (print) form draws the map as a plotly
+    scatter and every figure exactly as wide as the printed page's text."""
     figs = dict(evolution_figures(data.events))
     figs["path"] = path_figure(data.events)
     figs.update(explanation_figures(data.explanation, static_map=static))
+    if static:
+        for fig in figs.values():
+            fig.update_layout(width=PRINT_WIDTH_PX, autosize=False)
     return figs
 
 
-def render_html(data: ReportData, *, static: bool = False) -> str:
-    """The report as one self-contained HTML page (``static``: the print/PDF form)."""
+def _script(js: str) -> str:
+    return "<script>" + js.replace("</script", "<\\/script") + "</script>"
+
+
+def libraries(*, deck: bool) -> dict[str, str]:
+    """The scripts a report page runs, by the file name a batch shares them under: plotly.js,
+    and for the interactive map the deck.gl bundle and TrailScope's map code."""
     from plotly.offline import get_plotlyjs
 
+    libs = {"plotly.min.js": get_plotlyjs()}
+    if deck:
+        from ..deckgl.assets import bundle_path
+
+        libs["deckgl.min.js"] = bundle_path().read_text(encoding="utf-8")
+        libs["deckmap.js"] = (ASSETS / "deckmap.js").read_text(encoding="utf-8")
+    return libs
+
+
+def render_html(data: ReportData, *, static: bool = False, shared: bool = False) -> str:
+    """The report as one HTML page. ``static``: the print/PDF form (static plots, the map as a
+    plotly scatter). ``shared``: the page loads plotly.js and deck.gl from files next to it
+    (``write_libraries``, once per batch) instead of inlining them (one self-contained file).
+    """
     figs = {k: safe_json(f.to_json()) for k, f in figures(data, static).items()}
-    deck = None
-    if not static:
-        spec = events_map_spec(data.explanation)
-        if spec is not None:
-            deck = _deck_page(spec)
-    return page_html(data, figs, get_plotlyjs(), deck_page=deck, static=static)
+    spec = None if static else events_map_spec(data.explanation)
+    names = libraries(deck=spec is not None)
+    if shared and not static:
+        scripts = "".join(f'<script src="{n}"></script>' for n in names)
+    else:
+        scripts = "".join(_script(js) for js in names.values())
+    return page_html(data, figs, scripts, static=static,
+                     deck_spec=None if spec is None else safe_json(spec))
 
 
-def _deck_page(spec: dict) -> str:
-    from ..deckgl.assets import bundle_path
-    from ..deckgl.deckmap import deck_html
-
-    deckmap_js = (ASSETS / "deckmap.js").read_text()
-    return deck_html(spec, height=440, bundle_js=bundle_path().read_text(),
-                     deckmap_js=deckmap_js)
+def write_libraries(folder: str | Path) -> list[Path]:
+    """Write the scripts a batch's HTML reports share into ``folder`` (once per batch)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, js in libraries(deck=True).items():
+        (folder / name).write_text(js, encoding="utf-8")
+        out.append(folder / name)
+    return out
 
 
 def html_to_pdf(page: str, path: Path, timeout_s: float = 60.0) -> Path:
-    """Print an HTML page to PDF with headless Chromium (Playwright, no downloads)."""
+    """Print an HTML page to A4 PDF with headless Chromium (Playwright, no downloads); the
+    window is as wide as the page's text, so what fits the window fits the paper."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -104,38 +137,40 @@ def html_to_pdf(page: str, path: Path, timeout_s: float = 60.0) -> Path:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                      headless=True)
         try:
-            pg = browser.new_page()
+            pg = browser.new_page(viewport={"width": PRINT_WIDTH_PX, "height": 1000})
             pg.route("**/*", lambda route: route.abort()
                      if not route.request.url.startswith(("data:", "about:")) else
                      route.continue_())
             pg.set_content(page, wait_until="load", timeout=timeout_s * 1000)
             pg.wait_for_function("window.trailscopeReady === true", timeout=timeout_s * 1000)
             pg.pdf(path=str(path), format="A4", print_background=True,
-                   margin={"top": "12mm", "bottom": "12mm", "left": "10mm", "right": "10mm"})
+                   margin={k: f"{v}mm" for k, v in PAGE_MARGIN_MM.items()})
         finally:
             browser.close()
     return path
 
 
-def write(data: ReportData, path: str | Path) -> Path:
-    """Write the report to ``path``; the suffix (.html or .pdf) picks the format."""
+def write(data: ReportData, path: str | Path, *, shared: bool = False) -> Path:
+    """Write the report to ``path``; the suffix (.html or .pdf) picks the format.
+    ``shared``: an HTML report loads its scripts from files next to it (``write_libraries``)."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise ReportError(f"report path {str(path)!r} must end in .html or .pdf")
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
-        path.write_text(render_html(data), encoding="utf-8")
+        path.write_text(render_html(data, shared=shared), encoding="utf-8")
         return path
     return html_to_pdf(render_html(data, static=True), path)
 
 
 def export(store: Store, name: str, user: str, path: str | Path, item_id: str | None = None,
            model_id: str | None = None, *, explanation: Explanation | None = None,
-           loaded: Loaded | None = None) -> Path:
-    """Explain and write one user's report to ``path`` (.html or .pdf)."""
+           loaded: Loaded | None = None, shared: bool = False) -> Path:
+    """Explain and write one user's report to ``path`` (.html or .pdf); ``shared`` as in
+    ``write``."""
     return write(collect(store, name, user, item_id, model_id, explanation=explanation,
-                         loaded=loaded), path)
+                         loaded=loaded), path, shared=shared)
 
 
 def safe_filename(text: str) -> str:
@@ -147,13 +182,17 @@ def safe_filename(text: str) -> str:
 def export_batch(store: Store, name: str, users: list[str], folder: str | Path,
                  fmt: str = "html", model_id: str | None = None,
                  loaded: Loaded | None = None,
-                 on_user: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+                 on_user: Callable[[int, int, str], None] | None = None,
+                 shared: bool = False) -> dict[str, Any]:
     """One report per user into ``folder``; users that fail are listed with the reason.
     The model is loaded once for all of them (or ``loaded`` is used, with ``model_id``).
     ``on_user(i, n, user)`` is called before the ``i``-th of ``n`` users (progress; it may
-    raise to stop the batch).
+    raise to stop the batch). ``shared`` (HTML): plotly.js and deck.gl are written once into
+    ``folder`` (``write_libraries``) and every report loads them from there, so a report
+    holds only its own data; ship those files with the reports.
 
-    Returns ``{"written": [paths], "failed": {user: reason}}``.
+    Returns ``{"written": [paths], "failed": {user: reason}, "libraries": [paths]}``
+    (``libraries``: the shared script files, empty unless ``shared`` wrote some).
     """
     from ...models import api
     from ...models.data.history import UnknownUser
@@ -176,11 +215,13 @@ def export_batch(store: Store, name: str, users: list[str], folder: str | Path,
                 model_id = model_id or api.default_model(store, name)
                 loaded = api.load(store, name, model_id)
             written.append(export(store, name, user, folder / f"{stem}.{fmt}",
-                                  model_id=model_id, loaded=loaded))
+                                  model_id=model_id, loaded=loaded, shared=shared))
         except (UnknownUser, CheckpointError, ValueError) as exc:
             failed[user] = str(exc)
-    return {"written": [str(p) for p in written], "failed": failed}
+    libs = write_libraries(folder) if shared and fmt == "html" and written else []
+    return {"written": [str(p) for p in written], "failed": failed,
+            "libraries": [str(p) for p in libs]}
 
 
 __all__ = ["ReportData", "ReportError", "collect", "esc", "export", "export_batch",
-           "render_html", "write", "html_to_pdf", "safe_json"]
+           "render_html", "write", "write_libraries", "html_to_pdf", "safe_json"]

@@ -82,8 +82,14 @@ def attention_figure(ex: Explanation) -> go.Figure:
     cols = [c for c in wide.columns if c in ev.index]
     x = _labels(ev.loc[cols].reset_index())
     y = [f"layer {int(layer) + 1} · head {int(head) + 1}" for layer, head in wide.index]
-    fig = go.Figure(go.Heatmap(z=wide[cols].to_numpy(), x=x, y=y, colorscale="Blues",
-                               zmin=0, colorbar={"title": {"text": "weight"}},
+    z = wide[cols].to_numpy()
+    top = float(np.nanmax(z)) if np.isfinite(z).any() else 0.0
+    # the scale starts at 0 (plotly ignores zmin without zmax), so near-uniform attention
+    # looks uniform; two significant digits keep the ticks (multiples of 1, 2 or 5 x 10^k
+    # from 0) distinct
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale="Blues", zmin=0,
+                               zmax=top if top > 0 else 1.0,
+                               colorbar={"title": {"text": "weight"}, "tickformat": ".2~g"},
                                hovertemplate="%{y}<br>%{x}<br>weight %{z:.3f}<extra></extra>"))
     fig.update_xaxes(type="category", tickangle=-45)
     fig.update_yaxes(autorange="reversed")

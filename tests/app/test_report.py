@@ -93,12 +93,12 @@ def test_html_report_escapes_hostile_names_and_holds_the_charts(evil, evil_store
     assert page.count("&lt;script&gt;alert(&#x27;cat&#x27;)") >= 2  # events + recommendations
     assert "=cmd|&#x27; /C calc&#x27;!A0" in page  # the user id, as text
     assert "\\u0026lt;script\\u0026gt;alert" in page  # figure JSON: escaped twice
-    # the charts: plotly.js inlined, every figure div, the map page in an iframe
+    # the charts: plotly.js and deck.gl inlined, every figure div, the deck.gl map
     assert "Plotly.newPlot" in page and len(page) > 3_000_000
     for name in ("trend", "rhythm", "drift", "path", "attribution", "groups", "attention",
                  "counterfactual"):
         assert f"id='fig-{name}'" in page
-    assert "<iframe" in page and "srcdoc=" in page
+    assert "id='deck-map'" in page and "trailscopeDeck.render(" in page
     assert not re.search(r"""<script[^>]+src=|<link[^>]+href=["']https?:""", page)
     # the CSV in the report is formula-safe
     m = re.search(r'href="data:text/csv;base64,([A-Za-z0-9+/=]+)"', page)
