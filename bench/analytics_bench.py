@@ -61,7 +61,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "bench" / "out"
 RATIO_GOAL = 0.25
 PAGE_GOALS_S = {"Overview": 1.0, "Map": 1.0, "Users": 1.0}
-FORECAST_HORIZON = 14
 
 
 @dataclass
@@ -138,10 +137,8 @@ def _approx_users(a: pd.DataFrame, b: pd.DataFrame, tolerance: float = 0.08) -> 
 
 
 def _queries() -> list[BenchQuery]:
-    from trailscope.analytics.rollups import defaults, lookup
     from trailscope.analytics.rollups import temporal as r_time
     from trailscope.analytics.rollups import users as r_users
-    from trailscope.analytics.temporal import forecast
 
     from bench import users_bench
 
@@ -161,13 +158,6 @@ def _queries() -> list[BenchQuery]:
                    lambda c: r_time.rhythm_matrix(c.events, users=None),
                    lambda c: pd_rhythm(c.df, users=False),
                    lambda a, b: a["events"].tolist() == b["events"].tolist()),
-        BenchQuery(f"forecast SARIMA {FORECAST_HORIZON}d, stored at import", "Overview",
-                   lambda c: defaults.stored_page_forecast(lookup.for_events(c.events))[0],
-                   lambda c: forecast.forecast(c.extra["daily"], FORECAST_HORIZON),
-                   lambda a, b: all(np.array_equal(a[k], b[k]) for k in b.columns),
-                   note="DuckDB side: one read of the Overview's default forecast, fitted "
-                        "by the summary build; pandas: the statsmodels fit on the daily "
-                        "series"),
         BenchQuery("cohorts weekly", "Overview",
                    lambda c: r_time.cohort_retention(c.events, "week"),
                    lambda c: pd_cohorts(c.df), _eq_sum("users")),
@@ -245,14 +235,12 @@ def _extras(ctx: Context) -> None:
     from trailscope.analytics.geo import has_coords
     from trailscope.analytics.rollups import lookup
     from trailscope.analytics.spatial import zones_sql
-    from trailscope.analytics.temporal import activity as temporal
 
     from bench import geo_bench
 
     df = ctx.df
     located = df[has_coords(df)]
     with lookup.disabled():
-        ctx.extra["daily"] = temporal.activity_series(ctx.events, "day")
         # the Map page's parameters (app/services/maps.py: zones, flows between them, paths)
         ctx.extra["zone_params"] = zones_sql.page_zone_params(
             len(located), located[schema.TS].min(), located[schema.TS].max())

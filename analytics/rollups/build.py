@@ -8,7 +8,7 @@ use). :func:`rebuild` does the work in one transaction: first the SQL tables of
 :func:`build_sql` (the sorted event table, then everything aggregated from it), then the
 steps that need Python: densities on H3 cells, interest drift and per-user mobility (the
 analyses themselves, so the numbers are the ones they give) and the pages' stored defaults
-(defaults.py: forecast, replay paths, zones and flows), each computed from the tables
+(defaults.py: replay paths, zones and flows), each computed from the tables
 built before it.
 """
 
@@ -24,18 +24,15 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from ..engine import PERIOD
 from ..geo import has_coords_sql
 from ..spacetime import WINDOW, solar_offset_min
 from ..spatial import density as space
 from ..spatial import mobility, zones_sql
 from ..spatial.zones import POLYGON
 from ..store import Store, content_fingerprint, drop_derived, events_table
-from ..temporal import activity, forecast
 from ..users import evolution
 from . import defaults, lookup
 from . import spatial as answers_spatial
-from . import temporal as answers_temporal
 from . import users as answers_users
 from .tables import (
     DENSITY_SPECS,
@@ -135,7 +132,6 @@ def build_all(cur: Any, name: str) -> None:
     _build_drift(cur, name)
     _build_mobility(cur, name)
     _build_page_zones(ru)
-    _build_page_forecast(ru)
     _build_page_paths(ru)
 
 
@@ -239,29 +235,6 @@ def _build_page_zones(ru: Rollup) -> None:
             ru.con.execute(f"CREATE TABLE {ru.t(what)} AS SELECT * FROM _rows")
         finally:
             ru.con.unregister("_rows")
-
-
-def _build_page_forecast(ru: Rollup) -> None:
-    """``forecast`` (the default forecast's rows and the backtest's note) and
-    ``forecast_backtest``: ``forecast.page_forecast`` of the daily events series read from
-    the tables built before (no rows: no forecast)."""
-    f, b = ru.t("forecast"), ru.t("forecast_backtest")
-    ru.con.execute(f"CREATE TABLE {f} ({PERIOD} TIMESTAMP, {forecast.FORECAST} DOUBLE, "
-                   f"{forecast.LOWER} DOUBLE, {forecast.UPPER} DOUBLE, {defaults.NOTE} VARCHAR)")
-    ru.con.execute(f"CREATE TABLE {b} ({forecast.MODEL} VARCHAR, {forecast.ORIGINS} BIGINT, "
-                   f"{forecast.HORIZON} BIGINT, {forecast.MAE} DOUBLE, {forecast.MAPE} DOUBLE, "
-                   f"{forecast.SMAPE} DOUBLE)")
-    series = activity.finish_series(
-        answers_temporal.series_rows(ru, defaults.PAGE_FREQ, None), defaults.PAGE_FREQ)
-    try:
-        pred, bt, note = forecast.page_forecast(series, defaults.PAGE_HORIZON,
-                                                defaults.PAGE_ALPHA, None,
-                                                defaults.PAGE_HISTORY, defaults.PAGE_ORIGINS)
-    except ValueError:
-        return
-    for table, rows in ((f, pred.assign(**{defaults.NOTE: note})), (b, bt)):
-        if len(rows):
-            _insert(ru.con, table, rows)
 
 
 def _build_page_paths(ru: Rollup) -> None:

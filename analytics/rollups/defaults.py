@@ -3,8 +3,6 @@
 Some page requests are the same for every visit of an unfiltered dataset and cost seconds to
 answer, so the summary build (build.py) stores their answers:
 
-* the Overview page's forecast (``forecast`` / ``forecast_backtest``): ``page_forecast`` of the
-  daily events series with the PAGE_* settings below;
 * the Map page's replay paths (``paths``, one row per trip; the point lists as JSON text,
   which gives the floats back exactly): ``mobility.user_paths`` of the first
   PAGE_PATH_USERS users by a hash of the id among those with 3 located events, 12 h idle gap,
@@ -24,53 +22,17 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from ..engine import PERIOD
 from ..schema import LAT, LON
 from ..spacetime import WINDOW
 from ..spatial import mobility
 from ..spatial.zones import POLYGON, ZONE, Zones
 from ..spatial.zones_sql import PAGE_FLOW_GAP, page_zone_params
-from ..temporal.forecast import ModelSpec
 from .tables import Rollup
 
-#: The Overview page's default forecast (``app.services.analytics.forecast(name)``: daily
-#: events, 14 days ahead, 95% interval, the last 730 days fitted, 8 backtest origins with 3
-#: as the fallback). Any other request is fitted.
-PAGE_FREQ = "day"
-PAGE_HORIZON = 14
-PAGE_ALPHA = 0.05
-PAGE_HISTORY = 730
-PAGE_ORIGINS = 8
-#: Column of the stored forecast holding the backtest's note.
-NOTE = "note"
 #: The Map page's replay request: users sampled, most points per trip, idle gap splitting trips.
 PAGE_PATH_USERS = 25
 PAGE_PATH_POINTS = 120
 PAGE_IDLE_GAP = "12h"
-
-
-# -- the Overview page's forecast --------------------------------------------------------------
-def is_page_default(freq: str, horizon: int, alpha: float, max_history: int | None,
-                    origins: int, spec: ModelSpec | None) -> bool:
-    """Whether a forecast request is the stored default (so ``stored_page_forecast``
-    answers it)."""
-    return (freq, horizon, alpha, max_history, origins, spec) == (
-        PAGE_FREQ, PAGE_HORIZON, PAGE_ALPHA, PAGE_HISTORY, PAGE_ORIGINS, None)
-
-
-def stored_page_forecast(ru: Rollup | None) -> tuple[pd.DataFrame, pd.DataFrame, str] | None:
-    """The default forecast stored in ``ru`` as ``forecast.page_forecast`` returns it, or
-    None when it has none (a series too short to forecast, a set from before it was
-    stored)."""
-    if ru is None or not ru.has("forecast"):
-        return None
-    pred = ru.df(f"SELECT * FROM {ru.t('forecast')} ORDER BY {PERIOD}")
-    if pred.empty:
-        return None
-    note = str(pred.pop(NOTE).iloc[0])
-    pred[PERIOD] = pred[PERIOD].astype("datetime64[us]")
-    bt = ru.df(f"SELECT * FROM {ru.t('forecast_backtest')} ORDER BY rowid")
-    return pred, (bt if len(bt) else pd.DataFrame()), note
 
 
 # -- the Map page's replay paths ---------------------------------------------------------------

@@ -25,9 +25,9 @@ one transaction and named ``"rollup__<name>__<part>"``:
   ``zone_activity`` / ``zone_places`` / ``zone_flows`` (the Map page's zones of the whole
   dataset), ``summary`` (one row of headline numbers), ``values`` (events per category
   and behaviour) and ``mobility`` (``mobility.user_mobility`` of every user per window of
-  the Users page, ``mobility.page_window``), ``forecast`` / ``forecast_backtest`` (the
-  Overview page's default forecast and backtest, ``forecast.page_forecast``), ``paths``
-  (the Map page's default replay paths, analytics/rollups/defaults.py).
+  the Users page, ``mobility.page_window``) and ``paths`` (the Map page's default replay
+  paths, analytics/rollups/defaults.py). The Overview's forecast is not stored: it is fitted
+  on the complete periods of the data's span (app/services/analytics.py, memoised).
 
 The registry table ``rollups`` says which dataset version each set describes: its
 ``Store.fingerprint`` plus the registry's import time and row count. A set is fresh when
@@ -51,7 +51,7 @@ from ..store import derived_table
 from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 11
+VERSION = 12
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.
@@ -78,7 +78,7 @@ PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week"
           "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
           "heat", "zones", "zone_activity", "zone_places", "zone_flows", "mobility",
-          "forecast", "forecast_backtest", "periods", "paths")
+          "periods", "paths")
 
 
 def part(name: str, what: str) -> str:

@@ -175,9 +175,8 @@ def session_summary(events: Any, gap: str | float | int | pd.Timedelta = "30min"
 def complete_forecast(series: pd.DataFrame, freq: str, first: Any, last: Any, horizon: int,
                       alpha: float, spec: forecast.ModelSpec | None, max_history: int | None,
                       origins: int) -> forecast.CompleteForecast:
-    """``forecast.complete_forecast``: always fitted. The default forecast the summary build
-    stores (defaults.py) is fitted on every period, partial first and last ones included, so
-    it cannot answer this."""
+    """``forecast.complete_forecast``: always fitted (the summary tables store no forecast:
+    the fit depends on the data's span without its strays, which the services judge)."""
     return forecast.complete_forecast(series, freq, first, last, horizon, alpha, spec,
                                       max_history, origins)
 

@@ -277,24 +277,6 @@ def _mean_or_nan(x: pd.Series) -> float:
 
 
 # -- the Overview page's forecast ---------------------------------------------------------------
-#: The backtest columns of ``page_forecast``: the shape the summary build stores.
-PAGE_BACKTEST = (MODEL, ORIGINS, HORIZON, MAE, MAPE, SMAPE)
-
-
-def page_forecast(series: pd.DataFrame | pd.Series, horizon: int, alpha: float,
-                  spec: ModelSpec | None, max_history: int | None, origins: int,
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(forecast, backtest, note): ``forecast`` and then ``backtest`` with ``origins``
-    origins, or 3 when the series is too short for them; the note says why there is no
-    backtest ("" when there is one). Raises ValueError when no forecast can be made.
-
-    Fits ``series`` as given and returns the backtest columns PAGE_BACKTEST (no MASE): the
-    summary build stores this. ``complete_forecast`` leaves partial periods out first and
-    reports MASE; the dashboard and the CLI use that."""
-    pred, bt, note = _forecast_and_backtest(series, horizon, alpha, spec, max_history, origins)
-    return pred, (bt[list(PAGE_BACKTEST)] if len(bt) else bt), note
-
-
 def _forecast_and_backtest(series: pd.DataFrame | pd.Series, horizon: int, alpha: float,
                            spec: ModelSpec | None, max_history: int | None, origins: int,
                            ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -327,9 +309,9 @@ class CompleteForecast:
 def complete_forecast(series: pd.DataFrame, freq: str, first: Any, last: Any, horizon: int,
                       alpha: float = 0.05, spec: ModelSpec | None = None,
                       max_history: int | None = 730, origins: int = 8) -> CompleteForecast:
-    """``page_forecast`` of the complete periods of ``series`` (an ``activity_series`` at
-    ``freq`` of events from ``first`` to ``last``; periods outside that span, such as those
-    of stray timestamps, are dropped): the partial first and last periods
+    """``forecast`` and ``backtest`` of the complete periods of ``series`` (an
+    ``activity_series`` at ``freq`` of events from ``first`` to ``last``; periods outside
+    that span, such as those of stray timestamps, are dropped): the partial first and last periods
     (``periods.partial_periods``) are left out of the fit, the backtest and MASE's scale, so
     a day with a tenth of a day's data neither drags the forecast towards zero nor counts
     as a miss. The forecast starts right after the last complete period, so it covers a

@@ -24,7 +24,6 @@ from trailscope.analytics.sample.generate import import_sample
 from trailscope.analytics.spatial import density as space
 from trailscope.analytics.spatial import mobility, zones_sql
 from trailscope.analytics.store import Store
-from trailscope.analytics.temporal import forecast
 
 from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, import_nyc, open_store
 
@@ -292,22 +291,6 @@ def test_read_only_workspace_answers_from_the_raw_table(tmp_path):
     assert lookup.for_events(t) is None
     assert int(r_time.kpis(t)["events"][0]) == ro.info("s").rows
     ro.close()
-
-
-def test_stored_page_forecast_equals_a_fresh_fit(data):
-    """The summary build stores the Overview's default forecast and backtest: exactly what
-    fitting the daily series of the raw table gives."""
-    ru = rollup_build.ensure(data.con, data.name)
-    stored = defaults.stored_page_forecast(ru)
-    assert stored is not None
-    with lookup.disabled():
-        series = r_time.activity_series(data.t, defaults.PAGE_FREQ, users=None)
-    fresh = forecast.page_forecast(series, defaults.PAGE_HORIZON, defaults.PAGE_ALPHA, None,
-                                   defaults.PAGE_HISTORY, defaults.PAGE_ORIGINS)
-    pd.testing.assert_frame_equal(stored[0], fresh[0], check_exact=True)
-    pd.testing.assert_frame_equal(stored[1], fresh[1], check_exact=True)
-    assert stored[2] == fresh[2]
-    assert len(stored[0]) == defaults.PAGE_HORIZON and not stored[1].empty
 
 
 def test_stored_page_paths_equal_a_fresh_computation(data):
