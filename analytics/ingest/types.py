@@ -34,6 +34,24 @@ REASONS: tuple[str, ...] = ("malformed", "missing_user", "missing_item", "missin
 #: two, exactly 0,0, not a geohash), kept without a location.
 FLAGS: tuple[str, ...] = ("ts_before_1990", "ts_in_future", "ts_outlier", "location_dropped")
 
+#: The rejection reasons and flags in words (the Data page and the CLI show these).
+REASON_TEXT: dict[str, str] = {
+    "malformed": "line could not be split into the file's columns",
+    "missing_user": "no user id",
+    "missing_item": "no item id",
+    "missing_time": "no timestamp",
+    "bad_time": "timestamp could not be read",
+    "time_out_of_range": "timestamp before 1900 or after 2199 (a placeholder date)",
+    # not a reason since invalid locations are kept without one; in reports imported before
+    "bad_coordinates": "latitude/longitude out of range",
+    "duplicate": "exact repeat of an earlier row",
+}
+FLAG_TEXT: dict[str, str] = {
+    "ts_before_1990": "rows with a timestamp before 1990",
+    "ts_in_future": "rows with a timestamp in the future",
+    "ts_outlier": "rows with a timestamp far from the rest of the data",
+}
+
 #: How many example line numbers the report keeps per reason.
 EXAMPLES_PER_REASON = 5
 

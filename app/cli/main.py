@@ -66,6 +66,7 @@ def _print_summaries(seconds: float | None, skip: bool) -> None:
 
 def cmd_import(args: argparse.Namespace) -> None:
     from ...analytics.ingest.pipeline import import_file
+    from ...analytics.ingest.types import FLAG_TEXT, REASON_TEXT
 
     with _store() as store:
         report = import_file(store, args.path, name=args.name, fmt=args.format,
@@ -87,10 +88,10 @@ def cmd_import(args: argparse.Namespace) -> None:
     for reason, count in sorted(data["rejected_by_reason"].items()):
         lines = data.get("examples", {}).get(reason, [])
         where = f" (e.g. lines {', '.join(map(str, lines))})" if lines else ""
-        print(f"  rejected {count:,} rows: {reason}{where}")
+        print(f"  rejected {count:,} rows: {REASON_TEXT.get(reason, reason)}{where}")
     for flag, count in sorted((data.get("flags") or {}).items()):
-        if count and flag != "location_dropped":  # the report's notes say that one in words
-            print(f"  flagged {count:,} rows: {flag}")
+        if count and flag in FLAG_TEXT:  # location_dropped: the report's notes say it
+            print(f"  kept {count:,} {FLAG_TEXT[flag]} (check them)")
     if isinstance(extra.get("local_time"), dict):
         from ...analytics.spacetime import clock_text
 

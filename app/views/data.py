@@ -14,6 +14,7 @@ import pandas as pd
 from dash import dcc, html
 
 from ...analytics import schema
+from ...analytics.ingest.types import FLAG_TEXT, REASON_TEXT
 from ..services.upload import fmt_bytes
 from . import ids, ui
 
@@ -39,23 +40,6 @@ FORMAT_LABELS: dict[str, str] = {
     "movielens": "MovieLens ratings",
     "geolife": "GeoLife GPS trajectories",
     "generic": "Generic event table",
-}
-#: Plain-language rejection reasons and flags of the import report.
-REASON_TEXT: dict[str, str] = {
-    "malformed": "line could not be split into the file's columns",
-    "missing_user": "no user id",
-    "missing_item": "no item id",
-    "missing_time": "no timestamp",
-    "bad_time": "timestamp could not be read",
-    "time_out_of_range": "timestamp before 1900 or after 2199 (a placeholder date)",
-    # not a reason since invalid locations are kept without one; in reports imported before
-    "bad_coordinates": "latitude/longitude out of range",
-    "duplicate": "exact repeat of an earlier row",
-}
-FLAG_TEXT: dict[str, str] = {
-    "ts_before_1990": "rows with a timestamp before 1990",
-    "ts_in_future": "rows with a timestamp in the future",
-    "ts_outlier": "rows with a timestamp far from the rest of the data",
 }
 #: The importer's numbers of a GeoLife import (``extra``), in words.
 GEOLIFE_TEXT = ("{fixes_kept:,} GPS fixes grouped into {stay_points:,} stay points at "
@@ -110,6 +94,24 @@ def suggest_name(filename: str, taken: list[str]) -> str:
     return name
 
 
+def name_limit_note(name: str | None) -> tuple[str, str]:
+    """What the dataset name field says under it, and its class: the characters allowed and
+    the length against ``DATASET_NAME_MAX``; at the limit it says so (the field takes no more
+    characters, so a longer name typed or pasted was cut there, never silently)."""
+    limit = schema.DATASET_NAME_MAX
+    text = name or ""
+    if not text:
+        return f"Letters, digits, '_' and '-'; at most {limit} characters.", "name-limit"
+    if len(text) >= limit:
+        return (f"{len(text)} of {limit} characters: a dataset name holds at most {limit}, "
+                "so anything typed or pasted beyond that was left out. Check the end of the "
+                "name.", "name-limit at-limit")
+    if not schema.DATASET_NAME_RE.fullmatch(text):
+        return (f"{len(text)} of {limit} characters. Use only letters, digits, '_' and '-', "
+                "starting with a letter or digit.", "name-limit at-limit")
+    return f"{len(text)} of {limit} characters.", "name-limit"
+
+
 def sniff_summary(sn: Any, filename: str, size: int) -> html.Div:
     """Detected format, delimiter, header and column count of an uploaded file."""
     delim = getattr(sn, "delimiter", None)
@@ -148,7 +150,7 @@ def preview_table(preview: pd.DataFrame, mapping: dict[str, str]) -> html.Div:
     body = html.Tbody([html.Tr([html.Td(_cell(v)) for v in row])
                        for row in preview.head(PREVIEW_ROWS).itertuples(index=False)])
     return html.Div(html.Table([head, body], className="table table-compact"),
-                    className="table-wrap")
+                    className="table-wrap scroll-x")  # a file's columns: meant to scroll
 
 
 def swap_lat_lon(mapping: dict[str, str | None]) -> dict[str, str | None]:
