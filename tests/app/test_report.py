@@ -16,6 +16,7 @@ import torch
 from trailscope.analytics import schema
 from trailscope.analytics.store import Store
 
+from tests.app.test_report_pdf import DPI, assert_margins_blank
 from tests.conftest import NYC
 
 EVIL_CAT = "<script>alert('cat')</script>"
@@ -136,10 +137,11 @@ def test_pdf_report_renders(evil, evil_store, tmp_path):
     path = report.export(evil_store, "nyc_evil", EVIL_USER, tmp_path / "r.pdf",
                          model_id=evil["model_id"])
     assert path.read_bytes()[:5] == b"%PDF-"
-    subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(path),
-                    str(tmp_path / "page")], check=True)
-    png = next(tmp_path.glob("page*.png"))
-    assert png.stat().st_size > 5_000
+    subprocess.run(["pdftoppm", "-png", "-r", str(DPI), str(path), str(tmp_path / "page")],
+                   check=True)
+    pngs = sorted(tmp_path.glob("page*.png"))
+    assert len(pngs) >= 3 and pngs[0].stat().st_size > 5_000
+    assert_margins_blank(pngs)  # the hostile names wrap inside the page
     text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True,
                           check=True).stdout
     assert EVIL_CAT in text and "Provenance" in text and "Per-event attribution" in text
@@ -153,6 +155,7 @@ def test_batch_export_lists_failures(evil, evil_store, tmp_path):
     out = report.export_batch(evil_store, "nyc_evil", [*users, "no-such-user"],
                               tmp_path / "batch", fmt="html", model_id=evil["model_id"])
     assert len(out["written"]) == 2 and list(out["failed"]) == ["no-such-user"]
+    assert out["libraries"] == []  # self-contained reports unless shared=True
     assert "not among" in out["failed"]["no-such-user"]
     names = sorted(p.name for p in (tmp_path / "batch").iterdir())
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+\.html", n) for n in names)

@@ -145,10 +145,14 @@ def test_attention_colour_bar_ticks_are_distinct(laid_out):
 def test_pdf_pages_leave_the_margins_blank(printed):
     """Nothing is drawn in the left or right page margin (10 mm): a figure wider than the
     text would spill into it before being cut at the paper's edge."""
+    assert 3 <= len(printed["pngs"]) <= 12
+    assert_margins_blank(printed["pngs"])
+
+
+def assert_margins_blank(pngs) -> None:
+    """Every page (PNG at ``DPI``) is A4 wide, has ink, and none in its side margins."""
     from trailscope.app.reports.report import PAGE_MARGIN_MM
 
-    pngs = printed["pngs"]
-    assert 3 <= len(pngs) <= 12
     margin = int(PAGE_MARGIN_MM["right"] / 25.4 * DPI) - 2  # px, less anti-aliasing slack
     for png in pngs:
         px = np.asarray(Image.open(png).convert("L"))
