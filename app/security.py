@@ -26,7 +26,8 @@ POSTs to ``/_dash-update-component``, the upload routes ``/api/upload/*`` and an
   is refused.
 - **Headers.** A Content-Security-Policy that allows only this server's own scripts (plus the
   hashes of Dash's inline renderer and clientside callbacks), styles, images, workers and
-  connections (and the basemap's tile server when one is configured), ``X-Frame-Options:
+  connections (and the basemap's tile server: the default street map's, or the configured
+  one's; none with ``TRAILSCOPE_BASEMAP=blank``), ``X-Frame-Options:
   DENY``, ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: same-origin`` on every
   response.
 """

@@ -1,8 +1,9 @@
 /*
- * TrailScope offline deck.gl maps (Python side: app/deckmap.py, bundle route: app/deck_assets.py).
+ * TrailScope offline deck.gl maps (Python side: app/deckgl/deckmap.py, bundle route:
+ * app/deckgl/assets.py).
  *
  * Loads deck.gl lazily from this server (never a CDN), converts the JSON spec written by
- * app.deckmap.deck_spec with deck.gl's JSONConverter, and keeps one Deck per map container.
+ * app.deckgl.deckmap.deck_spec with deck.gl's JSONConverter, and keeps one Deck per map container.
  * Replay time changes only clone the time-dependent layers (TripsLayer currentTime, heat layers
  * with a time window), so scrubbing does not re-send or re-parse the data.
  * Tooltips are filled as plain text (deck.gl puts `text` into innerText), never as HTML.
@@ -50,7 +51,7 @@
           if (amd && amd.amd) { window.define = amd; }
           bundlePromise = null;
           reject(new Error('could not load deck.gl from ' + url + ': the server must call ' +
-            'app.deck_assets.register_deck_routes(app.server)'));
+            'app.deckgl.assets.register_deck_routes(app.server)'));
         };
         document.head.appendChild(script);
       });
@@ -107,6 +108,71 @@
     };
   }
 
+  // Binary columns (app/deckgl/layers.py binary_column): base64 little-endian float32.
+  function decodeColumns(cols) {
+    var out = {length: cols.length || 0, attributes: {}, t: null};
+    Object.keys(cols).forEach(function (k) {
+      var c = cols[k];
+      if (!c || typeof c.b64 !== 'string') { return; }
+      var bin = window.atob(c.b64);
+      var bytes = new Uint8Array(bin.length);
+      for (var i = 0; i < bin.length; i++) { bytes[i] = bin.charCodeAt(i); }
+      var arr;
+      if (c.u16) { // 16-bit steps above a minimum, per component
+        var q = new Uint16Array(bytes.buffer);
+        var size = c.size || 1;
+        arr = new Float32Array(q.length);
+        for (var j = 0; j < q.length; j++) {
+          arr[j] = c.min[j % size] + q[j] * c.step[j % size];
+        }
+      } else {
+        arr = new Float32Array(bytes.buffer);
+      }
+      if (k === 't') { out.t = arr; } else { out.attributes[k] = {value: arr, size: c.size || 1}; }
+    });
+    return out;
+  }
+
+  // Rows [lo, hi) of decoded columns as deck.gl binary data (typed-array views, no copy);
+  // `weights` replaces getWeight (faded by age).
+  function binaryData(cols, lo, hi, weights) {
+    var attrs = {};
+    Object.keys(cols.attributes).forEach(function (k) {
+      var a = cols.attributes[k];
+      attrs[k] = {value: a.value.subarray(lo * a.size, hi * a.size), size: a.size};
+    });
+    if (weights) { attrs.getWeight = {value: weights, size: 1}; }
+    return {length: hi - lo, attributes: attrs};
+  }
+
+  // First index i of the sorted array with arr[i] > x.
+  function upperBound(arr, x) {
+    var lo = 0;
+    var hi = arr.length;
+    while (lo < hi) {
+      var mid = (lo + hi) >> 1;
+      if (arr[mid] <= x) { lo = mid + 1; } else { hi = mid; }
+    }
+    return lo;
+  }
+
+  // The replay window (t - window, t] of a binary layer: one slice of the time-ordered rows,
+  // weighted by age when the layer fades (newest 1, oldest 0.1).
+  function windowData(cols, t, win, fade) {
+    var lo = upperBound(cols.t, t - win);
+    var hi = upperBound(cols.t, t);
+    var weights = null;
+    if (fade && hi > lo) {
+      var base = cols.attributes.getWeight ? cols.attributes.getWeight.value : null;
+      weights = new Float32Array(hi - lo);
+      for (var i = lo; i < hi; i++) {
+        var age = Math.min(Math.max((t - cols.t[i]) / win, 0), 1);
+        weights[i - lo] = (base ? base[i] : 1) * (1 - 0.9 * age);
+      }
+    }
+    return binaryData(cols, lo, hi, weights);
+  }
+
   // Spec layers -> deck.gl layer instances. Data stays out of the converter (fast, and user
   // strings starting with "@@" are never interpreted); private "_" keys hold our metadata.
   function buildLayers(deck, spec) {
@@ -118,24 +184,41 @@
         if (k.charAt(0) !== '_' && k !== 'data') { clean[k] = layer[k]; }
       });
       meta[layer.id] = {type: layer['@@type'], tooltip: layer._tooltip || null,
-        window: layer._timeWindow || null};
-      raw[layer.id] = layer.data || [];
+        window: layer._timeWindow || null, fade: !!layer._fade,
+        columns: layer._columns ? decodeColumns(layer._columns) : null};
+      raw[layer.id] = meta[layer.id].columns ? binaryData(meta[layer.id].columns, 0,
+        meta[layer.id].columns.length, null) : (layer.data || []);
       return clean;
     });
     var converted = getConverter(deck).convert({layers: descriptors, views: spec.views});
     var base = (converted.layers || []).map(function (l, i) {
       if (!l || typeof l.clone !== 'function') {
         throw new Error('layer "' + descriptors[i].id + '" has unknown type "' +
-          descriptors[i]['@@type'] + '"; use the *_layer builders of app.deckmap');
+          descriptors[i]['@@type'] + '"; use the *_layer builders of app.deckgl.deckmap');
       }
       return l.clone({data: raw[l.id]});
     });
     return {base: base, meta: meta, raw: raw, views: converted.views};
   }
 
-  function basemapLayer(deck, basemap) {
+  var OFFLINE_NOTE = 'Street map unavailable offline: showing a blank map.';
+
+  // A tile basemap; when its tiles can not load (offline, blocked) before any has, the map
+  // falls back to the blank basemap with a note saying so.
+  function basemapLayer(deck, basemap, key) {
+    var loaded = 0;
     return new deck.TileLayer({
       id: '__basemap', data: basemap.url, minZoom: 0, maxZoom: 19, tileSize: 256,
+      onTileLoad: function () { loaded += 1; },
+      onTileError: function () {
+        var state = maps[key];
+        if (loaded > 0 || !state || !state.basemap) { return; }
+        state.basemap = null;
+        state.offline = true;
+        setAttribution(state.container, '');
+        setNote(state.container, OFFLINE_NOTE);
+        state.deck.setProps({layers: layersAt(state, state.time)});
+      },
       renderSubLayers: function (props) {
         var b = props.tile.boundingBox;
         return new deck.BitmapLayer(props, {
@@ -150,6 +233,9 @@
       var m = state.meta[layer.id];
       if (t === null || t === undefined || !m) { return layer; }
       if (m.type === 'TripsLayer') { return layer.clone({currentTime: t}); }
+      if (m.window && m.columns && m.columns.t) {
+        return layer.clone({data: windowData(m.columns, t, m.window, m.fade)});
+      }
       if (m.window) {
         var lo = t - m.window;
         return layer.clone({data: state.raw[layer.id].filter(function (d) {
@@ -174,6 +260,99 @@
       container.appendChild(box);
     }
     box.textContent = text;
+  }
+
+  // What a user reads when a map fails; the technical reason goes to the console and to the
+  // map's status store.
+  function userMessage(err) {
+    var text = String((err && err.message) || err || '');
+    if (/webgl/i.test(text)) {
+      return 'This browser can not draw maps (WebGL is turned off or unavailable). Try ' +
+        'another browser, or turn on hardware acceleration.';
+    }
+    if (/did not load|could not load/i.test(text)) {
+      return 'The map could not load its drawing library. Reload the page; if the map ' +
+        'stays empty, the server may need restarting.';
+    }
+    return 'This map could not be drawn. Reload the page; if it happens again, the ' +
+      'browser console has the details for whoever maintains TrailScope.';
+  }
+
+  function setNote(container, text) {
+    var box = container.querySelector('.trailscope-deckmap-note');
+    if (!text) { if (box) { box.remove(); } return; }
+    if (!box) {
+      box = document.createElement('div');
+      box.className = 'trailscope-deckmap-note';
+      box.setAttribute('role', 'status');
+      box.style.cssText = 'position:absolute;left:8px;top:8px;z-index:2;color:#444;' +
+        'background:rgba(255,255,255,0.9);padding:3px 8px;border-radius:3px;' +
+        'font:12px sans-serif;';
+      container.appendChild(box);
+    }
+    box.textContent = text;
+  }
+
+  // Zoom buttons (+ / -) at the top right; they move the view the user is looking at.
+  function addZoomButtons(state) {
+    if (state.container.querySelector('.trailscope-deckmap-zoom')) { return; }
+    var box = document.createElement('div');
+    box.className = 'trailscope-deckmap-zoom';
+    box.style.cssText = 'position:absolute;right:8px;top:8px;z-index:2;display:flex;' +
+      'flex-direction:column;gap:2px;';
+    [['+', 'Zoom in', 1], ['\u2212', 'Zoom out', -1]].forEach(function (b) {
+      var btn = document.createElement('button');
+      btn.type = 'button';
+      btn.textContent = b[0];
+      btn.title = b[1];
+      btn.setAttribute('aria-label', b[1]);
+      btn.style.cssText = 'width:28px;height:28px;font:16px/1 sans-serif;cursor:pointer;' +
+        'background:#fff;border:1px solid #bbb;border-radius:3px;color:#333;padding:0;';
+      btn.addEventListener('click', function () { zoomBy(state, b[2]); });
+      box.appendChild(btn);
+    });
+    state.container.appendChild(box);
+  }
+
+  function zoomBy(state, step) {
+    var vs = state.viewState;
+    if (!vs) { return; }
+    var zoom = Math.min(Math.max(vs.zoom + step, vs.minZoom || 0), vs.maxZoom || 20);
+    var next = Object.assign({}, vs, {zoom: zoom});
+    state.viewState = next;
+    state.deck.setProps({initialViewState: next});
+    setScale(state);
+  }
+
+  // Scale bar: metres per pixel at the view's latitude (deck.gl's 512 px world at zoom 0),
+  // rounded to 1, 2 or 5 times a power of ten no longer than 100 px.
+  function scaleFor(latitude, zoom, maxPx) {
+    var perPx = 40075016.686 * Math.cos(latitude * Math.PI / 180) / (512 * Math.pow(2, zoom));
+    var most = perPx * maxPx;
+    var pow = Math.pow(10, Math.floor(Math.log10(most)));
+    var nice = [5, 2, 1].map(function (m) { return m * pow; }).filter(function (v) {
+      return v <= most;
+    })[0] || pow;
+    return {metres: nice, px: nice / perPx,
+      label: nice >= 1000 ? (nice / 1000) + ' km' : nice + ' m'};
+  }
+
+  function setScale(state) {
+    var vs = state.viewState;
+    if (!vs || !isFinite(vs.zoom) || !isFinite(vs.latitude)) { return; }
+    var box = state.container.querySelector('.trailscope-deckmap-scale');
+    if (!box) {
+      box = document.createElement('div');
+      box.className = 'trailscope-deckmap-scale';
+      box.style.cssText = 'position:absolute;left:8px;bottom:8px;z-index:2;' +
+        'font:11px sans-serif;color:#333;background:rgba(255,255,255,0.75);' +
+        'border:1px solid #555;border-top:none;padding:0 4px;text-align:center;';
+      state.container.appendChild(box);
+    }
+    var s = scaleFor(vs.latitude, vs.zoom, 100);
+    box.style.width = Math.round(s.px) + 'px';
+    box.textContent = s.label;
+    box.setAttribute('data-metres', String(s.metres));
   }
 
   function setAttribution(container, text) {
@@ -214,6 +393,27 @@
     return out;
   }
 
+  // Time-to-drawn: after a new spec, the first frame in which every data layer has loaded
+  // sets data-drawn on the container (ms since navigation, performance.now()) and counts the
+  // draws in data-draws, so tests and benches wait for the map rather than for a fixed time.
+  function markPending(state) {
+    state.pending = true;
+    state.container.removeAttribute('data-drawn');
+  }
+
+  function markDrawn(state) {
+    if (!state || !state.pending) { return; }
+    var live = (state.deck.props.layers || []).filter(function (l) {
+      return l.id !== '__basemap';
+    });
+    var ready = live.every(function (l) { return l.isLoaded; });
+    if (!ready) { return; }
+    state.pending = false;
+    state.draws = (state.draws || 0) + 1;
+    state.container.setAttribute('data-drawn', performance.now().toFixed(1));
+    state.container.setAttribute('data-draws', String(state.draws));
+  }
+
   function sweep() {
     Object.keys(maps).forEach(function (key) {
       if (!maps[key].container.isConnected) { maps[key].deck.finalize(); delete maps[key]; }
@@ -221,18 +421,20 @@
   }
 
   function render(container, spec, time) {
+    var asked = performance.now();
     return loadDeck().then(function (deck) {
       sweep();
       var key = container.id || '__standalone';
       var state = maps[key];
       if (state && state.container !== container) { state.deck.finalize(); state = null; }
       if (!spec) {
-        if (state) { state.deck.setProps({layers: []}); state.spec = {}; }
+        if (state) { state.deck.setProps({layers: []}); state.spec = {}; state.base = []; }
         var waiting = container.querySelector('.trailscope-deckmap-placeholder');
         if (waiting && !state) { waiting.textContent = 'Nothing to show on the map here.'; }
-        return {ok: true, layers: 0, error: null};
+        return {ok: true, layers: 0, error: null, spec: false};
       }
       var built;
+      var loaded = performance.now();
       if (!state || state.spec !== spec) {
         built = buildLayers(deck, spec);
       }
@@ -242,7 +444,15 @@
           parent: container, views: built.views,
           initialViewState: fitView(deck, spec.initialViewState, container),
           layers: [], getTooltip: tooltipFor(key),
-          onError: function (err) { setMessage(container, 'Map error: ' + err.message); }
+          onAfterRender: function () { markDrawn(maps[key]); },
+          onViewStateChange: function (p) {
+            var st = maps[key];
+            if (st) { st.viewState = p.viewState; setScale(st); }
+          },
+          onError: function (err) {
+            console.error('trailscope deckmap:', err);
+            setMessage(container, userMessage(err));
+          }
         });
       }
       if (built) {
@@ -251,21 +461,32 @@
         state.base = built.base;
         state.meta = built.meta;
         state.raw = built.raw;
-        state.basemap = spec.basemap && spec.basemap.url ? basemapLayer(deck, spec.basemap) : null;
-        setAttribution(container, spec.basemap ? spec.basemap.attribution : '');
+        var tiles = spec.basemap && spec.basemap.url && !state.offline;
+        state.basemap = tiles ? basemapLayer(deck, spec.basemap, key) : null;
+        setAttribution(container, tiles ? spec.basemap.attribution : '');
         var viewKey = JSON.stringify(spec.initialViewState);
         if (viewKey !== state.viewKey) {
           state.viewKey = viewKey;
-          state.deck.setProps({initialViewState: fitView(deck, spec.initialViewState, container)});
+          state.viewState = fitView(deck, spec.initialViewState, container);
+          state.deck.setProps({initialViewState: state.viewState});
         }
+        addZoomButtons(state);
+        setScale(state);
       }
+      state.time = time;
       setMessage(container, null);
+      if (built && spec.time != null) { time = spec.time; }
+      if (built) {
+        markPending(state);
+        // when this spec reached the browser, deck.gl was ready, its layers were built
+        state.timing = {spec: asked, deck: loaded, built: performance.now()};
+      }
       state.deck.setProps({layers: layersAt(state, time)});
-      return {ok: true, layers: state.base.length, error: null};
+      return {ok: true, layers: state.base.length, error: null, spec: true};
     }).catch(function (err) {
-      setMessage(container, 'Map could not be drawn: ' + err.message);
+      setMessage(container, userMessage(err));
       console.error('trailscope deckmap:', err);
-      return {ok: false, layers: 0, error: String(err.message || err)};
+      return {ok: false, layers: 0, error: String(err.message || err), spec: !!spec};
     });
   }
 
@@ -277,7 +498,23 @@
     });
   }
 
-  window.trailscopeDeck = {render: render, loadDeck: loadDeck, maps: maps};
+  // Start loading deck.gl as soon as a map container is on the page, while the page's
+  // callbacks are still computing the map (the bundle is large to parse).
+  function preloadWhenMapAppears() {
+    if (typeof MutationObserver === 'undefined' || !document.documentElement) { return; }
+    var seen = function () { return document.querySelector('.trailscope-deckmap'); };
+    if (seen()) { loadDeck().catch(function () { return null; }); return; }
+    var observer = new MutationObserver(function () {
+      if (seen()) {
+        observer.disconnect();
+        loadDeck().catch(function () { return null; });
+      }
+    });
+    observer.observe(document.documentElement, {childList: true, subtree: true});
+  }
+  preloadWhenMapAppears();
+
+  window.trailscopeDeck = {render: render, loadDeck: loadDeck, maps: maps, scaleFor: scaleFor};
 
   window.dash_clientside = window.dash_clientside || {};
   window.dash_clientside.trailscope = {
@@ -285,6 +522,13 @@
         return findContainer(canvasId, 30).then(function (el) {
           if (!el) { return {ok: false, layers: 0, error: 'map container not found'}; }
           return render(el, spec, time);
+        });
+      },
+      renderTime: function (time, canvasId) {
+        return findContainer(canvasId, 30).then(function (el) {
+          var state = el ? maps[el.id || '__standalone'] : null;
+          if (!state || !state.base) { return window.dash_clientside.no_update; }
+          return render(el, state.spec, time);
         });
       },
       replayToggle: function (nClicks, disabled) {

@@ -29,10 +29,13 @@ moves every TripsLayer's ``currentTime`` and re-filters every heat layer built w
 Set-up: app/main.py calls ``register_deckmap(app)`` once (bundle route + clientside callbacks)
 and the Dash app's ``assets_folder`` must be the repository's ``assets/`` (for deckmap.js).
 ``DeckMap`` is a ``dcc.Store`` (the spec) plus a div; ``assets/deckmap.js`` loads deck.gl from
-this app, never a CDN, and draws with software WebGL if there is no GPU. The basemap is blank
-unless ``TRAILSCOPE_BASEMAP`` names one (``osm``, ``carto-light``, ``carto-dark`` or a
-``.../{z}/{x}/{y}.png`` URL, possibly a local tile server): CI has no internet. Tooltips are
-text templates (``"{item_id}: {score}"``) shown with ``innerText``; HTML tooltips are refused.
+this app, never a CDN, and draws with software WebGL if there is no GPU. The basemap is
+CARTO's light street map (``DEFAULT_BASEMAP``) unless ``TRAILSCOPE_BASEMAP`` names another
+(``osm``, ``carto-light``, ``carto-dark`` or a ``.../{z}/{x}/{y}.png`` URL, possibly a local
+tile server) or ``blank``/``none``; when the browser can not load its tiles (offline), the map
+falls back to the blank basemap and says so on the map. Tests and CI (no internet) set
+``TRAILSCOPE_BASEMAP=blank``. Each map has zoom buttons and a scale bar. Tooltips are text
+templates (``"{item_id}: {score}"``) shown with ``innerText``; HTML tooltips are refused.
 """
 
 from __future__ import annotations
@@ -57,16 +60,19 @@ from .layers import (
     paths_from_events,
     scatter_layer,
     seconds_since,
+    text_layer,
     tooltip_columns,
     trips_layer,
     zone_layer,
 )
 
 __all__ = [
-    "BASEMAPS", "DeckMap", "arc_layer", "basemap_from_env", "deck_html", "deck_spec",
+    "BASEMAPS", "DEFAULT_BASEMAP", "DeckMap", "arc_layer", "basemap_from_env", "deck_html",
+    "deck_spec",
     "heat_layer", "hex_layer", "path_layer", "paths_from_events", "register_deckmap",
     "replay_controls",
-    "replay_ids", "scatter_layer", "seconds_since", "spec_id", "status_id", "time_id",
+    "replay_ids", "scatter_layer", "seconds_since", "spec_id", "status_id", "text_layer",
+    "time_id",
     "tooltip_columns", "trips_layer", "view_for", "zone_layer",
 ]
 
@@ -80,11 +86,14 @@ BASEMAPS: dict[str, dict[str, str]] = {
     "carto-dark": {"url": "https://basemaps.cartocdn.com/dark_all/{z}/{x}/{y}.png",
                    "attribution": "\u00a9 OpenStreetMap contributors \u00a9 CARTO"},
 }
-_BLANK = {"", "none", "blank", "off"}
+_BLANK = {"none", "blank", "off"}
+#: The basemap when ``$TRAILSCOPE_BASEMAP`` is unset or empty (as kepler.gl: a street map).
+DEFAULT_BASEMAP = "carto-light"
 
 # Pattern-matching id types; the "id" key is the map id given to DeckMap.
-_SPEC, _TIME, _CANVAS, _STATUS = ("trailscope-deck-spec", "trailscope-deck-time",
-                                  "trailscope-deck-canvas", "trailscope-deck-status")
+_SPEC, _TIME, _CANVAS, _STATUS, _FRAME = (
+    "trailscope-deck-spec", "trailscope-deck-time", "trailscope-deck-canvas",
+    "trailscope-deck-status", "trailscope-deck-frame")
 _PLAY, _TICK, _SLIDER, _LABEL, _ORIGIN = (
     "trailscope-replay-play", "trailscope-replay-tick", "trailscope-replay-slider",
     "trailscope-replay-label", "trailscope-replay-origin")
@@ -101,7 +110,9 @@ def time_id(map_id: str) -> dict[str, str]:
 
 
 def status_id(map_id: str) -> dict[str, str]:
-    """Id of the store the browser fills with ``{"ok", "layers", "error"}`` after drawing."""
+    """Id of the store the browser fills with ``{"ok", "layers", "error", "spec"}`` after
+    drawing a new spec (``spec``: false when it was empty). Replay frames do not change it, so
+    a callback may take it as Input to run once the map has drawn (the Map page's zones)."""
     return {"type": _STATUS, "id": map_id}
 
 
@@ -115,8 +126,10 @@ def replay_ids(map_id: str) -> dict[str, dict[str, str]]:
 
 # -- spec ---------------------------------------------------------------------------------
 def basemap_from_env(value: str | None = None) -> dict[str, str] | None:
-    """Resolve a basemap name or tile URL (default: ``$TRAILSCOPE_BASEMAP``); None = blank."""
+    """Resolve a basemap name or tile URL (default: ``$TRAILSCOPE_BASEMAP``, else
+    ``DEFAULT_BASEMAP``); None = blank."""
     raw = (os.environ.get(ENV_BASEMAP, "") if value is None else value).strip()
+    raw = raw or DEFAULT_BASEMAP
     if raw.lower() in _BLANK:
         return None
     if raw.lower() in BASEMAPS:
@@ -128,12 +141,14 @@ def basemap_from_env(value: str | None = None) -> dict[str, str] | None:
 
 
 def deck_spec(layers: list[dict], view: dict, tooltip: dict | None = None, *,
-              basemap: str | None = None) -> dict:
+              basemap: str | None = None, time: float | None = None) -> dict:
     """Assemble a JSON-safe map spec from layer dicts (``*_layer`` builders) and a view.
 
     ``tooltip`` is the default text template for pickable layers without their own, as
     ``{"text": "{col} ..."}``; ``{"html": ...}`` is refused (user strings would become markup).
     ``basemap`` overrides ``$TRAILSCOPE_BASEMAP`` (``"none"`` forces a blank map).
+    ``time`` is the replay time (seconds since the layers' origin) the map first draws at,
+    so it need not wait for the replay controls (their slider's value, usually).
     """
     if tooltip is not None:
         if "html" in tooltip or not isinstance(tooltip.get("text"), str):
@@ -152,7 +167,8 @@ def deck_spec(layers: list[dict], view: dict, tooltip: dict | None = None, *,
         seen.add(layer["id"])
     spec = {"initialViewState": {"pitch": 0, "bearing": 0, **view},
             "views": [{"@@type": "MapView", "controller": True}],
-            "layers": layers, "tooltip": tooltip, "basemap": basemap_from_env(basemap)}
+            "layers": layers, "tooltip": tooltip, "basemap": basemap_from_env(basemap),
+            "time": None if time is None else float(time)}
     try:
         json.dumps(spec, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -219,6 +235,7 @@ def DeckMap(id: str, spec: dict | None = None, height: int | str = 480) -> html.
                  id={"type": _CANVAS, "id": id}, className="trailscope-deckmap",
                  style={"position": "relative", "width": "100%", "height": h,
                         "background": "#f5f6f8", "overflow": "hidden"}),
+        dcc.Store(id={"type": _FRAME, "id": id}, data=None),  # replay frames' status
     ], className="trailscope-deckmap-wrap")
 
 
@@ -300,12 +317,21 @@ def register_deckmap(app: Dash) -> None:
     if app in _WIRED:
         return
     register_deck_routes(app.server, prefix=app.config.routes_pathname_prefix or "/")
+    # A new spec draws at once (with its own "time", else the map's current one); the replay
+    # time redraws on its own: a spec never waits for the replay controls to load.
     app.clientside_callback(
         ClientsideFunction(namespace="trailscope", function_name="renderDeck"),
         Output({"type": _STATUS, "id": MATCH}, "data"),
         Input({"type": _SPEC, "id": MATCH}, "data"),
+        State({"type": _TIME, "id": MATCH}, "data"),
+        State({"type": _CANVAS, "id": MATCH}, "id"),
+    )
+    app.clientside_callback(
+        ClientsideFunction(namespace="trailscope", function_name="renderTime"),
+        Output({"type": _FRAME, "id": MATCH}, "data"),
         Input({"type": _TIME, "id": MATCH}, "data"),
         State({"type": _CANVAS, "id": MATCH}, "id"),
+        prevent_initial_call=True,
     )
     app.clientside_callback(
         ClientsideFunction(namespace="trailscope", function_name="replayToggle"),

@@ -14,6 +14,7 @@ which cannot hold epoch seconds to the second.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from .geom import explode_polygons, line_coords
 
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _RESERVED = {"position", "weight", "color", "polygon", "hex", "path", "timestamps", "source",
-             "target", "width", "t", "count"}
+             "target", "width", "t", "count", "color_to"}
 Time = pd.Timestamp | datetime | float | int
 
 
@@ -77,6 +78,26 @@ def _tooltip_fields(df: pd.DataFrame, template: str | None, layer: str,
 def _records(columns: dict[str, list]) -> list[dict[str, Any]]:
     keys = list(columns)
     return [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def binary_column(values: Any, size: int = 1, *, quantize: bool = False) -> dict[str, Any]:
+    """A numeric column in base64 for the browser (assets/deckmap.js, ``_columns``), which
+    hands it to deck.gl as a Float32Array without parsing a record per row.
+
+    By default little-endian float32 (``{"b64", "size"}``). ``quantize=True`` sends each of
+    the ``size`` components as a 16-bit step between its minimum and maximum (``"u16"``,
+    ``"min"``, ``"step"``): half the bytes again, at 1/65535 of the range (under 1 m across
+    a city, 8 minutes over a year)."""
+    arr = np.asarray(values, dtype=float).reshape(-1, size)
+    if not quantize or arr.size == 0:
+        raw = np.ascontiguousarray(arr.astype("<f4").reshape(-1))
+        return {"b64": base64.b64encode(raw.tobytes()).decode("ascii"), "size": int(size)}
+    lo, hi = arr.min(axis=0), arr.max(axis=0)
+    step = np.where(hi > lo, (hi - lo) / 65535.0, 1.0)
+    q = np.rint((arr - lo) / step).clip(0, 65535).astype("<u2")
+    return {"b64": base64.b64encode(np.ascontiguousarray(q).tobytes()).decode("ascii"),
+            "size": int(size), "u16": True, "min": [float(v) for v in lo],
+            "step": [float(v) for v in step]}
 
 
 def _layer(kind: str, layer_id: str, data: list[dict], tooltip: str | None,
@@ -142,13 +163,18 @@ def _seconds(value: Time | pd.Timedelta, origin: Time | None, what: str) -> floa
 def heat_layer(df: pd.DataFrame, lat: str = LAT, lon: str = LON, weight: str | None = None, *,
                id: str = "heat", radius_pixels: int = 30, intensity: float = 1.0,
                threshold: float = 0.03, time: str | None = None, window: float | None = None,
-               origin: Time | None = None, precision: int | None = None) -> dict[str, Any]:
+               origin: Time | None = None, precision: int | None = None,
+               binary: bool = False, fade: bool = False) -> dict[str, Any]:
     """HeatmapLayer of points, optionally weighted by ``weight``.
 
     With ``time`` (a timestamp column) and ``window`` (seconds), replay shows only the events
-    in ``(t - window, t]`` where ``t`` is the map's replay time in seconds since ``origin``.
+    in ``(t - window, t]`` where ``t`` is the map's replay time in seconds since ``origin``;
+    ``fade=True`` also weighs each event by its age in that window (the newest count fully,
+    the oldest a tenth), so a long window reads as recent activity over a faded past.
     ``precision=4`` (without ``time``) sums weights per lat/lon rounded to 4 decimals (~10 m):
-    repeated check-ins at one place become one point, which keeps the spec small."""
+    repeated check-ins at one place become one point, which keeps the spec small.
+    ``binary=True`` sends the points as float32 columns (``_columns``, ordered by time)
+    instead of one JSON record per point: smaller, and no per-row parsing in the browser."""
     pts = _valid_points(df, lat, lon, "heat_layer")
     _require(pts, [weight, time], "heat_layer")
     w = (pd.to_numeric(pts[weight], errors="coerce").fillna(0.0).clip(lower=0.0)
@@ -161,19 +187,61 @@ def heat_layer(df: pd.DataFrame, lat: str = LAT, lon: str = LON, weight: str | N
                             lon: pts[lon].astype(float).round(precision), "_w": w.to_numpy()})
         pts = pts.groupby([lat, lon], as_index=False, sort=False)["_w"].sum()
         w, weight = pts["_w"], "_w"
+    extra: dict[str, Any] = {}
+    if time is not None and (window is None or window <= 0):
+        raise ValueError("heat_layer: time= needs a positive window= in seconds")
+    if time is not None:
+        extra["_timeWindow"] = float(window)  # type: ignore[arg-type]
+        extra["_fade"] = bool(fade)
+    if binary:
+        return _layer("HeatmapLayer", id, [], None, radiusPixels=int(radius_pixels),
+                      intensity=float(intensity), threshold=float(threshold),
+                      _columns=_binary_points(pts, lat, lon, w, time, origin), **extra)
     cols: dict[str, list] = {"position": _positions(pts, lat, lon)}
     if weight is not None:
         cols["weight"] = np.round(w.to_numpy(dtype=float), 6).tolist()
-    extra: dict[str, Any] = {}
     if time is not None:
         cols["t"] = np.round(seconds_since(pts[time], origin), 3).tolist()
-        if window is None or window <= 0:
-            raise ValueError("heat_layer: time= needs a positive window= in seconds")
-        extra["_timeWindow"] = float(window)
     return _layer("HeatmapLayer", id, _records(cols), None, getPosition="@@=position",
                   getWeight="@@=weight" if weight is not None else 1,
                   radiusPixels=int(radius_pixels), intensity=float(intensity),
                   threshold=float(threshold), **extra)
+
+
+def _binary_points(pts: pd.DataFrame, lat: str, lon: str, w: pd.Series, time: str | None,
+                   origin: Time | None) -> dict[str, Any]:
+    """Points as float32 columns for deck.gl binary attributes, ordered by time when timed
+    (the browser then cuts a replay window as one slice)."""
+    pos = pts[[lon, lat]].to_numpy(dtype=float)
+    weights = w.to_numpy(dtype=float)
+    cols: dict[str, Any] = {"length": len(pts)}
+    if time is not None:
+        t = seconds_since(pts[time], origin)
+        order = np.argsort(t, kind="stable")
+        pos, weights, t = pos[order], weights[order], t[order]
+        cols["t"] = binary_column(t, quantize=True)
+    cols["getPosition"] = binary_column(pos, 2, quantize=True)
+    if len(weights) and not np.all(weights == 1.0):  # all ones: deck.gl's default weight
+        cols["getWeight"] = binary_column(weights)
+    return cols
+
+
+def text_layer(df: pd.DataFrame, text: str, lat: str = LAT, lon: str = LON, *,
+               id: str = "labels", size_px: float = 12.0,
+               color: Sequence[int] = (30, 30, 30), max_chars: int = 28) -> dict[str, Any]:
+    """TextLayer of labels (a zone's name) at points, drawn on a white halo so they read on
+    any basemap; labels longer than ``max_chars`` are cut with an ellipsis."""
+    pts = _valid_points(df, lat, lon, "text_layer")
+    _require(pts, [text], "text_layer")
+    labels = [s if len(s) <= max_chars else s[:max_chars - 1] + "\u2026"
+              for s in pts[text].astype("string").fillna("").tolist()]
+    cols = {"position": _positions(pts, lat, lon), "label": labels}
+    return _layer("TextLayer", id, _records(cols), None, getPosition="@@=position",
+                  getText="@@=label", getSize=float(size_px), sizeUnits="pixels",
+                  getColor=parse_color(color), characterSet="auto", fontFamily="sans-serif",
+                  outlineWidth=3, outlineColor=[255, 255, 255, 230],
+                  fontSettings={"sdf": True}, getTextAnchor="middle",
+                  getAlignmentBaseline="center", billboard=True)
 
 
 def hex_layer(df: pd.DataFrame, *, hex: str | None = None, polygon: str | None = None,
@@ -287,24 +355,36 @@ def trips_layer(df: pd.DataFrame, path: str = "path", timestamps: str = "timesta
 def arc_layer(df: pd.DataFrame, src_lat: str, src_lon: str, dst_lat: str, dst_lon: str,
               weight: str | None = None, *, id: str = "flows", max_width_px: float = 8.0,
               source_color: Sequence[int] = (0, 128, 200), target_color: Sequence[int] = (
-                  200, 0, 80), tooltip: str | None = None) -> dict[str, Any]:
-    """ArcLayer of flows between origin and destination points, width scaled by ``weight``."""
+                  200, 0, 80), tooltip: str | None = None,
+              weight_alpha: bool = False) -> dict[str, Any]:
+    """ArcLayer of flows between origin and destination points, width scaled by ``weight``;
+    ``weight_alpha=True`` also fades the lighter flows (alpha 50 -> 230 with the weight), so
+    the main ones stand out of a bundle of thin arcs."""
     _require(df, [src_lat, src_lon, dst_lat, dst_lon, weight], "arc_layer")
     flows = _valid_points(_valid_points(df, src_lat, src_lon, "arc_layer"), dst_lat, dst_lon,
                           "arc_layer")
+    share = np.ones(len(flows))
     if weight is not None:
         w = pd.to_numeric(flows[weight], errors="coerce").fillna(0.0).to_numpy(dtype=float)
         top = w.max() if len(w) and w.max() > 0 else 1.0
-        widths = np.round(1.0 + (max_width_px - 1.0) * w / top, 2).tolist()
+        share = w / top
+        widths = np.round(1.0 + (max_width_px - 1.0) * share, 2).tolist()
     else:
         widths = [2.0] * len(flows)
     cols = {"source": _positions(flows, src_lat, src_lon),
             "target": _positions(flows, dst_lat, dst_lon), "width": widths,
             **_tooltip_fields(flows, tooltip, "arc_layer")}
+    src = parse_color(source_color, what="source_color")
+    dst = parse_color(target_color, what="target_color")
+    colors: dict[str, Any] = {"getSourceColor": src, "getTargetColor": dst}
+    if weight_alpha:
+        alpha = np.rint(50 + 180 * np.sqrt(np.clip(share, 0.0, 1.0))).astype(int).tolist()
+        cols["color"] = [[*src[:3], a] for a in alpha]
+        cols["color_to"] = [[*dst[:3], a] for a in alpha]
+        colors = {"getSourceColor": "@@=color", "getTargetColor": "@@=color_to"}
     return _layer("ArcLayer", id, _records(cols), tooltip, getSourcePosition="@@=source",
                   getTargetPosition="@@=target", getWidth="@@=width", widthUnits="pixels",
-                  getSourceColor=parse_color(source_color, what="source_color"),
-                  getTargetColor=parse_color(target_color, what="target_color"))
+                  **colors)
 
 
 def scatter_layer(df: pd.DataFrame, lat: str = LAT, lon: str = LON, *, id: str = "points",

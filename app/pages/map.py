@@ -179,7 +179,7 @@ def _summary(m: map_views.MapSpec, layers: list[str]) -> Any:
     if "paths" in c:
         parts.append(f"{c['paths']:,} trips of {c['path_users']:,} sampled users")
     return html.Div([
-        map_views.legend(layers),
+        map_views.legend(layers, m.hex_range),
         html.P(" · ".join(parts) + f". Replay shows {m.window_label}; press Play or drag "
                "the slider. Hover a zone, hexagon or flow for details.", className="hint"),
     ])
@@ -198,16 +198,23 @@ def clear_range(_n: int) -> tuple[Any, Any]:
 @callback(
     Output(ids.MAP_ZONE_TREND, "figure"),
     Output(ids.MAP_ZONE_TABLE, "children"),
-    Input(ids.MAP_CATEGORY, "value"),
-    Input(ids.MAP_BEHAVIOR, "value"),
-    Input(ids.MAP_SEGMENT, "value"),
-    Input(ids.TIME_RANGE, "data"),
-    Input(ids.MAP_URL_RANGE, "data"),
+    Input(deckmap.status_id(ids.MAP_DECK), "data"),
+    Input(ids.MAP_SUMMARY, "children"),
+    State(ids.MAP_REPLAY, "children"),
+    State(ids.MAP_CATEGORY, "value"),
+    State(ids.MAP_BEHAVIOR, "value"),
+    State(ids.MAP_SEGMENT, "value"),
+    State(ids.TIME_RANGE, "data"),
+    State(ids.MAP_URL_RANGE, "data"),
     State(ids.MAP_DATASET, "data"),
 )
-def draw_zones(categories: list[str] | None, behaviors: list[str] | None, segment: str,
-               time_range: Any, url_range: Any, name: str | None) -> tuple[Any, Any]:
-    if not name:
+def draw_zones(status: Any, _summary: Any, replay: Any, categories: list[str] | None,
+               behaviors: list[str] | None, segment: str, time_range: Any, url_range: Any,
+               name: str | None) -> tuple[Any, Any]:
+    # The zones follow the map: they are drawn once the map has drawn its spec for the same
+    # filters (or once the map callback found nothing to draw), so the chart's work in the
+    # browser and the server never delays the map.
+    if not name or not _map_settled(dash.ctx.triggered_id, status, replay):
         return no_update, no_update
     picked = _active_range(name, time_range, url_range) or {}
 
@@ -219,6 +226,17 @@ def draw_zones(categories: list[str] | None, behaviors: list[str] | None, segmen
         return fig, _zone_table(z)
 
     return views.guarded("the zones", build, lambda m: (views.error_figure(m), ""))
+
+
+def _map_settled(trigger: Any, status: Any, replay: Any) -> bool:
+    """Whether the map is done for the current filters: it drew a spec (``status``), or its
+    callback answered without one (a summary but no replay controls)."""
+    if trigger == ids.MAP_SUMMARY:
+        return not replay
+    if isinstance(trigger, dict) and trigger.get("type") == deckmap.status_id(ids.MAP_DECK)[
+            "type"]:
+        return isinstance(status, dict) and bool(status.get("spec"))
+    return False
 
 
 def _zone_table(z: map_service.ZoneResult) -> Any:

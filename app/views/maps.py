@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from dash import html
 
@@ -27,6 +28,9 @@ WINDOWS = (("auto", "Auto"), ("day", "Day"), ("week", "Week"), ("month", "Month"
 _WINDOW_S = {"day": 86400.0, "week": 7 * 86400.0, "month": 30 * 86400.0}
 HEAT_COLORS = [[255, 255, 204], [254, 217, 118], [253, 141, 60], [240, 59, 32],
                [189, 0, 38], [128, 0, 38]]
+#: Zones whose names the map writes on it (the busiest), and flows it draws (the heaviest).
+LABELLED_ZONES = 12
+TOP_FLOWS = 60
 
 
 def window_seconds(choice: str | None, span_s: float) -> tuple[float, str]:
@@ -47,6 +51,7 @@ class MapSpec:
     window_s: float
     window_label: str
     counts: dict[str, int] = field(default_factory=dict)   # what each layer draws
+    hex_range: tuple[int, int] | None = None   # fewest and most events of a drawn hexagon
 
 
 def map_spec(name: str, flt: EventFilter | None, layers: list[str],
@@ -62,6 +67,7 @@ def map_spec(name: str, flt: EventFilter | None, layers: list[str],
     view = dm.view_for(heat[LAT], heat[LON], width=1100, height=560, quantile=0.01)
     out: list[dict] = []
     counts: dict[str, int] = {"events": n, "drawn": len(heat)}
+    hex_range = None
     wanted = set(layers or [])
     if "hex" in wanted:
         cells = maps.hex_cells(name, flt)
@@ -69,9 +75,11 @@ def map_spec(name: str, flt: EventFilter | None, layers: list[str],
             out.append(dm.hex_layer(cells, polygon="polygon", count="count", log=True,
                                     opacity=0.55, tooltip="{count} events\n{users} users"))
         counts["hexagons"] = len(cells)
+        if len(cells):
+            hex_range = (int(cells["count"].min()), int(cells["count"].max()))
     if "heat" in wanted and len(heat):
         layer = dm.heat_layer(heat, time=TS, window=win_s, origin=start, radius_pixels=28,
-                              intensity=1.2, threshold=0.04)
+                              intensity=1.2, threshold=0.04, binary=True, fade=True)
         layer["colorRange"] = HEAT_COLORS
         out.append(layer)
     if "zones" in wanted:
@@ -81,13 +89,17 @@ def map_spec(name: str, flt: EventFilter | None, layers: list[str],
             out.append(dm.zone_layer(zone_labels(z), opacity=0.35, tooltip=(
                 "{name}\nZone {zone_id} · {trend}\n{visits} visits ({share_pct}) by {users} "
                 "users\n{n_places} places, {across}")))
+            named = declutter(z.nlargest(LABELLED_ZONES * 3, "visits"), view["zoom"])
+            named = named.head(LABELLED_ZONES)
+            if "name" in named.columns and len(named):
+                out.append(dm.text_layer(named, "name", id="zone-names"))
         counts["zones"] = len(z)
         counts["zone_coverage"] = found.coverage
     if "flows" in wanted:
-        f = maps.flows(name, flt)
+        f = maps.flows(name, flt).head(TOP_FLOWS)
         if len(f):
             out.append(dm.arc_layer(f, "origin_lat", "origin_lon", "dest_lat", "dest_lon",
-                                    weight="trips", max_width_px=7,
+                                    weight="trips", max_width_px=8, weight_alpha=True,
                                     source_color=(37, 99, 235), target_color=(219, 39, 119),
                                     tooltip="zone {origin} ({origin_name}) → zone "
                                             "{destination} ({dest_name})\n"
@@ -101,9 +113,25 @@ def map_spec(name: str, flt: EventFilter | None, layers: list[str],
                                       tooltip="user {user_id}, trip {trip}"))
         counts["paths"] = len(p)
         counts["path_users"] = int(p[USER].nunique()) if len(p) else 0
-    spec = dm.deck_spec(out, view)
+    spec = dm.deck_spec(out, view, time=span)  # the replay slider starts at the end
     return MapSpec(spec=spec, origin=start, span_s=span, window_s=win_s,
-                   window_label=win_label, counts=counts)
+                   window_label=win_label, counts=counts, hex_range=hex_range)
+
+
+def declutter(points: pd.DataFrame, zoom: float, dx_px: float = 110.0,
+              dy_px: float = 18.0) -> pd.DataFrame:
+    """The rows of ``points`` (``lat``/``lon``, most important first) whose labels do not
+    overlap an earlier row's at map zoom ``zoom``: a label is kept unless a kept one lies
+    within ``dx_px`` across and ``dy_px`` up or down (deck.gl's 512 px world at zoom 0)."""
+    px = 512 * 2 ** float(zoom) / 360.0  # pixels per degree of longitude
+    x = points[LON].to_numpy(dtype=float) * px
+    lat = np.radians(points[LAT].to_numpy(dtype=float).clip(-85, 85))
+    y = np.degrees(np.log(np.tan(np.pi / 4 + lat / 2))) * px  # Web Mercator, same scale
+    kept: list[int] = []
+    for i in range(len(points)):
+        if all(abs(x[i] - x[j]) >= dx_px or abs(y[i] - y[j]) >= dy_px for j in kept):
+            kept.append(i)
+    return points.iloc[kept]
 
 
 def zone_labels(zones: pd.DataFrame) -> pd.DataFrame:
@@ -135,13 +163,25 @@ def user_map_spec(name: str, user: str, events: pd.DataFrame) -> MapSpec | None:
                                      tooltip="trip {trip}: {n_points} points"))
     layers.append(dm.scatter_layer(places, color_by="visits", radius_px=5,
                                    tooltip="{item_id}\n{visits} visits"))
-    return MapSpec(spec=dm.deck_spec(layers, view), origin=start, span_s=span,
+    return MapSpec(spec=dm.deck_spec(layers, view, time=span), origin=start, span_s=span,
                    window_s=win_s, window_label=label,
                    counts={"places": len(places), "trips": len(trips)})
 
 
-def legend(layers: list[str]) -> html.Div:
-    """A small legend for the drawn layers."""
+def hex_ticks(lo: int, hi: int, n: int = 3) -> list[int]:
+    """Event counts at evenly spaced points of the hexagons' log colour scale (``hex_layer``
+    with ``log=True``: colours run evenly over log(1 + count)), rounded to 2 significant
+    digits; the first is the fewest, the last the most."""
+    if hi <= lo:
+        return [int(lo)]
+    a, b = np.log1p(lo), np.log1p(hi)
+    ticks = [int(round(float(np.expm1(a + (b - a) * i / (n - 1))))) for i in range(n)]
+    inner = [int(float(f"{t:.2g}")) for t in ticks[1:-1]]
+    return list(dict.fromkeys([int(lo), *inner, int(hi)]))
+
+
+def legend(layers: list[str], hex_range: tuple[int, int] | None = None) -> html.Div:
+    """A small legend for the drawn layers, with the hexagons' value range."""
     items: list[Any] = []
 
     def swatch(color: str, text: str, kind: str = "box") -> html.Span:
@@ -151,10 +191,15 @@ def legend(layers: list[str]) -> html.Div:
 
     if "heat" in layers:
         items.append(swatch("linear-gradient(90deg,#ffffcc,#fd8d3c,#bd0026)",
-                            "event density (replay window)", "ramp"))
+                            "heat: few \u2192 most events nearby in the replay window "
+                            "(recent ones count more)", "ramp"))
     if "hex" in layers:
-        items.append(swatch("linear-gradient(90deg,#440154,#21918c,#fde725)",
-                            "events per hexagon", "ramp"))
+        text = "events per hexagon"
+        if hex_range is not None:
+            ticks = hex_ticks(*hex_range)
+            text += ": " + " \u2192 ".join(f"{t:,}" for t in ticks) + (
+                " (log scale)" if len(ticks) > 2 else "")
+        items.append(swatch("linear-gradient(90deg,#440154,#21918c,#fde725)", text, "ramp"))
     if "zones" in layers:
         items += [swatch("#1a9850", "emerging zone"), swatch("#969696", "stable zone"),
                   swatch("#d73027", "declining zone")]
@@ -162,5 +207,6 @@ def legend(layers: list[str]) -> html.Div:
         items.append(swatch("#0d9488", "movement paths", "line"))
     if "flows" in layers:
         items.append(swatch("linear-gradient(90deg,#2563eb,#db2777)",
-                            "flows (origin → destination)", "line"))
+                            f"the {TOP_FLOWS} busiest flows (origin \u2192 destination; "
+                            "wider and darker: more trips)", "line"))
     return html.Div(items, className="legend")

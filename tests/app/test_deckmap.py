@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 
@@ -58,6 +59,60 @@ def test_heat_layer_precision_merges_repeated_places_on_real_checkins():
     assert merged["getWeight"] == "@@=weight"
     with pytest.raises(ValueError, match="across time"):
         dm.heat_layer(ev, precision=4, time=TS, window=3600)
+
+
+def _decode(col: dict) -> np.ndarray:
+    """What assets/deckmap.js decodeColumns makes of a binary column (rows x size)."""
+    raw = base64.b64decode(col["b64"])
+    if col.get("u16"):
+        q = np.frombuffer(raw, dtype="<u2").reshape(-1, col["size"]).astype(float)
+        return np.asarray(col["min"]) + q * np.asarray(col["step"])
+    return np.frombuffer(raw, dtype="<f4").reshape(-1, col["size"]).astype(float)
+
+
+def test_binary_heat_layer_is_time_ordered_and_decodes_to_the_points():
+    ev = _nyc(2000).sample(frac=1.0, random_state=3)  # shuffled: the layer must sort by time
+    t0 = ev[TS].min()
+    records = dm.heat_layer(ev, time=TS, window=86400, origin=t0)
+    binary = dm.heat_layer(ev, time=TS, window=86400, origin=t0, binary=True, fade=True)
+    assert binary["data"] == [] and binary["_fade"] is True
+    assert binary["_timeWindow"] == records["_timeWindow"] == 86400.0
+    cols = binary["_columns"]
+    assert cols["length"] == len(ev) and "getWeight" not in cols  # all ones: deck's default
+    t = _decode(cols["t"])[:, 0]
+    assert np.all(np.diff(t) >= 0)
+    order = np.argsort([d["t"] for d in records["data"]], kind="stable")
+    want_t = np.array([d["t"] for d in records["data"]])[order]
+    want_pos = np.array([d["position"] for d in records["data"]])[order]
+    span_t = want_t.max() - want_t.min()
+    assert np.abs(t - want_t).max() <= span_t / 65535 + 1e-6
+    pos = _decode(cols["getPosition"])
+    extent = want_pos.max(axis=0) - want_pos.min(axis=0)
+    assert np.all(np.abs(pos - want_pos).max(axis=0) <= extent / 65535 + 1e-9)
+    # the binary layer is much smaller than one JSON record per point
+    assert len(json.dumps(binary)) < 0.45 * len(json.dumps(records))
+    weighted = dm.heat_layer(ev.assign(w=2.0), weight="w", binary=True)
+    assert _decode(weighted["_columns"]["getWeight"])[:, 0].tolist() == [2.0] * len(ev)
+    assert "t" not in weighted["_columns"] and "_fade" not in weighted
+
+
+def test_text_layer_cuts_long_labels_and_arcs_fade_light_flows():
+    df = pd.DataFrame({LAT: [40.7, 40.8], LON: [-74.0, -73.9],
+                       "name": ["Cafe", "A very long zone name that goes on and on"]})
+    layer = dm.text_layer(df, "name", max_chars=12)
+    assert layer["@@type"] == "TextLayer" and layer["getText"] == "@@=label"
+    assert [d["label"] for d in layer["data"]] == ["Cafe", "A very long\u2026"]
+    assert layer["characterSet"] == "auto"  # names are not only ASCII
+    flows = pd.DataFrame({"a": [40.7, 40.7, 40.7], "b": [-74.0] * 3, "c": [40.8] * 3,
+                          "d": [-73.9] * 3, "n": [100, 25, 1]})
+    arcs = dm.arc_layer(flows, "a", "b", "c", "d", weight="n", weight_alpha=True,
+                        source_color=(1, 2, 3), target_color=(4, 5, 6))
+    alpha = [d["color"][3] for d in arcs["data"]]
+    assert alpha[0] == 230 and alpha[0] > alpha[1] > alpha[2] >= 50
+    assert [d["color_to"][:3] for d in arcs["data"]] == [[4, 5, 6]] * 3
+    assert arcs["getSourceColor"] == "@@=color" and arcs["getTargetColor"] == "@@=color_to"
+    plain = dm.arc_layer(flows, "a", "b", "c", "d", weight="n")
+    assert plain["getSourceColor"] == [0, 128, 200, 255] and "color" not in plain["data"][0]
 
 
 def test_missing_column_error_names_the_column_and_the_available_ones():
@@ -186,7 +241,9 @@ def test_deck_spec_is_json_safe_and_checks_layers(monkeypatch):
     layers = [dm.heat_layer(df), dm.scatter_layer(df, color_by="v", tooltip="{v}")]
     spec = dm.deck_spec(layers, dm.view_for(df[LAT], df[LON]), tooltip={"text": "{v}"})
     assert _json_roundtrip(spec) == spec
-    assert spec["basemap"] is None
+    assert spec["basemap"] == dm.BASEMAPS[dm.DEFAULT_BASEMAP]  # the street map by default
+    assert spec["time"] is None
+    assert dm.deck_spec(layers, spec["initialViewState"], time=3600)["time"] == 3600.0
     assert spec["layers"][1]["data"][0]["v"] is None  # NaN -> null
     assert spec["views"][0]["@@type"] == "MapView"
     with pytest.raises(ValueError, match="share id"):
@@ -195,9 +252,16 @@ def test_deck_spec_is_json_safe_and_checks_layers(monkeypatch):
         dm.deck_spec(layers, {"latitude": 1})
 
 
-def test_basemap_is_blank_unless_configured(monkeypatch):
+def test_basemap_is_a_street_map_unless_set_blank(monkeypatch):
     monkeypatch.delenv(dm.ENV_BASEMAP, raising=False)
-    assert dm.basemap_from_env() is None
+    street = dm.basemap_from_env()
+    assert street["url"].startswith("https://basemaps.cartocdn.com/light_all/")
+    assert "OpenStreetMap" in street["attribution"]
+    for blank in ("blank", "none", "off"):
+        monkeypatch.setenv(dm.ENV_BASEMAP, blank)
+        assert dm.basemap_from_env() is None
+    monkeypatch.setenv(dm.ENV_BASEMAP, "")
+    assert dm.basemap_from_env() == street
     monkeypatch.setenv(dm.ENV_BASEMAP, "carto-light")
     assert dm.basemap_from_env()["url"].startswith("https://basemaps.cartocdn.com/light_all/")
     assert dm.basemap_from_env("none") is None
@@ -262,6 +326,7 @@ def test_deckmap_and_replay_components():
     comp = dm.DeckMap("m1", spec=None, height=300)
     ids = [c.id for c in comp.children]
     assert ids[:3] == [dm.spec_id("m1"), dm.time_id("m1"), dm.status_id("m1")]
+    assert ids[4] == {"type": "trailscope-deck-frame", "id": "m1"}
     assert comp.children[3].style["height"] == "300px"
     ctl = dm.replay_controls("m1", 0, 7200, origin=pd.Timestamp("2012-04-03"))
     button, interval, origin, slider_box, label = ctl.children
@@ -319,6 +384,25 @@ def test_register_deckmap_wires_each_app_once():
             dm.register_deckmap(app)
             n = len(app.callback_map)
             dm.register_deckmap(app)
-            assert len(app.callback_map) == n == 4  # render, play/pause, tick, slider -> time
+            # render a spec, render a replay time, play/pause, tick, slider -> time
+            assert len(app.callback_map) == n == 5
             assert any("trailscope-deck-status" in k for k in app.callback_map)
             assert app.server.test_client().head("/x/" + BUNDLE_ROUTE).status_code == 200
+
+
+def test_map_view_labels_do_not_overlap_and_hex_legend_ticks():
+    from trailscope.app.views import maps as map_views
+
+    # three zones in a row 0.001 deg apart (~0.7 px at zoom 10, ~90 px at zoom 17)
+    zones = pd.DataFrame({LAT: [52.5, 52.5, 52.5, 52.6], LON: [13.400, 13.401, 13.402, 13.4]})
+    far = map_views.declutter(zones, zoom=10)
+    assert far.index.tolist() == [0, 3]  # the busiest of the row, and the one further north
+    near = map_views.declutter(zones, zoom=18)  # ~180 px apart: all fit
+    assert near.index.tolist() == [0, 1, 2, 3]
+    ticks = map_views.hex_ticks(1, 17228)
+    assert ticks[0] == 1 and ticks[-1] == 17228 and len(ticks) == 3
+    mid = float(np.expm1((np.log1p(1) + np.log1p(17228)) / 2))  # middle of the log scale
+    assert ticks[1] == pytest.approx(mid, rel=0.05)
+    assert map_views.hex_ticks(7, 7) == [7]
+    text = str(map_views.legend(["hex", "heat"], (1, 17228)))
+    assert "1 \u2192 180 \u2192 17,228" in text and "log scale" in text

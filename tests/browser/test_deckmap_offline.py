@@ -168,7 +168,7 @@ def drawn(img: np.ndarray) -> int:
 
 
 def test_map_renders_offline_with_escaped_tooltips_and_replay(browser, monkeypatch):
-    monkeypatch.delenv("TRAILSCOPE_BASEMAP", raising=False)
+    monkeypatch.setenv("TRAILSCOPE_BASEMAP", "blank")
     layout, span, layout_t0 = _layout()
     with _serve(layout) as url:
         pg = Page(browser)
@@ -279,7 +279,7 @@ def _hexagon(lat: float, lon: float, r: float = 0.004) -> list[list[float]]:
 
 def test_every_layer_builder_draws_in_a_standalone_page(browser, monkeypatch):
     """deck_html page (no Dash callbacks): h3 + polygon hexes, zones, paths, arcs all pick."""
-    monkeypatch.delenv("TRAILSCOPE_BASEMAP", raising=False)
+    monkeypatch.setenv("TRAILSCOPE_BASEMAP", "blank")
     from dash import html
     from trailscope.app.deckgl import deckmap as dm
 
@@ -328,9 +328,39 @@ def test_every_layer_builder_draws_in_a_standalone_page(browser, monkeypatch):
         assert dict(picked).keys() == {"zones", "hex", "grid", "paths", "flows"}
         assert all(n > 0 for _, n in picked), f"layers with nothing on screen: {picked}"
         assert not pg.errors and not pg.blocked
-        # a broken spec says what is wrong inside the map instead of staying blank
+        # a broken spec says so inside the map, in words for users, instead of staying blank;
+        # the technical reason goes to the console
         pg.page.goto(url + "bad")
         msg = pg.page.locator("#map .trailscope-deckmap-message")
         msg.wait_for()
-        assert 'layer "x" has unknown type "NoSuchLayer"' in msg.inner_text()
+        assert msg.inner_text().startswith("This map could not be drawn. Reload the page")
+        assert "NoSuchLayer" not in msg.inner_text()
+        assert any('layer "x" has unknown type "NoSuchLayer"' in e for e in pg.errors)
+        pg.page.close()
+
+
+def test_street_map_falls_back_to_blank_with_a_note_when_tiles_fail(browser, monkeypatch):
+    """The default street map, its tile host unreachable (every non-localhost request is
+    aborted): the layers draw on the blank basemap and the map says why."""
+    monkeypatch.delenv("TRAILSCOPE_BASEMAP", raising=False)
+    from dash import html
+    from trailscope.app.deckgl import deckmap as dm
+
+    pts = _checkins(300).drop_duplicates(ITEM).head(20)
+    spec = dm.deck_spec([dm.scatter_layer(pts, color=(200, 30, 30), radius_px=6)],
+                        dm.view_for(pts[LAT], pts[LON]))
+    assert "cartocdn.com" in spec["basemap"]["url"]
+    with _serve(html.Div(dm.DeckMap("street", spec, height=300))) as url:
+        pg = Page(browser)
+        pg.page.goto(url)
+        note = pg.page.locator(f"[id='{_key('street')}'] .trailscope-deckmap-note")
+        note.wait_for()
+        assert note.inner_text() == "Street map unavailable offline: showing a blank map."
+        img = pg.wait_drawn("street", "deckmap_street_fallback.png", min_pixels=100)
+        red = int((np.abs(img - np.array((200, 30, 30))).max(axis=2) < 40).sum())
+        assert red > 100, "the layers did not draw on the blank basemap"
+        assert pg.page.locator(".trailscope-deckmap-attribution").count() == 0
+        assert any("cartocdn.com" in u for u in pg.blocked)
+        # only the aborted tile requests complain (the browser's own network log)
+        assert all("Failed to load resource" in e for e in pg.errors), pg.errors
         pg.page.close()
