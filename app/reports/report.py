@@ -16,6 +16,7 @@ JSON with ``<``, ``>`` and ``&`` as ``\\u`` escapes, so nothing in the data beco
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -125,34 +126,71 @@ def write_libraries(folder: str | Path) -> list[Path]:
     return out
 
 
-def html_to_pdf(page: str, path: Path, timeout_s: float = 60.0) -> Path:
-    """Print an HTML page to A4 PDF with headless Chromium (Playwright, no downloads); the
-    window is as wide as the page's text, so what fits the window fits the paper."""
-    from playwright.sync_api import sync_playwright
+#: The address the page is served at while printing: an http origin (so the page can reach
+#: no local file) whose every other request is refused.
+PRINT_URL = "http://report.trailscope.invalid/report.html"
 
-    if not Path(CHROMIUM).exists():
-        raise ReportError(f"{CHROMIUM} is missing, so PDF reports cannot be printed; install "
-                          "Debian's chromium (apt-get install chromium) or export HTML")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                     headless=True)
+
+class Printer:
+    """One headless Chromium (Playwright, Debian's binary, no downloads) that prints report
+    pages to A4 PDF; a batch opens one and prints every report with it."""
+
+    def __init__(self, timeout_s: float = 60.0) -> None:
+        self.timeout_ms = timeout_s * 1000
+        self._pw: Any = None
+        self._browser: Any = None
+
+    def __enter__(self) -> Printer:
+        from playwright.sync_api import sync_playwright
+
+        if not Path(CHROMIUM).exists():
+            raise ReportError(f"{CHROMIUM} is missing, so PDF reports cannot be printed; "
+                              "install Debian's chromium (apt-get install chromium) or export "
+                              "HTML")
+        self._pw = sync_playwright().start()
         try:
-            pg = browser.new_page(viewport={"width": PRINT_WIDTH_PX, "height": 1000})
-            pg.route("**/*", lambda route: route.abort()
-                     if not route.request.url.startswith(("data:", "about:")) else
-                     route.continue_())
-            pg.set_content(page, wait_until="load", timeout=timeout_s * 1000)
-            pg.wait_for_function("window.trailscopeReady === true", timeout=timeout_s * 1000)
+            self._browser = self._pw.chromium.launch(executable_path=CHROMIUM,
+                                                     args=CHROMIUM_ARGS, headless=True)
+        except BaseException:
+            self._pw.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._browser.close()
+        finally:
+            self._pw.stop()
+
+    def print(self, page: str, path: Path) -> Path:
+        """Print ``page`` to ``path``. The window is as wide as the page's text, so what fits
+        the window fits the paper; the page is served from ``PRINT_URL`` and every other
+        request fails."""
+        pg = self._browser.new_page(viewport={"width": PRINT_WIDTH_PX, "height": 1000})
+        try:
+            pg.route("**/*", lambda route: route.fulfill(
+                body=page, content_type="text/html; charset=utf-8")
+                if route.request.url == PRINT_URL else route.abort())
+            pg.goto(PRINT_URL, wait_until="load", timeout=self.timeout_ms)
+            pg.wait_for_function("window.trailscopeReady === true", timeout=self.timeout_ms)
             pg.pdf(path=str(path), format="A4", print_background=True,
                    margin={k: f"{v}mm" for k, v in PAGE_MARGIN_MM.items()})
         finally:
-            browser.close()
-    return path
+            pg.close()
+        return path
 
 
-def write(data: ReportData, path: str | Path, *, shared: bool = False) -> Path:
+def html_to_pdf(page: str, path: Path, timeout_s: float = 60.0) -> Path:
+    """Print an HTML page to A4 PDF with a Chromium of its own (see ``Printer``)."""
+    with Printer(timeout_s) as printer:
+        return printer.print(page, path)
+
+
+def write(data: ReportData, path: str | Path, *, shared: bool = False,
+          printer: Printer | None = None) -> Path:
     """Write the report to ``path``; the suffix (.html or .pdf) picks the format.
-    ``shared``: an HTML report loads its scripts from files next to it (``write_libraries``)."""
+    ``shared``: an HTML report loads its scripts from files next to it (``write_libraries``);
+    ``printer``: an open ``Printer`` for a PDF (else one is started for this report)."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
@@ -161,16 +199,18 @@ def write(data: ReportData, path: str | Path, *, shared: bool = False) -> Path:
     if fmt == "html":
         path.write_text(render_html(data, shared=shared), encoding="utf-8")
         return path
-    return html_to_pdf(render_html(data, static=True), path)
+    page = render_html(data, static=True)
+    return html_to_pdf(page, path) if printer is None else printer.print(page, path)
 
 
 def export(store: Store, name: str, user: str, path: str | Path, item_id: str | None = None,
            model_id: str | None = None, *, explanation: Explanation | None = None,
-           loaded: Loaded | None = None, shared: bool = False) -> Path:
-    """Explain and write one user's report to ``path`` (.html or .pdf); ``shared`` as in
-    ``write``."""
+           loaded: Loaded | None = None, shared: bool = False,
+           printer: Printer | None = None) -> Path:
+    """Explain and write one user's report to ``path`` (.html or .pdf); ``shared`` and
+    ``printer`` as in ``write``."""
     return write(collect(store, name, user, item_id, model_id, explanation=explanation,
-                         loaded=loaded), path, shared=shared)
+                         loaded=loaded), path, shared=shared, printer=printer)
 
 
 def safe_filename(text: str) -> str:
@@ -187,9 +227,10 @@ def export_batch(store: Store, name: str, users: list[str], folder: str | Path,
     """One report per user into ``folder``; users that fail are listed with the reason.
     The model is loaded once for all of them (or ``loaded`` is used, with ``model_id``).
     ``on_user(i, n, user)`` is called before the ``i``-th of ``n`` users (progress; it may
-    raise to stop the batch). ``shared`` (HTML): plotly.js and deck.gl are written once into
-    ``folder`` (``write_libraries``) and every report loads them from there, so a report
-    holds only its own data; ship those files with the reports.
+    raise to stop the batch). One Chromium prints all the PDFs. ``shared`` (HTML): plotly.js
+    and deck.gl are written once into ``folder`` (``write_libraries``) and every report
+    loads them from there, so a report holds only its own data; ship those files with the
+    reports.
 
     Returns ``{"written": [paths], "failed": {user: reason}, "libraries": [paths]}``
     (``libraries``: the shared script files, empty unless ``shared`` wrote some).
@@ -203,25 +244,27 @@ def export_batch(store: Store, name: str, users: list[str], folder: str | Path,
     folder = Path(folder)
     written, failed, used = [], {}, set()
     todo = list(dict.fromkeys(str(u).strip() for u in users if str(u).strip()))
-    for i, user in enumerate(todo):
-        if on_user is not None:
-            on_user(i, len(todo), user)
-        stem = safe_filename(f"{name}-{user}")
-        while stem in used:
-            stem += "_"
-        used.add(stem)
-        try:
-            if loaded is None:  # a model that cannot load fails every user with its reason
-                model_id = model_id or api.default_model(store, name)
-                loaded = api.load(store, name, model_id)
-            written.append(export(store, name, user, folder / f"{stem}.{fmt}",
-                                  model_id=model_id, loaded=loaded, shared=shared))
-        except (UnknownUser, CheckpointError, ValueError) as exc:
-            failed[user] = str(exc)
+    with Printer() if fmt == "pdf" and todo else contextlib.nullcontext() as printer:
+        for i, user in enumerate(todo):
+            if on_user is not None:
+                on_user(i, len(todo), user)
+            stem = safe_filename(f"{name}-{user}")
+            while stem in used:
+                stem += "_"
+            used.add(stem)
+            try:
+                if loaded is None:  # a model that cannot load fails every user with its reason
+                    model_id = model_id or api.default_model(store, name)
+                    loaded = api.load(store, name, model_id)
+                written.append(export(store, name, user, folder / f"{stem}.{fmt}",
+                                      model_id=model_id, loaded=loaded, shared=shared,
+                                      printer=printer))
+            except (UnknownUser, CheckpointError, ValueError) as exc:
+                failed[user] = str(exc)
     libs = write_libraries(folder) if shared and fmt == "html" and written else []
     return {"written": [str(p) for p in written], "failed": failed,
             "libraries": [str(p) for p in libs]}
 
 
 __all__ = ["ReportData", "ReportError", "collect", "esc", "export", "export_batch",
-           "render_html", "write", "write_libraries", "html_to_pdf", "safe_json"]
+           "render_html", "write", "write_libraries", "html_to_pdf", "Printer", "safe_json"]

@@ -235,3 +235,18 @@ def test_batch_html_shares_one_copy_of_the_libraries(printed, tmp_path):
         b.close()
     assert n_plots == 8 and not nolib  # every figure but the map, drawn by deck.gl
     assert "plotly.min.js" in nolib_missing and "same zip" in nolib_missing
+
+
+def test_batch_pdfs_share_one_printer(printed, tmp_path):
+    from trailscope.app.reports import report
+
+    store, data = printed["store"], printed["data"]
+    users = [data.user, *store.query_df(
+        f"SELECT DISTINCT {schema.USER} AS u FROM {store.table('nyc40')} WHERE "
+        f"{schema.USER} <> ? ORDER BY 1 LIMIT 1", [data.user])["u"]]
+    out = report.export_batch(store, "nyc40", [*users, "no-such-user"], tmp_path, fmt="pdf",
+                              model_id=printed["model_id"])
+    assert len(out["written"]) == 2 and list(out["failed"]) == ["no-such-user"]
+    for user, path in zip(users, out["written"], strict=True):
+        first = _page_texts(path)[0]
+        assert f"for user {user}?" in first and "Provenance" in first
