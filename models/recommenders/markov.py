@@ -37,7 +37,7 @@ class MarkovRec(CountModel):
         tune: bool = True               # choose both on validation
 
     #: the fallback's pseudo-count, and (with coordinates) how near "nearby" is
-    GRID = {"min_transitions": (0.5, 2.0, 5.0, 20.0), "bandwidth_km": (0.5, 1.0, 3.0)}
+    GRID = {"min_transitions": (0.5, 2.0, 5.0, 20.0, 80.0), "bandwidth_km": (0.5, 1.0, 3.0)}
 
     @property
     def grid(self) -> dict[str, tuple[float, ...]]:

@@ -7,13 +7,14 @@ property of the data: on Foursquare NYC the encoder adds to the user's history, 
 set of PEERS.md (a pure first-order process) the encoder can only re-learn the transitions from
 fewer examples, on the Taobao sample people mostly return to items they just viewed.
 
-``choose_weights`` picks the weights after training by the ranking metric itself: every weight
-vector of a small grid (each part alone, every pair, all three, in ratios 1/16..16) and the
-log-loss optimum (``fit_weights``) is scored by validation NDCG@10 over all items with the
-evaluator's masking; the best wins, the validation log-loss breaks ties. Each part alone is a
-candidate, so on validation the blend is never worse than its best part. Ranking, not
-log-loss, decides: a part with the better log-loss can rank worse (on the planted set the
-log-loss put weight 0.03 on the encoder and still ranked below the Markov model it contains).
+``choose_weights`` picks the weights after training by the ranking metric itself: every
+weighting of a coarse grid (each part alone, every pair, all three, in ratios 1/4, 1, 4) is
+scored by validation NDCG@10 over all items with the evaluator's masking, then a greedy search
+halves, doubles, drops or brings in single weights (ratios 1/16..16) while NDCG@10 improves;
+the best wins, the validation log-loss breaks ties. Each part alone is a candidate, so on
+validation the blend is never worse than its best part. Ranking, not log-loss, decides: a
+weighting with the better log-loss can rank worse (on the planted set the log-loss optimum put
+weight 0.03 on the encoder and still ranked below the Markov model it contains).
 
 ``fit_weights`` is the log-loss fit: the validation scores are computed once and kept (at most
 ``budget`` floats; a fixed random subset of the examples beyond that), then Newton's method
@@ -89,21 +90,17 @@ class Parts:
         n = max(len(self.target), 1)
         return f / n, g / n, h / n
 
-    def logits(self, weights: tuple[float, ...], start: int, stop: int) -> torch.Tensor:
-        """Masked blend scores of rows ``start:stop`` (masked entries -inf)."""
-        out = sum(w * p[start:stop] for w, p in zip(weights, self.scores, strict=True)
-                  if w != 0)
-        if not isinstance(out, torch.Tensor):  # every weight 0
-            out = torch.zeros_like(self.scores[0][start:stop])
-        return out.masked_fill(self.mask[start:stop], float("-inf"))
-
-    def ndcg(self, weights: tuple[float, ...], k: int = 10, chunk: int = 4096) -> float:
+    def ndcg(self, weights: tuple[float, ...], k: int = 10, chunk: int = 2048) -> float:
         """Mean NDCG@k of the targets under the blend (pessimistic ties, as the evaluator)."""
         total = 0.0
         for s in range(0, len(self.target), chunk):
-            logits = self.logits(weights, s, s + chunk)
-            t = logits.gather(1, self.target[s:s + chunk, None])
-            rank = (logits >= t).sum(1).double()
+            e = s + chunk
+            logits = torch.zeros_like(self.scores[0][s:e])
+            for w, p in zip(weights, self.scores, strict=True):
+                if w != 0:
+                    logits.add_(p[s:e], alpha=w)
+            logits.masked_fill_(self.mask[s:e], float("-inf"))
+            rank = (logits >= logits.gather(1, self.target[s:e, None])).sum(1).double()
             total += float(torch.where(rank <= k, 1.0 / torch.log2(rank + 1.0),
                                        torch.zeros_like(rank)).sum())
         return total / max(len(self.target), 1)
@@ -221,8 +218,10 @@ def loss_optimum(parts: Parts) -> tuple[float, tuple[float, ...]]:
     return best
 
 
-#: relative weights tried for every part after the first one kept (0 = dropped)
+#: relative weights for every part after the first one kept (0 = dropped): all of them, and
+#: the coarse start of the search
 RATIOS = (0.0, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0, 8.0, 16.0)
+COARSE = (0.0, 1 / 4, 1.0, 4.0)
 TIE = 1e-4  # validation NDCG@10 differences below this are ties (log-loss decides)
 
 
@@ -267,32 +266,52 @@ class BlendChoice:
                 f"{self.seconds:.1f}s)")
 
 
+def neighbours(w: tuple[float, ...], lo: float = 1 / 16,
+               hi: float = 16.0) -> list[tuple[float, ...]]:
+    """Weightings next to ``w``: each weight after the first non-zero one halved, doubled
+    (within ``lo``..``hi``), dropped, or, when 0, brought in at ``lo * 2``."""
+    lead = next(i for i, x in enumerate(w) if x != 0)
+    out = []
+    for k in range(lead + 1, len(w)):
+        steps = [lo * 2] if w[k] == 0 else [x for x in (w[k] / 2, w[k] * 2, 0.0)
+                                            if x == 0 or lo <= x <= hi]
+        out += [w[:k] + (x,) + w[k + 1:] for x in steps]
+    return out
+
+
 def choose_weights(model: Recommender, ds: SeqDataset, part: str = "valid",
                    device: torch.device | str = "cpu", names: tuple[str, ...] | None = None,
-                   ratios: tuple[float, ...] = RATIOS) -> BlendChoice | None:
-    """The weights of best validation NDCG@10 among ``candidate_weights`` and the log-loss
-    optimum; the log-loss breaks ties (within ``TIE``). None without validation data."""
+                   ratios: tuple[float, ...] = COARSE, rounds: int = 8) -> BlendChoice | None:
+    """The weights of best validation NDCG@10: every weighting of ``candidate_weights`` with
+    the coarse ``ratios`` (each part alone, every pair, all), then a greedy search from the
+    best among its ``neighbours`` (ratios 1/16..16); the log-loss breaks ties (within
+    ``TIE``). None without validation data."""
     t0 = time.perf_counter()
     parts = validation_parts(model, ds, part, device)
     if parts is None:
         return None
     K = len(parts.scores)
     names = names or tuple(f"part {k}" for k in range(K))
-    cands = candidate_weights(K, ratios)
-    optimum = loss_optimum(parts)[1]
-    if optimum not in cands:
-        cands.append(optimum)
-    table = [(parts.ndcg(w), w) for w in cands]
-    top = max(v for v, _ in table)
-    tied = [w for v, w in table if v >= top - TIE]
+    ndcg: dict[tuple[float, ...], float] = {}
+    for w in candidate_weights(K, ratios):
+        ndcg[w] = parts.ndcg(w)
+    here = max(ndcg, key=lambda w: ndcg[w])
+    for _ in range(rounds):
+        for w in neighbours(here):
+            if w not in ndcg:
+                ndcg[w] = parts.ndcg(w)
+        step = max(ndcg, key=lambda w: ndcg[w])
+        if ndcg[step] <= ndcg[here]:
+            break
+        here = step
+    top = max(ndcg.values())
+    tied = [w for w, v in ndcg.items() if v >= top - TIE]
     losses = {w: parts.nll(w) for w in tied}
-    ndcg = {w: v for v, w in table}
     best = min(tied, key=lambda w: (losses[w], -ndcg[w]))
-    alone = tuple(max(v for v, w in table if w == tuple(float(i == k) for i in range(K)))
-                  for k in range(K))
+    alone = tuple(ndcg[tuple(float(i == k) for i in range(K))] for k in range(K))
     without = []
     for k in range(K):
-        pool = [v for v, w in table if (w[k] != 0) == (best[k] == 0)]
+        pool = [v for w, v in ndcg.items() if (w[k] != 0) == (best[k] == 0)]
         without.append(max(pool) if pool else float("nan"))
     return BlendChoice(best, names, ndcg[best], losses[best], alone, tuple(without),
-                       len(cands), len(parts.target), time.perf_counter() - t0)
+                       len(ndcg), len(parts.target), time.perf_counter() - t0)

@@ -10,13 +10,15 @@ import torch
 from trailscope.models.base import Batch, DataMeta, Recommender
 from trailscope.models.data.dataset import build_dataset
 from trailscope.models.training import checkpoint as ckpt
-from trailscope.models.training.blend import Parts as Cached
 from trailscope.models.training.blend import (
+    COARSE,
     candidate_weights,
     choose_weights,
     fit_weights,
+    neighbours,
     validation_parts,
 )
+from trailscope.models.training.blend import Parts as Cached
 from trailscope.models.training.loop import train
 
 from bench import planted as pl
@@ -92,10 +94,16 @@ def test_ranking_choice_keeps_the_part_with_the_signal(planted):
         # the part alone is a candidate: the choice is never below it on validation
         assert choice.ndcg >= max(choice.alone) and choice.ndcg > min(choice.alone) + 0.1
         assert choice.message().startswith("blend kept: ")
+        # the coarse grid and a few steps of the search, not every ratio
+        assert len(candidate_weights(2, COARSE)) <= choice.tried < len(candidate_weights(2))
     # every part alone, every pair and the three together, up to scale
     cands = candidate_weights(3)
     assert {(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)} <= set(cands)
     assert len(cands) == len(set(cands)) == 10 * 10 + 10 + 1
+    # the search moves one weight at a time, never the first kept one
+    assert set(neighbours((1.0, 0.0, 4.0))) == {(1.0, 0.125, 4.0), (1.0, 0.0, 2.0),
+                                                (1.0, 0.0, 8.0), (1.0, 0.0, 0.0)}
+    assert set(neighbours((0.0, 1.0, 16.0))) == {(0.0, 1.0, 8.0), (0.0, 1.0, 0.0)}
 
 
 def test_st_transformer_is_never_below_its_parts_on_validation(planted):
