@@ -17,7 +17,7 @@ from typing import Any
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from ...analytics.schema import LAT, LON
+from ...analytics.schema import DATASET_NAME_MAX, LAT, LON
 from ..services import imports, upload
 from ..services import workspace as services
 from ..views import data as data_views
@@ -80,8 +80,12 @@ def _upload_card() -> html.Section:
             ]),
             html.Div(className="form-row import-row", children=[
                 html.Label("Dataset name", htmlFor=ids.NAME_INPUT, className="form-label"),
-                dcc.Input(id=ids.NAME_INPUT, type="text", debounce=False, maxLength=64,
-                          className="text-input", placeholder="e.g. nyc_checkins"),
+                html.Div(className="name-field", children=[
+                    dcc.Input(id=ids.NAME_INPUT, type="text", debounce=False,
+                              maxLength=DATASET_NAME_MAX, className="text-input",
+                              placeholder="e.g. nyc_checkins"),
+                    html.Div(id=ids.NAME_LIMIT, className="name-limit", **{"aria-live": "polite"}),
+                ]),
                 dcc.Checklist(id=ids.IMPORT_OPTIONS, className="checklist", value=[],
                               options=[{"label": " Replace an existing dataset",
                                         "value": "replace"},
@@ -246,6 +250,15 @@ def preview_follows_mapping(values: list[Any], field_ids: list[dict], uploaded: 
         return no_update  # the sniff panel already says what is wrong
     mapping = {fid["field"]: v for fid, v in zip(field_ids, values, strict=True) if v}
     return data_views.preview_table(sn.preview, mapping)
+
+
+@callback(
+    Output(ids.NAME_LIMIT, "children"),
+    Output(ids.NAME_LIMIT, "className"),
+    Input(ids.NAME_INPUT, "value"),
+)
+def name_limit(name: str | None) -> tuple[str, str]:
+    return data_views.name_limit_note(name)
 
 
 # -- import --------------------------------------------------------------------------------

@@ -197,8 +197,10 @@ def draw_rhythm(time_range: Any, name: str | None) -> tuple[Any, Any]:
 
     def build() -> tuple[Any, Any]:
         r = svc.rhythm(name, flt)
-        fig = charts.rhythm_figure(r, r.attrs.get("clock", ""))
-        return fig, _periods_note(name, flt, r)
+        # the clock is said in the note below: as the axis title it ran past a half card
+        clock = r.attrs.get("clock", "")
+        note = _periods_note(name, flt, r)
+        return charts.rhythm_figure(r), ([f"Hours in {clock}. "] if clock else []) + note
 
     return views.guarded("the weekly rhythm", build, lambda m: (views.error_figure(m), ""))
 

@@ -40,8 +40,9 @@ def _style(fig: go.Figure, height: int = 340, legend: bool = True) -> go.Figure:
         showlegend=legend, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom",
                                    "x": 0, "font": {"size": 11.5}},
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#ffffff")
-    fig.update_xaxes(showline=True, linecolor="#cbd5e1", gridcolor="#eef2f7")
-    fig.update_yaxes(gridcolor="#eef2f7", zerolinecolor="#e2e8f0")
+    # automargin: a long tick label or axis title widens the margin instead of being cut
+    fig.update_xaxes(showline=True, linecolor="#cbd5e1", gridcolor="#eef2f7", automargin=True)
+    fig.update_yaxes(gridcolor="#eef2f7", zerolinecolor="#e2e8f0", automargin=True)
     return fig
 
 
@@ -365,7 +366,9 @@ def mobility_figure(mob: pd.DataFrame, window: str = "month") -> go.Figure:
     fig.update_yaxes(title_text="places", row=1, col=1, secondary_y=True, rangemode="tozero",
                      showgrid=False, tickmode="auto", nticks=5)
     fig.update_layout(hovermode="x unified", bargap=0.3)
-    _legend_below(_style(fig, 440 if geo else 300))
-    fig.update_layout(margin={"t": 28})
+    _legend_below(_style(fig, 460 if geo else 320))
+    # two legend entries per row, below the bottom axis's tick labels
+    fig.update_layout(margin={"t": 28}, legend={"entrywidth": 0.5,
+                                                "entrywidthmode": "fraction"})
     fig.update_annotations(font={"size": 12.5, "color": "#334155"})
     return fig

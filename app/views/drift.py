@@ -52,6 +52,18 @@ def drift_figure(profiles: pd.DataFrame, drift: pd.DataFrame, reference: pd.Data
                               reference, freq, top)
     if shrunk and not drift.empty:
         _evidence_lines(fig, drift)
+    return _fit_card(fig, freq)
+
+
+def _fit_card(fig: go.Figure, freq: str) -> go.Figure:
+    """The figure fitted to a half-width card: short axis titles, the legend two entries a
+    row below the chart (a one-column list of a dozen entries ran out of the graph at 1024 px
+    and covered the axis titles), and the height to hold it."""
+    rows = (len(fig.data) + 1) // 2
+    fig.update_yaxes(title_text=f"% of the {freq}'s events", secondary_y=False)
+    fig.update_yaxes(title_text="drift (JS)", secondary_y=True)
+    fig.update_layout(height=300 + 22 * rows,
+                      legend={"entrywidth": 0.5, "entrywidthmode": "fraction"})
     return fig
 
 

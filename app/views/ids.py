@@ -178,3 +178,4 @@ EXPLAIN_BATCH_JOB = "explain-batch-job"  # store: the id of the batch export job
 EXPLAIN_BATCH_POLL = "explain-batch-poll"  # interval polling that job
 MAP_SWAP_BUTTON = "map-swap-latlon"  # Data page: exchanges the latitude and longitude mapping
 OVERVIEW_TREND_NOTE = "overview-trend-note"  # Overview: the partial first / last periods
+NAME_LIMIT = "data-name-limit"  # Data page: the dataset name's length against its limit
