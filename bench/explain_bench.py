@@ -1,6 +1,7 @@
 """Explanation benchmark on Foursquare NYC: time per explanation and deletion faithfulness.
 
     .venv/bin/python -m bench.explain_bench [--epochs 3] [--users 200] [--home DIR]
+    .venv/bin/python -m bench.explain_bench --browser [--rounds 3] [--home DIR] [--out FILE]
 
 1. Imports NYC into a workspace (``--home``, default a new folder under bench/out) and trains
    an st-transformer (max_len 50) unless that workspace already holds one (reused).
@@ -11,6 +12,14 @@
 3. Faithfulness: for ``--users`` users, delete the top-k events by IG, by last-layer
    attention and k random events (mean of 8 draws); report the mean rank drop of each
    method's top recommendation (baseline: random).
+
+``--browser``: instead, what a user waits in the Explain page (goals: the first explanation
+of a fresh server under 3 s, later ones under 1 s). Each of ``--rounds`` rounds starts a
+dashboard on the workspace (its default model), opens the page in headless Chromium, explains
+the second recommendation of the most active user, picks the second most active user and
+explains theirs (tests/browser/test_explain_times.py drives the page), and reports the page's
+own figure (from the click to the drawn figures and map, browser clock) and the computing
+part; ``--out`` also writes the lines to a file.
 """
 
 from __future__ import annotations
@@ -54,6 +63,48 @@ def _workspace(home: Path, epochs: int, log) -> tuple[Store, str]:
     return store, res.model_id
 
 
+def browser_times(home: Path, rounds: int, log) -> None:
+    """The ``--browser`` mode (see the module doc)."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve
+    from tests.browser.test_explain_times import first_and_second
+
+    store = Store(home / "trailscope.duckdb", read_only=True)
+    users = store.query_df(f"SELECT {USER} AS u, count(*) AS n FROM {store.table('nyc')} "
+                           "GROUP BY 1 ORDER BY n DESC, 1 LIMIT 2")["u"].astype(str).tolist()
+    store.close()
+    threads = os.environ.get("OMP_NUM_THREADS", "1")
+    log(f"Explain page, NYC ({home}), users {users}, server OMP_NUM_THREADS={threads}, "
+        f"load average {os.getloadavg()[0]:.1f} at the start")
+    rows = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True)
+        for r in range(rounds):
+            with serve(home, {"OMP_NUM_THREADS": threads}) as url:
+                page = browser.new_page(viewport={"width": 1360, "height": 900})
+                page.set_default_timeout(300_000)
+                errors = []
+                page.on("console", lambda m, e=errors: e.append(m.text)
+                        if m.type == "error" else None)
+                times = first_and_second(page, url, "nyc", users)
+                page.close()
+            for n, t in enumerate(times, 1):
+                rows.append((n, t))
+                log(f"  round {r + 1}, explanation {n} (user {users[n - 1]}, item {t['item']}):"
+                    f" {t['page_s']:.2f} s in the page (test clock {t['clock_s']:.2f} s), "
+                    f"{t['compute_s']:.2f} s computing; console errors: {len(errors)}; "
+                    f"load {os.getloadavg()[0]:.1f}")
+        browser.close()
+    for n, goal in ((1, 3.0), (2, 1.0)):
+        v = np.asarray([t["page_s"] for k, t in rows if k == n])
+        log(f"explanation {n}: median {np.median(v):.2f} s, max {v.max():.2f} s over {len(v)} "
+            f"rounds (goal < {goal:.0f} s)")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=3)
@@ -62,6 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--home", type=Path, default=None)
+    p.add_argument("--browser", action="store_true",
+                   help="time the Explain page in Chromium instead (see the module doc)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", type=Path, default=None, help="--browser: also write here")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -76,6 +131,18 @@ def main(argv: list[str] | None = None) -> None:
     home.mkdir(parents=True, exist_ok=True)
     print(f"workspace {home}; torch threads {torch.get_num_threads()}")
     store, model_id = _workspace(home, a.epochs, print)
+    if a.browser:
+        store.close()
+        lines: list[str] = []
+
+        def log(line: str) -> None:
+            print(line, flush=True)
+            lines.append(line)
+
+        browser_times(home, a.rounds, log)
+        if a.out:
+            a.out.write_text("\n".join(lines) + "\n")
+        return
     loaded = api.load(store, "nyc", model_id)
     model, meta = loaded.model, loaded.meta
     users = [str(u) for u in store.query_df(

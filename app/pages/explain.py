@@ -10,12 +10,25 @@ events on the map coloured by attribution. Results are memoised per model, user 
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import dash
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import (
+    ALL,
+    Input,
+    Output,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+    no_update,
+)
 
+from ..deckgl import deckmap
 from ..services import explain as svc
 from ..services.workspace import ServiceError
 from ..views import explain as views
@@ -25,6 +38,9 @@ dash.register_page(__name__, path="/explain", name="Explain", title="Explain · 
                    order=5)
 
 log = logging.getLogger(__name__)
+#: How often the page asks how an explanation is going (ms). Polls are cheap (the result is
+#: drawn in the job and handed out once), so a short interval only cuts the wait after the end.
+POLL_MS = 200
 
 
 def _first(value: Any) -> str | None:
@@ -45,10 +61,12 @@ def layout(dataset: Any = None, user: Any = None, model: Any = None, **_query: A
             "Go to Models", f"/models?dataset={name}")])
     wanted = _first(model)
     model_ids = [m["model_id"] for m in models]
+    best = svc.preselected(models) or models[0]
     if wanted and wanted not in model_ids:
         notes.append(ui.notice(f"There is no current model {wanted!r} for {name!r}; showing "
-                               f"{model_ids[0]} instead.", "warning"))
-    chosen_model = wanted if wanted in model_ids else model_ids[0]
+                               f"{best['model_id']} instead.", "warning"))
+    chosen_model = wanted if wanted in model_ids else best["model_id"]
+    svc.warm(name, chosen_model)
     users = svc.user_options(name)
     chosen_user = _first(user) or (users[0] if users else None)
     if chosen_user and chosen_user not in users:
@@ -57,8 +75,9 @@ def layout(dataset: Any = None, user: Any = None, model: Any = None, **_query: A
         header, *notes,
         dcc.Store(id=ids.EXPLAIN_DATASET, data=name),
         dcc.Store(id=ids.EXPLAIN_JOB), dcc.Store(id=ids.EXPLAIN_REQUEST),
-        dcc.Interval(id=ids.EXPLAIN_TICK, interval=400, disabled=True, n_intervals=0),
-        ui.card(className="card-filters", children=html.Div(className="form-row", children=[
+        dcc.Store(id=ids.EXPLAIN_CLICKED),
+        dcc.Interval(id=ids.EXPLAIN_TICK, interval=POLL_MS, disabled=True, n_intervals=0),
+        ui.card(className="card-filters", children=[html.Div(className="form-row", children=[
             html.Label("Model", htmlFor=ids.EXPLAIN_MODEL, className="form-label"),
             dcc.Dropdown(id=ids.EXPLAIN_MODEL, options=views.model_options(models),
                          value=chosen_model, clearable=False, style={"minWidth": "380px"}),
@@ -66,7 +85,8 @@ def layout(dataset: Any = None, user: Any = None, model: Any = None, **_query: A
             dcc.Dropdown(id=ids.EXPLAIN_USER, options=[{"label": u, "value": u} for u in users],
                          value=chosen_user, clearable=False, searchable=True,
                          style={"minWidth": "200px"}),
-        ])),
+        ]), html.P(views.default_note(best, chosen_model), id=ids.EXPLAIN_DEFAULT_NOTE,
+                   className="muted")]),
         ui.card(title="Recommendations", children=dcc.Loading(html.Div(id=ids.EXPLAIN_RECS),
                                                              type="dot")),
         html.Div(id=ids.EXPLAIN_PROGRESS, className="progress", style=views.HIDDEN,
@@ -74,6 +94,7 @@ def layout(dataset: Any = None, user: Any = None, model: Any = None, **_query: A
                                    style={"width": "0%"})),
         html.Div(id=ids.EXPLAIN_STATUS, className="muted"),
         html.Div(id=ids.EXPLAIN_RESULT),
+        views.preload(),
         views.export_card(),
     ])
 
@@ -136,12 +157,65 @@ def poll(_n: int, job: dict | None) -> tuple[Any, ...]:
     if snap["status"] == "error":
         return (bar, "", True, ui.error_box("Could not explain this item", snap["error"]),
                 None, views.HIDDEN, True, True)
-    ex = svc.cached(job["dataset"], job["model_id"], job["user"], job["item"])
-    if ex is None:
-        return bar, "The result expired from the cache; click the item again.", True, \
-            None, None, views.HIDDEN, True, True
+    out = svc.take(job["job"])
+    if out is None:  # an earlier poll already handed this result out
+        return (no_update, no_update, True) + (no_update,) * 5
     request = {k: job[k] for k in ("dataset", "user", "item", "model_id")}
-    return bar, msg, True, views.result_panels(ex), request, views.HIDDEN, False, False
+    request.update(waited=round(snap["waited"], 3),
+                   seconds=round(out["explanation"].seconds, 3), map=out["map"])
+    return (bar, views.done_text(snap["waited"]), True, out["panels"], request, views.HIDDEN,
+            False, False)
+
+
+# The events map gets its spec once the panels are on the page, in the browser.
+clientside_callback(
+    """function(request) {
+        const n = dash_clientside.callback_context.outputs_list.length;
+        return Array(n).fill(request && request.map ? request.map : null);
+    }""",
+    Output({**deckmap.spec_id(ids.EXPLAIN_MAP), "id": ALL}, "data"),
+    Input(ids.EXPLAIN_REQUEST, "data"), prevent_initial_call=True,
+)
+
+
+# The click's time (browser clock), and once the result is on the page the time since then:
+# the wait the user really had (queueing, the job, polling, transfer and drawing).
+clientside_callback(
+    """function(clicks) {
+        const t = (dash_clientside.callback_context.triggered || [])[0];
+        return t && t.value ? Date.now() : dash_clientside.no_update;
+    }""",
+    Output(ids.EXPLAIN_CLICKED, "data"),
+    Input({"type": ids.EXPLAIN_REC_BUTTON, "item": ALL}, "n_clicks"),
+    prevent_initial_call=True,
+)
+clientside_callback(
+    """function(request, clicked) {
+        if (!request || !clicked) { return dash_clientside.no_update; }
+        const figs = FIGURES;
+        const map = () => document.querySelector("#RESULT .trailscope-deckmap[data-drawn]");
+        const drawn = () => figs.every(id => document.querySelector("#" + id + " .main-svg"))
+            && (!request.map || map());
+        return new Promise(function(resolve) {
+            const until = Date.now() + 120000;
+            (function check() {
+                if (!drawn() && Date.now() < until) { setTimeout(check, 25); return; }
+                requestAnimationFrame(function() {
+                    const shown = (Date.now() - clicked) / 1000;
+                    resolve("Explained in " + shown.toFixed(2) + " s from your click to the " +
+                            "drawn figures and map (" + request.seconds.toFixed(2) + " s of it " +
+                            "computing the explanation).");
+                });
+            })();
+        });
+    }""".replace("FIGURES", json.dumps([ids.EXPLAIN_FIG_ATTRIBUTION, ids.EXPLAIN_FIG_GROUPS,
+                                          ids.EXPLAIN_FIG_COUNTERFACTUAL,
+                                          ids.EXPLAIN_FIG_ATTENTION])
+                 ).replace("RESULT", ids.EXPLAIN_RESULT),
+    Output(ids.EXPLAIN_STATUS, "children", allow_duplicate=True),
+    Input(ids.EXPLAIN_REQUEST, "data"), State(ids.EXPLAIN_CLICKED, "data"),
+    prevent_initial_call=True,
+)
 
 
 @callback(

@@ -4,13 +4,22 @@ cancel, and report downloads.
 
 Finished explanations are memoised in ``cache.EXPLANATIONS`` per (dataset import stamp, model
 id, user, item), so re-importing a dataset invalidates them; a job for a memoised explanation
-finishes at once. Models come from ``models.loaded_model`` (memoised too).
+finishes at once. Models come from ``models.loaded_model`` (memoised too), the top-K a page
+shows from :func:`recommendations` (memoised per dataset stamp, model, user and K), which the
+explanation reuses instead of recommending again.
+
+Where the time of an explanation goes (bench/explain_bench.py ``--phases``): the attribution,
+attention and deletion test take well under a second on CPU; building the figures takes a few
+tenths more, so the job builds them too (:func:`take` hands the finished panels out once).
+Opening the page starts :func:`warm`, which imports the attribution code and loads the model
+in the background, so the first click does not pay for either.
 """
 
 from __future__ import annotations
 
 import io
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,11 +37,42 @@ _UNEXPECTED = ("unexpected error ({kind}); the server log has the details. Try a
 
 
 def explainable_models(name: str) -> list[dict[str, Any]]:
-    """The dataset's current (not stale) models that can be explained, newest first."""
+    """The dataset's current (not stale) models that can be explained, newest first
+    (cancelled trainings included: they are marked, and preselected only when nothing else
+    is there, see :func:`preselected`)."""
     from ...models import api
 
     return [m for m in api.list_models(get_store(), name)
             if not m["stale"] and m["model"] in EXPLAINABLE]
+
+
+def preselected(models: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The model a page opens with: ``models.api.best_model`` (best validation NDCG@10, a
+    cancelled training only when no finished one is there)."""
+    from ...models import api
+
+    return api.best_model(models)
+
+
+def warm(name: str, model_id: str) -> str | None:
+    """Prepare the first explanation in the background (an ``explain`` job): import the
+    attribution code (Captum), build a first figure (plotly's template) and load the model
+    into ``cache.MODELS``. Returns the job id,
+    None when the explanation queue is full (the first click then does this itself)."""
+    def target(progress: jobs.Progress, cancel: Any, log: Any) -> None:
+        from ...models.explain import user  # noqa: F401 - the import is the warming
+        from ..views.explain import warm_figures
+
+        warm_figures()
+        model_service.loaded_model(name, model_id)
+
+    try:
+        return jobs.start(jobs.Job(target, label=f"prepare {model_id} for explanations",
+                                   kind="explain", meta={"dataset": name, "model_id": model_id,
+                                                         "warm": True},
+                                   expected=_user_errors(), unexpected=_UNEXPECTED))
+    except jobs.QueueFull:
+        return None
 
 
 def user_options(name: str, limit: int = 50) -> list[str]:
@@ -46,9 +86,14 @@ def user_options(name: str, limit: int = 50) -> list[str]:
 def recommendations(name: str, user: str, model_id: str, k: int = 10) -> dict[str, Any]:
     """Top-``k`` items for ``user`` (``models.recommend``), errors as ServiceError."""
     try:
-        return model_service.recommend(name, user, k=k, model_id=model_id)
+        return _recommendations(name, str(user), model_id, int(k))
     except _user_errors() as exc:
         raise ServiceError(str(exc)) from exc
+
+
+@services.memoize_dataset
+def _recommendations(name: str, user: str, model_id: str, k: int) -> dict[str, Any]:
+    return model_service.recommend(name, user, k=k, model_id=model_id)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -69,26 +114,30 @@ def cached(name: str, model_id: str, user: str, item: str) -> Any | None:
 
 
 def start(name: str, user: str, item: str, model_id: str, n_steps: int = 32) -> str:
-    """Start explaining as a background job; returns a job id for :func:`job`."""
+    """Start explaining as a background job; returns a job id for :func:`job` and
+    :func:`take`. The job's result is ``{"explanation", "panels", "map"}`` (the events map's
+    spec): the page's panels are built in the job, not in the request that hands them out."""
     from ...models.explain.user import explain_user
+    from ..views.explain import map_spec, result_panels
 
     key = _key(name, model_id, user, item)
 
-    def target(progress: jobs.Progress, cancel: Any, log: Any) -> Any:
+    def target(progress: jobs.Progress, cancel: Any, log: Any) -> dict[str, Any]:
         def step(frac: float, msg: str) -> None:
             if cancel.is_set():
                 raise jobs.Cancelled(msg)
             progress({"phase": "explain", "fraction": float(frac), "message": msg})
 
-        hit = cache.EXPLANATIONS.get(key)
-        if hit is not None:
-            step(1.0, "from cache")
-            return hit
-        ex = explain_user(get_store(), name, user, item, model_id, n_steps=n_steps,
-                          progress=step, loaded=model_service.loaded_model(name, model_id))
-        cache.EXPLANATIONS.put(key, ex)
-        step(1.0, f"done in {ex.seconds:.2f} s")
-        return ex
+        ex = cache.EXPLANATIONS.get(key)
+        if ex is None:
+            ex = explain_user(get_store(), name, user, item, model_id, n_steps=n_steps,
+                              progress=lambda f, m: step(0.9 * f, m),
+                              loaded=model_service.loaded_model(name, model_id),
+                              recs=recommendations(name, user, model_id))
+            cache.EXPLANATIONS.put(key, ex)
+        step(0.92, "drawing the figures")
+        spec = map_spec(ex)
+        return {"explanation": ex, "panels": result_panels(ex, spec), "map": spec}
 
     request = {"dataset": name, "user": str(user), "item": str(item), "model_id": model_id}
     try:
@@ -100,18 +149,33 @@ def start(name: str, user: str, item: str, model_id: str, n_steps: int = 32) -> 
 
 
 def job(job_id: str) -> dict[str, Any]:
-    """Snapshot of a job: status (running/done/error), progress 0..1, message, error."""
+    """Snapshot of a job: status (running/done/error), progress 0..1, message, error, and
+    ``waited``: seconds from the request to the end (queueing included; so far, while it
+    runs)."""
     try:
         snap = jobs.snapshot(job_id)
     except jobs.JobNotFound:
         raise ServiceError(f"no explanation job {job_id!r}; click the item again") from None
     status = {jobs.QUEUED: "running", jobs.RUNNING: "running", jobs.DONE: "done"}.get(
         snap["status"], "error")
-    message = snap["progress"].get("message") or "queued"
+    message = snap["progress"].get("message") or "waiting for other explanations"
     error = snap["error"] or ("cancelled" if snap["status"] == jobs.CANCELLED else None)
+    waited = (snap["finished"] or time.time()) - snap["created"]
     return {"status": status, "progress": snap["fraction"],
             "message": "failed" if status == "error" else message, "error": error,
-            "request": snap["meta"]}
+            "request": snap["meta"], "waited": waited}
+
+
+def take(job_id: str) -> dict[str, Any] | None:
+    """The finished job's ``{"explanation", "panels", "map"}``, handed out once (``jobs.claim``):
+    None while it runs, when it failed and on every later call, so polls that overlap draw
+    the result once."""
+    try:
+        if not jobs.claim(job_id):
+            return None
+    except jobs.JobNotFound:
+        return None
+    return jobs.result(job_id)
 
 
 def cancel(job_id: str) -> bool:

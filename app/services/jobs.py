@@ -18,6 +18,8 @@ returns an id at once and the runner keeps in memory what a page polls:
 * ``cancel(id)``: a queued job is cancelled at once and never starts; a running one gets its
   ``threading.Event`` set (models.train stops at the next step and keeps the best checkpoint
   so far; other targets check it between their steps);
+* ``claim(id)``: True exactly once for a finished job, so a page that polls faster than its
+  answers arrive hands a result to the browser once (later polls see False);
 * finished jobs stay until ``keep_finished`` newer ones push them out.
 
 A failure is reported, never raised: errors of the job's ``expected`` types show their own
@@ -109,6 +111,7 @@ class _Record:
     summary: dict[str, Any] | None = None
     error: str | None = None
     unexpected: bool = False   # the error is a bug, not something the user can fix
+    claimed: bool = False      # the result was handed out (:meth:`JobRunner.claim`)
 
 
 def _num(x: Any) -> float | None:
@@ -343,6 +346,17 @@ class JobRunner:
         with self._lock:
             return self._get(job_id).result
 
+    def claim(self, job_id: str) -> bool:
+        """True the first time it is asked of a job that finished (done, failed or
+        cancelled), False before it ends and ever after: overlapping polls of one job deliver
+        its result once."""
+        with self._lock:
+            rec = self._get(job_id)
+            if rec.status in ACTIVE or rec.claimed:
+                return False
+            rec.claimed = True
+            return True
+
     def cancel(self, job_id: str) -> bool:
         """Ask a job to stop; True if it was still queued or running. A queued job is
         cancelled at once and never starts."""
@@ -409,6 +423,10 @@ def cancel(job_id: str) -> bool:
 
 def result(job_id: str) -> Any:
     return RUNNER.result(job_id)
+
+
+def claim(job_id: str) -> bool:
+    return RUNNER.claim(job_id)
 
 
 def wait(job_id: str, timeout: float | None = None) -> dict[str, Any]:

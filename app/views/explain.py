@@ -11,6 +11,7 @@ from dash import dash_table, dcc, html
 
 from ..deckgl import deckmap
 from . import ids, ui
+from .charts import empty_figure
 from .explain_figures import (
     attention_figure,
     attribution_figure,
@@ -26,10 +27,53 @@ _GRAPH = {"displaylogo": False}
 def model_options(models: list[dict[str, Any]]) -> list[dict[str, str]]:
     out = []
     for m in models:
-        ndcg = m.get("ndcg@10")
-        score = f", NDCG@10 {ndcg:.3f}" if isinstance(ndcg, float) else ""
-        out.append({"label": f"{m['model']} · {m['model_id']}{score}", "value": m["model_id"]})
+        val, test = m.get("val_ndcg@10"), m.get("ndcg@10")
+        score = (f", validation NDCG@10 {val:.3f}" if isinstance(val, float) else "") + (
+            f", test {test:.3f}" if isinstance(test, float) else "")
+        flag = " (cancelled training)" if m.get("cancelled") else ""
+        out.append({"label": f"{m['model']} · {m['model_id']}{score}{flag}",
+                    "value": m["model_id"]})
     return out
+
+
+def default_note(best: dict[str, Any] | None, chosen: str | None) -> str:
+    """Why the page opened with its model: the best validation NDCG@10 (or the link asked
+    for another one)."""
+    if not best:
+        return ""
+    if chosen != best["model_id"]:
+        return (f"Showing {chosen}, as the link asked; the default would be "
+                f"{best['model_id']}.")
+    val = best.get("val_ndcg@10")
+    why = (f"best validation NDCG@10: {val:.3f}" if isinstance(val, float)
+           else "no model has a validation score; the newest is shown")
+    if best.get("cancelled"):
+        why += "; its training was cancelled, and no finished model is there"
+    return f"Preselected {best['model']} · {best['model_id']} ({why})."
+
+
+def warm_figures() -> None:
+    """Build one styled figure, so plotly's validators and the page template are loaded (the
+    first figure of a process costs about a second more than later ones)."""
+    empty_figure("")
+
+
+def preload() -> html.Div:
+    """Hidden, empty stand-ins that make the browser fetch and parse plotly.js and deck.gl
+    (megabytes each) while the user picks an item: dcc.Graph loads plotly.js with the first
+    graph on the page, and assets/deckmap.js loads deck.gl once a map container appears.
+    Without them the first explanation waited seconds for both after its result arrived."""
+    return html.Div([dcc.Graph(figure={"data": [], "layout": {}}, config={"staticPlot": True},
+                               style={"height": "1px"}),
+                     html.Div(className="trailscope-deckmap")],
+                    style={"height": "1px", "overflow": "hidden", "visibility": "hidden"},
+                    **{"aria-hidden": "true"})
+
+
+def done_text(waited: float) -> str:
+    """The status line once the result arrives (the page replaces it with the time from the
+    click, measured in the browser)."""
+    return f"Explained in {waited:.2f} s (from the request to the result on the server)."
 
 
 def recommendation_list(recs: dict[str, Any], chosen: str | None = None) -> html.Div:
@@ -59,9 +103,14 @@ def progress(fraction: float, message: str) -> tuple[dict, str]:
     return {"width": f"{max(0.0, min(1.0, fraction)) * 100:.0f}%"}, message
 
 
-def result_panels(ex: Any) -> html.Div:
-    """Every view of one explanation."""
-    spec = events_map_spec(ex)
+def map_spec(ex: Any) -> dict | None:
+    """The deck.gl spec of the explanation's events map (None: no event has coordinates)."""
+    return events_map_spec(ex)
+
+
+def result_panels(ex: Any, spec: dict | None) -> html.Div:
+    """Every view of one explanation. The map is drawn empty: the page sends ``spec`` to
+    its spec store afterwards (a map inserted with its spec inline is not drawn)."""
     facts = (f"{ex.method}" + (f", {ex.n_steps} integration steps" if ex.n_steps else "")
              + f" · score {ex.score:.4f} · baseline {ex.baseline_score:.4f} · convergence "
              f"delta {ex.delta:.2e} · {ex.seconds:.2f} s")
@@ -96,7 +145,7 @@ def result_panels(ex: Any) -> html.Div:
         ui.card(title="Attention of the scoring position", children=[
             dcc.Graph(id=ids.EXPLAIN_FIG_ATTENTION, figure=attention_figure(ex), config=_GRAPH)]),
         ui.card(title="Events on the map, coloured by attribution", children=[
-            deckmap.DeckMap(ids.EXPLAIN_MAP, spec=spec, height=420) if spec is not None else
+            deckmap.DeckMap(ids.EXPLAIN_MAP, height=420) if spec is not None else
             ui.empty_state("No map", "None of these events has coordinates.")]),
     ])
 

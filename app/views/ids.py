@@ -179,3 +179,11 @@ EXPLAIN_BATCH_POLL = "explain-batch-poll"  # interval polling that job
 MAP_SWAP_BUTTON = "map-swap-latlon"  # Data page: exchanges the latitude and longitude mapping
 OVERVIEW_TREND_NOTE = "overview-trend-note"  # Overview: the partial first / last periods
 NAME_LIMIT = "data-name-limit"  # Data page: the dataset name's length against its limit
+EXPLAIN_CLICKED = "explain-clicked"  # store: when the item was clicked (browser ms clock)
+EXPLAIN_DEFAULT_NOTE = "explain-default-note"  # why the preselected model was chosen
+MODELS_DEFAULT_NOTE = "models-default-note"  # Models page: why the inspected model is preselected
+#: pattern-matching type: {"type": MODELS_DELETE, "model": model id}, a Delete button per model
+MODELS_DELETE = "models-delete"
+MODELS_DELETE_CONFIRM = "models-delete-confirm"  # dcc.ConfirmDialog of a model's deletion
+MODELS_DELETE_TARGET = "models-delete-target"  # store: the model id waiting for confirmation
+MODELS_DELETE_STATUS = "models-delete-status"

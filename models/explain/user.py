@@ -51,10 +51,13 @@ def provenance(store: Store, name: str, info: dict[str, Any]) -> dict[str, Any]:
 def explain_user(store: Store, name: str, user: str, item_id: str | None = None,
                  model_id: str | None = None, *, k: int = 10, n_steps: int = 32,
                  deletion_k: int = 3, progress: Progress | None = None,
-                 loaded: ckpt.Loaded | None = None) -> Explanation:
+                 loaded: ckpt.Loaded | None = None,
+                 recs: dict[str, Any] | None = None) -> Explanation:
     """Explain why ``model_id`` (default: the dataset's best current model) recommends
     ``item_id`` (default: its top recommendation) to ``user``. ``loaded``: that model
-    already loaded (``api.load``; a caller explaining many users loads it once)."""
+    already loaded (``api.load``; a caller explaining many users loads it once); ``recs``:
+    its ``api.recommend(store, name, user, k=k, model_id=model_id)`` answer, when the caller
+    already has it (the Explain page shows them before the click)."""
     def step(frac: float, msg: str) -> None:
         if progress is not None:
             progress(frac, msg)
@@ -64,8 +67,9 @@ def explain_user(store: Store, name: str, user: str, item_id: str | None = None,
     loaded = loaded or api.load(store, name, model_id)
     model, meta = loaded.model, loaded.meta
     user_index(meta, user)
-    step(0.15, "recommending")
-    recs = api.recommend(store, name, user, k=k, model_id=model_id, loaded=loaded)
+    if recs is None or recs.get("model_id") != model_id or str(recs.get("user")) != str(user):
+        step(0.15, "recommending")
+        recs = api.recommend(store, name, user, k=k, model_id=model_id, loaded=loaded)
     if item_id is None:
         if not recs["items"]:
             raise ExplainError(f"model {model_id} recommends nothing to user {user!r}; "

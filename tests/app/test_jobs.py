@@ -203,3 +203,17 @@ def test_expected_errors_keep_their_message_and_others_are_hidden():
                                             unexpected="unexpected error ({kind})")), 30)
     assert bug["error"] == "unexpected error (ZeroDivisionError)" and bug["unexpected"]
     assert not mine["unexpected"]
+
+
+def test_a_finished_job_is_claimed_once():
+    """Overlapping polls: only the first one after the end gets to hand the result out."""
+    release = threading.Event()
+    runner = jobs.JobRunner()
+    job_id = runner.start(jobs.Job(lambda p, c, log: release.wait(30) and "ok", kind="explain"))
+    assert runner.claim(job_id) is False  # still queued or running: nothing to hand out
+    release.set()
+    assert runner.wait(job_id, 30)["status"] == jobs.DONE
+    assert [runner.claim(job_id) for _ in range(3)] == [True, False, False]
+    assert runner.result(job_id) == "ok"
+    with pytest.raises(jobs.JobNotFound):
+        runner.claim("no-such-job")

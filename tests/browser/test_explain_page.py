@@ -14,35 +14,19 @@ import pytest
 from playwright.sync_api import expect
 from trailscope.app.views import ids
 
-from tests.browser.conftest import serve
+from tests.browser.test_explain_times import explain_workspace
 
 EXPORT_MS = 120_000  # a PDF is printed by Chromium and a batch explains several users
 
 
 @pytest.fixture(scope="module")
 def explain_server(tmp_path_factory):
-    import torch
     from trailscope.analytics.schema import USER
-    from trailscope.analytics.store import Store
-    from trailscope.models.api import train
 
-    from tests.models.realdata import real_workspace, slice_dataset
-
-    home = tmp_path_factory.mktemp("explain_home")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    store = real_workspace(home, "nyc")
-    slice_dataset(store, "nyc", "nyc40", 40)
-    res = train(store, "nyc40", model="st-transformer", epochs=1, pretrain_epochs=0,
-                hidden=16, batch_size=128, max_len=20, log=lambda _m: None)
-    users = store.query_df(f"SELECT DISTINCT {USER} AS u FROM {store.table('nyc40')} "
-                           "ORDER BY 1 LIMIT 3")["u"].tolist()
-    store.close()
-    torch.set_num_threads(before)
-    assert isinstance(store, Store)
-    with serve(home, {"OMP_NUM_THREADS": "1"}) as url:
-        yield {"url": url, "model_id": res.model_id, "users": [str(u) for u in users],
-               "home": home}
+    with explain_workspace(tmp_path_factory.mktemp("explain_home"), "nyc40", 40, 20,
+                           f"SELECT DISTINCT {USER} AS u FROM {{table}} ORDER BY 1 LIMIT 3"
+                           ) as server:
+        yield server
 
 
 def _save(download, path: Path) -> Path:
@@ -83,7 +67,7 @@ def test_explain_page_views_and_exports(explain_server, page, artifacts, tmp_pat
     for name in ("trend", "rhythm", "drift", "path", "attribution", "groups", "attention",
                  "counterfactual"):
         assert f"id='fig-{name}'" in text
-    assert "<iframe" in text  # the deck map, inlined
+    assert "id='deck-map'" in text  # the deck map, drawn in the report's page
 
     with page.expect_download(timeout=EXPORT_MS) as dl:
         page.click(f"#{ids.EXPLAIN_EXPORT_PDF}")
