@@ -86,9 +86,15 @@ def _train_card(choices: list[dict[str, Any]], active: dict[str, Any] | None) ->
     ])
 
 
+def _preselect(models: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]], str]:
+    """The default model's id, the picker's options and the note saying why."""
+    best = model_service.default_row(models)
+    best_id = best["model_id"] if best else None
+    return best_id, mv.inspect_options(models, best_id), mv.default_note(best)
+
+
 def _inspect_cards(name: str, models: list[dict[str, Any]], coords: bool) -> list[Any]:
-    opts = mv.inspect_options(models)
-    first = next((o["value"] for o in opts if not o["disabled"]), None)
+    first, opts, note = _preselect(models)
     where = (deckmap.DeckMap(ids.MODELS_MAP, height=420) if coords else ui.notice(
         f"Dataset {name!r} has no coordinates (lat/lon), so there is no map of the user's "
         "path and the recommended places; re-import it with latitude/longitude columns "
@@ -107,6 +113,7 @@ def _inspect_cards(name: str, models: list[dict[str, Any]], coords: bool) -> lis
                     id=ids.MODELS_SLICE_METRIC, clearable=False, value="ndcg@10",
                     options=[{"label": v, "value": k} for k, v in mv.SLICE_METRICS.items()])),
             ]),
+            html.P(note, id=ids.MODELS_DEFAULT_NOTE, className="muted"),
             dcc.Loading(dcc.Graph(id=ids.MODELS_SLICE_GRAPH, config={"displaylogo": False}),
                         type="dot", color="#2563eb"),
         ]),
@@ -148,12 +155,16 @@ def layout(dataset: Any = None, **_query: Any) -> html.Div:
         dcc.Store(id=ids.MODELS_VERSION, data=0),
         _train_card(model_service.model_choices(), active),
         ui.card(title="Trained models", children=[
-            html.P("Test metrics over all items (leave-last or time split as trained). "
+            html.P("Validation NDCG@10 picks the default model (best first); test metrics "
+                   "over all items (leave-last or time split as trained) report it. "
                    "HR@K: the next item is in the top K; NDCG@10 and MRR reward ranking it "
                    "high; coverage is the share of items ever recommended; popularity the "
                    "mean training count of recommended items.", className="muted"),
-            dcc.Loading(html.Div(mv.comparison_table(models, name), id=ids.MODELS_TABLE),
-                        type="dot", color="#2563eb"),
+            dcc.Loading(html.Div(mv.comparison_table(models, name, _preselect(models)[0]),
+                                 id=ids.MODELS_TABLE), type="dot", color="#2563eb"),
+            html.Div(id=ids.MODELS_DELETE_STATUS),
+            dcc.ConfirmDialog(id=ids.MODELS_DELETE_CONFIRM),
+            dcc.Store(id=ids.MODELS_DELETE_TARGET),
         ]),
         *_inspect_cards(name, models, model_service.has_coordinates(name)),
     ])
@@ -248,22 +259,55 @@ def poll(_n: int | None, job_id: str | None, version: int | None) -> tuple[Any, 
 # -- comparison and inspection -------------------------------------------------------------
 @callback(
     Output(ids.MODELS_TABLE, "children"), Output(ids.MODELS_INSPECT_PICK, "options"),
-    Output(ids.MODELS_INSPECT_PICK, "value"),
+    Output(ids.MODELS_INSPECT_PICK, "value"), Output(ids.MODELS_DEFAULT_NOTE, "children"),
     Input(ids.MODELS_VERSION, "data"), State(ids.MODELS_DATASET, "data"),
     State(ids.MODELS_INSPECT_PICK, "value"),
     prevent_initial_call=True,
 )
 def refresh_models(_version: int, dataset: str | None, current: str | None) -> tuple[Any, ...]:
     if not dataset:
-        return no_update, no_update, no_update
+        return no_update, no_update, no_update, no_update
     try:
         models = model_service.trained_models(dataset)
     except model_service.user_errors() as exc:
-        return ui.error_box("Could not list the trained models", str(exc)), [], None
-    opts = mv.inspect_options(models)
+        return ui.error_box("Could not list the trained models", str(exc)), [], None, ""
+    best, opts, note = _preselect(models)
     usable = [o["value"] for o in opts if not o["disabled"]]
-    return (mv.comparison_table(models, dataset), opts,
-            current if current in usable else (usable[0] if usable else None))
+    return (mv.comparison_table(models, dataset, best), opts,
+            current if current in usable else best, note)
+
+
+# -- deleting a model ----------------------------------------------------------------------
+@callback(
+    Output(ids.MODELS_DELETE_CONFIRM, "displayed"), Output(ids.MODELS_DELETE_CONFIRM, "message"),
+    Output(ids.MODELS_DELETE_TARGET, "data"),
+    Input({"type": ids.MODELS_DELETE, "model": ALL}, "n_clicks"), prevent_initial_call=True,
+)
+def ask_delete(clicks: list[int | None]) -> tuple[Any, ...]:
+    trigger = ctx.triggered_id
+    if not isinstance(trigger, dict) or not (ctx.triggered and ctx.triggered[0]["value"]):
+        return no_update, no_update, no_update  # the table was redrawn, nobody clicked
+    model_id = str(trigger["model"])
+    return (True, f"Delete model {model_id}? Its checkpoint file is removed; this cannot be "
+            "undone.", model_id)
+
+
+@callback(
+    Output(ids.MODELS_DELETE_STATUS, "children"),
+    Output(ids.MODELS_VERSION, "data", allow_duplicate=True),
+    Input(ids.MODELS_DELETE_CONFIRM, "submit_n_clicks"),
+    State(ids.MODELS_DELETE_TARGET, "data"), State(ids.MODELS_DATASET, "data"),
+    State(ids.MODELS_VERSION, "data"), prevent_initial_call=True,
+)
+def delete_model(n: int | None, model_id: str | None, dataset: str | None,
+                 version: int | None) -> tuple[Any, Any]:
+    if not n or not model_id or not dataset:
+        return no_update, no_update
+    try:
+        gone = model_service.delete_model(dataset, model_id)
+    except model_service.user_errors() as exc:
+        return ui.error_box("Could not delete the model", str(exc)), no_update
+    return ui.notice(f"Deleted {gone}.", "info"), int(version or 0) + 1
 
 
 @callback(

@@ -126,6 +126,34 @@ def trained_models(dataset: str) -> list[dict[str, Any]]:
     return api.list_models(services.get_store(), dataset)
 
 
+def default_row(models: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row of :func:`trained_models` the pages preselect (``models.api.best_model``: the
+    best validation NDCG@10, a cancelled training only when no finished model is current)."""
+    from ...models import api
+
+    return api.best_model(models)
+
+
+def delete_model(dataset: str, model_id: str) -> str:
+    """Delete a trained model's checkpoint and its sidecar; returns the model id. Refuses
+    (ServiceError) an unknown id and a model a queued or running job uses (an explanation, a
+    report batch), saying what to do."""
+    from ...models.training import checkpoint as ckpt
+
+    try:
+        path = ckpt.find(services.get_store(), dataset, model_id)  # only listed ids
+    except ckpt.CheckpointError as exc:
+        raise ServiceError(str(exc)) from None
+    busy = [j for j in jobs.jobs(active_only=True, dataset=dataset)
+            if j["meta"].get("model_id") == model_id]
+    if busy:
+        raise ServiceError(f"model {model_id} is in use ({busy[0]['label']}); wait for it to "
+                           "finish or cancel it, then delete the model")
+    path.unlink(missing_ok=True)        # first: without its .pt a model is no longer listed
+    path.with_suffix(".json").unlink(missing_ok=True)
+    return path.stem
+
+
 def model_slices(dataset: str, model_id: str) -> dict[str, Any]:
     """Per-slice test metrics of one model: ``{"hour": {...}, "weekday": ..., ...}``."""
     from ...models import api

@@ -20,7 +20,7 @@ from dash import html
 from ...analytics import schema
 from ..deckgl import deckmap
 from ..services.messages import public_message
-from . import ui
+from . import ids, ui
 from .plotsafe import plot_safe
 
 #: Comparison table: (column key, header).
@@ -162,60 +162,90 @@ def messages_view(snap: dict[str, Any] | None) -> html.Details | None:
 
 
 # -- comparison ----------------------------------------------------------------------------
-def comparison_rows(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Current models by test NDCG@10 (best first), then stale ones; ``best`` marks the top."""
+def comparison_rows(models: list[dict[str, Any]], best: str | None = None
+                    ) -> list[dict[str, Any]]:
+    """Models by validation NDCG@10 (best first; the test metrics are for reporting),
+    cancelled trainings after finished ones, stale ones last; ``best`` marks the default
+    model (``services.models.default_row``), which the page preselects."""
     def key(m: dict[str, Any]) -> tuple:
-        v = m.get("ndcg@10")
-        return (bool(m.get("stale")), -(v if v is not None else -math.inf))
+        v = m.get("val_ndcg@10")
+        return (bool(m.get("stale")), bool(m.get("cancelled")),
+                -(v if v is not None else -math.inf))
 
     rows = [dict(m) for m in sorted(models, key=key)]
-    for i, r in enumerate(rows):
-        r["best"] = i == 0 and not r.get("stale") and r.get("ndcg@10") is not None
+    for r in rows:
+        r["best"] = best is not None and r["model_id"] == best
     return rows
 
 
-def comparison_table(models: list[dict[str, Any]], dataset: str | None = None) -> html.Div:
-    """Every trained model of a dataset with its test metrics, or how to train the first."""
+def default_note(row: dict[str, Any] | None) -> str:
+    """Why the page preselects its model."""
+    if not row:
+        return ""
+    val = row.get("val_ndcg@10")
+    why = (f"best validation NDCG@10: {_fmt(val, 3)}" if val is not None
+           else "no model has a validation score; the newest is shown")
+    if row.get("cancelled"):
+        why += "; its training was cancelled, and no finished model is there"
+    return f"Preselected {row['model']} · {row['model_id']} ({why})."
+
+
+def comparison_table(models: list[dict[str, Any]], dataset: str | None = None,
+                     best: str | None = None) -> html.Div:
+    """Every trained model of a dataset with its validation and test metrics, a Delete
+    button each, or how to train the first."""
     if not models:
         return ui.empty_state(
             "No trained model yet",
             "Pick a model above and press Train: markov or pop train in seconds, neural models "
             f"take longer. From a shell: trailscope train {dataset or 'NAME'} --model markov")
     head = html.Thead(html.Tr([html.Th("Model"), html.Th("Split"),
+                               html.Th("Valid NDCG@10", className="num"),
                                *[html.Th(h, className="num") for _, h in COLUMNS],
                                html.Th("Train s", className="num"), html.Th("Trained (UTC)"),
-                               html.Th("")]))
+                               html.Th(""), html.Th("")]))
     body = []
-    for r in comparison_rows(models):
+    for r in comparison_rows(models, best):
         flags = []
         if r.get("stale"):
             flags.append(html.Span("stale", className="tag", title=(
                 "the dataset changed since this model was trained: retrain it")))
         if r.get("cancelled"):
-            flags.append(html.Span("cancelled", className="tag",
-                                   title="training was cancelled; the best epoch was kept"))
+            flags.append(html.Span("cancelled", className="tag", title=(
+                "training was cancelled; the best epoch so far was kept. It is never "
+                "preselected while a finished model is there")))
         if r.get("best"):
-            flags.append(html.Span("best", className="tag"))
+            flags.append(html.Span("best", className="tag",
+                                   title="best validation NDCG@10: preselected below"))
         body.append(html.Tr(className="selected" if r["best"] else None, children=[
             html.Td([html.Strong(str(r["model"])), html.Br(),
                      html.Span(str(r["model_id"]), className="muted")]),
             html.Td(str(r.get("split") or "–")),
+            html.Td(_fmt(r.get("val_ndcg@10")), className="num"),
             *[html.Td(_fmt(r.get(k), 2 if k == "popularity@10" else 4), className="num")
               for k, _ in COLUMNS],
             html.Td(_fmt(r.get("train_seconds"), 1), className="num"),
             html.Td(ui.fmt_time(r.get("created"))),
             html.Td(flags),
+            html.Td(html.Button("Delete", id={"type": ids.MODELS_DELETE,
+                                              "model": str(r["model_id"])},
+                                n_clicks=0, className="btn btn-danger",
+                                title=f"Delete {r['model_id']} (asks first)")),
         ]))
     return html.Div(html.Table([head, html.Tbody(body)], className="table"),
                     className="table-wrap")
 
 
-def inspect_options(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Dropdown options for choosing a trained model (stale ones disabled: they cannot load)."""
-    return [{"label": f"{m['model_id']}  (NDCG@10 {_fmt(m.get('ndcg@10'))})"
+def inspect_options(models: list[dict[str, Any]],
+                    best: str | None = None) -> list[dict[str, Any]]:
+    """Dropdown options for choosing a trained model, in the table's order (stale ones
+    disabled: they cannot load; cancelled ones marked)."""
+    return [{"label": f"{m['model_id']}  (valid NDCG@10 {_fmt(m.get('val_ndcg@10'))}, "
+             f"test {_fmt(m.get('ndcg@10'))})"
+             + ("  cancelled" if m.get("cancelled") else "")
              + ("  stale: retrain" if m.get("stale") else ""),
              "value": m["model_id"], "disabled": bool(m.get("stale"))}
-            for m in comparison_rows(models)]
+            for m in comparison_rows(models, best)]
 
 
 # -- slices --------------------------------------------------------------------------------

@@ -57,17 +57,74 @@ def trained(tmp_path_factory) -> dict[str, Any]:
 def test_comparison_table_ranks_real_models_and_marks_the_best(trained):
     models = model_service.trained_models("tb")
     assert sorted(m["model"] for m in models) == ["gru", "markov"]
-    rows = mv.comparison_rows(models)
-    assert [r["ndcg@10"] for r in rows] == sorted((m["ndcg@10"] for m in models), reverse=True)
+    assert all(isinstance(m["val_ndcg@10"], float) for m in models)
+    best = model_service.default_row(models)
+    assert best["val_ndcg@10"] == max(m["val_ndcg@10"] for m in models)
+    rows = mv.comparison_rows(models, best["model_id"])
+    assert [r["val_ndcg@10"] for r in rows] == sorted((m["val_ndcg@10"] for m in models),
+                                                      reverse=True)
     assert [r["best"] for r in rows] == [True, False]
-    text = _text(mv.comparison_table(models, "tb"))
+    text = _text(mv.comparison_table(models, "tb", best["model_id"]))
     for m in models:
         assert m["model_id"] in text
         assert f"{m['ndcg@10']:.4f}" in text and f"{m['hr@20']:.4f}" in text
+        assert f"{m['val_ndcg@10']:.4f}" in text
         assert f"{m['train_seconds']:.1f}" in text
-    assert "stale" not in text and "best" in text
-    opts = mv.inspect_options(models)
-    assert opts[0]["value"] == rows[0]["model_id"] and not any(o["disabled"] for o in opts)
+    assert "stale" not in text and "best" in text and text.count("Delete") == 2
+    opts = mv.inspect_options(models, best["model_id"])
+    assert opts[0]["value"] == best["model_id"] and not any(o["disabled"] for o in opts)
+    assert f"best validation NDCG@10: {best['val_ndcg@10']:.3f}" in mv.default_note(best)
+
+
+def _copy_as_cancelled(store, dataset: str, model: dict[str, Any], model_id: str) -> None:
+    """A second checkpoint of ``model`` under ``model_id``, marked as a cancelled training
+    with the best validation score of all (what a cancelled run that peaked early saves)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    src = Path(model["path"])
+    dst = src.with_name(f"{model_id}.pt")
+    shutil.copyfile(src, dst)
+    info = json.loads(src.with_suffix(".json").read_text())
+    info.update(model_id=model_id, cancelled=True, created="2999-01-01T00:00:00+00:00")
+    info["metrics"]["valid"]["ndcg@10"] = 1.0
+    dst.with_suffix(".json").write_text(json.dumps(info))
+
+
+def test_a_cancelled_training_is_marked_never_preselected_and_can_be_deleted(trained):
+    import threading
+
+    gru = next(m for m in model_service.trained_models("tb") if m["model"] == "gru")
+    _copy_as_cancelled(trained["store"], "tb", gru, "gru-29990101T000000000000")
+    models = model_service.trained_models("tb")
+    cancelled = next(m for m in models if m["cancelled"])
+    assert cancelled["model_id"] == "gru-29990101T000000000000"
+    assert cancelled["val_ndcg@10"] == 1.0  # the best score, yet not the default
+    best = model_service.default_row(models)
+    assert best["model_id"] != cancelled["model_id"] and not best["cancelled"]
+    assert model_service.default_model("tb") == best["model_id"]
+    rows = mv.comparison_rows(models, best["model_id"])
+    assert rows[-1]["model_id"] == cancelled["model_id"]  # after the finished ones
+    assert "cancelled" in _text(mv.comparison_table(models, "tb", best["model_id"]))
+    assert "cancelled" in next(o["label"] for o in mv.inspect_options(models)
+                               if o["value"] == cancelled["model_id"])
+
+    release = threading.Event()
+    busy = jobs.start(jobs.Job(lambda p, c, log: release.wait(30), label="explain x",
+                               kind="explain",
+                               meta={"dataset": "tb", "model_id": cancelled["model_id"]}))
+    try:
+        with pytest.raises(services.ServiceError, match="in use"):
+            model_service.delete_model("tb", cancelled["model_id"])
+    finally:
+        release.set()
+        jobs.wait(busy, 30)
+    assert model_service.delete_model("tb", cancelled["model_id"]) == cancelled["model_id"]
+    left = model_service.trained_models("tb")
+    assert cancelled["model_id"] not in {m["model_id"] for m in left} and len(left) == 2
+    with pytest.raises(services.ServiceError, match="no model '../gru'"):
+        model_service.delete_model("tb", "../gru")
 
 
 def test_empty_and_stale_states(trained):
