@@ -214,7 +214,8 @@ def draw_zones(status: Any, _summary: Any, replay: Any, categories: list[str] | 
     # The zones follow the map: they are drawn once the map has drawn its spec for the same
     # filters (or once the map callback found nothing to draw), so the chart's work in the
     # browser and the server never delays the map.
-    if not name or not _map_settled(dash.ctx.triggered_id, status, replay):
+    if not name or not _map_settled(list(dash.ctx.triggered_prop_ids.values()), status,
+                                    replay):
         return no_update, no_update
     picked = _active_range(name, time_range, url_range) or {}
 
@@ -228,15 +229,14 @@ def draw_zones(status: Any, _summary: Any, replay: Any, categories: list[str] | 
     return views.guarded("the zones", build, lambda m: (views.error_figure(m), ""))
 
 
-def _map_settled(trigger: Any, status: Any, replay: Any) -> bool:
-    """Whether the map is done for the current filters: it drew a spec (``status``), or its
-    callback answered without one (a summary but no replay controls)."""
-    if trigger == ids.MAP_SUMMARY:
-        return not replay
-    if isinstance(trigger, dict) and trigger.get("type") == deckmap.status_id(ids.MAP_DECK)[
-            "type"]:
-        return isinstance(status, dict) and bool(status.get("spec"))
-    return False
+def _map_settled(triggers: list[Any], status: Any, replay: Any) -> bool:
+    """Whether the map is done for the current filters, given the ids that triggered the
+    zones (Dash may deliver both at once): it drew a spec (``status``), or its callback
+    answered without one (a summary but no replay controls)."""
+    if deckmap.status_id(ids.MAP_DECK) in triggers and isinstance(status, dict) and \
+            status.get("spec"):
+        return True
+    return ids.MAP_SUMMARY in triggers and not replay
 
 
 def _zone_table(z: map_service.ZoneResult) -> Any:
