@@ -12,8 +12,9 @@ caches; then ``--repeat`` warm visits, the best of which is printed:
 
 * browser s: navigation start to the page's content drawn (for the Map page, the map's
   ``data-drawn`` mark: the first frame in which every layer of the map has loaded);
-* server s: the longest Dash callback of the visit, request sent to first byte back;
-* sent KB: bytes of the Dash callback responses of the visit (what the browser parsed).
+* server s: the longest Dash callback answered before the page was drawn, request sent to
+  first byte back (what the page waited for; the Map page's zones come after its map);
+* sent KB: bytes of those callback responses (what the browser parsed to draw).
 
 Adding a page: write ``time_<page>(page, url) -> Visit`` and add it to ``PAGES``.
 """
@@ -51,24 +52,30 @@ class CallbackLog:
     """Dash callback responses of a page: server time (request sent to first byte) and size."""
 
     def __init__(self, page: Any) -> None:
-        self.server_ms: list[float] = []
-        self.sizes: list[int] = []
+        self.calls: list[tuple[float, float, int]] = []
         page.on("requestfinished", self._finished)
 
     def _finished(self, request: Any) -> None:
         if "_dash-update-component" not in request.url:
             return
         t = request.timing
-        if t.get("responseStart", -1) >= 0 and t.get("requestStart", -1) >= 0:
-            self.server_ms.append(t["responseStart"] - t["requestStart"])
+        if t.get("responseStart", -1) < 0 or t.get("requestStart", -1) < 0:
+            return
         try:
-            self.sizes.append(request.sizes()["responseBodySize"])
-        except Exception:  # noqa: BLE001 - a size Chromium did not report is left out
-            pass
+            size = request.sizes()["responseBodySize"]
+        except Exception:  # noqa: BLE001 - a size Chromium did not report counts as 0
+            size = 0
+        # (epoch ms when the answer was in, server ms: request sent to first byte, bytes)
+        self.calls.append((t["startTime"] + t["responseEnd"],
+                           t["responseStart"] - t["requestStart"], size))
 
     def clear(self) -> None:
-        self.server_ms.clear()
-        self.sizes.clear()
+        self.calls = []
+
+    def before(self, epoch_ms: float) -> tuple[float, int]:
+        """(longest server time in s, bytes) of the callbacks answered by ``epoch_ms``."""
+        done = [c for c in self.calls if c[0] <= epoch_ms]
+        return max((c[1] for c in done), default=0.0) / 1000, sum(c[2] for c in done)
 
 
 # -- pages -------------------------------------------------------------------------------------
@@ -81,11 +88,12 @@ def time_map(page: Any, url: str, log: CallbackLog, timeout_ms: int = 300_000) -
     page.goto(f"{url}/map?dataset={DATASET}", wait_until="commit")
     page.wait_for_selector(f"{MAP_CANVAS}[data-drawn]", state="attached", timeout=timeout_ms)
     drawn_ms = float(page.get_attribute(MAP_CANVAS, "data-drawn"))
+    origin = page.evaluate("performance.timeOrigin")
     layers = page.evaluate("k => (window.trailscopeDeck.maps[k] || {base: []}).base.length",
                            '{"id":"map-deck","type":"trailscope-deck-canvas"}')
     page.wait_for_load_state("networkidle", timeout=timeout_ms)
-    return Visit(drawn_ms / 1000, max(log.server_ms, default=0.0) / 1000, sum(log.sizes),
-                 f"{layers} layers")
+    server_s, sent = log.before(origin + drawn_ms)
+    return Visit(drawn_ms / 1000, server_s, sent, f"{layers} layers")
 
 
 #: page name -> timing function; each takes (page, base url, callback log).
@@ -173,8 +181,12 @@ def main(argv: list[str] | None = None) -> int:
           f"(software WebGL), best of {args.repeat} warm visits after one cold", flush=True)
     rows = []
     for n in args.events:
-        rows += run(n, args.pages, args.repeat, args.seed, args.workdir)
-        print_table(rows)
+        got = run(n, args.pages, args.repeat, args.seed, args.workdir)
+        for r in got:
+            print(f"  {n:,} events, {r['page']}: {r['warm'].browser_s:.2f} s in the browser, "
+                  f"{r['warm'].server_s:.2f} s on the server (warm)", flush=True)
+        rows += got
+    print_table(rows)
     return 0
 
 

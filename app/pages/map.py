@@ -172,6 +172,9 @@ def _summary(m: map_views.MapSpec, layers: list[str]) -> Any:
     if "zones" in c:
         parts.append(f"{c['zones']:,} zones holding {c.get('zone_coverage', 0.0):.0%} of "
                      "the located events")
+        if c.get("zones_drawn", c["zones"]) < c["zones"]:
+            parts[-1] += f" (the {c['zones_drawn']:,} busiest drawn)"
+
     if "hexagons" in c:
         parts.append(f"{c['hexagons']:,} hexagons")
     if "flows" in c:

@@ -31,6 +31,9 @@ HEAT_COLORS = [[255, 255, 204], [254, 217, 118], [253, 141, 60], [240, 59, 32],
 #: Zones whose names the map writes on it (the busiest), and flows it draws (the heaviest).
 LABELLED_ZONES = 12
 TOP_FLOWS = 60
+#: Zones the map draws, the busiest: beyond a few hundred they are specks at city zoom that
+#: cost the browser more than they show (the zones table below the map lists them all).
+MAP_ZONES = 400
 
 
 def window_seconds(choice: str | None, span_s: float) -> tuple[float, str]:
@@ -86,7 +89,9 @@ def map_spec(name: str, flt: EventFilter | None, layers: list[str],
         found = maps.zones(name, flt)
         z = found.zones
         if len(z) and "trend" in z.columns:
-            out.append(dm.zone_layer(zone_labels(z), opacity=0.35, tooltip=(
+            drawn = z.nlargest(MAP_ZONES, "visits") if len(z) > MAP_ZONES else z
+            counts["zones_drawn"] = len(drawn)
+            out.append(dm.zone_layer(zone_labels(drawn), opacity=0.35, tooltip=(
                 "{name}\nZone {zone_id} · {trend}\n{visits} visits ({share_pct}) by {users} "
                 "users\n{n_places} places, {across}")))
             named = declutter(z.nlargest(LABELLED_ZONES * 3, "visits"), view["zoom"])
