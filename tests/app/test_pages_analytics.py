@@ -8,6 +8,7 @@ against constants.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from pathlib import Path
@@ -199,10 +200,12 @@ def test_map_spec_layers_on_nyc(ws, nyc_events):
     in_range = nyc_events[(nyc_events[TS] >= "2012-05-01") & (nyc_events[TS] < "2012-10-01")]
     assert m.counts["events"] == in_range[LAT].notna().sum()
     heat = next(layer for layer in m.spec["layers"] if layer["@@type"] == "HeatmapLayer")
-    assert len(heat["data"]) == min(m.counts["events"], map_service.MAX_HEAT_POINTS)
+    cols = heat["_columns"]  # binary, time-ordered (app/deckgl/layers.py binary_column)
+    assert cols["length"] == min(m.counts["events"], map_service.MAX_HEAT_POINTS)
     assert heat["_timeWindow"] == 7 * 86400.0
-    t = [p["t"] for p in heat["data"]]
-    assert min(t) >= 0 and max(t) <= m.span_s  # replay times within the slider's range
+    tc = cols["t"]
+    t = tc["min"][0] + np.frombuffer(base64.b64decode(tc["b64"]), "<u2") * tc["step"][0]
+    assert t.min() >= 0 and t.max() <= m.span_s + tc["step"][0]  # within the slider's range
     trips = next(layer for layer in m.spec["layers"] if layer["@@type"] == "TripsLayer")
     assert all(0 <= s <= m.span_s for d in trips["data"] for s in d["timestamps"])
     json.dumps(m.spec, allow_nan=False)

@@ -80,7 +80,10 @@ def serve(home: Path, env_extra: dict[str, str] | None = None) -> Iterator[str]:
     their own ``home`` and call this; the rest share the ``server_url`` fixture.
     """
     port = _free_port()
-    env = {**os.environ, "TRAILSCOPE_HOME": str(home), **(env_extra or {})}
+    # the blank basemap: no tile requests (the default street map would log a failed request
+    # per tile offline); tests/browser/test_deckmap_offline.py checks the street-map fallback
+    env = {**os.environ, "TRAILSCOPE_HOME": str(home), "TRAILSCOPE_BASEMAP": "blank",
+           **(env_extra or {})}
     env.pop("TRAILSCOPE_DEFAULT_DATASET", None)
     log = open(home / "server.log", "w")  # closed below
     proc = subprocess.Popen(
