@@ -247,8 +247,9 @@ def draw_forecast(freq: str, name: str | None) -> tuple[Any, Any]:
         fig = charts.forecast_figure(res.history, res.forecast, freq, partial=res.partial)
         return fig, _backtest_table(res)
 
+    # the message wraps in the half-width card (the services' sentences run to 160 chars)
     return views.guarded("the forecast", build,
-                         lambda m: (views.error_figure(m), ""))
+                         lambda m: (charts.empty_figure(m, 320, wrap=60), ""))
 
 
 def _backtest_table(res: svc.ForecastResult) -> Any:

@@ -52,12 +52,31 @@ def _legend_below(fig: go.Figure) -> go.Figure:
     return fig
 
 
+def wrap_words(text: str, width: int) -> list[str]:
+    """``text`` cut at spaces into lines of at most ``width`` characters (a longer word keeps
+    a line of its own)."""
+    lines: list[str] = []
+    for word in str(text).split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 @plot_safe
-def empty_figure(message: str, height: int = 300) -> go.Figure:
-    """A blank chart with ``message`` in the middle (empty states)."""
+def empty_figure(message: str, height: int = 300, wrap: int | None = None) -> go.Figure:
+    """A blank chart with ``message`` in the middle (empty states). With ``wrap`` the message
+    is cut into lines of at most that many characters, one annotation each, centred as a
+    block: plotly does not wrap annotations, and a sentence of 160 characters ran past both
+    edges of a half-width card."""
     fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper",
-                       yref="paper", font={"size": 14, "color": "#64748b"})
+    lines = wrap_words(message, wrap) if wrap else [message]
+    step = 18 / max(height, 1)  # a line's height in paper units
+    for i, line in enumerate(lines):
+        fig.add_annotation(text=line, showarrow=False, x=0.5, xref="paper", yref="paper",
+                           y=0.5 + ((len(lines) - 1) / 2 - i) * step,
+                           font={"size": 12 if wrap else 14, "color": "#64748b"})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return _style(fig, height, legend=False)

@@ -197,6 +197,11 @@ def test_nothing_overflows_its_card(url, browser, artifacts, upload_file, width)
 
         page.goto(f"{url}/overview?dataset={LONG}")
         _drawn(page, 4, ".kpi-row")
+        # 9 days of events: no weekly forecast, and the message saying why must fit
+        page.locator(f"#{ids.OVERVIEW_FORECAST_FREQ} label", has_text="Weekly").click()
+        page.wait_for_function("id => document.getElementById(id).textContent"
+                               ".includes('Cannot show the forecast')",
+                               arg=ids.OVERVIEW_FORECAST)
         problems += _check(page, artifacts, "overview-long-name", width)
         errors = list(page.console.errors)
     finally:
