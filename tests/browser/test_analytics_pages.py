@@ -40,7 +40,7 @@ def url(tmp_path_factory) -> Iterator[str]:
             import_sample(store, "sample", users=60)
             ingest.import_file(store, NYC, name="nyc")
             save_taobao(store, "tb", 3000)
-    with browser_conftest.serve(home) as base:
+    with browser_conftest.serve(home, {"TRAILSCOPE_BASEMAP": "blank"}) as base:  # offline
         yield base
 
 
