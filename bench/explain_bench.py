@@ -96,7 +96,8 @@ def browser_times(home: Path, rounds: int, log) -> None:
                 rows.append((n, t))
                 log(f"  round {r + 1}, explanation {n} (user {users[n - 1]}, item {t['item']}):"
                     f" {t['page_s']:.2f} s in the page (test clock {t['clock_s']:.2f} s), "
-                    f"{t['compute_s']:.2f} s computing; console errors: {len(errors)}; "
+                    f"{t['server_s']:.2f} s on the server, {t['compute_s']:.2f} s computing; "
+                    f"console errors: {len(errors)}; "
                     f"load {os.getloadavg()[0]:.1f}")
         browser.close()
     for n, goal in ((1, 3.0), (2, 1.0)):

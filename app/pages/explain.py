@@ -167,19 +167,10 @@ def poll(_n: int, job: dict | None) -> tuple[Any, ...]:
             False, False)
 
 
-# The events map gets its spec once the panels are on the page, in the browser.
-clientside_callback(
-    """function(request) {
-        const n = dash_clientside.callback_context.outputs_list.length;
-        return Array(n).fill(request && request.map ? request.map : null);
-    }""",
-    Output({**deckmap.spec_id(ids.EXPLAIN_MAP), "id": ALL}, "data"),
-    Input(ids.EXPLAIN_REQUEST, "data"), prevent_initial_call=True,
-)
-
-
 # The click's time (browser clock), and once the result is on the page the time since then:
-# the wait the user really had (queueing, the job, polling, transfer and drawing).
+# the wait the user really had (queueing, the job, polling, transfer and drawing). The events
+# map gets its spec here, once its store is on the page (a map inserted with its spec inline
+# is not drawn, and a callback on the request can run before the new store is there).
 clientside_callback(
     """function(clicks) {
         const t = (dash_clientside.callback_context.triggered || [])[0];
@@ -191,27 +182,36 @@ clientside_callback(
 )
 clientside_callback(
     """function(request, clicked) {
-        if (!request || !clicked) { return dash_clientside.no_update; }
+        if (!request) { return dash_clientside.no_update; }
         const figs = FIGURES;
         const map = () => document.querySelector("#RESULT .trailscope-deckmap[data-drawn]");
         const drawn = () => figs.every(id => document.querySelector("#" + id + " .main-svg"))
             && (!request.map || map());
+        const mapBox = () => document.querySelector("#RESULT .trailscope-deckmap");
+        let mapSent = !request.map;
         return new Promise(function(resolve) {
             const until = Date.now() + 120000;
             (function check() {
+                if (!mapSent && mapBox()) {  // the map's store is on the page: send its spec
+                    dash_clientside.set_props(SPEC_ID, {data: request.map});
+                    mapSent = true;
+                }
                 if (!drawn() && Date.now() < until) { setTimeout(check, 25); return; }
                 requestAnimationFrame(function() {
+                    if (!clicked) { resolve(dash_clientside.no_update); return; }
                     const shown = (Date.now() - clicked) / 1000;
                     resolve("Explained in " + shown.toFixed(2) + " s from your click to the " +
-                            "drawn figures and map (" + request.seconds.toFixed(2) + " s of it " +
-                            "computing the explanation).");
+                            "drawn figures and map: " + request.waited.toFixed(2) + " s on " +
+                            "the server, " + request.seconds.toFixed(2) + " s of it computing " +
+                            "the explanation.");
                 });
             })();
         });
     }""".replace("FIGURES", json.dumps([ids.EXPLAIN_FIG_ATTRIBUTION, ids.EXPLAIN_FIG_GROUPS,
                                           ids.EXPLAIN_FIG_COUNTERFACTUAL,
                                           ids.EXPLAIN_FIG_ATTENTION])
-                 ).replace("RESULT", ids.EXPLAIN_RESULT),
+                 ).replace("RESULT", ids.EXPLAIN_RESULT).replace(
+                     "SPEC_ID", json.dumps(deckmap.spec_id(ids.EXPLAIN_MAP))),
     Output(ids.EXPLAIN_STATUS, "children", allow_duplicate=True),
     Input(ids.EXPLAIN_REQUEST, "data"), State(ids.EXPLAIN_CLICKED, "data"),
     prevent_initial_call=True,

@@ -66,10 +66,13 @@ def warm(name: str, model_id: str) -> str | None:
         warm_figures()
         model_service.loaded_model(name, model_id)
 
+    meta = {"dataset": name, "model_id": model_id, "warm": True}
+    running = jobs.jobs(active_only=True, kind="explain", **meta)
+    if running:  # pages opened at once share one
+        return running[0]["id"]
     try:
         return jobs.start(jobs.Job(target, label=f"prepare {model_id} for explanations",
-                                   kind="explain", meta={"dataset": name, "model_id": model_id,
-                                                         "warm": True},
+                                   kind="explain", meta=meta,
                                    expected=_user_errors(), unexpected=_UNEXPECTED))
     except jobs.QueueFull:
         return None

@@ -176,6 +176,29 @@ def test_cancel_a_running_training(url, page):
     assert page.console.errors == []
 
 
+def test_the_cancelled_run_is_not_preselected_and_can_be_deleted(url, page):
+    """After test_cancel_a_running_training: the default is a finished model, said why, and
+    the cancelled one goes with its Delete button once the dialog is accepted."""
+    _open(page, url, TB)
+    rows = page.locator(f"#{ids.MODELS_TABLE} tbody tr")
+    cancelled = rows.filter(has=page.locator(".tag", has_text="cancelled"))
+    expect(cancelled).to_have_count(1)
+    cancelled_id = cancelled.locator(".muted").first.inner_text().strip()
+    note = page.locator(f"#{ids.MODELS_DEFAULT_NOTE}")
+    expect(note).to_contain_text("best validation NDCG@10")
+    assert cancelled_id not in note.inner_text()
+    best = rows.filter(has=page.locator(".tag", has_text="best"))
+    expect(best).to_have_count(1)
+    assert best.locator(".muted").first.inner_text().strip() in note.inner_text()
+    n = rows.count()
+    page.once("dialog", lambda d: d.accept())
+    cancelled.get_by_role("button", name="Delete").click()
+    expect(page.locator(f"#{ids.MODELS_DELETE_STATUS}")).to_contain_text(f"Deleted {cancelled_id}")
+    expect(rows).to_have_count(n - 1)
+    expect(page.locator(f"#{ids.MODELS_TABLE}")).not_to_contain_text(cancelled_id)
+    assert page.console.errors == []
+
+
 def test_recommendations_on_the_map_beside_the_users_path(url, page, artifacts):
     _open(page, url, GEO)
     _train(page, "markov")
