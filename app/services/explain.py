@@ -118,29 +118,32 @@ def cached(name: str, model_id: str, user: str, item: str) -> Any | None:
 
 def start(name: str, user: str, item: str, model_id: str, n_steps: int = 32) -> str:
     """Start explaining as a background job; returns a job id for :func:`job` and
-    :func:`take`. The job's result is ``{"explanation", "panels", "map"}`` (the events map's
-    spec): the page's panels are built in the job, not in the request that hands them out."""
+    :func:`take`. The job's result is the Explanation; the job also builds the page's panels
+    and the events map's spec (memoised beside it), so the request that hands them out
+    (:func:`take`) does not."""
     from ...models.explain.user import explain_user
-    from ..views.explain import map_spec, result_panels
 
     key = _key(name, model_id, user, item)
 
-    def target(progress: jobs.Progress, cancel: Any, log: Any) -> dict[str, Any]:
+    def target(progress: jobs.Progress, cancel: Any, log: Any) -> Any:
         def step(frac: float, msg: str) -> None:
             if cancel.is_set():
                 raise jobs.Cancelled(msg)
             progress({"phase": "explain", "fraction": float(frac), "message": msg})
 
         ex = cache.EXPLANATIONS.get(key)
-        if ex is None:
+        hit = ex is not None
+        if not hit:
             ex = explain_user(get_store(), name, user, item, model_id, n_steps=n_steps,
                               progress=lambda f, m: step(0.9 * f, m),
                               loaded=model_service.loaded_model(name, model_id),
                               recs=recommendations(name, user, model_id))
             cache.EXPLANATIONS.put(key, ex)
-        step(0.92, "drawing the figures")
-        spec = map_spec(ex)
-        return {"explanation": ex, "panels": result_panels(ex, spec), "map": spec}
+        if cache.EXPLANATIONS.get(_view_key(key)) is None:
+            step(0.92, "drawing the figures")
+            _view(key, ex)
+        step(1.0, "from cache" if hit else f"done in {ex.seconds:.2f} s")
+        return ex
 
     request = {"dataset": name, "user": str(user), "item": str(item), "model_id": model_id}
     try:
@@ -149,6 +152,20 @@ def start(name: str, user: str, item: str, model_id: str, n_steps: int = 32) -> 
                                    unexpected=_UNEXPECTED))
     except jobs.QueueFull as exc:
         raise ServiceError(str(exc)) from exc
+
+
+def _view_key(key: tuple) -> tuple:
+    return (*key, "panels")
+
+
+def _view(key: tuple, ex: Any) -> dict[str, Any]:
+    """The page's panels and map spec of explanation ``ex`` (memoised under ``key``)."""
+    from ..views.explain import map_spec, result_panels
+
+    spec = map_spec(ex)
+    view = {"panels": result_panels(ex, spec), "map": spec}
+    cache.EXPLANATIONS.put(_view_key(key), view)
+    return view
 
 
 def job(job_id: str) -> dict[str, Any]:
@@ -170,15 +187,20 @@ def job(job_id: str) -> dict[str, Any]:
 
 
 def take(job_id: str) -> dict[str, Any] | None:
-    """The finished job's ``{"explanation", "panels", "map"}``, handed out once (``jobs.claim``):
-    None while it runs, when it failed and on every later call, so polls that overlap draw
-    the result once."""
+    """The finished job's ``{"explanation", "panels", "map"}`` (the events map's spec),
+    handed out once (``jobs.claim``): None while it runs, when it failed and on every later
+    call, so polls that overlap draw the result once."""
     try:
         if not jobs.claim(job_id):
             return None
+        ex, meta = jobs.result(job_id), jobs.snapshot(job_id)["meta"]
     except jobs.JobNotFound:
         return None
-    return jobs.result(job_id)
+    if ex is None:
+        return None
+    key = _key(meta["dataset"], meta["model_id"], meta["user"], meta["item"])
+    view = cache.EXPLANATIONS.get(_view_key(key)) or _view(key, ex)
+    return {"explanation": ex, **view}
 
 
 def cancel(job_id: str) -> bool:
