@@ -280,7 +280,8 @@ def start_batch(name: str, text: str | None, fmt: str, model_id: str) -> str:
 
     try:
         return jobs.start(jobs.Job(target, label=f"export {len(users)} reports of {name}",
-                                   kind="explain", meta={"dataset": name, "batch": True},
+                                   kind="explain",
+                                   meta={"dataset": name, "batch": True, "model_id": model_id},
                                    summarize=summarize, expected=(ValueError, OSError),
                                    unexpected=_UNEXPECTED))
     except jobs.QueueFull as exc:
