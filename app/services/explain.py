@@ -245,15 +245,18 @@ def parse_users(text: str | None) -> list[str]:
 
 def batch_zip(name: str, users: list[str], fmt: str, model_id: str,
               on_user: Any = None) -> tuple[bytes, dict]:
-    """A zip of one report per user (plus failures.txt when some fail) and the summary."""
+    """A zip of one report per user (plus failures.txt when some fail) and the summary. HTML
+    reports share one copy of plotly.js and deck.gl, zipped beside them (about 0.15 MB per
+    report instead of 9 MB)."""
     from ..reports import report
 
     with tempfile.TemporaryDirectory() as tmp:
         out = report.export_batch(get_store(), name, users, tmp, fmt=fmt, model_id=model_id,
-                                  loaded=_loaded_or_none(name, model_id), on_user=on_user)
+                                  loaded=_loaded_or_none(name, model_id), on_user=on_user,
+                                  shared=fmt == "html")
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for p in out["written"]:
+            for p in [*out["written"], *out.get("libraries", [])]:
                 zf.write(p, Path(p).name)
             if out["failed"]:
                 zf.writestr("failures.txt", "".join(f"{u}: {why}\n"
