@@ -3,9 +3,6 @@ text fusion and one-user latency."""
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -188,15 +185,16 @@ def test_bad_relation_is_explained():
         small(make_meta(), relation="dense")
 
 
-def test_top10_for_one_user_is_fast():
-    """Top-10 over 5,000 items for one user with 50 events: median under 20 ms on CPU."""
+def test_top10_for_one_user_over_5000_items():
+    """Top-10 over 5,000 items for one user with 50 events: the ten best real items (its
+    latency is a benchmark, bench/model_bench.py's top-10 row, not a timed unit test)."""
     meta = make_meta(n_items=5000, max_len=50)
     model = STTransformer(meta).eval()
     batch = make_batch(meta, batch_size=1, seq_len=50, min_len=50)
-    times = []
     with torch.inference_mode():
-        for _ in range(15):
-            t = time.perf_counter()
-            model.score(batch).topk(10)
-            times.append(time.perf_counter() - t)
-    assert statistics.median(times) < 0.020, times
+        scores = model.score(batch)
+        top = scores.topk(10)
+    assert scores.shape == (1, meta.n_items + 1) and torch.isfinite(scores[0, 1:]).all()
+    ranked = torch.argsort(scores[0], descending=True)[:10]
+    assert set(top.indices[0].tolist()) == set(ranked.tolist())
+    assert 0 not in top.indices[0].tolist()  # the padding index is never recommended
