@@ -214,6 +214,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         else:
             print(f"{row['model_id']:40} {row['split']:11} hr@10 {row['hr@10']:.4f} "
                   f"ndcg@10 {row['ndcg@10']:.4f} mrr {row['mrr']:.4f}")
+            chosen = row.get("chosen") or {}
+            if chosen:  # the settings the model chose on the validation split
+                print("  chosen on validation: " + ", ".join(f"{k} {v}"
+                                                          for k, v in chosen.items()))
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:

@@ -135,6 +135,10 @@ def test_train_evaluate_recommend_explain_json(home: Path) -> None:  # user 43: 
     assert [row["model_id"] for row in rows] == [trained["model_id"]]
     assert {"model", "split", "hr@10", "ndcg@10", "mrr", "train_seconds"} <= set(rows[0])
     assert rows[0]["split"] == "leave-last" and rows[0]["hr@10"] >= rows[0]["ndcg@10"]
+    chosen = rows[0]["chosen"]  # repeat picks its window and half-life on validation
+    assert {"window", "half_life_hours"} <= set(chosen)
+    r = run_cli(home, "evaluate", "nyc")
+    assert f"chosen on validation: window {chosen['window']}" in r.stdout
 
     r = run_cli(home, "recommend", "nyc", "43", "--k", "5", "--at", "2012-06-01T19:00",
                 "--json")
