@@ -217,8 +217,10 @@ def pretrain_source(store: Any, name: str, args: argparse.Namespace, text: str |
 
 def transfer(store: Any, args: argparse.Namespace, home: Path) -> list[dict[str, Any]]:
     a, b = args.transfer.split(":")
+    # --source names the file of a dataset whose two halves are transferred between
+    one_base = len({HALVES.get(n, (n, None))[0] for n in (a, b)}) == 1
     for name in dict.fromkeys((a, b)):
-        info = import_dataset(store, name, users=args.users)
+        info = import_dataset(store, name, args.source if one_base else None, users=args.users)
         print(f"imported {name}: {info.rows} events, {info.users} users, {info.items} items",
               flush=True)
     text_a = text_file(store, a, args.max_len, home) if args.text else None
