@@ -67,11 +67,6 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _period(value: Any) -> str:
-    text = str(value)
-    return text[:-9] if text.endswith("T00:00:00") else text
-
-
 def _text(what: str, data: dict[str, Any]) -> str:
     if what == "zones":
         zones = data.get("zones") or []
@@ -85,6 +80,8 @@ def _text(what: str, data: dict[str, Any]) -> str:
             lines.append(f"  ... {len(zones) - 40} more (use --json for all)")
         return "\n".join(lines)
     if what == "forecast":
+        from ...analytics.temporal.periods import label
+
         bt = data.get("backtest") or {}
         partial = data.get("partial_periods") or []
         mape = (f"MAPE {bt['mape']:.1f}%" if bt.get("mape") is not None
@@ -93,7 +90,7 @@ def _text(what: str, data: dict[str, Any]) -> str:
                  f"{data.get('freq')} periods ahead",
                  f"  backtest: MASE {_fmt(bt.get('mase'))}, sMAPE {_fmt(bt.get('smape'), '.1f')}%; "
                  + mape]
-        lines += [f"  left out as partial: {_period(p.get('period'))} "
+        lines += [f"  left out as partial: {label(p.get('period'), data.get('freq'))} "
                   f"({_fmt(p.get('coverage'), '.0%')} covered)" for p in partial]
         return "\n".join(lines)
     users = {str(u.get("user")): u for u in data.get("users") or []}
