@@ -23,11 +23,12 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # Debian's chromium + chromium-driver for the browser tests and PDF reports (no browser
-# downloads), and poppler-utils (pdftoppm) to check the PDFs.
+# downloads), poppler-utils (pdftoppm) to check the PDFs, and redis-server, which the stream
+# tests start themselves on a free loopback port (the Debian service it installs is stopped).
 browser:
-	@test -x /usr/bin/chromium -a -x /usr/bin/pdftoppm || { \
+	@test -x /usr/bin/chromium -a -x /usr/bin/pdftoppm -a -x /usr/bin/redis-server || { \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver poppler-utils; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver poppler-utils redis-server; }
 
 run: setup
 	@$(VENV)/bin/trailscope datasets --json | $(PY) -c "import json,sys; sys.exit(0 if any(d['name']=='sample' for d in json.load(sys.stdin)) else 1)" \
