@@ -9,12 +9,18 @@ import sys
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from ...analytics.distributed import export_parquet
+    from ...analytics.distributed import DAY, export_parquet
     from ...analytics.store import Store
 
     with Store() as store:
-        out = export_parquet(store, args.name, args.path)
-    print(f"wrote {out}")
+        out = export_parquet(store, args.name, args.path, overwrite=args.overwrite)
+        rows = store.info(args.name).rows
+    if out.is_dir():
+        days = sum(1 for p in out.iterdir() if p.name.startswith(f"{DAY}="))
+        print(f"wrote {rows:,} events of {args.name!r} to {out} in {days:,} day partitions "
+              f"({DAY}=YYYY-MM-DD, UTC)")
+    else:
+        print(f"wrote {rows:,} events of {args.name!r} to {out}")
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -49,9 +55,13 @@ def add_engine_parsers(sub: argparse._SubParsersAction) -> None:
     from ...analytics.distributed import AGGREGATIONS
     from .figures import FIGURES
 
-    s = sub.add_parser("export", help="write a dataset to Parquet (for Spark or other tools)")
+    s = sub.add_parser("export", help="write a dataset to Parquet (for Spark or other tools): "
+                       "a folder of day partitions, or one file")
     s.add_argument("name")
-    s.add_argument("path")
+    s.add_argument("path", metavar="DIR", help="a folder: Hive-style day partitions "
+                   "DIR/day=YYYY-MM-DD/*.parquet (UTC dates); a name ending in .parquet: one file")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an existing file or a non-empty folder")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("aggregate", help="run a heavy aggregation on DuckDB or Spark, or print "

@@ -222,3 +222,38 @@ def test_aggregate_figures_text_and_refusals(home: Path) -> None:
     assert "no dataset named 'no_such_set'" in r.stderr
     r = run_cli(home, "aggregate", "forecast", "nyc", "--engine", "spark")
     assert r.returncode == 1 and "DuckDB only" in r.stderr
+
+
+def test_export_day_partitions_then_aggregate_them(tmp_path: Path) -> None:
+    """`trailscope export NAME DIR`: Hive-style day folders; refused on a non-empty DIR without
+    --overwrite (nothing touched); the folder aggregates like the stored dataset."""
+    home = tmp_path / "home"
+    assert run_cli(home, "import", str(TAOBAO), "--name", "tb", "--no-summaries").returncode == 0
+    out = tmp_path / "export"
+    r = run_cli(home, "export", "tb", str(out))
+    assert r.returncode == 0, r.stderr
+    days = sorted(p.name for p in out.iterdir())
+    assert days and all(len(d) == len("day=2017-11-25") and d.startswith("day=") for d in days)
+    assert f"in {len(days)} day partitions" in r.stdout and "26,222 events" in r.stdout
+    files = sorted(out.glob("day=*/*.parquet"))
+    stamp = [p.stat().st_mtime_ns for p in files]
+
+    r = run_cli(home, "export", "tb", str(out))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "not empty" in r.stderr and "--overwrite" in r.stderr
+    assert str(tmp_path) not in r.stderr  # no server path in a message
+    assert [p.stat().st_mtime_ns for p in sorted(out.glob("day=*/*.parquet"))] == stamp
+    assert run_cli(home, "export", "tb", str(out), "--overwrite").returncode == 0
+
+    by_name = run_cli(home, "aggregate", "trend", "tb", "--json")
+    by_folder = run_cli(home, "aggregate", "trend", str(out), "--json")
+    assert by_name.returncode == by_folder.returncode == 0, by_folder.stderr
+    assert json.loads(by_folder.stdout) == json.loads(by_name.stdout)
+    assert sum(r["events"] for r in json.loads(by_name.stdout)) == 26_222
+
+    single = tmp_path / "tb.parquet"  # a .parquet name still writes one file
+    r = run_cli(home, "export", "tb", str(single))
+    assert r.returncode == 0 and single.is_file(), r.stderr
+    r = run_cli(home, "export", "nope", str(tmp_path / "x"))
+    assert r.returncode == 1 and "no dataset named 'nope'" in r.stderr
+    assert not (tmp_path / "x").exists()
