@@ -1,9 +1,10 @@
 """The models service API: what the CLI and the dashboard call.
 
-``train`` (re-exported from models.train), ``evaluate``, ``list_models``, ``load`` and
-``recommend``. Nothing is cached here: ``load`` rebuilds a model from its file on every call,
-and a caller that serves many requests (the dashboard's service layer) memoises the loaded
-model and hands it to ``recommend(..., loaded=...)``.
+``train`` (re-exported from models.training.loop), ``update`` (an online update: continue
+a trained model on the events since, models.training.online), ``evaluate``, ``list_models``,
+``load`` and ``recommend``. Nothing is cached here: ``load`` rebuilds a model from its file on
+every call, and a caller that serves many requests (the dashboard's service layer) memoises
+the loaded model and hands it to ``recommend(..., loaded=...)``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from .data.history import history_batch, user_index
 from .training import checkpoint as ckpt
 from .training.evaluate import evaluate_model
 from .training.loop import TrainResult, train
+from .training.online import UpdateResult, update
 
-__all__ = ["train", "TrainResult", "evaluate", "list_models", "best_model", "default_model",
-           "load", "recommend"]
+__all__ = ["train", "TrainResult", "update", "UpdateResult", "evaluate", "list_models",
+           "best_model", "default_model", "load", "recommend"]
 
 METRIC_KEYS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr",
                "coverage@10", "popularity@10")
@@ -37,7 +39,8 @@ def list_models(store: Store, name: str) -> list[dict[str, Any]]:
     ``val_ndcg@10`` (validation NDCG@10, None for checkpoints without it), ``cancelled`` (its
     training was cancelled: the best epoch so far was kept), ``stale`` (the dataset changed
     since training: such a model refuses to load), path, config and ``chosen`` (the settings
-    chosen on validation).
+    chosen on validation), ``parent`` (the model an online update continued; None for a
+    model trained from scratch).
     """
     store.info(name)  # raises DatasetNotFound with a helpful message
     fp = store.fingerprint(name)
@@ -52,6 +55,7 @@ def list_models(store: Store, name: str) -> list[dict[str, Any]]:
                     "stale": info.get("fingerprint") != fp, "path": info["path"],
                     "config": info.get("config", {}), "chosen": chosen_settings(info),
                     "val_ndcg@10": (metrics.get("valid") or {}).get("ndcg@10"),
+                    "parent": info.get("parent"),
                     **{k: test.get(k) for k in METRIC_KEYS}})
     return out
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ...analytics import schema
 from ...analytics.schema import check_dataset_name
 from ...analytics.store import Store
 from ..base import DataMeta, Recommender
@@ -64,11 +65,27 @@ def meta_from_dict(d: dict[str, Any]) -> DataMeta:
     return DataMeta(**tuples)
 
 
+def data_extent(store: Store, dataset: str) -> dict[str, Any]:
+    """What a checkpoint records of the dataset as it was when the model was trained, for
+    online updates (models.training.online): ``trained_until``, the time of its last event
+    (unix seconds; an update trains on the targets after it), and ``dataset_rows``, its
+    stored rows (the update scheduler starts an update when there are more)."""
+    cur = store.cursor()
+    try:
+        rows, last = cur.execute(f"SELECT count(*), epoch_us(max({schema.TS})) "
+                                 f"FROM {store.table(dataset)}").fetchone()
+    finally:
+        cur.close()
+    return {"trained_until": None if last is None else last / 1e6, "dataset_rows": int(rows)}
+
+
 def save(store: Store, dataset: str, model: Recommender, *, split: str,
          data_params: dict[str, Any], metrics: dict[str, Any], history: list[dict],
          train_seconds: float, model_id: str | None = None,
          extra: dict[str, Any] | None = None) -> Path:
-    """Write ``<model_id>.pt`` and its ``.json`` sidecar atomically; returns the .pt path."""
+    """Write ``<model_id>.pt`` and its ``.json`` sidecar atomically; returns the .pt path.
+    The sidecar records :func:`data_extent` as stored now unless ``extra`` gives it (an
+    update measures it before reading the events)."""
     folder = models_dir(store, dataset)
     folder.mkdir(parents=True, exist_ok=True)
     model_id = model_id or new_model_id(model.name)
@@ -79,7 +96,7 @@ def save(store: Store, dataset: str, model: Recommender, *, split: str,
         "data_params": data_params, "metrics": _jsonable(metrics),
         "history": _jsonable(history), "train_seconds": float(train_seconds),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        **(extra or {}),
+        **data_extent(store, dataset), **(extra or {}),
     }
     blob = {**info, "meta": meta_to_dict(model.meta),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
