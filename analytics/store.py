@@ -63,9 +63,15 @@ CREATE TABLE IF NOT EXISTS datasets (
     min_lat DOUBLE, max_lat DOUBLE, min_lon DOUBLE, max_lon DOUBLE,
     has_coordinates BOOLEAN,
     imported_at TIMESTAMP,
-    report VARCHAR
+    report VARCHAR,
+    fingerprint VARCHAR
 )
 """
+#: Registry columns in order (``fingerprint``, added later, is appended to older workspaces
+#: when they are opened for writing: :meth:`Store._upgrade_registry`).
+_REGISTRY_COLUMNS = ("name", "source", "format", "rows", "users", "items", "time_min",
+                     "time_max", "min_lat", "max_lat", "min_lon", "max_lon", "has_coordinates",
+                     "imported_at", "report", "fingerprint")
 
 
 class StoreError(RuntimeError):
@@ -133,12 +139,17 @@ def events_table(name: str) -> str:
     return f'"events__{name}"'
 
 
-#: Kinds of tables derived from a dataset (the dashboard's summary tables). A derived table is
+#: Kinds of tables derived from a dataset: ``rollup``, the dashboard's summary tables (rebuilt
+#: from the events at will); ``live``, what the live write path keeps (analytics/append.py:
+#: the appended events with their event ids and arrival times, the known user and item ids),
+#: which nothing can rebuild. A derived table is
 #: named ``"<kind>__<dataset>__<part>"`` with no double underscore in the kind or the part, so
-#: the dataset of every derived table is unambiguous even for names holding ``__``; each kind
-#: keeps one row per dataset in its registry table ``<kind>s`` (column ``name``). The store owns
+#: the dataset of every derived table is unambiguous even for names holding ``__``; a kind may
+#: keep one row per dataset in its registry table ``<kind>s`` (column ``name``). The store owns
 #: this rule so that ``Store.drop`` removes whatever was derived without knowing who built it.
-DERIVED_KINDS = ("rollup",)
+DERIVED_KINDS = ("rollup", "live")
+#: The kinds :func:`drop_derived` drops by default: the summaries, which a rebuild replaces.
+SUMMARY_KINDS = ("rollup",)
 
 
 def derived_table(kind: str, name: str, part: str) -> str:
@@ -149,13 +160,16 @@ def derived_table(kind: str, name: str, part: str) -> str:
     return f'"{kind}__{name}__{part}"'
 
 
-def drop_derived(cur: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Drop every table derived from dataset ``name`` and its registry rows, on ``cur``
-    (inside the caller's transaction: no statement here may fail)."""
+def drop_derived(cur: duckdb.DuckDBPyConnection, name: str,
+                 kinds: tuple[str, ...] = SUMMARY_KINDS) -> None:
+    """Drop the tables of ``kinds`` derived from dataset ``name`` and their registry rows, on
+    ``cur`` (inside the caller's transaction: no statement here may fail). By default the
+    summary tables only (what a summary rebuild replaces); ``Store.drop`` and a re-import
+    pass :data:`DERIVED_KINDS`."""
     tables = {t for (t,) in cur.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = current_schema()"
     ).fetchall()}
-    for kind in DERIVED_KINDS:
+    for kind in kinds:
         head = f"{kind}__{name}__"
         for t in sorted(tables):
             if t.startswith(head) and "__" not in t[len(head):]:
@@ -215,7 +229,24 @@ class Store:
         self._con.execute("SET enable_progress_bar = false")
         if not read_only:
             self._con.execute(_REGISTRY_SQL)
+            self._upgrade_registry()
             clean_temp(self.temp_dir)  # a writer holds the file: no other process imports
+
+    def _upgrade_registry(self) -> None:
+        """Give a workspace from before the ``fingerprint`` column that column, filled with
+        each dataset's content fingerprint as it is now (what its models were bound to)."""
+        cur = self.cursor()
+        try:
+            cur.execute("ALTER TABLE datasets ADD COLUMN IF NOT EXISTS fingerprint VARCHAR")
+            for (name,) in cur.execute(
+                    "SELECT name FROM datasets WHERE fingerprint IS NULL").fetchall():
+                try:
+                    cur.execute("UPDATE datasets SET fingerprint = ? WHERE name = ?",
+                                [content_fingerprint(cur, name), name])
+                except duckdb.Error:
+                    pass  # no events table: fingerprint() says so when asked
+        finally:
+            cur.close()
 
     @property
     def temp_dir(self) -> Path:
@@ -392,8 +423,9 @@ class Store:
             if old is not None:
                 cur.execute(f"DROP TABLE IF EXISTS {events_table(old)}")
                 cur.execute("DELETE FROM datasets WHERE name = ?", [old])
-                if old != name:
-                    drop_derived(cur, old)
+                # the summaries of the same name are rebuilt when stale; what the live path
+                # kept (event ids, known ids) describes the old events and goes with them
+                drop_derived(cur, old, DERIVED_KINDS if old != name else ("live",))
             if staged is None:
                 cur.execute(schema.create_table_sql(table))
                 cur.execute(f"INSERT INTO {table} {select_sql}", params or [])
@@ -426,10 +458,11 @@ class Store:
                 )
             has_coords = s[5] is not None
             cur.execute(
-                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO datasets ({', '.join(_REGISTRY_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_REGISTRY_COLUMNS))})",
                 [name, source, fmt, s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8],
                  has_coords, datetime.now(UTC).replace(tzinfo=None),
-                 json.dumps(report, default=str)],
+                 json.dumps(report, default=str), content_fingerprint(cur, name)],
             )
             cur.execute("COMMIT")
         except duckdb.Error as exc:
@@ -465,14 +498,35 @@ class Store:
         with self.transaction() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {events_table(name)}")
             cur.execute("DELETE FROM datasets WHERE name = ?", [name])
-            drop_derived(cur, name)
+            drop_derived(cur, name, DERIVED_KINDS)
         return name
 
     def fingerprint(self, name: str) -> str:
-        """A short content hash of a dataset (rows, span, id hashes) to bind models to data."""
+        """The fingerprint that binds models to dataset ``name``: its content fingerprint
+        (rows, span, id hashes) fixed when it was imported, kept in the registry. Events
+        appended since (analytics/append.py) leave it as it is, so models trained before
+        stay valid; a re-import of other data changes it. Raises DatasetNotFound."""
         cur = self.cursor()
         try:
+            row = cur.execute("SELECT name, fingerprint FROM datasets "
+                              "WHERE lower(name) = lower(?)",
+                              [name.strip() if isinstance(name, str) else name]).fetchone()
+            if row is None:
+                self.info(name)  # raises with the helpful message
+            # a workspace from before the column, opened read-only: the content as it is
+            return row[1] if row[1] is not None else content_fingerprint(cur, row[0])
+        except duckdb.BinderException:  # read-only workspace without the column at all
             return content_fingerprint(cur, name)
+        finally:
+            cur.close()
+
+    def content_fingerprint(self, name: str) -> str:
+        """A short hash of what dataset ``name`` holds now (appended events included): for
+        whoever needs the content itself, e.g. to tell that a run's input changed."""
+        stored = self.info(name).name  # raises DatasetNotFound with a helpful message
+        cur = self.cursor()
+        try:
+            return content_fingerprint(cur, stored)
         finally:
             cur.close()
 

@@ -1,0 +1,538 @@
+"""The one write path for streamed events: check a batch (:func:`validate`), then store it
+(:func:`append`) in one transaction.
+
+Events arrive one batch at a time (the HTTP API, Redis Streams) as JSON-like dicts::
+
+    {"user_id": "u1", "item_id": "cafe-7", "ts": "2012-04-03T18:00:09-04:00",
+     "lat": 40.74, "lon": -73.99, "behavior": "visit", "category": "Cafe", "value": 4.5,
+     "event_id": "gw-19283"}
+
+:func:`validate` applies the rules of a file import (analytics/ingest: the same time forms and
+range, the same local-time rule, the same words for the same faults), but strictly: a fault
+the importer would skip a row for is an error here, as is an unknown field (a typo must not
+drop a value silently). It reports every fault of the batch at once (:class:`AppendError`,
+``problems``: event index, field, reason), so a sender fixes them in one go; a batch with a
+fault stores nothing.
+
+:func:`append` stores a validated batch in one transaction:
+
+1. events whose ``event_id`` was stored before, or comes twice in the batch, are dropped
+   (a resent batch is stored once);
+2. the rest go to the dataset's events table and to its live table
+   ``"live__<name>__events"`` (canonical columns, ``event_id``, ``arrived_at``: what the Live
+   page reads), a derived table of the store (analytics/store.py), dropped with the dataset;
+3. the ``datasets`` registry row is updated from the batch alone: rows, time span, bounding
+   box, and the users and items not seen before, found in the live id tables
+   ``"live__<name>__users"`` / ``"live__<name>__items"`` (one primary key each, built on the
+   first append), so no append scans the events table;
+4. ``analytics.rollups.incremental.apply(cur, name, batch)`` updates the stored summaries;
+   ``batch`` is a temp table holding exactly the stored events in canonical columns, and the
+   registry row already holds the new counts when it runs.
+
+Any failure rolls all of it back. A dataset's fingerprint (``Store.fingerprint``) is the
+one fixed at import, so models trained before an append stay valid; the registry's row
+count changes, and with it the services' cache stamp (app/services/cache.dataset_stamp).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from . import schema
+from .ingest import localtime, timeparse
+from .ingest.sql import category_sql
+from .ingest.types import REASON_TEXT
+from .rollups import incremental
+from .store import DatasetNotFound, Store, StoreError, derived_table, events_table
+
+U, IT, T, LA, LO = schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON
+B, C, V, TZ = schema.BEHAVIOR, schema.CATEGORY, schema.VALUE, schema.TZ_OFFSET
+#: The optional id of an event, unique per dataset: a resent event is stored once.
+EVENT_ID = "event_id"
+#: When the live write path stored an event (naive UTC), in the live table.
+ARRIVED_AT = "arrived_at"
+#: The fields an event may have; anything else is an error.
+FIELDS: tuple[str, ...] = (*schema.COLUMNS, EVENT_ID)
+#: Longest user id, item id, behaviour and category, and longest event id, in characters.
+TEXT_MAX_CHARS = 1000
+EVENT_ID_MAX_CHARS = 200
+#: Largest |tz_offset_min| accepted (UTC offsets run from -12:00 to +14:00).
+TZ_MAX_MIN = 18 * 60
+#: How many problems an AppendError lists (the rest are counted), and how many its message names.
+MAX_PROBLEMS = 100
+SHOWN_PROBLEMS = 5
+
+_TEXT_FIELDS = {U: REASON_TEXT["missing_user"], IT: REASON_TEXT["missing_item"]}
+_TS_HELP = "use ISO 8601 such as 2012-04-03T18:00:09-04:00 (or ...Z), or unix seconds"
+
+
+@dataclass(frozen=True)
+class EventProblem:
+    """What is wrong with one event of a batch: its 0-based ``index``, the ``field`` (empty
+    when the event as a whole is wrong) and the ``reason`` in words."""
+
+    index: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = "the batch" if self.index < 0 else f"event {self.index}"
+        return f"{where}, field {self.field}: {self.reason}" if self.field else \
+            f"{where}: {self.reason}"
+
+
+class AppendError(ValueError):
+    """A batch that cannot be stored as sent; nothing of it was stored. ``problems`` lists
+    every fault found (at most :data:`MAX_PROBLEMS`; ``more`` counts the rest)."""
+
+    def __init__(self, problems: list[EventProblem], more: int = 0) -> None:
+        self.problems = list(problems)
+        self.more = int(more)
+        total = len(self.problems) + self.more
+        shown = "; ".join(str(p) for p in self.problems[:SHOWN_PROBLEMS])
+        rest = total - min(len(self.problems), SHOWN_PROBLEMS)
+        tail = f" (and {rest} more)" if rest > 0 else ""
+        noun = "problem" if total == 1 else "problems"
+        super().__init__(f"nothing was stored: {total} {noun} in the batch: {shown}{tail}")
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What :func:`append` did: events ``stored``, ``duplicates`` dropped (an event id stored
+    before or repeated in the batch), the dataset's ``rows`` after the commit, and per event
+    of the batch whether it was stored (``kept``, for a caller that merged several batches)."""
+
+    stored: int
+    duplicates: int
+    rows: int
+    kept: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool), repr=False,
+                             compare=False)
+
+
+# -- validate ------------------------------------------------------------------------------
+class _Problems:
+    """Collects problems up to MAX_PROBLEMS and counts the rest."""
+
+    def __init__(self) -> None:
+        self.items: list[EventProblem] = []
+        self.more = 0
+
+    def add(self, index: int, fld: str, reason: str) -> None:
+        if len(self.items) < MAX_PROBLEMS:
+            self.items.append(EventProblem(index, fld, reason))
+        else:
+            self.more += 1
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            order = {f: k for k, f in enumerate(("", *FIELDS))}
+            self.items.sort(key=lambda p: (p.index, order.get(p.field, len(order)), p.field))
+            raise AppendError(self.items, self.more)
+
+
+def _kind(x: Any) -> str:
+    """A JSON-ish type name of ``x`` for messages."""
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return "true/false"
+    if isinstance(x, dict):
+        return "an object"
+    if isinstance(x, list | tuple):
+        return "a list"
+    return type(x).__name__
+
+
+def _number_text(x: int | float) -> str | None:
+    """An int or a finite float as text (``12.0`` -> ``12``), None when not finite."""
+    if isinstance(x, int):
+        return str(x)
+    if not math.isfinite(x):
+        return None
+    return str(int(x)) if x.is_integer() and abs(x) < 2**53 else repr(x)
+
+
+def _text(p: _Problems, i: int, fld: str, x: Any, limit: int = TEXT_MAX_CHARS,
+          numbers: bool = True) -> str | None:
+    """Field ``fld`` of event ``i`` as text (numbers become text when ``numbers``); None for
+    a missing or empty value; a problem when it is neither."""
+    if x is None:
+        return None
+    if isinstance(x, str):
+        if len(x) > limit:
+            p.add(i, fld, f"longer than {limit} characters ({len(x)})")
+            return None
+        return x if x.strip() else None
+    if numbers and isinstance(x, int | float) and not isinstance(x, bool):
+        s = _number_text(x)
+        if s is None:
+            p.add(i, fld, f"{x} is not a usable value: give a finite number or text")
+        return s
+    p.add(i, fld, f"must be text{' or a number' if numbers else ''}, not {_kind(x)}")
+    return None
+
+
+def _float(p: _Problems, i: int, fld: str, x: Any) -> float | None:
+    """Field ``fld`` of event ``i`` as a finite float (numbers or numeric text), else None
+    (a problem unless missing)."""
+    if x is None or (isinstance(x, str) and not x.strip()):
+        return None
+    if isinstance(x, bool) or not isinstance(x, int | float | str):
+        p.add(i, fld, f"must be a number, not {_kind(x)}")
+        return None
+    try:
+        v = float(x)
+    except ValueError:
+        p.add(i, fld, f"{str(x)[:40]!r} is not a number")
+        return None
+    if not math.isfinite(v):
+        p.add(i, fld, f"{str(x)[:40]!r} is not a finite number")
+        return None
+    return v
+
+
+def _time(p: _Problems, i: int, x: Any) -> tuple[str | None, str | None]:
+    """(ISO text, unix text) of event ``i``'s time: one of them set, or a problem."""
+    if x is None or (isinstance(x, str) and not x.strip()):
+        p.add(i, T, REASON_TEXT["missing_time"])
+        return None, None
+    if isinstance(x, int | float) and not isinstance(x, bool):
+        s = _number_text(x)
+        if s is None or abs(x) >= timeparse.MAX_UNIX_MS:
+            p.add(i, T, f"{REASON_TEXT['bad_time']}: {x} ({_TS_HELP})")
+            return None, None
+        return None, s
+    if not isinstance(x, str):
+        p.add(i, T, f"{REASON_TEXT['bad_time']}: {_kind(x)} ({_TS_HELP})")
+        return None, None
+    s = x.strip()
+    if timeparse.matches("unix", s) and abs(float(s)) < timeparse.MAX_UNIX_MS:
+        return None, s
+    if timeparse.matches("iso", s):
+        return s, None
+    p.add(i, T, f"{REASON_TEXT['bad_time']}: {x[:40]!r} ({_TS_HELP})")
+    return None, None
+
+
+def _location(p: _Problems, i: int, rec: dict) -> tuple[float | None, float | None]:
+    """(lat, lon) of event ``i``: both or neither, in range and not 0,0."""
+    given = [f for f in (LA, LO) if rec.get(f) is not None
+             and not (isinstance(rec.get(f), str) and not rec[f].strip())]
+    if len(given) == 1:
+        other = LO if given[0] == LA else LA
+        p.add(i, other, f"{given[0]} is given without {other}: give both or neither")
+        return None, None
+    la, lo = _float(p, i, LA, rec.get(LA)), _float(p, i, LO, rec.get(LO))
+    bad = False
+    if la is not None and not -90 <= la <= 90:
+        p.add(i, LA, f"{la} is out of range (-90 to 90)")
+        bad = True
+    if lo is not None and not -180 <= lo <= 180:
+        p.add(i, LO, f"{lo} is out of range (-180 to 180)")
+        bad = True
+    if la == 0 and lo == 0:
+        p.add(i, LA, "0, 0 is no place (a missing location): leave lat and lon out")
+        bad = True
+    return (None, None) if bad or la is None or lo is None else (la, lo)
+
+
+def _tz(p: _Problems, i: int, x: Any) -> int | None:
+    if x is None:
+        return None
+    v = _float(p, i, TZ, x)
+    if v is None:
+        return None
+    if not v.is_integer() or abs(v) > TZ_MAX_MIN:
+        p.add(i, TZ, f"{x} is not a UTC offset in whole minutes (-{TZ_MAX_MIN} to "
+                     f"{TZ_MAX_MIN})")
+        return None
+    return int(v)
+
+
+def _columns(records: list[Any], p: _Problems) -> dict[str, list[Any]]:
+    """The batch's raw columns (Python values), checking everything that needs no parsing."""
+    cols: dict[str, list[Any]] = {k: [] for k in (U, IT, "t", "e", LA, LO, B, C, V, TZ,
+                                                  EVENT_ID)}
+    allowed = set(FIELDS)
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            p.add(i, "", f"must be an object with {U}, {IT} and {T}, not {_kind(rec)}")
+            for values in cols.values():
+                values.append(None)
+            continue
+        for key in rec:
+            if key not in allowed:
+                p.add(i, str(key)[:80], f"unknown field; the fields are {', '.join(FIELDS)}")
+        for fld, missing in _TEXT_FIELDS.items():
+            before = len(p.items) + p.more
+            v = _text(p, i, fld, rec.get(fld))
+            if v is None and len(p.items) + p.more == before:  # missing, not malformed
+                p.add(i, fld, missing)
+            cols[fld].append(v)
+        t, e = _time(p, i, rec.get(T))
+        cols["t"].append(t)
+        cols["e"].append(e)
+        la, lo = _location(p, i, rec)
+        cols[LA].append(la)
+        cols[LO].append(lo)
+        cols[B].append(_text(p, i, B, rec.get(B), numbers=False))
+        cols[C].append(_text(p, i, C, rec.get(C)))
+        cols[V].append(_float(p, i, V, rec.get(V)))
+        cols[TZ].append(_tz(p, i, rec.get(TZ)))
+        eid = rec.get(EVENT_ID)
+        if isinstance(eid, str) and not eid.strip():
+            p.add(i, EVENT_ID, "is empty: leave it out, or give the event's unique id")
+            eid = None
+        cols[EVENT_ID].append(_text(p, i, EVENT_ID, eid, limit=EVENT_ID_MAX_CHARS))
+    return cols
+
+
+_parser_lock = threading.Lock()
+_parser: duckdb.DuckDBPyConnection | None = None
+
+
+def _parser_cursor() -> duckdb.DuckDBPyConnection:
+    """A cursor of the process's in-memory DuckDB that parses batches (the importer's SQL)."""
+    global _parser
+    with _parser_lock:
+        if _parser is None:
+            _parser = duckdb.connect(":memory:")
+            _parser.execute("SET enable_progress_bar = false")
+        cur = _parser.cursor()
+    cur.execute(timeparse.SESSION_SQL)
+    return cur
+
+
+def _empty() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series([], dtype=schema.PANDAS_DTYPES[c])
+                          for c in schema.COLUMNS})
+    frame[EVENT_ID] = pd.Series([], dtype="string")
+    return frame
+
+
+def validate(records: list[dict]) -> pd.DataFrame:
+    """The events of ``records`` in canonical columns plus ``event_id``, in their order.
+
+    The rules of a file import, strictly: ``user_id`` and ``item_id`` required (numbers become
+    text); ``ts`` required, ISO 8601 (an offset or ``Z`` is converted to UTC; a non-zero
+    offset is also the event's local offset, ``Z``/``+00:00`` only marks UTC) or unix seconds
+    (milliseconds from 1e11 on, as in an import), inside the years an import accepts;
+    ``lat``/``lon`` both or neither, finite, in range; ``behavior`` (default
+    ``schema.DEFAULT_BEHAVIOR``), ``category``, ``value`` (a finite number),
+    ``tz_offset_min`` and ``event_id`` optional; no other field. Events with coordinates and
+    no offset get the offset of their place at their time, as imported events do
+    (analytics/ingest/localtime.py). Raises :class:`AppendError` listing every problem."""
+    p = _Problems()
+    if not isinstance(records, list | tuple):
+        p.add(-1, "", f"must be a list of event objects, not {_kind(records)}")
+        p.raise_if_any()
+    if not records:
+        return _empty()
+    cols = _columns(list(records), p)
+    view = f"_ts_raw_{uuid.uuid4().hex[:10]}"
+    table = f"_ts_batch_{uuid.uuid4().hex[:10]}"
+    raw = pd.DataFrame({"k": np.arange(len(records)), **{
+        k: pd.Series(v, dtype="float64" if k in (LA, LO, V) else
+                     "Int32" if k == TZ else "string") for k, v in cols.items()}})
+    ts = f"coalesce({timeparse.iso_sql('t')}, {timeparse.unix_sql('e')})"
+    offset = f"nullif({timeparse.offset_minutes_sql('t')}, 0)"
+    cur = _parser_cursor()
+    try:
+        cur.register(view, raw)
+        cur.execute(
+            f"CREATE TEMP TABLE {table} AS SELECT k, {U}, {IT}, {ts} AS {T}, {LA}, {LO}, "
+            f"coalesce({B}, {_lit(schema.DEFAULT_BEHAVIOR)}) AS {B}, {category_sql(C)} AS {C}, "
+            f"{V}, coalesce({TZ}, {offset}) AS {TZ}, {EVENT_ID}, "
+            f"{TZ} IS NOT NULL AND {offset} IS NOT NULL AND {TZ} <> {offset} AS _tz_clash, "
+            f"{offset} AS _tz_ts FROM {view}")
+        cur.unregister(view)
+        for k, has_t, clash, tz_ts, ok in cur.execute(
+                f"SELECT k, {T} IS NOT NULL, _tz_clash, _tz_ts, "
+                f"{timeparse.in_range_sql(T)} FROM {table} "
+                f"WHERE {T} IS NULL OR NOT {timeparse.in_range_sql(T)} OR _tz_clash "
+                "ORDER BY k").fetchall():
+            if cols["t"][k] is None and cols["e"][k] is None:
+                continue  # no time, or one refused already
+            shown = str(records[k].get(T))[:40]
+            if not has_t:
+                p.add(k, T, f"{REASON_TEXT['bad_time']}: {shown!r} ({_TS_HELP})")
+            elif not ok:
+                p.add(k, T, f"{REASON_TEXT['time_out_of_range']}: {shown!r}")
+            if clash:
+                p.add(k, TZ, f"{records[k].get(TZ)} differs from the offset in {T} "
+                             f"({tz_ts} minutes)")
+        p.raise_if_any()  # every problem, from both checks
+        localtime.fill(cur, table)
+        out = cur.execute(f"SELECT {', '.join(schema.COLUMNS)}, {EVENT_ID} FROM {table} "
+                          "ORDER BY k").df()
+    finally:
+        try:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        finally:
+            cur.close()
+    return out.astype({**schema.PANDAS_DTYPES, EVENT_ID: "string"})
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+# -- append --------------------------------------------------------------------------------
+#: Appends of this process run one at a time (the server has one writer thread anyway; this
+#: keeps direct callers, e.g. tests and the CLI, from colliding in DuckDB's optimistic
+#: concurrency, where the second commit of the same registry row would fail).
+_write_lock = threading.Lock()
+
+
+def live_table(name: str) -> str:
+    """Quoted name of dataset ``name``'s live table (appended events, ids, arrival times)."""
+    return derived_table("live", name, "events")
+
+
+def _id_tables(name: str) -> dict[str, str]:
+    return {U: derived_table("live", name, "users"), IT: derived_table("live", name, "items")}
+
+
+def _ensure_live(cur: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Create the live table and the id tables of ``name`` if missing (the id tables filled
+    from the stored events: one scan, on the dataset's first append only)."""
+    have = {t for (t,) in cur.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = current_schema() "
+        "AND starts_with(table_name, ?)", [f"live__{name}__"]).fetchall()}
+    if live_table(name).strip('"') not in have:
+        cols = ", ".join(f"{c} {schema.DUCKDB_TYPES[c]}" for c in schema.COLUMNS)
+        cur.execute(f"CREATE TABLE {live_table(name)} ({cols}, {EVENT_ID} VARCHAR UNIQUE, "
+                    f"{ARRIVED_AT} TIMESTAMP)")
+    for col, table in _id_tables(name).items():
+        if table.strip('"') not in have:
+            cur.execute(f"CREATE TABLE {table} ({col} VARCHAR PRIMARY KEY)")
+            cur.execute(f"INSERT INTO {table} SELECT DISTINCT {col} FROM {events_table(name)} "
+                        f"WHERE {col} IS NOT NULL")
+
+
+def _as_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with exactly the canonical columns and event_id, positions 0..n-1."""
+    missing = [c for c in schema.COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the batch lacks the columns {missing}: pass it through validate()")
+    out = frame.reset_index(drop=True)
+    if EVENT_ID not in out.columns:
+        out = out.assign(**{EVENT_ID: pd.Series([None] * len(out), dtype="string")})
+    return out[[*schema.COLUMNS, EVENT_ID]]
+
+
+def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
+    """Store the validated events of ``frame`` (:func:`validate`) in dataset ``name``, in one
+    transaction (see the module's docstring). Raises DatasetNotFound for an unknown dataset
+    and StoreError when the dataset is being imported, the workspace is read-only or the
+    write failed (nothing is stored then)."""
+    name = schema.clean_dataset_name(name)
+    if store.read_only:
+        raise StoreError(f"the workspace {store.path.name} is open read-only: events cannot "
+                         "be stored")
+    frame = _as_frame(frame)
+    ids = frame[EVENT_ID]
+    first = ~(ids.notna() & ids.duplicated()).to_numpy()  # a repeat within the batch
+    kept = np.zeros(len(frame), dtype=bool)
+    with _write_lock:
+        cur = store.cursor()
+        try:
+            cur.execute(timeparse.SESSION_SQL)
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                stored_name, rows = _registered(cur, store, name)
+                if len(frame):
+                    kept, rows = _write(cur, stored_name, frame, first, rows)
+                cur.execute("COMMIT")
+            except duckdb.Error as exc:
+                _rollback(cur)
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise StoreError(f"could not store the events in dataset {name!r} "
+                                 f"({first_line}); nothing was stored: send them again") \
+                    from exc
+            except BaseException:
+                _rollback(cur)
+                raise
+        finally:
+            cur.close()
+    stored = int(kept.sum())
+    return AppendResult(stored=stored, duplicates=len(frame) - stored, rows=int(rows),
+                        kept=kept)
+
+
+def _registered(cur: duckdb.DuckDBPyConnection, store: Store, name: str) -> tuple[str, int]:
+    """(the registered spelling of ``name``, its rows); refusals as the module says."""
+    row = cur.execute("SELECT name, rows FROM datasets WHERE lower(name) = lower(?)",
+                      [name]).fetchone()
+    if row is None:
+        raise DatasetNotFound(f"no dataset named {name!r}: import it first (events are "
+                              "appended to an imported dataset)")
+    if store.claimed(row[0]):
+        raise StoreError(f"dataset {row[0]!r} is being imported right now; send the events "
+                         "again when the import has finished")
+    return str(row[0]), int(row[1])
+
+
+def _write(cur: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, first: np.ndarray,
+           rows: int) -> tuple[np.ndarray, int]:
+    """The transaction's writes; returns (stored mask over ``frame``, rows after)."""
+    _ensure_live(cur, name)
+    tag = uuid.uuid4().hex[:10]
+    view, batch = f"_ts_append_{tag}", f"_ts_batch_{tag}"
+    cand = frame[first]
+    cols = ", ".join(schema.COLUMNS)
+    cur.register(view, cand)
+    try:
+        arrived = datetime.now(UTC).replace(tzinfo=None)
+        accepted = {r[0] for r in cur.execute(
+            f"INSERT OR IGNORE INTO {live_table(name)} SELECT {_typed()}, {EVENT_ID}, ? "
+            f"FROM {view} RETURNING {EVENT_ID}", [arrived]).fetchall()}
+        keep = (cand[EVENT_ID].isna() | cand[EVENT_ID].isin(accepted)).to_numpy(dtype=bool)
+        kept = np.zeros(len(frame), dtype=bool)
+        kept[np.flatnonzero(first)[keep]] = True
+        if not keep.any():
+            return kept, rows
+        where = "" if keep.all() else \
+            f"WHERE {EVENT_ID} IS NULL OR list_contains(?, {EVENT_ID})"
+        cur.execute(f"CREATE TEMP TABLE {batch} AS SELECT {_typed()} FROM {view} {where}",
+                    [] if keep.all() else [sorted(accepted - {None})])
+    finally:
+        cur.unregister(view)
+    cur.execute(f"INSERT INTO {events_table(name)} SELECT {cols} FROM {batch}")
+    n, tmin, tmax, la0, la1, lo0, lo1 = cur.execute(
+        f"SELECT count(*), min({T}), max({T}), min({LA}), max({LA}), min({LO}), max({LO}) "
+        f"FROM {batch}").fetchone()
+    new = {col: int(cur.execute(f"INSERT OR IGNORE INTO {table} SELECT DISTINCT {col} "
+                                f"FROM {batch}").fetchone()[0])
+           for col, table in _id_tables(name).items()}
+    cur.execute(
+        "UPDATE datasets SET rows = rows + ?, users = users + ?, items = items + ?, "
+        "time_min = least(time_min, ?), time_max = greatest(time_max, ?), "
+        "min_lat = least(min_lat, ?), max_lat = greatest(max_lat, ?), "
+        "min_lon = least(min_lon, ?), max_lon = greatest(max_lon, ?), "
+        "has_coordinates = coalesce(has_coordinates, false) OR ? WHERE name = ?",
+        [n, new[U], new[IT], tmin, tmax, la0, la1, lo0, lo1, la0 is not None, name])
+    incremental.apply(cur, name, batch)
+    cur.execute(f"DROP TABLE {batch}")
+    return kept, rows + int(n)
+
+
+def _typed() -> str:
+    """The canonical columns of a registered batch, cast to their stored types."""
+    return ", ".join(f"CAST({c} AS {schema.DUCKDB_TYPES[c]}) AS {c}" for c in schema.COLUMNS)
+
+
+def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
+    try:
+        cur.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # the transaction already ended
