@@ -1,13 +1,295 @@
-"""Incremental update of the stored summaries from a batch of appended events.
+"""Keeping a dataset's fresh summary tables fresh while events are appended to it.
 
-`apply(cur, name, batch)` is called by the one write path (analytics.append.append) inside
-its transaction; `batch` names a table visible to `cur` holding exactly the new events in
-canonical columns.
+The one write path (analytics/append.py) inserts a batch of new events and, inside the same
+transaction, calls :func:`apply` with the name of a table holding exactly those events in
+canonical columns. When the dataset has a fresh set of summary tables (tables.fresh), apply
+updates from the batch every table that can be kept exact cheaply (:data:`EXACT`) and moves
+the registry row to the new row count, so the set stays fresh and the pages answer from it
+with the new events in:
+
+* ``users`` / ``items`` / ``places`` / ``categories``: new ids are appended after the last
+  index (an index is then no longer in id order for the appended ones: the readers never
+  assume it), counts and first/last times updated;
+* ``user_day`` / ``user_week`` / ``user_month`` and ``periods``: events and exact distinct
+  users per period; ``hourly``; ``rhythm`` and ``rhythm_cells`` (distinct users per cell
+  exact when every offset is whole hours, as the rhythm table then decides the cell);
+  ``values``; ``summary`` (all but the percentiles and the median longitude below);
+* ``heat``: the first HEAT_ROWS located events in draw order, merged by their hash;
+* ``pending``: the appended events with the integer columns of ``ev``: ``Rollup.user_events``
+  reads ``ev`` and ``pending`` together, so one user's events stay exact; the stored
+  ``mobility`` rows of the batch's users are dropped, and the Users page computes theirs from
+  those events.
+
+The tables of :data:`BEHIND` cannot be updated exactly for a few milliseconds (the sorted
+``ev`` with its per-user lags, profiles and drift, densities, gaps, sessions, zones, flows,
+paths, the summary's percentiles): they keep describing the events of the last build, and
+``pending`` counts how many appended events they lack. :func:`needs_rebuild` says when that
+count has grown past :data:`REBUILD_SHARE` of the dataset (or :data:`REBUILD_ROWS`), and
+the services then rebuild the set in a background job (build.rebuild).
+
+Without a fresh set apply does nothing: the pages read the raw events until the next build.
 """
 
 from __future__ import annotations
 
+from typing import Any
 
-def apply(cur, name: str, batch: str) -> None:
-    """Update the summaries of dataset `name` from the events in table `batch` (no-op for now)."""
-    return None
+from .. import schema
+from ..geo import has_coords_sql
+from .tables import HEAT_ROWS, USER_FREQS, VERSION, part
+
+#: Summary tables updated exactly by :func:`apply`.
+EXACT = ("users", "items", "places", "categories", "user_day", "user_week", "user_month",
+         "periods", "hourly", "rhythm", "rhythm_cells", "values", "summary", "heat",
+         "pending", "mobility")
+#: Summary tables (and summary columns) left describing the last build until a rebuild.
+BEHIND = ("ev", "profiles_week", "profiles_month", "drift_month", "gaps", "sessions",
+          "places_items", "density", "zones", "zone_activity", "zone_places", "zone_flows",
+          "paths", "summary.ts_p01", "summary.ts_p99", "summary.lon_median")
+#: A rebuild is due when the appended events the BEHIND tables lack reach this share of the
+#: dataset's events, or this many events.
+REBUILD_SHARE = 0.05
+REBUILD_ROWS = 1_000_000
+
+_B = "_inc_batch"    # the batch with its integer columns (a temporary table)
+
+
+def apply(cur: Any, name: str, batch: str) -> None:
+    """Update dataset ``name``'s fresh summary tables from the new events in table ``batch``
+    (already in the events table), inside the caller's transaction on ``cur``; nothing when
+    the set is not fresh or the batch is empty."""
+    n = cur.execute(f"SELECT count(*) FROM {batch}").fetchall()[0][0]
+    target = _target_rows(cur, name, int(n)) if n else None
+    if target is None:
+        return
+    t = {w: part(name, w) for w in EXACT + tuple("user_" + f for f in USER_FREQS)}
+    _add_ids(cur, t, batch)
+    _stage(cur, t, batch)
+    try:
+        for f in USER_FREQS:
+            _user_periods(cur, t, f)
+        _upsert(cur, t["hourly"], ["period"], f"SELECT date_trunc('hour', {schema.TS}) AS "
+                "period, count(*) AS events FROM {b} GROUP BY 1")
+        _rhythm(cur, t)
+        _values(cur, t)
+        _summary(cur, t)
+        _heat(cur, t)
+        cur.execute(f"DELETE FROM {t['mobility']} WHERE user_idx IN "
+                    f"(SELECT DISTINCT user_idx FROM {_B})")
+        cur.execute(f"INSERT INTO {t['pending']} SELECT * FROM {_B}")
+        cur.execute("UPDATE rollups SET rows = ?, imported_at = d.imported_at FROM "
+                    "(SELECT imported_at FROM datasets WHERE name = ?) d WHERE rollups.name = ?",
+                    [target, name, name])
+    finally:
+        cur.execute(f"DROP TABLE IF EXISTS {_B}")
+
+
+def behind_rows(con: Any, name: str) -> int:
+    """Appended events the BEHIND tables of dataset ``name`` lack (0 without a set)."""
+    table = part(name, "pending")
+    if not _exists(con, table.strip('"')):
+        return 0
+    return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+
+
+def _exists(con: Any, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND "
+                            "schema_name = current_schema()", [table]).fetchall()[0][0])
+
+
+def needs_rebuild(con: Any, name: str) -> bool:
+    """Whether dataset ``name``'s summary set lacks enough appended events in its BEHIND
+    tables that a background rebuild is due."""
+    behind = behind_rows(con, name)
+    if not behind:
+        return False
+    rows = con.execute("SELECT rows FROM datasets WHERE name = ?", [name]).fetchall()
+    total = int(rows[0][0]) if rows else 0
+    return behind >= min(REBUILD_ROWS, max(1, int(total * REBUILD_SHARE)))
+
+
+# -- steps ------------------------------------------------------------------------------------
+def _target_rows(cur: Any, name: str, n: int) -> int | None:
+    """The registry's row count after this batch when the set was fresh before it, else
+    None. The datasets row may already count the batch (the write path updates it first)."""
+    if not _exists(cur, "rollups"):  # (a failed statement would abort the transaction)
+        return None
+    got = cur.execute(
+        "SELECT r.rows, d.rows, r.imported_at = d.imported_at FROM rollups r JOIN datasets "
+        "d ON r.name = d.name WHERE r.name = ? AND r.version = ?", [name, VERSION]).fetchall()
+    if not got:
+        return None
+    reg, now, same = got[0]
+    if reg + n == now:
+        return int(now)
+    return int(now) + n if reg == now and same else None
+
+
+def _add_ids(cur: Any, t: dict[str, str], batch: str) -> None:
+    """Append the batch's new users, items, places and categories after the last index."""
+    u, i, lat, lon, cat = schema.USER, schema.ITEM, schema.LAT, schema.LON, schema.CATEGORY
+    located = has_coords_sql()
+    cur.execute(
+        f"INSERT INTO {t['users']} SELECT CAST((SELECT coalesce(max(user_idx), -1) FROM "
+        f"{t['users']}) + row_number() OVER (ORDER BY {u}) AS INTEGER), {u}, 0, 0, NULL, NULL "
+        f"FROM (SELECT DISTINCT {u} FROM {batch} b WHERE NOT EXISTS (SELECT 1 FROM "
+        f"{t['users']} x WHERE x.{u} = b.{u}))")
+    cur.execute(
+        f"INSERT INTO {t['items']} SELECT CAST((SELECT coalesce(max(item_idx), -1) FROM "
+        f"{t['items']}) + row_number() OVER (ORDER BY {i}) AS INTEGER), {i} FROM (SELECT "
+        f"DISTINCT {i} FROM {batch} b WHERE NOT EXISTS (SELECT 1 FROM {t['items']} x WHERE "
+        f"x.{i} = b.{i}))")
+    cur.execute(
+        f"INSERT INTO {t['places']} SELECT CAST((SELECT coalesce(max(coord_idx), -1) FROM "
+        f"{t['places']}) + row_number() OVER (ORDER BY {lat}, {lon}) AS INTEGER), {lat}, {lon} "
+        f"FROM (SELECT DISTINCT {lat}, {lon} FROM {batch} b WHERE {located} AND NOT EXISTS "
+        f"(SELECT 1 FROM {t['places']} x WHERE x.{lat} = b.{lat} AND x.{lon} = b.{lon}))")
+    cur.execute(
+        f"INSERT INTO {t['categories']} SELECT CAST((SELECT coalesce(max(cat_idx), -1) FROM "
+        f"{t['categories']}) + row_number() OVER (ORDER BY {cat}) AS INTEGER), {cat} FROM "
+        f"(SELECT DISTINCT {cat} FROM {batch} b WHERE {cat} IS NOT NULL AND NOT EXISTS "
+        f"(SELECT 1 FROM {t['categories']} x WHERE x.{cat} = b.{cat}))")
+
+
+def _stage(cur: Any, t: dict[str, str], batch: str) -> None:
+    """The batch with the integer columns of ``ev`` (temporary ``_B``), the ``pending``
+    table created on first use, and the users' counts and first/last times updated."""
+    u, i, ts, lat, lon, cat = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
+                               schema.CATEGORY)
+    canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS)
+    cur.execute(f"DROP TABLE IF EXISTS {_B}")
+    cur.execute(
+        f"CREATE TEMP TABLE {_B} AS SELECT {canonical}, uu.user_idx, CAST(EPOCH(e.{ts}) AS "
+        f"BIGINT) AS s, epoch_us(e.{ts}) AS us, it.item_idx, pl.coord_idx, c.cat_idx, "
+        f"hash(e.{u}, e.{ts}, e.{i}) AS h FROM {batch} e "
+        f"JOIN {t['users']} uu ON e.{u} = uu.{u} JOIN {t['items']} it ON e.{i} = it.{i} "
+        f"LEFT JOIN {t['places']} pl ON e.{lat} = pl.{lat} AND e.{lon} = pl.{lon} "
+        f"LEFT JOIN {t['categories']} c ON e.{cat} = c.{cat}")
+    cur.execute(f"CREATE TABLE IF NOT EXISTS {t['pending']} AS SELECT * FROM {_B} LIMIT 0")
+    cur.execute(
+        f"UPDATE {t['users']} SET events = events + a.n, located = located + a.nl, "
+        "first_ts = least(first_ts, a.lo), last_ts = greatest(last_ts, a.hi) FROM (SELECT "
+        "user_idx, count(*) AS n, count(coord_idx) AS nl, min(ts) AS lo, max(ts) AS hi FROM "
+        f"{_B} GROUP BY 1) a WHERE {t['users']}.user_idx = a.user_idx")
+
+
+def _bounds(cur: Any, expr: str) -> tuple[Any, Any]:
+    return cur.execute(f"SELECT min({expr}), max({expr}) FROM {_B}").fetchall()[0]
+
+
+def _user_periods(cur: Any, t: dict[str, str], f: str) -> None:
+    """``user_<f>`` and the ``periods`` rows of ``f``: events per (period, user), a user
+    counted once more in a period where they had no event before."""
+    table = t["user_" + f]
+    lo, hi = _bounds(cur, f"date_trunc('{f}', {schema.TS})")
+    cur.execute("DROP TABLE IF EXISTS _inc_pairs")
+    cur.execute(  # the period range lets the scan skip row groups (the table is period-sorted)
+        f"CREATE TEMP TABLE _inc_pairs AS SELECT a.*, x.period IS NOT NULL AS seen FROM (SELECT "
+        f"date_trunc('{f}', {schema.TS}) AS period, user_idx, count(*) AS n FROM {_B} GROUP BY "
+        f"ALL) a LEFT JOIN (SELECT period, user_idx FROM {table} WHERE period BETWEEN ? AND ?) "
+        "x ON a.period = x.period AND a.user_idx = x.user_idx", [lo, hi])
+    try:
+        cur.execute(f"UPDATE {table} SET events = events + p.n FROM _inc_pairs p WHERE p.seen "
+                    f"AND {table}.period = p.period AND {table}.user_idx = p.user_idx AND "
+                    f"{table}.period BETWEEN ? AND ?", [lo, hi])
+        cur.execute(f"INSERT INTO {table} SELECT period, user_idx, n FROM _inc_pairs WHERE NOT "
+                    "seen ORDER BY period, user_idx")
+        _upsert(cur, t["periods"], ["freq", "period"],
+                f"SELECT '{f}' AS freq, period, CAST(sum(n) AS BIGINT) AS events, "
+                "count(*) FILTER (WHERE NOT seen) AS users FROM _inc_pairs GROUP BY period",
+                src="")
+    finally:
+        cur.execute("DROP TABLE IF EXISTS _inc_pairs")
+
+
+def _upsert(cur: Any, table: str, keys: list[str], sql: str, src: str = _B) -> None:
+    """Add the counts of ``sql`` (``keys`` + count columns; ``{b}`` names the batch) to
+    ``table``: matching rows (NULL keys match NULL) summed, the others inserted."""
+    cur.execute("DROP TABLE IF EXISTS _inc_add")
+    cur.execute(f"CREATE TEMP TABLE _inc_add AS {sql.format(b=src)}")
+    try:
+        cols = [d[0] for d in cur.execute("SELECT * FROM _inc_add LIMIT 0").description]
+        counts = [c for c in cols if c not in keys]
+        on = " AND ".join(f"{table}.{k} IS NOT DISTINCT FROM a.{k}" for k in keys)
+        cur.execute(f"UPDATE {table} SET " + ", ".join(f"{c} = {table}.{c} + a.{c}"
+                                                     for c in counts)
+                    + f" FROM _inc_add a WHERE {on}")
+        cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM _inc_add a WHERE "
+                    f"NOT EXISTS (SELECT 1 FROM {table} WHERE {on})")
+    finally:
+        cur.execute("DROP TABLE IF EXISTS _inc_add")
+
+
+def _rhythm(cur: Any, t: dict[str, str]) -> None:
+    """``rhythm`` per (user, offset, UTC hour of week) and the stored ``rhythm_cells``: a
+    user is new in a cell when none of their earlier (offset, hour of week) rows falls in it
+    (whole-hour shifts decide the cell from the hour of week)."""
+    tz = schema.TZ_OFFSET
+    modes = cur.execute(f"SELECT DISTINCT mode, fallback FROM {t['rhythm_cells']}").fetchall()
+    cells = []
+    for mode, fb in modes:
+        shift = "0" if mode == "utc" else f"coalesce({tz}, {int(fb)}) * 60"
+        cells.append(f"SELECT '{mode}' AS mode, {int(fb)} AS fallback, user_idx, "
+                     f"((s + {shift}) // 3600) % 168 AS lh FROM {{src}}")
+        # the earlier rows of the batch's users, in whole hours from the rhythm table
+        hshift = "0" if mode == "utc" else f"coalesce({tz}, {int(fb)}) // 60"
+        cells[-1] = (cells[-1], f"SELECT '{mode}' AS mode, {int(fb)} AS fallback, user_idx, "
+                     f"((how + {hshift}) % 168 + 168) % 168 AS lh FROM {t['rhythm']} WHERE "
+                     f"user_idx IN (SELECT user_idx FROM {_B})")
+    if cells:
+        new = " UNION ALL ".join(c.format(src=_B) for c, _ in cells)
+        old = " UNION ALL ".join(o for _, o in cells)
+        _upsert(cur, t["rhythm_cells"], ["mode", "fallback", "weekday", "hour"],
+                "SELECT mode, fallback, (lh // 24 + 3) % 7 AS weekday, lh % 24 AS hour, "
+                "count(*) AS events, count(DISTINCT user_idx) FILTER (WHERE NOT seen) AS users "
+                f"FROM (SELECT c.*, o.user_idx IS NOT NULL AS seen FROM ({new}) c LEFT JOIN "
+                f"(SELECT DISTINCT * FROM ({old})) o USING (mode, fallback, user_idx, lh)) "
+                "GROUP BY ALL", src="")
+    _upsert(cur, t["rhythm"], ["user_idx", tz, "how"],
+            f"SELECT user_idx, {tz}, (s // 3600) % 168 AS how, count(*) AS events FROM {{b}} "
+            "GROUP BY ALL")
+
+
+def _values(cur: Any, t: dict[str, str]) -> None:
+    cat, beh = schema.CATEGORY, schema.BEHAVIOR
+    _upsert(cur, t["values"], ["col", "value"],
+            f"SELECT '{cat}' AS col, {cat} AS value, count(*) AS events FROM {{b}} GROUP BY 1, "
+            f"2 UNION ALL SELECT '{beh}', {beh}, count(*) FROM {{b}} GROUP BY 1, 2")
+
+
+def _summary(cur: Any, t: dict[str, str]) -> None:
+    """The headline row: counts, first/last times and the offset facts; the percentiles and
+    the median longitude stay those of the last build (BEHIND)."""
+    ts, tz = schema.TS, schema.TZ_OFFSET
+    cur.execute(
+        f"UPDATE {t['summary']} SET events = events + a.n, "
+        f"users = (SELECT count(*) FROM {t['users']}), "
+        f"items = (SELECT count(*) FROM {t['items']}), "
+        "first_ts = least(first_ts, a.lo), last_ts = greatest(last_ts, a.hi), "
+        "located = located + a.nl, located_first = least(located_first, a.llo), "
+        "located_last = greatest(located_last, a.lhi), tz_known = tz_known + a.tzk, "
+        "tz_whole_hours = tz_whole_hours AND a.whole, categorised = categorised + a.nc "
+        f"FROM (SELECT count(*) AS n, min({ts}) AS lo, max({ts}) AS hi, count(coord_idx) AS nl, "
+        f"min({ts}) FILTER (WHERE coord_idx IS NOT NULL) AS llo, max({ts}) FILTER (WHERE "
+        f"coord_idx IS NOT NULL) AS lhi, count({tz}) AS tzk, coalesce(bool_and({tz} % 60 = 0), "
+        f"TRUE) AS whole, count({schema.CATEGORY}) AS nc FROM {_B}) a")
+
+
+def _heat(cur: Any, t: dict[str, str]) -> None:
+    """Merge the batch's located events into the first HEAT_ROWS in draw order (``h``)."""
+    heat = t["heat"]
+    cur.execute("DROP TABLE IF EXISTS _inc_heat")
+    cur.execute(f"CREATE TEMP TABLE _inc_heat AS SELECT {schema.LAT}, {schema.LON}, "
+                f"{schema.TS}, {schema.CATEGORY}, h FROM {_B} WHERE coord_idx IS NOT NULL "
+                f"AND (h < (SELECT max(h) FROM {heat}) OR (SELECT count(*) FROM {heat}) < "
+                f"{HEAT_ROWS}) ORDER BY h")
+    try:
+        if not cur.execute("SELECT count(*) FROM _inc_heat").fetchall()[0][0]:
+            return
+        cur.execute(f"UPDATE {heat} SET r = r + (SELECT count(*) FROM _inc_heat n WHERE n.h < "
+                    f"{heat}.h) WHERE h > (SELECT min(h) FROM _inc_heat)")
+        cur.execute(f"INSERT INTO {heat} SELECT (SELECT count(*) FROM {heat} o WHERE o.h <= n.h) "
+                    "+ row_number() OVER (ORDER BY h) - 1, * EXCLUDE (h), h FROM _inc_heat n")
+        cur.execute(f"DELETE FROM {heat} WHERE r >= {HEAT_ROWS}")
+    finally:
+        cur.execute("DROP TABLE IF EXISTS _inc_heat")

@@ -26,8 +26,10 @@ one transaction and named ``"rollup__<name>__<part>"``:
   dataset), ``summary`` (one row of headline numbers), ``values`` (events per category
   and behaviour) and ``mobility`` (``mobility.user_mobility`` of every user per window of
   the Users page, ``mobility.page_window``) and ``paths`` (the Map page's default replay
-  paths, analytics/rollups/defaults.py). The Overview's forecast is not stored: it is fitted
-  on the complete periods of the data's span (app/services/analytics.py, memoised).
+  paths, analytics/rollups/defaults.py); ``pending``: the events appended since the build
+  (incremental.py), with the integer columns of ``ev``. The Overview's forecast is not
+  stored: it is fitted on the complete periods of the data's span (app/services/analytics.py,
+  memoised).
 
 The registry table ``rollups`` says which dataset version each set describes: its
 ``Store.fingerprint`` plus the registry's import time and row count. A set is fresh when
@@ -51,7 +53,7 @@ from ..store import derived_table
 from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 12
+VERSION = 13
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.
@@ -78,7 +80,7 @@ PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week"
           "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
           "heat", "zones", "zone_activity", "zone_places", "zone_flows", "mobility",
-          "periods", "paths")
+          "periods", "paths", "pending")
 
 
 def part(name: str, what: str) -> str:
@@ -133,9 +135,13 @@ class Rollup:
         one or two row groups whatever the import order)."""
         idx = self.user_idx(user)
         cols = ", ".join(columns or schema.COLUMNS)
-        return self.df(f"SELECT {cols} FROM {self.t('ev')} WHERE user_idx = ? "
-                       f"ORDER BY us, item_idx, {schema.LAT} NULLS LAST, "
-                       f"{schema.LON} NULLS LAST", [-1 if idx is None else idx])
+        keys = f"{cols}, us, item_idx"
+        src = f"SELECT {keys} FROM {self.t('ev')} WHERE user_idx = $1"
+        if self.has("pending"):  # events appended since the build (incremental.py)
+            src += f" UNION ALL SELECT {keys} FROM {self.t('pending')} WHERE user_idx = $1"
+        return self.df(f"SELECT {cols} FROM ({src}) ORDER BY us, item_idx, "
+                       f"{schema.LAT} NULLS LAST, {schema.LON} NULLS LAST",
+                       [-1 if idx is None else idx])
 
 
 # -- the registry ---------------------------------------------------------------------------
