@@ -11,6 +11,14 @@ Resume: after every epoch the run state (weights, optimiser, best weights, histo
 written to ``_resume-<key>.pt`` in the dataset's model folder, ``key`` hashing everything
 that defines the run (model, settings, split, seed, dataset fingerprint). A later call with
 the same arguments and ``resume=True`` continues from there; a finished run deletes it.
+
+Several processes: models.training.distributed runs this same loop in every rank of a
+DistributedDataParallel run, handing it a ``Replica`` (each rank's rows of every global batch,
+the DDP-wrapped step, rank 0 deciding and saving); the default ``Replica`` is the only process.
+
+On CUDA the training step never waits for the device: batches are copied from pinned memory
+without blocking, the loss is summed on the device and read (with the non-finite check) only
+to report progress, at most every ``REPORT_S`` seconds.
 """
 
 from __future__ import annotations
@@ -21,16 +29,16 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from ...analytics.store import Store
-from ..base import Recommender
+from ..base import Batch, Recommender
 from ..data.dataset import SeqDataset, build_dataset
 from ..recommenders.registry import get_class, make_config
 from . import checkpoint as ckpt
@@ -39,6 +47,8 @@ from .settings import Phase, TrainEvent, TrainSettings, resolve
 from .transfer import load_matching
 
 Progress = Callable[[TrainEvent], None]
+T = TypeVar("T")
+REPORT_S = 0.5   # CUDA: the loss is read from the device for progress at most this often
 
 
 @dataclass
@@ -96,6 +106,45 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+class Replica:
+    """This process's part in a run: here the only process, which does everything.
+
+    models.training.distributed.DDPReplica is one rank of several: it takes its rows of each
+    global batch, steps through DistributedDataParallel and lets rank 0 decide and save.
+    """
+
+    rank = 0      # rank 0 logs, evaluates, saves the resume file and the checkpoint
+    world = 1     # processes in the run
+
+    def prepare(self, net: Recommender) -> None:
+        """The model is built, fitted and on its device; the optimiser comes next."""
+
+    def batches(self, ds: SeqDataset, batch_size: int, seed: int) -> Iterator[tuple[Batch, float]]:
+        """This process's rows of each shuffled global batch and the weight of their loss."""
+        for batch in ds.batches("train", batch_size, shuffle=True, seed=seed):
+            yield batch, 1.0
+
+    def loss(self, fn: Callable[[Batch], torch.Tensor], batch: Batch,
+             weight: float) -> torch.Tensor:
+        """The loss to back-propagate (``fn`` is the model's ``loss`` or ``pretrain_loss``)."""
+        return fn(batch)
+
+    def mean(self, loss: torch.Tensor) -> torch.Tensor:
+        """The global batch's loss from this process's (detached) ``loss``."""
+        return loss
+
+    def first(self, compute: Callable[[], T]) -> T:
+        """``compute()`` run on rank 0, its value handed to every process."""
+        return compute()
+
+
+def to_device(batch: Batch, dev: torch.device) -> Batch:
+    """``batch`` on ``dev``; for CUDA through pinned memory, so the copy does not block."""
+    if dev.type == "cuda":
+        batch = batch.map(torch.Tensor.pin_memory)
+    return batch.to(dev, non_blocking=True)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -109,30 +158,40 @@ def _run_key(parts: dict[str, Any]) -> str:
 def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *, phase: Phase,
                 epoch: int, batch_size: int, seed: int, dev: torch.device,
                 loss_fn: Callable, progress: Progress | None,
-                cancel: threading.Event | None) -> float | None:
-    """One pass over the training windows; returns the mean loss, None if cancelled."""
+                cancel: threading.Event | None, replica: Replica | None = None) -> float | None:
+    """One pass over the training windows; returns the mean loss, None if cancelled.
+
+    The loss is read from the device (and checked for NaN) at every step on the CPU, and on
+    CUDA only for progress, at most every ``REPORT_S`` seconds and at the epoch's end."""
+    replica = replica or Replica()
     net.train()
     steps = -(-len(ds.parts["train"]) // batch_size)
-    total, n = 0.0, 0
-    for step, batch in enumerate(ds.batches("train", batch_size, shuffle=True,
-                                            seed=seed * 100_003 + epoch)):
+    total = torch.zeros((), dtype=torch.float64, device=dev)  # summed on the device
+    n, lazy, shown = 0, dev.type == "cuda", time.monotonic()
+    for step, (batch, weight) in enumerate(replica.batches(ds, batch_size,
+                                                           seed * 100_003 + epoch)):
         if cancel is not None and cancel.is_set():
             return None
-        batch = batch.to(dev, non_blocking=True)
+        batch = to_device(batch, dev)
         with autocast(dev):
-            loss = loss_fn(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{phase} loss became {loss.item()} at epoch {epoch} step "
-                                     f"{step}; lower the learning rate (lr) and retrain")
+            loss = replica.loss(loss_fn, batch, weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
-        total += float(loss.detach())
+        seen = replica.mean(loss.detach())
+        total += seen
         n += 1
+        if lazy and step + 1 < steps and time.monotonic() - shown < REPORT_S:
+            continue
+        shown, value, summed = time.monotonic(), float(seen), float(total)
+        if not np.isfinite(summed):  # this step's loss, or one since the last report
+            raise FloatingPointError(
+                f"{phase} loss became {value if not np.isfinite(value) else summed} at epoch "
+                f"{epoch} by step {step + 1}; lower the learning rate (lr) and retrain")
         if progress is not None:
-            progress(TrainEvent(phase, epoch, step + 1, steps, float(loss.detach())))
-    return total / max(n, 1)
+            progress(TrainEvent(phase, epoch, step + 1, steps, value))
+    return float(total) / max(n, 1)
 
 
 def calibrate(net: Recommender, ds: SeqDataset, dev: torch.device,
@@ -148,15 +207,18 @@ def calibrate(net: Recommender, ds: SeqDataset, dev: torch.device,
 def train(store: Store, name: str, model: str = "st-transformer",
           settings: TrainSettings | None = None, config: Any = None, *,
           progress: Progress | None = None, cancel: threading.Event | None = None,
-          log: Callable[[str], None] = print, **overrides: Any) -> TrainResult:
+          log: Callable[[str], None] = print, dataset: SeqDataset | None = None,
+          replica: Replica | None = None, **overrides: Any) -> TrainResult:
     """Train ``model`` on dataset ``name`` with ``settings``; see the module docstring.
 
     ``config`` is the model's ``Config`` (default: its defaults). ``overrides`` are named
     training settings or model settings, as ``--set`` gives them (``epochs=1, hidden=16``),
     applied over ``settings`` and ``config`` by :func:`models.training.settings.resolve`,
     which rejects unknown names. A model whose ``wants_pretraining`` is true first gets
-    ``settings.pretrain_epochs`` epochs of its ``pretrain_loss``.
+    ``settings.pretrain_epochs`` epochs of its ``pretrain_loss``. ``dataset``: ``name`` already
+    built with these settings; ``replica``: this process's part in a run of several.
     """
+    replica = replica or Replica()
     t0 = time.time()
     cls = get_class(model)
     if config is None or overrides:
@@ -168,7 +230,8 @@ def train(store: Store, name: str, model: str = "st-transformer",
     split, seed, lr, batch_size = s.split, s.seed, s.lr, s.batch_size
     dev = resolve_device(s.device)
     seed_everything(seed)
-    ds = build_dataset(store, name, split, s.max_len, s.min_user, s.min_item, s.exclude_seen)
+    ds = dataset or build_dataset(store, name, split, s.max_len, s.min_user, s.min_item,
+                                  s.exclude_seen)
     for m in ds.messages:
         log(m)
     log(f"training {model} on {name} ({split}) on {dev}")
@@ -191,7 +254,8 @@ def train(store: Store, name: str, model: str = "st-transformer",
         path = ckpt.save(store, name, net, split=split, data_params=data_params,
                          metrics=metrics, history=history, train_seconds=seconds,
                          extra={"seed": seed, "lr": lr, "batch_size": batch_size,
-                                "cancelled": cancelled, "device": str(dev)})
+                                "cancelled": cancelled, "device": str(dev),
+                                "processes": replica.world})
         log(f"saved {path.stem}: test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f}")
         if progress is not None:
             progress(TrainEvent(Phase.DONE, len(history), valid=valid["ndcg@10"],
@@ -213,6 +277,7 @@ def train(store: Store, name: str, model: str = "st-transformer",
         calibrate(net, ds, dev, log)  # the count models' settings, chosen on validation
         return finish([], False, 0)
 
+    replica.prepare(net)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=s.weight_decay)
     # the same keys as before TrainSettings existed: interrupted runs still resume
     key = _run_key({"model": model, "config": asdict(config), "split": split,
@@ -224,8 +289,9 @@ def train(store: Store, name: str, model: str = "st-transformer",
     partial = ckpt.models_dir(store, name) / f"_resume-{model}-{key}.pt"
     state = RunState()
     resumed = 0
-    if s.resume and partial.exists():
-        saved = torch.load(partial, map_location="cpu", weights_only=True)
+    saved = replica.first(lambda: torch.load(partial, map_location="cpu", weights_only=True)
+                          if s.resume and partial.exists() else None)
+    if saved is not None:
         net.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["rng"])
@@ -234,6 +300,8 @@ def train(store: Store, name: str, model: str = "st-transformer",
         log(f"resuming {model} from epoch {resumed} ({partial.name})")
 
     def save_partial() -> None:
+        if replica.rank != 0:
+            return
         partial.parent.mkdir(parents=True, exist_ok=True)
         tmp = partial.with_suffix(".tmp")
         torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
@@ -245,7 +313,7 @@ def train(store: Store, name: str, model: str = "st-transformer",
         for ep in range(1, pre_epochs + 1):
             loss = _epoch_loop(net, ds, opt, phase=Phase.PRETRAIN, epoch=ep, batch_size=batch_size,
                                seed=seed + 7, dev=dev, loss_fn=net.pretrain_loss,
-                               progress=progress, cancel=cancel)
+                               progress=progress, cancel=cancel, replica=replica)
             if loss is None:
                 log("cancelled during pre-training; nothing saved")
                 return TrainResult(None, None, {}, state.history, time.time() - t0, True, 0,
@@ -259,12 +327,13 @@ def train(store: Store, name: str, model: str = "st-transformer",
         te = time.time()
         loss = _epoch_loop(net, ds, opt, phase=Phase.TRAIN, epoch=epoch, batch_size=batch_size,
                            seed=seed, dev=dev, loss_fn=net.loss, progress=progress,
-                           cancel=cancel)
+                           cancel=cancel, replica=replica)
         if loss is None:
             cancelled = True
             log(f"cancelled in epoch {epoch}; keeping the best of {state.epoch} epochs")
             break
-        valid = evaluate_model(net, ds, "valid", device=dev, with_slices=False)["ndcg@10"]
+        valid = replica.first(lambda: evaluate_model(net, ds, "valid", device=dev,
+                                                     with_slices=False)["ndcg@10"])
         state.history.append({"epoch": epoch, "loss": loss, "valid ndcg@10": valid,
                                  "seconds": time.time() - te})
         log(f"epoch {epoch}: loss {loss:.4f} valid ndcg@10 {valid:.4f}")
@@ -281,7 +350,7 @@ def train(store: Store, name: str, model: str = "st-transformer",
         if state.bad >= s.patience:
             log(f"early stop: no validation gain for {s.patience} epochs")
             break
-    if state.best_state is None:
+    if state.best_state is None or replica.rank != 0:  # rank 0 calibrates, tests and saves
         return TrainResult(None, None, {}, state.history, time.time() - t0, cancelled,
                            resumed, list(ds.messages))
     net.load_state_dict(state.best_state)
