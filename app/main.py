@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,10 +24,14 @@ import flask
 import waitress
 from flask import Response, redirect, request
 
+from ..analytics.store import StoreError
 from . import ASSETS, layout, security
+from .api import handoff
+from .api import routes as api
 from .deckgl.deckmap import register_deckmap
 from .services import upload
 from .services import workspace as services
+from .services.messages import public_message
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -68,6 +73,7 @@ def create_app(default_dataset: str | None = None) -> dash.Dash:
     layout.register_shell_callbacks(app)
     register_deckmap(app)  # offline deck.gl bundle route + clientside map rendering
     server.register_blueprint(upload.blueprint)
+    server.register_blueprint(api.blueprint)  # the HTTP API under /api/v1
     security.install(app)  # hosts, login, CSRF, headers: before every other request hook
 
     @server.before_request
@@ -111,9 +117,30 @@ def server_settings() -> dict[str, int | bool]:
         "channel_timeout": _env_int("TRAILSCOPE_CHANNEL_TIMEOUT_S", 30),
         "cleanup_interval": 5,  # how often idle connections are looked for (seconds)
         "connection_limit": _env_int("TRAILSCOPE_CONNECTION_LIMIT", 200),
-        "max_request_body_size": upload.MAX_CHUNK_SIZE + 1024 * 1024,
+        # the biggest upload chunk or API body (TRAILSCOPE_API_MAX_BODY_MB), whichever is larger
+        "max_request_body_size": max(upload.MAX_CHUNK_SIZE, api.max_body_bytes()) + 1024 * 1024,
         "asyncore_use_poll": True,  # poll(): no 1024-descriptor limit of select()
     }
+
+
+def _client_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses for a server bound to ``host``."""
+    name = security.normalize_host(host) if host.strip() else ""
+    if name in security.WILDCARD_BINDS:
+        name = "127.0.0.1" if name != "::" else "::1"
+    return f"http://[{name}]:{port}" if name and ":" in name else f"http://{name}:{port}"
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, a supervisor) ends the server like Ctrl-C, so the ``finally`` of
+    :func:`main` removes the hand-off file."""
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a test serving in a thread)
+        pass
 
 
 def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
@@ -121,22 +148,37 @@ def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
     """Serve the dashboard at http://host:port (blocking): the waitress production server
     (:func:`server_settings`), or Flask's development server with Dash dev tools if ``debug``.
     Unfinished uploads of an earlier run are removed first. An unsafe bind (another address
-    without a credential, see :func:`security.check_bind`) stops it with a one-line message."""
+    without a credential, see :func:`security.check_bind`) stops it with a one-line message,
+    and so does a workspace another process holds. While it serves, ``server.json`` beside
+    the workspace file tells the CLI where it is (app/api/handoff.py); it goes at exit."""
     try:
         security.check_bind(host, app.server)
     except security.AccessError as exc:
         raise SystemExit(f"trailscope: {exc}") from None
     if dataset:
         services.set_default_dataset(dataset)
+    try:
+        store = services.get_store()  # now: a workspace held elsewhere stops the start
+    except StoreError as exc:
+        raise SystemExit(f"trailscope: {public_message(exc)}") from None
     upload.clean_at_start()
+    _stop_on_sigterm()
     if debug:
-        app.run(host=host, port=port, debug=True, use_reloader=False)
+        handoff.write(store.path, _client_url(host, port))
+        try:
+            app.run(host=host, port=port, debug=True, use_reloader=False)
+        finally:
+            handoff.remove(store.path)
         return
     settings = server_settings()
     httpd = waitress.create_server(server, host=host, port=port, **settings)
+    handoff.write(store.path, _client_url(host, int(getattr(httpd, "effective_port", port))))
     print(f"TrailScope serving http://{host}:{port} (waitress, {settings['threads']} threads)",
           file=sys.stderr, flush=True)
-    httpd.run()
+    try:
+        httpd.run()
+    finally:
+        handoff.remove(store.path)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -24,6 +24,12 @@ POSTs to ``/_dash-update-component``, the upload routes ``/api/upload/*`` and an
   non-browser clients of an open loopback server (no ``Origin``/``Sec-Fetch-Site``: nothing a
   web page can send). A present ``Origin`` must be this host; ``Sec-Fetch-Site: cross-site``
   is refused.
+- **API writes need the API token.** A request that changes state under ``/api/v1/`` (events,
+  imports, drops, trainings) needs ``Authorization: Bearer $TRAILSCOPE_API_TOKEN`` when a token
+  is configured: a browser session (password login) is not enough (401). With no token
+  configured, even where a password is, API writes come only from this machine: another
+  address gets 403 with a message saying to set ``TRAILSCOPE_API_TOKEN``. API reads follow the
+  rules above.
 - **Headers.** A Content-Security-Policy that allows only this server's own scripts (plus the
   hashes of Dash's inline renderer and clientside callbacks), styles, images, workers and
   connections (and the basemap's tile server: the default street map's, or the configured
@@ -68,6 +74,7 @@ CSRF_HEADER = "X-CSRFToken"
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+API_PREFIX = "/api/v1/"  # the HTTP API (app/api): its writes need the API token
 LOGIN_FAILURES = 5  # wrong secrets from one address within LOGIN_WINDOW_S lock it out ...
 LOGIN_WINDOW_S = 60.0  # ... for the rest of the window
 
@@ -331,6 +338,21 @@ def _origin_refusal() -> Response | None:
     return None
 
 
+def _api_write_refusal(access: Access) -> Response | None:
+    """The API's write rule (module doc): the bearer token when one is configured, else a
+    loopback client."""
+    if access.config.token:
+        if access.bearer_ok():
+            return None
+        return _refuse(401, f"API writes need 'Authorization: Bearer <token>' with the "
+                            f"server's {ENV_TOKEN}")
+    if not is_loopback(request.remote_addr or ""):
+        return _refuse(403, f"API writes from another machine need an API token: set "
+                            f"{ENV_TOKEN} on the server and send 'Authorization: Bearer "
+                            "<token>'")
+    return None
+
+
 def _is_browser() -> bool:
     return "Origin" in request.headers or "Sec-Fetch-Site" in request.headers
 
@@ -353,6 +375,8 @@ def _before(access: Access) -> Response | None:
                             "(or TRAILSCOPE_PASSWORD) to let other machines in")
     unsafe = request.method not in SAFE_METHODS
     if unsafe and (refusal := _origin_refusal()):
+        return refusal
+    if unsafe and request.path.startswith(API_PREFIX) and (refusal := _api_write_refusal(access)):
         return refusal
     if request.path in (LOGIN_PATH, LOGOUT_PATH):
         return None  # the login routes check their own form token

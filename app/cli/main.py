@@ -46,6 +46,14 @@ def _parse_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
     return mapping
 
 
+def _server() -> Any:
+    """The running server that holds the workspace (app/cli/remote.py), or None: writing
+    commands hand their work to it, as DuckDB admits one writing process per file."""
+    from .remote import find_server
+
+    return find_server()
+
+
 # -- data -------------------------------------------------------------------------------
 def _build_summaries(store: Any, name: str, skip: bool) -> float | None:
     """Build the dataset's dashboard summary tables (``analytics.rollup``) now, so the first
@@ -68,12 +76,19 @@ def cmd_import(args: argparse.Namespace) -> None:
     from ...analytics.ingest.pipeline import import_file
     from ...analytics.ingest.types import FLAG_TEXT, REASON_TEXT
 
-    with _store() as store:
-        report = import_file(store, args.path, name=args.name, fmt=args.format,
-                             mapping=_parse_map(args.map), replace=args.replace,
-                             keep_duplicates=args.keep_duplicates)
-        data = report.to_json()
-        summaries_s = _build_summaries(store, data["name"], args.no_summaries)
+    server = _server()
+    if server is not None:
+        from .remote import run_import
+
+        data = run_import(server, args, _parse_map(args.map))
+        summaries_s = data.get("summaries_s")
+    else:
+        with _store() as store:
+            report = import_file(store, args.path, name=args.name, fmt=args.format,
+                                 mapping=_parse_map(args.map), replace=args.replace,
+                                 keep_duplicates=args.keep_duplicates)
+            data = report.to_json()
+            summaries_s = _build_summaries(store, data["name"], args.no_summaries)
     if args.json:
         _print_json({**data, "summaries_s": summaries_s})
         return
@@ -118,19 +133,32 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 
 
 def cmd_drop(args: argparse.Namespace) -> None:
-    with _store() as store:
-        name = store.drop(args.name)  # names are stripped and compared ignoring case
+    server = _server()
+    if server is not None:
+        from .remote import drop
+
+        name = drop(server, args.name)
+    else:
+        with _store() as store:
+            name = store.drop(args.name)  # names are stripped and compared ignoring case
     print(f"dropped {name!r}")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
     from ...analytics.sample.generate import import_sample
 
-    with _store() as store:
-        info = import_sample(store, name=args.name, users=args.users, seed=args.seed,
-                             replace=args.replace)
-        summaries_s = _build_summaries(store, args.name, args.no_summaries)
-    report = info.report
+    server = _server()
+    if server is not None:
+        from .remote import run_sample
+
+        report = run_sample(server, args)
+        summaries_s = report.get("summaries_s")
+    else:
+        with _store() as store:
+            info = import_sample(store, name=args.name, users=args.users, seed=args.seed,
+                                 replace=args.replace)
+            summaries_s = _build_summaries(store, args.name, args.no_summaries)
+        report = info.report
     if args.json:
         _print_json({**report, "summaries_s": summaries_s})
     else:
@@ -188,10 +216,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         values["text_embeddings"] = args.text
     values.update(parse_settings(args.set))
     settings, config = resolve(args.model, values)
-    with _store() as store:
-        # stdout carries only the result (one JSON object with --json); the log goes to stderr
-        result = api.train(store, args.name, args.model, settings, config, progress=progress,
-                           log=lambda msg: print(msg, file=sys.stderr))
+    server = _server()
+    if server is not None:
+        from .remote import run_train
+
+        result = run_train(server, args, values, settings)
+    else:
+        with _store() as store:
+            # stdout carries only the result (one JSON object with --json); the log: stderr
+            result = api.train(store, args.name, args.model, settings, config,
+                               progress=progress, log=lambda msg: print(msg, file=sys.stderr))
     if not args.json:
         print(file=sys.stderr)
     out = result.to_json() if hasattr(result, "to_json") else dict(result)

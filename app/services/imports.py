@@ -52,6 +52,30 @@ def start_import(path: str | Path, name: str, fmt: str = "auto",
         raise ServiceError(str(exc)) from exc
 
 
+def start_sample(name: str, users: int = 500, seed: int = 7, replace: bool = False) -> str:
+    """Queue generating the sample city's events as dataset ``name`` (and its summaries), as
+    an import job; returns the job id. Its summary is the report ``trailscope sample`` prints."""
+    from ...analytics.sample.generate import import_sample
+
+    def target(progress: jobs.Progress, cancel: threading.Event, log: Any) -> dict[str, Any]:
+        if cancel.is_set():
+            raise jobs.Cancelled("before the sample")
+        progress({"phase": "import", "fraction": 0.05,
+                  "message": f"Generating {users:,} residents' events…"})
+        info = import_sample(services.get_store(), name=name, users=users, seed=seed,
+                             replace=replace)
+        progress({"phase": "import", "fraction": 0.8, "message": "Building the summaries…"})
+        return {**info.report, "summaries_s": services.build_summaries(name)}
+
+    job = jobs.Job(target, label=f"generate sample {name}", kind="import",
+                   meta={"dataset": name, "sample": True}, summarize=lambda report: report,
+                   expected=_expected())
+    try:
+        return jobs.start(job)
+    except jobs.QueueFull as exc:
+        raise ServiceError(str(exc)) from exc
+
+
 def import_state(job_id: str) -> dict[str, Any]:
     """``{"status": "running" | "done" | "error", "message", "fraction", "report", "error",
     "unexpected"}``: ``report`` is the import report (a dict) once done; ``unexpected`` marks

@@ -206,10 +206,12 @@ def _user_counts(dataset: str) -> pd.DataFrame:
         f"GROUP BY {schema.USER} ORDER BY events DESC, {schema.USER}")
 
 
-def recommend(dataset: str, user: str, k: int = 10,
-              model_id: str | None = None) -> dict[str, Any]:
+def recommend(dataset: str, user: str, k: int = 10, model_id: str | None = None,
+              at: Any = None, lat: float | None = None,
+              lon: float | None = None) -> dict[str, Any]:
     """``models.api.recommend``: top-``k`` items for ``user`` with score/category/lat/lon,
-    from the memoised model (:func:`loaded_model`)."""
+    from the memoised model (:func:`loaded_model`); ``at``, ``lat``/``lon``: the time and
+    position to recommend for (default: the user's last event)."""
     from ...models import api
 
     if not user:
@@ -222,8 +224,8 @@ def recommend(dataset: str, user: str, k: int = 10,
         raise ServiceError(f"K must be between 1 and 100; got {k}")
     store = services.get_store()
     model_id = model_id or default_model(dataset)
-    return api.recommend(store, dataset, str(user), k=k, model_id=model_id,
-                         loaded=loaded_model(dataset, model_id))
+    return api.recommend(store, dataset, str(user), k=k, model_id=model_id, at=at, lat=lat,
+                         lon=lon, loaded=loaded_model(dataset, model_id))
 
 
 def default_model(dataset: str) -> str:
