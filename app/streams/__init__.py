@@ -1,1 +1,2 @@
-"""Stream sources (Redis Streams; a Kafka source plugs into the same interface) and the consumer loop."""
+"""Stream sources (Redis Streams; a Kafka source plugs into the same interface) and the
+consumer loop."""

@@ -73,12 +73,13 @@ def redis_server(folder: Path) -> Iterator[tuple[str, redis.Redis]]:
 
 
 def nyc_records(n: int, offset: int = 0) -> list[dict[str, Any]]:
-    """``n`` events of the committed Foursquare NYC slice as canonical records (rows
-    ``offset`` .. ``offset + n``), each with a distinct ``event_id``."""
+    """``n`` events of the committed Foursquare NYC slice as canonical records, from row
+    ``offset`` on, each with a distinct ``event_id`` (rows without a venue id, which the
+    write path refuses, are left out)."""
     out: list[dict[str, Any]] = []
     with gzip.open(NYC, "rt", encoding="utf-8", newline="") as fh:
         for i, row in enumerate(csv.DictReader(fh)):
-            if i < offset:
+            if i < offset or not row["venue_id"] or not row["user_id"]:
                 continue
             if len(out) >= n:
                 break
