@@ -299,7 +299,14 @@ def update(store: Store, name: str, model: str = "st-transformer", *,
     base = {"split": info["split"], "lr": info.get("lr", 3e-3),
             "batch_size": info.get("batch_size", 128), "seed": info.get("seed", 0),
             "epochs": ONLINE_EPOCHS, **{k: v for k, v in p.items()}}
-    settings, _ = resolve(model, {**base, **overrides})
+    settings, asked = resolve(model, {**base, **overrides})
+    fixed = {"split", *p}  # the data the parent's index and windows were built on
+    changed = [k for k in overrides
+               if (k in fixed and overrides[k] != base[k]) or (k not in base and hasattr(asked, k))]
+    if changed:
+        raise ValueError(f"setting{'s' if len(changed) > 1 else ''} "
+                         f"{', '.join(map(repr, changed))} cannot change in an update: it "
+                         f"continues {path.stem} as it is; train a new model to change them")
     if since is None:
         since = info.get("trained_until")
         if since is None:
