@@ -170,6 +170,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from ..main import main
 
+    if args.update_every:  # online model updates on a schedule (services.models.Updater)
+        from ..services.models import parse_interval, start_updates
+
+        start_updates(parse_interval(args.update_every, "--update-every"))
     main(host=args.host, port=args.port, dataset=args.dataset, debug=args.debug)
 
 
@@ -208,8 +212,12 @@ def cmd_train(args: argparse.Namespace) -> None:
                 msg += f" valid ndcg@10 {p.valid:.4f}"
             print(msg, end="", file=sys.stderr, flush=True)
 
+    if args.continue_:
+        return _continue(args)
+    if args.since or args.from_id:
+        raise CliError("--since and --from go with --continue (an online update)")
     # training settings and model settings in one mapping; typos fail before the store opens
-    values: dict[str, Any] = {"split": args.split, "device": args.device}
+    values: dict[str, Any] = {"split": args.split or "leave-last", "device": args.device}
     if args.epochs is not None:
         values["epochs"] = args.epochs
     if args.text:
@@ -235,6 +243,33 @@ def cmd_train(args: argparse.Namespace) -> None:
         m = out.get("metrics", {})
         print(f"trained {out.get('model_id')}: ndcg@10 {m.get('ndcg@10', float('nan')):.4f} "
               f"hr@10 {m.get('hr@10', float('nan')):.4f} mrr {m.get('mrr', float('nan')):.4f}")
+
+
+def _continue(args: argparse.Namespace) -> None:
+    """``train --continue``: an online update of the model's latest checkpoint (or --from)."""
+    from ...models import api
+
+    for flag, given in (("--split", args.split), ("--text", args.text)):
+        if given:
+            raise CliError(f"{flag} cannot change with --continue: an update keeps its parent's "
+                           "split, data settings and model settings")
+    values = parse_settings(args.set)
+    if args.epochs is not None:
+        values["epochs"] = args.epochs
+    with _store() as store:
+        result = api.update(store, args.name, args.model, from_id=args.from_id,
+                            since=args.since, device=args.device,
+                            log=lambda msg: print(msg, file=sys.stderr), **values)
+    out = result.to_json()
+    if args.json:
+        _print_json(out)
+    elif out["kept_new"]:
+        print(f"updated {out['parent']} -> {out['model_id']}: validation ndcg@10 "
+              f"{out['valid_new']:.4f} (parent {out['valid_parent']:.4f}), test ndcg@10 "
+              f"{out['metrics'].get('ndcg@10', float('nan')):.4f}")
+    else:
+        print(f"kept {out['parent']}: the update's validation ndcg@10 {out['valid_new']:.4f} "
+              f"is below the parent's {out['valid_parent']:.4f}; nothing saved")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -313,13 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", help="dataset selected when a page opens without ?dataset=")
     s.add_argument("--debug", action="store_true",
                    help="Flask's development server with Dash dev tools (default: waitress)")
+    s.add_argument("--update-every", metavar="INTERVAL",
+                   help="update each dataset's default model on the events that arrived since, "
+                        "every INTERVAL (e.g. 15m, 1h, 900s)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("train", help="train a next-item model on a dataset")
     s.add_argument("name")
     s.add_argument("--model", default="st-transformer")
-    s.add_argument("--split", default="leave-last",
-                   choices=["leave-last", "temporal", "trajectory"])
+    s.add_argument("--split", choices=["leave-last", "temporal", "trajectory"],
+                   help="how the events are split (default leave-last)")
     s.add_argument("--epochs", type=int)
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--text", metavar="category|PATH.npy",
@@ -328,6 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a model or training setting (repeatable), e.g. --set hidden=128 "
                         "--set blend=false --set lr=0.001")
+    s.add_argument("--continue", dest="continue_", action="store_true",
+                   help="online update: warm-start the model's latest checkpoint and train on "
+                        "the events since; the new weights are kept only if validation "
+                        "NDCG@10 does not drop")
+    s.add_argument("--since", metavar="TIME",
+                   help="with --continue: train on the events from TIME (ISO 8601, UTC; "
+                        "default: the parent's last event)")
+    s.add_argument("--from", dest="from_id", metavar="MODEL_ID",
+                   help="with --continue: the checkpoint to continue (default: the latest)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_train)
 

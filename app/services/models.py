@@ -12,6 +12,10 @@ with a message saying what to change.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
+import sys
+import threading
 from typing import Any
 
 import pandas as pd
@@ -26,6 +30,9 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LIMITS: dict[str, tuple[int, int]] = {"epochs": (1, 500), "max_len": (2, 500),
                                       "hidden": (8, 1024), "patience": (1, 1000)}
 MAX_USERS = 5000   # users offered in the recommendation picker (most active first)
+INTERVAL_UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600}
+
+log = logging.getLogger(__name__)
 
 
 def _class(name: str) -> Any:
@@ -115,6 +122,110 @@ def job_snapshot(job_id: str) -> dict[str, Any]:
 def cancel_job(job_id: str) -> bool:
     """Ask a job to stop (keeps the best checkpoint so far); KeyError if unknown."""
     return jobs.cancel(job_id)
+
+
+# -- online updates --------------------------------------------------------------------------
+def parse_interval(text: str, what: str = "interval") -> float:
+    """Seconds of an interval written as a number and a unit: ``15m``, ``1h``, ``900s``."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh])\s*", str(text or "").lower())
+    if not m:
+        raise ValueError(f"{what} {text!r} is not an interval: give a number and a unit s, m or "
+                         "h, e.g. 15m, 1h or 900s")
+    seconds = float(m.group(1)) * INTERVAL_UNITS[m.group(2)]
+    if seconds < 1:
+        raise ValueError(f"{what} {text!r} is shorter than a second; give e.g. 15m")
+    return seconds
+
+
+def update_job(store: Any, dataset: str, model_id: str) -> jobs.Job:
+    """A training job continuing ``model_id`` on the events stored since it was trained
+    (``models.api.update``); its ``meta`` names the parent, so it cannot be deleted meanwhile."""
+    from ...models import api
+    from ...models.training import checkpoint as ckpt
+    from ...models.training.online import ONLINE_EPOCHS
+
+    model = ckpt.read_info(ckpt.find(store, dataset, model_id))["model"]
+    trainable = bool(_class(model).trainable)
+
+    def target(progress: jobs.Progress, cancel: threading.Event, logger: Any) -> Any:
+        res = api.update(store, dataset, model, from_id=model_id,
+                         progress=lambda ev: progress(ev.to_dict()), cancel=cancel, log=logger)
+        # the server's log says what each scheduled update did (its last line: saved or kept)
+        print(f"online update of {dataset!r}: {res.messages[-1]}", file=sys.stderr, flush=True)
+        return res
+
+    def summary(res: Any) -> dict[str, Any]:
+        out = res.to_json()
+        out.pop("history", None)
+        return out
+
+    return jobs.Job(target=target, label=f"update {model} on {dataset}",
+                    meta={"dataset": dataset, "model": model, "model_id": model_id,
+                          "update": True},
+                    plan={"train": ONLINE_EPOCHS} if trainable else {}, summarize=summary,
+                    expected=user_errors())
+
+
+class Updater:
+    """The server's online-update schedule (``trailscope serve --update-every 15m``): every
+    ``every`` seconds, :meth:`tick` starts an update job (:func:`update_job`, through the one
+    job runner: the training pool) for each dataset whose default model was trained on fewer
+    rows than the dataset holds now, unless a training job of that dataset is queued or
+    running. A dataset is tried again only when more rows arrived than at its last try, so an
+    update the keep rule refused is not rerun on the same events."""
+
+    def __init__(self, every: float) -> None:
+        self.every = float(every)
+        self.tried: dict[str, int] = {}     # dataset -> its rows when an update last started
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def due(self, dataset: str) -> tuple[str, int] | None:
+        """(model id, rows now) when ``dataset``'s default model is due for an update."""
+        from ...models import api
+        from ...models.training import checkpoint as ckpt
+
+        store = services.get_store()
+        # stale or not: an update is what brings a model onto the events stored now
+        rows = [{**m, "stale": False} for m in api.list_models(store, dataset)]
+        best = api.best_model(rows)
+        if best is None:
+            return None
+        trained_on = ckpt.read_info(best["path"]).get("dataset_rows")
+        now = ckpt.data_extent(store, dataset)["dataset_rows"]
+        if trained_on is None or now <= max(int(trained_on), self.tried.get(dataset, 0)):
+            return None
+        return best["model_id"], now
+
+    def tick(self) -> list[str]:
+        """Start the updates that are due; returns their job ids."""
+        started = []
+        for dataset in services.dataset_names():
+            try:
+                if jobs.jobs(active_only=True, kind="train", dataset=dataset):
+                    continue
+                due = self.due(dataset)
+                if due is None:
+                    continue
+                self.tried[dataset] = due[1]
+                started.append(jobs.start(update_job(services.get_store(), dataset, due[0])))
+            except Exception:  # noqa: BLE001 - one dataset's failure must not stop the others
+                log.exception("online update of dataset %r could not start", dataset)
+        return started
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.tick()
+
+    def start(self) -> Updater:
+        self.thread = threading.Thread(target=self.run, name="online-updates", daemon=True)
+        self.thread.start()
+        return self
+
+
+def start_updates(every: float) -> Updater:
+    """Start the process's update schedule every ``every`` seconds (a daemon thread)."""
+    return Updater(every).start()
 
 
 # -- trained models ------------------------------------------------------------------------
