@@ -71,31 +71,8 @@ def shell_layout() -> html.Div:
     ])
 
 
-#: Typing while a dropdown's list is open searches it. Dash's Dropdown opens (click, Enter,
-#: arrow keys) with the focus on an option, where letters do nothing, and Enter then keeps the
-#: old value; this moves the focus to the list's search box on the first printable key, so
-#: "type part of a name, Enter" picks the first match as it does when typing on the closed
-#: dropdown. Installed once per page by a clientside callback (inline scripts are hashed by
-#: the CSP, app/security.py).
-TYPE_TO_SEARCH_JS = """function (_path) {
-  if (!window.trailscopeTypeToSearch) {
-    window.trailscopeTypeToSearch = true;
-    document.addEventListener('keydown', function (e) {
-      if (e.ctrlKey || e.metaKey || e.altKey || !e.key || e.key.length !== 1) { return; }
-      var box = e.target && e.target.closest && e.target.closest('.dash-dropdown-content');
-      var search = box && box.querySelector('input.dash-dropdown-search');
-      if (search && e.target !== search) { search.focus(); }
-    }, true);
-  }
-  return window.dash_clientside.no_update;
-}"""
-
-
 def register_shell_callbacks(app: dash.Dash) -> None:
     """Callbacks of the shell; registered on ``app`` so every created app gets its own copy."""
-
-    app.clientside_callback(TYPE_TO_SEARCH_JS, Output(ids.NAVBAR, "title"),
-                            Input(ids.URL, "pathname"))
 
     @app.callback(
         Output(ids.DATASET_DROPDOWN, "options"),

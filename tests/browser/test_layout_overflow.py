@@ -215,8 +215,7 @@ def test_dataset_selector_from_the_keyboard(url, page):
     match is picked (Dash's list kept the focus on an option, so typing did nothing)."""
     page.goto(f"{url}/data?dataset=nyc")
     page.wait_for_selector(f"#{ids.DATASETS_TABLE} table")
-    # the type-to-search key handler is installed by a clientside callback once Dash has
-    # rendered the shell: wait for it (on a loaded machine the test could type before it)
+    # assets/keyboard.js, the type-to-search key handler, loads with the page's scripts
     page.wait_for_function("() => window.trailscopeTypeToSearch === true")
     value = page.locator(f"#{ids.DATASET_DROPDOWN} .dash-dropdown-value")
     for opener in ("click", "Enter", "ArrowDown"):
