@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..streams import consumer
@@ -27,14 +28,22 @@ def _line(counts: consumer.Counts, label: str) -> str:
             f"{counts.duplicates:,} already stored, {counts.rejected:,} rejected")
 
 
-def _open_sink(name: str) -> tuple[Any, Any]:
+def _open_sink(name: str) -> tuple[Any, Callable[[], None]]:
     """The write path and what to close after: the running server's API when one holds the
-    workspace, else the workspace itself."""
+    workspace (DuckDB admits one writing process per file), else the workspace itself."""
     from ...analytics.store import Store
-    from ..streams.sinks import StoreSink
+    from ..streams.sinks import ServerSink, StoreSink
+    from .remote import find_server
 
+    server = find_server()
+    if server is not None:
+        return ServerSink(server, name), lambda: None
     store = Store()
-    return StoreSink(store, name), store
+    try:
+        return StoreSink(store, name), store.close
+    except BaseException:
+        store.close()
+        raise
 
 
 def cmd_consume(args: argparse.Namespace) -> None:
@@ -74,7 +83,7 @@ def cmd_consume(args: argparse.Namespace) -> None:
         for s, handler in old.items():
             signal.signal(s, handler)
         source.close()
-        closing.close()
+        closing()  # the Store, if this process opened it
     if args.json:
         print(json.dumps({"dataset": name, "source": source.label, **counts.to_json()}))
         return
