@@ -395,11 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_recommend)
 
+    from .consume import add_consume_parser
     from .engine import add_engine_parsers
     from .explain import add_explain_parser
 
     add_engine_parsers(sub)
     add_explain_parser(sub)
+    add_consume_parser(sub)
     return p
 
 
