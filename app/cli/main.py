@@ -224,11 +224,24 @@ def cmd_train(args: argparse.Namespace) -> None:
         values["text_embeddings"] = args.text
     values.update(parse_settings(args.set))
     settings, config = resolve(args.model, values)
+    several = args.nproc > 1 or args.nnodes > 1  # DistributedDataParallel through torchrun
     server = _server()
+    if server is not None and several:
+        raise CliError("a running dashboard holds the workspace: train in several processes "
+                       "from its Models page (processes), or stop the dashboard first")
     if server is not None:
         from .remote import run_train
 
         result = run_train(server, args, values, settings)
+    elif several:
+        from ...models.training.distributed import train_distributed
+
+        with _store() as store:
+            result = train_distributed(
+                store, args.name, args.model, settings, config, nproc=args.nproc,
+                nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
+                master_port=args.master_port, progress=progress,
+                log=lambda msg: print(msg, file=sys.stderr))
     else:
         with _store() as store:
             # stdout carries only the result (one JSON object with --json); the log: stderr
@@ -366,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a model or training setting (repeatable), e.g. --set hidden=128 "
                         "--set blend=false --set lr=0.001")
+    s.add_argument("--nproc", type=int, default=1,
+                   help="training processes on this machine (PyTorch DDP through torchrun: gloo "
+                        "on the CPU, one GPU each with NCCL); batch_size must divide by all")
+    s.add_argument("--nnodes", type=int, default=1, help="machines in a --nproc run")
+    s.add_argument("--node-rank", type=int, default=0, help="this machine's rank (0: saves)")
+    s.add_argument("--master-addr", help="address of node 0 (several machines)")
+    s.add_argument("--master-port", type=int, help="port on node 0 (default 29500)")
     s.add_argument("--continue", dest="continue_", action="store_true",
                    help="online update: warm-start the model's latest checkpoint and train on "
                         "the events since; the new weights are kept only if validation "
