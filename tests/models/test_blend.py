@@ -160,3 +160,45 @@ def test_gradient_and_hessian_match_finite_differences():
                                                / (2 * eps), abs=1e-6)
         g_up, g_down = cached.nll_grad_hess(tuple(up))[1], cached.nll_grad_hess(tuple(down))[1]
         torch.testing.assert_close(hess[k], (g_up - g_down) / (2 * eps), atol=1e-5, rtol=1e-4)
+
+
+class Complement(Recommender):
+    """Two parts that each see the target on half the users: together they rank every target
+    first, alone only half (a mix that clearly beats both); ``weak`` leaves part b only
+    ``signal`` on a handful of targets, a gain no validation set this size can tell from luck."""
+
+    name = "complement"
+
+    @dataclass(frozen=True)
+    class Config:
+        weak: bool = False
+
+    def __init__(self, meta: DataMeta, config: Config) -> None:
+        super().__init__(meta, config)
+
+    def score_parts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(int(batch.user.sum()))
+        shape = (len(batch.target), self.meta.n_items + 1)
+        signal = torch.zeros(shape).scatter_(1, batch.target[:, None], 6.0)
+        odd = (batch.user % 2 == 1)[:, None].float()
+        a = torch.randn(shape, generator=g) + signal * (1 - odd)
+        if self.config.weak:   # b helps a on about one target in 100
+            few = (batch.user % 100 == 1)[:, None].float()
+            b = torch.randn(shape, generator=g) * 0.01 + signal * few
+        else:
+            b = torch.randn(shape, generator=g) + signal * odd
+        return a, b
+
+
+def test_a_mix_is_kept_only_when_it_beats_the_best_part_by_more_than_noise(planted):
+    ds = build_dataset(planted, "planted", "leave-last", max_len=20)
+    strong = choose_weights(Complement(ds.meta, Complement.Config(False)), ds, names=("a", "b"))
+    assert strong.weights[0] > 0 and strong.weights[1] > 0 and strong.rejected is None
+    assert strong.ndcg > max(strong.alone) + 0.2
+    weak = choose_weights(Complement(ds.meta, Complement.Config(True)), ds, names=("a", "b"))
+    # the best mix is a little better on validation, but within noise: part a alone is kept
+    assert weak.rejected is not None, weak.message()
+    mix, gain, se = weak.rejected
+    assert mix[1] > 0 and 0 <= gain <= 2 * se
+    assert weak.weights == (1.0, 0.0) and weak.ndcg == weak.alone[0]
+    assert "within noise" in weak.message()
