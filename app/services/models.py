@@ -28,7 +28,8 @@ from .workspace import ServiceError
 SPLITS: tuple[str, ...] = ("leave-last", "temporal", "trajectory")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LIMITS: dict[str, tuple[int, int]] = {"epochs": (1, 500), "max_len": (2, 500),
-                                      "hidden": (8, 1024), "patience": (1, 1000)}
+                                      "hidden": (8, 1024), "patience": (1, 1000),
+                                      "processes": (1, 64)}
 MAX_USERS = 5000   # users offered in the recommendation picker (most active first)
 INTERVAL_UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600}
 
@@ -78,8 +79,10 @@ def _bounded(what: str, value: Any) -> int:
 
 def start_training(dataset: str | None, model: str | None, split: str = "leave-last",
                    epochs: Any = 10, max_len: Any = 50, hidden: Any = None,
-                   device: str = "auto", patience: Any = 3, **train_kwargs: Any) -> str:
-    """Validate the settings and start a background training job; returns the job id."""
+                   device: str = "auto", patience: Any = 3, processes: Any = 1,
+                   **train_kwargs: Any) -> str:
+    """Validate the settings and start a background training job; returns the job id.
+    ``processes`` > 1: PyTorch DDP in that many processes (models.training.distributed)."""
     if not dataset:
         raise ServiceError("no dataset selected: import one on the Data page first")
     services.dataset_info(dataset)  # DatasetNotFound with a helpful message
@@ -95,11 +98,17 @@ def start_training(dataset: str | None, model: str | None, split: str = "leave-l
                            "choose 'auto' or 'cpu'")
     if hidden not in (None, "") and "hidden" in {f.name for f in dataclasses.fields(cls.Config)}:
         train_kwargs["hidden"] = _bounded("hidden", hidden)
-    job = jobs.training_job(services.get_store(), dataset, model, split=split,
-                            epochs=_bounded("epochs", epochs),
-                            max_len=_bounded("max_len", max_len), device=device,
-                            patience=_bounded("patience", patience if patience else 3),
-                            **train_kwargs)
+    values = {"split": split, "epochs": _bounded("epochs", epochs),
+              "max_len": _bounded("max_len", max_len), "device": device,
+              "patience": _bounded("patience", patience if patience else 3), **train_kwargs}
+    job = jobs.training_job(services.get_store(), dataset, model, **values)
+    procs = _bounded("processes", processes if processes else 1)
+    if procs > 1:  # PyTorch DDP through torchrun: the same job, its target runs the processes
+        from ...models.training.distributed import DistributedError, launch_target
+
+        job = dataclasses.replace(
+            job, target=launch_target(services.get_store(), dataset, model, values, procs),
+            meta={**job.meta, "processes": procs}, expected=(*job.expected, DistributedError))
     try:
         return jobs.start(job)
     except jobs.QueueFull as exc:

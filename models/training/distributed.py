@@ -61,7 +61,7 @@ from ..data.dataset import SeqDataset, build_dataset
 from ..recommenders.registry import get_class, make_config
 from . import checkpoint as ckpt
 from .loop import Replica, TrainResult, resolve_device, train
-from .settings import Phase, TrainEvent, TrainSettings
+from .settings import Phase, TrainEvent, TrainSettings, resolve
 
 T = TypeVar("T")
 #: the prefix of the lines rank 0 prints for the launcher (anything else is passed on as log)
@@ -329,6 +329,23 @@ def train_distributed(store: Store, name: str, model: str = "st-transformer",
                     folder, nproc, t0, progress, cancel, log, node_rank)
     finally:
         remove_work_dir(folder)
+
+
+def launch_target(store: Store, name: str, model: str, values: dict[str, Any],
+                  nproc: int) -> Callable[..., TrainResult]:
+    """A background job's target (``target(progress, cancel, log)``, progress as plain dicts)
+    training ``model`` on ``name`` in ``nproc`` processes with the settings ``values``
+    (models.training.settings.resolve); a layout that cannot run is refused here, at once."""
+    settings, config = resolve(model, values)
+    check_layout(model, settings, nproc)
+
+    def target(progress: Callable[[dict[str, Any]], None], cancel: threading.Event,
+               log: Callable[[str], None]) -> TrainResult:
+        return train_distributed(store, name, model, settings, config, nproc=nproc,
+                                 progress=lambda ev: progress(ev.to_dict()), cancel=cancel,
+                                 log=log)
+
+    return target
 
 
 def _run(cmd: list[str], folder: Path, nproc: int, t0: float,

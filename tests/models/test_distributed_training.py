@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from trailscope.models.training.distributed import (
 )
 from trailscope.models.training.evaluate import autocast
 from trailscope.models.training.loop import to_device, train
-from trailscope.models.training.settings import Phase, TrainEvent, resolve
+from trailscope.models.training.settings import resolve
 
 from tests.models.realdata import real_workspace, slice_dataset
 
@@ -198,45 +197,66 @@ def test_two_processes_through_the_cli_match_one(home: Path) -> None:
     assert out["valid"]["ndcg@10"] == pytest.approx(one.metrics["valid"]["ndcg@10"], abs=1e-6)
 
 
-def test_progress_cancel_and_resume(store: Store) -> None:
-    """Progress arrives as one process's TrainEvents; cancel stops every process after the
-    first epoch; the same run started again resumes from it and finishes."""
-    settings, config = resolve(MODEL, {**VALUES, "epochs": 2, "resume": True, "patience": 5})
-    folder = ckpt.models_dir(store, "nyc60")
-    cancel = threading.Event()
-    events: list[TrainEvent] = []
+@pytest.fixture()
+def served(home: Path, monkeypatch):
+    """The dashboard's services on the module's workspace (their process-wide Store)."""
+    from trailscope.app.services import workspace as services
 
-    def progress(ev: TrainEvent) -> None:
-        events.append(ev)
-        if ev.phase is Phase.VALID:  # rank 0 writes the resume file right after this event
-            deadline = time.monotonic() + 60
-            while not list(folder.glob("_resume-*.pt")) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            cancel.set()
+    monkeypatch.setenv("TRAILSCOPE_HOME", str(home))
+    services.close_store()
+    yield services.get_store()
+    services.close_store()
 
-    first = train_distributed(store, "nyc60", MODEL, settings, config, nproc=2,
-                              progress=progress, cancel=cancel, log=quiet)
-    assert first.cancelled and first.model_id is None
-    deadline = time.monotonic() + 30  # torchrun and both workers: killed as one group
-    while processes_under(store.temp_dir) and time.monotonic() < deadline:
+
+def until(check, what: str, timeout: float = 180.0):
+    """Poll ``check()`` until it returns something true; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
         time.sleep(0.1)
-    assert not processes_under(store.temp_dir)
-    phases = [e.phase for e in events]
-    assert phases[0] is Phase.DATA and Phase.DONE not in phases
-    steps = [e for e in events if e.phase is Phase.TRAIN]
-    assert [e.step for e in steps] == list(range(1, steps[0].steps + 1))
-    assert all(e.loss is not None and e.loss > 0 for e in steps)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_models_page_job_in_two_processes_cancel_and_resume(served: Store) -> None:
+    """The Models page's training job with processes=2: progress as for one process, cancel
+    stops every process after the first epoch, the same job started again resumes from it."""
+    from trailscope.app.services import models as service
+
+    form = {"split": "leave-last", "epochs": 2, "max_len": 20, "hidden": 16, "device": "cpu",
+            "patience": 5, "batch_size": 64, "dropout": 0.0}
+    with pytest.raises(ValueError, match="does not split evenly over 3 processes"):
+        service.start_training("nyc60", MODEL, **form, processes=3)
+    folder = ckpt.models_dir(served, "nyc60")
+    job = service.start_training("nyc60", MODEL, **form, processes=2)
+
+    def epoch_one_kept() -> dict | None:
+        snap = service.job_snapshot(job)
+        assert snap["status"] in ("queued", "running"), snap["error"]
+        return snap if snap["valid"] and list(folder.glob("_resume-*.pt")) else None
+
+    snap = until(epoch_one_kept, "the first epoch and its resume file")
+    assert snap["meta"]["processes"] == 2 and snap["loss"] and snap["valid"][0][0] == 1
+    assert any("starting 2 training processes" in m for m in snap["messages"])
+    service.cancel_job(job)
+    snap = until(lambda: (s := service.job_snapshot(job))["status"] != "running" and s,
+                 "the cancelled job to end")
+    assert snap["status"] == "cancelled", snap["error"]
+    until(lambda: not processes_under(served.temp_dir), "the training processes to end", 30)
     assert len(list(folder.glob("_resume-*.pt"))) == 1
 
-    events.clear()
-    second = train_distributed(store, "nyc60", MODEL, settings, config, nproc=2,
-                               progress=events.append, log=quiet)
-    assert second.resumed_from_epoch == 1 and not second.cancelled
-    assert [h["epoch"] for h in second.history] == [1, 2]
-    assert events[-1].phase is Phase.DONE and events[-1].model_id == second.model_id
-    assert {e.epoch for e in events if e.phase is Phase.TRAIN} == {2}
+    again = service.start_training("nyc60", MODEL, **form, processes=2)
+    snap = until(lambda: not (s := service.job_snapshot(again))["active"] and s,
+                 "the resumed job to finish")
+    assert snap["status"] == "done", snap["error"]
+    summary = snap["summary"]
+    assert summary["resumed_from_epoch"] == 1 and not summary["cancelled"]
+    assert [v[0] for v in snap["valid"]] == [2] and snap["progress"]["phase"] == "done"
+    assert summary["model_id"] in {m["model_id"] for m in service.trained_models("nyc60")}
     assert not list(folder.glob("_resume-*.pt"))  # a finished run deletes it
-    assert ckpt.load(second.path, store).info["history"][0]["epoch"] == 1
+    info = ckpt.read_info(folder / f"{summary['model_id']}.pt")
+    assert [h["epoch"] for h in info["history"]] == [1, 2] and info["processes"] == 2
 
 
 def test_a_failing_worker_fails_the_run_with_its_message(store: Store) -> None:
