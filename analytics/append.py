@@ -37,21 +37,24 @@ count changes, and with it the services' cache stamp (app/services/cache.dataset
 from __future__ import annotations
 
 import math
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import schema
 from .ingest import localtime, timeparse
 from .ingest.sql import category_sql
 from .ingest.types import REASON_TEXT
 from .rollups import incremental
+from .spacetime import solar_offset_min
 from .store import DatasetNotFound, Store, StoreError, derived_table, events_table
 
 U, IT, T, LA, LO = schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON
@@ -298,17 +301,22 @@ def _columns(records: list[Any], p: _Problems) -> dict[str, list[Any]]:
 
 _parser_lock = threading.Lock()
 _parser: duckdb.DuckDBPyConnection | None = None
+_local = threading.local()
 
 
 def _parser_cursor() -> duckdb.DuckDBPyConnection:
-    """A cursor of the process's in-memory DuckDB that parses batches (the importer's SQL)."""
+    """This thread's cursor on the process's in-memory DuckDB that parses batches with the
+    importer's SQL (one thread: batches are small; session time zone UTC)."""
     global _parser
-    with _parser_lock:
-        if _parser is None:
-            _parser = duckdb.connect(":memory:")
-            _parser.execute("SET enable_progress_bar = false")
-        cur = _parser.cursor()
-    cur.execute(timeparse.SESSION_SQL)
+    cur = getattr(_local, "cur", None)
+    if cur is None:
+        with _parser_lock:
+            if _parser is None:
+                _parser = duckdb.connect(":memory:", config={"threads": 1})
+                _parser.execute("SET enable_progress_bar = false")
+            cur = _parser.cursor()
+        cur.execute(timeparse.SESSION_SQL)
+        _local.cur = cur
     return cur
 
 
@@ -338,52 +346,200 @@ def validate(records: list[dict]) -> pd.DataFrame:
     if not records:
         return _empty()
     cols = _columns(list(records), p)
-    view = f"_ts_raw_{uuid.uuid4().hex[:10]}"
-    table = f"_ts_batch_{uuid.uuid4().hex[:10]}"
-    raw = pd.DataFrame({"k": np.arange(len(records)), **{
-        k: pd.Series(v, dtype="float64" if k in (LA, LO, V) else
-                     "Int32" if k == TZ else "string") for k, v in cols.items()}})
-    ts = f"coalesce({timeparse.iso_sql('t')}, {timeparse.unix_sql('e')})"
-    offset = f"nullif({timeparse.offset_minutes_sql('t')}, 0)"
-    cur = _parser_cursor()
+    ts, tz_ts, status, category = _times(cols)
+    for k, st in enumerate(status):
+        if st == "ok" or st == "none":
+            continue
+        shown = str(records[k].get(T))[:40]
+        if st == "bad":
+            p.add(k, T, f"{REASON_TEXT['bad_time']}: {shown!r} ({_TS_HELP})")
+        else:
+            p.add(k, T, f"{REASON_TEXT['time_out_of_range']}: {shown!r}")
+    for k, (given, in_ts) in enumerate(zip(cols[TZ], tz_ts, strict=True)):
+        if given is not None and in_ts is not None and given != in_ts:
+            p.add(k, TZ, f"{given} differs from the offset in {T} ({in_ts} minutes)")
+    p.raise_if_any()  # every problem, from both checks
+    tz = [g if g is not None else o for g, o in zip(cols[TZ], tz_ts, strict=True)]
+    _place_offsets(ts, cols[LA], cols[LO], tz)
+    return pd.DataFrame({
+        U: pd.Series(cols[U], dtype="string"), IT: pd.Series(cols[IT], dtype="string"),
+        T: pd.Series(ts, dtype="datetime64[us]"),
+        LA: pd.Series(cols[LA], dtype="float64"), LO: pd.Series(cols[LO], dtype="float64"),
+        B: pd.Series([b if b is not None else schema.DEFAULT_BEHAVIOR for b in cols[B]],
+                     dtype="string"),
+        C: pd.Series(category, dtype="string"), V: pd.Series(cols[V], dtype="float64"),
+        TZ: pd.Series(tz, dtype="Int32"), EVENT_ID: pd.Series(cols[EVENT_ID], dtype="string"),
+    })
+
+
+# -- times and local offsets ---------------------------------------------------------------
+# The importer's SQL (timeparse, localtime, sql.category_sql) is the reference; evaluating it
+# costs DuckDB a few milliseconds per query whatever the batch size, so the common forms are
+# read in Python with the same result (tests/analytics/test_append.py compares the two on
+# every form), and only the rest goes to one query.
+_EPOCH = datetime(1970, 1, 1)
+_T_MIN = datetime.fromisoformat(timeparse.TIME_MIN)
+_T_MAX = datetime.fromisoformat(timeparse.TIME_MAX)
+#: ISO text Python may read differently from DuckDB: more than 6 decimals, a lower-case z,
+#: one-digit fields (Python refuses those anyway)
+_SQL_ONLY = re.compile(r"\.\d{7}|z$")
+#: Cached lookups (bounded: cleared when full): zone of a 0.01-degree cell, and the offset
+#: of a zone in a UTC minute (clock changes fall on whole minutes since 1970).
+_CACHE_MAX = 200_000
+_zone_cache: dict[tuple[int, int], str | None] = {}
+_offset_cache: dict[tuple[str, int], int] = {}
+
+
+def _half_up(x: float) -> int:
+    """DuckDB's round() of a DOUBLE: halves away from zero."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def _unix(e: str) -> datetime | None:
+    """timeparse.unix_sql in Python (None: outside the years Python can hold)."""
+    x = float(e)
+    us = _half_up(x * 1_000_000) if abs(x) < timeparse.MS_THRESHOLD else _half_up(x * 1000)
     try:
-        cur.register(view, raw)
-        cur.execute(
-            f"CREATE TEMP TABLE {table} AS SELECT k, {U}, {IT}, {ts} AS {T}, {LA}, {LO}, "
-            f"coalesce({B}, {_lit(schema.DEFAULT_BEHAVIOR)}) AS {B}, {category_sql(C)} AS {C}, "
-            f"{V}, coalesce({TZ}, {offset}) AS {TZ}, {EVENT_ID}, "
-            f"{TZ} IS NOT NULL AND {offset} IS NOT NULL AND {TZ} <> {offset} AS _tz_clash, "
-            f"{offset} AS _tz_ts FROM {view}")
-        cur.unregister(view)
-        for k, has_t, clash, tz_ts, ok in cur.execute(
-                f"SELECT k, {T} IS NOT NULL, _tz_clash, _tz_ts, "
-                f"{timeparse.in_range_sql(T)} FROM {table} "
-                f"WHERE {T} IS NULL OR NOT {timeparse.in_range_sql(T)} OR _tz_clash "
-                "ORDER BY k").fetchall():
-            if cols["t"][k] is None and cols["e"][k] is None:
-                continue  # no time, or one refused already
-            shown = str(records[k].get(T))[:40]
-            if not has_t:
-                p.add(k, T, f"{REASON_TEXT['bad_time']}: {shown!r} ({_TS_HELP})")
-            elif not ok:
-                p.add(k, T, f"{REASON_TEXT['time_out_of_range']}: {shown!r}")
-            if clash:
-                p.add(k, TZ, f"{records[k].get(TZ)} differs from the offset in {T} "
-                             f"({tz_ts} minutes)")
-        p.raise_if_any()  # every problem, from both checks
-        localtime.fill(cur, table)
-        out = cur.execute(f"SELECT {', '.join(schema.COLUMNS)}, {EVENT_ID} FROM {table} "
-                          "ORDER BY k").df()
+        return _EPOCH + timedelta(microseconds=us)
+    except OverflowError:
+        return None
+
+
+def _iso(t: str) -> tuple[datetime | None, int | None] | None:
+    """timeparse.iso_sql and offset_minutes_sql in Python: (naive UTC time, non-zero offset in
+    minutes or None); None when only the SQL can tell."""
+    if _SQL_ONLY.search(t):
+        return None
+    try:
+        d = datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    off = d.utcoffset()
+    if off is None:
+        return d, None
+    minutes = off.total_seconds() / 60
+    if minutes != int(minutes):
+        return None
+    return (d - off).replace(tzinfo=None), int(minutes) or None
+
+
+def _times(cols: dict[str, list[Any]]) -> tuple[list[datetime | None], list[int | None],
+                                                 list[str], list[str | None]]:
+    """(UTC time, offset given in ts, status, category) per event; status: ok, none (no
+    usable time given: already a problem), bad (unreadable) or range (outside the years)."""
+    n = len(cols[U])
+    ts: list[datetime | None] = [None] * n
+    tz_ts: list[int | None] = [None] * n
+    status = ["none"] * n
+    category = list(cols[C])
+    slow: list[int] = []
+    for k, (t, e) in enumerate(zip(cols["t"], cols["e"], strict=True)):
+        if e is not None:
+            ts[k] = _unix(e)
+            status[k] = "range" if ts[k] is None else "ok"
+        elif t is not None:
+            got = _iso(t)
+            if got is None:
+                slow.append(k)
+            else:
+                ts[k], tz_ts[k] = got
+                status[k] = "ok"
+    lists = [k for k, c in enumerate(category) if c is not None and c.lstrip().startswith("[{")]
+    if slow or lists:
+        _times_sql(cols, sorted(set(slow) | set(lists)), ts, tz_ts, status, category)
+    for k, d in enumerate(ts):
+        if d is None and status[k] == "ok":
+            status[k] = "bad"
+        elif d is not None and not _T_MIN <= d < _T_MAX:
+            status[k], ts[k] = "range", None
+    return ts, tz_ts, status, category
+
+
+def _times_sql(cols: dict[str, list[Any]], rows: list[int], ts: list[datetime | None],
+               tz_ts: list[int | None], status: list[str], category: list[str | None]) -> None:
+    """The importer's SQL on events ``rows``: their ISO times (and offsets) and categories."""
+    raw = pa.table({"k": pa.array(rows, type=pa.int64()),
+                    "t": pa.array([cols["t"][k] for k in rows], type=pa.string()),
+                    C: pa.array([cols[C][k] for k in rows], type=pa.string())})
+    cur = _parser_cursor()
+    view = f"_ts_raw_{uuid.uuid4().hex[:10]}"
+    cur.register(view, raw)
+    try:
+        got = cur.execute(
+            f"SELECT k, {timeparse.iso_sql('t')}, "
+            f"nullif({timeparse.offset_minutes_sql('t')}, 0), {category_sql(C)} "
+            f"FROM {view}").fetchall()
     finally:
-        try:
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
-        finally:
-            cur.close()
-    return out.astype({**schema.PANDAS_DTYPES, EVENT_ID: "string"})
+        cur.unregister(view)
+    for k, d, off, c in got:
+        category[k] = c
+        if cols["t"][k] is not None:
+            ts[k], tz_ts[k], status[k] = d, off, "ok"
 
 
-def _lit(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
+def _place_offsets(ts: list[datetime | None], lat: list[float | None],
+                   lon: list[float | None], tz: list[int | None]) -> None:
+    """Fill ``tz`` of the located events without one as an import does (localtime.py): the
+    offset at the event's instant of the zone of its 0.01-degree cell, else (at sea) the
+    longitude rule (spacetime.solar_offset_min)."""
+    need = [k for k in range(len(ts)) if tz[k] is None and lat[k] is not None
+            and ts[k] is not None]
+    if not need:
+        return
+    step = localtime.CELLS_PER_DEGREE
+    cells = {k: (_half_up(lat[k] * step), _half_up(lon[k] * step)) for k in need}
+    zones = {c: _zone_cache.get(c, "?") for c in set(cells.values())}  # "?": not cached
+    missing = sorted(c for c, z in zones.items() if z == "?")
+    if missing:
+        names = localtime.zone_names(np.array([c[0] / step for c in missing]),
+                                     np.array([c[1] / step for c in missing]),
+                                     localtime._known_zones(_parser_cursor()))
+        zones.update(zip(missing, names.tolist(), strict=True))
+        if len(_zone_cache) > _CACHE_MAX:
+            _zone_cache.clear()
+        _zone_cache.update((c, zones[c]) for c in missing)
+    ask: dict[tuple[str, int], datetime] = {}
+    keys: dict[int, tuple[str, int]] = {}
+    offsets: dict[tuple[str, int], int] = {}
+    for k in need:
+        zone = zones[cells[k]]
+        if zone is None:
+            tz[k] = int(solar_offset_min(lon[k]))
+            continue
+        d = ts[k]
+        # after 1970 every clock change falls on a whole minute; before, ask for the instant
+        us = (d - _EPOCH) // timedelta(microseconds=1)
+        key = (zone, us // 60_000_000) if d.year >= 1970 else (zone, -(1 << 62) - us)
+        keys[k] = key
+        if key not in offsets:
+            cached = _offset_cache.get(key)
+            if cached is not None:
+                offsets[key] = cached
+            else:
+                ask[key] = d if d.year < 1970 else _EPOCH + timedelta(minutes=key[1])
+    if ask:
+        offsets.update(_zone_offsets(ask))
+    for k, key in keys.items():
+        tz[k] = offsets[key]
+
+
+def _zone_offsets(ask: dict[tuple[str, int], datetime]) -> dict[tuple[str, int], int]:
+    """localtime.offset_sql for each (zone, time) of ``ask`` (also kept in the cache)."""
+    raw = pa.table({"z": pa.array([z for z, _ in ask], type=pa.string()),
+                    "t": pa.array(list(ask.values()), type=pa.timestamp("us"))})
+    cur = _parser_cursor()
+    view = f"_ts_zone_{uuid.uuid4().hex[:10]}"
+    cur.register(view, raw)
+    try:
+        got = [r[0] for r in cur.execute(
+            f"SELECT {localtime.offset_sql('z', 't')} FROM {view}").fetchall()]
+    finally:
+        cur.unregister(view)
+    out = dict(zip(ask, (int(o) for o in got), strict=True))
+    if len(_offset_cache) > _CACHE_MAX:
+        _offset_cache.clear()
+    _offset_cache.update(out)
+    return out
 
 
 # -- append --------------------------------------------------------------------------------
@@ -400,6 +556,10 @@ def live_table(name: str) -> str:
 
 def _id_tables(name: str) -> dict[str, str]:
     return {U: derived_table("live", name, "users"), IT: derived_table("live", name, "items")}
+
+
+#: Datasets whose live tables exist, as (workspace, name, import time): set after a commit.
+_ready: set[tuple[str, str, Any]] = set()
 
 
 def _ensure_live(cur: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -449,10 +609,15 @@ def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
             cur.execute(timeparse.SESSION_SQL)
             cur.execute("BEGIN TRANSACTION")
             try:
-                stored_name, rows = _registered(cur, store, name)
+                stored_name, rows, imported_at = _registered(cur, store, name)
+                ready = (store._claim_root, stored_name, imported_at)
                 if len(frame):
+                    if ready not in _ready:
+                        _ensure_live(cur, stored_name)
                     kept, rows = _write(cur, stored_name, frame, first, rows)
                 cur.execute("COMMIT")
+                if len(frame):
+                    _ready.add(ready)
             except duckdb.Error as exc:
                 _rollback(cur)
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -469,23 +634,25 @@ def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
                         kept=kept)
 
 
-def _registered(cur: duckdb.DuckDBPyConnection, store: Store, name: str) -> tuple[str, int]:
-    """(the registered spelling of ``name``, its rows); refusals as the module says."""
-    row = cur.execute("SELECT name, rows FROM datasets WHERE lower(name) = lower(?)",
-                      [name]).fetchone()
+def _registered(cur: duckdb.DuckDBPyConnection, store: Store,
+                name: str) -> tuple[str, int, Any]:
+    """(the registered spelling of ``name``, its rows, its import time); refusals as the
+    module says."""
+    row = cur.execute("SELECT name, rows, imported_at FROM datasets "
+                      "WHERE lower(name) = lower(?)", [name]).fetchall()
+    row = row[0] if row else None
     if row is None:
         raise DatasetNotFound(f"no dataset named {name!r}: import it first (events are "
                               "appended to an imported dataset)")
     if store.claimed(row[0]):
         raise StoreError(f"dataset {row[0]!r} is being imported right now; send the events "
                          "again when the import has finished")
-    return str(row[0]), int(row[1])
+    return str(row[0]), int(row[1]), row[2]
 
 
 def _write(cur: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, first: np.ndarray,
            rows: int) -> tuple[np.ndarray, int]:
     """The transaction's writes; returns (stored mask over ``frame``, rows after)."""
-    _ensure_live(cur, name)
     tag = uuid.uuid4().hex[:10]
     view, batch = f"_ts_append_{tag}", f"_ts_batch_{tag}"
     cand = frame[first]
@@ -501,6 +668,7 @@ def _write(cur: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, first
         kept[np.flatnonzero(first)[keep]] = True
         if not keep.any():
             return kept, rows
+        new = cand[keep]
         where = "" if keep.all() else \
             f"WHERE {EVENT_ID} IS NULL OR list_contains(?, {EVENT_ID})"
         cur.execute(f"CREATE TEMP TABLE {batch} AS SELECT {_typed()} FROM {view} {where}",
@@ -508,11 +676,11 @@ def _write(cur: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, first
     finally:
         cur.unregister(view)
     cur.execute(f"INSERT INTO {events_table(name)} SELECT {cols} FROM {batch}")
-    n, tmin, tmax, la0, la1, lo0, lo1 = cur.execute(
-        f"SELECT count(*), min({T}), max({T}), min({LA}), max({LA}), min({LO}), max({LO}) "
-        f"FROM {batch}").fetchone()
-    new = {col: int(cur.execute(f"INSERT OR IGNORE INTO {table} SELECT DISTINCT {col} "
-                                f"FROM {batch}").fetchone()[0])
+    n, tmin, tmax = len(new), new[T].min(), new[T].max()
+    la0, la1, lo0, lo1 = (None if pd.isna(x) else float(x) for x in (
+        new[LA].min(), new[LA].max(), new[LO].min(), new[LO].max()))
+    added = {col: int(cur.execute(f"INSERT OR IGNORE INTO {table} SELECT DISTINCT {col} "
+                                  f"FROM {batch}").fetchall()[0][0])
            for col, table in _id_tables(name).items()}
     cur.execute(
         "UPDATE datasets SET rows = rows + ?, users = users + ?, items = items + ?, "
@@ -520,7 +688,8 @@ def _write(cur: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, first
         "min_lat = least(min_lat, ?), max_lat = greatest(max_lat, ?), "
         "min_lon = least(min_lon, ?), max_lon = greatest(max_lon, ?), "
         "has_coordinates = coalesce(has_coordinates, false) OR ? WHERE name = ?",
-        [n, new[U], new[IT], tmin, tmax, la0, la1, lo0, lo1, la0 is not None, name])
+        [n, added[U], added[IT], tmin.to_pydatetime(), tmax.to_pydatetime(), la0, la1, lo0,
+         lo1, la0 is not None, name])
     incremental.apply(cur, name, batch)
     cur.execute(f"DROP TABLE {batch}")
     return kept, rows + int(n)

@@ -1,0 +1,276 @@
+"""The server's one write path for streamed events: one writer thread, group commits.
+
+DuckDB admits one writing process per workspace file, and within the process concurrent
+transactions that touch the same registry row conflict at commit. So every append (the HTTP
+API, the Redis consumer inside the server) and every drop goes through one daemon thread:
+
+* :func:`append` runs in the caller's (request) thread: it checks the events there
+  (``analytics.append.validate``: a bad batch raises :class:`AppendError` and never enters
+  the queue), queues them and blocks until they are committed, then returns the caller's own
+  :class:`AppendResult` (stored, duplicates, the dataset's rows after the commit);
+* the writer takes the oldest request and everything queued behind it for the same dataset
+  (up to :data:`GROUP_ROWS` events, never past a drop of that dataset) and stores it in one
+  transaction (``analytics.append.append``: a group commit), then hands each caller its share;
+* :func:`drop` deletes a dataset in the same queue, so it cannot race an append;
+* the queue is bounded (:data:`MAX_QUEUED` requests, :data:`MAX_QUEUED_ROWS` events): beyond
+  that :class:`WriterBusy` says to retry (the API answers 503), as does a request the writer
+  did not reach within its ``timeout`` (nothing of it is stored then).
+
+After a commit the registry's row count has changed, so ``cache.dataset_stamp`` (import time
+and rows) is new and every memoised answer about the dataset is recomputed on next use.
+:func:`stats` counts groups, events and commit times (bench/stream_bench.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...analytics import schema
+from ...analytics.append import AppendError, AppendResult, validate
+from ...analytics.append import append as store_append
+from .workspace import ServiceError, get_store
+
+__all__ = ["AppendError", "AppendResult", "WriterBusy", "append", "drop", "stats"]
+
+log = logging.getLogger(__name__)
+
+#: Most events one group commit stores (a single larger request is committed alone).
+GROUP_ROWS = 50_000
+#: Requests and events that may wait for the writer; beyond either, WriterBusy.
+MAX_QUEUED = 2_000
+MAX_QUEUED_ROWS = 500_000
+#: How long a caller waits for its batch by default, in seconds.
+TIMEOUT_S = 30.0
+
+QUEUED, TAKEN, ABANDONED = "queued", "taken", "abandoned"
+
+
+class WriterBusy(ServiceError):
+    """The writer cannot take the request now (queue full, or not reached in time); nothing
+    of it was stored. The API answers 503 with Retry-After."""
+
+
+@dataclass(eq=False)
+class _Request:
+    kind: str  # "append" or "drop"
+    name: str
+    key: str  # the dataset name as compared (lower case)
+    frame: pd.DataFrame | None = None
+    state: str = QUEUED
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.frame is None else len(self.frame)
+
+
+class Writer:
+    """One writer thread with its queue (use the module's functions: one per process)."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._queued = 0
+        self._queued_rows = 0
+        self._thread: threading.Thread | None = None
+        self._stats = {"groups": 0, "requests": 0, "events": 0, "stored": 0, "duplicates": 0,
+                       "failed_groups": 0, "drops": 0, "commit_ms_total": 0.0,
+                       "commit_ms_max": 0.0, "last_commit_ms": 0.0, "largest_group": 0}
+
+    # -- callers ---------------------------------------------------------------------------
+    def append(self, name: str, records: list[dict], timeout: float = TIMEOUT_S) -> AppendResult:
+        name = _clean(name)
+        frame = validate(records)  # AppendError: never queued
+        if not len(frame):
+            info = get_store().info(name)  # DatasetNotFound for an unknown dataset
+            return AppendResult(stored=0, duplicates=0, rows=int(info.rows))
+        req = _Request("append", name, name.lower(), frame)
+        return self._submit(req, timeout)
+
+    def drop(self, name: str, timeout: float = TIMEOUT_S) -> str:
+        name = _clean(name)
+        return self._submit(_Request("drop", name, name.lower()), timeout)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = dict(self._stats)
+            out.update(queued=self._queued, queued_rows=self._queued_rows)
+        out["commit_ms_mean"] = (out["commit_ms_total"] / out["groups"]) if out["groups"] else 0.0
+        return out
+
+    def _submit(self, req: _Request, timeout: float) -> Any:
+        with self._lock:
+            # one request larger than MAX_QUEUED_ROWS is taken when nothing else waits
+            if self._queued >= MAX_QUEUED or (
+                    self._queued and self._queued_rows + req.rows > MAX_QUEUED_ROWS):
+                raise WriterBusy(
+                    f"the server's writer has {self._queued} batches ({self._queued_rows:,} "
+                    "events) waiting: nothing was stored; send the batch again in a moment")
+            self._queued += 1
+            self._queued_rows += req.rows
+            self._start()
+        self._q.put(req)
+        if not req.done.wait(timeout):
+            with self._lock:
+                if req.state == QUEUED:
+                    req.state = ABANDONED
+                    self._release(req)
+            if req.state == ABANDONED:
+                raise WriterBusy(
+                    f"the server's writer did not reach the batch within {timeout:g} s (it is "
+                    "busy): nothing was stored; send it again")
+            req.done.wait()  # being committed: the outcome is moments away
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def _start(self) -> None:
+        """Start the writer thread (under the lock) if it is not running."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="trailscope-writer",
+                                            daemon=True)
+            self._thread.start()
+
+    def _release(self, req: _Request) -> None:
+        """Count ``req`` off the queue (under the lock)."""
+        self._queued -= 1
+        self._queued_rows -= req.rows
+
+    # -- the writer thread -----------------------------------------------------------------
+    def _loop(self) -> None:
+        pending: deque[_Request] = deque()
+        while True:
+            if not pending:
+                pending.append(self._q.get())
+            while True:  # everything queued now, in order
+                try:
+                    pending.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            group = self._take(pending)
+            if group:
+                try:
+                    self._run(group)
+                except BaseException as exc:  # never let the thread die with callers waiting
+                    log.exception("writer: group of %d failed", len(group))
+                    for req in group:
+                        req.error = req.error or exc
+                finally:
+                    with self._lock:
+                        for req in group:
+                            self._release(req)
+                    for req in group:
+                        req.done.set()
+
+    def _take(self, pending: deque[_Request]) -> list[_Request]:
+        """The next group: the oldest live request and, for an append, the appends to the
+        same dataset behind it up to GROUP_ROWS events, stopping at a drop of that dataset.
+        Marks them taken; abandoned requests are discarded."""
+        group: list[_Request] = []
+        rest: deque[_Request] = deque()
+        rows, closed = 0, False
+        with self._lock:
+            while pending:
+                req = pending.popleft()
+                if req.state == ABANDONED:
+                    continue
+                if not group:
+                    group.append(req)
+                    rows, closed = req.rows, req.kind == "drop"
+                elif closed or req.key != group[0].key:
+                    rest.append(req)
+                elif req.kind == "drop" or rows + req.rows > GROUP_ROWS:
+                    closed = True  # later requests for the dataset wait their turn
+                    rest.append(req)
+                else:
+                    group.append(req)
+                    rows += req.rows
+            for req in group:
+                req.state = TAKEN
+        pending.extend(rest)
+        return group
+
+    def _run(self, group: list[_Request]) -> None:
+        """Commit one group and give each request its result or the group's error."""
+        head = group[0]
+        store = get_store()
+        if head.kind == "drop":
+            try:
+                head.result = store.drop(head.name)
+            except Exception as exc:  # noqa: BLE001 - the caller's error (DatasetNotFound, ...)
+                head.error = exc
+            with self._lock:
+                self._stats["drops"] += 1
+            return
+        frames = [req.frame for req in group]
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        t0 = time.perf_counter()
+        try:
+            res = store_append(store, head.name, frame)
+        except Exception as exc:  # noqa: BLE001 - each caller gets the group's error
+            for req in group:
+                req.error = exc
+            with self._lock:
+                self._stats["failed_groups"] += 1
+            return
+        ms = (time.perf_counter() - t0) * 1000
+        at = 0
+        for req in group:
+            kept = res.kept[at:at + req.rows]
+            at += req.rows
+            stored = int(np.count_nonzero(kept))
+            req.result = AppendResult(stored=stored, duplicates=req.rows - stored,
+                                      rows=res.rows, kept=kept)
+        with self._lock:
+            s = self._stats
+            s["groups"] += 1
+            s["requests"] += len(group)
+            s["events"] += len(frame)
+            s["stored"] += res.stored
+            s["duplicates"] += res.duplicates
+            s["commit_ms_total"] += ms
+            s["commit_ms_max"] = max(s["commit_ms_max"], ms)
+            s["last_commit_ms"] = ms
+            s["largest_group"] = max(s["largest_group"], len(frame))
+
+
+def _clean(name: str) -> str:
+    try:
+        return schema.clean_dataset_name(name)
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from exc
+
+
+_writer = Writer()
+
+
+def append(name: str, records: list[dict], timeout: float = TIMEOUT_S) -> AppendResult:
+    """Store ``records`` (JSON-like event dicts) in dataset ``name`` through the process's
+    writer; blocks until committed and returns this call's own counts. Raises AppendError
+    (bad events: nothing stored), WriterBusy (queue full or not reached in time: nothing
+    stored), DatasetNotFound, StoreError (the dataset is being imported; the write failed)."""
+    return _writer.append(name, records, timeout)
+
+
+def drop(name: str, timeout: float = TIMEOUT_S) -> str:
+    """Delete dataset ``name`` through the writer (after the appends queued before it);
+    returns the name dropped. Raises DatasetNotFound, StoreError (being imported)."""
+    return _writer.drop(name, timeout)
+
+
+def stats() -> dict[str, Any]:
+    """The writer's counters: groups committed, requests, events, stored, duplicates, failed
+    groups, drops, commit milliseconds (total, mean, max, last), largest group, and what
+    waits now (queued requests and events)."""
+    return _writer.stats()
