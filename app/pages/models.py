@@ -59,6 +59,11 @@ def _train_card(choices: list[dict[str, Any]], active: dict[str, Any] | None) ->
             _field("Patience", dcc.Input(id=ids.MODELS_PATIENCE, type="number", min=1, max=1000,
                                          step=1, value=3, className="text-input",
                                          style={"width": "90px"}), "100px"),
+            html.Div(_field("Processes", dcc.Input(
+                id=ids.MODELS_PROCESSES, type="number", min=1, max=64, step=1, value=1,
+                className="text-input", style={"width": "90px"}), "100px"),
+                title="Training processes (PyTorch DistributedDataParallel): one GPU each on "
+                      "CUDA; the training batch size must divide by it"),
             _field("Device", dcc.RadioItems(
                 id=ids.MODELS_DEVICE, value="auto", inline=True, className="checklist",
                 options=[{"label": " auto", "value": "auto"}, {"label": " cpu", "value": "cpu"},
@@ -194,11 +199,12 @@ def on_model(model: str | None) -> tuple[Any, ...]:
     State(ids.MODELS_EPOCHS, "value"), State(ids.MODELS_MAX_LEN, "value"),
     State(ids.MODELS_HIDDEN, "value"),
     State(ids.MODELS_DEVICE, "value"), State(ids.MODELS_PATIENCE, "value"),
+    State(ids.MODELS_PROCESSES, "value"),
     prevent_initial_call=True,
 )
 def start_training(n_clicks: int, dataset: str | None, model: str | None, split: str,
                    epochs: Any, max_len: Any, hidden: Any, device: str,
-                   patience: Any = 3) -> tuple[Any, Any]:
+                   patience: Any = 3, processes: Any = 1) -> tuple[Any, Any]:
     if not n_clicks:
         return no_update, no_update
     running = model_service.active_job(dataset)
@@ -208,7 +214,8 @@ def start_training(n_clicks: int, dataset: str | None, model: str | None, split:
             "wait for it or cancel it first.", "warning")
     try:
         job_id = model_service.start_training(dataset, model, split, epochs, max_len, hidden,
-                                              device or "auto", patience=patience)
+                                              device or "auto", patience=patience,
+                                              processes=processes)
     except model_service.user_errors() as exc:
         return no_update, ui.error_box("Cannot start the training", str(exc))
     return job_id, None

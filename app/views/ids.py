@@ -119,6 +119,7 @@ MODELS_MAX_LEN = "models-max-len"
 MODELS_HIDDEN = "models-hidden"  # the hidden-size input
 MODELS_DEVICE = "models-device"
 MODELS_PATIENCE = "models-patience"
+MODELS_PROCESSES = "models-processes"  # training processes (PyTorch DDP)
 MODELS_SETTINGS_HINT = "models-settings-hint"
 MODELS_TRAIN = "models-train"  # the Train button
 MODELS_CANCEL = "models-cancel"

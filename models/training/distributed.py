@@ -246,17 +246,17 @@ def check_layout(model: str, settings: TrainSettings, nproc: int, nnodes: int = 
                          "every machine can reach")
     if not get_class(model).trainable:
         raise ValueError(f"model {model!r} is fitted by counting in one pass, not by gradient "
-                         "descent: train it in one process (without --nproc)")
+                         "descent: train it in one process")
     world = nproc * nnodes
     if settings.batch_size % world:
         raise ValueError(f"batch_size {settings.batch_size} does not split evenly over {world} "
-                         f"processes; use a multiple of {world} (--set batch_size="
-                         f"{max(world, settings.batch_size // world * world)})")
+                         f"processes; use a number of processes that divides it, or a "
+                         f"batch_size that is a multiple of {world}")
     dev = resolve_device(settings.device)
     if dev.type == "cuda" and nproc > torch.cuda.device_count():
         raise ValueError(f"{nproc} processes per machine need {nproc} GPUs; this machine has "
-                         f"{torch.cuda.device_count()} (use --nproc {torch.cuda.device_count()} "
-                         "or --device cpu)")
+                         f"{torch.cuda.device_count()}: use at most {torch.cuda.device_count()} "
+                         "processes, or the CPU")
     return world
 
 

@@ -266,3 +266,30 @@ def test_a_failing_worker_fails_the_run_with_its_message(store: Store) -> None:
         train_distributed(store, "nyc60", MODEL, settings, config, nproc=2, log=quiet)
     assert set(ckpt.models_dir(store, "nyc60").glob("*.pt")) == before
     assert not list(store.temp_dir.glob("import-*"))  # the inputs' work folder is removed
+
+
+def test_models_page_has_a_processes_input_and_forwards_it(served: Store) -> None:
+    """The Train card's Processes input (default 1) reaches the service: a layout that cannot
+    run comes back as the page's error box, before any process starts."""
+    import dash
+    import trailscope.app.main  # noqa: F401 (creates the app, which registers the pages)
+    from trailscope.app.pages import models as page
+    from trailscope.app.views import ids
+
+    registered = next(p for p in dash.page_registry.values() if p["path"] == "/models")
+    found = []
+
+    def walk(node) -> None:
+        if getattr(node, "id", None) == ids.MODELS_PROCESSES:
+            found.append(node)
+        kids = getattr(node, "children", None)
+        for kid in kids if isinstance(kids, list | tuple) else [kids]:
+            if kid is not None and not isinstance(kid, str | int | float):
+                walk(kid)
+
+    walk(registered["layout"](dataset="nyc60"))
+    assert len(found) == 1 and found[0].value == 1 and found[0].min == 1
+    _job, error = page.start_training(1, "nyc60", MODEL, "leave-last", 1, 20, 16, "cpu", 3, 3)
+    assert "does not split evenly over 3 processes" in str(error)
+    _job, error = page.start_training(1, "nyc60", MODEL, "leave-last", 1, 20, 16, "cpu", 3, 99)
+    assert "processes must be between 1 and 64" in str(error)

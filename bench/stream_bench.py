@@ -1,0 +1,528 @@
+"""Live-ingest benchmark: events posted to a running server at rising rates while another
+client asks for recommendations, against Redis XADD of the same events as a stream's ceiling.
+
+    python -m bench.stream_bench [--events 90000] [--step-seconds 60]
+                                 [--rates 2000 5000 10000 20000] [--out FILE]
+
+What it does, all on loopback, in a temporary workspace:
+
+1. ``trailscope sample`` generates the base dataset (about ``--events`` events of the sample
+   city) and ``trailscope train --model markov`` trains a quick model on it;
+2. ``trailscope serve`` starts (a subprocess, API token set) and the bench waits for
+   ``GET /api/v1/health``;
+3. per rate step, ``--loaders`` threads post batches of 100 new events of the same residents
+   (distinct ``event_id``) to ``POST /api/v1/datasets/{name}/events`` paced to the rate, for
+   ``--step-seconds``, while one client loops on ``GET .../users/{user}/recommendations``;
+   after the step the bench polls ``GET /api/v1/datasets/{name}`` until the stored count
+   equals the sent count (zero loss) or a deadline passes;
+4. single-event posts (one event per request) as fast as the loaders go;
+5. post-to-visible: the time from sending a batch to ``GET /api/v1/datasets/{name}`` counting
+   it (the number the Overview's headline reads);
+6. the ceiling: ``redis-server`` (started here) takes the same events by ``XADD``, pipelined
+   in batches of 100, for ``--step-seconds``; then ``trailscope consume`` drains that stream
+   into the served dataset (through the API) and its rate is printed too.
+
+Sustained events/s = the highest step with zero loss that reached 95% of its target rate.
+Goals on 2 cores: >= 10,000 events/s in batches, >= 500 single-event posts/s, p95
+recommendation latency < 50 ms while ingesting, visible in < 2 s. The machine's load average
+is printed beside every step (other work on the machine slows every number).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = "live"
+BATCH = 100
+TOKEN = "stream-bench-token"
+GOALS = {"batch_events_s": 10_000, "single_posts_s": 500, "rec_p95_ms": 50, "visible_s": 2.0}
+EVENTS_PER_USER = 180  # the sample city's residents make about 180 events each (180 days)
+
+
+# -- processes ------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "TRAILSCOPE_HOME": str(home), "TRAILSCOPE_API_TOKEN": TOKEN,
+           "TRAILSCOPE_BASEMAP": "blank", "PYTHONUNBUFFERED": "1"}
+    env.pop("TRAILSCOPE_DEFAULT_DATASET", None)
+    return env
+
+
+def cli(home: Path, *args: str, timeout: float = 1800) -> str:
+    """Run ``trailscope ARGS``; its stdout, or RuntimeError with its stderr."""
+    r = subprocess.run([sys.executable, "-m", "trailscope.app.cli", *args], cwd=ROOT,
+                       env=_env(home), capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"trailscope {' '.join(args)} failed: {r.stderr.strip()[-2000:]}")
+    return r.stdout
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float,
+             every_s: float = 0.05) -> float:
+    """Poll ``check`` until true; seconds taken, or RuntimeError naming ``what``."""
+    t0 = time.monotonic()
+    while not check():
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(every_s)
+    return time.monotonic() - t0
+
+
+@contextmanager
+def server(home: Path) -> Iterator[tuple[str, int]]:
+    """``trailscope serve`` on a free port over ``home``; yields (host, port)."""
+    port = free_port()
+    log = open(home / "server.log", "w")  # closed below
+    proc = subprocess.Popen([sys.executable, "-m", "trailscope.app.cli", "serve", "--host",
+                             "127.0.0.1", "--port", str(port)], cwd=ROOT, env=_env(home),
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(home / 'server.log').read_text()[-2000:]}")
+            try:
+                return Client("127.0.0.1", port).get("/api/v1/health")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(up, "the server answers /api/v1/health", 120, 0.3)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[int]:
+    """``redis-server`` without persistence on a free loopback port; yields the port."""
+    import redis
+
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    log = folder / f"redis-{port}.log"
+    with open(log, "w") as fh:  # the child keeps its own descriptor
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save",
+                                 "", "--appendonly", "no", "--dir", str(folder)],
+                                stdout=fh, stderr=subprocess.STDOUT)
+    client = redis.Redis(port=port)
+
+    def ping() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited: {log.read_text()[-2000:]}")
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_for(ping, "redis-server answers PING", 30)
+        yield port
+    finally:
+        client.close()
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+# -- HTTP -----------------------------------------------------------------------------------
+class Client:
+    """One keep-alive connection to the server."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.conn = http.client.HTTPConnection(host, port, timeout=60)
+
+    def _call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (0, 1):  # a dropped keep-alive connection is reopened once
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                r = self.conn.getresponse()
+                return r.status, r.read()
+            except (http.client.HTTPException, ConnectionError):
+                self.conn.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return self._call("GET", path)
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        return self._call("POST", path, body)
+
+    def rows(self) -> int:
+        status, body = self.get(f"/api/v1/datasets/{DATASET}")
+        if status != 200:
+            raise RuntimeError(f"GET /api/v1/datasets/{DATASET}: {status} {body[:300]!r}")
+        return int(json.loads(body)["rows"])
+
+
+# -- the events -----------------------------------------------------------------------------
+class Events:
+    """New events of the base dataset's residents, as JSON text without an id; a batch gets
+    ids ``<tag>-<n>`` so every posted event is distinct."""
+
+    def __init__(self, users: int) -> None:
+        from trailscope.analytics import schema
+        from trailscope.analytics.sample.generate import generate_events
+
+        df = generate_events(users=min(users, 1000), seed=7, start="2024-07-01", days=60)
+        df[schema.TS] = df[schema.TS].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        records = json.loads(df.to_json(orient="records"))
+        # each fragment is an object's members after the opening brace
+        self.fragments = [json.dumps(r, ensure_ascii=False)[1:] for r in records]
+        self.users = sorted(df[schema.USER].unique().tolist())
+        self._n = itertools.count()
+        self._lock = threading.Lock()
+
+    def take(self, size: int, tag: str) -> tuple[bytes, list[str]]:
+        """A JSON array of ``size`` new events; also their fragments (for XADD)."""
+        with self._lock:
+            start = next(self._n)
+            for _ in range(size - 1):
+                next(self._n)
+        parts = [f'{{"event_id":"{tag}-{n}",' + self.fragments[n % len(self.fragments)]
+                 for n in range(start, start + size)]
+        return ("[" + ",".join(parts) + "]").encode(), parts
+
+
+# -- one step -------------------------------------------------------------------------------
+@dataclass
+class Step:
+    label: str
+    target: float | None
+    seconds: float = 0.0
+    sent: int = 0
+    accepted: int = 0
+    errors: int = 0
+    stored: int = 0
+    drain_s: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    rec_errors: int = 0
+    load: float = 0.0
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def _recommend_loop(host: str, port: int, users: list[str], stop: threading.Event,
+                    step: Step) -> None:
+    client, rng = Client(host, port), random.Random(1)
+    while not stop.is_set():
+        user = rng.choice(users)
+        t0 = time.perf_counter()
+        status, _ = client.get(f"/api/v1/datasets/{DATASET}/users/{user}/recommendations?k=10")
+        if status == 200:
+            step.latencies_ms.append((time.perf_counter() - t0) * 1000)
+        else:
+            step.rec_errors += 1
+
+
+def run_step(host: str, port: int, events: Events, label: str, rate: float | None, size: int,
+             seconds: float, loaders: int, recommend: bool) -> Step:
+    """Post batches of ``size`` at ``rate`` events/s (None: as fast as the loaders go) for
+    ``seconds`` from ``loaders`` threads, with a recommendation client beside them; then
+    wait for the stored count to reach the sent count."""
+    step = Step(label, rate, load=os.getloadavg()[0])
+    before = Client(host, port).rows()
+    stop = threading.Event()
+    counter = itertools.count()
+    lock = threading.Lock()
+    t0 = time.monotonic()
+    end = t0 + seconds
+
+    def loader() -> None:
+        client = Client(host, port)
+        while True:
+            k = next(counter)
+            due = t0 + k * size / rate if rate else time.monotonic()
+            if due >= end:
+                return
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            body, _ = events.take(size, label)
+            try:
+                status, _ = client.post(f"/api/v1/datasets/{DATASET}/events", body)
+            except OSError:
+                status = 0
+            with lock:
+                step.sent += size
+                if status == 200:
+                    step.accepted += size
+                else:
+                    step.errors += 1
+
+    threads = [threading.Thread(target=loader, daemon=True) for _ in range(loaders)]
+    rec = threading.Thread(target=_recommend_loop, args=(host, port, events.users, stop, step),
+                           daemon=True)
+    for t in threads:
+        t.start()
+    if recommend:
+        rec.start()
+    if not threads:  # recommendations alone: their latency without ingest
+        stop.wait(seconds)
+    for t in threads:
+        t.join()
+    step.seconds = time.monotonic() - t0
+    stop.set()
+    if recommend:
+        rec.join()
+    client = Client(host, port)
+    try:
+        step.drain_s = wait_for(lambda: client.rows() - before >= step.sent,
+                                "stored count reaches the sent count", 30, 0.1)
+    except RuntimeError:
+        step.note = "stored < sent after 30 s"
+    step.stored = client.rows() - before
+    return step
+
+
+def post_to_visible(host: str, port: int, events: Events, trials: int) -> list[float]:
+    """Seconds from sending a batch of 100 to the dataset's row count including it."""
+    poster, reader = Client(host, port), Client(host, port)
+    out = []
+    for _ in range(trials):
+        before = reader.rows()
+        body, _ = events.take(BATCH, "visible")
+        t0 = time.perf_counter()
+        done = threading.Thread(target=poster.post,
+                                args=(f"/api/v1/datasets/{DATASET}/events", body))
+        done.start()
+        wait_for(lambda b=before: reader.rows() >= b + BATCH, "the posted batch is visible",
+                 30, 0.005)
+        out.append(time.perf_counter() - t0)
+        done.join()
+    return out
+
+
+def redis_ceiling(port: int, events: Events, seconds: float, stream: str) -> tuple[int, float]:
+    """XADD the same events, pipelined in batches of 100, for ``seconds``: (count, seconds)."""
+    import redis
+
+    client = redis.Redis(port=port)
+    sent, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        _, parts = events.take(BATCH, "xadd")
+        pipe = client.pipeline(transaction=False)
+        for p in parts:
+            pipe.xadd(stream, {"event": p})
+        pipe.execute()
+        sent += BATCH
+    elapsed = time.monotonic() - t0
+    client.close()
+    return sent, elapsed
+
+
+# -- report ---------------------------------------------------------------------------------
+def _ok(good: bool) -> str:
+    return "ok" if good else "MISSED"
+
+
+def table(steps: list[Step]) -> str:
+    lines = ["| step | target ev/s | sent | stored | lost | achieved ev/s | errors | "
+             "rec n | rec p50 ms | rec p95 ms | rec p99 ms | drain s | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in steps:
+        target = f"{s.target:,.0f}" if s.target else "max" if s.sent else "-"
+        lines.append(
+            f"| {s.label} | {target} | {s.sent:,} | {s.stored:,} | {s.sent - s.stored:,} | "
+            f"{s.rate:,.0f} | {s.errors} | {len(s.latencies_ms):,} | {s.pct(50):.1f} | "
+            f"{s.pct(95):.1f} | {s.pct(99):.1f} | {s.drain_s:.2f} | {s.load:.1f} |"
+            + (f" {s.note}" if s.note else ""))
+    return "\n".join(lines)
+
+
+def sustained(steps: list[Step]) -> Step | None:
+    """The fastest batch step with zero loss: a paced step counts when it reached 95% of its
+    target (else the load was not what it says), the unpaced one (``max``) as it went."""
+    good = [s for s in steps if s.sent and s.stored == s.sent and not s.errors
+            and (s.target is None or s.rate >= 0.95 * s.target)]
+    return max(good, key=lambda s: s.rate) if good else None
+
+
+@dataclass
+class Result:
+    """Everything one run measured."""
+
+    head: str
+    steps: list[Step]          # paced batch steps, then the unpaced one
+    idle: Step                 # recommendations without ingest
+    single: Step               # one event per post
+    visible: list[float]       # seconds from post to counted
+    xadd: tuple[int, float]    # events, seconds
+    consume: dict[str, Any]    # trailscope consume's JSON, seconds, rows the dataset grew by
+
+    def text(self) -> str:
+        return "\n\n".join([self.head, table([self.idle, *self.steps, self.single]),
+                             self.summary()])
+
+    def summary(self) -> str:
+        best = sustained(self.steps)
+        rate = best.rate if best else 0.0
+        nan = float("nan")
+        p50, p95, p99 = (best.pct(50), best.pct(95), best.pct(99)) if best else (nan, nan, nan)
+        single = self.single
+        single_rate = single.sent / single.seconds if single.seconds else 0.0
+        vis = sorted(self.visible)
+        vis_med, vis_max = (vis[len(vis) // 2], vis[-1]) if vis else (nan, nan)
+        xadd_rate = self.xadd[0] / self.xadd[1] if self.xadd[1] else 0.0
+        out = [
+            f"sustained with zero loss (batches of {BATCH}): {rate:,.0f} events/s (step "
+            f"{best.label if best else 'none'}; goal >= {GOALS['batch_events_s']:,}: "
+            f"{_ok(rate >= GOALS['batch_events_s'])})",
+            f"recommendation latency at that step: p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 "
+            f"{p99:.1f} ms (goal p95 < {GOALS['rec_p95_ms']} ms: "
+            f"{_ok(p95 < GOALS['rec_p95_ms'])}); without ingest: p50 "
+            f"{self.idle.pct(50):.1f} ms, p95 {self.idle.pct(95):.1f} ms",
+            f"single-event posts: {single_rate:,.0f} posts/s, {single.stored:,} of "
+            f"{single.sent:,} stored (goal >= {GOALS['single_posts_s']}: "
+            f"{_ok(single_rate >= GOALS['single_posts_s'] and single.stored == single.sent)})",
+            f"post to visible (GET /api/v1/datasets/{DATASET} rows: the registry count the "
+            f"Overview's headline reads): median {vis_med:.3f} s, max {vis_max:.3f} s over "
+            f"{len(vis)} batches (goal < {GOALS['visible_s']} s: "
+            f"{_ok(vis_max < GOALS['visible_s'])})",
+            f"ceiling, redis-server XADD of the same events (pipelined batches of {BATCH}, one "
+            f"client): {xadd_rate:,.0f} events/s ({self.xadd[0]:,} in {self.xadd[1]:.1f} s); "
+            f"sustained/ceiling {rate / xadd_rate if xadd_rate else nan:.2f}",
+        ]
+        c = self.consume
+        if c:
+            out.append(
+                f"trailscope consume of {c['read']:,} of those entries into the served dataset "
+                f"(through the API, batches of {c['batch']:,}): {c['stored']:,} stored, "
+                f"{c['duplicates']:,} already stored, {c['rejected']:,} rejected in "
+                f"{c['seconds']:.1f} s (process start included) = "
+                f"{c['read'] / c['seconds']:,.0f} events/s; the dataset grew by {c['grew']:,}")
+        return "\n".join(out)
+
+
+# -- main -----------------------------------------------------------------------------------
+def prepare(home: Path, events: int, log: Callable[[str], None]) -> int:
+    """The base dataset and a markov model; returns the number of residents."""
+    users = max(10, round(events / EVENTS_PER_USER))
+    t0 = time.monotonic()
+    out = json.loads(cli(home, "sample", "--users", str(users), "--name", DATASET, "--json"))
+    log(f"base dataset {DATASET!r}: {out['rows_kept']:,} events of {out['users']:,} residents "
+        f"({time.monotonic() - t0:.1f} s)")
+    t0 = time.monotonic()
+    trained = json.loads(cli(home, "train", DATASET, "--model", "markov", "--json"))
+    log(f"markov model {trained.get('model_id')} trained ({time.monotonic() - t0:.1f} s)")
+    return users
+
+
+def consume_stream(home: Path, host: str, port: int, redis_port: int, stream: str,
+                   count: int, batch: int) -> dict[str, Any]:
+    """``trailscope consume --max-events count`` of ``stream`` into the served dataset."""
+    before = Client(host, port).rows()
+    t0 = time.monotonic()
+    out = json.loads(cli(home, "consume", DATASET, "--from",
+                         f"redis://127.0.0.1:{redis_port}/{stream}", "--max-events", str(count),
+                         "--batch", str(batch), "--idle-exit", "5", "--json"))
+    out["seconds"] = time.monotonic() - t0
+    out["grew"] = Client(host, port).rows() - before
+    out["batch"] = batch
+    return out
+
+
+def run(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
+    with tempfile.TemporaryDirectory(prefix="stream-bench-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        load0 = os.getloadavg()
+        users = prepare(home, args.events, log)
+        events = Events(users)
+        with server(home) as (host, port):
+            def step(label: str, rate: float | None, size: int, loaders: int,
+                     recommend: bool) -> Step:
+                done = run_step(host, port, events, label, rate, size, args.step_seconds,
+                                loaders, recommend)
+                log(table([done]).splitlines()[-1])
+                return done
+
+            idle = step("idle", None, BATCH, 0, True)
+            steps = [step(f"r{rate}", rate, BATCH, args.loaders, True) for rate in args.rates]
+            steps.append(step("max", None, BATCH, args.loaders, True))
+            single = step("single", None, 1, args.loaders, False)
+            visible = post_to_visible(host, port, events, args.visible_trials)
+            log(f"post to visible: {', '.join(f'{v:.3f}' for v in visible)} s")
+            with redis_server(Path(tmp)) as redis_port:
+                xadd = redis_ceiling(redis_port, events, args.step_seconds, "bench")
+                log(f"XADD: {xadd[0]:,} events in {xadd[1]:.1f} s")
+                consume = (consume_stream(home, host, port, redis_port, "bench",
+                                          min(args.consume_events, xadd[0]),
+                                          args.consume_batch)
+                           if args.consume_events else {})
+        head = (f"stream bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores,"
+                f" load average {load0[0]:.1f} at the start, "
+                f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end; base "
+                f"{args.events:,} events, {args.step_seconds:g} s per step, {args.loaders} "
+                f"loader threads, batches of {BATCH}")
+        return Result(head, steps, idle, single, visible, xadd, consume)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=90_000, help="size of the base dataset")
+    p.add_argument("--step-seconds", type=float, default=60.0)
+    p.add_argument("--rates", type=int, nargs="+", default=[2000, 5000, 10000, 20000],
+                   help="target events/s of the steps")
+    p.add_argument("--loaders", type=int, default=4, help="posting threads")
+    p.add_argument("--visible-trials", type=int, default=10)
+    p.add_argument("--consume-events", type=int, default=20_000,
+                   help="entries of the XADD stream trailscope consume stores (0: skip)")
+    p.add_argument("--consume-batch", type=int, default=1000)
+    p.add_argument("--out", type=Path, help="also write the report to this file")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Result:
+    args = parse_args(argv)
+    result = run(args, lambda msg: print(msg, file=sys.stderr, flush=True))
+    text = result.text()
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    main()

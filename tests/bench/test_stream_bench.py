@@ -1,0 +1,28 @@
+"""Smoke run of the stream benchmark: a tiny base dataset, one-second steps at a low rate, a
+real server, a real redis-server and a real ``trailscope consume`` (about a minute)."""
+
+from __future__ import annotations
+
+from bench import stream_bench
+
+
+def test_tiny_run_measures_every_part(tmp_path, capsys) -> None:
+    out = tmp_path / "stream.txt"
+    result = stream_bench.main(["--events", "2000", "--step-seconds", "1", "--rates", "200",
+                                "--loaders", "2", "--visible-trials", "2",
+                                "--consume-events", "300", "--consume-batch", "100",
+                                "--out", str(out)])
+    paced, unpaced = result.steps
+    assert paced.label == "r200" and unpaced.label == "max"
+    for step in (paced, unpaced, result.single):
+        assert step.sent > 0 and step.errors == 0
+        assert step.stored == step.sent  # nothing lost at these rates
+    assert paced.latencies_ms and result.idle.latencies_ms and result.idle.sent == 0
+    assert len(result.visible) == 2 and all(0 < v < 30 for v in result.visible)
+    assert result.xadd[0] >= stream_bench.BATCH and result.xadd[1] > 0
+    c = result.consume
+    assert c["read"] == 300 and c["stored"] == 300 and c["grew"] == 300 and c["rejected"] == 0
+    text = out.read_text()
+    assert text == result.text() + "\n" and text in capsys.readouterr().out
+    assert "| r200 | 200 |" in text and "sustained with zero loss" in text
+    assert stream_bench.sustained(result.steps) is not None
