@@ -151,6 +151,8 @@ _USER = {"name": "user", "in": "path", "required": True, "schema": {"type": "str
 _MODEL = {"name": "model", "in": "query", "required": False,
           "description": "a model id, or a model name (its best current model); default: the "
                          "dataset's best current model", "schema": {"type": "string"}}
+_JOB = {"name": "job", "in": "path", "required": True, "description": "a job id (202 answers)",
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{12}$"}}
 _WRITE = [{"bearer": []}]
 _E400, _E404 = _error("bad request: the message says what to change"), _error("not found")
 _E401, _E403 = _error("missing or wrong API token"), _error("writes refused from here")
@@ -250,12 +252,10 @@ PATHS: dict[str, Any] = {
                       "503": _E503, **_WRITE_ERRORS}}},
     "/jobs/{job}": {
         "get": {"summary": "A job's state and progress", "operationId": "getJob",
-                "parameters": [{"name": "job", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
+                "parameters": [_JOB],
                 "responses": {"200": _json(_ref("Job"), "the job"), "404": _E404}},
         "delete": {"summary": "Cancel a job", "operationId": "cancelJob", "security": _WRITE,
-                   "parameters": [{"name": "job", "in": "path", "required": True,
-                                   "schema": {"type": "string"}}],
+                   "parameters": [_JOB],
                    "responses": {"200": _json(_ref("Job"), "the job, cancel requested"),
                                  "404": _E404, **_WRITE_ERRORS}}},
 }
