@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import gzip
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +16,10 @@ from typing import Any, TypeVar
 
 import redis
 
+from bench import stream_bench
 from tests.conftest import NYC, ROOT
 
 T = TypeVar("T")
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(check: Callable[[], T], ok: Callable[[T], bool], what: str,
@@ -45,31 +37,15 @@ def wait_until(check: Callable[[], T], ok: Callable[[T], bool], what: str,
 
 @contextmanager
 def redis_server(folder: Path) -> Iterator[tuple[str, redis.Redis]]:
-    """Debian's ``redis-server`` on a free loopback port, no persistence; yields
-    (``redis://127.0.0.1:PORT``, a client) once it answers PING, and kills it after."""
-    port = free_port()
-    log = open(folder / f"redis-{port}.log", "w")  # closed below
-    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(folder)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        def ping() -> bool:
-            if proc.poll() is not None:
-                log_text = (folder / f"redis-{port}.log").read_text()
-                raise RuntimeError(f"redis-server exited: {log_text}")
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_until(ping, bool, "redis-server answers PING", timeout_s=30)
-        yield f"redis://127.0.0.1:{port}", client
-    finally:
-        client.close()
-        proc.kill()
-        proc.wait(timeout=10)
-        log.close()
+    """Debian's ``redis-server`` on a free loopback port, no persistence (the bench's own
+    starter); yields (``redis://127.0.0.1:PORT``, a client) once it answers PING, and kills
+    it after."""
+    with stream_bench.redis_server(folder) as port:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        try:
+            yield f"redis://127.0.0.1:{port}", client
+        finally:
+            client.close()
 
 
 def nyc_records(n: int, offset: int = 0) -> list[dict[str, Any]]:
