@@ -381,8 +381,8 @@ _EPOCH = datetime(1970, 1, 1)
 _T_MIN = datetime.fromisoformat(timeparse.TIME_MIN)
 _T_MAX = datetime.fromisoformat(timeparse.TIME_MAX)
 #: ISO text Python may read differently from DuckDB: more than 6 decimals, a lower-case z,
-#: one-digit fields (Python refuses those anyway)
-_SQL_ONLY = re.compile(r"\.\d{7}|z$")
+#: a blank before the offset (one-digit fields: Python refuses those anyway)
+_SQL_ONLY = re.compile(r"\.\d{7}|z$|\s[+\-Zz]")
 #: Cached lookups (bounded: cleared when full): zone of a 0.01-degree cell, and the offset
 #: of a zone in a UTC minute (clock changes fall on whole minutes since 1970).
 _CACHE_MAX = 200_000
