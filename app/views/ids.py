@@ -21,6 +21,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("data", "Data", "/data"),
     ("overview", "Overview", "/overview"),
     ("map", "Map", "/map"),
+    ("live", "Live", "/live"),
     ("users", "Users", "/users"),
     ("models", "Models", "/models"),
     ("explain", "Explain", "/explain"),
@@ -188,3 +189,16 @@ MODELS_DELETE = "models-delete"
 MODELS_DELETE_CONFIRM = "models-delete-confirm"  # dcc.ConfirmDialog of a model's deletion
 MODELS_DELETE_TARGET = "models-delete-target"  # store: the model id waiting for confirmation
 MODELS_DELETE_STATUS = "models-delete-status"
+
+# -- Live page (app/pages/live.py) ---------------------------------------------------------
+LIVE_DATASET = "live-dataset"  # page-local store: the dataset the page shows
+LIVE_TICK = "live-tick"  # dcc.Interval: the page refreshes without reloading
+LIVE_KPIS = "live-kpis"  # totals: events arrived, last arrival
+LIVE_EMPTY = "live-empty"  # how to send events, while none has arrived
+LIVE_MINUTES = "live-minutes"  # graph: events per minute of arrival, last hour
+LIVE_MAP = "live-map"  # DeckMap: the newest located events
+LIVE_FEED = "live-feed"  # table: the latest events
+LIVE_FEED_BOX = "live-feed-box"
+LIVE_CHANGES = "live-changes"  # users whose top-10 changed most
+LIVE_STATUS = "live-status"  # a sentence: the last refresh, or what failed
+LIVE_STAMP = "live-stamp"  # store: the version last drawn (the page redraws when it changes)
