@@ -1,0 +1,202 @@
+"""The server's one write path (app/services/writer.py) on the NYC slice imported into a
+temporary workspace: concurrent appends end with exact counts, bad batches never reach the
+queue, drops queue behind appends, a full or stuck writer says so and stores nothing, the
+services' caches see appended rows, and a model trained before an append still loads and
+follows the user's new events."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from trailscope.analytics import schema
+from trailscope.analytics.append import EVENT_ID
+from trailscope.analytics.ingest.pipeline import import_file
+from trailscope.analytics.store import DatasetNotFound, events_table
+from trailscope.app.services import cache, writer
+from trailscope.app.services import workspace as services
+from trailscope.models import api
+
+from tests.conftest import NYC
+
+U, IT, T, LA, LO = schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON
+QUIET = {"log": lambda _m: None}
+
+
+@pytest.fixture()
+def nyc(workspace):
+    import_file(workspace, NYC, name="nyc")
+    return workspace
+
+
+def after_end(store, name: str, days: int = 1):
+    return pd.Timestamp(store.info(name).time_max).to_pydatetime() + timedelta(days=days)
+
+
+def batch(user: str, items: list[str], start, prefix: str) -> list[dict]:
+    return [{U: user, IT: item, T: (start + timedelta(seconds=k)).isoformat() + "Z",
+             LA: 40.74, LO: -73.99, EVENT_ID: f"{prefix}-{k}"} for k, item in enumerate(items)]
+
+
+def wait_for(cond, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_concurrent_appends_end_with_exact_counts(nyc):
+    before, start = nyc.info("nyc"), after_end(nyc, "nyc")
+    stats0 = writer.stats()
+    threads, per_thread, size = 4, 10, 100
+    results: dict[int, list] = {t: [] for t in range(threads)}
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for b in range(per_thread):
+                items = [f"t{t}-item{k % 7}" for k in range(size)]
+                recs = batch(f"thread-{t}", items, start + timedelta(hours=t, minutes=b),
+                             f"{t}-{b}")
+                if b % 3 == 0:  # a resent batch: stored once
+                    results[t].append(writer.append("nyc", recs))
+                results[t].append(writer.append("nyc", recs))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join(120)
+    assert not errors and not any(th.is_alive() for th in pool)
+    total = threads * per_thread * size
+    got = [r for rs in results.values() for r in rs]
+    assert sum(r.stored for r in got) == total
+    assert sum(r.duplicates for r in got) == threads * 4 * size  # batches 0, 3, 6, 9 resent
+    info = nyc.info("nyc")
+    assert info.rows == before.rows + total
+    assert (info.users, info.items) == (before.users + threads, before.items + threads * 7)
+    n, users = nyc.query_df(f"SELECT count(*) AS n, count(DISTINCT {U}) AS u "
+                            f"FROM {events_table('nyc')}").iloc[0]
+    assert (n, users) == (info.rows, info.users)
+    stats = writer.stats()
+    assert stats["requests"] - stats0["requests"] == len(got)
+    assert stats["events"] - stats0["events"] == len(got) * size
+    assert stats["groups"] - stats0["groups"] <= len(got)  # some were committed together
+    assert stats["queued"] == 0 and stats["commit_ms_max"] > 0
+
+
+def test_bad_batch_never_enters_the_queue(nyc):
+    start, stats0, rows0 = after_end(nyc, "nyc"), writer.stats(), nyc.info("nyc").rows
+    recs = batch("u1", ["a", "b", "c"], start, "bad")
+    recs[1][T] = "not a time"
+    recs[2]["colour"] = "red"
+    with pytest.raises(writer.AppendError) as err:
+        writer.append("nyc", recs)
+    assert [(p.index, p.field) for p in err.value.problems] == [(1, T), (2, "colour")]
+    assert writer.stats()["requests"] == stats0["requests"]
+    assert nyc.info("nyc").rows == rows0
+    with pytest.raises(DatasetNotFound):
+        writer.append("nope", batch("u1", ["a"], start, "x"))
+    with pytest.raises(services.ServiceError, match="invalid dataset name"):
+        writer.append("no such/name", [])
+
+
+def test_an_append_changes_the_cache_stamp_and_the_answers(nyc):
+    stamp, info = cache.dataset_stamp(nyc, "nyc"), services.dataset_info("nyc")
+    res = writer.append("nyc", batch("stamp-user", ["x", "y"], after_end(nyc, "nyc"), "st"))
+    assert res.stored == 2
+    assert cache.dataset_stamp(nyc, "nyc") != stamp
+    assert services.dataset_info("nyc").rows == info.rows + 2
+    again = writer.append("nyc", batch("stamp-user", ["x", "y"], after_end(nyc, "nyc"), "st"))
+    assert (again.stored, again.duplicates, again.rows) == (0, 2, info.rows + 2)
+
+
+def test_drop_waits_behind_queued_appends(nyc, monkeypatch):
+    """Appends queued before a drop are committed first; appends after it find no dataset."""
+    gate, entered = threading.Event(), threading.Event()
+    real = writer.store_append
+
+    def slow(store, name, frame):
+        entered.set()
+        gate.wait(30)
+        return real(store, name, frame)
+
+    monkeypatch.setattr(writer, "store_append", slow)
+    start = after_end(nyc, "nyc")
+    out: dict[str, object] = {}
+
+    def run(key: str, fn) -> threading.Thread:
+        def target() -> None:
+            try:
+                out[key] = fn()
+            except Exception as exc:  # noqa: BLE001 - checked below
+                out[key] = exc
+        th = threading.Thread(target=target)
+        th.start()
+        return th
+
+    first = run("first", lambda: writer.append("nyc", batch("d", ["a"], start, "d1")))
+    assert entered.wait(20)  # the writer is inside the first commit
+    second = run("second", lambda: writer.append("nyc", batch("d", ["b"], start, "d2")))
+    wait_for(lambda: writer.stats()["queued"] >= 2)
+    dropper = run("drop", lambda: writer.drop("NYC"))
+    wait_for(lambda: writer.stats()["queued"] >= 3)
+    third = run("third", lambda: writer.append("nyc", batch("d", ["c"], start, "d3")))
+    wait_for(lambda: writer.stats()["queued"] >= 4)
+    gate.set()
+    for th in (first, second, dropper, third):
+        th.join(60)
+    assert out["first"].stored == 1 and out["second"].stored == 1
+    assert out["drop"] == "nyc" and not nyc.exists("nyc")
+    assert isinstance(out["third"], DatasetNotFound)
+
+
+def test_full_queue_and_timeout_store_nothing(nyc, monkeypatch):
+    gate, entered = threading.Event(), threading.Event()
+    real = writer.store_append
+
+    def blocked(store, name, frame):
+        entered.set()
+        gate.wait(30)
+        return real(store, name, frame)
+
+    monkeypatch.setattr(writer, "store_append", blocked)
+    start, rows0 = after_end(nyc, "nyc"), nyc.info("nyc").rows
+    holder = threading.Thread(target=writer.append,
+                              args=("nyc", batch("q", ["a"], start, "q0")))
+    holder.start()
+    assert entered.wait(20)
+    with pytest.raises(writer.WriterBusy, match="did not reach the batch within 0.2 s"):
+        writer.append("nyc", batch("q", ["b"], start, "q1"), timeout=0.2)
+    monkeypatch.setattr(writer, "MAX_QUEUED", 1)
+    with pytest.raises(writer.WriterBusy, match="nothing was stored"):
+        writer.append("nyc", batch("q", ["c"], start, "q2"))
+    gate.set()
+    holder.join(60)
+    wait_for(lambda: writer.stats()["queued"] == 0)
+    assert nyc.info("nyc").rows == rows0 + 1  # only the first; q1 was abandoned, q2 refused
+    ids = nyc.query_df(f'SELECT {EVENT_ID} FROM "live__nyc__events"')[EVENT_ID].tolist()
+    assert ids == ["q0-0"]
+
+
+def test_a_model_trained_before_an_append_follows_the_new_events(nyc):
+    res = api.train(nyc, "nyc", model="repeat", **QUIET)
+    ev = nyc.events("nyc")
+    user = ev[U].value_counts().index[0]
+    top = [r["item_id"] for r in api.recommend(nyc, "nyc", user, k=10)["items"]]
+    # an item the model knows (the most visited overall) that is not among the user's ten
+    item = next(i for i in ev[IT].value_counts().index if i not in top)
+    start = after_end(nyc, "nyc")
+    stored = writer.append("nyc", batch(user, [item] * 8, start, "m"))
+    assert stored.stored == 8
+    models = api.list_models(nyc, "nyc")
+    assert [(m["model_id"], m["stale"]) for m in models] == [(res.model_id, False)]
+    api.load(nyc, "nyc", res.model_id)  # loads: the fingerprint is the import's
+    now = [r["item_id"] for r in api.recommend(nyc, "nyc", user, k=10,
+                                                 model_id=res.model_id)["items"]]
+    assert now != top and item in now
