@@ -45,6 +45,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any, TypeVar
@@ -200,7 +201,9 @@ def worker(folder: Path) -> int:
         if dev.type == "cuda":
             torch.cuda.set_device(local)
             dev = torch.device("cuda", local)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        # the other ranks wait while rank 0 validates an epoch: allow a long full ranking
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
+                                timeout=timedelta(hours=2))
     except Exception as exc:  # noqa: BLE001 - reported to the launcher as this rank's error
         _emit("error", f"process {rank}: {exc}")
         return 1
