@@ -52,6 +52,8 @@ REBUILD_SHARE = 0.05
 REBUILD_ROWS = 1_000_000
 
 _B = "_inc_batch"    # the batch with its integer columns (a temporary table)
+#: The steps' temporary tables.
+_TEMPS = ("_inc_pairs", "_inc_rh", "_inc_cells", "_inc_rows", "_inc_heat")
 
 
 def apply(cur: Any, name: str, batch: str) -> None:
@@ -66,10 +68,9 @@ def apply(cur: Any, name: str, batch: str) -> None:
     _add_ids(cur, t, batch)
     _stage(cur, t, batch)
     try:
-        for f in USER_FREQS:
-            _user_periods(cur, t, f)
-        _upsert(cur, t["hourly"], ["period"], f"SELECT date_trunc('hour', {schema.TS}) AS "
-                "period, count(*) AS events FROM {b} GROUP BY 1")
+        _user_periods(cur, t)
+        _upsert(cur, t["hourly"], ["period"], ["events"], f"SELECT date_trunc('hour', "
+                f"{schema.TS}) AS period, count(*) AS events FROM {{b}} GROUP BY 1")
         _rhythm(cur, t)
         _values(cur, t)
         _summary(cur, t)
@@ -81,7 +82,8 @@ def apply(cur: Any, name: str, batch: str) -> None:
                     "(SELECT imported_at FROM datasets WHERE name = ?) d WHERE rollups.name = ?",
                     [target, name, name])
     finally:
-        cur.execute(f"DROP TABLE IF EXISTS {_B}")
+        for temp in (_B, *_TEMPS):
+            cur.execute(f"DROP TABLE IF EXISTS {temp}")
 
 
 def behind_rows(con: Any, name: str) -> int:
@@ -157,11 +159,10 @@ def _stage(cur: Any, t: dict[str, str], batch: str) -> None:
     u, i, ts, lat, lon, cat = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
                                schema.CATEGORY)
     canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS)
-    cur.execute(f"DROP TABLE IF EXISTS {_B}")
     cur.execute(
-        f"CREATE TEMP TABLE {_B} AS SELECT {canonical}, uu.user_idx, CAST(EPOCH(e.{ts}) AS "
-        f"BIGINT) AS s, epoch_us(e.{ts}) AS us, it.item_idx, pl.coord_idx, c.cat_idx, "
-        f"hash(e.{u}, e.{ts}, e.{i}) AS h FROM {batch} e "
+        f"CREATE OR REPLACE TEMP TABLE {_B} AS SELECT {canonical}, uu.user_idx, "
+        f"CAST(EPOCH(e.{ts}) AS BIGINT) AS s, epoch_us(e.{ts}) AS us, it.item_idx, "
+        f"pl.coord_idx, c.cat_idx, hash(e.{u}, e.{ts}, e.{i}) AS h FROM {batch} e "
         f"JOIN {t['users']} uu ON e.{u} = uu.{u} JOIN {t['items']} it ON e.{i} = it.{i} "
         f"LEFT JOIN {t['places']} pl ON e.{lat} = pl.{lat} AND e.{lon} = pl.{lon} "
         f"LEFT JOIN {t['categories']} c ON e.{cat} = c.{cat}")
@@ -173,86 +174,85 @@ def _stage(cur: Any, t: dict[str, str], batch: str) -> None:
         f"{_B} GROUP BY 1) a WHERE {t['users']}.user_idx = a.user_idx")
 
 
-def _bounds(cur: Any, expr: str) -> tuple[Any, Any]:
-    return cur.execute(f"SELECT min({expr}), max({expr}) FROM {_B}").fetchall()[0]
+def _user_periods(cur: Any, t: dict[str, str]) -> None:
+    """``user_<freq>`` and ``periods``: events per (period, user), a user counted once more
+    in a period where they had no event before (found with their row ids, read once)."""
+    trunc = {f: f"date_trunc('{f}', {schema.TS})" for f in USER_FREQS}
+    bounds = cur.execute("SELECT " + ", ".join(f"min({e}), max({e})" for e in trunc.values())
+                         + f" FROM {_B}").fetchall()[0]
+    cur.execute(  # the period range lets each scan skip row groups (the tables are period-sorted)
+        "CREATE OR REPLACE TEMP TABLE _inc_pairs AS " + " UNION ALL ".join(
+            f"SELECT '{f}' AS freq, a.*, x.rid FROM (SELECT {e} AS period, user_idx, count(*) "
+            f"AS n FROM {_B} GROUP BY ALL) a LEFT JOIN (SELECT rowid AS rid, period, user_idx "
+            f"FROM {t['user_' + f]} WHERE period BETWEEN ? AND ?) x ON a.period = x.period AND "
+            "a.user_idx = x.user_idx" for f, e in trunc.items()), list(bounds))
+    for f in USER_FREQS:
+        _add_by_rowid(cur, t["user_" + f], f"(SELECT * FROM _inc_pairs WHERE freq = '{f}')",
+                      {"events": "n"})
+        cur.execute(f"INSERT INTO {t['user_' + f]} SELECT period, user_idx, n FROM _inc_pairs "
+                    f"WHERE freq = '{f}' AND rid IS NULL")
+    _upsert(cur, t["periods"], ["freq", "period"], ["events", "users"],
+            "SELECT freq, period, CAST(sum(n) AS BIGINT) AS events, count(*) FILTER (WHERE rid "
+            "IS NULL) AS users FROM _inc_pairs GROUP BY ALL")
 
 
-def _user_periods(cur: Any, t: dict[str, str], f: str) -> None:
-    """``user_<f>`` and the ``periods`` rows of ``f``: events per (period, user), a user
-    counted once more in a period where they had no event before."""
-    table = t["user_" + f]
-    lo, hi = _bounds(cur, f"date_trunc('{f}', {schema.TS})")
-    cur.execute("DROP TABLE IF EXISTS _inc_pairs")
-    cur.execute(  # the period range lets the scan skip row groups (the table is period-sorted)
-        f"CREATE TEMP TABLE _inc_pairs AS SELECT a.*, x.period IS NOT NULL AS seen FROM (SELECT "
-        f"date_trunc('{f}', {schema.TS}) AS period, user_idx, count(*) AS n FROM {_B} GROUP BY "
-        f"ALL) a LEFT JOIN (SELECT period, user_idx FROM {table} WHERE period BETWEEN ? AND ?) "
-        "x ON a.period = x.period AND a.user_idx = x.user_idx", [lo, hi])
-    try:
-        cur.execute(f"UPDATE {table} SET events = events + p.n FROM _inc_pairs p WHERE p.seen "
-                    f"AND {table}.period = p.period AND {table}.user_idx = p.user_idx AND "
-                    f"{table}.period BETWEEN ? AND ?", [lo, hi])
-        cur.execute(f"INSERT INTO {table} SELECT period, user_idx, n FROM _inc_pairs WHERE NOT "
-                    "seen ORDER BY period, user_idx")
-        _upsert(cur, t["periods"], ["freq", "period"],
-                f"SELECT '{f}' AS freq, period, CAST(sum(n) AS BIGINT) AS events, "
-                "count(*) FILTER (WHERE NOT seen) AS users FROM _inc_pairs GROUP BY period",
-                src="")
-    finally:
-        cur.execute("DROP TABLE IF EXISTS _inc_pairs")
-
-
-def _upsert(cur: Any, table: str, keys: list[str], sql: str, src: str = _B) -> None:
-    """Add the counts of ``sql`` (``keys`` + count columns; ``{b}`` names the batch) to
-    ``table``: matching rows (NULL keys match NULL) summed, the others inserted."""
-    cur.execute("DROP TABLE IF EXISTS _inc_add")
-    cur.execute(f"CREATE TEMP TABLE _inc_add AS {sql.format(b=src)}")
-    try:
-        cols = [d[0] for d in cur.execute("SELECT * FROM _inc_add LIMIT 0").description]
-        counts = [c for c in cols if c not in keys]
-        on = " AND ".join(f"{table}.{k} IS NOT DISTINCT FROM a.{k}" for k in keys)
-        cur.execute(f"UPDATE {table} SET " + ", ".join(f"{c} = {table}.{c} + a.{c}"
-                                                     for c in counts)
-                    + f" FROM _inc_add a WHERE {on}")
-        cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM _inc_add a WHERE "
-                    f"NOT EXISTS (SELECT 1 FROM {table} WHERE {on})")
-    finally:
-        cur.execute("DROP TABLE IF EXISTS _inc_add")
+def _upsert(cur: Any, table: str, keys: list[str], counts: list[str], sql: str) -> None:
+    """Add the ``counts`` of ``sql`` (its columns: ``keys``, then ``counts``; ``{b}`` names
+    the batch) to ``table``: matching rows (NULL keys match NULL) summed, the others
+    inserted."""
+    sql = sql.format(b=_B)
+    on = " AND ".join(f"{table}.{k} IS NOT DISTINCT FROM a.{k}" for k in keys)
+    cur.execute(f"UPDATE {table} SET " + ", ".join(f"{c} = {table}.{c} + a.{c}" for c in counts)
+                + f" FROM ({sql}) a WHERE {on}")
+    cur.execute(f"INSERT INTO {table} ({', '.join(keys + counts)}) SELECT * FROM ({sql}) a "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {on})")
 
 
 def _rhythm(cur: Any, t: dict[str, str]) -> None:
     """``rhythm`` per (user, offset, UTC hour of week) and the stored ``rhythm_cells``: a
     user is new in a cell when none of their earlier (offset, hour of week) rows falls in it
-    (whole-hour shifts decide the cell from the hour of week)."""
+    (whole-hour shifts decide the cell from the hour of week). The batch users' rows are read
+    once (with their row ids, which the update then goes by)."""
     tz = schema.TZ_OFFSET
-    modes = cur.execute(f"SELECT DISTINCT mode, fallback FROM {t['rhythm_cells']}").fetchall()
-    cells = []
-    for mode, fb in modes:
-        shift = "0" if mode == "utc" else f"coalesce({tz}, {int(fb)}) * 60"
-        cells.append(f"SELECT '{mode}' AS mode, {int(fb)} AS fallback, user_idx, "
-                     f"((s + {shift}) // 3600) % 168 AS lh FROM {{src}}")
-        # the earlier rows of the batch's users, in whole hours from the rhythm table
-        hshift = "0" if mode == "utc" else f"coalesce({tz}, {int(fb)}) // 60"
-        cells[-1] = (cells[-1], f"SELECT '{mode}' AS mode, {int(fb)} AS fallback, user_idx, "
-                     f"((how + {hshift}) % 168 + 168) % 168 AS lh FROM {t['rhythm']} WHERE "
-                     f"user_idx IN (SELECT user_idx FROM {_B})")
-    if cells:
-        new = " UNION ALL ".join(c.format(src=_B) for c, _ in cells)
-        old = " UNION ALL ".join(o for _, o in cells)
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _inc_rh AS SELECT rowid AS rid, user_idx, {tz}, "
+                f"how FROM {t['rhythm']} WHERE user_idx IN (SELECT DISTINCT user_idx FROM {_B})")
+    new, old = [], []
+    for mode, fb in cur.execute(f"SELECT DISTINCT mode, fallback FROM "
+                                f"{t['rhythm_cells']}").fetchall():
+        shift, hours = (("0", "0") if mode == "utc" else
+                        (f"coalesce({tz}, {int(fb)}) * 60", f"coalesce({tz}, {int(fb)}) // 60"))
+        head = f"SELECT '{mode}' AS mode, {int(fb)} AS fallback, user_idx"
+        new.append(f"{head}, ((s + {shift}) // 3600) % 168 AS lh FROM {_B}")
+        old.append(f"{head}, ((how + {hours}) % 168 + 168) % 168 AS lh FROM _inc_rh")
+    if new:
+        cur.execute("CREATE OR REPLACE TEMP TABLE _inc_cells AS SELECT mode, fallback, "
+                    "(lh // 24 + 3) % 7 AS weekday, lh % 24 AS hour, count(*) AS events, "
+                    "count(DISTINCT user_idx) FILTER (WHERE NOT seen) AS users FROM (SELECT "
+                    "c.*, o.user_idx IS NOT NULL AS seen FROM (" + " UNION ALL ".join(new)
+                    + ") c LEFT JOIN (SELECT DISTINCT * FROM (" + " UNION ALL ".join(old)
+                    + ")) o USING (mode, fallback, user_idx, lh)) GROUP BY ALL")
         _upsert(cur, t["rhythm_cells"], ["mode", "fallback", "weekday", "hour"],
-                "SELECT mode, fallback, (lh // 24 + 3) % 7 AS weekday, lh % 24 AS hour, "
-                "count(*) AS events, count(DISTINCT user_idx) FILTER (WHERE NOT seen) AS users "
-                f"FROM (SELECT c.*, o.user_idx IS NOT NULL AS seen FROM ({new}) c LEFT JOIN "
-                f"(SELECT DISTINCT * FROM ({old})) o USING (mode, fallback, user_idx, lh)) "
-                "GROUP BY ALL", src="")
-    _upsert(cur, t["rhythm"], ["user_idx", tz, "how"],
-            f"SELECT user_idx, {tz}, (s // 3600) % 168 AS how, count(*) AS events FROM {{b}} "
-            "GROUP BY ALL")
+                ["events", "users"], "SELECT * FROM _inc_cells")
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _inc_rows AS SELECT a.*, o.rid FROM (SELECT "
+                f"user_idx, {tz}, (s // 3600) % 168 AS how, count(*) AS n FROM {_B} GROUP BY "
+                f"ALL) a LEFT JOIN _inc_rh o ON a.user_idx = o.user_idx AND a.how = o.how AND "
+                f"a.{tz} IS NOT DISTINCT FROM o.{tz}")
+    _add_by_rowid(cur, t["rhythm"], "_inc_rows", {"events": "n"})
+    cur.execute(f"INSERT INTO {t['rhythm']} (user_idx, {tz}, how, events) SELECT user_idx, "
+                f"{tz}, how, n FROM _inc_rows WHERE rid IS NULL")
+
+
+def _add_by_rowid(cur: Any, table: str, rows: str, add: dict[str, str]) -> None:
+    """Add columns of ``rows`` to the rows of ``table`` its ``rid`` names (row ids read in
+    this transaction): a join on the row id, no scan of the table's key columns."""
+    sets = ", ".join(f"{c} = {table}.{c} + a.{v}" for c, v in add.items())
+    cur.execute(f"UPDATE {table} SET {sets} FROM (SELECT * FROM {rows} WHERE rid IS NOT NULL) "
+                f"a WHERE {table}.rowid = a.rid")
 
 
 def _values(cur: Any, t: dict[str, str]) -> None:
     cat, beh = schema.CATEGORY, schema.BEHAVIOR
-    _upsert(cur, t["values"], ["col", "value"],
+    _upsert(cur, t["values"], ["col", "value"], ["events"],
             f"SELECT '{cat}' AS col, {cat} AS value, count(*) AS events FROM {{b}} GROUP BY 1, "
             f"2 UNION ALL SELECT '{beh}', {beh}, count(*) FROM {{b}} GROUP BY 1, 2")
 
@@ -278,18 +278,16 @@ def _summary(cur: Any, t: dict[str, str]) -> None:
 def _heat(cur: Any, t: dict[str, str]) -> None:
     """Merge the batch's located events into the first HEAT_ROWS in draw order (``h``)."""
     heat = t["heat"]
-    cur.execute("DROP TABLE IF EXISTS _inc_heat")
-    cur.execute(f"CREATE TEMP TABLE _inc_heat AS SELECT {schema.LAT}, {schema.LON}, "
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _inc_heat AS SELECT {schema.LAT}, {schema.LON}, "
                 f"{schema.TS}, {schema.CATEGORY}, h FROM {_B} WHERE coord_idx IS NOT NULL "
                 f"AND (h < (SELECT max(h) FROM {heat}) OR (SELECT count(*) FROM {heat}) < "
                 f"{HEAT_ROWS}) ORDER BY h")
-    try:
-        if not cur.execute("SELECT count(*) FROM _inc_heat").fetchall()[0][0]:
-            return
-        cur.execute(f"UPDATE {heat} SET r = r + (SELECT count(*) FROM _inc_heat n WHERE n.h < "
-                    f"{heat}.h) WHERE h > (SELECT min(h) FROM _inc_heat)")
-        cur.execute(f"INSERT INTO {heat} SELECT (SELECT count(*) FROM {heat} o WHERE o.h <= n.h) "
-                    "+ row_number() OVER (ORDER BY h) - 1, * EXCLUDE (h), h FROM _inc_heat n")
-        cur.execute(f"DELETE FROM {heat} WHERE r >= {HEAT_ROWS}")
-    finally:
-        cur.execute("DROP TABLE IF EXISTS _inc_heat")
+    hs = [h for (h,) in cur.execute("SELECT h FROM _inc_heat ORDER BY h").fetchall()]
+    if not hs:
+        return
+    shift = " ".join(f"WHEN h > {h} THEN {len(hs) - i}"   # rows after k new ones: +k
+                     for i, h in enumerate(reversed(hs)))
+    cur.execute(f"UPDATE {heat} SET r = r + CASE {shift} ELSE 0 END WHERE h > {hs[0]}")
+    cur.execute(f"INSERT INTO {heat} SELECT (SELECT count(*) FROM {heat} o WHERE o.h <= n.h) "
+                "+ row_number() OVER (ORDER BY h) - 1, * EXCLUDE (h), h FROM _inc_heat n")
+    cur.execute(f"DELETE FROM {heat} WHERE r >= {HEAT_ROWS}")
