@@ -22,8 +22,8 @@ fault stores nothing.
    ``"live__<name>__events"`` (canonical columns, ``event_id``, ``arrived_at``: what the Live
    page reads), a derived table of the store (analytics/store.py), dropped with the dataset;
 3. the ``datasets`` registry row is updated from the batch alone: rows, time span, bounding
-   box, and the users and items not seen before, found in the live id tables
-   ``"live__<name>__users"`` / ``"live__<name>__items"`` (one primary key each, built on the
+   box, and the users and items not seen before, found in the live id table
+   ``"live__<name>__ids"`` (a primary key over kind and id, built from the events on the
    first append), so no append scans the events table;
 4. ``analytics.rollups.incremental.apply(cur, name, batch)`` updates the stored summaries;
    ``batch`` is a temp table holding exactly the stored events in canonical columns, and the
@@ -554,8 +554,9 @@ def live_table(name: str) -> str:
     return derived_table("live", name, "events")
 
 
-def _id_tables(name: str) -> dict[str, str]:
-    return {U: derived_table("live", name, "users"), IT: derived_table("live", name, "items")}
+def _ids_table(name: str) -> str:
+    """Quoted name of dataset ``name``'s known ids: (kind 'u' user / 'i' item, id)."""
+    return derived_table("live", name, "ids")
 
 
 #: Datasets whose live tables exist, as (workspace, name, import time): set after a commit.
@@ -572,11 +573,16 @@ def _ensure_live(cur: duckdb.DuckDBPyConnection, name: str) -> None:
         cols = ", ".join(f"{c} {schema.DUCKDB_TYPES[c]}" for c in schema.COLUMNS)
         cur.execute(f"CREATE TABLE {live_table(name)} ({cols}, {EVENT_ID} VARCHAR UNIQUE, "
                     f"{ARRIVED_AT} TIMESTAMP)")
-    for col, table in _id_tables(name).items():
-        if table.strip('"') not in have:
-            cur.execute(f"CREATE TABLE {table} ({col} VARCHAR PRIMARY KEY)")
-            cur.execute(f"INSERT INTO {table} SELECT DISTINCT {col} FROM {events_table(name)} "
-                        f"WHERE {col} IS NOT NULL")
+    if _ids_table(name).strip('"') not in have:
+        cur.execute(f"CREATE TABLE {_ids_table(name)} (kind VARCHAR, id VARCHAR, "
+                    "PRIMARY KEY (kind, id))")
+        cur.execute(f"INSERT INTO {_ids_table(name)} {_ids_sql(events_table(name))}")
+
+
+def _ids_sql(table: str) -> str:
+    """SELECT the distinct (kind, id) of the users and items of ``table``."""
+    return (f"SELECT DISTINCT 'u', {U} FROM {table} WHERE {U} IS NOT NULL UNION ALL "
+            f"SELECT DISTINCT 'i', {IT} FROM {table} WHERE {IT} IS NOT NULL")
 
 
 def _as_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -606,7 +612,6 @@ def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
     with _write_lock:
         cur = store.cursor()
         try:
-            cur.execute(timeparse.SESSION_SQL)
             cur.execute("BEGIN TRANSACTION")
             try:
                 stored_name, rows, imported_at = _registered(cur, store, name)
@@ -679,9 +684,9 @@ def _write(cur: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, first
     n, tmin, tmax = len(new), new[T].min(), new[T].max()
     la0, la1, lo0, lo1 = (None if pd.isna(x) else float(x) for x in (
         new[LA].min(), new[LA].max(), new[LO].min(), new[LO].max()))
-    added = {col: int(cur.execute(f"INSERT OR IGNORE INTO {table} SELECT DISTINCT {col} "
-                                  f"FROM {batch}").fetchall()[0][0])
-           for col, table in _id_tables(name).items()}
+    kinds = [k for (k,) in cur.execute(f"INSERT OR IGNORE INTO {_ids_table(name)} "
+                                       f"{_ids_sql(batch)} RETURNING kind").fetchall()]
+    added = {U: kinds.count("u"), IT: kinds.count("i")}
     cur.execute(
         "UPDATE datasets SET rows = rows + ?, users = users + ?, items = items + ?, "
         "time_min = least(time_min, ?), time_max = greatest(time_max, ?), "

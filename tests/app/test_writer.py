@@ -116,8 +116,10 @@ def test_an_append_changes_the_cache_stamp_and_the_answers(nyc):
     assert (again.stored, again.duplicates, again.rows) == (0, 2, info.rows + 2)
 
 
-def test_drop_waits_behind_queued_appends(nyc, monkeypatch):
-    """Appends queued before a drop are committed first; appends after it find no dataset."""
+@pytest.fixture()
+def held(monkeypatch):
+    """The writer's commits wait for ``gate`` (set it to let them through); ``entered`` is
+    set once the writer is inside one."""
     gate, entered = threading.Event(), threading.Event()
     real = writer.store_append
 
@@ -127,6 +129,13 @@ def test_drop_waits_behind_queued_appends(nyc, monkeypatch):
         return real(store, name, frame)
 
     monkeypatch.setattr(writer, "store_append", slow)
+    yield gate, entered
+    gate.set()
+
+
+def test_drop_waits_behind_queued_appends(nyc, held):
+    """Appends queued before a drop are committed first; appends after it find no dataset."""
+    gate, entered = held
     start = after_end(nyc, "nyc")
     out: dict[str, object] = {}
 
@@ -156,16 +165,8 @@ def test_drop_waits_behind_queued_appends(nyc, monkeypatch):
     assert isinstance(out["third"], DatasetNotFound)
 
 
-def test_full_queue_and_timeout_store_nothing(nyc, monkeypatch):
-    gate, entered = threading.Event(), threading.Event()
-    real = writer.store_append
-
-    def blocked(store, name, frame):
-        entered.set()
-        gate.wait(30)
-        return real(store, name, frame)
-
-    monkeypatch.setattr(writer, "store_append", blocked)
+def test_full_queue_and_timeout_store_nothing(nyc, held, monkeypatch):
+    gate, entered = held
     start, rows0 = after_end(nyc, "nyc"), nyc.info("nyc").rows
     holder = threading.Thread(target=writer.append,
                               args=("nyc", batch("q", ["a"], start, "q0")))
