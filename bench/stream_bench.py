@@ -37,6 +37,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -272,8 +273,9 @@ def run_step(host: str, port: int, events: Events, label: str, rate: float | Non
         client = Client(host, port)
         while True:
             k = next(counter)
-            due = t0 + k * size / rate if rate else time.monotonic()
-            if due >= end:
+            now = time.monotonic()
+            due = t0 + k * size / rate if rate else now
+            if due >= end or now >= end:  # a server behind the rate sends less, not longer
                 return
             pause = due - time.monotonic()
             if pause > 0:
@@ -515,7 +517,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> Result:
     args = parse_args(argv)
-    result = run(args, lambda msg: print(msg, file=sys.stderr, flush=True))
+    # a killed bench still stops its server and redis-server (the finally blocks run)
+    old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        result = run(args, lambda msg: print(msg, file=sys.stderr, flush=True))
+    finally:
+        signal.signal(signal.SIGTERM, old)
     text = result.text()
     print(text)
     if args.out:
