@@ -128,29 +128,25 @@ def _target_rows(cur: Any, name: str, n: int) -> int | None:
 
 
 def _add_ids(cur: Any, t: dict[str, str], batch: str) -> None:
-    """Append the batch's new users, items, places and categories after the last index."""
-    u, i, lat, lon, cat = schema.USER, schema.ITEM, schema.LAT, schema.LON, schema.CATEGORY
-    located = has_coords_sql()
-    cur.execute(
-        f"INSERT INTO {t['users']} SELECT CAST((SELECT coalesce(max(user_idx), -1) FROM "
-        f"{t['users']}) + row_number() OVER (ORDER BY {u}) AS INTEGER), {u}, 0, 0, NULL, NULL "
-        f"FROM (SELECT DISTINCT {u} FROM {batch} b WHERE NOT EXISTS (SELECT 1 FROM "
-        f"{t['users']} x WHERE x.{u} = b.{u}))")
-    cur.execute(
-        f"INSERT INTO {t['items']} SELECT CAST((SELECT coalesce(max(item_idx), -1) FROM "
-        f"{t['items']}) + row_number() OVER (ORDER BY {i}) AS INTEGER), {i} FROM (SELECT "
-        f"DISTINCT {i} FROM {batch} b WHERE NOT EXISTS (SELECT 1 FROM {t['items']} x WHERE "
-        f"x.{i} = b.{i}))")
-    cur.execute(
-        f"INSERT INTO {t['places']} SELECT CAST((SELECT coalesce(max(coord_idx), -1) FROM "
-        f"{t['places']}) + row_number() OVER (ORDER BY {lat}, {lon}) AS INTEGER), {lat}, {lon} "
-        f"FROM (SELECT DISTINCT {lat}, {lon} FROM {batch} b WHERE {located} AND NOT EXISTS "
-        f"(SELECT 1 FROM {t['places']} x WHERE x.{lat} = b.{lat} AND x.{lon} = b.{lon}))")
-    cur.execute(
-        f"INSERT INTO {t['categories']} SELECT CAST((SELECT coalesce(max(cat_idx), -1) FROM "
-        f"{t['categories']}) + row_number() OVER (ORDER BY {cat}) AS INTEGER), {cat} FROM "
-        f"(SELECT DISTINCT {cat} FROM {batch} b WHERE {cat} IS NOT NULL AND NOT EXISTS "
-        f"(SELECT 1 FROM {t['categories']} x WHERE x.{cat} = b.{cat}))")
+    """Append the batch's new users, items, places and categories after the last index, in
+    index order (readers take a row's position for its index)."""
+    u, lat, lon, cat = schema.USER, schema.LAT, schema.LON, schema.CATEGORY
+    _new_ids(cur, t["users"], "user_idx", [u], batch, "TRUE", ", 0, 0, NULL, NULL")
+    _new_ids(cur, t["items"], "item_idx", [schema.ITEM], batch, "TRUE")
+    _new_ids(cur, t["places"], "coord_idx", [lat, lon], batch, has_coords_sql())
+    _new_ids(cur, t["categories"], "cat_idx", [cat], batch, f"{cat} IS NOT NULL")
+
+
+def _new_ids(cur: Any, table: str, idx: str, keys: list[str], batch: str, where: str,
+             rest: str = "") -> None:
+    """Insert the distinct ``keys`` of ``batch`` (rows matching ``where``) missing from
+    ``table``, indexed from its last ``idx`` on in key order (``rest``: the other columns)."""
+    cols = ", ".join(keys)
+    same = " AND ".join(f"x.{k} = b.{k}" for k in keys)
+    cur.execute(f"INSERT INTO {table} SELECT CAST((SELECT coalesce(max({idx}), -1) FROM {table}) "
+                f"+ row_number() OVER (ORDER BY {cols}) AS INTEGER), {cols}{rest} FROM (SELECT "
+                f"DISTINCT {cols} FROM {batch} b WHERE {where} AND NOT EXISTS (SELECT 1 FROM "
+                f"{table} x WHERE {same})) ORDER BY 1")
 
 
 def _stage(cur: Any, t: dict[str, str], batch: str) -> None:
