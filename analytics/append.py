@@ -613,9 +613,10 @@ def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
         cur = store.cursor()
         try:
             cur.execute("BEGIN TRANSACTION")
+            ready: tuple[str, str, Any] = ("", "", None)
             try:
                 stored_name, rows, imported_at = _registered(cur, store, name)
-                ready = (store._claim_root, stored_name, imported_at)
+                ready = (store.key, stored_name, imported_at)
                 if len(frame):
                     if ready not in _ready:
                         _ensure_live(cur, stored_name)
@@ -625,6 +626,7 @@ def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
                     _ready.add(ready)
             except duckdb.Error as exc:
                 _rollback(cur)
+                _ready.discard(ready)  # the next append checks the live tables again
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise StoreError(f"could not store the events in dataset {name!r} "
                                  f"({first_line}); nothing was stored: send them again") \

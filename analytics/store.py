@@ -249,6 +249,12 @@ class Store:
             cur.close()
 
     @property
+    def key(self) -> str:
+        """What names this workspace file in this process, however its path is spelt (an
+        in-memory workspace: this Store)."""
+        return self._claim_root
+
+    @property
     def temp_dir(self) -> Path:
         """The workspace's temp folder, for the files an import unpacks."""
         return temp_root(self.path)

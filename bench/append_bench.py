@@ -121,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.append(store, name, frames[0])
     say(f"first append (builds the id tables): {(time.perf_counter() - t) * 1000:.0f} ms")
     ms = []
+    c = time.process_time()
     for f in frames[1:]:
         t = time.perf_counter()
         ap.append(store, name, f)
         ms.append((time.perf_counter() - t) * 1000)
+    cpu = (time.process_time() - c) / len(ms) * 1000
     q = statistics.quantiles(ms, n=20)
     say(f"append 100 events: median {statistics.median(ms):.1f} ms, p95 {q[18]:.1f} ms over "
-        f"{len(ms)} batches; load {load()}")
+        f"{len(ms)} batches ({cpu:.1f} ms CPU each); load {load()}")
 
     # new users/items: primary-key lookups (append) vs an anti-join with the events table
     cur = store.cursor()
@@ -166,13 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             k += 1
 
     rows0 = store.info(name).rows
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     pool = [threading.Thread(target=post, args=(i,)) for i in range(args.threads)]
     for th in pool:
         th.start()
     for th in pool:
         th.join()
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     s = writer.stats()
     groups = s["groups"] - stats0["groups"]
     stored = store.info(name).rows - rows0
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(sent) / dt:,.0f} events/s ({sum(sent):,} sent, {stored:,} stored, "
         f"{len(errors)} errors); {groups} groups of {sum(sent) / max(groups, 1):.0f} events "
         f"on average, commit {commit_ms:.0f} ms mean, {s['commit_ms_max']:.0f} ms max; "
+        f"{cpu / max(sum(sent), 1) * 1e6:.0f} us CPU per event (validate + commit); "
         f"load {load()}")
     if errors:
         say(f"first error: {errors[0]}")

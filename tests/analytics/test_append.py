@@ -335,3 +335,21 @@ def test_older_workspace_gets_its_fingerprints(tmp_path):
     with Store(path) as s:                  # writable: the column is added and filled
         assert s.query_df("SELECT fingerprint FROM datasets")["fingerprint"].tolist() == [want]
         assert s.fingerprint("d") == want
+
+
+def test_live_tables_lost_behind_its_back_are_made_again(ws):
+    """A write that finds its live tables gone fails whole, and the next one makes them again
+    (the id table from the stored events, so the registry stays exact)."""
+    name = fresh(ws, "heal")
+    start = pd.Timestamp(ws.info(name).time_max).to_pydatetime() + timedelta(days=1)
+    assert ap.append(ws, name, ap.validate(events(ws, name, 5, "h", start))).stored == 5
+    cur = ws.cursor()
+    cur.execute(f"DROP TABLE {ap.live_table(name)}")
+    cur.close()
+    before = registry(ws, name)
+    batch = ap.validate(events(ws, name, 5, "k", start + timedelta(hours=1)))
+    with pytest.raises(StoreError, match="nothing was stored: send them again"):
+        ap.append(ws, name, batch)
+    assert registry(ws, name) == before
+    assert ap.append(ws, name, batch).stored == 5
+    assert recount(ws, name) == registry(ws, name) and len(live(ws, name)) == 5
