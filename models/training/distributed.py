@@ -150,9 +150,10 @@ class DDPReplica(Replica):
 
     def prepare(self, net: Recommender) -> None:
         # unused parameters: the pre-training heads while training and the other way round;
-        # the buffers (count statistics) are fitted alike on every rank: never re-broadcast
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(_Step(net), device_ids=ids,
+        # the buffers (count statistics) are fitted alike on every rank: never re-broadcast;
+        # no device_ids: the batch is on this rank's device already (loop.to_device), so DDP
+        # has nothing to move
+        self.ddp = DistributedDataParallel(_Step(net), device_ids=None,
                                            find_unused_parameters=True,
                                            broadcast_buffers=False)
 
