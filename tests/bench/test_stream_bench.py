@@ -19,6 +19,9 @@ def test_tiny_run_measures_every_part(tmp_path, capsys) -> None:
         assert step.stored == step.sent  # nothing lost at these rates
     assert paced.latencies_ms and result.idle.latencies_ms and result.idle.sent == 0
     assert len(result.visible) == 2 and all(0 < v < 30 for v in result.visible)
+    # the Overview shows a batch no sooner than the API counts it
+    assert len(result.overview) == 2
+    assert all(v <= o < 60 for v, o in zip(result.visible, result.overview, strict=True))
     assert result.xadd[0] >= stream_bench.BATCH and result.xadd[1] > 0
     c = result.consume
     assert c["read"] == 300 and c["stored"] == 300 and c["grew"] == 300 and c["rejected"] == 0
