@@ -176,9 +176,10 @@ def _text(p: _Problems, i: int, fld: str, x: Any, limit: int = TEXT_MAX_CHARS,
             return None
         return x if x.strip() else None
     if numbers and isinstance(x, int | float) and not isinstance(x, bool):
-        s = _number_text(x)
+        s = _number_text(x) if abs(x) < 10 ** 30 else None  # (no id has 31 digits)
         if s is None:
-            p.add(i, fld, f"{x} is not a usable value: give a finite number or text")
+            p.add(i, fld, f"{str(x)[:40]} is not a usable id: give a finite number under "
+                          "31 digits, or text")
         return s
     p.add(i, fld, f"must be text{' or a number' if numbers else ''}, not {_kind(x)}")
     return None
@@ -194,7 +195,7 @@ def _float(p: _Problems, i: int, fld: str, x: Any) -> float | None:
         return None
     try:
         v = float(x)
-    except ValueError:
+    except (ValueError, OverflowError):
         p.add(i, fld, f"{str(x)[:40]!r} is not a number")
         return None
     if not math.isfinite(v):
@@ -209,16 +210,16 @@ def _time(p: _Problems, i: int, x: Any) -> tuple[str | None, str | None]:
         p.add(i, T, REASON_TEXT["missing_time"])
         return None, None
     if isinstance(x, int | float) and not isinstance(x, bool):
-        s = _number_text(x)
-        if s is None or abs(x) >= timeparse.MAX_UNIX_MS:
-            p.add(i, T, f"{REASON_TEXT['bad_time']}: {x} ({_TS_HELP})")
+        s = _number_text(x) if abs(x) < timeparse.MAX_UNIX_MS else None
+        if s is None:
+            p.add(i, T, f"{REASON_TEXT['bad_time']}: {str(x)[:40]} ({_TS_HELP})")
             return None, None
         return None, s
     if not isinstance(x, str):
         p.add(i, T, f"{REASON_TEXT['bad_time']}: {_kind(x)} ({_TS_HELP})")
         return None, None
     s = x.strip()
-    if timeparse.matches("unix", s) and abs(float(s)) < timeparse.MAX_UNIX_MS:
+    if timeparse.matches("unix", s) and len(s) < 40 and abs(float(s)) < timeparse.MAX_UNIX_MS:
         return None, s
     if timeparse.matches("iso", s):
         return s, None
