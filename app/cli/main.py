@@ -252,6 +252,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = result.to_json() if hasattr(result, "to_json") else dict(result)
     if args.json:
         _print_json(out)
+    elif out.get("model_id") is None:  # another machine than node 0: node 0 saved the model
+        print((out.get("messages") or ["nothing saved"])[-1])
     else:
         m = out.get("metrics", {})
         print(f"trained {out.get('model_id')}: ndcg@10 {m.get('ndcg@10', float('nan')):.4f} "
