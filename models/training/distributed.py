@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -284,6 +285,20 @@ def _event(d: dict[str, Any]) -> TrainEvent:
                       tuple(d.get("messages", ())))
 
 
+def _failure(report: str, code: int) -> str:
+    """What torchrun's failure report (its stderr) says of the first process that failed
+    without a message of its own (killed, say by the system running out of memory)."""
+    root = report.split("Root Cause", 1)[-1]
+    rank = re.search(r"rank\s*:\s*(\d+)", root)
+    who = f"process {rank.group(1)}" if rank else "a training process"
+    signal_name = re.search(r"Signal \d+ \((SIG\w+)\)", root)
+    if signal_name:
+        return (f"{who} was stopped by {signal_name.group(1)} (if nobody stopped it, the "
+                "machine may have run out of memory)")
+    status = re.search(r"exitcode\s*:\s*(-?\d+)", root)
+    return f"{who} ended with exit status {status.group(1) if status else code} and no message"
+
+
 def _pump(stream: Any, sink: Callable[[str], None]) -> None:
     for line in stream:
         sink(line.rstrip("\n"))
@@ -329,8 +344,8 @@ def train_distributed(store: Store, name: str, model: str = "st-transformer",
             "store_path": str(store.path.resolve())}))
         log(f"starting {world} training processes"
             + (f" on {nnodes} machines (this is node {node_rank})" if nnodes > 1 else ""))
-        return _run(torchrun_command(folder, nproc, nnodes, node_rank, master_addr, master_port),
-                    folder, nproc, t0, progress, cancel, log, node_rank)
+        cmd = torchrun_command(folder, nproc, nnodes, node_rank, master_addr, master_port)
+        return run_workers(cmd, folder, nproc, t0, progress, cancel, log, node_rank)
     finally:
         remove_work_dir(folder)
 
@@ -352,15 +367,17 @@ def launch_target(store: Store, name: str, model: str, values: dict[str, Any],
     return target
 
 
-def _run(cmd: list[str], folder: Path, nproc: int, t0: float,
-         progress: Callable[[TrainEvent], None] | None, cancel: threading.Event | None,
-         log: Callable[[str], None], node_rank: int) -> TrainResult:
-    """Run torchrun, relay rank 0's lines, wait; the result, or DistributedError."""
+def run_workers(cmd: list[str], folder: Path, nproc: int, t0: float,
+                progress: Callable[[TrainEvent], None] | None, cancel: threading.Event | None,
+                log: Callable[[str], None], node_rank: int) -> TrainResult:
+    """Run torchrun (``cmd``), relay rank 0's lines to ``log`` and ``progress``, stop every
+    process on ``cancel``, wait; the result rank 0 left in ``folder``, or DistributedError
+    with the failing process's message."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # each worker's share of the cores (torchrun would set 1 and warn about it)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     lines: Queue[str | None] = Queue()
-    tail: deque[str] = deque(maxlen=50)
+    tail: deque[str] = deque(maxlen=100)
     errors: list[str] = []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
@@ -398,8 +415,7 @@ def _run(cmd: list[str], folder: Path, nproc: int, t0: float,
             "kept, and the same run started again continues from there")
         return TrainResult(None, None, {}, [], time.time() - t0, cancelled=True)
     if code != 0:
-        reason = errors[0] if errors else next(
-            (t for t in reversed(tail) if t.strip()), f"exit status {code}")
+        reason = errors[0] if errors else _failure("\n".join(tail), code)
         raise DistributedError(f"distributed training failed: {reason}")
     if not (folder / RESULT).exists():  # another machine than node 0: rank 0 saved the model
         return TrainResult(None, None, {}, [], time.time() - t0,

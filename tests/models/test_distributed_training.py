@@ -25,6 +25,7 @@ from trailscope.models.training.distributed import (
     DDPReplica,
     DistributedError,
     check_layout,
+    run_workers,
     share,
     torchrun_command,
     train_distributed,
@@ -293,3 +294,21 @@ def test_models_page_has_a_processes_input_and_forwards_it(served: Store) -> Non
     assert "does not split evenly over 3 processes" in str(error)
     _job, error = page.start_training(1, "nyc60", MODEL, "leave-last", 1, 20, 16, "cpu", 3, 99)
     assert "processes must be between 1 and 64" in str(error)
+
+
+def test_a_killed_worker_is_named_without_a_traceback(tmp_path: Path) -> None:
+    """A worker that dies without a word (here: SIGKILL, as the kernel's OOM killer sends)
+    fails the run with a sentence naming it, not torchrun's traceback."""
+    script = tmp_path / "die.py"
+    script.write_text("import os, signal, time\n"
+                      "if os.environ['RANK'] == '1':\n"
+                      "    os.kill(os.getpid(), signal.SIGKILL)\n"
+                      "time.sleep(60)\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc-per-node=2", str(script)]
+    lines: list[str] = []
+    with pytest.raises(DistributedError) as err:
+        run_workers(cmd, tmp_path, 2, time.time(), None, None, lines.append, 0)
+    message = str(err.value)
+    assert "process 1 was stopped by SIGKILL" in message
+    assert "Traceback" not in message and str(tmp_path) not in message
