@@ -3,8 +3,13 @@
 Layout inside ``$TRAILSCOPE_HOME/trailscope.duckdb`` (default ``~/.trailscope``):
 
 * ``datasets``: one row per dataset (name, source, format, counts, time span, bounding box,
-  import time, import report as JSON);
-* ``"events__<name>"``: the dataset's events in the canonical schema (analytics/schema.py).
+  import time, import report as JSON, the fingerprint fixed at import: :meth:`Store.fingerprint`);
+* ``"events__<name>"``: the dataset's events in the canonical schema (analytics/schema.py);
+* tables derived from a dataset, ``"<kind>__<name>__<part>"`` (:data:`DERIVED_KINDS`): its
+  summary tables and what the live write path keeps (analytics/append.py).
+
+Streamed events are appended to an imported dataset by analytics/append.py, which updates the
+registry row from each batch; the counts stay exact, the fingerprint stays the import's.
 
 Names are compared case-insensitively (DuckDB's identifiers ignore case, so ``NYC`` and ``nyc``
 would share one events table) and stripped of surrounding blanks. An import claims its name
