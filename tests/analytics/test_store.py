@@ -5,7 +5,13 @@ from __future__ import annotations
 import duckdb
 import pytest
 from trailscope.analytics import schema
-from trailscope.analytics.store import DatasetNotFound, Store, StoreError, derived_table
+from trailscope.analytics.store import (
+    DatasetNotFound,
+    Store,
+    StoreError,
+    derived_table,
+    drop_derived,
+)
 
 ROWS = (
     "SELECT * FROM (VALUES "
@@ -88,6 +94,32 @@ def test_drop_removes_the_datasets_derived_tables_only(store: Store) -> None:
     assert cur.execute("SELECT name FROM rollups").fetchall() == [("a__b",)]
     with pytest.raises(ValueError, match="not a derived table"):
         derived_table("rollup", "a", "x__y")
+    cur.close()
+
+
+def test_a_summary_rebuild_keeps_the_live_tables_a_drop_or_reimport_does_not(store: Store):
+    """``drop_derived`` drops the summaries by default (what a rebuild replaces); the live
+    write path's tables go only with the dataset: its drop or its re-import."""
+    _save(store, "a")
+    cur = store.cursor()
+
+    def tables() -> set[str]:
+        return {t for (t,) in cur.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+    def derive() -> None:
+        for kind in ("rollup", "live"):
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {derived_table(kind, 'a', 'x')} AS "
+                        "SELECT 1 AS x")
+
+    derive()
+    drop_derived(cur, "a")
+    assert tables() >= {"live__a__x"} and "rollup__a__x" not in tables()
+    derive()
+    _save(store, "a", replace=True)  # re-import: the summaries stay (stale), live goes
+    assert "rollup__a__x" in tables() and "live__a__x" not in tables()
+    derive()
+    store.drop("a")
+    assert not {t for t in tables() if t.endswith("__a__x")}
     cur.close()
 
 
