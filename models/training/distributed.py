@@ -23,8 +23,11 @@ admits one writing process per file). It then runs ``python -m torch.distributed
   run of several processes as they show one; rank 0 alone writes the resume file after every
   epoch and the checkpoint at the end (the usual format, models.training.checkpoint);
 * a failing worker prints its error as a JSON line and torchrun stops the others: the run
-  fails with that message; ``cancel`` kills the whole process group (the epochs finished so far
-  stay in the resume file: the same run started again continues from there).
+  fails with that message (one killed without a word, say by the out-of-memory killer, is
+  named from torchrun's report); ``cancel`` kills the whole process group (the epochs
+  finished so far stay in the resume file: the same run started again, with any number of
+  processes, continues from there; the single-process loop instead keeps the best epoch as a
+  checkpoint, as it can stop between two steps).
 
 Several machines: every machine runs the launcher with the same settings and its own
 ``node_rank``; each builds the inputs from its own workspace, which must hold the same dataset
