@@ -24,10 +24,12 @@ admits one writing process per file). It then runs ``python -m torch.distributed
   epoch and the checkpoint at the end (the usual format, models.training.checkpoint);
 * a failing worker prints its error as a JSON line and torchrun stops the others: the run
   fails with that message (one killed without a word, say by the out-of-memory killer, is
-  named from torchrun's report); ``cancel`` kills the whole process group (the epochs
-  finished so far stay in the resume file: the same run started again, with any number of
-  processes, continues from there; the single-process loop instead keeps the best epoch as a
-  checkpoint, as it can stop between two steps).
+  named from torchrun's report);
+* ``cancel`` leaves a stop file that rank 0 reads before every step and shares with the
+  others (:class:`StopFlag`), so every rank stops at the same step and rank 0 saves the best
+  epoch so far, as one process does; processes that have not ended ``STOP_GRACE_S`` later
+  are killed as one group (the epochs finished so far stay in the resume file: the same run
+  started again, with any number of processes, continues from there).
 
 Several machines: every machine runs the launcher with the same settings and its own
 ``node_rank``; each builds the inputs from its own workspace, which must hold the same dataset
@@ -72,8 +74,9 @@ T = TypeVar("T")
 #: the prefix of the lines rank 0 prints for the launcher (anything else is passed on as log)
 MARK = "@trailscope "
 WORKER = "trailscope.models.training.distributed"
-INPUTS, RESULT = "inputs.pkl", "result.pkl"
+INPUTS, RESULT, STOP = "inputs.pkl", "result.pkl", "stop"
 KILL_GRACE_S = 5.0
+STOP_GRACE_S = 600.0  # after a cancel: time to stop at a step, calibrate, test and save
 
 
 class DistributedError(RuntimeError):
@@ -189,6 +192,20 @@ class DDPReplica(Replica):
         return box[0]
 
 
+class StopFlag:
+    """The workers' cancel event: rank 0 looks for the launcher's stop file and every rank
+    learns its answer through a gloo all-reduce (CPU, no device sync), so all ranks stop at
+    the same step; the loop asks once per step."""
+
+    def __init__(self, path: Path, rank: int, group: Any) -> None:
+        self.path, self.rank, self.group = path, rank, group
+
+    def is_set(self) -> bool:
+        flag = torch.tensor([int(self.rank == 0 and self.path.exists())])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.group)
+        return bool(flag.item())
+
+
 def _emit(kind: str, value: Any) -> None:
     print(MARK + json.dumps({kind: value}, default=str), flush=True)
 
@@ -221,9 +238,11 @@ def worker(folder: Path) -> int:
                              "file under the same name on every machine")
         view = StoreView(Path(spec["store_path"]), spec["name"], spec["fingerprint"],
                          spec["extent"])
+        flags = dist.new_group(backend="gloo") if dev.type == "cuda" else dist.group.WORLD
         result = train(view, spec["name"], spec["model"], settings,
                        spec["config"], dataset=spec["dataset"],
                        replica=DDPReplica(rank, world, dev),
+                       cancel=StopFlag(folder / STOP, rank, flags),  # type: ignore[arg-type]
                        progress=(lambda ev: _emit("event", ev.to_dict())) if lead else None,
                        log=(lambda msg: _emit("log", msg)) if lead else (lambda msg: None))
         if lead:
@@ -388,9 +407,14 @@ def run_workers(cmd: list[str], folder: Path, nproc: int, t0: float,
     err = threading.Thread(target=_pump, args=(proc.stderr, tail.append), daemon=True)
     out.start()
     err.start()
-    cancelled = finished = False
+    finished, stop_by = False, None
     try:
-        while not (cancelled := cancel is not None and cancel.is_set()):
+        while stop_by is None or time.monotonic() < stop_by:
+            if stop_by is None and cancel is not None and cancel.is_set():
+                # rank 0 sees the file at the next step: every rank stops there, and rank 0
+                # keeps the best epoch so far as the checkpoint, as one process would
+                (folder / STOP).touch()
+                stop_by = time.monotonic() + STOP_GRACE_S
             try:
                 line = lines.get(timeout=0.2)
             except Empty:
@@ -409,11 +433,12 @@ def run_workers(cmd: list[str], folder: Path, nproc: int, t0: float,
             elif "error" in msg:
                 errors.append(msg["error"])
     finally:
-        if not finished:  # cancelled, or the relay failed: stop every process
+        if not finished:  # not stopped in time after a cancel, or the relay failed
             _stop(proc)
         code = proc.wait()
         err.join(5)
-    if cancelled:
+    cancelled = stop_by is not None
+    if cancelled and not (folder / RESULT).exists():
         log("cancelled: the training processes were stopped; the epochs finished so far are "
             "kept, and the same run started again continues from there")
         return TrainResult(None, None, {}, [], time.time() - t0, cancelled=True)

@@ -221,8 +221,9 @@ def until(check, what: str, timeout: float = 180.0):
 
 
 def test_models_page_job_in_two_processes_cancel_and_resume(served: Store) -> None:
-    """The Models page's training job with processes=2: progress as for one process, cancel
-    stops every process after the first epoch, the same job started again resumes from it."""
+    """The Models page's training job with processes=2: progress as for one process; cancel
+    stops every process at one step of epoch 2 and keeps epoch 1 as the checkpoint, as one
+    process does; the same job started again resumes from epoch 1 and finishes."""
     from trailscope.app.services import models as service
 
     form = {"split": "leave-last", "epochs": 2, "max_len": 20, "hidden": 16, "device": "cpu",
@@ -246,6 +247,9 @@ def test_models_page_job_in_two_processes_cancel_and_resume(served: Store) -> No
     assert snap["status"] == "cancelled", snap["error"]
     until(lambda: not processes_under(served.temp_dir), "the training processes to end", 30)
     assert len(list(folder.glob("_resume-*.pt"))) == 1
+    kept = snap["summary"]["model_id"]  # every rank stopped at one step; rank 0 saved epoch 1
+    info = ckpt.read_info(folder / f"{kept}.pt")
+    assert info["cancelled"] and [h["epoch"] for h in info["history"]] == [1]
 
     again = service.start_training("nyc60", MODEL, **form, processes=2)
     snap = until(lambda: not (s := service.job_snapshot(again))["active"] and s,
