@@ -14,9 +14,10 @@ stored now, and warm-starts a model on it:
   are refitted on the whole training part as now stored (cheap), then ``calibrate`` re-chooses
   the settings they choose on validation;
 * **training**: a few epochs (``ONLINE_EPOCHS`` unless ``epochs`` is given) on the training
-  windows whose targets are after ``since`` (default: the last training event time the parent
-  recorded, ``trained_until``), the loss counting only those targets, keeping the best epoch
-  by validation NDCG@10;
+  windows whose targets are at or after ``since`` (default: ``trained_until``, the time of
+  the dataset's last event when the parent was trained, models.training.checkpoint
+  .data_extent), the loss counting only those targets, keeping the best epoch by validation
+  NDCG@10 (learning rate, batch size and seed: the parent's unless given);
 * **the keep rule**: the parent is scored on the same new validation part through the new
   index (:class:`ParentView`: events it does not know dropped from the input, items it does
   not know ranked last), and the new weights are saved only if their validation NDCG@10 is
