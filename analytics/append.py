@@ -24,7 +24,8 @@ fault stores nothing.
 3. the ``datasets`` registry row is updated from the batch alone: rows, time span, bounding
    box, and the users and items not seen before, found in the live id table
    ``"live__<name>__ids"`` (a primary key over kind and id, built from the events on the
-   first append), so no append scans the events table;
+   first append; ids this process stored or found there before need no look-up), so no
+   append scans the events table;
 4. ``analytics.rollups.incremental.apply(cur, name, batch)`` updates the stored summaries;
    ``batch`` is a temp table holding exactly the stored events in canonical columns, and the
    registry row already holds the new counts when it runs.
@@ -48,6 +49,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import schema
 from .ingest import localtime, timeparse
@@ -562,6 +564,10 @@ def _ids_table(name: str) -> str:
 
 #: Datasets whose live tables exist, as (workspace, name, import time): set after a commit.
 _ready: set[tuple[str, str, Any]] = set()
+#: Users and items known to be in each such dataset's committed id table (added after each
+#: commit): a batch of known users and items needs no look-up in the id table.
+_known: dict[tuple[str, str, Any], set[tuple[str, str]]] = {}
+KNOWN_MAX = 500_000
 
 
 def _ensure_live(cur: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -586,15 +592,24 @@ def _ids_sql(table: str) -> str:
             f"SELECT DISTINCT 'i', {IT} FROM {table} WHERE {IT} IS NOT NULL")
 
 
-def _as_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with exactly the canonical columns and event_id, positions 0..n-1."""
+#: The Arrow types of a batch (what DuckDB reads without a cast).
+_ARROW = pa.schema([(U, pa.string()), (IT, pa.string()), (T, pa.timestamp("us")),
+                    (LA, pa.float64()), (LO, pa.float64()), (B, pa.string()),
+                    (C, pa.string()), (V, pa.float64()), (TZ, pa.int32()),
+                    (EVENT_ID, pa.string())])
+
+
+def _as_arrow(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` (canonical columns, event_id optional) as an Arrow table of :data:`_ARROW`:
+    DuckDB scans it directly, and the batch's bookkeeping needs no pandas."""
     missing = [c for c in schema.COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"the batch lacks the columns {missing}: pass it through validate()")
-    out = frame.reset_index(drop=True)
-    if EVENT_ID not in out.columns:
-        out = out.assign(**{EVENT_ID: pd.Series([None] * len(out), dtype="string")})
-    return out[[*schema.COLUMNS, EVENT_ID]]
+    if EVENT_ID not in frame.columns:
+        frame = frame.assign(**{EVENT_ID: pd.Series([None] * len(frame), dtype="string",
+                                                    index=frame.index)})
+    return pa.Table.from_pandas(frame[list(_ARROW.names)], schema=_ARROW,
+                                preserve_index=False)
 
 
 def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
@@ -606,10 +621,14 @@ def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
     if store.read_only:
         raise StoreError(f"the workspace {store.path.name} is open read-only: events cannot "
                          "be stored")
-    frame = _as_frame(frame)
-    ids = frame[EVENT_ID]
-    first = ~(ids.notna() & ids.duplicated()).to_numpy()  # a repeat within the batch
-    kept = np.zeros(len(frame), dtype=bool)
+    batch = _as_arrow(frame)
+    seen: set[str] = set()
+    first = np.ones(len(batch), dtype=bool)  # False: a repeat of an event id in the batch
+    for k, eid in enumerate(batch.column(EVENT_ID).to_pylist()):
+        if eid is not None:
+            first[k] = eid not in seen
+            seen.add(eid)
+    kept = np.zeros(len(batch), dtype=bool)
     with _write_lock:
         cur = store.cursor()
         try:
@@ -618,16 +637,23 @@ def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
             try:
                 stored_name, rows, imported_at = _registered(cur, store, name)
                 ready = (store.key, stored_name, imported_at)
-                if len(frame):
+                keys: set[tuple[str, str]] = set()
+                if len(batch):
                     if ready not in _ready:
                         _ensure_live(cur, stored_name)
-                    kept, rows = _write(cur, stored_name, frame, first, rows)
+                    kept, rows, keys = _write(cur, stored_name, batch, first, rows,
+                                              _known.get(ready, set()))
                 cur.execute("COMMIT")
-                if len(frame):
+                if len(batch):
                     _ready.add(ready)
+                    known = _known.setdefault(ready, set())
+                    if len(known) + len(keys) > KNOWN_MAX:
+                        known.clear()
+                    known.update(keys)
             except duckdb.Error as exc:
                 _rollback(cur)
                 _ready.discard(ready)  # the next append checks the live tables again
+                _known.pop(ready, None)
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise StoreError(f"could not store the events in dataset {name!r} "
                                  f"({first_line}); nothing was stored: send them again") \
@@ -638,7 +664,7 @@ def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
         finally:
             cur.close()
     stored = int(kept.sum())
-    return AppendResult(stored=stored, duplicates=len(frame) - stored, rows=int(rows),
+    return AppendResult(stored=stored, duplicates=len(batch) - stored, rows=int(rows),
                         kept=kept)
 
 
@@ -658,54 +684,63 @@ def _registered(cur: duckdb.DuckDBPyConnection, store: Store,
     return str(row[0]), int(row[1]), row[2]
 
 
-def _write(cur: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, first: np.ndarray,
-           rows: int) -> tuple[np.ndarray, int]:
-    """The transaction's writes; returns (stored mask over ``frame``, rows after)."""
+def _write(cur: duckdb.DuckDBPyConnection, name: str, batch: pa.Table, first: np.ndarray,
+           rows: int, known: set[tuple[str, str]]
+           ) -> tuple[np.ndarray, int, set[tuple[str, str]]]:
+    """The transaction's writes; returns (stored mask over ``batch``, rows after, the users
+    and items of the stored events as ('u'|'i', id))."""
     tag = uuid.uuid4().hex[:10]
-    view, batch = f"_ts_append_{tag}", f"_ts_batch_{tag}"
-    cand = frame[first]
+    view, table = f"_ts_append_{tag}", f"_ts_batch_{tag}"
+    cand = batch.filter(pa.array(first))
     cols = ", ".join(schema.COLUMNS)
     cur.register(view, cand)
     try:
         arrived = datetime.now(UTC).replace(tzinfo=None)
         accepted = {r[0] for r in cur.execute(
-            f"INSERT OR IGNORE INTO {live_table(name)} SELECT {_typed()}, {EVENT_ID}, ? "
+            f"INSERT OR IGNORE INTO {live_table(name)} SELECT {cols}, {EVENT_ID}, ? "
             f"FROM {view} RETURNING {EVENT_ID}", [arrived]).fetchall()}
-        keep = (cand[EVENT_ID].isna() | cand[EVENT_ID].isin(accepted)).to_numpy(dtype=bool)
-        kept = np.zeros(len(frame), dtype=bool)
+        keep = np.array([e is None or e in accepted
+                         for e in cand.column(EVENT_ID).to_pylist()], dtype=bool)
+        kept = np.zeros(len(batch), dtype=bool)
         kept[np.flatnonzero(first)[keep]] = True
         if not keep.any():
-            return kept, rows
-        new = cand[keep]
-        where = "" if keep.all() else \
-            f"WHERE {EVENT_ID} IS NULL OR list_contains(?, {EVENT_ID})"
-        cur.execute(f"CREATE TEMP TABLE {batch} AS SELECT {_typed()} FROM {view} {where}",
-                    [] if keep.all() else [sorted(accepted - {None})])
+            return kept, rows, set()
+        new = cand if keep.all() else cand.filter(pa.array(keep))
+        cur.unregister(view)
+        cur.register(view, new)
+        cur.execute(f"CREATE TEMP TABLE {table} AS SELECT {cols} FROM {view}")
     finally:
         cur.unregister(view)
-    cur.execute(f"INSERT INTO {events_table(name)} SELECT {cols} FROM {batch}")
-    n, tmin, tmax = len(new), new[T].min(), new[T].max()
-    la0, la1, lo0, lo1 = (None if pd.isna(x) else float(x) for x in (
-        new[LA].min(), new[LA].max(), new[LO].min(), new[LO].max()))
-    kinds = [k for (k,) in cur.execute(f"INSERT OR IGNORE INTO {_ids_table(name)} "
-                                       f"{_ids_sql(batch)} RETURNING kind").fetchall()]
-    added = {U: kinds.count("u"), IT: kinds.count("i")}
+    cur.execute(f"INSERT INTO {events_table(name)} SELECT {cols} FROM {table}")
+    span = pc.min_max(new.column(T))
+    lat, lon = pc.min_max(new.column(LA)), pc.min_max(new.column(LO))
+    keys = ({("u", u) for u in new.column(U).to_pylist()}
+            | {("i", i) for i in new.column(IT).to_pylist()})
+    added = {U: 0, IT: 0}
+    missing = keys - known
+    if missing:
+        ids = f"_ts_ids_{tag}"
+        cur.register(ids, pa.table({"kind": [k for k, _ in missing],
+                                    "id": [i for _, i in missing]}))
+        try:
+            kinds = [k for (k,) in cur.execute(f"INSERT OR IGNORE INTO {_ids_table(name)} "
+                                               f"SELECT kind, id FROM {ids} "
+                                               "RETURNING kind").fetchall()]
+        finally:
+            cur.unregister(ids)
+        added = {U: kinds.count("u"), IT: kinds.count("i")}
     cur.execute(
         "UPDATE datasets SET rows = rows + ?, users = users + ?, items = items + ?, "
         "time_min = least(time_min, ?), time_max = greatest(time_max, ?), "
         "min_lat = least(min_lat, ?), max_lat = greatest(max_lat, ?), "
         "min_lon = least(min_lon, ?), max_lon = greatest(max_lon, ?), "
         "has_coordinates = coalesce(has_coordinates, false) OR ? WHERE name = ?",
-        [n, added[U], added[IT], tmin.to_pydatetime(), tmax.to_pydatetime(), la0, la1, lo0,
-         lo1, la0 is not None, name])
-    incremental.apply(cur, name, batch)
-    cur.execute(f"DROP TABLE {batch}")
-    return kept, rows + int(n)
-
-
-def _typed() -> str:
-    """The canonical columns of a registered batch, cast to their stored types."""
-    return ", ".join(f"CAST({c} AS {schema.DUCKDB_TYPES[c]}) AS {c}" for c in schema.COLUMNS)
+        [len(new), added[U], added[IT], span["min"].as_py(), span["max"].as_py(),
+         lat["min"].as_py(), lat["max"].as_py(), lon["min"].as_py(), lon["max"].as_py(),
+         lat["min"].as_py() is not None, name])
+    incremental.apply(cur, name, table)
+    cur.execute(f"DROP TABLE {table}")
+    return kept, rows + len(new), keys
 
 
 def _rollback(cur: duckdb.DuckDBPyConnection) -> None:
