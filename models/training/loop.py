@@ -158,16 +158,19 @@ def _run_key(parts: dict[str, Any]) -> str:
 def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *, phase: Phase,
                 epoch: int, batch_size: int, seed: int, dev: torch.device,
                 loss_fn: Callable, progress: Progress | None,
-                cancel: threading.Event | None, replica: Replica | None = None) -> float | None:
+                cancel: threading.Event | None, replica: Replica | None = None,
+                lazy: bool | None = None) -> float | None:
     """One pass over the training windows; returns the mean loss, None if cancelled.
 
-    The loss is read from the device (and checked for NaN) at every step on the CPU, and on
-    CUDA only for progress, at most every ``REPORT_S`` seconds and at the epoch's end."""
+    The loss is read from the device (and checked for NaN) at every step on the CPU, and
+    ``lazy`` (default: on CUDA) only for progress, at most every ``REPORT_S`` seconds and at
+    the epoch's end."""
     replica = replica or Replica()
     net.train()
     steps = -(-len(ds.parts["train"]) // batch_size)
     total = torch.zeros((), dtype=torch.float64, device=dev)  # summed on the device
-    n, lazy, shown = 0, dev.type == "cuda", time.monotonic()
+    n, shown = 0, time.monotonic()
+    lazy = dev.type == "cuda" if lazy is None else lazy
     for step, (batch, weight) in enumerate(replica.batches(ds, batch_size,
                                                            seed * 100_003 + epoch)):
         if cancel is not None and cancel.is_set():

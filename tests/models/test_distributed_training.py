@@ -316,3 +316,37 @@ def test_a_killed_worker_is_named_without_a_traceback(tmp_path: Path) -> None:
     message = str(err.value)
     assert "process 1 was stopped by SIGKILL" in message
     assert "Traceback" not in message and str(tmp_path) not in message
+
+
+def test_the_device_step_reads_the_loss_only_to_report(store: Store, monkeypatch) -> None:
+    """The CUDA step's reading schedule, run on the CPU (``lazy``): with reports throttled,
+    the loss is read once, at the epoch's last step; the epoch's mean loss is that of the
+    step-by-step reading; a NaN between two reads still fails the epoch."""
+    from trailscope.models.data.dataset import build_dataset
+    from trailscope.models.training import loop
+    from trailscope.models.training.settings import Phase, TrainEvent
+
+    from tests.models.tiny import TinyRec
+
+    ds = build_dataset(store, "nyc60", "leave-last", 20)
+    dev = torch.device("cpu")
+
+    def epoch(lazy: bool, lr: float = 1e-2) -> tuple[float | None, list[TrainEvent]]:
+        loop.seed_everything(0)
+        net = TinyRec(ds.meta, TinyRec.Config(dropout=0.0))
+        opt = torch.optim.AdamW(net.parameters(), lr=lr)
+        events: list[TrainEvent] = []
+        mean = loop._epoch_loop(net, ds, opt, phase=Phase.TRAIN, epoch=1, batch_size=32,
+                                seed=0, dev=dev, loss_fn=net.loss, progress=events.append,
+                                cancel=None, lazy=lazy)
+        return mean, events
+
+    monkeypatch.setattr(loop, "REPORT_S", 1e9)
+    every, each = epoch(lazy=False)
+    once, last = epoch(lazy=True)
+    steps = each[0].steps
+    assert steps > 3 and [e.step for e in each] == list(range(1, steps + 1))
+    assert [e.step for e in last] == [steps] and last[0].loss == each[-1].loss
+    assert once == pytest.approx(every, rel=1e-12)
+    with pytest.raises(FloatingPointError, match=rf"loss became (nan|inf) .* by step {steps};"):
+        epoch(lazy=True, lr=1e30)
