@@ -599,9 +599,14 @@ _ARROW = pa.schema([(U, pa.string()), (IT, pa.string()), (T, pa.timestamp("us"))
                     (EVENT_ID, pa.string())])
 
 
-def _as_arrow(frame: pd.DataFrame) -> pa.Table:
-    """``frame`` (canonical columns, event_id optional) as an Arrow table of :data:`_ARROW`:
-    DuckDB scans it directly, and the batch's bookkeeping needs no pandas."""
+def as_batch(frame: pd.DataFrame | pa.Table) -> pa.Table:
+    """``frame`` (canonical columns, event_id optional; :func:`validate`'s result) as the
+    Arrow table :func:`append` works on (DuckDB scans it directly). A caller that merges
+    batches converts each in its own thread and concatenates them (``pa.concat_tables``)."""
+    if isinstance(frame, pa.Table):
+        if frame.schema.equals(_ARROW):
+            return frame
+        frame = frame.to_pandas()
     missing = [c for c in schema.COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"the batch lacks the columns {missing}: pass it through validate()")
@@ -612,16 +617,16 @@ def _as_arrow(frame: pd.DataFrame) -> pa.Table:
                                 preserve_index=False)
 
 
-def append(store: Store, name: str, frame: pd.DataFrame) -> AppendResult:
-    """Store the validated events of ``frame`` (:func:`validate`) in dataset ``name``, in one
-    transaction (see the module's docstring). Raises DatasetNotFound for an unknown dataset
-    and StoreError when the dataset is being imported, the workspace is read-only or the
-    write failed (nothing is stored then)."""
+def append(store: Store, name: str, frame: pd.DataFrame | pa.Table) -> AppendResult:
+    """Store the validated events of ``frame`` (:func:`validate`, or :func:`as_batch` of it)
+    in dataset ``name``, in one transaction (see the module's docstring). Raises
+    DatasetNotFound for an unknown dataset and StoreError when the dataset is being imported,
+    the workspace is read-only or the write failed (nothing is stored then)."""
     name = schema.clean_dataset_name(name)
     if store.read_only:
         raise StoreError(f"the workspace {store.path.name} is open read-only: events cannot "
                          "be stored")
-    batch = _as_arrow(frame)
+    batch = as_batch(frame)
     seen: set[str] = set()
     first = np.ones(len(batch), dtype=bool)  # False: a repeat of an event id in the batch
     for k, eid in enumerate(batch.column(EVENT_ID).to_pylist()):

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
 from ...analytics import schema
-from ...analytics.append import AppendError, AppendResult, validate
+from ...analytics.append import AppendError, AppendResult, as_batch, validate
 from ...analytics.append import append as store_append
 from .workspace import ServiceError, get_store
 
@@ -64,7 +64,7 @@ class _Request:
     kind: str  # "append" or "drop"
     name: str
     key: str  # the dataset name as compared (lower case)
-    frame: pd.DataFrame | None = None
+    frame: pa.Table | None = None
     state: str = QUEUED
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
@@ -95,7 +95,7 @@ class Writer:
         if not len(frame):
             info = get_store().info(name)  # DatasetNotFound for an unknown dataset
             return AppendResult(stored=0, duplicates=0, rows=int(info.rows))
-        req = _Request("append", name, name.lower(), frame)
+        req = _Request("append", name, name.lower(), as_batch(frame))  # Arrow, made here
         return self._submit(req, timeout)
 
     def drop(self, name: str, timeout: float = TIMEOUT_S) -> str:
@@ -214,7 +214,7 @@ class Writer:
                 self._stats["drops"] += 1
             return
         frames = [req.frame for req in group]
-        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        frame = frames[0] if len(frames) == 1 else pa.concat_tables(frames)
         t0 = time.perf_counter()
         try:
             res = store_append(store, head.name, frame)
