@@ -3,9 +3,9 @@ on a real slice of Foursquare NYC, gloo on the CPU.
 
 The 2-process run must give the weights of the 1-process run on the same global batches:
 DDP averages the gradients and each rank's loss is weighted by its share of the targets, so
-only the order of float sums differs. Observed on this slice: max abs weight difference
-8e-7 after one epoch (5 steps); the test allows 1e-5 (TOL).
-"""
+only the order of float sums differs. Observed on this slice after one epoch (5 steps): max
+abs weight difference 3.2e-6 at hidden 16 (the test's settings; the same with 2 machines x 1
+process over loopback), 8e-7 at hidden 32; the test allows 1e-5 (TOL)."""
 
 from __future__ import annotations
 
