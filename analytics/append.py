@@ -603,18 +603,28 @@ def as_batch(frame: pd.DataFrame | pa.Table) -> pa.Table:
     """``frame`` (canonical columns, event_id optional; :func:`validate`'s result) as the
     Arrow table :func:`append` works on (DuckDB scans it directly). A caller that merges
     batches converts each in its own thread and concatenates them (``pa.concat_tables``)."""
-    if isinstance(frame, pa.Table):
-        if frame.schema.equals(_ARROW):
-            return frame
-        frame = frame.to_pandas()
-    missing = [c for c in schema.COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"the batch lacks the columns {missing}: pass it through validate()")
-    if EVENT_ID not in frame.columns:
-        frame = frame.assign(**{EVENT_ID: pd.Series([None] * len(frame), dtype="string",
-                                                    index=frame.index)})
-    return pa.Table.from_pandas(frame[list(_ARROW.names)], schema=_ARROW,
-                                preserve_index=False)
+    if isinstance(frame, pa.Table) and frame.schema.equals(_ARROW):
+        table = frame
+    else:
+        if isinstance(frame, pa.Table):
+            frame = frame.to_pandas()
+        missing = [c for c in schema.COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"the batch lacks the columns {missing}: pass it through "
+                             "validate()")
+        arrays = []
+        for f in _ARROW:
+            if f.name not in frame.columns:  # event_id
+                arrays.append(pa.nulls(len(frame), f.type))
+                continue
+            a = pa.array(frame[f.name], from_pandas=True)
+            # other dtypes than validate's (numbers as ids, nanoseconds, float offsets): cast
+            arrays.append(a if a.type.equals(f.type) else a.cast(f.type, safe=False))
+        table = pa.Table.from_arrays(arrays, schema=_ARROW)
+    for col in schema.REQUIRED:
+        if table.column(col).null_count:
+            raise ValueError(f"the batch has events without {col}: pass it through validate()")
+    return table
 
 
 def append(store: Store, name: str, frame: pd.DataFrame | pa.Table) -> AppendResult:

@@ -355,3 +355,22 @@ def test_live_tables_lost_behind_its_back_are_made_again(ws):
     assert registry(ws, name) == before
     assert ap.append(ws, name, batch).stored == 5
     assert recount(ws, name) == registry(ws, name) and len(live(ws, name)) == 5
+
+
+def test_frames_of_other_dtypes_are_stored_as_validated_ones(ws):
+    """append takes what other callers build (numbers as ids, nanosecond times, float
+    offsets, no event_id) as validate's frames; a frame with a missing required value is
+    refused before anything is written."""
+    name = fresh(ws, "dtypes")
+    when = pd.Timestamp(ws.info(name).time_max) + pd.Timedelta(days=1, microseconds=7)
+    frame = pd.DataFrame({U: [1, 2], IT: ["a", "b"], T: [when, when],
+                          LA: [40.7, None], LO: [-74.0, None], schema.BEHAVIOR: "visit",
+                          schema.CATEGORY: [None, "Cafe"], schema.VALUE: [None, 2.0],
+                          TZ: [-300.0, None]}, index=[10, 20])
+    frame[T] = frame[T].astype("datetime64[ns]")
+    assert ap.append(ws, name, frame).stored == 2
+    got = ws.events(name, where=f"{T} = ?", params=[when.to_pydatetime()])
+    assert got[U].tolist() == ["1", "2"] and got[TZ].tolist()[0] == -300
+    with pytest.raises(ValueError, match="without item_id: pass it through validate"):
+        ap.append(ws, name, frame.assign(**{IT: ["a", None]}))
+    assert ws.info(name).rows == ws.info("nyc").rows + 2
