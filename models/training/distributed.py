@@ -422,11 +422,13 @@ def run_workers(cmd: list[str], folder: Path, nproc: int, t0: float,
                     finished = True
                     break
                 continue
-            if not line.startswith(MARK):
+            try:
+                msg = json.loads(line[len(MARK):]) if line.startswith(MARK) else None
+            except ValueError:  # two processes' lines run together: pass it on as it is
+                msg = None
+            if not isinstance(msg, dict):
                 log(line)
-                continue
-            msg = json.loads(line[len(MARK):])
-            if "log" in msg:
+            elif "log" in msg:
                 log(msg["log"])
             elif "event" in msg and progress is not None:
                 progress(_event(msg["event"]))
