@@ -37,8 +37,11 @@ def test_api_consumer_and_cli_import_at_once(tmp_path, monkeypatch):
 
     with redis_server(tmp_path) as (url, client), serve(home) as server_url:
         pipe = client.pipeline(transaction=False)
-        for e in by_stream:
+        for k, e in enumerate(by_stream):
             pipe.xadd("ev", {"event": json.dumps(e)})
+            if k in (10, 4000):  # two events the server's write path refuses (its 400)
+                pipe.xadd("ev", {"event": json.dumps({**e, "event_id": f"bad-{k}",
+                                                      "lat": 123.0})})
         pipe.execute()
         server = Server(server_url, TOKEN)
         stored_by_api: list[int] = []
@@ -71,7 +74,12 @@ def test_api_consumer_and_cli_import_at_once(tmp_path, monkeypatch):
         assert "into dataset 'nyc' on the server at http://127.0.0.1:" in log  # the API path
         consumed = json.loads(log.strip().splitlines()[-1])
         imported = json.loads((tmp_path / "import.log").read_text().strip().splitlines()[-1])
-        assert consumed["read"] == len(by_stream) and consumed["rejected"] == 0
+        assert consumed["read"] == len(by_stream) + 2 and consumed["rejected"] == 2
+        dead = client.xrange("ev:rejected")
+        assert sorted(json.loads(d[1][b"event"])["event_id"] for d in dead) == \
+            ["bad-10", "bad-4000"]
+        assert all(d[1][b"field"] == b"lat" and b"out of range" in d[1][b"reason"]
+                   for d in dead)
         # every distinct event stored by exactly one writer
         assert sum(stored_by_api) + consumed["stored"] == distinct
         assert consumed["stored"] + consumed["duplicates"] == len(by_stream)
