@@ -76,6 +76,12 @@ TZ_MAX_MIN = 18 * 60
 MAX_PROBLEMS = 100
 SHOWN_PROBLEMS = 5
 
+#: The Arrow types of a batch (what DuckDB reads without a cast).
+_ARROW = pa.schema([(U, pa.string()), (IT, pa.string()), (T, pa.timestamp("us")),
+                    (LA, pa.float64()), (LO, pa.float64()), (B, pa.string()),
+                    (C, pa.string()), (V, pa.float64()), (TZ, pa.int32()),
+                    (EVENT_ID, pa.string())])
+
 _TEXT_FIELDS = {U: REASON_TEXT["missing_user"], IT: REASON_TEXT["missing_item"]}
 _TS_HELP = "use ISO 8601 such as 2012-04-03T18:00:09-04:00 (or ...Z), or unix seconds"
 
@@ -323,15 +329,19 @@ def _parser_cursor() -> duckdb.DuckDBPyConnection:
     return cur
 
 
-def _empty() -> pd.DataFrame:
-    frame = pd.DataFrame({c: pd.Series([], dtype=schema.PANDAS_DTYPES[c])
-                          for c in schema.COLUMNS})
-    frame[EVENT_ID] = pd.Series([], dtype="string")
-    return frame
-
-
 def validate(records: list[dict]) -> pd.DataFrame:
-    """The events of ``records`` in canonical columns plus ``event_id``, in their order.
+    """The events of ``records`` in canonical columns plus ``event_id``, in their order
+    (pandas dtypes of ``schema.PANDAS_DTYPES``); :func:`validate_batch` says the rules."""
+    return validate_batch(records).to_pandas(types_mapper=_PANDAS_TYPES.get)
+
+
+#: Arrow -> pandas dtypes of a validated frame (schema.PANDAS_DTYPES; times stay in us).
+_PANDAS_TYPES = {pa.string(): pd.StringDtype(), pa.int32(): pd.Int32Dtype()}
+
+
+def validate_batch(records: list[dict]) -> pa.Table:
+    """The events of ``records`` as the Arrow batch :func:`append` stores (canonical columns
+    plus ``event_id``, in their order): what :func:`validate` returns, without pandas.
 
     The rules of a file import, strictly: ``user_id`` and ``item_id`` required (numbers become
     text); ``ts`` required, ISO 8601 (an offset or ``Z`` is converted to UTC; a non-zero
@@ -347,7 +357,7 @@ def validate(records: list[dict]) -> pd.DataFrame:
         p.add(-1, "", f"must be a list of event objects, not {_kind(records)}")
         p.raise_if_any()
     if not records:
-        return _empty()
+        return _ARROW.empty_table()
     cols = _columns(list(records), p)
     ts, tz_ts, status, category = _times(cols)
     for k, st in enumerate(status):
@@ -364,15 +374,11 @@ def validate(records: list[dict]) -> pd.DataFrame:
     p.raise_if_any()  # every problem, from both checks
     tz = [g if g is not None else o for g, o in zip(cols[TZ], tz_ts, strict=True)]
     _place_offsets(ts, cols[LA], cols[LO], tz)
-    return pd.DataFrame({
-        U: pd.Series(cols[U], dtype="string"), IT: pd.Series(cols[IT], dtype="string"),
-        T: pd.Series(ts, dtype="datetime64[us]"),
-        LA: pd.Series(cols[LA], dtype="float64"), LO: pd.Series(cols[LO], dtype="float64"),
-        B: pd.Series([b if b is not None else schema.DEFAULT_BEHAVIOR for b in cols[B]],
-                     dtype="string"),
-        C: pd.Series(category, dtype="string"), V: pd.Series(cols[V], dtype="float64"),
-        TZ: pd.Series(tz, dtype="Int32"), EVENT_ID: pd.Series(cols[EVENT_ID], dtype="string"),
-    })
+    values = {U: cols[U], IT: cols[IT], T: ts, LA: cols[LA], LO: cols[LO],
+              B: [b if b is not None else schema.DEFAULT_BEHAVIOR for b in cols[B]],
+              C: category, V: cols[V], TZ: tz, EVENT_ID: cols[EVENT_ID]}
+    return pa.Table.from_arrays([pa.array(values[f.name], type=f.type) for f in _ARROW],
+                                schema=_ARROW)
 
 
 # -- times and local offsets ---------------------------------------------------------------
@@ -590,13 +596,6 @@ def _ids_sql(table: str) -> str:
     """SELECT the distinct (kind, id) of the users and items of ``table``."""
     return (f"SELECT DISTINCT 'u', {U} FROM {table} WHERE {U} IS NOT NULL UNION ALL "
             f"SELECT DISTINCT 'i', {IT} FROM {table} WHERE {IT} IS NOT NULL")
-
-
-#: The Arrow types of a batch (what DuckDB reads without a cast).
-_ARROW = pa.schema([(U, pa.string()), (IT, pa.string()), (T, pa.timestamp("us")),
-                    (LA, pa.float64()), (LO, pa.float64()), (B, pa.string()),
-                    (C, pa.string()), (V, pa.float64()), (TZ, pa.int32()),
-                    (EVENT_ID, pa.string())])
 
 
 def as_batch(frame: pd.DataFrame | pa.Table) -> pa.Table:

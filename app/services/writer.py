@@ -5,8 +5,9 @@ transactions that touch the same registry row conflict at commit. So every appen
 API, the Redis consumer inside the server) and every drop goes through one daemon thread:
 
 * :func:`append` runs in the caller's (request) thread: it checks the events there
-  (``analytics.append.validate``: a bad batch raises :class:`AppendError` and never enters
-  the queue), queues them and blocks until they are committed, then returns the caller's own
+  (``analytics.append.validate_batch``: a bad batch raises :class:`AppendError` and never
+  enters the queue; a good one becomes the Arrow batch the commit stores), queues them and
+  blocks until they are committed, then returns the caller's own
   :class:`AppendResult` (stored, duplicates, the dataset's rows after the commit);
 * the writer takes the oldest request and everything queued behind it for the same dataset
   (up to :data:`GROUP_ROWS` events, never past a drop of that dataset) and stores it in one
@@ -35,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from ...analytics import schema
-from ...analytics.append import AppendError, AppendResult, as_batch, validate
+from ...analytics.append import AppendError, AppendResult, validate_batch
 from ...analytics.append import append as store_append
 from .workspace import ServiceError, get_store
 
@@ -91,11 +92,11 @@ class Writer:
     # -- callers ---------------------------------------------------------------------------
     def append(self, name: str, records: list[dict], timeout: float = TIMEOUT_S) -> AppendResult:
         name = _clean(name)
-        frame = validate(records)  # AppendError: never queued
-        if not len(frame):
+        batch = validate_batch(records)  # AppendError: never queued
+        if not len(batch):
             info = get_store().info(name)  # DatasetNotFound for an unknown dataset
             return AppendResult(stored=0, duplicates=0, rows=int(info.rows))
-        req = _Request("append", name, name.lower(), as_batch(frame))  # Arrow, made here
+        req = _Request("append", name, name.lower(), batch)
         return self._submit(req, timeout)
 
     def drop(self, name: str, timeout: float = TIMEOUT_S) -> str:
