@@ -183,12 +183,18 @@ def run(args: argparse.Namespace, home: Path) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"week": week, "from": time.strftime("%Y-%m-%d", time.gmtime(now)),
                                "added": added, "kept": res.kept_new,
                                "valid": (res.valid_parent, res.valid_new)}
+        blends = {}
         for kind in KINDS:
             loaded = ckpt.load(models[kind], store, check_fingerprint=False)
             row[kind] = score(loaded, ds) | {"seconds": seconds[kind]}
+            blends[kind] = ((loaded.info.get("metrics") or {}).get("chosen") or {}).get("blend")
         row["n"] = row["frozen"]["n"]
         out.append(row)
         print_row(row)
+        if any(blends.values()):  # the score parts each model weighs (chosen on validation)
+            print("  blend weights: " + "; ".join(
+                f"{k} " + " + ".join(f"{w:g} {p}" for p, w in (b or {}).items())
+                for k, b in blends.items()), flush=True)
     store.close()
     return out
 
