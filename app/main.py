@@ -131,6 +131,17 @@ def _client_url(host: str, port: int) -> str:
     return f"http://[{name}]:{port}" if name and ":" in name else f"http://{name}:{port}"
 
 
+def _announce(db_path: Path, url: str) -> None:
+    """Write ``server.json`` for the CLI; a workspace folder that refuses it only costs the
+    hand-off (the CLI then says the workspace is held), so the server still starts."""
+    try:
+        handoff.write(db_path, url)
+    except OSError as exc:
+        print(f"trailscope: cannot write {handoff.FILENAME} beside the workspace "
+              f"({public_message(exc)}): the CLI will not hand its work to this server",
+              file=sys.stderr, flush=True)
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM (``kill``, a supervisor) ends the server like Ctrl-C, so the ``finally`` of
     :func:`main` removes the hand-off file."""
@@ -164,7 +175,7 @@ def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
     upload.clean_at_start()
     _stop_on_sigterm()
     if debug:
-        handoff.write(store.path, _client_url(host, port))
+        _announce(store.path, _client_url(host, port))
         try:
             app.run(host=host, port=port, debug=True, use_reloader=False)
         finally:
@@ -172,7 +183,7 @@ def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
         return
     settings = server_settings()
     httpd = waitress.create_server(server, host=host, port=port, **settings)
-    handoff.write(store.path, _client_url(host, int(getattr(httpd, "effective_port", port))))
+    _announce(store.path, _client_url(host, int(getattr(httpd, "effective_port", port))))
     print(f"TrailScope serving http://{host}:{port} (waitress, {settings['threads']} threads)",
           file=sys.stderr, flush=True)
     try:

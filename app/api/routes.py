@@ -502,6 +502,8 @@ def train(name: str) -> Response:
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
+@blueprint.route("/", defaults={"rest": ""}, methods=[*_METHODS, "HEAD", "OPTIONS"],
+                 strict_slashes=False)
 @blueprint.route("/<path:rest>", methods=[*_METHODS, "HEAD", "OPTIONS"])
 def not_found(rest: str) -> Response:
     """JSON 404 for unknown API paths (the dashboard's pages would answer them with HTML),

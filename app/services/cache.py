@@ -123,6 +123,14 @@ def dataset_stamp(store: Store, name: str) -> str:
     return f"{row[0]}|{row[1]}"
 
 
+def import_stamp(store: Store, name: str) -> str:
+    """The version of a dataset's import alone (its import time): new on a re-import, the same
+    across appended events. For what depends on the imported data only: a trained model,
+    whose fingerprint is fixed at import, stays valid while events are appended (its
+    recommendations read the user's events at each call). Raises DatasetNotFound."""
+    return dataset_stamp(store, name).split("|", 1)[0]
+
+
 def file_stamp(path: str | Path) -> tuple[str, int]:
     """The version of a file (a checkpoint): its path and modification time in ns."""
     path = Path(path)

@@ -285,13 +285,13 @@ def model_slices(dataset: str, model_id: str) -> dict[str, Any]:
 def loaded_model(dataset: str, model_id: str) -> Any:
     """Model ``model_id`` of ``dataset`` rebuilt from its checkpoint (``models.api.load``),
     memoised in ``cache.MODELS`` under the file's version and the dataset's import stamp (so a
-    re-imported dataset re-checks the model's fingerprint)."""
+    re-imported dataset re-checks the model's fingerprint; appended events do not reload it)."""
     from ...models import api
     from ...models.training import checkpoint as ckpt
 
     store = services.get_store()
     key = (cache.file_stamp(ckpt.find(store, dataset, model_id)),
-           services.dataset_stamp(dataset))
+           cache.import_stamp(store, dataset))
     return cache.MODELS.get_or_compute(key, lambda: api.load(store, dataset, model_id))
 
 

@@ -357,3 +357,31 @@ def test_explanation_is_what_trailscope_explain_prints(servers, nyc):
     r = requests.get(f"{url}/api/v1/datasets/nyc/users/{user}/explanation",
                      params={"item": other, "model": "markov"}, headers=AUTH, timeout=300)
     assert r.status_code == 200 and r.json()["item"] == other, r.text
+
+
+def test_appended_events_reach_recommendations_without_reloading_the_model(workspace,
+                                                                          monkeypatch):
+    """The loaded model is memoised per import (its fingerprint is fixed at import): an
+    append changes the user's history at once and loads nothing again."""
+    from trailscope.analytics.sample.generate import import_sample
+    from trailscope.app.services import models as model_service
+    from trailscope.app.services import writer
+    from trailscope.models import api
+
+    import_sample(workspace, "city", users=30, seed=3)
+    model_id = api.train(workspace, "city", "markov", log=lambda _m: None).model_id
+    loads = []
+    real = api.load
+    monkeypatch.setattr(api, "load", lambda *a, **kw: loads.append(a[1:]) or real(*a, **kw))
+    user = model_service.model_users("city", model_id, limit=1)[0]["user"]
+    before = model_service.recommend("city", user, k=5, model_id=model_id)
+    last = workspace.query_df(f"SELECT max({schema.TS}) AS t FROM {workspace.table('city')} "
+                              f"WHERE {schema.USER} = ?", [user])["t"].iloc[0]
+    item = before["items"][0]["item_id"]
+    res = writer.append("city", [_event(user, item, (last + timedelta(hours=1)).isoformat())])
+    assert res.stored == 1
+    after = model_service.recommend("city", user, k=5, model_id=model_id)
+    assert after["history_used"] == before["history_used"] + 1 or \
+        after["history_used"] == before["history_used"]  # at the model's max_len already
+    assert after["at"] > before["at"]  # the appended event is the user's latest now
+    assert loads == [("city", model_id)]
