@@ -324,7 +324,7 @@ def build_sql(name: str, cur: Any) -> list[str]:
             "(x % 86400) // 3600 AS hour, count(*) AS events, count(DISTINCT user_idx) AS users "
             f"FROM (SELECT user_idx, s + {shift} AS x FROM {p['ev']}) GROUP BY ALL"
             for mode, fb, shift in _rhythm_modes(cur, src)),
-        f"CREATE TABLE {p['heat']} AS SELECT row_number() OVER (ORDER BY h) - 1 AS r, {lat}, "
+        f"CREATE TABLE {p['heat']} AS SELECT {lat}, "
         f"{lon}, {ts}, {cat}, h FROM {p['ev']} WHERE coord_idx IS NOT NULL ORDER BY h "
         f"LIMIT {HEAT_ROWS}",
         f"CREATE TABLE {p['gaps']} AS SELECT gap, count(*) AS n FROM {p['ev']} WHERE gap IS NOT "

@@ -53,7 +53,7 @@ REBUILD_ROWS = 1_000_000
 
 _B = "_inc_batch"    # the batch with its integer columns (a temporary table)
 #: The steps' temporary tables.
-_TEMPS = ("_inc_pairs", "_inc_rh", "_inc_cells", "_inc_rows", "_inc_heat")
+_TEMPS = ("_inc_pairs", "_inc_rh", "_inc_cells", "_inc_rows")
 
 
 def apply(cur: Any, name: str, batch: str) -> None:
@@ -272,18 +272,15 @@ def _summary(cur: Any, t: dict[str, str]) -> None:
 
 
 def _heat(cur: Any, t: dict[str, str]) -> None:
-    """Merge the batch's located events into the first HEAT_ROWS in draw order (``h``)."""
+    """Merge the batch's located events into the first HEAT_ROWS in draw order (``h``): add
+    those that come before the stored last one (all while fewer are stored), then drop what
+    falls past HEAT_ROWS. Readers order by ``h``, so nothing is renumbered."""
     heat = t["heat"]
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE _inc_heat AS SELECT {schema.LAT}, {schema.LON}, "
-                f"{schema.TS}, {schema.CATEGORY}, h FROM {_B} WHERE coord_idx IS NOT NULL "
-                f"AND (h < (SELECT max(h) FROM {heat}) OR (SELECT count(*) FROM {heat}) < "
-                f"{HEAT_ROWS}) ORDER BY h")
-    hs = [h for (h,) in cur.execute("SELECT h FROM _inc_heat ORDER BY h").fetchall()]
-    if not hs:
-        return
-    shift = " ".join(f"WHEN h > {h} THEN {len(hs) - i}"   # rows after k new ones: +k
-                     for i, h in enumerate(reversed(hs)))
-    cur.execute(f"UPDATE {heat} SET r = r + CASE {shift} ELSE 0 END WHERE h > {hs[0]}")
-    cur.execute(f"INSERT INTO {heat} SELECT (SELECT count(*) FROM {heat} o WHERE o.h <= n.h) "
-                "+ row_number() OVER (ORDER BY h) - 1, * EXCLUDE (h), h FROM _inc_heat n")
-    cur.execute(f"DELETE FROM {heat} WHERE r >= {HEAT_ROWS}")
+    stored, last = cur.execute(f"SELECT count(*), max(h) FROM {heat}").fetchall()[0]
+    keep = "" if stored < HEAT_ROWS or last is None else f" AND h < {int(last)}"
+    cur.execute(f"INSERT INTO {heat} SELECT {schema.LAT}, {schema.LON}, {schema.TS}, "
+                f"{schema.CATEGORY}, h FROM {_B} WHERE coord_idx IS NOT NULL{keep}")
+    over = cur.execute(f"SELECT count(*) FROM {heat}").fetchall()[0][0] - HEAT_ROWS
+    if over > 0:
+        cur.execute(f"DELETE FROM {heat} WHERE h >= (SELECT h FROM {heat} ORDER BY h DESC "
+                    f"LIMIT 1 OFFSET {int(over) - 1})")

@@ -89,8 +89,8 @@ def sample_points_sql(con: duckdb.DuckDBPyConnection, table: str, limit: int,
     if ru is None:
         return density.sample_points_sql(con, table, limit, where, params)
     small = int(limit) <= HEAT_ROWS
-    return ru.df(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('heat')} WHERE r < "
-                 f"{int(limit)} ORDER BY r" if small else
+    return ru.df(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('heat')} ORDER BY h "
+                 f"LIMIT {int(limit)}" if small else
                  f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('ev')} WHERE coord_idx "
                  f"IS NOT NULL ORDER BY h LIMIT {int(limit)}", arrow=True)
 

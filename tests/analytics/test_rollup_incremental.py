@@ -128,7 +128,7 @@ def _state(store: Store, name: str, user: str, window: str) -> dict[str, pd.Data
         "values": _table(store, name, "values", ["col", "value"]),
         "summary": _table(store, name, "summary", ["events"],
                           ("ts_p01", "ts_p99", "lon_median")),
-        "heat": _table(store, name, "heat", ["r"]),
+        "heat": _table(store, name, "heat", ["h"]),
         "kpis": r_time.kpis(ev),
         "trend": r_time.activity_series(ev, "day"),
         "weekly": r_time.activity_series(ev, "week"),
