@@ -556,6 +556,9 @@ def _zone_offsets(ask: dict[tuple[str, int], datetime]) -> dict[tuple[str, int],
 #: keeps direct callers, e.g. tests and the CLI, from colliding in DuckDB's optimistic
 #: concurrency, where the second commit of the same registry row would fail).
 _write_lock = threading.Lock()
+#: The same lock for a caller that must keep appends out while it rewrites what they update
+#: (the summary rebuild of app/services/live.rebuild_if_needed).
+write_lock = _write_lock
 
 
 def live_table(name: str) -> str:

@@ -18,7 +18,7 @@ import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from ...analytics.schema import DATASET_NAME_MAX, LAT, LON
-from ..services import imports, upload
+from ..services import imports, upload, writer
 from ..services import workspace as services
 from ..views import data as data_views
 from ..views import ids, pagekit, ui
@@ -161,7 +161,7 @@ def do_drop(_submit: int | None, name: str | None) -> tuple[Any, Any]:
     if not name:
         return no_update, no_update
     try:
-        services.drop_dataset(name)
+        writer.drop_dataset(name)  # behind the appends queued before it
     except services.ServiceError as exc:
         return ui.error_box("Could not drop the dataset", str(exc)), time.time()
     return ui.notice(f"Dropped dataset '{name}'.", "ok"), time.time()

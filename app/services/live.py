@@ -218,7 +218,7 @@ def rebuild_if_needed(name: str) -> str | None:
         progress({"phase": "import", "fraction": 0.05,
                   "message": f"Rebuilding the summaries of {name}…"})
         # appends wait meanwhile (analytics.append's lock): none commits halfway through
-        with writes._write_lock:  # noqa: SLF001 - to be exposed by analytics/append.py
+        with writes.write_lock:
             c = store.cursor()
             try:
                 seconds = build.rebuild(c, name)

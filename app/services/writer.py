@@ -38,6 +38,8 @@ import pyarrow as pa
 from ...analytics import schema
 from ...analytics.append import AppendError, AppendResult, validate_batch
 from ...analytics.append import append as store_append
+from ...analytics.store import StoreError
+from . import live
 from .workspace import ServiceError, get_store
 
 __all__ = ["AppendError", "AppendResult", "WriterBusy", "append", "drop", "stats"]
@@ -244,6 +246,10 @@ class Writer:
             s["commit_ms_max"] = max(s["commit_ms_max"], ms)
             s["last_commit_ms"] = ms
             s["largest_group"] = max(s["largest_group"], len(frame))
+        try:  # enough appended events behind in the summaries: rebuild them in the background
+            live.rebuild_if_needed(head.name)
+        except Exception:  # noqa: BLE001 - the events are stored; the pages still answer
+            log.exception("could not start the summary rebuild of %s", head.name)
 
 
 def _clean(name: str) -> str:
@@ -268,6 +274,14 @@ def drop(name: str, timeout: float = TIMEOUT_S) -> str:
     """Delete dataset ``name`` through the writer (after the appends queued before it);
     returns the name dropped. Raises DatasetNotFound, StoreError (being imported)."""
     return _writer.drop(name, timeout)
+
+
+def drop_dataset(name: str) -> None:
+    """:func:`drop` for the Data page: a refusal (unknown, being imported) as ServiceError."""
+    try:
+        drop(name)
+    except StoreError as exc:
+        raise ServiceError(str(exc)) from exc
 
 
 def stats() -> dict[str, Any]:

@@ -95,9 +95,14 @@ class StoreView:
     name: str
     fingerprint_: str
     extent: dict[str, Any]
+    content_: str = ""
 
     def fingerprint(self, name: str) -> str:
         return self.fingerprint_
+
+    def content_fingerprint(self, name: str) -> str:
+        """What the dataset held when the launcher built it (the resume key's part)."""
+        return self.content_ or self.fingerprint_
 
     def table(self, name: str) -> str:
         return name
@@ -237,7 +242,7 @@ def worker(folder: Path) -> int:
                              f"(fingerprints {', '.join(sorted(set(prints)))}): import the same "
                              "file under the same name on every machine")
         view = StoreView(Path(spec["store_path"]), spec["name"], spec["fingerprint"],
-                         spec["extent"])
+                         spec["extent"], spec.get("content", ""))
         flags = dist.new_group(backend="gloo") if dev.type == "cuda" else dist.group.WORLD
         result = train(view, spec["name"], spec["model"], settings,
                        spec["config"], dataset=spec["dataset"],
@@ -363,6 +368,7 @@ def train_distributed(store: Store, name: str, model: str = "st-transformer",
         (folder / INPUTS).write_bytes(pickle.dumps({
             "name": name, "model": model, "settings": s, "config": config, "dataset": ds,
             "fingerprint": store.fingerprint(name), "extent": ckpt.data_extent(store, name),
+            "content": store.content_fingerprint(name),
             "store_path": str(store.path.resolve())}))
         log(f"starting {world} training processes"
             + (f" on {nnodes} machines (this is node {node_rank})" if nnodes > 1 else ""))

@@ -288,7 +288,7 @@ def train(store: Store, name: str, model: str = "st-transformer",
                     **({"init": [s.init_from, s.init_ids]} if s.init_from else {}),
                     "seed": seed, "lr": lr, "batch_size": batch_size, "epochs": s.epochs,
                     "weight_decay": s.weight_decay, "data": data_params,
-                    "fingerprint": store.fingerprint(name)})
+                    "fingerprint": store.content_fingerprint(name)})
     partial = ckpt.models_dir(store, name) / f"_resume-{model}-{key}.pt"
     state = RunState()
     resumed = 0
