@@ -32,8 +32,8 @@ Then, each measurement in its own child process (peak memory is that process's
    exported folder and Spark local[2] on the folder, side by side, with a check that the
    answers are equal;
 5. **models** (unless ``--skip-models``): ``models.data.build_dataset`` with 5-core
-   filtering, then a few SASRec training steps on batches cut from its arrays (no whole-dataset
-   tensor): time per step, the epoch time it implies, peak memory.
+   filtering, then a few SASRec training steps (one torch thread) on batches cut from its
+   arrays (no whole-dataset tensor): time per step, the epoch time it implies, peak memory.
 
 The machine's load average is printed at the start and the end; free disk space is checked
 before writing (a shape that does not fit is skipped with the reason). Generated files are
@@ -354,6 +354,7 @@ def _models(name: str, steps: str) -> dict[str, Any]:
     from trailscope.models.recommenders.registry import get_class, make_config
 
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # two threads fighting over a shared 2-core machine are slower
     with Store() as store:
         t = time.perf_counter()
         ds = build_dataset(store, name, "leave-last")
