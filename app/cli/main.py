@@ -24,9 +24,18 @@ def _print_json(obj: Any) -> None:
 
 
 def _store():
-    from ...analytics.store import Store
+    from ...analytics.store import Store, StoreError
 
-    return Store()
+    try:
+        return Store()
+    except StoreError:
+        server = _server()  # the file is held: say by whom, when it is this workspace's server
+        if server is not None:
+            raise CliError(f"a TrailScope server at {server.url} holds this workspace, and this "
+                           f"command reads the file itself: ask the server's API "
+                           f"({server.url}/api/v1/openapi.json lists it), or stop the server"
+                           ) from None
+        raise
 
 
 def _parse_map(pairs: Sequence[str] | None) -> dict[str, str] | None:
@@ -119,8 +128,14 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
-    with _store() as store:
-        df = store.list_datasets()
+    server = _server()
+    if server is not None:
+        from .remote import datasets
+
+        df = datasets(server)
+    else:
+        with _store() as store:
+            df = store.list_datasets()
     if args.json:
         _print_json(json.loads(df.to_json(orient="records", date_format="iso")))
         return
@@ -307,9 +322,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_recommend(args: argparse.Namespace) -> None:
     from ...models import api
 
-    with _store() as store:
-        out = api.recommend(store, args.name, args.user, k=args.k, model_id=args.model,
-                            at=args.at, lat=args.lat, lon=args.lon)
+    server = _server()
+    if server is not None:
+        from .remote import recommend
+
+        out = recommend(server, args.name, args.user, k=args.k, model=args.model, at=args.at,
+                        lat=args.lat, lon=args.lon)
+    else:
+        with _store() as store:
+            out = api.recommend(store, args.name, args.user, k=args.k, model_id=args.model,
+                                at=args.at, lat=args.lat, lon=args.lon)
     if args.json:
         _print_json(out)
         return

@@ -1,18 +1,19 @@
 """The CLI's hand-off to a running server, and a small client of the HTTP API.
 
 A running ``trailscope serve`` holds the workspace's DuckDB file (one writing process per
-file), so the CLI's writing commands (``import``, ``drop``, ``train``, ``sample``) hand their
-work to it: :func:`find_server` reads ``server.json`` beside the workspace file
-(app/api/handoff.py), checks that its pid is alive and that ``GET /api/v1/health`` answers
-the same instance and workspace, and otherwise ignores the file (a stale one). The commands
-then call the API (app/api/routes.py): an import uploads the file through the dashboard's
-chunked upload routes (app/services/upload.py) and asks ``POST .../import``; ``train`` and
-``sample`` start the server's jobs; each is followed through ``GET /api/v1/jobs/{id}``
-(:func:`follow`), printing progress as the local commands do. Every request sends
-``Authorization: Bearer $TRAILSCOPE_API_TOKEN`` when the variable is set.
+file), so the CLI's writing commands (``import``, ``drop``, ``train``, ``sample``), and
+``datasets`` and ``recommend``, hand their work to it. :func:`find_server` reads
+``server.json`` beside the workspace file (app/api/handoff.py), checks that its pid is alive
+and that ``GET /api/v1/health`` answers the same instance and workspace, and otherwise
+ignores the file (a stale one). The commands then call the API (app/api/routes.py): an
+import uploads the file through the dashboard's chunked upload routes
+(app/services/upload.py) and asks ``POST .../import``; ``train`` and ``sample`` start the
+server's jobs; each is followed through ``GET /api/v1/jobs/{id}`` (:func:`follow`), printing
+progress as the local commands do. Every request sends ``Authorization: Bearer
+$TRAILSCOPE_API_TOKEN`` when the variable is set.
 
 :func:`post_events` posts one batch of events to a server (the stream consumer's client).
-Only the standard library is used (urllib): the CLI needs no HTTP package.
+HTTP goes through the standard library (urllib): the CLI needs no HTTP package.
 """
 
 from __future__ import annotations
@@ -222,6 +223,30 @@ def train(server: Server, name: str, model: str, settings: dict[str, Any],
     job = _start(server, f"{API}/datasets/{_q(name)}/models",
                  {"model": model, "settings": settings})
     return follow(server, job, on_update)
+
+
+def datasets(server: Server) -> Any:
+    """``GET /api/v1/datasets`` as the frame ``Store.list_datasets`` returns (its columns)."""
+    import pandas as pd
+
+    rows = server.expect("GET", f"{API}/datasets")["datasets"]
+    frame = pd.DataFrame(rows, columns=["name", "format", "rows", "users", "items", "time_min",
+                                        "time_max", "has_coordinates", "imported_at"])
+    for col in ("time_min", "time_max", "imported_at"):
+        frame[col] = pd.to_datetime(frame[col])
+    return frame
+
+
+def recommend(server: Server, name: str, user: str, k: int = 10, model: str | None = None,
+              at: str | None = None, lat: float | None = None,
+              lon: float | None = None) -> dict[str, Any]:
+    """``GET .../users/{user}/recommendations``: what ``models.api.recommend`` returns."""
+    params = {"k": k, "model": model, "at": at, "lat": lat, "lon": lon}
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    out = server.expect("GET", f"{API}/datasets/{_q(name)}/users/{_q(user)}/recommendations?"
+                        f"{query}")
+    out.pop("dataset", None)
+    return out
 
 
 def post_events(server: Server, name: str, events: list[dict[str, Any]],

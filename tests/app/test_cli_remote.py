@@ -56,6 +56,10 @@ def test_import_and_drop_go_through_the_running_server(served):
                                  f"{seen['rows']:,} of "), run.stdout
     assert f"{seen['users']:,} users, {seen['items']:,} items" in run.stdout
     assert "dashboard summaries built in" in run.stdout
+    listed = cli(home, "datasets")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split()[:2] == ["nyc_checkins", seen["format"]]
+    assert f"{seen['rows']:,} rows" in listed.stdout
     # the same again is refused by the server, with the local command's advice
     again = cli(home, "import", str(served["csv"]), "--json")
     assert again.returncode == 1 and "already exists" in again.stderr, again.stderr
@@ -75,10 +79,26 @@ def test_sample_and_train_go_through_the_running_server(served):
     assert train.returncode == 0, train.stderr
     assert train.stdout.startswith("trained markov-") and "ndcg@10" in train.stdout
     model_id = train.stdout.split()[1].rstrip(":")
-    user = requests.get(f"{url}/api/v1/datasets/city", headers=AUTH, timeout=30).json()
-    recs = requests.get(f"{url}/api/v1/datasets/city/users/u0001/recommendations",
-                        params={"model": model_id}, headers=AUTH, timeout=60)
-    assert user["rows"] > 0 and recs.status_code in (200, 404), recs.text
+    user = _a_user(url, model_id)
+    rec = cli(home, "recommend", "city", user, "--k", "5", "--json")
+    assert rec.returncode == 0, rec.stderr
+    api = requests.get(f"{url}/api/v1/datasets/city/users/{user}/recommendations",
+                       params={"k": 5}, headers=AUTH, timeout=60).json()
+    api.pop("dataset")
+    assert json.loads(rec.stdout) == api and api["model_id"] == model_id
+    held = cli(home, "evaluate", "city")  # reads the file itself: says who holds it
+    assert held.returncode == 1 and url in held.stderr, held.stderr
+
+
+def _a_user(url: str, model_id: str) -> str:
+    """A user the model knows: the first sample resident it recommends for."""
+    for k in range(25):
+        user = f"U{k:06d}"  # the sample city's resident ids
+        r = requests.get(f"{url}/api/v1/datasets/city/users/{user}/recommendations",
+                         params={"model": model_id, "k": 1}, headers=AUTH, timeout=60)
+        if r.status_code == 200:
+            return user
+    raise AssertionError("the model knows none of the first 25 residents")
 
 
 def test_the_cli_needs_the_servers_token(served):
