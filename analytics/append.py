@@ -26,9 +26,11 @@ fault stores nothing.
    ``"live__<name>__ids"`` (a primary key over kind and id, built from the events on the
    first append; ids this process stored or found there before need no look-up), so no
    append scans the events table;
-4. ``analytics.rollups.incremental.apply(cur, name, batch)`` updates the stored summaries;
-   ``batch`` is a temp table holding exactly the stored events in canonical columns, and the
-   registry row already holds the new counts when it runs.
+4. ``analytics.rollups.incremental.stage(cur, name, batch)`` keeps the stored events for the
+   summaries (``batch``: a temp table holding exactly them in canonical columns); after the
+   commit :func:`fold_summaries` applies everything staged in a second transaction
+   (``incremental.fold``), at once for a direct call, on the writer's schedule in a server
+   (app/services/writer.py), so many small batches cost one summary update.
 
 Any failure rolls all of it back. A dataset's fingerprint (``Store.fingerprint``) is the
 one fixed at import, so models trained before an append stay valid; the registry's row
@@ -37,6 +39,7 @@ count changes, and with it the services' cache stamp (app/services/cache.dataset
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -556,6 +559,7 @@ def _zone_offsets(ask: dict[tuple[str, int], datetime]) -> dict[tuple[str, int],
 #: keeps direct callers, e.g. tests and the CLI, from colliding in DuckDB's optimistic
 #: concurrency, where the second commit of the same registry row would fail).
 _write_lock = threading.Lock()
+log = logging.getLogger(__name__)
 #: The same lock for a caller that must keep appends out while it rewrites what they update
 #: (the summary rebuild of app/services/live.rebuild_if_needed).
 write_lock = _write_lock
@@ -629,11 +633,15 @@ def as_batch(frame: pd.DataFrame | pa.Table) -> pa.Table:
     return table
 
 
-def append(store: Store, name: str, frame: pd.DataFrame | pa.Table) -> AppendResult:
+def append(store: Store, name: str, frame: pd.DataFrame | pa.Table, *,
+           fold: bool = True) -> AppendResult:
     """Store the validated events of ``frame`` (:func:`validate`, or :func:`as_batch` of it)
     in dataset ``name``, in one transaction (see the module's docstring). Raises
     DatasetNotFound for an unknown dataset and StoreError when the dataset is being imported,
-    the workspace is read-only or the write failed (nothing is stored then)."""
+    the workspace is read-only or the write failed (nothing is stored then).
+
+    ``fold``: fold the staged events into the summaries right after (:func:`fold_summaries`);
+    the server's writer passes False and folds on its own schedule."""
     name = schema.clean_dataset_name(name)
     if store.read_only:
         raise StoreError(f"the workspace {store.path.name} is open read-only: events cannot "
@@ -680,9 +688,28 @@ def append(store: Store, name: str, frame: pd.DataFrame | pa.Table) -> AppendRes
                 raise
         finally:
             cur.close()
+        if fold and kept.any():
+            _fold(store, name)
     stored = int(kept.sum())
     return AppendResult(stored=stored, duplicates=len(batch) - stored, rows=int(rows),
                         kept=kept)
+
+
+def fold_summaries(store: Store, name: str) -> int:
+    """Fold the events appended to dataset ``name`` and staged since the last fold into its
+    summary tables (analytics.rollups.incremental.fold), keeping appends out meanwhile; the
+    number folded. A failure is logged, not raised: the events are stored, the staged ones
+    wait for the next fold."""
+    with _write_lock:
+        return _fold(store, name)
+
+
+def _fold(store: Store, name: str) -> int:
+    try:
+        return incremental.fold(store, schema.clean_dataset_name(name))
+    except (duckdb.Error, StoreError):
+        log.exception("could not fold the appended events of %s into its summaries", name)
+        return 0
 
 
 def _registered(cur: duckdb.DuckDBPyConnection, store: Store,
@@ -755,7 +782,7 @@ def _write(cur: duckdb.DuckDBPyConnection, name: str, batch: pa.Table, first: np
         [len(new), added[U], added[IT], span["min"].as_py(), span["max"].as_py(),
          lat["min"].as_py(), lat["max"].as_py(), lon["min"].as_py(), lon["max"].as_py(),
          lat["min"].as_py() is not None, name])
-    incremental.apply(cur, name, table)
+    incremental.stage(cur, name, table)
     cur.execute(f"DROP TABLE {table}")
     return kept, rows + len(new), keys
 

@@ -111,6 +111,8 @@ def rebuild(con: Any, name: str) -> float:
                 drop_derived(cur, name)
                 with lookup.building(cur, name):  # later steps read the earlier tables
                     build_all(cur, name)
+            # the events staged for a fold are in the tables just built (or were already)
+            cur.execute(f"DROP TABLE IF EXISTS {part(name, 'unfolded')}")
             cur.execute("DELETE FROM rollups WHERE name = ?", [name])
             cur.execute("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
                         [name, VERSION, fp, reg[0], reg[1], time.perf_counter() - t0])

@@ -36,8 +36,9 @@ import numpy as np
 import pyarrow as pa
 
 from ...analytics import schema
-from ...analytics.append import AppendError, AppendResult, validate_batch
+from ...analytics.append import AppendError, AppendResult, fold_summaries, validate_batch
 from ...analytics.append import append as store_append
+from ...analytics.rollups.incremental import FOLD_S
 from ...analytics.store import StoreError
 from . import live
 from .workspace import ServiceError, get_store
@@ -89,7 +90,9 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._stats = {"groups": 0, "requests": 0, "events": 0, "stored": 0, "duplicates": 0,
                        "failed_groups": 0, "drops": 0, "commit_ms_total": 0.0,
-                       "commit_ms_max": 0.0, "last_commit_ms": 0.0, "largest_group": 0}
+                       "commit_ms_max": 0.0, "last_commit_ms": 0.0, "largest_group": 0,
+                       "folds": 0, "folded": 0, "fold_ms_total": 0.0}
+        self._staged: dict[str, float] = {}  # dataset -> when its first unfolded group came
 
     # -- callers ---------------------------------------------------------------------------
     def append(self, name: str, records: list[dict], timeout: float = TIMEOUT_S) -> AppendResult:
@@ -175,6 +178,24 @@ class Writer:
                             self._release(req)
                     for req in group:
                         req.done.set()
+                if group[0].kind == "append":
+                    self._staged.setdefault(group[0].name, time.monotonic())
+            self._fold(idle=not pending and self._q.empty())
+
+    def _fold(self, idle: bool) -> None:
+        """Fold the events staged for the summaries (analytics.append.fold_summaries): all of
+        them when no request waits, else those staged FOLD_S seconds ago or more, so a
+        steady stream pays for one summary update per FOLD_S, not per batch."""
+        now = time.monotonic()
+        for name, since in list(self._staged.items()):
+            if idle or now - since >= FOLD_S:
+                del self._staged[name]
+                t0 = time.perf_counter()
+                n = fold_summaries(get_store(), name)
+                with self._lock:
+                    self._stats["folds"] += 1
+                    self._stats["fold_ms_total"] += (time.perf_counter() - t0) * 1000
+                    self._stats["folded"] += n
 
     def _take(self, pending: deque[_Request]) -> list[_Request]:
         """The next group: the oldest live request and, for an append, the appends to the
@@ -220,7 +241,7 @@ class Writer:
         frame = frames[0] if len(frames) == 1 else pa.concat_tables(frames)
         t0 = time.perf_counter()
         try:
-            res = store_append(store, head.name, frame)
+            res = store_append(store, head.name, frame, fold=False)
         except Exception as exc:  # noqa: BLE001 - each caller gets the group's error
             for req in group:
                 req.error = exc

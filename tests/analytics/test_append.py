@@ -274,7 +274,7 @@ def test_a_failure_inside_the_transaction_changes_nothing(ws, monkeypatch):
     def broken(cur, name, batch):
         raise RuntimeError("summary update failed")
 
-    monkeypatch.setattr(incremental, "apply", broken)
+    monkeypatch.setattr(incremental, "stage", broken)
     state = (registry(ws, name), content_fingerprint(ws.cursor(), name))
     for attempt in range(2):  # the first append of a dataset (live tables new), then later
         with pytest.raises(RuntimeError, match="summary update failed"):
@@ -286,11 +286,40 @@ def test_a_failure_inside_the_transaction_changes_nothing(ws, monkeypatch):
             monkeypatch.undo()
             ap.append(ws, name, ap.validate(events(ws, name, 1, "g", start)))
             state = (registry(ws, name), content_fingerprint(ws.cursor(), name))
-            monkeypatch.setattr(incremental, "apply", broken)
+            monkeypatch.setattr(incremental, "stage", broken)
     assert len(live(ws, name)) == 1
     monkeypatch.undo()
     res = ap.append(ws, name, ap.validate(events(ws, name, 20, "f", start)))
     assert res.stored == 20 and recount(ws, name) == registry(ws, name)
+
+
+def test_a_failed_fold_keeps_the_events_and_the_next_fold_catches_up(ws, monkeypatch):
+    """The summaries are updated after the append's commit (incremental.fold): when that
+    fails the events stay stored and staged, the set stays usable, and the next fold adds
+    them, equal to a fresh rebuild's counts."""
+    from trailscope.analytics.rollups import build, tables
+
+    name = fresh(ws, "folds")
+    cur = ws.cursor()
+    build.rebuild(cur, name)
+    start = pd.Timestamp(ws.info(name).time_max).to_pydatetime() + timedelta(days=1)
+
+    def broken(cur, name, batch):
+        raise duckdb.Error("summary update failed")
+
+    monkeypatch.setattr(incremental, "apply", broken)
+    res = ap.append(ws, name, ap.validate(events(ws, name, 30, "h", start)))
+    assert res.stored == 30 and recount(ws, name) == registry(ws, name)
+    assert incremental.staged_rows(cur, name) == 30 and tables.fresh(cur, name)
+    summary = tables.Rollup(cur, name).summary
+    assert summary()["events"] == res.rows - 30       # the summaries lag by the staged ones
+    monkeypatch.undo()
+    res = ap.append(ws, name, ap.validate(events(ws, name, 5, "i", start)), fold=False)
+    assert incremental.staged_rows(cur, name) == 35
+    assert ap.fold_summaries(ws, name) == 35 and incremental.staged_rows(cur, name) == 0
+    assert summary()["events"] == res.rows == ws.info(name).rows
+    build.rebuild(cur, name)
+    assert tables.Rollup(cur, name).summary()["events"] == res.rows
 
 
 def test_refusals(ws):

@@ -123,10 +123,10 @@ def held(monkeypatch):
     gate, entered = threading.Event(), threading.Event()
     real = writer.store_append
 
-    def slow(store, name, frame):
+    def slow(store, name, frame, **kw):
         entered.set()
         gate.wait(30)
-        return real(store, name, frame)
+        return real(store, name, frame, **kw)
 
     monkeypatch.setattr(writer, "store_append", slow)
     yield gate, entered
@@ -201,3 +201,21 @@ def test_a_model_trained_before_an_append_follows_the_new_events(nyc):
     now = [r["item_id"] for r in api.recommend(nyc, "nyc", user, k=10,
                                                  model_id=res.model_id)["items"]]
     assert now != top and item in now
+
+
+def test_the_writer_folds_what_it_staged_into_the_summaries(nyc):
+    """Appends through the writer only stage their events for the summaries; the writer folds
+    them once its queue is idle, so the pages' counts include every posted event."""
+    from trailscope.analytics.rollups import build, incremental, tables
+
+    cur = nyc.cursor()
+    build.rebuild(cur, "nyc")
+    start = after_end(nyc, "nyc")
+    before = nyc.info("nyc").rows
+    done = [writer.append("nyc", batch(f"f{k}", ["a", "b"], start, f"f{k}"))
+            for k in range(5)]
+    assert sum(r.stored for r in done) == 10
+    wait_for(lambda: incremental.staged_rows(cur, "nyc") == 0
+             and writer.stats()["folded"] >= 10)
+    assert tables.fresh(cur, "nyc")
+    assert tables.Rollup(cur, "nyc").summary()["events"] == before + 10 == nyc.info("nyc").rows
