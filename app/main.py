@@ -113,7 +113,7 @@ def server_settings() -> dict[str, int | bool]:
     file, so held connections cost little memory.
     """
     return {
-        "threads": _env_int("TRAILSCOPE_THREADS", 8),
+        "threads": _env_int("TRAILSCOPE_THREADS", 32),  # API posters wait on the writer
         "channel_timeout": _env_int("TRAILSCOPE_CHANNEL_TIMEOUT_S", 30),
         "cleanup_interval": 5,  # how often idle connections are looked for (seconds)
         "connection_limit": _env_int("TRAILSCOPE_CONNECTION_LIMIT", 200),

@@ -549,9 +549,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step-seconds", type=float, default=60.0)
     p.add_argument("--rates", type=int, nargs="+", default=[2000, 5000, 10000, 20000],
                    help="target events/s of the steps")
-    p.add_argument("--loaders", type=int, default=4,
+    p.add_argument("--loaders", type=int, default=24,
                    help="posting threads (the server commits what they queue together); each "
-                        "holds one of the server's request threads (TRAILSCOPE_THREADS, 8) "
+                        "holds one of the server's request threads (TRAILSCOPE_THREADS, 32) "
                         "until its batch commits, so as many as those starve the reads")
     p.add_argument("--visible-trials", type=int, default=10)
     p.add_argument("--consume-events", type=int, default=20_000,
