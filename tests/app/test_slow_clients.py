@@ -142,7 +142,7 @@ def test_trailscope_serve_runs_the_same_production_server(tmp_path):
         while "serving" not in log.read_text() and proc.poll() is None:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        assert f"TrailScope serving {base} (waitress, 8 threads)" in log.read_text()
+        assert f"TrailScope serving {base} (waitress, 32 threads)" in log.read_text()
         status, _, _ = _get(base, "/overview")
         assert status == 200
         assert "development server" not in log.read_text()
