@@ -223,6 +223,8 @@ def _build_page_zones(ru: Rollup) -> None:
     """``zones`` / ``zone_activity`` / ``zone_places`` / ``zone_flows``: the Map page's zones
     of the whole dataset, found from the tables built before, and their 12 h flows."""
     params = defaults.page_params(ru)
+    ru.con.execute(f"CREATE TABLE {ru.t('zone_params')} AS SELECT ? AS params",
+                   [json.dumps(params)])
     found = zones_sql.find_zones_in(answers_spatial.StoredLocated(ru), **params) \
         if params["min_visits"] and ru.one(f"SELECT located FROM {ru.t('summary')}")[0] \
         else None

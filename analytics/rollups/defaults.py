@@ -68,9 +68,19 @@ def page_params(ru: Rollup) -> dict:
     return page_zone_params(int(n), first, last)
 
 
+def zone_params(ru: Rollup) -> dict:
+    """The parameters the stored page zones were found with (the ``zone_params`` table, kept
+    from the build: appended events move the located count and span that :func:`page_params`
+    reads, and must not make the Map look for other zones until the next build); else
+    :func:`page_params`."""
+    if ru.has("zone_params"):
+        return json.loads(ru.one(f"SELECT params FROM {ru.t('zone_params')}")[0])
+    return page_params(ru)
+
+
 def stored_zones(ru: Rollup, call: dict) -> Zones | None:
     """The stored page zones when ``call`` (find_zones_sql's parameters) asks for them."""
-    if call != page_params(ru) or not ru.has("zones"):
+    if call != zone_params(ru) or not ru.has("zones"):
         return None
     zones = ru.df(f"SELECT * FROM {ru.t('zones')}")
     zones[POLYGON] = [json.loads(r) for r in zones[POLYGON]]

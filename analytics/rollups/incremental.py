@@ -42,17 +42,22 @@ and show a posted event once it is folded.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .. import schema
 from ..geo import has_coords_sql
+from ..spacetime import WINDOW, window_sql
+from ..spatial.zones import VISITS, ZONE
 from .tables import HEAT_ROWS, USER_FREQS, VERSION, part
 
 #: Summary tables updated exactly by :func:`apply`.
 EXACT = ("users", "items", "places", "categories", "user_day", "user_week", "user_month",
          "periods", "hourly", "rhythm", "rhythm_cells", "values", "summary", "heat",
          "pending", "mobility")
-#: Summary tables (and summary columns) left describing the last build until a rebuild.
+#: Summary tables (and summary columns) left describing the last build until a rebuild;
+#: the Map's zones keep their outlines, users and shares, but count the visits of new events at
+#: a place of a zone (``zones``, ``zone_places`` and existing windows of ``zone_activity``).
 BEHIND = ("ev", "profiles_week", "profiles_month", "drift_month", "gaps", "sessions",
           "places_items", "density", "zones", "zone_activity", "zone_places", "zone_flows",
           "paths", "summary.ts_p01", "summary.ts_p99", "summary.lon_median")
@@ -67,7 +72,7 @@ FOLD_S = 0.5
 _B = "_inc_batch"    # the batch with its integer columns (a temporary table)
 _F = "_inc_fold"     # the staged events being folded (a temporary table)
 #: The steps' temporary tables.
-_TEMPS = ("_inc_pairs", "_inc_rh", "_inc_cells", "_inc_rows")
+_TEMPS = ("_inc_pairs", "_inc_rh", "_inc_cells", "_inc_rows", "_inc_zv")
 
 
 def apply(cur: Any, name: str, batch: str) -> bool:
@@ -89,6 +94,7 @@ def apply(cur: Any, name: str, batch: str) -> bool:
         _values(cur, t)
         _summary(cur, t)
         _heat(cur, t)
+        _zones(cur, name)
         cur.execute(f"DELETE FROM {t['mobility']} WHERE user_idx IN "
                     f"(SELECT DISTINCT user_idx FROM {_B})")
         cur.execute(f"INSERT INTO {t['pending']} SELECT * FROM {_B}")
@@ -354,3 +360,29 @@ def _heat(cur: Any, t: dict[str, str]) -> None:
     if over > 0:
         cur.execute(f"DELETE FROM {heat} WHERE h >= (SELECT h FROM {heat} ORDER BY h DESC "
                     f"LIMIT 1 OFFSET {int(over) - 1})")
+
+
+def _zones(cur: Any, name: str) -> None:
+    """The stored page zones' visit counts: a new located event at a place that stands for one
+    item of ``zone_places`` adds a visit to that place, to its zone and to its zone's window
+    in ``zone_activity`` (windows the build did not have wait for the next one, as do new
+    places, users and shares)."""
+    z, za, zp, zpar = (part(name, w) for w in ("zones", "zone_activity", "zone_places",
+                                                   "zone_params"))
+    if not all(_exists(cur, x.strip('"')) for x in (z, za, zp, zpar)):
+        return
+    window = json.loads(cur.execute(f"SELECT params FROM {zpar}").fetchall()[0][0])["window"]
+    w_expr, w_cond = window_sql(window, f"b.{schema.TS}")
+    it = schema.ITEM
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _inc_zv AS SELECT p.{ZONE} AS zone, b.{it} AS "
+                f"item, {w_expr} AS w, count(*) AS n FROM {_B} b JOIN (SELECT {it}, {ZONE} "
+                f"FROM {zp} WHERE {it} IN (SELECT {it} FROM {zp} GROUP BY 1 HAVING count(*) = "
+                f"1)) p ON b.{it} = p.{it} WHERE b.coord_idx IS NOT NULL AND {w_cond} "
+                "GROUP BY ALL")
+    cur.execute(f"UPDATE {zp} SET {VISITS} = {VISITS} + v.n FROM (SELECT item, sum(n) AS n "
+                f"FROM _inc_zv GROUP BY 1) v WHERE {zp}.{it} = v.item")
+    cur.execute(f"UPDATE {z} SET {VISITS} = {VISITS} + v.n FROM (SELECT zone, sum(n) AS n "
+                f"FROM _inc_zv WHERE zone >= 0 GROUP BY 1) v WHERE {z}.{ZONE} = v.zone")
+    cur.execute(f"UPDATE {za} SET {VISITS} = {VISITS} + v.n FROM (SELECT zone, w, sum(n) AS n "
+                f"FROM _inc_zv WHERE zone >= 0 GROUP BY 1, 2) v WHERE {za}.{ZONE} = v.zone "
+                f"AND {za}.{WINDOW} = v.w")

@@ -227,6 +227,17 @@ def page_paths(con: Any, table: str, users: int, max_points: int,
                                reference=reference)
 
 
+def page_zone_params(con: Any, table: str, located: int, first: Any, last: Any) -> dict:
+    """``zones_sql.page_zone_params`` of a whole dataset: those its stored page zones were
+    found with when it has a fresh summary set (defaults.zone_params: appended events do not
+    move them before the next build), else from ``located`` events between ``first`` and
+    ``last``."""
+    ru = lookup.for_sql(con, table, None)
+    if ru is not None:
+        return defaults.zone_params(ru)
+    return zones_sql.page_zone_params(located, first, last)
+
+
 def located_span(con: Any, table: str, where: str | None = None,
                  params: list | None = None) -> tuple[Any, Any, int]:
     """(first time, last time, number) of the located events of ``table`` (filtered)."""

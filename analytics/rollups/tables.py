@@ -53,7 +53,7 @@ from ..store import derived_table
 from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 14
+VERSION = 15
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.
@@ -80,7 +80,7 @@ PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week"
           "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
           "heat", "zones", "zone_activity", "zone_places", "zone_flows", "mobility",
-          "periods", "paths", "pending")
+          "periods", "paths", "pending", "zone_params")
 
 
 def part(name: str, what: str) -> str:

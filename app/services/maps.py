@@ -144,12 +144,15 @@ def zones(name: str, flt: EventFilter | None = None) -> ZoneResult:
         empty = zn.empty_activity()
         return ZoneResult(zones=pd.DataFrame(), activity=empty, window="month", eps_m=0.0,
                           min_visits=0)
-    whole_spec = zones_sql.page_zone_params(n_all, *located_span(name)[:2])
     start, end, n = located_span(name, flt)
     window = zones_sql.page_zone_params(n, start, end)["window"]
     table, where, params = sql_where(name, flt)
     con = get_store().cursor()
     try:
+        whole_spec = answers.page_zone_params(con, get_store().table(name), n_all,
+                                              *located_span(name)[:2])
+        if where is None:
+            window = whole_spec["window"]
         found = answers.find_zones_sql(con, table, **whole_spec)
         if where is not None:
             found = zn.Zones(zones=pd.DataFrame(), places=found.places,

@@ -95,6 +95,17 @@ def _batches(store: Store, name: str) -> list[pd.DataFrame]:
     return [new_users, later, busy, bare, again]
 
 
+def _zone_visits(store: Store, name: str) -> pd.DataFrame:
+    """The stored page zones' ids, names and visits, and which holds the busiest place."""
+    t = store.table(name)
+    return store.cursor().execute(
+        f"SELECT z.zone_id, z.name, z.visits, z.zone_id = (SELECT p.zone_id FROM "
+        f"{rollup.part(name, 'zone_places')} p JOIN (SELECT {schema.LAT}, {schema.LON} FROM {t} "
+        f"WHERE {schema.LAT} IS NOT NULL GROUP BY ALL ORDER BY count(*) DESC LIMIT 1) b ON "
+        f"abs(p.{schema.LAT} - b.{schema.LAT}) < 1e-5 AND abs(p.{schema.LON} - b.{schema.LON}) "
+        f"< 1e-5 LIMIT 1) AS busy FROM {rollup.part(name, 'zones')} z ORDER BY zone_id").df()
+
+
 def _by_user(store: Store, name: str, what: str, keys: list[str]) -> pd.DataFrame:
     """Summary table ``what`` with user_idx replaced by the user id, in a stable order."""
     t = rollup.part(name, what)
@@ -156,6 +167,8 @@ def test_appended_batches_equal_a_full_rebuild(nyc):
     before = con.execute(f"SELECT events FROM {rollup.part(name, 'summary')}").fetchall()[0][0]
     batches = _batches(store, name)
     window = "week"
+    zones_before = _zone_visits(store, name)
+    params = con.execute(f"SELECT params FROM {rollup.part(name, 'zone_params')}").fetchall()
     for frame in batches:
         append(store, name, frame)
         assert rollup.fresh(con, name), "the set stays fresh after an append"
@@ -163,6 +176,17 @@ def test_appended_batches_equal_a_full_rebuild(nyc):
     assert con.execute(f"SELECT events FROM {rollup.part(name, 'summary')}"
                        ).fetchall()[0][0] == before + n
     assert incremental.behind_rows(con, name) == n
+    # the stored zones count the visits at their places (the busy batch lands in one)
+    zones_after = _zone_visits(store, name)
+    busy = batches[2]
+    zone = zones_after.loc[zones_after["busy"], schema_zone := "zone_id"]
+    assert len(zone) == 1, "the busiest place lies in one zone"
+    grown = zones_after.set_index(schema_zone)["visits"] - zones_before.set_index(
+        schema_zone)["visits"]
+    assert grown[zone.iloc[0]] >= len(busy) and grown.drop(zone.iloc[0]).ge(0).all()
+    assert int(grown.sum()) <= sum(b[schema.LAT].notna().sum() for b in batches)
+    assert con.execute(f"SELECT params FROM {rollup.part(name, 'zone_params')}").fetchall() \
+        == params, "the zones' parameters stay those of the build"
     user = str(batches[0][schema.USER].iloc[0])           # a new user
     old_user = str(batches[1][schema.USER].iloc[0])      # an existing one with new events
     got = _state(store, name, user, window)
@@ -172,6 +196,11 @@ def test_appended_batches_equal_a_full_rebuild(nyc):
     build.rebuild(con, name)
     assert rollup.fresh(con, name) and incremental.behind_rows(con, name) == 0
     want = _state(store, name, user, window)
+    rebuilt = _zone_visits(store, name)
+    busy_zone = rebuilt.loc[rebuilt["busy"], "name"]
+    assert list(busy_zone) == list(zones_after.loc[zones_after["busy"], "name"])
+    assert rebuilt.loc[rebuilt["busy"], "visits"].iloc[0] == \
+        zones_after.loc[zones_after["busy"], "visits"].iloc[0]
     pd.testing.assert_frame_equal(got["kpis"], raw_kpis)
     for key in want:
         pd.testing.assert_frame_equal(got[key], want[key], check_dtype=False, obj=key)
