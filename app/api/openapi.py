@@ -247,7 +247,13 @@ PATHS: dict[str, Any] = {
         "requestBody": {"required": True, **_obj({
             "model": {"type": "string"},
             "settings": {"type": "object", "description": "KEY=VALUE training and model "
-                         "settings, as `trailscope train --set`"}}, ("model",))},
+                         "settings, as `trailscope train --set`"},
+            "continue": {"type": "boolean", "description": "an online update of the newest "
+                         "model of this name (`trailscope train --continue`)"},
+            "since": {"type": "string", "description": "with continue: train on the events "
+                      "after this time (ISO 8601); default: since the model's training"},
+            "from": {"type": "string", "description": "with continue: the model id to "
+                     "continue instead of the newest"}}, ("model",))},
         "responses": {"202": _JOB_STARTED, "400": _E400, "404": _E404, "413": _E413,
                       "503": _E503, **_WRITE_ERRORS}}},
     "/jobs/{job}": {

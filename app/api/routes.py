@@ -493,6 +493,10 @@ def train(name: str) -> Response:
     if not model:
         raise ApiError(400, "'model' is missing: name the model to train, e.g. \"markov\"")
     services.dataset_info(name)  # 404 before the settings are looked at
+    if _field(body, "continue", bool, False):  # an online update (`train --continue`)
+        since, from_id = _field(body, "since", str, ""), _field(body, "from", str, "")
+        return _started(model_service.start_update(name, model, from_id or None,
+                                                   since or None, **settings))
     known = ("split", "epochs", "max_len", "device", "patience", "hidden")
     main = {k: settings.pop(k) for k in known if k in settings}
     return _started(model_service.start_training(name, model, **main, **settings))

@@ -286,11 +286,18 @@ def _continue(args: argparse.Namespace) -> None:
     values = parse_settings(args.set)
     if args.epochs is not None:
         values["epochs"] = args.epochs
-    with _store() as store:
-        result = api.update(store, args.name, args.model, from_id=args.from_id,
-                            since=args.since, device=args.device,
-                            log=lambda msg: print(msg, file=sys.stderr), **values)
-    out = result.to_json()
+    server = _server()
+    if server is not None:  # the server holds the workspace: it runs the update as a job
+        from . import remote
+
+        out = remote.update(server, args.name, args.model, {**values, "device": args.device},
+                            args.since, args.from_id,
+                            on_update=remote.printer(args.json, train=True))
+    else:
+        with _store() as store:
+            out = api.update(store, args.name, args.model, from_id=args.from_id,
+                             since=args.since, device=args.device,
+                             log=lambda msg: print(msg, file=sys.stderr), **values).to_json()
     if args.json:
         _print_json(out)
     elif out["kept_new"]:

@@ -225,6 +225,18 @@ def train(server: Server, name: str, model: str, settings: dict[str, Any],
     return follow(server, job, on_update)
 
 
+def update(server: Server, name: str, model: str, settings: dict[str, Any],
+           since: str | None = None, from_id: str | None = None,
+           on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """``trailscope train --continue`` on the server: an online update of ``model`` (or of
+    ``from_id``) on the events since ``since``; returns the update's summary."""
+    body = {"model": model, "settings": settings, "continue": True, "since": since,
+            "from": from_id}
+    job = _start(server, f"{API}/datasets/{_q(name)}/models",
+                 {k: v for k, v in body.items() if v is not None})
+    return follow(server, job, on_update)
+
+
 def datasets(server: Server) -> Any:
     """``GET /api/v1/datasets`` as the frame ``Store.list_datasets`` returns (its columns)."""
     import pandas as pd

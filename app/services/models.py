@@ -146,9 +146,11 @@ def parse_interval(text: str, what: str = "interval") -> float:
     return seconds
 
 
-def update_job(store: Any, dataset: str, model_id: str) -> jobs.Job:
-    """A training job continuing ``model_id`` on the events stored since it was trained
-    (``models.api.update``); its ``meta`` names the parent, so it cannot be deleted meanwhile."""
+def update_job(store: Any, dataset: str, model_id: str, since: Any = None,
+               **overrides: Any) -> jobs.Job:
+    """A training job continuing ``model_id`` on the events stored since it was trained (or
+    ``since``), with training-setting ``overrides`` (``models.api.update``); its ``meta`` names
+    the parent, so it cannot be deleted meanwhile."""
     from ...models import api
     from ...models.training import checkpoint as ckpt
     from ...models.training.online import ONLINE_EPOCHS
@@ -157,8 +159,9 @@ def update_job(store: Any, dataset: str, model_id: str) -> jobs.Job:
     trainable = bool(_class(model).trainable)
 
     def target(progress: jobs.Progress, cancel: threading.Event, logger: Any) -> Any:
-        res = api.update(store, dataset, model, from_id=model_id,
-                         progress=lambda ev: progress(ev.to_dict()), cancel=cancel, log=logger)
+        res = api.update(store, dataset, model, from_id=model_id, since=since,
+                         progress=lambda ev: progress(ev.to_dict()), cancel=cancel, log=logger,
+                         **overrides)
         # the server's log says what each scheduled update did (its last line: saved or kept)
         print(f"online update of {dataset!r}: {res.messages[-1]}", file=sys.stderr, flush=True)
         return res
@@ -230,6 +233,25 @@ class Updater:
         self.thread = threading.Thread(target=self.run, name="online-updates", daemon=True)
         self.thread.start()
         return self
+
+
+def start_update(dataset: str, model: str, from_id: str | None = None, since: Any = None,
+                 **overrides: Any) -> str:
+    """Start an online update of dataset ``dataset``'s newest ``model`` (or ``from_id``) as a
+    training job (``trailscope train --continue`` handed to a running server); its job id."""
+    from ...models.training.checkpoint import CheckpointError, list_checkpoints
+    from ...models.training.online import parent_checkpoint, parse_since
+
+    store = services.get_store()
+    try:
+        path = parent_checkpoint(store, dataset, model, from_id)
+        if since is not None:
+            parse_since(since)  # a bad time fails here, in words, not inside the job
+    except (CheckpointError, ValueError) as exc:
+        raise ServiceError(str(exc)) from exc
+    model_id = next(i["model_id"] for i in list_checkpoints(store, dataset)
+                    if str(i["path"]) == str(path))
+    return jobs.start(update_job(store, dataset, model_id, since, **overrides))
 
 
 def start_updates(every: float) -> Updater:

@@ -86,6 +86,21 @@ def test_sample_and_train_go_through_the_running_server(served):
                        params={"k": 5}, headers=AUTH, timeout=60).json()
     api.pop("dataset")
     assert json.loads(rec.stdout) == api and api["model_id"] == model_id
+    # an online update is handed over too: new events posted, then `train --continue`
+    later = requests.get(f"{url}/api/v1/datasets/city", headers=AUTH, timeout=60).json()
+    events = [{"user_id": user, "item_id": rec_item["item_id"],
+               "ts": f"{later['time_max'][:10]}T23:0{k}:00Z", "event_id": f"cont-{k}"}
+              for k, rec_item in enumerate(api["items"][:3])]
+    posted = requests.post(f"{url}/api/v1/datasets/city/events", json=events, headers=AUTH,
+                           timeout=60)
+    assert posted.status_code == 200 and posted.json()["stored"] == 3, posted.text
+    cont = cli(home, "train", "city", "--model", "markov", "--continue", "--json")
+    assert cont.returncode == 0, cont.stderr
+    out = json.loads(cont.stdout)
+    assert out["parent"] == model_id and "valid_new" in out and "kept_new" in out
+    bad = cli(home, "train", "city", "--model", "markov", "--continue", "--since", "soon")
+    assert bad.returncode == 1 and "is not a time" in bad.stderr and "Traceback" not in \
+        bad.stderr, bad.stderr
     held = cli(home, "evaluate", "city")  # reads the file itself: says who holds it
     assert held.returncode == 1 and url in held.stderr, held.stderr
 
