@@ -25,6 +25,7 @@ from trailscope.app import views
 from trailscope.app.views import analytics as views_analytics
 from trailscope.app.views import charts, explain_figures, models, plotsafe
 from trailscope.app.views import drift as drift_views
+from trailscope.app.views import live as live_views
 from trailscope.models.explain.types import (
     ATTRIBUTION,
     GROUP_COLUMNS,
@@ -176,6 +177,9 @@ CASES: dict[str, tuple[Callable[[str], go.Figure], bool]] = {
     "explain_figures.events_map_figure":
         (lambda s: explain_figures.events_map_figure(_explanation(s)), True),
     "models.curve_figure": (lambda s: models.curve_figure(_snap(s)), False),
+    "live.minutes_figure": (lambda s: live_views.minutes_figure(pd.DataFrame({
+        live_views.MINUTE: pd.date_range("2026-12-06 05:00", periods=60, freq="min"),
+        live_views.EVENTS: np.arange(60)})), False),
     "models.slice_figure": (lambda s: models.slice_figure(
         {s: {s: {"n": 3, s: 0.5}}}, s, s), True),
 }
