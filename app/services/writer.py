@@ -93,6 +93,8 @@ class Writer:
                        "commit_ms_max": 0.0, "last_commit_ms": 0.0, "largest_group": 0,
                        "folds": 0, "folded": 0, "fold_ms_total": 0.0}
         self._staged: dict[str, float] = {}  # dataset -> when its first unfolded group came
+        self._idle = threading.Event()  # nothing queued, running or staged (wait_idle)
+        self._idle.set()
 
     # -- callers ---------------------------------------------------------------------------
     def append(self, name: str, records: list[dict], timeout: float = TIMEOUT_S) -> AppendResult:
@@ -107,6 +109,11 @@ class Writer:
     def drop(self, name: str, timeout: float = TIMEOUT_S) -> str:
         name = _clean(name)
         return self._submit(_Request("drop", name, name.lower()), timeout)
+
+    def wait_idle(self, timeout: float = TIMEOUT_S) -> bool:
+        """Wait until nothing is queued, being committed or staged for a fold (before the
+        store is closed); whether it got there within ``timeout`` seconds."""
+        return self._idle.wait(timeout)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -125,6 +132,7 @@ class Writer:
                     "events) waiting: nothing was stored; send the batch again in a moment")
             self._queued += 1
             self._queued_rows += req.rows
+            self._idle.clear()
             self._start()
         self._q.put(req)
         if not req.done.wait(timeout):
@@ -181,6 +189,9 @@ class Writer:
                 if group[0].kind == "append":
                     self._staged.setdefault(group[0].name, time.monotonic())
             self._fold(idle=not pending and self._q.empty())
+            with self._lock:  # submitters clear it under the same lock
+                if not self._queued and not self._staged:
+                    self._idle.set()
 
     def _fold(self, idle: bool) -> None:
         """Fold the events staged for the summaries (analytics.append.fold_summaries): all of
@@ -295,6 +306,11 @@ def drop(name: str, timeout: float = TIMEOUT_S) -> str:
     """Delete dataset ``name`` through the writer (after the appends queued before it);
     returns the name dropped. Raises DatasetNotFound, StoreError (being imported)."""
     return _writer.drop(name, timeout)
+
+
+def wait_idle(timeout: float = TIMEOUT_S) -> bool:
+    """Nothing queued, committing or waiting to be folded (:meth:`Writer.wait_idle`)."""
+    return _writer.wait_idle(timeout)
 
 
 def drop_dataset(name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from trailscope.app.services import workspace as services
+from trailscope.app.services import writer
 
 
 @pytest.fixture()
@@ -13,5 +14,6 @@ def workspace(tmp_path, monkeypatch):
     services.close_store()
     services.set_default_dataset(None)
     yield services.get_store()
+    assert writer.wait_idle(60), "the writer still works on the test's workspace"
     services.close_store()
     services.set_default_dataset(None)

@@ -226,8 +226,10 @@ def test_models_page_job_in_two_processes_cancel_and_resume(served: Store) -> No
     process does; the same job started again resumes from epoch 1 and finishes."""
     from trailscope.app.services import models as service
 
+    # small batches: epoch 2 lasts long enough (hundreds of steps) for the cancel to land in
+    # it on a loaded machine; with 64 it could end before the poll saw epoch 1
     form = {"split": "leave-last", "epochs": 2, "max_len": 20, "hidden": 16, "device": "cpu",
-            "patience": 5, "batch_size": 64, "dropout": 0.0}
+            "patience": 5, "batch_size": 4, "dropout": 0.0}
     with pytest.raises(ValueError, match="does not split evenly over 3 processes"):
         service.start_training("nyc60", MODEL, **form, processes=3)
     folder = ckpt.models_dir(served, "nyc60")
