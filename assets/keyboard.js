@@ -4,14 +4,26 @@
  * nowhere. This capture-phase handler sends printable keys to the open dropdown's search box:
  * whether the focus is on an option inside the open list, or still on the dropdown's own
  * button because the list opened a moment after the key press (a loaded machine). Focusing the
- * box during keydown makes the browser type the character into it.
+ * box during keydown makes the browser type the character into it. And when the filtered list
+ * re-draws under the focused option, the focus falls back to the page: Enter then picks the
+ * first match instead of doing nothing.
  */
 (function () {
   "use strict";
   if (window.trailscopeTypeToSearch) { return; }
   window.trailscopeTypeToSearch = true;
   document.addEventListener("keydown", function (e) {
-    if (e.ctrlKey || e.metaKey || e.altKey || !e.key || e.key.length !== 1) { return; }
+    if (e.ctrlKey || e.metaKey || e.altKey || !e.key) { return; }
+    if (e.key === "Enter") {
+      // the filtered list re-drew under the focused option and the focus fell back to the
+      // page: Enter still picks the first match, as it does from the search box
+      var active = document.activeElement;
+      if (active && active !== document.body) { return; }
+      var first = document.querySelector(".dash-dropdown-content .dash-dropdown-option");
+      if (first) { e.preventDefault(); first.click(); }
+      return;
+    }
+    if (e.key.length !== 1) { return; }
     var target = e.target;
     if (!target || !target.closest) { return; }
     var box = target.closest(".dash-dropdown-content");

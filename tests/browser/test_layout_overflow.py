@@ -218,15 +218,22 @@ def test_dataset_selector_from_the_keyboard(url, page):
     # assets/keyboard.js, the type-to-search key handler, loads with the page's scripts
     page.wait_for_function("() => window.trailscopeTypeToSearch === true")
     value = page.locator(f"#{ids.DATASET_DROPDOWN} .dash-dropdown-value")
+    options = page.locator(".dash-dropdown-option")
     for opener in ("click", "Enter", "ArrowDown"):
+        # the list of the previous pick must be gone: during its closing its options are still
+        # in the page, and waiting for "an option" below would not wait for the new list
+        expect(options).to_have_count(0)
         target = "taobao" if "nyc" in value.inner_text() else "nyc"
         if opener == "click":
             page.click(f"#{ids.DATASET_DROPDOWN}")
         else:
             page.focus(f"#{ids.DATASET_DROPDOWN}")
             page.keyboard.press(opener)
-        page.locator(".dash-dropdown-option").first.wait_for()
+        options.first.wait_for()
         page.keyboard.type(target[:3])
+        # as a user does, press Enter once the list shows the match (the list filters a moment
+        # after the keys; Enter before that picked the old list's first entry)
+        expect(options.first).to_contain_text(target)
         page.keyboard.press("Enter")
         expect(value).to_contain_text(target)
         page.wait_for_url(f"**/data?dataset={target}*")
