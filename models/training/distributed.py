@@ -428,18 +428,26 @@ def run_workers(cmd: list[str], folder: Path, nproc: int, t0: float,
                     finished = True
                     break
                 continue
-            try:
-                msg = json.loads(line[len(MARK):]) if line.startswith(MARK) else None
-            except ValueError:  # two processes' lines run together: pass it on as it is
-                msg = None
-            if not isinstance(msg, dict):
-                log(line)
-            elif "log" in msg:
-                log(msg["log"])
-            elif "event" in msg and progress is not None:
-                progress(_event(msg["event"]))
-            elif "error" in msg:
-                errors.append(msg["error"])
+            # two processes' lines can run together in the pipe: read every marked piece
+            pieces = line.split(MARK)
+            if pieces[0].strip():
+                log(pieces[0])
+            for piece in pieces[1:]:
+                try:
+                    msg = json.loads(piece)
+                except ValueError:
+                    msg = None
+                if not isinstance(msg, dict):
+                    if "\"error\"" in piece:  # a torn error line still says what failed
+                        errors.append(piece.strip())
+                    else:
+                        log(piece)
+                elif "log" in msg:
+                    log(msg["log"])
+                elif "event" in msg and progress is not None:
+                    progress(_event(msg["event"]))
+                elif "error" in msg:
+                    errors.append(msg["error"])
     finally:
         if not finished:  # not stopped in time after a cancel, or the relay failed
             _stop(proc)
