@@ -239,18 +239,16 @@ def start_update(dataset: str, model: str, from_id: str | None = None, since: An
                  **overrides: Any) -> str:
     """Start an online update of dataset ``dataset``'s newest ``model`` (or ``from_id``) as a
     training job (``trailscope train --continue`` handed to a running server); its job id."""
-    from ...models.training.checkpoint import CheckpointError, list_checkpoints
+    from ...models.training.checkpoint import CheckpointError
     from ...models.training.online import parent_checkpoint, parse_since
 
     store = services.get_store()
     try:
-        path = parent_checkpoint(store, dataset, model, from_id)
+        model_id, _ = parent_checkpoint(store, dataset, model, from_id)
         if since is not None:
             parse_since(since)  # a bad time fails here, in words, not inside the job
     except (CheckpointError, ValueError) as exc:
         raise ServiceError(str(exc)) from exc
-    model_id = next(i["model_id"] for i in list_checkpoints(store, dataset)
-                    if str(i["path"]) == str(path))
     return jobs.start(update_job(store, dataset, model_id, since, **overrides))
 
 

@@ -222,17 +222,19 @@ class ParentView(Recommender):
         return out
 
 
-def parent_checkpoint(store: Store, name: str, model: str, from_id: str | None = None) -> Path:
-    """The checkpoint to continue: ``from_id``, else the newest finished one of ``model``."""
+def parent_checkpoint(store: Store, name: str, model: str, from_id: str | None = None
+                      ) -> tuple[str, Path]:
+    """The checkpoint to continue, as (model id, path): ``from_id``, else the newest finished
+    one of ``model``."""
     if from_id:
-        return ckpt.find(store, name, from_id)
+        return from_id, ckpt.find(store, name, from_id)
     found = [i for i in ckpt.list_checkpoints(store, name)
              if i.get("model") == model and not i.get("cancelled")]
     if not found:
         raise ckpt.CheckpointError(
             f"no trained {model} model of dataset {name!r} to continue; train one first "
             f"(`trailscope train {name} --model {model}`)")
-    return Path(found[0]["path"])
+    return found[0]["model_id"], Path(found[0]["path"])
 
 
 def parse_since(since: Any) -> float:
@@ -288,13 +290,13 @@ def update(store: Store, name: str, model: str = "st-transformer", *,
     docstring). ``overrides`` are training settings (``epochs``, ``lr``, ``device``, ...)
     over the parent's; the split, data settings and model config are the parent's."""
     t0 = time.time()
-    path = parent_checkpoint(store, name, model, from_id)
+    parent_id, path = parent_checkpoint(store, name, model, from_id)
     loaded = ckpt.load(path, store, check_fingerprint=False)  # ids are mapped: appends are fine
     info, parent = loaded.info, loaded.model
     model = info["model"]
     cls = get_class(model)
     if info.get("fingerprint") != store.fingerprint(name):
-        log(f"dataset {name!r} changed since {path.stem} was trained; its ids are mapped "
+        log(f"dataset {name!r} changed since {parent_id} was trained; its ids are mapped "
             "onto the events stored now")
     p = info.get("data_params", {})
     base = {"split": info["split"], "lr": info.get("lr", 3e-3),
@@ -307,12 +309,12 @@ def update(store: Store, name: str, model: str = "st-transformer", *,
     if changed:
         raise ValueError(f"setting{'s' if len(changed) > 1 else ''} "
                          f"{', '.join(map(repr, changed))} cannot change in an update: it "
-                         f"continues {path.stem} as it is; train a new model to change them")
+                         f"continues {parent_id} as it is; train a new model to change them")
     if since is None:
         since = info.get("trained_until")
         if since is None:
             raise ckpt.CheckpointError(
-                f"model {path.stem} does not record when its training data ended (it was "
+                f"model {parent_id} does not record when its training data ended (it was "
                 "trained before online updates); give --since TIME")
     since_s = parse_since(since)
     dev = resolve_device(settings.device)
@@ -329,7 +331,7 @@ def update(store: Store, name: str, model: str = "st-transformer", *,
     try:
         net = cls(ds.meta, config)
     except (ValueError, FileNotFoundError) as exc:
-        raise ckpt.CheckpointError(f"cannot continue {path.stem} on the data stored now: "
+        raise ckpt.CheckpointError(f"cannot continue {parent_id} on the data stored now: "
                                    f"{exc}") from None
     messages = list(ds.messages) + warm_start(parent, net, vmap)
     net.to(dev)
@@ -378,16 +380,16 @@ def update(store: Store, name: str, model: str = "st-transformer", *,
     messages += ds.messages[noted:]
     valid = evaluate_model(net, ds, "valid", device=dev, with_slices=False)
     valid_new = float(valid["ndcg@10"])
-    common = {"parent": path.stem, "since": since_s, "valid_parent": valid_parent,
+    common = {"parent": parent_id, "since": since_s, "valid_parent": valid_parent,
               "valid_new": valid_new, "train_targets": int(len(rows))}
     if cancelled or valid_new < valid_parent:
         why = ("cancelled" if cancelled else
                f"validation NDCG@10 {valid_new:.4f} < the parent's {valid_parent:.4f} on the "
                "same validation targets")
-        line = f"kept the parent {path.stem}: the update was not saved ({why})"
+        line = f"kept the parent {parent_id}: the update was not saved ({why})"
         log(line)
         messages.append(line)
-        return UpdateResult(path.stem, path, {"valid": valid}, history, time.time() - t0,
+        return UpdateResult(parent_id, path, {"valid": valid}, history, time.time() - t0,
                             cancelled, 0, messages, kept_new=False, **common)
     test = evaluate_model(net, ds, "test", device=dev)
     metrics: dict[str, Any] = {"valid": valid, "test": test}
@@ -401,7 +403,7 @@ def update(store: Store, name: str, model: str = "st-transformer", *,
                     extra={"seed": settings.seed, "lr": settings.lr,
                            "batch_size": settings.batch_size, "cancelled": False,
                            "device": str(dev), **extent, **common})
-    line = (f"saved {out.stem}, updated from {path.stem}: validation NDCG@10 {valid_new:.4f} "
+    line = (f"saved {out.stem}, updated from {parent_id}: validation NDCG@10 {valid_new:.4f} "
             f">= the parent's {valid_parent:.4f}; test ndcg@10 {test['ndcg@10']:.4f}")
     log(line)
     messages.append(line)

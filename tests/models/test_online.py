@@ -205,6 +205,9 @@ def test_cli_continue_and_its_errors(events, home, capsys):
     with Store() as store:
         save_frame(store, "nyc", early)
         parent = api.train(store, "nyc", "markov", log=lambda m: None)
+        # the parent found is named by its id, so no caller lists the checkpoints again
+        assert online.parent_checkpoint(store, "nyc", "markov") == (parent.model_id,
+                                                                    Path(parent.path))
         append_events(store, "nyc", late)
     assert cli(["train", "nyc", "--model", "markov", "--continue", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
