@@ -28,11 +28,23 @@ COLD_THRESHOLD = 5       # users with fewer training events than this are "cold"
 ACTIVITY_BINS = 4
 
 
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the training step and the evaluation on ``device``: bf16 on a
+    CUDA device that computes it natively (Ampere and later), else None (float32). Never
+    fp16: the training step has no gradient scaler, so small fp16 gradients would flush to
+    zero; and CPU bf16 is slower and less accurate."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    with torch.cuda.device(device):
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.bfloat16 if native else None
+
+
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower and less accurate)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """Autocast to :func:`amp_dtype` (training and evaluation both run under it); a no-op
+    where that is float32."""
+    dtype = amp_dtype(device)
+    return contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
 @dataclass(frozen=True)
