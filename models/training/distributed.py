@@ -169,6 +169,15 @@ class DDPReplica(Replica):
                                            find_unused_parameters=True,
                                            broadcast_buffers=False)
 
+    def seed_epoch(self, seed: int, epoch: int) -> None:
+        # every rank initialised the parameters from the run's seed alike (seed_everything
+        # before the model is built); from here each rank draws its own dropout masks (the same
+        # seed everywhere made them identical). Seeded from (seed, rank, epoch) at every epoch,
+        # so a resumed run (which restores rank 0's RNG state everywhere) draws the masks of an
+        # uninterrupted one.
+        torch.manual_seed(int(np.random.SeedSequence([seed, self.rank, epoch])
+                              .generate_state(1, np.uint64)[0]))
+
     def batches(self, ds: SeqDataset, batch_size: int, seed: int) -> Iterator[tuple[Batch, float]]:
         for batch in ds.batches("train", batch_size, shuffle=True, seed=seed):
             rows = share(int(batch.user.shape[0]), self.rank, self.world)

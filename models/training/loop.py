@@ -124,6 +124,11 @@ class Replica:
         for batch in ds.batches("train", batch_size, shuffle=True, seed=seed):
             yield batch, 1.0
 
+    def seed_epoch(self, seed: int, epoch: int) -> None:
+        """Seed this process's torch RNG (dropout masks) before epoch ``epoch`` of the run
+        seeded ``seed``. The only process keeps the one stream it initialised the parameters
+        from (the resume file saves it); DDPReplica seeds each rank differently."""
+
     def loss(self, fn: Callable[[Batch], torch.Tensor], batch: Batch,
              weight: float) -> torch.Tensor:
         """The loss to back-propagate (``fn`` is the model's ``loss`` or ``pretrain_loss``)."""
@@ -171,6 +176,7 @@ def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *,
     total = torch.zeros((), dtype=torch.float64, device=dev)  # summed on the device
     n, shown = 0, time.monotonic()
     lazy = dev.type == "cuda" if lazy is None else lazy
+    replica.seed_epoch(seed, epoch)
     for step, (batch, weight) in enumerate(replica.batches(ds, batch_size,
                                                            seed * 100_003 + epoch)):
         if cancel is not None and cancel.is_set():

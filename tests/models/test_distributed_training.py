@@ -31,7 +31,7 @@ from trailscope.models.training.distributed import (
     train_distributed,
 )
 from trailscope.models.training.evaluate import autocast
-from trailscope.models.training.loop import to_device, train
+from trailscope.models.training.loop import Replica, to_device, train
 from trailscope.models.training.settings import resolve
 
 from tests.models.realdata import real_workspace, slice_dataset
@@ -125,6 +125,28 @@ def test_rank_loss_weights_make_the_global_mean(home: Path, store: Store) -> Non
             assert sum(int(b.user.shape[0]) for b in rows) == int(whole.user.shape[0])
             assert torch.equal(torch.cat([b.user for b in rows]), whole.user)
             assert sum(per_rank[r][i][1] for r in range(world)) == pytest.approx(world)
+
+
+def test_ranks_draw_their_own_dropout_masks() -> None:
+    """Each rank seeds its dropout RNG from (seed, rank, epoch) at every epoch: two ranks draw
+    different masks, the same rank and epoch the same ones (a resumed run), and the only
+    process's stream is left as it is (its parameters and resume file own it)."""
+    cpu = torch.device("cpu")
+
+    def mask(replica, epoch: int = 1) -> torch.Tensor:
+        torch.manual_seed(0)  # each rank's process starts from the run's seed (seed_everything)
+        replica.seed_epoch(0, epoch)
+        return torch.nn.functional.dropout(torch.ones(512), 0.5) > 0
+
+    first, second = mask(DDPReplica(0, 2, cpu)), mask(DDPReplica(1, 2, cpu))
+    assert not torch.equal(first, second)
+    assert torch.equal(mask(DDPReplica(0, 2, cpu)), first)
+    assert not torch.equal(mask(DDPReplica(0, 2, cpu), epoch=2), first)
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+    torch.manual_seed(5)
+    Replica().seed_epoch(0, 1)
+    assert torch.equal(torch.rand(4), expected)
 
 
 def test_layouts_that_cannot_run_are_refused() -> None:
