@@ -434,6 +434,25 @@ def run_shape(key: str, n: int, args: argparse.Namespace, work: Path) -> dict[st
     home = folder / "home"
     csv = folder / f"{key}_{n}.csv"
     say(f"\n## {key}: {n:,} events ({load_text()}; {disk_note(work)})")
+    done = folder / f"imported_{n}_{args.seed}.json"  # an earlier --keep run's import
+    if args.reuse and done.exists():
+        res.update(json.loads(done.read_text()))
+        say(f"reusing the workspace imported by an earlier run ({home}); its import: "
+            f"{res['import']['seconds']:.1f} s, read_csv {res['floor'].get('seconds', 0):.1f} s "
+            "(not timed again)")
+    else:
+        if not _generate_and_import(shape, key, n, args, folder, home, csv, res):
+            return res
+        if args.keep:
+            done.write_text(json.dumps({k: res[k] for k in ("import", "floor")}))
+    _rest_of_shape(key, args, folder, home, res)
+    return res
+
+
+def _generate_and_import(shape: Shape, key: str, n: int, args: argparse.Namespace,
+                         folder: Path, home: Path, csv: Path, res: dict[str, Any]) -> bool:
+    """Steps 1: the CSV, ``trailscope import`` and DuckDB's read_csv; False when it failed."""
+    shutil.rmtree(home, ignore_errors=True)
     t = time.perf_counter()
     shape.write(csv, n, args.seed)
     res["gen_s"] = time.perf_counter() - t
@@ -445,7 +464,7 @@ def run_shape(key: str, n: int, args: argparse.Namespace, work: Path) -> dict[st
     if failed(imp):
         res["import_error"] = failed(imp)
         say(f"import failed: {res['import_error']}")
-        return res
+        return False
     rep = imp["json"]
     res["import"] = {"seconds": imp["seconds"], "peak_mb": imp["peak_mb"],
                      "rows_read": rep["rows_read"], "rows_kept": rep["rows_kept"],
@@ -462,7 +481,12 @@ def run_shape(key: str, n: int, args: argparse.Namespace, work: Path) -> dict[st
         + (f" FAILED {failed(fl)}" if failed(fl) else ""))
     if not args.keep:
         csv.unlink()
+    return True
 
+
+def _rest_of_shape(key: str, args: argparse.Namespace, folder: Path, home: Path,
+                   res: dict[str, Any]) -> None:
+    """Steps 2-5 on the imported workspace ``home``: summaries, pages, export, models."""
     res["summaries"] = worker("summaries", NAME, home=home)
     sm = res["summaries"]
     say(f"summaries: {sm.get('seconds') or float('nan'):.1f} s, peak {sm.get('peak_mb', 0):,.0f}"
@@ -477,9 +501,18 @@ def run_shape(key: str, n: int, args: argparse.Namespace, work: Path) -> dict[st
             continue
         slow = sorted(pg["cold_parts"].items(), key=lambda kv: -kv[1])[:3]
         say(f"page {page}: cold {pg['cold_s']:.3f} s, warm {pg['warm_s']:.3f} s, from the "
-            f"memo {pg['memo_s']:.4f} s (imports {pg['import_s']:.1f} s); slowest cold parts: "
+            f"memo {pg['memo_s']:.4f} s (imports {pg['import_s']:.1f} s), peak "
+            f"{pg['peak_mb']:,.0f} MB; slowest cold parts: "
             + ", ".join(f"{k} {v:.2f} s" for k, v in slow))
 
+    if not args.skip_export:
+        _export_and_engines(args, folder, home, res)
+    _models_of_shape(args, folder, home, res)
+
+
+def _export_and_engines(args: argparse.Namespace, folder: Path, home: Path,
+                        res: dict[str, Any]) -> None:
+    """Step 4: ``trailscope export`` and the aggregations on DuckDB and Spark."""
     export = folder / "export"
     ex = cli(home, "export", NAME, str(export))
     res["export"] = {"seconds": ex["seconds"], "peak_mb": ex["peak_mb"],
@@ -499,6 +532,10 @@ def run_shape(key: str, n: int, args: argparse.Namespace, work: Path) -> dict[st
             print_engines(res["engines"])
     shutil.rmtree(export, ignore_errors=True)
 
+
+def _models_of_shape(args: argparse.Namespace, folder: Path, home: Path,
+                     res: dict[str, Any]) -> None:
+    """Step 5 (unless ``--skip-models``), then the shape's files go (unless ``--keep``)."""
     if not args.skip_models:
         res["models"] = worker("models", NAME, str(args.steps), home=home)
         md = res["models"]
@@ -513,7 +550,6 @@ def run_shape(key: str, n: int, args: argparse.Namespace, work: Path) -> dict[st
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
     say(f"({load_text()})")
-    return res
 
 
 def print_engines(eng: dict[str, Any]) -> None:
@@ -582,6 +618,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="where the CSVs and workspaces go "
                    "(default: a new temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep the generated files")
+    p.add_argument("--reuse", action="store_true", help="with --workdir: reuse the workspace "
+                   "a --keep run of the same --events and --seed imported there (no "
+                   "generation, import or read_csv timed); summaries and pages run again")
+    p.add_argument("--skip-export", action="store_true",
+                   help="skip the export and the engines' table (step 4)")
     p.add_argument("--_worker", nargs="+", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--_measure"]:
@@ -593,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.events < 1 or a.repeat < 1 or a.steps < 1:
         p.error("--events, --repeat and --steps must be positive")
     a.pages = [x.strip() for x in a.pages.split(",") if x.strip()]
+    if a.reuse and not (a.workdir and a.keep):
+        p.error("--reuse needs --workdir and --keep (the workspace is kept there)")
     if not set(a.pages) <= set(PAGES):
         p.error(f"--pages: choose from {', '.join(PAGES)}")
     work = a.workdir or Path(tempfile.mkdtemp(prefix="trailscope-scale-"))
@@ -605,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         f"duckdb {duckdb.__version__}; {load_text()} at the start")
     say(f"# command: python -m bench.scale_bench --events {a.events} --shape {a.shape}"
         f"{' --skip-models' if a.skip_models else ''}{' --skip-spark' if a.skip_spark else ''}"
+        f"{' --skip-export' if a.skip_export else ''}{' --reuse' if a.reuse else ''}"
         f" --repeat {a.repeat}"
         + ("" if a.pages == list(PAGES) else f" --pages '{','.join(a.pages)}'"))
     say(f"# disk: {disk_note(work, Path('/tmp'))}")

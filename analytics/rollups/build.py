@@ -170,22 +170,26 @@ def _build_density(cur: Any, name: str) -> None:
 
 
 def _build_drift(cur: Any, name: str) -> None:
-    """``drift_<freq>``: ``evolution.interest_drift`` of every user's stored profiles (the
-    pandas function itself, so the numbers are the ones it gives), keyed by user_idx."""
+    """``drift_<freq>``: ``evolution.interest_drift`` of every user's stored profiles per month
+    and per the Users page's window (``mobility.page_window``), keyed by user_idx: the same
+    query (``evolution.drift_sql``) run by DuckDB on the stored tables, so the build never
+    holds every user's profiles in pandas."""
     freq, min_events, prior = DRIFT
-    ru = Rollup(cur, name)
-    table = part(name, "drift_" + freq)
-    cur.execute(f"CREATE TABLE {table} (user_idx INTEGER, {evolution.PREV_PERIOD} TIMESTAMP, "
-                f"{evolution.PERIOD} TIMESTAMP, {evolution.PREV_EVENTS} BIGINT, "
-                f"{evolution.EVENTS} BIGINT, {evolution.JS} DOUBLE, "
-                f"{evolution.SHRUNK_JS} DOUBLE)")
-    profiles = answers_users.stored_profiles(ru, freq, None)
-    if profiles.empty:
-        return
-    got = evolution.interest_drift(profiles, min_events=min_events, prior=prior)
-    idx = pd.Series(range(len(names := ru.user_ids())), index=names.to_numpy())
-    got.insert(0, "user_idx", idx.reindex(got.pop(schema.USER).to_numpy()).to_numpy("int32"))
-    _insert(cur, table, got, f"ORDER BY user_idx, {evolution.PERIOD}")
+    s = Rollup(cur, name).summary()
+    freqs = [freq] if s["ts_p01"] is None else [freq, mobility.page_window(s["ts_p01"],
+                                                                           s["ts_p99"])]
+    for f in dict.fromkeys(freqs):
+        src = answers_users.profile_source(Rollup(cur, name), f)
+        query = evolution.drift_sql(src, "user_idx", "cat_idx", min_events, prior)
+        cur.execute(
+            f"CREATE TABLE {part(name, 'drift_' + f)} AS SELECT CAST(user_idx AS INTEGER) AS "
+            f"user_idx, CAST({evolution.PREV_PERIOD} AS TIMESTAMP) AS {evolution.PREV_PERIOD}, "
+            f"CAST({evolution.PERIOD} AS TIMESTAMP) AS {evolution.PERIOD}, "
+            f"CAST({evolution.PREV_EVENTS} AS BIGINT) AS {evolution.PREV_EVENTS}, "
+            f"CAST({evolution.EVENTS} AS BIGINT) AS {evolution.EVENTS}, "
+            f"CAST({evolution.JS} AS DOUBLE) AS {evolution.JS}, CAST({evolution.SHRUNK_JS} AS "
+            f"DOUBLE) AS {evolution.SHRUNK_JS} FROM ({query}) ORDER BY user_idx, "
+            f"{evolution.PERIOD}")
 
 
 def _build_mobility(cur: Any, name: str) -> None:

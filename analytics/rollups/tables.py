@@ -18,7 +18,8 @@ one transaction and named ``"rollup__<name>__<part>"``:
 * ``hourly`` (events per UTC hour), ``rhythm`` (events per user, time-zone offset and UTC
   hour of the week), ``rhythm_cells`` (the 7 x 24 cells with distinct users for UTC and the
   usual local-time fallbacks), ``profiles_week`` / ``profiles_month`` (events and share per user,
-  period and category), ``drift_month`` (interest drift between consecutive months),
+  period and category), ``drift_month`` (interest drift between consecutive months;
+  ``drift_day`` / ``drift_week`` too when that is the Users page's window of the dataset),
   ``gaps`` (histogram of inter-event seconds), ``sessions`` (session durations for the
   standard idle gaps), ``places_items`` (visited places), ``density`` (the map's standard
   grids), ``heat`` (the first located events in the heat layer's draw order), ``zones`` /
@@ -64,6 +65,10 @@ HEAT_ROWS = 100_000
 #: (freq, min_events, prior) of the stored interest drift (category basis): what the Users
 #: page shows for a dataset with categories spanning more than about four months.
 DRIFT = ("month", evolution.MIN_EVENTS_PER_WINDOW, evolution.PRIOR_EVENTS)
+#: The same drift is stored for the Users page's window of the dataset too
+#: (``mobility.page_window``: days for up to three weeks of data, weeks up to ~4 months), as
+#: ``drift_day`` / ``drift_week``, so no page computes every user's drift on a request.
+DRIFT_FREQS = ("day", "week", "month")
 #: Densities stored per (kind, cell size or H3 resolution, window) for the map; the Map
 #: page's own hexagons (resolution from the bounding box, all time) are stored as well.
 DENSITY_SPECS: tuple[tuple[str, float, str | None], ...] = (("grid", 500, "week"),
@@ -79,6 +84,7 @@ CREATE TABLE IF NOT EXISTS rollups (
 PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week",
           "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
+          "drift_week", "drift_day",
           "heat", "zones", "zone_activity", "zone_places", "zone_flows", "mobility",
           "periods", "paths", "pending", "zone_params")
 

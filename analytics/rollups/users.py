@@ -19,7 +19,7 @@ from ..spacetime import WINDOW
 from ..spatial import mobility
 from ..users import churn, evolution
 from . import lookup
-from .tables import DRIFT, PROFILE_FREQS, Rollup
+from .tables import DRIFT, DRIFT_FREQS, PROFILE_FREQS, Rollup
 
 
 # -- interest profiles and drift -------------------------------------------------------------
@@ -29,15 +29,29 @@ def interest_profiles(events: Any, freq: str = "month", column: str = schema.CAT
     """``evolution.interest_profiles``."""
     check_freq(freq)
     ru = lookup.for_events(events)
-    if ru is not None and freq in PROFILE_FREQS and column == schema.CATEGORY \
-            and missing is None:
+    if ru is not None and column == schema.CATEGORY and missing is None and (
+            freq in PROFILE_FREQS or (freq in DRIFT_FREQS and user is not None)):
         return stored_profiles(ru, freq, user)
     return evolution.interest_profiles(events, freq, column, missing, user)
 
 
+def profile_source(ru: Rollup, freq: str, where: str = "") -> str:
+    """The profiles per ``freq`` as a relation (``user_idx, period, cat_idx, events,
+    share``): the stored table, else counted from the sorted events (``where``, a condition
+    on ``user_idx``, keeps the read to a few users' row groups)."""
+    if freq in PROFILE_FREQS:
+        return f"(SELECT * FROM {ru.t('profiles_' + freq)} {where})"
+    cond = f"AND {where.removeprefix('WHERE ')}" if where else ""
+    return (f"(SELECT *, {EVENTS} / sum({EVENTS}) OVER (PARTITION BY user_idx, {PERIOD}) AS "
+            f"{evolution.SHARE} FROM (SELECT user_idx, date_trunc('{freq}', {schema.TS}) AS "
+            f"{PERIOD}, cat_idx, count(*) AS {EVENTS} FROM {ru.t('ev')} WHERE cat_idx IS NOT "
+            f"NULL {cond} GROUP BY ALL))")
+
+
 def stored_profiles(ru: Rollup, freq: str, user: str | list[str] | None) -> pd.DataFrame:
-    """The stored profile table, already in (user, period, category) order with its shares;
-    integer user and category ids are turned back into names with one vectorised take."""
+    """The stored profile table (or the profiles counted from the sorted events, for the
+    Users page's window of days), in (user, period, category) order with its shares; integer
+    user and category ids are turned back into names with one vectorised take."""
     where, names = "", None
     if isinstance(user, str):
         return _user_profiles(ru, freq, ru.user_idx(user), user)
@@ -47,8 +61,9 @@ def stored_profiles(ru: Rollup, freq: str, user: str | list[str] | None) -> pd.D
                       [evolution.user_list(user)])
         where = f"WHERE user_idx IN ({', '.join(map(str, names['user_idx'])) or 'NULL'})"
         names = names.set_index("user_idx")[schema.USER]
+    order = "" if freq in PROFILE_FREQS else f"ORDER BY user_idx, {PERIOD}, cat_idx"
     prof = ru.df(f"SELECT user_idx, {PERIOD}, cat_idx, {EVENTS}, {evolution.SHARE} FROM "
-                 f"{ru.t('profiles_' + freq)} {where}")
+                 f"{profile_source(ru, freq, where)} {order}")
     cats = ru.df(f"SELECT {schema.CATEGORY} FROM {ru.t('categories')}")[schema.CATEGORY]
     ids = prof["user_idx"].to_numpy()
     users = ru.user_ids().take(ids) if names is None else names.loc[ids]
@@ -62,11 +77,12 @@ def stored_profiles(ru: Rollup, freq: str, user: str | list[str] | None) -> pd.D
 def _user_profiles(ru: Rollup, freq: str, idx: int | None, user: str) -> pd.DataFrame:
     """One user's stored profiles (``idx``: their user_idx, None when unknown): one query,
     the category names joined in the engine."""
+    where = f"WHERE user_idx = {-1 if idx is None else int(idx)}"
     return _timestamps(ru.df(
         f"SELECT CAST(? AS VARCHAR) AS {schema.USER}, p.{PERIOD}, c.{schema.CATEGORY}, "
-        f"p.{EVENTS}, p.{evolution.SHARE} FROM {ru.t('profiles_' + freq)} p JOIN "
-        f"{ru.t('categories')} c USING (cat_idx) WHERE p.user_idx = ? ORDER BY p.{PERIOD}, "
-        "p.cat_idx", [str(user), -1 if idx is None else idx]), PERIOD)
+        f"p.{EVENTS}, p.{evolution.SHARE} FROM {profile_source(ru, freq, where)} p JOIN "
+        f"{ru.t('categories')} c USING (cat_idx) ORDER BY p.{PERIOD}, p.cat_idx",
+        [str(user)]), PERIOD)
 
 
 def _timestamps(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
@@ -84,7 +100,7 @@ def user_interest(events: Any, user: str, freq: str = "month", min_events: int =
     the user's index, profiles, drift) when they store that drift; else the drift of the
     user's (stored or raw) profiles."""
     ru = lookup.for_events(events)
-    if ru is not None and _drift_stored(freq, min_events, column, prior):
+    if ru is not None and _drift_stored(ru, freq, min_events, column, prior):
         idx = ru.user_idx(user)
         return (_user_profiles(ru, freq, idx, user), _stored_drift(ru, freq, str(user), idx))
     profiles = interest_profiles(events, freq, column, user=str(user))
@@ -98,15 +114,57 @@ def drift(events: Any, freq: str = "month", min_events: int = 1,
     (``tables.DRIFT``: category basis, its window and prior), else the interest drift of the
     (stored or raw) profiles."""
     ru = lookup.for_events(events)
-    if ru is not None and _drift_stored(freq, min_events, column, prior):
+    if ru is not None and _drift_stored(ru, freq, min_events, column, prior):
         return _stored_drift(ru, freq, user)
     return evolution.interest_drift(interest_profiles(events, freq, column, user=user),
                                     column, min_events, prior)
 
 
-def _drift_stored(freq: str, min_events: int, column: str, prior: float) -> bool:
-    """Whether the summary tables hold this drift (``tables.DRIFT``)."""
-    return (freq, min_events, prior) == DRIFT and column == schema.CATEGORY
+def drift_reference(events: Any, freq: str = "month", min_events: int = 1,
+                    column: str = schema.CATEGORY, prior: float = 0.0) -> pd.DataFrame:
+    """``evolution.reference(drift(...))``: the median drift and the users per window,
+    aggregated by the engine on the stored drift when there is one."""
+    ru = lookup.for_events(events)
+    if ru is not None and _drift_stored(ru, freq, min_events, column, prior):
+        return _timestamps(ru.df(
+            f"SELECT {PERIOD}, median({evolution.SHRUNK_JS}) AS {evolution.MEDIAN_JS}, "
+            f"count(DISTINCT user_idx) AS {evolution.USERS} FROM {ru.t('drift_' + freq)} "
+            f"GROUP BY {PERIOD} ORDER BY {PERIOD}"), PERIOD)
+    return evolution.reference(drift(events, freq, min_events, column=column, prior=prior))
+
+
+#: Users ranked by the engine for ``top_drift`` beyond the ``n`` asked, so that pandas' own
+#: ranking of them (ties by id, its float sums) picks the same ``n`` as on everyone's drift.
+TOP_MARGIN = 50
+
+
+def top_drift(events: Any, freq: str = "month", n: int = 10, min_pairs: int = 1,
+              min_events: int = 1, column: str = schema.CATEGORY,
+              prior: float = 0.0) -> pd.DataFrame:
+    """The drift rows (as ``drift`` returns them) of the ``n`` users ``evolution.top_users``
+    ranks first: on the stored drift the engine ranks the users and only the first
+    ``4 n + TOP_MARGIN`` users' rows are read, so the Users page never holds everyone's."""
+    ru = lookup.for_events(events)
+    if ru is None or not _drift_stored(ru, freq, min_events, column, prior):
+        dr = drift(events, freq, min_events, column=column, prior=prior)
+    else:
+        t = ru.t("drift_" + freq)
+        got = ru.df(
+            f"SELECT u.{schema.USER}, d.* EXCLUDE (user_idx) FROM {t} d JOIN {ru.t('users')} "
+            f"u USING (user_idx) WHERE d.user_idx IN (SELECT user_idx FROM {t} GROUP BY "
+            f"user_idx HAVING count(*) >= {int(min_pairs)} ORDER BY avg({evolution.SHRUNK_JS})"
+            f" DESC, user_idx LIMIT {4 * int(n) + TOP_MARGIN}) ORDER BY d.user_idx, "
+            f"d.{PERIOD}")
+        dr = _timestamps(got, evolution.PREV_PERIOD, PERIOD)
+    top = evolution.top_users(dr, n, min_pairs)[schema.USER]
+    return dr[dr[schema.USER].isin(top)].reset_index(drop=True)
+
+
+def _drift_stored(ru: Rollup, freq: str, min_events: int, column: str, prior: float) -> bool:
+    """Whether the summary tables hold this drift (``tables.DRIFT``'s settings, per month and
+    per the Users page's window)."""
+    return (min_events, prior) == DRIFT[1:] and column == schema.CATEGORY \
+        and freq in DRIFT_FREQS and ru.has("drift_" + freq)
 
 
 def _stored_drift(ru: Rollup, freq: str, user: str | None,

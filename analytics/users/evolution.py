@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -175,44 +176,89 @@ def interest_drift(profiles: pd.DataFrame, column: str = schema.CATEGORY,
     profiled events), i.e. a Dirichlet prior worth ``prior`` events. A window of 5 events
     with a prior of 10 keeps a third of its own mix, one of 500 keeps 98%: two tiny windows
     of disjoint items no longer read as a complete change.
+
+    Computed by DuckDB (:func:`drift_sql`) on the frame, so memory grows with the profile
+    rows, not with windows x each user's categories.
     """
+    _check_prior(prior)
+    con = duckdb.connect()
+    try:
+        con.execute("SET preserve_insertion_order = false")
+        con.register("_profiles", profiles[[schema.USER, PERIOD, column, EVENTS]])
+        out = con.execute(drift_sql("_profiles", schema.USER, column, min_events, prior)).df()
+    finally:
+        con.close()
+    return _drift_frame(out, profiles[schema.USER].dtype, prior)
+
+
+def _check_prior(prior: float) -> None:
     if prior < 0:
         raise ValueError(f"the prior is a number of pseudo-events (>= 0), got {prior!r}")
-    totals = profiles.groupby([schema.USER, PERIOD], as_index=False)[EVENTS].sum()
-    totals = totals[totals[EVENTS] >= min_events].sort_values([schema.USER, PERIOD])
-    totals = totals[totals.groupby(schema.USER)[PERIOD].transform("size") >= 2]
-    totals["_rank"] = totals.groupby(schema.USER).cumcount()
-    mix = profiles.groupby([schema.USER, column], as_index=False)[EVENTS].sum()
-    mix["_m"] = mix[EVENTS] / mix.groupby(schema.USER)[EVENTS].transform("sum")
-    # every compared window x every category / zone of the user (smoothing gives them all mass)
-    grid = totals.merge(mix[[schema.USER, column, "_m"]], on=schema.USER).merge(
-        profiles[[schema.USER, PERIOD, column, EVENTS]].rename(columns={EVENTS: "_c"}),
-        on=[schema.USER, PERIOD, column], how="left")
-    c = grid["_c"].fillna(0).to_numpy("float64")
-    n = grid[EVENTS].to_numpy("float64")
-    grid["_p"] = c / n
-    grid["_s"] = (c + prior * grid["_m"].to_numpy("float64")) / (n + prior)
-    keys = [schema.USER, "_rank", column]
-    cur = grid[[*keys, "_p", "_s"]]
-    pairs = cur.assign(_rank=cur["_rank"] + 1).merge(cur, on=keys, suffixes=("_a", "_b"))
-    pairs[JS] = _js_terms(pairs["_p_a"].to_numpy(), pairs["_p_b"].to_numpy())
-    scores = [JS]
-    if prior > 0:
-        pairs[SHRUNK_JS] = _js_terms(pairs["_s_a"].to_numpy(), pairs["_s_b"].to_numpy())
-        scores.append(SHRUNK_JS)
-    js = pairs.groupby([schema.USER, "_rank"], as_index=False)[scores].sum()
-    js[scores] = js[scores].clip(0.0, 1.0)  # rounding can step a hair outside [0, 1]
-    prv = totals.assign(_rank=totals["_rank"] + 1).rename(
-        columns={PERIOD: PREV_PERIOD, EVENTS: PREV_EVENTS})
-    out = js.merge(totals, on=[schema.USER, "_rank"]).merge(prv, on=[schema.USER, "_rank"])
-    cols = [schema.USER, PREV_PERIOD, PERIOD, PREV_EVENTS, EVENTS, *scores]
-    return out.sort_values([schema.USER, PERIOD])[cols].reset_index(drop=True)
 
 
-def _js_terms(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Per-element terms of the JS divergence of p and q (sum them per pair of windows)."""
-    m = (p + q) / 2
-    return 0.5 * _kl_terms(p, m) + 0.5 * _kl_terms(q, m)
+def _drift_frame(out: pd.DataFrame, user_dtype: Any, prior: float) -> pd.DataFrame:
+    """The drift rows of :func:`drift_sql` with the frame's dtypes."""
+    scores = [JS, SHRUNK_JS] if prior > 0 else [JS]
+    out = out[[schema.USER, PREV_PERIOD, PERIOD, PREV_EVENTS, EVENTS, *scores]]
+    return out.astype({schema.USER: user_dtype, PREV_PERIOD: "datetime64[us]",
+                       PERIOD: "datetime64[us]", PREV_EVENTS: "int64", EVENTS: "int64",
+                       **{c: "float64" for c in scores}})
+
+
+def _js_sql(p: str, q: str) -> str:
+    """SQL of one element's JS term of p and q (0 * log 0 = 0), base 2."""
+    m = f"((({p}) + ({q})) / 2)"
+    return (f"(CASE WHEN {p} > 0 THEN 0.5 * ({p}) * log2(({p}) / {m}) ELSE 0 END + "
+            f"CASE WHEN {q} > 0 THEN 0.5 * ({q}) * log2(({q}) / {m}) ELSE 0 END)")
+
+
+def drift_sql(src: str, user: str = schema.USER, column: str = schema.CATEGORY,
+              min_events: int = 1, prior: float = 0.0) -> str:
+    """The query of :func:`interest_drift` over a profile relation ``src`` (``<user>,
+    period, <column>, events``; ``user`` and ``column`` name its key columns): rows
+    ``<user>, prev_period, period, prev_events, events, js[, shrunk_js]`` ordered by user and
+    period, the user column as it is in ``src`` (the summary build passes integer ids).
+
+    Only the categories seen in one of the two windows are paired. Every other category
+    ``c`` of the user's mix has the smoothed shares ``a * m_c`` and ``b * m_c`` (``a``, ``b``:
+    ``prior / (events + prior)`` of each window), whose JS terms sum to ``(1 - sum of the
+    paired m_c) * JS-term(a, b)``: one closed form instead of a row per category.
+    """
+    _check_prior(prior)
+    k = float(prior)
+    shrunk = "" if k <= 0 else (
+        f", least(greatest(sum({_js_sql('sa', 'sb')}) + greatest(1 - sum(m), 0) * "
+        f"{_js_sql(f'{k} / (na + {k})', f'{k} / (nb + {k})')}, 0), 1) AS {SHRUNK_JS}")
+    return f"""
+WITH p AS (SELECT {user} AS u, {PERIOD} AS period, {column} AS k, CAST({EVENTS} AS BIGINT) AS c
+           FROM {src}),
+t AS (SELECT u, period, sum(c) AS n FROM p GROUP BY u, period),
+w AS (SELECT u, period, n, row_number() OVER (PARTITION BY u ORDER BY period) AS rk FROM t
+      WHERE n >= {int(min_events)} QUALIFY count(*) OVER (PARTITION BY u) >= 2),
+mix AS (SELECT u, k, sum(c) / sum(sum(c)) OVER (PARTITION BY u) AS m FROM p
+        WHERE u IN (SELECT u FROM w) GROUP BY u, k),
+cells AS (SELECT p.u, w.rk, p.k, p.c FROM p JOIN w USING (u, period)),
+pr AS (SELECT coalesce(a.u, b.u) AS u, coalesce(a.rk + 1, b.rk) AS rk, coalesce(a.k, b.k) AS k,
+              coalesce(a.c, 0) AS ca, coalesce(b.c, 0) AS cb
+       FROM cells a FULL JOIN cells b ON a.u = b.u AND a.rk + 1 = b.rk AND a.k = b.k),
+x AS (SELECT pr.u, pr.rk, wa.period AS pa_period, wb.period AS pb_period, wa.n AS na,
+             wb.n AS nb, ca / wa.n AS pa, cb / wb.n AS pb, mix.m,
+             (ca + {k} * mix.m) / (wa.n + {k}) AS sa, (cb + {k} * mix.m) / (wb.n + {k}) AS sb
+      FROM pr JOIN w wa ON wa.u = pr.u AND wa.rk = pr.rk - 1
+      JOIN w wb ON wb.u = pr.u AND wb.rk = pr.rk
+      JOIN mix ON mix.u = pr.u AND mix.k = pr.k)
+SELECT u AS {user}, pa_period AS {PREV_PERIOD}, pb_period AS {PERIOD}, na AS {PREV_EVENTS},
+       nb AS {EVENTS}, least(greatest(sum({_js_sql('pa', 'pb')}), 0), 1) AS {JS}{shrunk}
+FROM x GROUP BY u, rk, pa_period, pb_period, na, nb ORDER BY u, pb_period"""
+
+
+def reference(drift: pd.DataFrame) -> pd.DataFrame:
+    """Median drift (``drift_score``) and users per window of all users' ``drift``:
+    ``period, median_js, users``: what one user's drift is read against."""
+    if drift is None or drift.empty:
+        return pd.DataFrame(columns=[PERIOD, MEDIAN_JS, USERS])
+    return drift.groupby(PERIOD, as_index=False).agg(
+        **{MEDIAN_JS: (drift_score(drift), "median"), USERS: (schema.USER, "nunique")})
 
 
 def activity_segments(profiles: pd.DataFrame,

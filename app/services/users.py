@@ -128,17 +128,6 @@ def drift(name: str) -> DriftResult:
     return _drift_result(profiles, dr, freq, None, basis)
 
 
-@memoize_dataset
-def _all_drift(name: str) -> pd.DataFrame | None:
-    """The drift of every user (None without a basis), from the summary layer."""
-    basis = drift_basis(name)
-    if basis.column is None:
-        return None
-    with events_table(name) as t:
-        return answers.drift(t, drift_freq(name), DRIFT_MIN_EVENTS, column=basis.column,
-                             prior=DRIFT_PRIOR)
-
-
 def _no_profiles() -> pd.DataFrame:
     return pd.DataFrame({USER: pd.Series(dtype="string"),
                          ev.PERIOD: pd.Series(dtype="datetime64[us]"),
@@ -160,16 +149,19 @@ def _drift_result(profiles: pd.DataFrame, dr: pd.DataFrame | None, freq: str,
 
 def _reference(dr: pd.DataFrame | None) -> pd.DataFrame:
     """Median (shrunk) drift and users per window of all users' drift ``dr``."""
-    if dr is None or dr.empty:
-        return pd.DataFrame(columns=[ev.PERIOD, ev.MEDIAN_JS, ev.USERS])
-    return dr.groupby(ev.PERIOD, as_index=False).agg(
-        **{ev.MEDIAN_JS: (ev.drift_score(dr), "median"), ev.USERS: (USER, "nunique")})
+    return ev.reference(dr)
 
 
 @memoize_dataset
 def drift_reference(name: str) -> pd.DataFrame:
-    """Median drift of all users per window (``period, median_js, users``)."""
-    return _reference(_all_drift(name))
+    """Median drift of all users per window (``period, median_js, users``), aggregated in
+    the engine from the stored drift (no page holds every user's drift)."""
+    basis = drift_basis(name)
+    if basis.column is None:
+        return _reference(None)
+    with events_table(name) as t:
+        return answers.drift_reference(t, drift_freq(name), DRIFT_MIN_EVENTS,
+                                       column=basis.column, prior=DRIFT_PRIOR)
 
 
 @memoize_dataset
@@ -177,14 +169,16 @@ def top_changers(name: str, n: int = 12) -> pd.DataFrame:
     """The users whose interests changed most: highest mean shrunk drift over at least
     ``DRIFT_MIN_PAIRS`` window pairs, with the evidence (windows, pairs, events) and what
     they gained and lost; only those users' profiles are read."""
-    dr, basis = _all_drift(name), drift_basis(name)
-    if dr is None:
+    basis = drift_basis(name)
+    if basis.column is None:
         return pd.DataFrame(columns=[USER, ev.WINDOWS, ev.PAIRS, ev.EVENTS, ev.MEAN_JS,
                                      ev.MAX_JS, ev.RAW_MEAN_JS, ev.GAINED, ev.LOST])
-    top = ev.top_users(dr, n, DRIFT_MIN_PAIRS)
+    freq = drift_freq(name)
     with events_table(name) as t:
-        profiles = answers.interest_profiles(t, drift_freq(name), basis.column,
-                                             user=top[USER].tolist())
+        dr = answers.top_drift(t, freq, n, DRIFT_MIN_PAIRS, DRIFT_MIN_EVENTS,
+                               column=basis.column, prior=DRIFT_PRIOR)
+        profiles = answers.interest_profiles(t, freq, basis.column,
+                                             user=dr[USER].unique().tolist())
     return ev.top_changers(dr, profiles, n=n, column=basis.column, min_pairs=DRIFT_MIN_PAIRS)
 
 
