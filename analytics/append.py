@@ -558,11 +558,34 @@ def _zone_offsets(ask: dict[tuple[str, int], datetime]) -> dict[tuple[str, int],
 #: Appends of this process run one at a time (the server has one writer thread anyway; this
 #: keeps direct callers, e.g. tests and the CLI, from colliding in DuckDB's optimistic
 #: concurrency, where the second commit of the same registry row would fail).
-_write_lock = threading.Lock()
+_append_lock = threading.Lock()
+#: Folds run one at a time, but beside appends: a fold writes the summary tables, the
+#: ``rollups`` row and deletes the staged rows its snapshot saw, an append inserts events,
+#: stages new rows and updates the ``datasets`` row, so their transactions touch no row in
+#: common and both commit (tests/analytics/test_append.py checks the counts stay exact).
+_fold_lock = threading.Lock()
 log = logging.getLogger(__name__)
-#: The same lock for a caller that must keep appends out while it rewrites what they update
-#: (the summary rebuild of app/services/live.rebuild_if_needed).
-write_lock = _write_lock
+
+
+class _BothLocks:
+    """Holds the fold lock, then the append lock (one order everywhere: no deadlock)."""
+
+    def __enter__(self) -> None:
+        _fold_lock.acquire()
+        try:
+            _append_lock.acquire()
+        except BaseException:
+            _fold_lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        _append_lock.release()
+        _fold_lock.release()
+
+
+#: For a caller that must keep appends and folds out while it rewrites what they update (the
+#: summary rebuild of app/services/live.rebuild_if_needed, a drop by the server's writer).
+write_lock = _BothLocks()
 
 
 def live_table(name: str) -> str:
@@ -654,7 +677,7 @@ def append(store: Store, name: str, frame: pd.DataFrame | pa.Table, *,
             first[k] = eid not in seen
             seen.add(eid)
     kept = np.zeros(len(batch), dtype=bool)
-    with _write_lock:
+    with _append_lock:
         cur = store.cursor()
         try:
             cur.execute("BEGIN TRANSACTION")
@@ -688,8 +711,8 @@ def append(store: Store, name: str, frame: pd.DataFrame | pa.Table, *,
                 raise
         finally:
             cur.close()
-        if fold and kept.any():
-            _fold(store, name)
+    if fold and kept.any():
+        fold_summaries(store, name)
     stored = int(kept.sum())
     return AppendResult(stored=stored, duplicates=len(batch) - stored, rows=int(rows),
                         kept=kept)
@@ -697,10 +720,10 @@ def append(store: Store, name: str, frame: pd.DataFrame | pa.Table, *,
 
 def fold_summaries(store: Store, name: str) -> int:
     """Fold the events appended to dataset ``name`` and staged since the last fold into its
-    summary tables (analytics.rollups.incremental.fold), keeping appends out meanwhile; the
-    number folded. A failure is logged, not raised: the events are stored, the staged ones
-    wait for the next fold."""
-    with _write_lock:
+    summary tables (analytics.rollups.incremental.fold), one fold at a time (appends may
+    commit meanwhile; their events wait for the next fold); the number folded. A failure is
+    logged, not raised: the events are stored, the staged ones wait for the next fold."""
+    with _fold_lock:
         return _fold(store, name)
 
 

@@ -66,6 +66,12 @@ BEHIND = ("ev", "profiles_week", "profiles_month", "drift_month", "gaps", "sessi
 REBUILD_SHARE = 0.05
 REBUILD_ROWS = 1_000_000
 
+#: A rebuild keeps appends out while it runs (the append lock), so under a stream the server's
+#: writer starts the next one only once the time since the last build ended is at least this
+#: many times what that build took (:func:`rebuild_spaced`): rebuilds then hold the write path
+#: up at most 1 / (1 + REBUILD_SPACING) of the time, whatever the ingest rate.
+REBUILD_SPACING = 9.0
+
 #: Under a steady stream the server's writer folds at least this often (seconds).
 FOLD_S = 0.5
 
@@ -135,8 +141,9 @@ def staged_rows(con: Any, name: str) -> int:
 
 def fold(con: Any, name: str) -> int:
     """Apply every staged event of dataset ``name`` to its summaries and empty the stage, in
-    one transaction on a new cursor of ``con`` (the caller keeps other appends out: the
-    append lock); the number of events folded."""
+    one transaction on a new cursor of ``con`` (the caller runs one fold at a time; appends
+    may commit meanwhile: the rows staged after this transaction began stay for the next
+    fold); the number of events folded."""
     table = part(name, "unfolded")
     cur = con.cursor()
     try:
@@ -173,6 +180,20 @@ def behind_rows(con: Any, name: str) -> int:
 def _exists(con: Any, table: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND "
                             "schema_name = current_schema()", [table]).fetchall()[0][0])
+
+
+def rebuild_spaced(con: Any, name: str, spacing: float | None = None) -> bool:
+    """Whether dataset ``name``'s last summary build ended at least ``spacing`` (default
+    :data:`REBUILD_SPACING`) times its own duration ago; True without a build on record."""
+    if not _exists(con, "rollups"):
+        return True
+    got = con.execute("SELECT epoch(now()::TIMESTAMP - built_at), build_s FROM rollups "
+                      "WHERE name = ?", [name]).fetchall()
+    if not got or got[0][0] is None or got[0][1] is None:
+        return True
+    since_start, took = float(got[0][0]), float(got[0][1])
+    gap = REBUILD_SPACING if spacing is None else spacing
+    return since_start - took >= gap * took
 
 
 def needs_rebuild(con: Any, name: str) -> bool:

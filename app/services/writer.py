@@ -12,7 +12,13 @@ API, the Redis consumer inside the server) and every drop goes through one daemo
 * the writer takes the oldest request and everything queued behind it for the same dataset
   (up to :data:`GROUP_ROWS` events, never past a drop of that dataset) and stores it in one
   transaction (``analytics.append.append``: a group commit), then hands each caller its share;
-* :func:`drop` deletes a dataset in the same queue, so it cannot race an append;
+* a second daemon thread folds what the commits staged for the summaries
+  (``analytics.append.fold_summaries``) beside them, at once when no request waits, else at
+  most every ``incremental.FOLD_S`` seconds, so no commit waits for a fold; after a fold it
+  starts the background summary rebuild when enough events are behind and the last rebuild
+  ended long enough ago (``incremental.rebuild_spaced``);
+* :func:`drop` deletes a dataset in the same queue, so it cannot race an append (nor a
+  fold: it holds ``analytics.append.write_lock``);
 * the queue is bounded (:data:`MAX_QUEUED` requests, :data:`MAX_QUEUED_ROWS` events): beyond
   that :class:`WriterBusy` says to retry (the API answers 503), as does a request the writer
   did not reach within its ``timeout`` (nothing of it is stored then).
@@ -36,9 +42,15 @@ import numpy as np
 import pyarrow as pa
 
 from ...analytics import schema
-from ...analytics.append import AppendError, AppendResult, fold_summaries, validate_batch
+from ...analytics.append import (
+    AppendError,
+    AppendResult,
+    fold_summaries,
+    validate_batch,
+    write_lock,
+)
 from ...analytics.append import append as store_append
-from ...analytics.rollups.incremental import FOLD_S
+from ...analytics.rollups import incremental
 from ...analytics.store import StoreError
 from . import live
 from .workspace import ServiceError, get_store
@@ -93,6 +105,9 @@ class Writer:
                        "commit_ms_max": 0.0, "last_commit_ms": 0.0, "largest_group": 0,
                        "folds": 0, "folded": 0, "fold_ms_total": 0.0}
         self._staged: dict[str, float] = {}  # dataset -> when its first unfolded group came
+        self._folding = 0  # datasets the folder thread is folding now
+        self._wake = threading.Condition(self._lock)  # the folder waits on it
+        self._folder: threading.Thread | None = None
         self._idle = threading.Event()  # nothing queued, running or staged (wait_idle)
         self._idle.set()
 
@@ -150,11 +165,20 @@ class Writer:
         return req.result
 
     def _start(self) -> None:
-        """Start the writer thread (under the lock) if it is not running."""
+        """Start the writer and folder threads (under the lock) if they are not running."""
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name="trailscope-writer",
                                             daemon=True)
             self._thread.start()
+        if self._folder is None or not self._folder.is_alive():
+            self._folder = threading.Thread(target=self._fold_loop, name="trailscope-folder",
+                                            daemon=True)
+            self._folder.start()
+
+    def _set_idle_if_idle(self) -> None:
+        """Under the lock: mark the writer idle when nothing is queued, staged or folding."""
+        if not self._queued and not self._staged and not self._folding:
+            self._idle.set()
 
     def _release(self, req: _Request) -> None:
         """Count ``req`` off the queue (under the lock)."""
@@ -173,40 +197,75 @@ class Writer:
                 except queue.Empty:
                     break
             group = self._take(pending)
-            if group:
-                try:
-                    self._run(group)
-                except BaseException as exc:  # never let the thread die with callers waiting
-                    log.exception("writer: group of %d failed", len(group))
+            if not group:
+                continue
+            try:
+                self._run(group)
+            except BaseException as exc:  # never let the thread die with callers waiting
+                log.exception("writer: group of %d failed", len(group))
+                for req in group:
+                    req.error = req.error or exc
+            finally:
+                with self._lock:
                     for req in group:
-                        req.error = req.error or exc
+                        self._release(req)
+                    if group[0].kind == "append":
+                        self._staged.setdefault(group[0].name, time.monotonic())
+                    self._wake.notify()
+                    self._set_idle_if_idle()
+                for req in group:
+                    req.done.set()
+
+    # -- the folder thread -----------------------------------------------------------------
+    def _fold_loop(self) -> None:
+        """Fold the events staged for the summaries (analytics.append.fold_summaries) beside
+        the writer's commits: all of them once no request waits, else those staged
+        ``incremental.FOLD_S`` seconds ago or more, so a steady stream pays for one summary
+        update per FOLD_S, not per batch, and no commit waits for a fold."""
+        while True:
+            with self._lock:
+                while True:
+                    now = time.monotonic()
+                    due = [name for name, since in self._staged.items()
+                           if not self._queued or now - since >= incremental.FOLD_S]
+                    if due:
+                        break
+                    wait = (min(self._staged.values()) + incremental.FOLD_S - now
+                            if self._staged else None)
+                    self._wake.wait(wait)
+                for name in due:
+                    del self._staged[name]
+                self._folding += len(due)
+            for name in due:
+                t0, n = time.perf_counter(), 0
+                try:
+                    n = fold_summaries(get_store(), name)
+                    self._rebuild_if_needed(name)
+                except Exception:  # noqa: BLE001 - the folder must not die; the events are stored
+                    log.exception("could not fold the appended events of %s", name)
                 finally:
                     with self._lock:
-                        for req in group:
-                            self._release(req)
-                    for req in group:
-                        req.done.set()
-                if group[0].kind == "append":
-                    self._staged.setdefault(group[0].name, time.monotonic())
-            self._fold(idle=not pending and self._q.empty())
-            with self._lock:  # submitters clear it under the same lock
-                if not self._queued and not self._staged:
-                    self._idle.set()
+                        self._folding -= 1
+                        self._stats["folds"] += 1
+                        self._stats["fold_ms_total"] += (time.perf_counter() - t0) * 1000
+                        self._stats["folded"] += n
+                        self._set_idle_if_idle()
 
-    def _fold(self, idle: bool) -> None:
-        """Fold the events staged for the summaries (analytics.append.fold_summaries): all of
-        them when no request waits, else those staged FOLD_S seconds ago or more, so a
-        steady stream pays for one summary update per FOLD_S, not per batch."""
-        now = time.monotonic()
-        for name, since in list(self._staged.items()):
-            if idle or now - since >= FOLD_S:
-                del self._staged[name]
-                t0 = time.perf_counter()
-                n = fold_summaries(get_store(), name)
-                with self._lock:
-                    self._stats["folds"] += 1
-                    self._stats["fold_ms_total"] += (time.perf_counter() - t0) * 1000
-                    self._stats["folded"] += n
+    def _rebuild_if_needed(self, name: str) -> None:
+        """Start the background summary rebuild of ``name`` when enough appended events are
+        behind (app/services/live.rebuild_if_needed), but only once the last rebuild ended
+        long enough ago (incremental.rebuild_spaced): a rebuild keeps appends out while it
+        runs, so a steady stream must not start one after another."""
+        try:
+            cur = get_store().cursor()
+            try:
+                spaced = incremental.rebuild_spaced(cur, name)
+            finally:
+                cur.close()
+            if spaced:
+                live.rebuild_if_needed(name)
+        except Exception:  # noqa: BLE001 - the events are stored; the pages still answer
+            log.exception("could not start the summary rebuild of %s", name)
 
     def _take(self, pending: deque[_Request]) -> list[_Request]:
         """The next group: the oldest live request and, for an append, the appends to the
@@ -242,7 +301,8 @@ class Writer:
         store = get_store()
         if head.kind == "drop":
             try:
-                head.result = store.drop(head.name)
+                with write_lock:  # no fold of the dataset meanwhile
+                    head.result = store.drop(head.name)
             except Exception as exc:  # noqa: BLE001 - the caller's error (DatasetNotFound, ...)
                 head.error = exc
             with self._lock:
@@ -278,10 +338,6 @@ class Writer:
             s["commit_ms_max"] = max(s["commit_ms_max"], ms)
             s["last_commit_ms"] = ms
             s["largest_group"] = max(s["largest_group"], len(frame))
-        try:  # enough appended events behind in the summaries: rebuild them in the background
-            live.rebuild_if_needed(head.name)
-        except Exception:  # noqa: BLE001 - the events are stored; the pages still answer
-            log.exception("could not start the summary rebuild of %s", head.name)
 
 
 def _clean(name: str) -> str:

@@ -322,6 +322,48 @@ def test_a_failed_fold_keeps_the_events_and_the_next_fold_catches_up(ws, monkeyp
     assert tables.Rollup(cur, name).summary()["events"] == res.rows
 
 
+def test_folds_beside_appends_keep_the_summaries_exact(ws):
+    """A fold runs beside appends (the server folds in its own thread): 40 appends commit
+    while another thread folds again and again, none fails, and after a last fold the
+    summary counts every event, equal to the registry and to a full rebuild."""
+    import threading
+
+    from trailscope.analytics.rollups import build, tables
+
+    name = fresh(ws, "beside")
+    cur = ws.cursor()
+    build.rebuild(cur, name)
+    start = pd.Timestamp(ws.info(name).time_max).to_pydatetime() + timedelta(days=1)
+    batches = [ap.validate(events(ws, name, 25, f"b{k}", start + timedelta(days=k)))
+               for k in range(40)]
+    stop, folds, errors = threading.Event(), [], []
+
+    def folder() -> None:
+        while not stop.is_set():
+            try:
+                folds.append(ap.fold_summaries(ws, name))
+            except Exception as exc:  # noqa: BLE001 - reported by the assert below
+                errors.append(exc)
+            stop.wait(0.01)
+
+    thread = threading.Thread(target=folder)
+    thread.start()
+    try:
+        stored = sum(ap.append(ws, name, b, fold=False).stored for b in batches)
+    finally:
+        stop.set()
+        thread.join()
+    folds.append(ap.fold_summaries(ws, name))
+    assert not errors and stored == 40 * 25 and sum(folds) == stored
+    assert sum(1 for n in folds if n) > 1               # some folds ran between the appends
+    assert incremental.staged_rows(cur, name) == 0 and tables.fresh(cur, name)
+    rows = ws.info(name).rows
+    assert recount(ws, name) == registry(ws, name)
+    assert tables.Rollup(cur, name).summary()["events"] == rows == recount(ws, name)[0]
+    build.rebuild(cur, name)
+    assert tables.Rollup(cur, name).summary()["events"] == rows
+
+
 def test_refusals(ws):
     frame = ap.validate([{U: "u", IT: "i", T: "2012-04-03T18:00:09Z"}])
     with pytest.raises(DatasetNotFound, match="no dataset named 'nope'"):
