@@ -12,6 +12,7 @@ Two kinds of real data (tests/data/README.md):
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -36,6 +37,17 @@ SLICES = ROOT / "tests" / "data"
 NYC = SLICES / "foursquare-nyc" / "NYC_checkins_reconstructed.csv.gz"
 TAOBAO = SLICES / "taobao-userbehavior" / "UserBehavior_head26222.csv"
 GEOLIFE = SLICES / "geolife" / "geolife_sample.txt.gz"
+
+
+
+def nyc_head(path: Path, lines: int) -> Path:
+    """The first ``lines`` lines of the NYC slice (its header included), as a plain CSV at
+    ``path``: a smaller NYC file for tests that import it through a server or a page."""
+    with gzip.open(NYC, "rt", encoding="utf-8") as fh:
+        path.write_text("".join(line for _, line in zip(range(lines), fh, strict=False)),
+                        encoding="utf-8")
+    return path
+
 
 FULL_DATA_REASON = (f"full_data: needs the complete datasets in {FULL_DATA} "
                     "(set TRAILSCOPE_DATA; tests/data/README.md)")

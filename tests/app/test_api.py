@@ -9,78 +9,24 @@ client (skipped where the machine has no such address).
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import requests
 from trailscope.analytics import schema
+from trailscope.app.localserver import local_server
 
-from tests.browser.conftest import ROOT, _free_port
-from tests.conftest import NYC
+from tests.conftest import ROOT, nyc_head
 
 TOKEN = "api-test-token-0123456789abcdef"
 PASSWORD = "api test password, long enough"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY_MB = 0.05       # server A: 52 KB bodies at most
-START_S = 90             # a server's start on a loaded 2-core machine
 NYC_LINES = 4000         # rows of the slice the workspace holds
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAILSCOPE_")}
-    return {**env, "TRAILSCOPE_HOME": str(home), "TRAILSCOPE_BASEMAP": "blank", **extra}
-
-
-@contextmanager
-def serve_cli(home: Path, host: str = "127.0.0.1", **env: str) -> Iterator[str]:
-    """``trailscope serve`` on a free port over workspace ``home``; yields its URL once
-    ``GET /api/v1/health`` answers (any status: a protected server answers 401)."""
-    port = _free_port()
-    log = open(home / "server.log", "w")  # closed below
-    proc = subprocess.Popen([sys.executable, "-m", "trailscope.app.cli", "serve", "--host", host,
-                             "--port", str(port)], cwd=ROOT, env=_env(home, **env), stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://{host}:{port}"
-    try:
-        deadline = time.monotonic() + START_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{(home / 'server.log').read_text()}")
-            try:
-                requests.get(url + "/api/v1/health", timeout=5)
-                break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no answer in {START_S} s:\n"
-                                   f"{(home / 'server.log').read_text()}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def nyc_slice(path: Path, lines: int = NYC_LINES) -> Path:
-    """The first ``lines`` lines of the committed NYC slice, as a plain CSV at ``path``."""
-    with gzip.open(NYC, "rt", encoding="utf-8") as fh:
-        path.write_text("".join(line for _, line in zip(range(lines), fh, strict=False)),
-                        encoding="utf-8")
-    return path
 
 
 def own_address() -> str | None:
@@ -103,7 +49,7 @@ def nyc(tmp_path_factory) -> dict:
 
     home = tmp_path_factory.mktemp("api_home")
     with Store(home / "trailscope.duckdb") as store:
-        import_file(store, nyc_slice(home / "nyc.csv"), name="nyc")
+        import_file(store, nyc_head(home / "nyc.csv", NYC_LINES), name="nyc")
         model_id = api.train(store, "nyc", "markov", log=lambda _m: None).model_id
         top = store.query_df(
             f"SELECT {schema.USER} AS u, max({schema.TS}) AS last, count(*) AS n "
@@ -121,12 +67,13 @@ def servers(nyc, tmp_path_factory) -> Iterator[dict]:
     non-loopback address, server B (password only, listening there), started together."""
     ip = own_address()
     with ExitStack() as stack:
-        out = {"a": stack.enter_context(serve_cli(
-            nyc["home"], TRAILSCOPE_API_TOKEN=TOKEN,
-            TRAILSCOPE_API_MAX_BODY_MB=str(MAX_BODY_MB)))}
+        out = {"a": stack.enter_context(local_server(
+            nyc["home"], env={"TRAILSCOPE_API_TOKEN": TOKEN,
+                              "TRAILSCOPE_API_MAX_BODY_MB": str(MAX_BODY_MB)}))}
         if ip:
-            out["b"] = stack.enter_context(serve_cli(
-                tmp_path_factory.mktemp("api_pw"), host=ip, TRAILSCOPE_PASSWORD=PASSWORD))
+            out["b"] = stack.enter_context(local_server(
+                tmp_path_factory.mktemp("api_pw"), host=ip,
+                env={"TRAILSCOPE_PASSWORD": PASSWORD}))
         yield out
 
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 from trailscope.app.api import openapi
 
-from tests.app.test_api import nyc_slice
+from tests.conftest import nyc_head
 
 #: werkzeug's test client names no client address; the server's own machine is loopback
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
@@ -61,7 +61,7 @@ def api_schema(tmp_path_factory) -> Iterator[dict]:
         mp.delenv(name, raising=False)
     services.close_store()
     store = services.get_store()
-    import_file(store, nyc_slice(home / "nyc.csv", 2000), name="nyc")
+    import_file(store, nyc_head(home / "nyc.csv", 2000), name="nyc")
     model_id = api.train(store, "nyc", "markov", log=lambda _m: None).model_id
     from trailscope.app.main import app
     from trailscope.app.services import models as model_service

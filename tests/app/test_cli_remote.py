@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from trailscope.app.localserver import free_port, local_server, server_env
 
-from tests.app.test_api import _env, nyc_slice, serve_cli
-from tests.browser.conftest import ROOT, _free_port
+from tests.conftest import ROOT, nyc_head
 
 TOKEN = "cli-remote-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -27,7 +27,7 @@ CLI_TIMEOUT_S = 240
 
 def cli(home: Path, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
     """``trailscope ARGS`` in a subprocess over workspace ``home``."""
-    env = _env(home, **({"TRAILSCOPE_API_TOKEN": token} if token else {}))
+    env = server_env(home, **({"TRAILSCOPE_API_TOKEN": token} if token else {}))
     return subprocess.run([sys.executable, "-m", "trailscope.app.cli", *args], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
 
@@ -36,8 +36,8 @@ def cli(home: Path, *args: str, token: str | None = TOKEN) -> subprocess.Complet
 def served(tmp_path_factory) -> Iterator[dict]:
     """A server with an API token over an empty workspace, and a slice of the NYC file."""
     home = tmp_path_factory.mktemp("remote_home")
-    csv = nyc_slice(tmp_path_factory.mktemp("remote_data") / "nyc_checkins.csv", 1500)
-    with serve_cli(home, TRAILSCOPE_API_TOKEN=TOKEN) as url:
+    csv = nyc_head(tmp_path_factory.mktemp("remote_data") / "nyc_checkins.csv", 1500)
+    with local_server(home, env={"TRAILSCOPE_API_TOKEN": TOKEN}) as url:
         yield {"home": home, "url": url, "csv": csv}
 
 
@@ -128,7 +128,7 @@ def test_server_json_goes_at_exit_and_a_stale_one_is_ignored(tmp_path, served):
 
     home = tmp_path / "home"
     home.mkdir()
-    with serve_cli(home) as url:
+    with local_server(home) as url:
         info = json.loads((home / "server.json").read_text())
         assert info["url"] == url
     assert not (home / "server.json").exists()
@@ -143,5 +143,5 @@ def test_server_json_goes_at_exit_and_a_stale_one_is_ignored(tmp_path, served):
         assert store.exists("local")
     # a live pid (this test's) but nothing of ours at its URL: ignored too
     (home / "server.json").write_text(json.dumps(
-        {**info, "pid": os.getpid(), "url": f"http://127.0.0.1:{_free_port()}"}))
+        {**info, "pid": os.getpid(), "url": f"http://127.0.0.1:{free_port()}"}))
     assert remote.find_server(home / "trailscope.duckdb") is None

@@ -12,13 +12,13 @@ from trailscope.analytics.append import live_table
 from trailscope.analytics.ingest.pipeline import import_file
 from trailscope.analytics.store import Store
 from trailscope.app.cli.remote import Server, post_events
+from trailscope.app.localserver import local_server
 
 from tests.app.streams_helpers import (
     nyc_records,
     redis_server,
     start_trailscope,
 )
-from tests.browser.conftest import serve
 from tests.conftest import NYC, TAOBAO
 
 TOKEN = "concurrent-writers-token"
@@ -35,7 +35,7 @@ def test_api_consumer_and_cli_import_at_once(tmp_path, monkeypatch):
     distinct = len({e["event_id"] for e in by_api + by_stream})
     assert distinct == 9000
 
-    with redis_server(tmp_path) as (url, client), serve(home) as server_url:
+    with redis_server(tmp_path) as (url, client), local_server(home) as server_url:
         pipe = client.pipeline(transaction=False)
         for k, e in enumerate(by_stream):
             pipe.xadd("ev", {"event": json.dumps(e)})

@@ -1,9 +1,9 @@
 """Access control (app/security.py) against the real server over real HTTP.
 
-Each server is ``python -m trailscope.app.main`` in a subprocess on a free loopback port
-(``tests.browser.conftest.serve``); requests go through ``requests`` with no mocks. A
-configured token makes the server protected whatever it binds, so loopback runs exercise the
-same checks a network deployment gets.
+Each server is ``trailscope serve`` in a subprocess on a free loopback port
+(``trailscope.app.localserver``, no ``TRAILSCOPE_*`` setting inherited); requests go through
+``requests`` with no mocks. A configured token makes the server protected whatever it binds,
+so loopback runs exercise the same checks a network deployment gets.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from trailscope.app import security
+from trailscope.app.localserver import free_port, local_server
 from trailscope.app.security import AccessConfig, AccessError, check_bind
 
-from tests.browser.conftest import ROOT, _free_port, serve
+from tests.conftest import ROOT
 
 TOKEN = "test-token-0123456789abcdef"
 PASSWORD = "correct horse battery staple"
@@ -35,28 +36,18 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def protected(tmp_path_factory, monkeypatch_module) -> Iterator[str]:
+def protected(tmp_path_factory) -> Iterator[str]:
     """A server with an API token and a password."""
-    with serve(tmp_path_factory.mktemp("protected"),
-               {security.ENV_TOKEN: TOKEN, security.ENV_PASSWORD: PASSWORD}) as url:
+    with local_server(tmp_path_factory.mktemp("protected"),
+                      env={security.ENV_TOKEN: TOKEN, security.ENV_PASSWORD: PASSWORD}) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def open_server(tmp_path_factory, monkeypatch_module) -> Iterator[str]:
+def open_server(tmp_path_factory) -> Iterator[str]:
     """A loopback server with no credential (the default)."""
-    with serve(tmp_path_factory.mktemp("open")) as url:
+    with local_server(tmp_path_factory.mktemp("open")) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    """The servers inherit this process's environment: no credentials from outside."""
-    mp = pytest.MonkeyPatch()
-    for name in (security.ENV_TOKEN, security.ENV_PASSWORD, security.ENV_HOSTS):
-        mp.delenv(name, raising=False)
-    yield mp
-    mp.undo()
 
 
 def _callback_payload(url: str, session: requests.Session) -> dict:
@@ -88,7 +79,7 @@ def _login(url: str, secret: str) -> tuple[requests.Session, requests.Response]:
 def _start(host: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "trailscope.app.main", "--host", host,
-         "--port", str(_free_port())],
+         "--port", str(free_port())],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -311,8 +302,8 @@ def test_login_throttle_window():
     assert small.retry_after("x", now=2.0) == 0 and small.retry_after("z", now=2.0) > 0
 
 
-def test_password_guessing_locked_out(tmp_path, monkeypatch_module):
-    with serve(tmp_path, {security.ENV_PASSWORD: PASSWORD}) as url:
+def test_password_guessing_locked_out(tmp_path):
+    with local_server(tmp_path, env={security.ENV_PASSWORD: PASSWORD}) as url:
         for _ in range(security.LOGIN_FAILURES):
             _, r = _login(url, "a wrong guess of the password")
             assert r.status_code == 401

@@ -2,7 +2,7 @@
 
 With gunicorn's sync/gthread workers, 8 connections sending one byte of a chunk body each held
 every worker, and every other request timed out for as long as they were held. The real server
-(``python -m trailscope.app.main``: waitress) runs here in a subprocess on a free loopback port
+(``trailscope serve``: waitress) runs here in a subprocess on a free loopback port
 with only 4 worker threads; 8 slow uploads hold their bodies open while pages and a Dash layout
 request keep answering under a second; a silent connection is closed after the channel timeout.
 """
@@ -21,9 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from trailscope.app.localserver import free_port, local_server
 from trailscope.app.services import upload
-
-from tests.browser.conftest import _free_port, serve
 
 HDR = {upload.UPLOAD_HEADER: "1"}
 CHUNK = upload.MIN_CHUNK_SIZE
@@ -37,7 +36,7 @@ def url(tmp_path_factory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("slow_clients_home")
     env = {"TRAILSCOPE_THREADS": str(THREADS),
            "TRAILSCOPE_CHANNEL_TIMEOUT_S": str(CHANNEL_TIMEOUT_S)}
-    with serve(home, env) as base:
+    with local_server(home, env=env) as base:
         yield base
 
 
@@ -129,7 +128,7 @@ def test_a_silent_body_is_closed_after_the_channel_timeout(url):
 
 def test_trailscope_serve_runs_the_same_production_server(tmp_path):
     """`trailscope serve` (and so the Procfile) serves with waitress, not Flask's dev server."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "TRAILSCOPE_HOME": str(tmp_path / "home")}
     cli = Path(sys.executable).with_name("trailscope")

@@ -1,5 +1,6 @@
-"""Upload limits over real HTTP: the real server (``python -m trailscope.app.main``, waitress)
-in a subprocess on a free loopback port, with small limits set through its environment.
+"""Upload limits over real HTTP: the real server (``trailscope serve``, waitress; started by
+``trailscope.app.localserver``) in a subprocess on a free loopback port, with small limits
+set through its environment.
 
 Issue 11: ``finish`` of an upload declared with ``chunk_size`` 1 used to take 42 s and 4.6 GB;
 twenty 3 GB reservations were accepted at once; a chunk index of ``²`` gave HTTP 500.
@@ -19,9 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from trailscope.app.localserver import local_server
 from trailscope.app.services import upload
-
-from tests.browser.conftest import serve
 
 HDR = {upload.UPLOAD_HEADER: "1"}
 MAX_UPLOADS = 3
@@ -46,7 +46,7 @@ def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     _plant(home, FINISHED_ID, finished=True)
     env = {"TRAILSCOPE_MAX_UPLOADS": str(MAX_UPLOADS), "TRAILSCOPE_UPLOAD_SPACE_MB": str(SPACE_MB),
            "TRAILSCOPE_MAX_UPLOAD_MB": "2048"}
-    with serve(home, env) as url:
+    with local_server(home, env=env) as url:
         # the planted finished upload counts against the limits: the tests start without it
         _call(url, "DELETE", f"/api/upload/{FINISHED_ID}")
         yield url, home

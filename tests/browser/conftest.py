@@ -1,8 +1,8 @@
 """Browser tests: the real dashboard in a subprocess, driven by headless Debian chromium.
 
-The server runs ``python -m trailscope.app.main`` on a free port with TRAILSCOPE_HOME in a temp
-folder; Playwright drives /usr/bin/chromium (no browser downloads). Screenshots go to
-test-artifacts/.
+The server runs ``trailscope serve`` (``trailscope.app.localserver``) on a free port with
+TRAILSCOPE_HOME in a temp folder; Playwright drives /usr/bin/chromium (no browser downloads).
+Screenshots go to test-artifacts/.
 
 Tests wait for the state they check, never for a fixed time: every Playwright wait (``expect``,
 ``wait_for``, ``wait_for_function``, ...) has ``WAIT_MS`` unless it names a longer one (a
@@ -13,13 +13,7 @@ training), and a check Playwright cannot express (pixels of a map) polls with
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +21,7 @@ from typing import TypeVar
 
 import pytest
 from playwright.sync_api import expect
+from trailscope.app.localserver import local_server
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,12 +55,6 @@ def wait_until(check: Callable[[], T], ok: Callable[[T], bool], what: str,
             time.sleep(every_s)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server_home(tmp_path_factory) -> Path:
     """TRAILSCOPE_HOME of the test server (its uploads land in ``uploads/``)."""
@@ -74,45 +63,17 @@ def server_home(tmp_path_factory) -> Path:
 
 @contextmanager
 def serve(home: Path, env_extra: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``python -m trailscope.app.main`` on a free port over workspace ``home``; yields its URL.
+    """``trailscope serve`` on a free port over workspace ``home`` (``app.localserver``: no
+    ``TRAILSCOPE_*`` setting inherited, the blank basemap unless ``env_extra`` names one);
+    yields its URL once ``/data`` answers.
 
     Modules that need data in place before the server opens the DuckDB file import it into
     their own ``home`` and call this; the rest share the ``server_url`` fixture.
     """
-    port = _free_port()
-    # the blank basemap: no tile requests (the default street map would log a failed request
-    # per tile offline); tests/browser/test_deckmap_offline.py checks the street-map fallback
-    env = {**os.environ, "TRAILSCOPE_HOME": str(home), "TRAILSCOPE_BASEMAP": "blank",
-           **(env_extra or {})}
-    env.pop("TRAILSCOPE_DEFAULT_DATASET", None)
-    log = open(home / "server.log", "w")  # closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trailscope.app.main", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{(home / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(url + "/data", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"server did not answer in 60 s:\n{(home / 'server.log').read_text()}")
-            time.sleep(0.3)
+    # the blank basemap (localserver's default): no tile requests (the default street map
+    # would log a failed request per tile offline); test_deckmap_offline.py checks the fallback
+    with local_server(home, ready_path="/data", env=env_extra) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session")

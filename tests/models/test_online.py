@@ -8,10 +8,6 @@ inserted into the dataset's table directly (what an append does to the events).
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +18,7 @@ import torch
 from trailscope.analytics import schema
 from trailscope.analytics.store import Store
 from trailscope.app.cli.main import main as cli
+from trailscope.app.localserver import LOG, local_server
 from trailscope.app.services import jobs
 from trailscope.app.services import models as model_services
 from trailscope.app.services import workspace as services
@@ -35,8 +32,6 @@ from trailscope.models.training.evaluate import evaluate_model
 from tests.conftest import NYC
 from tests.models.realdata import load, save_frame
 
-ROOT = Path(__file__).resolve().parents[2]
-TRAILSCOPE = Path(sys.executable).parent / "trailscope"
 ENCODER = {"hidden": 16, "use_transitions": False, "use_history": False}  # weights only
 
 
@@ -259,12 +254,6 @@ def test_scheduler_updates_a_dataset_with_new_events(events, home):
         services.close_store()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_updates_on_a_schedule(events, home):
     """``trailscope serve --update-every 1s`` continues the default model of a dataset
     whose events grew: a new checkpoint names it as its parent (or the log says it was
@@ -274,26 +263,17 @@ def test_serve_updates_on_a_schedule(events, home):
         save_frame(store, "nyc", early)
         parent = api.train(store, "nyc", "markov", log=lambda m: None)
         append_events(store, "nyc", late)
-    log_path = home / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [str(TRAILSCOPE), "serve", "--port", str(_free_port()), "--update-every", "1s"],
-            cwd=ROOT, env={**os.environ, "TRAILSCOPE_HOME": str(home)}, stdout=log,
-            stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 90
-            folder = home / "models" / "nyc"
-            while True:
-                children = [json.loads(p.read_text()) for p in folder.glob("*.json")]
-                done = [c for c in children if c.get("parent") == parent.model_id]
-                if done or "online update of 'nyc': kept the parent" in log_path.read_text():
-                    break
-                assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.5)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+    log_path = home / LOG
+    with local_server(home, args=["--update-every", "1s"]):
+        deadline = time.monotonic() + 90
+        folder = home / "models" / "nyc"
+        while True:
+            children = [json.loads(p.read_text()) for p in folder.glob("*.json")]
+            done = [c for c in children if c.get("parent") == parent.model_id]
+            if done or "online update of 'nyc': kept the parent" in log_path.read_text():
+                break
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.5)
     if done:
         assert done[0]["valid_new"] >= done[0]["valid_parent"]
         assert done[0]["dataset_rows"] == len(early) + len(late)
