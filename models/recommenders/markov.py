@@ -6,10 +6,24 @@ score(b | last item a) = (count(a -> b) + beta * fallback(b)) / (count(a -> .) +
 the last place when coordinates exist ("popular places nearby"). With ``beta`` =
 ``min_transitions`` an item with few observed transitions leans on the fallback, and a
 well-observed one keeps its transition probabilities (the fallback then only breaks ties).
+
+With ``link_share`` g > 0 the counts are read through a model of links instead
+("links + popularity"): a share g of the moves out of item a goes to the fallback law, the rest
+to a's few links (about ``link_count`` K of the n items, rho = K / n). Each pair's count is
+Poisson: mean e = g N fb(b) without a link, e + mu with one (mu = (1 - g) N / K, N the moves out
+of a), so the posterior that a -> b is a link is
+
+    P(link | k) = sigmoid(log(rho / (1 - rho)) + k log(1 + mu / e) - mu)
+
+and score(b | a) is proportional to P(link | k) (1 - g) / K + g fb(b). Unlike the additive
+smoothing above, one count at an item the fallback seldom draws is read as evidence of a link,
+one count at a popular item as popularity, and a link seen twice ranks with one seen five times
+(its true share is the same). Which reading fits is chosen on validation with the rest.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,15 +49,24 @@ class MarkovRec(CountModel):
         min_transitions: float = 5.0    # beta: pseudo-count given to the fallback
         bandwidth_km: float = 1.0       # distance scale of the nearby-popular fallback
         tune: bool = True               # choose both on validation
+        link_share: float = 0.0         # g: 0 = additive smoothing; > 0 = links + popularity
+        link_count: float = 10.0        # K: about how many links an item has
 
     #: the fallback's pseudo-count, and (with coordinates) how near "nearby" is
     GRID = {"min_transitions": (0.5, 2.0, 5.0, 20.0, 80.0), "bandwidth_km": (0.5, 1.0, 3.0)}
+    #: the links + popularity reading (min_transitions plays no part in it)
+    LINK_GRID = {"link_share": (0.4, 0.5, 0.6), "link_count": (5.0, 10.0, 20.0)}
 
     @property
-    def grid(self) -> dict[str, tuple[float, ...]]:
-        if self.meta.has_coordinates:
-            return self.GRID
-        return {"min_transitions": self.GRID["min_transitions"]}
+    def grid(self) -> list[dict[str, tuple[float, ...]]]:
+        near = {"bandwidth_km": self.GRID["bandwidth_km"]} if self.meta.has_coordinates else {}
+        return [{"link_share": (0.0,), "min_transitions": self.GRID["min_transitions"], **near},
+                {**self.LINK_GRID, **near}]
+
+    def chosen_settings(self) -> dict[str, float]:
+        """The tuned values that matter for the chosen reading of the counts."""
+        unused = "min_transitions" if self.config.link_share > 0 else "link_count"
+        return {k: v for k, v in super().chosen_settings().items() if k != unused}
 
     def __init__(self, meta: DataMeta, config: Config | None = None) -> None:
         super().__init__(meta, config or self.Config())
@@ -87,10 +110,26 @@ class MarkovRec(CountModel):
     def _score(self, batch: Batch, lat: torch.Tensor, lon: torch.Tensor) -> torch.Tensor:
         last = batch.item_seq[:, -1]                                 # left-padded: newest
         counts = self._transition_counts(last)                          # (B, n_items + 1)
-        beta = float(self.config.min_transitions)
         fb = self._fallback(lat, lon).to(counts.device)
+        if self.config.link_share > 0:
+            return self.mask_padding(self._link_scores(counts, fb))
+        beta = float(self.config.min_transitions)
         scores = (counts + beta * fb) / (counts.sum(1, keepdim=True) + beta)
         return self.mask_padding(scores)
+
+    def _link_scores(self, counts: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+        """(B, n_items + 1) next-item probabilities of the links + popularity reading."""
+        g, links = float(self.config.link_share), float(self.config.link_count)
+        rho = min(links / max(self.meta.n_items, 1), 0.5)
+        per_link = (1.0 - g) / links
+        n_out = counts.sum(1, keepdim=True)
+        expected = g * n_out * fb                               # e: the count without a link
+        mu = per_link * n_out                                   # the extra count of a link
+        log_odds = (math.log(rho / (1.0 - rho)) - mu
+                    + counts * torch.log1p(mu / expected.clamp(min=1e-12)))
+        scores = torch.sigmoid(log_odds) * per_link + g * fb
+        scores[:, 0] = 0.0
+        return scores / scores.sum(1, keepdim=True).clamp(min=1e-12)
 
     @staticmethod
     def _last_position(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

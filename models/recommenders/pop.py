@@ -15,7 +15,7 @@ import torch
 
 from ..base import Batch, DataMeta, Recommender
 from ..data.features import haversine_km
-from ..training.tuning import tune_on_validation
+from ..training.tuning import Grid, grid_keys, tune_on_validation
 
 SECONDS_PER_DAY = 86400.0
 
@@ -58,13 +58,13 @@ class CountModel(Recommender):
         return tune_on_validation(self, ds, self.grid, device).message(self.name)
 
     @property
-    def grid(self) -> dict[str, tuple[Any, ...]]:
+    def grid(self) -> Grid:
         """The settings ``calibrate`` tries (``GRID`` unless the data rules some out)."""
         return self.GRID
 
     def chosen_settings(self) -> dict[str, Any]:
         """The values of the tuned settings (stored in the checkpoint's metrics)."""
-        return {k: getattr(self.config, k) for k in self.grid}
+        return {k: getattr(self.config, k) for k in grid_keys(self.grid)}
 
     def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any,
                               **kwargs: Any) -> None:

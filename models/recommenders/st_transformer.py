@@ -86,6 +86,8 @@ class STTransformer(Recommender):
         use_transitions: bool = True    # the first-order Markov model as a score part
         prior_min_transitions: float = 5.0  # its fallback pseudo-count (markov min_transitions)
         prior_bandwidth_km: float = 1.0     # its nearby-popular fallback (markov bandwidth_km)
+        prior_link_share: float = 0.0       # its links + popularity reading (markov link_share)
+        prior_link_count: float = 10.0      # (markov link_count)
         use_history: bool = True        # the repeat model (the user's own items) as a part
         history_window: int | None = 50          # its events used (repeat window; None: all)
         history_half_life_hours: float | None = 168.0  # its recency half-life (None: counts)
@@ -150,7 +152,8 @@ class STTransformer(Recommender):
         self.prior = None
         if c.use_transitions:
             self.prior = MarkovRec(meta, MarkovRec.Config(
-                c.prior_min_transitions, c.prior_bandwidth_km, tune=c.tune_parts))
+                c.prior_min_transitions, c.prior_bandwidth_km, tune=c.tune_parts,
+                link_share=c.prior_link_share, link_count=c.prior_link_count))
         self.recent = None
         if c.use_history:
             self.recent = RepeatRec(meta, RepeatRec.Config(
@@ -273,7 +276,9 @@ class STTransformer(Recommender):
             pc = self.prior.config
             self.config = dataclasses.replace(self.config,
                                               prior_min_transitions=pc.min_transitions,
-                                              prior_bandwidth_km=pc.bandwidth_km)
+                                              prior_bandwidth_km=pc.bandwidth_km,
+                                              prior_link_share=pc.link_share,
+                                              prior_link_count=pc.link_count)
         notes = [f"{self.name} part {n}" for n in notes if n]
         if len(self.parts) > 1 and not self.config.blend:
             self.blend_weights.fill_(1.0)
@@ -294,7 +299,9 @@ class STTransformer(Recommender):
                        history_half_life_hours=c.history_half_life_hours)
         if self.prior is not None:
             out.update(prior_min_transitions=c.prior_min_transitions,
-                       prior_bandwidth_km=c.prior_bandwidth_km)
+                       prior_bandwidth_km=c.prior_bandwidth_km,
+                       prior_link_share=c.prior_link_share,
+                       prior_link_count=c.prior_link_count)
         if len(self.parts) > 1:
             out["blend"] = {str(p): self.part_weight(p) for p in self.parts}
         return out

@@ -1,7 +1,8 @@
 """Choose a count model's few settings on the validation split (never on test).
 
 ``tune_on_validation(model, ds, {"window": (20, 50, None), ...})`` tries every combination of
-the grid: the model's frozen ``config`` is replaced, ``model.refit()`` recomputes what the
+the grid (a sequence of such mappings tries the union of their combinations, for settings that
+only matter together): the model's frozen ``config`` is replaced, ``model.refit()`` recomputes what the
 settings change, and the validation part is ranked over all items with the evaluator's own
 masking (models.training.evaluate). The best validation NDCG@10 wins, MRR breaks ties, then
 the grid order (the first values are the simplest). The model keeps the chosen config, so the
@@ -13,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +49,20 @@ class Tuned:
                 f"{self.default_ndcg:.4f})")
 
 
-def tune_on_validation(model: Recommender, ds: SeqDataset,
-                       grid: Mapping[str, tuple[Any, ...]],
+Grid = Mapping[str, tuple[Any, ...]] | Sequence[Mapping[str, tuple[Any, ...]]]
+
+
+def grid_parts(grid: Grid) -> list[Mapping[str, tuple[Any, ...]]]:
+    """The grid as a list of mappings, each tried as the product of its values."""
+    return [grid] if isinstance(grid, Mapping) else list(grid)
+
+
+def grid_keys(grid: Grid) -> list[str]:
+    """Every setting a grid names, in order, once."""
+    return list(dict.fromkeys(k for part in grid_parts(grid) for k in part))
+
+
+def tune_on_validation(model: Recommender, ds: SeqDataset, grid: Grid,
                        device: torch.device | str = "cpu") -> Tuned:
     """Set ``model.config`` to the grid point of best validation NDCG@10 (see module doc)."""
     t0 = time.perf_counter()
@@ -65,13 +78,14 @@ def tune_on_validation(model: Recommender, ds: SeqDataset,
     default = measure(base)
     best: tuple[tuple[float, float], dict[str, Any]] | None = None
     tried = 0
-    for values in itertools.product(*grid.values()):
-        cand = dict(zip(grid, values, strict=True))
-        now = {k: getattr(base, k) for k in grid}
-        score = default if cand == now else measure(dataclasses.replace(base, **cand))
-        tried += 1
-        if best is None or score > best[0]:
-            best = (score, cand)
+    for part in grid_parts(grid):
+        for values in itertools.product(*part.values()):
+            cand = dict(zip(part, values, strict=True))
+            now = {k: getattr(base, k) for k in part}
+            score = default if cand == now else measure(dataclasses.replace(base, **cand))
+            tried += 1
+            if best is None or score > best[0]:
+                best = (score, cand)
     assert best is not None, "an empty grid"
     model.config = dataclasses.replace(base, **best[1])
     refit()

@@ -12,6 +12,7 @@ from trailscope.models.recommenders.pop import PopRec
 from trailscope.models.recommenders.registry import MODELS, build_model
 from trailscope.models.recommenders.repeat import RepeatRec, history_counts
 from trailscope.models.training.evaluate import evaluate_model
+from trailscope.models.training.tuning import grid_keys, grid_parts
 
 from tests.models.realdata import real_workspace
 
@@ -105,6 +106,27 @@ def test_markov_transitions_and_nearby_fallback():
     assert near[1:].argmax().item() + 1 == 1
 
 
+def test_markov_link_reading_weighs_counts_against_popularity():
+    meta = _meta()                                  # popularity (5, 1, 1, 1, 9, 1)
+    # out of item 1: item 2 five times, item 3 twice, item 5 (the most popular) twice
+    fit = _batch([[1, 1, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1]],
+                 next_items=[[2, 2, 2, 2], [2, 3, 3, 5], [0, 0, 0, 5]])
+    additive = MarkovRec(meta, MarkovRec.Config(min_transitions=1.0))
+    links = MarkovRec(meta, MarkovRec.Config(link_share=0.5, link_count=1.2))
+    for m in (additive, links):
+        m.fit_counts([fit])
+    a = additive.score(_batch([[0, 0, 0, 1]]))[0]
+    s = links.score(_batch([[0, 0, 0, 1]]))[0]
+    assert torch.isclose(s[1:].sum(), torch.tensor(1.0))        # a distribution
+    # additive smoothing: counts decide, popularity only breaks the 3-vs-5 tie
+    assert a[2] > a[5] > a[3]
+    # links: two moves to a rarely drawn item are read as a link, nearly as sure as five;
+    # two moves to the most popular item are what popularity alone explains
+    assert s[3] > s[5] and s[2] - s[3] < (a[2] - a[3]) / 2
+    # items never reached from 1 keep the popularity order
+    assert s[1] > s[4] and torch.isclose(s[4], s[6])
+
+
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
     store = real_workspace(tmp_path_factory.mktemp("base"), "nyc", "ml")
@@ -173,14 +195,21 @@ def test_count_models_choose_their_settings_on_validation(real):
         default = evaluate_model(model, ds, "valid", with_slices=False)["ndcg@10"]
         note = model.calibrate(ds)
         chosen = model.chosen_settings()
-        assert note.startswith(f"{name} tuned on validation") and set(chosen) <= set(model.GRID)
-        assert all(v in model.GRID[k] for k, v in chosen.items())
+        parts = grid_parts(model.grid)
+        assert note.startswith(f"{name} tuned on validation") and set(chosen) <= set(
+            grid_keys(model.grid))
+        # the chosen values are one point of one part of the grid
+        assert any(all(getattr(model.config, k) in part[k] for k in part) for part in parts)
         tuned = evaluate_model(model, ds, "valid", with_slices=False)["ndcg@10"]
         assert tuned >= default
-        # nothing in the grid does better on validation
-        for key, values in model.grid.items():
-            for v in values:
-                other = build_model(name, ds.meta, **{**chosen, key: v, "tune": False})
-                other.fit_counts(list(ds.batches("train", 1024)))
-                other.calibrate(ds)
-                assert evaluate_model(other, ds, "valid", with_slices=False)["ndcg@10"] <= tuned
+        # nothing in the grid does better on validation: one setting changed at a time
+        for part in parts:
+            here = {k: getattr(model.config, k) for k in part}
+            for key, values in part.items():
+                for v in values:
+                    other = build_model(name, ds.meta, **{**chosen, **here, key: v,
+                                                          "tune": False})
+                    other.fit_counts(list(ds.batches("train", 1024)))
+                    other.calibrate(ds)
+                    assert evaluate_model(other, ds, "valid",
+                                          with_slices=False)["ndcg@10"] <= tuned

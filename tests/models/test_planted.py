@@ -102,3 +102,40 @@ def test_learnable_bound_lies_between_popularity_and_the_ceiling() -> None:
     assert popular + 0.1 < bound["ndcg@10"] <= ceil + 1e-9
     # about 140 transitions per item here: the posterior finds nearly every successor
     assert bound["ndcg@10"] > 0.97 * ceil
+
+
+def _expected_ndcg10(scores: np.ndarray, probs: np.ndarray) -> float:
+    """Mean NDCG@10 of each row's top 10 under the true next-item distribution ``probs``."""
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    return float((np.take_along_axis(probs, top, 1) / np.log2(np.arange(2, 12))).sum(1).mean())
+
+
+def test_markov_link_reading_gets_closer_to_the_planted_law(store) -> None:
+    """The issue-17 shape, smaller: the links + popularity reading of the transition counts
+    ranks nearer the generator than additive smoothing at its best pseudo-count, judged by
+    the expected NDCG@10 under the true next-item law (no sampling noise of test targets)."""
+    import torch
+    from trailscope.models.data.dataset import build_dataset
+    from trailscope.models.recommenders.markov import MarkovRec
+
+    p = pl.generate(pl.PlantedConfig(n_users=600, events_per_user=40, n_items=400,
+                                     n_successors=7, follow_prob=0.6, seed=5))
+    pl.save(store, "planted", p)
+    ds = build_dataset(store, "planted", "leave-last")
+    train = list(ds.batches("train", 4096))
+    test = next(ds.batches("test", 4096))
+    ours = pl.item_index(np.asarray(ds.meta.item_ids))          # model index i+1 -> planted
+    prev = ours[test.item_seq[:, -1].numpy() - 1]
+    truth = pl.next_item_probs(p, prev)[:, ours]                 # columns in model order
+    ceiling = _expected_ndcg10(truth, truth)
+
+    def expected(**config) -> float:
+        m = MarkovRec(ds.meta, MarkovRec.Config(tune=False, **config))
+        m.fit_counts(train)
+        with torch.no_grad():
+            return _expected_ndcg10(m.score(test)[:, 1:].numpy(), truth)
+
+    additive = max(expected(min_transitions=b) for b in MarkovRec.GRID["min_transitions"])
+    links = expected(link_share=0.5, link_count=10.0)
+    assert additive < links <= ceiling
+    assert links - additive > 0.01 * ceiling

@@ -52,8 +52,10 @@ def test_st_transformer_uses_the_prior_and_round_trips():
         without.prior.fit_counts([])
         diff = (model.score(batch) - without.eval().score(batch))[:, 1:]
         # the transition part is the Markov model's log-probability, with its settings
-        markov = MarkovRec(meta, MarkovRec.Config(model.config.prior_min_transitions,
-                                                  model.config.prior_bandwidth_km))
+        c = model.config
+        markov = MarkovRec(meta, MarkovRec.Config(
+            c.prior_min_transitions, c.prior_bandwidth_km, link_share=c.prior_link_share,
+            link_count=c.prior_link_count))
         markov.fit_counts([batch])
         torch.testing.assert_close(model.score_parts(batch)[1][:, 1:],
                                    markov.score(batch)[:, 1:].clamp(min=1e-12).log())
