@@ -92,19 +92,23 @@
     return v;
   }
 
+  // The text of a layer's tooltip template filled from one of its objects (null: none).
+  function tooltipText(state, layerId, obj) {
+    var meta = state.meta[layerId] || {};
+    var tpl = meta.tooltip || (state.spec.tooltip && state.spec.tooltip.text);
+    if (!tpl) { return null; }
+    return tpl.replace(/\{([^{}]+)\}/g, function (_, field) {
+      var v = lookup(obj, field);
+      return v == null ? '' : String(v);
+    });
+  }
+
   function tooltipFor(key) {
     return function (info) {
       var state = maps[key];
       if (!state || !info || !info.picked || info.object == null || !info.layer) { return null; }
-      var meta = state.meta[info.layer.id] || {};
-      var tpl = meta.tooltip || (state.spec.tooltip && state.spec.tooltip.text);
-      if (!tpl) { return null; }
-      var obj = info.object;
-      var text = tpl.replace(/\{([^{}]+)\}/g, function (_, field) {
-        var v = lookup(obj, field);
-        return v == null ? '' : String(v);
-      });
-      return {text: text, style: TIP_STYLE};
+      var text = tooltipText(state, info.layer.id, info.object);
+      return text === null ? null : {text: text, style: TIP_STYLE};
     };
   }
 
@@ -420,13 +424,66 @@
     });
   }
 
+  // Helpers the canvas renderer (assets/canvasmap.js) shares with deck.gl maps.
+  var canvasHooks = {
+    setAttribution: setAttribution, setNote: setNote, offlineNote: OFFLINE_NOTE,
+    tipStyle: TIP_STYLE, tooltipText: tooltipText, drawn: markDrawn,
+    viewChanged: function (state) { setScale(state); }
+  };
+
+  function wantsCanvas(spec) {
+    var lite = window.trailscopeCanvasMap;
+    return !!(spec && spec.renderer === 'canvas' && lite && lite.supports(spec));
+  }
+
+  // A spec with renderer "canvas" (deck_spec(..., renderer="canvas")): drawn on a 2D canvas
+  // at once, without loading deck.gl (see assets/canvasmap.js for why).
+  function renderCanvas(container, spec, time) {
+    var asked = performance.now();
+    try {
+      sweep();
+      var key = container.id || '__standalone';
+      var state = maps[key];
+      if (state && (state.container !== container || !state.lite)) {
+        state.deck.finalize();
+        state = null;
+      }
+      var before = state ? state.spec : null;
+      state = maps[key] = window.trailscopeCanvasMap.render(container, spec, time, state,
+        canvasHooks);
+      if (state.spec !== before) {
+        addZoomButtons(state);
+        setScale(state);
+        state.timing = {spec: asked, deck: asked, built: performance.now()};
+      }
+      setMessage(container, null);
+      return Promise.resolve({ok: true, layers: state.base.length, error: null, spec: true});
+    } catch (err) {
+      setMessage(container, userMessage(err));
+      console.error('trailscope deckmap:', err);
+      return Promise.resolve({ok: false, layers: 0, error: String(err.message || err),
+        spec: true});
+    }
+  }
+
   function render(container, spec, time) {
+    var current = maps[container.id || '__standalone'];
+    if (wantsCanvas(spec) || (!spec && current && current.lite)) {
+      if (spec) { return renderCanvas(container, spec, time); }
+      current.base = [];
+      current.spec = {};
+      current.deck.redraw();
+      return Promise.resolve({ok: true, layers: 0, error: null, spec: false});
+    }
     var asked = performance.now();
     return loadDeck().then(function (deck) {
       sweep();
       var key = container.id || '__standalone';
       var state = maps[key];
-      if (state && state.container !== container) { state.deck.finalize(); state = null; }
+      if (state && (state.container !== container || state.lite)) {
+        state.deck.finalize();
+        state = null;
+      }
       if (!spec) {
         if (state) { state.deck.setProps({layers: []}); state.spec = {}; state.base = []; }
         var waiting = container.querySelector('.trailscope-deckmap-placeholder');
@@ -502,7 +559,10 @@
   // callbacks are still computing the map (the bundle is large to parse).
   function preloadWhenMapAppears() {
     if (typeof MutationObserver === 'undefined' || !document.documentElement) { return; }
-    var seen = function () { return document.querySelector('.trailscope-deckmap'); };
+    // maps drawn on a canvas (DeckMap(..., renderer="canvas")) never need deck.gl
+    var seen = function () {
+      return document.querySelector('.trailscope-deckmap:not([data-renderer="canvas"])');
+    };
     if (seen()) { loadDeck().catch(function () { return null; }); return; }
     var observer = new MutationObserver(function () {
       if (seen()) {

@@ -140,8 +140,16 @@ def basemap_from_env(value: str | None = None) -> dict[str, str] | None:
                      f"{sorted(BASEMAPS)}, 'none', or a tile URL containing {{z}}/{{x}}/{{y}}")
 
 
+#: Renderers a spec may ask for: deck.gl (WebGL), or a 2D canvas (assets/canvasmap.js) for
+#: small maps of these layer types, which draws at once where deck.gl's software WebGL takes
+#: seconds to start (no GPU: headless browsers, many VMs).
+RENDERERS = ("deck", "canvas")
+CANVAS_LAYERS = frozenset({"ScatterplotLayer", "PathLayer", "TripsLayer", "TextLayer"})
+
+
 def deck_spec(layers: list[dict], view: dict, tooltip: dict | None = None, *,
-              basemap: str | None = None, time: float | None = None) -> dict:
+              basemap: str | None = None, time: float | None = None,
+              renderer: str = "deck") -> dict:
     """Assemble a JSON-safe map spec from layer dicts (``*_layer`` builders) and a view.
 
     ``tooltip`` is the default text template for pickable layers without their own, as
@@ -149,7 +157,11 @@ def deck_spec(layers: list[dict], view: dict, tooltip: dict | None = None, *,
     ``basemap`` overrides ``$TRAILSCOPE_BASEMAP`` (``"none"`` forces a blank map).
     ``time`` is the replay time (seconds since the layers' origin) the map first draws at,
     so it need not wait for the replay controls (their slider's value, usually).
+    ``renderer="canvas"`` draws the map on a 2D canvas instead of deck.gl (``CANVAS_LAYERS``
+    only; pair it with ``DeckMap(..., renderer="canvas")`` so the page never loads deck.gl).
     """
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {RENDERERS}, not {renderer!r}")
     if tooltip is not None:
         if "html" in tooltip or not isinstance(tooltip.get("text"), str):
             raise ValueError("tooltip must be {'text': 'template with {column} fields'}; HTML "
@@ -165,10 +177,15 @@ def deck_spec(layers: list[dict], view: dict, tooltip: dict | None = None, *,
         if layer["id"] in seen:
             raise ValueError(f"two layers share id {layer['id']!r}; pass id=... to tell apart")
         seen.add(layer["id"])
+        if renderer == "canvas" and layer["@@type"] not in CANVAS_LAYERS:
+            raise ValueError(f"layer {layer['id']!r} ({layer['@@type']}) can not be drawn on a "
+                             f"canvas; use renderer='deck' or only {sorted(CANVAS_LAYERS)}")
     spec = {"initialViewState": {"pitch": 0, "bearing": 0, **view},
             "views": [{"@@type": "MapView", "controller": True}],
             "layers": layers, "tooltip": tooltip, "basemap": basemap_from_env(basemap),
             "time": None if time is None else float(time)}
+    if renderer != "deck":
+        spec["renderer"] = renderer
     try:
         json.dumps(spec, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -219,10 +236,17 @@ def view_for(lat: Sequence[float] | pd.Series, lon: Sequence[float] | pd.Series,
 
 
 # -- components ---------------------------------------------------------------------------
-def DeckMap(id: str, spec: dict | None = None, height: int | str = 480) -> html.Div:  # noqa: N802
-    """A map: put it in a layout, then send specs to ``spec_id(id)`` from a callback."""
+def DeckMap(id: str, spec: dict | None = None, height: int | str = 480,  # noqa: N802
+            renderer: str = "deck") -> html.Div:
+    """A map: put it in a layout, then send specs to ``spec_id(id)`` from a callback.
+
+    ``renderer="canvas"`` says the map's specs are canvas ones (``deck_spec(...,
+    renderer="canvas")``), so the page does not preload deck.gl for it."""
     if not isinstance(id, str) or not id:
         raise ValueError("DeckMap needs a non-empty string id")
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {RENDERERS}, not {renderer!r}")
+    marks = {"data-renderer": renderer} if renderer != "deck" else {}
     h = f"{height}px" if isinstance(height, (int, float)) else height
     return html.Div([
         dcc.Store(id=spec_id(id), data=spec),
@@ -232,7 +256,7 @@ def DeckMap(id: str, spec: dict | None = None, height: int | str = 480) -> html.
                           className="trailscope-deckmap-placeholder",
                           style={"position": "absolute", "left": "8px", "top": "8px",
                                  "font": "12px sans-serif", "color": "#666"}),
-                 id={"type": _CANVAS, "id": id}, className="trailscope-deckmap",
+                 id={"type": _CANVAS, "id": id}, className="trailscope-deckmap", **marks,
                  style={"position": "relative", "width": "100%", "height": h,
                         "background": "#f5f6f8", "overflow": "hidden"}),
         dcc.Store(id={"type": _FRAME, "id": id}, data=None),  # replay frames' status

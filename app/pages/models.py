@@ -100,10 +100,11 @@ def _preselect(models: list[dict[str, Any]]) -> tuple[str | None, list[dict[str,
 
 def _inspect_cards(name: str, models: list[dict[str, Any]], coords: bool) -> list[Any]:
     first, opts, note = _preselect(models)
-    where = (deckmap.DeckMap(ids.MODELS_MAP, height=420) if coords else ui.notice(
-        f"Dataset {name!r} has no coordinates (lat/lon), so there is no map of the user's "
-        "path and the recommended places; re-import it with latitude/longitude columns "
-        "mapped to see one.", "info"))
+    no_map = (f"Dataset {name!r} has no coordinates (lat/lon), so there is no map of the "
+              "user's path and the recommended places; re-import it with latitude/longitude "
+              "columns mapped to see one.")
+    where = (deckmap.DeckMap(ids.MODELS_MAP, height=420, renderer="canvas") if coords
+             else ui.notice(no_map, "info"))
     return [
         ui.card(title="Per-slice quality", children=[
             html.Div(className="form-row", children=[

@@ -55,7 +55,7 @@ def layout(dataset: Any = None, user: Any = None, **_query: Any) -> html.Div:
     basis = users.drift_basis(name)
     no_map = map_service.coordinates_note(name)
     map_body: Any = (ui.empty_state("No map for this dataset", no_map) if no_map else html.Div([
-        dcc.Loading(deckmap.DeckMap(ids.USERS_DECK, height=440), type="dot",
+        dcc.Loading(deckmap.DeckMap(ids.USERS_DECK, height=440, renderer="canvas"), type="dot",
                     color=views.LOADING_COLOR, overlay_style=_OVERLAY, delay_show=150),
         html.Div(id=ids.USERS_MAP_BOX, className="replay-compact"),
     ]))

@@ -168,7 +168,10 @@ def user_map_spec(name: str, user: str, events: pd.DataFrame) -> MapSpec | None:
                                      tooltip="trip {trip}: {n_points} points"))
     layers.append(dm.scatter_layer(places, color_by="visits", radius_px=5,
                                    tooltip="{item_id}\n{visits} visits"))
-    return MapSpec(spec=dm.deck_spec(layers, view, time=span), origin=start, span_s=span,
+    # one user's trips and places draw at once on a canvas; deck.gl's software WebGL took
+    # seconds to start in a browser without a GPU (issue #13)
+    return MapSpec(spec=dm.deck_spec(layers, view, time=span, renderer="canvas"),
+                   origin=start, span_s=span,
                    window_s=win_s, window_label=label,
                    counts={"places": len(places), "trips": len(trips)})
 

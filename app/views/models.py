@@ -350,4 +350,7 @@ def recs_map_spec(rec: dict[str, Any], events: pd.DataFrame) -> dict[str, Any] |
                     "score {score_text}"))
     lat = pd.concat([ev[schema.LAT], recs[schema.LAT]])
     lon = pd.concat([ev[schema.LON], recs[schema.LON]])
-    return deckmap.deck_spec(layers, deckmap.view_for(lat, lon, width=700, height=420))
+    # a canvas draws these few points and one path at once; deck.gl's software WebGL took
+    # seconds to start in a browser without a GPU (issue #13)
+    return deckmap.deck_spec(layers, deckmap.view_for(lat, lon, width=700, height=420),
+                             renderer="canvas")
