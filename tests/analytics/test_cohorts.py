@@ -6,10 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from trailscope.analytics import schema
-from trailscope.analytics.engine import USERS, duckdb_backend, events_table
+from trailscope.analytics.engine import USERS
 from trailscope.analytics.temporal import cohorts
-
-from tests.analytics.realdata import import_nyc, open_store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:(ibis|pyspark).*")
 
@@ -62,16 +60,8 @@ def test_month_cohorts_cross_the_year(tiny):
     assert cohorts.cohort_retention(pd.concat([tiny, extra]), "month", max_periods=1)[K].max() == 0
 
 
-@pytest.fixture(scope="module")
-def nyc(tmp_path_factory):
-    store = open_store(tmp_path_factory.mktemp("cohort_ws"))
-    name = import_nyc(store)
-    yield store, events_table(duckdb_backend(store), name)
-    store.close()
-
-
-def test_nyc_cohorts_are_consistent(nyc):
-    store, ev = nyc
+def test_nyc_cohorts_are_consistent(nyc_table):
+    store, ev = nyc_table
     r = cohorts.cohort_retention(ev, "month")
     first = r[r[K] == 0]
     assert first[USERS].sum() == store.info("nyc").users      # every user in one cohort

@@ -11,7 +11,7 @@ from trailscope.analytics import geo
 from trailscope.analytics.schema import ITEM, LAT, LON, TS, TZ_OFFSET, USER
 from trailscope.analytics.spatial import flows, mobility, zones
 
-from tests.analytics.geodata import NYC_BOX, geolife_events, nyc_store
+from tests.analytics.geodata import NYC_BOX, geolife_events
 from tests.conftest import GEOLIFE
 
 DEG_KM = geo.EARTH_RADIUS_KM * math.pi / 180.0
@@ -226,20 +226,13 @@ def test_od_counts_by_hand() -> None:
 
 
 @pytest.fixture(scope="module")
-def nyc(tmp_path_factory):
-    store, name = nyc_store(tmp_path_factory.mktemp("nyc_mobility"))
-    yield store, name, store.events(name)
-    store.close()
-
-
-@pytest.fixture(scope="module")
-def nyc_zones(nyc) -> pd.DataFrame:
-    return zones.find_zones(nyc[2], eps_m=150, min_visits=100).zones
+def nyc_zones(nyc_events) -> pd.DataFrame:
+    return zones.find_zones(nyc_events[2], eps_m=150, min_visits=100).zones
 
 
 @pytest.mark.parametrize("kw", [{}, {"max_gap": "6h"}, {"include_self": True}])
-def test_od_flows_sql_equals_pandas_on_nyc(nyc, nyc_zones, kw) -> None:
-    store, name, events = nyc
+def test_od_flows_sql_equals_pandas_on_nyc(nyc_events, nyc_zones, kw) -> None:
+    store, name, events = nyc_events
     z = nyc_zones
     cur = store.cursor()
     try:
@@ -251,8 +244,8 @@ def test_od_flows_sql_equals_pandas_on_nyc(nyc, nyc_zones, kw) -> None:
     assert want[flows.TRIPS].sum() > 1000
 
 
-def test_nyc_mobility_in_plausible_range(nyc) -> None:
-    _, _, events = nyc
+def test_nyc_mobility_in_plausible_range(nyc_events) -> None:
+    _, _, events = nyc_events
     m = mobility.user_mobility(events)
     assert len(m) == events[USER].nunique()
     med = m[mobility.RG].median()

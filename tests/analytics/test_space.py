@@ -13,7 +13,7 @@ from trailscope.analytics.schema import ITEM, LAT, LON, TS, USER
 from trailscope.analytics.spacetime import WINDOW
 from trailscope.analytics.spatial import density as space
 
-from tests.analytics.geodata import NYC_BOX, nyc_store
+from tests.analytics.geodata import NYC_BOX
 
 
 def _events(rows: list[tuple[str, str, float, float]]) -> pd.DataFrame:
@@ -116,17 +116,10 @@ def test_hex_density_by_hand() -> None:
 
 
 # -- real data: NYC, pandas == DuckDB -----------------------------------------------------
-@pytest.fixture(scope="module")
-def nyc(tmp_path_factory):
-    store, name = nyc_store(tmp_path_factory.mktemp("nyc_space"))
-    yield store, name
-    store.close()
-
-
 @pytest.mark.parametrize("window", [None, "month", "6h",
                                     ["2012-05-01", "2012-07-01", "2012-12-24"]])
-def test_grid_density_sql_equals_pandas_on_nyc(nyc, window) -> None:
-    store, name = nyc
+def test_grid_density_sql_equals_pandas_on_nyc(nyc_workspace, window) -> None:
+    store, name = nyc_workspace
     events = store.events(name)
     cur = store.cursor()
     try:
@@ -139,8 +132,8 @@ def test_grid_density_sql_equals_pandas_on_nyc(nyc, window) -> None:
         assert got["count"].sum() == int(geo.has_coords(events).sum()) > 40_000  # slice: 47,838
 
 
-def test_hex_density_sql_equals_pandas_on_nyc(nyc) -> None:
-    store, name = nyc
+def test_hex_density_sql_equals_pandas_on_nyc(nyc_workspace) -> None:
+    store, name = nyc_workspace
     cur = store.cursor()
     try:
         got = space.hex_density_sql(cur, store.table(name), 8, window="week", polygons=True,
@@ -152,8 +145,8 @@ def test_hex_density_sql_equals_pandas_on_nyc(nyc) -> None:
     pd.testing.assert_frame_equal(got, want)
 
 
-def test_nyc_density_peaks_in_manhattan(nyc) -> None:
-    store, name = nyc
+def test_nyc_density_peaks_in_manhattan(nyc_workspace) -> None:
+    store, name = nyc_workspace
     cur = store.cursor()
     try:
         dens = space.grid_density_sql(cur, store.table(name), 1000)

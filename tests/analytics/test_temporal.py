@@ -13,7 +13,7 @@ from trailscope.analytics.engine import EVENTS, PERIOD, USERS, duckdb_backend, e
 from trailscope.analytics.temporal import activity as temporal
 from trailscope.analytics.temporal import sessions
 
-from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, import_nyc, open_store
+from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, open_store
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:(ibis|pyspark).*"),
@@ -220,16 +220,8 @@ def test_same_second_events_share_a_session():
 
 
 # -- real data: NYC check-ins ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def nyc(tmp_path_factory):
-    store = open_store(tmp_path_factory.mktemp("temporal_ws"))
-    name = import_nyc(store)
-    yield store, events_table(duckdb_backend(store), name)
-    store.close()
-
-
-def test_nyc_series_and_users_add_up(nyc):
-    store, ev = nyc
+def test_nyc_series_and_users_add_up(nyc_table):
+    store, ev = nyc_table
     info = store.info("nyc")
     daily = temporal.activity_series(ev, "day")
     assert daily[EVENTS].sum() == info.rows
@@ -237,8 +229,8 @@ def test_nyc_series_and_users_add_up(nyc):
     assert weekly_users[temporal.NEW_USERS].sum() == info.users
 
 
-def test_nyc_daily_rhythm_in_local_time(nyc):
-    _, ev = nyc
+def test_nyc_daily_rhythm_in_local_time(nyc_table):
+    _, ev = nyc_table
     rhythm = temporal.rhythm_matrix(ev, tz_fallback_min=NYC_TZ_FALLBACK_MIN)
     hourly = temporal.hourly_profile(rhythm)
     n = hourly.set_index(temporal.HOUR)[EVENTS]
@@ -252,8 +244,8 @@ def test_nyc_daily_rhythm_in_local_time(nyc):
     assert 6 <= utc.set_index(temporal.HOUR)[EVENTS].idxmin() <= 9
 
 
-def test_nyc_weekly_and_daily_periods(nyc):
-    _, ev = nyc
+def test_nyc_weekly_and_daily_periods(nyc_table):
+    _, ev = nyc_table
     by_cat = temporal.activity_series(ev, "day", by=schema.CATEGORY)
     for cat in ("Office", "Bar"):  # weekday work vs weekend nights
         series = by_cat[by_cat[schema.CATEGORY] == cat].reset_index(drop=True)
@@ -268,12 +260,12 @@ def _nyc_hourly(ev) -> pd.DataFrame:
     return temporal.activity_series(ev, "hour", users=None)
 
 
-def test_nyc_hourly_periods_are_significant_cycles_only(nyc):
+def test_nyc_hourly_periods_are_significant_cycles_only(nyc_table):
     """The Overview once printed "479 hours (strength 0.05)" as a cycle of the NYC check-ins:
     479 hours is almost 20 days, the daily cycle drifting, and its strength comes from the
     day, not from anything that repeats every 479 hours. Now: the day first, then only cycles
     of days that explain more beyond it, each above the shuffled baseline."""
-    _, ev = nyc
+    _, ev = nyc_table
     hourly = _nyc_hourly(ev)
     got = temporal.dominant_periods(hourly)
     assert got.iloc[0][temporal.LAG] == 24
@@ -292,8 +284,8 @@ def test_nyc_hourly_periods_are_significant_cycles_only(nyc):
     pd.testing.assert_frame_equal(got, temporal.dominant_periods(hourly))
 
 
-def test_nyc_shuffled_or_short_series_has_no_period(nyc):
-    _, ev = nyc
+def test_nyc_shuffled_or_short_series_has_no_period(nyc_table):
+    _, ev = nyc_table
     hourly = _nyc_hourly(ev)
     for seed in range(3):
         shuffled = hourly.assign(**{EVENTS: np.random.default_rng(seed).permutation(
@@ -320,8 +312,8 @@ def test_full_nyc_hourly_day_and_week(full_data, tmp_path):
     assert (got[temporal.STRENGTH] > got[temporal.BASELINE]).all()
 
 
-def test_nyc_sessions_and_intervals(nyc):
-    store, ev = nyc
+def test_nyc_sessions_and_intervals(nyc_table):
+    store, ev = nyc_table
     stats = sessions.session_stats(ev, "2h")
     assert stats[EVENTS].sum() == store.info("nyc").rows
     assert store.info("nyc").users <= len(stats) < store.info("nyc").rows

@@ -14,7 +14,7 @@ from trailscope.analytics.spacetime import WINDOW
 from trailscope.analytics.spatial import zones, zones_sql
 from trailscope.analytics.temporal import trend
 
-from tests.analytics.geodata import MIDTOWN, nyc_store
+from tests.analytics.geodata import MIDTOWN
 
 A = (40.0, -74.0)
 B = (40.1, -74.0)      # 11 km north of A
@@ -198,15 +198,8 @@ def test_trend_labels(series, label) -> None:
 
 # -- real data: NYC -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def nyc(tmp_path_factory):
-    store, name = nyc_store(tmp_path_factory.mktemp("nyc_zones"))
-    yield store, name, store.events(name)
-    store.close()
-
-
-@pytest.fixture(scope="module")
-def nyc_zones(nyc):
-    _, _, events = nyc
+def nyc_zones(nyc_events):
+    _, _, events = nyc_events
     return events, zones.find_zones(events, eps_m=100, min_visits=50, window="month")
 
 
@@ -239,8 +232,8 @@ def test_nyc_zone_outlines_hold_their_places(nyc_zones) -> None:
     {"method": "hdbscan", "min_cluster_size": 10, "min_users": 3,
      "window": ["2012-05-01", "2012-08-01", "2012-11-01"]},
 ])
-def test_find_zones_sql_equals_pandas_on_nyc(nyc, kw) -> None:
-    store, name, events = nyc
+def test_find_zones_sql_equals_pandas_on_nyc(nyc_events, kw) -> None:
+    store, name, events = nyc_events
     cur = store.cursor()
     try:
         got = zones_sql.find_zones_sql(cur, store.table(name), **kw)
@@ -253,8 +246,8 @@ def test_find_zones_sql_equals_pandas_on_nyc(nyc, kw) -> None:
     assert len(want.zones) > 20 and want.activity[zones.VISITS].sum() > 15_000  # slice: 19,020+
 
 
-def test_zones_sql_where_filter(nyc) -> None:
-    store, name, events = nyc
+def test_zones_sql_where_filter(nyc_events) -> None:
+    store, name, events = nyc_events
     cur = store.cursor()
     try:
         got = zones_sql.find_zones_sql(cur, store.table(name), where=f"{TS} < ?",

@@ -218,20 +218,11 @@ def test_nyc_slice_filters_recount_the_whole_data_zones(nyc_ws) -> None:
     _filter_checks(nyc_ws, top)
 
 
-@pytest.fixture(scope="module")
-def nyc_store(tmp_path_factory) -> Any:
-    from tests.analytics.geodata import nyc_store as open_nyc
-
-    store, name = open_nyc(tmp_path_factory.mktemp("zones_local_store"))
-    yield store, name, store.events(name)
-    store.close()
-
-
-def test_nyc_slice_plain_dbscan_chains_where_split_zones_do_not(nyc_store) -> None:
+def test_nyc_slice_plain_dbscan_chains_where_split_zones_do_not(nyc_events) -> None:
     """At the ``min_visits`` a small filter used to get (15), plain DBSCAN at 100 m chains
     Manhattan venues into zones wider than 1.5 km holding over 5% of the events; the split
     keeps the same places in zones (about the same coverage) within the limits."""
-    store, name, events = nyc_store
+    store, name, events = nyc_events
     located = int(events[LAT].notna().sum())
     spec = zones_sql.page_zone_params(located, events[TS].min(), events[TS].max())
     spec["min_visits"] = 15
