@@ -500,10 +500,12 @@ def _rest_of_shape(key: str, args: argparse.Namespace, folder: Path, home: Path,
             say(f"page {page}: FAILED {failed(pg)}")
             continue
         slow = sorted(pg["cold_parts"].items(), key=lambda kv: -kv[1])[:3]
+        slow_warm = sorted(pg["warm_parts"].items(), key=lambda kv: -kv[1])[:3]
         say(f"page {page}: cold {pg['cold_s']:.3f} s, warm {pg['warm_s']:.3f} s, from the "
             f"memo {pg['memo_s']:.4f} s (imports {pg['import_s']:.1f} s), peak "
             f"{pg['peak_mb']:,.0f} MB; slowest cold parts: "
-            + ", ".join(f"{k} {v:.2f} s" for k, v in slow))
+            + ", ".join(f"{k} {v:.2f} s" for k, v in slow) + "; slowest warm parts: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in slow_warm))
 
     if not args.skip_export:
         _export_and_engines(args, folder, home, res)

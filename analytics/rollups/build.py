@@ -132,6 +132,7 @@ def build_all(cur: Any, name: str) -> None:
     ru = Rollup(cur, name)
     _build_density(cur, name)
     _build_drift(cur, name)
+    answers_users.build_churn(ru)
     _build_mobility(cur, name)
     _build_page_zones(ru)
     _build_page_paths(ru)

@@ -27,10 +27,11 @@ one transaction and named ``"rollup__<name>__<part>"``:
   dataset), ``summary`` (one row of headline numbers), ``values`` (events per category
   and behaviour) and ``mobility`` (``mobility.user_mobility`` of every user per window of
   the Users page, ``mobility.page_window``) and ``paths`` (the Map page's default replay
-  paths, analytics/rollups/defaults.py); ``pending``: the events appended since the build
-  (incremental.py), with the integer columns of ``ev``. The Overview's forecast is not
-  stored: it is fitted on the complete periods of the data's span (app/services/analytics.py,
-  memoised).
+  paths, analytics/rollups/defaults.py); ``churn_params`` / ``churn_risk`` /
+  ``churn_backtest`` (the Users page's churn panel, ``churn.page_panel``); ``pending``: the
+  events appended since the build (incremental.py), with the integer columns of ``ev``.
+  The Overview's forecast is not stored: it is fitted on the complete periods of the data's
+  span (app/services/analytics.py, memoised).
 
 The registry table ``rollups`` says which dataset version each set describes: its
 ``Store.fingerprint`` plus the registry's import time and row count. A set is fresh when
@@ -54,7 +55,7 @@ from ..store import derived_table
 from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 15
+VERSION = 16
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.
@@ -84,7 +85,7 @@ CREATE TABLE IF NOT EXISTS rollups (
 PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week",
           "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
-          "drift_week", "drift_day",
+          "drift_week", "drift_day", "churn_params", "churn_risk", "churn_backtest",
           "heat", "zones", "zone_activity", "zone_places", "zone_flows", "mobility",
           "periods", "paths", "pending", "zone_params")
 

@@ -252,6 +252,63 @@ def churn_panel(events: Any, window: str | pd.Timedelta = "14D",
     return churn.churn_panel(events, window, windows, counts, last)
 
 
+def page_churn(events: Any, first: Any, last: Any) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
+    """``churn.page_panel``: the panel the summary build stored for this span when it did
+    (two small reads), else computed (one read of the event times serves every cut)."""
+    ru = lookup.for_events(events)
+    if ru is not None and ru.has("churn_params"):
+        got = stored_churn(ru, first, last)
+        if got is not None:
+            return got
+    counts, last_ts = _panel_sources(events)
+    return churn.page_panel(events, first, last, counts, last_ts)
+
+
+def build_churn(ru: Rollup) -> None:
+    """``churn_params`` / ``churn_risk`` / ``churn_backtest``: the Users page's churn panel
+    for the span the page uses (``summary``'s ts_p01 .. ts_p99), counted by the engine one cut
+    at a time (memory bounded by the users, not the events)."""
+    s = ru.summary()
+    if s["ts_p01"] is None:
+        return
+    risk, bt, window, why = churn.page_panel(None, s["ts_p01"], s["ts_p99"],
+                                             partial(_sql_counts, ru), s["last_ts"])
+    ru.con.execute(f"CREATE TABLE {ru.t('churn_params')} AS SELECT CAST(? AS TIMESTAMP) AS "
+                   "first_ts, CAST(? AS TIMESTAMP) AS last_ts, CAST(? AS VARCHAR) AS "
+                   "churn_window, CAST(? AS VARCHAR) AS note",
+                   [s["ts_p01"], s["ts_p99"], window, why])
+    if not window:
+        return
+    ru.con.register("_churn_risk", risk.assign(pos=range(len(risk))))
+    ru.con.register("_churn_bt", bt)
+    try:
+        ru.con.execute(f"CREATE TABLE {ru.t('churn_risk')} AS SELECT r.pos, u.user_idx, "
+                       f"r.* EXCLUDE (pos, {schema.USER}) FROM _churn_risk r JOIN "
+                       f"{ru.t('users')} u USING ({schema.USER}) ORDER BY r.pos")
+        ru.con.execute(f"CREATE TABLE {ru.t('churn_backtest')} AS SELECT * FROM _churn_bt")
+    finally:
+        ru.con.unregister("_churn_risk")
+        ru.con.unregister("_churn_bt")
+
+
+def stored_churn(ru: Rollup, first: Any,
+                 last: Any) -> tuple[pd.DataFrame, pd.DataFrame, str, str] | None:
+    """The stored churn panel when it was built for [first, last], else None."""
+    params = ru.one(f"SELECT first_ts, last_ts, churn_window, note FROM "
+                    f"{ru.t('churn_params')}")
+    if params is None or (pd.Timestamp(params[0]), pd.Timestamp(params[1])) != (
+            pd.Timestamp(first), pd.Timestamp(last)):
+        return None
+    if not params[2]:
+        return pd.DataFrame(), pd.DataFrame(), "", params[3]
+    risk = ru.df(f"SELECT u.{schema.USER}, c.* EXCLUDE (pos, user_idx) FROM "
+                 f"{ru.t('churn_risk')} c JOIN {ru.t('users')} u USING (user_idx) "
+                 "ORDER BY c.pos", arrow=True)
+    bt = _timestamps(ru.df(f"SELECT * FROM {ru.t('churn_backtest')}"), churn.TRAIN_CUT,
+                     churn.TEST_CUT)
+    return risk, bt, params[2], ""
+
+
 # -- one user's events and mobility ------------------------------------------------------------
 def user_events_sql(con: Any, table: str, user: str,
                     columns: list[str] | None = None) -> pd.DataFrame:

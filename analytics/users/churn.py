@@ -279,3 +279,26 @@ def churn_panel(events: Any, window: str | pd.Timedelta = "14D", windows: int = 
     read of the event times serves all four cuts."""
     return (churn_risk(events, None, window, windows, counts, last_ts),
             churn_backtest(events, None, window, windows, counts, last_ts)[0])
+
+
+def page_windows(first: Any, last: Any) -> list[str]:
+    """The churn windows the Users page tries, in order, for data spanning [first, last]: a
+    tenth of the span (1 to 30 days), then half that, then one day."""
+    days = max(1, min(30, round((pd.Timestamp(last) - pd.Timestamp(first)).days / 10)))
+    return [f"{d}D" for d in dict.fromkeys((days, max(1, days // 2), 1))]
+
+
+def page_panel(events: Any, first: Any, last: Any, counts: Counts | None = None,
+               last_ts: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
+    """``churn_panel`` at the first of ``page_windows(first, last)`` whose cuts leave users
+    in both classes: ``(risk, backtest, window, "")``; when none does, two empty frames, no
+    window and why (the last window's reason). ``counts``, ``last_ts``: see churn_backtest."""
+    why = ""
+    for window in page_windows(first, last):
+        try:
+            risk, backtest = churn_panel(events, window, 4, counts, last_ts)
+        except ValueError as exc:
+            why = str(exc)
+            continue
+        return risk, backtest, window, ""
+    return pd.DataFrame(), pd.DataFrame(), "", why

@@ -1,8 +1,10 @@
 """Memoised per-user analytics for the Users page: finding users, their events, interest drift,
 mobility over time, churn risk, and the users whose interests changed most.
 
-Dataset-wide results (drift of every user, churn model) are computed once per dataset in the
-DuckDB engine and memoised; per-user results read one user's events (a filtered scan).
+Dataset-wide results (drift of every user, churn model) are stored by the summary build
+(analytics/rollups) and the page reads only what it shows: the most changed users' drift, the
+median drift per window (aggregated by DuckDB), the stored churn panel; per-user results read
+one user's rows. Without summary tables (read-only workspaces) they are computed and memoised.
 """
 
 from __future__ import annotations
@@ -270,23 +272,17 @@ class ChurnResult:
 def churn(name: str) -> ChurnResult:
     """Churn risk of every user at the end of the data and the temporal backtest (ROC-AUC of
     the model and of recency alone). The window is a tenth of the span (1 to 30 days); when
-    a cut leaves every user in one class a shorter window is tried."""
+    a cut leaves every user in one class a shorter window is tried (``churn.page_windows``).
+    The summary build stores this panel, so the page reads it instead of fitting it."""
     lo, hi = robust_span(name)
-    days = max(1, min(30, round((hi - lo).days / 10)))
-    last_error = ""
-    for d in dict.fromkeys((days, max(1, days // 2), 1)):
-        window = f"{d}D"
-        try:
-            with events_table(name) as t:
-                risk, bt = answers.churn_panel(t, window=window)
-        except ValueError as exc:
-            last_error = str(exc)
-            continue
-        risk = risk.assign(rank=range(1, len(risk) + 1))
-        risk["percentile"] = 100.0 * risk[ch.RISK].rank(pct=True)
-        return ChurnResult(risk=risk, backtest=bt, window=window, note="")
-    return ChurnResult(risk=pd.DataFrame(), backtest=pd.DataFrame(), window="",
-                       note=f"Churn risk cannot be estimated on this dataset: {last_error}")
+    with events_table(name) as t:
+        risk, bt, window, why = answers.page_churn(t, lo, hi)
+    if not window:
+        return ChurnResult(risk=pd.DataFrame(), backtest=pd.DataFrame(), window="",
+                           note=f"Churn risk cannot be estimated on this dataset: {why}")
+    risk = risk.assign(rank=range(1, len(risk) + 1))
+    risk["percentile"] = 100.0 * risk[ch.RISK].rank(pct=True)
+    return ChurnResult(risk=risk, backtest=bt, window=window, note="")
 
 
 def user_summary(name: str, user: str) -> dict[str, object]:

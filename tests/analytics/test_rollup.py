@@ -107,6 +107,20 @@ CASES = {
         d.t, d.user, **_DRIFT)[0],
     "one user's drift, the Users page's read": lambda d: r_users.user_interest(
         d.t, d.user, **_DRIFT)[1],
+    "median drift per month (stored)": lambda d: r_users.drift_reference(d.t, **_DRIFT),
+    "median drift per week (computed)": lambda d: r_users.drift_reference(d.t, "week", 3),
+    "most changed users' drift (stored)": lambda d: r_users.top_drift(
+        d.t, _DRIFT["freq"], 5, 2, _DRIFT["min_events"], prior=_DRIFT["prior"]),
+    "most changed users' drift, one pair": lambda d: r_users.top_drift(
+        d.t, _DRIFT["freq"], 3, 1, _DRIFT["min_events"], prior=_DRIFT["prior"]),
+    "a few users' profiles per day (from the sorted events)": lambda d: r_users.
+        interest_profiles(d.t, "day", user=[d.user, "no such user", *d.some_users]),
+    "one user's profiles per day (from the sorted events)": lambda d: r_users.
+        interest_profiles(d.t, "day", user=d.user),
+    "the Users page's churn risk (stored)": lambda d: r_users.page_churn(
+        d.t, *r_time.robust_span(d.con, d.table))[0],
+    "the Users page's churn backtest (stored)": lambda d: r_users.page_churn(
+        d.t, *r_time.robust_span(d.con, d.table))[1],
     "one user's mobility per month (stored)": lambda d: r_users.user_mobility_sql(
         d.con, d.table, d.user, "month"),
     "another user's mobility per month": lambda d: r_users.user_mobility_sql(
