@@ -4,7 +4,6 @@ the first 4,000 check-ins of the NYC slice (tests/data)."""
 
 from __future__ import annotations
 
-import gzip
 from typing import Any
 
 import dash
@@ -16,7 +15,7 @@ from trailscope.app.services import workspace as services
 from trailscope.app.views import models as mv
 
 from tests.app.helpers import slice_file, texts
-from tests.conftest import NYC, TAOBAO
+from tests.conftest import TAOBAO, nyc_head
 
 
 def _texts(component: Any) -> list[str]:
@@ -33,9 +32,7 @@ def trained(tmp_path_factory) -> dict[str, Any]:
     from trailscope.analytics.ingest.pipeline import import_file
 
     tmp = tmp_path_factory.mktemp("models_page")
-    nyc = tmp / "nyc_4k.csv"
-    with gzip.open(NYC, "rt") as src, open(nyc, "w") as dst:
-        dst.writelines(line for _, line in zip(range(4001), src, strict=False))
+    nyc = nyc_head(tmp / "nyc_4k.csv", 4001)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRAILSCOPE_HOME", str(tmp / "home"))
         services.close_store()

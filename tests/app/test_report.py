@@ -12,12 +12,10 @@ import re
 import subprocess
 
 import pytest
-import torch
 from trailscope.analytics import schema
 from trailscope.analytics.store import Store
 
 from tests.app.test_report_pdf import DPI, assert_margins_blank
-from tests.conftest import NYC
 
 EVIL_CAT = "<script>alert('cat')</script>"
 EVIL_USER = "=cmd|' /C calc'!A0"
@@ -25,20 +23,14 @@ EVIL_ITEM = "=cmd|' /C notepad'!A1<script>alert('item')</script>"
 
 
 @pytest.fixture(scope="module")
-def evil(tmp_path_factory):
+def evil(nyc40_home):
     """TRAILSCOPE_HOME with dataset ``nyc_evil`` (40 NYC users; one renamed to EVIL_USER,
     whose events all have category EVIL_CAT, and whose most visited item becomes EVIL_ITEM)
     and a tiny trained st-transformer."""
     from trailscope.models.api import train
 
-    from tests.models.realdata import load, slice_dataset
-
-    home = tmp_path_factory.mktemp("report_home")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    home = nyc40_home
     store = Store(home / "trailscope.duckdb")
-    load(store, NYC, "nyc")
-    slice_dataset(store, "nyc", "nyc40", 40)
     t = store.table("nyc40")
     u0 = store.query_df(f"SELECT min({schema.USER}) AS u FROM {t}")["u"].iloc[0]
     top = store.query_df(f"SELECT {schema.ITEM} AS i, count(*) AS n FROM {t} WHERE "
@@ -66,8 +58,7 @@ def evil(tmp_path_factory):
     res = train(store, "nyc_evil", model="st-transformer", epochs=1, pretrain_epochs=0,
                 hidden=16, batch_size=128, max_len=20, log=lambda _m: None)
     store.close()
-    yield {"home": home, "model_id": res.model_id}
-    torch.set_num_threads(before)
+    return {"home": home, "model_id": res.model_id}
 
 
 @pytest.fixture()

@@ -16,30 +16,21 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from trailscope.analytics import schema
 from trailscope.analytics.store import Store
-
-from tests.conftest import NYC
 
 DPI = 50
 
 
 @pytest.fixture(scope="module")
-def printed(tmp_path_factory):
+def printed(nyc40_home):
     """The NYC slice's busiest user's report: its data, the print-form page and the PDF."""
     from trailscope.app.reports import report
     from trailscope.models.api import train
 
-    from tests.models.realdata import load, slice_dataset
-
-    home = tmp_path_factory.mktemp("report_pdf")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    home = nyc40_home
     store = Store(home / "trailscope.duckdb")
-    load(store, NYC, "nyc")
-    slice_dataset(store, "nyc", "nyc40", 40)
     res = train(store, "nyc40", model="st-transformer", epochs=1, pretrain_epochs=0,
                 hidden=16, batch_size=128, max_len=20, blend=False, log=lambda _m: None)
     user = store.query_df(f"SELECT {schema.USER} AS u, count(*) AS n FROM "
@@ -47,7 +38,6 @@ def printed(tmp_path_factory):
     data = report.collect(store, "nyc40", user, model_id=res.model_id)
     yield {"store": store, "model_id": res.model_id, **print_report(data, home)}
     store.close()
-    torch.set_num_threads(before)
 
 
 def print_report(data, folder) -> dict:
