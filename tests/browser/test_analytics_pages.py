@@ -94,6 +94,11 @@ def test_pages_load_without_console_errors(url, page, artifacts, dataset):
     assert page.locator(".kpi").count() == 4
     assert "Busiest hour" in page.inner_text(f"#{ids.OVERVIEW_RHYTHM_NOTE}")
     assert page.locator(f"#{ids.OVERVIEW_BACKTEST} tr").count() == 3  # header + 2 models
+    # the graphs drew with the cartesian plotly.js (app/plotlyjs.py), never the full bundle
+    loaded = page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)"
+                           ".filter(n => n.includes('plotly'))")
+    assert any("/_trailscope/plotly/plotly.min.js" in n for n in loaded), loaded
+    assert not any("package_data/plotly.min.js" in n for n in loaded), loaded
     _shot(page, artifacts / f"analytics-overview-{dataset}.png")
 
     _open(page, f"{url}/map?dataset={dataset}", graphs=1)
