@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 from trailscope.analytics import append as ap
 from trailscope.analytics import schema
@@ -219,6 +220,80 @@ def test_every_rule_is_reported_with_index_field_and_reason():
     assert text.startswith(f"nothing was stored: {len(bad)} problems in the batch: "
                            "event 1, field user_id: no user id; event 3, field item_id: ")
     assert f"(and {len(bad) - ap.SHOWN_PROBLEMS} more)" in text
+
+
+def _event_by_event(monkeypatch, records) -> pa.Table | ap.AppendError:
+    """validate_batch without its column-at-a-time path: the table, or the error raised."""
+    with monkeypatch.context() as m:
+        m.setattr(ap, "_fast_batch", lambda records: None)
+        try:
+            return ap.validate_batch(records)
+        except ap.AppendError as exc:
+            return exc
+
+
+def test_the_column_path_equals_the_event_path(ws, monkeypatch):
+    """validate_batch reads a clean batch a column at a time (ap._fast_batch) and leaves
+    everything else to the event-by-event path: on real events and on each variant of one
+    field (good or bad), both give the same table, or the same problems."""
+    start = datetime(2012, 5, 1, 9, 30)
+    base = events(ws, "nyc", 40, "col", start)
+    base[3][TZ] = -240
+    base[4][schema.VALUE] = 4
+    base[5][schema.VALUE] = 2.5
+    base[6][schema.BEHAVIOR] = "buy"
+    base[7][T] = "2012-05-01T10:00:00-04:00"
+    base[8][T] = "2012-05-01T10:00:00.123456+05:30"
+    del base[9][LA], base[9][LO]
+    assert ap._fast_batch(base) is not None                  # the common batch takes it
+    got = ap.validate_batch(base)
+    assert got.equals(_event_by_event(monkeypatch, base))
+    variants = [
+        (U, 17), (U, "  "), (U, "x" * 1001), (U, None), (IT, 2.5), (IT, ""),
+        (T, 1336000000), (T, "1336000000"), (T, " 2012-05-01T10:00:00Z"), (T, "2012-05-01"),
+        (T, "2012-05-01T10:00:00.1234567Z"), (T, "2012-05-01 10:00:00 +02:00"),
+        (T, "1850-01-01T00:00:00Z"), (T, "yesterday"), (T, None), (T, True),
+        (T, "2012-02-30T10:00:00Z"), (T, "2013-02-29T10:00:00Z"), (T, "2012-05-01T24:00:00Z"),
+        (T, "2012-05-01T10:00:60Z"), (T, "2012-04-31T10:00:00Z"), (T, "2199-12-31T23:59:59Z"),
+        (T, "2200-01-01T00:00:00Z"), (T, "1900-01-01T00:00:00Z"), (T, "1899-12-31T23:59:59Z"),
+        (LA, "40.7"), (LA, None), (LA, 91.0), (LO, 181), (LA, float("nan")), (LA, True),
+        (schema.BEHAVIOR, ""), (schema.BEHAVIOR, 3), (schema.BEHAVIOR, "b" * 1001),
+        (schema.CATEGORY, 12), (schema.CATEGORY, " "), (schema.CATEGORY, '[{"name": "Cafe"}]'),
+        (schema.VALUE, "4.5"), (schema.VALUE, float("inf")), (schema.VALUE, 10 ** 400),
+        (schema.VALUE, False), (TZ, 60.0), (TZ, 61.5), (TZ, 5000), (TZ, True), (TZ, 120),
+        (ap.EVENT_ID, ""), (ap.EVENT_ID, 7), (ap.EVENT_ID, "e" * 201), ("colour", "red"),
+    ]
+    for fld, value in variants:
+        batch = [dict(e) for e in base]
+        batch[2][fld] = value
+        if fld == LA and value == 91.0:  # and no place at 0, 0
+            batch[11][LA], batch[11][LO] = 0, 0
+        slow = _event_by_event(monkeypatch, batch)
+        fast = ap._fast_batch(batch)
+        if isinstance(slow, ap.AppendError):
+            assert fast is None, (fld, value)
+            with pytest.raises(ap.AppendError) as caught:
+                ap.validate_batch(batch)
+            assert [str(p) for p in caught.value.problems] == [str(p) for p in slow.problems]
+        else:
+            assert fast is None or fast.equals(slow), (fld, value)
+            assert ap.validate_batch(batch).equals(slow), (fld, value)
+    assert ap._fast_batch([*base, "not an event"]) is None
+    plain = [dict(e) for e in base[10:]]                     # every time ...Z: one parse
+    assert ap._plain_utc([e[T] for e in plain]) is not None
+    for t in ("2012-02-30T10:00:00Z", "2199-12-31T23:59:59Z", "2200-01-01T00:00:00Z"):
+        batch = [dict(e) for e in plain]
+        batch[0][T] = t
+        slow = _event_by_event(monkeypatch, batch)
+        if isinstance(slow, ap.AppendError):
+            assert ap._fast_batch(batch) is None, t
+        else:
+            assert ap._fast_batch(batch).equals(slow), t
+    assert ap._fast_batch(plain).equals(_event_by_event(monkeypatch, plain))
+    with_tz = [dict(e) for e in base]
+    with_tz[2][TZ] = 120
+    assert ap._fast_batch(with_tz) is not None and ap._fast_batch(with_tz).equals(
+        _event_by_event(monkeypatch, with_tz))
 
 
 def test_many_problems_are_capped_and_counted():
