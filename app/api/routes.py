@@ -20,10 +20,12 @@ import json
 import logging
 import math
 import os
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import flask
+import orjson
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
@@ -257,7 +259,7 @@ def _events() -> list[dict[str, Any]]:
                             f"(application/json) or one JSON event per line "
                             f"({NDJSON_TYPES[0]})")
     try:
-        body = json.loads(text)
+        body = _loads(text)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"the body is not JSON: {exc.msg} at line {exc.lineno} column "
                             f"{exc.colno}") from None
@@ -272,6 +274,23 @@ def _events() -> list[dict[str, Any]]:
     return events
 
 
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)``, read by orjson (several times faster on event batches); what
+    orjson refuses and the standard library reads (NaN, lone surrogates) or refuses in its
+    own words goes to ``json.loads``, and so does a text with 19 digits in a row (orjson reads
+    an integer past 64 bits as a float; an id must keep every digit), so the events and the
+    error messages are the standard library's."""
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def _ndjson(text: str) -> list[dict[str, Any]]:
     events: list[Any] = []
     bad: list[dict[str, Any]] = []
@@ -279,7 +298,7 @@ def _ndjson(text: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            event = json.loads(line)
+            event = _loads(line)
         except json.JSONDecodeError as exc:
             bad.append({"index": len(events), "field": "",
                         "reason": f"line {lineno} is not JSON: {exc.msg} at column {exc.colno}"})
