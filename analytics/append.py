@@ -27,7 +27,7 @@ fault stores nothing.
    first append; ids this process stored or found there before need no look-up), so no
    append scans the events table;
 4. ``analytics.rollups.incremental.stage(cur, name, batch)`` keeps the stored events for the
-   summaries (``batch``: a temp table holding exactly them in canonical columns); after the
+   summaries (``batch``: a view of exactly them, canonical columns and more); after the
    commit :func:`fold_summaries` applies everything staged in a second transaction
    (``incremental.fold``), at once for a direct call, on the writer's schedule in a server
    (app/services/writer.py), so many small batches cost one summary update.
@@ -895,7 +895,7 @@ def _write(cur: duckdb.DuckDBPyConnection, name: str, batch: pa.Table, first: np
     """The transaction's writes; returns (stored mask over ``batch``, rows after, the users
     and items of the stored events as ('u'|'i', id))."""
     tag = uuid.uuid4().hex[:10]
-    view, table = f"_ts_append_{tag}", f"_ts_batch_{tag}"
+    view = f"_ts_append_{tag}"  # the stored events, read by DuckDB from Arrow (no copy)
     cand = batch.filter(pa.array(first))
     cols = ", ".join(schema.COLUMNS)
     cur.register(view, cand)
@@ -911,12 +911,21 @@ def _write(cur: duckdb.DuckDBPyConnection, name: str, batch: pa.Table, first: np
         if not keep.any():
             return kept, rows, set()
         new = cand if keep.all() else cand.filter(pa.array(keep))
-        cur.unregister(view)
-        cur.register(view, new)
-        cur.execute(f"CREATE TEMP TABLE {table} AS SELECT {cols} FROM {view}")
+        if new is not cand:
+            cur.unregister(view)
+            cur.register(view, new)
+        cur.execute(f"INSERT INTO {events_table(name)} SELECT {cols} FROM {view}")
+        keys = _registry(cur, name, new, known, tag)
+        incremental.stage(cur, name, view)
     finally:
         cur.unregister(view)
-    cur.execute(f"INSERT INTO {events_table(name)} SELECT {cols} FROM {table}")
+    return kept, rows + len(new), keys
+
+
+def _registry(cur: duckdb.DuckDBPyConnection, name: str, new: pa.Table,
+              known: set[tuple[str, str]], tag: str) -> set[tuple[str, str]]:
+    """Update dataset ``name``'s registry row from the stored events ``new`` (rows, span, box,
+    new users and items through the id table); returns their ('u'|'i', id) keys."""
     span = pc.min_max(new.column(T))
     lat, lon = pc.min_max(new.column(LA)), pc.min_max(new.column(LO))
     keys = ({("u", u) for u in new.column(U).to_pylist()}
@@ -943,9 +952,7 @@ def _write(cur: duckdb.DuckDBPyConnection, name: str, batch: pa.Table, first: np
         [len(new), added[U], added[IT], span["min"].as_py(), span["max"].as_py(),
          lat["min"].as_py(), lat["max"].as_py(), lon["min"].as_py(), lon["max"].as_py(),
          lat["min"].as_py() is not None, name])
-    incremental.stage(cur, name, table)
-    cur.execute(f"DROP TABLE {table}")
-    return kept, rows + len(new), keys
+    return keys
 
 
 def _rollback(cur: duckdb.DuckDBPyConnection) -> None:

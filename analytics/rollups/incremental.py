@@ -114,19 +114,22 @@ def apply(cur: Any, name: str, batch: str) -> bool:
 
 
 def stage(cur: Any, name: str, batch: str) -> bool:
-    """Keep the new events of table ``batch`` (canonical columns) for the next :func:`fold`,
-    inside the caller's transaction, when dataset ``name`` has a summary set of this import
-    and version; whether they were staged."""
-    if not _exists(cur, "rollups"):
+    """Keep the new events of table or view ``batch`` (canonical columns, maybe more) for the
+    next :func:`fold`, inside the caller's transaction, when dataset ``name`` has a summary
+    set of this import and version; whether they were staged."""
+    table = part(name, "unfolded")
+    have = {t for (t,) in cur.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = current_schema() AND "
+        "table_name IN ('rollups', ?)", [table.strip('"')]).fetchall()}
+    if "rollups" not in have:
         return False
     got = cur.execute("SELECT count(*) FROM rollups r JOIN datasets d ON r.name = d.name AND "
                       "r.imported_at = d.imported_at WHERE r.name = ? AND r.version = ?",
                       [name, VERSION]).fetchall()
     if not got[0][0]:
         return False
-    table = part(name, "unfolded")
-    cur.execute(schema.create_table_sql(table).replace("CREATE TABLE", "CREATE TABLE IF NOT "
-                                                                       "EXISTS", 1))
+    if table.strip('"') not in have:
+        cur.execute(schema.create_table_sql(table))
     cur.execute(f"INSERT INTO {table} SELECT {', '.join(schema.COLUMNS)} FROM {batch}")
     return True
 
