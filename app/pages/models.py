@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 _HIDDEN = {"display": "none"}
 _POLL_MS = 700
 _UNEXPECTED = "This is a bug in TrailScope; the server log has the details."
+#: Users the recommendation picker lists (most active first); typing searches all of them.
+_LISTED = 100
 
 
 def _field(label: str, control: Any, width: str = "150px") -> html.Div:
@@ -98,8 +100,31 @@ def _preselect(models: list[dict[str, Any]]) -> tuple[str | None, list[dict[str,
     return best_id, mv.inspect_options(models, best_id), mv.default_note(best)
 
 
+def _user_options(users: list[dict[str, Any]], keep: str | None = None) -> list[dict[str, str]]:
+    """The user picker's options: the first ``_LISTED`` of ``users`` (most active first),
+    plus ``keep`` (the picked user) when it is not among them."""
+    opts = [{"label": f"{u['user']}  ({u['events']} events)", "value": u["user"]}
+            for u in users[:_LISTED]]
+    if keep and keep not in {o["value"] for o in opts}:
+        opts.insert(0, {"label": keep, "value": keep})
+    return opts
+
+
+def _model_users(dataset: str, model_id: str | None) -> list[dict[str, Any]]:
+    if not model_id:
+        return []
+    try:
+        return model_service.model_users(dataset, model_id)
+    except model_service.user_errors():
+        return []
+
+
 def _inspect_cards(name: str, models: list[dict[str, Any]], coords: bool) -> list[Any]:
     first, opts, note = _preselect(models)
+    # the default model's users come with the page, so its recommendations load at once
+    # instead of waiting for a round trip that lists the users first
+    users = _model_users(name, first)
+    user = users[0]["user"] if users else None
     no_map = (f"Dataset {name!r} has no coordinates (lat/lon), so there is no map of the "
               "user's path and the recommended places; re-import it with latitude/longitude "
               "columns mapped to see one.")
@@ -125,10 +150,12 @@ def _inspect_cards(name: str, models: list[dict[str, Any]], coords: bool) -> lis
         ]),
         ui.card(title="Top-K recommendations", children=[
             html.P("For the model picked above: the items it would recommend next to a user, "
-                   "from their full history.", className="muted"),
+                   f"from their full history. The {_LISTED} most active users are listed; type "
+                   "to search all of them.", className="muted"),
             html.Div(className="form-row", children=[
                 _field("User", dcc.Dropdown(id=ids.MODELS_USER_PICK, clearable=False,
-                                            placeholder="Pick a user"), "300px"),
+                                            options=_user_options(users), value=user,
+                                            placeholder="Type part of a user id…"), "300px"),
                 _field("K", dcc.Input(id=ids.MODELS_TOPK, type="number", min=1, max=100, step=1,
                                       value=10, debounce=True, className="text-input",
                                       style={"width": "80px"}), "90px"),
@@ -337,19 +364,33 @@ def draw_slices(model_id: str | None, kind: str, metric: str, dataset: str | Non
     Output(ids.MODELS_USER_PICK, "options"), Output(ids.MODELS_USER_PICK, "value"),
     Input(ids.MODELS_INSPECT_PICK, "value"), State(ids.MODELS_DATASET, "data"),
     State(ids.MODELS_USER_PICK, "value"),
+    prevent_initial_call=True,  # the layout lists the default model's users
 )
 def user_options(model_id: str | None, dataset: str | None,
                  current: str | None) -> tuple[Any, Any]:
     if not model_id or not dataset:
         return [], None
-    try:
-        users = model_service.model_users(dataset, model_id)
-    except model_service.user_errors():
-        return [], None
-    opts = [{"label": f"{u['user']}  ({u['events']} events)", "value": u["user"]}
-            for u in users]
+    users = _model_users(dataset, model_id)
     values = {u["user"] for u in users}
-    return opts, current if current in values else (users[0]["user"] if users else None)
+    chosen = current if current in values else (users[0]["user"] if users else None)
+    return _user_options(users, chosen), chosen
+
+
+@callback(
+    Output(ids.MODELS_USER_PICK, "options", allow_duplicate=True),
+    Input(ids.MODELS_USER_PICK, "search_value"), State(ids.MODELS_INSPECT_PICK, "value"),
+    State(ids.MODELS_DATASET, "data"), State(ids.MODELS_USER_PICK, "value"),
+    prevent_initial_call=True,
+)
+def search_users(text: str | None, model_id: str | None, dataset: str | None,
+                 current: str | None) -> Any:
+    """Typing in the user picker searches every user the model knows (most active first)."""
+    if text is None or not model_id or not dataset:
+        return no_update
+    needle = text.strip().lower()
+    users = _model_users(dataset, model_id)
+    found = [u for u in users if needle in u["user"].lower()] if needle else users
+    return _user_options(found, current)
 
 
 @callback(
