@@ -380,6 +380,39 @@ def get_dataset(name: str) -> Response:
                         "them")
 
 
+#: Model ids the requests named, by (dataset, its import, the model asked for, the state of
+#: its checkpoint folder): a new, deleted or rewritten checkpoint or a re-import is a new key.
+_MODEL_IDS: dict[tuple[Any, ...], str] = {}
+_MODEL_IDS_MAX = 256
+
+
+def _dataset_model(name: str, wanted: str | None) -> tuple[str, str]:
+    """(the dataset's stored name, the model id a request names): one registry look-up, and
+    the checkpoint listing only when the dataset's import or its checkpoints changed."""
+    store = services.get_store()
+    info = store.info(name)  # DatasetNotFound: 404
+    key = (info.name, str(info.imported_at), wanted or "", _checkpoint_files(store, info.name))
+    found = _MODEL_IDS.get(key)
+    if found is None:
+        found = _model_id(info.name, wanted)
+        if len(_MODEL_IDS) >= _MODEL_IDS_MAX:
+            _MODEL_IDS.clear()
+        _MODEL_IDS[key] = found
+    return info.name, found
+
+
+def _checkpoint_files(store: Any, name: str) -> tuple[tuple[str, int, int], ...]:
+    """(file, modification time, size) of every file in the dataset's checkpoint folder."""
+    from ...models.training.checkpoint import models_dir  # torch: only once models are asked
+
+    try:
+        with os.scandir(models_dir(store, name)) as entries:
+            return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                                for e in entries))
+    except (FileNotFoundError, ValueError):
+        return ()
+
+
 def _model_id(name: str, wanted: str | None) -> str:
     """The model id a request names (an id, or a model name: its best current model)."""
     rows = model_service.trained_models(name)  # DatasetNotFound: 404
@@ -410,16 +443,16 @@ def recommendations(name: str, user: str) -> Response:
     if (lat is None) != (lon is None):
         raise ApiError(400, "give both lat and lon for a current position, or neither")
     at = _time_arg("at")
-    model_id = _model_id(name, request.args.get("model"))
+    name, model_id = _dataset_model(name, request.args.get("model"))
     out = model_service.recommend(name, user, k=k, model_id=model_id, at=at, lat=lat,
                                   lon=lon)
-    return _json({"dataset": services.get_store().info(name).name, **out})
+    return _json({"dataset": name, **out})
 
 
 @blueprint.get("/datasets/<name>/users/<user>/explanation")
 def explanation(name: str, user: str) -> Response:
     steps = _number_arg("steps", int, 2, 256, 32)
-    model_id = _model_id(name, request.args.get("model"))
+    name, model_id = _dataset_model(name, request.args.get("model"))
     top = model_service.recommend(name, user, k=1, model_id=model_id)  # 404 unknown user
     item = request.args.get("item") or (top["items"][0]["item_id"] if top["items"] else None)
     if not item:

@@ -44,3 +44,24 @@ def test_errors_are_the_standard_librarys(text):
         routes._loads(text)
     assert (got.value.msg, got.value.lineno, got.value.colno) == \
         (want.value.msg, want.value.lineno, want.value.colno)
+
+
+def test_the_model_a_request_gets_follows_new_and_deleted_checkpoints(workspace):
+    """The API remembers which model a request names per dataset import and checkpoint
+    folder state: a request after a training or a deletion sees the models as they are."""
+    from trailscope.analytics.sample.generate import import_sample
+    from trailscope.app.services import models as model_service
+    from trailscope.models import api
+
+    import_sample(workspace, "city", users=30, seed=3)
+    first = api.train(workspace, "city", "markov", log=lambda _m: None).model_id
+    assert routes._dataset_model("CITY", None) == ("city", first)
+    assert routes._dataset_model("city", "markov") == ("city", first)
+    second = api.train(workspace, "city", "markov", log=lambda _m: None).model_id
+    assert routes._dataset_model("city", second) == ("city", second)
+    model_service.delete_model("city", first)
+    assert routes._dataset_model("city", None) == ("city", second)
+    assert routes._dataset_model("city", "markov") == ("city", second)
+    model_service.delete_model("city", second)
+    with pytest.raises(routes.ApiError, match="no trained model"):
+        routes._dataset_model("city", None)
