@@ -52,6 +52,9 @@ from .tables import (
 
 #: Events per pandas batch when the per-user mobility is computed (bounds the build's memory).
 MOBILITY_BATCH = 1_000_000
+#: Events per batch of users whose interest drift DuckDB computes at once (one query over
+#: every user held ~5 GB at 10M Taobao-shaped events; batches of 1M, under 1 GB).
+DRIFT_BATCH = 1_000_000
 
 _build_lock = threading.Lock()
 
@@ -171,26 +174,35 @@ def _build_density(cur: Any, name: str) -> None:
 
 
 def _build_drift(cur: Any, name: str) -> None:
-    """``drift_<freq>``: ``evolution.interest_drift`` of every user's stored profiles per month
-    and per the Users page's window (``mobility.page_window``), keyed by user_idx: the same
-    query (``evolution.drift_sql``) run by DuckDB on the stored tables, so the build never
-    holds every user's profiles in pandas."""
-    freq, min_events, prior = DRIFT
-    s = Rollup(cur, name).summary()
-    freqs = [freq] if s["ts_p01"] is None else [freq, mobility.page_window(s["ts_p01"],
-                                                                           s["ts_p99"])]
-    for f in dict.fromkeys(freqs):
-        src = answers_users.profile_source(Rollup(cur, name), f)
+    """``drift_<freq>``: ``evolution.interest_drift`` of every user's stored profiles per the
+    Users page's window (``mobility.page_window``), keyed by user_idx: the same query
+    (``evolution.drift_sql``) run by DuckDB on the stored tables, in batches of whole users
+    (``DRIFT_BATCH`` events each), so the build's memory stays bounded at any size."""
+    _, min_events, prior = DRIFT
+    ru = Rollup(cur, name)
+    s = ru.summary()
+    if s["ts_p01"] is None:
+        return
+    freq = mobility.page_window(s["ts_p01"], s["ts_p99"])
+    table = part(name, "drift_" + freq)
+    cur.execute(f"CREATE TABLE {table} (user_idx INTEGER, {evolution.PREV_PERIOD} TIMESTAMP, "
+                f"{evolution.PERIOD} TIMESTAMP, {evolution.PREV_EVENTS} BIGINT, "
+                f"{evolution.EVENTS} BIGINT, {evolution.JS} DOUBLE, "
+                f"{evolution.SHRUNK_JS} DOUBLE)")
+    for lo, hi in _user_batches(ru, DRIFT_BATCH):
+        src = answers_users.profile_source(ru, freq, f"WHERE user_idx BETWEEN {lo} AND {hi}")
         query = evolution.drift_sql(src, "user_idx", "cat_idx", min_events, prior)
-        cur.execute(
-            f"CREATE TABLE {part(name, 'drift_' + f)} AS SELECT CAST(user_idx AS INTEGER) AS "
-            f"user_idx, CAST({evolution.PREV_PERIOD} AS TIMESTAMP) AS {evolution.PREV_PERIOD}, "
-            f"CAST({evolution.PERIOD} AS TIMESTAMP) AS {evolution.PERIOD}, "
-            f"CAST({evolution.PREV_EVENTS} AS BIGINT) AS {evolution.PREV_EVENTS}, "
-            f"CAST({evolution.EVENTS} AS BIGINT) AS {evolution.EVENTS}, "
-            f"CAST({evolution.JS} AS DOUBLE) AS {evolution.JS}, CAST({evolution.SHRUNK_JS} AS "
-            f"DOUBLE) AS {evolution.SHRUNK_JS} FROM ({query}) ORDER BY user_idx, "
-            f"{evolution.PERIOD}")
+        cur.execute(f"INSERT INTO {table} SELECT * FROM ({query}) ORDER BY user_idx, "
+                    f"{evolution.PERIOD}")
+
+
+def _user_batches(ru: Rollup, events: int) -> list[tuple[int, int]]:
+    """(first, last user_idx) of consecutive batches of whole users of about ``events``
+    events each."""
+    counts = ru.df(f"SELECT events FROM {ru.t('users')} ORDER BY user_idx")["events"].to_numpy()
+    batch = np.cumsum(counts) // events
+    return [(int(lo), int(hi)) for lo, hi in (np.flatnonzero(batch == b)[[0, -1]]
+                                               for b in np.unique(batch))]
 
 
 def _build_mobility(cur: Any, name: str) -> None:
@@ -208,14 +220,11 @@ def _build_mobility(cur: Any, name: str) -> None:
                 f"{mobility.TRAVEL} DOUBLE, {anchors})")
     if s["ts_p01"] is None:
         return
-    counts = ru.df(f"SELECT events FROM {ru.t('users')} ORDER BY user_idx")["events"].to_numpy()
-    batch = np.cumsum(counts) // MOBILITY_BATCH  # whole users per batch
     cols = ", ".join(schema.COLUMNS)
-    for b in np.unique(batch):
-        lo, hi = np.flatnonzero(batch == b)[[0, -1]]
+    for lo, hi in _user_batches(ru, MOBILITY_BATCH):
         ev = ru.df(f"SELECT user_idx, {cols} FROM {ru.t('ev')} WHERE user_idx BETWEEN ? AND ? "
                    f"ORDER BY user_idx, us, item_idx, {schema.LAT} NULLS LAST, "
-                   f"{schema.LON} NULLS LAST", [int(lo), int(hi)])
+                   f"{schema.LON} NULLS LAST", [lo, hi])
         idx = pd.Series(ev["user_idx"].to_numpy(), index=ev[schema.USER].to_numpy())
         got = mobility.user_mobility(ev.drop(columns="user_idx"), window=freq)
         user = got.pop(schema.USER).to_numpy()

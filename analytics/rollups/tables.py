@@ -18,8 +18,8 @@ one transaction and named ``"rollup__<name>__<part>"``:
 * ``hourly`` (events per UTC hour), ``rhythm`` (events per user, time-zone offset and UTC
   hour of the week), ``rhythm_cells`` (the 7 x 24 cells with distinct users for UTC and the
   usual local-time fallbacks), ``profiles_week`` / ``profiles_month`` (events and share per user,
-  period and category), ``drift_month`` (interest drift between consecutive months;
-  ``drift_day`` / ``drift_week`` too when that is the Users page's window of the dataset),
+  period and category), ``drift_<window>`` (interest drift between consecutive windows of
+  the Users page: ``drift_day``, ``drift_week`` or ``drift_month``, ``mobility.page_window``),
   ``gaps`` (histogram of inter-event seconds), ``sessions`` (session durations for the
   standard idle gaps), ``places_items`` (visited places), ``density`` (the map's standard
   grids), ``heat`` (the first located events in the heat layer's draw order), ``zones`` /
@@ -64,11 +64,11 @@ PROFILE_FREQS = ("week", "month")
 #: Located events kept in draw order (a hash of user, time and item) for the map's heat layer.
 HEAT_ROWS = 100_000
 #: (freq, min_events, prior) of the stored interest drift (category basis): what the Users
-#: page shows for a dataset with categories spanning more than about four months.
+#: page shows for a dataset with categories spanning more than about four months. The drift
+#: is stored for the page's window of the dataset (``mobility.page_window``: days for up to
+#: three weeks of data, weeks up to ~4 months, else months: one of ``DRIFT_FREQS``), so no
+#: page computes every user's drift on a request.
 DRIFT = ("month", evolution.MIN_EVENTS_PER_WINDOW, evolution.PRIOR_EVENTS)
-#: The same drift is stored for the Users page's window of the dataset too
-#: (``mobility.page_window``: days for up to three weeks of data, weeks up to ~4 months), as
-#: ``drift_day`` / ``drift_week``, so no page computes every user's drift on a request.
 DRIFT_FREQS = ("day", "week", "month")
 #: Densities stored per (kind, cell size or H3 resolution, window) for the map; the Map
 #: page's own hexagons (resolution from the bounding box, all time) are stored as well.

@@ -222,7 +222,8 @@ def drift_sql(src: str, user: str = schema.USER, column: str = schema.CATEGORY,
     Only the categories seen in one of the two windows are paired. Every other category
     ``c`` of the user's mix has the smoothed shares ``a * m_c`` and ``b * m_c`` (``a``, ``b``:
     ``prior / (events + prior)`` of each window), whose JS terms sum to ``(1 - sum of the
-    paired m_c) * JS-term(a, b)``: one closed form instead of a row per category.
+    paired m_c) * JS-term(a, b)``: one closed form instead of a row per category. Each
+    window carries its neighbours' events and start, so a pair needs no join to find them.
     """
     _check_prior(prior)
     k = float(prior)
@@ -232,21 +233,25 @@ def drift_sql(src: str, user: str = schema.USER, column: str = schema.CATEGORY,
     return f"""
 WITH p AS (SELECT {user} AS u, {PERIOD} AS period, {column} AS k, CAST({EVENTS} AS BIGINT) AS c
            FROM {src}),
-t AS (SELECT u, period, sum(c) AS n FROM p GROUP BY u, period),
-w AS (SELECT u, period, n, row_number() OVER (PARTITION BY u ORDER BY period) AS rk FROM t
-      WHERE n >= {int(min_events)} QUALIFY count(*) OVER (PARTITION BY u) >= 2),
-mix AS (SELECT u, k, sum(c) / sum(sum(c)) OVER (PARTITION BY u) AS m FROM p
+t AS (SELECT u, period, CAST(sum(c) AS BIGINT) AS n FROM p GROUP BY u, period),
+w AS (SELECT u, period, n, row_number() OVER wu AS rk, lead(period) OVER wu AS next_period,
+             lead(n) OVER wu AS next_n, lag(period) OVER wu AS prev_period,
+             lag(n) OVER wu AS prev_n
+      FROM t WHERE n >= {int(min_events)} WINDOW wu AS (PARTITION BY u ORDER BY period)
+      QUALIFY count(*) OVER (PARTITION BY u) >= 2),
+mix AS (SELECT u, k, CAST(sum(c) AS DOUBLE) / sum(sum(c)) OVER (PARTITION BY u) AS m FROM p
         WHERE u IN (SELECT u FROM w) GROUP BY u, k),
-cells AS (SELECT p.u, w.rk, p.k, p.c FROM p JOIN w USING (u, period)),
+cells AS (SELECT p.u, p.k, p.c, w.* EXCLUDE (u) FROM p JOIN w USING (u, period)),
 pr AS (SELECT coalesce(a.u, b.u) AS u, coalesce(a.rk + 1, b.rk) AS rk, coalesce(a.k, b.k) AS k,
+              coalesce(a.period, b.prev_period) AS pa_period,
+              coalesce(a.next_period, b.period) AS pb_period,
+              coalesce(a.n, b.prev_n) AS na, coalesce(a.next_n, b.n) AS nb,
               coalesce(a.c, 0) AS ca, coalesce(b.c, 0) AS cb
        FROM cells a FULL JOIN cells b ON a.u = b.u AND a.rk + 1 = b.rk AND a.k = b.k),
-x AS (SELECT pr.u, pr.rk, wa.period AS pa_period, wb.period AS pb_period, wa.n AS na,
-             wb.n AS nb, ca / wa.n AS pa, cb / wb.n AS pb, mix.m,
-             (ca + {k} * mix.m) / (wa.n + {k}) AS sa, (cb + {k} * mix.m) / (wb.n + {k}) AS sb
-      FROM pr JOIN w wa ON wa.u = pr.u AND wa.rk = pr.rk - 1
-      JOIN w wb ON wb.u = pr.u AND wb.rk = pr.rk
-      JOIN mix ON mix.u = pr.u AND mix.k = pr.k)
+x AS (SELECT pr.u, rk, pa_period, pb_period, na, nb, ca / na AS pa, cb / nb AS pb, mix.m,
+             (ca + {k} * mix.m) / (na + {k}) AS sa, (cb + {k} * mix.m) / (nb + {k}) AS sb
+      FROM pr JOIN mix ON mix.u = pr.u AND mix.k = pr.k
+      WHERE na IS NOT NULL AND nb IS NOT NULL)
 SELECT u AS {user}, pa_period AS {PREV_PERIOD}, pb_period AS {PERIOD}, na AS {PREV_EVENTS},
        nb AS {EVENTS}, least(greatest(sum({_js_sql('pa', 'pb')}), 0), 1) AS {JS}{shrunk}
 FROM x GROUP BY u, rk, pa_period, pb_period, na, nb ORDER BY u, pb_period"""
