@@ -333,6 +333,12 @@ def build_sql(name: str, cur: Any) -> list[str]:
             f"date_trunc('{f}', {ts}) AS period, cat_idx, count(*) AS events FROM {p['ev']} "
             "WHERE cat_idx IS NOT NULL GROUP BY ALL) ORDER BY user_idx, period, cat_idx")
     out += [
+        # distinct users per hour: a user's first event of an hour is the one whose previous
+        # event (ev is sorted by user and time) fell in another hour
+        f"CREATE TABLE {p['hour_users']} AS SELECT date_trunc('hour', {ts}) AS period, "
+        "count(*) AS events, count(*) FILTER (WHERE prev_us IS NULL OR date_trunc('hour', "
+        f"make_timestamp(prev_us)) <> date_trunc('hour', {ts})) AS users FROM {p['ev']} "
+        "GROUP BY 1 ORDER BY 1",
         f"CREATE TABLE {p['hourly']} AS SELECT date_trunc('hour', {ts}) AS period, count(*) AS "
         f"events FROM {p['ev']} GROUP BY ALL ORDER BY period",
         f"CREATE TABLE {p['rhythm']} AS SELECT user_idx, {schema.TZ_OFFSET}, (s // 3600) % 168 "

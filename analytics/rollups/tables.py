@@ -15,7 +15,8 @@ one transaction and named ``"rollup__<name>__<part>"``:
 * ``user_day`` / ``user_week`` / ``user_month``: events per (period, user): exact distinct
   users, new/returning and cohorts are counts over these; ``periods``: their totals (events
   and distinct users per day, week and month: the Overview's trend);
-* ``hourly`` (events per UTC hour), ``rhythm`` (events per user, time-zone offset and UTC
+* ``hourly`` (events per UTC hour), ``hour_users`` (events and distinct users per hour, read
+  while no event was appended), ``rhythm`` (events per user, time-zone offset and UTC
   hour of the week), ``rhythm_cells`` (the 7 x 24 cells with distinct users for UTC and the
   usual local-time fallbacks), ``profiles_week`` / ``profiles_month`` (events and share per user,
   period and category), ``drift_<window>`` (interest drift between consecutive windows of
@@ -55,7 +56,7 @@ from ..store import derived_table
 from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 16
+VERSION = 17
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.
@@ -85,7 +86,7 @@ CREATE TABLE IF NOT EXISTS rollups (
 PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week",
           "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
-          "drift_week", "drift_day", "churn_params", "churn_risk", "churn_backtest",
+          "drift_week", "drift_day", "hour_users", "churn_params", "churn_risk", "churn_backtest",
           "heat", "zones", "zone_activity", "zone_places", "zone_flows", "mobility",
           "periods", "paths", "pending", "zone_params")
 

@@ -35,16 +35,24 @@ def kpis(events: Any) -> pd.DataFrame:
 
 def series_rows(ru: Rollup, freq: str, users: str | None) -> pd.DataFrame | None:
     """Events (and distinct users) per period from the hourly / per-user-period tables, before
-    ``activity.finish_series``; None when they cannot answer (hourly distinct users). Users
-    asked for "approx" come exact."""
+    ``activity.finish_series``; None when they cannot answer (hourly distinct users after an
+    append). Users asked for "approx" come exact."""
     activity.check_user_counts(users)
     if users is None:
         return ru.df(f"SELECT date_trunc('{freq}', {PERIOD}) AS {PERIOD}, CAST(sum({EVENTS}) "
                      f"AS BIGINT) AS {EVENTS} FROM {ru.t('hourly')} GROUP BY 1")
+    if freq == "hour" and not _appended(ru):
+        return ru.df(f"SELECT {PERIOD}, {EVENTS}, {USERS} FROM {ru.t('hour_users')}")
     if freq not in USER_FREQS:
         return None
     return ru.df(f"SELECT {PERIOD}, {EVENTS}, {USERS} FROM {ru.t('periods')} WHERE freq = "
                  f"'{freq}'")
+
+
+def _appended(ru: Rollup) -> bool:
+    """Whether events were appended since the build (``hour_users`` then lacks them: the
+    raw table answers)."""
+    return ru.has("pending") and bool(ru.one(f"SELECT count(*) FROM {ru.t('pending')}")[0])
 
 
 def activity_series(events: Any, freq: str = "day", by: str | None = None,

@@ -81,6 +81,7 @@ _DRIFT = dict(zip(("freq", "min_events", "prior"), rollup.DRIFT, strict=True))
 CASES = {
     "kpis": lambda d: r_time.kpis(d.t),
     "events per hour": lambda d: r_time.activity_series(d.t, "hour", users=None),
+    "events and users per hour": lambda d: r_time.activity_series(d.t, "hour"),
     "events and users per day": lambda d: r_time.activity_series(d.t, "day"),
     "events and users per week": lambda d: r_time.activity_series(d.t, "week", fill=False),
     "events and users per month": lambda d: r_time.activity_series(d.t, "month"),
