@@ -5,12 +5,18 @@ the k-core filter (reported in a ``FilterReport``; the caller prints it), indexe
 items, categories and behaviours from 1 (0 = padding), derives local hour/weekday, splits
 (models.splits) and returns a ``SeqDataset`` whose ``batches()`` yield exactly the batch keys
 documented in models/base.py, left-padded to ``max_len``.
+
+Two paths give the same result: in memory (pandas: ``load_events``, ``kcore_filter``,
+``encode``) for small datasets, and store-backed (models/data/stored.py: the filter and the
+indexing in DuckDB, the columns in an on-disk cache, memory-mapped) from
+``STORE_BACKED_MIN_EVENTS`` events on, or as ``backing`` says.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -21,9 +27,13 @@ from ...analytics import schema
 from ...analytics.store import Store
 from ..base import Batch, DataMeta
 from . import splits as sp
+from . import stored
 from .features import estimate_offset_min, local_hour_weekday
 
 ExcludeSeen = bool | Literal["auto"]
+Backing = Literal["auto", "memory", "store"]
+#: ``backing="auto"`` takes the store-backed path from this many stored events on
+STORE_BACKED_MIN_EVENTS = 1_000_000
 #: below this share of repeat events, already-seen items are excluded from recommendations
 REPEAT_RATE_THRESHOLD = 0.05
 TRAJECTORY_MIN_COUNT = 10
@@ -100,9 +110,23 @@ class Events:
     beh: np.ndarray       # int64 1..n_behaviors
     offset_min: np.ndarray  # int64 UTC offset used for local time
     user_start: np.ndarray  # int64 (n_users + 2,)
+    #: the cache folder the arrays are memory-mapped from (store-backed path), else None
+    folder: Path | None = field(default=None, compare=False)
 
     def __len__(self) -> int:
         return int(self.item.shape[0])
+
+    def __reduce__(self):
+        """Memory-mapped events pickle as their folder (distributed training's workers map
+        the same files); in-memory ones as their arrays."""
+        if self.folder is not None:
+            return (open_cached_events, (self.folder,))
+        return super().__reduce__()
+
+
+def open_cached_events(folder: Path) -> Events:
+    """The ``Events`` cached in ``folder`` (models/data/stored.py), memory-mapped."""
+    return Events(**stored.open_columns(folder), folder=folder)
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -250,57 +274,88 @@ def _item_attributes(ev: Events, n_items: int) -> tuple[np.ndarray, np.ndarray, 
         lat, lon = lat / n_geo, lon / n_geo  # 0 / 0 -> NaN where an item has no coordinates
     known = ev.cat > 0
     pairs = pd.DataFrame({"i": ev.item[known], "c": ev.cat[known]})
-    top = (pairs.groupby(["i", "c"]).size().reset_index(name="n")
-           .sort_values(["i", "n", "c"], ascending=[True, False, True])
-           .drop_duplicates("i"))
-    cat = np.zeros(n_items + 1, dtype=np.int64)
-    cat[top["i"].to_numpy()] = top["c"].to_numpy()
-    return lat, lon, cat[1:]
+    return lat, lon, stored.top_category(pairs.groupby(["i", "c"]).size().reset_index(name="n"),
+                                         n_items)
+
+
+def _split(ev: Events, split: str, max_len: int) -> sp.SplitResult:
+    if split == "leave-last":
+        return sp.leave_last(ev.user_start, max_len)
+    if split == "temporal":
+        return sp.temporal(ev.user_start, ev.ts, ev.item, max_len)
+    return sp.trajectory(ev.user_start, ev.ts, ev.item, max_len)
+
+
+def _filter_settings(split: str, min_user: int, min_item: int) -> tuple[int, int, bool]:
+    if split == "trajectory":  # the published protocol: one pass, >= 10 check-ins each
+        return TRAJECTORY_MIN_COUNT, TRAJECTORY_MIN_COUNT, False
+    return min_user, min_item, True
+
+
+def use_store(store: Store, name: str, backing: Backing) -> bool:
+    """Whether ``build_dataset`` takes the store-backed path (``backing``; ``auto``: a
+    workspace file and at least ``STORE_BACKED_MIN_EVENTS`` stored events)."""
+    if backing not in ("auto", "memory", "store"):
+        raise ValueError(f"backing must be 'auto', 'memory' or 'store', got {backing!r}")
+    if backing != "auto":
+        return backing == "store"
+    return (stored.cache_root(store) is not None
+            and store.info(name).rows >= STORE_BACKED_MIN_EVENTS)
 
 
 def build_dataset(store: Store, name: str, split: str = "leave-last", max_len: int = 50,
                   min_user: int = 5, min_item: int = 5,
-                  exclude_seen: ExcludeSeen = "auto") -> SeqDataset:
-    """Filter, index and split dataset ``name``; reports are in ``.messages`` (print them)."""
+                  exclude_seen: ExcludeSeen = "auto", *,
+                  backing: Backing = "auto") -> SeqDataset:
+    """Filter, index and split dataset ``name``; reports are in ``.messages`` (print them).
+
+    ``backing``: ``memory`` (pandas), ``store`` (models/data/stored.py: DuckDB, an on-disk
+    cache, memory-mapped columns) or ``auto`` (the store from ``STORE_BACKED_MIN_EVENTS``
+    events on); both give the same dataset.
+    """
     if split not in sp.SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(sp.SPLITS)}")
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
-    df = load_events(store, name)
-    if split == "trajectory":  # the published protocol: one pass, >= 10 check-ins each
-        df, frep = kcore_filter(df, TRAJECTORY_MIN_COUNT, TRAJECTORY_MIN_COUNT, iterative=False)
+    k_user, k_item, iterative = _filter_settings(split, min_user, min_item)
+    if use_store(store, name, backing):
+        folder = stored.build_events(store, name, k_user, k_item, iterative)
+        ev = open_cached_events(folder)
+        vocab, frep_fields, item_lat, item_lon, item_cat = stored.load_cached(folder)
+        frep = FilterReport(**frep_fields)
+        n_items = len(vocab["item_ids"])
+        parts, train_len, report, rate, pop = stored.open_split(
+            stored.build_split(folder, ev, split, max_len, n_items))
     else:
-        df, frep = kcore_filter(df, min_user, min_item)
-    ev, vocab = encode(df)
-    if split == "leave-last":
-        res = sp.leave_last(ev.user_start, max_len)
-    elif split == "temporal":
-        res = sp.temporal(ev.user_start, ev.ts, ev.item, max_len)
-    else:
-        res = sp.trajectory(ev.user_start, ev.ts, ev.item, max_len)
-    if len(res.test) == 0 or len(res.train) == 0:
+        df, frep = kcore_filter(load_events(store, name), k_user, k_item, iterative)
+        ev, vocab = encode(df)
+        del df
+        res = _split(ev, split, max_len)
+        parts = {"train": res.train, "valid": res.valid, "test": res.test}
+        train_len, report = res.train_len, res.report
+        rate = repeat_rate(ev.user[res.train_mask], ev.item[res.train_mask])
+        n_items = len(vocab["item_ids"])
+        pop = np.bincount(ev.item[res.train_mask], minlength=n_items + 1)[1:]
+        item_lat, item_lon, item_cat = _item_attributes(ev, n_items)
+    if len(parts["test"]) == 0 or len(parts["train"]) == 0:
         raise ValueError(f"split {split!r} of {name!r} leaves no training or test examples "
-                         f"({res.report}); use more data or another split")
-    rate = repeat_rate(ev.user[res.train_mask], ev.item[res.train_mask])
+                         f"({report}); use more data or another split")
     excl, excl_msg = resolve_exclude_seen(exclude_seen, rate)
-    n_items = len(vocab["item_ids"])
-    pop = np.bincount(ev.item[res.train_mask], minlength=n_items + 1)[1:]
-    item_lat, item_lon, item_cat = _item_attributes(ev, n_items)
     meta = DataMeta(
         n_items=n_items, n_users=len(vocab["user_ids"]),
         n_categories=len(vocab["category_names"]), n_behaviors=len(vocab["behavior_names"]),
         max_len=max_len, item_ids=vocab["item_ids"],
         item_lat=tuple(item_lat.tolist()), item_lon=tuple(item_lon.tolist()),
         item_category=tuple(item_cat.tolist()),
-        item_popularity=tuple(int(c) for c in pop), has_coordinates=bool(ev.geo.any()),
+        item_popularity=tuple(int(c) for c in pop),
+        # an item has a mean position iff one of its events has coordinates
+        has_coordinates=bool(np.isfinite(item_lat).any()),
         extra={"dataset": name, "split": split, "exclude_seen": excl, "repeat_rate": rate,
                "user_ids": vocab["user_ids"], "category_names": vocab["category_names"],
                "behavior_names": vocab["behavior_names"], "min_user": frep.min_user,
-               "min_item": frep.min_item, "cuts": res.report.cuts,
+               "min_item": frep.min_item, "cuts": report.cuts,
                "local_time_from": vocab["local_time_from"]},
     )
     lt = ", ".join(f"{k}: {v}" for k, v in vocab["local_time_from"].items() if v)
-    messages = [str(frep), str(res.report), excl_msg, f"local time from {lt}"]
-    return SeqDataset(name, meta, ev, {"train": res.train, "valid": res.valid,
-                                       "test": res.test},
-                      res.train_len, frep, res.report, excl, rate, messages)
+    messages = [str(frep), str(report), excl_msg, f"local time from {lt}"]
+    return SeqDataset(name, meta, ev, parts, train_len, frep, report, excl, rate, messages)

@@ -64,7 +64,7 @@ class SplitResult:
     valid: Examples
     test: Examples
     train_len: np.ndarray      # (n_users + 1,) training events per user index
-    train_mask: np.ndarray     # (n_events,) True for events in the training part
+    train_mask: np.ndarray | None  # (n_events,) True for training events; None when not built
     report: SplitReport
 
 
@@ -96,7 +96,9 @@ def _train_len_from_mask(user_start: np.ndarray, mask: np.ndarray) -> np.ndarray
     return np.bincount(user[mask], minlength=len(user_start) - 1).astype(np.int64)
 
 
-def leave_last(user_start: np.ndarray, max_len: int) -> SplitResult:
+def leave_last(user_start: np.ndarray, max_len: int, with_mask: bool = True) -> SplitResult:
+    """``with_mask=False`` leaves ``train_mask`` None: the split then needs memory for the
+    users only, not the events (a user's first ``train_len`` events are its training part)."""
     n_users = len(user_start) - 1
     counts = np.diff(user_start)                     # index 0 is an empty dummy user
     users = np.arange(n_users)
@@ -106,11 +108,13 @@ def leave_last(user_start: np.ndarray, max_len: int) -> SplitResult:
     valid = Examples(users[has_valid], user_start[1:][has_valid] - 2,
                      user_start[:-1][has_valid])
     train_len = np.where(has_valid, counts - 2, np.where(has_test, counts - 1, counts))
-    pos_in_user = np.arange(user_start[-1]) - np.repeat(user_start[:-1], counts)
-    train_mask = pos_in_user < np.repeat(train_len, counts)
+    train_mask = None
+    if with_mask:
+        pos_in_user = np.arange(user_start[-1]) - np.repeat(user_start[:-1], counts)
+        train_mask = pos_in_user < np.repeat(train_len, counts)
     train = training_windows(user_start, train_len, max_len)
     short = int(((counts >= 1) & ~has_valid).sum())
-    report = SplitReport("leave-last", int(train_mask.sum()), len(train), len(valid), len(test),
+    report = SplitReport("leave-last", int(train_len.sum()), len(train), len(valid), len(test),
                          dropped={"users with fewer than 3 events have no validation target":
                                   short})
     return SplitResult(train, valid, test, train_len.astype(np.int64), train_mask, report)
