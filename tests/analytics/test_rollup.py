@@ -26,6 +26,7 @@ from trailscope.analytics.spatial import mobility, zones_sql
 from trailscope.analytics.store import Store
 
 from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, import_nyc, open_store
+from tests.analytics.rollup_reads import recorded
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:(ibis|pyspark).*"),
@@ -174,16 +175,7 @@ UNORDERED = {
 
 def _answers(d: Data, case) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """(answer as the dashboard gets it, answer from the raw table, rollup reads made)."""
-    reads = []
-    real_df = rollup.Rollup.df
-
-    def counting(self, sql, params=None, **kw):
-        reads.append(sql)
-        return real_df(self, sql, params, **kw)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rollup.Rollup, "df", counting)
-        fast = case(d)
+    fast, reads, _ = recorded(lambda: case(d))
     with lookup.disabled():
         raw = case(d)
     return fast, raw, reads
@@ -235,13 +227,13 @@ def test_approx_users_come_exact_from_the_rollup(data):
 
 
 def test_what_the_rollup_cannot_answer_takes_the_raw_table(data):
-    """Filters, hourly distinct users, other gaps and columns: no rollup read, same answer."""
+    """Filters, other gaps and columns: no rollup read, same answer (hourly distinct users
+    are stored now: tests/analytics/test_rollup_hour_users.py)."""
     first = pd.Timestamp(r_time.kpis(data.t)["first_ts"][0]) + pd.Timedelta(days=30)
     filtered = data.t.filter(data.t[schema.TS] >= first.to_pydatetime())
     assert lookup.for_events(filtered) is None
     assert lookup.for_sql(data.con, data.table, f"{schema.TS} >= '{first}'") is None
-    for case in (lambda d: r_time.activity_series(d.t, "hour"),
-                 lambda d: r_time.session_summary(d.t, "10min"),
+    for case in (lambda d: r_time.session_summary(d.t, "10min"),
                  lambda d: r_users.interest_profiles(d.t, "month", missing="?")):
         fast, raw, reads = _answers(data, case)
         pd.testing.assert_frame_equal(fast, raw)

@@ -9,10 +9,10 @@ import pytest
 from trailscope.analytics import schema
 from trailscope.analytics.engine import duckdb_backend, events_table
 from trailscope.analytics.rollups import build, lookup
-from trailscope.analytics.rollups import tables as rollup
 from trailscope.analytics.rollups import temporal as r_time
 
 from tests.analytics.realdata import import_nyc, open_store
+from tests.analytics.rollup_reads import recorded
 from tests.analytics.test_rollup_incremental import append
 
 pytestmark = [
@@ -24,16 +24,7 @@ pytestmark = [
 def _hourly(store, name):
     """(the dashboard's answer, the raw answer, whether hour_users was read)."""
     t = events_table(duckdb_backend(store), name)
-    reads = []
-    real = rollup.Rollup.df
-
-    def recording(self, sql, params=None, **kw):
-        reads.append(sql)
-        return real(self, sql, params, **kw)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rollup.Rollup, "df", recording)
-        fast = r_time.activity_series(t, "hour")
+    fast, reads, _ = recorded(lambda: r_time.activity_series(t, "hour"))
     with lookup.disabled():
         raw = r_time.activity_series(t, "hour")
     return fast, raw, any("hour_users" in sql for sql in reads)

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from trailscope.analytics.ingest.pipeline import import_file
 from trailscope.analytics.rollups import lookup
-from trailscope.analytics.rollups import tables as rollup
 from trailscope.analytics.rollups import users as r_users
 from trailscope.analytics.schema import USER
 from trailscope.app.services import cache
 from trailscope.app.services import users as svc
 
+from tests.analytics.rollup_reads import recorded
 from tests.conftest import TAOBAO
 
 pytestmark = [
@@ -36,17 +36,7 @@ def taobao(workspace):
 
 def _reads(call):
     """(what ``call`` returns, every frame the summary tables gave it)."""
-    frames = []
-    real = rollup.Rollup.df
-
-    def recording(self, sql, params=None, **kw):
-        out = real(self, sql, params, **kw)
-        frames.append(out)
-        return out
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rollup.Rollup, "df", recording)
-        got = call()
+    got, _, frames = recorded(call)
     return got, frames
 
 
