@@ -61,6 +61,11 @@ log = logging.getLogger(__name__)
 
 #: Most events one group commit stores (a single larger request is committed alone).
 GROUP_ROWS = 50_000
+#: Under concurrent posts a group waits for more requests at most this share of the last
+#: commit's time, and never longer than LINGER_MAX_S, nor once GROUP_REQUESTS requests wait.
+LINGER_SHARE = 0.3
+LINGER_MAX_S = 0.02
+GROUP_REQUESTS = 64
 #: Requests and events that may wait for the writer; beyond either, WriterBusy.
 MAX_QUEUED = 2_000
 MAX_QUEUED_ROWS = 500_000
@@ -188,17 +193,15 @@ class Writer:
     # -- the writer thread -----------------------------------------------------------------
     def _loop(self) -> None:
         pending: deque[_Request] = deque()
+        linger = 0.0  # how long the next group may wait for more requests (seconds)
         while True:
             if not pending:
                 pending.append(self._q.get())
-            while True:  # everything queued now, in order
-                try:
-                    pending.append(self._q.get_nowait())
-                except queue.Empty:
-                    break
+            self._gather(pending, linger)
             group = self._take(pending)
             if not group:
                 continue
+            t0 = time.monotonic()
             try:
                 self._run(group)
             except BaseException as exc:  # never let the thread die with callers waiting
@@ -215,6 +218,30 @@ class Writer:
                     self._set_idle_if_idle()
                 for req in group:
                     req.done.set()
+            # several callers shared this commit: others are sending, and the ones just
+            # answered send again within moments; the next group waits a fraction of a
+            # commit for them, so concurrent small posts share commits instead of
+            # alternating in half-sized groups
+            linger = (min(LINGER_MAX_S, LINGER_SHARE * (time.monotonic() - t0))
+                      if len(group) > 1 else 0.0)
+
+    def _gather(self, pending: deque[_Request], linger: float) -> None:
+        """Move what is queued into ``pending``; with ``linger``, keep taking arrivals until
+        GROUP_REQUESTS requests wait or ``linger`` seconds have passed."""
+        end = time.monotonic() + linger
+        while True:
+            try:
+                pending.append(self._q.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = end - time.monotonic()
+            if left <= 0 or len(pending) >= GROUP_REQUESTS:
+                return
+            try:
+                pending.append(self._q.get(timeout=left))
+            except queue.Empty:
+                return
 
     # -- the folder thread -----------------------------------------------------------------
     def _fold_loop(self) -> None:

@@ -90,6 +90,36 @@ def test_concurrent_appends_end_with_exact_counts(nyc):
     assert stats["queued"] == 0 and stats["commit_ms_max"] > 0
 
 
+def test_concurrent_single_event_posts_share_commits(nyc):
+    """Sixteen callers posting one event at a time: every event stored once, and the writer
+    lets a group wait a moment for the callers it just answered, so most of them share a
+    commit (far fewer commits than posts, and groups larger than half of the callers)."""
+    before, start = nyc.info("nyc").rows, after_end(nyc, "nyc")
+    stats0 = writer.stats()
+    callers, posts = 16, 12
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for k in range(posts):
+                writer.append("nyc", batch(f"single-{t}", [f"s{t}-{k}"],
+                                           start + timedelta(minutes=t * posts + k),
+                                           f"single-{t}-{k}"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(callers)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join(120)
+    assert not errors and nyc.info("nyc").rows == before + callers * posts
+    stats = writer.stats()
+    groups = stats["groups"] - stats0["groups"]
+    assert stats["requests"] - stats0["requests"] == callers * posts
+    assert groups * (callers / 2) < callers * posts, f"{groups} commits for {callers * posts}"
+
+
 def test_bad_batch_never_enters_the_queue(nyc):
     start, stats0, rows0 = after_end(nyc, "nyc"), writer.stats(), nyc.info("nyc").rows
     recs = batch("u1", ["a", "b", "c"], start, "bad")
