@@ -26,7 +26,9 @@ Then, each measurement in its own child process (peak memory is that process's
 3. **pages**: the service calls each dashboard page makes on opening it (``PAGES``), in a
    fresh process per page: *cold* is the first run there, *warm* the best of ``--repeat``
    later runs with the service memo cleared (DuckDB and the OS cache warm, every query run
-   again); ``one user`` is a single user's parts of the Users page;
+   again; the Overview's forecast fit is read from its file memo in the workspace,
+   ``cache.FORECASTS``, as after a server restart); ``one user`` is a single user's parts
+   of the Users page;
 4. **Spark**: ``trailscope export NAME DIR`` (day partitions), then every aggregation of
    ``analytics.distributed.AGGREGATIONS`` on DuckDB (the stored dataset), DuckDB on the
    exported folder and Spark local[2] on the folder, side by side, with a check that the

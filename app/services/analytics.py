@@ -28,6 +28,7 @@ from ...analytics.rollups import build, lookup
 from ...analytics.rollups import temporal as answers
 from ...analytics.schema import BEHAVIOR, CATEGORY, TS, USER
 from ...analytics.spacetime import clock_text
+from . import cache
 from .workspace import ServiceError, dataset_info, get_store, memoize_dataset
 
 FREQS = ("hour", "day", "week", "month")
@@ -399,6 +400,20 @@ def partial_note(parts: pd.DataFrame, freq: str, left_out: str) -> str:
     return f"{text[0].upper()}{text[1:]} {verb} partial: {left_out}."
 
 
+#: Part of the forecasts' file-memo key: bump when the forecast's code changes its answers.
+FORECAST_VERSION = 1
+
+
+def _forecast_key(series: pd.DataFrame, args: tuple) -> str:
+    """Everything a complete forecast is computed from: the series' values, the arguments,
+    this code's and statsmodels' versions."""
+    import statsmodels
+
+    values = pd.util.hash_pandas_object(series, index=False).to_numpy().tobytes()
+    return (f"{FORECAST_VERSION}|{statsmodels.__version__}|{list(series.columns)}|"
+            f"{values.hex()}|{args!r}")
+
+
 @memoize_dataset
 def forecast(name: str, freq: str = "day", horizon: int | None = None,
              alpha: float = 0.05) -> ForecastResult:
@@ -418,9 +433,11 @@ def forecast(name: str, freq: str = "day", horizon: int | None = None,
     spec = fc.ModelSpec(order=(1, 0, 0), seasonal_order=(0, 1, 1), season=24) \
         if freq == "hour" and len(series) >= 72 else None
     span = data_span(name)
+    args = (freq, span.first, span.last, horizon, alpha, spec, fitted, ORIGINS[freq])
     try:
-        got = answers.complete_forecast(series, freq, span.first, span.last, horizon, alpha, spec,
-                                        fitted, ORIGINS[freq])
+        got = cache.FORECASTS.get_or_compute(
+            get_store().path.parent, _forecast_key(series, args),
+            lambda: answers.complete_forecast(series, *args))
     except ValueError as exc:
         adjective = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
         raise ServiceError(f"no {adjective[freq]} forecast: {exc}") from exc

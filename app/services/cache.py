@@ -17,11 +17,19 @@ age out of the bounded memo (least recently used first).
 ``ANALYTICS`` stores its values pickled and hands every caller a fresh copy, so a page that
 changes a returned frame cannot change what the next request sees. Models and explanations are
 large or read-only and are shared as they are.
+
+:class:`FileMemo` keeps the results of slow pure functions (``FORECASTS``: the Overview's
+SARIMA fits) as files in the workspace folder, under a digest of everything they were computed
+from: they survive a restart and :func:`clear_all`, and cannot go stale (other inputs, other
+file).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -98,6 +106,45 @@ ANALYTICS = Memo("analytics", 256, isolate=True)
 EXPLANATIONS = Memo("explanations", 64)
 MODELS = Memo("models", 4)
 CHECKPOINT_USERS = Memo("checkpoint-users", 8)
+
+
+class FileMemo:
+    """Pickled results of a slow pure function, one file per digest of its inputs, in a
+    folder (``kind`` under the workspace's ``cache`` folder); at most ``size`` files, the
+    least recently written leave. A folder that cannot be written (a read-only workspace)
+    only means no file is kept."""
+
+    def __init__(self, kind: str, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"file memo {kind!r} needs room for at least one file, got {size}")
+        self.kind, self.size = kind, size
+
+    def get_or_compute(self, home: Path, key: str, compute: Callable[[], T]) -> T:
+        """The value stored under ``key`` in workspace folder ``home``, else ``compute()``
+        (then stored). ``key`` must name every input of the computation and its version."""
+        folder = Path(home) / "cache" / self.kind
+        path = folder / f"{hashlib.sha256(key.encode()).hexdigest()}.pkl"
+        try:
+            return pickle.loads(path.read_bytes())
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+            pass  # no file yet, or one from another version of the code: compute again
+        value = compute()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump(value, f, pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)  # readers see the whole file or none
+            others = sorted((f for f in folder.glob("*.pkl") if f != path),
+                            key=lambda f: f.stat().st_mtime_ns)
+            for old in others[:max(0, len(others) + 1 - self.size)]:
+                old.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return value
+
+
+FORECASTS = FileMemo("forecasts", 64)
 
 
 def clear_all() -> None:

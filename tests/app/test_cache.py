@@ -152,3 +152,40 @@ def test_a_batch_export_stops_when_cancelled(workspace, monkeypatch):
     assert jobs.wait(job_id, 30)["status"] == jobs.CANCELLED
     state = explain_service.batch_state(job_id)
     assert state["status"] == "cancelled" and state["cancelling"] and state["zip"] is None
+
+
+def test_forecasts_are_kept_as_files_under_their_inputs(workspace):
+    """The Overview's forecast fit is kept in the workspace folder under a digest of its
+    inputs: after the in-memory memo is cleared the same answer comes from the file, a
+    different horizon is another file, a damaged file is fitted again."""
+    from trailscope.analytics.ingest.pipeline import import_file
+    from trailscope.app.services import analytics as svc
+
+    from tests.conftest import NYC
+
+    import_file(workspace, NYC, name="nyc")
+    folder = workspace.path.parent / "cache" / "forecasts"
+    first = svc.forecast("nyc", "day")
+    files = sorted(folder.glob("*.pkl"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    cache.clear_all()
+    again = svc.forecast("nyc", "day")
+    assert files[0].stat().st_mtime_ns == stamp  # read, not written again
+    pd.testing.assert_frame_equal(again.forecast, first.forecast)
+    pd.testing.assert_frame_equal(again.backtest, first.backtest)
+    svc.forecast("nyc", "day", horizon=7)
+    assert len(list(folder.glob("*.pkl"))) == 2
+    files[0].write_bytes(b"not a pickle")
+    cache.clear_all()
+    refit = svc.forecast("nyc", "day")
+    pd.testing.assert_frame_equal(refit.forecast, first.forecast)
+    assert files[0].read_bytes() != b"not a pickle"
+
+
+def test_a_file_memo_keeps_its_newest_files(tmp_path):
+    memo = cache.FileMemo("things", 2)
+    for i in range(4):
+        assert memo.get_or_compute(tmp_path, f"key {i}", lambda i=i: i * 10) == i * 10
+    assert len(list((tmp_path / "cache" / "things").glob("*.pkl"))) == 2
+    assert memo.get_or_compute(tmp_path, "key 3", lambda: -1) == 30  # the newest: read back
