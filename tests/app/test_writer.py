@@ -48,31 +48,41 @@ def wait_for(cond, seconds: float = 20.0) -> None:
         time.sleep(0.01)
 
 
+def in_threads(work, count: int) -> None:
+    """Run ``work(t)`` for t in range(count) in as many threads; fail with the first error
+    any of them raised."""
+    errors: list[BaseException] = []
+
+    def run(t: int) -> None:
+        try:
+            work(t)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    pool = [threading.Thread(target=run, args=(t,)) for t in range(count)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join(120)
+    assert not errors and not any(th.is_alive() for th in pool), errors[:1]
+
+
 def test_concurrent_appends_end_with_exact_counts(nyc):
     before, start = nyc.info("nyc"), after_end(nyc, "nyc")
     stats0 = writer.stats()
     threads, per_thread, size = 4, 10, 100
     results: dict[int, list] = {t: [] for t in range(threads)}
-    errors: list[BaseException] = []
 
     def work(t: int) -> None:
-        try:
-            for b in range(per_thread):
-                items = [f"t{t}-item{k % 7}" for k in range(size)]
-                recs = batch(f"thread-{t}", items, start + timedelta(hours=t, minutes=b),
-                             f"{t}-{b}")
-                if b % 3 == 0:  # a resent batch: stored once
-                    results[t].append(writer.append("nyc", recs))
+        for b in range(per_thread):
+            items = [f"t{t}-item{k % 7}" for k in range(size)]
+            recs = batch(f"thread-{t}", items, start + timedelta(hours=t, minutes=b),
+                         f"{t}-{b}")
+            if b % 3 == 0:  # a resent batch: stored once
                 results[t].append(writer.append("nyc", recs))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
+            results[t].append(writer.append("nyc", recs))
 
-    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    for th in pool:
-        th.start()
-    for th in pool:
-        th.join(120)
-    assert not errors and not any(th.is_alive() for th in pool)
+    in_threads(work, threads)
     total = threads * per_thread * size
     got = [r for rs in results.values() for r in rs]
     assert sum(r.stored for r in got) == total
@@ -97,23 +107,15 @@ def test_concurrent_single_event_posts_share_commits(nyc):
     before, start = nyc.info("nyc").rows, after_end(nyc, "nyc")
     stats0 = writer.stats()
     callers, posts = 16, 12
-    errors: list[BaseException] = []
 
     def work(t: int) -> None:
-        try:
-            for k in range(posts):
-                writer.append("nyc", batch(f"single-{t}", [f"s{t}-{k}"],
-                                           start + timedelta(minutes=t * posts + k),
-                                           f"single-{t}-{k}"))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
+        for k in range(posts):
+            writer.append("nyc", batch(f"single-{t}", [f"s{t}-{k}"],
+                                       start + timedelta(minutes=t * posts + k),
+                                       f"single-{t}-{k}"))
 
-    pool = [threading.Thread(target=work, args=(t,)) for t in range(callers)]
-    for th in pool:
-        th.start()
-    for th in pool:
-        th.join(120)
-    assert not errors and nyc.info("nyc").rows == before + callers * posts
+    in_threads(work, callers)
+    assert nyc.info("nyc").rows == before + callers * posts
     stats = writer.stats()
     groups = stats["groups"] - stats0["groups"]
     assert stats["requests"] - stats0["requests"] == callers * posts
