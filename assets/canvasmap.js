@@ -487,6 +487,7 @@
       state.time = spec.time != null ? spec.time : time;
       state.pending = true;
       container.removeAttribute('data-drawn');
+      container.setAttribute('data-pending', '1');
     } else {
       state.time = time;
     }

@@ -399,10 +399,12 @@
 
   // Time-to-drawn: after a new spec, the first frame in which every data layer has loaded
   // sets data-drawn on the container (ms since navigation, performance.now()) and counts the
-  // draws in data-draws, so tests and benches wait for the map rather than for a fixed time.
+  // draws in data-draws, so tests and benches wait for the map rather than for a fixed time;
+  // data-pending marks a map between a new spec and that frame.
   function markPending(state) {
     state.pending = true;
     state.container.removeAttribute('data-drawn');
+    state.container.setAttribute('data-pending', '1');
   }
 
   function markDrawn(state) {
@@ -414,6 +416,7 @@
     if (!ready) { return; }
     state.pending = false;
     state.draws = (state.draws || 0) + 1;
+    state.container.removeAttribute('data-pending');
     state.container.setAttribute('data-drawn', performance.now().toFixed(1));
     state.container.setAttribute('data-draws', String(state.draws));
   }

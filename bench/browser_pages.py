@@ -54,23 +54,28 @@ class PageSpec:
     path: str
     graphs: int          # plotly graphs the page draws with data
     ready: str = ""      # a selector that must be present as well (pages without graphs)
+    maps: int = 0        # maps (DeckMap) the page draws with data
 
 
 PAGES: dict[str, PageSpec] = {
     "overview": PageSpec("/overview", 4, ".kpi-row"),
-    "users": PageSpec("/users", 3, "#users-changers table, #users-changers p.hint"),
+    "users": PageSpec("/users", 3, "#users-changers table, #users-changers p.hint", maps=1),
     "data": PageSpec("/data", 0, "#data-datasets-table table"),
     "models": PageSpec("/models", 0, "#models-recs tbody tr, #models-table .empty-state"),
 }
 
-#: True once the page is drawn: Dash booted, nothing loading, ``n`` graphs drawn with data and
-#: ``sel`` present; returns ``performance.now()`` then (a function: the CSP forbids eval).
-DRAWN_JS = """([n, sel]) => {
+#: True once the page is drawn: Dash booted, nothing loading, ``n`` graphs drawn with data,
+#: ``sel`` present, ``m`` maps drawn and none waiting for its first frame of a new spec
+#: (assets/deckmap.js marks them); returns ``performance.now()`` then (a function: the CSP
+#: forbids eval).
+DRAWN_JS = """([n, sel, m]) => {
   if (!document.getElementById('shell-navbar') || document.querySelector('._dash-loading'))
     return false;
   if (document.querySelector('[data-dash-is-loading="true"], .dash-spinner, .dash-loading'))
     return false;
   if (sel && !document.querySelector(sel)) return false;
+  if (document.querySelectorAll('.trailscope-deckmap[data-drawn]').length < m ||
+      document.querySelector('.trailscope-deckmap[data-pending]')) return false;
   const g = [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent);
   const drawn = g.every(e => e.querySelector('.main-svg') && !e.textContent.includes('Loading…'));
   return g.length >= n && drawn ? performance.now() : false;
@@ -130,7 +135,8 @@ def time_page(page: Any, url: str, key: str, timeout_ms: int = 120_000) -> Timin
     cdp = page.context.new_cdp_session(page)
     cdp.send("Performance.enable")
     page.goto(url)
-    drawn_ms = page.wait_for_function(DRAWN_JS, arg=[spec.graphs, spec.ready], polling="raf",
+    drawn_ms = page.wait_for_function(DRAWN_JS, arg=[spec.graphs, spec.ready, spec.maps],
+                                      polling="raf",
                                       timeout=timeout_ms).json_value()
     metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     origin = page.evaluate("() => performance.timeOrigin")
