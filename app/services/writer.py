@@ -13,8 +13,9 @@ API, the Redis consumer inside the server) and every drop goes through one daemo
   (up to :data:`GROUP_ROWS` events, never past a drop of that dataset) and stores it in one
   transaction (``analytics.append.append``: a group commit), then hands each caller its share;
 * a second daemon thread folds what the commits staged for the summaries
-  (``analytics.append.fold_summaries``) beside them, at once when no request waits, else at
-  most every ``incremental.FOLD_S`` seconds, so no commit waits for a fold; after a fold it
+  (``analytics.append.fold_summaries``) beside them, at once after FOLD_IDLE_S without a
+  request, else every ``incremental.FOLD_S`` to FOLD_MAX_S seconds (slow folds run less
+  often), so no commit waits for a fold; after a fold it
   starts the background summary rebuild when enough events are behind and the last rebuild
   ended long enough ago (``incremental.rebuild_spaced``);
 * :func:`drop` deletes a dataset in the same queue, so it cannot race an append (nor a
@@ -66,6 +67,12 @@ GROUP_ROWS = 50_000
 LINGER_SHARE = 0.3
 LINGER_MAX_S = 0.02
 GROUP_REQUESTS = 64
+#: Staged events are folded at once after this long without a request; under a stream every
+#: ``incremental.FOLD_S`` seconds, or FOLD_SPACING times the last fold's duration when that
+#: is longer, never less often than every FOLD_MAX_S seconds.
+FOLD_IDLE_S = 0.05
+FOLD_SPACING = 2.0
+FOLD_MAX_S = 1.0
 #: Requests and events that may wait for the writer; beyond either, WriterBusy.
 MAX_QUEUED = 2_000
 MAX_QUEUED_ROWS = 500_000
@@ -111,6 +118,8 @@ class Writer:
                        "folds": 0, "folded": 0, "fold_ms_total": 0.0}
         self._staged: dict[str, float] = {}  # dataset -> when its first unfolded group came
         self._folding = 0  # datasets the folder thread is folding now
+        self._fold_s: dict[str, float] = {}  # dataset -> seconds its last fold took
+        self._last_request = 0.0  # when the last request was queued (time.monotonic)
         self._wake = threading.Condition(self._lock)  # the folder waits on it
         self._folder: threading.Thread | None = None
         self._idle = threading.Event()  # nothing queued, running or staged (wait_idle)
@@ -152,6 +161,7 @@ class Writer:
                     "events) waiting: nothing was stored; send the batch again in a moment")
             self._queued += 1
             self._queued_rows += req.rows
+            self._last_request = time.monotonic()
             self._idle.clear()
             self._start()
         self._q.put(req)
@@ -246,19 +256,24 @@ class Writer:
     # -- the folder thread -----------------------------------------------------------------
     def _fold_loop(self) -> None:
         """Fold the events staged for the summaries (analytics.append.fold_summaries) beside
-        the writer's commits: all of them once no request waits, else those staged
-        ``incremental.FOLD_S`` seconds ago or more, so a steady stream pays for one summary
-        update per FOLD_S, not per batch, and no commit waits for a fold."""
+        the writer's commits: all of them once no request has come for FOLD_IDLE_S seconds,
+        else those staged :meth:`_fold_every` seconds ago or more, so a steady stream pays
+        for one summary update per interval, not per batch, and no commit waits for a fold."""
         while True:
             with self._lock:
                 while True:
                     now = time.monotonic()
+                    quiet = not self._queued and now - self._last_request >= FOLD_IDLE_S
                     due = [name for name, since in self._staged.items()
-                           if not self._queued or now - since >= incremental.FOLD_S]
+                           if quiet or now - since >= self._fold_every(name)]
                     if due:
                         break
-                    wait = (min(self._staged.values()) + incremental.FOLD_S - now
-                            if self._staged else None)
+                    wait = None
+                    if self._staged:
+                        wait = min(since + self._fold_every(name) - now
+                                   for name, since in self._staged.items())
+                        if not self._queued:
+                            wait = min(wait, self._last_request + FOLD_IDLE_S - now)
                     self._wake.wait(wait)
                 for name in due:
                     del self._staged[name]
@@ -271,12 +286,21 @@ class Writer:
                 except Exception:  # noqa: BLE001 - the folder must not die; the events are stored
                     log.exception("could not fold the appended events of %s", name)
                 finally:
+                    took = time.perf_counter() - t0
                     with self._lock:
+                        self._fold_s[name] = took
                         self._folding -= 1
                         self._stats["folds"] += 1
-                        self._stats["fold_ms_total"] += (time.perf_counter() - t0) * 1000
+                        self._stats["fold_ms_total"] += took * 1000
                         self._stats["folded"] += n
                         self._set_idle_if_idle()
+
+    def _fold_every(self, name: str) -> float:
+        """Seconds between folds of ``name`` under a stream: ``incremental.FOLD_S``, longer
+        when its folds are slow (FOLD_SPACING times the last one's duration, so folding takes
+        at most a share of a core), at most FOLD_MAX_S (a posted event still shows within
+        the 2 s goal)."""
+        return min(FOLD_MAX_S, max(incremental.FOLD_S, FOLD_SPACING * self._fold_s.get(name, 0)))
 
     def _rebuild_if_needed(self, name: str) -> None:
         """Start the background summary rebuild of ``name`` when enough appended events are

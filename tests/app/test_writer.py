@@ -251,3 +251,18 @@ def test_the_writer_folds_what_it_staged_into_the_summaries(nyc):
              and writer.stats()["folded"] >= 10)
     assert tables.fresh(cur, "nyc")
     assert tables.Rollup(cur, "nyc").summary()["events"] == before + 10 == nyc.info("nyc").rows
+
+
+def test_slow_folds_run_less_often_but_within_the_visibility_goal():
+    """Under a stream a dataset is folded every incremental.FOLD_S seconds, every
+    FOLD_SPACING times its last fold's duration when that is longer, at most FOLD_MAX_S
+    (a posted event shows within 2 s)."""
+    from trailscope.analytics.rollups import incremental
+
+    w = writer.Writer()
+    assert w._fold_every("new") == incremental.FOLD_S
+    w._fold_s["quick"], w._fold_s["slow"], w._fold_s["slower"] = 0.05, 0.4, 3.0
+    assert w._fold_every("quick") == incremental.FOLD_S
+    assert w._fold_every("slow") == pytest.approx(writer.FOLD_SPACING * 0.4)
+    assert w._fold_every("slower") == writer.FOLD_MAX_S
+    assert writer.FOLD_MAX_S + writer.FOLD_IDLE_S < 2.0
