@@ -495,6 +495,9 @@ def _rest_of_shape(key: str, args: argparse.Namespace, folder: Path, home: Path,
         f" MB" + (f" FAILED {failed(sm)}" if failed(sm) else ""))
 
     res["pages"] = {}
+    # the forecast and periodicity fits an earlier run kept (cache.FileMemo) go, so the first
+    # (cold) view fits them as a fresh workspace does
+    shutil.rmtree(home / "cache", ignore_errors=True)
     for page in args.pages:
         pg = worker("page", NAME, page, str(args.repeat), home=home)
         res["pages"][page] = pg

@@ -304,8 +304,10 @@ def dominant_periods(name: str, freq: str = "hour", flt: EventFilter | None = No
     try:
         span = data_span(name, flt)
         inside = periods.overlapping_rows(series, freq, span.first, span.last)
-        return temporal.dominant_periods(
-            periods.complete_rows(inside, freq, span.first, span.last), top=top)
+        complete = periods.complete_rows(inside, freq, span.first, span.last)
+        return cache.PERIODS.get_or_compute(
+            get_store().path.parent, _fit_key(complete, ("dominant_periods", top)),
+            lambda: temporal.dominant_periods(complete, top=top))
     except (ValueError, ServiceError):
         return pd.DataFrame(columns=[temporal.LAG, temporal.PERIOD_LENGTH, temporal.STRENGTH,
                                      temporal.BASELINE, temporal.METHOD])
@@ -400,18 +402,20 @@ def partial_note(parts: pd.DataFrame, freq: str, left_out: str) -> str:
     return f"{text[0].upper()}{text[1:]} {verb} partial: {left_out}."
 
 
-#: Part of the forecasts' file-memo key: bump when the forecast's code changes its answers.
-FORECAST_VERSION = 1
+#: Part of the file-memo keys of the forecast and the periodicity: bump when their code
+#: changes their answers.
+FIT_VERSION = 1
 
 
-def _forecast_key(series: pd.DataFrame, args: tuple) -> str:
-    """Everything a complete forecast is computed from: the series' values, the arguments,
-    this code's and statsmodels' versions."""
+def _fit_key(series: pd.DataFrame, args: tuple) -> str:
+    """Everything a fit on ``series`` (forecast, periodicity) is computed from: the series'
+    values, the arguments, this code's, numpy's and statsmodels' versions."""
+    import numpy
     import statsmodels
 
     values = pd.util.hash_pandas_object(series, index=False).to_numpy().tobytes()
-    return (f"{FORECAST_VERSION}|{statsmodels.__version__}|{list(series.columns)}|"
-            f"{values.hex()}|{args!r}")
+    return (f"{FIT_VERSION}|{numpy.__version__}|{statsmodels.__version__}|"
+            f"{list(series.columns)}|{values.hex()}|{args!r}")
 
 
 @memoize_dataset
@@ -436,7 +440,7 @@ def forecast(name: str, freq: str = "day", horizon: int | None = None,
     args = (freq, span.first, span.last, horizon, alpha, spec, fitted, ORIGINS[freq])
     try:
         got = cache.FORECASTS.get_or_compute(
-            get_store().path.parent, _forecast_key(series, args),
+            get_store().path.parent, _fit_key(series, args),
             lambda: answers.complete_forecast(series, *args))
     except ValueError as exc:
         adjective = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}

@@ -19,9 +19,9 @@ changes a returned frame cannot change what the next request sees. Models and ex
 large or read-only and are shared as they are.
 
 :class:`FileMemo` keeps the results of slow pure functions (``FORECASTS``: the Overview's
-SARIMA fits) as files in the workspace folder, under a digest of everything they were computed
-from: they survive a restart and :func:`clear_all`, and cannot go stale (other inputs, other
-file).
+SARIMA fits; ``PERIODS``: its periodicity search over shuffled series) as files in the
+workspace folder, under a digest of everything they were computed from: they survive a
+restart and :func:`clear_all`, and cannot go stale (other inputs, other file).
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ class FileMemo:
 
 
 FORECASTS = FileMemo("forecasts", 64)
+PERIODS = FileMemo("periods", 64)
 
 
 def clear_all() -> None:

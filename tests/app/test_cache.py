@@ -155,9 +155,10 @@ def test_a_batch_export_stops_when_cancelled(workspace, monkeypatch):
 
 
 def test_forecasts_are_kept_as_files_under_their_inputs(workspace):
-    """The Overview's forecast fit is kept in the workspace folder under a digest of its
-    inputs: after the in-memory memo is cleared the same answer comes from the file, a
-    different horizon is another file, a damaged file is fitted again."""
+    """The Overview's forecast fit (and its periodicity search) is kept in the workspace
+    folder under a digest of its inputs: after the in-memory memo is cleared the same answer
+    comes from the file, a different horizon is another file, a damaged file is fitted
+    again."""
     from trailscope.analytics.ingest.pipeline import import_file
     from trailscope.app.services import analytics as svc
 
@@ -181,6 +182,10 @@ def test_forecasts_are_kept_as_files_under_their_inputs(workspace):
     refit = svc.forecast("nyc", "day")
     pd.testing.assert_frame_equal(refit.forecast, first.forecast)
     assert files[0].read_bytes() != b"not a pickle"
+    found = svc.dominant_periods("nyc", "hour")
+    assert len(list((workspace.path.parent / "cache" / "periods").glob("*.pkl"))) == 1
+    cache.clear_all()
+    pd.testing.assert_frame_equal(svc.dominant_periods("nyc", "hour"), found)
 
 
 def test_a_file_memo_keeps_its_newest_files(tmp_path):
