@@ -111,7 +111,15 @@ def server_settings() -> dict[str, int | bool]:
     the biggest upload chunk is refused before it is read; past ``connection_limit`` open
     connections new ones wait in the listen queue. Bodies over 512 KB are buffered in a temp
     file, so held connections cost little memory.
+
+    Torch computes in ``TRAILSCOPE_TORCH_THREADS`` threads (default 1, set here): the request
+    threads already run side by side, and intra-op threads of concurrent requests on a busy
+    machine wait on each other (a recommendation under ingest on 2 cores took about 110 ms
+    with torch's default of 2 threads, 10-20 ms with 1).
     """
+    import torch
+
+    torch.set_num_threads(_env_int("TRAILSCOPE_TORCH_THREADS", 1))
     return {
         "threads": _env_int("TRAILSCOPE_THREADS", 32),  # API posters wait on the writer
         "channel_timeout": _env_int("TRAILSCOPE_CHANNEL_TIMEOUT_S", 30),
