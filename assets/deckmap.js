@@ -108,7 +108,8 @@
       var state = maps[key];
       if (!state || !info || !info.picked || info.object == null || !info.layer) { return null; }
       var text = tooltipText(state, info.layer.id, info.object);
-      return text === null ? null : {text: text, style: TIP_STYLE};
+      if (text === null) { return null; }
+      return {text: text, style: TIP_STYLE};
     };
   }
 
