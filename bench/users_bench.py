@@ -55,12 +55,45 @@ def pd_churn_panel(df: pd.DataFrame, window: pd.Timedelta) -> tuple[pd.DataFrame
     return risk.sort_values([churn.RISK, schema.USER], ascending=[False, True]), float(auc)
 
 
+def pd_interest_drift(profiles: pd.DataFrame, min_events: int = 1) -> pd.DataFrame:
+    """``evolution.interest_drift`` (no prior) in pandas: every compared window x every
+    category of the user, then the JS terms summed per pair (the pandas baseline; the
+    analysis runs one DuckDB query)."""
+    from trailscope.analytics.users import evolution as ev
+
+    user, period, cat, events = schema.USER, "period", schema.CATEGORY, "events"
+    totals = profiles.groupby([user, period], as_index=False)[events].sum()
+    totals = totals[totals[events] >= min_events].sort_values([user, period])
+    totals = totals[totals.groupby(user)[period].transform("size") >= 2]
+    totals["_rank"] = totals.groupby(user).cumcount()
+    cats = profiles[[user, cat]].drop_duplicates()
+    grid = totals.merge(cats, on=user).merge(
+        profiles[[user, period, cat, events]].rename(columns={events: "_c"}),
+        on=[user, period, cat], how="left")
+    grid["_p"] = grid["_c"].fillna(0).to_numpy("float64") / grid[events].to_numpy("float64")
+    cur = grid[[user, "_rank", cat, "_p"]]
+    pairs = cur.assign(_rank=cur["_rank"] + 1).merge(cur, on=[user, "_rank", cat],
+                                                     suffixes=("_a", "_b"))
+    p, q = pairs["_p_a"].to_numpy(), pairs["_p_b"].to_numpy()
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = 0.5 * np.where(p > 0, p * np.log2(p / m), 0) \
+            + 0.5 * np.where(q > 0, q * np.log2(q / m), 0)
+    js = pairs.assign(**{ev.JS: terms}).groupby([user, "_rank"], as_index=False)[ev.JS].sum()
+    js[ev.JS] = js[ev.JS].clip(0.0, 1.0)
+    prv = totals.assign(_rank=totals["_rank"] + 1).rename(
+        columns={period: ev.PREV_PERIOD, events: ev.PREV_EVENTS})
+    out = js.merge(totals, on=[user, "_rank"]).merge(prv, on=[user, "_rank"])
+    cols = [user, ev.PREV_PERIOD, period, ev.PREV_EVENTS, events, ev.JS]
+    return out.sort_values([user, period])[cols].reset_index(drop=True)
+
+
 def _pd_top_changers(df: pd.DataFrame) -> pd.DataFrame:
     from trailscope.analytics.users import evolution
 
     profiles = pd_profiles(df)
     profiles["period"] = profiles["period"].astype("datetime64[us]")
-    drift = evolution.interest_drift(profiles, min_events=3)
+    drift = pd_interest_drift(profiles, min_events=3)
     return evolution.top_changers(drift, profiles, n=12, min_pairs=2)
 
 
@@ -68,11 +101,9 @@ def _top_changers(c: Context) -> pd.DataFrame:
     from trailscope.analytics.rollups import users as r_users
     from trailscope.analytics.users import evolution
 
-    drift = r_users.drift(c.events, "month", 3)
-    top = evolution.top_users(drift, 12, 2)[schema.USER].tolist()
-    return evolution.top_changers(drift, r_users.interest_profiles(c.events, "month",
-                                                                   user=top), 12,
-                                  min_pairs=2)
+    drift = r_users.top_drift(c.events, "month", 12, 2, 3)
+    return evolution.top_changers(drift, r_users.interest_profiles(
+        c.events, "month", user=drift[schema.USER].unique().tolist()), 12, min_pairs=2)
 
 
 def _churn_panel(c: Context, window: str) -> tuple[pd.DataFrame, float]:
@@ -98,7 +129,6 @@ def _same_drift(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 def queries() -> list[BenchQuery]:
     from trailscope.analytics.rollups import users as r_users
     from trailscope.analytics.spatial import mobility
-    from trailscope.analytics.users import evolution
 
     def user(c: Context) -> str:
         return c.extra["user"]
@@ -112,12 +142,12 @@ def queries() -> list[BenchQuery]:
                    note="the most active user"),
         BenchQuery("one user's profiles + interest drift (monthly)", "Users",
                    lambda c: r_users.user_interest(c.events, user(c), "month", 3)[1],
-                   lambda c: evolution.interest_drift(
+                   lambda c: pd_interest_drift(
                        pd_profiles(pd_user_events(c.df, user(c))), min_events=3),
                    _same_drift),
         BenchQuery("top changers (all users' drift)", "Users", _top_changers,
                    lambda c: _pd_top_changers(c.df), _frames_equal,
-                   note="as app/services/users.py: drift of all, profiles of the top 12"),
+                   note="as app/services/users.py: the ranked users' drift and profiles"),
         BenchQuery("one user's mobility (monthly)", "Users",
                    lambda c: r_users.user_mobility_sql(c.con, c.table, user(c), "month"),
                    lambda c: mobility.user_mobility(pd_user_events(c.df, user(c)),
