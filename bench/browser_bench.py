@@ -110,6 +110,7 @@ def workspace(n_events: int, seed: int, workdir: Path) -> Path:
     home = workdir / f"browser_bench_{n_events}_{seed}"
     db = home / DB_FILENAME
     if (home / "ready").is_file() and db.is_file():
+        refresh_summaries(db)
         return home
     shutil.rmtree(home, ignore_errors=True)
     store, ctx, load_s = load(n_events, seed, workdir)
@@ -127,6 +128,24 @@ def workspace(n_events: int, seed: int, workdir: Path) -> Path:
     made.with_suffix(".duckdb.wal").unlink(missing_ok=True)
     (home / "ready").write_text(f"{n_events} {seed}\n")
     return home
+
+
+def refresh_summaries(db: Path) -> None:
+    """Rebuild the summary tables of dataset ``bench`` in ``db`` when the code's summary
+    set is newer than the stored one (a kept workspace would else have its pages computed
+    from the raw events, as a fresh import never does)."""
+    import duckdb
+    from trailscope.analytics.rollups import build, tables
+
+    con = duckdb.connect(str(db))
+    try:
+        if not tables.fresh(con, DATASET):
+            t0 = time.perf_counter()
+            build.ensure(con, DATASET)
+            print(f"  summary tables of {db.parent.name} rebuilt (they were stale) in "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
+    finally:
+        con.close()
 
 
 # -- running -----------------------------------------------------------------------------------

@@ -165,7 +165,9 @@ def prepare_home(n_events: int, seed: int, home: Path, train: bool) -> float:
     prepared = analytics_bench.OUT_DIR / f"browser_pages_{n_events}_{seed}_models"
     if not train:
         prepared = browser_bench.workspace(n_events, seed, analytics_bench.OUT_DIR)
-    elif not _has_dataset(prepared / DB_FILENAME):
+    elif _has_dataset(prepared / DB_FILENAME):
+        browser_bench.refresh_summaries(prepared / DB_FILENAME)
+    else:
         events = browser_bench.workspace(n_events, seed, analytics_bench.OUT_DIR)
         shutil.rmtree(prepared, ignore_errors=True)
         prepared.mkdir(parents=True)
@@ -206,8 +208,11 @@ def chromium() -> Iterator[Any]:
 
 
 def measure(browser: Any, base: str, pages: list[str], repeat: int,
-            dataset: str = DATASET, width: int = 1440) -> list[dict[str, Any]]:
-    """Cold and warm timings of ``pages`` on a running server at ``base``."""
+            dataset: str = DATASET, width: int = 1440,
+            timeout_ms: int = 180_000) -> list[dict[str, Any]]:
+    """Cold and warm timings of ``pages`` on a running server at ``base``; a visit not
+    drawn within ``timeout_ms`` counts as infinitely slow, with an error saying so."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     context = browser.new_context(viewport={"width": width, "height": 900})
     rows = []
     try:
@@ -216,7 +221,11 @@ def measure(browser: Any, base: str, pages: list[str], repeat: int,
             runs = []
             for _ in range(repeat + 1):
                 tab = context.new_page()
-                runs.append(time_page(tab, url, key))
+                try:
+                    runs.append(time_page(tab, url, key, timeout_ms))
+                except PlaywrightTimeout:
+                    runs.append(Timing(key, float("inf"), 0.0, 0.0, errors=[
+                        f"not drawn in {timeout_ms / 1000:.0f} s"]))
                 tab.close()
             cold, warm = runs[0], min(runs[1:], key=lambda t: t.drawn_s)
             rows.append({"page": key, "cold": cold, "warm": warm,

@@ -52,7 +52,7 @@ def graph(graph_id: str, height: int = 340, **kwargs: Any) -> dcc.Loading:
     """A ``dcc.Graph`` inside a loading spinner, with a placeholder height while it loads."""
     return dcc.Loading(
         dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style={"minHeight": f"{height}px"},
-                  figure=charts.empty_figure("Loading…", height), **kwargs),
+                  figure=charts.placeholder_figure("Loading…", height), **kwargs),
         type="dot", color=LOADING_COLOR, delay_show=150)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from ...analytics.schema import BEHAVIOR, CATEGORY, ITEM, TS
@@ -32,9 +33,36 @@ RETENTION_SCALE = [[0.0, "#f8fafc"], [0.05, "#dbeafe"], [0.25, "#93c5fd"], [0.5,
 FONT = "system-ui, -apple-system, Segoe UI, Roboto, Helvetica Neue, Arial, sans-serif"
 
 
+def _calm_template() -> go.layout.Template:
+    """plotly_white cut to what the dashboard draws (cartesian scatter, bar and heatmap
+    traces): the full template is 7 KB of every figure sent to the browser and merged there,
+    mostly defaults of 3-D, polar, geographic and table traces (issue #13)."""
+    full = pio.templates["plotly_white"].to_plotly_json()
+    return go.layout.Template(
+        layout={k: v for k, v in full["layout"].items()
+                if k not in ("polar", "ternary", "scene", "geo")},
+        data={k: v for k, v in full["data"].items() if k in ("scatter", "bar", "heatmap")})
+
+
+#: The charts' template: plotly_white for the traces they draw (``_calm_template``).
+TEMPLATE = _calm_template()
+
+
+def placeholder_figure(message: str, height: int = 300) -> dict:
+    """A graph's stand-in while its callback computes: ``message`` in the middle, no axes
+    and no template, so the page that carries it stays small and plotly draws it at once."""
+    return {"data": [], "layout": {
+        "height": height, "xaxis": {"visible": False}, "yaxis": {"visible": False},
+        "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+        "margin": {"l": 16, "r": 16, "t": 16, "b": 16},
+        "annotations": [{"text": message, "showarrow": False, "x": 0.5, "y": 0.5,
+                         "xref": "paper", "yref": "paper",
+                         "font": {"family": FONT, "size": 14, "color": "#64748b"}}]}}
+
+
 def _style(fig: go.Figure, height: int = 340, legend: bool = True) -> go.Figure:
     fig.update_layout(
-        template="plotly_white", height=height, font={"family": FONT, "size": 12.5,
+        template=TEMPLATE, height=height, font={"family": FONT, "size": 12.5,
                                                        "color": "#334155"},
         margin={"l": 56, "r": 16, "t": 16, "b": 44}, hovermode="closest",
         showlegend=legend, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom",

@@ -20,7 +20,7 @@ from dash import html
 from ...analytics import schema
 from ..deckgl import deckmap
 from ..services.messages import public_message
-from . import ids, ui
+from . import charts, ids, ui
 from .plotsafe import plot_safe
 
 #: Comparison table: (column key, header).
@@ -40,7 +40,7 @@ _ACCENT, _ORANGE, _MUTED = "#2563eb", "#ea580c", "#64748b"
 
 
 def _layout(fig: go.Figure, height: int = 300, **kw: Any) -> go.Figure:
-    fig.update_layout(template="plotly_white", height=height,
+    fig.update_layout(template=charts.TEMPLATE, height=height,
                       margin={"l": 56, "r": 56, "t": 30, "b": 44},
                       font={"family": "Inter, system-ui, sans-serif", "size": 12},
                       legend={"orientation": "h", "y": 1.12, "x": 0}, **kw)
