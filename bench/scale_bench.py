@@ -235,8 +235,7 @@ def _page_calls(page: str, name: str, nth: int = 0) -> list[tuple[str, Callable[
     if page == "Overview":
         info = workspace.dataset_info(name)
         freq = svc.auto_freq(info.time_min, info.time_max)
-        ffreq = svc.auto_freq(*svc.robust_span(name), target=60)
-        ffreq = ffreq if ffreq in ("hour", "day", "week") else "day"
+        ffreq = svc.forecast_freq(name)
         return [("trend", lambda: svc.trend(name, freq, "none")),
                 ("partial periods", lambda: svc.partial_periods(name, freq)),
                 ("data span", lambda: svc.data_span(name)),

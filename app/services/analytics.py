@@ -16,6 +16,7 @@ engine functions). It is a frozen dataclass, so its ``repr`` is a stable cache k
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -196,6 +197,31 @@ def auto_freq(start: Any, end: Any, target: int = 120) -> str:
         if hours / h >= target:
             return freq
     return "hour"
+
+
+#: The granularities the Overview offers its forecast in.
+FORECAST_FREQS = ("hour", "day", "week")
+
+
+def forecast_freq(name: str) -> str:
+    """The Overview's default forecast granularity: about 60 periods over the data's span
+    without strays (``robust_span``), one of ``FORECAST_FREQS`` (day when coarser)."""
+    freq = auto_freq(*robust_span(name), target=60)
+    return freq if freq in FORECAST_FREQS else "day"
+
+
+def prefit_overview(name: str) -> float:
+    """Fit the Overview's forecast (at its default granularity) and periodicity once, right
+    after an import's summary tables are built, so their file memos (``cache.FORECASTS``,
+    ``cache.PERIODS``) answer the first view; the seconds taken. A dataset too short for a
+    forecast is no error here (the page says why)."""
+    t0 = time.perf_counter()
+    try:
+        forecast(name, forecast_freq(name))
+    except ServiceError:
+        pass
+    dominant_periods(name, "hour", None)
+    return time.perf_counter() - t0
 
 
 @memoize_dataset

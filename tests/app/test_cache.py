@@ -194,3 +194,24 @@ def test_a_file_memo_keeps_its_newest_files(tmp_path):
         assert memo.get_or_compute(tmp_path, f"key {i}", lambda i=i: i * 10) == i * 10
     assert len(list((tmp_path / "cache" / "things").glob("*.pkl"))) == 2
     assert memo.get_or_compute(tmp_path, "key 3", lambda: -1) == 30  # the newest: read back
+
+
+def test_an_import_can_prefit_the_overview(workspace):
+    """``prefit_overview`` leaves the forecast (at the page's default granularity) and the
+    periodicity in their file memos, so the first view reads them."""
+    from trailscope.analytics.ingest.pipeline import import_file
+    from trailscope.app.services import analytics as svc
+
+    from tests.conftest import NYC
+
+    import_file(workspace, NYC, name="nyc")
+    assert svc.forecast_freq("nyc") in svc.FORECAST_FREQS
+    assert svc.prefit_overview("nyc") > 0
+    folder = workspace.path.parent / "cache"
+    kept = {kind: list((folder / kind).glob("*.pkl")) for kind in ("forecasts", "periods")}
+    assert all(len(files) == 1 for files in kept.values())
+    stamps = {f: f.stat().st_mtime_ns for files in kept.values() for f in files}
+    cache.clear_all()
+    svc.forecast("nyc", svc.forecast_freq("nyc"))
+    svc.dominant_periods("nyc", "hour")
+    assert {f: f.stat().st_mtime_ns for f in stamps} == stamps  # read, not fitted again
