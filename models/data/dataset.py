@@ -14,6 +14,7 @@ indexing in DuckDB, the columns in an on-disk cache, memory-mapped) from
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ ExcludeSeen = bool | Literal["auto"]
 Backing = Literal["auto", "memory", "store"]
 #: ``backing="auto"`` takes the store-backed path from this many stored events on
 STORE_BACKED_MIN_EVENTS = 1_000_000
+#: Environment setting that overrides ``backing="auto"``: ``memory`` or ``store``.
+BACKING_ENV = "TRAILSCOPE_DATA_BACKING"
 #: below this share of repeat events, already-seen items are excluded from recommendations
 REPEAT_RATE_THRESHOLD = 0.05
 TRAJECTORY_MIN_COUNT = 10
@@ -293,14 +296,22 @@ def _filter_settings(split: str, min_user: int, min_item: int) -> tuple[int, int
 
 
 def use_store(store: Store, name: str, backing: Backing) -> bool:
-    """Whether ``build_dataset`` takes the store-backed path (``backing``; ``auto``: a
-    workspace file and at least ``STORE_BACKED_MIN_EVENTS`` stored events)."""
+    """Whether ``build_dataset`` takes the store-backed path: ``backing``, or for ``auto``
+    what $TRAILSCOPE_DATA_BACKING says, else at least ``STORE_BACKED_MIN_EVENTS`` stored
+    events (``auto`` keeps an in-memory workspace in memory: it has no cache folder)."""
     if backing not in ("auto", "memory", "store"):
         raise ValueError(f"backing must be 'auto', 'memory' or 'store', got {backing!r}")
     if backing != "auto":
         return backing == "store"
-    return (stored.cache_root(store) is not None
-            and store.info(name).rows >= STORE_BACKED_MIN_EVENTS)
+    if stored.cache_root(store) is None:
+        return False
+    env = os.environ.get(BACKING_ENV, "").strip().lower()
+    if env not in ("", "auto", "memory", "store"):
+        raise ValueError(f"the environment setting {BACKING_ENV} must be auto, memory or "
+                         f"store, not {env!r}")
+    if env in ("memory", "store"):
+        return env == "store"
+    return store.info(name).rows >= STORE_BACKED_MIN_EVENTS
 
 
 def build_dataset(store: Store, name: str, split: str = "leave-last", max_len: int = 50,

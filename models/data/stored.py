@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -53,6 +54,8 @@ BUCKET_EVENTS = 2_000_000
 #: Rows per Arrow batch fetched from DuckDB and per numpy pass over the cached columns.
 CHUNK_EVENTS = 1_000_000
 CACHE_DIR = ("cache", "models-data")
+#: A temporary folder this old is what a killed build left: the next build removes it.
+STALE_S = 24 * 3600.0
 
 #: The per-event columns and their dtypes, in ``Events`` field order.
 EVENT_COLUMNS: dict[str, str] = {
@@ -216,6 +219,24 @@ def _event_columns(u: np.ndarray, i: np.ndarray, us: np.ndarray, lat: np.ndarray
     return cols, source
 
 
+class _Column:
+    """A ``.npy`` file of ``n`` values written front to back a chunk at a time (plain writes:
+    no mapped pages pile up in the process while the columns are written)."""
+
+    def __init__(self, path: Path, dtype: np.dtype, n: int) -> None:
+        self.f, self.dtype, self.rows = path.open("wb"), dtype, 0
+        np.lib.format.write_array_header_1_0(
+            self.f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                     "shape": (n,)})
+
+    def write(self, a: np.ndarray) -> None:
+        self.f.write(np.ascontiguousarray(a, dtype=self.dtype).tobytes())
+        self.rows += len(a)
+
+    def close(self) -> None:
+        self.f.close()
+
+
 def _floats(batch, column: str) -> np.ndarray:
     return batch.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
 
@@ -240,44 +261,44 @@ def write_events(tmp: _Temp, table: str, users: str, items: str, folder: Path
         dtype=np.int64)
     user_start = np.concatenate([[0, 0], np.cumsum(counts)]).astype(np.int64)
     n_events = int(user_start[-1])
-    out = {c: np.lib.format.open_memmap(folder / f"{c}.npy", mode="w+", dtype=d,
-                                        shape=(n_events,))
+    out = {c: _Column(folder / f"{c}.npy", np.dtype(d), n_events)
            for c, d in EVENT_COLUMNS.items()}
     sources = np.zeros(3, dtype=np.int64)
-    pos = 0
-    for ua, ub, _, _ in _user_chunks(user_start, BUCKET_EVENTS):
-        # the events of users ua..ub-1, in load_events's order (NULL behaviours last), ties
-        # on every remaining column broken the same way each time
-        sql = f"""
-            SELECT uc.code AS u, ic.code AS i, epoch_us(e.{schema.TS}) AS us,
-                   e.{schema.LAT} AS lat, e.{schema.LON} AS lon, e.{schema.TZ_OFFSET} AS tz,
-                   coalesce(cc.code, 0) AS c, bc.code AS b
-            FROM {table} e
-            JOIN {user_codes} uc ON e.{u_sql} = uc.k
-            JOIN {item_codes} ic ON e.{i_sql} = ic.k
-            LEFT JOIN {cat_codes} cc ON e.{schema.CATEGORY} = cc.k
-            JOIN {beh_codes} bc ON {beh} = bc.k
-            WHERE uc.code >= {ua} AND uc.code < {ub}
-            ORDER BY u, us, i, e.{schema.BEHAVIOR} IS NULL, b, lat NULLS LAST,
-                     lon NULLS LAST, c, tz NULLS LAST"""
-        reader = cur.sql(sql).to_arrow_reader(CHUNK_EVENTS)
-        for batch in reader:
-            cols, source = _event_columns(
-                batch.column("u").to_numpy(), batch.column("i").to_numpy(),
-                batch.column("us").to_numpy(), _floats(batch, "lat"), _floats(batch, "lon"),
-                _floats(batch, "tz"), batch.column("c").to_numpy(),
-                batch.column("b").to_numpy())
-            n = len(source)
-            for c, a in cols.items():
-                out[c][pos:pos + n] = a
-            sources += np.bincount(source, minlength=3)
-            pos += n
-    if pos != n_events:
+    try:
+        for ua, ub, _, _ in _user_chunks(user_start, BUCKET_EVENTS):
+            # the events of users ua..ub-1, in load_events's order (NULL behaviours last),
+            # ties on every remaining column broken the same way each time; the id range
+            # lets DuckDB skip the row groups of other users
+            sql = f"""
+                SELECT uc.code AS u, ic.code AS i, epoch_us(e.{schema.TS}) AS us,
+                       e.{schema.LAT} AS lat, e.{schema.LON} AS lon,
+                       e.{schema.TZ_OFFSET} AS tz, coalesce(cc.code, 0) AS c, bc.code AS b
+                FROM {table} e
+                JOIN {user_codes} uc ON e.{u_sql} = uc.k
+                JOIN {item_codes} ic ON e.{i_sql} = ic.k
+                LEFT JOIN {cat_codes} cc ON e.{schema.CATEGORY} = cc.k
+                JOIN {beh_codes} bc ON {beh} = bc.k
+                WHERE e.{u_sql} >= $lo AND e.{u_sql} <= $hi
+                ORDER BY u, us, i, e.{schema.BEHAVIOR} IS NULL, b, lat NULLS LAST,
+                         lon NULLS LAST, c, tz NULLS LAST"""
+            reader = cur.sql(sql, params={"lo": user_ids[ua - 1], "hi": user_ids[ub - 2]}
+                             ).to_arrow_reader(CHUNK_EVENTS)
+            for batch in reader:
+                cols, source = _event_columns(
+                    batch.column("u").to_numpy(), batch.column("i").to_numpy(),
+                    batch.column("us").to_numpy(), _floats(batch, "lat"),
+                    _floats(batch, "lon"), _floats(batch, "tz"),
+                    batch.column("c").to_numpy(), batch.column("b").to_numpy())
+                for c, a in cols.items():
+                    out[c].write(a)
+                sources += np.bincount(source, minlength=3)
+    finally:
+        for col in out.values():
+            col.close()
+    written = {col.rows for col in out.values()}
+    if written != {n_events}:
         raise RuntimeError(f"the events of the dataset changed while it was being read "
-                           f"({pos} read, {n_events} counted); build it again")
-    for a in out.values():
-        a.flush()
-    del out
+                           f"({min(written)} read, {n_events} counted); build it again")
     vocab = {"user_ids": user_ids, "item_ids": item_ids, "category_names": cat_names,
              "behavior_names": beh_names,
              "local_time_from": {"tz_offset_min": int(sources[0]),
@@ -395,8 +416,9 @@ def build_events(store: Store, name: str, min_user: int, min_item: int,
         tmp.drop()
         cur.close()
     final = _publish(folder, final)
-    for old in parent.iterdir():  # older versions of this dataset's data
-        if old.is_dir() and not old.name.startswith((data, ".tmp-")):
+    for old in parent.iterdir():  # older versions of this dataset's data, killed builds' files
+        if old.is_dir() and not old.name.startswith((data, ".tmp-")) or (
+                old.name.startswith(".tmp-") and time.time() - old.stat().st_mtime > STALE_S):
             shutil.rmtree(old, ignore_errors=True)
     return final
 

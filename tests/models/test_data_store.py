@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from trailscope.analytics import schema
 from trailscope.analytics.append import append
-from trailscope.models.data import stored
-from trailscope.models.data.dataset import Events, build_dataset, use_store
+from trailscope.analytics.store import Store
+from trailscope.models.data import dataset, stored
+from trailscope.models.data.dataset import BACKING_ENV, Events, build_dataset, use_store
 
-from tests.models.realdata import real_workspace, slice_dataset
+from tests.models.realdata import real_workspace, save_frame, slice_dataset
 
 COLUMNS = [f.name for f in dataclasses.fields(Events) if f.name != "folder"]
 
@@ -108,8 +109,22 @@ def test_memory_mapped_events_pickle_as_their_folder(real):
     assert np.array_equal(pickle.loads(pickle.dumps(mem.events)).item, mem.events.item)
 
 
-def test_backing_choice(real):
+def test_backing_choice(real, monkeypatch):
+    monkeypatch.delenv(BACKING_ENV, raising=False)
     assert not use_store(real, "nyc", "auto")          # 45,000 events: below the threshold
     assert use_store(real, "nyc", "store") and not use_store(real, "nyc", "memory")
+    monkeypatch.setattr(dataset, "STORE_BACKED_MIN_EVENTS", 45_000)
+    assert use_store(real, "nyc", "auto")
+    monkeypatch.setenv(BACKING_ENV, "memory")
+    assert not use_store(real, "nyc", "auto") and use_store(real, "nyc", "store")
+    monkeypatch.setenv(BACKING_ENV, "disk")
+    with pytest.raises(ValueError, match="TRAILSCOPE_DATA_BACKING must be auto"):
+        use_store(real, "nyc", "auto")
     with pytest.raises(ValueError, match="backing must be"):
         build_dataset(real, "nyc", backing="disk")
+    with Store(":memory:") as mem:                      # no folder for a cache
+        save_frame(mem, "tiny", real.events("nyc").head(2000))
+        monkeypatch.setenv(BACKING_ENV, "store")
+        assert not use_store(mem, "tiny", "auto")
+        with pytest.raises(ValueError, match="needs a workspace file"):
+            build_dataset(mem, "tiny", min_user=1, min_item=1, backing="store")
