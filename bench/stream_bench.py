@@ -58,6 +58,10 @@ DATASET = "live"
 BATCH = 100
 TOKEN = "stream-bench-token"
 GOALS = {"batch_events_s": 10_000, "single_posts_s": 500, "rec_p95_ms": 50, "visible_s": 2.0}
+#: Events/s (batches) and posts/s (single events) the bodies of an unpaced step are encoded
+#: for before it starts.
+MAX_PRESEND = 25_000
+MAX_PRESEND_POSTS = 3_000
 EVENTS_PER_USER = 180  # the sample city's residents make about 180 events each (180 days)
 
 
@@ -248,6 +252,11 @@ class Events:
                  for n in range(start, start + size)]
         return ("[" + ",".join(parts) + "]").encode(), parts
 
+    def bodies(self, count: int, size: int, tag: str) -> list[bytes]:
+        """``count`` request bodies of ``size`` new events each, encoded now, so the loaders
+        spend their time on the requests, not on making them."""
+        return [self.take(size, tag)[0] for _ in range(count)]
+
 
 # -- one step -------------------------------------------------------------------------------
 @dataclass
@@ -264,6 +273,7 @@ class Step:
     rec_errors: int = 0
     load: float = 0.0
     note: str = ""
+    client_cpu_s: float = 0.0  # CPU the bench process itself used during the step
 
     @property
     def rate(self) -> float:
@@ -299,11 +309,19 @@ def run_step(host: str, port: int, events: Events, label: str, rate: float | Non
     stop = threading.Event()
     counter = itertools.count()
     lock = threading.Lock()
+    # the bodies are encoded before the clock starts (as many as the step can send at the
+    # rate, or unpaced at MAX_PRESEND events or MAX_PRESEND_POSTS posts a second); past
+    # them a loader encodes its own
+    per_s = rate or (MAX_PRESEND if size > 1 else MAX_PRESEND_POSTS)
+    pool = events.bodies(int(per_s * seconds / size) + loaders, size, label) if loaders else []
+    clients = [Client(host, port) for _ in range(loaders)]
+    cpu0 = time.process_time()
     t0 = time.monotonic()
     end = t0 + seconds
 
-    def loader() -> None:
-        client = Client(host, port)
+    path = f"/api/v1/datasets/{DATASET}/events"
+
+    def loader(client: Client) -> None:
         while True:
             k = next(counter)
             now = time.monotonic()
@@ -313,9 +331,9 @@ def run_step(host: str, port: int, events: Events, label: str, rate: float | Non
             pause = due - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            body, _ = events.take(size, label)
+            body = pool[k] if k < len(pool) else events.take(size, label)[0]
             try:
-                status, _ = client.post(f"/api/v1/datasets/{DATASET}/events", body)
+                status, _ = client.post(path, body)
             except OSError:
                 status = 0
             with lock:
@@ -325,7 +343,7 @@ def run_step(host: str, port: int, events: Events, label: str, rate: float | Non
                 else:
                     step.errors += 1
 
-    threads = [threading.Thread(target=loader, daemon=True) for _ in range(loaders)]
+    threads = [threading.Thread(target=loader, args=(c,), daemon=True) for c in clients]
     rec = threading.Thread(target=_recommend_loop, args=(host, port, events.users, stop, step),
                            daemon=True)
     for t in threads:
@@ -340,6 +358,9 @@ def run_step(host: str, port: int, events: Events, label: str, rate: float | Non
     stop.set()
     if recommend:
         rec.join()
+    step.client_cpu_s = time.process_time() - cpu0
+    for c in clients:
+        c.conn.close()
     client = Client(host, port)
     try:
         step.drain_s = wait_for(lambda: client.rows() - before >= step.sent,
@@ -400,14 +421,15 @@ def _ok(good: bool) -> str:
 
 def table(steps: list[Step]) -> str:
     lines = ["| step | target ev/s | sent | stored | lost | achieved ev/s | errors | "
-             "rec n | rec p50 ms | rec p95 ms | rec p99 ms | drain s | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "rec n | rec p50 ms | rec p95 ms | rec p99 ms | drain s | load | bench cpu |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in steps:
         target = f"{s.target:,.0f}" if s.target else "max" if s.sent else "-"
         lines.append(
             f"| {s.label} | {target} | {s.sent:,} | {s.stored:,} | {s.sent - s.stored:,} | "
             f"{s.rate:,.0f} | {s.errors} | {len(s.latencies_ms):,} | {s.pct(50):.1f} | "
-            f"{s.pct(95):.1f} | {s.pct(99):.1f} | {s.drain_s:.2f} | {s.load:.1f} |"
+            f"{s.pct(95):.1f} | {s.pct(99):.1f} | {s.drain_s:.2f} | {s.load:.1f} | "
+            f"{s.client_cpu_s / s.seconds if s.seconds else 0:.0%} |"
             + (f" {s.note}" if s.note else ""))
     return "\n".join(lines)
 
@@ -539,7 +561,11 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
                 f" load average {load0[0]:.1f} at the start, "
                 f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end; base "
                 f"{args.events:,} events, {args.step_seconds:g} s per step, {args.loaders} "
-                f"loader threads, batches of {BATCH}")
+                f"loader threads, batches of {BATCH}\nload generator: one keep-alive "
+                f"http.client connection per loader, request bodies encoded before each step "
+                f"(clock not running); 'bench cpu' is the share of one core the bench process "
+                f"itself used during the step (it shares the {os.cpu_count()} cores with the "
+                f"server)")
         return Result(head, steps, idle, single, visible, overview, xadd, consume)
 
 
