@@ -22,6 +22,7 @@
     }
   }
   var url = prefix + '_trailscope/plotly/plotly.min.js';
+  var NO_GRAPHS = ['/data']; // the pages (app/pages) that show no plotly graph
   var library = null;
   var pending = null;
 
@@ -56,6 +57,9 @@
     return; // a browser that refuses: Dash loads its own plotly.js, as before
   }
   if (typeof MutationObserver === 'undefined') { return; } // dcc.Graph asks when it needs it
+  // pages without a graph do not load it (dcc.Graph asks if the user goes on to one)
+  var page = window.location.pathname.slice(prefix.length - 1).replace(/\/+$/, '');
+  if (NO_GRAPHS.indexOf(page) >= 0) { return; }
   var shell = function () { return document.getElementById('_pages_content'); };
   var observer = new MutationObserver(function () {
     if (shell()) { observer.disconnect(); load(); }
