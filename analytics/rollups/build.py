@@ -39,7 +39,6 @@ from .tables import (
     DRIFT,
     HEAT_ROWS,
     PARTS,
-    PROFILE_FREQS,
     REGISTRY_SQL,
     SESSION_GAPS,
     USER_FREQS,
@@ -326,12 +325,6 @@ def build_sql(name: str, cur: Any) -> list[str]:
         f"SELECT '{f}' AS freq, period, CAST(sum(events) AS BIGINT) AS events, count(*) AS "
         f"users FROM {p['user_' + f]} GROUP BY period" for f in USER_FREQS)
         + " ORDER BY freq, period")
-    for f in PROFILE_FREQS:
-        out.append(
-            f"CREATE TABLE {p['profiles_' + f]} AS SELECT *, events / sum(events) OVER "
-            "(PARTITION BY user_idx, period) AS share FROM (SELECT user_idx, "
-            f"date_trunc('{f}', {ts}) AS period, cat_idx, count(*) AS events FROM {p['ev']} "
-            "WHERE cat_idx IS NOT NULL GROUP BY ALL) ORDER BY user_idx, period, cat_idx")
     out += [
         # distinct users per hour: a user's first event of an hour is the one whose previous
         # event (ev is sorted by user and time) fell in another hour

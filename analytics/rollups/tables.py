@@ -1,7 +1,7 @@
 """Per-dataset summary tables (pre-aggregations) kept next to the events in the DuckDB file.
 
 The dashboard asks the same questions of a dataset again and again (daily activity, distinct
-users per week, cohorts, the 7 x 24 rhythm, interest profiles, the map's density), and at 10M
+users per week, cohorts, the 7 x 24 rhythm, interest drift, the map's density), and at 10M
 events each answer from the raw table costs a full scan with a hash on string user ids. So,
 as BI tools do, each dataset gets small summary tables, built once per dataset version in
 one transaction and named ``"rollup__<name>__<part>"``:
@@ -18,8 +18,7 @@ one transaction and named ``"rollup__<name>__<part>"``:
 * ``hourly`` (events per UTC hour), ``hour_users`` (events and distinct users per hour, read
   while no event was appended), ``rhythm`` (events per user, time-zone offset and UTC
   hour of the week), ``rhythm_cells`` (the 7 x 24 cells with distinct users for UTC and the
-  usual local-time fallbacks), ``profiles_week`` / ``profiles_month`` (events and share per user,
-  period and category), ``drift_<window>`` (interest drift between consecutive windows of
+  usual local-time fallbacks), ``drift_<window>`` (interest drift between consecutive windows of
   the Users page: ``drift_day``, ``drift_week`` or ``drift_month``, ``mobility.page_window``),
   ``gaps`` (histogram of inter-event seconds), ``sessions`` (session durations for the
   standard idle gaps), ``places_items`` (visited places), ``density`` (the map's standard
@@ -56,21 +55,23 @@ from ..store import derived_table
 from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 17
+VERSION = 18
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table.
 USER_FREQS = ("day", "week", "month")
-PROFILE_FREQS = ("week", "month")
+#: Interest profiles (and the stored drift's windows) per day, week or month: counted from
+#: ``ev``'s integer columns on request (a profile table per window cost the build as much as
+#: ``ev`` itself on Taobao-shaped data, ~one row per event).
+PROFILE_FREQS = ("day", "week", "month")
 #: Located events kept in draw order (a hash of user, time and item) for the map's heat layer.
 HEAT_ROWS = 100_000
 #: (freq, min_events, prior) of the stored interest drift (category basis): what the Users
 #: page shows for a dataset with categories spanning more than about four months. The drift
 #: is stored for the page's window of the dataset (``mobility.page_window``: days for up to
-#: three weeks of data, weeks up to ~4 months, else months: one of ``DRIFT_FREQS``), so no
+#: three weeks of data, weeks up to ~4 months, else months: one of ``PROFILE_FREQS``), so no
 #: page computes every user's drift on a request.
 DRIFT = ("month", evolution.MIN_EVENTS_PER_WINDOW, evolution.PRIOR_EVENTS)
-DRIFT_FREQS = ("day", "week", "month")
 #: Densities stored per (kind, cell size or H3 resolution, window) for the map; the Map
 #: page's own hexagons (resolution from the bounding box, all time) are stored as well.
 DENSITY_SPECS: tuple[tuple[str, float, str | None], ...] = (("grid", 500, "week"),
@@ -84,7 +85,7 @@ CREATE TABLE IF NOT EXISTS rollups (
 """
 #: Every summary table a dataset may have (the zones ones only when it has zones).
 PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week",
-          "user_month", "hourly", "rhythm", "rhythm_cells", "profiles_week", "profiles_month",
+          "user_month", "hourly", "rhythm", "rhythm_cells",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
           "drift_week", "drift_day", "hour_users", "churn_params", "churn_risk", "churn_backtest",
           "heat", "zones", "zone_activity", "zone_places", "zone_flows", "mobility",

@@ -19,7 +19,7 @@ from ..spacetime import WINDOW
 from ..spatial import mobility
 from ..users import churn, evolution
 from . import lookup
-from .tables import DRIFT, DRIFT_FREQS, PROFILE_FREQS, Rollup
+from .tables import DRIFT, PROFILE_FREQS, Rollup
 
 
 # -- interest profiles and drift -------------------------------------------------------------
@@ -29,18 +29,16 @@ def interest_profiles(events: Any, freq: str = "month", column: str = schema.CAT
     """``evolution.interest_profiles``."""
     check_freq(freq)
     ru = lookup.for_events(events)
-    if ru is not None and column == schema.CATEGORY and missing is None and (
-            freq in PROFILE_FREQS or (freq in DRIFT_FREQS and user is not None)):
+    if ru is not None and column == schema.CATEGORY and missing is None \
+            and freq in PROFILE_FREQS:
         return stored_profiles(ru, freq, user)
     return evolution.interest_profiles(events, freq, column, missing, user)
 
 
 def profile_source(ru: Rollup, freq: str, where: str = "") -> str:
     """The profiles per ``freq`` as a relation (``user_idx, period, cat_idx, events,
-    share``): the stored table, else counted from the sorted events (``where``, a condition
-    on ``user_idx``, keeps the read to a few users' row groups)."""
-    if freq in PROFILE_FREQS:
-        return f"(SELECT * FROM {ru.t('profiles_' + freq)} {where})"
+    share``), counted from the sorted events with their integer category ids (``where``, a
+    condition on ``user_idx``, keeps the read to a few users' row groups)."""
     cond = f"AND {where.removeprefix('WHERE ')}" if where else ""
     return (f"(SELECT *, {EVENTS} / sum({EVENTS}) OVER (PARTITION BY user_idx, {PERIOD}) AS "
             f"{evolution.SHARE} FROM (SELECT user_idx, date_trunc('{freq}', {schema.TS}) AS "
@@ -49,9 +47,9 @@ def profile_source(ru: Rollup, freq: str, where: str = "") -> str:
 
 
 def stored_profiles(ru: Rollup, freq: str, user: str | list[str] | None) -> pd.DataFrame:
-    """The stored profile table (or the profiles counted from the sorted events, for the
-    Users page's window of days), in (user, period, category) order with its shares; integer
-    user and category ids are turned back into names with one vectorised take."""
+    """The profiles counted from the sorted event table (``profile_source``), in (user,
+    period, category) order with their shares; integer user and category ids are turned back
+    into names with one vectorised take."""
     where, names = "", None
     if isinstance(user, str):
         return _user_profiles(ru, freq, ru.user_idx(user), user)
@@ -61,9 +59,8 @@ def stored_profiles(ru: Rollup, freq: str, user: str | list[str] | None) -> pd.D
                       [evolution.user_list(user)])
         where = f"WHERE user_idx IN ({', '.join(map(str, names['user_idx'])) or 'NULL'})"
         names = names.set_index("user_idx")[schema.USER]
-    order = "" if freq in PROFILE_FREQS else f"ORDER BY user_idx, {PERIOD}, cat_idx"
     prof = ru.df(f"SELECT user_idx, {PERIOD}, cat_idx, {EVENTS}, {evolution.SHARE} FROM "
-                 f"{profile_source(ru, freq, where)} {order}")
+                 f"{profile_source(ru, freq, where)} ORDER BY user_idx, {PERIOD}, cat_idx")
     cats = ru.df(f"SELECT {schema.CATEGORY} FROM {ru.t('categories')}")[schema.CATEGORY]
     ids = prof["user_idx"].to_numpy()
     users = ru.user_ids().take(ids) if names is None else names.loc[ids]
@@ -75,8 +72,8 @@ def stored_profiles(ru: Rollup, freq: str, user: str | list[str] | None) -> pd.D
 
 
 def _user_profiles(ru: Rollup, freq: str, idx: int | None, user: str) -> pd.DataFrame:
-    """One user's stored profiles (``idx``: their user_idx, None when unknown): one query,
-    the category names joined in the engine."""
+    """One user's profiles from the sorted events (``idx``: their user_idx, None when
+    unknown): one query on their row groups, the category names joined in the engine."""
     where = f"WHERE user_idx = {-1 if idx is None else int(idx)}"
     return _timestamps(ru.df(
         f"SELECT CAST(? AS VARCHAR) AS {schema.USER}, p.{PERIOD}, c.{schema.CATEGORY}, "
@@ -164,7 +161,7 @@ def _drift_stored(ru: Rollup, freq: str, min_events: int, column: str, prior: fl
     """Whether the summary tables hold this drift (``tables.DRIFT``'s settings, per month and
     per the Users page's window)."""
     return (min_events, prior) == DRIFT[1:] and column == schema.CATEGORY \
-        and freq in DRIFT_FREQS and ru.has("drift_" + freq)
+        and freq in PROFILE_FREQS and ru.has("drift_" + freq)
 
 
 def _stored_drift(ru: Rollup, freq: str, user: str | None,
