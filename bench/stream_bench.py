@@ -40,7 +40,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from trailscope.app.localserver import free_port, local_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "live"
@@ -66,12 +68,6 @@ EVENTS_PER_USER = 180  # the sample city's residents make about 180 events each 
 
 
 # -- processes ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env(home: Path) -> dict[str, str]:
     env = {**os.environ, "TRAILSCOPE_HOME": str(home), "TRAILSCOPE_API_TOKEN": TOKEN,
            "TRAILSCOPE_BASEMAP": "blank", "PYTHONUNBUFFERED": "1"}
@@ -101,30 +97,14 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float,
 
 @contextmanager
 def server(home: Path) -> Iterator[tuple[str, int]]:
-    """``trailscope serve`` on a free port over ``home``; yields (host, port)."""
-    port = free_port()
-    log = open(home / "server.log", "w")  # closed below
-    proc = subprocess.Popen([sys.executable, "-m", "trailscope.app.cli", "serve", "--host",
-                             "127.0.0.1", "--port", str(port)], cwd=ROOT, env=_env(home),
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(home / 'server.log').read_text()[-2000:]}")
-            try:
-                return Client("127.0.0.1", port).get("/api/v1/health")[0] == 200
-            except OSError:
-                return False
-
-        wait_for(up, "the server answers /api/v1/health", 120, 0.3)
-        yield "127.0.0.1", port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    """``trailscope serve`` on a free port over ``home`` (``trailscope.app.localserver``, with
+    the bench's token and the caller's server thread settings); yields (host, port)."""
+    keep = {k: os.environ[k] for k in ("TRAILSCOPE_THREADS", "TRAILSCOPE_TORCH_THREADS")
+            if k in os.environ}
+    with local_server(home, env={**keep, "TRAILSCOPE_API_TOKEN": TOKEN,
+                                 "PYTHONUNBUFFERED": "1"}, stop_s=30) as url:
+        parts = urlsplit(url)
+        yield parts.hostname or "127.0.0.1", int(parts.port or 0)
 
 
 @contextmanager
