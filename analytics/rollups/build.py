@@ -29,7 +29,7 @@ from ..spacetime import WINDOW, solar_offset_min
 from ..spatial import density as space
 from ..spatial import mobility, zones_sql
 from ..spatial.zones import POLYGON
-from ..store import Store, content_fingerprint, drop_derived, events_table
+from ..store import Store, content_fingerprint, events_table
 from ..users import evolution
 from . import defaults, lookup
 from . import spatial as answers_spatial
@@ -100,21 +100,28 @@ def rebuild(con: Any, name: str) -> float:
     cur = con.cursor()
     try:
         cur.execute(REGISTRY_SQL)
-        reg = cur.execute("SELECT imported_at, rows FROM datasets WHERE name = ?",
-                          [name]).fetchall()
-        reg = reg[0] if reg else None
-        if reg is None:
-            raise LookupError(f"no dataset named {name!r}")
-        fp = content_fingerprint(cur, name)
-        old = info(cur, name)
+        # one snapshot for the registry row, the fingerprint and the build: appends may commit
+        # meanwhile (DuckDB is MVCC); their staged events stay for the next fold
         cur.execute("BEGIN TRANSACTION")
         try:
+            reg = cur.execute("SELECT imported_at, rows FROM datasets WHERE name = ?",
+                              [name]).fetchall()
+            reg = reg[0] if reg else None
+            if reg is None:
+                raise LookupError(f"no dataset named {name!r}")
+            fp = content_fingerprint(cur, name)
+            old = info(cur, name)
+            staged = part(name, "unfolded")
             if not (old and old["fingerprint"] == fp and old["version"] == VERSION):
-                drop_derived(cur, name)
+                _drop_summaries(cur, name, keep=staged)
                 with lookup.building(cur, name):  # later steps read the earlier tables
                     build_all(cur, name)
-            # the events staged for a fold are in the tables just built (or were already)
-            cur.execute(f"DROP TABLE IF EXISTS {part(name, 'unfolded')}")
+            # the events staged in this snapshot are in the tables just built (or were
+            # already); those staged after it stay for the next fold
+            if cur.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = "
+                           "current_schema() AND table_name = ?",
+                           [staged.strip('"')]).fetchall()[0][0]:
+                cur.execute(f"DELETE FROM {staged}")
             cur.execute("DELETE FROM rollups WHERE name = ?", [name])
             cur.execute("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
                         [name, VERSION, fp, reg[0], reg[1], time.perf_counter() - t0])
@@ -125,6 +132,18 @@ def rebuild(con: Any, name: str) -> float:
     finally:
         cur.close()
     return time.perf_counter() - t0
+
+
+def _drop_summaries(cur: Any, name: str, keep: str) -> None:
+    """Drop dataset ``name``'s summary tables and registry row (store.drop_derived) but
+    table ``keep``, the staged events: appends committing beside a rebuild insert there, and
+    a dropped or renamed table would fail their commit."""
+    head = part(name, "x").strip('"')[:-1]  # "rollup__<name>__"
+    for (t,) in cur.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = "
+                            "current_schema() AND starts_with(table_name, ?)", [head]).fetchall():
+        if f'"{t}"' != keep and "__" not in t[len(head):]:
+            cur.execute(f'DROP TABLE "{t}"')
+    cur.execute("DELETE FROM rollups WHERE name = ?", [name])
 
 
 def build_all(cur: Any, name: str) -> None:
