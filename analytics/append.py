@@ -721,9 +721,13 @@ class _BothLocks:
         _fold_lock.release()
 
 
-#: For a caller that must keep appends and folds out while it rewrites what they update (the
-#: summary rebuild of app/services/live.rebuild_if_needed, a drop by the server's writer).
+#: For a caller that must keep appends and folds out while it rewrites what they update (a
+#: drop by the server's writer).
 write_lock = _BothLocks()
+#: For the background summary rebuild (app/services/live.rebuild_if_needed): it builds from
+#: one snapshot of the events and replaces the tables a fold updates, so folds wait, but
+#: appends commit beside it (what they stage after its snapshot waits for the fold after it).
+fold_lock = _fold_lock
 
 
 def live_table(name: str) -> str:

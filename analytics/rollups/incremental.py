@@ -25,7 +25,11 @@ The tables of :data:`BEHIND` cannot be updated exactly for a few milliseconds (t
 paths, the summary's percentiles): they keep describing the events of the last build, and
 ``pending`` counts how many appended events they lack. :func:`needs_rebuild` says when that
 count has grown past :data:`REBUILD_SHARE` of the dataset (or :data:`REBUILD_ROWS`), and
-the services then rebuild the set in a background job (build.rebuild).
+the services then rebuild the set in a background job (build.rebuild) beside the appends: it
+builds from one DuckDB snapshot (a transaction; appends keep committing on other cursors), in
+its commit it deletes only the staged events that snapshot saw, so those staged after it are
+folded into the new tables by the next fold; folds wait for it (they update the tables it
+replaces), and :func:`settle` checks that the set and the stage count every event.
 
 Without a fresh set apply does nothing: the pages read the raw events until the next build.
 
@@ -66,10 +70,11 @@ BEHIND = ("ev", "profiles_week", "profiles_month", "drift_month", "gaps", "sessi
 REBUILD_SHARE = 0.05
 REBUILD_ROWS = 1_000_000
 
-#: A rebuild keeps appends out while it runs (the append lock), so under a stream the server's
-#: writer starts the next one only once the time since the last build ended is at least this
-#: many times what that build took (:func:`rebuild_spaced`): rebuilds then hold the write path
-#: up at most 1 / (1 + REBUILD_SPACING) of the time, whatever the ingest rate.
+#: A rebuild reads one snapshot while appends go on committing, but folds wait for it (and it
+#: takes a core), so under a stream the server's writer starts the next one only once the
+#: time since the last build ended is at least this many times what that build took
+#: (:func:`rebuild_spaced`): rebuilds then hold the folds up at most 1 / (1 + REBUILD_SPACING)
+#: of the time, whatever the ingest rate.
 REBUILD_SPACING = 9.0
 
 #: Under a steady stream the server's writer folds at least this often (seconds).
@@ -168,6 +173,30 @@ def fold(con: Any, name: str) -> int:
             cur.execute("ROLLBACK")
             raise
         return n
+    finally:
+        cur.close()
+
+
+def settle(con: Any, name: str) -> bool:
+    """After a rebuild beside appends (app/services/live.rebuild_if_needed, holding the fold
+    lock): whether dataset ``name``'s set and its staged events together count every stored
+    event, read in one snapshot. When not (an append committed while the old set was stale
+    and staged nothing), the set's registry row is removed, so it is rebuilt on next use
+    rather than answer without those events."""
+    cur = con.cursor()
+    try:
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            got = cur.execute("SELECT r.rows, d.rows FROM rollups r JOIN datasets d ON r.name "
+                              "= d.name WHERE r.name = ?", [name]).fetchall()
+            exact = bool(got) and got[0][0] + staged_rows(cur, name) == got[0][1]
+            if got and not exact:
+                cur.execute("DELETE FROM rollups WHERE name = ?", [name])
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return exact
     finally:
         cur.close()
 

@@ -14,8 +14,10 @@ changes) and the current minute (the per-minute chart's hour slides with the clo
 * :func:`rebuild_if_needed`: the summaries keep their exact tables fresh on every append
   (analytics.rollups.incremental); the others fall behind, and once enough events are
   behind (``incremental.needs_rebuild``) this starts one full rebuild as a background job
-  (app/services/jobs.py, kind ``import``, like the import's summary build), holding the
-  append lock so no append commits halfway through it.
+  (app/services/jobs.py, kind ``import``, like the import's summary build). It builds from
+  one DuckDB snapshot of the events (build.rebuild: one transaction, MVCC) while appends go on
+  committing; folds wait (``analytics.append.fold_lock``), and the events staged after the
+  snapshot stay staged for the first fold on the new tables.
 """
 
 from __future__ import annotations
@@ -217,11 +219,13 @@ def rebuild_if_needed(name: str) -> str | None:
             raise jobs.Cancelled("before the rebuild")
         progress({"phase": "import", "fraction": 0.05,
                   "message": f"Rebuilding the summaries of {name}…"})
-        # appends wait meanwhile (analytics.append's lock): none commits halfway through
-        with writes.write_lock:
+        # only folds wait (they update the tables being replaced); appends commit meanwhile:
+        # the rebuild reads one snapshot and keeps what they stage after it for the next fold
+        with writes.fold_lock:
             c = store.cursor()
             try:
                 seconds = build.rebuild(c, name)
+                incremental.settle(c, name)
             finally:
                 c.close()
         return {"dataset": name, "summaries_s": seconds}
