@@ -139,7 +139,8 @@ def _one(cur: duckdb.DuckDBPyConnection, sql: str) -> tuple:
 def sql_kcore(tmp: _Temp, table: str, min_user: int, min_item: int,
               iterative: bool) -> tuple[dict[str, int], int, str, str]:
     """Run the k-core filter on ``table``; (before counts, rounds, users table (k, n), items
-    table (k)) where ``n`` is the user's number of kept events."""
+    table (k)) where ``n`` is the user's number of kept events. An item of the table may have
+    lost every event with the last users removed: the kept events are those of both."""
     u, i = schema.USER, schema.ITEM
     cur = tmp.cur
     events, users, items = _one(cur, f"SELECT count(*), count(DISTINCT {u}), "
@@ -169,11 +170,7 @@ def sql_kcore(tmp: _Temp, table: str, min_user: int, min_item: int,
         raise ValueError(
             f"no events left after keeping users with >= {min_user} and items with >= "
             f"{min_item} events ({events} events before); lower min_user/min_item")
-    # an item may have lost every event with the last users removed: keep those with events
-    items = tmp.make("items_final", f"SELECT DISTINCT {i} AS k FROM {table} WHERE "
-                                    f"{u} IN (SELECT k FROM {kept_u}) AND "
-                                    f"{i} IN (SELECT k FROM {kept_i})")
-    return before, rounds, kept_u, items
+    return before, rounds, kept_u, kept_i
 
 
 # -- 2.-3. indexing and the per-event columns ---------------------------------------------
@@ -247,15 +244,15 @@ def write_events(tmp: _Temp, table: str, users: str, items: str, folder: Path
     user_start)."""
     cur = tmp.cur
     u_sql, i_sql = schema.USER, schema.ITEM
-    kept = (f"SELECT * FROM {table} WHERE {u_sql} IN (SELECT k FROM {users}) "
-            f"AND {i_sql} IN (SELECT k FROM {items})")
-    user_codes, user_ids = _codes_table(tmp, "user_codes", f"SELECT k FROM {users}")
-    item_codes, item_ids = _codes_table(tmp, "item_codes", f"SELECT k FROM {items}")
-    cat_codes, cat_names = _codes_table(
-        tmp, "cat_codes", f"SELECT DISTINCT {schema.CATEGORY} AS k FROM ({kept})")
     beh = f"coalesce({schema.BEHAVIOR}, '{schema.DEFAULT_BEHAVIOR}')"
-    beh_codes, beh_names = _codes_table(tmp, "beh_codes",
-                                        f"SELECT DISTINCT {beh} AS k FROM ({kept})")
+    # the kept events' (item, category, behaviour) combinations, in one scan
+    keys = tmp.make("keys", f"SELECT DISTINCT {i_sql} AS i, {schema.CATEGORY} AS c, {beh} AS b "
+                            f"FROM {table} WHERE {u_sql} IN (SELECT k FROM {users}) "
+                            f"AND {i_sql} IN (SELECT k FROM {items})")
+    user_codes, user_ids = _codes_table(tmp, "user_codes", f"SELECT k FROM {users}")
+    item_codes, item_ids = _codes_table(tmp, "item_codes", f"SELECT DISTINCT i AS k FROM {keys}")
+    cat_codes, cat_names = _codes_table(tmp, "cat_codes", f"SELECT DISTINCT c AS k FROM {keys}")
+    beh_codes, beh_names = _codes_table(tmp, "beh_codes", f"SELECT DISTINCT b AS k FROM {keys}")
     counts = np.array([n for (n,) in cur.execute(
         f"SELECT n FROM {users} JOIN {user_codes} USING (k) ORDER BY code").fetchall()],
         dtype=np.int64)
@@ -317,6 +314,14 @@ def top_category(pairs: pd.DataFrame, n_items: int) -> np.ndarray:
     return cat[1:]
 
 
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values, how many times each occurs) of an int64 array, by sorting (numpy's
+    hash-based ``unique`` is about 50x slower on these keys)."""
+    a = np.sort(keys)
+    first = np.flatnonzero(np.r_[True, a[1:] != a[:-1]]) if len(a) else np.zeros(0, int)
+    return a[first], np.diff(np.r_[first, len(a)])
+
+
 def _read(folder: Path, column: str, s: int, e: int) -> np.ndarray:
     """Rows ``s:e`` of a cached column, copied from a map that is closed at once (a pass over
     every row leaves no mapped pages behind)."""
@@ -340,14 +345,18 @@ def item_attributes(folder: Path, user_start: np.ndarray,
         n_geo += np.bincount(item[geo], minlength=n_items + 1)
         np.add.at(lat, item[geo], _read(folder, "lat", s, e)[geo].astype(np.float64))
         np.add.at(lon, item[geo], _read(folder, "lon", s, e)[geo].astype(np.float64))
-        k, n = np.unique(item[cat > 0] * (2**31) + cat[cat > 0], return_counts=True)
+        k, n = _runs(item[cat > 0] * (2**31) + cat[cat > 0])
         keys.append(k)
         counts.append(n)
     with np.errstate(invalid="ignore", divide="ignore"):
         lat, lon = lat[1:] / n_geo[1:], lon[1:] / n_geo[1:]
-    k, inv = np.unique(np.concatenate(keys), return_inverse=True)
-    n = np.bincount(inv, weights=np.concatenate(counts)).astype(np.int64)
-    pairs = pd.DataFrame({"i": k // 2**31, "c": k % 2**31, "n": n})
+    # a user range holds some of an item's events: add up each pair's counts over the ranges
+    keys_all, counts_all = np.concatenate(keys), np.concatenate(counts)
+    order = np.argsort(keys_all, kind="stable")
+    k, _ = _runs(keys_all)
+    n = np.add.reduceat(counts_all[order], np.searchsorted(keys_all[order], k)) if len(k) \
+        else np.zeros(0, np.int64)
+    pairs = pd.DataFrame({"i": k // 2**31, "c": k % 2**31, "n": n.astype(np.int64)})
     return lat, lon, top_category(pairs, n_items)
 
 
@@ -368,7 +377,7 @@ def train_counts(folder: Path, user_start: np.ndarray, res: sp.SplitResult,
         pop += np.bincount(item, minlength=n_items + 1)
         pairs = _read(folder, "user", s, e)[mask] * (n_items + 1) + item
         n_train += len(pairs)
-        n_repeat += len(pairs) - len(np.unique(pairs))
+        n_repeat += len(pairs) - len(_runs(pairs)[0])
     return (n_repeat / n_train if n_train else 0.0), pop[1:]
 
 
