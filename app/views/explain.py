@@ -59,13 +59,12 @@ def warm_figures() -> None:
 
 
 def preload() -> html.Div:
-    """Hidden, empty stand-ins that make the browser fetch and parse plotly.js and deck.gl
-    (megabytes each) while the user picks an item: dcc.Graph loads plotly.js with the first
-    graph on the page, and assets/deckmap.js loads deck.gl once a map container appears.
-    Without them the first explanation waited seconds for both after its result arrived."""
+    """A hidden, empty stand-in that makes the browser fetch and parse plotly.js while the
+    user picks an item: dcc.Graph loads it with the first graph on the page. Without it the
+    first explanation waited for it after its result arrived. (The events map is drawn on a
+    canvas, without deck.gl.)"""
     return html.Div([dcc.Graph(figure={"data": [], "layout": {}}, config={"staticPlot": True},
-                               style={"height": "1px"}),
-                     html.Div(className="trailscope-deckmap")],
+                               style={"height": "1px"})],
                     style={"height": "1px", "overflow": "hidden", "visibility": "hidden"},
                     **{"aria-hidden": "true"})
 
@@ -145,7 +144,7 @@ def result_panels(ex: Any, spec: dict | None) -> html.Div:
         ui.card(title="Attention of the scoring position", children=[
             dcc.Graph(id=ids.EXPLAIN_FIG_ATTENTION, figure=attention_figure(ex), config=_GRAPH)]),
         ui.card(title="Events on the map, coloured by attribution", children=[
-            deckmap.DeckMap(ids.EXPLAIN_MAP, height=420) if spec is not None else
+            deckmap.DeckMap(ids.EXPLAIN_MAP, height=420, renderer="canvas") if spec is not None else
             ui.empty_state("No map", "None of these events has coordinates.")]),
     ])
 

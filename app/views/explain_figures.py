@@ -148,7 +148,10 @@ def events_map_spec(ex: Explanation) -> dict | None:
                                     tooltip="recommended: {item_id}"))
         lats.append(ex.item_lat)
         lons.append(ex.item_lon)
-    return deck_spec(layers, view_for(lats, lons), basemap="none")
+    # a canvas draws this one path and its events at once; deck.gl's software WebGL took
+    # seconds to start in a browser without a GPU (issue #13). A report without
+    # assets/canvasmap.js draws the same spec with deck.gl.
+    return deck_spec(layers, view_for(lats, lons), basemap="none", renderer="canvas")
 
 
 @plot_safe
