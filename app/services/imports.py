@@ -26,6 +26,18 @@ def _expected() -> tuple[type[BaseException], ...]:
     return (IngestError, ServiceError, StoreError)
 
 
+def prefit(name: str) -> float | None:
+    """Fit the Overview's forecast and periodicity right after an import (kept as files by
+    ``cache``), so the first view of the page does not wait for them; the seconds taken, or
+    None when the dataset is too small or odd for them (the page then says why)."""
+    from . import analytics
+
+    try:
+        return analytics.prefit_overview(name)
+    except ServiceError:
+        return None
+
+
 def start_import(path: str | Path, name: str, fmt: str = "auto",
                  mapping: dict[str, str] | None = None, replace: bool = False,
                  keep_duplicates: bool = False) -> str:
@@ -38,8 +50,10 @@ def start_import(path: str | Path, name: str, fmt: str = "auto",
         progress({"phase": "import", "fraction": 0.05,
                   "message": f"Importing {path.name} and building its summaries…"})
         try:
-            return services.import_uploaded(path, name, fmt, mapping, replace=replace,
-                                            keep_duplicates=keep_duplicates)
+            report = services.import_uploaded(path, name, fmt, mapping, replace=replace,
+                                              keep_duplicates=keep_duplicates)
+            progress({"phase": "import", "fraction": 0.9, "message": "Fitting the forecast…"})
+            return {**report, "prefit_s": prefit(name)}
         finally:  # an upload is imported once, success or failure: its disk space goes back
             upload.discard_after_import(path)
 
@@ -65,7 +79,9 @@ def start_sample(name: str, users: int = 500, seed: int = 7, replace: bool = Fal
         info = import_sample(services.get_store(), name=name, users=users, seed=seed,
                              replace=replace)
         progress({"phase": "import", "fraction": 0.8, "message": "Building the summaries…"})
-        return {**info.report, "summaries_s": services.build_summaries(name)}
+        summaries_s = services.build_summaries(name)
+        progress({"phase": "import", "fraction": 0.9, "message": "Fitting the forecast…"})
+        return {**info.report, "summaries_s": summaries_s, "prefit_s": prefit(name)}
 
     job = jobs.Job(target, label=f"generate sample {name}", kind="import",
                    meta={"dataset": name, "sample": True}, summarize=lambda report: report,

@@ -145,6 +145,10 @@ def test_imports_run_as_jobs_with_their_report(workspace, tmp_path):
     assert state["status"] == "done" and state["fraction"] == 1.0, state
     assert state["report"]["rows_kept"] == 1000 and state["report"]["name"] == "ml1k"
     assert services.dataset_info("ml1k").rows == 1000
+    # the Overview's periodicity (and forecast, when the span allows one) were fitted by the
+    # import job and kept as files, so the first view reads them
+    assert state["report"]["prefit_s"] is not None
+    assert any((services.get_store().path.parent / "cache" / "periods").glob("*"))
     clash = imports.start_import(path, "ml1k", "auto", None)
     jobs.wait(clash, 60)
     state = imports.import_state(clash)
