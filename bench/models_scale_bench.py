@@ -8,9 +8,10 @@ per user, a heavy item head, the real behaviour mix), imports it with ``trailsco
 --no-summaries`` into a fresh workspace, then runs ``build_dataset(5-core, --split)`` in a
 fresh process per backing (``memory``: pandas; ``store``: models/data/stored.py, first with no
 cache (``cold``), then again reading the cache it wrote (``warm``)) and cuts one batch. Each
-process reports its wall time and peak memory: ``peak`` is the process's ``ru_maxrss`` (read
-with ``os.wait4``; it counts the pages of memory-mapped files it touched), ``anon`` the
-highest anonymous memory (``RssAnon``, sampled every 50 ms: what the process allocated).
+process reports its wall time, its CPU time (user + system, every thread: less sensitive than
+wall time to other work on a shared machine) and peak memory: ``peak`` is the process's
+``ru_maxrss`` (read with ``os.wait4``; it counts the pages of memory-mapped files it touched),
+``anon`` the highest anonymous memory (``RssAnon``, sampled every 50 ms: what it allocated).
 ``--epoch MODEL ...`` then times one epoch of training steps per model (batches cut from the
 last ``--backing``'s dataset, no evaluation; ``--max-steps`` stops early and projects the
 epoch). The load average is printed with every line.
@@ -57,14 +58,17 @@ def measured(args: list[str], home: Path) -> dict[str, Any]:
         peak = Path(tmp) / "peak"
         run = run_child(["-m", "bench.models_scale_bench", "--_measure", str(peak),
                          sys.executable, *args], home)
-        run["peak_mb"] = float(peak.read_text()) if peak.exists() else float("nan")
+        got = json.loads(peak.read_text()) if peak.exists() else {}
+        run["peak_mb"] = got.get("peak_mb", float("nan"))
+        run["cpu_s"] = got.get("cpu_s", float("nan"))
     return run
 
 
 def _measure(peak_file: str, cmd: list[str]) -> int:
     proc = subprocess.Popen(cmd)
     _, status, usage = os.wait4(proc.pid, 0)
-    Path(peak_file).write_text(str(usage.ru_maxrss / 1024))
+    Path(peak_file).write_text(json.dumps({"peak_mb": usage.ru_maxrss / 1024,
+                                           "cpu_s": usage.ru_utime + usage.ru_stime}))
     return os.waitstatus_to_exitcode(status)
 
 
@@ -162,7 +166,7 @@ def worker(home: Path, kind: str, *args: str) -> dict[str, Any]:
     if run["rc"] != 0:
         return {"error": (run["stderr"].strip()[-1500:] or f"exit {run['rc']}")}
     return {**json.loads(run["stdout"].strip().splitlines()[-1]), "process_s": run["seconds"],
-            "peak_mb": run["peak_mb"]}
+            "peak_mb": run["peak_mb"], "cpu_s": run["cpu_s"]}
 
 
 def say(line: str) -> None:
@@ -194,10 +198,10 @@ def one_size(n: int, a: argparse.Namespace, work: Path) -> None:
                 say(f"{n:,} {what}: FAILED {r['error']}")
                 continue
             say(f"{n:,} events, {what}: build_dataset {r['build_s']:.1f} s (process "
-                f"{r['process_s']:.1f} s), peak {r['peak_mb']:,.0f} MB, anon peak "
-                f"{r['anon_mb']:,.0f} MB -> {r['events']:,} events, {r['users']:,} users, "
-                f"{r['items']:,} items, {r['train_examples']:,} training windows; "
-                f"{load_text()}")
+                f"{r['process_s']:.1f} s, CPU {r['cpu_s']:.1f} s), peak {r['peak_mb']:,.0f} MB, "
+                f"anon peak {r['anon_mb']:,.0f} MB -> {r['events']:,} events, "
+                f"{r['users']:,} users, {r['items']:,} items, {r['train_examples']:,} "
+                f"training windows; {load_text()}")
     for model in a.epoch or ():
         r = worker(home, "epoch", a.backing[-1], model, str(a.max_steps))
         if "error" in r:
