@@ -305,8 +305,8 @@ class Writer:
     def _rebuild_if_needed(self, name: str) -> None:
         """Start the background summary rebuild of ``name`` when enough appended events are
         behind (app/services/live.rebuild_if_needed), but only once the last rebuild ended
-        long enough ago (incremental.rebuild_spaced): a rebuild keeps appends out while it
-        runs, so a steady stream must not start one after another."""
+        long enough ago (incremental.rebuild_spaced): a rebuild pauses the folds (not the
+        appends) while it runs, so a steady stream must not start one after another."""
         try:
             cur = get_store().cursor()
             try:
