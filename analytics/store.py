@@ -501,7 +501,9 @@ class Store:
 
     def drop(self, name: str) -> str:
         """Delete dataset ``name`` (case-insensitive): its events, registry row and every table
-        derived from it (``drop_derived``), in one transaction; returns the name dropped."""
+        derived from it (``drop_derived``), in one transaction, then the per-dataset folders
+        other layers cache beside the workspace (``cache/<kind>/<name>``, e.g. the models'
+        prepared columns); returns the name dropped."""
         name = self.info(name).name  # raises DatasetNotFound with a helpful message
         if self.claimed(name):
             raise StoreError(f"dataset {name!r} is being imported right now; drop it when the "
@@ -510,7 +512,17 @@ class Store:
             cur.execute(f"DROP TABLE IF EXISTS {events_table(name)}")
             cur.execute("DELETE FROM datasets WHERE name = ?", [name])
             drop_derived(cur, name, DERIVED_KINDS)
+        self._drop_cache_folders(name)
         return name
+
+    def _drop_cache_folders(self, name: str) -> None:
+        if str(self.path) == ":memory:":
+            return
+        root = self.path.parent / "cache"
+        for kind in (root.iterdir() if root.is_dir() else ()):
+            folder = kind / name
+            if kind.is_dir() and folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
 
     def fingerprint(self, name: str) -> str:
         """The fingerprint that binds models to dataset ``name``: its content fingerprint

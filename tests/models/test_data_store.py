@@ -97,6 +97,9 @@ def test_cache_is_reused_and_rebuilt_when_the_dataset_changes(real):
     assert after.events.folder != folder and not folder.exists()
     assert after.filter_report.events_before == first.filter_report.events_before + 3
     assert_same(build_dataset(real, name, "leave-last", 20, backing="memory"), after)
+    # a drop removes the dataset's cached columns with it
+    real.drop(name)
+    assert not after.events.folder.exists() and not folder.parent.exists()
 
 
 def test_memory_mapped_events_pickle_as_their_folder(real):
