@@ -2,9 +2,9 @@
 
 ``tune_on_validation(model, ds, {"window": (20, 50, None), ...})`` tries every combination of
 the grid (a sequence of such mappings tries the union of their combinations, for settings that
-only matter together): the model's frozen ``config`` is replaced, ``model.refit()`` recomputes what the
-settings change, and the validation part is ranked over all items with the evaluator's own
-masking (models.training.evaluate). The best validation NDCG@10 wins, MRR breaks ties, then
+only matter together): the model's frozen ``config`` is replaced, ``model.refit()`` recomputes
+what the settings change, and the validation part is ranked over all items with the evaluator's
+own masking (models.training.evaluate). The best validation NDCG@10 wins, MRR breaks ties, then
 the grid order (the first values are the simplest). The model keeps the chosen config, so the
 checkpoint stores the chosen values and a reloaded model scores the same.
 """
