@@ -472,6 +472,13 @@
 
   function render(container, spec, time) {
     var current = maps[container.id || '__standalone'];
+    // a canvas map with nothing to draw yet never loads deck.gl (see renderCanvas)
+    var canvasBox = container.getAttribute('data-renderer') === 'canvas';
+    if (!spec && !current && canvasBox) {
+      var empty = container.querySelector('.trailscope-deckmap-placeholder');
+      if (empty) { empty.textContent = 'Nothing to show on the map here.'; }
+      return Promise.resolve({ok: true, layers: 0, error: null, spec: false});
+    }
     if (wantsCanvas(spec) || (!spec && current && current.lite)) {
       if (spec) { return renderCanvas(container, spec, time); }
       current.base = [];
@@ -484,6 +491,10 @@
       sweep();
       var key = container.id || '__standalone';
       var state = maps[key];
+      if (!spec && state && state.lite && state.container === container) {
+        // an empty render that waited for deck.gl while a canvas spec was drawn: keep it
+        return {ok: true, layers: state.base.length, error: null, spec: false};
+      }
       if (state && (state.container !== container || state.lite)) {
         state.deck.finalize();
         state = null;

@@ -5,8 +5,8 @@
  * whether the focus is on an option inside the open list, or still on the dropdown's own
  * button because the list opened a moment after the key press (a loaded machine). Focusing the
  * box during keydown makes the browser type the character into it. And when the filtered list
- * re-draws under the focused option, the focus falls back to the page: Enter then picks the
- * first match instead of doing nothing.
+ * re-draws under the focused option, the focus falls back to the page (or stays in the search
+ * box with no option highlighted): Enter then picks the first match instead of doing nothing.
  */
 (function () {
   "use strict";
@@ -17,10 +17,13 @@
     if (e.key === "Enter") {
       // the filtered list re-drew under the focused option and the focus fell back to the
       // page: Enter still picks the first match, as it does from the search box
+      // (or it is still in the search box, where Enter picked nothing when no option was
+      // highlighted yet)
       var active = document.activeElement;
-      if (active && active !== document.body) { return; }
+      var inSearch = active && active.matches && active.matches("input.dash-dropdown-search");
+      if (active && active !== document.body && !inSearch) { return; }
       var first = document.querySelector(".dash-dropdown-content .dash-dropdown-option");
-      if (first) { e.preventDefault(); first.click(); }
+      if (first) { e.preventDefault(); e.stopPropagation(); first.click(); }
       return;
     }
     if (e.key.length !== 1) { return; }

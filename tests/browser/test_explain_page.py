@@ -53,7 +53,7 @@ def test_explain_page_views_and_exports(explain_server, page, artifacts, tmp_pat
                 ids.EXPLAIN_FIG_COUNTERFACTUAL, ids.EXPLAIN_FIG_ATTENTION):
         page.locator(f"#{fig} .main-svg").first.wait_for()
     page.wait_for_function(
-        "() => { const c = document.querySelector('.trailscope-deckmap canvas');"
+        "() => { const c = document.querySelector('canvas.trailscope-canvasmap');"
         " return c && c.width > 0; }")
     page.screenshot(path=str(artifacts / "explain_page.png"), full_page=True)
     assert page.console.errors == []
