@@ -15,7 +15,6 @@ from urllib.parse import parse_qsl, urlencode
 import dash
 from dash import Input, Output, ctx, dcc, html, no_update
 
-from .plotlyjs import register_plotlyjs
 from .services import workspace as services
 from .views import ids
 
@@ -73,9 +72,7 @@ def shell_layout() -> html.Div:
 
 
 def register_shell_callbacks(app: dash.Dash) -> None:
-    """Callbacks of the shell; registered on ``app`` so every created app gets its own copy.
-    Also serves the plotly.js the pages' graphs load (app/plotlyjs.py)."""
-    register_plotlyjs(app)
+    """Callbacks of the shell; registered on ``app`` so every created app gets its own copy."""
 
     @app.callback(
         Output(ids.DATASET_DROPDOWN, "options"),

@@ -29,6 +29,7 @@ from . import ASSETS, layout, security
 from .api import handoff
 from .api import routes as api
 from .deckgl.deckmap import register_deckmap
+from .plotlyjs import register_plotlyjs
 from .services import upload
 from .services import workspace as services
 from .services.messages import public_message
@@ -72,6 +73,7 @@ def create_app(default_dataset: str | None = None) -> dash.Dash:
     app.layout = layout.shell_layout
     layout.register_shell_callbacks(app)
     register_deckmap(app)  # offline deck.gl bundle route + clientside map rendering
+    register_plotlyjs(app)  # the plotly.js bundle the pages' graphs load
     server.register_blueprint(upload.blueprint)
     server.register_blueprint(api.blueprint)  # the HTTP API under /api/v1
     security.install(app)  # hosts, login, CSRF, headers: before every other request hook

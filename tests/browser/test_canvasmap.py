@@ -10,14 +10,21 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import numpy as np
-import pandas as pd
 import pytest
 from playwright.sync_api import expect
-from trailscope.analytics.schema import CATEGORY, ITEM, LAT, LON, TS
+from trailscope.analytics.schema import CATEGORY, ITEM, LAT, LON
 
 from tests.app.deckmap_isolation import isolated_dash_callbacks
 from tests.browser.conftest import wait_until
-from tests.browser.test_deckmap_offline import CHROMIUM, EVIL, Page, _checkins, _key, _serving
+from tests.browser.test_deckmap_offline import (
+    CHROMIUM,
+    EVIL,
+    Page,
+    _checkins,
+    _key,
+    _scene,
+    _serving,
+)
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
@@ -44,21 +51,13 @@ def _user_map():
     from dash import html
     from trailscope.app.deckgl import deckmap as dm
 
-    ev = _checkins()
-    t0 = ev[TS].min()
-    span = float((ev[TS].max() - t0).total_seconds())
-    paths = dm.paths_from_events(ev).nlargest(8, "n_points")
-    pois = ev.drop_duplicates(ITEM).head(60)
-    view = dm.view_for(ev[LAT], ev[LON], width=900, height=420, quantile=0.02)
-    evil = pd.DataFrame({LAT: [view["latitude"]], LON: [view["longitude"]], ITEM: [EVIL],
-                         CATEGORY: ["<b>bold?</b>"]})
+    _, t0, span, paths, pois, view, evil_layer = _scene(8, 60)
     spec = dm.deck_spec([
         dm.path_layer(paths, color=(148, 163, 184), width_px=2),
         dm.trips_layer(paths, origin=t0, current_time=span, trail_length=30 * 86400,
                        width_px=5, color=(13, 148, 136)),
         dm.scatter_layer(pois, color_by=CATEGORY, radius_px=4, tooltip="{item_id}"),
-        dm.scatter_layer(evil, id="evil", color=(0, 0, 0), radius_px=9,
-                         tooltip="{item_id} | {category}"),
+        evil_layer,
     ], view, time=span, renderer="canvas")
     return html.Div([
         dm.DeckMap("user", spec, height=420, renderer="canvas"),

@@ -51,25 +51,36 @@ def _checkins(n: int = 4000) -> pd.DataFrame:
                          CATEGORY: raw["venue_category"].fillna("unknown")})
 
 
-def _layout():
-    from dash import html
+def _scene(n_paths: int, n_pois: int):
+    """NYC check-ins as a replayed map draws them: (events, origin, span in seconds, the
+    ``n_paths`` longest paths, ``n_pois`` places, the view) plus a layer with one point in the
+    view's centre whose texts are markup."""
     from trailscope.app.deckgl import deckmap as dm
 
     ev = _checkins()
     t0 = ev[TS].min()
     span = float((ev[TS].max() - t0).total_seconds())
-    paths = dm.paths_from_events(ev).nlargest(6, "n_points")
-    pois = ev.drop_duplicates(ITEM).head(40)
+    paths = dm.paths_from_events(ev).nlargest(n_paths, "n_points")
+    pois = ev.drop_duplicates(ITEM).head(n_pois)
     view = dm.view_for(ev[LAT], ev[LON], width=900, height=420, quantile=0.02)
     evil = pd.DataFrame({LAT: [view["latitude"]], LON: [view["longitude"]], ITEM: [EVIL],
                          CATEGORY: ["<b>bold?</b>"]})
+    evil_layer = dm.scatter_layer(evil, id="evil", color=(0, 0, 0), radius_px=9,
+                                  tooltip="{item_id} | {category}")
+    return ev, t0, span, paths, pois, view, evil_layer
+
+
+def _layout():
+    from dash import html
+    from trailscope.app.deckgl import deckmap as dm
+
+    ev, t0, span, paths, pois, view, evil_layer = _scene(6, 40)
     main = dm.deck_spec([
         dm.heat_layer(ev, time=TS, window=30 * 86400, origin=t0, radius_pixels=25),
         dm.trips_layer(paths, origin=t0, current_time=0.3 * span, trail_length=30 * 86400,
                        width_px=5),
         dm.scatter_layer(pois, color_by=CATEGORY, radius_px=4, tooltip="{item_id}\n{category}"),
-        dm.scatter_layer(evil, id="evil", color=(0, 0, 0), radius_px=9,
-                         tooltip="{item_id} | {category}"),
+        evil_layer,
     ], view)
     small = dm.deck_spec([dm.scatter_layer(pois, color=(200, 30, 30), radius_px=6)],
                          dm.view_for(pois[LAT], pois[LON], width=900, height=160))
