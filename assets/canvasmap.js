@@ -485,9 +485,7 @@
         state.unfitted = !(container.clientWidth > 0 && container.clientHeight > 0);
       }
       state.time = spec.time != null ? spec.time : time;
-      state.pending = true;
-      container.removeAttribute('data-drawn');
-      container.setAttribute('data-pending', '1');
+      hooks.pending(state);
     } else {
       state.time = time;
     }

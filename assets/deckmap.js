@@ -431,7 +431,7 @@
   // Helpers the canvas renderer (assets/canvasmap.js) shares with deck.gl maps.
   var canvasHooks = {
     setAttribution: setAttribution, setNote: setNote, offlineNote: OFFLINE_NOTE,
-    tipStyle: TIP_STYLE, tooltipText: tooltipText, drawn: markDrawn,
+    tipStyle: TIP_STYLE, tooltipText: tooltipText, pending: markPending, drawn: markDrawn,
     viewChanged: function (state) { setScale(state); }
   };
 
