@@ -30,8 +30,8 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ...analytics import schema
+from ..services import cache, imports, jobs, upload, writer
 from ..services import explain as explain_service
-from ..services import imports, jobs, upload, writer
 from ..services import models as model_service
 from ..services import workspace as services
 from ..services.messages import public_message
@@ -380,25 +380,13 @@ def get_dataset(name: str) -> Response:
                         "them")
 
 
-#: Model ids the requests named, by (dataset, its import, the model asked for, the state of
-#: its checkpoint folder): a new, deleted or rewritten checkpoint or a re-import is a new key.
-_MODEL_IDS: dict[tuple[Any, ...], str] = {}
-_MODEL_IDS_MAX = 256
-
-
 def _dataset_model(name: str, wanted: str | None) -> tuple[str, str]:
     """(the dataset's stored name, the model id a request names): one registry look-up, and
     the checkpoint listing only when the dataset's import or its checkpoints changed."""
     store = services.get_store()
     info = store.info(name)  # DatasetNotFound: 404
     key = (info.name, str(info.imported_at), wanted or "", _checkpoint_files(store, info.name))
-    found = _MODEL_IDS.get(key)
-    if found is None:
-        found = _model_id(info.name, wanted)
-        if len(_MODEL_IDS) >= _MODEL_IDS_MAX:
-            _MODEL_IDS.clear()
-        _MODEL_IDS[key] = found
-    return info.name, found
+    return info.name, cache.MODEL_IDS.get_or_compute(key, lambda: _model_id(info.name, wanted))
 
 
 def _checkpoint_files(store: Any, name: str) -> tuple[tuple[str, int, int], ...]:

@@ -27,7 +27,8 @@ dash.register_page(__name__, path="/overview", name="Overview", title="Overview 
 _FREQS = (("hour", "Hour"), ("day", "Day"), ("week", "Week"), ("month", "Month"))
 _SPLITS = (("none", "Total"), (BEHAVIOR, "Behaviour"), (CATEGORY, "Category"))
 _METRICS = (("events", "Events"), ("users", "Active users"))
-_FORECAST_FREQS = (("hour", "Hourly"), ("day", "Daily"), ("week", "Weekly"))
+_FREQ_LABELS = {"hour": "Hourly", "day": "Daily", "week": "Weekly"}
+_FORECAST_FREQS = tuple((f, _FREQ_LABELS[f]) for f in svc.FORECAST_FREQS)
 
 
 def layout(dataset: Any = None, **_query: Any) -> html.Div:
@@ -37,8 +38,7 @@ def layout(dataset: Any = None, **_query: Any) -> html.Div:
         return html.Div([header, *notes, ui.no_dataset()])
     info = services.dataset_info(name)
     freq = svc.auto_freq(info.time_min, info.time_max)
-    forecast_freq = svc.auto_freq(*svc.robust_span(name), target=60)
-    forecast_freq = forecast_freq if forecast_freq in dict(_FORECAST_FREQS) else "day"
+    forecast_freq = svc.forecast_freq(name)  # the one the import job fitted ahead
     return html.Div([
         header, *notes,
         dcc.Store(id=ids.OVERVIEW_DATASET, data=name),

@@ -106,6 +106,9 @@ ANALYTICS = Memo("analytics", 256, isolate=True)
 EXPLANATIONS = Memo("explanations", 64)
 MODELS = Memo("models", 4)
 CHECKPOINT_USERS = Memo("checkpoint-users", 8)
+#: The model id an API request names, by (dataset, its import, the model asked for, the state
+#: of its checkpoint folder): a new, deleted or rewritten checkpoint or a re-import is a new key.
+MODEL_IDS = Memo("model-ids", 256)
 
 
 class FileMemo:
