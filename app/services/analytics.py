@@ -436,12 +436,14 @@ FIT_VERSION = 1
 def _fit_key(series: pd.DataFrame, args: tuple) -> str:
     """Everything a fit on ``series`` (forecast, periodicity) is computed from: the series'
     values, the arguments, this code's, numpy's and statsmodels' versions."""
+    import hashlib
+
     import numpy
     import statsmodels
 
-    values = pd.util.hash_pandas_object(series, index=False).to_numpy().tobytes()
+    values = hashlib.sha256(pd.util.hash_pandas_object(series, index=False).to_numpy())
     return (f"{FIT_VERSION}|{numpy.__version__}|{statsmodels.__version__}|"
-            f"{list(series.columns)}|{values.hex()}|{args!r}")
+            f"{list(series.columns)}|{values.hexdigest()}|{args!r}")
 
 
 @memoize_dataset
