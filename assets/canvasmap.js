@@ -20,8 +20,7 @@
   'use strict';
 
   var LAYERS = {ScatterplotLayer: 1, PathLayer: 1, TripsLayer: 1, TextLayer: 1};
-  var TILE = 256;
-  var tiles = {}; // url -> {img, ok, failed}
+  var tiles = {}; // url -> {img, ok}: every map's tiles, loaded once
 
   function supports(spec) {
     return !!spec && (spec.layers || []).every(function (l) { return LAYERS[l['@@type']]; });
@@ -103,8 +102,7 @@
       if (k.charAt(0) !== '_' && k !== '@@type') { props[k] = desc[k]; }
     });
     props.data = desc.data || [];
-    return {id: desc.id, type: desc['@@type'], props: props, isLoaded: true,
-      tooltip: desc._tooltip || null};
+    return {id: desc.id, type: desc['@@type'], props: props, isLoaded: true};
   }
 
   function pathWidth(p) {
@@ -239,21 +237,15 @@
   }
 
   function loadTile(state, url) {
-    var tile = tiles[url] = {img: new Image(), ok: false, failed: false};
+    var tile = tiles[url] = {img: new Image(), ok: false};
     tile.img.onload = function () {
       tile.ok = true;
       state.tilesLoaded = (state.tilesLoaded || 0) + 1;
       schedule(state);
     };
     tile.img.onerror = function () {
-      tile.failed = true;
-      delete tiles[url];
-      if (state.tilesLoaded || !state.basemap) { return; }
-      state.basemap = null; // offline: the blank map, and a note saying so
-      state.offline = true;
-      state.hooks.setAttribution(state.container, '');
-      state.hooks.setNote(state.container, state.hooks.offlineNote);
-      schedule(state);
+      delete tiles[url]; // asked again when next drawn
+      state.hooks.tilesFailed(state); // offline: the blank map, and a note saying so
     };
     tile.img.src = url;
     return tile;
@@ -371,11 +363,9 @@
   }
 
   // -- interaction -------------------------------------------------------------------------
+  // ``vs.zoom`` is within the view's limits (the deck map's clampZoom).
   function setView(state, vs) {
-    var min = state.viewState.minZoom || 0;
-    var max = state.viewState.maxZoom || 20;
-    state.viewState = Object.assign({}, state.viewState, vs,
-      {zoom: Math.min(Math.max(vs.zoom, min), max)});
+    state.viewState = Object.assign({}, state.viewState, vs);
     state.hooks.viewChanged(state);
     schedule(state);
   }
@@ -383,7 +373,7 @@
   function zoomAround(state, xy, step) {
     var vp = viewport(state);
     var at = vp.unproject(xy);
-    var zoom = Math.min(Math.max(state.viewState.zoom + step, 0), 20);
+    var zoom = state.hooks.clampZoom(state.viewState, state.viewState.zoom + step);
     // keep the point under the pointer where it is
     var next = new Viewport({longitude: at[0], latitude: at[1], zoom: zoom}, vp.width,
       vp.height);
@@ -422,10 +412,11 @@
   }
 
   // -- the map -----------------------------------------------------------------------------
-  // A deck.gl-like handle, so code written for deck maps (zoom buttons, tests) works here.
+  // A deck.gl-like handle, so code written for deck maps (zoom buttons, tests) works here;
+  // its layers are the state's.
   function handle(state) {
     return {
-      props: {layers: state.base},
+      props: {get layers() { return state.base; }},
       getViewports: function () { return [viewport(state)]; },
       setProps: function (p) {
         if (p.initialViewState) { setView(state, p.initialViewState); }
@@ -449,7 +440,7 @@
       canvas.style.cssText = 'position:absolute;left:0;top:0;touch-action:none;cursor:grab;';
       container.appendChild(canvas);
       state = {container: container, canvas: canvas, lite: true, hooks: hooks, viewKey: null,
-        base: [], meta: {}, raw: {}};
+        base: [], meta: {}};
       state.deck = handle(state);
       listen(state);
       if (typeof ResizeObserver !== 'undefined') { // the card's width follows the window
@@ -468,12 +459,9 @@
       state.builds = (state.builds || 0) + 1;
       state.spec = spec;
       state.base = (spec.layers || []).map(makeLayer);
-      state.deck.props.layers = state.base;
-      state.meta = {};
-      state.raw = {};
-      state.base.forEach(function (l) {
-        state.meta[l.id] = {type: l.type, tooltip: l.tooltip};
-        state.raw[l.id] = l.props.data;
+      state.meta = {}; // what the deck map's tooltipText reads
+      (spec.layers || []).forEach(function (l) {
+        state.meta[l.id] = {tooltip: l._tooltip || null};
       });
       var tilesOn = spec.basemap && spec.basemap.url && !state.offline;
       state.basemap = tilesOn ? spec.basemap : null;

@@ -208,22 +208,30 @@
 
   var OFFLINE_NOTE = 'Street map unavailable offline: showing a blank map.';
 
-  // A tile basemap; when its tiles can not load (offline, blocked) before any has, the map
-  // falls back to the blank basemap with a note saying so.
+  // When a map's street tiles can not load (offline, blocked) before any has, it falls back to
+  // the blank basemap with a note saying so; deck.gl maps and canvas maps alike.
+  function tilesFailed(state) {
+    if (!state || state.tilesLoaded || !state.basemap) { return; }
+    state.basemap = null;
+    state.offline = true;
+    setAttribution(state.container, '');
+    setNote(state.container, OFFLINE_NOTE);
+    if (state.lite) {
+      state.deck.redraw();
+    } else {
+      state.deck.setProps({layers: layersAt(state, state.time)});
+    }
+  }
+
+  // A tile basemap (see tilesFailed).
   function basemapLayer(deck, basemap, key) {
-    var loaded = 0;
     return new deck.TileLayer({
       id: '__basemap', data: basemap.url, minZoom: 0, maxZoom: 19, tileSize: 256,
-      onTileLoad: function () { loaded += 1; },
-      onTileError: function () {
+      onTileLoad: function () {
         var state = maps[key];
-        if (loaded > 0 || !state || !state.basemap) { return; }
-        state.basemap = null;
-        state.offline = true;
-        setAttribution(state.container, '');
-        setNote(state.container, OFFLINE_NOTE);
-        state.deck.setProps({layers: layersAt(state, state.time)});
+        if (state) { state.tilesLoaded = (state.tilesLoaded || 0) + 1; }
       },
+      onTileError: function () { tilesFailed(maps[key]); },
       renderSubLayers: function (props) {
         var b = props.tile.boundingBox;
         return new deck.BitmapLayer(props, {
@@ -319,11 +327,15 @@
     state.container.appendChild(box);
   }
 
+  // The one zoom range of every map: the view's minZoom / maxZoom, else 0-20.
+  function clampZoom(vs, zoom) {
+    return Math.min(Math.max(zoom, vs.minZoom || 0), vs.maxZoom || 20);
+  }
+
   function zoomBy(state, step) {
     var vs = state.viewState;
     if (!vs) { return; }
-    var zoom = Math.min(Math.max(vs.zoom + step, vs.minZoom || 0), vs.maxZoom || 20);
-    var next = Object.assign({}, vs, {zoom: zoom});
+    var next = Object.assign({}, vs, {zoom: clampZoom(vs, vs.zoom + step)});
     state.viewState = next;
     state.deck.setProps({initialViewState: next});
     setScale(state);
@@ -430,7 +442,7 @@
 
   // Helpers the canvas renderer (assets/canvasmap.js) shares with deck.gl maps.
   var canvasHooks = {
-    setAttribution: setAttribution, setNote: setNote, offlineNote: OFFLINE_NOTE,
+    setAttribution: setAttribution, tilesFailed: tilesFailed, clampZoom: clampZoom,
     tipStyle: TIP_STYLE, tooltipText: tooltipText, pending: markPending, drawn: markDrawn,
     viewChanged: function (state) { setScale(state); }
   };

@@ -134,6 +134,14 @@ def test_canvas_map_draws_without_deckgl_and_keeps_tooltips_replay_zoom(browser,
         page.mouse.up()
         lon1 = page.evaluate("k => window.trailscopeDeck.maps[k].viewState.longitude", key)
         assert lon1 > lon0  # dragged left: the view moved east
+        # the wheel zooms around the pointer within the maps' one zoom range (0-20)
+        page.mouse.move(box["x"] + 450, box["y"] + 210)
+        page.mouse.wheel(0, 30_000)
+        wait_until(lambda: page.evaluate(
+            "k => window.trailscopeDeck.maps[k].deck.getViewports()[0].zoom", key),
+            lambda z: z == 0, "the map zoomed out to its limit", page=page)
+        page.get_by_role("button", name="Zoom out").click()
+        assert page.evaluate("k => window.trailscopeDeck.maps[k].viewState.zoom", key) == 0
         assert not pg.errors, f"console errors: {pg.errors}"
         assert not pg.blocked, f"requests outside localhost: {pg.blocked}"
         page.close()
