@@ -1,20 +1,28 @@
-"""Models at scale (issue #15): ``build_dataset`` in memory vs store-backed, time and memory.
+"""Models at scale (issue #15): ``build_dataset`` and training steps, time and memory.
 
     python -m bench.models_scale_bench [--events 1000000 10000000] [--backing memory store]
-                                       [--split leave-last] [--epoch sasrec] [--workdir DIR]
+                                       [--split leave-last] [--epoch sasrec st-transformer]
+                                       [--softmax full sampled] [--max-steps N]
+                                       [--max-seconds S] [--workdir DIR] [--reuse]
 
 For each ``--events`` size it writes the Taobao-shaped CSV of ``bench.scale_bench`` (100 events
 per user, a heavy item head, the real behaviour mix), imports it with ``trailscope import
---no-summaries`` into a fresh workspace, then runs ``build_dataset(5-core, --split)`` in a
-fresh process per backing (``memory``: pandas; ``store``: models/data/stored.py, first with no
-cache (``cold``), then again reading the cache it wrote (``warm``)) and cuts one batch. Each
-process reports its wall time, its CPU time (user + system, every thread: less sensitive than
-wall time to other work on a shared machine) and peak memory: ``peak`` is the process's
-``ru_maxrss`` (read with ``os.wait4``; it counts the pages of memory-mapped files it touched),
-``anon`` the highest anonymous memory (``RssAnon``, sampled every 50 ms: what it allocated).
-``--epoch MODEL ...`` then times one epoch of training steps per model (batches cut from the
-last ``--backing``'s dataset, no evaluation; ``--max-steps`` stops early and projects the
-epoch). The load average is printed with every line.
+--no-summaries`` into a fresh workspace (the CSV is deleted once imported), then runs
+``build_dataset(5-core, --split)`` in a fresh process per backing (``memory``: pandas;
+``store``: models/data/stored.py, first with no cache (``cold``), then again reading the cache
+it wrote (``warm``)) and cuts one batch. Each process reports its wall time, its CPU time (user
++ system, every thread: less sensitive than wall time to other work on a shared machine) and
+peak memory: ``peak`` is the process's ``ru_maxrss`` (``scale_bench.measure``; it counts the
+pages of memory-mapped files it touched), ``anon`` the highest anonymous memory (``RssAnon``,
+sampled every 50 ms: what it allocated).
+
+``--epoch MODEL ...`` then times one epoch of training steps per model and ``--softmax``
+setting (``full``: every item; ``sampled``: the logQ-corrected sampled softmax of
+models.nn.layers.ItemLoss; ``auto``: the model's default rule), batches cut from the last
+``--backing``'s memory-mapped columns, no evaluation, one torch thread; the st-transformer
+without its count parts (their statistics are fitted before training, not per step).
+``--max-steps`` / ``--max-seconds`` stop early and project the epoch from the steps done
+(printed as a projection). The load average is printed with every line.
 """
 
 from __future__ import annotations
@@ -22,8 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,45 +39,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.scale_bench import load_text, measure, say
+
 NAME = "scale"
 
 
-def load_text() -> str:
-    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def run_child(args: list[str], home: Path) -> dict[str, Any]:
-    """``python ARGS`` in a fresh process on workspace ``home``: wall s, peak MB, output."""
-    t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TRAILSCOPE_HOME": str(home)})
-    out, err = proc.communicate()
-    # communicate() reaped the child; its usage is in RUSAGE_CHILDREN only as a maximum over
-    # all children, so children run one at a time and the launcher stays small
-    seconds = time.perf_counter() - t
-    return {"rc": proc.returncode, "seconds": seconds, "stdout": out, "stderr": err}
-
-
-def measured(args: list[str], home: Path) -> dict[str, Any]:
-    """``run_child`` through ``--_measure`` (a go-between that reads the peak with wait4)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        peak = Path(tmp) / "peak"
-        run = run_child(["-m", "bench.models_scale_bench", "--_measure", str(peak),
-                         sys.executable, *args], home)
-        got = json.loads(peak.read_text()) if peak.exists() else {}
-        run["peak_mb"] = got.get("peak_mb", float("nan"))
-        run["cpu_s"] = got.get("cpu_s", float("nan"))
-    return run
-
-
-def _measure(peak_file: str, cmd: list[str]) -> int:
-    proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    Path(peak_file).write_text(json.dumps({"peak_mb": usage.ru_maxrss / 1024,
-                                           "cpu_s": usage.ru_utime + usage.ru_stime}))
-    return os.waitstatus_to_exitcode(status)
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far, every thread counted."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class AnonPeak:
@@ -114,13 +92,17 @@ def build_worker(backing: str, split: str) -> dict[str, Any]:
         ds.batch(train, np.linspace(0, len(train) - 1, min(256, len(train))).astype(np.int64))
     return {"build_s": seconds, "events": len(ds.events), "users": ds.meta.n_users,
             "items": ds.meta.n_items, "train_examples": len(ds.parts["train"]),
-            "anon_mb": anon.peak_kb / 1024, "filter": str(ds.filter_report)}
+            "anon_mb": anon.peak_kb / 1024, "filter": str(ds.filter_report),
+            "cpu_s": cpu_seconds()}
 
 
-def epoch_worker(backing: str, model: str, max_steps: str) -> dict[str, Any]:
+def epoch_worker(backing: str, model: str, max_steps: str, softmax: str,
+                 max_seconds: str) -> dict[str, Any]:
     """In the child: ``build_dataset`` (the cache warm), then one epoch of ``model``'s training
-    steps (TrainSettings' batch size and learning rate, one torch thread, no evaluation), or
-    its first ``max_steps`` steps and the epoch they imply."""
+    steps with its ``softmax`` setting (TrainSettings' batch size and learning rate, one torch
+    thread, no evaluation, no count parts fitted), or its first ``max_steps`` steps (or those
+    done within ``max_seconds``) and the epoch they imply. ``data_s`` is the time spent
+    cutting batches from the dataset's columns, ``step_s`` the median training step."""
     import torch
     from trailscope.analytics.store import Store
     from trailscope.models.data.dataset import build_dataset
@@ -128,27 +110,40 @@ def epoch_worker(backing: str, model: str, max_steps: str) -> dict[str, Any]:
     from trailscope.models.training.settings import TrainSettings
 
     torch.manual_seed(0)
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # two threads fighting over a shared 2-core machine are slower
     s = TrainSettings()
     with Store() as store, AnonPeak() as anon:
         ds = build_dataset(store, NAME, s.split, s.max_len, s.min_user, s.min_item,
                            backing=backing)
         cls = get_class(model)
-        net = cls(ds.meta, make_config(cls))
+        extra = {"use_transitions": False, "use_history": False} if model == "st-transformer" \
+            else {}
+        net = cls(ds.meta, make_config(cls, {"softmax": softmax, **extra}))
         opt = torch.optim.AdamW(net.parameters(), lr=s.lr)
         steps = -(-len(ds.parts["train"]) // s.batch_size)
-        t, done = time.perf_counter(), 0
-        for batch in ds.batches("train", s.batch_size, shuffle=True):
-            opt.zero_grad()
-            net.loss(batch).backward()
-            opt.step()
-            done += 1
-            if done >= int(max_steps):
+        t0, done, data_s, times, losses = time.perf_counter(), 0, 0.0, [], []
+        batches = ds.batches("train", s.batch_size, shuffle=True)
+        while done < int(max_steps) and time.perf_counter() - t0 < float(max_seconds):
+            t = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
                 break
-        seconds = time.perf_counter() - t
-    return {"steps": done, "epoch_steps": steps, "seconds": seconds,
-            "epoch_s": seconds / done * steps, "items": ds.meta.n_items,
-            "anon_mb": anon.peak_kb / 1024}
+            t1 = time.perf_counter()
+            data_s += t1 - t
+            opt.zero_grad()
+            loss = net.loss(batch)
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t1)
+            losses.append(float(loss))
+            done += 1
+        seconds = time.perf_counter() - t0
+    return {"steps": done, "epoch_steps": steps, "seconds": seconds, "data_s": data_s,
+            "step_s": sorted(times)[len(times) // 2] if times else float("nan"),
+            "epoch_s": seconds / max(done, 1) * steps, "items": ds.meta.n_items,
+            "sampled": net.item_loss.sampled, "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None, "anon_mb": anon.peak_kb / 1024,
+            "cpu_s": cpu_seconds()}
 
 
 def gen_worker(csv: str, n: str, seed: str) -> dict[str, Any]:
@@ -162,31 +157,41 @@ WORKERS = {"build": build_worker, "gen": gen_worker, "epoch": epoch_worker}
 
 
 def worker(home: Path, kind: str, *args: str) -> dict[str, Any]:
-    run = measured(["-m", "bench.models_scale_bench", "--_worker", kind, *args], home)
+    """One ``--_worker`` job in a fresh process on workspace ``home`` (``scale_bench.measure``:
+    wall time and the peak memory of that process alone)."""
+    run = measure([sys.executable, "-m", "bench.models_scale_bench", "--_worker", kind, *args],
+                  {"TRAILSCOPE_HOME": str(home)})
     if run["rc"] != 0:
-        return {"error": (run["stderr"].strip()[-1500:] or f"exit {run['rc']}")}
+        killed = " (killed: out of memory?)" if run["rc"] in (137, -9) else ""
+        return {"error": (run["stderr"].strip()[-1500:] or f"exit {run['rc']}") + killed}
     return {**json.loads(run["stdout"].strip().splitlines()[-1]), "process_s": run["seconds"],
-            "peak_mb": run["peak_mb"], "cpu_s": run["cpu_s"]}
+            "peak_mb": run["peak_mb"]}
 
 
-def say(line: str) -> None:
-    print(line, flush=True)
+def prepare(n: int, a: argparse.Namespace, home: Path, work: Path) -> bool:
+    """Generate and import the ``n``-event file into ``home`` (unless ``--reuse`` finds it
+    there); the CSV is deleted once imported. False when the import failed."""
+    if a.reuse and (home / "trailscope.duckdb").exists():
+        return True
+    csv = work / f"taobao_{n}.csv"
+    shutil.rmtree(home, ignore_errors=True)
+    g = worker(home, "gen", str(csv), str(n), str(a.seed))
+    say(f"generated {csv.name} in {g.get('seconds', float('nan')):.0f} s; {load_text()}")
+    imp = measure([sys.executable, "-m", "trailscope.app.cli", "import", str(csv), "--name",
+                   NAME, "--format", "taobao", "--no-summaries"], {"TRAILSCOPE_HOME": str(home)})
+    csv.unlink(missing_ok=True)
+    if imp["rc"]:
+        say(f"import failed: {imp['stderr'][-800:]}")
+        return False
+    say(f"imported {n:,} events in {imp['seconds']:.1f} s, peak {imp['peak_mb']:,.0f} MB; "
+        f"{load_text()}")
+    return True
 
 
 def one_size(n: int, a: argparse.Namespace, work: Path) -> None:
     home = work / f"home-{n}"
-    csv = work / f"taobao_{n}.csv"
-    if not (a.reuse and (home / "trailscope.duckdb").exists()):
-        shutil.rmtree(home, ignore_errors=True)
-        g = worker(home, "gen", str(csv), str(n), str(a.seed))
-        say(f"generated {csv.name} in {g.get('seconds', float('nan')):.0f} s; {load_text()}")
-        imp = measured(["-m", "trailscope.app.cli", "import", str(csv), "--name", NAME,
-                        "--format", "taobao", "--no-summaries"], home)
-        csv.unlink(missing_ok=True)
-        if imp["rc"]:
-            say(f"import failed: {imp['stderr'][-800:]}")
-            return
-        say(f"imported {n:,} events in {imp['seconds']:.1f} s; {load_text()}")
+    if not prepare(n, a, home, work):
+        return
     for backing in [] if a.skip_build else a.backing:
         runs = ["cold", "warm"] if backing == "store" else [""]
         if backing == "store":
@@ -203,23 +208,27 @@ def one_size(n: int, a: argparse.Namespace, work: Path) -> None:
                 f"{r['users']:,} users, {r['items']:,} items, {r['train_examples']:,} "
                 f"training windows; {load_text()}")
     for model in a.epoch or ():
-        r = worker(home, "epoch", a.backing[-1], model, str(a.max_steps))
-        if "error" in r:
-            say(f"{n:,} events, {model} epoch: FAILED {r['error']}")
-            continue
-        whole = r["steps"] == r["epoch_steps"]
-        say(f"{n:,} events, {model} ({r['items']:,} items), {a.backing[-1]}: "
-            + (f"one epoch of {r['steps']} steps {r['seconds']:.0f} s" if whole else
-               f"{r['steps']} of {r['epoch_steps']} steps {r['seconds']:.0f} s, epoch "
-               f"~{r['epoch_s']:,.0f} s (projected)")
-            + f"; process peak {r['peak_mb']:,.0f} MB, anon peak {r['anon_mb']:,.0f} MB; "
-            f"{load_text()}")
+        for softmax in a.softmax:
+            r = worker(home, "epoch", a.backing[-1], model, str(a.max_steps), softmax,
+                       str(a.max_seconds))
+            if "error" in r:
+                say(f"{n:,} events, {model} {softmax} softmax epoch: FAILED {r['error']}")
+                continue
+            whole = r["steps"] == r["epoch_steps"]
+            kind = "sampled" if r["sampled"] else "full"
+            say(f"{n:,} events, {model} ({r['items']:,} items), softmax={softmax} ({kind}), "
+                f"{a.backing[-1]}: "
+                + (f"one epoch of {r['steps']} steps {r['seconds']:.0f} s (measured)" if whole
+                   else f"{r['steps']} of {r['epoch_steps']:,} steps in {r['seconds']:.0f} s, "
+                   f"epoch ~{r['epoch_s']:,.0f} s = {r['epoch_s'] / 3600:,.1f} h (projected)")
+                + f"; {r['steps'] / r['seconds']:.3f} steps/s, median step {r['step_s']:.2f} s"
+                f", batches cut in {r['data_s']:.1f} s; loss {r['loss_first']:.2f} -> "
+                f"{r['loss_last']:.2f}; process peak {r['peak_mb']:,.0f} MB, anon peak "
+                f"{r['anon_mb']:,.0f} MB, CPU {r['cpu_s']:.0f} s; {load_text()}")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--_measure"]:
-        return _measure(argv[1], argv[2:])
     if argv[:1] == ["--_worker"]:
         print(json.dumps(WORKERS[argv[1]](*argv[2:]), default=str))
         return 0
@@ -230,8 +239,12 @@ def main(argv: list[str] | None = None) -> int:
                    default=["memory", "store"])
     p.add_argument("--split", default="leave-last")
     p.add_argument("--epoch", nargs="+", help="also time one training epoch of these models")
+    p.add_argument("--softmax", nargs="+", choices=["auto", "full", "sampled"],
+                   default=["auto"], help="the models' softmax setting, one epoch run each")
     p.add_argument("--max-steps", type=int, default=10**9,
                    help="stop an epoch after this many steps and project the rest")
+    p.add_argument("--max-seconds", type=float, default=float("inf"),
+                   help="stop an epoch after this many seconds and project the rest")
     p.add_argument("--skip-build", action="store_true", help="only the epochs")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workdir", type=Path)

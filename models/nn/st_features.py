@@ -167,14 +167,26 @@ class CandidateDistance(nn.Module):
         self.lo, self.hi = (2.0 * math.sin(km / (2.0 * 6371.0088)) for km in (lo_km, hi_km))
         self.table = nn.Parameter(torch.zeros(n_gap + 2, n_dist + 2))  # zero: starts neutral
 
-    def bucket_ids(self, query_xyz: torch.Tensor, query_known: torch.Tensor) -> torch.Tensor:
-        """(N, n_items) distance bucket 1..n_dist of every item, n_dist + 1 where unknown."""
-        chord = torch.cdist(query_xyz[None], self.item_xyz[None],
-                            compute_mode="donot_use_mm_for_euclid_dist")[0]  # (N, n_items)
+    def bucket_ids(self, query_xyz: torch.Tensor, query_known: torch.Tensor,
+                   items: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, C) distance bucket 1..n_dist of each candidate, n_dist + 1 where unknown.
+
+        ``items``: None, every item (C = n_items); (C,) item positions (index - 1) shared by
+        the rows; (N, C) positions per row.
+        """
+        xyz, known = self.item_xyz, self.item_known
+        if items is not None:
+            xyz, known = xyz[items], known[items]  # (C, 3) or (N, C, 3)
+        if items is None or items.dim() == 1:
+            chord = torch.cdist(query_xyz[None], xyz[None],
+                                compute_mode="donot_use_mm_for_euclid_dist")[0]  # (N, C)
+            known = query_known[:, None] & known[None, :]  # (N, C)
+        else:
+            chord = (query_xyz[:, None, :] - xyz).norm(dim=-1)  # (N, C)
+            known = query_known[:, None] & known
         scale = (self.n_dist - 1) / (math.log(self.hi) - math.log(self.lo))
         frac = chord.clamp_(self.lo, self.hi).log_().sub_(math.log(self.lo)).mul_(scale)
-        ids = frac.round_().long() + 1  # (N, n_items) 1..n_dist
-        known = query_known[:, None] & self.item_known[None, :]  # (N, n_items)
+        ids = frac.round_().long() + 1  # (N, C) 1..n_dist
         return ids.masked_fill_(~known, self.n_dist + 1)
 
     def last_known(self, lat_seq: torch.Tensor, lon_seq: torch.Tensor,
@@ -184,10 +196,15 @@ class CandidateDistance(nn.Module):
         return ffill_last_known(xyz, geo_mask)
 
     def forward(self, query_xyz: torch.Tensor, query_known: torch.Tensor,
-                gap_ids: torch.Tensor) -> torch.Tensor:
-        """query (N, 3), known (N,), gap bucket (N,) -> (N, n_items) additive scores."""
-        # many positions share their last known place: bucket each distinct place once
-        first, which = distinct_rows(torch.cat([query_xyz, query_known[:, None].float()], 1))
-        ids = self.bucket_ids(query_xyz[first], query_known[first])[which]  # (N, n_items)
+                gap_ids: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """query (N, 3), known (N,), gap bucket (N,) -> (N, C) additive scores of the
+        candidates ``items`` (``bucket_ids``; None: every item, C = n_items)."""
+        if items is not None and items.dim() == 2:  # per-row candidates: no shared places
+            ids = self.bucket_ids(query_xyz, query_known, items)  # (N, C)
+        else:
+            # many positions share their last known place: bucket each distinct place once
+            first, which = distinct_rows(torch.cat([query_xyz, query_known[:, None].float()],
+                                                   1))
+            ids = self.bucket_ids(query_xyz[first], query_known[first], items)[which]
         row = self.table[gap_ids]  # (N, n_dist + 2)
-        return row.gather(1, ids)  # (N, n_items)
+        return row.gather(1, ids)  # (N, C)

@@ -1,9 +1,10 @@
 """GRU4Rec (Hidasi et al. 2016): item embedding -> GRU (or LSTM) -> dropout -> dot product.
 
 The recurrent state after each event predicts the next item over all items (full softmax,
-every position). Sequences arrive left-padded; a recurrent cell fed padding would still move
-its state (its biases act even on a zero input), so each row is rotated to right padding and
-packed, which makes the output exactly invariant to extra left padding.
+every position; a sampled softmax above ``sampled_above`` items, models.nn.layers.ItemLoss).
+Sequences arrive left-padded; a recurrent cell fed padding would still move its state (its
+biases act even on a zero input), so each row is rotated to right padding and packed, which
+makes the output exactly invariant to extra left padding.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..base import Batch, DataMeta, EmbeddingInput, ExplainLayers
-from ..nn.layers import EncoderRecommender, init_weights
+from ..nn.layers import EncoderRecommender, ItemLoss, init_weights
 
 
 def left_to_right(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -41,6 +42,9 @@ class GRU4Rec(EncoderRecommender):
         n_layers: int = 1
         dropout: float = 0.2
         cell: str = "gru"  # "gru" or "lstm"
+        softmax: str = "auto"         # training loss: "full", "sampled" or "auto" (see below)
+        sampled_above: int = 50_000   # "auto": sampled softmax above this many items, else full
+        negatives: int = 2048         # sampled softmax: items drawn per step, shared by the batch
 
     def __init__(self, meta: DataMeta, config: GRU4Rec.Config | None = None) -> None:
         config = config or self.Config()
@@ -54,6 +58,7 @@ class GRU4Rec(EncoderRecommender):
         self.rnn = rnn(d, d, num_layers=config.n_layers, batch_first=True,
                        dropout=config.dropout if config.n_layers > 1 else 0.0)
         self.drop = nn.Dropout(config.dropout)
+        self.item_loss = ItemLoss.from_config(meta, config)
         init_weights(self)
         # the GRU state is tanh-bounded, so logits = state . item embedding stay tiny with
         # GPT-style 0.02 embeddings and learning crawls; 1/sqrt(d) gives usable logits at once

@@ -3,7 +3,9 @@
 Learned position embeddings, pre-LN transformer blocks, item embeddings tied between input
 and output. Trained with full-softmax cross-entropy at every position (teacher forcing via
 ``target_seq``), which beats the original's sampled BCE by a wide margin (Klenitskiy &
-Vasilev 2023). Scores use the representation at the last (most recent) position.
+Vasilev 2023); above ``sampled_above`` items with a logQ-corrected sampled softmax
+(models.nn.layers.ItemLoss). Scores use the representation at the last (most recent)
+position, over every item.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..base import Batch, DataMeta, EmbeddingInput, ExplainLayers
 from ..nn.layers import (
     Block,
     EncoderRecommender,
+    ItemLoss,
     attention_mask,
     init_weights,
     mask_to_bias,
@@ -35,6 +38,9 @@ class SASRec(EncoderRecommender):
         n_heads: int = 2
         dropout: float = 0.2
         mlp_ratio: int = 4
+        softmax: str = "auto"         # training loss: "full", "sampled" or "auto" (see below)
+        sampled_above: int = 50_000   # "auto": sampled softmax above this many items, else full
+        negatives: int = 2048         # sampled softmax: items drawn per step, shared by the batch
 
     def __init__(self, meta: DataMeta, config: SASRec.Config | None = None) -> None:
         config = config or self.Config()
@@ -48,6 +54,7 @@ class SASRec(EncoderRecommender):
             for _ in range(config.n_layers)
         )
         self.ln_f = nn.LayerNorm(d)
+        self.item_loss = ItemLoss.from_config(meta, config)
         init_weights(self)
 
     def encode(self, batch: Batch) -> torch.Tensor:

@@ -48,8 +48,8 @@ from ..data.text import item_text_matrix
 from ..nn.layers import (
     MLP,
     Block,
+    ItemLoss,
     attention_mask,
-    full_softmax_loss,
     init_weights,
     mask_to_bias,
     positions,
@@ -105,6 +105,9 @@ class STTransformer(Recommender):
         n_dist_buckets: int = 24
         dist_min_km: float = 0.05       # 50 m
         dist_max_km: float = 100.0
+        softmax: str = "auto"         # training loss: "full", "sampled" or "auto" (see below)
+        sampled_above: int = 50_000   # "auto": sampled softmax above this many items, else full
+        negatives: int = 2048         # sampled softmax: items drawn per step, shared by the batch
 
     def __init__(self, meta: DataMeta, config: STTransformer.Config | None = None,
                  text_embeddings: torch.Tensor | np.ndarray | None = None) -> None:
@@ -142,6 +145,7 @@ class STTransformer(Recommender):
             buf = text if text is not None else torch.zeros(meta.n_items + 1, c.text_dim)
             self.register_buffer("text", buf)  # (n_items + 1, d_text), kept in checkpoints
             self.text_proj = nn.Linear(c.text_dim, d, bias=False)  # row 0 stays zero
+        self.item_loss = ItemLoss.from_config(meta, c)  # full or sampled softmax
         init_weights(self)
         self.candidate = None
         if c.use_candidate_distance and meta.has_coordinates:
@@ -347,12 +351,12 @@ class STTransformer(Recommender):
             xyz, known = self.candidate.last_known(batch.lat_seq, batch.lon_seq,
                                                    batch.geo_mask)  # (B, L, 3), (B, L)
 
-            def bias_fn(rows: torch.Tensor) -> torch.Tensor:
+            def bias_fn(rows: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
                 b, pos = rows[:, 0], rows[:, 1]
-                return self.candidate(xyz[b, pos], known[b, pos], gap[b, pos])
+                return self.candidate(xyz[b, pos], known[b, pos], gap[b, pos], items)
 
-        return full_softmax_loss(h, batch.target_seq, table, n_items=self.meta.n_items,
-                                 bias_fn=bias_fn)
+        return self.item_loss(h, batch.target_seq, table, n_items=self.meta.n_items,
+                              bias_fn=bias_fn)
 
     def score_parts(self, batch: Batch, need: tuple[bool, ...] | None = None,
                     ) -> tuple[torch.Tensor, ...]:
@@ -396,7 +400,7 @@ class STTransformer(Recommender):
 
     def pretrain_loss(self, batch: Batch) -> torch.Tensor:
         """Masked-event modelling: hide ~``mask_prob`` of the events (item, category and
-        coordinates) and predict their item (full softmax) and category, attending both ways.
+        coordinates) and predict their item (``item_loss``) and category, attending both ways.
         """
         batch = batch.crop(self.meta.max_len)
         items, cats = batch.item_seq, batch.cat_seq
@@ -413,7 +417,7 @@ class STTransformer(Recommender):
             causal=False,
             table=table,
         )  # (B, L, D)
-        loss = full_softmax_loss(h, torch.where(masked, items, 0), table, n_items=self.meta.n_items)
+        loss = self.item_loss(h, torch.where(masked, items, 0), table, n_items=self.meta.n_items)
         has_cat = masked & (cats > 0)
         if has_cat.any():
             logits = self.cat_head(h[has_cat]).float()  # (N, n_categories + 1)
