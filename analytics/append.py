@@ -32,6 +32,13 @@ fault stores nothing.
    (``incremental.fold``), at once for a direct call, on the writer's schedule in a server
    (app/services/writer.py), so many small batches cost one summary update.
 
+A commit costs about six DuckDB statements (begin, the live insert, the events insert, the
+stage insert, the registry update, commit; the id table only for unseen users or items): what
+the last commit learnt of the dataset (its registered name and import time, that its live
+and stage tables exist) is checked inside the transaction, not looked up (the registry
+update matches that name and import time; a table gone fails its statement), and when it no
+longer holds the transaction is rolled back and done again with every look-up.
+
 Any failure rolls all of it back. A dataset's fingerprint (``Store.fingerprint``) is the
 one fixed at import, so models trained before an append stay valid; the registry's row
 count changes, and with it the services' cache stamp (app/services/cache.dataset_stamp).
@@ -44,6 +51,8 @@ import math
 import re
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -705,25 +714,15 @@ _fold_lock = threading.Lock()
 log = logging.getLogger(__name__)
 
 
-class _BothLocks:
-    """Holds the fold lock, then the append lock (one order everywhere: no deadlock)."""
-
-    def __enter__(self) -> None:
-        _fold_lock.acquire()
-        try:
-            _append_lock.acquire()
-        except BaseException:
-            _fold_lock.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        _append_lock.release()
-        _fold_lock.release()
+@contextmanager
+def write_lock() -> Iterator[None]:
+    """Hold the fold lock, then the append lock (one order everywhere: no deadlock), for a
+    caller that must keep appends and folds out while it rewrites what they update (a drop by
+    the server's writer)."""
+    with _fold_lock, _append_lock:
+        yield
 
 
-#: For a caller that must keep appends and folds out while it rewrites what they update (a
-#: drop by the server's writer).
-write_lock = _BothLocks()
 #: For the background summary rebuild (app/services/live.rebuild_if_needed): it builds from
 #: one snapshot of the events and replaces the tables a fold updates, so folds wait, but
 #: appends commit beside it (what they stage after its snapshot waits for the fold after it).
@@ -740,12 +739,30 @@ def _ids_table(name: str) -> str:
     return derived_table("live", name, "ids")
 
 
-#: Datasets whose live tables exist, as (workspace, name, import time): set after a commit.
-_ready: set[tuple[str, str, Any]] = set()
-#: Users and items known to be in each such dataset's committed id table (added after each
-#: commit): a batch of known users and items needs no look-up in the id table.
-_known: dict[tuple[str, str, Any], set[tuple[str, str]]] = {}
+#: What this process learnt of each dataset it appended to, per (workspace, lower-case name),
+#: set after each commit (:class:`_Seen`). A commit that has it skips the look-ups (the
+#: registry row, the live and stage tables' existence) and checks inside its transaction
+#: instead: the registry update matches the name and import time it remembers, and a missing
+#: table fails a statement; either way the transaction is rolled back and the batch is
+#: committed again, this time looking everything up (nothing is stored twice: the first
+#: attempt left nothing).
 KNOWN_MAX = 500_000
+
+
+@dataclass(eq=False)
+class _Seen:
+    name: str                          # the registered spelling
+    imported_at: Any                   # the import this describes (a re-import is another)
+    staged: bool = False               # its stage table existed at the last commit
+    #: users and items in its committed id table ('u' | 'i', id): no look-up for them
+    ids: set[tuple[str, str]] = field(default_factory=set)
+
+
+_seen: dict[tuple[str, str], _Seen] = {}
+
+
+class _Stale(Exception):
+    """What a commit remembered of a dataset no longer holds (dropped, re-imported)."""
 
 
 def _ensure_live(cur: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -812,52 +829,80 @@ def append(store: Store, name: str, frame: pd.DataFrame | pa.Table, *,
         raise StoreError(f"the workspace {store.path.name} is open read-only: events cannot "
                          "be stored")
     batch = as_batch(frame)
-    seen: set[str] = set()
-    first = np.ones(len(batch), dtype=bool)  # False: a repeat of an event id in the batch
-    for k, eid in enumerate(batch.column(EVENT_ID).to_pylist()):
-        if eid is not None:
-            first[k] = eid not in seen
-            seen.add(eid)
-    kept = np.zeros(len(batch), dtype=bool)
+    ids = batch.column(EVENT_ID)
+    if ids.null_count == len(batch):
+        first = np.ones(len(batch), dtype=bool)
+    else:  # False: a repeat of an event id earlier in the batch
+        seen: set[str] = set()
+        first = np.ones(len(batch), dtype=bool)
+        for k, eid in enumerate(ids.to_pylist()):
+            if eid is not None:
+                first[k] = eid not in seen
+                seen.add(eid)
+    key = (store.key, name.lower())
     with _append_lock:
-        cur = store.cursor()
+        known = _seen.get(key) if len(batch) else None
         try:
-            cur.execute("BEGIN TRANSACTION")
-            ready: tuple[str, str, Any] = ("", "", None)
-            try:
-                stored_name, rows, imported_at = _registered(cur, store, name)
-                ready = (store.key, stored_name, imported_at)
-                keys: set[tuple[str, str]] = set()
-                if len(batch):
-                    if ready not in _ready:
-                        _ensure_live(cur, stored_name)
-                    kept, rows, keys = _write(cur, stored_name, batch, first, rows,
-                                              _known.get(ready, set()))
-                cur.execute("COMMIT")
-                if len(batch):
-                    _ready.add(ready)
-                    known = _known.setdefault(ready, set())
-                    if len(known) + len(keys) > KNOWN_MAX:
-                        known.clear()
-                    known.update(keys)
-            except duckdb.Error as exc:
-                _rollback(cur)
-                _ready.discard(ready)  # the next append checks the live tables again
-                _known.pop(ready, None)
-                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise StoreError(f"could not store the events in dataset {name!r} "
-                                 f"({first_line}); nothing was stored: send them again") \
-                    from exc
-            except BaseException:
-                _rollback(cur)
+            kept, rows, info = _commit(store, name, batch, first, known)
+        except (_Stale, duckdb.Error):
+            if known is None:
                 raise
-        finally:
-            cur.close()
+            _seen.pop(key, None)  # look everything up this time
+            kept, rows, info = _commit(store, name, batch, first, None)
+        except BaseException:
+            _seen.pop(key, None)
+            raise
+        if info is not None:
+            _seen[key] = info
     if fold and kept.any():
         fold_summaries(store, name)
     stored = int(kept.sum())
     return AppendResult(stored=stored, duplicates=len(batch) - stored, rows=int(rows),
                         kept=kept)
+
+
+def _commit(store: Store, name: str, batch: pa.Table, first: np.ndarray, known: _Seen | None
+            ) -> tuple[np.ndarray, int, _Seen | None]:
+    """One transaction storing ``batch`` (see :func:`append`); ``known``: what the last
+    commit learnt of the dataset (no look-ups: :class:`_Stale` or a DuckDB error when it no
+    longer holds, with everything rolled back). Returns (stored mask, the dataset's rows
+    after, what this commit learnt: None for an empty batch). DuckDB errors become
+    StoreError when nothing was assumed."""
+    cur = store.cursor()
+    try:
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            if known is None:
+                stored_name, rows, imported_at = _registered(cur, store, name)
+                if not len(batch):
+                    cur.execute("COMMIT")
+                    return np.zeros(0, dtype=bool), rows, None
+                _ensure_live(cur, stored_name)
+                info = _Seen(stored_name, imported_at)
+            else:
+                if store.claimed(known.name):
+                    raise StoreError(f"dataset {known.name!r} is being imported right now; "
+                                     "send the events again when the import has finished")
+                info = _Seen(known.name, known.imported_at, known.staged, known.ids)
+            kept, rows, keys, info.staged = _write(cur, info, batch, first, known is not None)
+            cur.execute("COMMIT")
+        except duckdb.Error as exc:
+            _rollback(cur)
+            if known is not None:
+                raise
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreError(f"could not store the events in dataset {name!r} "
+                             f"({first_line}); nothing was stored: send them again") from exc
+        except BaseException:
+            _rollback(cur)
+            raise
+    finally:
+        cur.close()
+    if keys:  # (committed: the set may grow in place)
+        if len(info.ids) + len(keys) > KNOWN_MAX:
+            info.ids = set()
+        info.ids.update(keys)
+    return kept, rows, info
 
 
 def fold_summaries(store: Store, name: str) -> int:
@@ -893,70 +938,101 @@ def _registered(cur: duckdb.DuckDBPyConnection, store: Store,
     return str(row[0]), int(row[1]), row[2]
 
 
-def _write(cur: duckdb.DuckDBPyConnection, name: str, batch: pa.Table, first: np.ndarray,
-           rows: int, known: set[tuple[str, str]]
-           ) -> tuple[np.ndarray, int, set[tuple[str, str]]]:
-    """The transaction's writes; returns (stored mask over ``batch``, rows after, the users
-    and items of the stored events as ('u'|'i', id))."""
+def _write(cur: duckdb.DuckDBPyConnection, info: _Seen, batch: pa.Table, first: np.ndarray,
+           assumed: bool) -> tuple[np.ndarray, int, set[tuple[str, str]], bool]:
+    """The transaction's writes: the live table (event ids stored once), the events table,
+    the stage, the registry row (checked against ``info`` when ``assumed``). Returns (stored
+    mask over ``batch``, rows after, the users and items of the stored events not in
+    ``info.ids``, whether the stage table exists)."""
+    name = info.name
     tag = uuid.uuid4().hex[:10]
     view = f"_ts_append_{tag}"  # the stored events, read by DuckDB from Arrow (no copy)
-    cand = batch.filter(pa.array(first))
+    cand = batch if first.all() else batch.filter(pa.array(first))
     cols = ", ".join(schema.COLUMNS)
     cur.register(view, cand)
     try:
         arrived = datetime.now(UTC).replace(tzinfo=None)
-        accepted = {r[0] for r in cur.execute(
-            f"INSERT OR IGNORE INTO {live_table(name)} SELECT {cols}, {EVENT_ID}, ? "
-            f"FROM {view} RETURNING {EVENT_ID}", [arrived]).fetchall()}
-        keep = np.array([e is None or e in accepted
-                         for e in cand.column(EVENT_ID).to_pylist()], dtype=bool)
+        ids = cand.column(EVENT_ID)
+        if ids.null_count == len(cand):  # no event ids: nothing to look up
+            cur.execute(f"INSERT INTO {live_table(name)} SELECT {cols}, {EVENT_ID}, ? "
+                        f"FROM {view}", [arrived])
+            keep = np.ones(len(cand), dtype=bool)
+        else:
+            accepted = pa.array([r[0] for r in cur.execute(
+                f"INSERT OR IGNORE INTO {live_table(name)} SELECT {cols}, {EVENT_ID}, ? "
+                f"FROM {view} RETURNING {EVENT_ID}", [arrived]).fetchall()], pa.string())
+            keep = pc.or_kleene(pc.is_null(ids), pc.is_in(ids, value_set=accepted)) \
+                .to_numpy().astype(bool, copy=False)
         kept = np.zeros(len(batch), dtype=bool)
         kept[np.flatnonzero(first)[keep]] = True
         if not keep.any():
-            return kept, rows, set()
+            return kept, _rows(cur, info, assumed), set(), info.staged
         new = cand if keep.all() else cand.filter(pa.array(keep))
         if new is not cand:
             cur.unregister(view)
             cur.register(view, new)
         cur.execute(f"INSERT INTO {events_table(name)} SELECT {cols} FROM {view}")
-        keys = _registry(cur, name, new, known, tag)
-        incremental.stage(cur, name, view)
+        keys, added = _new_ids(cur, name, new, info.ids, tag)
+        staged = incremental.stage(cur, name, view, known=info.staged and assumed)
+        rows = _registry(cur, info, new, added, assumed)
     finally:
         cur.unregister(view)
-    return kept, rows + len(new), keys
+    return kept, rows, keys, staged
 
 
-def _registry(cur: duckdb.DuckDBPyConnection, name: str, new: pa.Table,
-              known: set[tuple[str, str]], tag: str) -> set[tuple[str, str]]:
-    """Update dataset ``name``'s registry row from the stored events ``new`` (rows, span, box,
-    new users and items through the id table); returns their ('u'|'i', id) keys."""
+def _rows(cur: duckdb.DuckDBPyConnection, info: _Seen, assumed: bool) -> int:
+    """The dataset's registered rows (:class:`_Stale` when ``assumed`` and it changed)."""
+    got = cur.execute("SELECT rows FROM datasets WHERE name = ? AND imported_at IS NOT "
+                      "DISTINCT FROM ?", [info.name, info.imported_at]).fetchall()
+    if not got:
+        raise _Stale(info.name)
+    return int(got[0][0])
+
+
+def _new_ids(cur: duckdb.DuckDBPyConnection, name: str, new: pa.Table,
+             known: set[tuple[str, str]], tag: str) -> tuple[set[tuple[str, str]], dict[str, int]]:
+    """The users and items of ``new`` missing from ``known`` as ('u'|'i', id), and how many
+    of each are new to the dataset (added to its id table here)."""
+    keys = ({("u", u) for u in pc.unique(new.column(U)).to_pylist()}
+            | {("i", i) for i in pc.unique(new.column(IT)).to_pylist()})
+    missing = keys - known
+    if not missing:
+        return missing, {U: 0, IT: 0}
+    ids = f"_ts_ids_{tag}"
+    cur.register(ids, pa.table({"kind": [k for k, _ in missing],
+                                "id": [i for _, i in missing]}))
+    try:
+        kinds = [k for (k,) in cur.execute(f"INSERT OR IGNORE INTO {_ids_table(name)} "
+                                           f"SELECT kind, id FROM {ids} "
+                                           "RETURNING kind").fetchall()]
+    finally:
+        cur.unregister(ids)
+    return missing, {U: kinds.count("u"), IT: kinds.count("i")}
+
+
+def _registry(cur: duckdb.DuckDBPyConnection, info: _Seen, new: pa.Table,
+              added: dict[str, int], assumed: bool) -> int:
+    """Update the dataset's registry row from the stored events ``new`` (rows, span, box, new
+    users and items); its rows after (:class:`_Stale` when ``assumed`` and the row is not the
+    one ``info`` describes)."""
     span = pc.min_max(new.column(T))
     lat, lon = pc.min_max(new.column(LA)), pc.min_max(new.column(LO))
-    keys = ({("u", u) for u in new.column(U).to_pylist()}
-            | {("i", i) for i in new.column(IT).to_pylist()})
-    added = {U: 0, IT: 0}
-    missing = keys - known
-    if missing:
-        ids = f"_ts_ids_{tag}"
-        cur.register(ids, pa.table({"kind": [k for k, _ in missing],
-                                    "id": [i for _, i in missing]}))
-        try:
-            kinds = [k for (k,) in cur.execute(f"INSERT OR IGNORE INTO {_ids_table(name)} "
-                                               f"SELECT kind, id FROM {ids} "
-                                               "RETURNING kind").fetchall()]
-        finally:
-            cur.unregister(ids)
-        added = {U: kinds.count("u"), IT: kinds.count("i")}
-    cur.execute(
+    got = cur.execute(
         "UPDATE datasets SET rows = rows + ?, users = users + ?, items = items + ?, "
         "time_min = least(time_min, ?), time_max = greatest(time_max, ?), "
         "min_lat = least(min_lat, ?), max_lat = greatest(max_lat, ?), "
         "min_lon = least(min_lon, ?), max_lon = greatest(max_lon, ?), "
-        "has_coordinates = coalesce(has_coordinates, false) OR ? WHERE name = ?",
+        "has_coordinates = coalesce(has_coordinates, false) OR ? WHERE name = ? "
+        "AND imported_at IS NOT DISTINCT FROM ? RETURNING rows",
         [len(new), added[U], added[IT], span["min"].as_py(), span["max"].as_py(),
          lat["min"].as_py(), lat["max"].as_py(), lon["min"].as_py(), lon["max"].as_py(),
-         lat["min"].as_py() is not None, name])
-    return keys
+         lat["min"].as_py() is not None, info.name, info.imported_at]).fetchall()
+    if not got:
+        if assumed:
+            raise _Stale(info.name)
+        raise StoreError(f"dataset {info.name!r} changed while the events were stored; "
+                         "nothing was stored: send them again")
+    return int(got[0][0])
 
 
 def _rollback(cur: duckdb.DuckDBPyConnection) -> None:

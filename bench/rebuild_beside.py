@@ -33,8 +33,13 @@ POOL = 2000
 
 
 def run(users: int) -> None:
-    home = Path(tempfile.mkdtemp(prefix="rebuild-beside-")) / "home"
-    home.mkdir()
+    with tempfile.TemporaryDirectory(prefix="rebuild-beside-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        _run(home, users)
+
+
+def _run(home: Path, users: int) -> None:
     cli(home, "sample", "--users", str(users), "--name", NAME, "--json")
     store = Store(next(home.rglob("*.duckdb")))
     con = store.cursor()
@@ -51,7 +56,7 @@ def run(users: int) -> None:
         frame[schema.TS] = pd.Timestamp("2030-01-01") + pd.Timedelta(minutes=k)
         return frame
 
-    for mode, lock in (("old: append.write_lock", ap.write_lock),
+    for mode, lock in (("old: append.write_lock", ap.write_lock()),
                        ("new: append.fold_lock", ap.fold_lock)):
         for _ in range(60):  # some events behind, as when the writer starts a rebuild
             ap.append(store, NAME, batch(), fold=False)

@@ -119,24 +119,33 @@ def apply(cur: Any, name: str, batch: str) -> bool:
     return True
 
 
-def stage(cur: Any, name: str, batch: str) -> bool:
+def stage(cur: Any, name: str, batch: str, *, known: bool = False) -> bool:
     """Keep the new events of table or view ``batch`` (canonical columns, maybe more) for the
     next :func:`fold`, inside the caller's transaction, when dataset ``name`` has a summary
-    set of this import and version; whether they were staged."""
+    set of this import and version; whether the stage table exists (the events were staged
+    when the set is of this import).
+
+    ``known``: the caller saw the stage table in an earlier transaction, so one statement
+    does it all (the insert checks the set itself; a stage table dropped since fails it, and
+    the caller's transaction with it)."""
     table = part(name, "unfolded")
+    cols = ", ".join(schema.COLUMNS)
+    current = ("SELECT 1 FROM rollups r JOIN datasets d ON r.name = d.name AND "
+               "r.imported_at = d.imported_at WHERE r.name = ? AND r.version = ?")
+    if known:
+        cur.execute(f"INSERT INTO {table} SELECT {cols} FROM {batch} WHERE EXISTS "
+                    f"({current})", [name, VERSION])
+        return True
     have = {t for (t,) in cur.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = current_schema() AND "
         "table_name IN ('rollups', ?)", [table.strip('"')]).fetchall()}
     if "rollups" not in have:
         return False
-    got = cur.execute("SELECT count(*) FROM rollups r JOIN datasets d ON r.name = d.name AND "
-                      "r.imported_at = d.imported_at WHERE r.name = ? AND r.version = ?",
-                      [name, VERSION]).fetchall()
-    if not got[0][0]:
-        return False
+    if not cur.execute(current, [name, VERSION]).fetchall():
+        return table.strip('"') in have
     if table.strip('"') not in have:
         cur.execute(schema.create_table_sql(table))
-    cur.execute(f"INSERT INTO {table} SELECT {', '.join(schema.COLUMNS)} FROM {batch}")
+    cur.execute(f"INSERT INTO {table} SELECT {cols} FROM {batch}")
     return True
 
 

@@ -14,7 +14,8 @@ changes) and the current minute (the per-minute chart's hour slides with the clo
 * :func:`rebuild_if_needed`: the summaries keep their exact tables fresh on every append
   (analytics.rollups.incremental); the others fall behind, and once enough events are
   behind (``incremental.needs_rebuild``) this starts one full rebuild as a background job
-  (app/services/jobs.py, kind ``import``, like the import's summary build). It builds from
+  (app/services/jobs.py, kind ``import``, like the import's summary build), once the last
+  rebuild ended long enough ago (``incremental.rebuild_spaced``). It builds from
   one DuckDB snapshot of the events (build.rebuild: one transaction, MVCC) while appends go on
   committing; folds wait (``analytics.append.fold_lock``), and the events staged after the
   snapshot stay staged for the first fold on the new tables.
@@ -202,12 +203,15 @@ def _top_changes(name: str, stamp: str, limit: int) -> Changes:
 # -- the full rebuild the incremental summaries need now and then ---------------------------
 def rebuild_if_needed(name: str) -> str | None:
     """Start the full summary rebuild of ``name`` as a background job when enough appended
-    events are behind in the tables the appends cannot keep exact; its job id, else None
-    (not needed, or one already queued or running)."""
+    events are behind in the tables the appends cannot keep exact
+    (``incremental.needs_rebuild``) and the last rebuild ended long enough ago
+    (``incremental.rebuild_spaced``: a rebuild pauses the folds, not the appends, while it
+    runs, so a steady stream must not start one after another); its job id, else None (not
+    needed, too soon, or one already queued or running)."""
     store = services.get_store()
     cur = store.cursor()
     try:
-        if not incremental.needs_rebuild(cur, name):
+        if not incremental.needs_rebuild(cur, name) or not incremental.rebuild_spaced(cur, name):
             return None
     finally:
         cur.close()

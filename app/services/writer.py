@@ -16,8 +16,8 @@ API, the Redis consumer inside the server) and every drop goes through one daemo
   (``analytics.append.fold_summaries``) beside them, at once after FOLD_IDLE_S without a
   request, else every ``incremental.FOLD_S`` to FOLD_MAX_S seconds (slow folds run less
   often), so no commit waits for a fold; after a fold it
-  starts the background summary rebuild when enough events are behind and the last rebuild
-  ended long enough ago (``incremental.rebuild_spaced``);
+  asks ``live.rebuild_if_needed`` for the background summary rebuild (started when enough
+  events are behind and the last rebuild ended long enough ago);
 * :func:`drop` deletes a dataset in the same queue, so it cannot race an append (nor a
   fold: it holds ``analytics.append.write_lock``);
 * the queue is bounded (:data:`MAX_QUEUED` requests, :data:`MAX_QUEUED_ROWS` events): beyond
@@ -303,18 +303,11 @@ class Writer:
         return min(FOLD_MAX_S, max(incremental.FOLD_S, FOLD_SPACING * self._fold_s.get(name, 0)))
 
     def _rebuild_if_needed(self, name: str) -> None:
-        """Start the background summary rebuild of ``name`` when enough appended events are
-        behind (app/services/live.rebuild_if_needed), but only once the last rebuild ended
-        long enough ago (incremental.rebuild_spaced): a rebuild pauses the folds (not the
-        appends) while it runs, so a steady stream must not start one after another."""
+        """Start the background summary rebuild of ``name`` when it is due
+        (app/services/live.rebuild_if_needed: enough appended events behind, and the last
+        rebuild ended long enough ago)."""
         try:
-            cur = get_store().cursor()
-            try:
-                spaced = incremental.rebuild_spaced(cur, name)
-            finally:
-                cur.close()
-            if spaced:
-                live.rebuild_if_needed(name)
+            live.rebuild_if_needed(name)
         except Exception:  # noqa: BLE001 - the events are stored; the pages still answer
             log.exception("could not start the summary rebuild of %s", name)
 
@@ -352,7 +345,7 @@ class Writer:
         store = get_store()
         if head.kind == "drop":
             try:
-                with write_lock:  # no fold of the dataset meanwhile
+                with write_lock():  # no fold of the dataset meanwhile
                     head.result = store.drop(head.name)
             except Exception as exc:  # noqa: BLE001 - the caller's error (DatasetNotFound, ...)
                 head.error = exc

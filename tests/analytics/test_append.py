@@ -346,7 +346,7 @@ def test_a_failure_inside_the_transaction_changes_nothing(ws, monkeypatch):
     name = fresh(ws, "rollback")
     start = pd.Timestamp(ws.info(name).time_max).to_pydatetime() + timedelta(days=1)
 
-    def broken(cur, name, batch):
+    def broken(cur, name, batch, **kw):
         raise RuntimeError("summary update failed")
 
     monkeypatch.setattr(incremental, "stage", broken)
@@ -486,8 +486,9 @@ def test_older_workspace_gets_its_fingerprints(tmp_path):
 
 
 def test_live_tables_lost_behind_its_back_are_made_again(ws):
-    """A write that finds its live tables gone fails whole, and the next one makes them again
-    (the id table from the stored events, so the registry stays exact)."""
+    """A write that finds its live tables gone (the process remembered them) is rolled back
+    and committed again with every look-up, which makes them again (the id table from the
+    stored events, so the registry stays exact); a second try stores nothing twice."""
     name = fresh(ws, "heal")
     start = pd.Timestamp(ws.info(name).time_max).to_pydatetime() + timedelta(days=1)
     assert ap.append(ws, name, ap.validate(events(ws, name, 5, "h", start))).stored == 5
@@ -496,11 +497,27 @@ def test_live_tables_lost_behind_its_back_are_made_again(ws):
     cur.close()
     before = registry(ws, name)
     batch = ap.validate(events(ws, name, 5, "k", start + timedelta(hours=1)))
-    with pytest.raises(StoreError, match="nothing was stored: send them again"):
-        ap.append(ws, name, batch)
-    assert registry(ws, name) == before
     assert ap.append(ws, name, batch).stored == 5
+    assert registry(ws, name)[0] == before[0] + 5
+    assert ap.append(ws, name, batch).stored == 0          # the live table has its ids again
     assert recount(ws, name) == registry(ws, name) and len(live(ws, name)) == 5
+
+
+def test_a_dataset_replaced_behind_the_writers_back_is_looked_up_again(ws):
+    """What a commit remembers of a dataset (its name, import, tables) is checked inside the
+    transaction: after a drop and a new import under the same name the next append stores
+    into the new dataset only, with exact counts; after a drop alone it is refused whole."""
+    name = fresh(ws, "again")
+    start = pd.Timestamp(ws.info(name).time_max).to_pydatetime() + timedelta(days=1)
+    assert ap.append(ws, name, ap.validate(events(ws, name, 5, "a", start))).stored == 5
+    ws.drop(name)
+    with pytest.raises(DatasetNotFound):
+        ap.append(ws, name, ap.validate(events(ws, "nyc", 5, "b", start)))
+    fresh(ws, name)
+    rows = registry(ws, name)[0]
+    res = ap.append(ws, name, ap.validate(events(ws, name, 7, "a", start)))  # same ids again
+    assert res.stored == 7 and res.rows == rows + 7
+    assert recount(ws, name) == registry(ws, name) and len(live(ws, name)) == 7
 
 
 def test_frames_of_other_dtypes_are_stored_as_validated_ones(ws):

@@ -135,7 +135,7 @@ def test_settle_drops_a_set_missing_unstaged_events(nyc, monkeypatch):
     con = store.cursor()
     assert incremental.settle(con, name) and rollup.fresh(con, name)
     frame = _batches(store, name)[0]
-    monkeypatch.setattr(incremental, "stage", lambda cur, name, batch: False)
+    monkeypatch.setattr(incremental, "stage", lambda cur, name, batch, **kw: False)
     ap.append(store, name, frame, fold=False)
     assert rollup.fresh(con, name)                   # fresh() alone cannot tell
     assert not incremental.settle(con, name) and not rollup.fresh(con, name)

@@ -54,6 +54,9 @@ def test_rebuild_runs_as_a_job_once_enough_events_are_behind(workspace, monkeypa
     append.append(workspace, "nyc", append.validate(_events(8, "rb")))
     cur = workspace.cursor()
     assert incremental.behind_rows(cur, "nyc") == 8 and incremental.needs_rebuild(cur, "nyc")
+    monkeypatch.setattr(incremental, "REBUILD_SPACING", 1e9)
+    assert svc.rebuild_if_needed("nyc") is None          # due, but the last build was just now
+    monkeypatch.setattr(incremental, "REBUILD_SPACING", 0.0)
     job = svc.rebuild_if_needed("nyc")
     assert job is not None
     snap = jobs.wait(job, timeout=300)
