@@ -110,13 +110,23 @@ def _user_options(users: list[dict[str, Any]], keep: str | None = None) -> list[
     return opts
 
 
-def _model_users(dataset: str, model_id: str | None) -> list[dict[str, Any]]:
+def _model_users(dataset: str, model_id: str | None,
+                 text: str | None = None) -> list[dict[str, Any]]:
+    """The first ``_LISTED`` of the model's users whose id contains ``text`` (all when empty),
+    most active first (the service searches every user the model knows)."""
     if not model_id:
         return []
     try:
-        return model_service.model_users(dataset, model_id)
+        return model_service.search_model_users(dataset, model_id, text, limit=_LISTED)
     except model_service.user_errors():
         return []
+
+
+def _knows(dataset: str, model_id: str, user: str | None) -> bool:
+    try:
+        return model_service.model_knows_user(dataset, model_id, user)
+    except model_service.user_errors():
+        return False
 
 
 def _inspect_cards(name: str, models: list[dict[str, Any]], coords: bool) -> list[Any]:
@@ -371,8 +381,8 @@ def user_options(model_id: str | None, dataset: str | None,
     if not model_id or not dataset:
         return [], None
     users = _model_users(dataset, model_id)
-    values = {u["user"] for u in users}
-    chosen = current if current in values else (users[0]["user"] if users else None)
+    keep = current if _knows(dataset, model_id, current) else None
+    chosen = keep or (users[0]["user"] if users else None)
     return _user_options(users, chosen), chosen
 
 
@@ -384,13 +394,11 @@ def user_options(model_id: str | None, dataset: str | None,
 )
 def search_users(text: str | None, model_id: str | None, dataset: str | None,
                  current: str | None) -> Any:
-    """Typing in the user picker searches every user the model knows (most active first)."""
+    """Typing in the user picker searches every user the model knows: the id typed, then
+    ids starting with it, then ids containing it, each most active first."""
     if text is None or not model_id or not dataset:
         return no_update
-    needle = text.strip().lower()
-    users = _model_users(dataset, model_id)
-    found = [u for u in users if needle in u["user"].lower()] if needle else users
-    return _user_options(found, current)
+    return _user_options(_model_users(dataset, model_id, text), current)
 
 
 @callback(

@@ -11,6 +11,8 @@ with a message saying what to change.
 
 from __future__ import annotations
 
+import array
+import bisect
 import dataclasses
 import logging
 import re
@@ -30,7 +32,7 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LIMITS: dict[str, tuple[int, int]] = {"epochs": (1, 500), "max_len": (2, 500),
                                       "hidden": (8, 1024), "patience": (1, 1000),
                                       "processes": (1, 64)}
-MAX_USERS = 5000   # users offered in the recommendation picker (most active first)
+MAX_USERS = 100    # users one list or search of a model's users returns at most
 INTERVAL_UNITS: dict[str, int] = {"s": 1, "m": 60, "h": 3600}
 
 log = logging.getLogger(__name__)
@@ -327,15 +329,110 @@ def _model_users(path: Any) -> tuple[str, ...]:
     return cache.CHECKPOINT_USERS.get_or_compute(cache.file_stamp(path), read)
 
 
-def model_users(dataset: str, model_id: str, limit: int = MAX_USERS) -> list[dict[str, Any]]:
-    """Users the model can recommend for, most active first: ``[{"user", "events"}]``."""
+@dataclasses.dataclass(frozen=True)
+class UserIndex:
+    """The users a model can recommend for (those it knows that the dataset holds), most
+    active first, searchable by any part of their id. Built once per checkpoint and dataset
+    version (:func:`user_index`), so typing in a picker only searches.
+
+    ``folded`` is every id lower-cased, each after a newline, with one at the end; ``starts``
+    the offset of each id in it: a search is ``str.find`` over one string (C speed, about 1 ms
+    per 100,000 users), ids containing a newline are never matched across."""
+
+    users: tuple[str, ...]
+    events: array.array      # int64, one per user
+    folded: str
+    starts: array.array      # int64, one per user
+
+    @classmethod
+    def build(cls, users: list[str], events: list[int]) -> UserIndex:
+        folded = [u.lower() for u in users]
+        starts, at = array.array("q"), 1
+        for u in folded:
+            starts.append(at)
+            at += len(u) + 1
+        return cls(tuple(users), array.array("q", (int(n) for n in events)),
+                   "\n" + "\n".join(folded) + "\n" if folded else "\n", starts)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def _rows(self, order: list[int]) -> list[dict[str, Any]]:
+        return [{"user": self.users[i], "events": self.events[i]} for i in order]
+
+    def _hits(self, pattern: str, limit: int, skip: set[int]) -> list[int]:
+        """Indexes of the ids ``pattern`` occurs in, in order, at most ``limit``, leaving out
+        (and adding to) ``skip``; a pattern starting with a newline matches an id's start."""
+        out: list[int] = []
+        lead = 1 if pattern.startswith("\n") else 0
+        pos = self.folded.find(pattern)
+        while pos != -1 and len(out) < limit:
+            i = bisect.bisect_right(self.starts, pos + lead) - 1
+            if i not in skip:
+                out.append(i)
+                skip.add(i)
+            if i + 1 >= len(self.starts):
+                break
+            pos = self.folded.find(pattern, self.starts[i + 1] - lead)  # the next id on
+        return out
+
+    def top(self, limit: int = MAX_USERS) -> list[dict[str, Any]]:
+        """The ``limit`` most active users: ``[{"user", "events"}]``."""
+        return self._rows(list(range(min(int(limit), len(self.users)))))
+
+    def search(self, text: str | None, limit: int = MAX_USERS) -> list[dict[str, Any]]:
+        """Users whose id contains ``text`` (case-insensitive): the id itself first, then ids
+        starting with it, then the others, each most active first; at most ``limit``. Empty
+        text: the most active users."""
+        needle = (text or "").strip().lower()
+        if not needle:
+            return self.top(limit)
+        if "\n" in needle:
+            return []
+        seen: set[int] = set()
+        order = self._hits(f"\n{needle}\n", limit, seen)
+        order += self._hits(f"\n{needle}", limit - len(order), seen)
+        order += self._hits(needle, limit - len(order), seen)
+        return self._rows(order)
+
+    def __contains__(self, user: object) -> bool:
+        return any(self.users[i] == user
+                   for i in self._hits(f"\n{str(user).lower()}\n", len(self.users), set()))
+
+
+def user_index(dataset: str, model_id: str) -> UserIndex:
+    """:class:`UserIndex` of model ``model_id``, memoised in ``cache.CHECKPOINT_USERS`` under
+    the checkpoint's file version and the dataset's version (events counted as they are)."""
     from ...models.training import checkpoint as ckpt
 
-    known = set(_model_users(ckpt.find(services.get_store(), dataset, model_id)))
-    counts = _user_counts(dataset)
-    counts = counts[counts[schema.USER].isin(known)].head(int(limit))
-    return [{"user": str(u), "events": int(n)}
-            for u, n in zip(counts[schema.USER], counts["events"], strict=True)]
+    store = services.get_store()
+    path = ckpt.find(store, dataset, model_id)
+
+    def build() -> UserIndex:
+        known = set(_model_users(path))
+        counts = _user_counts(dataset)
+        counts = counts[counts[schema.USER].isin(known)]
+        return UserIndex.build(counts[schema.USER].astype(str).tolist(),
+                               counts["events"].tolist())
+
+    key = ("index", cache.file_stamp(path), cache.dataset_stamp(store, dataset))
+    return cache.CHECKPOINT_USERS.get_or_compute(key, build)
+
+
+def model_users(dataset: str, model_id: str, limit: int = MAX_USERS) -> list[dict[str, Any]]:
+    """The ``limit`` most active users the model can recommend for: ``[{"user", "events"}]``."""
+    return user_index(dataset, model_id).top(limit)
+
+
+def search_model_users(dataset: str, model_id: str, text: str | None,
+                       limit: int = MAX_USERS) -> list[dict[str, Any]]:
+    """Users of the model whose id contains ``text`` (:meth:`UserIndex.search`)."""
+    return user_index(dataset, model_id).search(text, limit)
+
+
+def model_knows_user(dataset: str, model_id: str, user: str | None) -> bool:
+    """Whether the model can recommend for ``user`` (known to it and in the dataset)."""
+    return bool(user) and user in user_index(dataset, model_id)
 
 
 @services.memoize_dataset
