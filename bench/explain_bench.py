@@ -19,7 +19,10 @@ dashboard on the workspace (its default model), opens the page in headless Chrom
 the second recommendation of the most active user, picks the second most active user and
 explains theirs (tests/browser/test_explain_times.py drives the page), and reports the page's
 own figure (from the click to the drawn figures and map, browser clock) and the computing
-part; ``--out`` also writes the lines to a file.
+part; ``--out`` also writes the lines to a file. ``--compare-preload``: every round runs the
+page twice, as served and with the page's hidden preload graph (app/views/explain.py
+``preload``) taken out of the layout the browser receives (both through the same request
+interception), alternating which goes first, and prints the ratio without / with.
 """
 
 from __future__ import annotations
@@ -63,7 +66,49 @@ def _workspace(home: Path, epochs: int, log) -> tuple[Store, str]:
     return store, res.model_id
 
 
-def browser_times(home: Path, rounds: int, log) -> None:
+def _is_preload(node: object) -> bool:
+    """The Explain page's hidden preload: an aria-hidden Div holding a static dcc.Graph."""
+    if not isinstance(node, dict) or node.get("type") != "Div":
+        return False
+    props = node.get("props") or {}
+    kids = props.get("children")
+    kids = kids if isinstance(kids, list) else [kids]
+    return props.get("aria-hidden") == "true" and any(
+        isinstance(k, dict) and k.get("type") == "Graph" for k in kids)
+
+
+def _strip_preload(node: object) -> tuple[object, int]:
+    """``node`` (a Dash response, JSON) without preload Divs, and how many were removed."""
+    if isinstance(node, list):
+        kept = [_strip_preload(k) for k in node if not _is_preload(k)]
+        return [k for k, _ in kept], len(node) - len(kept) + sum(n for _, n in kept)
+    if isinstance(node, dict):
+        out, removed = {}, 0
+        for key, value in node.items():
+            out[key], n = _strip_preload(value)
+            removed += n
+        return out, removed
+    return node, 0
+
+
+def _intercept(page, strip: bool, removed: list[int]) -> None:
+    """Route the page's callback responses through the test (both variants alike); ``strip``:
+    without the preload graph."""
+    def handle(route) -> None:
+        resp = route.fetch()
+        body = resp.body()
+        if strip and b"aria-hidden" in body:
+            import json
+
+            data, n = _strip_preload(json.loads(body))
+            removed.append(n)
+            body = json.dumps(data).encode()
+        route.fulfill(response=resp, body=body)
+
+    page.route(lambda u: "/_dash-update-component" in u, handle)
+
+
+def browser_times(home: Path, rounds: int, log, compare_preload: bool = False) -> None:
     """The ``--browser`` mode (see the module doc)."""
     import os
 
@@ -84,26 +129,43 @@ def browser_times(home: Path, rounds: int, log) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                      headless=True)
         for r in range(rounds):
-            with serve(home, {"OMP_NUM_THREADS": threads}) as url:
-                page = browser.new_page(viewport={"width": 1360, "height": 900})
-                page.set_default_timeout(300_000)
-                errors = []
-                page.on("console", lambda m, e=errors: e.append(m.text)
-                        if m.type == "error" else None)
-                times = first_and_second(page, url, "nyc", users)
-                page.close()
-            for n, t in enumerate(times, 1):
-                rows.append((n, t))
-                log(f"  round {r + 1}, explanation {n} (user {users[n - 1]}, item {t['item']}):"
-                    f" {t['page_s']:.2f} s in the page (test clock {t['clock_s']:.2f} s), "
-                    f"{t['server_s']:.2f} s on the server, {t['compute_s']:.2f} s computing; "
-                    f"console errors: {len(errors)}; "
-                    f"load {os.getloadavg()[0]:.1f}")
+            variants = ["as served"]
+            if compare_preload:  # alternate which goes first
+                variants = ["with preload", "without preload"][::1 if r % 2 == 0 else -1]
+            for variant in variants:
+                removed: list[int] = []
+                with serve(home, {"OMP_NUM_THREADS": threads}) as url:
+                    page = browser.new_page(viewport={"width": 1360, "height": 900})
+                    page.set_default_timeout(300_000)
+                    if compare_preload:
+                        _intercept(page, variant == "without preload", removed)
+                    errors = []
+                    page.on("console", lambda m, e=errors: e.append(m.text)
+                            if m.type == "error" else None)
+                    times = first_and_second(page, url, "nyc", users)
+                    page.close()
+                if variant == "without preload" and sum(removed) != 1:
+                    raise SystemExit(f"the preload graph was not found once in the page "
+                                     f"(removed {sum(removed)})")
+                for n, t in enumerate(times, 1):
+                    rows.append((variant, n, t))
+                    log(f"  round {r + 1}, {variant}, explanation {n} (user {users[n - 1]}, "
+                        f"item {t['item']}): {t['page_s']:.2f} s in the page (test clock "
+                        f"{t['clock_s']:.2f} s), {t['server_s']:.2f} s on the server, "
+                        f"{t['compute_s']:.2f} s computing; console errors: {len(errors)}; "
+                        f"load {os.getloadavg()[0]:.1f}")
         browser.close()
-    for n, goal in ((1, 3.0), (2, 1.0)):
-        v = np.asarray([t["page_s"] for k, t in rows if k == n])
-        log(f"explanation {n}: median {np.median(v):.2f} s, max {v.max():.2f} s over {len(v)} "
-            f"rounds (goal < {goal:.0f} s)")
+    medians = {}
+    for variant in dict.fromkeys(v for v, _, _ in rows):
+        for n, goal in ((1, 3.0), (2, 1.0)):
+            v = np.asarray([t["page_s"] for w, k, t in rows if k == n and w == variant])
+            medians[variant, n] = float(np.median(v))
+            log(f"{variant}, explanation {n}: median {np.median(v):.2f} s, max {v.max():.2f} s "
+                f"over {len(v)} rounds (goal < {goal:.0f} s)")
+    if compare_preload:
+        for n in (1, 2):
+            log(f"explanation {n}: without / with the preload graph (baseline: with) = "
+                f"{medians['without preload', n] / medians['with preload', n]:.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="time the Explain page in Chromium instead (see the module doc)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path, default=None, help="--browser: also write here")
+    p.add_argument("--compare-preload", action="store_true",
+                   help="--browser: time the page with and without its hidden preload graph")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -140,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
             print(line, flush=True)
             lines.append(line)
 
-        browser_times(home, a.rounds, log)
+        browser_times(home, a.rounds, log, a.compare_preload)
         if a.out:
             a.out.write_text("\n".join(lines) + "\n")
         return
