@@ -22,7 +22,9 @@ models.nn.layers.ItemLoss; ``auto``: the model's default rule), batches cut from
 ``--backing``'s memory-mapped columns, no evaluation, one torch thread; the st-transformer
 without its count parts (their statistics are fitted before training, not per step).
 ``--max-steps`` / ``--max-seconds`` stop early and project the epoch from the steps done
-(printed as a projection). The load average is printed with every line.
+(printed as a projection); ``--eval-examples N`` times the full-ranking validation (every item
+scored) on N examples and projects the whole validation part. The load average is printed
+with every line.
 """
 
 from __future__ import annotations
@@ -97,12 +99,16 @@ def build_worker(backing: str, split: str) -> dict[str, Any]:
 
 
 def epoch_worker(backing: str, model: str, max_steps: str, softmax: str,
-                 max_seconds: str) -> dict[str, Any]:
+                 max_seconds: str, eval_n: str = "0") -> dict[str, Any]:
     """In the child: ``build_dataset`` (the cache warm), then one epoch of ``model``'s training
     steps with its ``softmax`` setting (TrainSettings' batch size and learning rate, one torch
     thread, no evaluation, no count parts fitted), or its first ``max_steps`` steps (or those
     done within ``max_seconds``) and the epoch they imply. ``data_s`` is the time spent
-    cutting batches from the dataset's columns, ``step_s`` the median training step."""
+    cutting batches from the dataset's columns, ``step_s`` the median training step. Then,
+    unless ``eval_n`` is 0, the full-ranking validation of models.training.evaluate (every
+    item scored, batches of 256) on ``eval_n`` validation examples spread over the part:
+    ``eval_s`` and the time the whole part implies."""
+    import numpy as np
     import torch
     from trailscope.analytics.store import Store
     from trailscope.models.data.dataset import build_dataset
@@ -138,7 +144,16 @@ def epoch_worker(backing: str, model: str, max_steps: str, softmax: str,
             losses.append(float(loss))
             done += 1
         seconds = time.perf_counter() - t0
-    return {"steps": done, "epoch_steps": steps, "seconds": seconds, "data_s": data_s,
+        valid, eval_s, eval_rows = ds.parts["valid"], float("nan"), 0
+        if int(eval_n) > 0 and len(valid):
+            from trailscope.models.training.evaluate import score_examples
+
+            pick = np.linspace(0, len(valid) - 1, min(int(eval_n), len(valid))).astype(np.int64)
+            t = time.perf_counter()
+            score_examples(net, ds, valid.subset(np.unique(pick)))
+            eval_s, eval_rows = time.perf_counter() - t, len(np.unique(pick))
+    return {"eval_s": eval_s, "eval_rows": eval_rows, "valid_rows": len(valid),
+            "steps": done, "epoch_steps": steps, "seconds": seconds, "data_s": data_s,
             "step_s": sorted(times)[len(times) // 2] if times else float("nan"),
             "epoch_s": seconds / max(done, 1) * steps, "items": ds.meta.n_items,
             "sampled": net.item_loss.sampled, "loss_first": losses[0] if losses else None,
@@ -153,7 +168,22 @@ def gen_worker(csv: str, n: str, seed: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t}
 
 
-WORKERS = {"build": build_worker, "gen": gen_worker, "epoch": epoch_worker}
+def import_worker(csv: str, memory_fraction: str) -> dict[str, Any]:
+    """``trailscope import --no-summaries`` in this process, with the importer's DuckDB memory
+    cap at ``memory_fraction`` of the file's size instead of its default (``--import-memory``:
+    the default cap fails at 100M Taobao-shaped rows on this machine)."""
+    from trailscope.analytics.ingest import pipeline
+    from trailscope.analytics.store import Store
+
+    pipeline.MEMORY_FRACTION = float(memory_fraction)
+    t = time.perf_counter()
+    with Store() as store:
+        report = pipeline.import_file(store, csv, name=NAME, fmt="taobao")
+    return {"seconds": time.perf_counter() - t, "rows": report.rows_kept}
+
+
+WORKERS = {"build": build_worker, "gen": gen_worker, "epoch": epoch_worker,
+           "import": import_worker}
 
 
 def worker(home: Path, kind: str, *args: str) -> dict[str, Any]:
@@ -177,14 +207,22 @@ def prepare(n: int, a: argparse.Namespace, home: Path, work: Path) -> bool:
     shutil.rmtree(home, ignore_errors=True)
     g = worker(home, "gen", str(csv), str(n), str(a.seed))
     say(f"generated {csv.name} in {g.get('seconds', float('nan')):.0f} s; {load_text()}")
-    imp = measure([sys.executable, "-m", "trailscope.app.cli", "import", str(csv), "--name",
-                   NAME, "--format", "taobao", "--no-summaries"], {"TRAILSCOPE_HOME": str(home)})
+    if a.import_memory is None:
+        imp = measure([sys.executable, "-m", "trailscope.app.cli", "import", str(csv), "--name",
+                       NAME, "--format", "taobao", "--no-summaries"],
+                      {"TRAILSCOPE_HOME": str(home)})
+        error = imp["stderr"][-800:] if imp["rc"] else None
+        how = "trailscope import"
+    else:
+        imp = worker(home, "import", str(csv), str(a.import_memory))
+        error = imp.get("error")
+        how = f"import_file, DuckDB memory cap {a.import_memory} x the file's size"
     csv.unlink(missing_ok=True)
-    if imp["rc"]:
-        say(f"import failed: {imp['stderr'][-800:]}")
+    if error:
+        say(f"import failed ({how}): {error}")
         return False
-    say(f"imported {n:,} events in {imp['seconds']:.1f} s, peak {imp['peak_mb']:,.0f} MB; "
-        f"{load_text()}")
+    say(f"imported {n:,} events in {imp.get('process_s', imp.get('seconds')):.1f} s ({how}), "
+        f"peak {imp['peak_mb']:,.0f} MB; {load_text()}")
     return True
 
 
@@ -210,7 +248,7 @@ def one_size(n: int, a: argparse.Namespace, work: Path) -> None:
     for model in a.epoch or ():
         for softmax in a.softmax:
             r = worker(home, "epoch", a.backing[-1], model, str(a.max_steps), softmax,
-                       str(a.max_seconds))
+                       str(a.max_seconds), str(a.eval_examples))
             if "error" in r:
                 say(f"{n:,} events, {model} {softmax} softmax epoch: FAILED {r['error']}")
                 continue
@@ -225,6 +263,11 @@ def one_size(n: int, a: argparse.Namespace, work: Path) -> None:
                 f", batches cut in {r['data_s']:.1f} s; loss {r['loss_first']:.2f} -> "
                 f"{r['loss_last']:.2f}; process peak {r['peak_mb']:,.0f} MB, anon peak "
                 f"{r['anon_mb']:,.0f} MB, CPU {r['cpu_s']:.0f} s; {load_text()}")
+            if r["eval_rows"]:
+                whole_s = r["eval_s"] / r["eval_rows"] * r["valid_rows"]
+                say(f"    full-ranking validation of {r['eval_rows']:,} of {r['valid_rows']:,} "
+                    f"examples over {r['items']:,} items: {r['eval_s']:.1f} s, all of them "
+                    f"~{whole_s:,.0f} s = {whole_s / 3600:,.1f} h (projected)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop an epoch after this many steps and project the rest")
     p.add_argument("--max-seconds", type=float, default=float("inf"),
                    help="stop an epoch after this many seconds and project the rest")
+    p.add_argument("--eval-examples", type=int, default=0,
+                   help="after each epoch, time the full-ranking validation of this many "
+                   "examples and project the whole validation part")
+    p.add_argument("--import-memory", type=float,
+                   help="import in-process with the importer's DuckDB memory cap at this "
+                   "fraction of the file's size (default: the trailscope import command)")
     p.add_argument("--skip-build", action="store_true", help="only the epochs")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workdir", type=Path)

@@ -259,12 +259,40 @@ class Block(nn.Module):
 LOSS_CHUNK_LOGITS = 2**25
 
 
+def _chunked_sum(fn: Callable[..., torch.Tensor], step: int,
+                 *args: torch.Tensor | None) -> torch.Tensor:
+    """``fn(*args)`` summed over chunks of ``step`` rows, each chunk checkpointed so that its
+    logits are recomputed in the backward pass instead of kept; one call when the rows fit
+    in one chunk or no gradient is needed."""
+    N = args[0].shape[0]
+    if N <= step or not torch.is_grad_enabled():
+        return fn(*args)
+    total = args[0].new_zeros((), dtype=torch.float32)
+    for s in range(0, N, step):
+        total = total + checkpoint(fn, *(a[s:s + step] if a is not None else None
+                                         for a in args), use_reentrant=False)
+    return total
+
+
+def _every_position(h: torch.Tensor, targets: torch.Tensor, with_rows: bool,
+                    ) -> tuple[torch.Tensor, ...]:
+    """Every position, the padding ones weighed 0: (N, D) states, (N,) targets, (N,) float
+    weights, their count (at least 1) and, if asked, (N, targets.dim()) index rows. No
+    boolean indexing, whose data-dependent size would make a CUDA step wait for the device."""
+    y = targets.reshape(-1)  # (N,) items 1..n, 0 = no target
+    keep = (y > 0).float()
+    rows = (torch.stack(torch.unravel_index(torch.arange(len(y), device=y.device),
+                                            targets.shape), dim=1) if with_rows else None)
+    return h.reshape(len(y), -1), y, keep, keep.sum().clamp(min=1.0), rows
+
+
 def full_softmax_loss(
     h: torch.Tensor,
     targets: torch.Tensor,
     item_weight: torch.Tensor,
     n_items: int | None = None,
     bias_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    compact: bool | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of the next item over ALL items, at every non-padding target.
 
@@ -274,14 +302,30 @@ def full_softmax_loss(
     (not sampled negatives) is the strongest objective for SASRec-type models (Klenitskiy &
     Vasilev 2023). ``bias_fn(rows) -> (len(rows), n_items)`` adds a per-row candidate bias
     (distance-to-candidate) computed chunk by chunk; ``rows`` are the (b, l) index pairs.
+    ``compact`` (default: off a CUDA device) scores only the positions that have a target;
+    otherwise every position is scored and the padding ones weighed 0 (``_every_position``),
+    the same loss without a host-device sync.
     """
+    n_items = n_items or item_weight.shape[0] - 1
+    w = item_weight[1 : n_items + 1]  # (n_items, D)
+    step = max(1, LOSS_CHUNK_LOGITS // max(n_items, 1))
+    if not (h.device.type != "cuda" if compact is None else compact):
+        h, y, keep, count, rows = _every_position(h, targets, bias_fn is not None)
+
+        def weighed(hc: torch.Tensor, yc: torch.Tensor, kc: torch.Tensor,
+                    rc: torch.Tensor | None) -> torch.Tensor:
+            logits = hc @ w.T  # (n, n_items)
+            if bias_fn is not None:
+                logits.add_(bias_fn(rc))
+            ce = F.cross_entropy(logits.float(), (yc - 1).clamp(min=0), reduction="none")
+            return (ce * kc).sum()
+
+        return _chunked_sum(weighed, step, h, y, keep, rows) / count
     keep = targets > 0
     h = h[keep]  # (N, D) only the positions that have a next item
     y = targets[keep] - 1  # (N,) candidates are items 1..n, so shift by one
     if h.shape[0] == 0:
         return h.sum() * 0.0
-    n_items = n_items or item_weight.shape[0] - 1
-    w = item_weight[1 : n_items + 1]  # (n_items, D)
     rows = torch.nonzero(keep, as_tuple=False) if bias_fn is not None else None
 
     def chunk_loss(hc: torch.Tensor, yc: torch.Tensor, rc: torch.Tensor | None) -> torch.Tensor:
@@ -290,16 +334,7 @@ def full_softmax_loss(
             logits.add_(bias_fn(rc))
         return F.cross_entropy(logits.float(), yc, reduction="sum")
 
-    N = h.shape[0]
-    step = max(1, LOSS_CHUNK_LOGITS // max(n_items, 1))
-    if N <= step or not torch.is_grad_enabled():
-        return chunk_loss(h, y, rows) / N
-    total = h.new_zeros((), dtype=torch.float32)
-    for s in range(0, N, step):
-        rc = rows[s:s + step] if rows is not None else None
-        total = total + checkpoint(chunk_loss, h[s:s + step], y[s:s + step], rc,
-                                   use_reentrant=False)
-    return total / N
+    return _chunked_sum(chunk_loss, step, h, y, rows) / h.shape[0]
 
 
 #: the softmax settings every neural model's Config carries (``ItemLoss.from_config``)
@@ -330,14 +365,7 @@ def sampled_softmax_loss(
     ``bias_fn(rows, items)`` adds a per-row candidate bias as in ``full_softmax_loss``:
     ``items`` (K,) 0-based item positions give (len(rows), K); (len(rows), 1) gives one per row.
     """
-    # every position is scored and the padding ones weighed 0: no boolean indexing, whose
-    # data-dependent size would make a CUDA step wait for the device
-    y = targets.reshape(-1)  # (N,) items 1..n, 0 = no target
-    h = h.reshape(y.shape[0], -1)  # (N, D)
-    keep = (y > 0).float()  # (N,)
-    N = y.shape[0]
-    rows = (torch.stack(torch.unravel_index(torch.arange(N, device=y.device), targets.shape),
-                        dim=1) if bias_fn is not None else None)  # (N, targets.dim())
+    h, y, keep, count, rows = _every_position(h, targets, bias_fn is not None)
     w_neg = item_weight[negatives]  # (K, D)
     log_kq = log_kq.float()
     K = int(negatives.shape[0])
@@ -354,16 +382,8 @@ def sampled_softmax_loss(
         logits = torch.cat((pos.float(), neg), dim=1)  # (n, K + 1), the target first
         return ((torch.logsumexp(logits, dim=1) - logits[:, 0]) * kc).sum()
 
-    count = keep.sum().clamp(min=1.0)
-    step = max(1, LOSS_CHUNK_LOGITS // max(K + 1, 1))
-    if N <= step or not torch.is_grad_enabled():
-        return chunk_loss(h, y, keep, rows) / count
-    total = h.new_zeros((), dtype=torch.float32)
-    for s in range(0, N, step):
-        rc = rows[s:s + step] if rows is not None else None
-        total = total + checkpoint(chunk_loss, h[s:s + step], y[s:s + step], keep[s:s + step],
-                                   rc, use_reentrant=False)
-    return total / count
+    step = max(1, LOSS_CHUNK_LOGITS // (K + 1))
+    return _chunked_sum(chunk_loss, step, h, y, keep, rows) / count
 
 
 class NegativeSampler:

@@ -199,7 +199,9 @@ class CandidateDistance(nn.Module):
                 gap_ids: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """query (N, 3), known (N,), gap bucket (N,) -> (N, C) additive scores of the
         candidates ``items`` (``bucket_ids``; None: every item, C = n_items)."""
-        if items is not None and items.dim() == 2:  # per-row candidates: no shared places
+        if (items is not None and items.dim() == 2) or query_xyz.device.type == "cuda":
+            # per-row candidates share nothing; on CUDA the distinct places' data-dependent
+            # count would make the step wait for the device, and the device is fast anyway
             ids = self.bucket_ids(query_xyz, query_known, items)  # (N, C)
         else:
             # many positions share their last known place: bucket each distinct place once

@@ -227,3 +227,48 @@ def test_below_the_threshold_the_loss_is_the_full_softmax_as_before():
     cropped = batch.crop(meta.max_len)
     want = full_softmax_loss(model.encode(cropped), cropped.target_seq, model.item_emb.weight)
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_full_softmax_without_compaction_is_the_same(with_bias, monkeypatch):
+    """The CUDA form of the full softmax (every position scored, padding weighed 0: no
+    host-device sync) gives the CPU form's loss and gradient, chunked or not."""
+    torch.manual_seed(0)
+    h = torch.randn(3, 4, 6, requires_grad=True)
+    w = torch.randn(9, 6)
+    targets = torch.tensor([[0, 1, 2, 3], [0, 0, 8, 5], [4, 4, 4, 0]])
+    bias = torch.randn(3, 4, 8)
+    bias_fn = (lambda rows: bias[rows[:, 0], rows[:, 1]]) if with_bias else None
+    for chunk in (2**25, 16):
+        monkeypatch.setattr("trailscope.models.nn.layers.LOSS_CHUNK_LOGITS", chunk)
+        got = []
+        for compact in (True, False):
+            h.grad = None
+            loss = full_softmax_loss(h, targets, w, bias_fn=bias_fn, compact=compact)
+            loss.backward()
+            got.append((loss.detach(), h.grad.clone()))
+        torch.testing.assert_close(got[0], got[1])
+        assert got[1][1][targets == 0].abs().sum() == 0
+
+
+def test_candidate_distance_of_some_items_is_that_of_all_items():
+    """The distance-to-candidate bias of a shared subset of items, or of one item per row,
+    equals the matching columns of the bias over every item (the sampled softmax scores
+    only its candidates)."""
+    from trailscope.models.nn.st_features import CandidateDistance
+
+    meta = checks.make_meta()
+    cand = CandidateDistance(meta.item_coords(), 24, 0.05, 100.0, 32)
+    with torch.no_grad():
+        cand.table.copy_(torch.randn(cand.table.shape))
+    g = torch.Generator().manual_seed(0)
+    lat = 40.7 + 0.1 * torch.rand(6, generator=g)
+    lon = -74.0 + 0.1 * torch.rand(6, generator=g)
+    xyz, known = cand.last_known(lat[None], lon[None], torch.tensor([[1, 1, 0, 1, 0, 1]]).bool())
+    xyz, known = xyz[0], known[0]
+    gap = torch.randint(1, 33, (6,), generator=g)
+    every = cand(xyz, known, gap)  # (6, n_items)
+    some = torch.tensor([0, 5, 5, meta.n_items - 1])
+    torch.testing.assert_close(cand(xyz, known, gap, some), every[:, some])
+    one = torch.randint(0, meta.n_items, (6, 1), generator=g)
+    torch.testing.assert_close(cand(xyz, known, gap, one), every.gather(1, one))
