@@ -24,6 +24,7 @@ one count at a popular item as popularity, and a link seen twice ranks with one 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,8 +79,11 @@ class MarkovRec(CountModel):
         self.register_buffer("val", torch.zeros(0))
         self.register_buffer("coords", item_coords_tensor(meta))
 
-    def fit_counts(self, batches: list[Batch]) -> None:
-        prev, nxt, _ = transitions(batches)
+    def fit_counts(self, batches: Iterable[Batch]) -> None:
+        self.fit_transitions(*transitions(batches))
+
+    def fit_transitions(self, prev: torch.Tensor, nxt: torch.Tensor, when: torch.Tensor) -> None:
+        """The counts from the training transitions (``pop.transitions``)."""
         self.ptr, self.col, self.val = csr_counts(prev, nxt, self.meta.n_items + 1)
 
     def observed(self, last: int, item: int) -> tuple[int, int]:

@@ -6,7 +6,7 @@ batches into buffers, so their statistics travel in the checkpoint's state dict 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,8 +78,9 @@ class CountModel(Recommender):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def transitions(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(previous item, next item, time of next) for every training transition in batches.
+def transitions(batches: Iterable[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(previous item, next item, time of next) for every training transition in batches
+    (read once: an iterator of batches is enough).
 
     With ``target_seq`` each position's next item is known; its time is the following
     position's time, or ``target_time`` for the last position.
@@ -142,8 +143,11 @@ class PopRec(CountModel):
     #: global counts, or counts halved every 1 week / 1 month / half a year before the cut
     GRID = {"half_life_days": (None, 7.0, 30.0, 180.0)}
 
-    def fit_counts(self, batches: list[Batch]) -> None:
-        _, nxt, when = transitions(batches)
+    def fit_counts(self, batches: Iterable[Batch]) -> None:
+        self.fit_transitions(*transitions(batches))
+
+    def fit_transitions(self, prev: torch.Tensor, nxt: torch.Tensor, when: torch.Tensor) -> None:
+        """The counts from the training transitions (``transitions``)."""
         self._train = (nxt, when)  # kept for refit (tuning), not saved
         self.refit()
 

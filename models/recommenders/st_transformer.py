@@ -26,6 +26,7 @@ embeddings through a learned projection. Every part has a config flag for ablati
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,7 @@ from ..nn.st_features import (
 )
 from ..training.blend import choose_weights
 from .markov import MarkovRec
+from .pop import transitions
 from .repeat import RepeatRec
 
 
@@ -257,14 +259,17 @@ class STTransformer(Recommender):
 
     # ------------------------------------------------------------------ contract
 
-    def fit_counts(self, batches: list[Batch]) -> None:
+    def fit_counts(self, batches: Iterable[Batch]) -> None:
         """Count the training transitions and popularity of the count parts (vectorised:
-        one ``torch.unique`` over the transitions). They are never trained with the encoder
-        (whose loss does not see them), so that the parts are weighed on validation data
-        that none of them was fitted to (``calibrate``)."""
-        for part in (self.prior, self.recent):
-            if part is not None:
-                part.fit_counts(batches)
+        one ``torch.unique`` over the transitions), from one pass over ``batches`` (an
+        iterator is enough: no list of every training batch is needed). They are never
+        trained with the encoder (whose loss does not see them), so that the parts are
+        weighed on validation data that none of them was fitted to (``calibrate``)."""
+        parts = [p for p in (self.prior, self.recent) if p is not None]
+        if parts:
+            seen = transitions(batches)
+            for part in parts:
+                part.fit_transitions(*seen)
 
     def calibrate(self, ds: SeqDataset, device: torch.device | str = "cpu") -> str | None:
         """Tune the count parts on validation as the baselines are, then weigh the parts
