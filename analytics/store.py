@@ -166,18 +166,19 @@ def derived_table(kind: str, name: str, part: str) -> str:
 
 
 def drop_derived(cur: duckdb.DuckDBPyConnection, name: str,
-                 kinds: tuple[str, ...] = SUMMARY_KINDS) -> None:
-    """Drop the tables of ``kinds`` derived from dataset ``name`` and their registry rows, on
-    ``cur`` (inside the caller's transaction: no statement here may fail). By default the
-    summary tables only (what a summary rebuild replaces); ``Store.drop`` and a re-import
-    pass :data:`DERIVED_KINDS`."""
+                 kinds: tuple[str, ...] = SUMMARY_KINDS, keep: tuple[str, ...] = ()) -> None:
+    """Drop the tables of ``kinds`` derived from dataset ``name`` but those named in ``keep``
+    (unquoted table names), and their registry rows, on ``cur`` (inside the caller's
+    transaction: no statement here may fail). By default the summary tables only (what a
+    summary rebuild replaces, keeping the events staged for it); ``Store.drop`` and a
+    re-import pass :data:`DERIVED_KINDS`."""
     tables = {t for (t,) in cur.execute(
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = current_schema()"
     ).fetchall()}
     for kind in kinds:
         head = f"{kind}__{name}__"
         for t in sorted(tables):
-            if t.startswith(head) and "__" not in t[len(head):]:
+            if t.startswith(head) and "__" not in t[len(head):] and t not in keep:
                 cur.execute(f'DROP TABLE IF EXISTS "{t}"')
         if f"{kind}s" in tables:
             cur.execute(f"DELETE FROM {kind}s WHERE name = ?", [name])

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import duckdb
@@ -29,11 +31,12 @@ from ..spacetime import WINDOW, solar_offset_min
 from ..spatial import density as space
 from ..spatial import mobility, zones_sql
 from ..spatial.zones import POLYGON
-from ..store import Store, content_fingerprint, events_table
+from ..store import Store, content_fingerprint, drop_derived, events_table
 from ..users import evolution
 from . import defaults, lookup
 from . import spatial as answers_spatial
 from . import users as answers_users
+from .incremental import _exists
 from .tables import (
     DENSITY_SPECS,
     DRIFT,
@@ -90,8 +93,9 @@ def ensure(con: Any, name: str) -> Rollup | None:
     return Rollup(con, name) if fresh(con, name) else None
 
 
-def rebuild(con: Any, name: str) -> float:
-    """(Re)build dataset ``name``'s summary tables atomically; returns the seconds it took.
+def rebuild(con: Any, name: str, timings: dict[str, float] | None = None) -> float:
+    """(Re)build dataset ``name``'s summary tables atomically; returns the seconds it took
+    (``timings``, when given, gets the seconds of each step: :func:`build_all`).
 
     Skips the work (and only refreshes the registry) when the stored set already describes
     the same content (same fingerprint, e.g. the same file imported again).
@@ -111,18 +115,19 @@ def rebuild(con: Any, name: str) -> float:
                 raise LookupError(f"no dataset named {name!r}")
             fp = content_fingerprint(cur, name)
             old = info(cur, name)
-            staged = part(name, "unfolded")
-            if not (old and old["fingerprint"] == fp and old["version"] == VERSION):
-                _drop_summaries(cur, name, keep=staged)
+            staged = part(name, "unfolded").strip('"')
+            if old and old["fingerprint"] == fp and old["version"] == VERSION:
+                cur.execute("DELETE FROM rollups WHERE name = ?", [name])
+            else:
+                # the staged events stay: appends committing beside a rebuild insert there,
+                # and a dropped or renamed table would fail their commit
+                drop_derived(cur, name, keep=(staged,))
                 with lookup.building(cur, name):  # later steps read the earlier tables
-                    build_all(cur, name)
+                    build_all(cur, name, timings)
             # the events staged in this snapshot are in the tables just built (or were
             # already); those staged after it stay for the next fold
-            if cur.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = "
-                           "current_schema() AND table_name = ?",
-                           [staged.strip('"')]).fetchall()[0][0]:
-                cur.execute(f"DELETE FROM {staged}")
-            cur.execute("DELETE FROM rollups WHERE name = ?", [name])
+            if _exists(cur, staged):
+                cur.execute(f'DELETE FROM "{staged}"')
             cur.execute("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
                         [name, VERSION, fp, reg[0], reg[1], time.perf_counter() - t0])
             cur.execute("COMMIT")
@@ -134,29 +139,29 @@ def rebuild(con: Any, name: str) -> float:
     return time.perf_counter() - t0
 
 
-def _drop_summaries(cur: Any, name: str, keep: str) -> None:
-    """Drop dataset ``name``'s summary tables and registry row (store.drop_derived) but
-    table ``keep``, the staged events: appends committing beside a rebuild insert there, and
-    a dropped or renamed table would fail their commit."""
-    head = part(name, "x").strip('"')[:-1]  # "rollup__<name>__"
-    for (t,) in cur.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = "
-                            "current_schema() AND starts_with(table_name, ?)", [head]).fetchall():
-        if f'"{t}"' != keep and "__" not in t[len(head):]:
-            cur.execute(f'DROP TABLE "{t}"')
-    cur.execute("DELETE FROM rollups WHERE name = ?", [name])
-
-
-def build_all(cur: Any, name: str) -> None:
-    """Create every summary table of dataset ``name`` (the caller holds the transaction)."""
-    for sql in build_sql(name, cur):
-        cur.execute(sql)
+def build_steps(cur: Any, name: str) -> list[tuple[str, Callable[[], None]]]:
+    """The steps that create every summary table of dataset ``name``, in order: (the table
+    or step, its call). The SQL tables first (:func:`build_sql`), then the steps computed
+    from them."""
     ru = Rollup(cur, name)
-    _build_density(cur, name)
-    _build_drift(cur, name)
-    answers_users.build_churn(ru)
-    _build_mobility(cur, name)
-    _build_page_zones(ru)
-    _build_page_paths(ru)
+    steps: list[tuple[str, Callable[[], None]]] = [
+        (what, partial(cur.execute, sql)) for what, sql in build_sql(name, cur)]
+    return steps + [("density", partial(_build_density, cur, name)),
+                    ("drift", partial(_build_drift, cur, name)),
+                    ("churn", partial(answers_users.build_churn, ru)),
+                    ("mobility", partial(_build_mobility, cur, name)),
+                    ("page zones", partial(_build_page_zones, ru)),
+                    ("page paths", partial(_build_page_paths, ru))]
+
+
+def build_all(cur: Any, name: str, timings: dict[str, float] | None = None) -> None:
+    """Create every summary table of dataset ``name`` (the caller holds the transaction);
+    ``timings``, when given, gets the seconds of each step (:func:`build_steps`)."""
+    for what, step in build_steps(cur, name):
+        t = time.perf_counter()
+        step()
+        if timings is not None:
+            timings[what] = time.perf_counter() - t
 
 
 def _insert(cur: Any, table: str, rows: pd.DataFrame, tail: str = "") -> None:
@@ -196,7 +201,7 @@ def _build_drift(cur: Any, name: str) -> None:
     Users page's window (``mobility.page_window``), keyed by user_idx: the same query
     (``evolution.drift_sql``) run by DuckDB on the stored tables, in batches of whole users
     (``DRIFT_BATCH`` events each), so the build's memory stays bounded at any size."""
-    _, min_events, prior = DRIFT
+    min_events, prior = DRIFT
     ru = Rollup(cur, name)
     s = ru.summary()
     if s["ts_p01"] is None:
@@ -224,9 +229,11 @@ def _user_batches(ru: Rollup, events: int) -> list[tuple[int, int]]:
 
 
 def _build_mobility(cur: Any, name: str) -> None:
-    """``mobility``: ``mobility.user_mobility`` (the pandas function itself) of every user per
-    window of the Users page for this dataset's span, on the events in the order one user's
-    read gives them, in batches of whole users; keyed by user_idx, ``freq`` the window."""
+    """``mobility``: ``mobility.user_mobility`` of every user per window of the Users page
+    for this dataset's span, keyed by user_idx, ``freq`` the window: the same rules in one
+    DuckDB query over the sorted events (``mobility.mobility_sql``), the travel steps read
+    in the table's order by a streaming window (sorted again only should a row come out of
+    order)."""
     ru = Rollup(cur, name)
     s = ru.summary()
     freq = mobility.page_window(s["ts_p01"], s["ts_p99"])
@@ -238,17 +245,18 @@ def _build_mobility(cur: Any, name: str) -> None:
                 f"{mobility.TRAVEL} DOUBLE, {anchors})")
     if s["ts_p01"] is None:
         return
-    cols = ", ".join(schema.COLUMNS)
-    for lo, hi in _user_batches(ru, MOBILITY_BATCH):
-        ev = ru.df(f"SELECT user_idx, {cols} FROM {ru.t('ev')} WHERE user_idx BETWEEN ? AND ? "
-                   f"ORDER BY user_idx, us, item_idx, {schema.LAT} NULLS LAST, "
-                   f"{schema.LON} NULLS LAST", [lo, hi])
-        idx = pd.Series(ev["user_idx"].to_numpy(), index=ev[schema.USER].to_numpy())
-        got = mobility.user_mobility(ev.drop(columns="user_idx"), window=freq)
-        user = got.pop(schema.USER).to_numpy()
-        got.insert(0, "user_idx", idx[~idx.index.duplicated()].reindex(user).to_numpy("int32"))
-        got.insert(0, "freq", freq)
-        _insert(cur, table, got)
+    travel = "_build_travel"
+    for ordered in (True, False):
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE {travel} AS "
+                    f"{mobility.travel_sql(ru.t('ev'), freq, ordered)}")
+        if not cur.execute(f"SELECT count(*) FROM {travel} WHERE unordered > 0"
+                           ).fetchall()[0][0]:
+            break
+    query = mobility.mobility_sql(ru.t("ev"), ru.t("places"), ru.t("items"), freq, travel)
+    try:
+        cur.execute(f"INSERT INTO {table} SELECT '{freq}', * FROM ({query})")
+    finally:
+        cur.execute(f"DROP TABLE {travel}")
 
 
 def _build_page_zones(ru: Rollup) -> None:
@@ -304,8 +312,9 @@ def _rhythm_modes(cur: Any, src: str) -> list[tuple[str, int, str]]:
         ("local", fb, f"coalesce({schema.TZ_OFFSET}, {fb}) * 60") for fb in fallbacks]
 
 
-def build_sql(name: str, cur: Any) -> list[str]:
-    """The CREATE TABLE statements of dataset ``name``'s summary tables, in order."""
+def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
+    """The CREATE TABLE statements of dataset ``name``'s summary tables, in order: (the
+    table's part name, the statement)."""
     src = events_table(name)
     p = {w: part(name, w) for w in PARTS}
     u, i, ts, lat, lon, cat = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
@@ -313,6 +322,10 @@ def build_sql(name: str, cur: Any) -> list[str]:
     located = has_coords_sql()
     canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS)
     order = f"us, item_idx, {lat} NULLS LAST, {lon} NULLS LAST"
+
+    def lag(col: str) -> str:  # the previous row's value when it is the same user's
+        return f"CASE WHEN pu = user_idx THEN {'s - ps' if col == 's' else col} END"
+
     out = [
         f"CREATE TABLE {p['users']} AS SELECT CAST(row_number() OVER (ORDER BY {u}) - 1 "
         f"AS INTEGER) AS user_idx, {u}, events, located, first_ts, last_ts FROM (SELECT {u}, "
@@ -326,15 +339,18 @@ def build_sql(name: str, cur: Any) -> list[str]:
         f"CREATE TABLE {p['categories']} AS SELECT CAST(row_number() OVER (ORDER BY {cat}) - 1 "
         f"AS INTEGER) AS cat_idx, {cat} FROM (SELECT DISTINCT {cat} FROM {src} WHERE {cat} "
         f"IS NOT NULL) ORDER BY cat_idx",
-        # every event, sorted by user and time, with the integer columns the queries use
-        f"CREATE TABLE {p['ev']} AS SELECT *, s - lag(s) OVER w AS gap, lag(us) OVER w AS "
-        f"prev_us, lag(coord_idx) OVER w AS prev_coord FROM (SELECT {canonical}, uu.user_idx, "
-        f"CAST(EPOCH({ts}) AS BIGINT) AS s, epoch_us({ts}) AS us, it.item_idx, pl.coord_idx, "
-        f"c.cat_idx, hash(e.{u}, e.{ts}, e.{i}) AS h FROM {src} e "
-        f"JOIN {p['users']} uu ON e.{u} = uu.{u} JOIN {p['items']} it ON e.{i} = it.{i} "
-        f"LEFT JOIN {p['places']} pl ON e.{lat} = pl.{lat} AND e.{lon} = pl.{lon} "
-        f"LEFT JOIN {p['categories']} c ON e.{cat} = c.{cat}) "
-        f"WINDOW w AS (PARTITION BY user_idx ORDER BY {order}) ORDER BY user_idx, {order}",
+        # every event, sorted by user and time, with the integer columns the queries use;
+        # the previous event's columns come from a streaming window over the sorted rows (a
+        # lag partitioned by user would sort them once more)
+        f"CREATE TABLE {p['ev']} AS SELECT * EXCLUDE (pu, ps, pus, pc), {lag('s')} AS gap, "
+        f"{lag('pus')} AS prev_us, {lag('pc')} AS prev_coord FROM (SELECT *, lag(user_idx) "
+        "OVER () AS pu, lag(s) OVER () AS ps, lag(us) OVER () AS pus, lag(coord_idx) OVER () "
+        f"AS pc FROM (SELECT {canonical}, uu.user_idx, CAST(EPOCH({ts}) AS BIGINT) AS s, "
+        f"epoch_us({ts}) AS us, it.item_idx, pl.coord_idx, c.cat_idx, hash(e.{u}, e.{ts}, "
+        f"e.{i}) AS h FROM {src} e JOIN {p['users']} uu ON e.{u} = uu.{u} JOIN {p['items']} "
+        f"it ON e.{i} = it.{i} LEFT JOIN {p['places']} pl ON e.{lat} = pl.{lat} AND e.{lon} = "
+        f"pl.{lon} LEFT JOIN {p['categories']} c ON e.{cat} = c.{cat} "
+        f"ORDER BY user_idx, {order}))",
     ]
     for f in USER_FREQS:
         out.append(f"CREATE TABLE {p['user_' + f]} AS SELECT date_trunc('{f}', {ts}) AS period, "
@@ -365,12 +381,14 @@ def build_sql(name: str, cur: Any) -> list[str]:
         f"LIMIT {HEAT_ROWS}",
         f"CREATE TABLE {p['gaps']} AS SELECT gap, count(*) AS n FROM {p['ev']} WHERE gap IS NOT "
         "NULL GROUP BY gap ORDER BY gap",
+        # sessions numbered by a running count of session starts over the sorted rows (a
+        # streaming window: every user's first event starts one, so the numbers are global)
         f"CREATE TABLE {p['sessions']} AS " + " UNION ALL ".join(
             f"SELECT {g} AS gap_limit, duration, single, count(*) AS n FROM (SELECT max(s) - "
-            "min(s) AS duration, count(*) = 1 AS single FROM (SELECT user_idx, s, sum(CASE WHEN "
-            f"gap IS NULL OR gap > {g} THEN 1 ELSE 0 END) OVER (PARTITION BY user_idx ORDER BY "
-            f"s RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM {p['ev']}) "
-            "GROUP BY user_idx, sid) GROUP BY ALL" for g in SESSION_GAPS),
+            "min(s) AS duration, count(*) = 1 AS single FROM (SELECT s, sum(CASE WHEN gap IS "
+            f"NULL OR gap > {g} THEN 1 ELSE 0 END) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND "
+            f"CURRENT ROW) AS sid FROM {p['ev']}) GROUP BY sid) GROUP BY ALL"
+            for g in SESSION_GAPS),
         f"CREATE TABLE {p['places_items']} AS {zones_sql.places_query(f'{src} WHERE {located}')}",
         f"CREATE TABLE {p['values']} AS SELECT '{cat}' AS col, {cat} AS value, count(*) AS "
         f"events FROM {src} GROUP BY 1, 2 UNION ALL SELECT '{schema.BEHAVIOR}', "
@@ -384,4 +402,5 @@ def build_sql(name: str, cur: Any) -> list[str]:
         f"coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE) AS tz_whole_hours, "
         f"count({cat}) AS categorised FROM {src}",
     ]
-    return out
+    return [(next(w for w, t in p.items() if sql.startswith(f"CREATE TABLE {t} ")), sql)
+            for sql in out]

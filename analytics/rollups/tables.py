@@ -66,12 +66,11 @@ USER_FREQS = ("day", "week", "month")
 PROFILE_FREQS = ("day", "week", "month")
 #: Located events kept in draw order (a hash of user, time and item) for the map's heat layer.
 HEAT_ROWS = 100_000
-#: (freq, min_events, prior) of the stored interest drift (category basis): what the Users
-#: page shows for a dataset with categories spanning more than about four months. The drift
-#: is stored for the page's window of the dataset (``mobility.page_window``: days for up to
-#: three weeks of data, weeks up to ~4 months, else months: one of ``PROFILE_FREQS``), so no
-#: page computes every user's drift on a request.
-DRIFT = ("month", evolution.MIN_EVENTS_PER_WINDOW, evolution.PRIOR_EVENTS)
+#: (min_events, prior) of the stored interest drift (category basis): what the Users page
+#: shows. The drift is stored for the page's window of the dataset (``mobility.page_window``:
+#: days for up to three weeks of data, weeks up to ~4 months, else months: one of
+#: ``PROFILE_FREQS``), so no page computes every user's drift on a request.
+DRIFT = (evolution.MIN_EVENTS_PER_WINDOW, evolution.PRIOR_EVENTS)
 #: Densities stored per (kind, cell size or H3 resolution, window) for the map; the Map
 #: page's own hexagons (resolution from the bounding box, all time) are stored as well.
 DENSITY_SPECS: tuple[tuple[str, float, str | None], ...] = (("grid", 500, "week"),

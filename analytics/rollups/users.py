@@ -108,8 +108,8 @@ def drift(events: Any, freq: str = "month", min_events: int = 1,
           user: str | None = None, column: str = schema.CATEGORY,
           prior: float = 0.0) -> pd.DataFrame:
     """``evolution.drift``: read from the summary tables when they store that drift
-    (``tables.DRIFT``: category basis, its window and prior), else the interest drift of the
-    (stored or raw) profiles."""
+    (``tables.DRIFT``: category basis, its minimum events and prior, the stored window), else
+    the interest drift of the (stored or raw) profiles."""
     ru = lookup.for_events(events)
     if ru is not None and _drift_stored(ru, freq, min_events, column, prior):
         return _stored_drift(ru, freq, user)
@@ -158,9 +158,9 @@ def top_drift(events: Any, freq: str = "month", n: int = 10, min_pairs: int = 1,
 
 
 def _drift_stored(ru: Rollup, freq: str, min_events: int, column: str, prior: float) -> bool:
-    """Whether the summary tables hold this drift (``tables.DRIFT``'s settings, per month and
-    per the Users page's window)."""
-    return (min_events, prior) == DRIFT[1:] and column == schema.CATEGORY \
+    """Whether the summary tables hold this drift (``tables.DRIFT``'s settings, for the Users
+    page's window)."""
+    return (min_events, prior) == DRIFT and column == schema.CATEGORY \
         and freq in PROFILE_FREQS and ru.has("drift_" + freq)
 
 

@@ -18,9 +18,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..geo import group_centroids, has_coords_sql, haversine_km, require_coords, with_coords
-from ..schema import COLUMNS, ITEM, LAT, LON, TS, USER
-from ..spacetime import WINDOW, Window, local_time, utc_naive, window_start
+from ..geo import (
+    EARTH_RADIUS_KM,
+    group_centroids,
+    has_coords_sql,
+    haversine_km,
+    require_coords,
+    with_coords,
+)
+from ..schema import COLUMNS, ITEM, LAT, LON, TS, TZ_OFFSET, USER
+from ..spacetime import WINDOW, Window, local_time, solar_offset_sql, utc_naive, window_start
 
 TRIP = "trip"
 PATH = "path"
@@ -29,6 +36,10 @@ RG = "rg_km"
 TRAVEL = "travel_km"
 EVENTS = "events"
 PLACES = "places"
+#: Local hours [start, end) that count as night (home) and as working hours on Monday-Friday
+#: (work) for :func:`home_work`.
+NIGHT_HOURS = (22, 6)
+WORK_HOURS = (9, 17)
 
 
 # -- paths -----------------------------------------------------------------------------------
@@ -247,7 +258,7 @@ def _anchor(df: pd.DataFrame, mask: np.ndarray, keys: list[str], name: str) -> p
 
 
 def home_work(events: pd.DataFrame, window: Window = None,
-              night_hours: tuple[int, int] = (22, 6), work_hours: tuple[int, int] = (9, 17),
+              night_hours: tuple[int, int] = NIGHT_HOURS, work_hours: tuple[int, int] = WORK_HOURS,
               tz_fallback: Literal["longitude", "utc"] = "longitude") -> pd.DataFrame:
     """Home and work anchors per user (and window).
 
@@ -283,3 +294,100 @@ def user_mobility(events: pd.DataFrame, window: Window = None,
     out = out.merge(travel_distance(events, window), on=keys, how="left")
     out = out.merge(home_work(events, window, tz_fallback=tz_fallback), on=keys, how="left")
     return out.astype({EVENTS: "int64", PLACES: "int64"})
+
+
+# -- every user's mobility in SQL (the summary build) --------------------------------------
+def haversine_sql(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
+    """:func:`analytics.geo.haversine_km` as a DuckDB expression (km; NULL for NULLs)."""
+    a = (f"(pow(sin((radians({lat2}) - radians({lat1})) / 2), 2) + cos(radians({lat1})) * "
+         f"cos(radians({lat2})) * pow(sin(radians({lon2} - {lon1}) / 2), 2))")
+    return f"(2 * {EARTH_RADIUS_KM} * asin(sqrt(least(greatest({a}, 0), 1))))"
+
+
+def _hour_sql(hours: tuple[int, int], hour: str) -> str:
+    lo, hi = hours
+    return (f"({hour} >= {lo} OR {hour} < {hi})" if lo > hi
+            else f"({hour} >= {lo} AND {hour} < {hi})")
+
+
+def travel_sql(events: str, window: str, ordered: bool = True) -> str:
+    """``travel_km`` of :func:`user_mobility` for every user and calendar ``window``
+    (``"day"``, ``"week"``, ``"month"``) as a DuckDB query over integer-keyed events (see
+    :func:`mobility_sql`): columns ``user_idx``, ``w``, ``travel_km`` and ``unordered``.
+
+    ``ordered``: the steps come from a streaming window over ``events`` as scanned, no sort,
+    for a table stored in (user_idx, us, item_idx, lat, lon) order; ``unordered`` then counts
+    the rows that came out of that order (any: run it again with ``ordered=False``, which
+    sorts).
+    """
+    keys = ("user_idx", "us", "item_idx", LAT, LON)
+    over = "OVER ()" if ordered else f"OVER (ORDER BY {', '.join(keys)})"
+    lags = ", ".join(f"lag({c}) {over} AS p_{c}" for c in (*keys, "w"))
+    step = haversine_sql(f"p_{LAT}", f"p_{LON}", LAT, LON)
+    prev, cur = ", ".join(f"p_{k}" for k in keys), ", ".join(keys)
+    return (f"SELECT user_idx, w, fsum(CASE WHEN p_user_idx = user_idx AND p_w = w THEN {step} "
+            f"ELSE 0 END) AS {TRAVEL}, count(*) FILTER (WHERE p_user_idx IS NOT NULL AND "
+            f"({prev}) > ({cur})) AS unordered "
+            f"FROM (SELECT *, {lags} FROM (SELECT {cur}, CAST(date_trunc('{window}', {TS}) AS "
+            f"TIMESTAMP) AS w FROM {events} WHERE coord_idx IS NOT NULL)) GROUP BY ALL")
+
+
+def mobility_sql(events: str, places: str, items: str, window: str, travel: str) -> str:
+    """:func:`user_mobility` of every user per calendar ``window`` (``"day"``, ``"week"``,
+    ``"month"``) as one DuckDB query over integer-keyed events, for the summary build:
+    columns ``user_idx``, ``window_start``, then those of :func:`user_mobility` after the
+    keys, in (user_idx, window) order.
+
+    ``events`` has ``user_idx``, ``ts``, ``us`` (epoch microseconds), ``item_idx`` (in item
+    id order), ``coord_idx`` (the row's place in ``places``, NULL without usable
+    coordinates), ``lat``, ``lon`` and ``tz_offset_min``; ``places`` maps ``coord_idx`` to
+    its ``lat``, ``lon``; ``items`` maps ``item_idx`` to ``item_id``; ``travel`` holds
+    :func:`travel_sql`'s rows. The same rules as the pandas functions: every event is a
+    visit; the radius of gyration around the spherical centroid of the located events;
+    home and work are the items visited most in the local night / working hours (ties: the
+    smallest item id), local time from ``tz_offset_min`` else the solar zone of the
+    longitude else UTC.
+    """
+    w = f"CAST(date_trunc('{window}', {TS}) AS TIMESTAMP)"
+    local = f"({TS} + to_minutes(coalesce({TZ_OFFSET}, {solar_offset_sql(LON)}, 0)))"
+    night = _hour_sql(NIGHT_HOURS, f"hour({local})")
+    work = f"(isodow({local}) <= 5 AND {_hour_sql(WORK_HOURS, f'hour({local})')})"
+    anchor = ", ".join(
+        f"arg_min(struct_pack(i := item_idx, la := {a}_lat, lo := {a}_lon, n := {a}_n), "
+        f"-{a}_n * 4294967296 + item_idx) FILTER (WHERE {a}_n > 0) AS {a}" for a in
+        ("home", "work"))
+    anchor_cols = ", ".join(
+        f"{a}i.{ITEM} AS {a}_item, a.{a}.la AS {a}_lat, a.{a}.lo AS {a}_lon, "
+        f"a.{a}.n AS {a}_visits" for a in ("home", "work"))
+    dist = haversine_sql(f"pv.{LAT}", f"pv.{LON}", "cm.c_lat", "cm.c_lon")
+    return f"""
+        WITH per_item AS (
+            SELECT user_idx, w, item_idx, count(*) AS n,
+                   count(*) FILTER (WHERE night) AS home_n,
+                   avg({LAT}) FILTER (WHERE night) AS home_lat,
+                   avg({LON}) FILTER (WHERE night) AS home_lon,
+                   count(*) FILTER (WHERE work) AS work_n,
+                   avg({LAT}) FILTER (WHERE work) AS work_lat,
+                   avg({LON}) FILTER (WHERE work) AS work_lon
+            FROM (SELECT user_idx, {w} AS w, item_idx, {LAT}, {LON}, {night} AS night,
+                         {work} AS work FROM {events}) GROUP BY ALL),
+        a AS (SELECT user_idx, w, sum(n) AS {EVENTS}, count(*) AS {PLACES}, {anchor}
+              FROM per_item GROUP BY ALL),
+        pv AS (SELECT coord_idx, {LAT}, {LON}, cos(radians({LAT})) * cos(radians({LON})) AS x,
+                      cos(radians({LAT})) * sin(radians({LON})) AS y, sin(radians({LAT})) AS z
+               FROM {places}),
+        per_place AS (SELECT user_idx, {w} AS w, coord_idx, count(*) AS n FROM {events}
+                      WHERE coord_idx IS NOT NULL GROUP BY ALL),
+        cm AS (SELECT user_idx, w,
+                      degrees(atan2(sum(n * z), sqrt(pow(sum(n * x), 2) + pow(sum(n * y), 2))))
+                          AS c_lat, degrees(atan2(sum(n * y), sum(n * x))) AS c_lon
+               FROM per_place JOIN pv USING (coord_idx) GROUP BY ALL),
+        rg AS (SELECT p.user_idx, p.w, sqrt(sum(p.n * pow({dist}, 2)) / sum(p.n)) AS {RG}
+               FROM per_place p JOIN pv USING (coord_idx) JOIN cm USING (user_idx, w)
+               GROUP BY ALL)
+        SELECT a.user_idx, a.w AS {WINDOW}, a.{EVENTS}, a.{PLACES}, rg.{RG}, tr.{TRAVEL},
+               {anchor_cols}
+        FROM a LEFT JOIN rg USING (user_idx, w) LEFT JOIN {travel} tr USING (user_idx, w)
+        LEFT JOIN {items} homei ON homei.item_idx = a.home.i
+        LEFT JOIN {items} worki ON worki.item_idx = a.work.i
+        ORDER BY a.user_idx, a.w"""

@@ -145,13 +145,8 @@ def _drift_result(profiles: pd.DataFrame, dr: pd.DataFrame | None, freq: str,
                            ev.JS: pd.Series(dtype="float64"),
                            ev.SHRUNK_JS: pd.Series(dtype="float64")})
     return DriftResult(profiles=profiles, drift=dr,
-                       reference=_reference(dr) if reference is None else reference,
+                       reference=ev.reference(dr) if reference is None else reference,
                        freq=freq, basis=basis)
-
-
-def _reference(dr: pd.DataFrame | None) -> pd.DataFrame:
-    """Median (shrunk) drift and users per window of all users' drift ``dr``."""
-    return ev.reference(dr)
 
 
 @memoize_dataset
@@ -160,7 +155,7 @@ def drift_reference(name: str) -> pd.DataFrame:
     the engine from the stored drift (no page holds every user's drift)."""
     basis = drift_basis(name)
     if basis.column is None:
-        return _reference(None)
+        return ev.reference(None)
     with events_table(name) as t:
         return answers.drift_reference(t, drift_freq(name), DRIFT_MIN_EVENTS,
                                        column=basis.column, prior=DRIFT_PRIOR)
@@ -189,7 +184,7 @@ def user_drift(name: str, user: str) -> DriftResult:
     profiles and drift are read."""
     basis, freq = drift_basis(name), drift_freq(name)
     if basis.column is None:
-        return _drift_result(_no_profiles(), None, freq, _reference(None), basis)
+        return _drift_result(_no_profiles(), None, freq, ev.reference(None), basis)
     with events_table(name) as t:
         profiles, dr = answers.user_interest(t, str(user), freq, DRIFT_MIN_EVENTS,
                                              basis.column, DRIFT_PRIOR)

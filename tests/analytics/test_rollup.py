@@ -77,7 +77,7 @@ def data(request, tmp_path_factory):
 
 
 #: the drift the summary tables store (the Users page's settings)
-_DRIFT = dict(zip(("freq", "min_events", "prior"), rollup.DRIFT, strict=True))
+_DRIFT = dict(freq="month", **dict(zip(("min_events", "prior"), rollup.DRIFT, strict=True)))
 
 CASES = {
     "kpis": lambda d: r_time.kpis(d.t),
@@ -199,8 +199,10 @@ def test_rollup_equals_raw_rows(data, case):
 
 
 def test_stored_mobility_of_every_user_equals_the_raw_path(data):
-    """The ``mobility`` table holds, for every user, what ``user_mobility`` gives on the
-    user's raw events for the Users page's window of this dataset."""
+    """The ``mobility`` table (built in SQL, ``mobility.mobility_sql``) holds, for every
+    user, what the pandas ``user_mobility`` gives on the user's raw events for the Users
+    page's window of this dataset: the same rows, anchors and counts, distances equal to
+    1e-9 (the sums run in another order)."""
     d = data
     ru = rollup_build.ensure(d.con, d.name)
     first, last = ru.one(f"SELECT ts_p01, ts_p99 FROM {ru.t('summary')}")
@@ -216,7 +218,8 @@ def test_stored_mobility_of_every_user_equals_the_raw_path(data):
     want = mobility.user_mobility(raw, window=freq)
     got = stored.astype({"window_start": "datetime64[us]", "home_visits": "Int64",
                          "work_visits": "Int64"})
-    pd.testing.assert_frame_equal(got, want)
+    assert got["home_item"].notna().any() and got[mobility.RG].notna().any()
+    pd.testing.assert_frame_equal(got, want, rtol=1e-9)
 
 
 def test_approx_users_come_exact_from_the_rollup(data):
@@ -272,8 +275,8 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
     con = store.cursor()
     name = import_sample(store, "s", users=40, seed=1).name
     real = rollup_build.build_sql
-    monkeypatch.setattr(rollup_build, "build_sql",
-                        lambda n, cur: real(n, cur) + ["SELECT no_such_column FROM datasets"])
+    bad = ("x", "SELECT no_such_column FROM datasets")
+    monkeypatch.setattr(rollup_build, "build_sql", lambda n, cur: real(n, cur) + [bad])
     t = events_table(duckdb_backend(store), name)
     assert rollup_build.ensure(con, name) is None       # build failed: raw path
     assert lookup.for_events(t) is None
@@ -313,3 +316,25 @@ def test_stored_page_paths_equal_a_fresh_computation(data):
                                            defaults.PAGE_PATH_POINTS, pd.Timestamp(first))
     pd.testing.assert_frame_equal(stored, fresh, check_exact=True)
     assert stored.attrs["reference"] == fresh.attrs["reference"]
+
+
+def test_travel_steps_in_stored_order_or_sorted(data):
+    """``mobility.travel_sql`` reads the steps in the sorted event table's order (streaming);
+    on rows scanned out of order it counts them (``unordered``) and ``ordered=False`` sorts:
+    the same travel either way."""
+    d = data
+    ru = rollup_build.ensure(d.con, d.name)
+    ev = ru.t("ev")
+
+    def travel(src: str, ordered: bool) -> pd.DataFrame:
+        return ru.df(f"SELECT * FROM ({mobility.travel_sql(src, 'week', ordered)}) "
+                     "ORDER BY user_idx, w")
+
+    stored = travel(ev, True)
+    assert stored["unordered"].sum() == 0 and stored[mobility.TRAVEL].gt(0).any()
+    d.con.execute(f"CREATE OR REPLACE TEMP TABLE shuffled AS SELECT * FROM {ev} ORDER BY h")
+    try:
+        assert travel("shuffled", True)["unordered"].sum() > 0
+        pd.testing.assert_frame_equal(travel("shuffled", False), stored, rtol=1e-12)
+    finally:
+        d.con.execute("DROP TABLE shuffled")

@@ -115,6 +115,10 @@ def test_a_summary_rebuild_keeps_the_live_tables_a_drop_or_reimport_does_not(sto
     drop_derived(cur, "a")
     assert tables() >= {"live__a__x"} and "rollup__a__x" not in tables()
     derive()
+    cur.execute(f"CREATE TABLE {derived_table('rollup', 'a', 'kept')} AS SELECT 1 AS x")
+    drop_derived(cur, "a", keep=("rollup__a__kept",))  # e.g. a rebuild's staged events
+    assert "rollup__a__kept" in tables() and "rollup__a__x" not in tables()
+    derive()
     _save(store, "a", replace=True)  # re-import: the summaries stay (stale), live goes
     assert "rollup__a__x" in tables() and "live__a__x" not in tables()
     derive()
