@@ -71,7 +71,7 @@ GROUP_REQUESTS = 64
 #: ``incremental.FOLD_S`` seconds, or FOLD_SPACING times the last fold's duration when that
 #: is longer, never less often than every FOLD_MAX_S seconds.
 FOLD_IDLE_S = 0.05
-FOLD_SPACING = 2.0
+FOLD_SPACING = 2.5
 FOLD_MAX_S = 1.0
 #: Requests and events that may wait for the writer; beyond either, WriterBusy.
 MAX_QUEUED = 2_000

@@ -261,8 +261,8 @@ def test_slow_folds_run_less_often_but_within_the_visibility_goal():
 
     w = writer.Writer()
     assert w._fold_every("new") == incremental.FOLD_S
-    w._fold_s["quick"], w._fold_s["slow"], w._fold_s["slower"] = 0.05, 0.4, 3.0
+    w._fold_s["quick"], w._fold_s["slow"], w._fold_s["slower"] = 0.05, 0.36, 3.0
     assert w._fold_every("quick") == incremental.FOLD_S
-    assert w._fold_every("slow") == pytest.approx(writer.FOLD_SPACING * 0.4)
+    assert w._fold_every("slow") == pytest.approx(writer.FOLD_SPACING * 0.36)
     assert w._fold_every("slower") == writer.FOLD_MAX_S
     assert writer.FOLD_MAX_S + writer.FOLD_IDLE_S < 2.0
