@@ -15,7 +15,7 @@ indexing in DuckDB, the columns in an on-disk cache, memory-mapped) from
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,6 +30,7 @@ from ..base import Batch, DataMeta
 from . import splits as sp
 from . import stored
 from .features import estimate_offset_min, local_hour_weekday
+from .items import item_attributes
 
 ExcludeSeen = bool | Literal["auto"]
 Backing = Literal["auto", "memory", "store"]
@@ -40,6 +41,15 @@ BACKING_ENV = "TRAILSCOPE_DATA_BACKING"
 #: below this share of repeat events, already-seen items are excluded from recommendations
 REPEAT_RATE_THRESHOLD = 0.05
 TRAJECTORY_MIN_COUNT = 10
+#: ``progress(step, steps, what)``: step ``step`` of ``steps`` (1-based) starts; user-facing
+StepProgress = Callable[[int, int, str], None]
+#: the steps ``build_dataset`` reports, in memory and store-backed
+MEMORY_STEPS = ("reading the events", "keeping users and items with enough events",
+                "numbering users and items, local times", "splitting each user's history",
+                "item places, categories and popularity")
+STORE_STEPS = ("filtering, numbering and caching the events in the store",
+               "opening the cached events", "splitting each user's history",
+               "opening the split")
 
 
 @dataclass(frozen=True)
@@ -268,27 +278,6 @@ class SeqDataset:
         return rows, self.events.item[pos]
 
 
-def _item_attributes(ev: Events, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per item (index - 1): mean coordinates (NaN if none) and most frequent category."""
-    n_geo = np.bincount(ev.item[ev.geo], minlength=n_items + 1)[1:]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lat = np.bincount(ev.item[ev.geo], weights=ev.lat[ev.geo], minlength=n_items + 1)[1:]
-        lon = np.bincount(ev.item[ev.geo], weights=ev.lon[ev.geo], minlength=n_items + 1)[1:]
-        lat, lon = lat / n_geo, lon / n_geo  # 0 / 0 -> NaN where an item has no coordinates
-    known = ev.cat > 0
-    pairs = pd.DataFrame({"i": ev.item[known], "c": ev.cat[known]})
-    return lat, lon, stored.top_category(pairs.groupby(["i", "c"]).size().reset_index(name="n"),
-                                         n_items)
-
-
-def _split(ev: Events, split: str, max_len: int) -> sp.SplitResult:
-    if split == "leave-last":
-        return sp.leave_last(ev.user_start, max_len)
-    if split == "temporal":
-        return sp.temporal(ev.user_start, ev.ts, ev.item, max_len)
-    return sp.trajectory(ev.user_start, ev.ts, ev.item, max_len)
-
-
 def _filter_settings(split: str, min_user: int, min_item: int) -> tuple[int, int, bool]:
     if split == "trajectory":  # the published protocol: one pass, >= 10 check-ins each
         return TRAJECTORY_MIN_COUNT, TRAJECTORY_MIN_COUNT, False
@@ -317,37 +306,58 @@ def use_store(store: Store, name: str, backing: Backing) -> bool:
 def build_dataset(store: Store, name: str, split: str = "leave-last", max_len: int = 50,
                   min_user: int = 5, min_item: int = 5,
                   exclude_seen: ExcludeSeen = "auto", *,
-                  backing: Backing = "auto") -> SeqDataset:
+                  backing: Backing = "auto",
+                  progress: StepProgress | None = None) -> SeqDataset:
     """Filter, index and split dataset ``name``; reports are in ``.messages`` (print them).
 
     ``backing``: ``memory`` (pandas), ``store`` (models/data/stored.py: DuckDB, an on-disk
     cache, memory-mapped columns) or ``auto`` (the store from ``STORE_BACKED_MIN_EVENTS``
-    events on); both give the same dataset.
+    events on); both give the same dataset. ``progress`` hears of each step as it starts
+    (``MEMORY_STEPS`` or ``STORE_STEPS``).
     """
     if split not in sp.SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(sp.SPLITS)}")
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
     k_user, k_item, iterative = _filter_settings(split, min_user, min_item)
-    if use_store(store, name, backing):
+    on_store = use_store(store, name, backing)
+    steps = STORE_STEPS if on_store else MEMORY_STEPS
+
+    def step(k: int) -> None:
+        if progress is not None:
+            progress(k + 1, len(steps), steps[k])
+
+    if on_store:
+        step(0)
         folder = stored.build_events(store, name, k_user, k_item, iterative)
+        step(1)
         ev = open_cached_events(folder)
         vocab, frep_fields, item_lat, item_lon, item_cat = stored.load_cached(folder)
         frep = FilterReport(**frep_fields)
         n_items = len(vocab["item_ids"])
-        parts, train_len, report, rate, pop = stored.open_split(
-            stored.build_split(folder, ev, split, max_len, n_items))
+        step(2)
+        split_folder = stored.build_split(folder, ev, split, max_len, n_items)
+        step(3)
+        parts, train_len, report, rate, pop = stored.open_split(split_folder)
     else:
-        df, frep = kcore_filter(load_events(store, name), k_user, k_item, iterative)
+        step(0)
+        events = load_events(store, name)
+        step(1)
+        df, frep = kcore_filter(events, k_user, k_item, iterative)
+        del events
+        step(2)
         ev, vocab = encode(df)
         del df
-        res = _split(ev, split, max_len)
+        step(3)
+        res = sp.split_events(split, ev.user_start, ev.ts, ev.item, max_len)
         parts = {"train": res.train, "valid": res.valid, "test": res.test}
         train_len, report = res.train_len, res.report
+        step(4)
         rate = repeat_rate(ev.user[res.train_mask], ev.item[res.train_mask])
         n_items = len(vocab["item_ids"])
         pop = np.bincount(ev.item[res.train_mask], minlength=n_items + 1)[1:]
-        item_lat, item_lon, item_cat = _item_attributes(ev, n_items)
+        item_lat, item_lon, item_cat = item_attributes(ev.item, ev.lat, ev.lon, ev.geo,
+                                                       ev.cat, n_items)
     if len(parts["test"]) == 0 or len(parts["train"]) == 0:
         raise ValueError(f"split {split!r} of {name!r} leaves no training or test examples "
                          f"({report}); use more data or another split")

@@ -96,6 +96,18 @@ def _train_len_from_mask(user_start: np.ndarray, mask: np.ndarray) -> np.ndarray
     return np.bincount(user[mask], minlength=len(user_start) - 1).astype(np.int64)
 
 
+def prefix_mask(user_start: np.ndarray, train_len: np.ndarray, first: int = 0,
+                last: int | None = None) -> np.ndarray:
+    """True for each of the first ``train_len[u]`` events of every user ``u`` in
+    ``first..last - 1`` (default: all), over their events ``user_start[first]`` to
+    ``user_start[last]``: the leave-last training part."""
+    last = len(user_start) - 1 if last is None else last
+    counts = np.diff(user_start[first:last + 1])
+    pos = np.arange(user_start[first], user_start[last]) - np.repeat(user_start[first:last],
+                                                                     counts)
+    return pos < np.repeat(train_len[first:last], counts)
+
+
 def leave_last(user_start: np.ndarray, max_len: int, with_mask: bool = True) -> SplitResult:
     """``with_mask=False`` leaves ``train_mask`` None: the split then needs memory for the
     users only, not the events (a user's first ``train_len`` events are its training part)."""
@@ -108,10 +120,7 @@ def leave_last(user_start: np.ndarray, max_len: int, with_mask: bool = True) -> 
     valid = Examples(users[has_valid], user_start[1:][has_valid] - 2,
                      user_start[:-1][has_valid])
     train_len = np.where(has_valid, counts - 2, np.where(has_test, counts - 1, counts))
-    train_mask = None
-    if with_mask:
-        pos_in_user = np.arange(user_start[-1]) - np.repeat(user_start[:-1], counts)
-        train_mask = pos_in_user < np.repeat(train_len, counts)
+    train_mask = prefix_mask(user_start, train_len) if with_mask else None
     train = training_windows(user_start, train_len, max_len)
     short = int(((counts >= 1) & ~has_valid).sum())
     report = SplitReport("leave-last", int(train_len.sum()), len(train), len(valid), len(test),
@@ -215,3 +224,16 @@ def trajectory(user_start: np.ndarray, ts: np.ndarray, item: np.ndarray, max_len
                          len(parts[1]), cuts=(t1, t2), dropped=dropped,
                          counted={"24-hour trajectories in all": int(traj.max() + 1)})
     return SplitResult(train, parts[0], parts[1], train_len, train_mask, report)
+
+
+def split_events(split: str, user_start: np.ndarray, ts: np.ndarray, item: np.ndarray,
+                 max_len: int, with_mask: bool = True) -> SplitResult:
+    """The ``split`` (one of ``SPLITS``) of indexed events; ``with_mask=False`` spares the
+    leave-last split its per-event mask (the time splits need theirs)."""
+    if split == "leave-last":
+        return leave_last(user_start, max_len, with_mask)
+    if split == "temporal":
+        return temporal(user_start, ts, item, max_len)
+    if split == "trajectory":
+        return trajectory(user_start, ts, item, max_len)
+    raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")

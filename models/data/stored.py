@@ -40,12 +40,12 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pandas as pd
 
 from ...analytics import schema
 from ...analytics.store import Store
 from . import splits as sp
 from .features import estimate_offset_min, local_hour_weekday
+from .items import ItemSums, runs
 
 #: Bump when what the cache holds or how it is computed changes: old folders are ignored.
 CACHE_VERSION = 1
@@ -304,24 +304,6 @@ def write_events(tmp: _Temp, table: str, users: str, items: str, folder: Path
     return vocab, user_start
 
 
-def top_category(pairs: pd.DataFrame, n_items: int) -> np.ndarray:
-    """Each item's (index - 1) most frequent category from (item ``i``, category ``c``,
-    count ``n``) rows; ties go to the lower category index, 0 where none is known."""
-    top = (pairs.sort_values(["i", "n", "c"], ascending=[True, False, True])
-           .drop_duplicates("i"))
-    cat = np.zeros(n_items + 1, dtype=np.int64)
-    cat[top["i"].to_numpy()] = top["c"].to_numpy()
-    return cat[1:]
-
-
-def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values, how many times each occurs) of an int64 array, by sorting (numpy's
-    hash-based ``unique`` is about 50x slower on these keys)."""
-    a = np.sort(keys)
-    first = np.flatnonzero(np.r_[True, a[1:] != a[:-1]]) if len(a) else np.zeros(0, int)
-    return a[first], np.diff(np.r_[first, len(a)])
-
-
 def _read(folder: Path, column: str, s: int, e: int) -> np.ndarray:
     """Rows ``s:e`` of a cached column, copied from a map that is closed at once (a pass over
     every row leaves no mapped pages behind)."""
@@ -334,30 +316,12 @@ def _read(folder: Path, column: str, s: int, e: int) -> np.ndarray:
 
 def item_attributes(folder: Path, user_start: np.ndarray,
                     n_items: int) -> tuple[np.ndarray, ...]:
-    """``dataset._item_attributes`` over the columns a user range at a time: the same sums in
-    the same order (``np.add.at`` adds event by event, as ``np.bincount`` does)."""
-    n_geo = np.zeros(n_items + 1, dtype=np.int64)
-    lat = np.zeros(n_items + 1)
-    lon = np.zeros(n_items + 1)
-    keys, counts = [], []
+    """``items.item_attributes`` over the columns a user range at a time (the same sums in
+    the same order as over all events at once)."""
+    sums = ItemSums(n_items)
     for _, _, s, e in _user_chunks(user_start, CHUNK_EVENTS):
-        item, geo, cat = (_read(folder, c, s, e) for c in ("item", "geo", "cat"))
-        n_geo += np.bincount(item[geo], minlength=n_items + 1)
-        np.add.at(lat, item[geo], _read(folder, "lat", s, e)[geo].astype(np.float64))
-        np.add.at(lon, item[geo], _read(folder, "lon", s, e)[geo].astype(np.float64))
-        k, n = _runs(item[cat > 0] * (2**31) + cat[cat > 0])
-        keys.append(k)
-        counts.append(n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lat, lon = lat[1:] / n_geo[1:], lon[1:] / n_geo[1:]
-    # a user range holds some of an item's events: add up each pair's counts over the ranges
-    keys_all, counts_all = np.concatenate(keys), np.concatenate(counts)
-    order = np.argsort(keys_all, kind="stable")
-    k, _ = _runs(keys_all)
-    n = np.add.reduceat(counts_all[order], np.searchsorted(keys_all[order], k)) if len(k) \
-        else np.zeros(0, np.int64)
-    pairs = pd.DataFrame({"i": k // 2**31, "c": k % 2**31, "n": n.astype(np.int64)})
-    return lat, lon, top_category(pairs, n_items)
+        sums.add(*(_read(folder, c, s, e) for c in ("item", "lat", "lon", "geo", "cat")))
+    return sums.result()
 
 
 def train_counts(folder: Path, user_start: np.ndarray, res: sp.SplitResult,
@@ -370,14 +334,12 @@ def train_counts(folder: Path, user_start: np.ndarray, res: sp.SplitResult,
         if res.train_mask is not None:
             mask = res.train_mask[s:e]
         else:  # leave-last: a user's first train_len events
-            counts = np.diff(user_start[ua:ub + 1])
-            pos = np.arange(s, e) - np.repeat(user_start[ua:ub], counts)
-            mask = pos < np.repeat(res.train_len[ua:ub], counts)
+            mask = sp.prefix_mask(user_start, res.train_len, ua, ub)
         item = _read(folder, "item", s, e)[mask]
         pop += np.bincount(item, minlength=n_items + 1)
         pairs = _read(folder, "user", s, e)[mask] * (n_items + 1) + item
         n_train += len(pairs)
-        n_repeat += len(pairs) - len(_runs(pairs)[0])
+        n_repeat += len(pairs) - len(runs(pairs)[0])
     return (n_repeat / n_train if n_train else 0.0), pop[1:]
 
 
@@ -442,12 +404,7 @@ def build_split(folder: Path, ev, split: str, max_len: int, n_items: int) -> Pat
     final = folder / f"split-{split}-{int(max_len)}"
     if (final / "done.json").exists():
         return final
-    if split == "leave-last":
-        res = sp.leave_last(ev.user_start, max_len, with_mask=False)
-    elif split == "temporal":
-        res = sp.temporal(ev.user_start, ev.ts, ev.item, max_len)
-    else:
-        res = sp.trajectory(ev.user_start, ev.ts, ev.item, max_len)
+    res = sp.split_events(split, ev.user_start, ev.ts, ev.item, max_len, with_mask=False)
     rate, pop = train_counts(folder, ev.user_start, res, n_items)
     out = _tmp_dir(folder)
     try:
