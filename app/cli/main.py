@@ -217,15 +217,14 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> None:
     from ...models import api
     from ...models.training.settings import TrainEvent, resolve
+    from .remote import overwrite, train_line
+
+    shown: dict[str, Any] = {}
 
     def progress(p: TrainEvent) -> None:
         if not args.json:
-            msg = f"\r{p.phase} epoch {p.epoch} step {p.step}/{p.steps}"
-            if p.loss is not None:
-                msg += f" loss {p.loss:.4f}"
-            if p.valid is not None:
-                msg += f" valid ndcg@10 {p.valid:.4f}"
-            print(msg, end="", file=sys.stderr, flush=True)
+            print(overwrite(train_line(p.to_dict()), shown), end="", file=sys.stderr,
+                  flush=True)
 
     if args.continue_:
         return _continue(args)

@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,11 +273,39 @@ def post_events(server: Server, name: str, events: list[dict[str, Any]],
 
 
 # -- what the CLI commands print while the server works --------------------------------------
+def train_line(p: Mapping[str, Any]) -> str:
+    """A training's progress (a ``TrainEvent`` as a dict) as the CLI prints it: ``train
+    epoch 2 step 3/12 loss 4.2100``; inside the slow steps ``preparing the data: splitting
+    each user's history (4/7)``, ``validating epoch 3: 40%``, ``evaluating the best epoch:
+    ranking the test targets (2/3)``."""
+    phase, detail = p.get("phase"), p.get("detail")
+    step, steps = int(p.get("step") or 0), int(p.get("steps") or 0)
+    if phase == "valid" and steps:
+        return f"validating epoch {p.get('epoch')}: {100 * min(step, steps) // steps}%"
+    if phase in ("data", "evaluate") and detail:
+        head = "preparing the data" if phase == "data" else "evaluating the best epoch"
+        return f"{head}: {detail}" + (f" ({step}/{steps})" if steps else "")
+    msg = f"{phase} epoch {p.get('epoch')} step {step}/{steps}"
+    if p.get("loss") is not None:
+        msg += f" loss {p['loss']:.4f}"
+    if p.get("valid") is not None:
+        msg += f" valid ndcg@10 {p['valid']:.4f}"
+    return msg
+
+
+def overwrite(line: str, shown: dict[str, Any]) -> str:
+    """``line`` to print after ``\r`` over the last one (``shown["width"]``), padded to
+    cover it."""
+    width = shown.get("width", 0)
+    shown["width"] = len(line)
+    return "\r" + line.ljust(width)
+
+
 def printer(quiet: bool, train: bool = False) -> Callable[[dict[str, Any]], None]:
     """An ``on_update`` for :func:`follow` that prints to stderr as the local commands do: a
     training's log lines and its ``\\r``-updated epoch/step/loss line (not with ``quiet``,
     i.e. ``--json``), other jobs' progress messages."""
-    shown = {"messages": 0, "message": None}
+    shown: dict[str, Any] = {"messages": 0, "message": None}
 
     def update(snap: dict[str, Any]) -> None:
         messages = snap.get("messages") or []
@@ -288,12 +316,7 @@ def printer(quiet: bool, train: bool = False) -> Callable[[dict[str, Any]], None
         if quiet:
             return
         if train and p.get("steps") is not None and p.get("phase"):
-            msg = f"\r{p['phase']} epoch {p.get('epoch')} step {p.get('step')}/{p['steps']}"
-            if p.get("loss") is not None:
-                msg += f" loss {p['loss']:.4f}"
-            if p.get("valid") is not None:
-                msg += f" valid ndcg@10 {p['valid']:.4f}"
-            print(msg, end="", file=sys.stderr, flush=True)
+            print(overwrite(train_line(p), shown), end="", file=sys.stderr, flush=True)
         elif not train and p.get("message") and p["message"] != shown["message"]:
             shown["message"] = p["message"]
             print(p["message"], file=sys.stderr, flush=True)

@@ -35,7 +35,7 @@ SLICE_METRICS: dict[str, str] = {"ndcg@10": "NDCG@10", "hr@10": "HR@10", "hr@1":
                                  "mrr": "MRR"}
 PHASES = {"queued": "Waiting for another training to finish", "data": "Preparing the data",
           "pretrain": "Pre-training", "train": "Training", "valid": "Validating",
-          "done": "Evaluating on the test part"}
+          "evaluate": "Evaluating the best epoch", "done": "Evaluating on the test part"}
 _ACCENT, _ORANGE, _MUTED = "#2563eb", "#ea580c", "#64748b"
 
 
@@ -85,7 +85,9 @@ def progress_width(snap: dict[str, Any] | None) -> dict[str, str]:
 
 
 def status_text(snap: dict[str, Any] | None) -> str:
-    """``"Training epoch 2/5 · step 3/12 · loss 4.2100 · valid NDCG@10 0.0410 · 6 s"``."""
+    """``"Training gru on nyc · epoch 2/5 · step 3/12 · loss 4.2100 · valid NDCG@10 0.0410 ·
+    6 s"``; inside the slow steps ``"Preparing the data for gru on nyc: splitting each user's
+    history (4/7) · 2 s"`` or ``"Validating gru on nyc · epoch 3/5: 40% · ..."``."""
     if not snap:
         return ""
     meta, status, ev = snap.get("meta", {}), snap.get("status"), snap.get("progress", {})
@@ -105,13 +107,19 @@ def status_text(snap: dict[str, Any] | None) -> str:
     if status == "queued":
         return f"{PHASES['queued']} ({what})."
     phase = ev.get("phase", "data")
-    parts = [f"{PHASES.get(phase, phase)} {what}"]
+    joiner = {"data": "for ", "evaluate": "of "}.get(phase, "")
+    parts = [f"{PHASES.get(phase, phase)} {joiner}{what}"]
     plan = snap.get("plan", {})
+    step, steps = int(ev.get("step") or 0), int(ev.get("steps") or 0)
     if phase in ("train", "valid", "pretrain") and ev.get("epoch"):
         total = plan.get("pretrain" if phase == "pretrain" else "train")
         parts.append(f"epoch {ev['epoch']}/{total}" if total else f"epoch {ev['epoch']}")
-    if ev.get("steps"):
-        parts.append(f"step {ev.get('step')}/{ev['steps']}")
+    if phase == "valid" and steps:  # the epoch's validation batches ranked so far
+        parts[-1] += f": {100 * min(step, steps) // steps}%"
+    elif phase in ("data", "evaluate") and ev.get("detail"):  # which step, how far
+        parts[0] += f": {ev['detail']}" + (f" ({step}/{steps})" if steps else "")
+    elif steps:
+        parts.append(f"step {step}/{steps}")
     if ev.get("loss") is not None:
         parts.append(f"loss {_fmt(ev['loss'])}")
     if snap.get("valid"):

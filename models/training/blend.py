@@ -37,6 +37,7 @@ import torch
 from ..base import Recommender
 from ..data.dataset import SeqDataset
 from .evaluate import autocast
+from .progress import report
 
 BUDGET = 1 << 26  # floats kept for all parts together (256 MB)
 
@@ -306,16 +307,21 @@ def choose_weights(model: Recommender, ds: SeqDataset, part: str = "valid",
     best among its ``neighbours`` (ratios 1/16..16); the log-loss breaks ties (within
     ``TIE``). None without validation data."""
     t0 = time.perf_counter()
+    what = "weighing the score parts on validation"
+    report(0, 1, f"{what}: scoring each part")
     parts = validation_parts(model, ds, part, device)
     if parts is None:
         return None
     K = len(parts.scores)
     names = names or tuple(f"part {k}" for k in range(K))
     ndcg: dict[tuple[float, ...], float] = {}
-    for w in candidate_weights(K, ratios):
+    coarse = candidate_weights(K, ratios)
+    for i, w in enumerate(coarse):
+        report(i, len(coarse), f"{what}: coarse grid")
         ndcg[w] = parts.ndcg(w)
     here = max(ndcg, key=lambda w: ndcg[w])
-    for _ in range(rounds):
+    for r in range(rounds):
+        report(r, rounds, f"{what}: refining")
         for w in neighbours(here):
             if w not in ndcg:
                 ndcg[w] = parts.ndcg(w)

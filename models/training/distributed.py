@@ -318,7 +318,7 @@ def torchrun_command(folder: Path, nproc: int, nnodes: int = 1, node_rank: int =
 def _event(d: dict[str, Any]) -> TrainEvent:
     return TrainEvent(Phase(d["phase"]), d.get("epoch", 0), d.get("step", 0), d.get("steps", 0),
                       d.get("loss"), d.get("valid"), d.get("model_id"),
-                      tuple(d.get("messages", ())))
+                      tuple(d.get("messages", ())), d.get("detail", ""))
 
 
 def _failure(report: str, code: int) -> str:
@@ -371,7 +371,12 @@ def train_distributed(store: Store, name: str, model: str = "st-transformer",
     cls = get_class(model)
     config = config if isinstance(config, cls.Config) else make_config(cls, dict(config or {}))
     world = check_layout(model, s, nproc, nnodes, node_rank, master_addr)
-    ds = build_dataset(store, name, s.split, s.max_len, s.min_user, s.min_item, s.exclude_seen)
+    def data_step(step: int, steps: int, detail: str) -> None:  # the workers count on
+        if progress is not None:
+            progress(TrainEvent(Phase.DATA, step=step, steps=steps, detail=detail))
+
+    ds = build_dataset(store, name, s.split, s.max_len, s.min_user, s.min_item, s.exclude_seen,
+                       progress=data_step)
     folder = make_work_dir(store.temp_dir)
     try:
         (folder / INPUTS).write_bytes(pickle.dumps({

@@ -11,14 +11,14 @@ training history length) and cold vs warm users.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..base import Recommender
+from ..base import Batch, Recommender
 from ..data.dataset import SeqDataset
 from ..data.splits import Examples
 from . import metrics as mt
@@ -26,6 +26,8 @@ from . import metrics as mt
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 COLD_THRESHOLD = 5       # users with fewer training events than this are "cold"
 ACTIVITY_BINS = 4
+#: ``progress(batches done, batches in all)`` after each scored batch
+BatchProgress = Callable[[int, int], None]
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
@@ -56,43 +58,97 @@ class Ranked:
     top: np.ndarray     # (N, TOP_K) best item indices, best first; 0 = no item (masked)
 
 
-def _chunks(ex: Examples, batch_size: int) -> Iterator[np.ndarray]:
+#: ``prepare_part`` keeps a part's batches only up to this many history slots (examples x
+#: ``max_len``; about 60 bytes each): beyond, each pass builds them again
+PREPARED_SLOTS = 4_000_000
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A part's batches and each batch's seen items (row, item) to mask, built once (on the
+    CPU) to be ranked again and again: every epoch's validation, and tuning, which ranks the
+    same validation examples under dozens of settings."""
+
+    examples: Examples
+    batch_size: int
+    batches: tuple[tuple[Batch, tuple[torch.Tensor, torch.Tensor] | None], ...]
+
+
+def _batches(ds: SeqDataset, ex: Examples, excl: bool, batch_size: int,
+             ) -> Iterator[tuple[Batch, tuple[torch.Tensor, torch.Tensor] | None]]:
     for i in range(0, len(ex), batch_size):
-        yield np.arange(i, min(i + batch_size, len(ex)))
+        sub = ex.subset(np.arange(i, min(i + batch_size, len(ex))))
+        seen = None
+        if excl:
+            rows, items = ds.history_items(sub)
+            seen = (torch.from_numpy(rows), torch.from_numpy(items))
+        yield ds.batch(sub), seen
+
+
+def prepare_part(ds: SeqDataset, part: str = "valid", exclude_seen: bool | None = None,
+                 batch_size: int = 256) -> Prepared | None:
+    """``part``'s batches built once (see ``Prepared``); None when they would take more
+    than ``PREPARED_SLOTS`` history slots of memory."""
+    ex = ds.parts[part]
+    if len(ex) * ds.meta.max_len > PREPARED_SLOTS:
+        return None
+    excl = ds.exclude_seen if exclude_seen is None else exclude_seen
+    return Prepared(ex, batch_size, tuple(_batches(ds, ex, excl, batch_size)))
 
 
 @torch.no_grad()
 def score_examples(model: Recommender, ds: SeqDataset, ex: Examples,
                    exclude_seen: bool | None = None, batch_size: int = 256,
-                   device: torch.device | str = "cpu") -> Ranked:
-    """Rank each example's target among all items; keep the top ``mt.TOP_K`` items."""
+                   device: torch.device | str = "cpu",
+                   progress: BatchProgress | None = None, prepared: Prepared | None = None,
+                   with_top: bool = True) -> Ranked:
+    """Rank each example's target among all items; keep the top ``mt.TOP_K`` items (none
+    without ``with_top``); ``progress`` hears of each batch done. ``prepared``: ``ex``'s
+    batches built by ``prepare_part`` with the same ``exclude_seen`` and ``batch_size``."""
     device = torch.device(device)
     excl = ds.exclude_seen if exclude_seen is None else exclude_seen
     was_training = model.training
     model.eval()
     ranks, tops = [], []
-    k = min(mt.TOP_K, ds.meta.n_items)
-    for idx in _chunks(ex, batch_size):
-        sub = ex.subset(idx)
-        batch = ds.batch(sub).to(device, non_blocking=True)
+    k = min(mt.TOP_K, ds.meta.n_items) if with_top else 0
+    if prepared is not None:
+        batch_size = prepared.batch_size
+    n_batches = -(-len(ex) // batch_size)
+    batches = prepared.batches if prepared is not None else _batches(ds, ex, excl, batch_size)
+    for done, (cpu_batch, seen) in enumerate(batches, 1):
+        batch = cpu_batch.to(device, non_blocking=True)
         with autocast(device):
             scores = model.score(batch)
         scores = scores.float()                                          # (B, n_items + 1)
         scores = scores.masked_fill(torch.isnan(scores), float("-inf"))  # a copy: safe to edit
         scores[:, 0] = float("-inf")
-        if excl:
-            rows, items = ds.history_items(sub)
-            scores[torch.from_numpy(rows).to(device),
-                   torch.from_numpy(items).to(device)] = float("-inf")
+        if seen is not None:
+            scores[seen[0].to(device), seen[1].to(device)] = float("-inf")
         r = mt.full_ranks(scores, batch.target, clean_nan=False).clamp(max=ds.meta.n_items)
         ranks.append(r.cpu().numpy())
-        best = scores.topk(k, dim=1)
-        # fewer than k rankable items (all else masked): pad the list with 0, not -inf items
-        tops.append(torch.where(torch.isneginf(best.values), 0, best.indices).cpu().numpy())
+        if with_top:
+            best = scores.topk(k, dim=1)
+            # fewer than k rankable items (all else masked): pad with 0, not -inf items
+            tops.append(torch.where(torch.isneginf(best.values), 0, best.indices).cpu().numpy())
+        else:
+            tops.append(np.zeros((len(r), 0), np.int64))
+        if progress is not None:
+            progress(done, n_batches)
     model.train(was_training)
     if not ranks:
         return Ranked(ex, np.zeros(0, np.int64), np.zeros((0, k), np.int64))
     return Ranked(ex, np.concatenate(ranks), np.concatenate(tops))
+
+
+def rank_metrics(model: Recommender, ds: SeqDataset, prepared: Prepared | None,
+                 part: str = "valid", device: torch.device | str = "cpu",
+                 progress: BatchProgress | None = None) -> tuple[float, float]:
+    """(NDCG@10, MRR) of ``part`` (``prepared``: its batches, when built), the values
+    ``evaluate_model`` reports, without the top-K lists."""
+    ex = prepared.examples if prepared is not None else ds.parts[part]
+    ranked = score_examples(model, ds, ex, device=device, progress=progress,
+                            prepared=prepared, with_top=False)
+    return mt.ndcg(ranked.ranks, 10), mt.mrr(ranked.ranks)
 
 
 def _group(labels: np.ndarray, ranked: Ranked, pop: np.ndarray,
@@ -152,9 +208,11 @@ def slice_metrics(ranked: Ranked, ds: SeqDataset, zones: np.ndarray | None = Non
 def evaluate_model(model: Recommender, ds: SeqDataset, part: str = "test",
                    zones: np.ndarray | None = None, exclude_seen: bool | None = None,
                    batch_size: int = 256, device: torch.device | str = "cpu",
-                   with_slices: bool = True) -> dict:
-    """Summary metrics of ``part`` plus ``slices`` (see module docstring)."""
-    ranked = score_examples(model, ds, ds.parts[part], exclude_seen, batch_size, device)
+                   with_slices: bool = True, progress: BatchProgress | None = None) -> dict:
+    """Summary metrics of ``part`` plus ``slices`` (see module docstring); ``progress``
+    hears of each batch ranked."""
+    ranked = score_examples(model, ds, ds.parts[part], exclude_seen, batch_size, device,
+                            progress)
     pop = np.r_[0, np.asarray(ds.meta.item_popularity)]
     out: dict = mt.summarize(ranked.ranks, ranked.top, pop, ds.meta.n_items)
     if with_slices:
@@ -188,10 +246,11 @@ def next_window_examples(ds: SeqDataset, days: float = 7.0) -> tuple[Examples, l
 
 def next_window_metrics(model: Recommender, ds: SeqDataset, days: float = 7.0,
                         ks: tuple[int, ...] = (5, 10, 20), batch_size: int = 256,
-                        device: torch.device | str = "cpu") -> dict:
+                        device: torch.device | str = "cpu",
+                        progress: BatchProgress | None = None) -> dict:
     """Precision/Recall/F1@K of top-K lists against the items of each user's next ``days``."""
     ex, truth = next_window_examples(ds, days)
-    ranked = score_examples(model, ds, ex, None, batch_size, device)
+    ranked = score_examples(model, ds, ex, None, batch_size, device, progress)
     out: dict = {"days": days, "users": len(ex)}
     for k in ks:
         res = mt.precision_recall_f1(ranked.top, truth, k)

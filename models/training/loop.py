@@ -24,6 +24,7 @@ to report progress, at most every ``REPORT_S`` seconds.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import random
@@ -42,7 +43,15 @@ from ..base import Batch, Recommender
 from ..data.dataset import SeqDataset, build_dataset
 from ..recommenders.registry import get_class, make_config
 from . import checkpoint as ckpt
-from .evaluate import autocast, evaluate_model, next_window_metrics
+from .evaluate import (
+    Prepared,
+    autocast,
+    evaluate_model,
+    next_window_metrics,
+    prepare_part,
+    rank_metrics,
+)
+from .progress import reporting
 from .settings import Phase, TrainEvent, TrainSettings, resolve
 from .transfer import load_matching
 
@@ -204,10 +213,16 @@ def _epoch_loop(net: Recommender, ds: SeqDataset, opt: torch.optim.Optimizer, *,
 
 
 def calibrate(net: Recommender, ds: SeqDataset, dev: torch.device,
-              log: Callable[[str], None]) -> None:
+              log: Callable[[str], None], progress: Progress | None = None,
+              epoch: int = 0) -> None:
     """``net.calibrate`` on the validation part; each line of its note is logged and kept
-    in the run's messages."""
-    note = net.calibrate(ds, dev)
+    in the run's messages. What it tries goes to ``progress`` as EVALUATE events."""
+    hook = None
+    if progress is not None:
+        def hook(done: int, total: int, detail: str) -> None:
+            progress(TrainEvent(Phase.EVALUATE, epoch, done, total, detail=detail))
+    with reporting(hook):
+        note = net.calibrate(ds, dev)
     for line in (note or "").splitlines():
         log(line)
         ds.messages.append(line)
@@ -239,26 +254,59 @@ def train(store: Store, name: str, model: str = "st-transformer",
     split, seed, lr, batch_size = s.split, s.seed, s.lr, s.batch_size
     dev = resolve_device(s.device)
     seed_everything(seed)
-    ds = dataset or build_dataset(store, name, split, s.max_len, s.min_user, s.min_item,
-                                  s.exclude_seen)
+    # the statistics of count baselines and of neural models with count parts (the graph's
+    # edges, the st-transformer's transition prior) are the last step of the data
+    counts = not cls.trainable or cls.fit_counts is not Recommender.fit_counts
+    own_steps = 2 if counts else 1   # building the model (and counting)
+
+    def data_step(step: int, steps: int, detail: str) -> None:
+        if progress is not None:
+            progress(TrainEvent(Phase.DATA, step=step, steps=steps + own_steps, detail=detail))
+
+    data_steps = 0
+    if dataset is None:
+        def dataset_step(step: int, steps: int, detail: str) -> None:
+            nonlocal data_steps
+            data_steps = steps
+            data_step(step, steps, detail)
+
+        ds = build_dataset(store, name, split, s.max_len, s.min_user, s.min_item,
+                           s.exclude_seen, progress=dataset_step)
+    else:
+        ds = dataset
     for m in ds.messages:
         log(m)
     log(f"training {model} on {name} ({split}) on {dev}")
+    if progress is not None:  # the dataset's report, as the model is built
+        progress(TrainEvent(Phase.DATA, step=data_steps + 1, steps=data_steps + own_steps,
+                            messages=tuple(ds.messages), detail="building the model"))
     net = cls(ds.meta, config).to(dev)
     if s.init_from:  # transfer: the matching item-independent weights of another run
         log(load_matching(net, s.init_from, map_ids=s.init_ids).summary())
     data_params = s.data_params()
-    if progress is not None:
-        progress(TrainEvent(Phase.DATA, messages=tuple(ds.messages)))
+
+    def evaluating(epoch: int, detail: str) -> Callable[[int, int], None] | None:
+        """EVALUATE events for the batches of one ranking pass."""
+        if progress is None:
+            return None
+        return lambda done, total: progress(TrainEvent(Phase.EVALUATE, epoch, done, total,
+                                                       detail=detail))
 
     def finish(history: list[dict], cancelled: bool, resumed: int) -> TrainResult:
-        valid = evaluate_model(net, ds, "valid", device=dev, with_slices=False)
-        test = evaluate_model(net, ds, "test", device=dev)
+        best = len(history)
+        valid = evaluate_model(net, ds, "valid", device=dev, with_slices=False,
+                               progress=evaluating(best, "ranking the validation targets"))
+        test = evaluate_model(net, ds, "test", device=dev,
+                              progress=evaluating(best, "ranking the test targets"))
         metrics = {"valid": valid, "test": test}
         if net.chosen_settings():  # what calibrate chose on validation
             metrics["chosen"] = net.chosen_settings()
         if split == "temporal":  # set metrics on the items of each user's next 7 days
-            metrics["next_window"] = next_window_metrics(net, ds, device=dev)
+            metrics["next_window"] = next_window_metrics(
+                net, ds, device=dev,
+                progress=evaluating(best, "ranking each user's next 7 days"))
+        if progress is not None:
+            progress(TrainEvent(Phase.EVALUATE, best, detail="saving the model"))
         seconds = time.time() - t0
         path = ckpt.save(store, name, net, split=split, data_params=data_params,
                          metrics=metrics, history=history, train_seconds=seconds,
@@ -272,9 +320,8 @@ def train(store: Store, name: str, model: str = "st-transformer",
         return TrainResult(path.stem, path, metrics, history, seconds, cancelled, resumed,
                            list(ds.messages))
 
-    if not cls.trainable or type(net).fit_counts is not Recommender.fit_counts:
-        # count baselines, and neural models with data statistics (the graph's edges, the
-        # st-transformer's transition prior)
+    if counts:
+        data_step(data_steps + 2, data_steps, "counting the training statistics")
         tc = time.time()
         net.fit_counts(list(ds.batches("train", batch_size)))
         net.to(dev)
@@ -283,7 +330,7 @@ def train(store: Store, name: str, model: str = "st-transformer",
             log(line)
             ds.messages.append(line)
     if not cls.trainable:
-        calibrate(net, ds, dev, log)  # the count models' settings, chosen on validation
+        calibrate(net, ds, dev, log, progress)  # the count models' settings, on validation
         return finish([], False, 0)
 
     replica.prepare(net)
@@ -331,6 +378,18 @@ def train(store: Store, name: str, model: str = "st-transformer",
         state.pretrained = True
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=s.weight_decay)
 
+    valid_batches: list[Prepared | None] = []  # built at the first validation, kept
+
+    def validate(epoch: int) -> float:
+        """Validation NDCG@10 after ``epoch``; its batches go to ``progress`` (VALID)."""
+        def batch_done(done: int, total: int) -> None:
+            progress(TrainEvent(Phase.VALID, epoch, done, total,
+                                detail="ranking the validation targets"))
+        if not valid_batches:
+            valid_batches.append(prepare_part(ds, "valid"))
+        return rank_metrics(net, ds, valid_batches[0], "valid", dev,
+                            None if progress is None else batch_done)[0]
+
     cancelled = False
     for epoch in range(state.epoch + 1, s.epochs + 1):
         te = time.time()
@@ -341,8 +400,7 @@ def train(store: Store, name: str, model: str = "st-transformer",
             cancelled = True
             log(f"cancelled in epoch {epoch}; keeping the best of {state.epoch} epochs")
             break
-        valid = replica.first(lambda: evaluate_model(net, ds, "valid", device=dev,
-                                                     with_slices=False)["ndcg@10"])
+        valid = replica.first(functools.partial(validate, epoch))
         state.history.append({"epoch": epoch, "loss": loss, "valid ndcg@10": valid,
                                  "seconds": time.time() - te})
         log(f"epoch {epoch}: loss {loss:.4f} valid ndcg@10 {valid:.4f}")
@@ -363,7 +421,7 @@ def train(store: Store, name: str, model: str = "st-transformer",
         return TrainResult(None, None, {}, state.history, time.time() - t0, cancelled,
                            resumed, list(ds.messages))
     net.load_state_dict(state.best_state)
-    calibrate(net, ds, dev, log)
+    calibrate(net, ds, dev, log, progress, len(state.history))
     result = finish(state.history, cancelled, resumed)
     if not cancelled and partial.exists():
         partial.unlink()

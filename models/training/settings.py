@@ -77,10 +77,14 @@ def resolve(model: str, values: Mapping[str, Any],
 class Phase(StrEnum):
     """Where a training run is."""
 
-    DATA = "data"            # the dataset is built (its report in ``messages``)
+    DATA = "data"            # the dataset is built (its report in ``messages``); before that,
+    #                          its step ``step`` of ``steps`` (``detail``) is under way
     PRETRAIN = "pretrain"    # a step of pre-training
     TRAIN = "train"          # a step of training
-    VALID = "valid"          # an epoch ended and was validated
+    VALID = "valid"          # an epoch ended and was validated (``loss``, ``valid``); before
+    #                          that, ``step`` of its ``steps`` validation batches are ranked
+    EVALUATE = "evaluate"    # the best epoch: the count parts tuned and the blend weighed on
+    #                          validation, then validation and test ranked (``detail``)
     DONE = "done"            # the model was evaluated and saved (``model_id``)
 
 
@@ -96,13 +100,16 @@ class TrainEvent:
     valid: float | None = None        # validation NDCG@10 (VALID, DONE)
     model_id: str | None = None       # the saved checkpoint (DONE)
     messages: tuple[str, ...] = ()    # the dataset report (DATA)
+    detail: str = ""                  # what a DATA / VALID / EVALUATE step is doing, for users
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict: phase, epoch, step, steps, loss, valid; plus ``messages`` for DATA
-        and ``model_id`` for DONE."""
+        """Plain dict: phase, epoch, step, steps, loss, valid; plus ``detail`` when there is
+        one, ``messages`` for DATA and ``model_id`` for DONE."""
         out: dict[str, Any] = {"phase": self.phase.value, "epoch": self.epoch,
                                "step": self.step, "steps": self.steps, "loss": self.loss,
                                "valid": self.valid}
+        if self.detail:
+            out["detail"] = self.detail
         if self.phase is Phase.DATA:
             out["messages"] = list(self.messages)
         if self.phase is Phase.DONE:

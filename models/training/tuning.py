@@ -22,7 +22,8 @@ import torch
 
 from ..base import Recommender
 from ..data.dataset import SeqDataset
-from .evaluate import evaluate_model
+from .evaluate import prepare_part, rank_metrics
+from .progress import report
 
 
 def show(value: Any) -> str:
@@ -62,31 +63,41 @@ def grid_keys(grid: Grid) -> list[str]:
     return list(dict.fromkeys(k for part in grid_parts(grid) for k in part))
 
 
+def grid_points(grid: Grid) -> list[dict[str, Any]]:
+    """Every combination the grid tries, in order."""
+    return [dict(zip(part, values, strict=True))
+            for part in grid_parts(grid) for values in itertools.product(*part.values())]
+
+
 def tune_on_validation(model: Recommender, ds: SeqDataset, grid: Grid,
                        device: torch.device | str = "cpu") -> Tuned:
-    """Set ``model.config`` to the grid point of best validation NDCG@10 (see module doc)."""
+    """Set ``model.config`` to the grid point of best validation NDCG@10 (see module doc).
+    Each setting measured is reported (models.training.progress)."""
     t0 = time.perf_counter()
     base = model.config
     refit = getattr(model, "refit", lambda: None)
+    points = grid_points(grid)
+    assert points, "an empty grid"
+    # the configured settings are measured first; a grid point equal to them is not again
+    same = [cand == {k: getattr(base, k) for k in cand} for cand in points]
+    total, done = 1 + len(points) - sum(same), 0
+    what = f"choosing the {model.name} settings on validation"
+    prepared = prepare_part(ds, "valid")  # the same batches for every setting
 
     def measure(config: Any) -> tuple[float, float]:
+        nonlocal done
+        report(done, total, what)
+        done += 1
         model.config = config
         refit()
-        m = evaluate_model(model, ds, "valid", device=device, with_slices=False)
-        return float(m["ndcg@10"]), float(m["mrr"])
+        return rank_metrics(model, ds, prepared, "valid", device)
 
     default = measure(base)
     best: tuple[tuple[float, float], dict[str, Any]] | None = None
-    tried = 0
-    for part in grid_parts(grid):
-        for values in itertools.product(*part.values()):
-            cand = dict(zip(part, values, strict=True))
-            now = {k: getattr(base, k) for k in part}
-            score = default if cand == now else measure(dataclasses.replace(base, **cand))
-            tried += 1
-            if best is None or score > best[0]:
-                best = (score, cand)
-    assert best is not None, "an empty grid"
+    for cand, now in zip(points, same, strict=True):
+        score = default if now else measure(dataclasses.replace(base, **cand))
+        if best is None or score > best[0]:
+            best = (score, cand)
     model.config = dataclasses.replace(base, **best[1])
     refit()
-    return Tuned(best[1], best[0][0], default[0], tried, time.perf_counter() - t0)
+    return Tuned(best[1], best[0][0], default[0], len(points), time.perf_counter() - t0)
