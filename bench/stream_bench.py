@@ -254,6 +254,7 @@ class Step:
     load: float = 0.0
     note: str = ""
     client_cpu_s: float = 0.0  # CPU the bench process itself used during the step
+    server_cpu_s: float = 0.0  # CPU the server process used during the step (0: unknown)
 
     @property
     def rate(self) -> float:
@@ -279,11 +280,38 @@ def _recommend_loop(host: str, port: int, users: list[str], stop: threading.Even
             step.rec_errors += 1
 
 
+def server_pid(port: int) -> int | None:
+    """The process id of this process's child serving ``port`` (``trailscope serve``), or
+    None when it cannot be told (no /proc)."""
+    me = os.getpid()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me and b"serve" in cmd and str(port).encode() in cmd:
+            return int(entry.name)
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds process ``pid`` has used (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_step(host: str, port: int, events: Events, label: str, rate: float | None, size: int,
-             seconds: float, loaders: int, recommend: bool) -> Step:
+             seconds: float, loaders: int, recommend: bool, pid: int | None = None) -> Step:
     """Post batches of ``size`` at ``rate`` events/s (None: as fast as the loaders go) for
     ``seconds`` from ``loaders`` threads, with a recommendation client beside them; then
-    wait for the stored count to reach the sent count."""
+    wait for the stored count to reach the sent count. ``pid``: the server's process, whose
+    CPU time during the step is recorded."""
     step = Step(label, rate, load=os.getloadavg()[0])
     before = Client(host, port).rows()
     stop = threading.Event()
@@ -295,7 +323,7 @@ def run_step(host: str, port: int, events: Events, label: str, rate: float | Non
     per_s = rate or (MAX_PRESEND if size > 1 else MAX_PRESEND_POSTS)
     pool = events.bodies(int(per_s * seconds / size) + loaders, size, label) if loaders else []
     clients = [Client(host, port) for _ in range(loaders)]
-    cpu0 = time.process_time()
+    cpu0, server0 = time.process_time(), cpu_seconds(pid)
     t0 = time.monotonic()
     end = t0 + seconds
 
@@ -339,6 +367,7 @@ def run_step(host: str, port: int, events: Events, label: str, rate: float | Non
     if recommend:
         rec.join()
     step.client_cpu_s = time.process_time() - cpu0
+    step.server_cpu_s = cpu_seconds(pid) - server0
     for c in clients:
         c.conn.close()
     client = Client(host, port)
@@ -401,15 +430,17 @@ def _ok(good: bool) -> str:
 
 def table(steps: list[Step]) -> str:
     lines = ["| step | target ev/s | sent | stored | lost | achieved ev/s | errors | "
-             "rec n | rec p50 ms | rec p95 ms | rec p99 ms | drain s | load | bench cpu |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "rec n | rec p50 ms | rec p95 ms | rec p99 ms | drain s | load | bench cpu | "
+             "server cpu |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in steps:
         target = f"{s.target:,.0f}" if s.target else "max" if s.sent else "-"
         lines.append(
             f"| {s.label} | {target} | {s.sent:,} | {s.stored:,} | {s.sent - s.stored:,} | "
             f"{s.rate:,.0f} | {s.errors} | {len(s.latencies_ms):,} | {s.pct(50):.1f} | "
             f"{s.pct(95):.1f} | {s.pct(99):.1f} | {s.drain_s:.2f} | {s.load:.1f} | "
-            f"{s.client_cpu_s / s.seconds if s.seconds else 0:.0%} |"
+            f"{s.client_cpu_s / s.seconds if s.seconds else 0:.0%} | "
+            f"{s.server_cpu_s / s.seconds if s.seconds else 0:.0%} |"
             + (f" {s.note}" if s.note else ""))
     return "\n".join(lines)
 
@@ -516,10 +547,12 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
         users = prepare(home, args.events, log)
         events = Events(users)
         with server(home) as (host, port):
+            pid = server_pid(port)
+
             def step(label: str, rate: float | None, size: int, loaders: int,
                      recommend: bool) -> Step:
                 done = run_step(host, port, events, label, rate, size, args.step_seconds,
-                                loaders, recommend)
+                                loaders, recommend, pid)
                 log(table([done]).splitlines()[-1])
                 return done
 
@@ -545,7 +578,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
                 f"http.client connection per loader, request bodies encoded before each step "
                 f"(clock not running); 'bench cpu' is the share of one core the bench process "
                 f"itself used during the step (it shares the {os.cpu_count()} cores with the "
-                f"server)")
+                f"server), 'server cpu' the server process's (100% = one core; what the "
+                f"machine's other work left it)")
         return Result(head, steps, idle, single, visible, overview, xadd, consume)
 
 

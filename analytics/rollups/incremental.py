@@ -71,12 +71,13 @@ BEHIND = ("ev", "drift_<Users page window>", "churn_params", "churn_risk", "chur
 REBUILD_SHARE = 0.05
 REBUILD_ROWS = 1_000_000
 
-#: A rebuild reads one snapshot while appends go on committing, but folds wait for it (and it
-#: takes a core), so under a stream the server's writer starts the next one only once the
-#: time since the last build ended is at least this many times what that build took
-#: (:func:`rebuild_spaced`): rebuilds then hold the folds up at most 1 / (1 + REBUILD_SPACING)
-#: of the time, whatever the ingest rate.
-REBUILD_SPACING = 9.0
+#: A rebuild reads one snapshot while appends go on committing, but folds wait for it and it
+#: takes both cores of a small machine (appends and recommendations slow down meanwhile), so
+#: under a stream the next one starts only once the time since the last build ended is at
+#: least this many times what that build took (:func:`rebuild_spaced`): rebuilds then run at
+#: most 1 / (1 + REBUILD_SPACING) of the time (5%, outside a 95th percentile of latencies),
+#: whatever the ingest rate; the BEHIND tables lag meanwhile (a 3 s build: one a minute).
+REBUILD_SPACING = 19.0
 
 #: Under a steady stream the server's writer folds about this often (seconds; longer after a
 #: slow fold, up to app/services/writer.FOLD_MAX_S): a fold costs about the same for few

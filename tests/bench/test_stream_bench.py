@@ -18,6 +18,7 @@ def test_tiny_run_measures_every_part(tmp_path, capsys) -> None:
         assert step.sent > 0 and step.errors == 0
         assert step.stored == step.sent  # nothing lost at these rates
     assert paced.latencies_ms and result.idle.latencies_ms and result.idle.sent == 0
+    assert paced.server_cpu_s > 0 and unpaced.server_cpu_s > 0  # the server process found
     assert len(result.visible) == 2 and all(0 < v < 30 for v in result.visible)
     # the Overview shows a batch no sooner than the API counts it
     assert len(result.overview) == 2
