@@ -67,7 +67,7 @@ def layout(dataset: Any = None, user: Any = None, model: Any = None, **_query: A
                                f"{best['model_id']} instead.", "warning"))
     chosen_model = wanted if wanted in model_ids else best["model_id"]
     svc.warm(name, chosen_model)
-    users = svc.user_options(name)
+    users = svc.user_options(name, chosen_model)
     chosen_user = _first(user) or (users[0] if users else None)
     if chosen_user and chosen_user not in users:
         users = [chosen_user, *users]
@@ -84,7 +84,7 @@ def layout(dataset: Any = None, user: Any = None, model: Any = None, **_query: A
             html.Label("User", htmlFor=ids.EXPLAIN_USER, className="form-label"),
             dcc.Dropdown(id=ids.EXPLAIN_USER, options=[{"label": u, "value": u} for u in users],
                          value=chosen_user, clearable=False, searchable=True,
-                         style={"minWidth": "200px"}),
+                         placeholder="Type part of a user id…", style={"minWidth": "200px"}),
         ]), html.P(views.default_note(best, chosen_model), id=ids.EXPLAIN_DEFAULT_NOTE,
                    className="muted")]),
         ui.card(title="Recommendations", children=dcc.Loading(html.Div(id=ids.EXPLAIN_RECS),
@@ -97,6 +97,24 @@ def layout(dataset: Any = None, user: Any = None, model: Any = None, **_query: A
         views.preload(),
         views.export_card(),
     ])
+
+
+@callback(
+    Output(ids.EXPLAIN_USER, "options"),
+    Input(ids.EXPLAIN_USER, "search_value"), State(ids.EXPLAIN_MODEL, "value"),
+    State(ids.EXPLAIN_DATASET, "data"), State(ids.EXPLAIN_USER, "value"),
+    prevent_initial_call=True,
+)
+def search_users(text: str | None, model_id: str | None, name: str | None,
+                 current: str | None) -> Any:
+    """Typing in the user list searches every user the model knows (the list shows the most
+    active ones); the picked user stays in the list."""
+    if text is None or not name:
+        return no_update
+    users = svc.user_options(name, model_id, text)
+    if current and current not in users:
+        users = [current, *users]
+    return [{"label": u, "value": u} for u in users]
 
 
 @callback(Output(ids.EXPLAIN_RECS, "children"), Input(ids.EXPLAIN_MODEL, "value"),

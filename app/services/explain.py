@@ -78,11 +78,20 @@ def warm(name: str, model_id: str) -> str | None:
         return None
 
 
-def user_options(name: str, limit: int = 50) -> list[str]:
-    """The most active users of a dataset."""
+def user_options(name: str, model_id: str | None = None, text: str | None = None,
+                 limit: int = 50) -> list[str]:
+    """Users to offer for explaining: those of model ``model_id`` whose id contains ``text``
+    (``models.search_model_users``: every user the model knows, most active first); without a
+    model (or one that cannot be read), the dataset's most active users."""
     from ...analytics.schema import USER
     from .users import active_users
 
+    if model_id:
+        try:
+            return [u["user"] for u in
+                    model_service.search_model_users(name, model_id, text, limit)]
+        except model_service.user_errors():
+            pass
     return [str(u) for u in active_users(name, limit)[USER]]
 
 

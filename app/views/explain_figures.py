@@ -36,6 +36,9 @@ def attribution_figure(ex: Explanation) -> go.Figure:
     ev = ex.events
     if ev.empty:
         return empty_figure("This history has no events to attribute.")
+    if not any(np.any(ev[GROUP_COLUMNS[g]].to_numpy(dtype=float)) for g in GROUPS):
+        return empty_figure("No past event moved the score: every event's attribution is 0.",
+                            360)
     x = _labels(ev)
     custom = np.column_stack([[str(v) for v in ev[ITEM]],
                               [v if isinstance(v, str) else "–" for v in ev[CATEGORY]],

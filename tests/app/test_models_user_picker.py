@@ -107,3 +107,23 @@ def test_user_index_finds_the_least_active_of_many_users():
         assert last in [r["user"] for r in idx.search(typed)], typed
     common = idx.search("user-", limit=50)
     assert [r["user"] for r in common] == users[:50]
+
+
+def test_explain_user_list_searches_every_user_of_the_model(trained):  # noqa: F811
+    """The Explain page lists the model's most active users and typing finds any other."""
+    import trailscope.app.main  # noqa: F401
+    from trailscope.app.pages import explain as page
+    from trailscope.app.services import explain as explain_service
+
+    model_id = model_service.default_row(model_service.trained_models("nyc"))["model_id"]
+    every = model_service.user_index("nyc", model_id)
+    listed = explain_service.user_options("nyc", model_id, limit=3)
+    assert listed == list(every.users[:3])
+    quiet = every.users[-1]
+    found = [o["value"] for o in page.search_users(quiet, model_id, "nyc", listed[0])]
+    assert found[:2] == [listed[0], quiet]           # the picked user kept, then the match
+    assert page.search_users("no such user", model_id, "nyc", None) == []
+    # no model, or one that cannot be read: the dataset's most active users
+    dataset_top = explain_service.user_options("nyc", None, limit=3)
+    assert len(dataset_top) == 3
+    assert explain_service.user_options("nyc", "no-such-model", "x", limit=3) == dataset_top
