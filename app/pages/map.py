@@ -89,7 +89,7 @@ def layout(dataset: Any = None, start: Any = None, end: Any = None,
             html.Div(id=ids.MAP_REPLAY, className="replay-row"),
             html.Div(id=ids.MAP_SUMMARY, className="map-summary"),
         ]),
-        html.Div(className="grid-2", children=[
+        html.Div(className="grid-2 grid-2-wide", children=[
             ui.card([views.card_head("Zone trends", "Visits per complete window of the "
                                      "busiest aggregation zones, coloured by trend."),
                      views.graph(ids.MAP_ZONE_TREND, 300)]),

@@ -103,7 +103,7 @@ def _preselect(models: list[dict[str, Any]]) -> tuple[str | None, list[dict[str,
 def _user_options(users: list[dict[str, Any]], keep: str | None = None) -> list[dict[str, str]]:
     """The user picker's options: the first ``_LISTED`` of ``users`` (most active first),
     plus ``keep`` (the picked user) when it is not among them."""
-    opts = [{"label": f"{u['user']}  ({u['events']} events)", "value": u["user"]}
+    opts = [{"label": f"{u['user']}  ({u['events']:,} events)", "value": u["user"]}
             for u in users[:_LISTED]]
     if keep and keep not in {o["value"] for o in opts}:
         opts.insert(0, {"label": keep, "value": keep})
@@ -222,9 +222,11 @@ def layout(dataset: Any = None, **_query: Any) -> html.Div:
 )
 def on_model(model: str | None) -> tuple[Any, ...]:
     choice = next((c for c in model_service.model_choices() if c["name"] == model), None)
+    # a model without a hidden size keeps the field's last value, greyed out: an emptied
+    # number input reaches the browser as "NaN" (a console warning on every such pick)
     if choice is None:
-        return True, None, True, True, mv.settings_hint(None)
-    hidden = choice["defaults"].get("hidden") if choice["has_hidden"] else None
+        return True, no_update, True, True, mv.settings_hint(None)
+    hidden = choice["defaults"].get("hidden") if choice["has_hidden"] else no_update
     return (not choice["has_hidden"], hidden, not choice["trainable"],
             not choice["trainable"], mv.settings_hint(choice))
 

@@ -217,8 +217,8 @@ def _periods_note(name: str, flt: svc.EventFilter | None, rhythm: pd.DataFrame) 
                          for p, s in zip(strong["period_length"], strong["strength"],
                                          strict=True))
         parts += ["Repeating cycles in the hourly series: ", html.Strong(text),
-                  " (each stands out from shuffled copies of the series and repeats at least "
-                  "three times; a later cycle's strength is what it adds to the ones before)."]
+                  ". Each stands out from shuffled copies of the series and repeats at least "
+                  "three times; a later cycle's strength is what it adds to the ones before."]
     else:
         parts.append("No repeating cycle in the hourly series stands out from chance.")
     return parts

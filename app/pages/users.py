@@ -168,6 +168,7 @@ def _churn_panel(name: str, user: str) -> Any:
     r = mine.iloc[0]
     risk = float(r["risk"])
     level = "high" if risk >= 0.66 else "medium" if risk >= 0.33 else "low"
+    trend = float(r["trend"])
     bt = res.backtest.set_index("model")["roc_auc"]
     auc_model, auc_recency = float(bt.get("logistic", float("nan"))), float(
         bt.get("recency_only", float("nan")))
@@ -178,8 +179,10 @@ def _churn_panel(name: str, user: str) -> Any:
                        f"{level} · next {res.window.replace('D', ' days')}"),
             views.stat("Rank", f"#{int(r['rank']):,}", f"of {len(res.risk):,} users"),
             views.stat("Days since last event", f"{float(r['recency_days']):,.1f}"),
-            views.stat("Activity trend", f"{float(r['trend']):+.1f}",
-                       "events per window, per window"),
+            views.stat("Activity trend", f"{trend:+.1f}",
+                       "events per window: " + ("more each window" if trend > 0 else
+                                                "fewer each window" if trend < 0 else
+                                                "steady")),
         ]),
         views.hint([f"Backtest (fit at one cut, scored at {test_cut}): ROC-AUC ",
                     html.Strong(f"{auc_model:.3f}"), " for the model vs ",
