@@ -216,16 +216,19 @@ def _floor(csv: str, db: str, shape: str) -> dict[str, Any]:
 
 
 def _summaries(name: str) -> dict[str, Any]:
+    """The summary build (``build.rebuild``, what ``after_import`` runs on a new dataset),
+    with the seconds of each step."""
     from trailscope.analytics.rollups import build, tables
     from trailscope.analytics.store import Store
 
+    steps: dict[str, float] = {}
     with Store() as store:
         cur = store.cursor()
         fresh = tables.fresh(cur, name)  # a --reuse run's set of the same code: not rebuilt
         stored = (tables.info(cur, name) or {}).get("build_s")
+        seconds = None if fresh else build.rebuild(cur, name, steps)
         cur.close()
-        seconds = build.after_import(store, name)
-    return {"seconds": stored if fresh else seconds, "reused": fresh}
+    return {"seconds": stored if fresh else seconds, "reused": fresh, "steps": steps}
 
 
 def _prefit(name: str) -> dict[str, Any]:
@@ -507,8 +510,11 @@ def _rest_of_shape(key: str, args: argparse.Namespace, folder: Path, home: Path,
         say(f"summaries: already built by an earlier run of this code (its build: "
             f"{sm.get('seconds') or float('nan'):.1f} s, not timed again)")
     else:
+        slow = sorted((sm.get("steps") or {}).items(), key=lambda kv: -kv[1])[:8]
         say(f"summaries: {sm.get('seconds') or float('nan'):.1f} s, peak "
-            f"{sm.get('peak_mb', 0):,.0f} MB" + (f" FAILED {failed(sm)}" if failed(sm) else ""))
+            f"{sm.get('peak_mb', 0):,.0f} MB" + (f" FAILED {failed(sm)}" if failed(sm) else "")
+            + ("; slowest steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in slow)
+               if slow else ""))
 
     res["pages"] = {}
     # the forecast and periodicity fits an earlier run kept (cache.FileMemo) go, so the first

@@ -74,11 +74,27 @@ def _build_summaries(store: Any, name: str, skip: bool) -> float | None:
     return build.after_import(store, name)
 
 
-def _print_summaries(seconds: float | None, skip: bool) -> None:
+def _prefit(name: str, summaries_s: float | None) -> float | None:
+    """Fit the Overview's forecast and periodicity once the summaries are built, as the
+    dashboard's import job does (``imports.prefit``), so the first view reads them; the
+    seconds taken, or None when not fitted."""
+    if summaries_s is None:
+        return None
+    from ..services import imports, workspace
+
+    try:
+        return imports.prefit(name)
+    finally:
+        workspace.close_store()
+
+
+def _print_summaries(seconds: float | None, skip: bool, prefit_s: float | None = None) -> None:
     if seconds is not None:
         print(f"dashboard summaries built in {seconds:.1f} s")
     elif not skip:
         print("dashboard summaries not built now (the dashboard builds them on first use)")
+    if prefit_s is not None:
+        print(f"Overview forecast fitted in {prefit_s:.1f} s")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -90,7 +106,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         from .remote import run_import
 
         data = run_import(server, args, _parse_map(args.map))
-        summaries_s = data.get("summaries_s")
+        summaries_s, prefit_s = data.get("summaries_s"), data.get("prefit_s")
     else:
         with _store() as store:
             report = import_file(store, args.path, name=args.name, fmt=args.format,
@@ -98,8 +114,9 @@ def cmd_import(args: argparse.Namespace) -> None:
                                  keep_duplicates=args.keep_duplicates)
             data = report.to_json()
             summaries_s = _build_summaries(store, data["name"], args.no_summaries)
+        prefit_s = _prefit(data["name"], summaries_s)  # on the services' store: this one closed
     if args.json:
-        _print_json({**data, "summaries_s": summaries_s})
+        _print_json({**data, "summaries_s": summaries_s, "prefit_s": prefit_s})
         return
     extra = data.get("extra") or {}
     if "stay_points" in extra:  # GPS fixes become stay-point events at clustered places
@@ -124,7 +141,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         print(f"  note: {line}")
     for line in data.get("warnings") or []:
         print(f"  warning: {line}")
-    _print_summaries(summaries_s, args.no_summaries)
+    _print_summaries(summaries_s, args.no_summaries, prefit_s)
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -167,19 +184,20 @@ def cmd_sample(args: argparse.Namespace) -> None:
         from .remote import run_sample
 
         report = run_sample(server, args)
-        summaries_s = report.get("summaries_s")
+        summaries_s, prefit_s = report.get("summaries_s"), report.get("prefit_s")
     else:
         with _store() as store:
             info = import_sample(store, name=args.name, users=args.users, seed=args.seed,
                                  replace=args.replace)
             summaries_s = _build_summaries(store, args.name, args.no_summaries)
         report = info.report
+        prefit_s = _prefit(args.name, summaries_s)
     if args.json:
-        _print_json({**report, "summaries_s": summaries_s})
+        _print_json({**report, "summaries_s": summaries_s, "prefit_s": prefit_s})
     else:
         print(f"generated and imported {args.name!r}: {report['rows_kept']:,} events, "
               f"{report['users']:,} users, {report['items']:,} places")
-        _print_summaries(summaries_s, args.no_summaries)
+        _print_summaries(summaries_s, args.no_summaries, prefit_s)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

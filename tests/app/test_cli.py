@@ -37,15 +37,21 @@ def test_import_nyc_json_report(home: Path) -> None:
     assert rep["has_coordinates"] is True
     assert rep["time_min"].startswith("2012-04-0") and rep["time_max"].startswith("2013-02-1")
     assert rep["summaries_s"] > 0 and _rollup_tables(home, "nyc")[0] is not None
+    # the Overview's forecast and periodicity fitted as the dashboard's import does, kept as
+    # files the first view reads
+    assert rep["prefit_s"] > 0
+    assert list((home / "cache" / "forecasts").iterdir())
+    assert list((home / "cache" / "periods").iterdir())
 
 
 def test_import_prints_summaries_line_or_skips_them(home: Path) -> None:
     r = run_cli(home, "sample", "--users", "20", "--name", "tiny2")
     assert r.returncode == 0, r.stderr
     assert "dashboard summaries built in " in r.stdout
+    assert "Overview forecast fitted in " in r.stdout
     r = run_cli(home, "sample", "--users", "20", "--name", "tiny3", "--no-summaries")
     assert r.returncode == 0, r.stderr
-    assert "summaries" not in r.stdout
+    assert "summaries" not in r.stdout and "forecast" not in r.stdout
     assert _rollup_tables(home, "tiny3") == (None, 0)
 
 
