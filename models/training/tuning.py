@@ -50,6 +50,9 @@ class Tuned:
                 f"{self.default_ndcg:.4f})")
 
 
+#: scores (rows x items) per batch while tuning: 32 MB of float32
+TUNING_SCORES = 1 << 23
+
 Grid = Mapping[str, tuple[Any, ...]] | Sequence[Mapping[str, tuple[Any, ...]]]
 
 
@@ -82,7 +85,10 @@ def tune_on_validation(model: Recommender, ds: SeqDataset, grid: Grid,
     same = [cand == {k: getattr(base, k) for k in cand} for cand in points]
     total, done = 1 + len(points) - sum(same), 0
     what = f"choosing the {model.name} settings on validation"
-    prepared = prepare_part(ds, "valid")  # the same batches for every setting
+    # the same batches for every setting, as few as fit TUNING_SCORES scores each (count
+    # models keep what a batch costs them whatever the settings: one batch, one cost)
+    rows = max(256, TUNING_SCORES // (ds.meta.n_items + 1))
+    prepared = prepare_part(ds, "valid", batch_size=rows)
 
     def measure(config: Any) -> tuple[float, float]:
         nonlocal done
