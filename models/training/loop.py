@@ -5,7 +5,9 @@ printed through ``log``), fits count baselines in one pass or trains neural mode
 AdamW (optionally after the model's own ``pretrain_loss`` phase), keeps the best epoch by
 validation NDCG@10, evaluates it on the test part and saves a checkpoint
 (models.training.checkpoint). Progress goes to ``progress`` as ``TrainEvent``s
-(models.training.settings).
+(models.training.settings), also inside the slow steps: each step of the data preparation
+(DATA), each validation batch (VALID), each setting and weighting the calibration tries and
+each batch of the final ranking (EVALUATE), each with a short ``detail`` for users.
 
 Resume: after every epoch the run state (weights, optimiser, best weights, history, RNG) is
 written to ``_resume-<key>.pt`` in the dataset's model folder, ``key`` hashing everything
@@ -44,7 +46,6 @@ from ..data.dataset import SeqDataset, build_dataset
 from ..recommenders.registry import get_class, make_config
 from . import checkpoint as ckpt
 from .evaluate import (
-    Prepared,
     autocast,
     evaluate_model,
     next_window_metrics,
@@ -293,20 +294,20 @@ def train(store: Store, name: str, model: str = "st-transformer",
                                                        detail=detail))
 
     def finish(history: list[dict], cancelled: bool, resumed: int) -> TrainResult:
-        best = len(history)
+        epochs = len(history)
         valid = evaluate_model(net, ds, "valid", device=dev, with_slices=False,
-                               progress=evaluating(best, "ranking the validation targets"))
+                               progress=evaluating(epochs, "ranking the validation targets"))
         test = evaluate_model(net, ds, "test", device=dev,
-                              progress=evaluating(best, "ranking the test targets"))
+                              progress=evaluating(epochs, "ranking the test targets"))
         metrics = {"valid": valid, "test": test}
         if net.chosen_settings():  # what calibrate chose on validation
             metrics["chosen"] = net.chosen_settings()
         if split == "temporal":  # set metrics on the items of each user's next 7 days
             metrics["next_window"] = next_window_metrics(
                 net, ds, device=dev,
-                progress=evaluating(best, "ranking each user's next 7 days"))
+                progress=evaluating(epochs, "ranking each user's next 7 days"))
         if progress is not None:
-            progress(TrainEvent(Phase.EVALUATE, best, detail="saving the model"))
+            progress(TrainEvent(Phase.EVALUATE, epochs, detail="saving the model"))
         seconds = time.time() - t0
         path = ckpt.save(store, name, net, split=split, data_params=data_params,
                          metrics=metrics, history=history, train_seconds=seconds,
@@ -378,16 +379,14 @@ def train(store: Store, name: str, model: str = "st-transformer",
         state.pretrained = True
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=s.weight_decay)
 
-    valid_batches: list[Prepared | None] = []  # built at the first validation, kept
+    valid_batches = functools.cache(lambda: prepare_part(ds, "valid"))  # built once, kept
 
     def validate(epoch: int) -> float:
         """Validation NDCG@10 after ``epoch``; its batches go to ``progress`` (VALID)."""
         def batch_done(done: int, total: int) -> None:
             progress(TrainEvent(Phase.VALID, epoch, done, total,
                                 detail="ranking the validation targets"))
-        if not valid_batches:
-            valid_batches.append(prepare_part(ds, "valid"))
-        return rank_metrics(net, ds, valid_batches[0], "valid", dev,
+        return rank_metrics(net, ds, valid_batches(), "valid", dev,
                             None if progress is None else batch_done)[0]
 
     cancelled = False
