@@ -34,6 +34,11 @@ TOP_FLOWS = 60
 #: Zones the map draws, the busiest: beyond a few hundred they are specks at city zoom that
 #: cost the browser more than they show (the zones table below the map lists them all).
 MAP_ZONES = 400
+#: Replayed paths one window shows at full strength: when more overlap (a long window over
+#: many trips: "Cumulative" drew a solid mass), each is drawn fainter, so overlaps read as
+#: density (:func:`path_alpha`), never below MIN_PATH_ALPHA.
+CLEAR_PATHS = 40
+MIN_PATH_ALPHA = 40
 
 
 def window_seconds(choice: str | None, span_s: float) -> tuple[float, str]:
@@ -114,13 +119,21 @@ def map_spec(name: str, flt: EventFilter | None, layers: list[str],
         p = maps.paths(name, flt)
         if len(p):
             out.append(dm.trips_layer(p, origin=0.0, current_time=span, trail_length=win_s,
-                                      color=(13, 148, 136), width_px=2,
+                                      color=(13, 148, 136, path_alpha(len(p), win_s, span)),
+                                      width_px=2,
                                       tooltip="user {user_id}, trip {trip}"))
         counts["paths"] = len(p)
         counts["path_users"] = int(p[USER].nunique()) if len(p) else 0
     spec = dm.deck_spec(out, view, time=span)  # the replay slider starts at the end
     return MapSpec(spec=spec, origin=start, span_s=span, window_s=win_s,
                    window_label=win_label, counts=counts, hex_range=hex_range)
+
+
+def path_alpha(n_paths: int, window_s: float, span_s: float) -> int:
+    """Alpha (0-255) of each replayed path: opaque while about CLEAR_PATHS or fewer fall in
+    one replay window (``n_paths`` spread over ``span_s``), fainter in proportion beyond."""
+    shown = n_paths * min(1.0, window_s / max(span_s, 1.0))
+    return int(np.clip(round(255 * CLEAR_PATHS / max(shown, 1.0)), MIN_PATH_ALPHA, 255))
 
 
 def declutter(points: pd.DataFrame, zoom: float, dx_px: float = 110.0,

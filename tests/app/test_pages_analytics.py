@@ -208,6 +208,13 @@ def test_map_spec_layers_on_nyc(ws, nyc_events):
     assert t.min() >= 0 and t.max() <= m.span_s + tc["step"][0]  # within the slider's range
     trips = next(layer for layer in m.spec["layers"] if layer["@@type"] == "TripsLayer")
     assert all(0 <= s <= m.span_s for d in trips["data"] for s in d["timestamps"])
+    # "Cumulative" overlays every trip: each is drawn fainter than in a week's window
+    alpha = {d["color"][3] for d in trips["data"]}
+    every = map_views.map_spec("nyc", flt, ["paths"], "all").spec["layers"][0]
+    alpha_all = {d["color"][3] for d in every["data"]}
+    assert len(alpha) == len(alpha_all) == 1 and alpha_all.pop() < alpha.pop()
+    assert map_views.path_alpha(10, 7 * 86400, 150 * 86400) == 255
+    assert map_views.path_alpha(10_000, 150 * 86400, 150 * 86400) == map_views.MIN_PATH_ALPHA
     json.dumps(m.spec, allow_nan=False)
     z = map_service.zones("nyc", flt)
     assert len(z.zones) > 0 and set(z.zones["trend"]) <= {"emerging", "stable", "declining"}
