@@ -72,6 +72,8 @@ TAOBAO_ITEMS = 0.0416       # items per event (the real file: 4.16M items)
 TAOBAO_CATEGORIES = 9439    # the real file's categories
 TAOBAO_START = 1511539200   # 2017-11-25 00:00 in China (UTC+8), the real file's first day
 TAOBAO_DAYS = 9
+#: The environment variable carrying --build-memory to the summaries worker.
+BUILD_MEMORY = "SCALE_BENCH_BUILD_MEMORY"
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,8 @@ def _summaries(name: str) -> dict[str, Any]:
     steps: dict[str, float] = {}
     with Store() as store:
         cur = store.cursor()
+        if os.environ.get(BUILD_MEMORY):  # --build-memory: a shared machine's other users
+            cur.execute(f"SET memory_limit = '{os.environ[BUILD_MEMORY]}'")
         fresh = tables.fresh(cur, name)  # a --reuse run's set of the same code: not rebuilt
         stored = (tables.info(cur, name) or {}).get("build_s")
         seconds = None if fresh else build.rebuild(cur, name, steps)
@@ -504,6 +508,8 @@ def _generate_and_import(shape: Shape, key: str, n: int, args: argparse.Namespac
 def _rest_of_shape(key: str, args: argparse.Namespace, folder: Path, home: Path,
                    res: dict[str, Any]) -> None:
     """Steps 2-5 on the imported workspace ``home``: summaries, pages, export, models."""
+    if args.build_memory:
+        os.environ[BUILD_MEMORY] = args.build_memory
     res["summaries"] = worker("summaries", NAME, home=home)
     sm = res["summaries"]
     if sm.get("reused"):
@@ -658,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="after the summaries, fit the Overview's forecast and periodicity "
                    "into their file memos (app.services.analytics.prefit_overview, what an "
                    "import does once it calls it), so the cold views read them")
+    p.add_argument("--build-memory", help="DuckDB memory limit of the summary build (e.g. "
+                   "8GB; default DuckDB's own, 80%% of RAM): beyond it DuckDB spills to disk")
     p.add_argument("--skip-export", action="store_true",
                    help="skip the export and the engines' table (step 4)")
     p.add_argument("--_worker", nargs="+", help=argparse.SUPPRESS)
@@ -687,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{' --skip-models' if a.skip_models else ''}{' --skip-spark' if a.skip_spark else ''}"
         f"{' --skip-export' if a.skip_export else ''}{' --reuse' if a.reuse else ''}"
         f"{' --prefit' if a.prefit else ''}"
+        f"{f' --build-memory {a.build_memory}' if a.build_memory else ''}"
         f" --repeat {a.repeat}"
         + ("" if a.pages == list(PAGES) else f" --pages '{','.join(a.pages)}'"))
     say(f"# disk: {disk_note(work, Path('/tmp'))}")

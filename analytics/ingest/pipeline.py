@@ -51,12 +51,14 @@ __all__ = ["FORMATS", "FIELDS", "REASONS", "FLAGS", "IngestError", "Sniff", "Imp
            "sniff", "import_file", "default_name"]
 
 #: While an import runs, DuckDB may hold at most this fraction of the file's unpacked size in
-#: memory (but at least MIN_MEMORY_MB) and spills to the workspace's temp folder beyond that,
-#: so an import's peak memory stays below the data's size (the unpacked size, counted within
-#: the decompression limits of layout.py: a zip's or gzip's packed size says little). The
+#: memory (but at least MIN_MEMORY_MB and at most MAX_MEMORY_MB) and spills to the workspace's
+#: temp folder beyond that, so an import's peak memory stays below the data's size (the
+#: unpacked size, counted within the decompression limits of layout.py: a zip's or gzip's
+#: packed size says little) and under 2 GB for any file (issue #15: 100M events). The
 #: previous limit is restored after.
 MEMORY_FRACTION = 0.4
 MIN_MEMORY_MB = 256
+MAX_MEMORY_MB = 1280
 _cap_lock = threading.Lock()
 _cap_state: dict[str, Any] = {"active": 0, "saved": None}
 
@@ -207,7 +209,7 @@ def _bytes(setting: str) -> float | None:
 def _memory_cap(cur: duckdb.DuckDBPyConnection, file_bytes: int) -> Iterator[None]:
     """Lower DuckDB's (instance-wide) memory limit for the import, then restore it. Nested
     or concurrent imports share one cap; the last one out restores the original value."""
-    cap = max(MIN_MEMORY_MB * 2**20, MEMORY_FRACTION * file_bytes)
+    cap = min(MAX_MEMORY_MB * 2**20, max(MIN_MEMORY_MB * 2**20, MEMORY_FRACTION * file_bytes))
     with _cap_lock:
         current = cur.execute("SELECT current_setting('memory_limit')").fetchone()[0]
         now = _bytes(str(current))

@@ -243,6 +243,24 @@ def test_memory_limit_restored(store: Store, tmp_path: Path) -> None:
     cur.close()
 
 
+def test_memory_cap_is_bounded_for_any_file_size(store: Store) -> None:
+    """An import's DuckDB memory is a share of the file's size, never more than
+    MAX_MEMORY_MB (a 100M-event file, ~7 GB, imports under 2 GB: issue #15)."""
+    from trailscope.analytics.ingest import pipeline
+
+    cur = store.cursor()
+    cur.execute("SET memory_limit = '16GiB'")
+    for size, want in ((10 * 2**30, pipeline.MAX_MEMORY_MB),
+                       (2**30, int(pipeline.MEMORY_FRACTION * 1024)),
+                       (1000, pipeline.MIN_MEMORY_MB)):
+        with pipeline._memory_cap(cur, size):
+            got = cur.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        assert abs(pipeline._bytes(got) / 2**20 - want) <= 0.05 * want, (size, got)  # 1 dp
+    assert cur.execute("SELECT current_setting('memory_limit')").fetchone()[0] in (
+        "16.0 GiB", "16 GiB")
+    cur.close()
+
+
 GOOD_CSV = "user,item,time\na,x,2020-01-01\nb,y,2020-01-02\n"
 KEPT = [t for t, reason in ROWS if t and reason is None]
 
