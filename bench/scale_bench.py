@@ -155,16 +155,18 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]
                                  str(peak), *cmd], cwd=ROOT, stdout=fo, stderr=fe,
                                 env={**os.environ, **(env or {})}, check=False).returncode
         seconds = time.perf_counter() - t0
-        peak_mb = float(peak.read_text()) if peak.exists() else float("nan")
-        return {"seconds": seconds, "peak_mb": peak_mb, "rc": rc, "stdout": out.read_text(),
-                "stderr": err.read_text()}
+        peak_mb, cpu_s = (float(x) for x in peak.read_text().split()) if peak.exists() \
+            else (float("nan"), float("nan"))
+        return {"seconds": seconds, "peak_mb": peak_mb, "cpu_s": cpu_s, "rc": rc,
+                "stdout": out.read_text(), "stderr": err.read_text()}
 
 
 def _measured(peak_file: str, cmd: list[str]) -> int:
-    """The go-between: run ``cmd`` (same stdout/stderr), write its peak RSS in MB."""
+    """The go-between: run ``cmd`` (same stdout/stderr), write its peak RSS in MB and its
+    CPU seconds (user + system: on a busy machine steadier than the wall time)."""
     proc = subprocess.Popen(cmd)
     _, status, usage = os.wait4(proc.pid, 0)
-    Path(peak_file).write_text(str(usage.ru_maxrss / 1024))
+    Path(peak_file).write_text(f"{usage.ru_maxrss / 1024} {usage.ru_utime + usage.ru_stime}")
     code = os.waitstatus_to_exitcode(status)
     return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
 
@@ -188,7 +190,7 @@ def worker(kind: str, *args: str, home: Path | None = None) -> dict[str, Any]:
         why = f"exit {run['rc']}" + (" (killed by SIGKILL: out of memory?)" if killed else "")
         return {"error": (run["stderr"].strip() + "\n" + why).strip()[-1500:]}
     out = json.loads(run["stdout"].strip().splitlines()[-1])
-    return {**out, "process_s": run["seconds"], "peak_mb": run["peak_mb"]}
+    return {**out, "process_s": run["seconds"], "peak_mb": run["peak_mb"], "cpu_s": run["cpu_s"]}
 
 
 def failed(run: dict[str, Any]) -> str | None:
@@ -487,18 +489,20 @@ def _generate_and_import(shape: Shape, key: str, n: int, args: argparse.Namespac
         say(f"import failed: {res['import_error']}")
         return False
     rep = imp["json"]
-    res["import"] = {"seconds": imp["seconds"], "peak_mb": imp["peak_mb"],
+    res["import"] = {"seconds": imp["seconds"], "peak_mb": imp["peak_mb"], "cpu_s": imp["cpu_s"],
                      "rows_read": rep["rows_read"], "rows_kept": rep["rows_kept"],
                      "rows_s": rep["rows_read"] / imp["seconds"]}
     say(f"import (trailscope import, whole process): {imp['seconds']:.1f} s, "
-        f"{rep['rows_read'] / imp['seconds']:,.0f} rows/s, peak {imp['peak_mb']:,.0f} MB; "
+        f"{rep['rows_read'] / imp['seconds']:,.0f} rows/s, peak {imp['peak_mb']:,.0f} MB, "
+        f"CPU {imp['cpu_s']:.1f} s; "
         f"kept {rep['rows_kept']:,} of {rep['rows_read']:,} rows, {rep['users']:,} users, "
         f"{rep['items']:,} items; {load_text()}")
     res["floor"] = worker("floor", str(csv), str(folder / "floor.duckdb"), key)
     (folder / "floor.duckdb").unlink(missing_ok=True)
     fl = res["floor"]
     say(f"DuckDB read_csv into a table: {fl.get('seconds', float('nan')):.1f} s "
-        f"({fl.get('rows', 0):,} rows, peak {fl.get('peak_mb', 0):,.0f} MB)"
+        f"({fl.get('rows', 0):,} rows, peak {fl.get('peak_mb', 0):,.0f} MB, CPU "
+        f"{fl.get('cpu_s', float('nan')):.1f} s)"
         + (f" FAILED {failed(fl)}" if failed(fl) else ""))
     if not args.keep:
         csv.unlink()
@@ -518,7 +522,8 @@ def _rest_of_shape(key: str, args: argparse.Namespace, folder: Path, home: Path,
     else:
         slow = sorted((sm.get("steps") or {}).items(), key=lambda kv: -kv[1])[:8]
         say(f"summaries: {sm.get('seconds') or float('nan'):.1f} s, peak "
-            f"{sm.get('peak_mb', 0):,.0f} MB" + (f" FAILED {failed(sm)}" if failed(sm) else "")
+            f"{sm.get('peak_mb', 0):,.0f} MB, CPU {sm.get('cpu_s', float('nan')):.1f} s"
+            + (f" FAILED {failed(sm)}" if failed(sm) else "")
             + ("; slowest steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in slow)
                if slow else ""))
 
