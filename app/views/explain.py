@@ -59,10 +59,14 @@ def warm_figures() -> None:
 
 
 def preload() -> html.Div:
-    """A hidden, empty stand-in that makes the browser fetch and parse plotly.js while the
-    user picks an item: dcc.Graph loads it with the first graph on the page. Without it the
-    first explanation waited for it after its result arrived. (The events map is drawn on a
-    canvas, without deck.gl.)"""
+    """A hidden, empty graph, so the browser loads dcc.Graph's own code (its async-graph.js
+    chunk, fetched when a page first shows a graph) while the user picks an item, not after
+    the first explanation arrived. plotly.js itself starts loading with the shell
+    (assets/plotlyjs.js). Timed with ``bench.explain_bench --browser --compare-preload``:
+    without it the first explanation was not faster (median 1.12x and 1.14x the time with it
+    in two runs at load 7-9, within the noise there; bench/results/
+    explain-preload-2026-12-06-s8.txt), so it stays. (The events map is drawn on a canvas,
+    without deck.gl.)"""
     return html.Div([dcc.Graph(figure={"data": [], "layout": {}}, config={"staticPlot": True},
                                style={"height": "1px"})],
                     style={"height": "1px", "overflow": "hidden", "visibility": "hidden"},
@@ -137,8 +141,13 @@ def result_panels(ex: Any, spec: dict | None) -> html.Div:
             ui.card(title="Counterfactual: deleting events", children=[
                 dcc.Graph(id=ids.EXPLAIN_FIG_COUNTERFACTUAL, figure=counterfactual_figure(ex),
                           config=_GRAPH),
-                dash_table.DataTable(data=cf_rows, columns=[{"name": c, "id": c}
-                                                            for c in ("history", "rank")])
+                dash_table.DataTable(
+                    data=cf_rows, columns=[{"name": "History", "id": "history"},
+                                           {"name": "Rank of the item", "id": "rank"}],
+                    style_cell={"fontFamily": "inherit", "padding": "4px 8px"},
+                    style_cell_conditional=[{"if": {"column_id": "history"},
+                                             "textAlign": "left"}],
+                    style_header={"fontWeight": 600})
                 if cf_rows else html.Div()]),
         ]),
         ui.card(title="Attention of the scoring position", children=[
