@@ -17,7 +17,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from ..deckgl import deckmap
 from ..services import models as model_service
-from ..views import ids, pagekit, ui
+from ..views import charts, ids, pagekit, ui
 from ..views import models as mv
 
 dash.register_page(__name__, path="/models", name="Models", title="Models · TrailScope",
@@ -364,7 +364,8 @@ def delete_model(n: int | None, model_id: str | None, dataset: str | None,
 )
 def draw_slices(model_id: str | None, kind: str, metric: str, dataset: str | None) -> Any:
     if not model_id or not dataset:
-        return mv.slice_figure({}, kind, metric)
+        return charts.empty_figure("Train a model first: its test quality per slice appears "
+                                   "here.")
     try:
         slices = model_service.model_slices(dataset, model_id)
     except model_service.user_errors():

@@ -255,3 +255,12 @@ def test_page_layout_shows_models_and_the_no_map_reason(trained):
     nyc = page["layout"](dataset="nyc")
     assert "has no coordinates" not in _text(nyc)
     assert "trailscope-deck-spec" in str(nyc)             # the DeckMap is on the page
+
+
+def test_slice_chart_without_a_model_asks_for_one_without_empty_axes():
+    import trailscope.app.main  # noqa: F401 (registers the pages)
+    from trailscope.app.pages import models as page
+
+    fig = page.draw_slices(None, "hour", "ndcg@10", "tb")
+    assert not fig.data and fig.layout.xaxis.visible is False
+    assert "Train a model first" in fig.layout.annotations[0].text
