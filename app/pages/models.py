@@ -401,7 +401,11 @@ def search_users(text: str | None, model_id: str | None, dataset: str | None,
     ids starting with it, then ids containing it, each most active first."""
     if text is None or not model_id or not dataset:
         return no_update
-    return _user_options(_model_users(dataset, model_id, text), current)
+    found = _model_users(dataset, model_id, text)
+    if current and current not in {u["user"] for u in found}:  # keep its label with counts
+        found = [u for u in _model_users(dataset, model_id, current)[:1]
+                 if u["user"] == current] + found
+    return _user_options(found, current)
 
 
 @callback(

@@ -42,6 +42,8 @@ def test_layout_lists_the_most_active_users_and_search_finds_the_rest(trained,  
     found = page.search_users(quiet, model_id, "nyc", pick.value)
     assert quiet in [o["value"] for o in found]
     assert all(quiet in o["value"] for o in found[1:])  # the picked user is kept first
+    assert found[0] == {"label": f"{users[0]['user']}  ({users[0]['events']:,} events)",
+                        "value": pick.value}     # with its counts, as listed
     assert page.search_users("no such user", model_id, "nyc", None) == []
 
     opts, chosen = page.user_options(model_id, "nyc", quiet)  # a model pick keeps the user
