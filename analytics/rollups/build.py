@@ -217,6 +217,8 @@ def _build_drift(cur: Any, name: str) -> None:
         query = evolution.drift_sql(src, "user_idx", "cat_idx", min_events, prior)
         cur.execute(f"INSERT INTO {table} SELECT * FROM ({query}) ORDER BY user_idx, "
                     f"{evolution.PERIOD}")
+    for what, query in answers_users.drift_summaries_sql(ru, freq).items():
+        cur.execute(f"CREATE TABLE {ru.t(what)} AS {query}")
 
 
 def _user_batches(ru: Rollup, events: int) -> list[tuple[int, int]]:

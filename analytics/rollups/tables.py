@@ -19,7 +19,9 @@ one transaction and named ``"rollup__<name>__<part>"``:
   while no event was appended), ``rhythm`` (events per user, time-zone offset and UTC
   hour of the week), ``rhythm_cells`` (the 7 x 24 cells with distinct users for UTC and the
   usual local-time fallbacks), ``drift_<window>`` (interest drift between consecutive windows of
-  the Users page: ``drift_day``, ``drift_week`` or ``drift_month``, ``mobility.page_window``),
+  the Users page: ``drift_day``, ``drift_week`` or ``drift_month``, ``mobility.page_window``;
+  beside it ``drift_ref_<window>``, the median drift per window, and ``drift_rank_<window>``,
+  each user's pairs and mean drift, what the page's first view reads),
   ``gaps`` (histogram of inter-event seconds), ``sessions`` (session durations for the
   standard idle gaps), ``places_items`` (visited places), ``density`` (the map's standard
   grids), ``heat`` (the first located events in the heat layer's draw order), ``zones`` /
@@ -86,7 +88,9 @@ CREATE TABLE IF NOT EXISTS rollups (
 PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week",
           "user_month", "hourly", "rhythm", "rhythm_cells",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
-          "drift_week", "drift_day", "hour_users", "churn_params", "churn_risk", "churn_backtest",
+          "drift_week", "drift_day", "drift_ref_month", "drift_ref_week", "drift_ref_day",
+          "drift_rank_month", "drift_rank_week", "drift_rank_day", "hour_users",
+          "churn_params", "churn_risk", "churn_backtest",
           "heat", "zones", "zone_activity", "zone_places", "zone_flows", "mobility",
           "periods", "paths", "pending", "zone_params")
 

@@ -123,11 +123,26 @@ def drift_reference(events: Any, freq: str = "month", min_events: int = 1,
     aggregated by the engine on the stored drift when there is one."""
     ru = lookup.for_events(events)
     if ru is not None and _drift_stored(ru, freq, min_events, column, prior):
-        return _timestamps(ru.df(
-            f"SELECT {PERIOD}, median({evolution.SHRUNK_JS}) AS {evolution.MEDIAN_JS}, "
-            f"count(DISTINCT user_idx) AS {evolution.USERS} FROM {ru.t('drift_' + freq)} "
-            f"GROUP BY {PERIOD} ORDER BY {PERIOD}"), PERIOD)
+        stored = f"drift_ref_{freq}"
+        query = (f"SELECT * FROM {ru.t(stored)}" if ru.has(stored)
+                 else drift_summaries_sql(ru, freq)[stored])
+        return _timestamps(ru.df(query + f" ORDER BY {PERIOD}"), PERIOD)
     return evolution.reference(drift(events, freq, min_events, column=column, prior=prior))
+
+
+def drift_summaries_sql(ru: Rollup, freq: str) -> dict[str, str]:
+    """What the Users page reads of everyone's stored drift per ``freq``, as queries over
+    it (the summary build stores them beside it, so a first view reads a few rows):
+    ``drift_ref_<freq>``, the median drift and users per window (``evolution.reference``);
+    ``drift_rank_<freq>``, each user's window pairs and mean shrunk drift (what
+    :func:`top_drift` ranks)."""
+    t = ru.t("drift_" + freq)
+    return {f"drift_ref_{freq}": (
+                f"SELECT {PERIOD}, median({evolution.SHRUNK_JS}) AS {evolution.MEDIAN_JS}, "
+                f"count(DISTINCT user_idx) AS {evolution.USERS} FROM {t} GROUP BY {PERIOD}"),
+            f"drift_rank_{freq}": (
+                f"SELECT user_idx, count(*) AS pairs, avg({evolution.SHRUNK_JS}) AS mean_js "
+                f"FROM {t} GROUP BY user_idx")}
 
 
 #: Users ranked by the engine for ``top_drift`` beyond the ``n`` asked, so that pandas' own
@@ -145,13 +160,13 @@ def top_drift(events: Any, freq: str = "month", n: int = 10, min_pairs: int = 1,
     if ru is None or not _drift_stored(ru, freq, min_events, column, prior):
         dr = drift(events, freq, min_events, column=column, prior=prior)
     else:
-        t = ru.t("drift_" + freq)
+        t, rank = ru.t("drift_" + freq), f"drift_rank_{freq}"
+        ranks = ru.t(rank) if ru.has(rank) else f"({drift_summaries_sql(ru, freq)[rank]})"
         got = ru.df(
             f"SELECT u.{schema.USER}, d.* EXCLUDE (user_idx) FROM {t} d JOIN {ru.t('users')} "
-            f"u USING (user_idx) WHERE d.user_idx IN (SELECT user_idx FROM {t} GROUP BY "
-            f"user_idx HAVING count(*) >= {int(min_pairs)} ORDER BY avg({evolution.SHRUNK_JS})"
-            f" DESC, user_idx LIMIT {4 * int(n) + TOP_MARGIN}) ORDER BY d.user_idx, "
-            f"d.{PERIOD}")
+            f"u USING (user_idx) WHERE d.user_idx IN (SELECT user_idx FROM {ranks} WHERE "
+            f"pairs >= {int(min_pairs)} ORDER BY mean_js DESC, user_idx LIMIT "
+            f"{4 * int(n) + TOP_MARGIN}) ORDER BY d.user_idx, d.{PERIOD}")
         dr = _timestamps(got, evolution.PREV_PERIOD, PERIOD)
     top = evolution.top_users(dr, n, min_pairs)[schema.USER]
     return dr[dr[schema.USER].isin(top)].reset_index(drop=True)

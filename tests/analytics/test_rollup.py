@@ -338,3 +338,19 @@ def test_travel_steps_in_stored_order_or_sorted(data):
         pd.testing.assert_frame_equal(travel("shuffled", False), stored, rtol=1e-12)
     finally:
         d.con.execute("DROP TABLE shuffled")
+
+
+def test_drift_reference_and_ranks_are_stored_for_the_page_window(data):
+    """The build stores, beside everyone's drift of the Users page's window, its median per
+    window and each user's ranking numbers (what a first view of the page reads): equal to
+    the aggregates of the stored drift."""
+    d = data
+    ru = rollup_build.ensure(d.con, d.name)
+    first, last = ru.one(f"SELECT ts_p01, ts_p99 FROM {ru.t('summary')}")
+    freq = mobility.page_window(first, last)
+    assert ru.has(f"drift_{freq}")
+    for what, query in r_users.drift_summaries_sql(ru, freq).items():
+        assert ru.has(what)
+        stored = ru.df(f"SELECT * FROM {ru.t(what)} ORDER BY ALL")
+        assert len(stored) > 0
+        pd.testing.assert_frame_equal(stored, ru.df(f"{query} ORDER BY ALL"))
