@@ -343,3 +343,26 @@ def test_insertion_order_needed(store: Store, tmp_path: Path) -> None:
     cur.execute("SET preserve_insertion_order = true")
     cur.close()
     assert import_file(store, path).rows_kept == 2 and _stage_tables(store) == []
+
+
+@pytest.mark.parametrize("times", ["spread", "ties", "one", "two", "clustered"])
+def test_time_quantiles_equal_duckdbs_quantile_disc(store: Store, times: str) -> None:
+    """The import's outlier quantiles (stage.time_quantiles: a histogram, then one slice
+    sorted, so memory stays bounded at 100M rows) equal DuckDB's quantile_disc."""
+    from trailscope.analytics.ingest import stage
+
+    n = {"one": 1, "two": 2}.get(times, 5000)
+    us = {"spread": "(random() * 3e14)::BIGINT", "ties": "(i % 7) * 1000000",
+          "one": "0", "two": "i * 86400000000",
+          "clustered": "CASE WHEN i % 100 = 0 THEN (random() * 3e14)::BIGINT "
+                       "ELSE 1700000000000000 + i END"}[times]
+    cur = store.cursor()
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE qt AS SELECT make_timestamp(1000000000000000 + "
+                f"{us}) AS ts, i FROM range({n}) r(i)")
+    qs = (0.001, 0.01, 0.5, 0.99, 0.999)
+    want = cur.execute(f"SELECT quantile_disc(ts, {list(qs)}) FROM qt WHERE i % 3 < 2 "
+                       "OR i < 3").fetchone()[0]
+    tmin, tmax = cur.execute("SELECT min(ts), max(ts) FROM qt WHERE i % 3 < 2 OR i < 3"
+                             ).fetchone()
+    assert stage.time_quantiles(cur, "qt", "i % 3 < 2 OR i < 3", qs, tmin, tmax) == want
+    cur.close()
