@@ -435,8 +435,10 @@ def _zones(cur: Any, name: str) -> None:
     places, users and shares)."""
     z, za, zp, zpar = (part(name, w) for w in ("zones", "zone_activity", "zone_places",
                                                    "zone_params"))
-    if not all(_exists(cur, x.strip('"')) for x in (z, za, zp, zpar)):
-        return
+    names = [x.strip('"') for x in (z, za, zp, zpar)]
+    if cur.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = current_schema() "
+                   "AND table_name IN (?, ?, ?, ?)", names).fetchall()[0][0] < len(names):
+        return  # (one look-up for the four: a fold runs some sixty statements as it is)
     window = json.loads(cur.execute(f"SELECT params FROM {zpar}").fetchall()[0][0])["window"]
     w_expr, w_cond = window_sql(window, f"b.{schema.TS}")
     it = schema.ITEM

@@ -14,7 +14,7 @@ API, the Redis consumer inside the server) and every drop goes through one daemo
   transaction (``analytics.append.append``: a group commit), then hands each caller its share;
 * a second daemon thread folds what the commits staged for the summaries
   (``analytics.append.fold_summaries``) beside them, at once after FOLD_IDLE_S without a
-  request, else every ``incremental.FOLD_S`` to FOLD_MAX_S seconds (slow folds run less
+  request or answer, else every ``incremental.FOLD_S`` to FOLD_MAX_S seconds (slow folds run less
   often), so no commit waits for a fold; after a fold it
   asks ``live.rebuild_if_needed`` for the background summary rebuild (started when enough
   events are behind and the last rebuild ended long enough ago);
@@ -119,7 +119,10 @@ class Writer:
         self._staged: dict[str, float] = {}  # dataset -> when its first unfolded group came
         self._folding = 0  # datasets the folder thread is folding now
         self._fold_s: dict[str, float] = {}  # dataset -> seconds its last fold took
-        self._last_request = 0.0  # when the last request was queued (time.monotonic)
+        # when the last request was queued or the last group answered (time.monotonic): the
+        # writer is quiet once neither happened for FOLD_IDLE_S (under a stream whose commits
+        # take longer than that, the next requests come moments after each answer)
+        self._last_active = 0.0
         self._wake = threading.Condition(self._lock)  # the folder waits on it
         self._folder: threading.Thread | None = None
         self._idle = threading.Event()  # nothing queued, running or staged (wait_idle)
@@ -161,7 +164,7 @@ class Writer:
                     "events) waiting: nothing was stored; send the batch again in a moment")
             self._queued += 1
             self._queued_rows += req.rows
-            self._last_request = time.monotonic()
+            self._last_active = time.monotonic()
             self._idle.clear()
             self._start()
         self._q.put(req)
@@ -222,8 +225,9 @@ class Writer:
                 with self._lock:
                     for req in group:
                         self._release(req)
+                    self._last_active = time.monotonic()
                     if group[0].kind == "append":
-                        self._staged.setdefault(group[0].name, time.monotonic())
+                        self._staged.setdefault(group[0].name, self._last_active)
                     self._wake.notify()
                     self._set_idle_if_idle()
                 for req in group:
@@ -256,14 +260,15 @@ class Writer:
     # -- the folder thread -----------------------------------------------------------------
     def _fold_loop(self) -> None:
         """Fold the events staged for the summaries (analytics.append.fold_summaries) beside
-        the writer's commits: all of them once no request has come for FOLD_IDLE_S seconds,
+        the writer's commits: all of them once no request has come and no group was answered
+        for FOLD_IDLE_S seconds,
         else those staged :meth:`_fold_every` seconds ago or more, so a steady stream pays
         for one summary update per interval, not per batch, and no commit waits for a fold."""
         while True:
             with self._lock:
                 while True:
                     now = time.monotonic()
-                    quiet = not self._queued and now - self._last_request >= FOLD_IDLE_S
+                    quiet = not self._queued and now - self._last_active >= FOLD_IDLE_S
                     due = [name for name, since in self._staged.items()
                            if quiet or now - since >= self._fold_every(name)]
                     if due:
@@ -273,7 +278,7 @@ class Writer:
                         wait = min(since + self._fold_every(name) - now
                                    for name, since in self._staged.items())
                         if not self._queued:
-                            wait = min(wait, self._last_request + FOLD_IDLE_S - now)
+                            wait = min(wait, self._last_active + FOLD_IDLE_S - now)
                     self._wake.wait(wait)
                 for name in due:
                     del self._staged[name]

@@ -266,3 +266,39 @@ def test_slow_folds_run_less_often_but_within_the_visibility_goal():
     assert w._fold_every("slow") == pytest.approx(writer.FOLD_SPACING * 0.36)
     assert w._fold_every("slower") == writer.FOLD_MAX_S
     assert writer.FOLD_MAX_S + writer.FOLD_IDLE_S < 2.0
+
+
+def test_a_stream_of_slow_commits_is_folded_on_schedule_not_after_each(nyc, monkeypatch):
+    """Commits slower than FOLD_IDLE_S under a steady stream: the writer is not quiet between
+    them (its callers send again moments after each answer), so the folds come about every
+    incremental.FOLD_S seconds, not after every commit; every event is stored and folded."""
+    from trailscope.analytics.rollups import build, incremental, tables
+
+    cur = nyc.cursor()
+    build.rebuild(cur, "nyc")
+    real = writer.store_append
+
+    def slow(*args, **kwargs):
+        time.sleep(3 * writer.FOLD_IDLE_S)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "store_append", slow)
+    before, start = nyc.info("nyc").rows, after_end(nyc, "nyc")
+    stats0, t0 = writer.stats(), time.monotonic()
+    callers, posts = 6, 12
+
+    def work(t: int) -> None:
+        for k in range(posts):
+            writer.append("nyc", batch(f"stream-{t}", [f"st{t}-{k}"],
+                                       start + timedelta(minutes=t * posts + k),
+                                       f"stream-{t}-{k}"))
+
+    in_threads(work, callers)
+    elapsed = time.monotonic() - t0
+    stats = writer.stats()
+    groups, folds = stats["groups"] - stats0["groups"], stats["folds"] - stats0["folds"]
+    assert groups >= posts  # (each caller's posts commit one after another)
+    assert folds <= elapsed / incremental.FOLD_S + 1, f"{folds} folds for {groups} commits"
+    wait_for(lambda: incremental.staged_rows(cur, "nyc") == 0)
+    assert tables.Rollup(cur, "nyc").summary()["events"] == before + callers * posts \
+        == nyc.info("nyc").rows
