@@ -67,6 +67,18 @@ def in_threads(work, count: int) -> None:
     assert not errors and not any(th.is_alive() for th in pool), errors[:1]
 
 
+def post_singles(tag: str, callers: int, posts: int, start) -> None:
+    """``callers`` threads each post ``posts`` single events to ``nyc`` through the writer,
+    one after another (user ``<tag>-<t>``, a new item each, a minute apart)."""
+    def work(t: int) -> None:
+        for k in range(posts):
+            writer.append("nyc", batch(f"{tag}-{t}", [f"{tag}{t}-{k}"],
+                                       start + timedelta(minutes=t * posts + k),
+                                       f"{tag}-{t}-{k}"))
+
+    in_threads(work, callers)
+
+
 def test_concurrent_appends_end_with_exact_counts(nyc):
     before, start = nyc.info("nyc"), after_end(nyc, "nyc")
     stats0 = writer.stats()
@@ -108,13 +120,7 @@ def test_concurrent_single_event_posts_share_commits(nyc):
     stats0 = writer.stats()
     callers, posts = 16, 12
 
-    def work(t: int) -> None:
-        for k in range(posts):
-            writer.append("nyc", batch(f"single-{t}", [f"s{t}-{k}"],
-                                       start + timedelta(minutes=t * posts + k),
-                                       f"single-{t}-{k}"))
-
-    in_threads(work, callers)
+    post_singles("single", callers, posts, start)
     assert nyc.info("nyc").rows == before + callers * posts
     stats = writer.stats()
     groups = stats["groups"] - stats0["groups"]
@@ -287,13 +293,7 @@ def test_a_stream_of_slow_commits_is_folded_on_schedule_not_after_each(nyc, monk
     stats0, t0 = writer.stats(), time.monotonic()
     callers, posts = 6, 12
 
-    def work(t: int) -> None:
-        for k in range(posts):
-            writer.append("nyc", batch(f"stream-{t}", [f"st{t}-{k}"],
-                                       start + timedelta(minutes=t * posts + k),
-                                       f"stream-{t}-{k}"))
-
-    in_threads(work, callers)
+    post_singles("stream", callers, posts, start)
     elapsed = time.monotonic() - t0
     stats = writer.stats()
     groups, folds = stats["groups"] - stats0["groups"], stats["folds"] - stats0["folds"]
