@@ -128,6 +128,7 @@ def epoch_worker(backing: str, model: str, max_steps: str, softmax: str,
         opt = torch.optim.AdamW(net.parameters(), lr=s.lr)
         steps = -(-len(ds.parts["train"]) // s.batch_size)
         t0, done, data_s, times, losses = time.perf_counter(), 0, 0.0, [], []
+        cpu0 = cpu_seconds()
         batches = ds.batches("train", s.batch_size, shuffle=True)
         while done < int(max_steps) and time.perf_counter() - t0 < float(max_seconds):
             t = time.perf_counter()
@@ -143,7 +144,8 @@ def epoch_worker(backing: str, model: str, max_steps: str, softmax: str,
             times.append(time.perf_counter() - t1)
             losses.append(float(loss))
             done += 1
-        seconds = time.perf_counter() - t0
+        seconds, step_cpu_s = time.perf_counter() - t0, cpu_seconds() - cpu0
+        train_anon_mb = anon.peak_kb / 1024
         valid, eval_s, eval_rows = ds.parts["valid"], float("nan"), 0
         if int(eval_n) > 0 and len(valid):
             from trailscope.models.training.evaluate import score_examples
@@ -153,6 +155,7 @@ def epoch_worker(backing: str, model: str, max_steps: str, softmax: str,
             score_examples(net, ds, valid.subset(np.unique(pick)))
             eval_s, eval_rows = time.perf_counter() - t, len(np.unique(pick))
     return {"eval_s": eval_s, "eval_rows": eval_rows, "valid_rows": len(valid),
+            "step_cpu_s": step_cpu_s, "train_anon_mb": train_anon_mb,
             "steps": done, "epoch_steps": steps, "seconds": seconds, "data_s": data_s,
             "step_s": sorted(times)[len(times) // 2] if times else float("nan"),
             "epoch_s": seconds / max(done, 1) * steps, "items": ds.meta.n_items,
@@ -171,11 +174,13 @@ def gen_worker(csv: str, n: str, seed: str) -> dict[str, Any]:
 def import_worker(csv: str, memory_fraction: str) -> dict[str, Any]:
     """``trailscope import --no-summaries`` in this process, with the importer's DuckDB memory
     cap at ``memory_fraction`` of the file's size instead of its default (``--import-memory``:
-    the default cap fails at 100M Taobao-shaped rows on this machine)."""
+    the default cap, 1.2 GiB, failed at 100M Taobao-shaped rows on 2026-12-06: DuckDB could not
+    allocate 1.0 GiB)."""
     from trailscope.analytics.ingest import pipeline
     from trailscope.analytics.store import Store
 
     pipeline.MEMORY_FRACTION = float(memory_fraction)
+    pipeline.MAX_MEMORY_MB = 2**30  # the fraction alone decides
     t = time.perf_counter()
     with Store() as store:
         report = pipeline.import_file(store, csv, name=NAME, fmt="taobao")
@@ -260,9 +265,11 @@ def one_size(n: int, a: argparse.Namespace, work: Path) -> None:
                    else f"{r['steps']} of {r['epoch_steps']:,} steps in {r['seconds']:.0f} s, "
                    f"epoch ~{r['epoch_s']:,.0f} s = {r['epoch_s'] / 3600:,.1f} h (projected)")
                 + f"; {r['steps'] / r['seconds']:.3f} steps/s, median step {r['step_s']:.2f} s"
-                f", batches cut in {r['data_s']:.1f} s; loss {r['loss_first']:.2f} -> "
-                f"{r['loss_last']:.2f}; process peak {r['peak_mb']:,.0f} MB, anon peak "
-                f"{r['anon_mb']:,.0f} MB, CPU {r['cpu_s']:.0f} s; {load_text()}")
+                f", batches cut in {r['data_s']:.1f} s; CPU {r['step_cpu_s'] / r['steps']:.2f} s"
+                f" a step (epoch ~{r['step_cpu_s'] / r['steps'] * r['epoch_steps'] / 3600:,.1f}"
+                f" h of one core); loss {r['loss_first']:.2f} -> {r['loss_last']:.2f}; anon "
+                f"peak {r['train_anon_mb']:,.0f} MB training; process peak {r['peak_mb']:,.0f} "
+                f"MB, anon peak {r['anon_mb']:,.0f} MB with the validation; {load_text()}")
             if r["eval_rows"]:
                 whole_s = r["eval_s"] / r["eval_rows"] * r["valid_rows"]
                 say(f"    full-ranking validation of {r['eval_rows']:,} of {r['valid_rows']:,} "
