@@ -55,12 +55,46 @@ def _km(x: float) -> str:
     return f"{x:.1f} km" if x >= 0.1 else f"{x * 1000:.0f} m"
 
 
+def count_of(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` with ``noun`` in the right number: "1 time", "3 times", "2,000 events"."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def encoder_weight(ex: Explanation) -> float:
+    """The blend weight of the sequence encoder, whose inputs the attributions cover (1 for a
+    model without count-based parts)."""
+    d = ex.details.get("blend")
+    return float(d["weights"].get(ScorePart.ENCODER, 1.0)) if d else 1.0
+
+
+def _credited(ex: Explanation) -> list[str]:
+    """What the count-based parts with weight say for the item, in the user's words
+    ("you had it 3 times before"); empty when they hold no count for it."""
+    d = ex.details.get("blend") or {}
+    w = d.get("weights", {})
+    out = []
+    h = d.get(ScorePart.HISTORY)
+    if h and w.get(ScorePart.HISTORY, 0) > 0 and h["your_events"]:
+        out.append(f"you had it {count_of(h['your_events'], 'time')} before")
+    t = d.get(ScorePart.TRANSITIONS)
+    if t and w.get(ScorePart.TRANSITIONS, 0) > 0 and t["count"]:
+        out.append(f"after {t['last_item']}, your last event, users went to it "
+                   f"{t['count']} of {count_of(t['from_last'], 'time')} in training")
+    return out
+
+
 def evidence_sentence(ex: Explanation, top: int = 2) -> str:
-    """The first sentence: the events that pushed the item up most."""
+    """The first sentence: the events that pushed the item up most (with an encoder the blend
+    gives no weight: what the count-based parts credit instead)."""
+    if encoder_weight(ex) == 0:
+        return _countparts_lead(ex)
     ev = ex.events
     pos = ev[ev[ATTRIBUTION] > 0].sort_values(ATTRIBUTION, ascending=False)
     pos = pos.drop_duplicates(schema.ITEM).head(top)
     if pos.empty:
+        if _credited(ex):
+            return (f"No single event in this history pushed {ex.item_id} up through the "
+                    "sequence model.")
         return (f"Nothing in this history pushed {ex.item_id} up: its score comes from the "
                 "model's general preferences, not from these events.")
     nouns = {_NOUNS.get(str(b), "events") for b in pos[schema.BEHAVIOR].dropna()} or {"events"}
@@ -81,6 +115,22 @@ def evidence_sentence(ex: Explanation, top: int = 2) -> str:
     return f"Recommended mainly because of {text}."
 
 
+def _countparts_lead(ex: Explanation) -> str:
+    """The first sentence when the blend gives the encoder no weight: the score is the
+    count-based parts' alone, so they, not single events, say why."""
+    said = _credited(ex)
+    if said:
+        return "Recommended because " + _join(said) + "."
+    d = ex.details.get("blend") or {}
+    t = d.get(ScorePart.TRANSITIONS)
+    if t and d["weights"].get(ScorePart.TRANSITIONS, 0) > 0:
+        return (f"No one went from {t['last_item']} to {ex.item_id} in training and you have "
+                "not had it before: it is recommended as a popular place nearby (the "
+                "first-order prior's fallback).")
+    return (f"You have not had {ex.item_id} before: it ranks where the model's count-based "
+            "parts leave it, not because of anything in this history.")
+
+
 def groups_sentence(ex: Explanation) -> str:
     """Which feature groups carried the evidence (shares of the absolute total)."""
     mag = {g: abs(ex.groups.get(g, 0.0)) for g in GROUPS}
@@ -92,15 +142,25 @@ def groups_sentence(ex: Explanation) -> str:
     return "Of the evidence in these events, " + _join(parts) + "."
 
 
+def deleted_kind(ex: Explanation) -> str:
+    """Which events the deletion test removed first: the "most important" ones, or with no
+    attribution at all (every event ties) the "most recent" ones (deletion.py breaks ties
+    toward the more recent event)."""
+    ev = ex.events
+    tied = len(ev) and not ev[ATTRIBUTION].to_numpy().any()
+    return "most recent" if tied else "most important"
+
+
 def counterfactual_sentence(ex: Explanation) -> str:
     cf = ex.counterfactual
     if not cf or not cf.get("k"):
         return ""
-    text = (f"Without its {cf['k']} most important events the item moves from rank "
-            f"{cf['rank_before']} to {cf['rank_after_top']}")
+    removed = count_of(cf["k"], deleted_kind(ex) + " event")
+    text = (f"Without its {removed} the item moves from rank {cf['rank_before']} to "
+            f"{cf['rank_after_top']}")
     if "rank_after_random" in cf:
-        text += (f" (removing {cf['k']} random events: rank {cf['rank_after_random']:.0f} "
-                 "on average)")
+        text += (f" (removing {count_of(cf['k'], 'random event')}: rank "
+                 f"{cf['rank_after_random']:.0f} on average)")
     return text + "."
 
 
@@ -108,8 +168,9 @@ def counts_summary(ex: Explanation) -> str:
     """Summaries of the count baselines, from their own counts."""
     d = ex.details
     if ex.model == "pop":
-        return (f"Recommended because it is popular: {d.get('popularity', 0):,.0f} training "
-                f"events, rank {d.get('rank')} overall. This model ignores your history.")
+        events = count_of(round(float(d.get("popularity", 0))), "training event")
+        return (f"Recommended because it is popular: {events}, rank {d.get('rank')} overall. "
+                "This model ignores your history.")
     if ex.model == "repeat":
         if not d.get("your_events"):
             return ("Recommended as a popular fallback: you have not had this item before, and "
@@ -117,39 +178,45 @@ def counts_summary(ex: Explanation) -> str:
         hl = d.get("half_life_hours")
         weigh = (f"recent repeats weigh most (half-life {hl:.0f} h)" if hl is not None
                  else "every past repeat counts alike")
-        return (f"Recommended because you had it {d['your_events']} time(s) before, most "
+        return (f"Recommended because you had it {count_of(d['your_events'], 'time')} before, most "
                 f"recently {str(d.get('last_time', ''))[:16].replace('T', ' ')}; {weigh}.")
     if ex.model == "markov":
         if d.get("transitions"):
             return (f"Recommended because after {d.get('last_item')}, your last event, users "
-                    f"went to this item {d['transitions']} of {d['transitions_from_last']} "
-                    "times in training.")
+                    f"went to this item {d['transitions']} of "
+                    f"{count_of(d['transitions_from_last'], 'time')} in training.")
         return (f"No one went from {d.get('last_item')} to this item in training; it is "
                 "recommended as a popular place nearby (the fallback).")
     return ""
 
 
 def prior_sentence(ex: Explanation) -> str:
-    """The ST-Transformer's count-based parts, when the blend gives them weight."""
+    """The ST-Transformer's count-based parts, when the blend gives them weight: each part's
+    weighted term in the score (and, beside the encoder, the counts behind it)."""
     d = ex.details.get("blend")
     if not d:
         return ""
     w = d["weights"]
+    alone = encoder_weight(ex) == 0  # the lead sentence already gave the counts
     said = []
     t = d.get(ScorePart.TRANSITIONS)
     if t and w.get(ScorePart.TRANSITIONS, 0) > 0:
         text = (f"the first-order prior (weight {w[ScorePart.TRANSITIONS]:.2f}) adds "
                 f"{t['term']:+.2f}")
-        if t["count"]:
+        if t["count"] and not alone:
             text += (f" (after {t['last_item']}, your last event, users went to this item "
-                     f"{t['count']} of {t['from_last']} times in training)")
+                     f"{t['count']} of {count_of(t['from_last'], 'time')} in training)")
         said.append(text)
     h = d.get(ScorePart.HISTORY)
     if h and w.get(ScorePart.HISTORY, 0) > 0 and h["your_events"]:
-        said.append(f"your own history (weight {w[ScorePart.HISTORY]:.2f}; you had this item "
-                    f"{h['your_events']} time(s)) adds {h['term']:+.2f}")
+        had = "" if alone else f"; you had this item {count_of(h['your_events'], 'time')}"
+        said.append(f"your own history (weight {w[ScorePart.HISTORY]:.2f}{had}) adds "
+                    f"{h['term']:+.2f}")
     if not said:
         return ""
+    if alone:
+        return ("This model gives its sequence encoder no weight, so no single event is "
+                "credited: in its score " + "; ".join(said) + ".")
     return (f"Besides these events (encoder weight {w[ScorePart.ENCODER]:.2f}), " + "; ".join(said)
             + ".")
 

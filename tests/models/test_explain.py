@@ -304,3 +304,8 @@ def test_an_encoder_without_weight_gets_no_attribution(synth) -> None:
     assert ex.score == pytest.approx(float(m.score(batch)[0, item]), rel=1e-5)
     assert ex.events[ATTRIBUTION].abs().sum() == 0 and ex.delta == 0
     assert "your own history (weight 0.50" in ex.summary
+    # the history ranks it, so the summary credits it and never says nothing pushed it up
+    had = int((batch.item_seq[0] == item).sum())
+    assert ex.summary.startswith(
+        f"Recommended because you had it {had} time{'' if had == 1 else 's'} before")
+    assert "Nothing in this history" not in ex.summary and "(s)" not in ex.summary
