@@ -160,20 +160,46 @@ def swap_lat_lon(mapping: dict[str, str | None]) -> dict[str, str | None]:
     return out
 
 
-def mapping_form(columns: list[str], mapping: dict[str, str]) -> html.Div:
-    """One dropdown per canonical field, pre-filled with the importer's guesses."""
+#: Fields a format's import fills by itself, so no column is mapped to them: what the empty
+#: dropdown says and the help under it, by (format, variant); variant "" = every variant.
+FILLED_BY_FORMAT: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+    ("geolife", ""): {schema.ITEM: (
+        "— from stay points —",
+        "filled by the import: each place where the GPS fixes stay a while is an item")},
+    ("geolife", "plt"): {schema.USER: (
+        "— from the folder name —",
+        "filled by the import: the user's folder above Trajectory (Data/000/Trajectory)")},
+}
+
+
+def filled_fields(fmt: str | None, variant: str | None = None) -> dict[str, tuple[str, str]]:
+    """The fields the import of format ``fmt`` (``variant``) fills without a column:
+    field -> (what the empty dropdown says, the help under it)."""
+    return {**FILLED_BY_FORMAT.get((fmt or "", ""), {}),
+            **FILLED_BY_FORMAT.get((fmt or "", variant or ""), {})}
+
+
+def mapping_form(columns: list[str], mapping: dict[str, str], fmt: str | None = None,
+                 variant: str | None = None) -> html.Div:
+    """One dropdown per canonical field, pre-filled with the importer's guesses. A field the
+    import of ``fmt`` fills by itself (GeoLife's items come from stay points) says so instead
+    of "not in file", without the required mark."""
     options = [{"label": str(c), "value": str(c)} for c in columns]
+    filled = filled_fields(fmt, variant)
     fields = []
     for field in schema.COLUMNS:
         guess = (mapping or {}).get(field)
-        required = field in schema.REQUIRED
+        value = guess if guess in {o["value"] for o in options} else None
+        placeholder, help_text = "— not in file —", FIELD_HELP.get(field, "")
+        if field in filled and value is None:
+            placeholder, help_text = filled[field]
+        required = field in schema.REQUIRED and not (field in filled and value is None)
         fields.append(html.Div(className="map-field", children=[
             html.Label([html.Code(field), html.Span(" *", className="req") if required else None],
                        className="map-label"),
             dcc.Dropdown(id={"type": ids.MAP_FIELD, "field": field}, options=options,
-                         value=guess if guess in {o["value"] for o in options} else None,
-                         placeholder="— not in file —", clearable=True),
-            html.Div(FIELD_HELP.get(field, ""), className="map-help"),
+                         value=value, placeholder=placeholder, clearable=True),
+            html.Div(help_text, className="map-help"),
         ]))
     return html.Div(fields, className="map-grid")
 
