@@ -8,6 +8,7 @@ goes through app/deckgl like the Map page's.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlencode
 
@@ -58,19 +59,46 @@ def when(value: Any) -> str:
         "%Y-%m-%d %H:%M:%S")
 
 
-def user_links(dataset: str, user: str) -> list[Any]:
-    """Links to the user's Users and Explain views (the parameters those pages read)."""
+def kpis(total: int, last_arrival: Any, rows: int, dataset: str) -> list[html.Div]:
+    """The headline cards: events arrived, the last arrival (its clock named only when there
+    is one), events in the dataset."""
+    last = when(last_arrival)
+    return [ui.kpi("Events arrived", f"{total:,}", "through the API and streams"),
+            ui.kpi("Last arrival", last or "none yet", "UTC" if last else None),
+            ui.kpi("Events in the dataset", f"{rows:,}", dataset)]
+
+
+def user_links(dataset: str, user: str, explain: bool = True) -> list[Any]:
+    """Links to the user's Users view and, when ``explain`` (the model knows the user), to
+    their Explain view (the parameters those pages read)."""
     q = urlencode([("dataset", dataset), ("user", user)])
-    return [dcc.Link(user, href=f"/users?{q}", className="live-user"), " · ",
-            dcc.Link("explain", href=f"/explain?{q}", className="live-explain")]
+    link = dcc.Link(user, href=f"/users?{q}", className="live-user")
+    if not explain:
+        return [link]
+    return [link, " · ", dcc.Link("explain", href=f"/explain?{q}", className="live-explain")]
 
 
-def feed_table(dataset: str, feed: pd.DataFrame, table_id: str) -> html.Table:
-    """The latest events, newest first: arrival, event time, user (linked), item, category."""
+def feed_table(dataset: str, feed: pd.DataFrame, table_id: str,
+               known: Collection[str] | None = None,
+               endpoint: str | None = None) -> html.Table | html.P:
+    """The latest events, newest first: arrival, event time, user (linked), item, category.
+
+    Each user links to their Users view, and to their Explain view only when in ``known``
+    (the users the current model knows; None: no one is known to be). With no event yet, a
+    sentence saying where to send them (``endpoint``, the API path) instead of bare headers.
+    """
+    if feed.empty:
+        where = (["post some to ", html.Code(endpoint)] if endpoint
+                 else ["post some through the HTTP API as shown above"])
+        return html.P(["No events have arrived yet: ", *where,
+                       " and the newest show here within seconds."],
+                      id=table_id, className="live-feed-empty")
+    explainable = set(known or ())
     head = html.Tr([html.Th(h) for h in ("Arrived (UTC)", "Event time", "User", "Item",
                                          "Category", "Behaviour")])
     rows = [html.Tr([html.Td(when(r["arrived_at"])), html.Td(when(r[TS])),
-                     html.Td(user_links(dataset, str(r[USER]))), html.Td(str(r[ITEM])),
+                     html.Td(user_links(dataset, str(r[USER]), str(r[USER]) in explainable)),
+                     html.Td(str(r[ITEM])),
                      html.Td("" if pd.isna(r[CATEGORY]) else str(r[CATEGORY])),
                      html.Td("" if pd.isna(r[BEHAVIOR]) else str(r[BEHAVIOR]))],
                     className="live-feed-row")
@@ -81,7 +109,8 @@ def feed_table(dataset: str, feed: pd.DataFrame, table_id: str) -> html.Table:
 
 def changes_table(dataset: str, rows: pd.DataFrame, note: str | None,
                   model_id: str | None) -> html.Div:
-    """The users whose top-10 changed most (1 - overlap / 10), linked, or the note."""
+    """The users whose top-10 changed most (1 - overlap / 10), linked, or the note. Every
+    user here got recommendations from the model, so each links to their explanation."""
     out: list[Any] = []
     if model_id:
         out.append(html.P(f"Model {model_id}: each user's top-10 now against the top-10 "
