@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ...analytics.schema import CATEGORY, ITEM, TS
+from ...models.explain.text import count_of, deleted_kind
 from ...models.explain.types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, HOUR, POSITION
 from ..views.plotsafe import esc
 from .data import ReportData
@@ -112,14 +113,16 @@ def _counterfactual(data: ReportData) -> str:
     cf = data.explanation.counterfactual
     if not cf or not cf.get("k"):
         return "<p class='muted'>No deletion test for this explanation.</p>"
+    k, kind = cf["k"], deleted_kind(data.explanation).replace("important", "attributed")
     rows = [["full history", cf["rank_before"], _num(cf["score_before"])],
-            [f"without the top-{cf['k']} attributed events", cf["rank_after_top"],
+            [f"without the {count_of(k, kind + ' event')}", cf["rank_after_top"],
              _num(cf["score_after_top"])]]
     if "rank_after_attention" in cf:
-        rows.append([f"without the top-{cf['k']} events by attention",
+        rows.append([f"without the {count_of(k, 'event')} with the most attention",
                      cf["rank_after_attention"], _num(cf["score_after_attention"])])
     if "rank_after_random" in cf:
-        rows.append([f"without {cf['k']} random events (mean of {cf['n_random']})",
+        rows.append([f"without {count_of(k, 'random event')} (mean of "
+                     f"{count_of(cf['n_random'], 'draw')})",
                      _num(cf["rank_after_random"], 1), _num(cf["score_after_random"])])
     return _table(["history", "rank of the item", "score"], [[esc(r[0]), esc(r[1]), r[2]]
                                                               for r in rows])

@@ -194,7 +194,7 @@ def write(data: ReportData, path: str | Path, *, shared: bool = False,
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
-        raise ReportError(f"report path {str(path)!r} must end in .html or .pdf")
+        raise ReportError(f"the report file {path.name or path} must end in .html or .pdf")
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "html":
         path.write_text(render_html(data, shared=shared), encoding="utf-8")
@@ -240,7 +240,7 @@ def export_batch(store: Store, name: str, users: list[str], folder: str | Path,
     from ...models.training.checkpoint import CheckpointError
 
     if fmt not in FORMATS:
-        raise ReportError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise ReportError(f"the report format must be {' or '.join(FORMATS)}, not “{fmt}”")
     folder = Path(folder)
     written, failed, used = [], {}, set()
     todo = list(dict.fromkeys(str(u).strip() for u in users if str(u).strip()))

@@ -40,8 +40,8 @@ def guarded(what: str, fn: Callable[[], T], fallback: Callable[[str], T]) -> T:
     except Exception as exc:  # noqa: BLE001 - the page must keep working; the log has details
         log.exception("computing %s failed", what)
         return fallback(public_message(
-            f"Computing {what} failed ({type(exc).__name__}: {exc}). This is a bug in "
-            "TrailScope, not in your data; the server log has the details."))
+            f"Computing {what} failed ({exc}). This is a bug in TrailScope, not in your "
+            "data; the server log has the details."))
 
 
 def error_figure(message: str) -> Any:

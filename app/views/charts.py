@@ -254,6 +254,12 @@ def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, freq: str = "
     return _style(fig, 320)
 
 
+def _later(periods: int, freq: str) -> str:
+    """A cohort column in words: "its first week", "1 week later", "3 weeks later"."""
+    n = int(periods)
+    return f"its first {freq}" if n == 0 else f"{n} {freq}{'' if n == 1 else 's'} later"
+
+
 @plot_safe
 def cohort_figure(table: pd.DataFrame, freq: str = "week") -> go.Figure:
     """Retention heatmap: cohorts (first active period) as rows, periods since as columns."""
@@ -271,7 +277,9 @@ def cohort_figure(table: pd.DataFrame, freq: str = "week") -> go.Figure:
         zmax=100, xgap=1, ygap=1, text=text if show_text else None,
         texttemplate="%{text}" if show_text else None, textfont={"size": 9},
         colorbar={"title": {"text": "% retained", "side": "right"}, "thickness": 12},
-        hovertemplate=f"cohort %{{y}}<br>%{{x}} {freq}s later: %{{z:.1f}}%<extra></extra>"))
+        customdata=np.tile(np.array([_later(c, freq) for c in table.columns], dtype=object),
+                           (len(rows), 1)),
+        hovertemplate="cohort %{y}<br>%{customdata}: %{z:.1f}%<extra></extra>"))
     fig.update_yaxes(autorange="reversed", showgrid=False, type="category")
     fig.update_xaxes(title_text=f"{freq}s since first activity", showgrid=False,
                      showline=False, type="category")

@@ -116,7 +116,7 @@ def sniff_summary(sn: Any, filename: str, size: int) -> html.Div:
     """Detected format, delimiter, header and column count of an uploaded file."""
     delim = getattr(sn, "delimiter", None)
     delim_text = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}.get(
-        delim, repr(delim) if delim else "–")
+        delim, f"“{delim}”" if delim else "–")
     header = getattr(sn, "has_header", None)
     facts = [
         ("File", f"{filename} ({fmt_bytes(size)})"),
