@@ -134,8 +134,9 @@ def _events(data: ReportData) -> str:
              esc(r[ITEM]), esc(r[CATEGORY] if isinstance(r[CATEGORY], str) else "–"),
              str(int(r[HOUR])), _num(float(r[ATTRIBUTION]))]
             + [_num(float(r[GROUP_COLUMNS[g]])) for g in GROUPS] for _, r in ev.iterrows()]
+    # the groups' shares of the attribution: "by item", not a second "item" column
     return _table(["#", "time (UTC)", "item", "category", "local hour", "attribution",
-                   *GROUPS], rows)
+                   *(f"by {g}" for g in GROUPS)], rows)
 
 
 def _fig(name: str, title: str) -> str:

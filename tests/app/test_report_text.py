@@ -70,3 +70,11 @@ def test_report_errors_quote_no_reprs(events, tmp_path) -> None:
         export_batch(None, "nyc", ["1"], tmp_path, fmt="docx")
     assert str(bad_fmt.value) == "the report format must be html or pdf, not “docx”"
     assert "'" not in str(bad_path.value) + str(bad_fmt.value)
+
+
+def test_the_events_table_names_each_column_once(events) -> None:
+    markup = report_html._events(_data(events, 3))
+    head = re.findall(r"<th>(.*?)</th>", markup)
+    assert len(head) == len(set(head)) == 6 + len(T.GROUPS)
+    assert head[-len(T.GROUPS):] == [f"by {g}" for g in T.GROUPS]
+    assert len(re.findall(r"<tr>", markup)) == len(events) + 1
