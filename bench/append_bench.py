@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TRAILSCOPE_HOME"] = str(work)
     from trailscope.analytics import append as ap
     from trailscope.analytics.store import events_table
-    from trailscope.app.services import workspace, writer
+    from trailscope.app.services import jobs, workspace, writer
 
     store = workspace.get_store()
     t0 = time.perf_counter()
@@ -187,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         f"load {load()}")
     if errors:
         say(f"first error: {errors[0]}")
+    # the folder may still fold, and may have started a summary rebuild: the store closes
+    # after them (closing it under them failed the run)
+    writer.wait_idle(120)
+    for job in jobs.jobs(active_only=True):
+        jobs.wait(job["id"], 300)
     workspace.close_store()
     return 0
 
