@@ -66,8 +66,9 @@ PREPARED_SLOTS = 4_000_000
 @dataclass(frozen=True)
 class Prepared:
     """A part's batches and each batch's seen items (row, item) to mask, built once (on the
-    CPU) to be ranked again and again: every epoch's validation, and tuning, which ranks the
-    same validation examples under dozens of settings."""
+    device that ranks them) to be ranked again and again: every epoch's validation, and
+    tuning, which ranks the same validation examples under dozens of settings (the very same
+    batch objects, so a model may keep what a batch costs it whatever its settings)."""
 
     examples: Examples
     batch_size: int
@@ -75,25 +76,27 @@ class Prepared:
 
 
 def _batches(ds: SeqDataset, ex: Examples, excl: bool, batch_size: int,
+             device: torch.device,
              ) -> Iterator[tuple[Batch, tuple[torch.Tensor, torch.Tensor] | None]]:
     for i in range(0, len(ex), batch_size):
         sub = ex.subset(np.arange(i, min(i + batch_size, len(ex))))
         seen = None
         if excl:
             rows, items = ds.history_items(sub)
-            seen = (torch.from_numpy(rows), torch.from_numpy(items))
-        yield ds.batch(sub), seen
+            seen = (torch.from_numpy(rows).to(device), torch.from_numpy(items).to(device))
+        yield ds.batch(sub).to(device, non_blocking=True), seen
 
 
 def prepare_part(ds: SeqDataset, part: str = "valid", exclude_seen: bool | None = None,
-                 batch_size: int = 256) -> Prepared | None:
-    """``part``'s batches built once (see ``Prepared``); None when they would take more
-    than ``PREPARED_SLOTS`` history slots of memory."""
+                 batch_size: int = 256, device: torch.device | str = "cpu") -> Prepared | None:
+    """``part``'s batches built once on ``device`` (see ``Prepared``); None when they would
+    take more than ``PREPARED_SLOTS`` history slots of memory."""
     ex = ds.parts[part]
     if len(ex) * ds.meta.max_len > PREPARED_SLOTS:
         return None
     excl = ds.exclude_seen if exclude_seen is None else exclude_seen
-    return Prepared(ex, batch_size, tuple(_batches(ds, ex, excl, batch_size)))
+    return Prepared(ex, batch_size,
+                    tuple(_batches(ds, ex, excl, batch_size, torch.device(device))))
 
 
 @torch.no_grad()
@@ -114,9 +117,10 @@ def score_examples(model: Recommender, ds: SeqDataset, ex: Examples,
     if prepared is not None:
         batch_size = prepared.batch_size
     n_batches = -(-len(ex) // batch_size)
-    batches = prepared.batches if prepared is not None else _batches(ds, ex, excl, batch_size)
-    for done, (cpu_batch, seen) in enumerate(batches, 1):
-        batch = cpu_batch.to(device, non_blocking=True)
+    batches = prepared.batches if prepared is not None else _batches(ds, ex, excl, batch_size,
+                                                                     device)
+    for done, (batch, seen) in enumerate(batches, 1):
+        batch = batch.to(device, non_blocking=True)  # the same tensors when already there
         with autocast(device):
             scores = model.score(batch)
         scores = scores.float()                                          # (B, n_items + 1)

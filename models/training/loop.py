@@ -379,7 +379,7 @@ def train(store: Store, name: str, model: str = "st-transformer",
         state.pretrained = True
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=s.weight_decay)
 
-    valid_batches = functools.cache(lambda: prepare_part(ds, "valid"))  # built once, kept
+    valid_batches = functools.cache(lambda: prepare_part(ds, "valid", device=dev))  # kept
 
     def validate(epoch: int) -> float:
         """Validation NDCG@10 after ``epoch``; its batches go to ``progress`` (VALID)."""

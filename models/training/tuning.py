@@ -88,7 +88,7 @@ def tune_on_validation(model: Recommender, ds: SeqDataset, grid: Grid,
     # the same batches for every setting, as few as fit TUNING_SCORES scores each (count
     # models keep what a batch costs them whatever the settings: one batch, one cost)
     rows = max(256, TUNING_SCORES // (ds.meta.n_items + 1))
-    prepared = prepare_part(ds, "valid", batch_size=rows)
+    prepared = prepare_part(ds, "valid", batch_size=rows, device=device)
 
     def measure(config: Any) -> tuple[float, float]:
         nonlocal done
