@@ -71,14 +71,12 @@ def refresh(_tick: int, name: str | None, drawn: str | None) -> tuple[Any, ...]:
         if stamp == drawn:
             return (no_update,) * 7
         snap = svc.snapshot(name)
-        kpis = [ui.kpi("Events arrived", f"{snap.total:,}", "through the API and streams"),
-                ui.kpi("Last arrival", live_views.when(snap.last_arrival) or "none yet",
-                       "UTC"),
-                ui.kpi("Events in the dataset", f"{snap.rows:,}", name)]
+        kpis = live_views.kpis(snap.total, snap.last_arrival, snap.rows, name)
         empty = live_views.how_to_send(name, snap.endpoint) if not snap.total else None
         return (stamp, kpis, empty, live_views.minutes_figure(snap.per_minute),
                 live_views.map_spec(snap.newest),
-                live_views.feed_table(name, snap.feed, ids.LIVE_FEED),
+                live_views.feed_table(name, snap.feed, ids.LIVE_FEED, known=snap.known,
+                                      endpoint=snap.endpoint),
                 f"Updated {live_views.when(snap.now)} UTC.")
 
     def failed(message: str) -> tuple[Any, ...]:

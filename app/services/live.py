@@ -67,6 +67,7 @@ class Snapshot:
     endpoint: str = ""                  # where to send events
     rows: int = 0                       # events in the dataset
     now: pd.Timestamp | None = None     # when this was read (UTC)
+    known: frozenset[str] | None = None  # the default model's users (None: no model)
 
 
 @dataclass
@@ -110,6 +111,15 @@ def _empty_events() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in FEED_COLUMNS})
 
 
+def _known(name: str) -> frozenset[str] | None:
+    """The users the dataset's default model knows (their feed rows link to an explanation);
+    None without a model."""
+    try:
+        return model_service.known_users(name, model_service.default_model(name))
+    except model_service.user_errors():
+        return None
+
+
 def _snapshot(name: str, now: datetime) -> Snapshot:
     store = services.get_store()
     end = pd.Timestamp(now).floor("min")
@@ -134,7 +144,8 @@ def _snapshot(name: str, now: datetime) -> Snapshot:
                             f"{schema.LON} IS NOT NULL {order} LIMIT {MAP_EVENTS}")
     feed = store.query_df(f"SELECT {cols} FROM {live} {order} LIMIT {FEED_EVENTS}")
     return Snapshot(name, int(total), None if pd.isna(last) else pd.Timestamp(last),
-                    per_minute, newest, feed, endpoint(name), rows, pd.Timestamp(now))
+                    per_minute, newest, feed, endpoint(name), rows, pd.Timestamp(now),
+                    _known(name))
 
 
 # -- whose recommendations changed ---------------------------------------------------------

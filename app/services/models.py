@@ -430,6 +430,16 @@ def search_model_users(dataset: str, model_id: str, text: str | None,
     return user_index(dataset, model_id).search(text, limit)
 
 
+def known_users(dataset: str, model_id: str) -> frozenset[str]:
+    """Every user id checkpoint ``model_id`` knows (whether or not the dataset still holds
+    them), memoised per file version: the Live feed's test of whom to offer an explanation."""
+    from ...models.training import checkpoint as ckpt
+
+    path = ckpt.find(services.get_store(), dataset, model_id)
+    return cache.CHECKPOINT_USERS.get_or_compute(
+        ("known", cache.file_stamp(path)), lambda: frozenset(_model_users(path)))
+
+
 def model_knows_user(dataset: str, model_id: str, user: str | None) -> bool:
     """Whether the model can recommend for ``user`` (known to it and in the dataset)."""
     return bool(user) and user in user_index(dataset, model_id)

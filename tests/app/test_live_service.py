@@ -10,6 +10,7 @@ from trailscope.analytics.rollups import tables as rollup
 from trailscope.app.services import jobs
 from trailscope.app.services import live as svc
 from trailscope.app.views import live as views
+from trailscope.models import api
 
 from tests.app.helpers import texts
 from tests.conftest import NYC
@@ -26,6 +27,7 @@ def test_snapshot_before_and_after_appends(workspace):
     import_file(workspace, NYC, name="nyc")
     empty = svc.snapshot("nyc")
     assert empty.total == 0 and empty.feed.empty and len(empty.per_minute) == svc.MINUTES
+    assert empty.known is None                    # no model: no explanation to offer
     words = " ".join(texts(views.how_to_send("nyc", empty.endpoint)))
     assert "/api/v1/datasets/nyc/events" in words and "curl" in words
 
@@ -38,6 +40,33 @@ def test_snapshot_before_and_after_appends(workspace):
     assert len(snap.newest) == 5 and snap.newest[schema.LAT].notna().all()
     fig = views.minutes_figure(snap.per_minute)
     assert sum(fig.data[0].y) == 5
+
+
+def test_the_feed_offers_explanations_for_the_models_users_only(workspace):
+    import_file(workspace, NYC, name="nyc")
+    api.train(workspace, "nyc", "markov", log=lambda _m: None)
+    known_user = sorted(svc._known("nyc") or [])[0]
+    append.append(workspace, "nyc", append.validate(
+        _events(2) + [{**_events(1)[0], "user_id": known_user}]))
+    snap = svc.snapshot("nyc")
+    assert snap.known and known_user in snap.known and "live-u0" not in snap.known
+    table = views.feed_table("nyc", snap.feed, "feed", known=snap.known,
+                             endpoint=snap.endpoint)
+    explain = [a.href for a in _links(table) if a.children == "explain"]
+    assert explain and all(f"user={known_user}" in h for h in explain)
+
+
+def _links(node) -> list:
+    """Every dcc.Link under ``node``."""
+    found, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        if type(n).__name__ == "Link":
+            found.append(n)
+        kids = getattr(n, "children", None)
+        stack.extend(kids if isinstance(kids, list) else [kids] if kids is not None
+                     and not isinstance(kids, str) else [])
+    return found
 
 
 def test_top_changes_without_a_model_says_so(workspace):
