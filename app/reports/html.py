@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ...analytics.schema import CATEGORY, ITEM, TS
-from ...models.explain.text import count_of, deleted_kind
+from ...models.explain.text import deletion_rows
 from ...models.explain.types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, HOUR, POSITION
 from ..views.plotsafe import esc
 from .data import ReportData
@@ -113,17 +113,8 @@ def _counterfactual(data: ReportData) -> str:
     cf = data.explanation.counterfactual
     if not cf or not cf.get("k"):
         return "<p class='muted'>No deletion test for this explanation.</p>"
-    k, kind = cf["k"], deleted_kind(data.explanation).replace("important", "attributed")
-    rows = [["full history", cf["rank_before"], _num(cf["score_before"])],
-            [f"without the {count_of(k, kind + ' event')}", cf["rank_after_top"],
-             _num(cf["score_after_top"])]]
-    if "rank_after_attention" in cf:
-        rows.append([f"without the {count_of(k, 'event')} with the most attention",
-                     cf["rank_after_attention"], _num(cf["score_after_attention"])])
-    if "rank_after_random" in cf:
-        rows.append([f"without {count_of(k, 'random event')} (mean of "
-                     f"{count_of(cf['n_random'], 'draw')})",
-                     _num(cf["rank_after_random"], 1), _num(cf["score_after_random"])])
+    rows = [[label, _num(rank, 1) if isinstance(rank, float) else rank, _num(score)]
+            for label, rank, score in deletion_rows(data.explanation)]
     return _table(["history", "rank of the item", "score"], [[esc(r[0]), esc(r[1]), r[2]]
                                                               for r in rows])
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from dash import dash_table, dcc, html
 
+from ...models.explain.text import deletion_rows
 from ..deckgl import deckmap
 from . import ids, ui
 from .charts import empty_figure
@@ -117,17 +118,8 @@ def result_panels(ex: Any, spec: dict | None) -> html.Div:
     facts = (f"{ex.method}" + (f", {ex.n_steps} integration steps" if ex.n_steps else "")
              + f" · score {ex.score:.4f} · baseline {ex.baseline_score:.4f} · convergence "
              f"delta {ex.delta:.2e} · {ex.seconds:.2f} s")
-    cf = ex.counterfactual or {}
-    cf_rows = []
-    if cf.get("k"):
-        cf_rows = [{"history": "full", "rank": cf["rank_before"]},
-                   {"history": f"without top-{cf['k']} attributed", "rank": cf["rank_after_top"]}]
-        if "rank_after_attention" in cf:
-            cf_rows.append({"history": f"without top-{cf['k']} by attention",
-                            "rank": cf["rank_after_attention"]})
-        if "rank_after_random" in cf:
-            cf_rows.append({"history": f"without {cf['k']} random (mean)",
-                            "rank": round(cf["rank_after_random"], 1)})
+    cf_rows = [{"history": label, "rank": round(rank, 1) if isinstance(rank, float) else rank}
+               for label, rank, _score in deletion_rows(ex)]
     return html.Div([
         ui.card(title=f"Why {ex.item_id}?", children=[
             html.P(ex.summary, id=ids.EXPLAIN_SUMMARY, className="explain-summary"),

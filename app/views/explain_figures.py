@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ...analytics.schema import CATEGORY, ITEM, LAT, LON, TS
+from ...models.explain.text import deletion_rows
 from ...models.explain.types import ATTRIBUTION, GROUP_COLUMNS, GROUPS, HOUR, POSITION, Explanation
 from ..deckgl.deckmap import deck_spec, path_layer, scatter_layer, view_for
 from .charts import _style, empty_figure
@@ -107,13 +108,7 @@ def counterfactual_figure(ex: Explanation) -> go.Figure:
     if not cf or not cf.get("k"):
         return empty_figure("No deletion test for this explanation (too few events, or a "
                             "count baseline).")
-    k = cf["k"]
-    bars = [("full history", cf["rank_before"]),
-            (f"without top-{k} attributed", cf["rank_after_top"])]
-    if "rank_after_attention" in cf:
-        bars.append((f"without top-{k} by attention", cf["rank_after_attention"]))
-    if "rank_after_random" in cf:
-        bars.append((f"without {k} random (mean)", cf["rank_after_random"]))
+    bars = [(label.replace(" (", "<br>("), rank) for label, rank, _score in deletion_rows(ex)]
     fig = go.Figure(go.Bar(x=[b[0] for b in bars], y=[b[1] for b in bars],
                            marker_color=["#64748b", "#dc2626", "#f59e0b", "#94a3b8"][:len(bars)],
                            text=[f"{b[1]:.0f}" for b in bars], textposition="outside",

@@ -151,6 +151,28 @@ def deleted_kind(ex: Explanation) -> str:
     return "most recent" if tied else "most important"
 
 
+def deletion_rows(ex: Explanation) -> list[tuple[str, float, float | None]]:
+    """The deletion test as rows of (history, rank of the item, score), worded for a reader:
+    "full history", "without the 3 most attributed events" (or "most recent" when nothing is
+    attributed), "... with the most attention", "without 3 random events (mean of 8 draws)".
+    The page's table and chart and the report all show these rows; empty without a test."""
+    cf = ex.counterfactual
+    if not cf or not cf.get("k"):
+        return []
+    k, kind = cf["k"], deleted_kind(ex).replace("important", "attributed")
+    rows = [("full history", cf["rank_before"], cf.get("score_before")),
+            (f"without the {count_of(k, kind + ' event')}", cf["rank_after_top"],
+             cf.get("score_after_top"))]
+    if "rank_after_attention" in cf:
+        rows.append((f"without the {count_of(k, 'event')} with the most attention",
+                     cf["rank_after_attention"], cf.get("score_after_attention")))
+    if "rank_after_random" in cf:
+        draws = f" (mean of {count_of(cf['n_random'], 'draw')})" if cf.get("n_random") else ""
+        rows.append((f"without {count_of(k, 'random event')}{draws}",
+                     cf["rank_after_random"], cf.get("score_after_random")))
+    return rows
+
+
 def counterfactual_sentence(ex: Explanation) -> str:
     cf = ex.counterfactual
     if not cf or not cf.get("k"):

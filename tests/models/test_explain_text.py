@@ -133,6 +133,25 @@ def test_the_deletion_sentence_says_which_events_went(history) -> None:
     assert "(removing 1 random event: rank 4 on average)" in ranked.summary
 
 
+def test_the_deletion_rows_name_what_each_removed(history) -> None:
+    cf = {"k": 1, "rank_before": 2, "score_before": 0.5, "rank_after_top": 9,
+          "score_after_top": 0.1, "rank_after_attention": 3, "score_after_attention": 0.4,
+          "rank_after_random": 4.25, "score_after_random": 0.3, "n_random": 8}
+    item = str(history[schema.ITEM].iloc[1])
+    rows = text.deletion_rows(_explanation(history, item, counterfactual=cf))
+    assert rows == [("full history", 2, 0.5),
+                    ("without the 1 most recent event", 9, 0.1),
+                    ("without the 1 event with the most attention", 3, 0.4),
+                    ("without 1 random event (mean of 8 draws)", 4.25, 0.3)]
+    ev = history.copy()
+    ev.loc[0, [ATTRIBUTION, GROUP_COLUMNS["time"]]] = 0.3
+    three = {k: v for k, v in cf.items() if "attention" not in k} | {"k": 3, "n_random": 1}
+    labels = [r[0] for r in text.deletion_rows(_explanation(ev, item, counterfactual=three))]
+    assert labels == ["full history", "without the 3 most attributed events",
+                      "without 3 random events (mean of 1 draw)"]
+    assert text.deletion_rows(_explanation(history, item, counterfactual={"k": 0})) == []
+
+
 @pytest.mark.parametrize(("model", "details", "want"), [
     ("repeat", {"your_events": 1, "last_time": "2012-04-03T18:00:00"}, "you had it 1 time "),
     ("repeat", {"your_events": 4, "last_time": "2012-04-03T18:00:00"}, "you had it 4 times "),
