@@ -55,8 +55,8 @@ def map_spec(newest: pd.DataFrame) -> dict[str, Any] | None:
 
 
 def when(value: Any) -> str:
-    return "" if value is None or pd.isna(value) else pd.Timestamp(value).strftime(
-        "%Y-%m-%d %H:%M:%S")
+    """A time to the second (UTC), empty when there is none."""
+    return "" if value is None or pd.isna(value) else ui.fmt_time(pd.Timestamp(value), True)
 
 
 def kpis(total: int, last_arrival: Any, rows: int, dataset: str) -> list[html.Div]:

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from dash import html
 
 from ...analytics import schema
+from ...models.explain.text import count_of
 from ..deckgl import deckmap
 from ..services.messages import public_message
 from . import charts, ids, ui
@@ -272,10 +273,7 @@ def slice_figure(slices: dict[str, Any], kind: str, metric: str = "ndcg@10") -> 
     fig = go.Figure()
     label = SLICE_METRICS.get(metric, metric)
     if df.empty:
-        fig.add_annotation(text="This model has no slice metrics of this kind.",
-                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                           font={"color": _MUTED, "size": 13})
-        return _layout(fig)
+        return charts.empty_figure("This model has no slice metrics of this kind.")
     fig.add_trace(go.Bar(x=df["slice"], y=df["value"], customdata=df["n"],
                          marker_color=_ACCENT, name=label,
                          hovertemplate="%{x}: %{fullData.name} %{y:.4f}<br>%{customdata} "
@@ -324,11 +322,13 @@ def recs_table(rec: dict[str, Any], with_coords: bool = False) -> html.Div:
 
 
 def recs_summary(rec: dict[str, Any]) -> str:
-    extra = f"; {rec['unknown_items_skipped']} events of items the model does not know were " \
-        "skipped" if rec.get("unknown_items_skipped") else ""
+    skipped = int(rec.get("unknown_items_skipped") or 0)
+    extra = (f"; {count_of(skipped, 'event')} of items the model does not know "
+             f"{'was' if skipped == 1 else 'were'} skipped") if skipped else ""
+    used = int(rec.get("history_used") or 0)
     return (f"Top {len(rec.get('items') or [])} for user {rec.get('user')} by "
-            f"{rec.get('model_id')}, from their last {rec.get('history_used')} events, "
-            f"as of {rec.get('at')}{extra}.")
+            f"{rec.get('model_id')}, from their last {count_of(used, 'event')}, "
+            f"as of {ui.fmt_time(rec.get('at'))} UTC{extra}.")
 
 
 def recs_map_spec(rec: dict[str, Any], events: pd.DataFrame) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ the first 4,000 check-ins of the NYC slice (tests/data)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import dash
@@ -208,7 +209,12 @@ def test_recommendations_table_and_map_on_nyc(trained):
     lat0, lat1, lon0, lon1 = services.dataset_info("nyc").bbox
     assert lat0 <= spec["initialViewState"]["latitude"] <= lat1
     assert lon0 <= spec["initialViewState"]["longitude"] <= lon1
-    assert "Top 5 for user" in mv.recs_summary(rec)
+    summary = mv.recs_summary(rec)
+    assert summary.startswith(f"Top 5 for user {rec['user']} by {mid}, from their last ")
+    assert re.search(r"as of \d{4}-\d\d-\d\d \d\d:\d\d UTC", summary), summary
+    one = mv.recs_summary({**rec, "history_used": 1, "unknown_items_skipped": 1})
+    assert "from their last 1 event," in one and "1 event of items the model does not know " \
+        "was skipped" in one
 
 
 def test_recommendations_without_coordinates_and_errors(trained):
