@@ -130,6 +130,6 @@ def no_dataset() -> html.Div:
 
 
 def dataset_not_found(requested: str, shown: str | None) -> html.Div:
-    tail = f" Showing “{shown}” instead." if shown else ""
-    return notice(f"There is no dataset named “{requested}”; pick one from the selector "
+    tail = f" Showing '{shown}' instead." if shown else ""
+    return notice(f"There is no dataset named '{requested}'; pick one from the selector "
                   f"at the top or import it on the Data page.{tail}", "warning")
