@@ -23,7 +23,12 @@ models.nn.layers.ItemLoss; ``auto``: the model's default rule), batches cut from
 without its count parts (their statistics are fitted before training, not per step).
 ``--max-steps`` / ``--max-seconds`` stop early and project the epoch from the steps done
 (printed as a projection); ``--eval-examples N`` times the full-ranking validation (every item
-scored) on N examples and projects the whole validation part. The load average is printed
+scored) on N examples and projects the whole validation part.
+
+``--quality nyc`` instead trains ``--quality-models`` on a real dataset (bench.datasets) with
+the full softmax (the baseline) and with the sampled softmax forced (each
+``--quality-negatives``), seed 0, one thread, and prints test NDCG@10 and epoch time as
+ratios to the full softmax's. The load average is printed
 with every line.
 """
 
@@ -187,8 +192,59 @@ def import_worker(csv: str, memory_fraction: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t, "rows": report.rows_kept}
 
 
+def quality_worker(dataset: str, model: str, epochs: str, settings: str) -> dict[str, Any]:
+    """In the child: import the real ``dataset`` (bench.datasets) into this workspace unless
+    it is there, train ``model`` for at most ``epochs`` epochs with the model settings
+    ``settings`` (JSON; one torch thread, seed 0) and return its validation and test
+    NDCG@10, the epochs run and their mean time."""
+    import torch
+    from trailscope.analytics.ingest.pipeline import import_file
+    from trailscope.analytics.store import Store
+    from trailscope.models.training.loop import train
+    from trailscope.models.training.settings import TrainSettings
+
+    from bench.datasets import FILES
+
+    torch.set_num_threads(1)
+    with Store() as store:
+        if not store.exists(dataset):
+            import_file(store, FILES[dataset], name=dataset)
+        run = train(store, dataset, model, TrainSettings(epochs=int(epochs), resume=False),
+                    log=lambda _line: None, **json.loads(settings))
+    seconds = [row["seconds"] for row in run.history]
+    return {"valid": run.metrics["valid"]["ndcg@10"], "test": run.metrics["test"]["ndcg@10"],
+            "epochs": len(seconds), "epoch_s": sum(seconds) / max(len(seconds), 1),
+            "best_epoch": 1 + max(range(len(seconds)),
+                                  key=lambda i: run.history[i]["valid ndcg@10"])}
+
+
+def quality(a: argparse.Namespace, work: Path) -> None:
+    """Full softmax (the baseline) vs the sampled softmax with each ``--quality-negatives`` on
+    a real dataset, the threshold forced below its catalogue: NDCG@10 and epoch time."""
+    home = work / "home-quality"
+    runs = [("full", {"softmax": "full"})] + [
+        (f"sampled, {k} negatives", {"softmax": "sampled", "negatives": k})
+        for k in a.quality_negatives]
+    base = None
+    for label, settings in runs:
+        for model in a.quality_models:
+            r = worker(home, "quality", a.quality, model, str(a.quality_epochs),
+                       json.dumps(settings))
+            if "error" in r:
+                say(f"{a.quality} {model} {label}: FAILED {r['error']}")
+                continue
+            if label == "full":
+                base = {**(base or {}), model: r}
+            b = (base or {}).get(model)
+            ratio = (f" = {r['test'] / b['test']:.3f} x full (test), epoch "
+                     f"{r['epoch_s'] / b['epoch_s']:.2f} x" if b and label != "full" else "")
+            say(f"{a.quality} {model}, {label}: valid NDCG@10 {r['valid']:.4f}, test "
+                f"{r['test']:.4f} (best epoch {r['best_epoch']} of {r['epochs']}), epoch "
+                f"{r['epoch_s']:.1f} s{ratio}; {load_text()}")
+
+
 WORKERS = {"build": build_worker, "gen": gen_worker, "epoch": epoch_worker,
-           "import": import_worker}
+           "import": import_worker, "quality": quality_worker}
 
 
 def worker(home: Path, kind: str, *args: str) -> dict[str, Any]:
@@ -302,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="import in-process with the importer's DuckDB memory cap at this "
                    "fraction of the file's size (default: the trailscope import command)")
     p.add_argument("--skip-build", action="store_true", help="only the epochs")
+    p.add_argument("--quality", choices=["nyc", "ml100k", "taobao"],
+                   help="instead of the sizes: full vs sampled softmax on this real dataset")
+    p.add_argument("--quality-models", nargs="+", default=["sasrec"])
+    p.add_argument("--quality-negatives", type=int, nargs="+", default=[256, 32])
+    p.add_argument("--quality-epochs", type=int, default=8)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workdir", type=Path)
     p.add_argument("--reuse", action="store_true",
@@ -313,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         f"cores; {load_text()}")
     say("# command: python -m bench.models_scale_bench " + " ".join(argv))
     try:
-        for n in a.events:
+        if a.quality:
+            quality(a, work)
+        for n in [] if a.quality else a.events:
             one_size(n, a, work)
     finally:
         if a.workdir is None:
