@@ -235,14 +235,13 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> None:
     from ...models import api
     from ...models.training.settings import TrainEvent, resolve
-    from .remote import overwrite, train_line
+    from .remote import ProgressLine, train_line
 
-    shown: dict[str, Any] = {}
+    line = ProgressLine()
 
     def progress(p: TrainEvent) -> None:
         if not args.json:
-            print(overwrite(train_line(p.to_dict()), shown), end="", file=sys.stderr,
-                  flush=True)
+            line.show(train_line(p.to_dict()))
 
     if args.continue_:
         return _continue(args)
@@ -272,15 +271,13 @@ def cmd_train(args: argparse.Namespace) -> None:
             result = train_distributed(
                 store, args.name, args.model, settings, config, nproc=args.nproc,
                 nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
-                master_port=args.master_port, progress=progress,
-                log=lambda msg: print(msg, file=sys.stderr))
+                master_port=args.master_port, progress=progress, log=line.log)
     else:
         with _store() as store:
             # stdout carries only the result (one JSON object with --json); the log: stderr
             result = api.train(store, args.name, args.model, settings, config,
-                               progress=progress, log=lambda msg: print(msg, file=sys.stderr))
-    if not args.json:
-        print(file=sys.stderr)
+                               progress=progress, log=line.log)
+    line.end()
     out = result.to_json() if hasattr(result, "to_json") else dict(result)
     if args.json:
         _print_json(out)

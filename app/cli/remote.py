@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -293,12 +294,42 @@ def train_line(p: Mapping[str, Any]) -> str:
     return msg
 
 
-def overwrite(line: str, shown: dict[str, Any]) -> str:
-    """``line`` to print after ``\r`` over the last one (``shown["width"]``), padded to
-    cover it."""
-    width = shown.get("width", 0)
-    shown["width"] = len(line)
-    return "\r" + line.ljust(width)
+class ProgressLine:
+    """One updating progress line on stderr. On a terminal it is redrawn in place (``\r``,
+    padded to cover the longer line before); elsewhere (a log file, CI) it is printed as
+    plain lines, at most one per ``every`` seconds unless its wording (the line with its
+    numbers left out) changes. :meth:`log` prints a log line on a line of its own, never run
+    into the progress line; :meth:`end` closes it."""
+
+    def __init__(self, stream: Any = None, tty: bool | None = None, every: float = 2.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(self.stream.isatty()) if tty is None else tty
+        self.every = every
+        self.width = 0
+        self.last: tuple[str, str, float] | None = None   # line, wording, when printed
+
+    def show(self, line: str) -> None:
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+        else:
+            wording, now = re.sub(r"[\d.,/%]+", "#", line), time.monotonic()
+            if self.last and (line == self.last[0] or (
+                    wording == self.last[1] and now - self.last[2] < self.every)):
+                return
+            self.stream.write(line + "\n")
+            self.last = (line, wording, now)
+        self.stream.flush()
+
+    def log(self, message: str) -> None:
+        self.end()
+        print(message, file=self.stream, flush=True)
+
+    def end(self) -> None:
+        if self.tty and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.width = 0
 
 
 def printer(quiet: bool, train: bool = False) -> Callable[[dict[str, Any]], None]:
@@ -306,17 +337,20 @@ def printer(quiet: bool, train: bool = False) -> Callable[[dict[str, Any]], None
     training's log lines and its ``\\r``-updated epoch/step/loss line (not with ``quiet``,
     i.e. ``--json``), other jobs' progress messages."""
     shown: dict[str, Any] = {"messages": 0, "message": None}
+    line = ProgressLine()
 
     def update(snap: dict[str, Any]) -> None:
         messages = snap.get("messages") or []
-        for line in messages[shown["messages"]:]:  # the job's log, as the local log prints it
-            print(line, file=sys.stderr, flush=True)
+        for text in messages[shown["messages"]:]:  # the job's log, as the local log prints it
+            line.log(text)
         shown["messages"] = len(messages)
         p = snap.get("progress") or {}
         if quiet:
             return
         if train and p.get("steps") is not None and p.get("phase"):
-            print(overwrite(train_line(p), shown), end="", file=sys.stderr, flush=True)
+            line.show(train_line(p))
+        if snap.get("status") in ("done", "failed", "cancelled"):
+            line.end()
         elif not train and p.get("message") and p["message"] != shown["message"]:
             shown["message"] = p["message"]
             print(p["message"], file=sys.stderr, flush=True)

@@ -3,12 +3,13 @@ preparation, each epoch's validation and the final evaluation, from a real run's
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 
 import pytest
 from trailscope.analytics.store import Store
-from trailscope.app.cli.remote import overwrite, train_line
+from trailscope.app.cli.remote import ProgressLine, train_line
 from trailscope.app.services import jobs
 from trailscope.app.views import models as mv
 
@@ -84,7 +85,30 @@ def test_the_cli_prints_the_same_steps(progress_dicts):
     assert any(line.startswith("evaluating the best epoch: choosing the repeat settings")
                for line in lines)
     assert lines[-1].startswith("done epoch 2 step 0/0")
-    shown: dict = {}
-    long = overwrite("preparing the data: splitting each user's history (4/7)", shown)
-    short = overwrite("train epoch 1 step 1/9", shown)
-    assert long.startswith("\r") and len(short) == len(long)  # covers the longer line
+
+
+def test_the_progress_line_on_a_terminal_and_in_a_log() -> None:
+    term = io.StringIO()
+    line = ProgressLine(term, tty=True)
+    line.show("preparing the data: splitting each user's history (4/7)")
+    line.show("train epoch 1 step 1/9")
+    line.log("epoch 1: valid ndcg@10 0.1234")
+    line.show("train epoch 2 step 1/9")
+    line.end()
+    long, short, rest = term.getvalue().split("\r")[1:]
+    short, logged = short.split("\n", 1)
+    assert len(short) == len(long)                  # covers the longer line
+    assert logged == "epoch 1: valid ndcg@10 0.1234\n"   # on a line of its own
+    assert rest == "train epoch 2 step 1/9\n"
+
+    log = io.StringIO()
+    line = ProgressLine(log, tty=False, every=3600)
+    for step in range(1, 10):
+        line.show(f"train epoch 1 step {step}/9 loss {5 - step / 10:.4f}")
+    line.show("validating epoch 1: 40%")
+    line.log("epoch 1: valid ndcg@10 0.1234")
+    line.show("validating epoch 1: 40%")              # the same line again: not repeated
+    assert log.getvalue().splitlines() == [
+        "train epoch 1 step 1/9 loss 4.9000", "validating epoch 1: 40%",
+        "epoch 1: valid ndcg@10 0.1234"]
+    assert "\r" not in log.getvalue()
