@@ -5,9 +5,10 @@ transactions that touch the same registry row conflict at commit. So every appen
 API, the Redis consumer inside the server) and every drop goes through one daemon thread:
 
 * :func:`append` runs in the caller's (request) thread: it checks the events there
-  (``analytics.append.validate_batch``: a bad batch raises :class:`AppendError` and never
-  enters the queue; a good one becomes the Arrow batch the commit stores), queues them and
-  blocks until they are committed, then returns the caller's own
+  (``analytics.append.validate_columns``: a bad batch raises :class:`AppendError` and never
+  enters the queue; a good one becomes the batch the commit stores: Arrow, or for a small
+  batch Python lists, converted together with the rest of its group at the commit), queues
+  them and blocks until they are committed, then returns the caller's own
   :class:`AppendResult` (stored, duplicates, the dataset's rows after the commit);
 * the writer takes the oldest request and everything queued behind it for the same dataset
   (up to :data:`GROUP_ROWS` events, never past a drop of that dataset) and stores it in one
@@ -46,8 +47,10 @@ from ...analytics import schema
 from ...analytics.append import (
     AppendError,
     AppendResult,
+    Columns,
     fold_summaries,
-    validate_batch,
+    merge_batches,
+    validate_columns,
     write_lock,
 )
 from ...analytics.append import append as store_append
@@ -63,7 +66,9 @@ log = logging.getLogger(__name__)
 #: Most events one group commit stores (a single larger request is committed alone).
 GROUP_ROWS = 50_000
 #: Under concurrent posts a group waits for more requests at most this share of the last
-#: commit's time, and never longer than LINGER_MAX_S, nor once GROUP_REQUESTS requests wait.
+#: commit's time, and never longer than LINGER_MAX_S, nor once GROUP_REQUESTS requests wait,
+#: nor once the callers the last commit answered are back (as many requests wait as waited
+#: beside that commit plus its group).
 LINGER_SHARE = 0.3
 LINGER_MAX_S = 0.02
 GROUP_REQUESTS = 64
@@ -92,7 +97,7 @@ class _Request:
     kind: str  # "append" or "drop"
     name: str
     key: str  # the dataset name as compared (lower case)
-    frame: pa.Table | None = None
+    frame: pa.Table | Columns | None = None
     state: str = QUEUED
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
@@ -131,7 +136,7 @@ class Writer:
     # -- callers ---------------------------------------------------------------------------
     def append(self, name: str, records: list[dict], timeout: float = TIMEOUT_S) -> AppendResult:
         name = _clean(name)
-        batch = validate_batch(records)  # AppendError: never queued
+        batch = validate_columns(records)  # AppendError: never queued
         if not len(batch):
             info = get_store().info(name)  # DatasetNotFound for an unknown dataset
             return AppendResult(stored=0, duplicates=0, rows=int(info.rows))
@@ -207,14 +212,16 @@ class Writer:
     def _loop(self) -> None:
         pending: deque[_Request] = deque()
         linger = 0.0  # how long the next group may wait for more requests (seconds)
+        want = GROUP_REQUESTS  # requests the next group waits for (at most ``linger``)
         while True:
             if not pending:
                 pending.append(self._q.get())
-            self._gather(pending, linger)
+            self._gather(pending, linger, want)
             group = self._take(pending)
             if not group:
                 continue
             t0 = time.monotonic()
+            waiting = 0
             try:
                 self._run(group)
             except BaseException as exc:  # never let the thread die with callers waiting
@@ -225,6 +232,7 @@ class Writer:
                 with self._lock:
                     for req in group:
                         self._release(req)
+                    waiting = self._queued  # not counting the callers answered below
                     self._last_active = time.monotonic()
                     if group[0].kind == "append":
                         self._staged.setdefault(group[0].name, self._last_active)
@@ -235,13 +243,15 @@ class Writer:
             # several callers shared this commit: others are sending, and the ones just
             # answered send again within moments; the next group waits a fraction of a
             # commit for them, so concurrent small posts share commits instead of
-            # alternating in half-sized groups
+            # alternating in half-sized groups; it stops waiting once those callers are back
             linger = (min(LINGER_MAX_S, LINGER_SHARE * (time.monotonic() - t0))
                       if len(group) > 1 else 0.0)
+            want = min(GROUP_REQUESTS, waiting + len(group))
 
-    def _gather(self, pending: deque[_Request], linger: float) -> None:
+    def _gather(self, pending: deque[_Request], linger: float, want: int = GROUP_REQUESTS
+                ) -> None:
         """Move what is queued into ``pending``; with ``linger``, keep taking arrivals until
-        GROUP_REQUESTS requests wait or ``linger`` seconds have passed."""
+        ``want`` requests wait or ``linger`` seconds have passed."""
         end = time.monotonic() + linger
         while True:
             try:
@@ -250,7 +260,7 @@ class Writer:
             except queue.Empty:
                 pass
             left = end - time.monotonic()
-            if left <= 0 or len(pending) >= GROUP_REQUESTS:
+            if left <= 0 or len(pending) >= want:
                 return
             try:
                 pending.append(self._q.get(timeout=left))
@@ -357,8 +367,7 @@ class Writer:
             with self._lock:
                 self._stats["drops"] += 1
             return
-        frames = [req.frame for req in group]
-        frame = frames[0] if len(frames) == 1 else pa.concat_tables(frames)
+        frame = merge_batches([req.frame for req in group])  # one Arrow chunk
         t0 = time.perf_counter()
         try:
             res = store_append(store, head.name, frame, fold=False)

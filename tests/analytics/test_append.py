@@ -296,6 +296,36 @@ def test_the_column_path_equals_the_event_path(ws, monkeypatch):
         _event_by_event(monkeypatch, with_tz))
 
 
+def test_small_batches_are_merged_into_one_table_equal_to_theirs(ws):
+    """validate_columns leaves a small batch as Python lists (ap.Columns) and merge_batches
+    joins a group's batches, small and large, into one Arrow chunk equal to their own
+    validate_batch tables end to end (what the server's writer commits)."""
+    start = datetime(2012, 6, 1, 9, 30)
+    base = events(ws, "nyc", 60, "merge", start)
+    base[1][TZ] = -240
+    base[2][T] = "2012-06-01T10:00:00-04:00"
+    del base[3][LA], base[3][LO]
+    base[4][schema.VALUE] = 3
+    singles = [[e] for e in base[:6]]
+    large = base[6:6 + ap.FAST_MIN_EVENTS + 4]
+    parts = [*singles[:3], large, *singles[3:], base[40:43]]
+    got = [ap.validate_columns(p) for p in parts]
+    assert isinstance(got[0], ap.Columns) and len(got[0]) == 1
+    assert isinstance(got[3], pa.Table) and isinstance(got[-1], ap.Columns)
+    for part, v in zip(parts, got, strict=True):
+        table = v if isinstance(v, pa.Table) else ap.merge_batches([v])
+        assert table.equals(ap.validate_batch(part))
+    merged = ap.merge_batches(got)
+    assert merged.column(0).num_chunks == 1
+    assert merged.equals(pa.concat_tables([ap.validate_batch(p) for p in parts])
+                         .combine_chunks())
+    assert ap.merge_batches(got[:3]).equals(ap.validate_batch(base[:3]))
+    assert len(ap.merge_batches([])) == 0
+    with pytest.raises(ap.AppendError) as caught:
+        ap.validate_columns([{**base[0], T: "yesterday"}])
+    assert [(p.index, p.field) for p in caught.value.problems] == [(0, T)]
+
+
 def test_many_problems_are_capped_and_counted():
     with pytest.raises(ap.AppendError) as err:
         ap.validate([{U: "u", IT: "i", T: "never"}] * 130 + [{U: "u"}] * 20)

@@ -128,6 +128,31 @@ def test_concurrent_single_event_posts_share_commits(nyc):
     assert groups * (callers / 2) < callers * posts, f"{groups} commits for {callers * posts}"
 
 
+def test_a_group_stops_waiting_once_the_answered_callers_are_back(nyc, monkeypatch):
+    """With a long linger (slow commits, a large share), a group still goes as soon as the
+    callers the last commit answered have sent again: eight callers posting four single
+    events each share commits and take nowhere near one linger per commit."""
+    real = writer.store_append
+
+    def slow(*args, **kwargs):
+        time.sleep(0.2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "store_append", slow)
+    monkeypatch.setattr(writer, "LINGER_SHARE", 20.0)   # linger = LINGER_MAX_S
+    monkeypatch.setattr(writer, "LINGER_MAX_S", 3.0)
+    before, start = nyc.info("nyc").rows, after_end(nyc, "nyc")
+    stats0, t0 = writer.stats(), time.monotonic()
+    callers, posts = 8, 4
+
+    post_singles("back", callers, posts, start)
+    elapsed = time.monotonic() - t0
+    assert nyc.info("nyc").rows == before + callers * posts
+    groups = writer.stats()["groups"] - stats0["groups"]
+    assert groups <= 2 * posts, f"{groups} commits for {callers * posts} posts"
+    assert elapsed < 2 * writer.LINGER_MAX_S, f"{elapsed:.1f} s"
+
+
 def test_bad_batch_never_enters_the_queue(nyc):
     start, stats0, rows0 = after_end(nyc, "nyc"), writer.stats(), nyc.info("nyc").rows
     recs = batch("u1", ["a", "b", "c"], start, "bad")
