@@ -304,14 +304,57 @@ def _build_page_paths(ru: Rollup) -> None:
                                       reference=pd.Timestamp(first)))
 
 
-def _rhythm_modes(cur: Any, src: str) -> list[tuple[str, int, str]]:
+def _rhythm_modes(cur: Any, src: str) -> tuple[list[tuple[str, int, str]], bool]:
     """The rhythm variants stored with their distinct users: UTC, local time with unknown
     offsets as UTC, and local time with the solar zone of the median longitude (what the
-    dashboard uses for datasets without offsets). (mode, fallback minutes, shift SQL)."""
-    lon = cur.execute(f"SELECT median({schema.LON}) FROM {src}").fetchall()[0][0]
+    dashboard uses for datasets without offsets). (mode, fallback minutes, offset SQL in
+    minutes), and whether every offset is whole hours and no shifted time falls before 1970
+    (the cells then follow from ``rhythm``'s hours of the week, see :func:`_rhythm_cells`)."""
+    lon, whole, s_min, tz_min = cur.execute(
+        f"SELECT median({schema.LON}), coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE), "
+        f"min(CAST(EPOCH({schema.TS}) AS BIGINT)), min({schema.TZ_OFFSET}) FROM {src}"
+    ).fetchall()[0]
     fallbacks = dict.fromkeys([0] + ([] if lon is None else [solar_offset_min(lon)]))
-    return [("utc", 0, "0")] + [
-        ("local", fb, f"coalesce({schema.TZ_OFFSET}, {fb}) * 60") for fb in fallbacks]
+    modes = [("utc", 0, "0")] + [
+        ("local", fb, f"coalesce({schema.TZ_OFFSET}, {fb})") for fb in fallbacks]
+    lowest = min([0, *fallbacks] + ([] if tz_min is None else [tz_min]))
+    return modes, bool(whole) and s_min is not None and s_min + lowest * 60 >= 0
+
+
+def _rhythm_cells(ev: str, rhythm: str, modes: list[tuple[str, int, str]],
+                  from_rhythm: bool) -> str:
+    """The 7 x 24 cells (events, distinct users) of every rhythm mode. With whole-hour
+    offsets and no time before 1970 a shifted time's hour of the week is ``rhythm``'s
+    (``how``) moved by the offset, so the cells are summed from its (user, offset, hour)
+    rows (about half as many as the events at 10M city-shaped ones) instead of counted over
+    ``ev``."""
+    if from_rhythm:
+        return " UNION ALL ".join(
+            f"SELECT '{mode}' AS mode, {fb} AS fallback, (lh // 24 + 3) % 7 AS weekday, "
+            "lh % 24 AS hour, CAST(sum(events) AS BIGINT) AS events, count(DISTINCT user_idx) "
+            f"AS users FROM (SELECT user_idx, events, ((how + {off} // 60) % 168 + 168) % 168 "
+            f"AS lh FROM {rhythm}) GROUP BY ALL" for mode, fb, off in modes)
+    return " UNION ALL ".join(
+        f"SELECT '{mode}' AS mode, {fb} AS fallback, (x // 86400 + 3) % 7 AS weekday, "
+        "(x % 86400) // 3600 AS hour, count(*) AS events, count(DISTINCT user_idx) AS users "
+        f"FROM (SELECT user_idx, s + ({off}) * 60 AS x FROM {ev}) GROUP BY ALL"
+        for mode, fb, off in modes)
+
+
+def _sessions_sql(ev: str, g: int) -> str:
+    """Session durations (seconds) and counts for idle gap ``g`` over the sorted ``ev``:
+    (gap_limit, duration, single, n), the same rows as grouping every event by its session
+    number (``max(s) - min(s)``, ``count(*) = 1``) but with only the continuing rows grouped
+    (``s`` never decreases within a user, so the gaps of a session add up to its span)."""
+    start = f"gap IS NULL OR gap > {g}"
+    cont = (f"(SELECT sid, gap FROM (SELECT gap, sum(CASE WHEN {start} THEN 1 ELSE 0 END) OVER "
+            f"(ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM {ev}) WHERE NOT "
+            f"({start}))")
+    multi = f"(SELECT CAST(sum(gap) AS BIGINT) AS duration FROM {cont} GROUP BY sid)"
+    return (f"SELECT * FROM (WITH m AS {multi} SELECT {g} AS gap_limit, CAST(0 AS BIGINT) AS "
+            "duration, TRUE AS single, n FROM (SELECT (SELECT count(*) FROM "
+            f"{ev} WHERE {start}) - (SELECT count(*) FROM m) AS n) WHERE n > 0 UNION ALL "
+            f"SELECT {g}, duration, FALSE, count(*) FROM m GROUP BY ALL)")
 
 
 def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
@@ -323,7 +366,13 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
                                schema.CATEGORY)
     located = has_coords_sql()
     canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS)
-    order = f"us, item_idx, {lat} NULLS LAST, {lon} NULLS LAST"
+    # the tie order of (lat NULLS LAST, lon NULLS LAST) as one integer: the rank of every
+    # distinct coordinate pair of the events (NULLs too), with its place (NULL unless
+    # located); one join gives both and the sort compares four integer keys, not two doubles
+    coords = (f"(SELECT d.{lat}, d.{lon}, pl.coord_idx, row_number() OVER (ORDER BY d.{lat} "
+              f"NULLS LAST, d.{lon} NULLS LAST) AS ll FROM (SELECT DISTINCT {lat}, {lon} FROM "
+              f"{src}) d LEFT JOIN {p['places']} pl ON d.{lat} = pl.{lat} AND d.{lon} = "
+              f"pl.{lon})")
 
     def lag(col: str) -> str:  # the previous row's value when it is the same user's
         return f"CASE WHEN pu = user_idx THEN {'s - ps' if col == 's' else col} END"
@@ -347,17 +396,23 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         f"CREATE TABLE {p['ev']} AS SELECT * EXCLUDE (pu, ps, pus, pc), {lag('s')} AS gap, "
         f"{lag('pus')} AS prev_us, {lag('pc')} AS prev_coord FROM (SELECT *, lag(user_idx) "
         "OVER () AS pu, lag(s) OVER () AS ps, lag(us) OVER () AS pus, lag(coord_idx) OVER () "
-        f"AS pc FROM (SELECT {canonical}, uu.user_idx, CAST(EPOCH({ts}) AS BIGINT) AS s, "
-        f"epoch_us({ts}) AS us, it.item_idx, pl.coord_idx, c.cat_idx, hash(e.{u}, e.{ts}, "
-        f"e.{i}) AS h FROM {src} e JOIN {p['users']} uu ON e.{u} = uu.{u} JOIN {p['items']} "
-        f"it ON e.{i} = it.{i} LEFT JOIN {p['places']} pl ON e.{lat} = pl.{lat} AND e.{lon} = "
-        f"pl.{lon} LEFT JOIN {p['categories']} c ON e.{cat} = c.{cat} "
-        f"ORDER BY user_idx, {order}))",
+        f"AS pc FROM (SELECT * EXCLUDE (ll) FROM (SELECT {canonical}, uu.user_idx, "
+        f"CAST(EPOCH({ts}) AS BIGINT) AS s, epoch_us({ts}) AS us, it.item_idx, pl.coord_idx, "
+        f"c.cat_idx, hash(e.{u}, e.{ts}, e.{i}) AS h, pl.ll FROM {src} e JOIN {p['users']} uu "
+        f"ON e.{u} = uu.{u} JOIN {p['items']} it ON e.{i} = it.{i} LEFT JOIN {coords} pl ON "
+        f"e.{lat} IS NOT DISTINCT FROM pl.{lat} AND e.{lon} IS NOT DISTINCT FROM pl.{lon} "
+        f"LEFT JOIN {p['categories']} c ON e.{cat} = c.{cat} "
+        "ORDER BY user_idx, us, item_idx, ll)))",
     ]
+    # events per (period, user): days (USER_FREQS[0]) counted over ev, weeks and months
+    # summed from the days (whole days each; a week may cross a month, so not from weeks)
     for f in USER_FREQS:
         out.append(f"CREATE TABLE {p['user_' + f]} AS SELECT date_trunc('{f}', {ts}) AS period, "
                    f"user_idx, count(*) AS events FROM {p['ev']} GROUP BY ALL "
-                   "ORDER BY period, user_idx")
+                   "ORDER BY period, user_idx" if f == USER_FREQS[0] else
+                   f"CREATE TABLE {p['user_' + f]} AS SELECT date_trunc('{f}', period) AS period, "
+                   f"user_idx, CAST(sum(events) AS BIGINT) AS events FROM "
+                   f"{p['user_' + USER_FREQS[0]]} GROUP BY ALL ORDER BY period, user_idx")
     out.append(f"CREATE TABLE {p['periods']} AS " + " UNION ALL ".join(
         f"SELECT '{f}' AS freq, period, CAST(sum(events) AS BIGINT) AS events, count(*) AS "
         f"users FROM {p['user_' + f]} GROUP BY period" for f in USER_FREQS)
@@ -369,28 +424,26 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         "count(*) AS events, count(*) FILTER (WHERE prev_us IS NULL OR date_trunc('hour', "
         f"make_timestamp(prev_us)) <> date_trunc('hour', {ts})) AS users FROM {p['ev']} "
         "GROUP BY 1 ORDER BY 1",
-        f"CREATE TABLE {p['hourly']} AS SELECT date_trunc('hour', {ts}) AS period, count(*) AS "
-        f"events FROM {p['ev']} GROUP BY ALL ORDER BY period",
+        f"CREATE TABLE {p['hourly']} AS SELECT period, events FROM {p['hour_users']} "
+        "ORDER BY period",
         f"CREATE TABLE {p['rhythm']} AS SELECT user_idx, {schema.TZ_OFFSET}, (s // 3600) % 168 "
         f"AS how, count(*) AS events FROM {p['ev']} GROUP BY ALL",
-        f"CREATE TABLE {p['rhythm_cells']} AS " + " UNION ALL ".join(
-            f"SELECT '{mode}' AS mode, {fb} AS fallback, (x // 86400 + 3) % 7 AS weekday, "
-            "(x % 86400) // 3600 AS hour, count(*) AS events, count(DISTINCT user_idx) AS users "
-            f"FROM (SELECT user_idx, s + {shift} AS x FROM {p['ev']}) GROUP BY ALL"
-            for mode, fb, shift in _rhythm_modes(cur, src)),
+        f"CREATE TABLE {p['rhythm_cells']} AS "
+        + _rhythm_cells(p["ev"], p["rhythm"], *_rhythm_modes(cur, src)),
+        # the draw order's first located events: their hashes found first (one column), so
+        # only those rows' other columns are read
         f"CREATE TABLE {p['heat']} AS SELECT {lat}, "
-        f"{lon}, {ts}, {cat}, h FROM {p['ev']} WHERE coord_idx IS NOT NULL ORDER BY h "
-        f"LIMIT {HEAT_ROWS}",
+        f"{lon}, {ts}, {cat}, h FROM {p['ev']} WHERE coord_idx IS NOT NULL AND h <= (SELECT "
+        f"max(h) FROM (SELECT h FROM {p['ev']} WHERE coord_idx IS NOT NULL ORDER BY h LIMIT "
+        f"{HEAT_ROWS})) ORDER BY h LIMIT {HEAT_ROWS}",
         f"CREATE TABLE {p['gaps']} AS SELECT gap, count(*) AS n FROM {p['ev']} WHERE gap IS NOT "
         "NULL GROUP BY gap ORDER BY gap",
         # sessions numbered by a running count of session starts over the sorted rows (a
-        # streaming window: every user's first event starts one, so the numbers are global)
-        f"CREATE TABLE {p['sessions']} AS " + " UNION ALL ".join(
-            f"SELECT {g} AS gap_limit, duration, single, count(*) AS n FROM (SELECT max(s) - "
-            "min(s) AS duration, count(*) = 1 AS single FROM (SELECT s, sum(CASE WHEN gap IS "
-            f"NULL OR gap > {g} THEN 1 ELSE 0 END) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND "
-            f"CURRENT ROW) AS sid FROM {p['ev']}) GROUP BY sid) GROUP BY ALL"
-            for g in SESSION_GAPS),
+        # streaming window: every user's first event starts one, so the numbers are global);
+        # only the rows that continue a session are grouped by it (a session's duration is
+        # the sum of its gaps), every other start is a session of one event
+        f"CREATE TABLE {p['sessions']} AS " + " UNION ALL ".join(_sessions_sql(p["ev"], g)
+                                                                for g in SESSION_GAPS),
         f"CREATE TABLE {p['places_items']} AS {zones_sql.places_query(f'{src} WHERE {located}')}",
         f"CREATE TABLE {p['values']} AS SELECT '{cat}' AS col, {cat} AS value, count(*) AS "
         f"events FROM {src} GROUP BY 1, 2 UNION ALL SELECT '{schema.BEHAVIOR}', "

@@ -60,7 +60,8 @@ from ..users import evolution
 VERSION = 18
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
-#: Periods with a per-user activity table / a profile table.
+#: Periods with a per-user activity table / a profile table (the first, days, is counted over
+#: ``ev``; the build sums the others from it, so each must be a whole number of days).
 USER_FREQS = ("day", "week", "month")
 #: Interest profiles (and the stored drift's windows) per day, week or month: counted from
 #: ``ev``'s integer columns on request (a profile table per window cost the build as much as

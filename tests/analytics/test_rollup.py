@@ -354,3 +354,82 @@ def test_drift_reference_and_ranks_are_stored_for_the_page_window(data):
         stored = ru.df(f"SELECT * FROM {ru.t(what)} ORDER BY ALL")
         assert len(stored) > 0
         pd.testing.assert_frame_equal(stored, ru.df(f"{query} ORDER BY ALL"))
+
+
+def test_summed_tables_equal_counting_over_the_sorted_events(data):
+    """The tables the build sums from others (weeks and months from the days, hourly from
+    hour_users, the rhythm cells from ``rhythm``, sessions from the continuing rows, the heat
+    rows found by hash first) hold the rows counting over ``ev`` gives."""
+    d = data
+    ru = rollup_build.ensure(d.con, d.name)
+    ev = ru.t("ev")
+
+    def same(stored: str, query: str, keys: list[str]) -> None:
+        got = ru.df(f"SELECT * FROM {stored}").sort_values(keys, ignore_index=True)
+        want = ru.df(query).sort_values(keys, ignore_index=True)
+        pd.testing.assert_frame_equal(got, want)
+
+    for f in rollup.USER_FREQS:
+        same(ru.t("user_" + f), f"SELECT date_trunc('{f}', {schema.TS}) AS period, user_idx, "
+             f"count(*) AS events FROM {ev} GROUP BY ALL", ["period", "user_idx"])
+    same(ru.t("hourly"), f"SELECT date_trunc('hour', {schema.TS}) AS period, count(*) AS "
+         f"events FROM {ev} GROUP BY ALL", ["period"])
+    modes, from_rhythm = rollup_build._rhythm_modes(d.con, d.table)
+    assert from_rhythm  # whole-hour offsets (or none), times after 1970
+    cells = ["mode", "fallback", "weekday", "hour"]
+    same(ru.t("rhythm_cells"), rollup_build._rhythm_cells(ev, ru.t("rhythm"), modes, False),
+         cells)
+    for g in rollup.SESSION_GAPS:
+        same(f"(SELECT * FROM {ru.t('sessions')} WHERE gap_limit = {g})",
+             f"SELECT {g} AS gap_limit, duration, single, count(*) AS n FROM (SELECT max(s) - "
+             "min(s) AS duration, count(*) = 1 AS single FROM (SELECT s, sum(CASE WHEN gap IS "
+             f"NULL OR gap > {g} THEN 1 ELSE 0 END) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND "
+             f"CURRENT ROW) AS sid FROM {ev}) GROUP BY sid) GROUP BY ALL",
+             ["duration", "single"])
+    same(ru.t("heat"), f"SELECT {schema.LAT}, {schema.LON}, {schema.TS}, {schema.CATEGORY}, h "
+         f"FROM {ev} WHERE coord_idx IS NOT NULL ORDER BY h LIMIT {rollup.HEAT_ROWS}", ["h"])
+
+
+def test_rhythm_cells_counted_over_the_events_unless_whole_hours_after_1970(data):
+    """Half-hour offsets (or shifted times before 1970) keep the rhythm cells counted over
+    ``ev``: an hour of the week then does not follow from ``rhythm``'s."""
+    d = data
+    cols = ", ".join(c for c in schema.COLUMNS if c != schema.TZ_OFFSET)
+    half = (f"(SELECT {cols}, 330 AS {schema.TZ_OFFSET} FROM {d.table})")
+    early = (f"(SELECT * REPLACE ({schema.TS} - INTERVAL 60 YEAR AS {schema.TS}) "
+             f"FROM {d.table})")
+    assert not rollup_build._rhythm_modes(d.con, half)[1]
+    assert not rollup_build._rhythm_modes(d.con, early)[1]
+    modes, _ = rollup_build._rhythm_modes(d.con, half)
+    assert "FROM (SELECT user_idx, s +" in rollup_build._rhythm_cells("ev", "r", modes, False)
+
+
+def test_sorted_events_break_ties_by_coordinates_nulls_last():
+    """``ev``'s order is (user, time, item, lat NULLS LAST, lon NULLS LAST), the coordinates
+    compared through one rank of every distinct pair: unusable and missing ones included."""
+    import duckdb
+
+    con = duckdb.connect()
+    cols = ", ".join(f"{c} {schema.DUCKDB_TYPES[c]}" for c in schema.COLUMNS)
+    con.execute(f"CREATE TABLE events__ties ({cols})")
+    coords = [(None, None), (40.7, None), (40.7, -74.0), (0.0, 0.0), (95.0, 200.0),
+              (None, -73.9), (40.7, -73.9), (-33.9, 151.2), (40.7, -74.0)]
+    rows = [("u1" if k % 3 else "u0", "i1", "2024-03-01 10:00:00", la, lo, None, None, None,
+             None) for k, (la, lo) in enumerate(coords * 3)]
+    con.executemany(f"INSERT INTO events__ties VALUES ({', '.join('?' * 9)})", rows)
+    for what, sql in rollup_build.build_sql("ties", con):
+        con.execute(sql)
+        if what == "ev":
+            break
+    ev = rollup.part("ties", "ev")
+    got = con.execute(f"SELECT user_idx, {schema.LAT}, {schema.LON}, coord_idx, prev_coord "
+                      f"FROM {ev}").fetchall()
+    want = con.execute(
+        f"SELECT user_idx, {schema.LAT}, {schema.LON}, coord_idx, CASE WHEN lag(user_idx) OVER "
+        "() = user_idx THEN lag(coord_idx) OVER () END FROM (SELECT * FROM (SELECT "
+        f"u.user_idx, e.{schema.LAT}, e.{schema.LON}, p.coord_idx FROM events__ties e JOIN "
+        f"{rollup.part('ties', 'users')} u USING ({schema.USER}) LEFT JOIN "
+        f"{rollup.part('ties', 'places')} p USING ({schema.LAT}, {schema.LON})) ORDER BY "
+        f"user_idx, {schema.LAT} NULLS LAST, {schema.LON} NULLS LAST)").fetchall()
+    assert got == want and len(got) == len(coords) * 3
+    assert sum(c is not None for _, _, _, c, _ in got) == 4 * 3  # three usable places
