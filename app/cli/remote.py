@@ -349,11 +349,11 @@ def printer(quiet: bool, train: bool = False) -> Callable[[dict[str, Any]], None
             return
         if train and p.get("steps") is not None and p.get("phase"):
             line.show(train_line(p))
-        if snap.get("status") in ("done", "failed", "cancelled"):
-            line.end()
         elif not train and p.get("message") and p["message"] != shown["message"]:
             shown["message"] = p["message"]
             print(p["message"], file=sys.stderr, flush=True)
+        if snap.get("status") in ("done", "failed", "cancelled"):
+            line.end()
 
     return update
 

@@ -309,8 +309,7 @@ def poll_batch(_n: int, job_id: str | None, name: str | None) -> tuple[Any, ...]
     if state["status"] == "error":
         return (no_update, ui.error_box("Batch export failed", state["error"]), True, False,
                 True)
-    written = state["written"]
-    msg = f"{written:,} report{'' if written == 1 else 's'} exported"
+    msg = f"{ui.count_of(state['written'], 'report')} exported"
     if state["failed"]:
         msg += f"; {state['failed']} failed (see failures.txt in the zip)"
     return (dcc.send_bytes(state["zip"], svc.download_name(name or "", "reports") + ".zip"),

@@ -110,11 +110,10 @@ def _recommendations(data: ReportData) -> str:
 
 
 def _counterfactual(data: ReportData) -> str:
-    cf = data.explanation.counterfactual
-    if not cf or not cf.get("k"):
-        return "<p class='muted'>No deletion test for this explanation.</p>"
     rows = [[label, _num(rank, 1) if isinstance(rank, float) else rank, _num(score)]
             for label, rank, score in deletion_rows(data.explanation)]
+    if not rows:
+        return "<p class='muted'>No deletion test for this explanation.</p>"
     return _table(["history", "rank of the item", "score"], [[esc(r[0]), esc(r[1]), r[2]]
                                                               for r in rows])
 

@@ -317,14 +317,14 @@ def loaded_model(dataset: str, model_id: str) -> Any:
     return cache.MODELS.get_or_compute(key, lambda: api.load(store, dataset, model_id))
 
 
-def _model_users(path: Any) -> tuple[str, ...]:
+def _model_users(path: Any) -> frozenset[str]:
     """The user ids a checkpoint knows, read from the file without building the model (a
     stale model's users are listed too), memoised per file version."""
-    def read() -> tuple[str, ...]:
+    def read() -> frozenset[str]:
         import torch
 
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        return tuple(str(u) for u in blob["meta"].get("extra", {}).get("user_ids", ()))
+        return frozenset(str(u) for u in blob["meta"].get("extra", {}).get("user_ids", ()))
 
     return cache.CHECKPOINT_USERS.get_or_compute(cache.file_stamp(path), read)
 
@@ -409,7 +409,7 @@ def user_index(dataset: str, model_id: str) -> UserIndex:
     path = ckpt.find(store, dataset, model_id)
 
     def build() -> UserIndex:
-        known = set(_model_users(path))
+        known = _model_users(path)
         counts = _user_counts(dataset)
         counts = counts[counts[schema.USER].isin(known)]
         return UserIndex.build(counts[schema.USER].astype(str).tolist(),
@@ -435,9 +435,7 @@ def known_users(dataset: str, model_id: str) -> frozenset[str]:
     them), memoised per file version: the Live feed's test of whom to offer an explanation."""
     from ...models.training import checkpoint as ckpt
 
-    path = ckpt.find(services.get_store(), dataset, model_id)
-    return cache.CHECKPOINT_USERS.get_or_compute(
-        ("known", cache.file_stamp(path)), lambda: frozenset(_model_users(path)))
+    return _model_users(ckpt.find(services.get_store(), dataset, model_id))
 
 
 def model_knows_user(dataset: str, model_id: str, user: str | None) -> bool:

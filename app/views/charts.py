@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 
 from ...analytics.schema import BEHAVIOR, CATEGORY, ITEM, TS
 from .plotsafe import plot_safe
+from .ui import count_of
 
 PERIOD = "period"
 EVENTS = "events"
@@ -257,7 +258,7 @@ def forecast_figure(history: pd.DataFrame, forecast: pd.DataFrame, freq: str = "
 def _later(periods: int, freq: str) -> str:
     """A cohort column in words: "its first week", "1 week later", "3 weeks later"."""
     n = int(periods)
-    return f"its first {freq}" if n == 0 else f"{n} {freq}{'' if n == 1 else 's'} later"
+    return f"its first {freq}" if n == 0 else f"{count_of(n, freq)} later"
 
 
 @plot_safe

@@ -17,7 +17,7 @@ from dash import html
 
 from ...analytics.schema import CATEGORY, USER
 from . import analytics as views
-from . import charts
+from . import charts, ui
 from .charts import EVENTS, PERIOD, empty_figure
 from .plotsafe import plot_safe
 
@@ -27,10 +27,8 @@ SHRUNK_JS = "shrunk_js"
 
 def evidence(windows: Any, pairs: Any, events: Any) -> str:
     """``"12 windows, 11 pairs, 340 events"``: what a user's drift figure rests on."""
-    def n(v: Any, word: str) -> str:
-        v = int(v)
-        return f"{v:,} {word}{'' if v == 1 else 's'}"
-    return f"{n(windows, 'window')}, {n(pairs, 'pair')}, {n(events, 'event')}"
+    n = ui.count_of
+    return f"{n(int(windows), 'window')}, {n(int(pairs), 'pair')}, {n(int(events), 'event')}"
 
 
 @plot_safe

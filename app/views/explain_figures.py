@@ -104,11 +104,10 @@ def attention_figure(ex: Explanation) -> go.Figure:
 def counterfactual_figure(ex: Explanation) -> go.Figure:
     """Rank of the item with its full history and after deleting k events chosen by the
     explanation, by attention, or at random (lower is better for the item)."""
-    cf = ex.counterfactual
-    if not cf or not cf.get("k"):
+    bars = [(label.replace(" (", "<br>("), rank) for label, rank, _score in deletion_rows(ex)]
+    if not bars:
         return empty_figure("No deletion test for this explanation (too few events, or a "
                             "count baseline).")
-    bars = [(label.replace(" (", "<br>("), rank) for label, rank, _score in deletion_rows(ex)]
     fig = go.Figure(go.Bar(x=[b[0] for b in bars], y=[b[1] for b in bars],
                            marker_color=["#64748b", "#dc2626", "#f59e0b", "#94a3b8"][:len(bars)],
                            text=[f"{b[1]:.0f}" for b in bars], textposition="outside",

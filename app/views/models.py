@@ -18,7 +18,6 @@ import plotly.graph_objects as go
 from dash import html
 
 from ...analytics import schema
-from ...models.explain.text import count_of
 from ..deckgl import deckmap
 from ..services.messages import public_message
 from . import charts, ids, ui
@@ -323,11 +322,11 @@ def recs_table(rec: dict[str, Any], with_coords: bool = False) -> html.Div:
 
 def recs_summary(rec: dict[str, Any]) -> str:
     skipped = int(rec.get("unknown_items_skipped") or 0)
-    extra = (f"; {count_of(skipped, 'event')} of items the model does not know "
+    extra = (f"; {ui.count_of(skipped, 'event')} of items the model does not know "
              f"{'was' if skipped == 1 else 'were'} skipped") if skipped else ""
     used = int(rec.get("history_used") or 0)
     return (f"Top {len(rec.get('items') or [])} for user {rec.get('user')} by "
-            f"{rec.get('model_id')}, from their last {count_of(used, 'event')}, "
+            f"{rec.get('model_id')}, from their last {ui.count_of(used, 'event')}, "
             f"as of {ui.fmt_time(rec.get('at'))} UTC{extra}.")
 
 

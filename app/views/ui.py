@@ -11,6 +11,7 @@ from typing import Any
 from dash import dcc, html
 
 from ...analytics.store import DatasetInfo
+from ...models.explain.text import count_of as count_of  # the one pluraliser of every text
 from ..services.messages import public_message
 
 
