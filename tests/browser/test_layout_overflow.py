@@ -212,7 +212,8 @@ def test_nothing_overflows_its_card(url, browser, artifacts, upload_file, width)
 
 def test_dataset_selector_from_the_keyboard(url, page):
     """Open the selector (click, Enter or an arrow key), type part of a name, Enter: the
-    match is picked (Dash's list kept the focus on an option, so typing did nothing)."""
+    match is picked (Dash's list kept the focus on an option, so typing did nothing), every
+    letter reaches the search box, and the list closes."""
     page.goto(f"{url}/data?dataset=nyc")
     page.wait_for_selector(f"#{ids.DATASETS_TABLE} table")
     # assets/keyboard.js, the type-to-search key handler, loads with the page's scripts
@@ -237,6 +238,9 @@ def test_dataset_selector_from_the_keyboard(url, page):
         page.keyboard.press("Enter")
         expect(value).to_contain_text(target)
         page.wait_for_url(f"**/data?dataset={target}*")
+    # and the list closes after a pick (it opened again when Enter picked on key-down and
+    # the key-up reached the dropdown's button)
+    expect(options).to_have_count(0)
     assert page.console.errors == []
 
 
