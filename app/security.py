@@ -16,8 +16,9 @@ POSTs to ``/_dash-update-component``, the upload routes ``/api/upload/*`` and an
 - **Trusted hosts.** The ``Host`` header must name this server (``TRAILSCOPE_ALLOWED_HOSTS``,
   comma-separated; default localhost, 127.0.0.1, ::1 plus the bind address), so a DNS-rebound
   name gets 400. With no credential only loopback names are ever trusted.
-- **CSRF.** Every response sets the signed cookie ``_csrf_token``; dash-renderer sends it back
-  as the ``X-CSRFToken`` header on its callback requests (``getCSRFHeader`` in
+- **CSRF.** Every response sets the signed cookie ``_csrf_token`` (but those to a request with
+  the API token: API clients keep no cookies); dash-renderer sends it back as the
+  ``X-CSRFToken`` header on its callback requests (``getCSRFHeader`` in
   dash_renderer.js) and assets/upload.js does the same, so a state-changing request from a
   browser must repeat it (double submit, the token signed so a planted cookie fails). Bearer
   clients are exempt (a browser never sends that header cross-site on its own), and so are
@@ -437,7 +438,9 @@ def _after(access: Access, app: object, response: Response) -> Response:
     headers["X-Frame-Options"] = "DENY"
     headers["X-Content-Type-Options"] = "nosniff"
     headers["Referrer-Policy"] = "same-origin"
-    if not access.csrf_cookie_ok() and not any(
+    # an API client with the token keeps no cookies (and needs no CSRF token): minting a
+    # signed cookie for each of its requests was a tenth of a single-event post's server time
+    if access.bearer_ok() is not True and not access.csrf_cookie_ok() and not any(
             c.startswith(CSRF_COOKIE + "=") for c in headers.getlist("Set-Cookie")):
         response.set_cookie(CSRF_COOKIE, access.new_csrf(), samesite="Strict", path="/",
                             secure=access.config.secure_cookies, httponly=False)

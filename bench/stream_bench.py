@@ -15,7 +15,10 @@ What it does, all on loopback, in a temporary workspace:
    ``--step-seconds``, while one client loops on ``GET .../users/{user}/recommendations``;
    after the step the bench polls ``GET /api/v1/datasets/{name}`` until the stored count
    equals the sent count (zero loss) or a deadline passes;
-4. single-event posts (one event per request) as fast as the loaders go;
+4. single-event posts (one event per request) as fast as ``--single-loaders`` connections go
+   (each waits for its post to commit, so the step's rate is at most connections / commit
+   time: many devices each sending one event, not one client posting in a loop), and the same
+   from ``--loaders`` connections beside it;
 5. post-to-visible: the time from sending a batch to ``GET /api/v1/datasets/{name}`` counting
    it, and to the Overview's "Events" headline showing it (the page's layout rendered by the
    dashboard's routing callback, as a browser opening /overview asks for it);
@@ -149,7 +152,6 @@ class Client:
 
     def __init__(self, host: str, port: int) -> None:
         self.conn = http.client.HTTPConnection(host, port, timeout=60)
-        self.cookies: dict[str, str] = {}
 
     def _call(self, method: str, path: str, body: bytes | None = None,
               extra: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -160,8 +162,6 @@ class Client:
             try:
                 self.conn.request(method, path, body=body, headers=headers)
                 r = self.conn.getresponse()
-                self.cookies.update(c.split(";", 1)[0].split("=", 1)
-                                    for c in r.headers.get_all("Set-Cookie") or ())
                 return r.status, r.read()
             except (http.client.HTTPException, ConnectionError):
                 self.conn.close()
@@ -178,9 +178,7 @@ class Client:
     def overview_events(self) -> int:
         """The Overview's "Events" headline, as the page renders it: the dashboard's routing
         callback (the one a browser calls on opening /overview) asked for the page's layout."""
-        if "_csrf_token" not in self.cookies:  # the dashboard's CSRF cookie, sent back
-            self.get(f"/overview?dataset={DATASET}")
-        token = self.cookies["_csrf_token"]
+        # (with the API token, as this client sends it, no CSRF cookie is needed or given)
         body = {"output": ".._pages_content.children..._pages_store.data..",
                 "outputs": [{"id": "_pages_content", "property": "children"},
                             {"id": "_pages_store", "property": "data"}],
@@ -189,8 +187,7 @@ class Client:
                            {"id": "_pages_location", "property": "search",
                             "value": f"?dataset={DATASET}"}],
                 "changedPropIds": ["_pages_location.pathname"], "state": []}
-        status, answer = self._call("POST", "/_dash-update-component", json.dumps(body).encode(),
-                                    {"X-CSRFToken": token, "Cookie": f"_csrf_token={token}"})
+        status, answer = self._call("POST", "/_dash-update-component", json.dumps(body).encode())
         found = _KPI_EVENTS.search(answer.decode("utf-8", "replace"))
         if status != 200 or found is None:
             raise RuntimeError(f"the Overview did not render its Events headline: {status} "
@@ -243,6 +240,7 @@ class Events:
 class Step:
     label: str
     target: float | None
+    loaders: int = 0  # posting connections
     seconds: float = 0.0
     sent: int = 0
     accepted: int = 0
@@ -312,7 +310,7 @@ def run_step(host: str, port: int, events: Events, label: str, rate: float | Non
     ``seconds`` from ``loaders`` threads, with a recommendation client beside them; then
     wait for the stored count to reach the sent count. ``pid``: the server's process, whose
     CPU time during the step is recorded."""
-    step = Step(label, rate, load=os.getloadavg()[0])
+    step = Step(label, rate, loaders, load=os.getloadavg()[0])
     before = Client(host, port).rows()
     stop = threading.Event()
     counter = itertools.count()
@@ -460,14 +458,17 @@ class Result:
     head: str
     steps: list[Step]          # paced batch steps, then the unpaced one
     idle: Step                 # recommendations without ingest
-    single: Step               # one event per post
+    single: Step               # one event per post, from --single-loaders connections
+    single_few: Step | None    # the same from --loaders connections (None: as many)
     visible: list[float]       # seconds from post to counted by the API
     overview: list[float]      # seconds from post to shown by the Overview's headline
     xadd: tuple[int, float]    # events, seconds
     consume: dict[str, Any]    # trailscope consume's JSON, seconds, rows the dataset grew by
 
     def text(self) -> str:
-        return "\n\n".join([self.head, table([self.idle, *self.steps, self.single]),
+        rows = [self.idle, *self.steps, *([self.single_few] if self.single_few else []),
+                self.single]
+        return "\n\n".join([self.head, table(rows),
                              self.summary()])
 
     def summary(self) -> str:
@@ -489,9 +490,13 @@ class Result:
             f"{p99:.1f} ms (goal p95 < {GOALS['rec_p95_ms']} ms: "
             f"{_ok(p95 < GOALS['rec_p95_ms'])}); without ingest: p50 "
             f"{self.idle.pct(50):.1f} ms, p95 {self.idle.pct(95):.1f} ms",
-            f"single-event posts: {single_rate:,.0f} posts/s, {single.stored:,} of "
-            f"{single.sent:,} stored (goal >= {GOALS['single_posts_s']}: "
-            f"{_ok(single_rate >= GOALS['single_posts_s'] and single.stored == single.sent)})",
+            f"single-event posts: {single_rate:,.0f} posts/s from {single.loaders} "
+            f"connections, {single.stored:,} of {single.sent:,} stored (goal >= "
+            f"{GOALS['single_posts_s']}: "
+            f"{_ok(single_rate >= GOALS['single_posts_s'] and single.stored == single.sent)})"
+            + (f"; from {few.loaders} connections: {few.sent / few.seconds:,.0f} posts/s, "
+               f"{few.stored:,} of {few.sent:,} stored"
+               if (few := self.single_few) is not None and few.seconds else ""),
             f"post to visible on the Overview (its Events headline rendered): median "
             f"{ov_med:.3f} s, max {ov_max:.3f} s over {len(ov)} batches (goal < "
             f"{GOALS['visible_s']} s: {_ok(ov_max < GOALS['visible_s'])}); counted by GET "
@@ -559,7 +564,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
             idle = step("idle", None, BATCH, 0, True)
             steps = [step(f"r{rate}", rate, BATCH, args.loaders, True) for rate in args.rates]
             steps.append(step("max", None, BATCH, args.loaders, True))
-            single = step("single", None, 1, args.loaders, False)
+            few = (step(f"single{args.loaders}", None, 1, args.loaders, False)
+                   if args.single_loaders != args.loaders else None)
+            single = step(f"single{args.single_loaders}", None, 1, args.single_loaders, False)
             visible, overview = post_to_visible(host, port, events, args.visible_trials)
             log(f"post to visible: API {', '.join(f'{v:.3f}' for v in visible)} s; Overview "
                 f"{', '.join(f'{v:.3f}' for v in overview)} s")
@@ -580,7 +587,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> Result:
                 f"itself used during the step (it shares the {os.cpu_count()} cores with the "
                 f"server), 'server cpu' the server process's (100% = one core; what the "
                 f"machine's other work left it)")
-        return Result(head, steps, idle, single, visible, overview, xadd, consume)
+        return Result(head, steps, idle, single, few, visible, overview, xadd, consume)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -593,6 +600,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="posting threads (the server commits what they queue together); each "
                         "holds one of the server's request threads (TRAILSCOPE_THREADS, 32) "
                         "until its batch commits, so as many as those starve the reads")
+    p.add_argument("--single-loaders", type=int, default=64,
+                   help="connections of the single-event step (more than the server's threads "
+                        "queue in it, as many devices' posts would)")
     p.add_argument("--visible-trials", type=int, default=10)
     p.add_argument("--consume-events", type=int, default=20_000,
                    help="entries of the XADD stream trailscope consume stores (0: skip)")

@@ -164,6 +164,9 @@ def test_protected_accepts_bearer(protected):
     r = s.post(protected + "/_dash-update-component", json=_callback_payload(protected, s),
                timeout=60)
     assert r.status_code == 200 and r.json()["multi"] is True
+    # an API client keeps no cookies: no CSRF cookie minted for it; a browser still gets one
+    assert security.CSRF_COOKIE not in r.cookies and security.CSRF_COOKIE not in s.cookies
+    assert security.CSRF_COOKIE in requests.get(protected + "/login", timeout=30).cookies
 
 
 def test_login_flow_session_and_csrf(protected):

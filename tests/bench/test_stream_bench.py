@@ -9,12 +9,14 @@ from bench import stream_bench
 def test_tiny_run_measures_every_part(tmp_path, capsys) -> None:
     out = tmp_path / "stream.txt"
     result = stream_bench.main(["--events", "2000", "--step-seconds", "1", "--rates", "200",
-                                "--loaders", "2", "--visible-trials", "2",
+                                "--loaders", "2", "--single-loaders", "3",
+                                "--visible-trials", "2",
                                 "--consume-events", "300", "--consume-batch", "100",
                                 "--out", str(out)])
     paced, unpaced = result.steps
     assert paced.label == "r200" and unpaced.label == "max"
-    for step in (paced, unpaced, result.single):
+    assert result.single.loaders == 3 and result.single_few.loaders == 2
+    for step in (paced, unpaced, result.single, result.single_few):
         assert step.sent > 0 and step.errors == 0
         assert step.stored == step.sent  # nothing lost at these rates
     assert paced.latencies_ms and result.idle.latencies_ms and result.idle.sent == 0
@@ -29,4 +31,5 @@ def test_tiny_run_measures_every_part(tmp_path, capsys) -> None:
     text = out.read_text()
     assert text == result.text() + "\n" and text in capsys.readouterr().out
     assert "| r200 | 200 |" in text and "sustained with zero loss" in text
+    assert "| single2 |" in text and "| single3 |" in text and "from 3 connections" in text
     assert stream_bench.sustained(result.steps) is not None
