@@ -251,3 +251,16 @@ def test_distance_matrix_against_known_distances():
     la, lo = lat.double(), lon.double()   # float32 trig loses ~50 m at city scale
     one = haversine_km(la[0, 0], lo[0, 0], la[0, 1], lo[0, 1])
     assert d[0, 0, 1].item() == pytest.approx(one.item(), rel=1e-5)
+
+
+def test_vocabulary_lookup_maps_missing_and_unknown_values_to_zero():
+    from trailscope.models.data import history
+
+    vocab = ("a", "b", "c")
+    got = history._lookup(vocab, pd.Series(["c", None, "zz", "a", pd.NA], dtype="string"))
+    assert got.tolist() == [3, 0, 0, 1, 0] and got.dtype == np.int64
+    assert history._lookup((), pd.Series(["a"])).tolist() == [0]
+    # the position map belongs to the vocabulary object: an equal-length other one is not
+    # answered from it
+    assert history._lookup(("b", "c", "d"), pd.Series(["c", "a"])).tolist() == [2, 0]
+    assert history._lookup(vocab, pd.Series(["c"])).tolist() == [3]
