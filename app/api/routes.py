@@ -367,9 +367,7 @@ def _dataset_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _datasets() -> list[dict[str, Any]]:
-    df = services.list_datasets()
-    df = df.astype(object).where(df.notna(), None)
-    return [_dataset_row(r) for r in df.to_dict(orient="records")]
+    return [_dataset_row(r) for r in services.dataset_records()]
 
 
 @blueprint.get("/datasets")

@@ -73,9 +73,14 @@ def list_datasets() -> pd.DataFrame:
     return get_store().list_datasets()
 
 
+def dataset_records() -> list[dict[str, Any]]:
+    """:func:`list_datasets` as plain rows (always fresh), without pandas."""
+    return get_store().dataset_records()
+
+
 def dataset_names() -> list[str]:
     """Dataset names, newest import first."""
-    return [str(n) for n in list_datasets()["name"].tolist()]
+    return [str(r["name"]) for r in dataset_records()]
 
 
 def default_dataset() -> str | None:

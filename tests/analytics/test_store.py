@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import pandas as pd
 import pytest
 from trailscope.analytics import schema
 from trailscope.analytics.store import (
@@ -35,6 +36,15 @@ def test_save_registers_stats_and_events(store: Store) -> None:
     assert list(ev.columns) == list(schema.COLUMNS)
     assert ev[schema.USER].tolist() == ["u1", "u1", "u2"]
     assert store.list_datasets()["name"].tolist() == ["d"]
+    # the rows without pandas say the same, NULL as None
+    _save(store, "e", sql=ROWS.replace("u1", "u7"))
+    frame = store.list_datasets()
+    records = store.dataset_records()
+    assert [r["name"] for r in records] == frame["name"].tolist() == ["e", "d"]
+    for rec, (_, row) in zip(records, frame.iterrows(), strict=True):
+        assert list(rec) == list(frame.columns)
+        for key, value in rec.items():
+            assert (value is None) if pd.isna(row[key]) else value == row[key], key
 
 
 def test_existing_name_refused_without_replace_and_kept(store: Store) -> None:
