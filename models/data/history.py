@@ -7,8 +7,6 @@ category / behaviour ids; unknown items are skipped and counted, never guessed.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,33 +32,9 @@ class History:
     at: float              # target time (unix seconds)
 
 
-#: Position maps of the vocabularies looked up lately, by the vocabulary object's identity
-#: (a checkpoint's vocabularies live as long as it is loaded): building one reads the whole
-#: vocabulary, 2.6 ms for 100k items, which a request for one user's history paid each time.
-_INDEXES: dict[int, tuple[Sequence[str], dict[str, int]]] = {}
-_INDEXES_MAX = 32
-_indexes_lock = threading.Lock()
-
-
-def _index(vocab: Sequence[str]) -> dict[str, int]:
-    """{value: 1-based position} of a vocabulary, kept for the same vocabulary object."""
-    key = id(vocab)
-    got = _INDEXES.get(key)
-    if got is not None and got[0] is vocab:
-        return got[1]
-    index = {v: i for i, v in enumerate(vocab, start=1)}
-    with _indexes_lock:
-        if len(_INDEXES) >= _INDEXES_MAX:
-            _INDEXES.clear()
-        _INDEXES[key] = (vocab, index)  # (holding the vocabulary keeps its id unique)
-    return index
-
-
-def _lookup(vocab: Sequence[str], values: pd.Series) -> np.ndarray:
-    """1-based index of each value in a vocabulary, 0 where absent."""
-    if not len(vocab):
-        return np.zeros(len(values), dtype=np.int64)
-    get = _index(vocab).get
+def _lookup(positions: dict[str, int], values: pd.Series) -> np.ndarray:
+    """1-based index of each value in a vocabulary (``DataMeta.index_of``), 0 where absent."""
+    get = positions.get
     return np.fromiter((get(v, 0) if isinstance(v, str) else 0 for v in values),
                        dtype=np.int64, count=len(values))
 
@@ -77,7 +51,7 @@ def to_seconds(at: datetime | str | float | int | pd.Timestamp) -> float:
 
 def user_index(meta: DataMeta, user: str) -> int:
     users = meta.extra.get("user_ids", ())
-    idx = _index(users).get(str(user), 0) if len(users) else 0
+    idx = meta.index_of("user_ids").get(str(user), 0)
     if idx == 0:
         raise UnknownUser(
             f"user {user!r} is not among the {len(users)} users this model was trained on "
@@ -94,7 +68,7 @@ def history_batch(events: pd.DataFrame, meta: DataMeta, user: str,
     if events.empty:
         raise UnknownUser(f"user {user!r} has no events in the dataset")
     df = events.sort_values(schema.TS, kind="stable")
-    item = _lookup(meta.item_ids, df[schema.ITEM])
+    item = _lookup(meta.index_of("item_ids"), df[schema.ITEM])
     known = item > 0
     df, item = df[known], item[known]
     if len(item) == 0:
@@ -106,8 +80,8 @@ def history_batch(events: pd.DataFrame, meta: DataMeta, user: str,
     tz = df[schema.TZ_OFFSET].to_numpy(dtype=np.float64, na_value=np.nan)
     offset = np.where(np.isnan(tz), estimate_offset_min(elon), np.nan_to_num(tz)).astype(np.int64)
     hour, wday = local_hour_weekday(ts, offset)
-    cat = _lookup(meta.extra.get("category_names", ()), df[schema.CATEGORY])
-    beh = _lookup(meta.extra.get("behavior_names", ()),
+    cat = _lookup(meta.index_of("category_names"), df[schema.CATEGORY])
+    beh = _lookup(meta.index_of("behavior_names"),
                   df[schema.BEHAVIOR].fillna(schema.DEFAULT_BEHAVIOR))
     t_at = float(ts[-1]) if at is None else to_seconds(at)
     t_off = (estimate_offset_min(np.array([lon]))[0] if lon is not None and np.isnan(tz[-1])

@@ -254,13 +254,20 @@ def test_distance_matrix_against_known_distances():
 
 
 def test_vocabulary_lookup_maps_missing_and_unknown_values_to_zero():
+    from trailscope.models.base import DataMeta
     from trailscope.models.data import history
 
-    vocab = ("a", "b", "c")
-    got = history._lookup(vocab, pd.Series(["c", None, "zz", "a", pd.NA], dtype="string"))
+    meta = DataMeta(3, 2, 1, 1, 5, item_ids=("a", "b", "c"),
+                    extra={"user_ids": ("u1", "u2"), "category_names": ()})
+    items = meta.index_of("item_ids")
+    got = history._lookup(items, pd.Series(["c", None, "zz", "a", pd.NA], dtype="string"))
     assert got.tolist() == [3, 0, 0, 1, 0] and got.dtype == np.int64
-    assert history._lookup((), pd.Series(["a"])).tolist() == [0]
-    # the position map belongs to the vocabulary object: an equal-length other one is not
-    # answered from it
-    assert history._lookup(("b", "c", "d"), pd.Series(["c", "a"])).tolist() == [2, 0]
-    assert history._lookup(vocab, pd.Series(["c"])).tolist() == [3]
+    assert history._lookup(meta.index_of("category_names"), pd.Series(["a"])).tolist() == [0]
+    assert history._lookup(meta.index_of("behavior_names"), pd.Series(["a"])).tolist() == [0]
+    assert history.user_index(meta, "u2") == 2
+    with pytest.raises(history.UnknownUser, match="not among the 2 users"):
+        history.user_index(meta, "u3")
+    # built once per meta; another meta has its own
+    assert meta.index_of("item_ids") is items
+    other = DataMeta(3, 2, 1, 1, 5, item_ids=("b", "c", "d"))
+    assert history._lookup(other.index_of("item_ids"), pd.Series(["c", "a"])).tolist() == [2, 0]
