@@ -26,7 +26,17 @@
     var inSearch = active && active.matches && active.matches("input.dash-dropdown-search");
     if (active && active !== document.body && !inSearch) { return; }
     var first = document.querySelector(".dash-dropdown-content .dash-dropdown-option");
-    if (first) { e.preventDefault(); e.stopPropagation(); first.click(); }
+    if (!first) { return; }
+    e.preventDefault();
+    e.stopPropagation();
+    if (first.getAttribute("aria-selected") === "true") {
+      // the match is the value already chosen: a click on its checked radio changes nothing
+      // and the list stayed open; close it as Escape does
+      (active || document).dispatchEvent(
+        new KeyboardEvent("keydown", {key: "Escape", bubbles: true, cancelable: true}));
+    } else {
+      first.click();
+    }
   }, true);
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey || !e.key) { return; }

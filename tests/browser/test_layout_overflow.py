@@ -241,6 +241,16 @@ def test_dataset_selector_from_the_keyboard(url, page):
     # and the list closes after a pick (it opened again when Enter picked on key-down and
     # the key-up reached the dropdown's button)
     expect(options).to_have_count(0)
+    # typing the dataset already chosen and Enter closes the list too, and stays there (a
+    # click on its checked option changed nothing and the list stayed open)
+    current = "taobao" if "taobao" in value.inner_text() else "nyc"
+    page.click(f"#{ids.DATASET_DROPDOWN}")
+    options.first.wait_for()
+    page.keyboard.type(current[:3])
+    expect(options.first).to_contain_text(current)
+    page.keyboard.press("Enter")
+    expect(options).to_have_count(0)
+    expect(value).to_contain_text(current)
     assert page.console.errors == []
 
 
