@@ -21,6 +21,7 @@ from pathlib import Path
 
 import dash
 import flask
+import PIL.Image  # noqa: F401  (see _PLOTLY_OPTIONAL below)
 import waitress
 from flask import Response, redirect, request
 
@@ -35,6 +36,13 @@ from .services import workspace as services
 from .services.messages import public_message
 
 PAGES = Path(__file__).resolve().parent / "pages"
+
+#: Modules that plotly's JSON encoder (every callback answer) takes from ``sys.modules``
+#: without importing them: one request thread importing Pillow (torch and captum do, on the
+#: Explain page) left ``PIL.Image`` half-initialised for a moment, and a page answer encoded in
+#: that moment failed with "partially initialized module 'PIL.Image'" (a 500: the page stayed
+#: blank). Imported above, before any request thread starts.
+_PLOTLY_OPTIONAL = ("numpy", "pandas", "PIL.Image")
 
 _INDEX = """<!DOCTYPE html>
 <html lang="en">

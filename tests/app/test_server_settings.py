@@ -4,8 +4,10 @@ TRAILSCOPE_TORCH_THREADS says otherwise."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -28,3 +30,25 @@ def test_request_threads_and_torch_threads(env, want, tmp_path):
                          env={**base, "TRAILSCOPE_HOME": str(tmp_path), **env})
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == want
+
+
+
+def test_plotly_optional_modules_imported_before_serving(tmp_path):
+    """plotly's JSON encoder reads numpy, pandas and PIL.Image from ``sys.modules`` without
+    importing them; one that a request thread is still importing is half-initialised there, and
+    a callback answer encoded meanwhile failed (a blank Explain page under load). The app
+    imports them all at start, before waitress starts a thread."""
+    probe = ("import json, sys, trailscope.app.main as m; print(json.dumps("
+             "[m._PLOTLY_OPTIONAL, [n for n in m._PLOTLY_OPTIONAL if n not in sys.modules]]))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300,
+                         env={**os.environ, "TRAILSCOPE_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    names, missing = json.loads(out.stdout.strip().splitlines()[-1])
+    assert missing == []
+    # the list names every module the encoder looks up that way (a plotly upgrade may add one)
+    import plotly.io._json as encoder
+    looked_up = set(re.findall(r'get_module\("([\w.]+)", should_load=False\)',
+                               inspect.getsource(encoder)))
+    assert "PIL.Image" in looked_up
+    assert looked_up - {"sage.all"} <= set(names), looked_up
