@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from . import schema
@@ -384,6 +385,39 @@ class Store:
             sql += f" WHERE {where}"
         sql += f" ORDER BY {schema.USER}, {schema.TS}"
         return self.query_df(sql, params)
+
+    def user_events(self, name: str, user: str, columns: list[str],
+                    newest: int | None = None) -> dict[str, np.ndarray]:
+        """One user's events as a numpy array per column, oldest first (events of the same
+        time in the order they were stored); ``newest``: only that many of the latest. SQL
+        NULL reads as NaN in a number column and None in a text one.
+
+        What a recommendation reads on every request, so it is one query and no pandas: the
+        dataset's spelling is resolved (one more query, :meth:`table`) only when the name as
+        given names no events table (DuckDB matches quoted names case-insensitively)."""
+        sql = (f"SELECT {', '.join(columns)} FROM {{table}} WHERE {schema.USER} = ? "
+               f"ORDER BY {schema.TS} DESC, rowid DESC"
+               + (f" LIMIT {int(newest)}" if newest is not None else ""))
+        cur = self.cursor()
+        try:
+            try:
+                got = cur.execute(sql.format(table=events_table(name)), [str(user)]).fetchnumpy()
+            except (duckdb.CatalogException, ValueError):  # another spelling, or no dataset
+                got = cur.execute(sql.format(table=self.table(name)), [str(user)]).fetchnumpy()
+        finally:
+            cur.close()
+        out = {}
+        for col, arr in got.items():
+            if isinstance(arr, np.ma.MaskedArray):  # NULLs present
+                mask = np.ma.getmaskarray(arr)
+                if arr.dtype == object:  # (filled(None) would use the mask's "?")
+                    arr = np.array(arr.data, dtype=object)
+                    arr[mask] = None
+                else:
+                    arr = (arr.astype(np.float64).filled(np.nan) if arr.dtype.kind in "iuf"
+                           else arr.filled())
+            out[col] = np.ascontiguousarray(arr[::-1])
+        return out
 
     # -- writing -----------------------------------------------------------------------
     @contextmanager

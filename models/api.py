@@ -16,10 +16,9 @@ from typing import Any
 
 import torch
 
-from ..analytics import schema
 from ..analytics.store import Store
 from .data.dataset import build_dataset
-from .data.history import history_batch, user_index
+from .data.history import user_history
 from .training import checkpoint as ckpt
 from .training.evaluate import evaluate_model
 from .training.loop import TrainResult, train
@@ -157,9 +156,8 @@ def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | N
     model_id = model_id or default_model(store, name)
     loaded = loaded or load(store, name, model_id)
     model, meta = loaded.model, loaded.meta
-    user_index(meta, user)  # unknown users fail before touching the store
-    events = store.events(name, where=f"{schema.USER} = ?", params=[str(user)])
-    hist = history_batch(events, meta, user, at, lat, lon)
+    hist = user_history(store, name, user, meta, at, lat, lon,
+                        seen=bool(meta.extra.get("exclude_seen")))
     dev = next(iter(model.buffers()), torch.zeros(0)).device
     batch = hist.batch.to(dev)
     if lat is not None:

@@ -115,7 +115,13 @@ _SCHEMAS: dict[str, Any] = {
             "dataset": {"type": "string"}, "user": {"type": "string"},
             "model": {"type": "string"}, "model_id": {"type": "string"},
             "at": {"type": "string", "description": "the time recommended for (UTC)"},
-            "history_used": {"type": "integer"}, "unknown_items_skipped": {"type": "integer"},
+            "history_used": {"type": "integer",
+                             "description": "the user's latest events the model read (at "
+                                            "most its sequence length), newest included"},
+            "unknown_items_skipped": {"type": "integer",
+                                      "description": "events among those latest ones whose "
+                                                     "item the model does not know (new since "
+                                                     "training, or filtered out), skipped"},
             "items": {"type": "array", "items": _ref("Recommendation")},
         },
     },

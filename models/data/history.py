@@ -7,6 +7,7 @@ category / behaviour ids; unknown items are skipped and counted, never guessed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,6 +16,7 @@ import pandas as pd
 import torch
 
 from ...analytics import schema
+from ...analytics.store import Store
 from ..base import Batch, DataMeta
 from .features import estimate_offset_min, local_hour_weekday
 
@@ -27,15 +29,22 @@ class UnknownUser(KeyError):
 @dataclass(frozen=True)
 class History:
     batch: Batch
-    items: np.ndarray      # every known item index of the user's full history
-    skipped: int           # events whose item the model does not know
+    items: np.ndarray      # known item indices of the events read (the full history: ``seen``)
+    skipped: int           # events among the ones used whose item the model does not know
     at: float              # target time (unix seconds)
 
 
-def _lookup(positions: dict[str, int], values: pd.Series) -> np.ndarray:
-    """1-based index of each value in a vocabulary (``DataMeta.index_of``), 0 where absent."""
+#: The columns a history reads, and what it reads them as
+COLUMNS = [schema.ITEM, schema.TS, schema.LAT, schema.LON, schema.TZ_OFFSET, schema.CATEGORY,
+           schema.BEHAVIOR]
+
+
+def _lookup(positions: dict[str, int], values: np.ndarray, default: str | None = None
+            ) -> np.ndarray:
+    """1-based index of each value in a vocabulary (``DataMeta.index_of``), 0 where absent;
+    a missing value (not a string) reads as ``default``."""
     get = positions.get
-    return np.fromiter((get(v, 0) if isinstance(v, str) else 0 for v in values),
+    return np.fromiter((get(v if isinstance(v, str) else default, 0) for v in values),
                        dtype=np.int64, count=len(values))
 
 
@@ -60,38 +69,86 @@ def user_index(meta: DataMeta, user: str) -> int:
     return idx
 
 
+def user_history(store: Store, name: str, user: str, meta: DataMeta,
+                 at: datetime | str | float | None = None, lat: float | None = None,
+                 lon: float | None = None, *, seen: bool = False) -> History:
+    """:func:`history_batch` of ``user``'s latest events read from the store: twice the
+    model's ``max_len`` of them, or all when fewer than ``max_len`` of those are of items the
+    model knows. ``seen`` (a model that never recommends seen items): ``History.items`` holds
+    every known item of the user's whole history (one more query when the read was cut).
+
+    A recommendation reads this on every request: a user with 5,000 events costs what one
+    with 100 does."""
+    user_index(meta, user)  # unknown users fail before touching the store
+    limit = 2 * meta.max_len
+    cols = store.user_events(name, user, COLUMNS, newest=limit)
+    every = _lookup(meta.index_of("item_ids"), cols[schema.ITEM])
+    cut = len(every) == limit
+    if cut and int((every > 0).sum()) < meta.max_len:  # mostly items the model does not know
+        cols = store.user_events(name, user, COLUMNS)
+        every, cut = _lookup(meta.index_of("item_ids"), cols[schema.ITEM]), False
+    hist = _history(cols, meta, user, at, lat, lon, every)
+    if seen and cut:
+        every = store.user_events(name, user, [schema.ITEM])[schema.ITEM]
+        known = _lookup(meta.index_of("item_ids"), every)
+        hist = dataclasses.replace(hist, items=np.unique(known[known > 0]))
+    return hist
+
+
 def history_batch(events: pd.DataFrame, meta: DataMeta, user: str,
                   at: datetime | str | float | None = None,
                   lat: float | None = None, lon: float | None = None) -> History:
-    """A batch of one: the user's most recent ``max_len`` known events and the target slot."""
-    uidx = user_index(meta, user)
-    if events.empty:
-        raise UnknownUser(f"user {user!r} has no events in the dataset")
+    """A batch of one: the user's most recent ``max_len`` known events of ``events`` (a
+    frame of the user's events, any order) and the target slot."""
+    user_index(meta, user)
     df = events.sort_values(schema.TS, kind="stable")
-    item = _lookup(meta.index_of("item_ids"), df[schema.ITEM])
-    known = item > 0
-    df, item = df[known], item[known]
-    if len(item) == 0:
+    cols = {schema.ITEM: df[schema.ITEM].to_numpy(object),
+            schema.TS: df[schema.TS].to_numpy("datetime64[us]"),
+            schema.CATEGORY: df[schema.CATEGORY].to_numpy(object, na_value=None),
+            schema.BEHAVIOR: df[schema.BEHAVIOR].to_numpy(object, na_value=None),
+            **{c: df[c].to_numpy(np.float64, na_value=np.nan)
+               for c in (schema.LAT, schema.LON, schema.TZ_OFFSET)}}
+    return _history(cols, meta, user, at, lat, lon)
+
+
+def _history(cols: dict[str, np.ndarray], meta: DataMeta, user: str,
+             at: datetime | str | float | None, lat: float | None, lon: float | None,
+             every: np.ndarray | None = None) -> History:
+    """The batch of one from a user's events given as arrays per column, oldest first;
+    ``every``: their item indices when the caller has looked them up."""
+    uidx = user_index(meta, user)
+    if every is None:
+        every = _lookup(meta.index_of("item_ids"), cols[schema.ITEM])
+    if len(every) == 0:
+        raise UnknownUser(f"user {user!r} has no events in the dataset")
+    known = every > 0
+    n = meta.max_len
+    if not known.any():
         raise UnknownUser(f"none of user {user!r}'s items are known to this model; retrain it")
-    ts = df[schema.TS].to_numpy("datetime64[us]").astype(np.int64) / 1e6
-    elat = df[schema.LAT].to_numpy(dtype=np.float64, na_value=np.nan)
-    elon = df[schema.LON].to_numpy(dtype=np.float64, na_value=np.nan)
+    first = np.flatnonzero(known)[-n:][0]   # the oldest event used
+    skipped = int((~known[first:]).sum())
+    sel = known.copy()
+    sel[:first] = False
+    item = every[sel]
+    ts = cols[schema.TS][sel].astype("datetime64[us]").astype(np.int64) / 1e6
+    elat = np.asarray(cols[schema.LAT][sel], dtype=np.float64)
+    elon = np.asarray(cols[schema.LON][sel], dtype=np.float64)
     geo = ~(np.isnan(elat) | np.isnan(elon))
-    tz = df[schema.TZ_OFFSET].to_numpy(dtype=np.float64, na_value=np.nan)
+    tz = np.asarray(cols[schema.TZ_OFFSET][sel], dtype=np.float64)
     offset = np.where(np.isnan(tz), estimate_offset_min(elon), np.nan_to_num(tz)).astype(np.int64)
     hour, wday = local_hour_weekday(ts, offset)
-    cat = _lookup(meta.index_of("category_names"), df[schema.CATEGORY])
-    beh = _lookup(meta.index_of("behavior_names"),
-                  df[schema.BEHAVIOR].fillna(schema.DEFAULT_BEHAVIOR))
+    cat = _lookup(meta.index_of("category_names"), cols[schema.CATEGORY][sel])
+    beh = _lookup(meta.index_of("behavior_names"), cols[schema.BEHAVIOR][sel],
+                  schema.DEFAULT_BEHAVIOR)
     t_at = float(ts[-1]) if at is None else to_seconds(at)
     t_off = (estimate_offset_min(np.array([lon]))[0] if lon is not None and np.isnan(tz[-1])
              else offset[-1])
     t_hour, t_wday = local_hour_weekday(np.array([t_at]), np.array([t_off]))
-    n, m = meta.max_len, min(meta.max_len, len(item))
+    m = len(item)
 
     def pad(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         out = np.zeros(n, dtype=a.dtype)
-        out[n - m:] = a[-m:]
+        out[n - m:] = a
         return torch.from_numpy(out).to(dtype).unsqueeze(0)            # (1, L)
 
     nxt = np.r_[item[1:], 0]
@@ -113,4 +170,4 @@ def history_batch(events: pd.DataFrame, meta: DataMeta, user: str,
         target_seq=pad(nxt, torch.long),
         len=torch.tensor([m]),
     )
-    return History(batch, np.unique(item), int((~known).sum()), t_at)
+    return History(batch, np.unique(every[known]), skipped, t_at)

@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ...analytics import schema
 from ...analytics.store import Store
 from .. import api
-from ..data.history import history_batch, user_index
+from ..data.history import user_history, user_index
 from ..training import checkpoint as ckpt
 from .attribution import explain
 from .types import Explanation
@@ -79,8 +78,7 @@ def explain_user(store: Store, name: str, user: str, item_id: str | None = None,
     if idx == 0:
         raise ExplainError(f"item {item_id!r} is not among the {meta.n_items} items model "
                            f"{model_id} knows; pick one of its recommendations")
-    events = store.events(name, where=f"{schema.USER} = ?", params=[str(user)])
-    hist = history_batch(events, meta, user)
+    hist = user_history(store, name, user, meta, seen=bool(meta.extra.get("exclude_seen")))
     dev = next(iter(model.buffers()), None)
     batch = hist.batch.to(dev.device) if dev is not None else hist.batch
     exclude = hist.items if meta.extra.get("exclude_seen") else None

@@ -137,12 +137,18 @@ def _shown(text: str, limit: int = 80) -> str:
 
 def find(store: Store, dataset: str, model_id: str) -> Path:
     """The checkpoint of ``model_id``, which must be one of the dataset's saved models
-    (:func:`list_checkpoints`): the id is looked up there, never joined into a path, so an id
-    such as ``../other/x`` names no file outside the dataset's folder."""
-    known = {i["model_id"]: Path(i["path"]) for i in list_checkpoints(store, dataset)}
-    if isinstance(model_id, str) and model_id in known:
-        return known[model_id]
-    ids = list(known)
+    (:func:`list_checkpoints`: a ``.pt`` file with its ``.json`` sidecar): the id is looked up
+    among the folder's file names, never joined into a path, so an id such as ``../other/x``
+    names no file outside the dataset's folder. Reads no sidecar (every recommendation asks)."""
+    folder = models_dir(store, dataset)
+    try:
+        with os.scandir(folder) as entries:
+            names = {e.name for e in entries}
+    except FileNotFoundError:
+        names = set()
+    if isinstance(model_id, str) and f"{model_id}.pt" in names and f"{model_id}.json" in names:
+        return folder / f"{model_id}.pt"
+    ids = [i["model_id"] for i in list_checkpoints(store, dataset)] if names else []
     listed = ", ".join(ids[:10]) + (f" (+{len(ids) - 10} more)" if len(ids) > 10 else "")
     raise CheckpointError(f"no model {_shown(str(model_id))} for dataset {dataset!r}; trained "
                           f"models: {listed or 'none (train one first)'}")

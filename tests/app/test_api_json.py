@@ -53,15 +53,19 @@ def test_the_model_a_request_gets_follows_new_and_deleted_checkpoints(workspace)
     from trailscope.app.services import models as model_service
     from trailscope.models import api
 
+    def model_of(name, wanted):
+        info, model_id = routes._dataset_model(name, wanted)
+        return info.name, model_id
+
     import_sample(workspace, "city", users=30, seed=3)
     first = api.train(workspace, "city", "markov", log=lambda _m: None).model_id
-    assert routes._dataset_model("CITY", None) == ("city", first)
-    assert routes._dataset_model("city", "markov") == ("city", first)
+    assert model_of("CITY", None) == ("city", first)
+    assert model_of("city", "markov") == ("city", first)
     second = api.train(workspace, "city", "markov", log=lambda _m: None).model_id
-    assert routes._dataset_model("city", second) == ("city", second)
+    assert model_of("city", second) == ("city", second)
     model_service.delete_model("city", first)
-    assert routes._dataset_model("city", None) == ("city", second)
-    assert routes._dataset_model("city", "markov") == ("city", second)
+    assert model_of("city", None) == ("city", second)
+    assert model_of("city", "markov") == ("city", second)
     model_service.delete_model("city", second)
     with pytest.raises(routes.ApiError, match="no trained model"):
-        routes._dataset_model("city", None)
+        model_of("city", None)

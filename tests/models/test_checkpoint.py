@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from trailscope.analytics import schema
@@ -143,3 +145,79 @@ def test_recommend_excludes_seen_movies(ws):
     seen = set(ws.events("ml80", where=f"{schema.USER} = ?", params=[user])[schema.ITEM])
     assert len(out["items"]) == 20 and not seen & {i["item_id"] for i in out["items"]}
     assert all(i["lat"] is None for i in out["items"])
+
+
+def _fields(batch) -> dict:
+    return {k: v for k, v in vars(batch).items() if isinstance(v, torch.Tensor)}
+
+
+def test_user_history_reads_the_latest_events_and_equals_the_whole_history(ws, monkeypatch):
+    """A recommendation reads the user's 2 x max_len latest events, not their whole history,
+    and builds the batch the whole history gives; ``seen`` still lists every known item."""
+    from trailscope.models.data import history
+
+    res = api.train(ws, "nyc80", model="markov", **QUIET)
+    meta = api.load(ws, "nyc80", res.model_id).meta
+    counts = ws.query_df(f"SELECT {schema.USER} AS u, count(*) AS n FROM {ws.table('nyc80')} "
+                         "GROUP BY 1 ORDER BY n DESC")
+    heavy, light = str(counts["u"].iloc[0]), str(counts["u"].iloc[-1])
+    assert counts["n"].iloc[0] > 2 * meta.max_len  # the read must be cut for this user
+    reads = []
+    real = ws.user_events
+    monkeypatch.setattr(ws, "user_events", lambda *a, **kw: reads.append(
+        (a[2], kw.get("newest"), len((got := real(*a, **kw))[a[2][0]]))) or got)
+    for user in (heavy, light):
+        whole = ws.events("nyc80", where=f"{schema.USER} = ?", params=[user])
+        want = history.history_batch(whole, meta, user)
+        got = history.user_history(ws, "nyc80", user, meta, seen=True)
+        for key, value in _fields(want.batch).items():
+            torch.testing.assert_close(_fields(got.batch)[key], value, msg=key)
+        assert got.skipped == want.skipped
+        assert set(got.items.tolist()) == set(want.items.tolist())
+    # heavy: 2 x max_len latest rows, then every item id (seen); light: one read, not cut
+    assert [(len(c), n, r) for c, n, r in reads] == [
+        (len(history.COLUMNS), 2 * meta.max_len, 2 * meta.max_len),
+        (1, None, int(counts["n"].iloc[0])),
+        (len(history.COLUMNS), 2 * meta.max_len, int(counts["n"].iloc[-1]))]
+
+
+def test_user_history_reads_on_past_items_the_model_does_not_know(ws):
+    """When the latest events are of items the model never saw (posted after training), the
+    history reads further back for the known ones, and says how many it skipped."""
+    from trailscope.analytics.append import append, validate
+    from trailscope.models.data import history
+
+    slice_dataset(ws, "nyc", "nycnew", 30)
+    res = api.train(ws, "nycnew", model="markov", **QUIET)
+    meta = api.load(ws, "nycnew", res.model_id).meta
+    user = meta.extra["user_ids"][0]
+    before = history.user_history(ws, "nycnew", user, meta)
+    last = ws.query_df(f"SELECT max({schema.TS}) AS t FROM {ws.table('nycnew')}")["t"][0]
+    n_new = 2 * meta.max_len + 5
+    append(ws, "nycnew", validate([
+        {"user_id": user, "item_id": f"brand-new-{i}", "lat": 40.7, "lon": -74.0,
+         "ts": str(last + pd.Timedelta(minutes=i + 1))} for i in range(n_new)]))
+    after = history.user_history(ws, "nycnew", user, meta)
+    torch.testing.assert_close(after.batch.item_seq, before.batch.item_seq)
+    assert after.skipped == before.skipped + n_new
+    out = api.recommend(ws, "nycnew", user, model_id=res.model_id)
+    assert out["unknown_items_skipped"] == after.skipped
+    assert out["history_used"] == int(before.batch.len)
+
+
+def test_user_events_spelling_nulls_and_missing_dataset(ws):
+    """Store.user_events: newest-first cut, oldest-first order, another spelling of the name,
+    NULLs as NaN / None, and the registry's message for a dataset that does not exist."""
+    from trailscope.analytics.store import DatasetNotFound
+
+    user = str(ws.query_df(f"SELECT min({schema.USER}) AS u FROM {ws.table('nyc80')}")["u"][0])
+    cols = [schema.ITEM, schema.TS, schema.LAT, schema.CATEGORY]
+    every = ws.user_events("nyc80", user, cols)
+    latest = ws.user_events("NYC80", user, cols, newest=3)
+    assert (every[schema.TS][:-1] <= every[schema.TS][1:]).all()
+    assert latest[schema.ITEM].tolist() == every[schema.ITEM][-3:].tolist()
+    nulls = ws.user_events("nyc80", user, [f"NULL::DOUBLE AS {schema.LAT}",
+                                           f"NULL::VARCHAR AS {schema.CATEGORY}"], newest=2)
+    assert np.isnan(nulls[schema.LAT]).all() and nulls[schema.CATEGORY].tolist() == [None, None]
+    with pytest.raises(DatasetNotFound, match="no dataset named 'nope'"):
+        ws.user_events("nope", user, cols)
