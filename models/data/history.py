@@ -140,7 +140,10 @@ def _history(cols: dict[str, np.ndarray], meta: DataMeta, user: str,
     cat = _lookup(meta.index_of("category_names"), cols[schema.CATEGORY][sel])
     beh = _lookup(meta.index_of("behavior_names"), cols[schema.BEHAVIOR][sel],
                   schema.DEFAULT_BEHAVIOR)
-    t_at = float(ts[-1]) if at is None else to_seconds(at)
+    # default: the time of the user's latest event, also when its item is unknown to the model
+    # (an event just posted of a new place): the recommendation is as of their last action
+    t_at = (float(cols[schema.TS][-1:].astype("datetime64[us]").astype(np.int64)[0]) / 1e6
+            if at is None else to_seconds(at))
     t_off = (estimate_offset_min(np.array([lon]))[0] if lon is not None and np.isnan(tz[-1])
              else offset[-1])
     t_hour, t_wday = local_hour_weekday(np.array([t_at]), np.array([t_off]))

@@ -183,7 +183,8 @@ def test_user_history_reads_the_latest_events_and_equals_the_whole_history(ws, m
 
 def test_user_history_reads_on_past_items_the_model_does_not_know(ws):
     """When the latest events are of items the model never saw (posted after training), the
-    history reads further back for the known ones, and says how many it skipped."""
+    history reads further back for the known ones, says how many it skipped, and recommends
+    as of the latest event."""
     from trailscope.analytics.append import append, validate
     from trailscope.models.data import history
 
@@ -203,6 +204,8 @@ def test_user_history_reads_on_past_items_the_model_does_not_know(ws):
     out = api.recommend(ws, "nycnew", user, model_id=res.model_id)
     assert out["unknown_items_skipped"] == after.skipped
     assert out["history_used"] == int(before.batch.len)
+    # as of the user's last action, though its item is new to the model
+    assert out["at"] == (last + pd.Timedelta(minutes=n_new)).isoformat()
 
 
 def test_user_events_spelling_nulls_and_missing_dataset(ws):
