@@ -13,6 +13,7 @@ app to serve a request takes over, so create one app per process: ``app`` below.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import dash
 import flask
-import PIL.Image  # noqa: F401  (see _PLOTLY_OPTIONAL below)
 import waitress
 from flask import Response, redirect, request
 
@@ -41,8 +41,10 @@ PAGES = Path(__file__).resolve().parent / "pages"
 #: without importing them: one request thread importing Pillow (torch and captum do, on the
 #: Explain page) left ``PIL.Image`` half-initialised for a moment, and a page answer encoded in
 #: that moment failed with "partially initialized module 'PIL.Image'" (a 500: the page stayed
-#: blank). Imported above, before any request thread starts.
+#: blank). Imported here, before any request thread starts.
 _PLOTLY_OPTIONAL = ("numpy", "pandas", "PIL.Image")
+for _module in _PLOTLY_OPTIONAL:
+    importlib.import_module(_module)
 
 _INDEX = """<!DOCTYPE html>
 <html lang="en">

@@ -79,7 +79,7 @@ def user_history(store: Store, name: str, user: str, meta: DataMeta,
 
     A recommendation reads this on every request: a user with 5,000 events costs what one
     with 100 does."""
-    user_index(meta, user)  # unknown users fail before touching the store
+    uidx = user_index(meta, user)  # unknown users fail before touching the store
     limit = 2 * meta.max_len
     cols = store.user_events(name, user, COLUMNS, newest=limit)
     every = _lookup(meta.index_of("item_ids"), cols[schema.ITEM])
@@ -87,7 +87,7 @@ def user_history(store: Store, name: str, user: str, meta: DataMeta,
     if cut and int((every > 0).sum()) < meta.max_len:  # mostly items the model does not know
         cols = store.user_events(name, user, COLUMNS)
         every, cut = _lookup(meta.index_of("item_ids"), cols[schema.ITEM]), False
-    hist = _history(cols, meta, user, at, lat, lon, every)
+    hist = _history(cols, meta, uidx, user, at, lat, lon, every)
     if seen and cut:
         every = store.user_events(name, user, [schema.ITEM])[schema.ITEM]
         known = _lookup(meta.index_of("item_ids"), every)
@@ -100,7 +100,7 @@ def history_batch(events: pd.DataFrame, meta: DataMeta, user: str,
                   lat: float | None = None, lon: float | None = None) -> History:
     """A batch of one: the user's most recent ``max_len`` known events of ``events`` (a
     frame of the user's events, any order) and the target slot."""
-    user_index(meta, user)
+    uidx = user_index(meta, user)
     df = events.sort_values(schema.TS, kind="stable")
     cols = {schema.ITEM: df[schema.ITEM].to_numpy(object),
             schema.TS: df[schema.TS].to_numpy("datetime64[us]"),
@@ -108,15 +108,15 @@ def history_batch(events: pd.DataFrame, meta: DataMeta, user: str,
             schema.BEHAVIOR: df[schema.BEHAVIOR].to_numpy(object, na_value=None),
             **{c: df[c].to_numpy(np.float64, na_value=np.nan)
                for c in (schema.LAT, schema.LON, schema.TZ_OFFSET)}}
-    return _history(cols, meta, user, at, lat, lon)
+    return _history(cols, meta, uidx, user, at, lat, lon)
 
 
-def _history(cols: dict[str, np.ndarray], meta: DataMeta, user: str,
+def _history(cols: dict[str, np.ndarray], meta: DataMeta, uidx: int, user: str,
              at: datetime | str | float | None, lat: float | None, lon: float | None,
              every: np.ndarray | None = None) -> History:
-    """The batch of one from a user's events given as arrays per column, oldest first;
-    ``every``: their item indices when the caller has looked them up."""
-    uidx = user_index(meta, user)
+    """The batch of one from a user's events given as arrays per column, oldest first
+    (``uidx``: the user's index, :func:`user_index`); ``every``: their item indices when the
+    caller has looked them up."""
     if every is None:
         every = _lookup(meta.index_of("item_ids"), cols[schema.ITEM])
     if len(every) == 0:
@@ -142,7 +142,7 @@ def _history(cols: dict[str, np.ndarray], meta: DataMeta, user: str,
                   schema.DEFAULT_BEHAVIOR)
     # default: the time of the user's latest event, also when its item is unknown to the model
     # (an event just posted of a new place): the recommendation is as of their last action
-    t_at = (float(cols[schema.TS][-1:].astype("datetime64[us]").astype(np.int64)[0]) / 1e6
+    t_at = (float(np.datetime64(cols[schema.TS][-1], "us").astype(np.int64)) / 1e6
             if at is None else to_seconds(at))
     t_off = (estimate_offset_min(np.array([lon]))[0] if lon is not None and np.isnan(tz[-1])
              else offset[-1])

@@ -32,7 +32,6 @@ def test_request_threads_and_torch_threads(env, want, tmp_path):
     assert json.loads(out.stdout.strip().splitlines()[-1]) == want
 
 
-
 def test_plotly_optional_modules_imported_before_serving(tmp_path):
     """plotly's JSON encoder reads numpy, pandas and PIL.Image from ``sys.modules`` without
     importing them; one that a request thread is still importing is half-initialised there, and
