@@ -227,6 +227,8 @@ class Store:
         try:
             self._con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():  # a missing folder, no permission, a full disk
+                raise StoreError(f"cannot open the workspace {self.path}: {exc}") from exc
             raise StoreError(
                 f"cannot open the workspace {self.path}: {exc}. Another TrailScope process "
                 "(a running dashboard?) may hold it; stop it or import through the dashboard."

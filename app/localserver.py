@@ -61,7 +61,9 @@ def local_server(home: Path, *, host: str = "127.0.0.1", ready_path: str = "/api
     environment of :func:`server_env` with ``env`` on top); yields its URL once ``GET
     ready_path`` answers. RuntimeError with the end of ``home/server.log`` when the server
     exits first or does not answer within ``start_s`` seconds (a loaded 2-core machine takes
-    tens of seconds). On leaving: SIGTERM, SIGKILL after ``stop_s`` seconds."""
+    tens of seconds). On leaving: SIGTERM, SIGKILL after ``stop_s`` seconds; a server that did
+    not then exit with status 0 (it aborted, or had to be killed) is a RuntimeError too,
+    unless the ``with`` block is already failing."""
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     port = free_port(host)
@@ -70,6 +72,7 @@ def local_server(home: Path, *, host: str = "127.0.0.1", ready_path: str = "/api
     proc = subprocess.Popen([*SERVE, "--host", host, "--port", str(port), *args],
                             env=server_env(home, **(env or {})), stdout=log,
                             stderr=subprocess.STDOUT)
+    body_failed = False
     try:
         deadline = time.monotonic() + start_s
         while not answers(host, port, ready_path):
@@ -81,7 +84,11 @@ def local_server(home: Path, *, host: str = "127.0.0.1", ready_path: str = "/api
                                    f"{start_s:.0f} s; {log_path}:\n"
                                    f"{log_path.read_text()[-4000:]}")
             time.sleep(0.2)
-        yield f"http://{host}:{port}"
+        try:
+            yield f"http://{host}:{port}"
+        except BaseException:
+            body_failed = True
+            raise
     finally:
         proc.terminate()
         try:
@@ -90,3 +97,6 @@ def local_server(home: Path, *, host: str = "127.0.0.1", ready_path: str = "/api
             proc.kill()
             proc.wait()
         log.close()
+    if proc.returncode != 0 and not body_failed:
+        raise RuntimeError(f"the server did not stop cleanly on SIGTERM (status "
+                           f"{proc.returncode}); {log_path}:\n{log_path.read_text()[-4000:]}")

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import dash
 import flask
@@ -31,7 +34,7 @@ from .api import handoff
 from .api import routes as api
 from .deckgl.deckmap import register_deckmap
 from .plotlyjs import register_plotlyjs
-from .services import upload
+from .services import jobs, upload, writer
 from .services import workspace as services
 from .services.messages import public_message
 
@@ -164,7 +167,7 @@ def _announce(db_path: Path, url: str) -> None:
 
 def _stop_on_sigterm() -> None:
     """SIGTERM (``kill``, a supervisor) ends the server like Ctrl-C, so the ``finally`` of
-    :func:`main` removes the hand-off file."""
+    :func:`main` removes the hand-off file and winds the server down (:func:`_wind_down`)."""
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)
 
@@ -174,6 +177,65 @@ def _stop_on_sigterm() -> None:
         pass
 
 
+class _EveryMinute(logging.Filter):
+    """Lets one record through per ``seconds``: waitress warns "Task queue depth is N" on
+    every request that finds all its threads busy, which under a stream of posts (more
+    connections than threads, each waiting for its commit) wrote a line per request, under
+    waitress's queue lock, for 4% of the server's Python time."""
+
+    def __init__(self, seconds: float = 60.0) -> None:
+        super().__init__()
+        self.seconds, self._next, self._held = seconds, 0.0, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return False
+        if self._held:
+            record.msg = f"{record.msg} ({self._held} more such warnings in the last minute)"
+        self._next, self._held = now + self.seconds, 0
+        return True
+
+
+def _quiet_queue_warnings() -> None:
+    """At most one waitress queue-depth warning a minute (:class:`_EveryMinute`)."""
+    queue_log = logging.getLogger("waitress.queue")
+    if not any(isinstance(f, _EveryMinute) for f in queue_log.filters):
+        queue_log.addFilter(_EveryMinute())
+
+
+#: How long a stopping server waits for the requests being served (waitress's threads), and
+#: then for the writer's queued commits and summary folds.
+STOP_REQUESTS_S = 5.0
+STOP_WRITES_S = 10.0
+
+
+def _wind_down(httpd: object) -> None:
+    """Stop serving in order: no new connections, the requests being served finish (their
+    events are committed), the writer's queue and summary folds finish, and the workspace
+    is closed (DuckDB checkpoints its log) unless a job (training, a rebuild) still runs.
+    A post that got its 200 is stored; one cut off without an answer may be or not (its
+    sender resends it; the event id keeps it once)."""
+    close = getattr(httpd, "close", None)
+    if close is not None:
+        close()
+    dispatcher = getattr(httpd, "task_dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.shutdown(cancel_pending=True, timeout=STOP_REQUESTS_S)
+    idle = writer.wait_idle(STOP_WRITES_S)
+    running = jobs.jobs(active_only=True)
+    if idle and not running:
+        services.close_store()
+        print("TrailScope stopped: every write is committed and the workspace closed",
+              file=sys.stderr, flush=True)
+    else:
+        what = (f"{len(running)} job(s) still running ({running[0]['label']})" if running
+                else "writes still queued")
+        print(f"TrailScope: stopping with {what}: they end with the server, nothing half-written "
+              "is kept", file=sys.stderr, flush=True)
+
+
 def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
          debug: bool = False) -> None:
     """Serve the dashboard at http://host:port (blocking): the waitress production server
@@ -181,7 +243,9 @@ def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
     Unfinished uploads of an earlier run are removed first. An unsafe bind (another address
     without a credential, see :func:`security.check_bind`) stops it with a one-line message,
     and so does a workspace another process holds. While it serves, ``server.json`` beside
-    the workspace file tells the CLI where it is (app/api/handoff.py); it goes at exit."""
+    the workspace file tells the CLI where it is (app/api/handoff.py); it goes at exit, and
+    the server winds down (:func:`_wind_down`). A process that serves ends with
+    :func:`serve`, which also ends the process."""
     try:
         security.check_bind(host, app.server)
     except security.AccessError as exc:
@@ -202,6 +266,7 @@ def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
             handoff.remove(store.path)
         return
     settings = server_settings()
+    _quiet_queue_warnings()
     httpd = waitress.create_server(server, host=host, port=port, **settings)
     _announce(store.path, _client_url(host, int(getattr(httpd, "effective_port", port))))
     print(f"TrailScope serving http://{host}:{port} (waitress, {settings['threads']} threads)",
@@ -210,6 +275,36 @@ def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
         httpd.run()
     finally:
         handoff.remove(store.path)
+        _wind_down(httpd)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
+          debug: bool = False) -> NoReturn:
+    """:func:`main`, then the end of the process: SIGTERM and Ctrl-C exit 0 (waitress's
+    loop ends on either), a refused start 1 with its message. The process ends with
+    ``os._exit`` once :func:`main` has wound the server down, without the interpreter's
+    shutdown: that ends daemon threads still in a native call (a request's DuckDB query, a
+    summary fold, torch) by unwinding their thread, which DuckDB's C++ frames turn into
+    ``FATAL: exception not rethrown`` and an abort (SIGABRT): under a stream of posts, two
+    stops in two (tests/app/test_server_stop.py)."""
+    code: int = 0
+    try:
+        main(host=host, port=port, dataset=dataset, debug=debug)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            code = 1
+        else:
+            code = int(exc.code or 0)
+    except KeyboardInterrupt:  # outside waitress's loop, which itself ends on Ctrl-C
+        code = 130
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -224,4 +319,4 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     _args = _parse(sys.argv[1:])
-    main(host=_args.host, port=_args.port, dataset=_args.dataset, debug=_args.debug)
+    serve(host=_args.host, port=_args.port, dataset=_args.dataset, debug=_args.debug)

@@ -201,13 +201,13 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from ..main import main
+    from ..main import serve
 
     if args.update_every:  # online model updates on a schedule (services.models.Updater)
         from ..services.models import parse_interval, start_updates
 
         start_updates(parse_interval(args.update_every, "--update-every"))
-    main(host=args.host, port=args.port, dataset=args.dataset, debug=args.debug)
+    serve(host=args.host, port=args.port, dataset=args.dataset, debug=args.debug)
 
 
 # -- models -----------------------------------------------------------------------------

@@ -245,3 +245,26 @@ def test_claim_holds_a_name_across_stores_of_one_file(store: Store, tmp_path,
         assert not store.claimed("nyc")
     finally:
         other.close()
+
+
+def test_open_errors_say_what_went_wrong(tmp_path):
+    """A workspace another process holds names that cause; a missing folder does not."""
+    import subprocess
+    import sys
+
+    with pytest.raises(StoreError) as missing:
+        Store(tmp_path / "no-such-folder" / "trailscope.duckdb")
+    assert "No such file" in str(missing.value)
+    assert "Another TrailScope process" not in str(missing.value)
+
+    path = tmp_path / "held.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; "
+                               f"con = duckdb.connect({str(path)!r}); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match="Another TrailScope process"):
+            Store(path)
+    finally:
+        holder.kill()
+        holder.wait()

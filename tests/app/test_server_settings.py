@@ -51,3 +51,32 @@ def test_plotly_optional_modules_imported_before_serving(tmp_path):
                                inspect.getsource(encoder)))
     assert "PIL.Image" in looked_up
     assert looked_up - {"sage.all"} <= set(names), looked_up
+
+
+def test_queue_depth_warnings_at_most_one_a_minute(caplog):
+    """waitress warns "Task queue depth is N" on every request that finds its threads busy: a
+    line per post under a stream. The server lets one through a minute, then says how many it
+    held back."""
+    import logging
+
+    import trailscope.app.main as m
+
+    m._quiet_queue_warnings()
+    m._quiet_queue_warnings()  # once only
+    queue_log = logging.getLogger("waitress.queue")
+    assert sum(isinstance(f, m._EveryMinute) for f in queue_log.filters) == 1
+
+    log = logging.getLogger("trailscope.test.queue")
+    minute = m._EveryMinute()
+    log.addFilter(minute)
+    try:
+        with caplog.at_level(logging.WARNING, logger=log.name):
+            for depth in range(1000):
+                log.warning("Task queue depth is %d", depth)
+            assert [r.getMessage() for r in caplog.records] == ["Task queue depth is 0"]
+            minute._next = 0.0  # a minute later
+            log.warning("Task queue depth is %d", 7)
+        assert caplog.records[-1].getMessage() == (
+            "Task queue depth is 7 (999 more such warnings in the last minute)")
+    finally:
+        log.removeFilter(minute)
