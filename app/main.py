@@ -28,6 +28,7 @@ import flask
 import waitress
 from flask import Response, redirect, request
 
+from ..analytics import engine
 from ..analytics.store import StoreError
 from . import ASSETS, layout, security
 from .api import handoff
@@ -266,6 +267,7 @@ def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
             handoff.remove(store.path)
         return
     settings = server_settings()
+    engine.load_duckdb_backend()  # not on the first page view
     _quiet_queue_warnings()
     httpd = waitress.create_server(server, host=host, port=port, **settings)
     _announce(store.path, _client_url(host, int(getattr(httpd, "effective_port", port))))
