@@ -179,8 +179,8 @@ def gen_worker(csv: str, n: str, seed: str) -> dict[str, Any]:
 def import_worker(csv: str, memory_fraction: str) -> dict[str, Any]:
     """``trailscope import --no-summaries`` in this process, with the importer's DuckDB memory
     cap at ``memory_fraction`` of the file's size instead of its default (``--import-memory``:
-    the default cap, 1.2 GiB, failed at 100M Taobao-shaped rows on 2026-12-06: DuckDB could not
-    allocate 1.0 GiB)."""
+    the cap of that day, 1.2 GiB, failed at 100M Taobao-shaped rows on 2026-12-06: DuckDB
+    could not allocate 1.0 GiB; the default import has since run there)."""
     from trailscope.analytics.ingest import pipeline
     from trailscope.analytics.store import Store
 
