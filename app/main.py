@@ -18,7 +18,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -36,6 +38,7 @@ from .api import routes as api
 from .deckgl.deckmap import register_deckmap
 from .plotlyjs import register_plotlyjs
 from .services import jobs, upload, writer
+from .services import models as model_services
 from .services import workspace as services
 from .services.messages import public_message
 
@@ -206,6 +209,9 @@ def _quiet_queue_warnings() -> None:
         queue_log.addFilter(_EveryMinute())
 
 
+#: Set once the server serves (threads may then be inside native calls; see :func:`serve`).
+_serving = threading.Event()
+
 #: How long a stopping server waits for the requests being served (waitress's threads), and
 #: then for the writer's queued commits and summary folds.
 STOP_REQUESTS_S = 5.0
@@ -218,6 +224,7 @@ def _wind_down(httpd: object) -> None:
     is closed (DuckDB checkpoints its log) unless a job (training, a rebuild) still runs.
     A post that got its 200 is stored; one cut off without an answer may be or not (its
     sender resends it; the event id keeps it once)."""
+    model_services.stop_updates()  # no online update starts from here on
     close = getattr(httpd, "close", None)
     if close is not None:
         close()
@@ -227,7 +234,13 @@ def _wind_down(httpd: object) -> None:
     idle = writer.wait_idle(STOP_WRITES_S)
     running = jobs.jobs(active_only=True)
     if idle and not running:
-        services.close_store()
+        try:
+            services.close_store()
+        except Exception as exc:  # noqa: BLE001 - DuckDB refuses while a thread still queries
+            print(f"TrailScope stopped; the workspace was still in use ({public_message(exc)}): "
+                  "its log is replayed at the next start, every committed write is kept",
+                  file=sys.stderr, flush=True)
+            return
         print("TrailScope stopped: every write is committed and the workspace closed",
               file=sys.stderr, flush=True)
     else:
@@ -273,6 +286,7 @@ def main(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
     _announce(store.path, _client_url(host, int(getattr(httpd, "effective_port", port))))
     print(f"TrailScope serving http://{host}:{port} (waitress, {settings['threads']} threads)",
           file=sys.stderr, flush=True)
+    _serving.set()
     try:
         httpd.run()
     finally:
@@ -300,6 +314,11 @@ def serve(host: str = "127.0.0.1", port: int = 8050, dataset: str | None = None,
             code = int(exc.code or 0)
     except KeyboardInterrupt:  # outside waitress's loop, which itself ends on Ctrl-C
         code = 130
+    except Exception:
+        if not _serving.is_set():
+            raise  # a start that failed (a port in use): the CLI says it in one line
+        traceback.print_exc()  # said, then the process still ends without the unwinding
+        code = 1
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -254,9 +254,24 @@ def start_update(dataset: str, model: str, from_id: str | None = None, since: An
     return jobs.start(update_job(store, dataset, model_id, since, **overrides))
 
 
+_updaters: list[Updater] = []
+
+
 def start_updates(every: float) -> Updater:
     """Start the process's update schedule every ``every`` seconds (a daemon thread)."""
-    return Updater(every).start()
+    updater = Updater(every).start()
+    _updaters.append(updater)
+    return updater
+
+
+def stop_updates(timeout: float = 5.0) -> None:
+    """Stop the update schedules :func:`start_updates` started (a stopping server): no new
+    update starts; a tick under way finishes first (up to ``timeout`` seconds)."""
+    while _updaters:
+        updater = _updaters.pop()
+        updater.stop.set()
+        if updater.thread is not None:
+            updater.thread.join(timeout)
 
 
 # -- trained models ------------------------------------------------------------------------
