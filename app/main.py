@@ -29,6 +29,7 @@ import dash
 import flask
 import waitress
 from flask import Response, redirect, request
+from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from ..analytics import engine
 from ..analytics.store import StoreError
@@ -182,14 +183,14 @@ def _stop_on_sigterm() -> None:
 
 
 class _EveryMinute(logging.Filter):
-    """Lets one record through per ``seconds``: waitress warns "Task queue depth is N" on
-    every request that finds all its threads busy, which under a stream of posts (more
-    connections than threads, each waiting for its commit) wrote a line per request, under
-    waitress's queue lock, for 4% of the server's Python time."""
+    """Lets one record through a minute: waitress warns "Task queue depth is N" on every
+    request that finds all its threads busy, which under a stream of posts (more connections
+    than threads, each waiting for its commit) wrote a line per request, under waitress's
+    queue lock, for 4% of the server's Python time."""
 
-    def __init__(self, seconds: float = 60.0) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.seconds, self._next, self._held = seconds, 0.0, 0
+        self._next, self._held = 0.0, 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         now = time.monotonic()
@@ -198,7 +199,7 @@ class _EveryMinute(logging.Filter):
             return False
         if self._held:
             record.msg = f"{record.msg} ({self._held} more such warnings in the last minute)"
-        self._next, self._held = now + self.seconds, 0
+        self._next, self._held = now + 60.0, 0
         return True
 
 
@@ -218,19 +219,15 @@ STOP_REQUESTS_S = 5.0
 STOP_WRITES_S = 10.0
 
 
-def _wind_down(httpd: object) -> None:
+def _wind_down(httpd: BaseWSGIServer | MultiSocketServer) -> None:
     """Stop serving in order: no new connections, the requests being served finish (their
     events are committed), the writer's queue and summary folds finish, and the workspace
     is closed (DuckDB checkpoints its log) unless a job (training, a rebuild) still runs.
     A post that got its 200 is stored; one cut off without an answer may be or not (its
     sender resends it; the event id keeps it once)."""
     model_services.stop_updates()  # no online update starts from here on
-    close = getattr(httpd, "close", None)
-    if close is not None:
-        close()
-    dispatcher = getattr(httpd, "task_dispatcher", None)
-    if dispatcher is not None:
-        dispatcher.shutdown(cancel_pending=True, timeout=STOP_REQUESTS_S)
+    httpd.close()
+    httpd.task_dispatcher.shutdown(cancel_pending=True, timeout=STOP_REQUESTS_S)
     idle = writer.wait_idle(STOP_WRITES_S)
     running = jobs.jobs(active_only=True)
     if idle and not running:

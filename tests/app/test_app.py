@@ -116,9 +116,18 @@ def test_main_sets_default_dataset_and_runs(workspace, monkeypatch):
     _save_events(workspace, "newer", 100)
     runs = []
 
+    class Dispatcher:
+        def shutdown(self, cancel_pending: bool, timeout: float) -> None:
+            runs.append("shutdown")
+
     class Server:  # what waitress.create_server returns; run() would block
+        task_dispatcher = Dispatcher()
+
         def run(self) -> None:
             runs.append("run")
+
+        def close(self) -> None:
+            runs.append("close")
 
     def create_server(wsgi, **kw):
         runs.append((wsgi, kw["host"], kw["port"]))
@@ -127,7 +136,7 @@ def test_main_sets_default_dataset_and_runs(workspace, monkeypatch):
     monkeypatch.setattr(main_mod.waitress, "create_server", create_server)
     args = main_mod._parse(["--port", "8123", "--dataset", "older"])
     main_mod.main(host=args.host, port=args.port, dataset=args.dataset)
-    assert runs == [(main_mod.server, "127.0.0.1", 8123), "run"]
+    assert runs == [(main_mod.server, "127.0.0.1", 8123), "run", "close", "shutdown"]
     from trailscope.app.services import workspace as services
 
     assert services.default_dataset() == "older"  # not the newest: the configured one

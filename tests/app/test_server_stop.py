@@ -13,6 +13,7 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from trailscope.analytics.append import live_table
 from trailscope.analytics.ingest.pipeline import import_file
 from trailscope.analytics.rollups import build
 from trailscope.analytics.store import Store
@@ -60,17 +61,11 @@ class _Poster(threading.Thread):
 def _stored_ids(home) -> tuple[set[str], int]:
     with Store(home / "trailscope.duckdb") as store:
         cur = store.cursor()
-        rows = cur.execute("SELECT event_id FROM " + _live(store)).fetchall()
+        rows = cur.execute("SELECT event_id FROM " + live_table("nyc")).fetchall()
         total = cur.execute("SELECT rows FROM datasets WHERE name = 'nyc'").fetchone()[0]
     ids = [r[0] for r in rows]
     assert len(ids) == len(set(ids)), "an event id stored twice"
     return set(ids), int(total)
-
-
-def _live(store: Store) -> str:
-    from trailscope.analytics.append import live_table
-
-    return live_table("nyc")
 
 
 @pytest.mark.parametrize("round_", [1, 2])
