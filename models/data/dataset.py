@@ -100,7 +100,8 @@ def kcore_filter(df: pd.DataFrame, min_user: int = 5, min_item: int = 5,
     if df.empty:
         raise ValueError(
             f"no events left after keeping users with >= {min_user} and items with >= "
-            f"{min_item} events ({before[0]} events before); lower min_user/min_item"
+            f"{min_item} events ({before[0]} events before); lower min_user/min_item (e.g. "
+            "`--set min_user=2 --set min_item=2` on `trailscope train`)"
         )
     report = FilterReport(min_user, min_item, iterative, rounds, before[0], len(df), before[1],
                           df[schema.USER].nunique(), before[2], df[schema.ITEM].nunique())

@@ -65,7 +65,8 @@ def user_index(meta: DataMeta, user: str) -> int:
         raise UnknownUser(
             f"user {user!r} is not among the {len(users)} users this model was trained on "
             f"(users need >= {meta.extra.get('min_user', '?')} events to be kept); pick a user "
-            "from the dataset's user list or retrain with a lower min_user")
+            "from the dataset's user list or retrain with a lower min_user (e.g. "
+            "`trailscope train NAME --set min_user=2`)")
     return idx
 
 

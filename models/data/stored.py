@@ -169,7 +169,8 @@ def sql_kcore(tmp: _Temp, table: str, min_user: int, min_item: int,
     if n == 0:
         raise ValueError(
             f"no events left after keeping users with >= {min_user} and items with >= "
-            f"{min_item} events ({events} events before); lower min_user/min_item")
+            f"{min_item} events ({events} events before); lower min_user/min_item (e.g. "
+            "`--set min_user=2 --set min_item=2` on `trailscope train`)")
     return before, rounds, kept_u, kept_i
 
 
