@@ -32,6 +32,7 @@ and rows) is new and every memoised answer about the dataset is recomputed on ne
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -83,6 +84,9 @@ MAX_QUEUED = 2_000
 MAX_QUEUED_ROWS = 500_000
 #: How long a caller waits for its batch by default, in seconds.
 TIMEOUT_S = 30.0
+#: How long a process that used the writer waits at exit for its commits and folds (see
+#: :meth:`Writer._start`).
+EXIT_WAIT_S = 10.0
 
 QUEUED, TAKEN, ABANDONED = "queued", "taken", "abandoned"
 
@@ -188,7 +192,15 @@ class Writer:
         return req.result
 
     def _start(self) -> None:
-        """Start the writer and folder threads (under the lock) if they are not running."""
+        """Start the writer and folder threads (under the lock) if they are not running.
+
+        The first start also registers :meth:`wait_idle` to run at the interpreter's exit
+        (up to EXIT_WAIT_S), so a program that appended in process (a bench, a notebook,
+        a test) ends after the last fold: CPython ends daemon threads still inside a DuckDB
+        call by unwinding them, which DuckDB turns into an abort ("FATAL: exception not
+        rethrown"). ``trailscope serve`` winds down in its own order (app/main.py)."""
+        if self._thread is None and self._folder is None:
+            atexit.register(self.wait_idle, EXIT_WAIT_S)
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name="trailscope-writer",
                                             daemon=True)

@@ -327,3 +327,47 @@ def test_a_stream_of_slow_commits_is_folded_on_schedule_not_after_each(nyc, monk
     wait_for(lambda: incremental.staged_rows(cur, "nyc") == 0)
     assert tables.Rollup(cur, "nyc").summary()["events"] == before + callers * posts \
         == nyc.info("nyc").rows
+
+
+EXIT_SCRIPT = """
+import os, sys, threading, time
+os.environ["TRAILSCOPE_HOME"] = sys.argv[1]
+from trailscope.app.services import writer
+def post(k):
+    for j in range(20):
+        writer.append("nyc", [{"user_id": f"x{k}", "item_id": f"i{j}", "lat": 40.74,
+                               "lon": -73.99, "ts": f"2030-01-01T10:{j:02d}:00Z",
+                               "event_id": f"x{k}-{j}"}])
+threads = [threading.Thread(target=post, args=(k,)) for k in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+time.sleep(float(sys.argv[2]))  # the folder starts its fold FOLD_IDLE_S after the last commit
+"""
+
+
+@pytest.mark.parametrize("pause", [0.06, 0.1])
+def test_a_program_that_appended_in_process_exits_cleanly_after_its_fold(tmp_path, pause):
+    """A program (a bench, a notebook, a test) that appends through the writer and exits while
+    the folder thread folds: before the exit hook it died with SIGABRT ("FATAL: exception not
+    rethrown", exit status 134, 6 runs of 6 with these pauses); now it exits 0 after the fold,
+    so the summaries hold every appended event."""
+    import subprocess
+    import sys
+
+    from trailscope.analytics.rollups import build, incremental, tables
+    from trailscope.analytics.store import Store
+
+    with Store(tmp_path / "trailscope.duckdb") as store:
+        import_file(store, NYC, name="nyc")
+        build.after_import(store, "nyc")
+        before = store.info("nyc").rows
+    got = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(tmp_path), str(pause)],
+                         capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert "FATAL" not in got.stderr
+    with Store(tmp_path / "trailscope.duckdb") as store:
+        cur = store.cursor()
+        assert store.info("nyc").rows == before + 160
+        assert incremental.staged_rows(cur, "nyc") == 0
+        assert tables.fresh(cur, "nyc")
+        assert tables.Rollup(cur, "nyc").summary()["events"] == before + 160
