@@ -236,6 +236,12 @@ class Updater:
         self.thread.start()
         return self
 
+    def close(self, timeout: float) -> None:
+        """No tick starts from now on; one under way finishes first (up to ``timeout`` s)."""
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
 
 def start_update(dataset: str, model: str, from_id: str | None = None, since: Any = None,
                  **overrides: Any) -> str:
@@ -268,10 +274,7 @@ def stop_updates(timeout: float = 5.0) -> None:
     """Stop the update schedules :func:`start_updates` started (a stopping server): no new
     update starts; a tick under way finishes first (up to ``timeout`` seconds)."""
     while _updaters:
-        updater = _updaters.pop()
-        updater.stop.set()
-        if updater.thread is not None:
-            updater.thread.join(timeout)
+        _updaters.pop().close(timeout)
 
 
 # -- trained models ------------------------------------------------------------------------

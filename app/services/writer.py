@@ -85,7 +85,7 @@ MAX_QUEUED_ROWS = 500_000
 #: How long a caller waits for its batch by default, in seconds.
 TIMEOUT_S = 30.0
 #: How long a process that used the writer waits at exit for its commits and folds (see
-#: :meth:`Writer._start`).
+#: :meth:`Writer.__init__`).
 EXIT_WAIT_S = 10.0
 
 QUEUED, TAKEN, ABANDONED = "queued", "taken", "abandoned"
@@ -136,6 +136,13 @@ class Writer:
         self._folder: threading.Thread | None = None
         self._idle = threading.Event()  # nothing queued, running or staged (wait_idle)
         self._idle.set()
+        # at the interpreter's exit, wait (up to EXIT_WAIT_S) for the commits and folds, so a
+        # program that appended in process (a bench, a notebook, a test) ends after its last
+        # fold: CPython ends daemon threads still inside a DuckDB call by unwinding them,
+        # which DuckDB turns into an abort ("FATAL: exception not rethrown"); an unused
+        # writer is idle and returns at once. ``trailscope serve`` winds down in its own
+        # order (app/main.py) and never reaches the interpreter's exit.
+        atexit.register(self.wait_idle, EXIT_WAIT_S)
 
     # -- callers ---------------------------------------------------------------------------
     def append(self, name: str, records: list[dict], timeout: float = TIMEOUT_S) -> AppendResult:
@@ -192,15 +199,7 @@ class Writer:
         return req.result
 
     def _start(self) -> None:
-        """Start the writer and folder threads (under the lock) if they are not running.
-
-        The first start also registers :meth:`wait_idle` to run at the interpreter's exit
-        (up to EXIT_WAIT_S), so a program that appended in process (a bench, a notebook,
-        a test) ends after the last fold: CPython ends daemon threads still inside a DuckDB
-        call by unwinding them, which DuckDB turns into an abort ("FATAL: exception not
-        rethrown"). ``trailscope serve`` winds down in its own order (app/main.py)."""
-        if self._thread is None and self._folder is None:
-            atexit.register(self.wait_idle, EXIT_WAIT_S)
+        """Start the writer and folder threads (under the lock) if they are not running."""
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name="trailscope-writer",
                                             daemon=True)

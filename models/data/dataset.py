@@ -98,11 +98,7 @@ def kcore_filter(df: pd.DataFrame, min_user: int = 5, min_item: int = 5,
         if not iterative or len(df) == n:
             break
     if df.empty:
-        raise ValueError(
-            f"no events left after keeping users with >= {min_user} and items with >= "
-            f"{min_item} events ({before[0]} events before); lower min_user/min_item (e.g. "
-            "`--set min_user=2 --set min_item=2` on `trailscope train`)"
-        )
+        raise ValueError(stored.kcore_empty_message(min_user, min_item, before[0]))
     report = FilterReport(min_user, min_item, iterative, rounds, before[0], len(df), before[1],
                           df[schema.USER].nunique(), before[2], df[schema.ITEM].nunique())
     return df.reset_index(drop=True), report

@@ -167,11 +167,16 @@ def sql_kcore(tmp: _Temp, table: str, min_user: int, min_item: int,
             break
         n_prev = n
     if n == 0:
-        raise ValueError(
-            f"no events left after keeping users with >= {min_user} and items with >= "
+        raise ValueError(kcore_empty_message(min_user, min_item, events))
+    return before, rounds, kept_u, kept_i
+
+
+def kcore_empty_message(min_user: int, min_item: int, events: int) -> str:
+    """What a k-core filter that kept nothing of ``events`` says (here and in pandas,
+    models/data/dataset.kcore_filter)."""
+    return (f"no events left after keeping users with >= {min_user} and items with >= "
             f"{min_item} events ({events} events before); lower min_user/min_item (e.g. "
             "`--set min_user=2 --set min_item=2` on `trailscope train`)")
-    return before, rounds, kept_u, kept_i
 
 
 # -- 2.-3. indexing and the per-event columns ---------------------------------------------

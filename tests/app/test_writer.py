@@ -6,6 +6,8 @@ follows the user's new events."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -15,7 +17,7 @@ import pytest
 from trailscope.analytics import schema
 from trailscope.analytics.append import EVENT_ID
 from trailscope.analytics.ingest.pipeline import import_file
-from trailscope.analytics.store import DatasetNotFound, events_table
+from trailscope.analytics.store import DatasetNotFound, Store, events_table
 from trailscope.app.services import cache, writer
 from trailscope.app.services import workspace as services
 from trailscope.models import api
@@ -351,11 +353,7 @@ def test_a_program_that_appended_in_process_exits_cleanly_after_its_fold(tmp_pat
     the folder thread folds: before the exit hook it died with SIGABRT ("FATAL: exception not
     rethrown", exit status 134, 6 runs of 6 with these pauses); now it exits 0 after the fold,
     so the summaries hold every appended event."""
-    import subprocess
-    import sys
-
     from trailscope.analytics.rollups import build, incremental, tables
-    from trailscope.analytics.store import Store
 
     with Store(tmp_path / "trailscope.duckdb") as store:
         import_file(store, NYC, name="nyc")
