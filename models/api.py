@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..analytics.store import Store
@@ -164,15 +165,19 @@ def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | N
         scores = model.score_near(batch, float(lat), float(lon))
     else:
         scores = model.score(batch)
-    scores = scores.float().clone()[0]                                  # (n_items + 1,)
-    scores[0] = float("-inf")
+    # the rest in numpy: every torch call lets the request's thread give up the GIL, and
+    # under load it waits up to the switch interval (5 ms) to get it back
+    row = scores[0].float().cpu().numpy().copy()                        # (n_items + 1,)
+    row[0] = -np.inf
     if meta.extra.get("exclude_seen"):
-        scores[torch.from_numpy(hist.items).to(scores.device)] = float("-inf")
-    scores = scores.masked_fill(torch.isnan(scores), float("-inf"))
-    top = scores.topk(min(k, meta.n_items))
+        row[hist.items] = -np.inf
+    row[np.isnan(row)] = -np.inf
+    kk = min(k, meta.n_items)
+    top = np.argpartition(-row, kk - 1)[:kk]
+    top = top[np.lexsort((top, -row[top]))]               # best first; ties by item index
     cats = meta.extra.get("category_names", ())
     items = []
-    for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+    for s, i in zip(row[top].tolist(), top.tolist(), strict=True):
         if not math.isfinite(s):
             break
         c = meta.item_category[i - 1] if meta.item_category else 0

@@ -56,6 +56,11 @@ class Batch:
         return Batch(**{k: fn(v) for k, v in self.tensors().items()})
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """The batch on ``device``; a shallow copy, with no torch call, when it is there
+        already (a torch call lets other threads take the GIL: see models.api.recommend)."""
+        device = torch.device(device)
+        if all(t.device == device for t in self.tensors().values()):
+            return self.copy()
         return self.map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def rows(self, index: slice | torch.Tensor) -> Batch:

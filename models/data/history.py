@@ -150,28 +150,34 @@ def _history(cols: dict[str, np.ndarray], meta: DataMeta, uidx: int, user: str,
     t_hour, t_wday = local_hour_weekday(np.array([t_at]), np.array([t_off]))
     m = len(item)
 
-    def pad(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        out = np.zeros(n, dtype=a.dtype)
-        out[n - m:] = a
-        return torch.from_numpy(out).to(dtype).unsqueeze(0)            # (1, L)
+    def pad(a: np.ndarray, dtype: type) -> torch.Tensor:
+        out = np.zeros((1, n), dtype=dtype)                                # (1, L)
+        out[0, n - m:] = a
+        return torch.from_numpy(out)
 
+    def one(x: float | int, dtype: type = np.int64) -> torch.Tensor:
+        return torch.from_numpy(np.array([x], dtype=dtype))                 # (1,)
+
+    # numpy arrays, one torch.from_numpy each: a recommendation builds this batch on every
+    # request, and each torch operation lets other threads take the GIL (a wait of up to
+    # the switch interval under load); from_numpy does not
     nxt = np.r_[item[1:], 0]
     batch = Batch(
-        user=torch.tensor([uidx]),
-        item_seq=pad(item, torch.long),
-        time_seq=pad(ts, torch.float64),
-        lat_seq=pad(np.where(geo, elat, 0.0), torch.float32),
-        lon_seq=pad(np.where(geo, elon, 0.0), torch.float32),
-        geo_mask=pad(geo, torch.bool),
-        hour_seq=pad(hour + 1, torch.long),
-        weekday_seq=pad(wday + 1, torch.long),
-        cat_seq=pad(cat, torch.long),
-        beh_seq=pad(beh, torch.long),
-        target=torch.tensor([int(item[-1])]),     # unknown; a valid index, never scored
-        target_time=torch.tensor([t_at], dtype=torch.float64),
-        target_hour=torch.tensor([int(t_hour[0]) + 1]),
-        target_weekday=torch.tensor([int(t_wday[0]) + 1]),
-        target_seq=pad(nxt, torch.long),
-        len=torch.tensor([m]),
+        user=one(uidx),
+        item_seq=pad(item, np.int64),
+        time_seq=pad(ts, np.float64),
+        lat_seq=pad(np.where(geo, elat, 0.0), np.float32),
+        lon_seq=pad(np.where(geo, elon, 0.0), np.float32),
+        geo_mask=pad(geo, np.bool_),
+        hour_seq=pad(hour + 1, np.int64),
+        weekday_seq=pad(wday + 1, np.int64),
+        cat_seq=pad(cat, np.int64),
+        beh_seq=pad(beh, np.int64),
+        target=one(item[-1]),     # unknown; a valid index, never scored
+        target_time=one(t_at, np.float64),
+        target_hour=one(t_hour[0] + 1),
+        target_weekday=one(t_wday[0] + 1),
+        target_seq=pad(nxt, np.int64),
+        len=one(m),
     )
     return History(batch, np.unique(every[known]), skipped, t_at)

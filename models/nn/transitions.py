@@ -27,6 +27,11 @@ def csr_counts(prev: torch.Tensor, nxt: torch.Tensor,
 def csr_positions(ptr: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Stored entries of CSR rows ``last``: (position in ``last``, entry index), flat."""
     dev = last.device
+    if len(last) == 1:  # one history (a recommendation): a slice, in 2 torch calls, not 12
+        row = int(last[0])
+        start, end = int(ptr[row]), int(ptr[row + 1])
+        return (torch.zeros(end - start, dtype=torch.long, device=dev),
+                torch.arange(start, end, device=dev))
     start, end = ptr[last], ptr[last + 1]
     lens = end - start
     rows = torch.repeat_interleave(torch.arange(len(last), device=dev), lens)

@@ -29,6 +29,33 @@ def test_csr_counts_equal_a_dense_count():
     got[rows, cols] = vals
     torch.testing.assert_close(got, want[last])
     assert int(val.sum()) == 300 and ptr[-1] == len(col)
+    for one in (3, 0, 8):  # a batch of one (a recommendation) reads its row as a slice
+        rows, cols, vals = csr_entries(ptr, col, val, torch.tensor([one]))
+        got = torch.zeros(1, 9)
+        got[rows, cols] = vals
+        torch.testing.assert_close(got, want[[one]])
+        assert rows.dtype == torch.long and (rows == 0).all()
+
+
+def test_proximity_from_unit_vectors_equals_the_haversine_weight():
+    from trailscope.models.nn.layers import haversine_km
+    from trailscope.models.recommenders.pop import item_unit_vectors, proximity
+
+    # items from 1 m to the far side of the earth, one without coordinates
+    coords = torch.tensor([[float("nan")] * 2, [40.75, -74.0], [40.75001, -74.0],
+                           [40.7501, -74.0], [40.76, -73.98], [40.85, -73.90],
+                           [float("nan"), float("nan")], [51.5, -0.12], [-40.75, 106.01]],
+                          dtype=torch.float64)
+    lat = torch.tensor([40.75, 40.80, float("nan")], dtype=torch.float32)
+    lon = torch.tensor([-74.0, -73.95, float("nan")], dtype=torch.float32)
+    for bw in (0.001, 0.5, 3.0, 5000.0):
+        got = proximity(item_unit_vectors(coords), lat, lon, bw)
+        km = haversine_km(lat[:2, None], lon[:2, None], coords[None, :, 0], coords[None, :, 1])
+        want = torch.exp(-km / bw).nan_to_num(nan=0.0).float()
+        assert got.shape == (3, 9) and got.dtype == torch.float32
+        torch.testing.assert_close(got[:2], want, rtol=1e-6, atol=1e-9)
+        assert (got[2] == 0).all() and (got[:, [0, 6]] == 0).all()  # NaN anchor / items
+    assert float(proximity(item_unit_vectors(coords), lat, lon, 0.5)[0, 1]) == 1.0  # same place
 
 
 def test_st_transformer_uses_the_prior_and_round_trips():
