@@ -20,7 +20,13 @@ returns an id at once and the runner keeps in memory what a page polls:
   so far; other targets check it between their steps);
 * ``claim(id)``: True exactly once for a finished job, so a page that polls faster than its
   answers arrive hands a result to the browser once (later polls see False);
-* finished jobs stay until ``keep_finished`` newer ones push them out.
+* finished jobs stay until ``keep_finished`` newer ones push them out;
+* ``stop(timeout)``: cancel every job and wait for the running ones. It runs by itself at the
+  interpreter's exit (at most ``EXIT_WAIT_S``), so a program that started a training in
+  process (a bench, a notebook) ends cleanly with the best epoch saved: a worker thread still
+  inside torch or DuckDB when Python finalises is torn down and the process aborts
+  ("terminate called without an active exception", 3 runs of 3 before this hook). The server
+  ends through ``os._exit`` after its own wind-down (app/main.py), which skips the hook.
 
 A failure is reported, never raised: errors of the job's ``expected`` types show their own
 message (it tells the user what to change); any other is logged with its traceback and shown
@@ -33,12 +39,15 @@ build the explanation and import jobs.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import queue
+import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +65,9 @@ MAX_POINTS = 600      # loss points kept per job; older ones are merged pairwise
 MAX_MESSAGES = 200
 #: Worker threads per job kind; kinds not listed get ``JobRunner(max_running=...)``.
 LIMITS: dict[str, int] = {"train": 1, "explain": 2, "import": 1}
+#: How long the interpreter's exit waits for cancelled jobs to stop (a training stops at its
+#: next step; a summary rebuild only between its steps)
+EXIT_WAIT_S = 30.0
 
 
 class JobNotFound(KeyError):
@@ -188,6 +200,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._records: dict[str, _Record] = {}
         self._pools: dict[str, _Pool] = {}
+        _RUNNERS.add(self)
 
     # -- starting ----------------------------------------------------------------------
     def start(self, job: Job) -> str:
@@ -372,6 +385,20 @@ class JobRunner:
             rec.ended.set()
         return True
 
+    def stop(self, timeout: float) -> list[str]:
+        """Cancel every queued and running job and wait up to ``timeout`` seconds in all for
+        the running ones to end; returns the labels of those still running."""
+        with self._lock:
+            active = [r.id for r in self._records.values() if r.status in ACTIVE]
+        for job_id in active:
+            self.cancel(job_id)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            running = [r for r in self._records.values() if r.status in ACTIVE]
+        for rec in running:
+            rec.ended.wait(max(0.0, deadline - time.monotonic()))
+        return [r.job.label for r in running if not r.ended.is_set()]
+
     def forget(self, job_id: str) -> None:
         """Drop a finished job and its result now (a large result that was handed out)."""
         with self._lock:
@@ -405,7 +432,29 @@ class JobRunner:
         return out
 
 
-# -- the process-wide runner and the training job ---------------------------------------
+# -- stopping at exit, the process-wide runner and the training job ------------------------
+_RUNNERS: weakref.WeakSet[JobRunner] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """At the interpreter's exit: every runner's jobs cancelled, the running ones awaited
+    (``EXIT_WAIT_S`` in all); says so on stderr when there were any."""
+    runners = list(_RUNNERS)
+    labels = [r["label"] for runner in runners for r in runner.jobs(active_only=True)]
+    if not labels:
+        return
+    print(f"TrailScope: cancelling {len(labels)} background job(s) before exit "
+          f"({', '.join(labels[:3])}); waiting up to {EXIT_WAIT_S:.0f} s for them to stop",
+          file=sys.stderr, flush=True)
+    deadline = time.monotonic() + EXIT_WAIT_S
+    left = [label for runner in runners
+            for label in runner.stop(max(0.0, deadline - time.monotonic()))]
+    if left:
+        print(f"TrailScope: {len(left)} job(s) did not stop in time ({', '.join(left[:3])}); "
+              "nothing they were writing is kept", file=sys.stderr, flush=True)
+
+
 RUNNER = JobRunner(max_running=1, limits=LIMITS)
 
 

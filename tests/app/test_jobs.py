@@ -7,6 +7,8 @@ Each test uses its own JobRunner so jobs of one test never queue behind another'
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -217,3 +219,68 @@ def test_a_finished_job_is_claimed_once():
     assert runner.result(job_id) == "ok"
     with pytest.raises(jobs.JobNotFound):
         runner.claim("no-such-job")
+
+
+def test_stop_cancels_every_job_and_names_those_that_do_not_stop():
+    def obeys(progress, cancel, log):
+        cancel.wait(30)
+        raise jobs.Cancelled("asked to")
+
+    release = threading.Event()
+
+    def ignores(progress, cancel, log):
+        release.wait(30)
+        return "done anyway"
+
+    runner = jobs.JobRunner(limits={"train": 1, "import": 1})
+    a = runner.start(jobs.Job(obeys, label="obeys", kind="train"))
+    b = runner.start(jobs.Job(ignores, label="ignores", kind="import"))
+    queued = runner.start(jobs.Job(obeys, label="queued", kind="train"))
+    _poll(runner, b, lambda s: s["status"] == jobs.RUNNING)
+    _poll(runner, a, lambda s: s["status"] == jobs.RUNNING)
+    t0 = time.monotonic()
+    assert runner.stop(0.5) == ["ignores"]
+    assert time.monotonic() - t0 < 5
+    assert runner.snapshot(a)["status"] == jobs.CANCELLED
+    assert runner.snapshot(queued)["status"] == jobs.CANCELLED
+    assert runner.snapshot(b)["cancel_requested"] and runner.snapshot(b)["active"]
+    release.set()
+    assert runner.wait(b, 30)["status"] == jobs.CANCELLED  # its result came after the request
+    assert runner.stop(0.5) == []                          # nothing left
+
+
+EXIT_SCRIPT = """
+import os, sys, time
+os.environ["TRAILSCOPE_HOME"] = sys.argv[1]
+from trailscope.app.services import jobs, workspace
+job_id = jobs.start(jobs.training_job(workspace.get_store(), "tb", "gru", epochs=300,
+                                      patience=1000, hidden=16, batch_size=4))
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline and len(jobs.snapshot(job_id)["valid"]) < 1:
+    time.sleep(0.01)
+print("leaving while", jobs.snapshot(job_id)["status"], flush=True)
+"""
+
+
+def test_a_program_that_trains_in_process_exits_cleanly_with_its_best_epoch(tmp_path):
+    """A program (a bench, a notebook) that starts a training through the job runner and
+    ends while it trains: before the exit hook the worker thread was torn down inside torch
+    and the process aborted ("terminate called without an active exception", status 134, 3
+    runs of 3); now the training is cancelled, keeps its best epoch, and the process exits 0."""
+    from trailscope.analytics.ingest.pipeline import import_file
+    from trailscope.analytics.store import Store
+    from trailscope.models import api
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with Store(home / "trailscope.duckdb") as store:
+        import_file(store, slice_file(TAOBAO, tmp_path / "taobao_8k.csv", ROWS), name="tb")
+    got = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(home)],
+                         capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert "leaving while running" in got.stdout
+    assert "cancelling 1 background job(s) before exit (train gru on tb)" in got.stderr
+    assert "did not stop" not in got.stderr
+    with Store(home / "trailscope.duckdb") as store:
+        models = api.list_models(store, "tb")
+    assert len(models) == 1 and models[0]["model"] == "gru" and models[0]["cancelled"]
