@@ -173,8 +173,10 @@ def recommend(store: Store, name: str, user: str, k: int = 10, model_id: str | N
         row[hist.items] = -np.inf
     row[np.isnan(row)] = -np.inf
     kk = min(k, meta.n_items)
-    top = np.argpartition(-row, kk - 1)[:kk]
-    top = top[np.lexsort((top, -row[top]))]               # best first; ties by item index
+    cut = row[np.argpartition(-row, kk - 1)[kk - 1]]             # the k-th best score
+    better = np.flatnonzero(row > cut)
+    top = np.r_[better, np.flatnonzero(row == cut)[:kk - len(better)]]
+    top = top[np.lexsort((top, -row[top]))]        # best first; ties by item index, also at k
     cats = meta.extra.get("category_names", ())
     items = []
     for s, i in zip(row[top].tolist(), top.tolist(), strict=True):

@@ -137,6 +137,23 @@ def test_recommend_shape_position_and_errors(ws):
         api.recommend(ws, "nyc80", "1", lat=40.7)
 
 
+def test_recommend_breaks_ties_by_item_index_also_at_the_kth_place(ws):
+    """Popularity counts tie often: the top-k is the k best scores, equal ones in item index
+    order (torch.topk's order of ties was arbitrary), the same on every call."""
+    res = api.train(ws, "nyc80", model="pop", tune=False, **QUIET)   # plain counts
+    loaded = api.load(ws, "nyc80", res.model_id)
+    counts = loaded.model.counts.numpy().astype(float)[1:]
+    order = sorted(range(len(counts)), key=lambda i: (-counts[i], i))
+    # places k where the k-th and the (k+1)-th best scores tie
+    tied = [k for k in range(1, 101) if counts[order[k - 1]] == counts[order[k]]]
+    assert len(tied) >= 2, "the slice no longer has tied counts in its top 100"
+    for k in (1, *tied[:3]):
+        out = api.recommend(ws, "nyc80", "1", k=k, model_id=res.model_id, loaded=loaded)
+        want = [loaded.meta.item_ids[i] for i in order[:k]]
+        assert [i["item_id"] for i in out["items"]] == want
+        assert [i["score"] for i in out["items"]] == pytest.approx([counts[i] for i in order[:k]])
+
+
 @pytest.mark.full_data
 def test_recommend_excludes_seen_movies(ws):
     res = api.train(ws, "ml80", model="markov", **QUIET)
