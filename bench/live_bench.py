@@ -121,9 +121,10 @@ def time_apply(n_events: int, seed: int, batches: int, size: int) -> None:
 
     def timed(cur, name, batch):
         t0, c0 = time.perf_counter(), time.process_time()
-        inner(cur, name, batch)
+        done = inner(cur, name, batch)   # False: the set was not fresh (the fold drops it)
         spent.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)   # all threads: what the work costs, load aside
+        return done
 
     incremental.apply = timed
     totals = []
