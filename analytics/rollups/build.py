@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -93,12 +94,19 @@ def ensure(con: Any, name: str) -> Rollup | None:
     return Rollup(con, name) if fresh(con, name) else None
 
 
-def rebuild(con: Any, name: str, timings: dict[str, float] | None = None) -> float:
+class Cancelled(Exception):  # noqa: N818 - reads as what happened
+    """A build stopped because its ``cancel`` event was set; nothing of it is kept."""
+
+
+def rebuild(con: Any, name: str, timings: dict[str, float] | None = None,
+            cancel: threading.Event | None = None) -> float:
     """(Re)build dataset ``name``'s summary tables atomically; returns the seconds it took
     (``timings``, when given, gets the seconds of each step: :func:`build_all`).
 
     Skips the work (and only refreshes the registry) when the stored set already describes
-    the same content (same fingerprint, e.g. the same file imported again).
+    the same content (same fingerprint, e.g. the same file imported again). ``cancel``: once
+    set, the running query is interrupted (or the next step does not start) and the build
+    rolls back, raising :class:`Cancelled`: the tables stay as they were.
     """
     t0 = time.perf_counter()
     cur = con.cursor()
@@ -122,8 +130,8 @@ def rebuild(con: Any, name: str, timings: dict[str, float] | None = None) -> flo
                 # the staged events stay: appends committing beside a rebuild insert there,
                 # and a dropped or renamed table would fail their commit
                 drop_derived(cur, name, keep=(staged,))
-                with lookup.building(cur, name):  # later steps read the earlier tables
-                    build_all(cur, name, timings)
+                with lookup.building(cur, name), _interrupted_on(cancel, cur):
+                    build_all(cur, name, timings, cancel)  # later steps read earlier tables
             # the events staged in this snapshot are in the tables just built (or were
             # already); those staged after it stay for the next fold
             if _exists(cur, staged):
@@ -131,12 +139,40 @@ def rebuild(con: Any, name: str, timings: dict[str, float] | None = None) -> flo
             cur.execute("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
                         [name, VERSION, fp, reg[0], reg[1], time.perf_counter() - t0])
             cur.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             cur.execute("ROLLBACK")
+            if isinstance(exc, duckdb.InterruptException) and cancel is not None \
+                    and cancel.is_set():
+                raise Cancelled(f"the summary build of {name!r} was cancelled") from None
             raise
     finally:
         cur.close()
     return time.perf_counter() - t0
+
+
+@contextmanager
+def _interrupted_on(cancel: threading.Event | None, cur: Any) -> Iterator[None]:
+    """While the body runs, interrupt the query ``cur`` runs as soon as ``cancel`` is set (a
+    watcher thread; an interrupt between two queries is lost, so :func:`build_all` also
+    checks between its steps)."""
+    if cancel is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if cancel.wait(0.1):
+                cur.interrupt()
+                return
+
+    watcher = threading.Thread(target=watch, name="trailscope-build-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
 
 
 def build_steps(cur: Any, name: str) -> list[tuple[str, Callable[[], None]]]:
@@ -154,10 +190,14 @@ def build_steps(cur: Any, name: str) -> list[tuple[str, Callable[[], None]]]:
                     ("page paths", partial(_build_page_paths, ru))]
 
 
-def build_all(cur: Any, name: str, timings: dict[str, float] | None = None) -> None:
+def build_all(cur: Any, name: str, timings: dict[str, float] | None = None,
+              cancel: threading.Event | None = None) -> None:
     """Create every summary table of dataset ``name`` (the caller holds the transaction);
-    ``timings``, when given, gets the seconds of each step (:func:`build_steps`)."""
+    ``timings``, when given, gets the seconds of each step (:func:`build_steps`); a set
+    ``cancel`` stops it before the next step (:class:`Cancelled`)."""
     for what, step in build_steps(cur, name):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"the summary build of {name!r} was cancelled before {what}")
         t = time.perf_counter()
         step()
         if timings is not None:

@@ -66,7 +66,7 @@ MAX_MESSAGES = 200
 #: Worker threads per job kind; kinds not listed get ``JobRunner(max_running=...)``.
 LIMITS: dict[str, int] = {"train": 1, "explain": 2, "import": 1}
 #: How long the interpreter's exit waits for cancelled jobs to stop (a training stops at its
-#: next step; a summary rebuild only between its steps)
+#: next step; a summary rebuild at once: its running query is interrupted and rolled back)
 EXIT_WAIT_S = 30.0
 
 

@@ -239,8 +239,10 @@ def rebuild_if_needed(name: str) -> str | None:
         with writes.fold_lock:
             c = store.cursor()
             try:
-                seconds = build.rebuild(c, name)
+                seconds = build.rebuild(c, name, cancel=cancel)
                 incremental.settle(c, name)
+            except build.Cancelled:  # rolled back: the old tables and the staged events stay
+                raise jobs.Cancelled("during the rebuild") from None
             finally:
                 c.close()
         return {"dataset": name, "summaries_s": seconds}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 
 import pandas as pd
 import pytest
@@ -139,3 +140,33 @@ def test_settle_drops_a_set_missing_unstaged_events(nyc, monkeypatch):
     ap.append(store, name, frame, fold=False)
     assert rollup.fresh(con, name)                   # fresh() alone cannot tell
     assert not incremental.settle(con, name) and not rollup.fresh(con, name)
+
+
+def test_a_cancelled_rebuild_stops_at_once_and_keeps_the_tables_it_had(nyc, monkeypatch):
+    """A set ``cancel`` interrupts the query a rebuild runs (a step of minutes at 100M events)
+    and rolls it back: the registry row, the tables and their answers stay as they were."""
+    store, name = nyc
+    con = store.cursor()
+    ap.append(store, name, _batches(store, name)[0])   # now a rebuild would change the set
+    before = rollup.info(con, name)
+    events = rollup.Rollup(con, name).summary()["events"]
+    real = build.build_steps
+    slow = "SELECT sum(a.i * b.j) FROM range(200000) a(i), range(200000) b(j)"  # hours
+    monkeypatch.setattr(build, "build_steps", lambda cur, n: [
+        *real(cur, n)[:2], ("slow", partial(cur.execute, slow)), *real(cur, n)[2:]])
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(build.Cancelled, match="cancelled"):
+        build.rebuild(con, name, cancel=cancel)
+    assert time.monotonic() - t0 < 20          # interrupted, not run to the end
+    assert rollup.info(con, name) == before and rollup.fresh(con, name)
+    assert rollup.Rollup(con, name).summary()["events"] == events
+    # set before it starts: no step runs
+    with pytest.raises(build.Cancelled, match="before"):
+        build.rebuild(con, name, cancel=cancel)
+    assert rollup.info(con, name) == before
+    monkeypatch.undo()
+    build.rebuild(con, name)                   # and a later rebuild runs as ever
+    assert rollup.Rollup(con, name).summary()["events"] == _rows(store, name)
+    assert [t.name for t in threading.enumerate() if t.name == "trailscope-build-cancel"] == []
