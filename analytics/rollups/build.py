@@ -41,6 +41,7 @@ from .incremental import _exists
 from .tables import (
     DENSITY_SPECS,
     DRIFT,
+    EV_WITHOUT,
     HEAT_ROWS,
     PARTS,
     REGISTRY_SQL,
@@ -181,7 +182,8 @@ def build_steps(cur: Any, name: str) -> list[tuple[str, Callable[[], None]]]:
     from them."""
     ru = Rollup(cur, name)
     steps: list[tuple[str, Callable[[], None]]] = [
-        (what, partial(cur.execute, sql)) for what, sql in build_sql(name, cur)]
+        (what, partial(_build_step_table, cur, name, sql) if what == "steps" else
+         partial(cur.execute, sql)) for what, sql in build_sql(name, cur)]
     return steps + [("density", partial(_build_density, cur, name)),
                     ("drift", partial(_build_drift, cur, name)),
                     ("churn", partial(answers_users.build_churn, ru)),
@@ -397,6 +399,39 @@ def _sessions_sql(ev: str, g: int) -> str:
             f"SELECT {g}, duration, FALSE, count(*) FROM m GROUP BY ALL)")
 
 
+def steps_sql(ev: str, steps: str, ordered: bool) -> str:
+    """The CREATE TABLE statement of ``steps``: per event of the sorted ``ev``, in its order,
+    ``user_idx, us, coord_idx`` and the user's previous event: ``gap`` (seconds), ``prev_us``,
+    ``prev_coord`` (NULL on a user's first event). ``ordered``: a streaming window over
+    ``ev`` as scanned (one core, but only these narrow columns); else over ``rowid`` (a
+    sort: the same rows whatever order the scan gives, :func:`_build_step_table` falls back to
+    it).
+    """
+    over = "OVER ()" if ordered else "OVER (ORDER BY rowid)"
+
+    def prev(col: str) -> str:  # the previous row's value when it is the same user's
+        return f"CASE WHEN pu = user_idx THEN {'s - ps' if col == 's' else col} END"
+
+    return (f"CREATE TABLE {steps} AS SELECT user_idx, us, coord_idx, {prev('s')} AS gap, "
+            f"{prev('pus')} AS prev_us, {prev('pc')} AS prev_coord FROM (SELECT user_idx, s, us, "
+            f"coord_idx, lag(user_idx) {over} AS pu, lag(s) {over} AS ps, lag(us) {over} AS pus, "
+            f"lag(coord_idx) {over} AS pc FROM {ev})")
+
+
+def _build_step_table(cur: Any, name: str, sql: str) -> None:
+    """``steps`` by the streaming ``sql``, checked: in ``ev``'s order every user's events are
+    consecutive and in time order, so exactly one row per user has no previous event and no
+    step goes back in time; a scan that came out of order is redone by ``rowid``."""
+    cur.execute(sql)
+    ev, steps = part(name, "ev"), part(name, "steps")
+    firsts, back = cur.execute(f"SELECT count(*) FILTER (WHERE prev_us IS NULL), count(*) "
+                               f"FILTER (WHERE prev_us > us) FROM {steps}").fetchall()[0]
+    users = cur.execute(f"SELECT count(*) FROM {part(name, 'users')}").fetchall()[0][0]
+    if firsts != users or back:
+        cur.execute(f"DROP TABLE {steps}")
+        cur.execute(steps_sql(ev, steps, ordered=False))
+
+
 def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
     """The CREATE TABLE statements of dataset ``name``'s summary tables, in order: (the
     table's part name, the statement)."""
@@ -405,7 +440,9 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
     u, i, ts, lat, lon, cat = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
                                schema.CATEGORY)
     located = has_coords_sql()
-    canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS)
+    # the user and item names stay in ``users`` / ``items`` (their integer ids are here): two
+    # string columns less to sort and write (about a quarter of the step at 100M events)
+    canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS if c not in EV_WITHOUT)
     # the tie order of (lat NULLS LAST, lon NULLS LAST) as one integer: the rank of every
     # distinct coordinate pair of the events (NULLs too), with its place (NULL unless
     # located); one join gives both and the sort compares four integer keys, not two doubles
@@ -413,9 +450,6 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
               f"NULLS LAST, d.{lon} NULLS LAST) AS ll FROM (SELECT DISTINCT {lat}, {lon} FROM "
               f"{src}) d LEFT JOIN {p['places']} pl ON d.{lat} = pl.{lat} AND d.{lon} = "
               f"pl.{lon})")
-
-    def lag(col: str) -> str:  # the previous row's value when it is the same user's
-        return f"CASE WHEN pu = user_idx THEN {'s - ps' if col == 's' else col} END"
 
     out = [
         f"CREATE TABLE {p['users']} AS SELECT CAST(row_number() OVER (ORDER BY {u}) - 1 "
@@ -430,19 +464,18 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         f"CREATE TABLE {p['categories']} AS SELECT CAST(row_number() OVER (ORDER BY {cat}) - 1 "
         f"AS INTEGER) AS cat_idx, {cat} FROM (SELECT DISTINCT {cat} FROM {src} WHERE {cat} "
         f"IS NOT NULL) ORDER BY cat_idx",
-        # every event, sorted by user and time, with the integer columns the queries use;
-        # the previous event's columns come from a streaming window over the sorted rows (a
-        # lag partitioned by user would sort them once more)
-        f"CREATE TABLE {p['ev']} AS SELECT * EXCLUDE (pu, ps, pus, pc), {lag('s')} AS gap, "
-        f"{lag('pus')} AS prev_us, {lag('pc')} AS prev_coord FROM (SELECT *, lag(user_idx) "
-        "OVER () AS pu, lag(s) OVER () AS ps, lag(us) OVER () AS pus, lag(coord_idx) OVER () "
-        f"AS pc FROM (SELECT * EXCLUDE (ll) FROM (SELECT {canonical}, uu.user_idx, "
-        f"CAST(EPOCH({ts}) AS BIGINT) AS s, epoch_us({ts}) AS us, it.item_idx, pl.coord_idx, "
-        f"c.cat_idx, hash(e.{u}, e.{ts}, e.{i}) AS h, pl.ll FROM {src} e JOIN {p['users']} uu "
-        f"ON e.{u} = uu.{u} JOIN {p['items']} it ON e.{i} = it.{i} LEFT JOIN {coords} pl ON "
-        f"e.{lat} IS NOT DISTINCT FROM pl.{lat} AND e.{lon} IS NOT DISTINCT FROM pl.{lon} "
-        f"LEFT JOIN {p['categories']} c ON e.{cat} = c.{cat} "
-        "ORDER BY user_idx, us, item_idx, ll)))",
+        # every event, sorted by user and time, with the integer columns the queries use (and
+        # the canonical ones but the user and item names: ``EV_WITHOUT``); written in
+        # parallel (the previous event's columns are in ``steps``: a streaming window over
+        # these wide rows ran on one core, half the step at 100M events)
+        f"CREATE TABLE {p['ev']} AS SELECT * EXCLUDE (ll) FROM (SELECT {canonical}, "
+        f"uu.user_idx, CAST(EPOCH({ts}) AS BIGINT) AS s, epoch_us({ts}) AS us, it.item_idx, "
+        f"pl.coord_idx, c.cat_idx, hash(e.{u}, e.{ts}, e.{i}) AS h, pl.ll FROM {src} e JOIN "
+        f"{p['users']} uu ON e.{u} = uu.{u} JOIN {p['items']} it ON e.{i} = it.{i} LEFT JOIN "
+        f"{coords} pl ON e.{lat} IS NOT DISTINCT FROM pl.{lat} AND e.{lon} IS NOT DISTINCT "
+        f"FROM pl.{lon} LEFT JOIN {p['categories']} c ON e.{cat} = c.{cat} "
+        "ORDER BY user_idx, us, item_idx, ll)",
+        steps_sql(p["ev"], p["steps"], ordered=True),
     ]
     # events per (period, user): days (USER_FREQS[0]) counted over ev, weeks and months
     # summed from the days (whole days each; a week may cross a month, so not from weeks)
@@ -460,9 +493,11 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
     out += [
         # distinct users per hour: a user's first event of an hour is the one whose previous
         # event (ev is sorted by user and time) fell in another hour
-        f"CREATE TABLE {p['hour_users']} AS SELECT date_trunc('hour', {ts}) AS period, "
+        f"CREATE TABLE {p['hour_users']} AS SELECT date_trunc('hour', make_timestamp(us)) AS "
+        "period, "
         "count(*) AS events, count(*) FILTER (WHERE prev_us IS NULL OR date_trunc('hour', "
-        f"make_timestamp(prev_us)) <> date_trunc('hour', {ts})) AS users FROM {p['ev']} "
+        f"make_timestamp(prev_us)) <> date_trunc('hour', make_timestamp(us))) AS users FROM "
+        f"{p['steps']} "
         "GROUP BY 1 ORDER BY 1",
         f"CREATE TABLE {p['hourly']} AS SELECT period, events FROM {p['hour_users']} "
         "ORDER BY period",
@@ -476,13 +511,13 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         f"{lon}, {ts}, {cat}, h FROM {p['ev']} WHERE coord_idx IS NOT NULL AND h <= (SELECT "
         f"max(h) FROM (SELECT h FROM {p['ev']} WHERE coord_idx IS NOT NULL ORDER BY h LIMIT "
         f"{HEAT_ROWS})) ORDER BY h LIMIT {HEAT_ROWS}",
-        f"CREATE TABLE {p['gaps']} AS SELECT gap, count(*) AS n FROM {p['ev']} WHERE gap IS NOT "
+        f"CREATE TABLE {p['gaps']} AS SELECT gap, count(*) AS n FROM {p['steps']} WHERE gap IS NOT "
         "NULL GROUP BY gap ORDER BY gap",
         # sessions numbered by a running count of session starts over the sorted rows (a
         # streaming window: every user's first event starts one, so the numbers are global);
         # only the rows that continue a session are grouped by it (a session's duration is
         # the sum of its gaps), every other start is a session of one event
-        f"CREATE TABLE {p['sessions']} AS " + " UNION ALL ".join(_sessions_sql(p["ev"], g)
+        f"CREATE TABLE {p['sessions']} AS " + " UNION ALL ".join(_sessions_sql(p["steps"], g)
                                                                 for g in SESSION_GAPS),
         f"CREATE TABLE {p['places_items']} AS {zones_sql.places_query(f'{src} WHERE {located}')}",
         f"CREATE TABLE {p['values']} AS SELECT '{cat}' AS col, {cat} AS value, count(*) AS "

@@ -166,8 +166,8 @@ def zones_for_subset_sql(con: duckdb.DuckDBPyConnection, table: str, whole: Zone
 def flow_counts(ru: Rollup, zones: pd.DataFrame, max_gap: str | pd.Timedelta | None,
                 include_self: bool) -> pd.DataFrame:
     """The moves of ``flows.od_flows_sql`` (``origin, destination, trips, users``) from the
-    summary event table, whose rows already carry the previous event's place and time in the
-    same order (no window to run)."""
+    summary tables' ``steps``, whose rows already carry the previous event's place and time
+    (no window to run)."""
     lookup_rows = zone_lookup(ru.df(f"SELECT * FROM {ru.t('places')}"), zones, ["coord_idx"])
     conds = ["TRUE" if include_self else f"o.{ZONE} <> d.{ZONE}"]
     gap = flows.gap_us(max_gap)
@@ -176,7 +176,7 @@ def flow_counts(ru: Rollup, zones: pd.DataFrame, max_gap: str | pd.Timedelta | N
     with registered(ru.con, lookup_rows, "zone_lookup") as view:
         return ru.df(
             f"SELECT o.{ZONE} AS {flows.ORIGIN}, d.{ZONE} AS {flows.DEST}, count(*) AS "
-            f"{flows.TRIPS}, count(DISTINCT e.user_idx) AS {flows.USERS} FROM {ru.t('ev')} e "
+            f"{flows.TRIPS}, count(DISTINCT e.user_idx) AS {flows.USERS} FROM {ru.t('steps')} e "
             f"JOIN {view} d ON e.coord_idx = d.coord_idx "
             f"JOIN {view} o ON e.prev_coord = o.coord_idx "
             f"WHERE {' AND '.join(conds)} GROUP BY 1, 2")
@@ -203,10 +203,10 @@ def path_events_sql(con: Any, table: str, users: int, where: str | None = None,
     ru = lookup.for_sql(con, table, where)
     if ru is None:
         return mobility.path_events_sql(con, table, users, where, params)
-    return ru.df(f"SELECT {USER}, {TS}, {LAT}, {LON} FROM {ru.t('ev')} WHERE user_idx IN "
-                 f"(SELECT user_idx FROM {ru.t('users')} WHERE located >= 3 ORDER BY "
-                 f"hash({USER}) LIMIT {int(users)}) AND coord_idx IS NOT NULL "
-                 f"ORDER BY user_idx, us, {LAT}, {LON}")
+    return ru.df(f"SELECT u.{USER}, e.{TS}, e.{LAT}, e.{LON} FROM {ru.t('ev')} e JOIN (SELECT "
+                 f"user_idx, {USER} FROM {ru.t('users')} WHERE located >= 3 ORDER BY "
+                 f"hash({USER}) LIMIT {int(users)}) u ON e.user_idx = u.user_idx WHERE "
+                 f"e.coord_idx IS NOT NULL ORDER BY e.user_idx, e.us, e.{LAT}, e.{LON}")
 
 
 def page_paths(con: Any, table: str, users: int, max_points: int,

@@ -9,9 +9,12 @@ one transaction and named ``"rollup__<name>__<part>"``:
 * ``users``: one row per user (dense ``user_idx`` in user-id order, events, located events,
   first/last time); ``items``, ``places`` (distinct usable coordinates), ``categories``;
 * ``ev``: every event sorted by (user, time) with precomputed integer columns (``user_idx``,
-  epoch seconds ``s``, ``us``, ``gap`` to the user's previous event, ``item_idx``,
-  ``coord_idx``, the previous event's ``prev_us``/``prev_coord`` and a draw-order ``h``),
-  so per-user reads touch one row group and scans group by integers, not strings;
+  epoch seconds ``s``, ``us``, ``item_idx``, ``coord_idx``, ``cat_idx`` and a draw-order
+  ``h``), so per-user reads touch one row group and scans group by integers, not strings; the
+  other canonical columns but the user and item names (``EV_WITHOUT``: kept once, in
+  ``users`` and ``items``); ``steps``: in ``ev``'s order, each event's ``user_idx``,
+  ``us``, ``coord_idx`` and the user's previous event (``gap`` in seconds, ``prev_us``,
+  ``prev_coord``), what the hourly users, gaps, sessions and flows read;
 * ``user_day`` / ``user_week`` / ``user_month``: events per (period, user): exact distinct
   users, new/returning and cohorts are counts over these; ``periods``: their totals (events
   and distinct users per day, week and month: the Overview's trend);
@@ -57,7 +60,10 @@ from ..store import derived_table
 from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 18
+VERSION = 19
+#: The canonical columns ``ev`` does not store: the users' and items' names, which ``users`` and
+#: ``items`` hold by ``user_idx`` / ``item_idx`` (``Rollup.user_events`` joins them back).
+EV_WITHOUT = (schema.USER, schema.ITEM)
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table (the first, days, is counted over
@@ -86,7 +92,7 @@ CREATE TABLE IF NOT EXISTS rollups (
 )
 """
 #: Every summary table a dataset may have (the zones ones only when it has zones).
-PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week",
+PARTS = ("users", "items", "places", "categories", "ev", "steps", "user_day", "user_week",
           "user_month", "hourly", "rhythm", "rhythm_cells",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
           "drift_week", "drift_day", "drift_ref_month", "drift_ref_week", "drift_ref_day",
@@ -147,14 +153,19 @@ class Rollup:
         """One user's events in time order (the ``ev`` table is sorted by user, so this reads
         one or two row groups whatever the import order)."""
         idx = self.user_idx(user)
-        cols = ", ".join(columns or schema.COLUMNS)
+        wanted = list(columns or schema.COLUMNS)
+        cols = ", ".join(wanted)
         keys = f"{cols}, us, item_idx"
-        src = f"SELECT {keys} FROM {self.t('ev')} WHERE user_idx = $1"
+        stored = {schema.USER: f"CAST($2 AS VARCHAR) AS {schema.USER}",  # EV_WITHOUT
+                  schema.ITEM: f"i.{schema.ITEM}"}
+        src = (f"SELECT {', '.join(stored.get(c, f'e.{c}') for c in wanted)}, e.us, e.item_idx "
+               f"FROM {self.t('ev')} e JOIN {self.t('items')} i ON e.item_idx = i.item_idx "
+               "WHERE e.user_idx = $1")
         if self.has("pending"):  # events appended since the build (incremental.py)
             src += f" UNION ALL SELECT {keys} FROM {self.t('pending')} WHERE user_idx = $1"
         return self.df(f"SELECT {cols} FROM ({src}) ORDER BY us, item_idx, "
                        f"{schema.LAT} NULLS LAST, {schema.LON} NULLS LAST",
-                       [-1 if idx is None else idx])
+                       [-1 if idx is None else idx, str(user)])
 
 
 # -- the registry ---------------------------------------------------------------------------

@@ -384,7 +384,8 @@ def test_summed_tables_equal_counting_over_the_sorted_events(data):
              f"SELECT {g} AS gap_limit, duration, single, count(*) AS n FROM (SELECT max(s) - "
              "min(s) AS duration, count(*) = 1 AS single FROM (SELECT s, sum(CASE WHEN gap IS "
              f"NULL OR gap > {g} THEN 1 ELSE 0 END) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND "
-             f"CURRENT ROW) AS sid FROM {ev}) GROUP BY sid) GROUP BY ALL",
+             f"CURRENT ROW) AS sid FROM {ev} e POSITIONAL JOIN {ru.t('steps')} st) "
+             "GROUP BY sid) GROUP BY ALL",
              ["duration", "single"])
     same(ru.t("heat"), f"SELECT {schema.LAT}, {schema.LON}, {schema.TS}, {schema.CATEGORY}, h "
          f"FROM {ev} WHERE coord_idx IS NOT NULL ORDER BY h LIMIT {rollup.HEAT_ROWS}", ["h"])
@@ -419,11 +420,12 @@ def test_sorted_events_break_ties_by_coordinates_nulls_last():
     con.executemany(f"INSERT INTO events__ties VALUES ({', '.join('?' * 9)})", rows)
     for what, sql in rollup_build.build_sql("ties", con):
         con.execute(sql)
-        if what == "ev":
+        if what == "steps":
             break
     ev = rollup.part("ties", "ev")
-    got = con.execute(f"SELECT user_idx, {schema.LAT}, {schema.LON}, coord_idx, prev_coord "
-                      f"FROM {ev}").fetchall()
+    got = con.execute(f"SELECT e.user_idx, e.{schema.LAT}, e.{schema.LON}, e.coord_idx, "
+                      f"st.prev_coord FROM {ev} e POSITIONAL JOIN "
+                      f"{rollup.part('ties', 'steps')} st").fetchall()
     want = con.execute(
         f"SELECT user_idx, {schema.LAT}, {schema.LON}, coord_idx, CASE WHEN lag(user_idx) OVER "
         "() = user_idx THEN lag(coord_idx) OVER () END FROM (SELECT * FROM (SELECT "
@@ -433,3 +435,27 @@ def test_sorted_events_break_ties_by_coordinates_nulls_last():
         f"user_idx, {schema.LAT} NULLS LAST, {schema.LON} NULLS LAST)").fetchall()
     assert got == want and len(got) == len(coords) * 3
     assert sum(c is not None for _, _, _, c, _ in got) == 4 * 3  # three usable places
+
+
+def test_previous_event_steps_are_redone_in_order_when_a_scan_is_not(data):
+    """``steps`` comes from a streaming window over ``ev`` as scanned; were the rows to come
+    out of ``ev``'s order, the check (one first event per user, no step back in time) sees it
+    and the table is redone by rowid: the same rows as the build's."""
+    d = data
+    ru = rollup_build.ensure(d.con, d.name)
+    steps = ru.t("steps")
+    want = ru.df(f"SELECT * FROM {steps}")
+    assert want["prev_us"].isna().sum() == ru.one(f"SELECT count(*) FROM {ru.t('users')}")[0]
+    assert (want["gap"].dropna() >= 0).all() and want["gap"].notna().any()
+    d.con.execute("BEGIN")
+    try:
+        d.con.execute(f"DROP TABLE {steps}")
+        shuffled = rollup_build.steps_sql(f"(SELECT * FROM {ru.t('ev')} ORDER BY h)", steps,
+                                          ordered=True)
+        d.con.execute(shuffled)
+        assert not ru.df(f"SELECT * FROM {steps}").equals(want)  # out of order: wrong rows
+        d.con.execute(f"DROP TABLE {steps}")
+        rollup_build._build_step_table(d.con, d.name, shuffled)
+        pd.testing.assert_frame_equal(ru.df(f"SELECT * FROM {steps}"), want)
+    finally:
+        d.con.execute("ROLLBACK")
