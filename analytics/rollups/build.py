@@ -351,14 +351,17 @@ def _rhythm_modes(cur: Any, src: str) -> tuple[list[tuple[str, int, str]], bool]
     offsets as UTC, and local time with the solar zone of the median longitude (what the
     dashboard uses for datasets without offsets). (mode, fallback minutes, offset SQL in
     minutes), and whether every offset is whole hours and no shifted time falls before 1970
-    (the cells then follow from ``rhythm``'s hours of the week, see :func:`_rhythm_cells`)."""
+    (the cells then follow from ``rhythm``'s hours of the week, see :func:`_rhythm_cells`).
+    Without any known offset a local mode's offset is its fallback, a constant (so the local
+    mode with fallback 0 has UTC's cells, counted once)."""
     lon, whole, s_min, tz_min = cur.execute(
         f"SELECT median({schema.LON}), coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE), "
         f"min(CAST(EPOCH({schema.TS}) AS BIGINT)), min({schema.TZ_OFFSET}) FROM {src}"
     ).fetchall()[0]
     fallbacks = dict.fromkeys([0] + ([] if lon is None else [solar_offset_min(lon)]))
     modes = [("utc", 0, "0")] + [
-        ("local", fb, f"coalesce({schema.TZ_OFFSET}, {fb})") for fb in fallbacks]
+        ("local", fb, str(fb) if tz_min is None else f"coalesce({schema.TZ_OFFSET}, {fb})")
+        for fb in fallbacks]
     lowest = min([0, *fallbacks] + ([] if tz_min is None else [tz_min]))
     return modes, bool(whole) and s_min is not None and s_min + lowest * 60 >= 0
 
@@ -369,18 +372,23 @@ def _rhythm_cells(ev: str, rhythm: str, modes: list[tuple[str, int, str]],
     offsets and no time before 1970 a shifted time's hour of the week is ``rhythm``'s
     (``how``) moved by the offset, so the cells are summed from its (user, offset, hour)
     rows (about half as many as the events at 10M city-shaped ones) instead of counted over
-    ``ev``."""
+    ``ev``. Modes with the same offset SQL are counted once (a materialised CTE each)."""
+    offsets = list(dict.fromkeys(off for _, _, off in modes))
     if from_rhythm:
-        return " UNION ALL ".join(
-            f"SELECT '{mode}' AS mode, {fb} AS fallback, (lh // 24 + 3) % 7 AS weekday, "
-            "lh % 24 AS hour, CAST(sum(events) AS BIGINT) AS events, count(DISTINCT user_idx) "
-            f"AS users FROM (SELECT user_idx, events, ((how + {off} // 60) % 168 + 168) % 168 "
-            f"AS lh FROM {rhythm}) GROUP BY ALL" for mode, fb, off in modes)
-    return " UNION ALL ".join(
-        f"SELECT '{mode}' AS mode, {fb} AS fallback, (x // 86400 + 3) % 7 AS weekday, "
-        "(x % 86400) // 3600 AS hour, count(*) AS events, count(DISTINCT user_idx) AS users "
-        f"FROM (SELECT user_idx, s + ({off}) * 60 AS x FROM {ev}) GROUP BY ALL"
-        for mode, fb, off in modes)
+        cells = [
+            "SELECT (lh // 24 + 3) % 7 AS weekday, lh % 24 AS hour, CAST(sum(events) AS BIGINT) "
+            "AS events, count(DISTINCT user_idx) AS users FROM (SELECT user_idx, events, "
+            f"((how + {off} // 60) % 168 + 168) % 168 AS lh FROM {rhythm}) GROUP BY ALL"
+            for off in offsets]
+    else:
+        cells = [
+            "SELECT (x // 86400 + 3) % 7 AS weekday, (x % 86400) // 3600 AS hour, count(*) AS "
+            f"events, count(DISTINCT user_idx) AS users FROM (SELECT user_idx, s + ({off}) * 60 "
+            f"AS x FROM {ev}) GROUP BY ALL" for off in offsets]
+    return ("WITH " + ", ".join(f"c{k} AS MATERIALIZED ({q})" for k, q in enumerate(cells))
+            + " " + " UNION ALL ".join(
+                f"SELECT '{mode}' AS mode, {fb} AS fallback, * FROM c{offsets.index(off)}"
+                for mode, fb, off in modes))
 
 
 def _sessions_sql(ev: str, g: int) -> str:
