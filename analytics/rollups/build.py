@@ -296,7 +296,10 @@ def _build_mobility(cur: Any, name: str) -> None:
         if not cur.execute(f"SELECT count(*) FROM {travel} WHERE unordered > 0"
                            ).fetchall()[0][0]:
             break
-    query = mobility.mobility_sql(ru.t("ev"), ru.t("places"), ru.t("items"), freq, travel)
+    coords = cur.execute(f"SELECT count({schema.LAT}) + count({schema.LON}) > 0 FROM "
+                         f"{ru.t('ev')}").fetchall()[0][0]
+    query = mobility.mobility_sql(ru.t("ev"), ru.t("places"), ru.t("items"), freq, travel,
+                                  coordinates=coords)
     try:
         cur.execute(f"INSERT INTO {table} SELECT '{freq}', * FROM ({query})")
     finally:

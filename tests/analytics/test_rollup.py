@@ -203,8 +203,35 @@ def test_stored_mobility_of_every_user_equals_the_raw_path(data):
     user, what the pandas ``user_mobility`` gives on the user's raw events for the Users
     page's window of this dataset: the same rows, anchors and counts, distances equal to
     1e-9 (the sums run in another order)."""
-    d = data
-    ru = rollup_build.ensure(d.con, d.name)
+    got, want = _stored_and_raw_mobility(data.con, data.name, data.table)
+    assert got["home_item"].notna().any() and got[mobility.RG].notna().any()
+    pd.testing.assert_frame_equal(got, want, rtol=1e-9)
+
+
+def test_stored_mobility_without_coordinates_equals_the_raw_path(tmp_path):
+    """A dataset with no coordinates at all (the real Taobao slice) skips averaging the
+    anchors' positions in the build: the rows still equal the pandas path's (home and work
+    items, visits, events and places; positions, radius and travel empty)."""
+    from trailscope.analytics.ingest.pipeline import import_file
+
+    from tests.conftest import TAOBAO
+
+    store = open_store(tmp_path)
+    import_file(store, TAOBAO, name="tb")
+    con = store.cursor()
+    try:
+        got, want = _stored_and_raw_mobility(con, "tb", store.table("tb"))
+        assert got["home_item"].notna().any() and got["home_lat"].isna().all()
+        pd.testing.assert_frame_equal(got, want, rtol=1e-9)
+    finally:
+        con.close()
+        store.close()
+
+
+def _stored_and_raw_mobility(con, name: str, table: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored ``mobility`` rows of every user (user ids, not indexes) and
+    ``mobility.user_mobility`` of the raw events, for the Users page's window."""
+    ru = rollup_build.ensure(con, name)
     first, last = ru.one(f"SELECT ts_p01, ts_p99 FROM {ru.t('summary')}")
     freq = mobility.page_window(first, last)
     stored = ru.df(f"SELECT u.{schema.USER}, m.* EXCLUDE (freq, user_idx) FROM "
@@ -212,14 +239,13 @@ def test_stored_mobility_of_every_user_equals_the_raw_path(data):
                    f"WHERE m.freq = ? ORDER BY u.{schema.USER}, m.window_start", [freq])
     assert stored[schema.USER].nunique() == ru.one(f"SELECT count(*) FROM {ru.t('users')}")[0]
     with lookup.disabled():
-        raw = d.con.execute(f"SELECT * FROM {d.table} ORDER BY {schema.USER}, {schema.TS}, "
-                            f"{schema.ITEM}, {schema.LAT} NULLS LAST, "
-                            f"{schema.LON} NULLS LAST").df()
+        raw = con.execute(f"SELECT * FROM {table} ORDER BY {schema.USER}, {schema.TS}, "
+                          f"{schema.ITEM}, {schema.LAT} NULLS LAST, "
+                          f"{schema.LON} NULLS LAST").df()
     want = mobility.user_mobility(raw, window=freq)
     got = stored.astype({"window_start": "datetime64[us]", "home_visits": "Int64",
                          "work_visits": "Int64"})
-    assert got["home_item"].notna().any() and got[mobility.RG].notna().any()
-    pd.testing.assert_frame_equal(got, want, rtol=1e-9)
+    return got, want
 
 
 def test_approx_users_come_exact_from_the_rollup(data):
