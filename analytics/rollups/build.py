@@ -451,8 +451,9 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
     u, i, ts, lat, lon, cat = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
                                schema.CATEGORY)
     located = has_coords_sql()
-    # the user and item names stay in ``users`` / ``items`` (their integer ids are here): two
-    # string columns less to sort and write (about a quarter of the step at 100M events)
+    # the user, item and category names stay in ``users`` / ``items`` / ``categories`` (their
+    # integer ids are here): three string columns less to sort and write (a third of the
+    # step at 100M events)
     canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS if c not in EV_WITHOUT)
     # the tie order of (lat NULLS LAST, lon NULLS LAST) as one integer: the rank of every
     # distinct coordinate pair of the events (NULLs too), with its place (NULL unless
@@ -476,7 +477,7 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         f"AS INTEGER) AS cat_idx, {cat} FROM (SELECT DISTINCT {cat} FROM {src} WHERE {cat} "
         f"IS NOT NULL) ORDER BY cat_idx",
         # every event, sorted by user and time, with the integer columns the queries use (and
-        # the canonical ones but the user and item names: ``EV_WITHOUT``); written in
+        # the canonical ones but the names kept by id: ``EV_WITHOUT``); written in
         # parallel (the previous event's columns are in ``steps``: a streaming window over
         # these wide rows ran on one core, half the step at 100M events)
         f"CREATE TABLE {p['ev']} AS SELECT * EXCLUDE (ll) FROM (SELECT {canonical}, "
@@ -518,10 +519,11 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         + _rhythm_cells(p["ev"], p["rhythm"], *_rhythm_modes(cur, src)),
         # the draw order's first located events: their hashes found first (one column), so
         # only those rows' other columns are read
-        f"CREATE TABLE {p['heat']} AS SELECT {lat}, "
-        f"{lon}, {ts}, {cat}, h FROM {p['ev']} WHERE coord_idx IS NOT NULL AND h <= (SELECT "
-        f"max(h) FROM (SELECT h FROM {p['ev']} WHERE coord_idx IS NOT NULL ORDER BY h LIMIT "
-        f"{HEAT_ROWS})) ORDER BY h LIMIT {HEAT_ROWS}",
+        f"CREATE TABLE {p['heat']} AS SELECT e.{lat}, e.{lon}, e.{ts}, c.{cat}, e.h FROM (SELECT "
+        f"{lat}, {lon}, {ts}, cat_idx, h FROM {p['ev']} WHERE coord_idx IS NOT NULL AND h <= "
+        f"(SELECT max(h) FROM (SELECT h FROM {p['ev']} WHERE coord_idx IS NOT NULL ORDER BY h "
+        f"LIMIT {HEAT_ROWS})) ORDER BY h LIMIT {HEAT_ROWS}) e LEFT JOIN {p['categories']} c ON "
+        "e.cat_idx = c.cat_idx ORDER BY e.h",
         f"CREATE TABLE {p['gaps']} AS SELECT gap, count(*) AS n FROM {p['steps']} WHERE gap IS NOT "
         "NULL GROUP BY gap ORDER BY gap",
         # sessions numbered by a running count of session starts over the sorted rows (a

@@ -91,8 +91,10 @@ def sample_points_sql(con: duckdb.DuckDBPyConnection, table: str, limit: int,
     small = int(limit) <= HEAT_ROWS
     return ru.df(f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('heat')} ORDER BY h "
                  f"LIMIT {int(limit)}" if small else
-                 f"SELECT {LAT}, {LON}, {TS}, {CATEGORY} FROM {ru.t('ev')} WHERE coord_idx "
-                 f"IS NOT NULL ORDER BY h LIMIT {int(limit)}", arrow=True)
+                 f"SELECT e.{LAT}, e.{LON}, e.{TS}, c.{CATEGORY} FROM (SELECT {LAT}, {LON}, {TS}, "
+                 f"cat_idx, h FROM {ru.t('ev')} WHERE coord_idx IS NOT NULL ORDER BY h LIMIT "
+                 f"{int(limit)}) e LEFT JOIN {ru.t('categories')} c ON e.cat_idx = c.cat_idx "
+                 "ORDER BY e.h", arrow=True)
 
 
 # -- zones ------------------------------------------------------------------------------------
@@ -115,8 +117,9 @@ class StoredLocated(zones_sql.LocatedEvents):
                 "NULL)", [])
 
     def item_categories(self) -> tuple[str, list]:
-        return (f"(SELECT i.{ITEM}, e.{CATEGORY} FROM {self.ru.t('ev')} e JOIN "
-                f"{self.ru.t('items')} i ON e.item_idx = i.item_idx WHERE e.coord_idx IS NOT "
+        return (f"(SELECT i.{ITEM}, c.{CATEGORY} FROM {self.ru.t('ev')} e JOIN "
+                f"{self.ru.t('items')} i ON e.item_idx = i.item_idx LEFT JOIN "
+                f"{self.ru.t('categories')} c ON e.cat_idx = c.cat_idx WHERE e.coord_idx IS NOT "
                 "NULL)", [])
 
     def span(self) -> tuple[Any, Any]:

@@ -11,10 +11,11 @@ one transaction and named ``"rollup__<name>__<part>"``:
 * ``ev``: every event sorted by (user, time) with precomputed integer columns (``user_idx``,
   epoch seconds ``s``, ``us``, ``item_idx``, ``coord_idx``, ``cat_idx`` and a draw-order
   ``h``), so per-user reads touch one row group and scans group by integers, not strings; the
-  other canonical columns but the user and item names (``EV_WITHOUT``: kept once, in
-  ``users`` and ``items``); ``steps``: in ``ev``'s order, each event's ``user_idx``,
-  ``us``, ``coord_idx`` and the user's previous event (``gap`` in seconds, ``prev_us``,
-  ``prev_coord``), what the hourly users, gaps, sessions and flows read;
+  other canonical columns but the user, item and category names (``EV_WITHOUT``: kept
+  once, in ``users``, ``items`` and ``categories``); ``steps``: in ``ev``'s order, each
+  event's ``user_idx``, ``us``, ``coord_idx`` and the user's previous event (``gap`` in
+  seconds, ``prev_us``, ``prev_coord``), what the hourly users, gaps, sessions and flows
+  read;
 * ``user_day`` / ``user_week`` / ``user_month``: events per (period, user): exact distinct
   users, new/returning and cohorts are counts over these; ``periods``: their totals (events
   and distinct users per day, week and month: the Overview's trend);
@@ -60,10 +61,11 @@ from ..store import derived_table
 from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 19
-#: The canonical columns ``ev`` does not store: the users' and items' names, which ``users`` and
-#: ``items`` hold by ``user_idx`` / ``item_idx`` (``Rollup.user_events`` joins them back).
-EV_WITHOUT = (schema.USER, schema.ITEM)
+VERSION = 20
+#: The canonical columns ``ev`` does not store: the users', items' and categories' names, which
+#: ``users``, ``items`` and ``categories`` hold by ``user_idx`` / ``item_idx`` / ``cat_idx``
+#: (``Rollup.user_events`` joins them back).
+EV_WITHOUT = (schema.USER, schema.ITEM, schema.CATEGORY)
 #: Idle gaps (seconds) whose session durations are pre-aggregated.
 SESSION_GAPS = (1800,)
 #: Periods with a per-user activity table / a profile table (the first, days, is counted over
@@ -157,9 +159,10 @@ class Rollup:
         cols = ", ".join(wanted)
         keys = f"{cols}, us, item_idx"
         stored = {schema.USER: f"CAST($2 AS VARCHAR) AS {schema.USER}",  # EV_WITHOUT
-                  schema.ITEM: f"i.{schema.ITEM}"}
+                  schema.ITEM: f"i.{schema.ITEM}", schema.CATEGORY: f"c.{schema.CATEGORY}"}
         src = (f"SELECT {', '.join(stored.get(c, f'e.{c}') for c in wanted)}, e.us, e.item_idx "
                f"FROM {self.t('ev')} e JOIN {self.t('items')} i ON e.item_idx = i.item_idx "
+               f"LEFT JOIN {self.t('categories')} c ON e.cat_idx = c.cat_idx "
                "WHERE e.user_idx = $1")
         if self.has("pending"):  # events appended since the build (incremental.py)
             src += f" UNION ALL SELECT {keys} FROM {self.t('pending')} WHERE user_idx = $1"

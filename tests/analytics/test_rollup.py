@@ -413,8 +413,9 @@ def test_summed_tables_equal_counting_over_the_sorted_events(data):
              f"CURRENT ROW) AS sid FROM {ev} e POSITIONAL JOIN {ru.t('steps')} st) "
              "GROUP BY sid) GROUP BY ALL",
              ["duration", "single"])
-    same(ru.t("heat"), f"SELECT {schema.LAT}, {schema.LON}, {schema.TS}, {schema.CATEGORY}, h "
-         f"FROM {ev} WHERE coord_idx IS NOT NULL ORDER BY h LIMIT {rollup.HEAT_ROWS}", ["h"])
+    same(ru.t("heat"), f"SELECT e.{schema.LAT}, e.{schema.LON}, e.{schema.TS}, "
+         f"c.{schema.CATEGORY}, e.h FROM {ev} e LEFT JOIN {ru.t('categories')} c USING (cat_idx) "
+         f"WHERE e.coord_idx IS NOT NULL ORDER BY e.h LIMIT {rollup.HEAT_ROWS}", ["h"])
 
 
 def test_rhythm_cells_counted_over_the_events_unless_whole_hours_after_1970(data):
