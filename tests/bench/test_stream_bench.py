@@ -31,5 +31,6 @@ def test_tiny_run_measures_every_part(tmp_path, capsys) -> None:
     text = out.read_text()
     assert text == result.text() + "\n" and text in capsys.readouterr().out
     assert "| r200 | 200 |" in text and "sustained with zero loss" in text
+    assert "at the goal rate: no step paced at 10,000 events/s" in text  # only 200/s here
     assert "| single2 |" in text and "| single3 |" in text and "from 3 connections" in text
     assert stream_bench.sustained(result.steps) is not None
