@@ -394,19 +394,20 @@ def _rhythm_cells(ev: str, rhythm: str, modes: list[tuple[str, int, str]],
                 for mode, fb, off in modes))
 
 
-def _sessions_sql(ev: str, g: int) -> str:
-    """Session durations (seconds) and counts for idle gap ``g`` over the sorted ``ev``:
-    (gap_limit, duration, single, n), the same rows as grouping every event by its session
-    number (``max(s) - min(s)``, ``count(*) = 1``) but with only the continuing rows grouped
-    (``s`` never decreases within a user, so the gaps of a session add up to its span)."""
+def _sessions_sql(steps: str, g: int) -> str:
+    """Session durations (seconds) and counts for idle gap ``g`` over ``steps`` (each
+    event's gap to the user's previous one, in ``ev``'s order): (gap_limit, duration, single,
+    n), the same rows as grouping every event by its session number (``max(s) - min(s)``,
+    ``count(*) = 1``) but with only the continuing rows grouped (``s`` never decreases within
+    a user, so the gaps of a session add up to its span)."""
     start = f"gap IS NULL OR gap > {g}"
     cont = (f"(SELECT sid, gap FROM (SELECT gap, sum(CASE WHEN {start} THEN 1 ELSE 0 END) OVER "
-            f"(ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM {ev}) WHERE NOT "
+            f"(ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM {steps}) WHERE NOT "
             f"({start}))")
     multi = f"(SELECT CAST(sum(gap) AS BIGINT) AS duration FROM {cont} GROUP BY sid)"
     return (f"SELECT * FROM (WITH m AS {multi} SELECT {g} AS gap_limit, CAST(0 AS BIGINT) AS "
             "duration, TRUE AS single, n FROM (SELECT (SELECT count(*) FROM "
-            f"{ev} WHERE {start}) - (SELECT count(*) FROM m) AS n) WHERE n > 0 UNION ALL "
+            f"{steps} WHERE {start}) - (SELECT count(*) FROM m) AS n) WHERE n > 0 UNION ALL "
             f"SELECT {g}, duration, FALSE, count(*) FROM m GROUP BY ALL)")
 
 

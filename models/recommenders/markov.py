@@ -36,9 +36,9 @@ from .pop import (
     CountEvidence,
     CountModel,
     item_coords_tensor,
-    item_unit_vectors,
     plain_popularity,
     proximity,
+    register_item_xyz,
     transitions,
 )
 
@@ -79,10 +79,7 @@ class MarkovRec(CountModel):
         self.register_buffer("col", torch.zeros(0, dtype=torch.long))
         self.register_buffer("val", torch.zeros(0))
         self.register_buffer("coords", item_coords_tensor(meta))
-        # derived from coords (which the checkpoint holds, equal to meta's), not saved; empty
-        # without coordinates (24 bytes an item: 96 MB at Taobao's 4M items)
-        self.register_buffer("xyz", item_unit_vectors(self.coords) if meta.has_coordinates
-                             else torch.zeros(0, 3, dtype=torch.float64), persistent=False)
+        register_item_xyz(self)
 
     def fit_counts(self, batches: Iterable[Batch]) -> None:
         self.fit_transitions(*transitions(batches))

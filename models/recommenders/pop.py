@@ -118,6 +118,16 @@ def item_unit_vectors(coords: torch.Tensor) -> torch.Tensor:
     return unit_vectors(coords[:, 0], coords[:, 1])
 
 
+def register_item_xyz(model: Recommender) -> None:
+    """The model's non-persistent buffer ``xyz``: :func:`item_unit_vectors` of its items,
+    computed once (a recommendation near a point reads it on every request) and moved with
+    the model; derived from ``meta``, so not saved; empty without coordinates (24 bytes an
+    item: 96 MB at 4M items)."""
+    xyz = (item_unit_vectors(item_coords_tensor(model.meta)) if model.meta.has_coordinates
+           else torch.zeros(0, 3, dtype=torch.float64))
+    model.register_buffer("xyz", xyz, persistent=False)
+
+
 def proximity(item_xyz: torch.Tensor, lat: torch.Tensor, lon: torch.Tensor,
               bandwidth_km: float) -> torch.Tensor:
     """exp(-distance / bandwidth) from each anchor (B,) to every item (B, n_items + 1), the
@@ -149,6 +159,7 @@ class PopRec(CountModel):
     def __init__(self, meta: DataMeta, config: Config | None = None) -> None:
         super().__init__(meta, config or self.Config())
         self.register_buffer("counts", plain_popularity(meta))
+        register_item_xyz(self)
         self._train: tuple[torch.Tensor, torch.Tensor] | None = None
 
     #: global counts, or counts halved every 1 week / 1 month / half a year before the cut
@@ -189,9 +200,8 @@ class PopRec(CountModel):
         scores = self.score(batch)
         if not self.meta.has_coordinates:
             return scores
-        xyz = item_unit_vectors(item_coords_tensor(self.meta)).to(scores.device)
-        b = scores.shape[0]
-        w = proximity(xyz, torch.full((b,), lat, device=xyz.device),
-                      torch.full((b,), lon, device=xyz.device), self.config.bandwidth_km)
+        b, dev = scores.shape[0], self.xyz.device
+        w = proximity(self.xyz, torch.full((b,), lat, device=dev),
+                      torch.full((b,), lon, device=dev), self.config.bandwidth_km)
         top = self.counts.max().clamp(min=1.0)
         return self.mask_padding(scores * w + 1e-3 * scores / top)
