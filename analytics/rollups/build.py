@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .. import schema
 from ..geo import has_coords_sql
@@ -59,6 +62,8 @@ MOBILITY_BATCH = 1_000_000
 #: Events per batch of users whose interest drift DuckDB computes at once (one query over
 #: every user held ~5 GB at 10M Taobao-shaped events; batches of 1M, under 1 GB).
 DRIFT_BATCH = 1_000_000
+#: Events per batch of users whose ``steps`` rows are written at once (~250 MB in numpy).
+STEP_BATCH = 4_000_000
 
 _build_lock = threading.Lock()
 
@@ -182,7 +187,7 @@ def build_steps(cur: Any, name: str) -> list[tuple[str, Callable[[], None]]]:
     from them."""
     ru = Rollup(cur, name)
     steps: list[tuple[str, Callable[[], None]]] = [
-        (what, partial(_build_step_table, cur, name, sql) if what == "steps" else
+        (what, partial(_build_steps, cur, name) if what == "steps" else
          partial(cur.execute, sql)) for what, sql in build_sql(name, cur)]
     return steps + [("density", partial(_build_density, cur, name)),
                     ("drift", partial(_build_drift, cur, name)),
@@ -239,10 +244,11 @@ def _build_density(cur: Any, name: str) -> None:
 
 
 def _build_drift(cur: Any, name: str) -> None:
-    """``drift_<freq>``: ``evolution.interest_drift`` of every user's stored profiles per the
-    Users page's window (``mobility.page_window``), keyed by user_idx: the same query
-    (``evolution.drift_sql``) run by DuckDB on the stored tables, in batches of whole users
-    (``DRIFT_BATCH`` events each), so the build's memory stays bounded at any size."""
+    """``drift_<freq>``: ``evolution.interest_drift`` of every user's profiles per the Users
+    page's window (``mobility.page_window``), keyed by user_idx: the same code
+    (``evolution.drift_from_events``) run on the sorted events' integer columns, in batches
+    of whole users (``DRIFT_BATCH`` events each), so the build's memory stays bounded at any
+    size."""
     min_events, prior = DRIFT
     ru = Rollup(cur, name)
     s = ru.summary()
@@ -254,11 +260,27 @@ def _build_drift(cur: Any, name: str) -> None:
                 f"{evolution.PERIOD} TIMESTAMP, {evolution.PREV_EVENTS} BIGINT, "
                 f"{evolution.EVENTS} BIGINT, {evolution.JS} DOUBLE, "
                 f"{evolution.SHRUNK_JS} DOUBLE)")
-    for lo, hi in _user_batches(ru, DRIFT_BATCH):
-        src = answers_users.profile_source(ru, freq, f"WHERE user_idx BETWEEN {lo} AND {hi}")
-        query = evolution.drift_sql(src, "user_idx", "cat_idx", min_events, prior)
-        cur.execute(f"INSERT INTO {table} SELECT * FROM ({query}) ORDER BY user_idx, "
-                    f"{evolution.PERIOD}")
+    def rows(got: dict[str, np.ndarray]) -> pd.DataFrame:
+        out = evolution.drift_from_events(got["user_idx"], got["us"], got["cat_idx"], freq,
+                                          min_events, prior)
+        return pd.DataFrame({
+            "user_idx": out["user"], evolution.PREV_PERIOD: out["prev_period"].view(
+                "datetime64[us]"), evolution.PERIOD: out["period"].view("datetime64[us]"),
+            evolution.PREV_EVENTS: out["prev_events"], evolution.EVENTS: out["events"],
+            evolution.JS: out["js"], evolution.SHRUNK_JS: out["shrunk_js"]})
+
+    # the reads and inserts stay on this cursor (the build's transaction); numpy computes
+    # two batches at once beside them (it releases the GIL): 2 cores busy, not 1
+    with ThreadPoolExecutor(2, thread_name_prefix="trailscope-drift") as pool:
+        pending: deque[Future[pd.DataFrame]] = deque()
+        for lo, hi in _user_batches(ru, DRIFT_BATCH):
+            pending.append(pool.submit(rows, cur.execute(
+                f"SELECT user_idx, us, cat_idx FROM {ru.t('ev')} WHERE cat_idx IS NOT NULL "
+                f"AND user_idx BETWEEN {lo} AND {hi}").fetchnumpy()))
+            while len(pending) > 2 or (pending and pending[0].done()):
+                _insert(cur, table, pending.popleft().result())
+        while pending:
+            _insert(cur, table, pending.popleft().result())
     for what, query in answers_users.drift_summaries_sql(ru, freq).items():
         cur.execute(f"CREATE TABLE {ru.t(what)} AS {query}")
 
@@ -282,7 +304,7 @@ def _build_mobility(cur: Any, name: str) -> None:
     s = ru.summary()
     freq = mobility.page_window(s["ts_p01"], s["ts_p99"])
     table = part(name, "mobility")
-    anchors = ", ".join(f"{a}_item VARCHAR, {a}_lat DOUBLE, {a}_lon DOUBLE, {a}_visits BIGINT"
+    anchors = ", ".join(f"{a}_idx INTEGER, {a}_lat DOUBLE, {a}_lon DOUBLE, {a}_visits BIGINT"
                         for a in ("home", "work"))
     cur.execute(f"CREATE TABLE {table} (freq VARCHAR, user_idx INTEGER, {WINDOW} TIMESTAMP, "
                 f"{mobility.EVENTS} BIGINT, {mobility.PLACES} BIGINT, {mobility.RG} DOUBLE, "
@@ -298,7 +320,7 @@ def _build_mobility(cur: Any, name: str) -> None:
             break
     coords = cur.execute(f"SELECT count({schema.LAT}) + count({schema.LON}) > 0 FROM "
                          f"{ru.t('ev')}").fetchall()[0][0]
-    query = mobility.mobility_sql(ru.t("ev"), ru.t("places"), ru.t("items"), freq, travel,
+    query = mobility.mobility_sql(ru.t("ev"), ru.t("places"), freq, travel,
                                   coordinates=coords)
     try:
         cur.execute(f"INSERT INTO {table} SELECT '{freq}', * FROM ({query})")
@@ -349,38 +371,46 @@ def _build_page_paths(ru: Rollup) -> None:
                                       reference=pd.Timestamp(first)))
 
 
-def _rhythm_modes(cur: Any, src: str) -> tuple[list[tuple[str, int, str]], bool]:
+def _rhythm_modes(cur: Any, src: str) -> tuple[list[tuple[str, int, str]], bool, bool]:
     """The rhythm variants stored with their distinct users: UTC, local time with unknown
     offsets as UTC, and local time with the solar zone of the median longitude (what the
     dashboard uses for datasets without offsets). (mode, fallback minutes, offset SQL in
-    minutes), and whether every offset is whole hours and no shifted time falls before 1970
-    (the cells then follow from ``rhythm``'s hours of the week, see :func:`_rhythm_cells`).
-    Without any known offset a local mode's offset is its fallback, a constant (so the local
-    mode with fallback 0 has UTC's cells, counted once)."""
-    lon, whole, s_min, tz_min = cur.execute(
+    minutes); whether every offset is whole hours and no shifted time falls before 1970
+    (the cells then follow from ``rhythm``'s hours of the week, see :func:`_rhythm_cells`);
+    and whether every event has the same offset or none has one (a user's hours of the week
+    then map one to one onto the cells of each mode). Without any known offset a local
+    mode's offset is its fallback, a constant (so the local mode with fallback 0 has UTC's
+    cells, counted once)."""
+    lon, whole, s_min, tz_min, tz_max, tz_n, n = cur.execute(
         f"SELECT median({schema.LON}), coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE), "
-        f"min(CAST(EPOCH({schema.TS}) AS BIGINT)), min({schema.TZ_OFFSET}) FROM {src}"
+        f"min(CAST(EPOCH({schema.TS}) AS BIGINT)), min({schema.TZ_OFFSET}), "
+        f"max({schema.TZ_OFFSET}), count({schema.TZ_OFFSET}), count(*) FROM {src}"
     ).fetchall()[0]
     fallbacks = dict.fromkeys([0] + ([] if lon is None else [solar_offset_min(lon)]))
     modes = [("utc", 0, "0")] + [
         ("local", fb, str(fb) if tz_min is None else f"coalesce({schema.TZ_OFFSET}, {fb})")
         for fb in fallbacks]
     lowest = min([0, *fallbacks] + ([] if tz_min is None else [tz_min]))
-    return modes, bool(whole) and s_min is not None and s_min + lowest * 60 >= 0
+    return (modes, bool(whole) and s_min is not None and s_min + lowest * 60 >= 0,
+            tz_n == 0 or (tz_n == n and tz_min == tz_max))
 
 
 def _rhythm_cells(ev: str, rhythm: str, modes: list[tuple[str, int, str]],
-                  from_rhythm: bool) -> str:
+                  from_rhythm: bool, one_offset: bool) -> str:
     """The 7 x 24 cells (events, distinct users) of every rhythm mode. With whole-hour
     offsets and no time before 1970 a shifted time's hour of the week is ``rhythm``'s
     (``how``) moved by the offset, so the cells are summed from its (user, offset, hour)
     rows (about half as many as the events at 10M city-shaped ones) instead of counted over
-    ``ev``. Modes with the same offset SQL are counted once (a materialised CTE each)."""
+    ``ev``; with ``one_offset`` (one offset, or none, for every event) a user has one row
+    per hour of the week, each in a cell of its own, so a cell's users are its rows (a
+    count, not a distinct count: 30 times faster at 100M events). Modes with the same
+    offset SQL are counted once (a materialised CTE each)."""
     offsets = list(dict.fromkeys(off for _, _, off in modes))
     if from_rhythm:
+        users = "count(*)" if one_offset else "count(DISTINCT user_idx)"
         cells = [
             "SELECT (lh // 24 + 3) % 7 AS weekday, lh % 24 AS hour, CAST(sum(events) AS BIGINT) "
-            "AS events, count(DISTINCT user_idx) AS users FROM (SELECT user_idx, events, "
+            f"AS events, {users} AS users FROM (SELECT user_idx, events, "
             f"((how + {off} // 60) % 168 + 168) % 168 AS lh FROM {rhythm}) GROUP BY ALL"
             for off in offsets]
     else:
@@ -411,15 +441,13 @@ def _sessions_sql(steps: str, g: int) -> str:
             f"SELECT {g}, duration, FALSE, count(*) FROM m GROUP BY ALL)")
 
 
-def steps_sql(ev: str, steps: str, ordered: bool) -> str:
-    """The CREATE TABLE statement of ``steps``: per event of the sorted ``ev``, in its order,
-    ``user_idx, us, coord_idx`` and the user's previous event: ``gap`` (seconds), ``prev_us``,
-    ``prev_coord`` (NULL on a user's first event). ``ordered``: a streaming window over
-    ``ev`` as scanned (one core, but only these narrow columns); else over ``rowid`` (a
-    sort: the same rows whatever order the scan gives, :func:`_build_step_table` falls back to
-    it).
-    """
-    over = "OVER ()" if ordered else "OVER (ORDER BY rowid)"
+def steps_sql(ev: str, steps: str) -> str:
+    """The CREATE TABLE statement of ``steps`` in SQL: per event of the sorted ``ev``, in its
+    order, ``user_idx, us, coord_idx`` and the user's previous event: ``gap`` (seconds),
+    ``prev_us``, ``prev_coord`` (NULL on a user's first event), by a window over ``rowid``
+    (a sort: the same rows whatever order a scan gives). :func:`_build_steps` writes the same
+    rows faster and falls back to this."""
+    over = "OVER (ORDER BY rowid)"
 
     def prev(col: str) -> str:  # the previous row's value when it is the same user's
         return f"CASE WHEN pu = user_idx THEN {'s - ps' if col == 's' else col} END"
@@ -430,18 +458,53 @@ def steps_sql(ev: str, steps: str, ordered: bool) -> str:
             f"lag(coord_idx) {over} AS pc FROM {ev})")
 
 
-def _build_step_table(cur: Any, name: str, sql: str) -> None:
-    """``steps`` by the streaming ``sql``, checked: in ``ev``'s order every user's events are
+def _step_rows(cur: Any, ru: Rollup, steps: str, source: str) -> None:
+    """Append to ``steps`` the rows of :func:`steps_sql` for the events of ``source`` as
+    scanned, in batches of whole users (``STEP_BATCH`` events): each event's previous row
+    in numpy, the batch written from Arrow (the SQL's streaming window wrote the table on one
+    core: 17.6 s at 100M events, this 5 s)."""
+    for lo, hi in _user_batches(ru, STEP_BATCH):
+        got = cur.execute(f"SELECT user_idx, s, us, coord_idx FROM {source} WHERE user_idx "
+                          f"BETWEEN {lo} AND {hi}").fetchnumpy()
+        user, sec, us = (np.asarray(got[c]) for c in ("user_idx", "s", "us"))
+        coord = np.ma.asarray(got["coord_idx"])
+        first = np.ones(len(user), bool)  # a batch starts with a user's first event
+        first[1:] = user[1:] != user[:-1]
+
+        def prev(values: np.ndarray, missing: np.ndarray = first) -> pa.Array:
+            shifted = np.empty_like(values)
+            shifted[1:] = values[:-1]
+            return pa.array(shifted, mask=missing)
+
+        coord_missing = np.ma.getmaskarray(coord)
+        prev_missing = first.copy()
+        prev_missing[1:] |= coord_missing[:-1]
+        rows = pa.table({
+            "user_idx": user, "us": us, "coord_idx": pa.array(coord.filled(0), mask=coord_missing),
+            "gap": pa.array(sec - np.r_[sec[:1], sec[:-1]], mask=first),
+            "prev_us": prev(us), "prev_coord": prev(coord.filled(0), prev_missing)})
+        cur.register("_step_rows", rows)
+        try:
+            cur.execute(f"INSERT INTO {steps} SELECT * FROM _step_rows")
+        finally:
+            cur.unregister("_step_rows")
+
+
+def _build_steps(cur: Any, name: str, source: str | None = None) -> None:
+    """``steps`` (:func:`steps_sql`'s rows) from ``ev`` as scanned (``source``: another
+    relation to read, for the tests), checked: in ``ev``'s order every user's events are
     consecutive and in time order, so exactly one row per user has no previous event and no
     step goes back in time; a scan that came out of order is redone by ``rowid``."""
-    cur.execute(sql)
     ev, steps = part(name, "ev"), part(name, "steps")
+    cur.execute(f"CREATE TABLE {steps} (user_idx INTEGER, us BIGINT, coord_idx INTEGER, "
+                "gap BIGINT, prev_us BIGINT, prev_coord INTEGER)")
+    _step_rows(cur, Rollup(cur, name), steps, source or ev)
     firsts, back = cur.execute(f"SELECT count(*) FILTER (WHERE prev_us IS NULL), count(*) "
                                f"FILTER (WHERE prev_us > us) FROM {steps}").fetchall()[0]
     users = cur.execute(f"SELECT count(*) FROM {part(name, 'users')}").fetchall()[0][0]
     if firsts != users or back:
         cur.execute(f"DROP TABLE {steps}")
-        cur.execute(steps_sql(ev, steps, ordered=False))
+        cur.execute(steps_sql(ev, steps))
 
 
 def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
@@ -455,7 +518,16 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
     # the user, item and category names stay in ``users`` / ``items`` / ``categories`` (their
     # integer ids are here): three string columns less to sort and write (a third of the
     # step at 100M events)
-    canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS if c not in EV_WITHOUT)
+    canonical = ", ".join(f"e.{c}" for c in schema.COLUMNS if c not in EV_WITHOUT + (ts,))
+    virtual = {ts: "make_timestamp(us)", "s": "CAST(EPOCH(make_timestamp(us)) AS BIGINT)"}
+    types = {**schema.DUCKDB_TYPES, "user_idx": "INTEGER", "s": "BIGINT", "us": "BIGINT",
+             "item_idx": "INTEGER", "coord_idx": "INTEGER", "cat_idx": "INTEGER",
+             "h": "UBIGINT"}
+    order = [c for c in schema.COLUMNS if c not in EV_WITHOUT] + [
+        "user_idx", "s", "us", "item_idx", "coord_idx", "cat_idx", "h"]
+    ev_columns = [f"{c} {types[c]}" + (f" GENERATED ALWAYS AS ({virtual[c]}) VIRTUAL"
+                                       if c in virtual else "") for c in order]
+    stored = [c for c in order if c not in virtual]
     # the tie order of (lat NULLS LAST, lon NULLS LAST) as one integer: the rank of every
     # distinct coordinate pair of the events (NULLs too), with its place (NULL unless
     # located); one join gives both and the sort compares four integer keys, not two doubles
@@ -480,15 +552,18 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         # every event, sorted by user and time, with the integer columns the queries use (and
         # the canonical ones but the names kept by id: ``EV_WITHOUT``); written in
         # parallel (the previous event's columns are in ``steps``: a streaming window over
-        # these wide rows ran on one core, half the step at 100M events)
-        f"CREATE TABLE {p['ev']} AS SELECT * EXCLUDE (ll) FROM (SELECT {canonical}, "
-        f"uu.user_idx, CAST(EPOCH({ts}) AS BIGINT) AS s, epoch_us({ts}) AS us, it.item_idx, "
-        f"pl.coord_idx, c.cat_idx, hash(e.{u}, e.{ts}, e.{i}) AS h, pl.ll FROM {src} e JOIN "
+        # these wide rows ran on one core, half the step at 100M events). ``ts`` and ``s``
+        # are virtual, computed from ``us`` when read: 16 bytes less per row to sort and
+        # write (a sixth of the step at 100M events)
+        f"CREATE TABLE {p['ev']} ({', '.join(ev_columns)}); INSERT INTO {p['ev']} "
+        f"({', '.join(stored)}) SELECT {', '.join(stored)} FROM (SELECT {canonical}, "
+        f"uu.user_idx, epoch_us({ts}) AS us, it.item_idx, pl.coord_idx, c.cat_idx, "
+        f"hash(e.{u}, e.{ts}, e.{i}) AS h, pl.ll FROM {src} e JOIN "
         f"{p['users']} uu ON e.{u} = uu.{u} JOIN {p['items']} it ON e.{i} = it.{i} LEFT JOIN "
         f"{coords} pl ON e.{lat} IS NOT DISTINCT FROM pl.{lat} AND e.{lon} IS NOT DISTINCT "
         f"FROM pl.{lon} LEFT JOIN {p['categories']} c ON e.{cat} = c.{cat} "
         "ORDER BY user_idx, us, item_idx, ll)",
-        steps_sql(p["ev"], p["steps"], ordered=True),
+        steps_sql(p["ev"], p["steps"]),  # built by _build_steps (the same rows, faster)
     ]
     # events per (period, user): days (USER_FREQS[0]) counted over ev, weeks and months
     # summed from the days (whole days each; a week may cross a month, so not from weeks)
@@ -537,14 +612,18 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         f"CREATE TABLE {p['values']} AS SELECT '{cat}' AS col, {cat} AS value, count(*) AS "
         f"events FROM {src} GROUP BY 1, 2 UNION ALL SELECT '{schema.BEHAVIOR}', "
         f"{schema.BEHAVIOR}, count(*) FROM {src} GROUP BY 1, 2",
-        f"CREATE TABLE {p['summary']} AS SELECT count(*) AS events, count(DISTINCT {u}) AS "
-        f"users, count(DISTINCT {i}) AS items, min({ts}) AS first_ts, max({ts}) AS last_ts, "
-        f"count(*) FILTER (WHERE {located}) AS located, min({ts}) FILTER (WHERE {located}) AS "
-        f"located_first, max({ts}) FILTER (WHERE {located}) AS located_last, "
-        f"quantile_disc({ts}, 0.01) AS ts_p01, quantile_disc({ts}, 0.99) AS ts_p99, "
-        f"count({schema.TZ_OFFSET}) AS tz_known, median({lon}) AS lon_median, "
-        f"coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE) AS tz_whole_hours, "
-        f"count({cat}) AS categorised FROM {src}",
+        # the users, items, time span and located events from ``users`` and ``items`` (the
+        # distinct counts over the events were a third of the step)
+        f"CREATE TABLE {p['summary']} AS SELECT e.events, u.users, i.items, u.first_ts, "
+        "u.last_ts, u.located, e.* EXCLUDE (events) FROM (SELECT count(*) AS events, "
+        f"min({ts}) FILTER (WHERE {located}) AS located_first, max({ts}) FILTER (WHERE "
+        f"{located}) AS located_last, quantile_disc({ts}, 0.01) AS ts_p01, "
+        f"quantile_disc({ts}, 0.99) AS ts_p99, count({schema.TZ_OFFSET}) AS tz_known, "
+        f"median({lon}) AS lon_median, coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE) "
+        f"AS tz_whole_hours, count({cat}) AS categorised FROM {src}) e, (SELECT count({u}) AS "
+        "users, min(first_ts) AS first_ts, max(last_ts) AS last_ts, CAST(coalesce(sum(located), "
+        f"0) AS BIGINT) AS located FROM {p['users']}) u, (SELECT count({i}) AS items FROM "
+        f"{p['items']}) i",
     ]
     return [(next(w for w, t in p.items() if sql.startswith(f"CREATE TABLE {t} ")), sql)
             for sql in out]

@@ -9,12 +9,13 @@ one transaction and named ``"rollup__<name>__<part>"``:
 * ``users``: one row per user (dense ``user_idx`` in user-id order, events, located events,
   first/last time); ``items``, ``places`` (distinct usable coordinates), ``categories``;
 * ``ev``: every event sorted by (user, time) with precomputed integer columns (``user_idx``,
-  epoch seconds ``s``, ``us``, ``item_idx``, ``coord_idx``, ``cat_idx`` and a draw-order
-  ``h``), so per-user reads touch one row group and scans group by integers, not strings; the
-  other canonical columns but the user, item and category names (``EV_WITHOUT``: kept
-  once, in ``users``, ``items`` and ``categories``); ``steps``: in ``ev``'s order, each
-  event's ``user_idx``, ``us``, ``coord_idx`` and the user's previous event (``gap`` in
-  seconds, ``prev_us``, ``prev_coord``), what the hourly users, gaps, sessions and flows
+  ``us``, ``item_idx``, ``coord_idx``, ``cat_idx`` and a draw-order ``h``), so per-user
+  reads touch one row group and scans group by integers, not strings; the other canonical
+  columns but the user, item and category names (``EV_WITHOUT``: kept once, in ``users``,
+  ``items`` and ``categories``); ``ts`` and the epoch seconds ``s`` are virtual columns,
+  computed from ``us`` when read (not sorted and written); ``steps``: in ``ev``'s order,
+  each event's ``user_idx``, ``us``, ``coord_idx`` and the user's previous event (``gap``
+  in seconds, ``prev_us``, ``prev_coord``), what the hourly users, gaps, sessions and flows
   read;
 * ``user_day`` / ``user_week`` / ``user_month``: events per (period, user): exact distinct
   users, new/returning and cohorts are counts over these; ``periods``: their totals (events
@@ -32,7 +33,7 @@ one transaction and named ``"rollup__<name>__<part>"``:
   ``zone_activity`` / ``zone_places`` / ``zone_flows`` (the Map page's zones of the whole
   dataset), ``summary`` (one row of headline numbers), ``values`` (events per category
   and behaviour) and ``mobility`` (``mobility.user_mobility`` of every user per window of
-  the Users page, ``mobility.page_window``) and ``paths`` (the Map page's default replay
+  the Users page, ``mobility.page_window``; home and work by ``item_idx``) and ``paths`` (the Map page's default replay
   paths, analytics/rollups/defaults.py); ``churn_params`` / ``churn_risk`` /
   ``churn_backtest`` (the Users page's churn panel, ``churn.page_panel``); ``pending``: the
   events appended since the build (incremental.py), with the integer columns of ``ev``.

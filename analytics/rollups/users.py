@@ -348,16 +348,31 @@ def user_mobility_sql(con: Any, table: str, user: str, window: Any = None) -> pd
 def _stored_mobility(ru: Rollup, user: str, window: str) -> pd.DataFrame | None:
     """The stored rows of ``user`` for ``window``, None when that window is not stored or
     the user is unknown (the caller then computes, as the raw path does)."""
-    got = ru.df(f"SELECT m.* EXCLUDE (freq, user_idx) FROM (SELECT user_idx FROM "
-                f"{ru.t('users')} WHERE {schema.USER} = ?) u LEFT JOIN {ru.t('mobility')} m "
-                f"ON m.user_idx = u.user_idx AND m.freq = ? ORDER BY m.{WINDOW}",
-                [user, window])
-    if got.empty or got[WINDOW].isna().any():
+    got = stored_mobility(ru, window, user)
+    if got.empty:
         return None
-    got.insert(0, schema.USER, pd.Series([user] * len(got), dtype="str"))
-    return got.astype({WINDOW: "datetime64[us]", mobility.EVENTS: "int64",
-                       mobility.PLACES: "int64", "home_visits": "Int64",
-                       "work_visits": "Int64"})
+    return got.assign(**{schema.USER: pd.Series([user] * len(got), dtype="str")})
+
+
+def stored_mobility(ru: Rollup, window: str, user: str | None = None) -> pd.DataFrame:
+    """The ``mobility`` rows of ``window`` (of one ``user``, else everyone's; none for a user
+    or window not stored), in
+    ``mobility.user_mobility``'s columns and dtypes, ordered by user and window: the anchors
+    are stored by item_idx, their ids joined here for the rows read."""
+    anchors = ("home", "work")
+    got = ru.df(f"SELECT u.{schema.USER}, m.* EXCLUDE (freq, user_idx) REPLACE ("
+                + ", ".join(f"{a}.{schema.ITEM} AS {a}_idx" for a in anchors)
+                + f") FROM {ru.t('users')} u LEFT JOIN {ru.t('mobility')} m ON m.user_idx = "
+                "u.user_idx AND m.freq = ? "
+                + " ".join(f"LEFT JOIN {ru.t('items')} {a} ON {a}.item_idx = m.{a}_idx"
+                           for a in anchors)
+                + ("" if user is None else f" WHERE u.{schema.USER} = ?")
+                + f" ORDER BY u.{schema.USER}, m.{WINDOW}",
+                [window] + ([] if user is None else [user]))
+    got = got[got[WINDOW].notna()].reset_index(drop=True)  # a user without stored rows
+    return got.rename(columns={f"{a}_idx": f"{a}_item" for a in anchors}).astype(
+        {WINDOW: "datetime64[us]", mobility.EVENTS: "int64", mobility.PLACES: "int64",
+         "home_visits": "Int64", "work_visits": "Int64"})
 
 
 # -- the Users page's user lists ---------------------------------------------------------------

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from .. import schema
 from ..engine import EVENTS, PERIOD, USERS, as_table, check_freq, execute, period_start
 from ..geo import has_coords
+from ..spacetime import window_start
 from ..spatial.density import hex_cells_of
 
 #: The zone basis: events counted per H3 cell of this resolution (about 5 km2, some 2.5 km
@@ -177,18 +177,151 @@ def interest_drift(profiles: pd.DataFrame, column: str = schema.CATEGORY,
     with a prior of 10 keeps a third of its own mix, one of 500 keeps 98%: two tiny windows
     of disjoint items no longer read as a complete change.
 
-    Computed by DuckDB (:func:`drift_sql`) on the frame, so memory grows with the profile
-    rows, not with windows x each user's categories.
+    Computed by :func:`drift_arrays` on integer codes of the users and ``column`` (the same
+    code the summary build runs over every user, :func:`drift_from_events`).
     """
     _check_prior(prior)
-    con = duckdb.connect()
-    try:
-        con.execute("SET preserve_insertion_order = false")
-        con.register("_profiles", profiles[[schema.USER, PERIOD, column, EVENTS]])
-        out = con.execute(drift_sql("_profiles", schema.USER, column, min_events, prior)).df()
-    finally:
-        con.close()
-    return _drift_frame(out, profiles[schema.USER].dtype, prior)
+    users, user_names = pd.factorize(profiles[schema.USER], sort=True)
+    keys = pd.factorize(profiles[column])[0]
+    period = profiles[PERIOD].to_numpy("datetime64[us]").view(np.int64)
+    count = profiles[EVENTS].to_numpy(np.int64)
+    groups = np.lexsort((period, users))  # (user, period): the windows
+    g_start = _starts(users[groups], period[groups])
+    g_first = groups[g_start]
+    group_of = np.empty(len(users), np.int64)
+    group_of[groups] = np.cumsum(_flags(len(groups), g_start)) - 1
+    cells = np.lexsort((period, keys, users))  # (user, key, period): one key's windows in turn
+    out = drift_arrays(users[g_first], period[g_first],
+                       np.add.reduceat(count[groups], g_start) if len(groups) else count[:0],
+                       group_of[cells], keys[cells], count[cells], min_events, prior)
+    return _drift_frame(out, user_names, profiles[schema.USER].dtype, prior)
+
+
+def drift_from_events(user: np.ndarray, us: np.ndarray, key: np.ndarray, freq: str,
+                      min_events: int = 1, prior: float = 0.0) -> dict[str, np.ndarray]:
+    """:func:`interest_drift` of every user straight from their events: ``user`` (integer
+    ids), ``us`` (UTC epoch microseconds) and ``key`` (the category's integer id, >= 0),
+    best sorted by user and then time, as the summary build's sorted event table is (other
+    orders are sorted first); windows of ``freq``. The arrays of :func:`drift_arrays`. One
+    stable sort of the events by (user, key) finds the profile cells, no grouping of the
+    (user, window, key) triples."""
+    if len(user) > 1 and not ((user[1:] > user[:-1]) | ((user[1:] == user[:-1])
+                                                        & (us[1:] >= us[:-1]))).all():
+        order = np.lexsort((us, user))
+        user, us, key = user[order], us[order], key[order]
+    period = window_start(pd.Series(us.view("datetime64[us]")), freq).to_numpy().view(np.int64)
+    g_start = _starts(user, period)  # the events are in (user, time) order: windows are runs
+    group_of = np.cumsum(_flags(len(user), g_start)) - 1
+    order = np.argsort(user.astype(np.int64) * (int(key.max(initial=0)) + 1) + key,
+                       kind="stable")  # (user, key), time order kept: (user, key, window)
+    grp, k = group_of[order], key[order]
+    c_start = _starts(grp, k)
+    return drift_arrays(user[g_start], period[g_start], np.diff(np.r_[g_start, len(user)]),
+                        grp[c_start], k[c_start], np.diff(np.r_[c_start, len(user)]),
+                        min_events, prior)
+
+
+def _flags(n: int, at: np.ndarray) -> np.ndarray:
+    out = np.zeros(n, bool)
+    out[at] = True
+    return out
+
+
+def _starts(*keys: np.ndarray) -> np.ndarray:
+    """Where a run of equal ``keys`` (rows, compared together) starts."""
+    n = len(keys[0])
+    new = np.zeros(n, bool)
+    new[:1] = True
+    for k in keys:
+        new[1:] |= k[1:] != k[:-1]
+    return np.flatnonzero(new)
+
+
+def _js_terms(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Each element's JS term of ``p`` and ``q`` (0 * log 0 = 0), base 2: ``p log2(p / m) / 2
+    + q log2(q / m) / 2``, ``m = (p + q) / 2``."""
+    m = (p + q) / 2
+    out = np.zeros(len(p))
+    for x in (p, q):
+        pos = x > 0
+        ratio = np.divide(x, m, out=np.ones(len(p)), where=pos)
+        out += 0.5 * x * np.log2(ratio, out=ratio, where=pos)
+    return out
+
+
+def drift_arrays(g_user: np.ndarray, g_period: np.ndarray, g_events: np.ndarray,
+                 c_group: np.ndarray, c_key: np.ndarray, c_events: np.ndarray,
+                 min_events: int = 1, prior: float = 0.0) -> dict[str, np.ndarray]:
+    """:func:`interest_drift` over integer arrays: the windows (``g_``: user, period start,
+    profiled events; sorted by user and period) and the profile cells (``c_``: window index,
+    key, events; sorted by user, key and period).
+
+    Windows of fewer than ``min_events`` events are skipped; users with fewer than two
+    windows left have no drift. Windows ``j`` and ``j + 1`` of a user form a pair; a key seen
+    in both is *matched* (cells ``i``, ``i + 1`` of one (user, key) run), one seen in only
+    one window has share 0 in the other, so its JS term is half its share (no logarithm).
+    The shrunk shares of every key of the user's mix seen in neither window are ``a * m`` and
+    ``b * m``, whose terms sum to ``(1 - sum of the seen m) * JS-term(a, b)``: one closed form
+    per pair. Sums per pair by ``bincount``: linear in the cells after their sort.
+
+    Returns ``user, prev_period, period, prev_events, events, js`` (and ``shrunk_js`` when
+    ``prior > 0``), one entry per pair in (user, period) order.
+    """
+    _check_prior(prior)
+    k = float(prior)
+    valid = g_events >= min_events
+    u_start = _starts(g_user)
+    u_of = np.cumsum(_flags(len(g_user), u_start)) - 1
+    kept = valid & (np.add.reduceat(valid.astype(np.int64), u_start)[u_of] >= 2) \
+        if len(g_user) else valid
+    win = np.flatnonzero(kept)  # window j -> its group
+    w_of = np.full(len(g_user), -1)
+    w_of[win] = np.arange(len(win))
+    w_user, w_n = g_user[win], g_events[win].astype(np.float64)
+    last = np.ones(len(win), bool)
+    last[:-1] = w_user[1:] != w_user[:-1]
+    first = np.ones(len(win), bool)
+    first[1:] = last[:-1]
+    pairs = np.flatnonzero(~last)  # pair j: windows j, j + 1
+    out = {"user": w_user[pairs], "prev_period": g_period[win][pairs],
+           "period": g_period[win][pairs + 1], "prev_events": g_events[win][pairs],
+           "events": g_events[win][pairs + 1]}
+    # the user's mix: each (user, key) run's events over all the user's profiled events
+    run = _starts(g_user[c_group], c_key)
+    total = np.add.reduceat(g_events, u_start)[u_of] if len(g_user) else g_events
+    mix = np.repeat(np.add.reduceat(c_events, run) if len(run) else c_events,
+                    np.diff(np.r_[run, len(c_key)])) / total[c_group]
+    w = w_of[c_group]
+    cell = w >= 0
+    run_of = np.cumsum(_flags(len(c_key), run))[cell]
+    w, mix, n = w[cell], mix[cell], w_n[w[cell]]
+    p = c_events[cell] / n
+    matched = np.zeros(len(w), bool)  # this cell and the next: one key in windows j, j + 1
+    matched[:-1] = (run_of[1:] == run_of[:-1]) & (w[1:] == w[:-1] + 1)
+    a_only = ~last[w] & ~matched  # seen in window j, not in j + 1
+    b_only = ~first[w]
+    b_only[1:] &= ~matched[:-1]  # seen in window j, not in j - 1
+    ia = np.flatnonzero(matched)
+    size = len(win)
+
+    def per_pair(at: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return np.bincount(at, weights=values, minlength=size)
+
+    js = (per_pair(w[ia], _js_terms(p[ia], p[ia + 1])) + per_pair(w[a_only], p[a_only] / 2)
+          + per_pair(w[b_only] - 1, p[b_only] / 2))
+    out["js"] = np.clip(js[pairs], 0, 1)
+    if k > 0:
+        s = (c_events[cell] + k * mix) / (n + k)
+        ja, jb = w[a_only], w[b_only] - 1
+        shrunk = (per_pair(w[ia], _js_terms(s[ia], s[ia + 1]))
+                  + per_pair(ja, _js_terms(s[a_only], k * mix[a_only] / (w_n[ja + 1] + k)))
+                  + per_pair(jb, _js_terms(k * mix[b_only] / (w_n[jb] + k), s[b_only])))
+        seen = (per_pair(w[ia], mix[ia]) + per_pair(w[a_only], mix[a_only])
+                + per_pair(w[b_only] - 1, mix[b_only]))[pairs]
+        a, b = k / (w_n[pairs] + k), k / (w_n[pairs + 1] + k)
+        out["shrunk_js"] = np.clip(shrunk[pairs] + np.maximum(1 - seen, 0)
+                                   * _js_terms(a, b), 0, 1)
+    return out
 
 
 def _check_prior(prior: float) -> None:
@@ -196,67 +329,20 @@ def _check_prior(prior: float) -> None:
         raise ValueError(f"the prior is a number of pseudo-events (>= 0), got {prior!r}")
 
 
-def _drift_frame(out: pd.DataFrame, user_dtype: Any, prior: float) -> pd.DataFrame:
-    """The drift rows of :func:`drift_sql` with the frame's dtypes."""
+def _drift_frame(out: dict[str, np.ndarray], user_names: Any, user_dtype: Any,
+                 prior: float) -> pd.DataFrame:
+    """The arrays of :func:`drift_arrays` as drift rows, users by name (``user_names``,
+    indexed by the integer ids) in the profiles' dtype."""
     scores = [JS, SHRUNK_JS] if prior > 0 else [JS]
-    out = out[[schema.USER, PREV_PERIOD, PERIOD, PREV_EVENTS, EVENTS, *scores]]
-    return out.astype({schema.USER: user_dtype, PREV_PERIOD: "datetime64[us]",
-                       PERIOD: "datetime64[us]", PREV_EVENTS: "int64", EVENTS: "int64",
-                       **{c: "float64" for c in scores}})
+    frame = pd.DataFrame({
+        schema.USER: pd.Series(np.asarray(user_names)[out["user"]]).astype(user_dtype),
+        PREV_PERIOD: out["prev_period"].view("datetime64[us]"),
+        PERIOD: out["period"].view("datetime64[us]"),
+        PREV_EVENTS: out["prev_events"].astype("int64"),
+        EVENTS: out["events"].astype("int64"),
+        **{c: out[c].astype("float64") for c in scores}})
+    return frame
 
-
-def _js_sql(p: str, q: str) -> str:
-    """SQL of one element's JS term of p and q (0 * log 0 = 0), base 2."""
-    m = f"((({p}) + ({q})) / 2)"
-    return (f"(CASE WHEN {p} > 0 THEN 0.5 * ({p}) * log2(({p}) / {m}) ELSE 0 END + "
-            f"CASE WHEN {q} > 0 THEN 0.5 * ({q}) * log2(({q}) / {m}) ELSE 0 END)")
-
-
-def drift_sql(src: str, user: str = schema.USER, column: str = schema.CATEGORY,
-              min_events: int = 1, prior: float = 0.0) -> str:
-    """The query of :func:`interest_drift` over a profile relation ``src`` (``<user>,
-    period, <column>, events``; ``user`` and ``column`` name its key columns): rows
-    ``<user>, prev_period, period, prev_events, events, js[, shrunk_js]`` ordered by user and
-    period, the user column as it is in ``src`` (the summary build passes integer ids).
-
-    Only the categories seen in one of the two windows are paired. Every other category
-    ``c`` of the user's mix has the smoothed shares ``a * m_c`` and ``b * m_c`` (``a``, ``b``:
-    ``prior / (events + prior)`` of each window), whose JS terms sum to ``(1 - sum of the
-    paired m_c) * JS-term(a, b)``: one closed form instead of a row per category. Each
-    window carries its neighbours' events and start, and each cell its category's mix
-    share, so a pair needs no join to find them (the share joined once per cell, before the
-    pairing: 16% less time than joining it to the pairs, at 100M events).
-    """
-    _check_prior(prior)
-    k = float(prior)
-    shrunk = "" if k <= 0 else (
-        f", least(greatest(sum({_js_sql('sa', 'sb')}) + greatest(1 - sum(m), 0) * "
-        f"{_js_sql(f'{k} / (na + {k})', f'{k} / (nb + {k})')}, 0), 1) AS {SHRUNK_JS}")
-    return f"""
-WITH p AS (SELECT {user} AS u, {PERIOD} AS period, {column} AS k, CAST({EVENTS} AS BIGINT) AS c
-           FROM {src}),
-t AS (SELECT u, period, CAST(sum(c) AS BIGINT) AS n FROM p GROUP BY u, period),
-w AS (SELECT u, period, n, row_number() OVER wu AS rk, lead(period) OVER wu AS next_period,
-             lead(n) OVER wu AS next_n, lag(period) OVER wu AS prev_period,
-             lag(n) OVER wu AS prev_n
-      FROM t WHERE n >= {int(min_events)} WINDOW wu AS (PARTITION BY u ORDER BY period)
-      QUALIFY count(*) OVER (PARTITION BY u) >= 2),
-mix AS (SELECT u, k, CAST(sum(c) AS DOUBLE) / sum(sum(c)) OVER (PARTITION BY u) AS m FROM p
-        WHERE u IN (SELECT u FROM w) GROUP BY u, k),
-cells AS (SELECT p.u, p.k, p.c, mix.m, w.* EXCLUDE (u) FROM p JOIN w USING (u, period)
-          JOIN mix USING (u, k)),
-pr AS (SELECT coalesce(a.u, b.u) AS u, coalesce(a.rk + 1, b.rk) AS rk, coalesce(a.m, b.m) AS m,
-              coalesce(a.period, b.prev_period) AS pa_period,
-              coalesce(a.next_period, b.period) AS pb_period,
-              coalesce(a.n, b.prev_n) AS na, coalesce(a.next_n, b.n) AS nb,
-              coalesce(a.c, 0) AS ca, coalesce(b.c, 0) AS cb
-       FROM cells a FULL JOIN cells b ON a.u = b.u AND a.rk + 1 = b.rk AND a.k = b.k),
-x AS (SELECT u, rk, pa_period, pb_period, na, nb, ca / na AS pa, cb / nb AS pb, m,
-             (ca + {k} * m) / (na + {k}) AS sa, (cb + {k} * m) / (nb + {k}) AS sb
-      FROM pr WHERE na IS NOT NULL AND nb IS NOT NULL)
-SELECT u AS {user}, pa_period AS {PREV_PERIOD}, pb_period AS {PERIOD}, na AS {PREV_EVENTS},
-       nb AS {EVENTS}, least(greatest(sum({_js_sql('pa', 'pb')}), 0), 1) AS {JS}{shrunk}
-FROM x GROUP BY u, rk, pa_period, pb_period, na, nb ORDER BY u, pb_period"""
 
 
 def reference(drift: pd.DataFrame) -> pd.DataFrame:

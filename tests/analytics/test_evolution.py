@@ -145,3 +145,69 @@ def test_nyc_drift(nyc_profiles):
     top = E.top_changers(drift, nyc_profiles, n=10, min_pairs=3)
     assert len(top) == 10 and top[E.MEAN_JS].is_monotonic_decreasing
     assert (top[E.PAIRS] >= 3).all() and top[E.GAINED].notna().all()
+
+
+def _pairwise_drift(profiles: pd.DataFrame, min_events: int, prior: float) -> pd.DataFrame:
+    """The drift by its definition, one pair of windows at a time: dense share vectors over
+    the user's categories and ``js_divergence`` (the reference the vectorised code must
+    equal)."""
+    rows = []
+    for user, p in profiles.groupby(schema.USER, sort=True):
+        cats = sorted(p[schema.CATEGORY].unique())
+        counts = p.pivot_table(index=PERIOD, columns=schema.CATEGORY, values=EVENTS,
+                               aggfunc="sum", fill_value=0).reindex(columns=cats)
+        mix = counts.sum().to_numpy() / counts.to_numpy().sum()
+        windows = counts[counts.sum(axis=1) >= min_events]
+        for (pa, a), (pb, b) in zip(windows.iterrows(), list(windows.iterrows())[1:],
+                                    strict=False):
+            na, nb = a.sum(), b.sum()
+            row = {schema.USER: user, E.PREV_PERIOD: pa, PERIOD: pb, E.PREV_EVENTS: na,
+                   EVENTS: nb, E.JS: E.js_divergence(a.to_numpy(), b.to_numpy())}
+            if prior > 0:
+                row[E.SHRUNK_JS] = E.js_divergence((a.to_numpy() + prior * mix) / (na + prior),
+                                                   (b.to_numpy() + prior * mix) / (nb + prior))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("min_events, prior", [(1, 0.0), (5, 10.0), (3, 0.5)])
+def test_drift_equals_the_pairwise_definition_on_real_profiles(nyc_profiles, min_events, prior):
+    """The vectorised drift (matched keys, keys seen in one window only, the closed form for
+    the mix's other keys) equals comparing each pair of windows' dense share vectors, on
+    160 NYC users' monthly profiles."""
+    users = sorted(nyc_profiles[schema.USER].unique())[::6][:160]
+    prof = nyc_profiles[nyc_profiles[schema.USER].isin(users)]
+    got = E.interest_drift(prof.sample(frac=1, random_state=2), min_events=min_events,
+                           prior=prior)
+    want = _pairwise_drift(prof, min_events, prior)
+    assert len(got) == len(want) > 200
+    assert got[E.JS].between(0, 1).all() and got[E.JS].std() > 0.05
+    for c in (schema.USER, E.PREV_PERIOD, PERIOD, E.PREV_EVENTS, EVENTS):
+        assert (got[c].to_numpy() == want[c].to_numpy()).all(), c
+    scores = [E.JS] + ([E.SHRUNK_JS] if prior > 0 else [])
+    np.testing.assert_allclose(got[scores].to_numpy(), want[scores].to_numpy(), atol=1e-12)
+
+
+def test_drift_from_events_equals_drift_of_their_profiles(nyc_profiles):
+    """The summary build's path (the events' integer columns, sorted by user and time, or in
+    any order) gives the drift of the profiles counted from the same events."""
+    rng = np.random.default_rng(4)
+    prof = nyc_profiles[nyc_profiles[schema.USER].isin(
+        sorted(nyc_profiles[schema.USER].unique())[:300])]
+    users, names = pd.factorize(prof[schema.USER], sort=True)
+    cats = pd.factorize(prof[schema.CATEGORY])[0]
+    reps = prof[EVENTS].to_numpy()
+    # every profile cell back as events, at random times inside its month
+    start = prof[PERIOD].to_numpy("datetime64[us]").view(np.int64).repeat(reps)
+    us = start + rng.integers(0, 28 * 86_400_000_000, len(start))
+    user, key = users.repeat(reps), cats.repeat(reps)
+    want = E.interest_drift(prof, min_events=5, prior=10.0)
+    order = np.lexsort((us, user))
+    for idx in (order, rng.permutation(len(us))):  # sorted as the build reads, and shuffled
+        got = E.drift_from_events(user[idx].astype(np.int32), us[idx], key[idx], "month",
+                                  min_events=5, prior=10.0)
+        assert (np.asarray(names)[got["user"]] == want[schema.USER].to_numpy()).all()
+        assert (got["period"].view("datetime64[us]") == want[PERIOD].to_numpy()).all()
+        assert (got["events"] == want[EVENTS].to_numpy()).all()
+        np.testing.assert_allclose(got["shrunk_js"], want[E.SHRUNK_JS], atol=1e-12)
+        np.testing.assert_allclose(got["js"], want[E.JS], atol=1e-12)

@@ -234,17 +234,13 @@ def _stored_and_raw_mobility(con, name: str, table: str) -> tuple[pd.DataFrame, 
     ru = rollup_build.ensure(con, name)
     first, last = ru.one(f"SELECT ts_p01, ts_p99 FROM {ru.t('summary')}")
     freq = mobility.page_window(first, last)
-    stored = ru.df(f"SELECT u.{schema.USER}, m.* EXCLUDE (freq, user_idx) FROM "
-                   f"{ru.t('mobility')} m JOIN {ru.t('users')} u USING (user_idx) "
-                   f"WHERE m.freq = ? ORDER BY u.{schema.USER}, m.window_start", [freq])
-    assert stored[schema.USER].nunique() == ru.one(f"SELECT count(*) FROM {ru.t('users')}")[0]
+    got = r_users.stored_mobility(ru, freq)
+    assert got[schema.USER].nunique() == ru.one(f"SELECT count(*) FROM {ru.t('users')}")[0]
     with lookup.disabled():
         raw = con.execute(f"SELECT * FROM {table} ORDER BY {schema.USER}, {schema.TS}, "
                           f"{schema.ITEM}, {schema.LAT} NULLS LAST, "
                           f"{schema.LON} NULLS LAST").df()
     want = mobility.user_mobility(raw, window=freq)
-    got = stored.astype({"window_start": "datetime64[us]", "home_visits": "Int64",
-                         "work_visits": "Int64"})
     return got, want
 
 
@@ -400,11 +396,11 @@ def test_summed_tables_equal_counting_over_the_sorted_events(data):
              f"count(*) AS events FROM {ev} GROUP BY ALL", ["period", "user_idx"])
     same(ru.t("hourly"), f"SELECT date_trunc('hour', {schema.TS}) AS period, count(*) AS "
          f"events FROM {ev} GROUP BY ALL", ["period"])
-    modes, from_rhythm = rollup_build._rhythm_modes(d.con, d.table)
+    modes, from_rhythm, _ = rollup_build._rhythm_modes(d.con, d.table)
     assert from_rhythm  # whole-hour offsets (or none), times after 1970
     cells = ["mode", "fallback", "weekday", "hour"]
-    same(ru.t("rhythm_cells"), rollup_build._rhythm_cells(ev, ru.t("rhythm"), modes, False),
-         cells)
+    same(ru.t("rhythm_cells"),
+         rollup_build._rhythm_cells(ev, ru.t("rhythm"), modes, False, False), cells)
     for g in rollup.SESSION_GAPS:
         same(f"(SELECT * FROM {ru.t('sessions')} WHERE gap_limit = {g})",
              f"SELECT {g} AS gap_limit, duration, single, count(*) AS n FROM (SELECT max(s) - "
@@ -428,8 +424,37 @@ def test_rhythm_cells_counted_over_the_events_unless_whole_hours_after_1970(data
              f"FROM {d.table})")
     assert not rollup_build._rhythm_modes(d.con, half)[1]
     assert not rollup_build._rhythm_modes(d.con, early)[1]
-    modes, _ = rollup_build._rhythm_modes(d.con, half)
-    assert "FROM (SELECT user_idx, s +" in rollup_build._rhythm_cells("ev", "r", modes, False)
+    modes, _, _ = rollup_build._rhythm_modes(d.con, half)
+    assert "FROM (SELECT user_idx, s +" in rollup_build._rhythm_cells("ev", "r", modes, False,
+                                                                      True)
+
+
+def test_rhythm_cells_of_one_offset_count_rows_not_distinct_users(data):
+    """With one offset for every event (Taobao's China time) or none, a user's rows of
+    ``rhythm`` fall in distinct cells of each mode, so the cells count rows: the same cells
+    as distinct users counted over the events. Offsets that vary (the NYC slice's daylight
+    saving time) keep the distinct count."""
+    d = data
+    cols = ", ".join(c for c in schema.COLUMNS if c != schema.TZ_OFFSET)
+    for offset in ("480", "NULL"):
+        one = f"(SELECT {cols}, CAST({offset} AS INTEGER) AS {schema.TZ_OFFSET} FROM {d.table})"
+        modes, from_rhythm, one_offset = rollup_build._rhythm_modes(d.con, one)
+        assert from_rhythm and one_offset
+        con = d.con.cursor()
+        con.execute("CREATE TEMP TABLE ev1 AS SELECT e.*, CAST(EPOCH(e.ts) AS BIGINT) AS s, "
+                    f"dense_rank() OVER (ORDER BY e.{schema.USER}) AS user_idx FROM {one} e")
+        con.execute(f"CREATE TEMP TABLE rh1 AS SELECT user_idx, {schema.TZ_OFFSET}, "
+                    "(s // 3600) % 168 AS how, count(*) AS events FROM ev1 GROUP BY ALL")
+        got, want = (con.execute(rollup_build._rhythm_cells("ev1", "rh1", modes, rhythm, rhythm)
+                                 + " ORDER BY ALL").df() for rhythm in (True, False))
+        assert "count(DISTINCT" not in rollup_build._rhythm_cells("ev1", "rh1", modes, True,
+                                                                  True)
+        pd.testing.assert_frame_equal(got, want)
+        assert len(got) > 100 and got["users"].sum() > got["users"].max()
+        con.close()
+    varying = d.con.execute(f"SELECT count(DISTINCT {schema.TZ_OFFSET}) > 1 FROM "
+                            f"{d.table}").fetchall()[0][0]
+    assert rollup_build._rhythm_modes(d.con, d.table)[2] is not varying
 
 
 def test_sorted_events_break_ties_by_coordinates_nulls_last():
@@ -465,24 +490,43 @@ def test_sorted_events_break_ties_by_coordinates_nulls_last():
 
 
 def test_previous_event_steps_are_redone_in_order_when_a_scan_is_not(data):
-    """``steps`` comes from a streaming window over ``ev`` as scanned; were the rows to come
-    out of ``ev``'s order, the check (one first event per user, no step back in time) sees it
-    and the table is redone by rowid: the same rows as the build's."""
+    """``steps`` comes from ``ev``'s rows as scanned, the previous row found in numpy; were
+    the rows to come out of ``ev``'s order, the check (one first event per user, no step back
+    in time) sees it and the table is redone by rowid in SQL: the same rows as the build's."""
     d = data
     ru = rollup_build.ensure(d.con, d.name)
     steps = ru.t("steps")
     want = ru.df(f"SELECT * FROM {steps}")
     assert want["prev_us"].isna().sum() == ru.one(f"SELECT count(*) FROM {ru.t('users')}")[0]
     assert (want["gap"].dropna() >= 0).all() and want["gap"].notna().any()
+    assert want["prev_coord"].notna().any()
+    shuffled = f"(SELECT * FROM {ru.t('ev')} ORDER BY h)"
     d.con.execute("BEGIN")
     try:
         d.con.execute(f"DROP TABLE {steps}")
-        shuffled = rollup_build.steps_sql(f"(SELECT * FROM {ru.t('ev')} ORDER BY h)", steps,
-                                          ordered=True)
-        d.con.execute(shuffled)
+        d.con.execute(rollup_build.steps_sql(ru.t("ev"), steps))  # the SQL: the same rows
+        pd.testing.assert_frame_equal(ru.df(f"SELECT * FROM {steps}"), want)
+        d.con.execute(f"DELETE FROM {steps}")
+        rollup_build._step_rows(d.con, ru, steps, shuffled)
         assert not ru.df(f"SELECT * FROM {steps}").equals(want)  # out of order: wrong rows
         d.con.execute(f"DROP TABLE {steps}")
-        rollup_build._build_step_table(d.con, d.name, shuffled)
+        rollup_build._build_steps(d.con, d.name, shuffled)
         pd.testing.assert_frame_equal(ru.df(f"SELECT * FROM {steps}"), want)
     finally:
         d.con.execute("ROLLBACK")
+
+
+def test_summary_row_equals_counting_over_the_events(data):
+    """The summary row takes its users, items, time span and located events from ``users``
+    and ``items``: the same values as counting them over the raw events."""
+    d = data
+    ru = rollup_build.ensure(d.con, d.name)
+    located = has_coords_sql()
+    want = ru.df(f"SELECT count(*) AS events, count(DISTINCT {schema.USER}) AS users, "
+                 f"count(DISTINCT {schema.ITEM}) AS items, min({schema.TS}) AS first_ts, "
+                 f"max({schema.TS}) AS last_ts, count(*) FILTER (WHERE {located}) AS located "
+                 f"FROM {d.table}")
+    got = ru.df(f"SELECT events, users, items, first_ts, last_ts, located FROM "
+                f"{ru.t('summary')}")
+    pd.testing.assert_frame_equal(got, want)
+    assert got["users"][0] > 10 and got["located"][0] > 0
