@@ -57,10 +57,11 @@ from .tables import (
     part,
 )
 
-#: Events per pandas batch when the per-user mobility is computed (bounds the build's memory).
-MOBILITY_BATCH = 1_000_000
-#: Events per batch of users whose interest drift DuckDB computes at once (one query over
-#: every user held ~5 GB at 10M Taobao-shaped events; batches of 1M, under 1 GB).
+#: Events per batch of users whose mobility numpy computes at once (two batches at a time:
+#: bounds the build's memory; 1M batches were 10% slower at 100M events, their overhead).
+MOBILITY_BATCH = 2_000_000
+#: Events per batch of users whose interest drift numpy computes at once (2M batches were
+#: slower at 100M events: the sort of a batch grows faster than its size).
 DRIFT_BATCH = 1_000_000
 #: Events per batch of users whose ``steps`` rows are written at once (~250 MB in numpy).
 STEP_BATCH = 4_000_000
@@ -260,27 +261,17 @@ def _build_drift(cur: Any, name: str) -> None:
                 f"{evolution.PERIOD} TIMESTAMP, {evolution.PREV_EVENTS} BIGINT, "
                 f"{evolution.EVENTS} BIGINT, {evolution.JS} DOUBLE, "
                 f"{evolution.SHRUNK_JS} DOUBLE)")
-    def rows(got: dict[str, np.ndarray]) -> pd.DataFrame:
+    def rows(got: dict[str, np.ndarray]) -> pa.Table:
         out = evolution.drift_from_events(got["user_idx"], got["us"], got["cat_idx"], freq,
                                           min_events, prior)
-        return pd.DataFrame({
+        return pa.table({
             "user_idx": out["user"], evolution.PREV_PERIOD: out["prev_period"].view(
                 "datetime64[us]"), evolution.PERIOD: out["period"].view("datetime64[us]"),
             evolution.PREV_EVENTS: out["prev_events"], evolution.EVENTS: out["events"],
             evolution.JS: out["js"], evolution.SHRUNK_JS: out["shrunk_js"]})
 
-    # the reads and inserts stay on this cursor (the build's transaction); numpy computes
-    # two batches at once beside them (it releases the GIL): 2 cores busy, not 1
-    with ThreadPoolExecutor(2, thread_name_prefix="trailscope-drift") as pool:
-        pending: deque[Future[pd.DataFrame]] = deque()
-        for lo, hi in _user_batches(ru, DRIFT_BATCH):
-            pending.append(pool.submit(rows, cur.execute(
-                f"SELECT user_idx, us, cat_idx FROM {ru.t('ev')} WHERE cat_idx IS NOT NULL "
-                f"AND user_idx BETWEEN {lo} AND {hi}").fetchnumpy()))
-            while len(pending) > 2 or (pending and pending[0].done()):
-                _insert(cur, table, pending.popleft().result())
-        while pending:
-            _insert(cur, table, pending.popleft().result())
+    _map_user_batches(cur, ru, DRIFT_BATCH, f"SELECT user_idx, us, cat_idx FROM {ru.t('ev')} "
+                      "WHERE cat_idx IS NOT NULL AND user_idx BETWEEN {lo} AND {hi}", rows, table)
     for what, query in answers_users.drift_summaries_sql(ru, freq).items():
         cur.execute(f"CREATE TABLE {ru.t(what)} AS {query}")
 
@@ -294,12 +285,29 @@ def _user_batches(ru: Rollup, events: int) -> list[tuple[int, int]]:
                                                for b in np.unique(batch))]
 
 
+def _map_user_batches(cur: Any, ru: Rollup, events: int, query: str,
+                      rows: Callable[[dict[str, np.ndarray]], pa.Table], table: str) -> None:
+    """Append to ``table`` the ``rows`` computed from each batch of whole users (about
+    ``events`` events; ``query`` reads one, ``{lo}`` and ``{hi}`` its first and last
+    user_idx: ``ev`` is sorted by user, so a batch is a few row groups read in order). The
+    reads and inserts stay on ``cur`` (the build's transaction); numpy computes two batches
+    at once beside them (it releases the GIL): both cores busy, not one."""
+    with ThreadPoolExecutor(2, thread_name_prefix="trailscope-build") as pool:
+        pending: deque[Future[pa.Table]] = deque()
+        for lo, hi in _user_batches(ru, events):
+            pending.append(pool.submit(rows, cur.execute(query.format(lo=lo, hi=hi))
+                                       .fetchnumpy()))
+            while len(pending) > 2 or (pending and pending[0].done()):
+                _insert(cur, table, pending.popleft().result())
+        while pending:
+            _insert(cur, table, pending.popleft().result())
+
+
 def _build_mobility(cur: Any, name: str) -> None:
     """``mobility``: ``mobility.user_mobility`` of every user per window of the Users page
-    for this dataset's span, keyed by user_idx, ``freq`` the window: the same rules in one
-    DuckDB query over the sorted events (``mobility.mobility_sql``), the travel steps read
-    in the table's order by a streaming window (sorted again only should a row come out of
-    order)."""
+    for this dataset's span, keyed by user_idx, ``freq`` the window, home and work by
+    item_idx: the same rules in numpy (``mobility.mobility_arrays``) over the sorted events'
+    integer columns, in batches of whole users (``MOBILITY_BATCH`` events)."""
     ru = Rollup(cur, name)
     s = ru.summary()
     freq = mobility.page_window(s["ts_p01"], s["ts_p99"])
@@ -311,21 +319,33 @@ def _build_mobility(cur: Any, name: str) -> None:
                 f"{mobility.TRAVEL} DOUBLE, {anchors})")
     if s["ts_p01"] is None:
         return
-    travel = "_build_travel"
-    for ordered in (True, False):
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE {travel} AS "
-                    f"{mobility.travel_sql(ru.t('ev'), freq, ordered)}")
-        if not cur.execute(f"SELECT count(*) FROM {travel} WHERE unordered > 0"
-                           ).fetchall()[0][0]:
-            break
     coords = cur.execute(f"SELECT count({schema.LAT}) + count({schema.LON}) > 0 FROM "
                          f"{ru.t('ev')}").fetchall()[0][0]
-    query = mobility.mobility_sql(ru.t("ev"), ru.t("places"), freq, travel,
-                                  coordinates=coords)
-    try:
-        cur.execute(f"INSERT INTO {table} SELECT '{freq}', * FROM ({query})")
-    finally:
-        cur.execute(f"DROP TABLE {travel}")
+
+    def rows(got: dict[str, np.ndarray]) -> pa.Table:
+        def floats(col: str) -> np.ndarray:  # NaN where NULL (or not read: no coordinates)
+            return (np.ma.asarray(got[col]).astype(np.float64).filled(np.nan) if col in got
+                    else np.full(len(got["us"]), np.nan))
+
+        out = mobility.mobility_arrays(
+            np.asarray(got["user_idx"]), np.asarray(got["us"]), np.asarray(got["item_idx"]),
+            ~np.ma.getmaskarray(got["coord_idx"]) if coords else np.zeros(len(got["us"]), bool),
+            floats(schema.LAT), floats(schema.LON), floats(schema.TZ_OFFSET), freq, coords)
+        cols: dict[str, Any] = {"freq": pa.array([freq] * len(out["user"])),
+                                "user_idx": out["user"],
+                                WINDOW: out[WINDOW].view("datetime64[us]")}
+        for c in mobility.MOBILITY_ARRAYS[2:]:  # NULL: no distance, no anchor, no position
+            v, anchor = out[c], c.split("_")[0]
+            none = np.isnan(v) if v.dtype.kind == "f" else np.zeros(len(v), bool)
+            if anchor in ("home", "work"):
+                none |= out[f"{anchor}_visits"] == 0
+            cols[c.replace("_item", "_idx")] = pa.array(v, mask=none)
+        return pa.table(cols)
+
+    read = ["user_idx", "us", "item_idx", schema.TZ_OFFSET] + (
+        ["coord_idx", schema.LAT, schema.LON] if coords else [])
+    _map_user_batches(cur, ru, MOBILITY_BATCH, f"SELECT {', '.join(read)} FROM {ru.t('ev')} "
+                      "WHERE user_idx BETWEEN {lo} AND {hi}", rows, table)
 
 
 def _build_page_zones(ru: Rollup) -> None:

@@ -33,10 +33,11 @@ one transaction and named ``"rollup__<name>__<part>"``:
   ``zone_activity`` / ``zone_places`` / ``zone_flows`` (the Map page's zones of the whole
   dataset), ``summary`` (one row of headline numbers), ``values`` (events per category
   and behaviour) and ``mobility`` (``mobility.user_mobility`` of every user per window of
-  the Users page, ``mobility.page_window``; home and work by ``item_idx``) and ``paths`` (the Map page's default replay
-  paths, analytics/rollups/defaults.py); ``churn_params`` / ``churn_risk`` /
-  ``churn_backtest`` (the Users page's churn panel, ``churn.page_panel``); ``pending``: the
-  events appended since the build (incremental.py), with the integer columns of ``ev``.
+  the Users page, ``mobility.page_window``; home and work by ``item_idx``) and ``paths``
+  (the Map page's default replay paths, analytics/rollups/defaults.py); ``churn_params`` /
+  ``churn_risk`` / ``churn_backtest`` (the Users page's churn panel, ``churn.page_panel``);
+  ``pending``: the events appended since the build (incremental.py), with the integer
+  columns of ``ev``.
   The Overview's forecast is not stored: it is fitted on the complete periods of the data's
   span (app/services/analytics.py, memoised).
 

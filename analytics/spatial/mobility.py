@@ -19,15 +19,17 @@ import numpy as np
 import pandas as pd
 
 from ..geo import (
-    EARTH_RADIUS_KM,
     group_centroids,
     has_coords_sql,
     haversine_km,
+    latlon_from_xyz,
     require_coords,
+    unit_vectors,
     with_coords,
 )
-from ..schema import COLUMNS, ITEM, LAT, LON, TS, TZ_OFFSET, USER
-from ..spacetime import WINDOW, Window, local_time, solar_offset_sql, utc_naive, window_start
+from ..runs import run_ids, run_starts
+from ..schema import COLUMNS, ITEM, LAT, LON, TS, USER
+from ..spacetime import WINDOW, Window, local_time, solar_offset_min, utc_naive, window_start
 
 TRIP = "trip"
 PATH = "path"
@@ -296,104 +298,96 @@ def user_mobility(events: pd.DataFrame, window: Window = None,
     return out.astype({EVENTS: "int64", PLACES: "int64"})
 
 
-# -- every user's mobility in SQL (the summary build) --------------------------------------
-def haversine_sql(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
-    """:func:`analytics.geo.haversine_km` as a DuckDB expression (km; NULL for NULLs)."""
-    a = (f"(pow(sin((radians({lat2}) - radians({lat1})) / 2), 2) + cos(radians({lat1})) * "
-         f"cos(radians({lat2})) * pow(sin(radians({lon2} - {lon1}) / 2), 2))")
-    return f"(2 * {EARTH_RADIUS_KM} * asin(sqrt(least(greatest({a}, 0), 1))))"
+# -- every user's mobility in numpy (the summary build) ------------------------------------
+def mobility_arrays(user: np.ndarray, us: np.ndarray, item: np.ndarray, located: np.ndarray,
+                    lat: np.ndarray, lon: np.ndarray, tz: np.ndarray, window: str,
+                    coordinates: bool = True) -> dict[str, np.ndarray]:
+    """:func:`user_mobility` of every user per calendar ``window`` over integer-keyed events
+    sorted by (user, time, item, lat, lon), as the summary build's sorted event table is
+    (other orders are sorted first): ``user`` and ``item`` integer ids (items in id order,
+    so the smallest id wins a tie), ``us`` epoch microseconds, ``located`` the events with
+    usable coordinates, ``lat`` / ``lon`` (NaN where missing) and ``tz`` (minutes, NaN where
+    unknown). The same rules as the pandas functions: every event is a visit; the radius of
+    gyration around the spherical centroid of the located events; the travel along the
+    located events in order; home and work the items visited most in the local night /
+    working hours (local time from ``tz`` else the solar zone of the longitude else UTC).
+    ``coordinates=False`` says no event has a latitude or longitude (no positions to
+    average). One stable sort of the events by (user, window, item): the rest is linear.
 
-
-def _hour_sql(hours: tuple[int, int], hour: str) -> str:
-    lo, hi = hours
-    return (f"({hour} >= {lo} OR {hour} < {hi})" if lo > hi
-            else f"({hour} >= {lo} AND {hour} < {hi})")
-
-
-def travel_sql(events: str, window: str, ordered: bool = True) -> str:
-    """``travel_km`` of :func:`user_mobility` for every user and calendar ``window``
-    (``"day"``, ``"week"``, ``"month"``) as a DuckDB query over integer-keyed events (see
-    :func:`mobility_sql`): columns ``user_idx``, ``w``, ``travel_km`` and ``unordered``.
-
-    ``ordered``: the steps come from a streaming window over ``events`` as scanned, no sort,
-    for a table stored in (user_idx, us, item_idx, lat, lon) order; ``unordered`` then counts
-    the rows that came out of that order (any: run it again with ``ordered=False``, which
-    sorts).
+    Returns ``user``, ``window_start`` (epoch microseconds), ``events``, ``places``,
+    ``rg_km``, ``travel_km`` (NaN without located events) and per anchor ``home_item`` /
+    ``work_item`` (-1: none), ``_lat``, ``_lon``, ``_visits`` (0: none), one entry per (user,
+    window) in that order.
     """
-    keys = ("user_idx", "us", "item_idx", LAT, LON)
-    over = "OVER ()" if ordered else f"OVER (ORDER BY {', '.join(keys)})"
-    lags = ", ".join(f"lag({c}) {over} AS p_{c}" for c in (*keys, "w"))
-    step = haversine_sql(f"p_{LAT}", f"p_{LON}", LAT, LON)
-    prev, cur = ", ".join(f"p_{k}" for k in keys), ", ".join(keys)
-    return (f"SELECT user_idx, w, fsum(CASE WHEN p_user_idx = user_idx AND p_w = w THEN {step} "
-            f"ELSE 0 END) AS {TRAVEL}, count(*) FILTER (WHERE p_user_idx IS NOT NULL AND "
-            f"({prev}) > ({cur})) AS unordered "
-            f"FROM (SELECT *, {lags} FROM (SELECT {cur}, CAST(date_trunc('{window}', {TS}) AS "
-            f"TIMESTAMP) AS w FROM {events} WHERE coord_idx IS NOT NULL)) GROUP BY ALL")
+    n = len(user)
+    if n == 0:
+        return {k: np.zeros(0) for k in MOBILITY_ARRAYS}
+    same_user, same_us = user[1:] == user[:-1], us[1:] == us[:-1]
+    if not ((user[1:] > user[:-1]) | (same_user & (us[1:] > us[:-1]))
+            | (same_user & same_us & (item[1:] >= item[:-1]))).all():
+        order = np.lexsort((lon, lat, item, us, user))
+        user, us, item, located, lat, lon, tz = (a[order] for a in (user, us, item, located,
+                                                                    lat, lon, tz))
+    w = window_start(pd.Series(us.view("datetime64[us]")), window).to_numpy().view(np.int64)
+    g_start = run_starts(user, w)
+    group = run_ids(n, g_start)
+    size = len(g_start)
+    out = {"user": user[g_start], WINDOW: w[g_start], EVENTS: np.diff(np.r_[g_start, n])}
+
+    # home and work: per (window, item) the night and working-hour visits
+    offset = np.where(np.isnan(tz), solar_offset_min(lon), tz)
+    local = us + (np.nan_to_num(offset) * 60_000_000).astype(np.int64)
+    day = local // 86_400_000_000
+    hour = (local - day * 86_400_000_000) // 3_600_000_000
+    lo, hi = NIGHT_HOURS
+    night = (hour >= lo) | (hour < hi) if lo > hi else (hour >= lo) & (hour < hi)
+    work = ((day + 3) % 7 < 5) & (hour >= WORK_HOURS[0]) & (hour < WORK_HOURS[1])
+    order = np.argsort(group * (int(item.max()) + 1) + item, kind="stable")
+    r_start = run_starts(group[order], item[order])  # runs of one (window, item)
+    r_item = item[order][r_start]
+    g_runs = run_starts(group[order][r_start])  # each window's first run
+    out[PLACES] = np.diff(np.r_[g_runs, len(r_start)])
+    for name, flag in (("home", night), ("work", work)):
+        f = flag[order]
+        visits = np.add.reduceat(f.astype(np.int64), r_start)
+        top = np.repeat(np.maximum.reduceat(visits, g_runs), out[PLACES])
+        best = np.where((visits == top) & (visits > 0), np.arange(len(r_start)), len(r_start))
+        first = np.minimum.reduceat(best, g_runs)  # the smallest item among the most visited
+        has = first < len(r_start)
+        at = np.where(has, first, 0)
+        out[f"{name}_item"] = np.where(has, r_item[at], -1)
+        out[f"{name}_visits"] = np.where(has, visits[at], 0)
+        for col, values in (("lat", lat), ("lon", lon)):
+            mean = np.full(size, np.nan)
+            if coordinates:
+                v = values[order]
+                ok = f & ~np.isnan(v)
+                total = np.add.reduceat(np.where(ok, v, 0.0), r_start)[at]
+                count = np.add.reduceat(ok.astype(np.int64), r_start)[at]
+                mean[has & (count > 0)] = (total / np.maximum(count, 1))[has & (count > 0)]
+            out[f"{name}_{col}"] = mean
+
+    # radius of gyration and travel over the located events
+    out[RG] = np.full(size, np.nan)
+    out[TRAVEL] = np.full(size, np.nan)
+    if coordinates and located.any():
+        at = np.flatnonzero(located)
+        g, la, lo_ = group[at], lat[at], lon[at]
+        x, y, z = unit_vectors(la, lo_)
+        counts = np.bincount(g, minlength=size)
+        c_lat, c_lon = latlon_from_xyz(*(np.bincount(g, weights=v, minlength=size)
+                                         for v in (x, y, z)))
+        d2 = haversine_km(la, lo_, c_lat[g], c_lon[g]) ** 2
+        has = counts > 0
+        out[RG][has] = np.sqrt(np.bincount(g, weights=d2, minlength=size)[has] / counts[has])
+        step = np.zeros(len(at))
+        same = g[1:] == g[:-1]
+        step[1:][same] = haversine_km(la[:-1][same], lo_[:-1][same], la[1:][same],
+                                      lo_[1:][same])
+        out[TRAVEL][has] = np.bincount(g, weights=step, minlength=size)[has]
+    return out
 
 
-def mobility_sql(events: str, places: str, window: str, travel: str,
-                 coordinates: bool = True) -> str:
-    """:func:`user_mobility` of every user per calendar ``window`` (``"day"``, ``"week"``,
-    ``"month"``) as one DuckDB query over integer-keyed events, for the summary build:
-    columns ``user_idx``, ``window_start``, then those of :func:`user_mobility` after the
-    keys, in (user_idx, window) order.
-
-    ``events`` has ``user_idx``, ``ts``, ``us`` (epoch microseconds), ``item_idx`` (in item
-    id order), ``coord_idx`` (the row's place in ``places``, NULL without usable
-    coordinates), ``lat``, ``lon`` and ``tz_offset_min``; ``places`` maps ``coord_idx`` to
-    its ``lat``, ``lon``; ``travel`` holds :func:`travel_sql`'s rows. The anchors are
-    ``home_idx`` / ``work_idx``, item ids by their ``item_idx`` (the reader joins the
-    names of the rows it reads: joining them for every user and window here took 10 s of
-    20 at 100M events). The same rules as the pandas functions: every event is a
-    visit; the radius of gyration around the spherical centroid of the located events;
-    home and work are the items visited most in the local night / working hours (ties: the
-    smallest item id), local time from ``tz_offset_min`` else the solar zone of the
-    longitude else UTC. ``coordinates=False`` says no event has a latitude or longitude:
-    the anchors' mean positions are then NULL without being averaged (a third of the
-    query's time at 100M Taobao-shaped events).
-    """
-    w = f"CAST(date_trunc('{window}', {TS}) AS TIMESTAMP)"
-
-    def mean(col: str, when: str, name: str) -> str:
-        return (f"avg({col}) FILTER (WHERE {when}) AS {name}" if coordinates else
-                f"CAST(NULL AS DOUBLE) AS {name}")
-
-    local = f"({TS} + to_minutes(coalesce({TZ_OFFSET}, {solar_offset_sql(LON)}, 0)))"
-    night = _hour_sql(NIGHT_HOURS, f"hour({local})")
-    work = f"(isodow({local}) <= 5 AND {_hour_sql(WORK_HOURS, f'hour({local})')})"
-    anchor = ", ".join(
-        f"arg_min(struct_pack(i := item_idx, la := {a}_lat, lo := {a}_lon, n := {a}_n), "
-        f"-{a}_n * 4294967296 + item_idx) FILTER (WHERE {a}_n > 0) AS {a}" for a in
-        ("home", "work"))
-    anchor_cols = ", ".join(
-        f"a.{a}.i AS {a}_idx, a.{a}.la AS {a}_lat, a.{a}.lo AS {a}_lon, "
-        f"a.{a}.n AS {a}_visits" for a in ("home", "work"))
-    dist = haversine_sql(f"pv.{LAT}", f"pv.{LON}", "cm.c_lat", "cm.c_lon")
-    return f"""
-        WITH per_item AS (
-            SELECT user_idx, w, item_idx, count(*) AS n,
-                   count(*) FILTER (WHERE night) AS home_n,
-                   {mean(LAT, "night", "home_lat")}, {mean(LON, "night", "home_lon")},
-                   count(*) FILTER (WHERE work) AS work_n,
-                   {mean(LAT, "work", "work_lat")}, {mean(LON, "work", "work_lon")}
-            FROM (SELECT user_idx, {w} AS w, item_idx, {LAT}, {LON}, {night} AS night,
-                         {work} AS work FROM {events}) GROUP BY ALL),
-        a AS (SELECT user_idx, w, sum(n) AS {EVENTS}, count(*) AS {PLACES}, {anchor}
-              FROM per_item GROUP BY ALL),
-        pv AS (SELECT coord_idx, {LAT}, {LON}, cos(radians({LAT})) * cos(radians({LON})) AS x,
-                      cos(radians({LAT})) * sin(radians({LON})) AS y, sin(radians({LAT})) AS z
-               FROM {places}),
-        per_place AS (SELECT user_idx, {w} AS w, coord_idx, count(*) AS n FROM {events}
-                      WHERE coord_idx IS NOT NULL GROUP BY ALL),
-        cm AS (SELECT user_idx, w,
-                      degrees(atan2(sum(n * z), sqrt(pow(sum(n * x), 2) + pow(sum(n * y), 2))))
-                          AS c_lat, degrees(atan2(sum(n * y), sum(n * x))) AS c_lon
-               FROM per_place JOIN pv USING (coord_idx) GROUP BY ALL),
-        rg AS (SELECT p.user_idx, p.w, sqrt(sum(p.n * pow({dist}, 2)) / sum(p.n)) AS {RG}
-               FROM per_place p JOIN pv USING (coord_idx) JOIN cm USING (user_idx, w)
-               GROUP BY ALL)
-        SELECT a.user_idx, a.w AS {WINDOW}, a.{EVENTS}, a.{PLACES}, rg.{RG}, tr.{TRAVEL},
-               {anchor_cols}
-        FROM a LEFT JOIN rg USING (user_idx, w) LEFT JOIN {travel} tr USING (user_idx, w)
-        ORDER BY a.user_idx, a.w"""
+#: The arrays of :func:`mobility_arrays`, in the order of the summary build's table.
+MOBILITY_ARRAYS = ("user", WINDOW, EVENTS, PLACES, RG, TRAVEL) + tuple(
+    f"{a}_{c}" for a in ("home", "work") for c in ("item", "lat", "lon", "visits"))

@@ -25,6 +25,7 @@ import pandas as pd
 from .. import schema
 from ..engine import EVENTS, PERIOD, USERS, as_table, check_freq, execute, period_start
 from ..geo import has_coords
+from ..runs import run_ids, run_starts
 from ..spacetime import window_start
 from ..spatial.density import hex_cells_of
 
@@ -186,10 +187,10 @@ def interest_drift(profiles: pd.DataFrame, column: str = schema.CATEGORY,
     period = profiles[PERIOD].to_numpy("datetime64[us]").view(np.int64)
     count = profiles[EVENTS].to_numpy(np.int64)
     groups = np.lexsort((period, users))  # (user, period): the windows
-    g_start = _starts(users[groups], period[groups])
+    g_start = run_starts(users[groups], period[groups])
     g_first = groups[g_start]
     group_of = np.empty(len(users), np.int64)
-    group_of[groups] = np.cumsum(_flags(len(groups), g_start)) - 1
+    group_of[groups] = run_ids(len(groups), g_start)
     cells = np.lexsort((period, keys, users))  # (user, key, period): one key's windows in turn
     out = drift_arrays(users[g_first], period[g_first],
                        np.add.reduceat(count[groups], g_start) if len(groups) else count[:0],
@@ -210,31 +211,15 @@ def drift_from_events(user: np.ndarray, us: np.ndarray, key: np.ndarray, freq: s
         order = np.lexsort((us, user))
         user, us, key = user[order], us[order], key[order]
     period = window_start(pd.Series(us.view("datetime64[us]")), freq).to_numpy().view(np.int64)
-    g_start = _starts(user, period)  # the events are in (user, time) order: windows are runs
-    group_of = np.cumsum(_flags(len(user), g_start)) - 1
+    g_start = run_starts(user, period)  # the events are in (user, time) order: windows are runs
+    group_of = run_ids(len(user), g_start)
     order = np.argsort(user.astype(np.int64) * (int(key.max(initial=0)) + 1) + key,
                        kind="stable")  # (user, key), time order kept: (user, key, window)
     grp, k = group_of[order], key[order]
-    c_start = _starts(grp, k)
+    c_start = run_starts(grp, k)
     return drift_arrays(user[g_start], period[g_start], np.diff(np.r_[g_start, len(user)]),
                         grp[c_start], k[c_start], np.diff(np.r_[c_start, len(user)]),
                         min_events, prior)
-
-
-def _flags(n: int, at: np.ndarray) -> np.ndarray:
-    out = np.zeros(n, bool)
-    out[at] = True
-    return out
-
-
-def _starts(*keys: np.ndarray) -> np.ndarray:
-    """Where a run of equal ``keys`` (rows, compared together) starts."""
-    n = len(keys[0])
-    new = np.zeros(n, bool)
-    new[:1] = True
-    for k in keys:
-        new[1:] |= k[1:] != k[:-1]
-    return np.flatnonzero(new)
 
 
 def _js_terms(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -270,8 +255,8 @@ def drift_arrays(g_user: np.ndarray, g_period: np.ndarray, g_events: np.ndarray,
     _check_prior(prior)
     k = float(prior)
     valid = g_events >= min_events
-    u_start = _starts(g_user)
-    u_of = np.cumsum(_flags(len(g_user), u_start)) - 1
+    u_start = run_starts(g_user)
+    u_of = run_ids(len(g_user), u_start)
     kept = valid & (np.add.reduceat(valid.astype(np.int64), u_start)[u_of] >= 2) \
         if len(g_user) else valid
     win = np.flatnonzero(kept)  # window j -> its group
@@ -287,13 +272,13 @@ def drift_arrays(g_user: np.ndarray, g_period: np.ndarray, g_events: np.ndarray,
            "period": g_period[win][pairs + 1], "prev_events": g_events[win][pairs],
            "events": g_events[win][pairs + 1]}
     # the user's mix: each (user, key) run's events over all the user's profiled events
-    run = _starts(g_user[c_group], c_key)
+    run = run_starts(g_user[c_group], c_key)
     total = np.add.reduceat(g_events, u_start)[u_of] if len(g_user) else g_events
     mix = np.repeat(np.add.reduceat(c_events, run) if len(run) else c_events,
                     np.diff(np.r_[run, len(c_key)])) / total[c_group]
     w = w_of[c_group]
     cell = w >= 0
-    run_of = np.cumsum(_flags(len(c_key), run))[cell]
+    run_of = run_ids(len(c_key), run)[cell]
     w, mix, n = w[cell], mix[cell], w_n[w[cell]]
     p = c_events[cell] / n
     matched = np.zeros(len(w), bool)  # this cell and the next: one key in windows j, j + 1

@@ -9,6 +9,7 @@ categories) and the built-in sample city (offsets, behaviours, drift, churn).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from trailscope.analytics import schema
@@ -340,26 +341,25 @@ def test_stored_page_paths_equal_a_fresh_computation(data):
     assert stored.attrs["reference"] == fresh.attrs["reference"]
 
 
-def test_travel_steps_in_stored_order_or_sorted(data):
-    """``mobility.travel_sql`` reads the steps in the sorted event table's order (streaming);
-    on rows scanned out of order it counts them (``unordered``) and ``ordered=False`` sorts:
-    the same travel either way."""
+def test_mobility_arrays_sort_rows_that_come_out_of_order(data):
+    """``mobility.mobility_arrays`` takes the travel steps in the sorted event table's order;
+    rows that come in another order are sorted first: the same mobility either way."""
     d = data
     ru = rollup_build.ensure(d.con, d.name)
-    ev = ru.t("ev")
 
-    def travel(src: str, ordered: bool) -> pd.DataFrame:
-        return ru.df(f"SELECT * FROM ({mobility.travel_sql(src, 'week', ordered)}) "
-                     "ORDER BY user_idx, w")
+    def mob(order: str) -> dict:
+        got = ru.df(f"SELECT user_idx, us, item_idx, coord_idx IS NOT NULL AS located, "
+                    f"{schema.LAT}, {schema.LON}, CAST({schema.TZ_OFFSET} AS DOUBLE) AS tz "
+                    f"FROM (SELECT * FROM {ru.t('ev')} {order})")
+        return mobility.mobility_arrays(
+            *(got[c].to_numpy() for c in ("user_idx", "us", "item_idx", "located")),
+            *(got[c].to_numpy("float64", na_value=np.nan) for c in (schema.LAT, schema.LON,
+                                                                    "tz")), "week")
 
-    stored = travel(ev, True)
-    assert stored["unordered"].sum() == 0 and stored[mobility.TRAVEL].gt(0).any()
-    d.con.execute(f"CREATE OR REPLACE TEMP TABLE shuffled AS SELECT * FROM {ev} ORDER BY h")
-    try:
-        assert travel("shuffled", True)["unordered"].sum() > 0
-        pd.testing.assert_frame_equal(travel("shuffled", False), stored, rtol=1e-12)
-    finally:
-        d.con.execute("DROP TABLE shuffled")
+    stored, shuffled = mob(""), mob("ORDER BY h")
+    assert (stored[mobility.TRAVEL] > 0).any() and (stored["home_visits"] > 0).any()
+    for k, v in stored.items():
+        np.testing.assert_allclose(shuffled[k], v, rtol=1e-12, err_msg=k)
 
 
 def test_drift_reference_and_ranks_are_stored_for_the_page_window(data):
@@ -530,3 +530,38 @@ def test_summary_row_equals_counting_over_the_events(data):
                 f"{ru.t('summary')}")
     pd.testing.assert_frame_equal(got, want)
     assert got["users"][0] > 10 and got["located"][0] > 0
+
+
+def test_batched_steps_equal_one_batch(data, monkeypatch):
+    """``steps``, the drift and the mobility are computed in batches of whole users: tiny
+    batches (dozens of them, two computed at once) give the rows one batch gives, in
+    order (the drift's per-window summaries in any order)."""
+    d = data
+    ru = rollup_build.ensure(d.con, d.name)
+    drift = [t.split("__")[-1] for (t,) in d.con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE ?",
+        [f"rollup__{d.name}__drift_%"]).fetchall()]
+    parts = {"steps": ["steps"], "drift": drift, "mobility": ["mobility"]}
+    assert len(drift) == 3  # drift_<window>, drift_ref_<window>, drift_rank_<window>
+
+    def rows(p: str) -> pd.DataFrame:
+        return ru.df(f"SELECT * FROM {ru.t(p)}" + (" ORDER BY ALL" if p.startswith(
+            ("drift_ref", "drift_rank")) else ""))
+
+    want = {p: rows(p) for ps in parts.values() for p in ps}
+    events = ru.one(f"SELECT count(*) FROM {ru.t('ev')}")[0]
+    for name in ("STEP_BATCH", "DRIFT_BATCH", "MOBILITY_BATCH"):
+        monkeypatch.setattr(rollup_build, name, events // 40)
+    assert len(rollup_build._user_batches(ru, events // 40)) > 20
+    d.con.execute("BEGIN")
+    try:
+        steps = dict(rollup_build.build_steps(d.con, d.name))
+        for what, names in parts.items():
+            for p in names:
+                d.con.execute(f"DROP TABLE {ru.t(p)}")
+            steps[what]()
+        for p, frame in want.items():
+            assert len(frame) > (1 if p.startswith(("drift_ref", "drift_rank")) else 100), p
+            pd.testing.assert_frame_equal(rows(p), frame, obj=p)
+    finally:
+        d.con.execute("ROLLBACK")
