@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from .. import schema
 from ..geo import has_coords_sql
+from ..runs import run_ids
 from ..spacetime import WINDOW, solar_offset_min
 from ..spatial import density as space
 from ..spatial import mobility, zones_sql
@@ -65,6 +66,8 @@ MOBILITY_BATCH = 2_000_000
 DRIFT_BATCH = 1_000_000
 #: Events per batch of users whose ``steps`` rows are written at once (~250 MB in numpy).
 STEP_BATCH = 4_000_000
+#: Events per batch of users whose ``rhythm`` rows numpy counts at once.
+RHYTHM_BATCH = 2_000_000
 
 _build_lock = threading.Lock()
 
@@ -187,9 +190,12 @@ def build_steps(cur: Any, name: str) -> list[tuple[str, Callable[[], None]]]:
     or step, its call). The SQL tables first (:func:`build_sql`), then the steps computed
     from them."""
     ru = Rollup(cur, name)
-    steps: list[tuple[str, Callable[[], None]]] = [
-        (what, partial(_build_steps, cur, name) if what == "steps" else
-         partial(cur.execute, sql)) for what, sql in build_sql(name, cur)]
+    steps: list[tuple[str, Callable[[], None]]] = []
+    for what, sql in build_sql(name, cur):
+        steps.append((what, partial(cur.execute, sql)))
+        if what == "ev":  # then the tables counted in numpy over its batches of users
+            steps += [("steps", partial(_build_steps, cur, name)),
+                      ("rhythm", partial(_build_rhythm, cur, name))]
     return steps + [("density", partial(_build_density, cur, name)),
                     ("drift", partial(_build_drift, cur, name)),
                     ("churn", partial(answers_users.build_churn, ru)),
@@ -444,87 +450,149 @@ def _rhythm_cells(ev: str, rhythm: str, modes: list[tuple[str, int, str]],
                 for mode, fb, off in modes))
 
 
-def _sessions_sql(steps: str, g: int) -> str:
-    """Session durations (seconds) and counts for idle gap ``g`` over ``steps`` (each
-    event's gap to the user's previous one, in ``ev``'s order): (gap_limit, duration, single,
-    n), the same rows as grouping every event by its session number (``max(s) - min(s)``,
-    ``count(*) = 1``) but with only the continuing rows grouped (``s`` never decreases within
-    a user, so the gaps of a session add up to its span)."""
-    start = f"gap IS NULL OR gap > {g}"
-    cont = (f"(SELECT sid, gap FROM (SELECT gap, sum(CASE WHEN {start} THEN 1 ELSE 0 END) OVER "
-            f"(ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM {steps}) WHERE NOT "
-            f"({start}))")
-    multi = f"(SELECT CAST(sum(gap) AS BIGINT) AS duration FROM {cont} GROUP BY sid)"
-    return (f"SELECT * FROM (WITH m AS {multi} SELECT {g} AS gap_limit, CAST(0 AS BIGINT) AS "
-            "duration, TRUE AS single, n FROM (SELECT (SELECT count(*) FROM "
-            f"{steps} WHERE {start}) - (SELECT count(*) FROM m) AS n) WHERE n > 0 UNION ALL "
-            f"SELECT {g}, duration, FALSE, count(*) FROM m GROUP BY ALL)")
-
-
-def steps_sql(ev: str, steps: str) -> str:
-    """The CREATE TABLE statement of ``steps`` in SQL: per event of the sorted ``ev``, in its
-    order, ``user_idx, us, coord_idx`` and the user's previous event: ``gap`` (seconds),
-    ``prev_us``, ``prev_coord`` (NULL on a user's first event), by a window over ``rowid``
-    (a sort: the same rows whatever order a scan gives). :func:`_build_steps` writes the same
-    rows faster and falls back to this."""
-    over = "OVER (ORDER BY rowid)"
-
-    def prev(col: str) -> str:  # the previous row's value when it is the same user's
-        return f"CASE WHEN pu = user_idx THEN {'s - ps' if col == 's' else col} END"
-
-    return (f"CREATE TABLE {steps} AS SELECT user_idx, us, coord_idx, {prev('s')} AS gap, "
-            f"{prev('pus')} AS prev_us, {prev('pc')} AS prev_coord FROM (SELECT user_idx, s, us, "
-            f"coord_idx, lag(user_idx) {over} AS pu, lag(s) {over} AS ps, lag(us) {over} AS pus, "
-            f"lag(coord_idx) {over} AS pc FROM {ev})")
-
-
-def _step_rows(cur: Any, ru: Rollup, steps: str, source: str) -> None:
-    """Append to ``steps`` the rows of :func:`steps_sql` for the events of ``source`` as
-    scanned, in batches of whole users (``STEP_BATCH`` events): each event's previous row
-    in numpy, the batch written from Arrow (the SQL's streaming window wrote the table on one
-    core: 17.6 s at 100M events, this 5 s)."""
-    for lo, hi in _user_batches(ru, STEP_BATCH):
-        got = cur.execute(f"SELECT user_idx, s, us, coord_idx FROM {source} WHERE user_idx "
-                          f"BETWEEN {lo} AND {hi}").fetchnumpy()
-        user, sec, us = (np.asarray(got[c]) for c in ("user_idx", "s", "us"))
-        coord = np.ma.asarray(got["coord_idx"])
-        first = np.ones(len(user), bool)  # a batch starts with a user's first event
-        first[1:] = user[1:] != user[:-1]
-
-        def prev(values: np.ndarray, missing: np.ndarray = first) -> pa.Array:
-            shifted = np.empty_like(values)
-            shifted[1:] = values[:-1]
-            return pa.array(shifted, mask=missing)
-
-        coord_missing = np.ma.getmaskarray(coord)
-        prev_missing = first.copy()
-        prev_missing[1:] |= coord_missing[:-1]
-        rows = pa.table({
-            "user_idx": user, "us": us, "coord_idx": pa.array(coord.filled(0), mask=coord_missing),
-            "gap": pa.array(sec - np.r_[sec[:1], sec[:-1]], mask=first),
-            "prev_us": prev(us), "prev_coord": prev(coord.filled(0), prev_missing)})
-        cur.register("_step_rows", rows)
-        try:
-            cur.execute(f"INSERT INTO {steps} SELECT * FROM _step_rows")
-        finally:
-            cur.unregister("_step_rows")
-
-
-def _build_steps(cur: Any, name: str, source: str | None = None) -> None:
-    """``steps`` (:func:`steps_sql`'s rows) from ``ev`` as scanned (``source``: another
-    relation to read, for the tests), checked: in ``ev``'s order every user's events are
-    consecutive and in time order, so exactly one row per user has no previous event and no
-    step goes back in time; a scan that came out of order is redone by ``rowid``."""
-    ev, steps = part(name, "ev"), part(name, "steps")
-    cur.execute(f"CREATE TABLE {steps} (user_idx INTEGER, us BIGINT, coord_idx INTEGER, "
+def _build_steps(cur: Any, name: str, source: str | None = None,
+                 order: str = "rowid") -> None:
+    """From one read of ``ev`` in batches of whole users (``STEP_BATCH`` events), each event
+    beside the user's previous one (numpy): ``steps`` (the moves between two located events
+    in a row: user_idx, us, coord_idx, gap, prev_us, prev_coord: what the flows count),
+    ``hour_users`` (events and distinct users per hour: a user's first event of an hour is
+    the one whose previous event fell in another hour) and ``hourly``, ``gaps`` (seconds
+    between a user's consecutive events) and ``sessions`` (per idle gap of
+    ``SESSION_GAPS``: sessions of one event, and durations of the others: the sum of their
+    gaps). A batch scanned out of ``ev``'s order is put back in it by ``order`` (the row
+    id; ``source``: another relation to read, for the tests)."""
+    ru = Rollup(cur, name)
+    t = {w: part(name, w) for w in ("steps", "hour_users", "hourly", "gaps", "sessions")}
+    cur.execute(f"CREATE TABLE {t['steps']} (user_idx INTEGER, us BIGINT, coord_idx INTEGER, "
                 "gap BIGINT, prev_us BIGINT, prev_coord INTEGER)")
-    _step_rows(cur, Rollup(cur, name), steps, source or ev)
-    firsts, back = cur.execute(f"SELECT count(*) FILTER (WHERE prev_us IS NULL), count(*) "
-                               f"FILTER (WHERE prev_us > us) FROM {steps}").fetchall()[0]
-    users = cur.execute(f"SELECT count(*) FROM {part(name, 'users')}").fetchall()[0][0]
-    if firsts != users or back:
-        cur.execute(f"DROP TABLE {steps}")
-        cur.execute(steps_sql(ev, steps))
+    counts: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def count(what: str, key: np.ndarray, weights: np.ndarray | None = None,
+              limit: int = 0) -> None:  # (what, gap limit, keys, rows, weighted rows)
+        lo = int(key.min()) if len(key) else 0
+        span = int(key.max()) - lo + 1 if len(key) else 0
+        if span <= max(4 * len(key), 1 << 20):  # a dense count: no sort
+            rows = np.bincount(key - lo, minlength=span)
+            keys = np.flatnonzero(rows)
+            counts.append((what, limit, keys + lo, rows[keys], np.zeros(len(keys))
+                           if weights is None else np.bincount(key - lo, weights, span)[keys]))
+            return
+        keys, inv = np.unique(key, return_inverse=True)
+        counts.append((what, limit, keys, np.bincount(inv, minlength=len(keys)),
+                       np.bincount(inv, weights=weights, minlength=len(keys))
+                       if weights is not None else np.zeros(len(keys))))
+
+    def rows(got: dict[str, np.ndarray]) -> pa.Table:
+        if len(got[order]) > 1 and (np.diff(got[order]) <= 0).any():
+            at = np.argsort(got[order])
+            got = {k: v[at] for k, v in got.items()}
+        user, sec, us = (np.asarray(got[c]) for c in ("user_idx", "s", "us"))
+        n = len(user)
+        located = ~np.ma.getmaskarray(got["coord_idx"])
+        coord = np.ma.asarray(got["coord_idx"]).filled(0)
+        first = np.ones(n, bool)  # a batch starts with a user's first event
+        first[1:] = user[1:] != user[:-1]
+        gap = np.zeros(n, np.int64)
+        gap[1:] = sec[1:] - sec[:-1]
+        hour = us // 3_600_000_000
+        new_hour = first.copy()
+        new_hour[1:] |= hour[1:] != hour[:-1]
+        count("hour", hour, new_hour.astype(np.float64))
+        count("gap", gap[~first])
+        for g in SESSION_GAPS:
+            start = first | (gap > g)
+            sid = run_ids(n, np.flatnonzero(start))
+            cont = ~start
+            sessions = int(start.sum())
+            steps = np.bincount(sid[cont], minlength=sessions)
+            durations = np.bincount(sid[cont], weights=gap[cont], minlength=sessions)
+            count("session", durations[steps > 0].astype(np.int64), limit=g)
+            counts.append(("single", g, np.zeros(1, np.int64),
+                           np.array([sessions - int((steps > 0).sum())]), np.zeros(1)))
+        move = np.zeros(n, bool)
+        move[1:] = located[1:] & located[:-1] & ~first[1:]
+        at = np.flatnonzero(move)
+        return pa.table({"user_idx": user[at], "us": us[at], "coord_idx": coord[at],
+                         "gap": gap[at], "prev_us": us[at - 1], "prev_coord": coord[at - 1]})
+
+    _map_user_batches(cur, ru, STEP_BATCH, f"SELECT {order}, user_idx, s, us, coord_idx FROM "
+                      f"{source or ru.t('ev')} WHERE user_idx BETWEEN {{lo}} AND {{hi}}",
+                      rows, t["steps"])
+
+    def total(what: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        got = [c for c in counts if c[0] == what and c[1] == limit]
+        if not got:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        keys, inv = np.unique(np.concatenate([c[2] for c in got]), return_inverse=True)
+        return (keys, np.bincount(inv, np.concatenate([c[3] for c in got])).astype(np.int64),
+                np.bincount(inv, np.concatenate([c[4] for c in got])).astype(np.int64))
+
+    hours, events, users = total("hour")
+    _create(cur, t["hour_users"], {"period": (hours * 3_600_000_000).view("datetime64[us]"),
+                                   "events": events, "users": users},
+            "period TIMESTAMP, events BIGINT, users BIGINT")
+    cur.execute(f"CREATE TABLE {t['hourly']} AS SELECT period, events FROM {t['hour_users']} "
+                "ORDER BY period")
+    gaps, n, _ = total("gap")
+    _create(cur, t["gaps"], {"gap": gaps, "n": n}, "gap BIGINT, n BIGINT")
+    parts: dict[str, list[np.ndarray]] = {"gap_limit": [], "duration": [], "single": [],
+                                          "n": []}
+    for g in SESSION_GAPS:
+        single = int(total("single", g)[1].sum())
+        durations, n, _ = total("session", g)
+        for col, values in (("gap_limit", np.full(len(durations) + 1, g)),
+                            ("duration", np.r_[0, durations]),
+                            ("single", np.r_[True, np.zeros(len(durations), bool)]),
+                            ("n", np.r_[single, n])):
+            parts[col].append(values[0 if single else 1:])
+    _create(cur, t["sessions"], {c: np.concatenate(v) for c, v in parts.items()},
+            "gap_limit INTEGER, duration BIGINT, single BOOLEAN, n BIGINT")
+
+
+def _build_rhythm(cur: Any, name: str) -> None:
+    """``rhythm``: events per (user, offset, UTC hour of the week ``how`` = DuckDB's ``(s //
+    3600) % 168``: truncated, so negative before 1970), counted in numpy over ``ev``'s
+    columns in batches of whole users (``RHYTHM_BATCH`` events): one dense count per batch,
+    its users' few offsets and hours side by side (the SQL's hash aggregate of ~0.9 groups
+    per event took 13 s at 100M events), the rows in (user, offset, hour) order."""
+    ru = Rollup(cur, name)
+    table, tz = part(name, "rhythm"), schema.TZ_OFFSET
+    cur.execute(f"CREATE TABLE {table} (user_idx INTEGER, {tz} INTEGER, how BIGINT, "
+                "events BIGINT)")
+
+    def rows(got: dict[str, np.ndarray]) -> pa.Table:
+        user, sec = np.asarray(got["user_idx"]), np.asarray(got["s"])
+        how = np.fmod(np.where(sec >= 0, sec // 3600, -((-sec) // 3600)), 168)
+        known = ~np.ma.getmaskarray(got[tz])
+        offset = np.ma.asarray(got[tz]).filled(0).astype(np.int64)
+        lo, hi = (int(offset[known].min()), int(offset[known].max())) if known.any() else (0, 0)
+        unknown = hi - lo + 1  # the code of an unknown offset, after every known one
+        code = np.where(known, offset - lo, unknown)
+        present = np.flatnonzero(np.bincount(code))  # the batch's offsets (codes), in order
+        code = np.searchsorted(present, code)
+        u0, h0 = int(user.min()), int(how.min())
+        hours = int(how.max()) - h0 + 1
+        key = ((user - u0).astype(np.int64) * len(present) + code) * hours + (how - h0)
+        size = int(key.max()) + 1
+        if size <= 8 * len(key):
+            counts = np.bincount(key, minlength=size)
+            key = np.flatnonzero(counts)
+            counts = counts[key]
+        else:
+            key, counts = np.unique(key, return_counts=True)
+        code = present[key // hours % len(present)]
+        return pa.table({"user_idx": (key // hours // len(present) + u0).astype(np.int32),
+                         tz: pa.array((code + lo).astype(np.int32), mask=code == unknown),
+                         "how": key % hours + h0, "events": counts})
+
+    _map_user_batches(cur, ru, RHYTHM_BATCH, f"SELECT user_idx, s, {tz} FROM {ru.t('ev')} "
+                      "WHERE user_idx BETWEEN {lo} AND {hi}", rows, table)
+
+
+def _create(cur: Any, table: str, columns: dict[str, np.ndarray], types: str) -> None:
+    """CREATE TABLE ``table`` (``types``) holding ``columns`` (numpy arrays, in order)."""
+    cur.execute(f"CREATE TABLE {table} ({types})")
+    _insert(cur, table, pa.table(columns))
 
 
 def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
@@ -583,7 +651,6 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         f"{coords} pl ON e.{lat} IS NOT DISTINCT FROM pl.{lat} AND e.{lon} IS NOT DISTINCT "
         f"FROM pl.{lon} LEFT JOIN {p['categories']} c ON e.{cat} = c.{cat} "
         "ORDER BY user_idx, us, item_idx, ll)",
-        steps_sql(p["ev"], p["steps"]),  # built by _build_steps (the same rows, faster)
     ]
     # events per (period, user): days (USER_FREQS[0]) counted over ev, weeks and months
     # summed from the days (whole days each; a week may cross a month, so not from weeks)
@@ -599,18 +666,6 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         f"users FROM {p['user_' + f]} GROUP BY period" for f in USER_FREQS)
         + " ORDER BY freq, period")
     out += [
-        # distinct users per hour: a user's first event of an hour is the one whose previous
-        # event (ev is sorted by user and time) fell in another hour
-        f"CREATE TABLE {p['hour_users']} AS SELECT date_trunc('hour', make_timestamp(us)) AS "
-        "period, "
-        "count(*) AS events, count(*) FILTER (WHERE prev_us IS NULL OR date_trunc('hour', "
-        f"make_timestamp(prev_us)) <> date_trunc('hour', make_timestamp(us))) AS users FROM "
-        f"{p['steps']} "
-        "GROUP BY 1 ORDER BY 1",
-        f"CREATE TABLE {p['hourly']} AS SELECT period, events FROM {p['hour_users']} "
-        "ORDER BY period",
-        f"CREATE TABLE {p['rhythm']} AS SELECT user_idx, {schema.TZ_OFFSET}, (s // 3600) % 168 "
-        f"AS how, count(*) AS events FROM {p['ev']} GROUP BY ALL",
         f"CREATE TABLE {p['rhythm_cells']} AS "
         + _rhythm_cells(p["ev"], p["rhythm"], *_rhythm_modes(cur, src)),
         # the draw order's first located events: their hashes found first (one column), so
@@ -620,14 +675,6 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         f"(SELECT max(h) FROM (SELECT h FROM {p['ev']} WHERE coord_idx IS NOT NULL ORDER BY h "
         f"LIMIT {HEAT_ROWS})) ORDER BY h LIMIT {HEAT_ROWS}) e LEFT JOIN {p['categories']} c ON "
         "e.cat_idx = c.cat_idx ORDER BY e.h",
-        f"CREATE TABLE {p['gaps']} AS SELECT gap, count(*) AS n FROM {p['steps']} WHERE gap IS NOT "
-        "NULL GROUP BY gap ORDER BY gap",
-        # sessions numbered by a running count of session starts over the sorted rows (a
-        # streaming window: every user's first event starts one, so the numbers are global);
-        # only the rows that continue a session are grouped by it (a session's duration is
-        # the sum of its gaps), every other start is a session of one event
-        f"CREATE TABLE {p['sessions']} AS " + " UNION ALL ".join(_sessions_sql(p["steps"], g)
-                                                                for g in SESSION_GAPS),
         f"CREATE TABLE {p['places_items']} AS {zones_sql.places_query(f'{src} WHERE {located}')}",
         f"CREATE TABLE {p['values']} AS SELECT '{cat}' AS col, {cat} AS value, count(*) AS "
         f"events FROM {src} GROUP BY 1, 2 UNION ALL SELECT '{schema.BEHAVIOR}', "

@@ -14,9 +14,8 @@ one transaction and named ``"rollup__<name>__<part>"``:
   columns but the user, item and category names (``EV_WITHOUT``: kept once, in ``users``,
   ``items`` and ``categories``); ``ts`` and the epoch seconds ``s`` are virtual columns,
   computed from ``us`` when read (not sorted and written); ``steps``: in ``ev``'s order,
-  each event's ``user_idx``, ``us``, ``coord_idx`` and the user's previous event (``gap``
-  in seconds, ``prev_us``, ``prev_coord``), what the hourly users, gaps, sessions and flows
-  read;
+  the moves between two located events in a row of one user (``user_idx``, ``us``,
+  ``coord_idx``, ``gap`` in seconds, ``prev_us``, ``prev_coord``): what the flows count;
 * ``user_day`` / ``user_week`` / ``user_month``: events per (period, user): exact distinct
   users, new/returning and cohorts are counts over these; ``periods``: their totals (events
   and distinct users per day, week and month: the Overview's trend);

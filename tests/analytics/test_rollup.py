@@ -401,14 +401,22 @@ def test_summed_tables_equal_counting_over_the_sorted_events(data):
     cells = ["mode", "fallback", "weekday", "hour"]
     same(ru.t("rhythm_cells"),
          rollup_build._rhythm_cells(ev, ru.t("rhythm"), modes, False, False), cells)
+    prev = _previous_sql(ev)
     for g in rollup.SESSION_GAPS:
         same(f"(SELECT * FROM {ru.t('sessions')} WHERE gap_limit = {g})",
              f"SELECT {g} AS gap_limit, duration, single, count(*) AS n FROM (SELECT max(s) - "
              "min(s) AS duration, count(*) = 1 AS single FROM (SELECT s, sum(CASE WHEN gap IS "
-             f"NULL OR gap > {g} THEN 1 ELSE 0 END) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND "
-             f"CURRENT ROW) AS sid FROM {ev} e POSITIONAL JOIN {ru.t('steps')} st) "
-             "GROUP BY sid) GROUP BY ALL",
+             f"NULL OR gap > {g} THEN 1 ELSE 0 END) OVER (ORDER BY r ROWS BETWEEN UNBOUNDED "
+             f"PRECEDING AND CURRENT ROW) AS sid FROM {prev}) GROUP BY sid) GROUP BY ALL",
              ["duration", "single"])
+    same(ru.t("hour_users"), "SELECT date_trunc('hour', make_timestamp(us)) AS period, "
+         "count(*) AS events, count(*) FILTER (WHERE prev_us IS NULL OR date_trunc('hour', "
+         "make_timestamp(prev_us)) <> date_trunc('hour', make_timestamp(us))) AS users FROM "
+         f"{prev} GROUP BY 1", ["period"])
+    same(ru.t("gaps"), f"SELECT gap, count(*) AS n FROM {prev} WHERE gap IS NOT NULL GROUP BY 1",
+         ["gap"])
+    same(ru.t("rhythm"), f"SELECT user_idx, {schema.TZ_OFFSET}, (s // 3600) % 168 AS how, "
+         f"count(*) AS events FROM {ev} GROUP BY ALL", ["user_idx", schema.TZ_OFFSET, "how"])
     same(ru.t("heat"), f"SELECT e.{schema.LAT}, e.{schema.LON}, e.{schema.TS}, "
          f"c.{schema.CATEGORY}, e.h FROM {ev} e LEFT JOIN {ru.t('categories')} c USING (cat_idx) "
          f"WHERE e.coord_idx IS NOT NULL ORDER BY e.h LIMIT {rollup.HEAT_ROWS}", ["h"])
@@ -472,12 +480,12 @@ def test_sorted_events_break_ties_by_coordinates_nulls_last():
     con.executemany(f"INSERT INTO events__ties VALUES ({', '.join('?' * 9)})", rows)
     for what, sql in rollup_build.build_sql("ties", con):
         con.execute(sql)
-        if what == "steps":
+        if what == "ev":
             break
     ev = rollup.part("ties", "ev")
-    got = con.execute(f"SELECT e.user_idx, e.{schema.LAT}, e.{schema.LON}, e.coord_idx, "
-                      f"st.prev_coord FROM {ev} e POSITIONAL JOIN "
-                      f"{rollup.part('ties', 'steps')} st").fetchall()
+    got = con.execute(f"SELECT user_idx, {schema.LAT}, {schema.LON}, coord_idx, CASE WHEN "
+                      "lag(user_idx) OVER w = user_idx THEN lag(coord_idx) OVER w END FROM "
+                      f"{ev} WINDOW w AS (ORDER BY rowid) ORDER BY rowid").fetchall()
     want = con.execute(
         f"SELECT user_idx, {schema.LAT}, {schema.LON}, coord_idx, CASE WHEN lag(user_idx) OVER "
         "() = user_idx THEN lag(coord_idx) OVER () END FROM (SELECT * FROM (SELECT "
@@ -489,29 +497,42 @@ def test_sorted_events_break_ties_by_coordinates_nulls_last():
     assert sum(c is not None for _, _, _, c, _ in got) == 4 * 3  # three usable places
 
 
-def test_previous_event_steps_are_redone_in_order_when_a_scan_is_not(data):
-    """``steps`` comes from ``ev``'s rows as scanned, the previous row found in numpy; were
-    the rows to come out of ``ev``'s order, the check (one first event per user, no step back
-    in time) sees it and the table is redone by rowid in SQL: the same rows as the build's."""
+#: each event of ``ev`` beside the user's previous one, by SQL over the row order (the
+#: reference the build's numpy pass must equal)
+def _previous_sql(ev: str) -> str:
+    def prev(col: str) -> str:
+        return f"CASE WHEN lag(user_idx) OVER w = user_idx THEN lag({col}) OVER w END"
+
+    return (f"(SELECT rowid AS r, user_idx, s, us, coord_idx, s - {prev('s')} AS gap, "
+            f"{prev('us')} AS prev_us, {prev('coord_idx')} AS prev_coord FROM {ev} WINDOW w AS "
+            "(ORDER BY rowid))")
+
+
+def test_steps_hold_the_moves_between_located_events_in_order(data):
+    """``steps`` holds, in ``ev``'s order, every event whose previous one (the same user's)
+    was located too, with that event's time, place and the gap; the rows a SQL window over
+    ``ev``'s row order gives. Rows scanned in another order are put back in it: the same
+    steps, hour users, gaps and sessions."""
     d = data
     ru = rollup_build.ensure(d.con, d.name)
-    steps = ru.t("steps")
-    want = ru.df(f"SELECT * FROM {steps}")
-    assert want["prev_us"].isna().sum() == ru.one(f"SELECT count(*) FROM {ru.t('users')}")[0]
-    assert (want["gap"].dropna() >= 0).all() and want["gap"].notna().any()
-    assert want["prev_coord"].notna().any()
-    shuffled = f"(SELECT * FROM {ru.t('ev')} ORDER BY h)"
+    tables = ("steps", "hour_users", "hourly", "gaps", "sessions")
+    want = {t: ru.df(f"SELECT * FROM {ru.t(t)}" + ("" if t == "steps" else " ORDER BY ALL"))
+            for t in tables}
+    ref = ru.df(f"SELECT user_idx, us, coord_idx, gap, prev_us, prev_coord FROM "
+                f"{_previous_sql(ru.t('ev'))} WHERE coord_idx IS NOT NULL AND prev_coord IS "
+                "NOT NULL ORDER BY r")
+    assert len(ref) > 100 and (ref["gap"] >= 0).all() and (ref["prev_us"] <= ref["us"]).all()
+    pd.testing.assert_frame_equal(want["steps"], ref, check_dtype=False)
+    shuffled = f"(SELECT *, rowid AS r FROM {ru.t('ev')} ORDER BY h)"
     d.con.execute("BEGIN")
     try:
-        d.con.execute(f"DROP TABLE {steps}")
-        d.con.execute(rollup_build.steps_sql(ru.t("ev"), steps))  # the SQL: the same rows
-        pd.testing.assert_frame_equal(ru.df(f"SELECT * FROM {steps}"), want)
-        d.con.execute(f"DELETE FROM {steps}")
-        rollup_build._step_rows(d.con, ru, steps, shuffled)
-        assert not ru.df(f"SELECT * FROM {steps}").equals(want)  # out of order: wrong rows
-        d.con.execute(f"DROP TABLE {steps}")
-        rollup_build._build_steps(d.con, d.name, shuffled)
-        pd.testing.assert_frame_equal(ru.df(f"SELECT * FROM {steps}"), want)
+        for t in tables:
+            d.con.execute(f"DROP TABLE {ru.t(t)}")
+        rollup_build._build_steps(d.con, d.name, shuffled, "r")
+        for t in tables:
+            pd.testing.assert_frame_equal(
+                ru.df(f"SELECT * FROM {ru.t(t)}" + ("" if t == "steps" else " ORDER BY ALL")),
+                want[t], obj=t)
     finally:
         d.con.execute("ROLLBACK")
 
@@ -541,16 +562,17 @@ def test_batched_steps_equal_one_batch(data, monkeypatch):
     drift = [t.split("__")[-1] for (t,) in d.con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE ?",
         [f"rollup__{d.name}__drift_%"]).fetchall()]
-    parts = {"steps": ["steps"], "drift": drift, "mobility": ["mobility"]}
+    parts = {"steps": ["steps", "hour_users", "hourly", "gaps", "sessions"], "drift": drift,
+             "mobility": ["mobility"], "rhythm": ["rhythm"]}
     assert len(drift) == 3  # drift_<window>, drift_ref_<window>, drift_rank_<window>
 
     def rows(p: str) -> pd.DataFrame:
         return ru.df(f"SELECT * FROM {ru.t(p)}" + (" ORDER BY ALL" if p.startswith(
-            ("drift_ref", "drift_rank")) else ""))
+            ("drift_ref", "drift_rank", "sessions")) else ""))
 
     want = {p: rows(p) for ps in parts.values() for p in ps}
     events = ru.one(f"SELECT count(*) FROM {ru.t('ev')}")[0]
-    for name in ("STEP_BATCH", "DRIFT_BATCH", "MOBILITY_BATCH"):
+    for name in ("STEP_BATCH", "DRIFT_BATCH", "MOBILITY_BATCH", "RHYTHM_BATCH"):
         monkeypatch.setattr(rollup_build, name, events // 40)
     assert len(rollup_build._user_batches(ru, events // 40)) > 20
     d.con.execute("BEGIN")
@@ -561,7 +583,35 @@ def test_batched_steps_equal_one_batch(data, monkeypatch):
                 d.con.execute(f"DROP TABLE {ru.t(p)}")
             steps[what]()
         for p, frame in want.items():
-            assert len(frame) > (1 if p.startswith(("drift_ref", "drift_rank")) else 100), p
+            assert len(frame) > (0 if p.startswith(("drift_ref", "drift_rank", "sessions"))
+                                 else 100), p
             pd.testing.assert_frame_equal(rows(p), frame, obj=p)
     finally:
         d.con.execute("ROLLBACK")
+
+
+def test_rhythm_counts_unknown_offsets_and_times_before_1970_as_duckdb_does():
+    """``rhythm``'s hour of the week is DuckDB's ``(s // 3600) % 168`` (truncated: negative
+    before 1970) per user and offset, unknown offsets a key of their own: the numpy count
+    equals the SQL GROUP BY on events with mixed, missing and changing offsets."""
+    import duckdb
+
+    con = duckdb.connect()
+    cols = ", ".join(f"{c} {schema.DUCKDB_TYPES[c]}" for c in schema.COLUMNS)
+    con.execute(f"CREATE TABLE events__rh ({cols})")
+    con.execute("INSERT INTO events__rh SELECT 'u' || (i % 7), 'i' || (i % 5), TIMESTAMP "
+                "'1969-12-20' + to_seconds(i * 7919), NULL, NULL, NULL, NULL, NULL, CASE i % "
+                "4 WHEN 0 THEN NULL WHEN 1 THEN 60 WHEN 2 THEN -300 ELSE 60 END FROM "
+                "range(3000) t(i)")
+    for what, sql in rollup_build.build_sql("rh", con):
+        con.execute(sql)
+        if what == "ev":
+            break
+    rollup_build._build_rhythm(con, "rh")
+    ev, rhythm = rollup.part("rh", "ev"), rollup.part("rh", "rhythm")
+    got = con.execute(f"SELECT * FROM {rhythm} ORDER BY ALL").df()
+    want = con.execute(f"SELECT user_idx, {schema.TZ_OFFSET}, (s // 3600) % 168 AS how, "
+                       f"count(*) AS events FROM {ev} GROUP BY ALL ORDER BY ALL").df()
+    pd.testing.assert_frame_equal(got, want)
+    assert (got["how"] < 0).any() and got[schema.TZ_OFFSET].isna().any()
+    assert got[schema.TZ_OFFSET].nunique() == 2  # and unknown
