@@ -267,17 +267,17 @@ def _build_drift(cur: Any, name: str) -> None:
                 f"{evolution.PERIOD} TIMESTAMP, {evolution.PREV_EVENTS} BIGINT, "
                 f"{evolution.EVENTS} BIGINT, {evolution.JS} DOUBLE, "
                 f"{evolution.SHRUNK_JS} DOUBLE)")
-    def rows(got: dict[str, np.ndarray]) -> pa.Table:
+    def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
         out = evolution.drift_from_events(got["user_idx"], got["us"], got["cat_idx"], freq,
                                           min_events, prior)
-        return pa.table({
+        return {table: pa.table({
             "user_idx": out["user"], evolution.PREV_PERIOD: out["prev_period"].view(
                 "datetime64[us]"), evolution.PERIOD: out["period"].view("datetime64[us]"),
             evolution.PREV_EVENTS: out["prev_events"], evolution.EVENTS: out["events"],
-            evolution.JS: out["js"], evolution.SHRUNK_JS: out["shrunk_js"]})
+            evolution.JS: out["js"], evolution.SHRUNK_JS: out["shrunk_js"]})}
 
     _map_user_batches(cur, ru, DRIFT_BATCH, f"SELECT user_idx, us, cat_idx FROM {ru.t('ev')} "
-                      "WHERE cat_idx IS NOT NULL AND user_idx BETWEEN {lo} AND {hi}", rows, table)
+                      "WHERE cat_idx IS NOT NULL AND user_idx BETWEEN {lo} AND {hi}", rows)
     for what, query in answers_users.drift_summaries_sql(ru, freq).items():
         cur.execute(f"CREATE TABLE {ru.t(what)} AS {query}")
 
@@ -292,21 +292,26 @@ def _user_batches(ru: Rollup, events: int) -> list[tuple[int, int]]:
 
 
 def _map_user_batches(cur: Any, ru: Rollup, events: int, query: str,
-                      rows: Callable[[dict[str, np.ndarray]], pa.Table], table: str) -> None:
-    """Append to ``table`` the ``rows`` computed from each batch of whole users (about
-    ``events`` events; ``query`` reads one, ``{lo}`` and ``{hi}`` its first and last
-    user_idx: ``ev`` is sorted by user, so a batch is a few row groups read in order). The
-    reads and inserts stay on ``cur`` (the build's transaction); numpy computes two batches
-    at once beside them (it releases the GIL): both cores busy, not one."""
+                      rows: Callable[[dict[str, np.ndarray]], dict[str, pa.Table]]) -> None:
+    """Append the ``rows`` computed from each batch of whole users (about ``events`` events;
+    ``query`` reads one, ``{lo}`` and ``{hi}`` its first and last user_idx: ``ev`` is sorted
+    by user, so a batch is a few row groups read in order) to their tables (``rows`` maps a
+    table to its rows). The reads and inserts stay on ``cur`` (the build's transaction);
+    numpy computes two batches at once beside them (it releases the GIL): both cores busy,
+    not one."""
+    def insert(done: Future[dict[str, pa.Table]]) -> None:
+        for table, frame in done.result().items():
+            _insert(cur, table, frame)
+
     with ThreadPoolExecutor(2, thread_name_prefix="trailscope-build") as pool:
-        pending: deque[Future[pa.Table]] = deque()
+        pending: deque[Future[dict[str, pa.Table]]] = deque()
         for lo, hi in _user_batches(ru, events):
             pending.append(pool.submit(rows, cur.execute(query.format(lo=lo, hi=hi))
                                        .fetchnumpy()))
             while len(pending) > 2 or (pending and pending[0].done()):
-                _insert(cur, table, pending.popleft().result())
+                insert(pending.popleft())
         while pending:
-            _insert(cur, table, pending.popleft().result())
+            insert(pending.popleft())
 
 
 def _build_mobility(cur: Any, name: str) -> None:
@@ -328,7 +333,7 @@ def _build_mobility(cur: Any, name: str) -> None:
     coords = cur.execute(f"SELECT count({schema.LAT}) + count({schema.LON}) > 0 FROM "
                          f"{ru.t('ev')}").fetchall()[0][0]
 
-    def rows(got: dict[str, np.ndarray]) -> pa.Table:
+    def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
         def floats(col: str) -> np.ndarray:  # NaN where NULL (or not read: no coordinates)
             return (np.ma.asarray(got[col]).astype(np.float64).filled(np.nan) if col in got
                     else np.full(len(got["us"]), np.nan))
@@ -346,12 +351,12 @@ def _build_mobility(cur: Any, name: str) -> None:
             if anchor in ("home", "work"):
                 none |= out[f"{anchor}_visits"] == 0
             cols[c.replace("_item", "_idx")] = pa.array(v, mask=none)
-        return pa.table(cols)
+        return {table: pa.table(cols)}
 
     read = ["user_idx", "us", "item_idx", schema.TZ_OFFSET] + (
         ["coord_idx", schema.LAT, schema.LON] if coords else [])
     _map_user_batches(cur, ru, MOBILITY_BATCH, f"SELECT {', '.join(read)} FROM {ru.t('ev')} "
-                      "WHERE user_idx BETWEEN {lo} AND {hi}", rows, table)
+                      "WHERE user_idx BETWEEN {lo} AND {hi}", rows)
 
 
 def _build_page_zones(ru: Rollup) -> None:
@@ -459,30 +464,35 @@ def _build_steps(cur: Any, name: str, source: str | None = None,
     the one whose previous event fell in another hour) and ``hourly``, ``gaps`` (seconds
     between a user's consecutive events) and ``sessions`` (per idle gap of
     ``SESSION_GAPS``: sessions of one event, and durations of the others: the sum of their
-    gaps). A batch scanned out of ``ev``'s order is put back in it by ``order`` (the row
-    id; ``source``: another relation to read, for the tests)."""
+    gaps). Each batch's counts go to temporary tables, summed by DuckDB at the end (its
+    memory cap holds them, not Python's lists). A batch scanned out of ``ev``'s order is put
+    back in it by ``order`` (the row id; ``source``: another relation to read, for the
+    tests)."""
     ru = Rollup(cur, name)
     t = {w: part(name, w) for w in ("steps", "hour_users", "hourly", "gaps", "sessions")}
     cur.execute(f"CREATE TABLE {t['steps']} (user_idx INTEGER, us BIGINT, coord_idx INTEGER, "
                 "gap BIGINT, prev_us BIGINT, prev_coord INTEGER)")
-    counts: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]] = []
+    temp = {"hour": "_steps_hours", "gap": "_steps_gaps", "session": "_steps_sessions"}
+    for what, cols in (("hour", "hour BIGINT, events BIGINT, users BIGINT"),
+                       ("gap", "gap BIGINT, n BIGINT"),
+                       ("session", "gap_limit INTEGER, duration BIGINT, single BOOLEAN, "
+                                   "n BIGINT")):
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE {temp[what]} ({cols})")
 
-    def count(what: str, key: np.ndarray, weights: np.ndarray | None = None,
-              limit: int = 0) -> None:  # (what, gap limit, keys, rows, weighted rows)
+    def count(key: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """(distinct keys, rows, weighted rows): a dense count where the keys are close."""
         lo = int(key.min()) if len(key) else 0
         span = int(key.max()) - lo + 1 if len(key) else 0
-        if span <= max(4 * len(key), 1 << 20):  # a dense count: no sort
+        if span <= max(4 * len(key), 1 << 20):  # no sort
             rows = np.bincount(key - lo, minlength=span)
             keys = np.flatnonzero(rows)
-            counts.append((what, limit, keys + lo, rows[keys], np.zeros(len(keys))
-                           if weights is None else np.bincount(key - lo, weights, span)[keys]))
-            return
+            return (keys + lo, rows[keys], np.zeros(len(keys)) if weights is None else
+                    np.bincount(key - lo, weights, span)[keys])
         keys, inv = np.unique(key, return_inverse=True)
-        counts.append((what, limit, keys, np.bincount(inv, minlength=len(keys)),
-                       np.bincount(inv, weights=weights, minlength=len(keys))
-                       if weights is not None else np.zeros(len(keys))))
+        return (keys, np.bincount(inv, minlength=len(keys)), np.zeros(len(keys))
+                if weights is None else np.bincount(inv, weights, len(keys)))
 
-    def rows(got: dict[str, np.ndarray]) -> pa.Table:
+    def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
         if len(got[order]) > 1 and (np.diff(got[order]) <= 0).any():
             at = np.argsort(got[order])
             got = {k: v[at] for k, v in got.items()}
@@ -497,56 +507,52 @@ def _build_steps(cur: Any, name: str, source: str | None = None,
         hour = us // 3_600_000_000
         new_hour = first.copy()
         new_hour[1:] |= hour[1:] != hour[:-1]
-        count("hour", hour, new_hour.astype(np.float64))
-        count("gap", gap[~first])
+        hours, events, users = count(hour, new_hour.astype(np.float64))
+        gaps, gap_n, _ = count(gap[~first])
+        sessions: dict[str, list[np.ndarray]] = {"gap_limit": [], "duration": [],
+                                                 "single": [], "n": []}
         for g in SESSION_GAPS:
             start = first | (gap > g)
             sid = run_ids(n, np.flatnonzero(start))
             cont = ~start
-            sessions = int(start.sum())
-            steps = np.bincount(sid[cont], minlength=sessions)
-            durations = np.bincount(sid[cont], weights=gap[cont], minlength=sessions)
-            count("session", durations[steps > 0].astype(np.int64), limit=g)
-            counts.append(("single", g, np.zeros(1, np.int64),
-                           np.array([sessions - int((steps > 0).sum())]), np.zeros(1)))
+            steps = np.bincount(sid[cont], minlength=int(start.sum()))
+            durations, d_n, _ = count(np.bincount(sid[cont], weights=gap[cont], minlength=len(
+                steps))[steps > 0].astype(np.int64))
+            for col, values in (("gap_limit", np.full(len(durations) + 1, g, np.int32)),
+                                ("duration", np.r_[0, durations]),
+                                ("single", np.r_[True, np.zeros(len(durations), bool)]),
+                                ("n", np.r_[int((steps == 0).sum()), d_n])):
+                sessions[col].append(values)
         move = np.zeros(n, bool)
         move[1:] = located[1:] & located[:-1] & ~first[1:]
         at = np.flatnonzero(move)
-        return pa.table({"user_idx": user[at], "us": us[at], "coord_idx": coord[at],
-                         "gap": gap[at], "prev_us": us[at - 1], "prev_coord": coord[at - 1]})
+        return {t["steps"]: pa.table({
+                    "user_idx": user[at], "us": us[at], "coord_idx": coord[at],
+                    "gap": gap[at], "prev_us": us[at - 1], "prev_coord": coord[at - 1]}),
+                temp["hour"]: pa.table({"hour": hours, "events": events,
+                                        "users": users.astype(np.int64)}),
+                temp["gap"]: pa.table({"gap": gaps, "n": gap_n}),
+                temp["session"]: pa.table({c: np.concatenate(v) for c, v in
+                                           sessions.items()})}
 
-    _map_user_batches(cur, ru, STEP_BATCH, f"SELECT {order}, user_idx, s, us, coord_idx FROM "
-                      f"{source or ru.t('ev')} WHERE user_idx BETWEEN {{lo}} AND {{hi}}",
-                      rows, t["steps"])
-
-    def total(what: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        got = [c for c in counts if c[0] == what and c[1] == limit]
-        if not got:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        keys, inv = np.unique(np.concatenate([c[2] for c in got]), return_inverse=True)
-        return (keys, np.bincount(inv, np.concatenate([c[3] for c in got])).astype(np.int64),
-                np.bincount(inv, np.concatenate([c[4] for c in got])).astype(np.int64))
-
-    hours, events, users = total("hour")
-    _create(cur, t["hour_users"], {"period": (hours * 3_600_000_000).view("datetime64[us]"),
-                                   "events": events, "users": users},
-            "period TIMESTAMP, events BIGINT, users BIGINT")
-    cur.execute(f"CREATE TABLE {t['hourly']} AS SELECT period, events FROM {t['hour_users']} "
-                "ORDER BY period")
-    gaps, n, _ = total("gap")
-    _create(cur, t["gaps"], {"gap": gaps, "n": n}, "gap BIGINT, n BIGINT")
-    parts: dict[str, list[np.ndarray]] = {"gap_limit": [], "duration": [], "single": [],
-                                          "n": []}
-    for g in SESSION_GAPS:
-        single = int(total("single", g)[1].sum())
-        durations, n, _ = total("session", g)
-        for col, values in (("gap_limit", np.full(len(durations) + 1, g)),
-                            ("duration", np.r_[0, durations]),
-                            ("single", np.r_[True, np.zeros(len(durations), bool)]),
-                            ("n", np.r_[single, n])):
-            parts[col].append(values[0 if single else 1:])
-    _create(cur, t["sessions"], {c: np.concatenate(v) for c, v in parts.items()},
-            "gap_limit INTEGER, duration BIGINT, single BOOLEAN, n BIGINT")
+    try:
+        _map_user_batches(cur, ru, STEP_BATCH, f"SELECT {order}, user_idx, s, us, coord_idx "
+                          f"FROM {source or ru.t('ev')} WHERE user_idx BETWEEN {{lo}} AND {{hi}}",
+                          rows)
+        cur.execute(f"CREATE TABLE {t['hour_users']} AS SELECT make_timestamp(hour * "
+                    "3600000000) AS period, CAST(sum(events) AS BIGINT) AS events, "
+                    f"CAST(sum(users) AS BIGINT) AS users FROM {temp['hour']} GROUP BY hour "
+                    "ORDER BY period")
+        cur.execute(f"CREATE TABLE {t['hourly']} AS SELECT period, events FROM "
+                    f"{t['hour_users']} ORDER BY period")
+        cur.execute(f"CREATE TABLE {t['gaps']} AS SELECT gap, CAST(sum(n) AS BIGINT) AS n "
+                    f"FROM {temp['gap']} GROUP BY gap ORDER BY gap")
+        cur.execute(f"CREATE TABLE {t['sessions']} AS SELECT gap_limit, duration, single, "
+                    f"CAST(sum(n) AS BIGINT) AS n FROM {temp['session']} GROUP BY ALL HAVING "
+                    "sum(n) > 0 ORDER BY ALL")
+    finally:
+        for table in temp.values():
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _build_rhythm(cur: Any, name: str) -> None:
@@ -560,7 +566,7 @@ def _build_rhythm(cur: Any, name: str) -> None:
     cur.execute(f"CREATE TABLE {table} (user_idx INTEGER, {tz} INTEGER, how BIGINT, "
                 "events BIGINT)")
 
-    def rows(got: dict[str, np.ndarray]) -> pa.Table:
+    def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
         user, sec = np.asarray(got["user_idx"]), np.asarray(got["s"])
         how = np.fmod(np.where(sec >= 0, sec // 3600, -((-sec) // 3600)), 168)
         known = ~np.ma.getmaskarray(got[tz])
@@ -581,18 +587,13 @@ def _build_rhythm(cur: Any, name: str) -> None:
         else:
             key, counts = np.unique(key, return_counts=True)
         code = present[key // hours % len(present)]
-        return pa.table({"user_idx": (key // hours // len(present) + u0).astype(np.int32),
-                         tz: pa.array((code + lo).astype(np.int32), mask=code == unknown),
-                         "how": key % hours + h0, "events": counts})
+        return {table: pa.table({
+            "user_idx": (key // hours // len(present) + u0).astype(np.int32),
+            tz: pa.array((code + lo).astype(np.int32), mask=code == unknown),
+            "how": key % hours + h0, "events": counts})}
 
     _map_user_batches(cur, ru, RHYTHM_BATCH, f"SELECT user_idx, s, {tz} FROM {ru.t('ev')} "
-                      "WHERE user_idx BETWEEN {lo} AND {hi}", rows, table)
-
-
-def _create(cur: Any, table: str, columns: dict[str, np.ndarray], types: str) -> None:
-    """CREATE TABLE ``table`` (``types``) holding ``columns`` (numpy arrays, in order)."""
-    cur.execute(f"CREATE TABLE {table} ({types})")
-    _insert(cur, table, pa.table(columns))
+                      "WHERE user_idx BETWEEN {lo} AND {hi}", rows)
 
 
 def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
