@@ -190,9 +190,11 @@ def build_steps(cur: Any, name: str) -> list[tuple[str, Callable[[], None]]]:
     or step, its call). The SQL tables first (:func:`build_sql`), then the steps computed
     from them."""
     ru = Rollup(cur, name)
+    modes, from_rhythm = _rhythm_modes(cur, events_table(name))
     steps: list[tuple[str, Callable[[], None]]] = []
-    for what, sql in build_sql(name, cur):
-        steps.append((what, partial(cur.execute, sql)))
+    for what, sql in build_sql(name, cur, (modes, from_rhythm)):
+        steps.append((what, partial(_build_rhythm_cells, cur, name, modes)
+                      if what == "rhythm_cells" and from_rhythm else partial(cur.execute, sql)))
         if what == "ev":  # then the tables counted in numpy over its batches of users
             steps += [("steps", partial(_build_steps, cur, name)),
                       ("rhythm", partial(_build_rhythm, cur, name))]
@@ -402,57 +404,87 @@ def _build_page_paths(ru: Rollup) -> None:
                                       reference=pd.Timestamp(first)))
 
 
-def _rhythm_modes(cur: Any, src: str) -> tuple[list[tuple[str, int, str]], bool, bool]:
+def _rhythm_modes(cur: Any, src: str) -> tuple[list[tuple[str, int, str]], bool]:
     """The rhythm variants stored with their distinct users: UTC, local time with unknown
     offsets as UTC, and local time with the solar zone of the median longitude (what the
     dashboard uses for datasets without offsets). (mode, fallback minutes, offset SQL in
-    minutes); whether every offset is whole hours and no shifted time falls before 1970
-    (the cells then follow from ``rhythm``'s hours of the week, see :func:`_rhythm_cells`);
-    and whether every event has the same offset or none has one (a user's hours of the week
-    then map one to one onto the cells of each mode). Without any known offset a local
-    mode's offset is its fallback, a constant (so the local mode with fallback 0 has UTC's
-    cells, counted once)."""
-    lon, whole, s_min, tz_min, tz_max, tz_n, n = cur.execute(
+    minutes), and whether every offset is whole hours and no shifted time falls before 1970
+    (the cells then follow from ``rhythm``'s hours of the week:
+    :func:`_build_rhythm_cells`). Without any known offset a local mode's offset is its
+    fallback, a constant (so the local mode with fallback 0 has UTC's cells)."""
+    lon, whole, s_min, tz_min = cur.execute(
         f"SELECT median({schema.LON}), coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE), "
-        f"min(CAST(EPOCH({schema.TS}) AS BIGINT)), min({schema.TZ_OFFSET}), "
-        f"max({schema.TZ_OFFSET}), count({schema.TZ_OFFSET}), count(*) FROM {src}"
+        f"min(CAST(EPOCH({schema.TS}) AS BIGINT)), min({schema.TZ_OFFSET}) FROM {src}"
     ).fetchall()[0]
     fallbacks = dict.fromkeys([0] + ([] if lon is None else [solar_offset_min(lon)]))
     modes = [("utc", 0, "0")] + [
         ("local", fb, str(fb) if tz_min is None else f"coalesce({schema.TZ_OFFSET}, {fb})")
         for fb in fallbacks]
     lowest = min([0, *fallbacks] + ([] if tz_min is None else [tz_min]))
-    return (modes, bool(whole) and s_min is not None and s_min + lowest * 60 >= 0,
-            tz_n == 0 or (tz_n == n and tz_min == tz_max))
+    return modes, bool(whole) and s_min is not None and s_min + lowest * 60 >= 0
 
 
-def _rhythm_cells(ev: str, rhythm: str, modes: list[tuple[str, int, str]],
-                  from_rhythm: bool, one_offset: bool) -> str:
-    """The 7 x 24 cells (events, distinct users) of every rhythm mode. With whole-hour
-    offsets and no time before 1970 a shifted time's hour of the week is ``rhythm``'s
-    (``how``) moved by the offset, so the cells are summed from its (user, offset, hour)
-    rows (about half as many as the events at 10M city-shaped ones) instead of counted over
-    ``ev``; with ``one_offset`` (one offset, or none, for every event) a user has one row
-    per hour of the week, each in a cell of its own, so a cell's users are its rows (a
-    count, not a distinct count: 30 times faster at 100M events). Modes with the same
+def _rhythm_cells(ev: str, modes: list[tuple[str, int, str]]) -> str:
+    """The 7 x 24 cells (events, distinct users) of every rhythm mode counted over ``ev``:
+    what the build stores when an offset is not whole hours or a shifted time falls before
+    1970 (else :func:`_build_rhythm_cells` sums them from ``rhythm``). Modes with the same
     offset SQL are counted once (a materialised CTE each)."""
     offsets = list(dict.fromkeys(off for _, _, off in modes))
-    if from_rhythm:
-        users = "count(*)" if one_offset else "count(DISTINCT user_idx)"
-        cells = [
-            "SELECT (lh // 24 + 3) % 7 AS weekday, lh % 24 AS hour, CAST(sum(events) AS BIGINT) "
-            f"AS events, {users} AS users FROM (SELECT user_idx, events, "
-            f"((how + {off} // 60) % 168 + 168) % 168 AS lh FROM {rhythm}) GROUP BY ALL"
-            for off in offsets]
-    else:
-        cells = [
-            "SELECT (x // 86400 + 3) % 7 AS weekday, (x % 86400) // 3600 AS hour, count(*) AS "
-            f"events, count(DISTINCT user_idx) AS users FROM (SELECT user_idx, s + ({off}) * 60 "
-            f"AS x FROM {ev}) GROUP BY ALL" for off in offsets]
+    cells = [
+        "SELECT (x // 86400 + 3) % 7 AS weekday, (x % 86400) // 3600 AS hour, count(*) AS "
+        f"events, count(DISTINCT user_idx) AS users FROM (SELECT user_idx, s + ({off}) * 60 "
+        f"AS x FROM {ev}) GROUP BY ALL" for off in offsets]
     return ("WITH " + ", ".join(f"c{k} AS MATERIALIZED ({q})" for k, q in enumerate(cells))
             + " " + " UNION ALL ".join(
                 f"SELECT '{mode}' AS mode, {fb} AS fallback, * FROM c{offsets.index(off)}"
                 for mode, fb, off in modes))
+
+
+def _build_rhythm_cells(cur: Any, name: str, modes: list[tuple[str, int, str]]) -> None:
+    """``rhythm_cells`` from ``rhythm`` (whole-hour offsets, no time before 1970: a shifted
+    time's hour of the week is ``how`` moved by the offset's hours): per batch of whole
+    users (``RHYTHM_BATCH`` events) and mode, each user's distinct cells by a dense count,
+    so a cell's distinct users add up over the batches (the SQL's distinct count per cell
+    took 14-21 s at 100M events)."""
+    ru = Rollup(cur, name)
+    tz, temp = schema.TZ_OFFSET, "_rhythm_cell_rows"
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE {temp} (mode VARCHAR, fallback INTEGER, "
+                "lh BIGINT, events BIGINT, users BIGINT)")
+
+    def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
+        user, how = np.asarray(got["user_idx"]), np.asarray(got["how"])
+        events = np.asarray(got["events"])
+        known = ~np.ma.getmaskarray(got[tz])
+        offset = np.ma.asarray(got[tz]).filled(0).astype(np.int64)
+        u0 = int(user.min()) if len(user) else 0
+        size = (int(user.max()) - u0 + 1 if len(user) else 0) * 168
+        out: dict[str, list[Any]] = {"mode": [], "fallback": [], "lh": [], "events": [],
+                                     "users": []}
+        for mode, fb, _ in modes:
+            off = np.zeros(len(how), np.int64) if mode == "utc" else np.where(known, offset, fb)
+            lh = (how + off // 60) % 168
+            seen = np.bincount((user - u0).astype(np.int64) * 168 + lh, minlength=size) > 0
+            for col, values in (("mode", [mode] * 168), ("fallback", np.full(168, fb)),
+                                ("lh", np.arange(168)),
+                                ("events", np.bincount(lh, events, 168).astype(np.int64)),
+                                ("users", seen.reshape(-1, 168).sum(axis=0))):
+                out[col].append(values)
+        return {temp: pa.table({c: (sum(v, []) if c == "mode" else np.concatenate(v))
+                                for c, v in out.items()})}
+
+    try:
+        _map_user_batches(cur, ru, RHYTHM_BATCH, f"SELECT user_idx, {tz}, how, events FROM "
+                          f"{ru.t('rhythm')} WHERE user_idx BETWEEN {{lo}} AND {{hi}}", rows)
+        order = " UNION ALL ".join(f"SELECT '{m}' AS mode, {fb} AS fallback, {k} AS k"
+                                   for k, (m, fb, _) in enumerate(modes))
+        cur.execute(f"CREATE TABLE {ru.t('rhythm_cells')} AS SELECT mode, fallback, weekday, "
+                    "hour, events, users FROM (SELECT c.mode, c.fallback, (lh // 24 + 3) % 7 "
+                    "AS weekday, lh % 24 AS hour, CAST(sum(events) AS BIGINT) AS events, "
+                    f"CAST(sum(users) AS BIGINT) AS users, any_value(o.k) AS k FROM {temp} c "
+                    f"JOIN ({order}) o USING (mode, fallback) GROUP BY c.mode, c.fallback, lh "
+                    "HAVING sum(events) > 0) ORDER BY k, weekday, hour")
+    finally:
+        cur.execute(f"DROP TABLE IF EXISTS {temp}")
 
 
 def _build_steps(cur: Any, name: str, source: str | None = None,
@@ -596,9 +628,13 @@ def _build_rhythm(cur: Any, name: str) -> None:
                       "WHERE user_idx BETWEEN {lo} AND {hi}", rows)
 
 
-def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
+def build_sql(name: str, cur: Any,
+              rhythm: tuple[list[tuple[str, int, str]], bool] | None = None
+              ) -> list[tuple[str, str]]:
     """The CREATE TABLE statements of dataset ``name``'s summary tables, in order: (the
-    table's part name, the statement)."""
+    table's part name, the statement); ``rhythm``: :func:`_rhythm_modes`' answer when known.
+    (``build_steps`` computes ``steps``, ``rhythm`` and, where it can, ``rhythm_cells`` in
+    numpy instead.)"""
     src = events_table(name)
     p = {w: part(name, w) for w in PARTS}
     u, i, ts, lat, lon, cat = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
@@ -668,7 +704,7 @@ def build_sql(name: str, cur: Any) -> list[tuple[str, str]]:
         + " ORDER BY freq, period")
     out += [
         f"CREATE TABLE {p['rhythm_cells']} AS "
-        + _rhythm_cells(p["ev"], p["rhythm"], *_rhythm_modes(cur, src)),
+        + _rhythm_cells(p["ev"], (rhythm or _rhythm_modes(cur, src))[0]),
         # the draw order's first located events: their hashes found first (one column), so
         # only those rows' other columns are read
         f"CREATE TABLE {p['heat']} AS SELECT e.{lat}, e.{lon}, e.{ts}, c.{cat}, e.h FROM (SELECT "

@@ -299,7 +299,7 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
     name = import_sample(store, "s", users=40, seed=1).name
     real = rollup_build.build_sql
     bad = ("x", "SELECT no_such_column FROM datasets")
-    monkeypatch.setattr(rollup_build, "build_sql", lambda n, cur: real(n, cur) + [bad])
+    monkeypatch.setattr(rollup_build, "build_sql", lambda n, cur, *a: real(n, cur, *a) + [bad])
     t = events_table(duckdb_backend(store), name)
     assert rollup_build.ensure(con, name) is None       # build failed: raw path
     assert lookup.for_events(t) is None
@@ -396,11 +396,10 @@ def test_summed_tables_equal_counting_over_the_sorted_events(data):
              f"count(*) AS events FROM {ev} GROUP BY ALL", ["period", "user_idx"])
     same(ru.t("hourly"), f"SELECT date_trunc('hour', {schema.TS}) AS period, count(*) AS "
          f"events FROM {ev} GROUP BY ALL", ["period"])
-    modes, from_rhythm, _ = rollup_build._rhythm_modes(d.con, d.table)
+    modes, from_rhythm = rollup_build._rhythm_modes(d.con, d.table)
     assert from_rhythm  # whole-hour offsets (or none), times after 1970
     cells = ["mode", "fallback", "weekday", "hour"]
-    same(ru.t("rhythm_cells"),
-         rollup_build._rhythm_cells(ev, ru.t("rhythm"), modes, False, False), cells)
+    same(ru.t("rhythm_cells"), rollup_build._rhythm_cells(ev, modes), cells)
     prev = _previous_sql(ev)
     for g in rollup.SESSION_GAPS:
         same(f"(SELECT * FROM {ru.t('sessions')} WHERE gap_limit = {g})",
@@ -432,37 +431,6 @@ def test_rhythm_cells_counted_over_the_events_unless_whole_hours_after_1970(data
              f"FROM {d.table})")
     assert not rollup_build._rhythm_modes(d.con, half)[1]
     assert not rollup_build._rhythm_modes(d.con, early)[1]
-    modes, _, _ = rollup_build._rhythm_modes(d.con, half)
-    assert "FROM (SELECT user_idx, s +" in rollup_build._rhythm_cells("ev", "r", modes, False,
-                                                                      True)
-
-
-def test_rhythm_cells_of_one_offset_count_rows_not_distinct_users(data):
-    """With one offset for every event (Taobao's China time) or none, a user's rows of
-    ``rhythm`` fall in distinct cells of each mode, so the cells count rows: the same cells
-    as distinct users counted over the events. Offsets that vary (the NYC slice's daylight
-    saving time) keep the distinct count."""
-    d = data
-    cols = ", ".join(c for c in schema.COLUMNS if c != schema.TZ_OFFSET)
-    for offset in ("480", "NULL"):
-        one = f"(SELECT {cols}, CAST({offset} AS INTEGER) AS {schema.TZ_OFFSET} FROM {d.table})"
-        modes, from_rhythm, one_offset = rollup_build._rhythm_modes(d.con, one)
-        assert from_rhythm and one_offset
-        con = d.con.cursor()
-        con.execute("CREATE TEMP TABLE ev1 AS SELECT e.*, CAST(EPOCH(e.ts) AS BIGINT) AS s, "
-                    f"dense_rank() OVER (ORDER BY e.{schema.USER}) AS user_idx FROM {one} e")
-        con.execute(f"CREATE TEMP TABLE rh1 AS SELECT user_idx, {schema.TZ_OFFSET}, "
-                    "(s // 3600) % 168 AS how, count(*) AS events FROM ev1 GROUP BY ALL")
-        got, want = (con.execute(rollup_build._rhythm_cells("ev1", "rh1", modes, rhythm, rhythm)
-                                 + " ORDER BY ALL").df() for rhythm in (True, False))
-        assert "count(DISTINCT" not in rollup_build._rhythm_cells("ev1", "rh1", modes, True,
-                                                                  True)
-        pd.testing.assert_frame_equal(got, want)
-        assert len(got) > 100 and got["users"].sum() > got["users"].max()
-        con.close()
-    varying = d.con.execute(f"SELECT count(DISTINCT {schema.TZ_OFFSET}) > 1 FROM "
-                            f"{d.table}").fetchall()[0][0]
-    assert rollup_build._rhythm_modes(d.con, d.table)[2] is not varying
 
 
 def test_sorted_events_break_ties_by_coordinates_nulls_last():
@@ -563,7 +531,7 @@ def test_batched_steps_equal_one_batch(data, monkeypatch):
         "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE ?",
         [f"rollup__{d.name}__drift_%"]).fetchall()]
     parts = {"steps": ["steps", "hour_users", "hourly", "gaps", "sessions"], "drift": drift,
-             "mobility": ["mobility"], "rhythm": ["rhythm"]}
+             "mobility": ["mobility"], "rhythm": ["rhythm"], "rhythm_cells": ["rhythm_cells"]}
     assert len(drift) == 3  # drift_<window>, drift_ref_<window>, drift_rank_<window>
 
     def rows(p: str) -> pd.DataFrame:
@@ -590,28 +558,39 @@ def test_batched_steps_equal_one_batch(data, monkeypatch):
         d.con.execute("ROLLBACK")
 
 
-def test_rhythm_counts_unknown_offsets_and_times_before_1970_as_duckdb_does():
+@pytest.mark.parametrize("start, offsets", [
+    ("1969-12-20", "CASE i % 4 WHEN 0 THEN NULL WHEN 1 THEN 60 WHEN 2 THEN -300 ELSE 60 END"),
+    ("2021-03-20", "CASE i % 4 WHEN 0 THEN NULL WHEN 1 THEN 60 WHEN 2 THEN -300 ELSE 120 END"),
+    ("2021-03-20", "480"), ("2021-03-20", "NULL")])
+def test_rhythm_and_its_cells_count_as_duckdb_does(start, offsets):
     """``rhythm``'s hour of the week is DuckDB's ``(s // 3600) % 168`` (truncated: negative
     before 1970) per user and offset, unknown offsets a key of their own: the numpy count
-    equals the SQL GROUP BY on events with mixed, missing and changing offsets."""
+    equals the SQL GROUP BY on events with mixed, missing and changing offsets, one offset
+    or none. After 1970 the cells summed from it per batch of users (distinct users by a
+    dense count) equal counting every mode's cells over the events."""
     import duckdb
 
     con = duckdb.connect()
     cols = ", ".join(f"{c} {schema.DUCKDB_TYPES[c]}" for c in schema.COLUMNS)
     con.execute(f"CREATE TABLE events__rh ({cols})")
-    con.execute("INSERT INTO events__rh SELECT 'u' || (i % 7), 'i' || (i % 5), TIMESTAMP "
-                "'1969-12-20' + to_seconds(i * 7919), NULL, NULL, NULL, NULL, NULL, CASE i % "
-                "4 WHEN 0 THEN NULL WHEN 1 THEN 60 WHEN 2 THEN -300 ELSE 60 END FROM "
-                "range(3000) t(i)")
-    for what, sql in rollup_build.build_sql("rh", con):
-        con.execute(sql)
-        if what == "ev":
+    con.execute(f"INSERT INTO events__rh SELECT 'u' || (i % 37), 'i' || (i % 5), TIMESTAMP "
+                f"'{start}' + to_seconds(i * 7919), NULL, -73.9 + (i % 3), NULL, NULL, NULL, "
+                f"{offsets} FROM range(3000) t(i)")
+    steps = dict(rollup_build.build_steps(con, "rh"))
+    for what, step in steps.items():
+        step()
+        if what == "rhythm":
             break
-    rollup_build._build_rhythm(con, "rh")
     ev, rhythm = rollup.part("rh", "ev"), rollup.part("rh", "rhythm")
     got = con.execute(f"SELECT * FROM {rhythm} ORDER BY ALL").df()
     want = con.execute(f"SELECT user_idx, {schema.TZ_OFFSET}, (s // 3600) % 168 AS how, "
                        f"count(*) AS events FROM {ev} GROUP BY ALL ORDER BY ALL").df()
     pd.testing.assert_frame_equal(got, want)
-    assert (got["how"] < 0).any() and got[schema.TZ_OFFSET].isna().any()
-    assert got[schema.TZ_OFFSET].nunique() == 2  # and unknown
+    modes, from_rhythm = rollup_build._rhythm_modes(con, "events__rh")
+    assert from_rhythm is (start > "1970") and len(modes) == 3
+    assert bool((got["how"] < 0).any()) is (start < "1970")
+    steps["rhythm_cells"]()
+    cells = con.execute(f"SELECT * FROM {rollup.part('rh', 'rhythm_cells')} ORDER BY ALL").df()
+    pd.testing.assert_frame_equal(cells, con.execute(
+        rollup_build._rhythm_cells(ev, modes) + " ORDER BY ALL").df())
+    assert cells["users"].max() == 37 or cells["users"].sum() > 168 * 3
