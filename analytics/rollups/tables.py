@@ -62,7 +62,7 @@ from ..store import derived_table
 from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 20
+VERSION = 21
 #: The canonical columns ``ev`` does not store: the users', items' and categories' names, which
 #: ``users``, ``items`` and ``categories`` hold by ``user_idx`` / ``item_idx`` / ``cat_idx``
 #: (``Rollup.user_events`` joins them back).

@@ -594,3 +594,16 @@ def test_rhythm_and_its_cells_count_as_duckdb_does(start, offsets):
     pd.testing.assert_frame_equal(cells, con.execute(
         rollup_build._rhythm_cells(ev, modes) + " ORDER BY ALL").df())
     assert cells["users"].max() == 37 or cells["users"].sum() > 168 * 3
+
+
+def test_a_set_built_by_an_older_version_is_rebuilt_on_first_use(data):
+    """Tables whose layout changed (``VERSION``) are never read as they are: a set of an
+    older version is not fresh, and the next ``ensure`` rebuilds it in the current layout."""
+    d = data
+    ru = rollup_build.ensure(d.con, d.name)
+    d.con.execute(f"ALTER TABLE {ru.t('mobility')} RENAME COLUMN home_idx TO home_item")
+    d.con.execute("UPDATE rollups SET version = version - 1 WHERE name = ?", [d.name])
+    assert not rollup.fresh(d.con, d.name)
+    ru = rollup_build.ensure(d.con, d.name)
+    assert ru is not None and rollup.info(d.con, d.name)["version"] == rollup.VERSION
+    assert "home_idx" in ru.df(f"SELECT * FROM {ru.t('mobility')} LIMIT 1").columns
