@@ -21,3 +21,31 @@ def run_ids(n: int, starts: np.ndarray) -> np.ndarray:
     flags = np.zeros(n, bool)
     flags[starts] = True
     return np.cumsum(flags) - 1
+
+
+def in_order(*keys: np.ndarray) -> bool:
+    """Whether the rows are in non-decreasing order of ``keys`` (compared in turn)."""
+    if len(keys[0]) < 2:
+        return True
+    after = np.zeros(len(keys[0]) - 1, bool)
+    tied = np.ones(len(keys[0]) - 1, bool)
+    for k in keys:
+        after |= tied & (k[1:] > k[:-1])
+        tied &= k[1:] == k[:-1]
+    return bool((after | tied).all())
+
+
+def value_counts(key: np.ndarray, weights: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct ``key`` values in order, rows of each, the sum of ``weights`` of each, zeros
+    without weights): a dense count, no sort, where the values lie close together."""
+    lo = int(key.min()) if len(key) else 0
+    span = int(key.max()) - lo + 1 if len(key) else 0
+    if span <= max(4 * len(key), 1 << 20):
+        rows = np.bincount(key - lo, minlength=span)
+        keys = np.flatnonzero(rows)
+        return (keys + lo, rows[keys], np.zeros(len(keys)) if weights is None else
+                np.bincount(key - lo, weights, span)[keys])
+    keys, inv = np.unique(key, return_inverse=True)
+    return (keys, np.bincount(inv, minlength=len(keys)), np.zeros(len(keys))
+            if weights is None else np.bincount(inv, weights, len(keys)))

@@ -159,6 +159,13 @@ def solar_offset_sql(lon: str) -> str:
     return f"(CAST(round_even({lon} / 15.0, 0) AS INTEGER) * 60)"
 
 
+def offset_minutes(tz: np.ndarray, lon: np.ndarray | None = None) -> np.ndarray:
+    """Each event's local clock in minutes east of UTC: ``tz`` (NaN where unknown), else the
+    solar zone of ``lon`` (when given, :func:`solar_offset_min`), else 0 (UTC)."""
+    offset = tz if lon is None else np.where(np.isnan(tz), solar_offset_min(lon), tz)
+    return np.nan_to_num(offset, nan=0.0).astype("int64")
+
+
 def local_time(df: pd.DataFrame,
                fallback: Literal["longitude", "utc"] = "longitude") -> pd.Series:
     """Local wall-clock time of each event: ``ts`` shifted by ``tz_offset_min`` when known.
@@ -166,17 +173,15 @@ def local_time(df: pd.DataFrame,
     Where the offset is unknown, ``fallback="longitude"`` uses the solar-time zone
     (:func:`solar_offset_min`), ``"utc"`` keeps UTC.
     """
+    if fallback not in ("longitude", "utc"):
+        raise ValueError(f"unknown local-time fallback {fallback!r}: use 'longitude' or 'utc'")
     t = utc_naive(df[TS])
     offset = np.full(len(df), np.nan)
     if TZ_OFFSET in df.columns:
         offset = pd.to_numeric(df[TZ_OFFSET]).to_numpy(dtype="float64", na_value=np.nan)
-    if fallback == "longitude" and LON in df.columns:
-        lon = pd.to_numeric(df[LON]).to_numpy(dtype="float64", na_value=np.nan)
-        offset = np.where(np.isnan(offset), solar_offset_min(lon), offset)
-    elif fallback not in ("longitude", "utc"):
-        raise ValueError(f"unknown local-time fallback {fallback!r}: use 'longitude' or 'utc'")
-    offset = np.nan_to_num(offset, nan=0.0).astype("int64")
-    local = t + offset.astype("timedelta64[m]")
+    lon = (pd.to_numeric(df[LON]).to_numpy(dtype="float64", na_value=np.nan)
+           if fallback == "longitude" and LON in df.columns else None)
+    local = t + offset_minutes(offset, lon).astype("timedelta64[m]")
     return pd.Series(local, index=df.index, name="local_ts")
 
 

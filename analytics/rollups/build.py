@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from .. import schema
 from ..geo import has_coords_sql
-from ..runs import run_ids
+from ..runs import run_ids, value_counts
 from ..spacetime import WINDOW, solar_offset_min
 from ..spatial import density as space
 from ..spatial import mobility, zones_sql
@@ -448,8 +448,8 @@ def _build_rhythm_cells(cur: Any, name: str, modes: list[tuple[str, int, str]]) 
     took 14-21 s at 100M events)."""
     ru = Rollup(cur, name)
     tz, temp = schema.TZ_OFFSET, "_rhythm_cell_rows"
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE {temp} (mode VARCHAR, fallback INTEGER, "
-                "lh BIGINT, events BIGINT, users BIGINT)")
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE {temp} (k INTEGER, mode VARCHAR, fallback "
+                "INTEGER, lh BIGINT, events BIGINT, users BIGINT)")
 
     def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
         user, how = np.asarray(got["user_idx"]), np.asarray(got["how"])
@@ -458,13 +458,14 @@ def _build_rhythm_cells(cur: Any, name: str, modes: list[tuple[str, int, str]]) 
         offset = np.ma.asarray(got[tz]).filled(0).astype(np.int64)
         u0 = int(user.min()) if len(user) else 0
         size = (int(user.max()) - u0 + 1 if len(user) else 0) * 168
-        out: dict[str, list[Any]] = {"mode": [], "fallback": [], "lh": [], "events": [],
-                                     "users": []}
-        for mode, fb, _ in modes:
+        out: dict[str, list[Any]] = {"k": [], "mode": [], "fallback": [], "lh": [],
+                                     "events": [], "users": []}
+        for k, (mode, fb, _) in enumerate(modes):
             off = np.zeros(len(how), np.int64) if mode == "utc" else np.where(known, offset, fb)
             lh = (how + off // 60) % 168
             seen = np.bincount((user - u0).astype(np.int64) * 168 + lh, minlength=size) > 0
-            for col, values in (("mode", [mode] * 168), ("fallback", np.full(168, fb)),
+            for col, values in (("k", np.full(168, k, np.int32)), ("mode", [mode] * 168),
+                                ("fallback", np.full(168, fb)),
                                 ("lh", np.arange(168)),
                                 ("events", np.bincount(lh, events, 168).astype(np.int64)),
                                 ("users", seen.reshape(-1, 168).sum(axis=0))):
@@ -475,14 +476,11 @@ def _build_rhythm_cells(cur: Any, name: str, modes: list[tuple[str, int, str]]) 
     try:
         _map_user_batches(cur, ru, RHYTHM_BATCH, f"SELECT user_idx, {tz}, how, events FROM "
                           f"{ru.t('rhythm')} WHERE user_idx BETWEEN {{lo}} AND {{hi}}", rows)
-        order = " UNION ALL ".join(f"SELECT '{m}' AS mode, {fb} AS fallback, {k} AS k"
-                                   for k, (m, fb, _) in enumerate(modes))
-        cur.execute(f"CREATE TABLE {ru.t('rhythm_cells')} AS SELECT mode, fallback, weekday, "
-                    "hour, events, users FROM (SELECT c.mode, c.fallback, (lh // 24 + 3) % 7 "
-                    "AS weekday, lh % 24 AS hour, CAST(sum(events) AS BIGINT) AS events, "
-                    f"CAST(sum(users) AS BIGINT) AS users, any_value(o.k) AS k FROM {temp} c "
-                    f"JOIN ({order}) o USING (mode, fallback) GROUP BY c.mode, c.fallback, lh "
-                    "HAVING sum(events) > 0) ORDER BY k, weekday, hour")
+        cur.execute(f"CREATE TABLE {ru.t('rhythm_cells')} AS SELECT mode, fallback, "
+                    "(lh // 24 + 3) % 7 AS weekday, lh % 24 AS hour, CAST(sum(events) AS "
+                    f"BIGINT) AS events, CAST(sum(users) AS BIGINT) AS users FROM {temp} "
+                    "GROUP BY k, mode, fallback, lh HAVING sum(events) > 0 ORDER BY k, "
+                    "weekday, hour")
     finally:
         cur.execute(f"DROP TABLE IF EXISTS {temp}")
 
@@ -511,19 +509,6 @@ def _build_steps(cur: Any, name: str, source: str | None = None,
                                    "n BIGINT")):
         cur.execute(f"CREATE OR REPLACE TEMP TABLE {temp[what]} ({cols})")
 
-    def count(key: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-        """(distinct keys, rows, weighted rows): a dense count where the keys are close."""
-        lo = int(key.min()) if len(key) else 0
-        span = int(key.max()) - lo + 1 if len(key) else 0
-        if span <= max(4 * len(key), 1 << 20):  # no sort
-            rows = np.bincount(key - lo, minlength=span)
-            keys = np.flatnonzero(rows)
-            return (keys + lo, rows[keys], np.zeros(len(keys)) if weights is None else
-                    np.bincount(key - lo, weights, span)[keys])
-        keys, inv = np.unique(key, return_inverse=True)
-        return (keys, np.bincount(inv, minlength=len(keys)), np.zeros(len(keys))
-                if weights is None else np.bincount(inv, weights, len(keys)))
-
     def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
         if len(got[order]) > 1 and (np.diff(got[order]) <= 0).any():
             at = np.argsort(got[order])
@@ -539,8 +524,8 @@ def _build_steps(cur: Any, name: str, source: str | None = None,
         hour = us // 3_600_000_000
         new_hour = first.copy()
         new_hour[1:] |= hour[1:] != hour[:-1]
-        hours, events, users = count(hour, new_hour.astype(np.float64))
-        gaps, gap_n, _ = count(gap[~first])
+        hours, events, users = value_counts(hour, new_hour.astype(np.float64))
+        gaps, gap_n, _ = value_counts(gap[~first])
         sessions: dict[str, list[np.ndarray]] = {"gap_limit": [], "duration": [],
                                                  "single": [], "n": []}
         for g in SESSION_GAPS:
@@ -548,8 +533,8 @@ def _build_steps(cur: Any, name: str, source: str | None = None,
             sid = run_ids(n, np.flatnonzero(start))
             cont = ~start
             steps = np.bincount(sid[cont], minlength=int(start.sum()))
-            durations, d_n, _ = count(np.bincount(sid[cont], weights=gap[cont], minlength=len(
-                steps))[steps > 0].astype(np.int64))
+            spans = np.bincount(sid[cont], weights=gap[cont], minlength=len(steps))
+            durations, d_n, _ = value_counts(spans[steps > 0].astype(np.int64))
             for col, values in (("gap_limit", np.full(len(durations) + 1, g, np.int32)),
                                 ("duration", np.r_[0, durations]),
                                 ("single", np.r_[True, np.zeros(len(durations), bool)]),
@@ -610,14 +595,8 @@ def _build_rhythm(cur: Any, name: str) -> None:
         code = np.searchsorted(present, code)
         u0, h0 = int(user.min()), int(how.min())
         hours = int(how.max()) - h0 + 1
-        key = ((user - u0).astype(np.int64) * len(present) + code) * hours + (how - h0)
-        size = int(key.max()) + 1
-        if size <= 8 * len(key):
-            counts = np.bincount(key, minlength=size)
-            key = np.flatnonzero(counts)
-            counts = counts[key]
-        else:
-            key, counts = np.unique(key, return_counts=True)
+        key, counts, _ = value_counts(
+            ((user - u0).astype(np.int64) * len(present) + code) * hours + (how - h0))
         code = present[key // hours % len(present)]
         return {table: pa.table({
             "user_idx": (key // hours // len(present) + u0).astype(np.int32),
@@ -676,8 +655,8 @@ def build_sql(name: str, cur: Any,
         f"IS NOT NULL) ORDER BY cat_idx",
         # every event, sorted by user and time, with the integer columns the queries use (and
         # the canonical ones but the names kept by id: ``EV_WITHOUT``); written in
-        # parallel (the previous event's columns are in ``steps``: a streaming window over
-        # these wide rows ran on one core, half the step at 100M events). ``ts`` and ``s``
+        # parallel (no window over these wide rows: each event's previous one is found in
+        # numpy, :func:`_build_steps`). ``ts`` and ``s``
         # are virtual, computed from ``us`` when read: 16 bytes less per row to sort and
         # write (a sixth of the step at 100M events)
         f"CREATE TABLE {p['ev']} ({', '.join(ev_columns)}); INSERT INTO {p['ev']} "

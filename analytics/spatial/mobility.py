@@ -27,9 +27,9 @@ from ..geo import (
     unit_vectors,
     with_coords,
 )
-from ..runs import run_ids, run_starts
+from ..runs import in_order, run_ids, run_starts
 from ..schema import COLUMNS, ITEM, LAT, LON, TS, USER
-from ..spacetime import WINDOW, Window, local_time, solar_offset_min, utc_naive, window_start
+from ..spacetime import WINDOW, Window, local_time, offset_minutes, utc_naive, window_start
 
 TRIP = "trip"
 PATH = "path"
@@ -272,17 +272,23 @@ def home_work(events: pd.DataFrame, window: Window = None,
     """
     df, keys = _keys(events, window)
     local = local_time(df, fallback=tz_fallback)
-    hour = local.dt.hour.to_numpy()
-    weekday = local.dt.day_of_week.to_numpy()
-    lo, hi = night_hours
-    night = (hour >= lo) | (hour < hi) if lo > hi else (hour >= lo) & (hour < hi)
-    work = (weekday < 5) & (hour >= work_hours[0]) & (hour < work_hours[1])
+    night, work = _night_work(local.dt.hour.to_numpy(), local.dt.day_of_week.to_numpy(),
+                              night_hours, work_hours)
     df = df.assign(**{LAT: pd.to_numeric(df[LAT]) if LAT in df else np.nan,
                       LON: pd.to_numeric(df[LON]) if LON in df else np.nan})
     out = df[keys].drop_duplicates().sort_values(keys, ignore_index=True)
     out = out.merge(_anchor(df, night, keys, "home"), on=keys, how="left")
     out = out.merge(_anchor(df, work, keys, "work"), on=keys, how="left")
     return out.astype({"home_visits": "Int64", "work_visits": "Int64"})
+
+
+def _night_work(hour: np.ndarray, weekday: np.ndarray,
+                night_hours: tuple[int, int] = NIGHT_HOURS,
+                work_hours: tuple[int, int] = WORK_HOURS) -> tuple[np.ndarray, np.ndarray]:
+    """Which local times (``hour``, ``weekday`` 0 = Monday) are night and working hours."""
+    lo, hi = night_hours
+    night = (hour >= lo) | (hour < hi) if lo > hi else (hour >= lo) & (hour < hi)
+    return night, (weekday < 5) & (hour >= work_hours[0]) & (hour < work_hours[1])
 
 
 def user_mobility(events: pd.DataFrame, window: Window = None,
@@ -322,9 +328,7 @@ def mobility_arrays(user: np.ndarray, us: np.ndarray, item: np.ndarray, located:
     n = len(user)
     if n == 0:
         return {k: np.zeros(0) for k in MOBILITY_ARRAYS}
-    same_user, same_us = user[1:] == user[:-1], us[1:] == us[:-1]
-    if not ((user[1:] > user[:-1]) | (same_user & (us[1:] > us[:-1]))
-            | (same_user & same_us & (item[1:] >= item[:-1]))).all():
+    if not in_order(user, us, item):
         order = np.lexsort((lon, lat, item, us, user))
         user, us, item, located, lat, lon, tz = (a[order] for a in (user, us, item, located,
                                                                     lat, lon, tz))
@@ -335,13 +339,9 @@ def mobility_arrays(user: np.ndarray, us: np.ndarray, item: np.ndarray, located:
     out = {"user": user[g_start], WINDOW: w[g_start], EVENTS: np.diff(np.r_[g_start, n])}
 
     # home and work: per (window, item) the night and working-hour visits
-    offset = np.where(np.isnan(tz), solar_offset_min(lon), tz)
-    local = us + (np.nan_to_num(offset) * 60_000_000).astype(np.int64)
+    local = us + offset_minutes(tz, lon) * 60_000_000
     day = local // 86_400_000_000
-    hour = (local - day * 86_400_000_000) // 3_600_000_000
-    lo, hi = NIGHT_HOURS
-    night = (hour >= lo) | (hour < hi) if lo > hi else (hour >= lo) & (hour < hi)
-    work = ((day + 3) % 7 < 5) & (hour >= WORK_HOURS[0]) & (hour < WORK_HOURS[1])
+    night, work = _night_work((local - day * 86_400_000_000) // 3_600_000_000, (day + 3) % 7)
     order = np.argsort(group * (int(item.max()) + 1) + item, kind="stable")
     r_start = run_starts(group[order], item[order])  # runs of one (window, item)
     r_item = item[order][r_start]

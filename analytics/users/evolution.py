@@ -25,7 +25,7 @@ import pandas as pd
 from .. import schema
 from ..engine import EVENTS, PERIOD, USERS, as_table, check_freq, execute, period_start
 from ..geo import has_coords
-from ..runs import run_ids, run_starts
+from ..runs import in_order, run_ids, run_starts
 from ..spacetime import window_start
 from ..spatial.density import hex_cells_of
 
@@ -70,17 +70,14 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
     if p.shape != q.shape or (p < 0).any() or (q < 0).any() or p.sum() == 0 or q.sum() == 0:
         raise ValueError("js_divergence needs two non-negative, non-empty weight vectors of "
                          "the same length")
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-    return float(0.5 * _kl_terms(p, m).sum() + 0.5 * _kl_terms(q, m).sum())
+    return float(_js_terms(p / p.sum(), q / q.sum()).sum())
 
 
 def _kl_terms(p: np.ndarray, m: np.ndarray) -> np.ndarray:
     """p * log2(p / m) with 0 * log(0) = 0 (m > 0 wherever p > 0 by construction)."""
-    out = np.zeros_like(p, dtype=float)
     pos = p > 0
-    out[pos] = p[pos] * np.log2(p[pos] / m[pos])
-    return out
+    ratio = np.divide(p, m, out=np.ones_like(p, dtype=float), where=pos)
+    return p * np.log2(ratio, out=ratio, where=pos)
 
 
 def interest_profiles(events: Any, freq: str = "month", column: str = schema.CATEGORY,
@@ -206,8 +203,7 @@ def drift_from_events(user: np.ndarray, us: np.ndarray, key: np.ndarray, freq: s
     orders are sorted first); windows of ``freq``. The arrays of :func:`drift_arrays`. One
     stable sort of the events by (user, key) finds the profile cells, no grouping of the
     (user, window, key) triples."""
-    if len(user) > 1 and not ((user[1:] > user[:-1]) | ((user[1:] == user[:-1])
-                                                        & (us[1:] >= us[:-1]))).all():
+    if not in_order(user, us):
         order = np.lexsort((us, user))
         user, us, key = user[order], us[order], key[order]
     period = window_start(pd.Series(us.view("datetime64[us]")), freq).to_numpy().view(np.int64)
@@ -223,15 +219,9 @@ def drift_from_events(user: np.ndarray, us: np.ndarray, key: np.ndarray, freq: s
 
 
 def _js_terms(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Each element's JS term of ``p`` and ``q`` (0 * log 0 = 0), base 2: ``p log2(p / m) / 2
-    + q log2(q / m) / 2``, ``m = (p + q) / 2``."""
+    """Each element's JS term of ``p`` and ``q`` (what :func:`js_divergence` sums), base 2."""
     m = (p + q) / 2
-    out = np.zeros(len(p))
-    for x in (p, q):
-        pos = x > 0
-        ratio = np.divide(x, m, out=np.ones(len(p)), where=pos)
-        out += 0.5 * x * np.log2(ratio, out=ratio, where=pos)
-    return out
+    return 0.5 * _kl_terms(p, m) + 0.5 * _kl_terms(q, m)
 
 
 def drift_arrays(g_user: np.ndarray, g_period: np.ndarray, g_events: np.ndarray,
