@@ -49,3 +49,43 @@ def value_counts(key: np.ndarray, weights: np.ndarray | None = None
     keys, inv = np.unique(key, return_inverse=True)
     return (keys, np.bincount(inv, minlength=len(keys)), np.zeros(len(keys))
             if weights is None else np.bincount(inv, weights, len(keys)))
+
+
+def distinct_per_key(user: np.ndarray, key: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct ``key`` values in order, rows of each, distinct ``user`` values of each):
+    one stable sort of the (key, user) pairs, the runs of a key its rows, the runs of a pair
+    within it its distinct users. Where the rows are a batch of whole users, the distinct
+    users over several batches are the sum of each batch's (:func:`sum_per_key`)."""
+    if not len(key):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    k0, u0 = int(key.min()), int(user.min())
+    users = int(user.max()) - u0 + 1
+    k = key.astype(np.int64) - k0
+    u = user.astype(np.int64) - u0
+    if (int(k.max()) + 1) * users < 1 << 62:
+        pair = k * users + u
+        pair.sort(kind="stable")
+        k, u = pair // users, pair % users
+    else:  # too wide to pack in one integer: sort the two columns
+        order = np.lexsort((u, k))
+        k, u = k[order], u[order]
+    starts = run_starts(k)
+    new = np.zeros(len(k), np.int64)
+    new[run_starts(k, u)] = 1
+    return k[starts] + k0, np.diff(np.r_[starts, len(k)]), np.add.reduceat(new, starts)
+
+
+def sum_per_key(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (keys in order, sums, sums) of several :func:`distinct_per_key` results added up
+    by key."""
+    keys = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    if not len(keys):
+        return keys.astype(np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = run_starts(keys)
+    sums = [np.add.reduceat(np.concatenate([p[i] for p in parts])[order], starts)
+            for i in (1, 2)]
+    return keys[starts], sums[0].astype(np.int64), sums[1].astype(np.int64)

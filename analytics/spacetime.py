@@ -108,6 +108,21 @@ def window_start(ts: pd.Series, window: Window) -> pd.Series:
     return pd.Series(out, index=ts.index, name=WINDOW)
 
 
+def window_index(us: np.ndarray, window: Window, starts: pd.DatetimeIndex) -> np.ndarray:
+    """Index in ``starts`` (:func:`all_windows` of a span holding them) of the window of each
+    time given in microseconds since 1970 (:func:`window_start`'s rule); -1 where there is
+    none (outside custom edges)."""
+    if not len(us):
+        return np.zeros(0, np.int64)
+    first = window_start(pd.Series(np.asarray(us, np.int64).view("datetime64[us]")), window)
+    first = first.to_numpy("datetime64[us]").view(np.int64)
+    bounds = starts.to_numpy("datetime64[us]").view(np.int64)
+    i = np.searchsorted(bounds, first)
+    found = i < len(bounds)
+    found[found] = bounds[i[found]] == first[found]
+    return np.where(found, i, -1)
+
+
 def _ts_literal(t: pd.Timestamp) -> str:
     return f"TIMESTAMP '{t.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 

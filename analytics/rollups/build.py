@@ -17,9 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -38,7 +36,7 @@ from ..spatial import mobility, zones_sql
 from ..spatial.zones import POLYGON
 from ..store import Store, content_fingerprint, drop_derived, events_table
 from ..users import evolution
-from . import defaults, lookup
+from . import batches, defaults, lookup
 from . import spatial as answers_spatial
 from . import users as answers_users
 from .incremental import _exists
@@ -230,15 +228,15 @@ def _insert(cur: Any, table: str, rows: pd.DataFrame, tail: str = "") -> None:
 
 
 def _build_density(cur: Any, name: str) -> None:
-    """The ``density`` table: ``space.rollup_density`` of every spec, cell ids as text."""
+    """The ``density`` table: every spec's densities (``spatial.density_counts``: one pass
+    over the events), cell ids as text."""
     bbox = cur.execute("SELECT min_lat, max_lat, min_lon, max_lon FROM datasets WHERE name = ?",
                        [name]).fetchall()[0]
-    specs = DENSITY_SPECS + (("hex", space.auto_hex_resolution(
-        None if bbox[0] is None else bbox), None),)
+    specs = list(dict.fromkeys(DENSITY_SPECS + (("hex", space.auto_hex_resolution(
+        None if bbox[0] is None else bbox), None),)))
     frames = []
-    for kind, size, window in dict.fromkeys(specs):
-        out = answers_spatial.density_rows(Rollup(cur, name), kind, size, window,
-                                           stored=False)
+    for (kind, size, window), out in zip(specs, answers_spatial.density_counts(
+            Rollup(cur, name), specs), strict=True):
         if window is None:
             out.insert(0, WINDOW, pd.Series(pd.NaT, index=out.index, dtype="datetime64[us]"))
         frames.append(out.assign(spec=space.density_key(kind, size, window),
@@ -278,42 +276,22 @@ def _build_drift(cur: Any, name: str) -> None:
             evolution.PREV_EVENTS: out["prev_events"], evolution.EVENTS: out["events"],
             evolution.JS: out["js"], evolution.SHRUNK_JS: out["shrunk_js"]})}
 
-    _map_user_batches(cur, ru, DRIFT_BATCH, f"SELECT user_idx, us, cat_idx FROM {ru.t('ev')} "
+    _insert_batches(ru, DRIFT_BATCH, f"SELECT user_idx, us, cat_idx FROM {ru.t('ev')} "
                       "WHERE cat_idx IS NOT NULL AND user_idx BETWEEN {lo} AND {hi}", rows)
     for what, query in answers_users.drift_summaries_sql(ru, freq).items():
         cur.execute(f"CREATE TABLE {ru.t(what)} AS {query}")
 
 
-def _user_batches(ru: Rollup, events: int) -> list[tuple[int, int]]:
-    """(first, last user_idx) of consecutive batches of whole users of about ``events``
-    events each."""
-    counts = ru.df(f"SELECT events FROM {ru.t('users')} ORDER BY user_idx")["events"].to_numpy()
-    batch = np.cumsum(counts) // events
-    return [(int(lo), int(hi)) for lo, hi in (np.flatnonzero(batch == b)[[0, -1]]
-                                               for b in np.unique(batch))]
+def _insert_batches(ru: Rollup, events: int, query: str,
+                    rows: Callable[[dict[str, np.ndarray]], dict[str, pa.Table]]) -> None:
+    """``batches.map_user_batches`` whose batches' ``rows`` (a table -> its rows) are
+    appended to their tables in batch order on ``ru.con`` (the build's cursor and
+    transaction)."""
+    def insert(tables: dict[str, pa.Table]) -> None:
+        for table, frame in tables.items():
+            _insert(ru.con, table, frame)
 
-
-def _map_user_batches(cur: Any, ru: Rollup, events: int, query: str,
-                      rows: Callable[[dict[str, np.ndarray]], dict[str, pa.Table]]) -> None:
-    """Append the ``rows`` computed from each batch of whole users (about ``events`` events;
-    ``query`` reads one, ``{lo}`` and ``{hi}`` its first and last user_idx: ``ev`` is sorted
-    by user, so a batch is a few row groups read in order) to their tables (``rows`` maps a
-    table to its rows). The reads and inserts stay on ``cur`` (the build's transaction);
-    numpy computes two batches at once beside them (it releases the GIL): both cores busy,
-    not one."""
-    def insert(done: Future[dict[str, pa.Table]]) -> None:
-        for table, frame in done.result().items():
-            _insert(cur, table, frame)
-
-    with ThreadPoolExecutor(2, thread_name_prefix="trailscope-build") as pool:
-        pending: deque[Future[dict[str, pa.Table]]] = deque()
-        for lo, hi in _user_batches(ru, events):
-            pending.append(pool.submit(rows, cur.execute(query.format(lo=lo, hi=hi))
-                                       .fetchnumpy()))
-            while len(pending) > 2 or (pending and pending[0].done()):
-                insert(pending.popleft())
-        while pending:
-            insert(pending.popleft())
+    batches.map_user_batches(ru, events, query, rows, insert)
 
 
 def _build_mobility(cur: Any, name: str) -> None:
@@ -357,7 +335,7 @@ def _build_mobility(cur: Any, name: str) -> None:
 
     read = ["user_idx", "us", "item_idx", schema.TZ_OFFSET] + (
         ["coord_idx", schema.LAT, schema.LON] if coords else [])
-    _map_user_batches(cur, ru, MOBILITY_BATCH, f"SELECT {', '.join(read)} FROM {ru.t('ev')} "
+    _insert_batches(ru, MOBILITY_BATCH, f"SELECT {', '.join(read)} FROM {ru.t('ev')} "
                       "WHERE user_idx BETWEEN {lo} AND {hi}", rows)
 
 
@@ -474,7 +452,7 @@ def _build_rhythm_cells(cur: Any, name: str, modes: list[tuple[str, int, str]]) 
                                 for c, v in out.items()})}
 
     try:
-        _map_user_batches(cur, ru, RHYTHM_BATCH, f"SELECT user_idx, {tz}, how, events FROM "
+        _insert_batches(ru, RHYTHM_BATCH, f"SELECT user_idx, {tz}, how, events FROM "
                           f"{ru.t('rhythm')} WHERE user_idx BETWEEN {{lo}} AND {{hi}}", rows)
         cur.execute(f"CREATE TABLE {ru.t('rhythm_cells')} AS SELECT mode, fallback, "
                     "(lh // 24 + 3) % 7 AS weekday, lh % 24 AS hour, CAST(sum(events) AS "
@@ -553,7 +531,7 @@ def _build_steps(cur: Any, name: str, source: str | None = None,
                                            sessions.items()})}
 
     try:
-        _map_user_batches(cur, ru, STEP_BATCH, f"SELECT {order}, user_idx, s, us, coord_idx "
+        _insert_batches(ru, STEP_BATCH, f"SELECT {order}, user_idx, s, us, coord_idx "
                           f"FROM {source or ru.t('ev')} WHERE user_idx BETWEEN {{lo}} AND {{hi}}",
                           rows)
         cur.execute(f"CREATE TABLE {t['hour_users']} AS SELECT make_timestamp(hour * "
@@ -603,7 +581,7 @@ def _build_rhythm(cur: Any, name: str) -> None:
             tz: pa.array((code + lo).astype(np.int32), mask=code == unknown),
             "how": key % hours + h0, "events": counts})}
 
-    _map_user_batches(cur, ru, RHYTHM_BATCH, f"SELECT user_idx, s, {tz} FROM {ru.t('ev')} "
+    _insert_batches(ru, RHYTHM_BATCH, f"SELECT user_idx, s, {tz} FROM {ru.t('ev')} "
                       "WHERE user_idx BETWEEN {lo} AND {hi}", rows)
 
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from ..geo import has_coords_sql
 from ..schema import CATEGORY, ITEM, LAT, LON, TS, USER
-from ..spacetime import Window
+from ..spacetime import WINDOW, Window, all_windows, window_index
 from ..spatial import density, flows, mobility, zones_sql
-from ..spatial.sql import registered, zone_lookup
-from ..spatial.zones import EXTENT, MAX_EXTENT_KM, MAX_SHARE, ZONE, Zones
+from ..spatial.sql import zone_lookup
+from ..spatial.zones import EXTENT, MAX_EXTENT_KM, MAX_SHARE, NOISE, USERS, VISITS, ZONE, Zones
 from ..store import events_table
-from . import defaults, lookup
+from . import batches, defaults, lookup
 from .tables import HEAT_ROWS, Rollup
 
 CELL = density.CELL
@@ -32,8 +33,7 @@ def density_rows(ru: Rollup, kind: str, size: float, window: Window,
                  stored: bool = True) -> pd.DataFrame:
     """``density.sql_density``'s rows for the whole dataset of ``ru``: read from its stored
     densities (the map's standard grids, ``tables.DENSITY_SPECS``) when ``stored`` and there,
-    else counted over its event table, each distinct place's cell looked up once and users
-    counted as integers."""
+    else counted over its event table (:func:`density_counts`)."""
     key = density.density_key(kind, size, window)
     if stored and key is not None:
         got = ru.df(f"SELECT {density.WINDOW}, {CELL}, {density.COUNT}, {density.USERS} "
@@ -42,22 +42,52 @@ def density_rows(ru: Rollup, kind: str, size: float, window: Window,
             got[CELL] = got[CELL].astype("int64" if kind == "grid" else "string")
             got[density.WINDOW] = got[density.WINDOW].astype("datetime64[us]")
             return got if window is not None else got.drop(columns=density.WINDOW)
-    if kind == "grid":
-        lookup_sql = (f"(SELECT coord_idx, {density.grid_cell_ids_sql(size)} AS {CELL} "
-                      f"FROM {ru.t('places')})")
-        return density.sql_density(ru.con, _cells(ru, lookup_sql), CELL, window, None, None)
-    places = ru.df(f"SELECT * FROM {ru.t('places')}")
-    with registered(ru.con, density.hex_lookup(places, int(size)), "hex_lookup") as view:
-        out = density.sql_density(ru.con, _cells(ru, view), CELL, window, None, None)
-    out[CELL] = out[CELL].astype("string")
-    return out
+    return density_counts(ru, [(kind, size, window)])[0]
 
 
-def _cells(ru: Rollup, lookup_sql: str) -> str:
-    """The located events of ``ru`` with the cell of their place (``lookup_sql``: coord_idx,
-    cell_id) and integer user ids: what ``sql_density`` groups, without a string hash."""
-    return (f"(SELECT e.user_idx AS {USER}, e.{TS}, e.{LAT}, e.{LON}, c.{CELL} FROM "
-            f"{ru.t('ev')} e JOIN {lookup_sql} c ON e.coord_idx = c.coord_idx)")
+def density_counts(ru: Rollup, specs: list[tuple[str, float, Window]]) -> list[pd.DataFrame]:
+    """``density.sql_density``'s rows of each (kind, cell size or H3 resolution, window) of
+    ``specs`` for the whole dataset of ``ru``, from one pass over its located events in
+    batches of whole users (``batches.keyed_user_counts``): each place's cell is looked up
+    once, a window is an index into the span's windows, users are integers."""
+    places = ru.df(f"SELECT coord_idx, {LAT}, {LON} FROM {ru.t('places')}")
+    first, last = ru.one(f"SELECT located_first, located_last FROM {ru.t('summary')}")
+    keyings = []  # per spec: cell of each coord_idx (-1: none), the cells, window starts
+    for kind, size, window in specs:
+        if kind == "grid":
+            cells = ru.df(f"SELECT coord_idx, {density.grid_cell_ids_sql(size)} AS {CELL} "
+                          f"FROM {ru.t('places')}")
+        else:
+            cells = density.hex_lookup(places, int(size))
+        codes, names = pd.factorize(cells[CELL], sort=True)
+        cell_of = _index_lookup(places["coord_idx"], cells["coord_idx"], codes, -1)
+        starts = (pd.DatetimeIndex([pd.NaT]) if window is None or first is None
+                  else all_windows(pd.Timestamp(first), pd.Timestamp(last), window))
+        keyings.append((kind, cell_of, names, window, starts))
+
+    def keys(got: dict[str, np.ndarray]) -> list[np.ndarray]:
+        place = np.asarray(got["coord_idx"], np.int64)
+        out = []
+        for _, cell_of, names, window, starts in keyings:
+            cell = cell_of[place]
+            if window is not None:
+                w = window_index(np.asarray(got["us"]), window, starts)
+                cell = np.where((w >= 0) & (cell >= 0), w * len(names) + cell, -1)
+            out.append(cell)
+        return out
+
+    counted = batches.keyed_user_counts(ru, _LOCATED_TIMES.format(ev=ru.t("ev")), keys)
+    frames = []
+    for (kind, _, names, window, starts), (key, rows, users) in zip(keyings, counted,
+                                                                    strict=True):
+        out = pd.DataFrame({CELL: names[key % len(names)] if len(names) else names[:0],
+                            density.COUNT: rows, density.USERS: users})
+        if window is not None:
+            out.insert(0, density.WINDOW, starts[key // len(names)].astype("datetime64[us]")
+                       if len(names) else pd.DatetimeIndex([], dtype="datetime64[us]"))
+        out[CELL] = out[CELL].astype("int64" if kind == "grid" else "string")
+        frames.append(out)
+    return frames
 
 
 def grid_density_sql(con: duckdb.DuckDBPyConnection, table: str, cell_m: float = 500.0,
@@ -132,6 +162,48 @@ class StoredLocated(zones_sql.LocatedEvents):
         return (f"(SELECT user_idx AS {USER}, {TS}, coord_idx FROM {self.ru.t('ev')} "
                 "WHERE coord_idx IS NOT NULL)", [])
 
+    def zone_users(self, labelled: pd.DataFrame) -> pd.Series:
+        items = self.ru.df(f"SELECT item_idx, {ITEM} FROM {self.ru.t('items')}")
+        at = items.merge(labelled.loc[labelled[ZONE] != NOISE, [ITEM, ZONE]], on=ITEM)
+        zone_of = _index_lookup(items["item_idx"], at["item_idx"], at[ZONE], -1)
+        ((zone, _, users),) = batches.keyed_user_counts(
+            self.ru, f"SELECT user_idx, item_idx FROM {self.ru.t('ev')} WHERE coord_idx IS "
+            "NOT NULL AND user_idx BETWEEN {lo} AND {hi}",
+            lambda got: [zone_of[np.asarray(got["item_idx"], np.int64)]])
+        return pd.Series(users, index=zone)
+
+    def window_counts(self, lookup: pd.DataFrame, key: list[str],
+                      window: Window) -> pd.DataFrame:
+        lo, hi = self.span()
+        starts = all_windows(pd.Timestamp(lo), pd.Timestamp(hi), window)
+        zones = np.r_[NOISE, np.sort(lookup[ZONE].unique())].astype(np.int64)
+        places = self.ru.df(f"SELECT coord_idx FROM {self.ru.t('places')}")["coord_idx"]
+        zone_of = _index_lookup(places, lookup["coord_idx"],
+                                np.searchsorted(zones, lookup[ZONE].to_numpy(np.int64)), 0)
+
+        def keys(got: dict[str, np.ndarray]) -> list[np.ndarray]:
+            w = window_index(np.asarray(got["us"]), window, starts)
+            return [np.where(w >= 0, w * len(zones) + zone_of[np.asarray(got["coord_idx"],
+                                                                         np.int64)], -1)]
+
+        ((k, visits, users),) = batches.keyed_user_counts(self.ru, _LOCATED_TIMES.format(
+            ev=self.ru.t("ev")), keys)
+        return pd.DataFrame({WINDOW: starts[k // len(zones)].astype("datetime64[us]"),
+                             ZONE: zones[k % len(zones)], VISITS: visits, USERS: users})
+
+
+#: A batch of whole users' located events: user, time, place (``batches``).
+_LOCATED_TIMES = ("SELECT user_idx, us, coord_idx FROM {ev} WHERE coord_idx IS NOT NULL AND "
+                  "user_idx BETWEEN {{lo}} AND {{hi}}")
+
+
+def _index_lookup(ids: pd.Series, at: pd.Series, values: Any, missing: int) -> np.ndarray:
+    """An array indexed by every id of ``ids`` (non-negative integers): ``values`` at the ids
+    ``at``, ``missing`` elsewhere."""
+    out = np.full(int(ids.max()) + 1 if len(ids) else 0, missing, np.int64)
+    out[np.asarray(at, np.int64)] = np.asarray(values, np.int64)
+    return out
+
 
 def find_zones_sql(con: duckdb.DuckDBPyConnection, table: str, eps_m: float = 100.0,
                    min_visits: int = 50, method: Literal["dbscan", "hdbscan"] = "dbscan",
@@ -170,19 +242,30 @@ def flow_counts(ru: Rollup, zones: pd.DataFrame, max_gap: str | pd.Timedelta | N
                 include_self: bool) -> pd.DataFrame:
     """The moves of ``flows.od_flows_sql`` (``origin, destination, trips, users``) from the
     summary tables' ``steps``, whose rows already carry the previous event's place and time
-    (no window to run)."""
-    lookup_rows = zone_lookup(ru.df(f"SELECT * FROM {ru.t('places')}"), zones, ["coord_idx"])
-    conds = ["TRUE" if include_self else f"o.{ZONE} <> d.{ZONE}"]
+    (no window to run), counted per batch of whole users (``batches``)."""
+    places = ru.df(f"SELECT * FROM {ru.t('places')}")
+    found = zone_lookup(places, zones, ["coord_idx"])
+    ids = np.sort(found[ZONE].unique()).astype(np.int64)
+    zone_of = _index_lookup(places["coord_idx"], found["coord_idx"],
+                            np.searchsorted(ids, found[ZONE].to_numpy(np.int64)), -1)
     gap = flows.gap_us(max_gap)
-    if gap is not None:
-        conds.append(f"e.us - e.prev_us <= {gap}")
-    with registered(ru.con, lookup_rows, "zone_lookup") as view:
-        return ru.df(
-            f"SELECT o.{ZONE} AS {flows.ORIGIN}, d.{ZONE} AS {flows.DEST}, count(*) AS "
-            f"{flows.TRIPS}, count(DISTINCT e.user_idx) AS {flows.USERS} FROM {ru.t('steps')} e "
-            f"JOIN {view} d ON e.coord_idx = d.coord_idx "
-            f"JOIN {view} o ON e.prev_coord = o.coord_idx "
-            f"WHERE {' AND '.join(conds)} GROUP BY 1, 2")
+
+    def keys(got: dict[str, np.ndarray]) -> list[np.ndarray]:
+        d = zone_of[np.asarray(got["coord_idx"], np.int64)]
+        o = zone_of[np.asarray(got["prev_coord"], np.int64)]
+        keep = (d >= 0) & (o >= 0)
+        if not include_self:
+            keep &= o != d
+        if gap is not None:
+            keep &= np.asarray(got["us"]) - np.asarray(got["prev_us"]) <= gap
+        return [np.where(keep, o * len(ids) + d, -1)]
+
+    ((key, trips, users),) = batches.keyed_user_counts(
+        ru, f"SELECT user_idx, us, prev_us, coord_idx, prev_coord FROM {ru.t('steps')} "
+        "WHERE user_idx BETWEEN {lo} AND {hi}", keys)
+    return pd.DataFrame({flows.ORIGIN: ids[key // len(ids)] if len(ids) else ids,
+                         flows.DEST: ids[key % len(ids)] if len(ids) else ids,
+                         flows.TRIPS: trips, flows.USERS: users})
 
 
 def od_flows_sql(con: duckdb.DuckDBPyConnection, table: str, zones: pd.DataFrame,

@@ -96,6 +96,29 @@ class LocatedEvents:
         """(subquery of ``user_id, ts`` and the place key per located event, parameters)."""
         return located_sql(self.table, self.where, [USER, TS, LAT, LON]), self.params or []
 
+    def zone_users(self, labelled: pd.DataFrame) -> pd.Series:
+        """Distinct users of the events at the places of each zone (``labelled``: ``item_id,
+        zone_id`` per place, NOISE for none), indexed by zone_id."""
+        events, params = self.user_items()
+        df = _per_zone(self, labelled, events, params, f"count(DISTINCT e.{USER}) AS n")
+        return pd.Series(df["n"].to_numpy("int64"), index=df[ZONE].to_numpy(np.int64))
+
+    def window_counts(self, lookup: pd.DataFrame, key: list[str],
+                      window: Window) -> pd.DataFrame:
+        """``window, zone_id, visits, users`` per window and zone of the located events
+        (``lookup``: the ``key`` columns of :meth:`places` and the zone of each place in a
+        zone; the events elsewhere count under NOISE)."""
+        events, params = self.user_times()
+        w_expr, w_cond = window_sql(window, f"e.{TS}")
+        on = " AND ".join(f"e.{k} = z.{k}" for k in key)
+        with registered(self.con, lookup, "zone_lookup") as view:
+            df = self.con.execute(
+                f"SELECT {w_expr} AS {WINDOW}, coalesce(z.{ZONE}, {NOISE}) AS {ZONE}, "
+                f"count(*) AS {VISITS}, count(DISTINCT e.{USER}) AS {USERS} FROM {events} e "
+                f"LEFT JOIN {view} z ON {on} WHERE {w_cond} GROUP BY 1, 2", params).df()
+        df[WINDOW] = df[WINDOW].astype("datetime64[us]")
+        return df
+
 
 def visited_places_sql(con: duckdb.DuckDBPyConnection, table: str, where: str | None = None,
                        params: list | None = None) -> pd.DataFrame:
@@ -131,16 +154,7 @@ def zone_activity_in(src: LocatedEvents, zones: pd.DataFrame, window: Window) ->
     if lo is None:
         return empty_activity()
     coords, key = src.places()
-    events, params = src.user_times()
-    lookup = zone_lookup(coords, zones, key)
-    w_expr, w_cond = window_sql(window, f"e.{TS}")
-    on = " AND ".join(f"e.{k} = z.{k}" for k in key)
-    with registered(src.con, lookup, "zone_lookup") as view:
-        df = src.con.execute(
-            f"SELECT {w_expr} AS {WINDOW}, coalesce(z.{ZONE}, {NOISE}) AS {ZONE}, "
-            f"count(*) AS {VISITS}, count(DISTINCT e.{USER}) AS {USERS} FROM {events} e "
-            f"LEFT JOIN {view} z ON {on} WHERE {w_cond} GROUP BY 1, 2", params).df()
-    df[WINDOW] = df[WINDOW].astype("datetime64[us]")
+    df = src.window_counts(zone_lookup(coords, zones, key), key, window)
     totals = df.groupby(WINDOW)[VISITS].sum()
     counts = df[df[ZONE] != NOISE].set_index([ZONE, WINDOW])[[VISITS, USERS]]
     starts = all_windows(pd.Timestamp(lo), pd.Timestamp(hi), window)
@@ -172,11 +186,6 @@ def find_zones_in(src: LocatedEvents, eps_m: float = 100.0, min_visits: int = 50
                   max_share: float | None = MAX_SHARE) -> Zones:
     """:func:`find_zones_sql` of the located events ``src``."""
     places = visited_places_in(src)
-    events, params = src.user_items()
-
-    def users_of(labelled: pd.DataFrame) -> pd.Series:
-        df = _per_zone(src, labelled, events, params, f"count(DISTINCT e.{USER}) AS n")
-        return pd.Series(df["n"].to_numpy("int64"), index=df[ZONE].to_numpy(np.int64))
 
     def categories_of(labelled: pd.DataFrame) -> pd.DataFrame:
         cats, cat_params = src.item_categories()
@@ -184,7 +193,7 @@ def find_zones_in(src: LocatedEvents, eps_m: float = 100.0, min_visits: int = 50
                        f"e.{CATEGORY} IS NOT NULL", 2)
         return df.astype({ZONE: "int64", VISITS: "int64"})
 
-    zones, places = zones_from_places(places, users_of, categories_of, eps_m=eps_m,
+    zones, places = zones_from_places(places, src.zone_users, categories_of, eps_m=eps_m,
                                       min_visits=min_visits, method=method,
                                       min_cluster_size=min_cluster_size, buffer_m=buffer_m,
                                       min_users=min_users, max_extent_km=max_extent_km,

@@ -15,6 +15,7 @@ import pytest
 from trailscope.analytics import schema
 from trailscope.analytics.engine import duckdb_backend, events_table
 from trailscope.analytics.geo import has_coords_sql
+from trailscope.analytics.rollups import batches as rollup_batches
 from trailscope.analytics.rollups import build as rollup_build
 from trailscope.analytics.rollups import defaults, lookup
 from trailscope.analytics.rollups import spatial as r_space
@@ -522,16 +523,20 @@ def test_summary_row_equals_counting_over_the_events(data):
 
 
 def test_batched_steps_equal_one_batch(data, monkeypatch):
-    """``steps``, the drift and the mobility are computed in batches of whole users: tiny
-    batches (dozens of them, two computed at once) give the rows one batch gives, in
-    order (the drift's per-window summaries in any order)."""
+    """``steps``, the drift, the mobility, the rhythm, the densities and the page's zones
+    (their users, activity and flows) are computed in batches of whole users: tiny batches
+    (dozens of them, two computed at once) give the rows one batch gives, in order (the
+    drift's per-window summaries in any order)."""
     d = data
     ru = rollup_build.ensure(d.con, d.name)
     drift = [t.split("__")[-1] for (t,) in d.con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE ?",
         [f"rollup__{d.name}__drift_%"]).fetchall()]
     parts = {"steps": ["steps", "hour_users", "hourly", "gaps", "sessions"], "drift": drift,
-             "mobility": ["mobility"], "rhythm": ["rhythm"], "rhythm_cells": ["rhythm_cells"]}
+             "mobility": ["mobility"], "rhythm": ["rhythm"], "rhythm_cells": ["rhythm_cells"],
+             "density": ["density"],
+             "page zones": ["zone_params", "zones", "zone_activity", "zone_places",
+                            "zone_flows"]}
     assert len(drift) == 3  # drift_<window>, drift_ref_<window>, drift_rank_<window>
 
     def rows(p: str) -> pd.DataFrame:
@@ -542,7 +547,8 @@ def test_batched_steps_equal_one_batch(data, monkeypatch):
     events = ru.one(f"SELECT count(*) FROM {ru.t('ev')}")[0]
     for name in ("STEP_BATCH", "DRIFT_BATCH", "MOBILITY_BATCH", "RHYTHM_BATCH"):
         monkeypatch.setattr(rollup_build, name, events // 40)
-    assert len(rollup_build._user_batches(ru, events // 40)) > 20
+    monkeypatch.setattr(rollup_batches, "COUNT_BATCH", events // 40)
+    assert len(rollup_batches.user_batches(ru, events // 40)) > 20
     d.con.execute("BEGIN")
     try:
         steps = dict(rollup_build.build_steps(d.con, d.name))
@@ -551,8 +557,8 @@ def test_batched_steps_equal_one_batch(data, monkeypatch):
                 d.con.execute(f"DROP TABLE {ru.t(p)}")
             steps[what]()
         for p, frame in want.items():
-            assert len(frame) > (0 if p.startswith(("drift_ref", "drift_rank", "sessions"))
-                                 else 100), p
+            assert len(frame) > (0 if p.startswith(("drift_ref", "drift_rank", "sessions",
+                                                    "zone")) else 100), p
             pd.testing.assert_frame_equal(rows(p), frame, obj=p)
     finally:
         d.con.execute("ROLLBACK")
