@@ -121,6 +121,14 @@ def unit_vectors(lat: ArrayLike, lon: ArrayLike) -> tuple[np.ndarray, np.ndarray
     return np.cos(p) * np.cos(lm), np.cos(p) * np.sin(lm), np.sin(p)
 
 
+def chord_km(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Great-circle distance in km between unit vectors ``a`` and ``b`` ((x, y, z) each, as
+    :func:`unit_vectors` gives): :func:`haversine_km`'s distance (its ``sqrt(a)`` is half
+    the chord) without trigonometry but one arcsine, for points whose vectors are known."""
+    half = np.sqrt(sum((p - q) ** 2 for p, q in zip(a, b, strict=True))) / 2.0
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.minimum(half, 1.0))
+
+
 def latlon_from_xyz(x: ArrayLike, y: ArrayLike, z: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Direction of (summed) vectors as (lat, lon) in degrees: inverse of unit_vectors."""
     x, y, z = (np.asarray(v, dtype="float64") for v in (x, y, z))

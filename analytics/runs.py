@@ -51,11 +51,17 @@ def value_counts(key: np.ndarray, weights: np.ndarray | None = None
             if weights is None else np.bincount(inv, weights, len(keys)))
 
 
+#: Up to this many (user, key) cells :func:`distinct_per_key` flags them in a dense array
+#: (one byte each) instead of sorting the pairs.
+DENSE_CELLS = 1 << 25
+
+
 def distinct_per_key(user: np.ndarray, key: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(distinct ``key`` values in order, rows of each, distinct ``user`` values of each):
-    one stable sort of the (key, user) pairs, the runs of a key its rows, the runs of a pair
-    within it its distinct users. Where the rows are a batch of whole users, the distinct
+    a flag per (user, key) where they are few (``DENSE_CELLS``), else one stable sort of the
+    (key, user) pairs, the runs of a key its rows, the runs of a pair within it its distinct
+    users. Where the rows are a batch of whole users, the distinct
     users over several batches are the sum of each batch's (:func:`sum_per_key`)."""
     if not len(key):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -63,7 +69,14 @@ def distinct_per_key(user: np.ndarray, key: np.ndarray
     users = int(user.max()) - u0 + 1
     k = key.astype(np.int64) - k0
     u = user.astype(np.int64) - u0
-    if (int(k.max()) + 1) * users < 1 << 62:
+    span = int(k.max()) + 1
+    if users * span <= max(8 * len(k), DENSE_CELLS):  # a flag per (user, key): no sort
+        seen = np.zeros(users * span, bool)
+        seen[u * span + k] = True
+        rows = np.bincount(k, minlength=span)
+        found = np.flatnonzero(rows)
+        return found + k0, rows[found], seen.reshape(users, span).sum(axis=0)[found]
+    if span * users < 1 << 62:
         pair = k * users + u
         pair.sort(kind="stable")
         k, u = pair // users, pair % users
@@ -76,16 +89,26 @@ def distinct_per_key(user: np.ndarray, key: np.ndarray
     return k[starts] + k0, np.diff(np.r_[starts, len(k)]), np.add.reduceat(new, starts)
 
 
-def sum_per_key(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The (keys in order, sums, sums) of several :func:`distinct_per_key` results added up
-    by key."""
+def sum_per_key(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Several (keys in order, values, ...) results, as :func:`distinct_per_key` gives,
+    added up by key: (keys in order, sums, ...), integer values staying integers."""
+    width = len(parts[0]) if parts else 3
     keys = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     if not len(keys):
-        return keys.astype(np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return (keys.astype(np.int64), *(np.zeros(0, np.int64) for _ in range(width - 1)))
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     starts = run_starts(keys)
-    sums = [np.add.reduceat(np.concatenate([p[i] for p in parts])[order], starts)
-            for i in (1, 2)]
-    return keys[starts], sums[0].astype(np.int64), sums[1].astype(np.int64)
+    return (keys[starts], *(np.add.reduceat(np.concatenate([p[i] for p in parts])[order],
+                                            starts) for i in range(1, width)))
+
+
+def index_lookup(ids: np.ndarray, at: np.ndarray, values: np.ndarray,
+                 missing: float | int) -> np.ndarray:
+    """An array to index by any of ``ids`` (non-negative integers) or -1: ``values`` at the
+    ids ``at``, ``missing`` at the others and at -1 (one slot past the last id)."""
+    ids, at = np.asarray(ids, np.int64), np.asarray(at, np.int64)
+    out = np.full(int(ids.max()) + 2 if len(ids) else 1, missing,
+                  np.float64 if isinstance(missing, float) else np.int64)
+    out[at] = values
+    return out

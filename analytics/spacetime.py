@@ -112,15 +112,37 @@ def window_index(us: np.ndarray, window: Window, starts: pd.DatetimeIndex) -> np
     """Index in ``starts`` (:func:`all_windows` of a span holding them) of the window of each
     time given in microseconds since 1970 (:func:`window_start`'s rule); -1 where there is
     none (outside custom edges)."""
+    us = np.asarray(us, np.int64)
     if not len(us):
         return np.zeros(0, np.int64)
-    first = window_start(pd.Series(np.asarray(us, np.int64).view("datetime64[us]")), window)
-    first = first.to_numpy("datetime64[us]").view(np.int64)
     bounds = starts.to_numpy("datetime64[us]").view(np.int64)
-    i = np.searchsorted(bounds, first)
-    found = i < len(bounds)
-    found[found] = bounds[i[found]] == first[found]
-    return np.where(found, i, -1)
+
+    def index(times: np.ndarray) -> np.ndarray:
+        first = window_start(pd.Series(times.view("datetime64[us]")), window)
+        first = first.to_numpy("datetime64[us]").view(np.int64)
+        i = np.searchsorted(bounds, first)
+        found = i < len(bounds)
+        found[found] = bounds[i[found]] == first[found]
+        return np.where(found, i, -1)
+
+    if _whole_days(window):  # every window starts at midnight: find each day's window once
+        day = us // _DAY_US
+        d0 = int(day.min())
+        return index(np.arange(d0, int(day.max()) + 1) * _DAY_US)[day - d0]
+    return index(us)
+
+
+_DAY_US = 86_400_000_000
+
+
+def _whole_days(window: Window) -> bool:
+    """Whether every boundary of ``window`` falls at midnight (UTC)."""
+    kind, spec = _parse(window)
+    if kind == "calendar":
+        return spec != "hour"
+    if kind == "fixed":
+        return int(spec / pd.Timedelta(microseconds=1)) % _DAY_US == 0
+    return bool((spec.to_numpy("datetime64[us]").view(np.int64) % _DAY_US == 0).all())
 
 
 def _ts_literal(t: pd.Timestamp) -> str:

@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
-from ..runs import distinct_per_key, sum_per_key
+from ..runs import distinct_per_key, sum_per_key, value_counts
 from .tables import Rollup
 
 T = TypeVar("T")
@@ -63,32 +63,47 @@ def map_user_batches(ru: Rollup, events: int, query: str,
 
 
 def keyed_user_counts(ru: Rollup, query: str,
-                      keys: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
-                      events: int | None = None
-                      ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                      keys: Callable[[dict[str, np.ndarray]], list[Keying]],
+                      events: int | None = None) -> list[tuple[np.ndarray, ...]]:
     """Rows and distinct users per key, for several keyings of the same rows at once: per
     keying, (distinct non-negative keys in order, rows of each, distinct users of each).
     ``query`` reads a batch of whole users (``{lo}``/``{hi}``, with a ``user_idx`` column),
-    ``keys`` gives each keying's int64 key of every row of it (negative: not counted)."""
-    parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+    ``keys`` gives each keying's int64 key of every row of it (negative: not counted), or
+    (key, [weights, ...]) for a keying whose sums of the weights per key are wanted instead
+    of its distinct users: (keys, rows, sums, ...)."""
+    parts: list[list[tuple[np.ndarray, ...]]] = []
 
-    def compute(got: dict[str, np.ndarray]) -> list[tuple[Any, ...]]:
+    def compute(got: dict[str, np.ndarray]) -> list[tuple[np.ndarray, ...]]:
         user = np.asarray(got["user_idx"])
         out = []
-        for key in keys(got):
+        for keying in keys(got):
+            key, weights = keying if isinstance(keying, tuple) else (keying, None)
             keep = key >= 0
-            out.append(distinct_per_key(user[keep], key[keep]))
+            if weights is None:
+                out.append(distinct_per_key(user[keep], key[keep]))
+            else:
+                out.append(_sums_per_key(key[keep], [w[keep] for w in weights]))
         return out
 
-    def consume(counts: list[tuple[Any, ...]]) -> None:
+    def consume(counts: list[tuple[np.ndarray, ...]]) -> None:
         if not parts:
             parts.extend([] for _ in counts)
         for got, part in zip(counts, parts, strict=True):
             part.append(got)
 
     map_user_batches(ru, events or COUNT_BATCH, query, compute, consume)
-    if not parts:  # no events: the number of keyings is what keys() gives on none
+    if not parts:  # no rows: each keying's empty answer
         cols = ru.con.execute(query.format(lo=0, hi=-1)).fetchnumpy()
-        return [distinct_per_key(np.zeros(0, np.int64), np.zeros(0, np.int64))
-                for _ in keys(cols)]
+        return compute(cols)
     return [sum_per_key(p) for p in parts]
+
+
+#: A keying of :func:`keyed_user_counts`: int64 keys, or keys and weights to sum per key.
+Keying = np.ndarray | tuple[np.ndarray, list[np.ndarray]]
+
+
+def _sums_per_key(key: np.ndarray, weights: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """(distinct ``key`` values in order, rows of each, each of ``weights`` summed per key)."""
+    found, rows, _ = value_counts(key)
+    at = np.searchsorted(found, key)
+    return (found, rows, *(np.bincount(at, w, len(found)) for w in weights))

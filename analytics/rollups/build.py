@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from .. import schema
 from ..geo import has_coords_sql
-from ..runs import run_ids, value_counts
+from ..runs import index_lookup, run_ids, value_counts
 from ..spacetime import WINDOW, solar_offset_min
 from ..spatial import density as space
 from ..spatial import mobility, zones_sql
@@ -228,15 +228,20 @@ def _insert(cur: Any, table: str, rows: pd.DataFrame, tail: str = "") -> None:
 
 
 def _build_density(cur: Any, name: str) -> None:
-    """The ``density`` table: every spec's densities (``spatial.density_counts``: one pass
-    over the events), cell ids as text."""
+    """The ``density`` table (every spec's densities, cell ids as text) and ``places_items``
+    (per item: visits, users, unit-vector sums): ``spatial.density_counts``, one pass over
+    the located events."""
     bbox = cur.execute("SELECT min_lat, max_lat, min_lon, max_lon FROM datasets WHERE name = ?",
                        [name]).fetchall()[0]
     specs = list(dict.fromkeys(DENSITY_SPECS + (("hex", space.auto_hex_resolution(
         None if bbox[0] is None else bbox), None),)))
+    counted, place_sums = answers_spatial.density_counts(Rollup(cur, name), specs, True)
+    cur.execute(f"CREATE TABLE {part(name, 'places_items')} ({schema.ITEM} VARCHAR, x DOUBLE, "
+                f"y DOUBLE, z DOUBLE, {zones_sql.VISITS} BIGINT, {zones_sql.USERS} BIGINT)")
+    if len(place_sums):
+        _insert(cur, part(name, "places_items"), place_sums)
     frames = []
-    for (kind, size, window), out in zip(specs, answers_spatial.density_counts(
-            Rollup(cur, name), specs), strict=True):
+    for (kind, size, window), out in zip(specs, counted, strict=True):
         if window is None:
             out.insert(0, WINDOW, pd.Series(pd.NaT, index=out.index, dtype="datetime64[us]"))
         frames.append(out.assign(spec=space.density_key(kind, size, window),
@@ -310,18 +315,30 @@ def _build_mobility(cur: Any, name: str) -> None:
                 f"{mobility.TRAVEL} DOUBLE, {anchors})")
     if s["ts_p01"] is None:
         return
-    coords = cur.execute(f"SELECT count({schema.LAT}) + count({schema.LON}) > 0 FROM "
-                         f"{ru.t('ev')}").fetchall()[0][0]
+    lat, lon = schema.LAT, schema.LON
+    # whether any event has a coordinate, and whether every such event is located: then
+    # each event's coordinates are its place's (looked up by coord_idx, not read per event)
+    coords, stray = cur.execute(
+        f"SELECT count({lat}) + count({lon}) > 0, count(*) FILTER (WHERE coord_idx IS NULL "
+        f"AND ({lat} IS NOT NULL OR {lon} IS NOT NULL)) > 0 FROM {ru.t('ev')}").fetchall()[0]
+    places = ru.df(f"SELECT coord_idx, {lat}, {lon} FROM {ru.t('places')}")
+    at_place = {c: index_lookup(places["coord_idx"], places["coord_idx"],
+                                places[c].to_numpy("float64"), np.nan)
+                for c in (lat, lon)} if coords and not stray else {}
 
     def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
-        def floats(col: str) -> np.ndarray:  # NaN where NULL (or not read: no coordinates)
+        place = np.ma.asarray(got["coord_idx"]).filled(-1) if coords else None
+
+        def floats(col: str) -> np.ndarray:  # NaN where NULL (or no coordinates)
+            if col in at_place:
+                return at_place[col][place]
             return (np.ma.asarray(got[col]).astype(np.float64).filled(np.nan) if col in got
                     else np.full(len(got["us"]), np.nan))
 
         out = mobility.mobility_arrays(
             np.asarray(got["user_idx"]), np.asarray(got["us"]), np.asarray(got["item_idx"]),
-            ~np.ma.getmaskarray(got["coord_idx"]) if coords else np.zeros(len(got["us"]), bool),
-            floats(schema.LAT), floats(schema.LON), floats(schema.TZ_OFFSET), freq, coords)
+            place >= 0 if coords else np.zeros(len(got["us"]), bool),
+            floats(lat), floats(lon), floats(schema.TZ_OFFSET), freq, coords, place)
         cols: dict[str, Any] = {"freq": pa.array([freq] * len(out["user"])),
                                 "user_idx": out["user"],
                                 WINDOW: out[WINDOW].view("datetime64[us]")}
@@ -334,7 +351,7 @@ def _build_mobility(cur: Any, name: str) -> None:
         return {table: pa.table(cols)}
 
     read = ["user_idx", "us", "item_idx", schema.TZ_OFFSET] + (
-        ["coord_idx", schema.LAT, schema.LON] if coords else [])
+        ["coord_idx"] if coords else []) + ([lat, lon] if stray else [])
     _insert_batches(ru, MOBILITY_BATCH, f"SELECT {', '.join(read)} FROM {ru.t('ev')} "
                       "WHERE user_idx BETWEEN {lo} AND {hi}", rows)
 
@@ -669,7 +686,6 @@ def build_sql(name: str, cur: Any,
         f"(SELECT max(h) FROM (SELECT h FROM {p['ev']} WHERE coord_idx IS NOT NULL ORDER BY h "
         f"LIMIT {HEAT_ROWS})) ORDER BY h LIMIT {HEAT_ROWS}) e LEFT JOIN {p['categories']} c ON "
         "e.cat_idx = c.cat_idx ORDER BY e.h",
-        f"CREATE TABLE {p['places_items']} AS {zones_sql.places_query(f'{src} WHERE {located}')}",
         f"CREATE TABLE {p['values']} AS SELECT '{cat}' AS col, {cat} AS value, count(*) AS "
         f"events FROM {src} GROUP BY 1, 2 UNION ALL SELECT '{schema.BEHAVIOR}', "
         f"{schema.BEHAVIOR}, count(*) FROM {src} GROUP BY 1, 2",

@@ -15,7 +15,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ..geo import has_coords_sql
+from ..geo import has_coords_sql, unit_vectors
+from ..runs import index_lookup
 from ..schema import CATEGORY, ITEM, LAT, LON, TS, USER
 from ..spacetime import WINDOW, Window, all_windows, window_index
 from ..spatial import density, flows, mobility, zones_sql
@@ -42,14 +43,18 @@ def density_rows(ru: Rollup, kind: str, size: float, window: Window,
             got[CELL] = got[CELL].astype("int64" if kind == "grid" else "string")
             got[density.WINDOW] = got[density.WINDOW].astype("datetime64[us]")
             return got if window is not None else got.drop(columns=density.WINDOW)
-    return density_counts(ru, [(kind, size, window)])[0]
+    return density_counts(ru, [(kind, size, window)])[0][0]
 
 
-def density_counts(ru: Rollup, specs: list[tuple[str, float, Window]]) -> list[pd.DataFrame]:
+def density_counts(ru: Rollup, specs: list[tuple[str, float, Window]],
+                   place_sums: bool = False) -> tuple[list[pd.DataFrame], pd.DataFrame | None]:
     """``density.sql_density``'s rows of each (kind, cell size or H3 resolution, window) of
     ``specs`` for the whole dataset of ``ru``, from one pass over its located events in
     batches of whole users (``batches.keyed_user_counts``): each place's cell is looked up
-    once, a window is an index into the span's windows, users are integers."""
+    once, a window is an index into the span's windows, users are integers. With
+    ``place_sums``, the same pass gives the per-item sums of ``zones_sql.places_query`` (the
+    ``places_items`` table; None without): visits and users per item, and its unit-vector
+    sums from its visits per place."""
     places = ru.df(f"SELECT coord_idx, {LAT}, {LON} FROM {ru.t('places')}")
     first, last = ru.one(f"SELECT located_first, located_last FROM {ru.t('summary')}")
     keyings = []  # per spec: cell of each coord_idx (-1: none), the cells, window starts
@@ -60,10 +65,14 @@ def density_counts(ru: Rollup, specs: list[tuple[str, float, Window]]) -> list[p
         else:
             cells = density.hex_lookup(places, int(size))
         codes, names = pd.factorize(cells[CELL], sort=True)
-        cell_of = _index_lookup(places["coord_idx"], cells["coord_idx"], codes, -1)
+        cell_of = index_lookup(places["coord_idx"], cells["coord_idx"], codes, -1)
         starts = (pd.DatetimeIndex([pd.NaT]) if window is None or first is None
                   else all_windows(pd.Timestamp(first), pd.Timestamp(last), window))
         keyings.append((kind, cell_of, names, window, starts))
+
+    vectors = tuple(index_lookup(places["coord_idx"], places["coord_idx"], v, np.nan)
+                    for v in unit_vectors(places[LAT].to_numpy("float64"),
+                                          places[LON].to_numpy("float64")))
 
     def keys(got: dict[str, np.ndarray]) -> list[np.ndarray]:
         place = np.asarray(got["coord_idx"], np.int64)
@@ -74,12 +83,18 @@ def density_counts(ru: Rollup, specs: list[tuple[str, float, Window]]) -> list[p
                 w = window_index(np.asarray(got["us"]), window, starts)
                 cell = np.where((w >= 0) & (cell >= 0), w * len(names) + cell, -1)
             out.append(cell)
+        if place_sums:  # per item: distinct users; visits and unit vectors summed
+            item = np.asarray(got["item_idx"], np.int64)
+            out += [item, (item, [v[place] for v in vectors])]
         return out
 
-    counted = batches.keyed_user_counts(ru, _LOCATED_TIMES.format(ev=ru.t("ev")), keys)
+    query = (f"SELECT user_idx, us, coord_idx{', item_idx' if place_sums else ''} FROM "
+             f"{ru.t('ev')} WHERE coord_idx IS NOT NULL AND user_idx BETWEEN {{lo}} AND {{hi}}")
+    counted = batches.keyed_user_counts(ru, query, keys)
+    sums = _place_sums(ru, *counted[-2:]) if place_sums else None
     frames = []
-    for (kind, _, names, window, starts), (key, rows, users) in zip(keyings, counted,
-                                                                    strict=True):
+    for (kind, _, names, window, starts), (key, rows, users) in zip(
+            keyings, counted[:len(keyings)], strict=True):
         out = pd.DataFrame({CELL: names[key % len(names)] if len(names) else names[:0],
                             density.COUNT: rows, density.USERS: users})
         if window is not None:
@@ -87,7 +102,19 @@ def density_counts(ru: Rollup, specs: list[tuple[str, float, Window]]) -> list[p
                        if len(names) else pd.DatetimeIndex([], dtype="datetime64[us]"))
         out[CELL] = out[CELL].astype("int64" if kind == "grid" else "string")
         frames.append(out)
-    return frames
+    return frames, sums
+
+
+def _place_sums(ru: Rollup, per_item: tuple[np.ndarray, ...],
+                sums: tuple[np.ndarray, ...]) -> pd.DataFrame:
+    """``zones_sql.places_query``'s rows (item, unit-vector sums, visits, users, in item
+    order) from the visits and users per item_idx and the unit vectors summed per item_idx
+    (the same keys)."""
+    item, visits, users = per_item
+    names = ru.df(f"SELECT item_idx, {ITEM} FROM {ru.t('items')}").set_index("item_idx")[ITEM]
+    out = pd.DataFrame({ITEM: names.reindex(item).to_numpy(), "x": sums[2], "y": sums[3],
+                        "z": sums[4], VISITS: visits, USERS: users})
+    return out.sort_values(ITEM, ignore_index=True)
 
 
 def grid_density_sql(con: duckdb.DuckDBPyConnection, table: str, cell_m: float = 500.0,
@@ -165,7 +192,7 @@ class StoredLocated(zones_sql.LocatedEvents):
     def zone_users(self, labelled: pd.DataFrame) -> pd.Series:
         items = self.ru.df(f"SELECT item_idx, {ITEM} FROM {self.ru.t('items')}")
         at = items.merge(labelled.loc[labelled[ZONE] != NOISE, [ITEM, ZONE]], on=ITEM)
-        zone_of = _index_lookup(items["item_idx"], at["item_idx"], at[ZONE], -1)
+        zone_of = index_lookup(items["item_idx"], at["item_idx"], at[ZONE], -1)
         ((zone, _, users),) = batches.keyed_user_counts(
             self.ru, f"SELECT user_idx, item_idx FROM {self.ru.t('ev')} WHERE coord_idx IS "
             "NOT NULL AND user_idx BETWEEN {lo} AND {hi}",
@@ -178,8 +205,8 @@ class StoredLocated(zones_sql.LocatedEvents):
         starts = all_windows(pd.Timestamp(lo), pd.Timestamp(hi), window)
         zones = np.r_[NOISE, np.sort(lookup[ZONE].unique())].astype(np.int64)
         places = self.ru.df(f"SELECT coord_idx FROM {self.ru.t('places')}")["coord_idx"]
-        zone_of = _index_lookup(places, lookup["coord_idx"],
-                                np.searchsorted(zones, lookup[ZONE].to_numpy(np.int64)), 0)
+        zone_of = index_lookup(places, lookup["coord_idx"],
+                               np.searchsorted(zones, lookup[ZONE].to_numpy(np.int64)), 0)
 
         def keys(got: dict[str, np.ndarray]) -> list[np.ndarray]:
             w = window_index(np.asarray(got["us"]), window, starts)
@@ -195,14 +222,6 @@ class StoredLocated(zones_sql.LocatedEvents):
 #: A batch of whole users' located events: user, time, place (``batches``).
 _LOCATED_TIMES = ("SELECT user_idx, us, coord_idx FROM {ev} WHERE coord_idx IS NOT NULL AND "
                   "user_idx BETWEEN {{lo}} AND {{hi}}")
-
-
-def _index_lookup(ids: pd.Series, at: pd.Series, values: Any, missing: int) -> np.ndarray:
-    """An array indexed by every id of ``ids`` (non-negative integers): ``values`` at the ids
-    ``at``, ``missing`` elsewhere."""
-    out = np.full(int(ids.max()) + 1 if len(ids) else 0, missing, np.int64)
-    out[np.asarray(at, np.int64)] = np.asarray(values, np.int64)
-    return out
 
 
 def find_zones_sql(con: duckdb.DuckDBPyConnection, table: str, eps_m: float = 100.0,
@@ -246,8 +265,8 @@ def flow_counts(ru: Rollup, zones: pd.DataFrame, max_gap: str | pd.Timedelta | N
     places = ru.df(f"SELECT * FROM {ru.t('places')}")
     found = zone_lookup(places, zones, ["coord_idx"])
     ids = np.sort(found[ZONE].unique()).astype(np.int64)
-    zone_of = _index_lookup(places["coord_idx"], found["coord_idx"],
-                            np.searchsorted(ids, found[ZONE].to_numpy(np.int64)), -1)
+    zone_of = index_lookup(places["coord_idx"], found["coord_idx"],
+                           np.searchsorted(ids, found[ZONE].to_numpy(np.int64)), -1)
     gap = flows.gap_us(max_gap)
 
     def keys(got: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from ..geo import (
+    chord_km,
     group_centroids,
     has_coords_sql,
     haversine_km,
-    latlon_from_xyz,
     require_coords,
     unit_vectors,
     with_coords,
@@ -307,7 +307,8 @@ def user_mobility(events: pd.DataFrame, window: Window = None,
 # -- every user's mobility in numpy (the summary build) ------------------------------------
 def mobility_arrays(user: np.ndarray, us: np.ndarray, item: np.ndarray, located: np.ndarray,
                     lat: np.ndarray, lon: np.ndarray, tz: np.ndarray, window: str,
-                    coordinates: bool = True) -> dict[str, np.ndarray]:
+                    coordinates: bool = True,
+                    place: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """:func:`user_mobility` of every user per calendar ``window`` over integer-keyed events
     sorted by (user, time, item, lat, lon), as the summary build's sorted event table is
     (other orders are sorted first): ``user`` and ``item`` integer ids (items in id order,
@@ -318,7 +319,11 @@ def mobility_arrays(user: np.ndarray, us: np.ndarray, item: np.ndarray, located:
     located events in order; home and work the items visited most in the local night /
     working hours (local time from ``tz`` else the solar zone of the longitude else UTC).
     ``coordinates=False`` says no event has a latitude or longitude (no positions to
-    average). One stable sort of the events by (user, window, item): the rest is linear.
+    average). ``place``, when given, is a non-negative id of each located event's
+    coordinates (the build's ``coord_idx``: equal ids, equal coordinates), so each place's
+    unit vector is computed once, not per event; distances come from the unit vectors
+    (``geo.chord_km``). One stable sort of the events by (user, window, item): the rest is
+    linear.
 
     Returns ``user``, ``window_start`` (epoch microseconds), ``events``, ``places``,
     ``rg_km``, ``travel_km`` (NaN without located events) and per anchor ``home_item`` /
@@ -332,6 +337,7 @@ def mobility_arrays(user: np.ndarray, us: np.ndarray, item: np.ndarray, located:
         order = np.lexsort((lon, lat, item, us, user))
         user, us, item, located, lat, lon, tz = (a[order] for a in (user, us, item, located,
                                                                     lat, lon, tz))
+        place = None if place is None else place[order]
     w = window_start(pd.Series(us.view("datetime64[us]")), window).to_numpy().view(np.int64)
     g_start = run_starts(user, w)
     group = run_ids(n, g_start)
@@ -347,6 +353,7 @@ def mobility_arrays(user: np.ndarray, us: np.ndarray, item: np.ndarray, located:
     r_item = item[order][r_start]
     g_runs = run_starts(group[order][r_start])  # each window's first run
     out[PLACES] = np.diff(np.r_[g_runs, len(r_start)])
+    ordered = {"lat": lat[order], "lon": lon[order]} if coordinates else {}
     for name, flag in (("home", night), ("work", work)):
         f = flag[order]
         visits = np.add.reduceat(f.astype(np.int64), r_start)
@@ -357,10 +364,10 @@ def mobility_arrays(user: np.ndarray, us: np.ndarray, item: np.ndarray, located:
         at = np.where(has, first, 0)
         out[f"{name}_item"] = np.where(has, r_item[at], -1)
         out[f"{name}_visits"] = np.where(has, visits[at], 0)
-        for col, values in (("lat", lat), ("lon", lon)):
+        for col in ("lat", "lon"):
             mean = np.full(size, np.nan)
             if coordinates:
-                v = values[order]
+                v = ordered[col]
                 ok = f & ~np.isnan(v)
                 total = np.add.reduceat(np.where(ok, v, 0.0), r_start)[at]
                 count = np.add.reduceat(ok.astype(np.int64), r_start)[at]
@@ -372,18 +379,24 @@ def mobility_arrays(user: np.ndarray, us: np.ndarray, item: np.ndarray, located:
     out[TRAVEL] = np.full(size, np.nan)
     if coordinates and located.any():
         at = np.flatnonzero(located)
-        g, la, lo_ = group[at], lat[at], lon[at]
-        x, y, z = unit_vectors(la, lo_)
+        g = group[at]
+        if place is None:
+            xyz = unit_vectors(lat[at], lon[at])
+        else:  # each place's vector once, gathered per event
+            p = place[at]
+            one = np.zeros(int(p.max()) + 1, np.int64)
+            one[p] = at
+            xyz = tuple(v[p] for v in unit_vectors(lat[one], lon[one]))
         counts = np.bincount(g, minlength=size)
-        c_lat, c_lon = latlon_from_xyz(*(np.bincount(g, weights=v, minlength=size)
-                                         for v in (x, y, z)))
-        d2 = haversine_km(la, lo_, c_lat[g], c_lon[g]) ** 2
+        sums = [np.bincount(g, weights=v, minlength=size) for v in xyz]
+        norm = np.sqrt(sum(v ** 2 for v in sums))
+        centre = tuple((v / np.where(norm > 0, norm, 1.0))[g] for v in sums)
         has = counts > 0
+        d2 = chord_km(xyz, centre) ** 2
         out[RG][has] = np.sqrt(np.bincount(g, weights=d2, minlength=size)[has] / counts[has])
         step = np.zeros(len(at))
-        same = g[1:] == g[:-1]
-        step[1:][same] = haversine_km(la[:-1][same], lo_[:-1][same], la[1:][same],
-                                      lo_[1:][same])
+        same = np.flatnonzero(g[1:] == g[:-1])
+        step[same + 1] = chord_km(tuple(v[same] for v in xyz), tuple(v[same + 1] for v in xyz))
         out[TRAVEL][has] = np.bincount(g, weights=step, minlength=size)[has]
     return out
 

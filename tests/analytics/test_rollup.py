@@ -522,6 +522,18 @@ def test_summary_row_equals_counting_over_the_events(data):
     assert got["users"][0] > 10 and got["located"][0] > 0
 
 
+def test_stored_place_sums_equal_the_sql_over_the_raw_events(data):
+    """``places_items`` comes from the densities' pass (visits and users per item, unit
+    vectors summed from the visits per place): the rows ``zones_sql.places_query`` gives
+    over the raw table's located events, sums equal to rounding."""
+    ru = rollup_build.ensure(data.con, data.name)
+    stored = ru.df(f"SELECT * FROM {ru.t('places_items')}")
+    raw = data.con.execute(zones_sql.places_query(
+        f"(SELECT * FROM {data.table} WHERE {has_coords_sql()})")).df()
+    assert len(stored) > 50 and (stored["users"] > 1).any()
+    pd.testing.assert_frame_equal(stored, raw, rtol=1e-12)
+
+
 def test_batched_steps_equal_one_batch(data, monkeypatch):
     """``steps``, the drift, the mobility, the rhythm, the densities and the page's zones
     (their users, activity and flows) are computed in batches of whole users: tiny batches
@@ -534,7 +546,7 @@ def test_batched_steps_equal_one_batch(data, monkeypatch):
         [f"rollup__{d.name}__drift_%"]).fetchall()]
     parts = {"steps": ["steps", "hour_users", "hourly", "gaps", "sessions"], "drift": drift,
              "mobility": ["mobility"], "rhythm": ["rhythm"], "rhythm_cells": ["rhythm_cells"],
-             "density": ["density"],
+             "density": ["density", "places_items"],
              "page zones": ["zone_params", "zones", "zone_activity", "zone_places",
                             "zone_flows"]}
     assert len(drift) == 3  # drift_<window>, drift_ref_<window>, drift_rank_<window>
