@@ -62,18 +62,32 @@ def map_user_batches(ru: Rollup, events: int, query: str,
             consume(pending.popleft().result())
 
 
+def in_row_order(got: dict[str, np.ndarray], order: str = "rowid") -> dict[str, np.ndarray]:
+    """A batch's columns in the order of its ``order`` column (the table's row id: DuckDB
+    may scan a batch's row groups out of order; the passes that look at each row's
+    predecessor put them back)."""
+    key = np.asarray(got[order])
+    if len(key) > 1 and (np.diff(key) <= 0).any():
+        at = np.argsort(key, kind="stable")
+        return {k: v[at] for k, v in got.items()}
+    return got
+
+
 def keyed_user_counts(ru: Rollup, query: str,
                       keys: Callable[[dict[str, np.ndarray]], list[Keying]],
                       events: int | None = None) -> list[tuple[np.ndarray, ...]]:
     """Rows and distinct users per key, for several keyings of the same rows at once: per
     keying, (distinct non-negative keys in order, rows of each, distinct users of each).
     ``query`` reads a batch of whole users (``{lo}``/``{hi}``, with a ``user_idx`` column),
-    ``keys`` gives each keying's int64 key of every row of it (negative: not counted), or
+    ``keys`` gives each keying's int64 key of every row of it (negative: not counted; a batch
+    that reads the ``rowid`` comes in row order: :func:`in_row_order`), or
     (key, [weights, ...]) for a keying whose sums of the weights per key are wanted instead
     of its distinct users: (keys, rows, sums, ...)."""
     parts: list[list[tuple[np.ndarray, ...]]] = []
 
     def compute(got: dict[str, np.ndarray]) -> list[tuple[np.ndarray, ...]]:
+        if "rowid" in got:
+            got = in_row_order(got)
         user = np.asarray(got["user_idx"])
         out = []
         for keying in keys(got):

@@ -62,8 +62,8 @@ MOBILITY_BATCH = 2_000_000
 #: Events per batch of users whose interest drift numpy computes at once (2M batches were
 #: slower at 100M events: the sort of a batch grows faster than its size).
 DRIFT_BATCH = 1_000_000
-#: Events per batch of users whose ``steps`` rows are written at once (~250 MB in numpy).
-STEP_BATCH = 4_000_000
+#: Events per batch of users whose gaps, sessions and hours numpy counts at once.
+GAP_BATCH = 4_000_000
 #: Events per batch of users whose ``rhythm`` rows numpy counts at once.
 RHYTHM_BATCH = 2_000_000
 
@@ -194,7 +194,7 @@ def build_steps(cur: Any, name: str) -> list[tuple[str, Callable[[], None]]]:
         steps.append((what, partial(_build_rhythm_cells, cur, name, modes)
                       if what == "rhythm_cells" and from_rhythm else partial(cur.execute, sql)))
         if what == "ev":  # then the tables counted in numpy over its batches of users
-            steps += [("steps", partial(_build_steps, cur, name)),
+            steps += [("gaps", partial(_build_gaps, cur, name)),
                       ("rhythm", partial(_build_rhythm, cur, name))]
     return steps + [("density", partial(_build_density, cur, name)),
                     ("drift", partial(_build_drift, cur, name)),
@@ -480,11 +480,10 @@ def _build_rhythm_cells(cur: Any, name: str, modes: list[tuple[str, int, str]]) 
         cur.execute(f"DROP TABLE IF EXISTS {temp}")
 
 
-def _build_steps(cur: Any, name: str, source: str | None = None,
-                 order: str = "rowid") -> None:
-    """From one read of ``ev`` in batches of whole users (``STEP_BATCH`` events), each event
-    beside the user's previous one (numpy): ``steps`` (the moves between two located events
-    in a row: user_idx, us, coord_idx, gap, prev_us, prev_coord: what the flows count),
+def _build_gaps(cur: Any, name: str, source: str | None = None,
+                order: str = "rowid") -> None:
+    """From one read of ``ev`` in batches of whole users (``GAP_BATCH`` events), each event
+    beside the user's previous one (numpy):
     ``hour_users`` (events and distinct users per hour: a user's first event of an hour is
     the one whose previous event fell in another hour) and ``hourly``, ``gaps`` (seconds
     between a user's consecutive events) and ``sessions`` (per idle gap of
@@ -494,9 +493,7 @@ def _build_steps(cur: Any, name: str, source: str | None = None,
     back in it by ``order`` (the row id; ``source``: another relation to read, for the
     tests)."""
     ru = Rollup(cur, name)
-    t = {w: part(name, w) for w in ("steps", "hour_users", "hourly", "gaps", "sessions")}
-    cur.execute(f"CREATE TABLE {t['steps']} (user_idx INTEGER, us BIGINT, coord_idx INTEGER, "
-                "gap BIGINT, prev_us BIGINT, prev_coord INTEGER)")
+    t = {w: part(name, w) for w in ("hour_users", "hourly", "gaps", "sessions")}
     temp = {"hour": "_steps_hours", "gap": "_steps_gaps", "session": "_steps_sessions"}
     for what, cols in (("hour", "hour BIGINT, events BIGINT, users BIGINT"),
                        ("gap", "gap BIGINT, n BIGINT"),
@@ -505,13 +502,9 @@ def _build_steps(cur: Any, name: str, source: str | None = None,
         cur.execute(f"CREATE OR REPLACE TEMP TABLE {temp[what]} ({cols})")
 
     def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
-        if len(got[order]) > 1 and (np.diff(got[order]) <= 0).any():
-            at = np.argsort(got[order])
-            got = {k: v[at] for k, v in got.items()}
+        got = batches.in_row_order(got, order)
         user, sec, us = (np.asarray(got[c]) for c in ("user_idx", "s", "us"))
         n = len(user)
-        located = ~np.ma.getmaskarray(got["coord_idx"])
-        coord = np.ma.asarray(got["coord_idx"]).filled(0)
         first = np.ones(n, bool)  # a batch starts with a user's first event
         first[1:] = user[1:] != user[:-1]
         gap = np.zeros(n, np.int64)
@@ -535,22 +528,15 @@ def _build_steps(cur: Any, name: str, source: str | None = None,
                                 ("single", np.r_[True, np.zeros(len(durations), bool)]),
                                 ("n", np.r_[int((steps == 0).sum()), d_n])):
                 sessions[col].append(values)
-        move = np.zeros(n, bool)
-        move[1:] = located[1:] & located[:-1] & ~first[1:]
-        at = np.flatnonzero(move)
-        return {t["steps"]: pa.table({
-                    "user_idx": user[at], "us": us[at], "coord_idx": coord[at],
-                    "gap": gap[at], "prev_us": us[at - 1], "prev_coord": coord[at - 1]}),
-                temp["hour"]: pa.table({"hour": hours, "events": events,
+        return {temp["hour"]: pa.table({"hour": hours, "events": events,
                                         "users": users.astype(np.int64)}),
                 temp["gap"]: pa.table({"gap": gaps, "n": gap_n}),
                 temp["session"]: pa.table({c: np.concatenate(v) for c, v in
                                            sessions.items()})}
 
     try:
-        _insert_batches(ru, STEP_BATCH, f"SELECT {order}, user_idx, s, us, coord_idx "
-                          f"FROM {source or ru.t('ev')} WHERE user_idx BETWEEN {{lo}} AND {{hi}}",
-                          rows)
+        _insert_batches(ru, GAP_BATCH, f"SELECT {order}, user_idx, s, us FROM "
+                        f"{source or ru.t('ev')} WHERE user_idx BETWEEN {{lo}} AND {{hi}}", rows)
         cur.execute(f"CREATE TABLE {t['hour_users']} AS SELECT make_timestamp(hour * "
                     "3600000000) AS period, CAST(sum(events) AS BIGINT) AS events, "
                     f"CAST(sum(users) AS BIGINT) AS users FROM {temp['hour']} GROUP BY hour "
@@ -651,7 +637,7 @@ def build_sql(name: str, cur: Any,
         # every event, sorted by user and time, with the integer columns the queries use (and
         # the canonical ones but the names kept by id: ``EV_WITHOUT``); written in
         # parallel (no window over these wide rows: each event's previous one is found in
-        # numpy, :func:`_build_steps`). ``ts`` and ``s``
+        # numpy, :func:`_build_gaps`). ``ts`` and ``s``
         # are virtual, computed from ``us`` when read: 16 bytes less per row to sort and
         # write (a sixth of the step at 100M events)
         f"CREATE TABLE {p['ev']} ({', '.join(ev_columns)}); INSERT INTO {p['ev']} "

@@ -21,7 +21,7 @@ with the new events in:
   those events.
 
 The tables of :data:`BEHIND` cannot be updated exactly for a few milliseconds (the sorted
-``ev`` and its per-user ``steps``, drift, churn, densities, gaps, sessions, zones, flows,
+``ev``, drift, churn, densities, gaps, sessions, zones, flows,
 paths, the summary's percentiles): they keep describing the events of the last build, and
 ``pending`` counts how many appended events they lack. :func:`needs_rebuild` says when that
 count has grown past :data:`REBUILD_SHARE` of the dataset (or :data:`REBUILD_ROWS`), and
@@ -62,7 +62,7 @@ EXACT = ("users", "items", "places", "categories", "user_day", "user_week", "use
 #: Summary tables (and summary columns) left describing the last build until a rebuild;
 #: the Map's zones keep their outlines, users and shares, but count the visits of new events at
 #: a place of a zone (``zones``, ``zone_places`` and existing windows of ``zone_activity``).
-BEHIND = ("ev", "steps", "drift_<Users page window>", "churn_params", "churn_risk",
+BEHIND = ("ev", "drift_<Users page window>", "churn_params", "churn_risk",
           "churn_backtest", "hour_users (not read while events are pending)", "gaps", "sessions",
           "places_items", "density", "zones", "zone_activity", "zone_places", "zone_flows",
           "paths", "summary.ts_p01", "summary.ts_p99", "summary.lon_median")

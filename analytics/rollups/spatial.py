@@ -259,9 +259,9 @@ def zones_for_subset_sql(con: duckdb.DuckDBPyConnection, table: str, whole: Zone
 # -- flows ------------------------------------------------------------------------------------
 def flow_counts(ru: Rollup, zones: pd.DataFrame, max_gap: str | pd.Timedelta | None,
                 include_self: bool) -> pd.DataFrame:
-    """The moves of ``flows.od_flows_sql`` (``origin, destination, trips, users``) from the
-    summary tables' ``steps``, whose rows already carry the previous event's place and time
-    (no window to run), counted per batch of whole users (``batches``)."""
+    """The moves of ``flows.od_flows_sql`` (``origin, destination, trips, users``) over the
+    summary tables' sorted ``ev``: per batch of whole users (``batches``) each event beside
+    the user's previous one, a move where both are located and their places in zones."""
     places = ru.df(f"SELECT * FROM {ru.t('places')}")
     found = zone_lookup(places, zones, ["coord_idx"])
     ids = np.sort(found[ZONE].unique()).astype(np.int64)
@@ -270,18 +270,19 @@ def flow_counts(ru: Rollup, zones: pd.DataFrame, max_gap: str | pd.Timedelta | N
     gap = flows.gap_us(max_gap)
 
     def keys(got: dict[str, np.ndarray]) -> list[np.ndarray]:
-        d = zone_of[np.asarray(got["coord_idx"], np.int64)]
-        o = zone_of[np.asarray(got["prev_coord"], np.int64)]
-        keep = (d >= 0) & (o >= 0)
+        user, us = np.asarray(got["user_idx"]), np.asarray(got["us"])
+        zone = zone_of[np.ma.asarray(got["coord_idx"]).filled(-1)]  # -1: not located / no zone
+        d, o = zone[1:], zone[:-1]
+        keep = (d >= 0) & (o >= 0) & (user[1:] == user[:-1])
         if not include_self:
             keep &= o != d
         if gap is not None:
-            keep &= np.asarray(got["us"]) - np.asarray(got["prev_us"]) <= gap
-        return [np.where(keep, o * len(ids) + d, -1)]
+            keep &= us[1:] - us[:-1] <= gap
+        return [np.r_[-1, np.where(keep, o * len(ids) + d, -1)]]
 
     ((key, trips, users),) = batches.keyed_user_counts(
-        ru, f"SELECT user_idx, us, prev_us, coord_idx, prev_coord FROM {ru.t('steps')} "
-        "WHERE user_idx BETWEEN {lo} AND {hi}", keys)
+        ru, f"SELECT rowid, user_idx, us, coord_idx FROM {ru.t('ev')} WHERE user_idx BETWEEN "
+        "{lo} AND {hi}", keys)
     return pd.DataFrame({flows.ORIGIN: ids[key // len(ids)] if len(ids) else ids,
                          flows.DEST: ids[key % len(ids)] if len(ids) else ids,
                          flows.TRIPS: trips, flows.USERS: users})

@@ -13,9 +13,8 @@ one transaction and named ``"rollup__<name>__<part>"``:
   reads touch one row group and scans group by integers, not strings; the other canonical
   columns but the user, item and category names (``EV_WITHOUT``: kept once, in ``users``,
   ``items`` and ``categories``); ``ts`` and the epoch seconds ``s`` are virtual columns,
-  computed from ``us`` when read (not sorted and written); ``steps``: in ``ev``'s order,
-  the moves between two located events in a row of one user (``user_idx``, ``us``,
-  ``coord_idx``, ``gap`` in seconds, ``prev_us``, ``prev_coord``): what the flows count;
+  computed from ``us`` when read (not sorted and written); the flows are counted over it in
+  batches of users, each event beside the user's previous one (no table of moves);
 * ``user_day`` / ``user_week`` / ``user_month``: events per (period, user): exact distinct
   users, new/returning and cohorts are counts over these; ``periods``: their totals (events
   and distinct users per day, week and month: the Overview's trend);
@@ -62,7 +61,7 @@ from ..store import derived_table
 from ..users import evolution
 
 #: Bump when the tables or their meaning change: every set is rebuilt on next use.
-VERSION = 21
+VERSION = 22
 #: The canonical columns ``ev`` does not store: the users', items' and categories' names, which
 #: ``users``, ``items`` and ``categories`` hold by ``user_idx`` / ``item_idx`` / ``cat_idx``
 #: (``Rollup.user_events`` joins them back).
@@ -95,7 +94,7 @@ CREATE TABLE IF NOT EXISTS rollups (
 )
 """
 #: Every summary table a dataset may have (the zones ones only when it has zones).
-PARTS = ("users", "items", "places", "categories", "ev", "steps", "user_day", "user_week",
+PARTS = ("users", "items", "places", "categories", "ev", "user_day", "user_week",
           "user_month", "hourly", "rhythm", "rhythm_cells",
           "gaps", "sessions", "places_items", "summary", "values", "density", "drift_month",
           "drift_week", "drift_day", "drift_ref_month", "drift_ref_week", "drift_ref_day",
