@@ -18,7 +18,7 @@ from ..engine import EVENTS, PERIOD, check_freq
 from ..spacetime import WINDOW
 from ..spatial import mobility
 from ..users import churn, evolution
-from . import lookup
+from . import batches, lookup
 from .tables import DRIFT, PROFILE_FREQS, Rollup
 
 
@@ -214,6 +214,33 @@ def _sql_counts(ru: Rollup, cut_s: int, w: int, windows: int) -> pd.DataFrame:
         "u ON f.user_idx = u.user_idx")
 
 
+def _counts_at(ru: Rollup, cuts: list[int], w: int, windows: int) -> dict[int, pd.DataFrame]:
+    """:func:`_sql_counts` of each of ``cuts`` from one read of the sorted event times, in
+    batches of whole users (``batches``): per batch a ``churn.UserTimes`` (binary searches
+    per user), so memory stays bounded by the batch, not the events."""
+    ids = ru.user_ids()
+    parts: dict[int, list[pd.DataFrame]] = {cut: [] for cut in cuts}
+
+    def compute(got: dict[str, np.ndarray]) -> dict[int, pd.DataFrame]:
+        got = batches.in_row_order(got)
+        user = np.asarray(got["user_idx"], np.int64)
+        lo, hi = int(user[0]), int(user[-1])
+        times = churn.UserTimes(user - lo, got["s"], ids.iloc[lo:hi + 1].reset_index(drop=True))
+        return {cut: times.counts(cut, w, windows) for cut in cuts}
+
+    def consume(counted: dict[int, pd.DataFrame]) -> None:
+        for cut, rows in counted.items():
+            parts[cut].append(rows)
+
+    batches.map_user_batches(ru, CHURN_BATCH, f"SELECT rowid, user_idx, s FROM {ru.t('ev')} "
+                             "WHERE user_idx BETWEEN {lo} AND {hi}", compute, consume)
+    return {cut: pd.concat(rows, ignore_index=True) for cut, rows in parts.items() if rows}
+
+
+#: Events per batch of users whose churn counts numpy finds at once.
+CHURN_BATCH = 4_000_000
+
+
 def _user_times(ru: Rollup) -> churn.UserTimes | None:
     """Every event's (user, second) read once from the sorted event table; None when the
     rows did not come back in that order (the counts then come from SQL)."""
@@ -283,8 +310,18 @@ def build_churn(ru: Rollup) -> None:
     s = ru.summary()
     if s["ts_p01"] is None:
         return
-    risk, bt, window, why = churn.page_panel(None, s["ts_p01"], s["ts_p99"],
-                                             partial(_sql_counts, ru), s["last_ts"])
+    # the cuts of the page's first window counted in one scan (each was a scan of its own)
+    first = churn.page_windows(s["ts_p01"], s["ts_p99"])[0]
+    w = int(pd.Timedelta(first).total_seconds())
+    ahead = _counts_at(ru, churn.panel_cuts(first, s["last_ts"]), w, 4)
+
+    def counts(cut_s: int, window_s: int, windows: int) -> pd.DataFrame:
+        if window_s == w and windows == 4 and cut_s in ahead:
+            return ahead.pop(cut_s)
+        return _sql_counts(ru, cut_s, window_s, windows)
+
+    risk, bt, window, why = churn.page_panel(None, s["ts_p01"], s["ts_p99"], counts,
+                                             s["last_ts"])
     ru.con.execute(f"CREATE TABLE {ru.t('churn_params')} AS SELECT CAST(? AS TIMESTAMP) AS "
                    "first_ts, CAST(? AS TIMESTAMP) AS last_ts, CAST(? AS VARCHAR) AS "
                    "churn_window, CAST(? AS VARCHAR) AS note",

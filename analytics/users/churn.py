@@ -233,7 +233,7 @@ def churn_backtest(events: Any, cut: Any = None, window: str | pd.Timedelta = "1
 
     step = pd.Timedelta(seconds=_window_seconds(window))
     test_cut = pd.Timestamp(cut) if cut is not None else _last_ts(events, last_ts) - step
-    train_cut = test_cut - step
+    train_cut = test_cut - step  # page_cuts: the same cuts
     train = churn_features(events, train_cut, window, windows, True, counts)
     test = churn_features(events, test_cut, window, windows, True, counts)
     if test[CHURNED].nunique() < 2:
@@ -265,7 +265,7 @@ def churn_risk(events: Any, at: Any = None, window: str | pd.Timedelta = "14D",
     """
     at = pd.Timestamp(at) if at is not None else \
         _last_ts(events, last_ts) + pd.Timedelta(seconds=1)
-    step = pd.Timedelta(seconds=_window_seconds(window))
+    step = pd.Timedelta(seconds=_window_seconds(window))  # page_cuts: the same cuts
     model = fit_churn_model(churn_features(events, at - step, window, windows, True, counts))
     scored = model.predict(churn_features(events, at, window, windows, False, counts))
     return scored.sort_values([RISK, schema.USER], ascending=[False, True]).reset_index(drop=True)
@@ -279,6 +279,17 @@ def churn_panel(events: Any, window: str | pd.Timedelta = "14D", windows: int = 
     read of the event times serves all four cuts."""
     return (churn_risk(events, None, window, windows, counts, last_ts),
             churn_backtest(events, None, window, windows, counts, last_ts)[0])
+
+
+def panel_cuts(window: str | pd.Timedelta, last_ts: Any) -> list[int]:
+    """The cuts (epoch seconds) :func:`churn_panel` counts at for data ending at ``last_ts``:
+    the risk's training cut and its scoring cut (one second past the last event, and one
+    window before), the backtest's test cut (one window before the last event) and its
+    training cut (two windows before): a source of :data:`Counts` can count them in one
+    pass."""
+    step = pd.Timedelta(seconds=_window_seconds(window))
+    at, last = pd.Timestamp(last_ts) + pd.Timedelta(seconds=1), pd.Timestamp(last_ts)
+    return [_epoch(t) for t in (at - step, at, last - step, last - 2 * step)]
 
 
 def page_windows(first: Any, last: Any) -> list[str]:

@@ -26,6 +26,7 @@ from trailscope.analytics.sample.generate import import_sample
 from trailscope.analytics.spatial import density as space
 from trailscope.analytics.spatial import mobility, zones_sql
 from trailscope.analytics.store import Store
+from trailscope.analytics.users import churn
 
 from tests.analytics.realdata import NYC_TZ_FALLBACK_MIN, import_nyc, open_store
 from tests.analytics.rollup_reads import recorded
@@ -258,6 +259,34 @@ def test_stored_mobility_with_unlocated_coordinates_equals_the_raw_path(tmp_path
     finally:
         con.close()
         store.close()
+
+
+def test_stored_churn_counts_its_four_cuts_in_one_scan(data, monkeypatch):
+    """The build counts the churn panel's four cuts (``churn.panel_cuts``) in one scan of
+    ``ev``: each cut's rows equal the one-cut query's, and the panel asks for no other (no
+    one-cut query runs)."""
+    ru = rollup_build.ensure(data.con, data.name)
+    s = ru.summary()
+    window = churn.page_windows(s["ts_p01"], s["ts_p99"])[0]
+    w = int(pd.Timedelta(window).total_seconds())
+    cuts = churn.panel_cuts(window, s["last_ts"])
+    together = r_users._counts_at(ru, cuts, w, 4)
+    for cut in cuts:
+        one = r_users._sql_counts(ru, cut, w, 4).sort_values(schema.USER, ignore_index=True)
+        assert len(one) > 10
+        pd.testing.assert_frame_equal(
+            together[cut].sort_values(schema.USER, ignore_index=True), one, obj=str(cut))
+    asked = []
+    monkeypatch.setattr(r_users, "_sql_counts", lambda *a: asked.append(a))
+    data.con.execute("BEGIN")
+    try:
+        for t in ("churn_params", "churn_risk", "churn_backtest"):
+            data.con.execute(f"DROP TABLE IF EXISTS {ru.t(t)}")
+        r_users.build_churn(ru)
+        assert ru.one(f"SELECT churn_window FROM {ru.t('churn_params')}")[0] == window
+    finally:
+        data.con.execute("ROLLBACK")
+    assert asked == []
 
 
 def _stored_and_raw_mobility(con, name: str, table: str) -> tuple[pd.DataFrame, pd.DataFrame]:
