@@ -188,9 +188,10 @@ def build_steps(cur: Any, name: str) -> list[tuple[str, Callable[[], None]]]:
     or step, its call). The SQL tables first (:func:`build_sql`), then the steps computed
     from them."""
     ru = Rollup(cur, name)
-    modes, from_rhythm = _rhythm_modes(cur, events_table(name))
+    figures = _event_figures(cur, events_table(name))
+    modes, from_rhythm = _rhythm_modes(cur, events_table(name), figures)
     steps: list[tuple[str, Callable[[], None]]] = []
-    for what, sql in build_sql(name, cur, (modes, from_rhythm)):
+    for what, sql in build_sql(name, cur, figures):
         steps.append((what, partial(_build_rhythm_cells, cur, name, modes)
                       if what == "rhythm_cells" and from_rhythm else partial(cur.execute, sql)))
         if what == "ev":  # then the tables counted in numpy over its batches of users
@@ -399,7 +400,20 @@ def _build_page_paths(ru: Rollup) -> None:
                                       reference=pd.Timestamp(first)))
 
 
-def _rhythm_modes(cur: Any, src: str) -> tuple[list[tuple[str, int, str]], bool]:
+def _event_figures(cur: Any, src: str) -> dict[str, Any]:
+    """What the rhythm modes and the summary row need of the events, in one scan (the
+    median is a sort's worth of work: done once): ``lon_median``, ``whole`` (every known
+    offset whole hours), ``s_min`` (the first epoch second), ``tz_min`` (the lowest known
+    offset, None without)."""
+    row = cur.execute(
+        f"SELECT median({schema.LON}), coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE), "
+        f"min(CAST(EPOCH({schema.TS}) AS BIGINT)), min({schema.TZ_OFFSET}) FROM {src}"
+    ).fetchall()[0]
+    return dict(zip(("lon_median", "whole", "s_min", "tz_min"), row, strict=True))
+
+
+def _rhythm_modes(cur: Any, src: str, figures: dict[str, Any] | None = None
+                  ) -> tuple[list[tuple[str, int, str]], bool]:
     """The rhythm variants stored with their distinct users: UTC, local time with unknown
     offsets as UTC, and local time with the solar zone of the median longitude (what the
     dashboard uses for datasets without offsets). (mode, fallback minutes, offset SQL in
@@ -407,10 +421,8 @@ def _rhythm_modes(cur: Any, src: str) -> tuple[list[tuple[str, int, str]], bool]
     (the cells then follow from ``rhythm``'s hours of the week:
     :func:`_build_rhythm_cells`). Without any known offset a local mode's offset is its
     fallback, a constant (so the local mode with fallback 0 has UTC's cells)."""
-    lon, whole, s_min, tz_min = cur.execute(
-        f"SELECT median({schema.LON}), coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE), "
-        f"min(CAST(EPOCH({schema.TS}) AS BIGINT)), min({schema.TZ_OFFSET}) FROM {src}"
-    ).fetchall()[0]
+    f = figures or _event_figures(cur, src)
+    lon, whole, s_min, tz_min = f["lon_median"], f["whole"], f["s_min"], f["tz_min"]
     fallbacks = dict.fromkeys([0] + ([] if lon is None else [solar_offset_min(lon)]))
     modes = [("utc", 0, "0")] + [
         ("local", fb, str(fb) if tz_min is None else f"coalesce({schema.TZ_OFFSET}, {fb})")
@@ -588,15 +600,16 @@ def _build_rhythm(cur: Any, name: str) -> None:
                       "WHERE user_idx BETWEEN {lo} AND {hi}", rows)
 
 
-def build_sql(name: str, cur: Any,
-              rhythm: tuple[list[tuple[str, int, str]], bool] | None = None
+def build_sql(name: str, cur: Any, figures: dict[str, Any] | None = None
               ) -> list[tuple[str, str]]:
     """The CREATE TABLE statements of dataset ``name``'s summary tables, in order: (the
-    table's part name, the statement); ``rhythm``: :func:`_rhythm_modes`' answer when known.
+    table's part name, the statement); ``figures``: :func:`_event_figures` when known.
     (``build_steps`` computes ``steps``, ``rhythm`` and, where it can, ``rhythm_cells`` in
     numpy instead.)"""
     src = events_table(name)
     p = {w: part(name, w) for w in PARTS}
+    figures = figures or _event_figures(cur, src)
+    lon_median = "NULL" if figures["lon_median"] is None else repr(float(figures["lon_median"]))
     u, i, ts, lat, lon, cat = (schema.USER, schema.ITEM, schema.TS, schema.LAT, schema.LON,
                                schema.CATEGORY)
     located = has_coords_sql()
@@ -664,7 +677,7 @@ def build_sql(name: str, cur: Any,
         + " ORDER BY freq, period")
     out += [
         f"CREATE TABLE {p['rhythm_cells']} AS "
-        + _rhythm_cells(p["ev"], (rhythm or _rhythm_modes(cur, src))[0]),
+        + _rhythm_cells(p["ev"], _rhythm_modes(cur, src, figures)[0]),
         # the draw order's first located events: their hashes found first (one column), so
         # only those rows' other columns are read
         f"CREATE TABLE {p['heat']} AS SELECT e.{lat}, e.{lon}, e.{ts}, c.{cat}, e.h FROM (SELECT "
@@ -677,13 +690,16 @@ def build_sql(name: str, cur: Any,
         f"{schema.BEHAVIOR}, count(*) FROM {src} GROUP BY 1, 2",
         # the users, items, time span and located events from ``users`` and ``items`` (the
         # distinct counts over the events were a third of the step)
+        # (both percentiles from one quantile call: one selection pass, not two; the median
+        # longitude and whole hours from _event_figures: not scanned again)
         f"CREATE TABLE {p['summary']} AS SELECT e.events, u.users, i.items, u.first_ts, "
-        "u.last_ts, u.located, e.* EXCLUDE (events) FROM (SELECT count(*) AS events, "
-        f"min({ts}) FILTER (WHERE {located}) AS located_first, max({ts}) FILTER (WHERE "
-        f"{located}) AS located_last, quantile_disc({ts}, 0.01) AS ts_p01, "
-        f"quantile_disc({ts}, 0.99) AS ts_p99, count({schema.TZ_OFFSET}) AS tz_known, "
-        f"median({lon}) AS lon_median, coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE) "
-        f"AS tz_whole_hours, count({cat}) AS categorised FROM {src}) e, (SELECT count({u}) AS "
+        "u.last_ts, u.located, e.located_first, e.located_last, e.q[1] AS ts_p01, e.q[2] AS "
+        "ts_p99, e.tz_known, e.lon_median, e.tz_whole_hours, e.categorised FROM (SELECT "
+        f"count(*) AS events, min({ts}) FILTER (WHERE {located}) AS located_first, max({ts}) "
+        f"FILTER (WHERE {located}) AS located_last, quantile_disc({ts}, [0.01, 0.99]) AS q, "
+        f"count({schema.TZ_OFFSET}) AS tz_known, CAST({lon_median} AS DOUBLE) AS lon_median, "
+        f"{bool(figures['whole'])} AS tz_whole_hours, count({cat}) AS categorised FROM {src}) "
+        f"e, (SELECT count({u}) AS "
         "users, min(first_ts) AS first_ts, max(last_ts) AS last_ts, CAST(coalesce(sum(located), "
         f"0) AS BIGINT) AS located FROM {p['users']}) u, (SELECT count({i}) AS items FROM "
         f"{p['items']}) i",

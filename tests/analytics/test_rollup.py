@@ -560,16 +560,20 @@ def test_gaps_sessions_and_hour_users_in_row_order_whatever_the_scan(data):
 
 def test_summary_row_equals_counting_over_the_events(data):
     """The summary row takes its users, items, time span and located events from ``users``
-    and ``items``: the same values as counting them over the raw events."""
+    and ``items``, its percentiles from one quantile call, its median longitude from the
+    build's first scan: the same values as counting them over the raw events."""
     d = data
     ru = rollup_build.ensure(d.con, d.name)
     located = has_coords_sql()
     want = ru.df(f"SELECT count(*) AS events, count(DISTINCT {schema.USER}) AS users, "
                  f"count(DISTINCT {schema.ITEM}) AS items, min({schema.TS}) AS first_ts, "
-                 f"max({schema.TS}) AS last_ts, count(*) FILTER (WHERE {located}) AS located "
-                 f"FROM {d.table}")
-    got = ru.df(f"SELECT events, users, items, first_ts, last_ts, located FROM "
-                f"{ru.t('summary')}")
+                 f"max({schema.TS}) AS last_ts, count(*) FILTER (WHERE {located}) AS located, "
+                 f"quantile_disc({schema.TS}, 0.01) AS ts_p01, quantile_disc({schema.TS}, 0.99) "
+                 f"AS ts_p99, count({schema.TZ_OFFSET}) AS tz_known, median({schema.LON}) AS "
+                 f"lon_median, coalesce(bool_and({schema.TZ_OFFSET} % 60 = 0), TRUE) AS "
+                 f"tz_whole_hours FROM {d.table}")
+    got = ru.df(f"SELECT events, users, items, first_ts, last_ts, located, ts_p01, ts_p99, "
+                f"tz_known, lon_median, tz_whole_hours FROM {ru.t('summary')}")
     pd.testing.assert_frame_equal(got, want)
     assert got["users"][0] > 10 and got["located"][0] > 0
 
