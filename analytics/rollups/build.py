@@ -629,8 +629,10 @@ def build_sql(name: str, cur: Any, figures: dict[str, Any] | None = None
     # the tie order of (lat NULLS LAST, lon NULLS LAST) as one integer: the rank of every
     # distinct coordinate pair of the events (NULLs too), with its place (NULL unless
     # located); one join gives both and the sort compares four integer keys, not two doubles
-    coords = (f"(SELECT d.{lat}, d.{lon}, pl.coord_idx, row_number() OVER (ORDER BY d.{lat} "
-              f"NULLS LAST, d.{lon} NULLS LAST) AS ll FROM (SELECT DISTINCT {lat}, {lon} FROM "
+    # (a 4-byte rank: the 8-byte one made the sort of 100M events a quarter slower)
+    coords = (f"(SELECT d.{lat}, d.{lon}, pl.coord_idx, CAST(row_number() OVER (ORDER BY "
+              f"d.{lat} NULLS LAST, d.{lon} NULLS LAST) AS INTEGER) AS ll FROM (SELECT DISTINCT "
+              f"{lat}, {lon} FROM "
               f"{src}) d LEFT JOIN {p['places']} pl ON d.{lat} = pl.{lat} AND d.{lon} = "
               f"pl.{lon})")
 
