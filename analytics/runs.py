@@ -1,6 +1,7 @@
 """Runs of equal keys in sorted numpy arrays: what the summary build's numpy steps (interest
 drift, per-user mobility) group by instead of hashing, since the sorted event table gives
-its rows in (user, time) order."""
+its rows in (user, time) order; counts per key (rows, distinct users, their sums over
+batches of whole users) and the lookup arrays the batch passes index by integer id."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Passes over a set's sorted event table in batches of whole users.
 
-``ev`` is sorted by user (and ``steps`` is written in its order), so the rows of a range of
-``user_idx`` are a few consecutive row groups: a batch reads them with a range condition,
+``ev`` is sorted by user, so the rows of a range of ``user_idx`` are a few consecutive row
+groups: a batch reads them with a range condition,
 numpy computes on it (two batches at once in threads: numpy releases the GIL, so both cores
 work) while the next one is read, and what each batch gives is consumed in batch order on
 the reading thread (the build inserts it on its own cursor, inside its transaction).
@@ -9,9 +9,10 @@ the reading thread (the build inserts it on its own cursor, inside its transacti
 Since no user spans two batches, a per-user question needs no merge, and so does a count of
 distinct users: the distinct users of a key over the whole set are the sum over the batches
 of each batch's distinct users of that key (:func:`keyed_user_counts`). That is how the
-densities, the zones' users and activity and the flows count their distinct users: a
-stable sort of (user, key) pairs per batch, where DuckDB's ``count(DISTINCT user)`` per
-group over 100M events took 10 s a query.
+densities, ``places_items``, the zones' users and activity and the flows count their
+distinct users (``runs.distinct_per_key`` per batch: a flag per (user, key), or one sort of
+the pairs), where DuckDB's ``count(DISTINCT user)`` per group over 100M events took 10 s a
+query.
 """
 
 from __future__ import annotations

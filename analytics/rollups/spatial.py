@@ -27,6 +27,9 @@ from . import batches, defaults, lookup
 from .tables import HEAT_ROWS, Rollup
 
 CELL = density.CELL
+#: A batch of whole users' located events: user, time, place (and ``more`` columns).
+_LOCATED_TIMES = ("SELECT user_idx, us, coord_idx{more} FROM {ev} WHERE coord_idx IS NOT NULL "
+                  "AND user_idx BETWEEN {{lo}} AND {{hi}}")
 
 
 # -- densities --------------------------------------------------------------------------------
@@ -88,9 +91,8 @@ def density_counts(ru: Rollup, specs: list[tuple[str, float, Window]],
             out += [item, (item, [v[place] for v in vectors])]
         return out
 
-    query = (f"SELECT user_idx, us, coord_idx{', item_idx' if place_sums else ''} FROM "
-             f"{ru.t('ev')} WHERE coord_idx IS NOT NULL AND user_idx BETWEEN {{lo}} AND {{hi}}")
-    counted = batches.keyed_user_counts(ru, query, keys)
+    counted = batches.keyed_user_counts(ru, _LOCATED_TIMES.format(
+        ev=ru.t("ev"), more=", item_idx" if place_sums else ""), keys)
     sums = _place_sums(ru, *counted[-2:]) if place_sums else None
     frames = []
     for (kind, _, names, window, starts), (key, rows, users) in zip(
@@ -214,14 +216,9 @@ class StoredLocated(zones_sql.LocatedEvents):
                                                                          np.int64)], -1)]
 
         ((k, visits, users),) = batches.keyed_user_counts(self.ru, _LOCATED_TIMES.format(
-            ev=self.ru.t("ev")), keys)
+            ev=self.ru.t("ev"), more=""), keys)
         return pd.DataFrame({WINDOW: starts[k // len(zones)].astype("datetime64[us]"),
                              ZONE: zones[k % len(zones)], VISITS: visits, USERS: users})
-
-
-#: A batch of whole users' located events: user, time, place (``batches``).
-_LOCATED_TIMES = ("SELECT user_idx, us, coord_idx FROM {ev} WHERE coord_idx IS NOT NULL AND "
-                  "user_idx BETWEEN {{lo}} AND {{hi}}")
 
 
 def find_zones_sql(con: duckdb.DuckDBPyConnection, table: str, eps_m: float = 100.0,
