@@ -604,7 +604,7 @@ def build_sql(name: str, cur: Any, figures: dict[str, Any] | None = None
               ) -> list[tuple[str, str]]:
     """The CREATE TABLE statements of dataset ``name``'s summary tables, in order: (the
     table's part name, the statement); ``figures``: :func:`_event_figures` when known.
-    (``build_steps`` computes ``steps``, ``rhythm`` and, where it can, ``rhythm_cells`` in
+    (``build_steps`` computes the gaps, ``rhythm`` and, where it can, ``rhythm_cells`` in
     numpy instead.)"""
     src = events_table(name)
     p = {w: part(name, w) for w in PARTS}
