@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..runs import distinct_per_key, sum_per_key, value_counts
+from ..runs import distinct_per_key, sum_per_key
 from .tables import Rollup
 
 T = TypeVar("T")
@@ -82,8 +82,8 @@ def keyed_user_counts(ru: Rollup, query: str,
     ``query`` reads a batch of whole users (``{lo}``/``{hi}``, with a ``user_idx`` column),
     ``keys`` gives each keying's int64 key of every row of it (negative: not counted; a batch
     that reads the ``rowid`` comes in row order: :func:`in_row_order`), or
-    (key, [weights, ...]) for a keying whose sums of the weights per key are wanted instead
-    of its distinct users: (keys, rows, sums, ...)."""
+    (key, [weights, ...]) for a keying whose weights are summed per key too: (keys, rows,
+    users, sums, ...)."""
     parts: list[list[tuple[np.ndarray, ...]]] = []
 
     def compute(got: dict[str, np.ndarray]) -> list[tuple[np.ndarray, ...]]:
@@ -94,10 +94,11 @@ def keyed_user_counts(ru: Rollup, query: str,
         for keying in keys(got):
             key, weights = keying if isinstance(keying, tuple) else (keying, None)
             keep = key >= 0
-            if weights is None:
-                out.append(distinct_per_key(user[keep], key[keep]))
-            else:
-                out.append(_sums_per_key(key[keep], [w[keep] for w in weights]))
+            counted = distinct_per_key(user[keep], key[keep])
+            if weights is not None:  # summed by each row's position among the keys found
+                at = np.searchsorted(counted[0], key[keep])
+                counted += tuple(np.bincount(at, w[keep], len(counted[0])) for w in weights)
+            out.append(counted)
         return out
 
     def consume(counts: list[tuple[np.ndarray, ...]]) -> None:
@@ -115,10 +116,3 @@ def keyed_user_counts(ru: Rollup, query: str,
 
 #: A keying of :func:`keyed_user_counts`: int64 keys, or keys and weights to sum per key.
 Keying = np.ndarray | tuple[np.ndarray, list[np.ndarray]]
-
-
-def _sums_per_key(key: np.ndarray, weights: list[np.ndarray]) -> tuple[np.ndarray, ...]:
-    """(distinct ``key`` values in order, rows of each, each of ``weights`` summed per key)."""
-    found, rows, _ = value_counts(key)
-    at = np.searchsorted(found, key)
-    return (found, rows, *(np.bincount(at, w, len(found)) for w in weights))

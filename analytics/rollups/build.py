@@ -322,10 +322,11 @@ def _build_mobility(cur: Any, name: str) -> None:
     coords, stray = cur.execute(
         f"SELECT count({lat}) + count({lon}) > 0, count(*) FILTER (WHERE coord_idx IS NULL "
         f"AND ({lat} IS NOT NULL OR {lon} IS NOT NULL)) > 0 FROM {ru.t('ev')}").fetchall()[0]
-    places = ru.df(f"SELECT coord_idx, {lat}, {lon} FROM {ru.t('places')}")
-    at_place = {c: index_lookup(places["coord_idx"], places["coord_idx"],
-                                places[c].to_numpy("float64"), np.nan)
-                for c in (lat, lon)} if coords and not stray else {}
+    at_place = {}
+    if coords and not stray:
+        places = ru.df(f"SELECT coord_idx, {lat}, {lon} FROM {ru.t('places')}")
+        at_place = {c: index_lookup(places["coord_idx"], places["coord_idx"],
+                                    places[c].to_numpy("float64"), np.nan) for c in (lat, lon)}
 
     def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
         place = np.ma.asarray(got["coord_idx"]).filled(-1) if coords else None
@@ -449,47 +450,39 @@ def _rhythm_cells(ev: str, modes: list[tuple[str, int, str]]) -> str:
 
 def _build_rhythm_cells(cur: Any, name: str, modes: list[tuple[str, int, str]]) -> None:
     """``rhythm_cells`` from ``rhythm`` (whole-hour offsets, no time before 1970: a shifted
-    time's hour of the week is ``how`` moved by the offset's hours): per batch of whole
-    users (``RHYTHM_BATCH`` events) and mode, each user's distinct cells by a dense count,
-    so a cell's distinct users add up over the batches (the SQL's distinct count per cell
-    took 14-21 s at 100M events)."""
+    time's hour of the week is ``how`` moved by the offset's hours): per mode, each cell's
+    distinct users and summed events counted per batch of whole users
+    (``batches.keyed_user_counts``: a cell's distinct users add up over the batches; the
+    SQL's distinct count per cell took 14-21 s at 100M events)."""
     ru = Rollup(cur, name)
-    tz, temp = schema.TZ_OFFSET, "_rhythm_cell_rows"
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE {temp} (k INTEGER, mode VARCHAR, fallback "
-                "INTEGER, lh BIGINT, events BIGINT, users BIGINT)")
+    tz = schema.TZ_OFFSET
 
-    def rows(got: dict[str, np.ndarray]) -> dict[str, pa.Table]:
-        user, how = np.asarray(got["user_idx"]), np.asarray(got["how"])
-        events = np.asarray(got["events"])
+    def keys(got: dict[str, np.ndarray]) -> list[batches.Keying]:
+        how, events = np.asarray(got["how"]), np.asarray(got["events"], np.float64)
         known = ~np.ma.getmaskarray(got[tz])
         offset = np.ma.asarray(got[tz]).filled(0).astype(np.int64)
-        u0 = int(user.min()) if len(user) else 0
-        size = (int(user.max()) - u0 + 1 if len(user) else 0) * 168
-        out: dict[str, list[Any]] = {"k": [], "mode": [], "fallback": [], "lh": [],
-                                     "events": [], "users": []}
-        for k, (mode, fb, _) in enumerate(modes):
+        out: list[batches.Keying] = []
+        for mode, fb, _ in modes:
             off = np.zeros(len(how), np.int64) if mode == "utc" else np.where(known, offset, fb)
             lh = (how + off // 60) % 168
-            seen = np.bincount((user - u0).astype(np.int64) * 168 + lh, minlength=size) > 0
-            for col, values in (("k", np.full(168, k, np.int32)), ("mode", [mode] * 168),
-                                ("fallback", np.full(168, fb)),
-                                ("lh", np.arange(168)),
-                                ("events", np.bincount(lh, events, 168).astype(np.int64)),
-                                ("users", seen.reshape(-1, 168).sum(axis=0))):
-                out[col].append(values)
-        return {temp: pa.table({c: (sum(v, []) if c == "mode" else np.concatenate(v))
-                                for c, v in out.items()})}
+            out.append((lh, [events]))  # distinct users, and the events summed
+        return out
 
+    counted = batches.keyed_user_counts(ru, f"SELECT user_idx, {tz}, how, events FROM "
+                                        f"{ru.t('rhythm')} WHERE user_idx BETWEEN {{lo}} AND "
+                                        "{hi}", keys, RHYTHM_BATCH)
+    cells = pd.concat([pd.DataFrame({
+        "k": np.int32(k), "mode": mode, "fallback": np.int32(fb), "lh": lh, "users": users,
+        "events": np.rint(events).astype(np.int64)}) for k, ((mode, fb, _), (lh, _, users, events))
+        in enumerate(zip(modes, counted, strict=True))], ignore_index=True)
+    cur.register("_rhythm_cell_rows", cells)
     try:
-        _insert_batches(ru, RHYTHM_BATCH, f"SELECT user_idx, {tz}, how, events FROM "
-                          f"{ru.t('rhythm')} WHERE user_idx BETWEEN {{lo}} AND {{hi}}", rows)
-        cur.execute(f"CREATE TABLE {ru.t('rhythm_cells')} AS SELECT mode, fallback, "
-                    "(lh // 24 + 3) % 7 AS weekday, lh % 24 AS hour, CAST(sum(events) AS "
-                    f"BIGINT) AS events, CAST(sum(users) AS BIGINT) AS users FROM {temp} "
-                    "GROUP BY k, mode, fallback, lh HAVING sum(events) > 0 ORDER BY k, "
-                    "weekday, hour")
+        cur.execute(f"CREATE TABLE {ru.t('rhythm_cells')} AS SELECT mode, CAST(fallback AS "
+                    "INTEGER) AS fallback, (lh // 24 + 3) % 7 AS weekday, lh % 24 AS hour, "
+                    "events, users FROM _rhythm_cell_rows WHERE events > 0 ORDER BY k, weekday, "
+                    "hour")
     finally:
-        cur.execute(f"DROP TABLE IF EXISTS {temp}")
+        cur.unregister("_rhythm_cell_rows")
 
 
 def _build_gaps(cur: Any, name: str, source: str | None = None,
@@ -506,7 +499,7 @@ def _build_gaps(cur: Any, name: str, source: str | None = None,
     tests)."""
     ru = Rollup(cur, name)
     t = {w: part(name, w) for w in ("hour_users", "hourly", "gaps", "sessions")}
-    temp = {"hour": "_steps_hours", "gap": "_steps_gaps", "session": "_steps_sessions"}
+    temp = {"hour": "_gap_hours", "gap": "_gap_counts", "session": "_gap_sessions"}
     for what, cols in (("hour", "hour BIGINT, events BIGINT, users BIGINT"),
                        ("gap", "gap BIGINT, n BIGINT"),
                        ("session", "gap_limit INTEGER, duration BIGINT, single BOOLEAN, "

@@ -88,12 +88,12 @@ def density_counts(ru: Rollup, specs: list[tuple[str, float, Window]],
             out.append(cell)
         if place_sums:  # per item: distinct users; visits and unit vectors summed
             item = np.asarray(got["item_idx"], np.int64)
-            out += [item, (item, [v[place] for v in vectors])]
+            out.append((item, [v[place] for v in vectors]))
         return out
 
     counted = batches.keyed_user_counts(ru, _LOCATED_TIMES.format(
         ev=ru.t("ev"), more=", item_idx" if place_sums else ""), keys)
-    sums = _place_sums(ru, *counted[-2:]) if place_sums else None
+    sums = _place_sums(ru, counted[-1]) if place_sums else None
     frames = []
     for (kind, _, names, window, starts), (key, rows, users) in zip(
             keyings, counted[:len(keyings)], strict=True):
@@ -107,15 +107,13 @@ def density_counts(ru: Rollup, specs: list[tuple[str, float, Window]],
     return frames, sums
 
 
-def _place_sums(ru: Rollup, per_item: tuple[np.ndarray, ...],
-                sums: tuple[np.ndarray, ...]) -> pd.DataFrame:
+def _place_sums(ru: Rollup, per_item: tuple[np.ndarray, ...]) -> pd.DataFrame:
     """``zones_sql.places_query``'s rows (item, unit-vector sums, visits, users, in item
-    order) from the visits and users per item_idx and the unit vectors summed per item_idx
-    (the same keys)."""
-    item, visits, users = per_item
+    order) from the visits, users and unit vectors summed per item_idx."""
+    item, visits, users, x, y, z = per_item
     names = ru.df(f"SELECT item_idx, {ITEM} FROM {ru.t('items')}").set_index("item_idx")[ITEM]
-    out = pd.DataFrame({ITEM: names.reindex(item).to_numpy(), "x": sums[2], "y": sums[3],
-                        "z": sums[4], VISITS: visits, USERS: users})
+    out = pd.DataFrame({ITEM: names.reindex(item).to_numpy(), "x": x, "y": y, "z": z,
+                        VISITS: visits, USERS: users})
     return out.sort_values(ITEM, ignore_index=True)
 
 
