@@ -1,6 +1,6 @@
 """Explanation benchmark on Foursquare NYC: time per explanation and deletion faithfulness.
 
-    .venv/bin/python -m bench.explain_bench [--epochs 3] [--users 200] [--home DIR]
+    .venv/bin/python -m bench.explain_bench [--epochs 3] [--users 200] [--home DIR] [--device cuda]
     .venv/bin/python -m bench.explain_bench --browser [--rounds 3] [--home DIR] [--out FILE]
 
 1. Imports NYC into a workspace (``--home``, default a new folder under bench/out) and trains
@@ -40,7 +40,7 @@ from trailscope.analytics.store import Store
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def _workspace(home: Path, epochs: int, log) -> tuple[Store, str]:
+def _workspace(home: Path, epochs: int, log, device: str = "cpu") -> tuple[Store, str]:
     from trailscope.models.api import train
     from trailscope.models.training import checkpoint as ckpt
 
@@ -60,8 +60,9 @@ def _workspace(home: Path, epochs: int, log) -> tuple[Store, str]:
         return store, done[0]["model_id"]
     t0 = time.perf_counter()
     res = train(store, "nyc", model="st-transformer", epochs=epochs, max_len=50,
-                pretrain_epochs=0, log=lambda m: None)
-    log(f"trained st-transformer for {epochs} epochs in {time.perf_counter() - t0:.0f} s: "
+                pretrain_epochs=0, log=lambda m: None, device=device)
+    log(f"trained st-transformer for {epochs} epochs on {device} in "
+        f"{time.perf_counter() - t0:.0f} s: "
         f"test ndcg@10 {res.metrics['test'].get('ndcg@10'):.4f}")
     return store, res.model_id
 
@@ -176,6 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--home", type=Path, default=None)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="train, explain and time on this device (not --browser: the "
+                        "dashboard serves its models on the CPU)")
     p.add_argument("--browser", action="store_true",
                    help="time the Explain page in Chromium instead (see the module doc)")
     p.add_argument("--rounds", type=int, default=3)
@@ -185,17 +189,17 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    from trailscope.models import api
     from trailscope.models.data.history import history_batch
     from trailscope.models.explain.attention import attention_frame, attention_importance
     from trailscope.models.explain.attribution import explain, integrated_gradients
     from trailscope.models.explain.deletion import deletion_test, faithfulness
+    from trailscope.models.training import checkpoint as ckpt
 
     OUT.mkdir(exist_ok=True)
     home = a.home or Path(tempfile.mkdtemp(prefix="explain-home-", dir=OUT))
     home.mkdir(parents=True, exist_ok=True)
     print(f"workspace {home}; torch threads {torch.get_num_threads()}")
-    store, model_id = _workspace(home, a.epochs, print)
+    store, model_id = _workspace(home, a.epochs, print, a.device)
     if a.browser:
         store.close()
         lines: list[str] = []
@@ -208,8 +212,10 @@ def main(argv: list[str] | None = None) -> None:
         if a.out:
             a.out.write_text("\n".join(lines) + "\n")
         return
-    loaded = api.load(store, "nyc", model_id)
+    loaded = ckpt.load(ckpt.find(store, "nyc", model_id), store, device=a.device)
     model, meta = loaded.model, loaded.meta
+    if a.device == "cuda":
+        print(f"explaining on {torch.cuda.get_device_name(0)} (torch {torch.__version__})")
     users = [str(u) for u in store.query_df(
         f"SELECT DISTINCT {USER} AS u FROM {store.table('nyc')} ORDER BY 1")["u"]]
     users = [u for u in users if u in set(meta.extra["user_ids"])][: a.users]
@@ -219,13 +225,13 @@ def main(argv: list[str] | None = None) -> None:
     ig_times, full_times, rel_delta, lens, rows = [], [], [], [], []
     for i, u in enumerate(users):
         hist = history_batch(by_user[u], meta, u)
-        batch = hist.batch
+        batch = hist.batch.to(a.device)
         exclude = hist.items if meta.extra.get("exclude_seen") else None
         with torch.no_grad():
             s = model.score(batch)[0].float()
         s[0] = float("-inf")
         if exclude is not None:
-            s[torch.from_numpy(exclude)] = float("-inf")
+            s[torch.from_numpy(exclude).to(s.device)] = float("-inf")
         item = int(s.argmax())
         if i < a.time_users:
             t0 = time.perf_counter()

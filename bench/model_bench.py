@@ -19,6 +19,12 @@ missing, the way ../shared/PEERS.md says RecBole installs here:
     bench/.recbole-venv/bin/pip install torch==2.13.0 && \
         bench/.recbole-venv/bin/pip install recbole==1.2.1
 ``--quick``: 1 epoch on small slices, for checking the script end to end.
+
+``--device cuda``: every run trains, is scored and timed on the GPU (bf16 autocast, as
+training picks there), RecBole's peers too (``--peer-python``: a Python that already has
+RecBole, e.g. the GPU machine's own, instead of the venv above). ``--compare-devices CPU.json
+GPU.json`` prints the same runs' metrics of a CPU and a GPU result file (``--out``) side by
+side. bench/gpu_check.sh runs all of the GPU checks in one go on a machine with a GPU.
 """
 
 from __future__ import annotations
@@ -60,6 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peer-epochs", type=int, default=None, help="default: --epochs")
     p.add_argument("--peer-datasets", nargs="+", default=None,
                    help="datasets the peers run on (default: all of --datasets)")
+    p.add_argument("--peer-models", nargs="+", default=list(PEER_MODELS), choices=PEER_MODELS)
+    p.add_argument("--peer-python", default=None,
+                   help="the Python that runs RecBole (default: bench/.recbole-venv, made "
+                        "when missing); e.g. a GPU machine's own python3 with RecBole on "
+                        "its path (bench/gpu_check.sh)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where every run trains, is scored and timed, RecBole's peers too")
     p.add_argument("--no-trajectory", action="store_true", help="skip NYC trajectory runs")
     p.add_argument("--splits", nargs="+", default=["leave-last", "trajectory"],
                    choices=["leave-last", "temporal", "trajectory"],
@@ -77,15 +90,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "successors, p 0.7) or 'issue17' (1,500 x 40, 1,000 items, 7, p 0.6)")
     p.add_argument("--latency-calls", type=int, default=200)
     p.add_argument("--home", default=None, help="workspace folder (default: a temp folder)")
+    p.add_argument("--out", default=None,
+                   help="results JSON (default: bench/out/model_bench-<time>.json)")
     p.add_argument("--summarize", nargs="+", metavar="JSON", default=None,
                    help="print the tables and goals of earlier result files (bench/out/"
                         "model_bench-*.json) merged, e.g. of parts run in parallel; runs nothing")
+    p.add_argument("--compare-devices", nargs=2, metavar="JSON", default=None,
+                   help="print the test metrics of the same runs in two result files made "
+                        "on different devices (e.g. --device cpu and --device cuda) side by "
+                        "side, PASS where equal within noise; runs nothing")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.pretrain_epochs = 1, 1
         args.latency_calls = min(args.latency_calls, 20)
     args.peer_epochs = args.peer_epochs or args.epochs
     return args
+
+
+def device_line(device: str) -> str:
+    """The device the runs use, in words (the GPU's name and torch's CUDA version)."""
+    import torch
+
+    if device != "cuda":
+        return f"cpu (torch {torch.__version__})"
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this machine's torch sees no CUDA GPU "
+                         f"(torch {torch.__version__})")
+    return (f"cuda: {torch.cuda.get_device_name(0)} (torch {torch.__version__}, CUDA "
+            f"{torch.version.cuda}, {torch.cuda.device_count()} GPU(s))")
 
 
 def model_names(spec: str) -> list[str]:
@@ -206,10 +238,12 @@ def run_model(job: dict[str, Any], work: Path, env: dict[str, str]) -> dict[str,
 def run_peer(name: str, model: str, args: argparse.Namespace, folder: Path,
              env: dict[str, str]) -> dict[str, Any]:
     out = folder / f"{name}-{model}.json"
-    cmd = [str(RECBOLE_PY), str(ROOT / "bench" / "recbole_peer.py"), "--data-path",
-           str(folder), "--dataset", name, "--model", model, "--epochs", str(args.peer_epochs),
-           "--threads", str(args.threads), "--out", str(out)]
-    print(f"  RecBole {model} on {name} ({args.peer_epochs} epochs max)", flush=True)
+    cmd = [args.peer_python or str(RECBOLE_PY), str(ROOT / "bench" / "recbole_peer.py"),
+           "--data-path", str(folder), "--dataset", name, "--model", model, "--epochs",
+           str(args.peer_epochs), "--threads", str(args.threads), "--device", args.device,
+           "--out", str(out)]
+    print(f"  RecBole {model} on {name} ({args.peer_epochs} epochs max, {args.device})",
+          flush=True)
     proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not out.exists():
         tail = "\n".join(proc.stderr.splitlines()[-15:])
@@ -252,6 +286,12 @@ def merge(paths: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.compare_devices:
+        from bench import model_bench_report as rep
+
+        first, second = (json.loads(Path(f).read_text()) for f in args.compare_devices)
+        rep.compare_devices(first, second)
+        return
     if args.summarize:
         from bench import model_bench_report as rep
 
@@ -270,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model bench: {' '.join(sys.argv)}\nworkspace {home}; torch threads per run "
           f"{args.threads} (torch.set_num_threads + OMP_NUM_THREADS); epochs <= {args.epochs}, "
           f"pretrain epochs {args.pretrain_epochs}, batch {args.batch_size}, max_len "
-          f"{args.max_len}, lr {args.lr}, seed {args.seed}", flush=True)
+          f"{args.max_len}, lr {args.lr}, seed {args.seed}; device {device_line(args.device)}",
+          flush=True)
     models = model_names(args.models)
     peer_dir = OUT / "recbole" / ("quick" if args.quick else "full")
     store = Store()
@@ -278,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
         extra = import_datasets(store, args)
         ceiling = (planted_ceiling(store, extra["planted"], args)
                    if extra["planted"] is not None else None)
-        if args.peers:
+        if args.peers and not args.peer_python:
             ensure_recbole_venv()
         peer_sets = export_peers(store, args, peer_dir) if args.peers else []
     finally:
@@ -296,17 +337,18 @@ def main(argv: list[str] | None = None) -> None:
                 job = {"dataset": name, "split": split, "model": m, "epochs": args.epochs,
                        "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                        "max_len": args.max_len, "pretrain_epochs": args.pretrain_epochs,
-                       "threads": args.threads,
+                       "threads": args.threads, "device": args.device,
                        "latency_calls": args.latency_calls if split == "leave-last" else 0}
                 runs.append(run_model(job, work, env))
                 rep.print_run(runs[-1])
-    peers = [run_peer(n, m, args, peer_dir, env) for n in peer_sets for m in PEER_MODELS]
+    peers = [run_peer(n, m, args, peer_dir, env) for n in peer_sets for m in args.peer_models]
     results = {"args": vars(args), "runs": runs, "peers": peers, "ceiling": ceiling,
                "ceilings": {str(args.seed): ceiling} if ceiling else {},
                "seconds": time.perf_counter() - t_all}
     rep.print_summary(results)
     OUT.mkdir(parents=True, exist_ok=True)
-    dump = OUT / f"model_bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    dump = (Path(args.out) if args.out
+            else OUT / f"model_bench-{time.strftime('%Y%m%dT%H%M%S')}.json")
     dump.write_text(json.dumps(results, indent=1, default=str))
     print(f"\nresults written to {dump} ({results['seconds']:.0f}s in all)")
 

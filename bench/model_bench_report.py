@@ -18,6 +18,11 @@ CHECKIN = ("nyc",)
 CEILING_SHARE = 0.95
 EPOCH_RATIO = 0.5
 LATENCY_MS = 20.0
+GPU_TRAIN_S = 120.0      # a full NYC training (to early stop) on one H100-class card
+# CPU vs GPU: the same run's metrics count as equal within NOISE. On the CPU, seeds 0-2 of
+# the flagship on NYC (3 epochs) gave the network's validation NDCG@10 0.3194-0.3205 (1.5
+# points apart after 1 epoch, 0.1 after 3); bf16 on the GPU may move it further, not by 0.005.
+DEVICE_NOISE = NOISE
 
 
 def _f(x: Any, nd: int = 4) -> str:
@@ -51,9 +56,11 @@ def print_run(run: dict[str, Any]) -> None:
     if "error" in run:
         return
     t = run["test"]
+    gpu = (f", GPU peak {run['gpu_mb_peak_training']:.0f} MB"
+           if run.get("gpu_mb_peak_training") is not None else "")
     print(f"     test ndcg@10 {t['ndcg@10']:.4f} hr@10 {t['hr@10']:.4f} mrr {t['mrr']:.4f}; "
           f"epochs {len(run['history'])}, train s/epoch {_f(mean_epoch(run), 1)}, "
-          f"total {run['total_seconds']:.0f}s, peak RSS {run['rss_mb_peak']:.0f} MB",
+          f"total {run['total_seconds']:.0f}s, peak RSS {run['rss_mb_peak']:.0f} MB{gpu}",
           flush=True)
     if run.get("chosen"):
         print(f"     chosen on validation: {show_chosen(run['chosen'])}", flush=True)
@@ -107,6 +114,19 @@ def _print_seeds(results: dict[str, Any]) -> None:
         print(f"  {ds + ' / ' + split:24s} {model:15s}{seeds:>7s}  {cells[0]:24s}  {cells[1]}")
 
 
+def device_of(run: dict[str, Any]) -> str:
+    """Where a run (ours: its job; a RecBole peer: its own record) trained: 'cpu' or the GPU's
+    name."""
+    if "job" in run:
+        return run.get("gpu") or run["job"].get("device", "cpu")
+    return run.get("gpu") or run.get("device", "cpu")
+
+
+def _device_tag(runs: list[dict[str, Any]]) -> str:
+    devices = sorted({device_of(r) for r in runs if "error" not in r} - {"cpu"})
+    return f" (on {', '.join(devices)})" if devices else ""
+
+
 def _runs(results: dict, dataset: str, split: str) -> list[dict[str, Any]]:
     return [r for r in results["runs"]
             if r["job"]["dataset"] == dataset and r["job"]["split"] == split]
@@ -131,7 +151,7 @@ def print_summary(results: dict[str, Any]) -> None:
         if key not in seen:
             seen.append(key)
     for dataset, split in seen:
-        print(f"\n{dataset} / {split}:")
+        print(f"\n{dataset} / {split}{_device_tag(_runs(results, dataset, split))}:")
         _table(_runs(results, dataset, split))
         if dataset == "nyc" and split == "trajectory":
             print(f"  published (own runs of the papers): STHGCN Acc@1 {STHGCN['hr@1']} MRR "
@@ -280,18 +300,70 @@ def _goals(results: dict[str, Any], peers: bool = True) -> list[tuple[str, str]]
         if ours is None or mean_epoch(ours) is None:
             add(None, f"epoch <= 0.5x RecBole SASRec's on {p['dataset']}")
             continue
+        if device_of(ours) != device_of(p):
+            add(None, f"epoch <= 0.5x RecBole SASRec's on {p['dataset']}: ours ran on "
+                f"{device_of(ours)}, SASRec on {device_of(p)}")
+            continue
         ratio = mean_epoch(ours) / their
         add(ratio <= EPOCH_RATIO, f"{FLAGSHIP} epoch {mean_epoch(ours):.1f}s = {ratio:.2f}x "
-            f"RecBole SASRec's {their:.1f}s on {p['dataset']} (goal <= 0.5x)")
+            f"RecBole SASRec's {their:.1f}s on {p['dataset']}, both on {device_of(p)} "
+            "(goal <= 0.5x)")
     if not sas:
         add(None, "epoch <= 0.5x RecBole SASRec's (--peers)")
+    for r in _ok(_runs(results, "nyc", "leave-last")).values():
+        if r["job"]["model"] != FLAGSHIP or r["job"].get("device") != "cuda":
+            continue
+        n, cap = len(r["history"]), int(r["job"]["epochs"])
+        end = f"early stop after {n} epochs" if n < cap else f"the epoch cap, {n} epochs"
+        add(r["total_seconds"] < GPU_TRAIN_S and n < cap,
+            f"full NYC training of {FLAGSHIP} on {device_of(r)}: {r['total_seconds']:.0f} s "
+            f"to {end}, data and validation-tuned parts included (goal < "
+            f"{GPU_TRAIN_S:.0f} s to early stop)")
     lat = [(r["job"]["dataset"], r["latency"]) for r in results["runs"]
            if r["job"]["model"] == FLAGSHIP and r.get("latency")]
     if not lat:
         add(None, f"{FLAGSHIP} top-10 < 20 ms on CPU")
     for ds, la in lat:
         add(la["recommend_ms_median"] < LATENCY_MS,
-            f"{FLAGSHIP} top-10 on CPU, {ds}: median {la['recommend_ms_median']:.1f} ms end to "
+            f"{FLAGSHIP} top-10 on {la.get('device', 'cpu')}, {ds}: median "
+            f"{la['recommend_ms_median']:.1f} ms end to "
             f"end via models.api.recommend (model.score+topk alone "
             f"{la['score_ms_median']:.1f} ms) (goal < 20 ms)")
+    return out
+
+
+def compare_devices(first: dict[str, Any], second: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each run of ``first`` beside the same run (dataset, split, model, seed, epochs) of
+    ``second`` on another device: prints both and returns (PASS/MISS, text) per pair, PASS
+    when test NDCG@10 and MRR differ by at most DEVICE_NOISE."""
+    def key(r: dict[str, Any]) -> tuple:
+        j = r["job"]
+        return (j["dataset"], j["split"], j["model"], int(j.get("seed", 0)), int(j["epochs"]))
+
+    def figures(r: dict[str, Any]) -> dict[str, float]:
+        out = {f"test {m}": r["test"][m] for m in ("ndcg@10", "mrr")}
+        if r["history"]:   # the network alone, before the blend with the count parts
+            out["network's valid ndcg@10"] = r["history"][-1]["valid ndcg@10"]
+        return out
+
+    theirs = {key(r): r for r in second["runs"] if "error" not in r}
+    out: list[tuple[str, str]] = []
+    print(f"\nthe same runs on two devices (equal within {DEVICE_NOISE}); the network's "
+          "validation NDCG@10 after the last epoch, and the test metrics of the trained model")
+    for a in (r for r in first["runs"] if "error" not in r):
+        b = theirs.get(key(a))
+        if b is None:
+            continue
+        fa, fb = figures(a), figures(b)
+        gaps = {m: abs(fa[m] - fb[m]) for m in fa if m in fb}
+        ok = all(g <= DEVICE_NOISE for g in gaps.values())
+        text = (f"{a['job']['dataset']} / {a['job']['split']} {a['job']['model']} seed "
+                f"{key(a)[3]}, {key(a)[4]} epochs: " + ", ".join(
+                    f"{m} {fa[m]:.4f} on {device_of(a)} vs {fb[m]:.4f} on {device_of(b)} "
+                    f"(gap {g:.4f})" for m, g in gaps.items()))
+        out.append(("PASS" if ok else "MISS", text))
+        print(f"  [{out[-1][0]}] {text}")
+    if not out:
+        print("  no run of one file has its twin (dataset, split, model, seed, epochs) in the "
+              "other")
     return out

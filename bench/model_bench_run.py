@@ -10,8 +10,9 @@ Measured here: test/valid metrics from models.train.train; per-epoch training se
 the validation pass taken out (from the progress callback's timestamps), pre-training
 seconds, time from the start of training to the end of the best validation epoch; top-10
 latency per user (median of single-user calls: end to end through models.api.recommend,
-and model.score + topk on a prepared batch of one); peak RSS of this process
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and the RSS high-water mark before training.
+and model.score + topk on a prepared batch of one), on the job's ``device``; peak RSS of
+this process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and the RSS high-water mark
+before training; on CUDA, the GPU's peak memory in training (``max_memory_allocated``).
 """
 
 from __future__ import annotations
@@ -68,11 +69,13 @@ def epoch_train_seconds(history: list[dict], clock: Clock) -> list[float]:
     return out
 
 
-def latency(store: Any, dataset: str, model_id: str, path: Path, n: int) -> dict[str, float]:
+def latency(store: Any, dataset: str, model_id: str, path: Path, n: int,
+            device: str = "cpu") -> dict[str, float]:
     """Median/p90 milliseconds of top-10 for one user: via recommend and via score+topk.
 
     Users: the first ``n`` of the model's own users (each call a different user while there
-    are enough of them).
+    are enough of them). The model is loaded on ``device``; on CUDA a score+topk call ends
+    when the top-10 indices are back on the host (as a caller would need them).
     """
     import numpy as np
     import torch
@@ -81,7 +84,7 @@ def latency(store: Any, dataset: str, model_id: str, path: Path, n: int) -> dict
     from trailscope.models.data.history import history_batch
     from trailscope.models.training import checkpoint as ckpt
 
-    loaded = ckpt.load(path, store)
+    loaded = ckpt.load(path, store, device=device)
     users = [str(u) for u in loaded.meta.extra["user_ids"][:n]]
     picks = [users[i % len(users)] for i in range(n)]
     # The model loaded once, as the dashboard's services hold it (app/services/cache.MODELS):
@@ -95,14 +98,14 @@ def latency(store: Any, dataset: str, model_id: str, path: Path, n: int) -> dict
     batches = []
     for u in dict.fromkeys(picks):
         ev = store.events(dataset, where=f"{schema.USER} = ?", params=[u])
-        batches.append(history_batch(ev, loaded.meta, u).batch)
+        batches.append(history_batch(ev, loaded.meta, u).batch.to(device))
     score = []
     with torch.no_grad():
-        loaded.model.score(batches[0]).topk(10)
+        loaded.model.score(batches[0]).topk(10).indices.cpu()
         for i in range(n):
             t = time.perf_counter()
             s = loaded.model.score(batches[i % len(batches)]).float()
-            s.topk(min(10, loaded.meta.n_items))
+            s.topk(min(10, loaded.meta.n_items)).indices.cpu()
             score.append((time.perf_counter() - t) * 1e3)
     return {"recommend_ms_median": float(np.median(e2e)),
             "recommend_ms_p90": float(np.percentile(e2e, 90)),
@@ -121,8 +124,9 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     store = Store(read_only=True)
     clock = Clock()
     t0 = time.perf_counter()
+    device = job.get("device", "cpu")
     res = train(store, job["dataset"], model=job["model"], split=job["split"],
-                epochs=int(job["epochs"]), device="cpu", batch_size=int(job["batch_size"]),
+                epochs=int(job["epochs"]), device=device, batch_size=int(job["batch_size"]),
                 lr=float(job["lr"]), seed=int(job["seed"]), max_len=int(job["max_len"]),
                 resume=False, pretrain_epochs=int(job["pretrain_epochs"]), progress=clock,
                 log=lambda m: print(f"      {m}", file=sys.stderr, flush=True),
@@ -150,9 +154,13 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         out["best_epoch"] = 0
         out["seconds_to_best"] = total
     out["rss_mb_peak_training"] = rss_train
+    if device == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(0)
+        out["gpu_mb_peak_training"] = torch.cuda.max_memory_allocated() / 2**20
     if job.get("latency_calls", 0) > 0:
         out["latency"] = latency(store, job["dataset"], res.model_id, res.path,
-                                 int(job["latency_calls"]))
+                                 int(job["latency_calls"]), device)
+        out["latency"]["device"] = device
     out["rss_mb_peak"] = _rss_mb()
     store.close()
     return out

@@ -4,7 +4,9 @@ Runs in its own virtualenv (bench/.recbole-venv; see bench/model_bench.py for ho
 it), never in the project's: bench.model_bench calls
 
     bench/.recbole-venv/bin/python bench/recbole_peer.py --data-path DIR --dataset NAME \
-        --model SASRec --epochs 5 --threads 1 --out result.json
+        --model SASRec --epochs 5 --threads 1 [--device cuda] --out result.json
+
+(on a GPU machine, that machine's own Python with RecBole on its path: bench/gpu_check.sh).
 
 The facts of /work/shared/PEERS.md are applied here: recbole.quick_start is never imported
 (ray breaks on numpy 2); numpy-2 aliases are defined before RecBole is imported;
@@ -127,7 +129,8 @@ def mask_seen(model, dataset, data_path: str, name: str) -> dict:  # noqa: ANN00
         raw = json.load(fh)
     users = dataset.field2token_id[dataset.uid_field]
     items = dataset.field2token_id[dataset.iid_field]
-    seen = {part: {users[u]: torch.tensor([items[i] for i in its if i in items])
+    dev = next(model.parameters()).device
+    seen = {part: {users[u]: torch.tensor([items[i] for i in its if i in items], device=dev)
                    for u, its in per_user.items() if u in users}
             for part, per_user in raw.items()}
     inner = model.full_sort_predict
@@ -157,6 +160,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--max-len", type=int, default=20)
     p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: the first GPU (RecBole picks CUDA whenever gpu_id names one)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -179,8 +184,10 @@ def main() -> None:
         "alias_of_item_id": ["item_id_list"], "MAX_ITEM_LIST_LENGTH": args.max_len,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
                       "group_by": "user"},
-        "train_neg_sample_args": None, "loss_type": "CE", "device": "cpu",
-        "use_gpu": False, "epochs": args.epochs, "stopping_step": args.stopping_step,
+        "train_neg_sample_args": None, "loss_type": "CE",
+        # RecBole 1.2.1 sets its device from gpu_id alone (CUDA whenever one is visible)
+        "gpu_id": "0" if args.device == "cuda" else "",
+        "epochs": args.epochs, "stopping_step": args.stopping_step,
         "train_batch_size": args.batch_size, "eval_batch_size": 256,
         "metrics": ["Hit", "NDCG", "MRR"], "topk": [1, 5, 10, 20, n_items],
         "valid_metric": "NDCG@10", "seed": args.seed, "reproducibility": True,
@@ -190,6 +197,8 @@ def main() -> None:
     }
     model_cls = {"SASRec": SASRec, "GRU4Rec": GRU4Rec}[args.model]
     config = Config(model=model_cls, dataset=args.dataset, config_dict=cfg)
+    if str(config["device"]) != args.device:
+        raise SystemExit(f"RecBole chose device {config['device']}, not {args.device}")
     torch.set_num_threads(args.threads)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
@@ -223,6 +232,8 @@ def main() -> None:
         "hr@20": test["hit@20"], "ndcg@5": test["ndcg@5"], "ndcg@10": test["ndcg@10"],
         "ndcg@20": test["ndcg@20"], "mrr": test[f"mrr@{n_items}"], "mrr@20": test["mrr@20"],
         "threads": args.threads, "torch": torch.__version__,
+        "device": str(config["device"]), "gpu": (torch.cuda.get_device_name(0)
+                                                  if args.device == "cuda" else None),
         "exclude_seen": phase["masked"],
     }
     with open(args.out, "w") as fh:
