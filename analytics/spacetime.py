@@ -108,6 +108,25 @@ def window_start(ts: pd.Series, window: Window) -> pd.Series:
     return pd.Series(out, index=ts.index, name=WINDOW)
 
 
+def window_starts_us(us: np.ndarray, window: Window) -> np.ndarray:
+    """:func:`window_start` of times in microseconds since 1970, in microseconds (NaT's
+    int64, ``np.iinfo(np.int64).min``, outside custom edges); each day's window found once
+    when every window starts at midnight."""
+    us = np.asarray(us, np.int64)
+    if not len(us):
+        return np.zeros(0, np.int64)
+
+    def starts(times: np.ndarray) -> np.ndarray:
+        first = window_start(pd.Series(times.view("datetime64[us]")), window)
+        return first.to_numpy("datetime64[us]").view(np.int64)
+
+    if _whole_days(window):
+        day = us // _DAY_US
+        d0 = int(day.min())
+        return starts(np.arange(d0, int(day.max()) + 1) * _DAY_US)[day - d0]
+    return starts(us)
+
+
 def window_index(us: np.ndarray, window: Window, starts: pd.DatetimeIndex) -> np.ndarray:
     """Index in ``starts`` (:func:`all_windows` of a span holding them) of the window of each
     time given in microseconds since 1970 (:func:`window_start`'s rule); -1 where there is
@@ -118,14 +137,13 @@ def window_index(us: np.ndarray, window: Window, starts: pd.DatetimeIndex) -> np
     bounds = starts.to_numpy("datetime64[us]").view(np.int64)
 
     def index(times: np.ndarray) -> np.ndarray:
-        first = window_start(pd.Series(times.view("datetime64[us]")), window)
-        first = first.to_numpy("datetime64[us]").view(np.int64)
+        first = window_starts_us(times, window)
         i = np.searchsorted(bounds, first)
         found = i < len(bounds)
         found[found] = bounds[i[found]] == first[found]
         return np.where(found, i, -1)
 
-    if _whole_days(window):  # every window starts at midnight: find each day's window once
+    if _whole_days(window):  # each day's index found once
         day = us // _DAY_US
         d0 = int(day.min())
         return index(np.arange(d0, int(day.max()) + 1) * _DAY_US)[day - d0]

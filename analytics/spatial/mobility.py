@@ -29,7 +29,15 @@ from ..geo import (
 )
 from ..runs import in_order, run_ids, run_starts
 from ..schema import COLUMNS, ITEM, LAT, LON, TS, USER
-from ..spacetime import WINDOW, Window, local_time, offset_minutes, utc_naive, window_start
+from ..spacetime import (
+    WINDOW,
+    Window,
+    local_time,
+    offset_minutes,
+    utc_naive,
+    window_start,
+    window_starts_us,
+)
 
 TRIP = "trip"
 PATH = "path"
@@ -338,7 +346,7 @@ def mobility_arrays(user: np.ndarray, us: np.ndarray, item: np.ndarray, located:
         user, us, item, located, lat, lon, tz = (a[order] for a in (user, us, item, located,
                                                                     lat, lon, tz))
         place = None if place is None else place[order]
-    w = window_start(pd.Series(us.view("datetime64[us]")), window).to_numpy().view(np.int64)
+    w = window_starts_us(us, window)
     g_start = run_starts(user, w)
     group = run_ids(n, g_start)
     size = len(g_start)

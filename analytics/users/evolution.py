@@ -26,7 +26,7 @@ from .. import schema
 from ..engine import EVENTS, PERIOD, USERS, as_table, check_freq, execute, period_start
 from ..geo import has_coords
 from ..runs import in_order, run_ids, run_starts
-from ..spacetime import window_start
+from ..spacetime import window_starts_us
 from ..spatial.density import hex_cells_of
 
 #: The zone basis: events counted per H3 cell of this resolution (about 5 km2, some 2.5 km
@@ -206,7 +206,7 @@ def drift_from_events(user: np.ndarray, us: np.ndarray, key: np.ndarray, freq: s
     if not in_order(user, us):
         order = np.lexsort((us, user))
         user, us, key = user[order], us[order], key[order]
-    period = window_start(pd.Series(us.view("datetime64[us]")), freq).to_numpy().view(np.int64)
+    period = window_starts_us(us, freq)
     g_start = run_starts(user, period)  # the events are in (user, time) order: windows are runs
     group_of = run_ids(len(user), g_start)
     order = np.argsort(user.astype(np.int64) * (int(key.max(initial=0)) + 1) + key,

@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 from trailscope.analytics import runs
 from trailscope.analytics.schema import ITEM, TS, USER
-from trailscope.analytics.spacetime import all_windows, window_index, window_start
+from trailscope.analytics.spacetime import (
+    all_windows,
+    window_index,
+    window_start,
+    window_starts_us,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +70,9 @@ def test_distinct_users_per_key_equal_pandas(checkins, monkeypatch, dense, keyin
                                     "edges"])
 @pytest.mark.parametrize("shift_days", [0, -16_000])
 def test_window_index_is_window_start(checkins, window, shift_days):
-    """Each time's window (found once per day where every window starts at midnight) is the
-    one ``window_start`` gives, as an index into ``all_windows``; -1 outside custom edges.
-    Also for the same times moved before 1970."""
+    """Each time's window and its start (found once per day where every window starts at
+    midnight) are the ones ``window_start`` gives, the window as an index into
+    ``all_windows``; -1 outside custom edges. Also for the same times moved before 1970."""
     us = checkins["us"].to_numpy() + shift_days * 86_400_000_000
     ts = pd.Series(us.view("datetime64[us]"))
     if window == "edges":
@@ -84,3 +89,6 @@ def test_window_index_is_window_start(checkins, window, shift_days):
     np.testing.assert_array_equal(starts[got[inside]].to_numpy(),
                                   want[inside].to_numpy("datetime64[us]"))
     assert len(np.unique(got)) > 3
+    # the starts themselves (per day where whole days), NaT's int64 outside the edges
+    np.testing.assert_array_equal(window_starts_us(us, window),
+                                  want.to_numpy("datetime64[us]").view(np.int64))
