@@ -96,9 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="print the tables and goals of earlier result files (bench/out/"
                         "model_bench-*.json) merged, e.g. of parts run in parallel; runs nothing")
     p.add_argument("--compare-devices", nargs=2, metavar="JSON", default=None,
-                   help="print the test metrics of the same runs in two result files made "
-                        "on different devices (e.g. --device cpu and --device cuda) side by "
-                        "side, PASS where equal within noise; runs nothing")
+                   help="print the same runs of two result files made on different "
+                        "devices (e.g. --device cpu and --device cuda) side by side: the "
+                        "network's last validation NDCG@10 and the test metrics, PASS where "
+                        "equal within noise; runs nothing")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.pretrain_epochs = 1, 1

@@ -12,7 +12,8 @@ seconds, time from the start of training to the end of the best validation epoch
 latency per user (median of single-user calls: end to end through models.api.recommend,
 and model.score + topk on a prepared batch of one), on the job's ``device``; peak RSS of
 this process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and the RSS high-water mark
-before training; on CUDA, the GPU's peak memory in training (``max_memory_allocated``).
+before training; on CUDA, the GPU's peak memory over training and its evaluation
+(``max_memory_allocated``).
 """
 
 from __future__ import annotations
