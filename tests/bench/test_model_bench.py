@@ -10,6 +10,7 @@ from bench import model_bench
 
 def test_count_baselines_on_two_splits(full_data, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(model_bench, "OUT", tmp_path / "out")
+    monkeypatch.setenv("TRAILSCOPE_HOME", str(tmp_path / "home"))  # main() sets it: undone
     model_bench.main(["--datasets", "ml100k", "--models", "pop,markov", "--splits",
                       "leave-last", "temporal", "trajectory", "--quick",
                       "--home", str(tmp_path / "home")])
@@ -90,3 +91,16 @@ def test_gpu_goals() -> None:
     mixed = goals(stopped, peer_device="cpu")        # SASRec timed on another device
     assert mixed["epoch <= 0.5x RecBole SASRec's on nyc"] == "NOT RUN"
     assert not any(k.startswith("full NYC") for k in goals(_run("cpu", 0.48, 0.44, [0.3])))
+
+
+def test_cuda_asked_without_a_gpu_is_refused_clearly(tmp_path, monkeypatch) -> None:
+    import pytest
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(model_bench, "OUT", tmp_path / "out")
+    monkeypatch.setenv("TRAILSCOPE_HOME", str(tmp_path / "home"))
+    with pytest.raises(SystemExit, match="--device cuda: this machine's torch sees no CUDA GPU"):
+        model_bench.main(["--datasets", "nyc", "--models", "pop", "--device", "cuda",
+                          "--quick", "--home", str(tmp_path / "home")])
+    assert not (tmp_path / "home").exists() or not any((tmp_path / "home").iterdir())
