@@ -17,6 +17,13 @@ caches; then ``--repeat`` warm visits, the best of which is printed:
 * sent KB: bytes of those callback responses (what the browser parsed to draw).
 
 Adding a page: write ``time_<page>(page, url) -> Visit`` and add it to ``PAGES``.
+
+``--layer-cost``: what each deck.gl layer type of the Map page costs the browser's main
+thread. Every visit is a fresh browser context (no shader cache); the map spec is cut on its
+way to the page (all layers; without one type; none), and a PerformanceObserver collects the
+long tasks (> 50 ms): when the last one ends and their sum after the first second, beside the
+map's ``data-drawn``. In a browser without a GPU the sums are deck.gl's software WebGL
+compiling each layer type's shaders.
 """
 
 from __future__ import annotations
@@ -176,6 +183,84 @@ def run(n_events: int, pages: list[str], repeat: int, seed: int,
     return rows
 
 
+LONG_TASKS = ("window.__longTasks = []; new PerformanceObserver(list => { for (const e of "
+              "list.getEntries()) window.__longTasks.push([e.startTime, e.duration]); })"
+              ".observe({type: 'longtask', buffered: true});")
+
+
+def _cut_layers(node: Any, drop: set[str], seen: set[str]) -> None:
+    """Remove the layers of the types ``drop`` from every map spec inside ``node`` (a Dash
+    response); the types met go into ``seen``."""
+    if isinstance(node, dict):
+        if isinstance(node.get("layers"), list) and "initialViewState" in node:
+            seen.update(str(layer.get("@@type")) for layer in node["layers"])
+            node["layers"] = [x for x in node["layers"] if x.get("@@type") not in drop]
+        for value in node.values():
+            _cut_layers(value, drop, seen)
+    elif isinstance(node, list):
+        for value in node:
+            _cut_layers(value, drop, seen)
+
+
+def layer_cost(n_events: int, seed: int, workdir: Path, rounds: int,
+               settle_s: float = 4.0) -> None:
+    """The ``--layer-cost`` mode (see the module doc); prints one line per visit."""
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve
+
+    home = workspace(n_events, seed, workdir)
+    with serve(home, {"TRAILSCOPE_BASEMAP": "blank"}) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True)
+
+        def visit(drop: set[str]) -> tuple[float, float, float, set[str]]:
+            seen: set[str] = set()
+
+            def cut(route: Any, request: Any = None) -> None:
+                resp = route.fetch()
+                body = resp.body()
+                if b"initialViewState" in body:
+                    data = json.loads(body)
+                    _cut_layers(data, drop, seen)
+                    body = json.dumps(data).encode()
+                route.fulfill(response=resp, body=body)
+
+            context = browser.new_context(viewport={"width": 1360, "height": 900})
+            page = context.new_page()
+            page.add_init_script(LONG_TASKS)
+            page.route(lambda u: "/_dash-update-component" in u, cut)
+            page.goto(f"{url}/map?dataset={DATASET}", wait_until="commit")
+            page.wait_for_selector(f"{MAP_CANVAS}[data-drawn]", state="attached",
+                                   timeout=300_000)
+            time.sleep(settle_s)   # long tasks still running when it was drawn
+            drawn = float(page.get_attribute(MAP_CANVAS, "data-drawn")) / 1000
+            tasks = page.evaluate("window.__longTasks")
+            context.close()
+            end = max((t + d for t, d in tasks), default=0.0) / 1000
+            late = sum(d for t, d in tasks if t > 1000) / 1000
+            return drawn, end, late, seen
+
+        try:
+            _, _, _, types = visit(set())   # a first visit: the layer types, caches warm
+            variants = {"all layers": set(), **{f"without {t}": {t} for t in sorted(types)},
+                        "no layers": set(types)}
+            print(f"# Map page layer types: {', '.join(sorted(types))}; {rounds} round(s), "
+                  f"{settle_s:g} s after data-drawn", flush=True)
+            print("| variant | data-drawn s | long tasks end s | long tasks after 1 s, "
+                  "sum s | load avg |")
+            print("|---|---:|---:|---:|---:|")
+            for _ in range(rounds):
+                for name, drop in variants.items():
+                    drawn, end, late, _ = visit(drop)
+                    print(f"| {name} | {drawn:.2f} | {end:.2f} | {late:.2f} | "
+                          f"{os.getloadavg()[0]:.1f} |", flush=True)
+        finally:
+            browser.close()
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(f"| events | page | browser s warm (goal < {GOAL_S:g}) | server s warm | sent KB warm "
           "| browser s cold | server s cold | load avg | note |")
@@ -194,7 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workdir", type=Path, default=OUT_DIR)
+    ap.add_argument("--layer-cost", action="store_true",
+                    help="the Map page's main-thread cost of each layer type (module doc)")
     args = ap.parse_args(argv)
+    if args.layer_cost:
+        for n in args.events:
+            layer_cost(n, args.seed, args.workdir, args.repeat)
+        return 0
     print(f"# browser bench: python {platform.python_version()}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, headless chromium "
           f"(software WebGL), best of {args.repeat} warm visits after one cold", flush=True)
