@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Issue #15's GPU checks in one go, on a bare machine with one NVIDIA GPU, no internet and a
-# python3 that has PyTorch with CUDA (the workplace's device machines: about 6 minutes on an
-# H100). First, on a machine with the internet, `bash bench/gpu_prepare.sh` gathers .gpu/;
-# then, from the repository root on the GPU machine (.gpu/ beside it):
+# python3 that has PyTorch with CUDA (the workplace's device machines; its time on a GPU is
+# not measured yet). First, on a machine with the internet, `bash bench/gpu_prepare.sh`
+# gathers .gpu/; then, from the repository root on the GPU machine (.gpu/ beside it):
 #
 #   bash bench/gpu_check.sh [OUT]        # OUT: where results go (default $OUT, else bench/out/gpu)
 #
-# Stages, each with its own time limit so one failure leaves the others' results:
+# Stages, most important first, each with its own time limit (they add up to under 9
+# minutes, so one `run` of the device tool holds them) so that one failure or slow stage
+# leaves the others' results:
 #   1. the machine (nvidia-smi, torch, CUDA) and the carried wheels installed in /tmp/ts-site
 #   2. smoke: one epoch of the st-transformer and SASRec on 120 NYC users on the GPU
 #   3. in the background, the CPU twin: st-transformer, NYC leave-last, 3 epochs, 8 threads
-#   4. the GPU twin of 3, then `model_bench --compare-devices`: metrics equal within noise
-#   5. full NYC training of the st-transformer to early stop on the GPU (goal < 2 min), its
+#   4. full NYC training of the st-transformer to early stop on the GPU (goal < 2 min), its
 #      top-10 latency on the GPU, and RecBole SASRec on the same card for the epoch ratio
-#      (goal <= 0.5x)
-#   6. explanations on the GPU (bench.explain_bench --device cuda) of the model of stage 5
+#      (goal <= 0.5x); each epoch and result is in the log even if the stage is cut
+#   5. the GPU twin of 3
+#   6. explanations on the GPU (bench.explain_bench --device cuda) of the model of stage 4
+#   7. `model_bench --compare-devices` of 3 and 5: metrics equal within noise
 # Written to OUT: gpu_check.log (everything printed), cpu3.json, gpu3.json, gpu_full.json.
 #
 # Rehearsal without a GPU: DEVICE=cpu QUICK=1 PYTHON=/path/to/python bash bench/gpu_check.sh
@@ -65,28 +68,28 @@ EOF
 bench=("$PY" -m bench.model_bench --datasets nyc --splits leave-last --device "$DEVICE" "${quick[@]}")
 
 stage "2. smoke: one epoch on 120 users"
-limit 150 "${bench[@]}" --quick --models st-transformer,sasrec --latency-calls 5 --home /tmp/ts-smoke \
+limit 90 "${bench[@]}" --quick --models st-transformer,sasrec --latency-calls 5 --home /tmp/ts-smoke \
   --out /tmp/ts-smoke.json
 
-stage "3. the CPU twin starts in the background (cpu3.txt in this log at stage 7)"
-timeout 420 "$PY" -m bench.model_bench --datasets nyc --splits leave-last --device cpu "${quick[@]}" \
+stage "3. the CPU twin starts in the background (its output in this log at stage 7)"
+timeout 380 "$PY" -m bench.model_bench --datasets nyc --splits leave-last --device cpu "${quick[@]}" \
   --threads 8 --epochs 3 --models st-transformer --latency-calls 50 --home /tmp/ts-cpu3 \
   --out "$OUT/cpu3.json" > /tmp/ts-cpu3.txt 2>&1 &
 cpu_pid=$!
 
-stage "4. the GPU twin: the same run on $DEVICE"
-limit 200 "${bench[@]}" --threads 4 --epochs 3 --models st-transformer --latency-calls 50 \
-  --home /tmp/ts-gpu3 --out "$OUT/gpu3.json"
-
-stage "5. full NYC training to early stop on $DEVICE, and RecBole SASRec on the same card"
-limit 330 "${bench[@]}" --threads 4 --epochs 60 --models st-transformer --latency-calls 200 \
+stage "4. full NYC training to early stop on $DEVICE, and RecBole SASRec on the same card"
+limit 240 "${bench[@]}" --threads 4 --epochs 60 --models st-transformer --latency-calls 200 \
   --peers --peer-python "$PY" --peer-models SASRec --peer-epochs 5 --home /tmp/ts-full \
   --out "$OUT/gpu_full.json"
 
-stage "6. explanations on $DEVICE, of the model stage 5 trained (else one of 20 epochs)"
+stage "5. the GPU twin: the CPU twin's run on $DEVICE"
+limit 100 "${bench[@]}" --threads 4 --epochs 3 --models st-transformer --latency-calls 50 \
+  --home /tmp/ts-gpu3 --out "$OUT/gpu3.json"
+
+stage "6. explanations on $DEVICE, of the model stage 4 trained (else one of 20 epochs)"
 explain=(--epochs 20 --users 60 --time-users 30)
 [ ${#quick[@]} -gt 0 ] && explain=(--epochs 1 --users 8 --time-users 4)
-limit 150 "$PY" -m bench.explain_bench --device "$DEVICE" --threads 4 "${explain[@]}" \
+limit 80 "$PY" -m bench.explain_bench --device "$DEVICE" --threads 4 "${explain[@]}" \
   --home /tmp/ts-full
 
 stage "7. the CPU twin (waiting for it) and the comparison"
