@@ -2,7 +2,7 @@
 # Issue #15's GPU checks in one go, on a bare machine with one NVIDIA GPU, no internet and a
 # python3 that has PyTorch with CUDA (the workplace's device machines; its time on a GPU is
 # not measured yet). First, on a machine with the internet, `bash bench/gpu_prepare.sh`
-# gathers .gpu/; then, from the repository root on the GPU machine (.gpu/ beside it):
+# gathers .gpu/; then, from the repository root (holding .gpu/) on the GPU machine:
 #
 #   bash bench/gpu_check.sh [OUT]        # OUT: where results go (default $OUT, else bench/out/gpu)
 #
