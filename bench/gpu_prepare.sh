@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Gathers, on this machine, what bench/gpu_check.sh needs on a bare GPU machine that cannot
 # reach the internet, into .gpu/ (ignored by git; under 45 MB):
-#   .gpu/whl/   wheels of the packages the GPU image lacks (its python3 has torch, numpy,
-#               pandas, pyarrow, scikit-learn, tensorboard, ...): duckdb and tzfpy (the
-#               import), captum (explanations), RecBole 1.2.1 and the three small packages it
-#               imports (the peer); versions as in this checkout's .venv where it has them
+#   .gpu/whl/   wheels of the packages a CUDA image lacks: duckdb and tzfpy (the import),
+#               captum (explanations), RecBole 1.2.1 and the three small packages it imports
+#               (the peer); versions as in this checkout's .venv where it has them. The GPU
+#               machine's Python must hold the rest: torch (CUDA), numpy, pandas, pyarrow,
+#               scipy, scikit-learn, matplotlib, pyyaml, tensorboard, tabulate, colorama,
+#               cloudpickle, tqdm, sympy, psutil and pytest (what the rehearsal had)
 #   .gpu/data/  the complete Foursquare NYC check-ins from $TRAILSCOPE_DATA
 # The GPU machine runs TrailScope from the repository itself (gpu_check.sh links it), so
 # no wheel of our own goes stale.
