@@ -31,6 +31,9 @@ quick=()
 [ "${QUICK:-0}" = 1 ] && quick=(--quick)
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+tee_pid=$!
+# on every exit: the log complete before the machine hands OUT back
+trap 'exec >&- 2>&-; wait "$tee_pid" 2>/dev/null' EXIT
 t_start=$SECONDS
 
 stage() { echo; echo "=== $* ($(date -u +%FT%TZ), $((SECONDS - t_start)) s in, load $(cut -d' ' -f1-3 /proc/loadavg))"; }
