@@ -16,7 +16,7 @@ that put every timestamp in the same bin.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -110,44 +110,43 @@ def window_start(ts: pd.Series, window: Window) -> pd.Series:
 
 def window_starts_us(us: np.ndarray, window: Window) -> np.ndarray:
     """:func:`window_start` of times in microseconds since 1970, in microseconds (NaT's
-    int64, ``np.iinfo(np.int64).min``, outside custom edges); each day's window found once
-    when every window starts at midnight."""
-    us = np.asarray(us, np.int64)
-    if not len(us):
-        return np.zeros(0, np.int64)
-
-    def starts(times: np.ndarray) -> np.ndarray:
-        first = window_start(pd.Series(times.view("datetime64[us]")), window)
-        return first.to_numpy("datetime64[us]").view(np.int64)
-
-    if _whole_days(window):
-        day = us // _DAY_US
-        d0 = int(day.min())
-        return starts(np.arange(d0, int(day.max()) + 1) * _DAY_US)[day - d0]
-    return starts(us)
+    int64, ``np.iinfo(np.int64).min``, outside custom edges)."""
+    return _per_day(us, window, lambda t: _starts_us(t, window))
 
 
 def window_index(us: np.ndarray, window: Window, starts: pd.DatetimeIndex) -> np.ndarray:
     """Index in ``starts`` (:func:`all_windows` of a span holding them) of the window of each
     time given in microseconds since 1970 (:func:`window_start`'s rule); -1 where there is
     none (outside custom edges)."""
-    us = np.asarray(us, np.int64)
-    if not len(us):
-        return np.zeros(0, np.int64)
     bounds = starts.to_numpy("datetime64[us]").view(np.int64)
 
     def index(times: np.ndarray) -> np.ndarray:
-        first = window_starts_us(times, window)
+        first = _starts_us(times, window)
         i = np.searchsorted(bounds, first)
         found = i < len(bounds)
         found[found] = bounds[i[found]] == first[found]
         return np.where(found, i, -1)
 
-    if _whole_days(window):  # each day's index found once
+    return _per_day(us, window, index)
+
+
+def _starts_us(times: np.ndarray, window: Window) -> np.ndarray:
+    return window_start(pd.Series(times.view("datetime64[us]")), window).to_numpy(
+        "datetime64[us]").view(np.int64)
+
+
+def _per_day(us: np.ndarray, window: Window,
+             per_time: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``per_time`` of each time (microseconds since 1970), computed once per day when every
+    window of ``window`` starts at midnight (all of a day's times share their window)."""
+    us = np.asarray(us, np.int64)
+    if not len(us):
+        return np.zeros(0, np.int64)
+    if _whole_days(window):
         day = us // _DAY_US
         d0 = int(day.min())
-        return index(np.arange(d0, int(day.max()) + 1) * _DAY_US)[day - d0]
-    return index(us)
+        return per_time(np.arange(d0, int(day.max()) + 1) * _DAY_US)[day - d0]
+    return per_time(us)
 
 
 _DAY_US = 86_400_000_000

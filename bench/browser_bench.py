@@ -183,6 +183,22 @@ def run(n_events: int, pages: list[str], repeat: int, seed: int,
     return rows
 
 
+def edit_callbacks(page: Any, edit: Callable[[Any], Any] | None, marker: bytes = b"") -> None:
+    """Route ``page``'s Dash callback responses through the bench: those holding ``marker``
+    are parsed, given to ``edit`` (which returns the JSON to send instead) and sent on;
+    ``edit=None`` sends them unchanged, through the same route (a baseline timed alike)."""
+    import json
+
+    def handle(route: Any, request: Any = None) -> None:
+        resp = route.fetch()
+        body = resp.body()
+        if edit is not None and marker in body:
+            body = json.dumps(edit(json.loads(body))).encode()
+        route.fulfill(response=resp, body=body)
+
+    page.route(lambda u: "/_dash-update-component" in u, handle)
+
+
 LONG_TASKS = ("window.__longTasks = []; new PerformanceObserver(list => { for (const e of "
               "list.getEntries()) window.__longTasks.push([e.startTime, e.duration]); })"
               ".observe({type: 'longtask', buffered: true});")
@@ -205,8 +221,6 @@ def _cut_layers(node: Any, drop: set[str], seen: set[str]) -> None:
 def layer_cost(n_events: int, seed: int, workdir: Path, rounds: int,
                settle_s: float = 4.0) -> None:
     """The ``--layer-cost`` mode (see the module doc); prints one line per visit."""
-    import json
-
     from playwright.sync_api import sync_playwright
 
     from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve
@@ -219,19 +233,14 @@ def layer_cost(n_events: int, seed: int, workdir: Path, rounds: int,
         def visit(drop: set[str]) -> tuple[float, float, float, set[str]]:
             seen: set[str] = set()
 
-            def cut(route: Any, request: Any = None) -> None:
-                resp = route.fetch()
-                body = resp.body()
-                if b"initialViewState" in body:
-                    data = json.loads(body)
-                    _cut_layers(data, drop, seen)
-                    body = json.dumps(data).encode()
-                route.fulfill(response=resp, body=body)
+            def cut(data: Any) -> Any:
+                _cut_layers(data, drop, seen)
+                return data
 
             context = browser.new_context(viewport={"width": 1360, "height": 900})
             page = context.new_page()
             page.add_init_script(LONG_TASKS)
-            page.route(lambda u: "/_dash-update-component" in u, cut)
+            edit_callbacks(page, cut, b"initialViewState")
             page.goto(f"{url}/map?dataset={DATASET}", wait_until="commit")
             page.wait_for_selector(f"{MAP_CANVAS}[data-drawn]", state="attached",
                                    timeout=300_000)

@@ -98,18 +98,14 @@ def _strip_preload(node: object) -> tuple[object, int]:
 def _intercept(page, strip: bool, removed: list[int]) -> None:
     """Route the page's callback responses through the test (both variants alike); ``strip``:
     without the preload graph."""
-    def handle(route) -> None:
-        resp = route.fetch()
-        body = resp.body()
-        if strip and b"aria-hidden" in body:
-            import json
+    from bench.browser_bench import edit_callbacks
 
-            data, n = _strip_preload(json.loads(body))
-            removed.append(n)
-            body = json.dumps(data).encode()
-        route.fulfill(response=resp, body=body)
+    def without_preload(data: object) -> object:
+        data, n = _strip_preload(data)
+        removed.append(n)
+        return data
 
-    page.route(lambda u: "/_dash-update-component" in u, handle)
+    edit_callbacks(page, without_preload if strip else None, b"aria-hidden")
 
 
 def browser_times(home: Path, rounds: int, log, compare_preload: bool = False) -> None:

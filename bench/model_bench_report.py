@@ -117,9 +117,7 @@ def _print_seeds(results: dict[str, Any]) -> None:
 def device_of(run: dict[str, Any]) -> str:
     """Where a run (ours: its job; a RecBole peer: its own record) trained: 'cpu' or the GPU's
     name."""
-    if "job" in run:
-        return run.get("gpu") or run["job"].get("device", "cpu")
-    return run.get("gpu") or run.get("device", "cpu")
+    return run.get("gpu") or run.get("job", run).get("device", "cpu")
 
 
 def _device_tag(runs: list[dict[str, Any]]) -> str:
@@ -335,7 +333,8 @@ def _goals(results: dict[str, Any], peers: bool = True) -> list[tuple[str, str]]
 def compare_devices(first: dict[str, Any], second: dict[str, Any]) -> list[tuple[str, str]]:
     """Each run of ``first`` beside the same run (dataset, split, model, seed, epochs) of
     ``second`` on another device: prints both and returns (PASS/MISS, text) per pair, PASS
-    when test NDCG@10 and MRR differ by at most DEVICE_NOISE."""
+    when the network's last validation NDCG@10 and the test NDCG@10 and MRR each differ by
+    at most DEVICE_NOISE."""
     def key(r: dict[str, Any]) -> tuple:
         j = r["job"]
         return (j["dataset"], j["split"], j["model"], int(j.get("seed", 0)), int(j["epochs"]))

@@ -111,7 +111,7 @@ def latency(store: Any, dataset: str, model_id: str, path: Path, n: int,
     return {"recommend_ms_median": float(np.median(e2e)),
             "recommend_ms_p90": float(np.percentile(e2e, 90)),
             "score_ms_median": float(np.median(score)),
-            "score_ms_p90": float(np.percentile(score, 90)), "calls": n}
+            "score_ms_p90": float(np.percentile(score, 90)), "calls": n, "device": device}
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +161,6 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("latency_calls", 0) > 0:
         out["latency"] = latency(store, job["dataset"], res.model_id, res.path,
                                  int(job["latency_calls"]), device)
-        out["latency"]["device"] = device
     out["rss_mb_peak"] = _rss_mb()
     store.close()
     return out
